@@ -1,0 +1,293 @@
+/*
+ * spawn: clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK) and the child up to execve.
+ *
+ * Why CLONE_VM|CLONE_VFORK on a private stack: the child shares the parent's
+ * address space instead of copying its page tables, so the cost of a spawn
+ * does not grow with the caller's memory (DESIGN.md invariant 3).  The
+ * calling thread is suspended until the child has exec'd or exited, which is
+ * what makes sharing memory safe: nothing the child reads can change under
+ * it, and the stack can be unmapped as soon as clone3() returns.
+ *
+ * Why exit_signal 0: the kernel then treats the child as a "clone" child.
+ * waitpid(-1)/waitid(P_ALL) without __WALL or __WCLONE never sees it, so a
+ * foreign global reaper in the same process (a SIGCHLD handler calling
+ * os.waitpid(-1, ...)) cannot steal its status, and a SIGCHLD disposition of
+ * SIG_IGN does not make the kernel auto-reap it.  pidsafe itself waits with
+ * waitid(P_PIDFD, ..., __WALL).  If we die, the child is reparented and its
+ * exit_signal becomes SIGCHLD again, so init reaps it as usual.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "pidsafe.h"
+
+extern char **environ;
+
+/* The child calls few functions, none recursive: 64 KiB is generous. */
+#define SPAWN_STACK_SIZE (64 * 1024)
+
+struct spawn_ctx {
+    const struct pidsafe_spawn_spec *spec;
+    const sigset_t *parent_mask;  /* restored in the child just before exec */
+};
+
+/*
+ * The child.  It runs on a stack of its own but in the parent's memory, so
+ * it may call only async-signal-safe functions: no malloc, no stdio, no
+ * locks, nothing that touches Python.  It writes nothing the parent reads
+ * except through the error pipe.  errno is the suspended parent thread's
+ * (TLS is shared); the parent does not rely on it across clone3().
+ *
+ * On any failure it writes {stage, errno} to the close-on-exec error pipe and
+ * exits with 127; on success the pipe closes at exec and the parent reads EOF.
+ */
+static void report_and_exit(int fd, int stage, int err)
+{
+    struct pidsafe_child_error rec;
+    ssize_t n;
+
+    rec.stage = stage;
+    rec.err = err;
+    do {
+        n = write(fd, &rec, sizeof(rec));
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+static int move_off_stdio(int fd)
+{
+    /* A duplicate >= 3, close-on-exec: it dies at exec or in close_fds. */
+    return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+static int close_fds_except(const int *keep, int n_keep, int errpipe)
+{
+    unsigned int start = 3;
+    int i;
+
+    for (i = 0; i <= n_keep; i++) {
+        unsigned int until;
+        if (i < n_keep)
+            until = (unsigned int)keep[i];
+        else
+            until = ~0U;
+        if (until > start) {
+            if (pidsafe_close_range(start, until - 1, 0) < 0) {
+                if (errno != ENOSYS && errno != EINVAL)
+                    return -1;
+                /* No close_range (Linux < 5.9): close one by one. */
+                struct rlimit rl;
+                unsigned int fd, last = until - 1;
+                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                    && rl.rlim_cur - 1 < last)
+                    last = (unsigned int)rl.rlim_cur - 1;
+                for (fd = start; fd <= last && fd >= start; fd++) {
+                    if ((int)fd != errpipe)
+                        close((int)fd);
+                }
+            }
+        }
+        if (i < n_keep)
+            start = (unsigned int)keep[i] + 1;
+    }
+    return 0;
+}
+
+static int spawn_child(void *arg)
+{
+    const struct spawn_ctx *ctx = arg;
+    const struct pidsafe_spawn_spec *s = ctx->spec;
+    const int ep = s->errpipe_write;
+    int fds[3];
+    int sig, i;
+    char **envp;
+    int saved_errno = 0;
+
+    /*
+     * Signal handlers installed by the parent (Python's among them) would run
+     * in our shared memory; put every caught signal back to SIG_DFL.  All
+     * signals stay blocked (the parent blocked them) until just before exec.
+     */
+    for (sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, NULL, &sa) < 0)
+            continue;  /* glibc's internal signals: EINVAL */
+        if (sa.sa_handler == SIG_DFL)
+            continue;
+        if (sa.sa_handler == SIG_IGN
+            && !(s->restore_signals && (sig == SIGPIPE || sig == SIGXFSZ)))
+            continue;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        if (sigaction(sig, &sa, NULL) < 0)
+            report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
+    }
+
+    /*
+     * stdio.  A source fd may itself be 0, 1 or 2; move any that a later
+     * dup2() would overwrite out of the way first (as _posixsubprocess does).
+     */
+    fds[0] = s->stdio[0];
+    fds[1] = s->stdio[1];
+    fds[2] = s->stdio[2];
+    if (fds[1] == 0 && (fds[1] = move_off_stdio(fds[1])) < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+    while (fds[2] == 0 || fds[2] == 1) {
+        if ((fds[2] = move_off_stdio(fds[2])) < 0)
+            report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+    }
+    for (i = 0; i < 3; i++) {
+        if (fds[i] < 0)
+            continue;
+        if (fds[i] == i) {
+            /* Already in place: only make sure it survives exec. */
+            if (fcntl(i, F_SETFD, 0) < 0)
+                report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+        } else if (dup2(fds[i], i) < 0) {
+            report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+        }
+    }
+
+    /* pass_fds: the only fds >= 3 that outlive exec. */
+    for (i = 0; i < s->n_keep_fds; i++) {
+        int fd = s->keep_fds[i];
+        if (fd == ep)
+            continue;
+        if (fcntl(fd, F_SETFD, 0) < 0)
+            report_and_exit(ep, PIDSAFE_STAGE_PASS_FDS, errno);
+    }
+
+    if (s->close_fds && close_fds_except(s->keep_fds, s->n_keep_fds, ep) < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_CLOSE_FDS, errno);
+
+    if (s->new_session && setsid() < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_SETSID, errno);
+
+    if (s->pdeathsig) {
+        if (prctl(PR_SET_PDEATHSIG, (unsigned long)s->pdeathsig, 0, 0, 0) < 0)
+            report_and_exit(ep, PIDSAFE_STAGE_PDEATHSIG, errno);
+        /* The parent may have died before the prctl(): then no signal comes. */
+        if (getppid() != s->parent_pid)
+            report_and_exit(ep, PIDSAFE_STAGE_PARENT_GONE, ESRCH);
+    }
+
+    if (s->cwd && chdir(s->cwd) < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_CHDIR, errno);
+
+    if (sigprocmask(SIG_SETMASK, ctx->parent_mask, NULL) < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
+
+    /*
+     * Try each candidate (the parent did the PATH search).  Like execvpe, keep
+     * the first error that is not "not here" (ENOENT, ENOTDIR), so that an
+     * EACCES on an earlier PATH entry is not masked by ENOENT on a later one.
+     */
+    envp = s->envp ? s->envp : environ;
+    for (i = 0; s->exec_paths[i] != NULL; i++) {
+        execve(s->exec_paths[i], s->argv, envp);
+        if (errno != ENOENT && errno != ENOTDIR && saved_errno == 0)
+            saved_errno = errno;
+    }
+    report_and_exit(ep, PIDSAFE_STAGE_EXEC, saved_errno ? saved_errno : errno);
+    return 127;
+}
+
+static int exit_at_once(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static long clone_on_private_stack(uint64_t flags, int cgroup_fd,
+                                   pidsafe_child_fn fn, void *arg, int *pidfd_out)
+{
+    static long page_size;
+    struct pidsafe_clone_args args;
+    size_t map_size;
+    char *mem;
+    long pid;
+    int saved;
+    int pidfd = -1;
+
+    if (page_size == 0)
+        page_size = sysconf(_SC_PAGESIZE);
+    map_size = SPAWN_STACK_SIZE + (size_t)page_size;
+    mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -1;
+    /* Guard page below the stack: an overflow faults instead of scribbling. */
+    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
+        saved = errno;
+        munmap(mem, map_size);
+        errno = saved;
+        return -1;
+    }
+
+    memset(&args, 0, sizeof(args));
+    args.flags = flags | PIDSAFE_CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = 0;
+    args.stack = (uint64_t)(uintptr_t)(mem + page_size);
+    args.stack_size = SPAWN_STACK_SIZE;
+    if (cgroup_fd >= 0) {
+        args.flags |= PIDSAFE_CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
+
+    pid = pidsafe_clone3(&args, sizeof(args), fn, arg);
+    saved = errno;
+    munmap(mem, map_size);
+    if (pid < 0) {
+        errno = saved;
+        return -1;
+    }
+    *pidfd_out = pidfd;
+    return pid;
+}
+
+int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out)
+{
+    struct spawn_ctx ctx;
+    sigset_t all, old;
+    long pid;
+    int saved;
+
+    /*
+     * Block every signal for the clone: a handler must not run in the child
+     * while it still shares our memory.  The child restores this mask itself
+     * right before exec; we restore it as soon as clone3() returns.
+     */
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
+        return -1;
+    ctx.spec = spec;
+    ctx.parent_mask = &old;
+    pid = clone_on_private_stack(PIDSAFE_CLONE_VM | PIDSAFE_CLONE_VFORK | spec->clone_flags,
+                                 spec->cgroup_fd, spawn_child, &ctx, pidfd_out);
+    saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        errno = saved;
+        return -1;
+    }
+    return (int)pid;
+}
+
+int pidsafe_probe_child(int *pidfd_out)
+{
+    long pid = clone_on_private_stack(PIDSAFE_CLONE_VM | PIDSAFE_CLONE_VFORK, -1,
+                                      exit_at_once, NULL, pidfd_out);
+    return pid < 0 ? -1 : (int)pid;
+}

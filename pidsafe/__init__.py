@@ -1,0 +1,27 @@
+"""pidsafe: processes, user namespaces and idmapped mounts with no pid races.
+
+Every process pidsafe touches is held by a pidfd from birth
+(``clone3(CLONE_PIDFD)``) to reaping (``waitid(P_PIDFD)``), so a recycled pid
+can never be signalled, waited on or opened by mistake.
+"""
+
+from ._errors import TimeoutExpired, UnsupportedError
+from ._fd import OwnedFd
+from ._features import Features, features
+from ._process import Process
+from ._spawn import DEVNULL, PIPE, STDOUT, spawn
+from ._version import __version__
+
+__all__ = [
+    "DEVNULL",
+    "Features",
+    "OwnedFd",
+    "PIPE",
+    "Process",
+    "STDOUT",
+    "TimeoutExpired",
+    "UnsupportedError",
+    "__version__",
+    "features",
+    "spawn",
+]

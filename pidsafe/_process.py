@@ -1,0 +1,482 @@
+"""Process: a child (or adopted process) held by its pidfd.
+
+The pidfd is the process's identity for as long as the handle lives.
+Signals go through ``pidfd_send_signal`` and reaping through
+``waitid(P_PIDFD)``: once the process has been reaped, the pidfd refers to
+no process at all, so a recycled pid can never be signalled or waited on.
+
+Locking: ``_lock`` guards the fd number and ``returncode`` and is held only
+for non-blocking syscalls.  Blocking waits poll the pidfd *without* the lock
+(the pidfd becomes readable when the process exits) and then reap with
+``WNOHANG`` under it, so a thread blocked in ``wait()`` never stops
+``poll()``, ``send_signal()`` or ``close()`` in another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+import select
+import selectors
+import signal
+import threading
+import time
+import warnings
+from types import TracebackType
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple, Type
+
+from . import _sys
+from ._errors import TimeoutExpired
+
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+
+
+def _returncode(code: int, status: int) -> int:
+    """Popen's convention: exit status, or minus the signal number."""
+    if code == _sys.CLD_EXITED:
+        return status
+    if code in (_sys.CLD_KILLED, _sys.CLD_DUMPED):
+        return -status
+    raise ValueError(f"unexpected waitid si_code {code}")  # pragma: no cover
+
+
+class Process:
+    """A process held by a pidfd from birth (:func:`pidsafe.spawn`) or adoption.
+
+    Mirrors ``subprocess.Popen`` where it can: ``pid``, ``args``,
+    ``returncode``, ``stdin``/``stdout``/``stderr``, ``poll()``,
+    ``wait(timeout)``, ``communicate()``, ``send_signal()``, ``terminate()``,
+    ``kill()`` and the context manager.  Adds ``fileno()`` (the pidfd),
+    ``is_alive()``, ``close()`` and ``await wait_async()``.
+    """
+
+    def __init__(self, pid: int, pidfd: int, *, args: Any = None,
+                 stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] = None,
+                 stderr: Optional[IO[bytes]] = None, child: Optional[bool] = True) -> None:
+        self.pid = pid
+        self.args = args
+        self.returncode: Optional[int] = None
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self._fd = pidfd
+        self._lock = threading.Lock()
+        # True: our child.  None: adopted, not known yet.  False: not ours.
+        self._child = child
+        self._communication_started = False
+        self._fileobj2output: Dict[Any, List[bytes]] = {}
+        self._input: Optional[memoryview] = None
+        self._input_offset = 0
+
+    # -- identity -----------------------------------------------------------
+
+    @classmethod
+    def from_pid(cls, pid: int) -> "Process":
+        """Adopt an existing process through ``pidfd_open(2)`` (Linux 5.3).
+
+        The pidfd pins the identity from this moment on; whether the pid
+        still meant the process you had in mind *before* this call is for you
+        to know (e.g. it is your child, or you hold it stopped).
+
+        For a process that is not your child, ``wait()`` waits for it to
+        exit and returns the status the kernel keeps once its real parent
+        has reaped it (``PIDFD_INFO_EXIT``, Linux 6.15); until then it keeps
+        waiting, and a timeout applies as usual.
+
+        Raises:
+            ProcessLookupError: no such process.
+        """
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValueError(f"pid must be a positive int, got {pid!r}")
+        fd = _sys.pidfd_open(pid)
+        return cls(pid, fd, args=None, child=None)
+
+    def fileno(self) -> int:
+        """The pidfd (close-on-exec).  Readable once the process has exited.
+
+        Raises:
+            ValueError: the handle has been closed.
+        """
+        fd = self._fd
+        if fd < 0:
+            raise ValueError(f"Process {self.pid} is closed")
+        return fd
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._fd < 0
+
+    def __repr__(self) -> str:
+        return (f"<pidsafe.Process pid={self.pid} returncode={self.returncode} "
+                f"args={self.args!r}{' closed' if self._fd < 0 else ''}>")
+
+    # -- reaping --------------------------------------------------------------
+
+    def _reap_locked(self) -> bool:
+        """With ``_lock`` held: reap if exited; True once returncode is known."""
+        if self.returncode is not None:
+            return True
+        fd = self._fd
+        if fd < 0:
+            raise ValueError(f"Process {self.pid} is closed")
+        stolen = False
+        if self._child is not False:
+            try:
+                res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
+            except ChildProcessError:
+                if self._child is None:
+                    self._child = False   # adopted, and not ours
+                else:
+                    stolen = True         # a foreign reaper used __WALL
+            else:
+                self._child = True
+                if res is None:
+                    return False
+                self.returncode = _returncode(res[1], res[2])
+                return True
+        # The kernel keeps the exit status of a reaped process on its pidfd
+        # (PIDFD_INFO_EXIT, Linux 6.15), whoever reaped it.
+        try:
+            status = _sys.pidfd_exit_info(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+                raise
+            from ._errors import UnsupportedError
+
+            raise UnsupportedError(
+                "pidfd_info_exit",
+                f"needed for the status of process {self.pid}, "
+                + ("which another waiter reaped" if stolen else "which is not our child"),
+                exc.errno) from None
+        if status is not None:
+            self.returncode = os.waitstatus_to_exitcode(status)
+            return True
+        if stolen:
+            raise _sys.make_oserror(
+                errno.ECHILD, f"child {self.pid} was reaped by another waiter and the "
+                "kernel kept no exit status")
+        return False
+
+    def poll(self) -> Optional[int]:
+        """Reap the process if it has exited; its return code, else ``None``."""
+        if self.returncode is None:
+            with self._lock:
+                self._reap_locked()
+        return self.returncode
+
+    def _wait_readable(self, timeout: Optional[float]) -> bool:
+        p = select.poll()
+        p.register(self.fileno(), select.POLLIN)
+        # PEP 475: poll() retries EINTR itself, recomputing the timeout, and
+        # lets a signal handler's exception through.
+        return bool(p.poll(None if timeout is None else max(0, timeout) * 1000))
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait for the process to exit and reap it through its pidfd.
+
+        Blocks in ``poll(2)`` on the pidfd (no busy loop).  Exits are never
+        lost: a process that exited before ``wait()`` was called is reaped
+        at once.
+
+        Args:
+            timeout: seconds; ``None`` waits for ever.
+
+        Returns:
+            The return code: the exit status, or ``-N`` for signal ``N``.
+
+        Raises:
+            pidsafe.TimeoutExpired: (a ``subprocess.TimeoutExpired``) the
+                process is still running after ``timeout`` seconds.
+            ValueError: the handle has been closed.
+        """
+        if self.returncode is not None:
+            return self.returncode
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = 0.001
+        while True:
+            if self.poll() is not None:
+                assert self.returncode is not None
+                return self.returncode
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutExpired(self.args, timeout if timeout is not None else 0)
+            if self._wait_readable(remaining):
+                if self._child is False:
+                    # Exited, but its parent has not reaped it yet: the
+                    # kernel has no status to give us.  Nothing to poll for
+                    # that, so back off (non-children only).
+                    time.sleep(backoff if remaining is None else min(backoff, remaining))
+                    backoff = min(backoff * 2, 0.05)
+
+    async def wait_async(self) -> int:
+        """``await`` the exit without blocking the event loop.
+
+        Watches the pidfd with the running loop's ``add_reader`` (no thread
+        per wait).  Any number of coroutines may await the same process.
+        """
+        if self.returncode is not None:
+            return self.returncode
+        loop = asyncio.get_running_loop()
+        backoff = 0.001
+        while self.poll() is None:
+            # A private dup: add_reader() allows one callback per fd, and
+            # several coroutines may be waiting on this process.
+            import fcntl
+
+            fd = fcntl.fcntl(self.fileno(), fcntl.F_DUPFD_CLOEXEC, 0)
+            try:
+                fut: "asyncio.Future[None]" = loop.create_future()
+
+                def ready(fut: "asyncio.Future[None]" = fut) -> None:
+                    if not fut.done():
+                        fut.set_result(None)
+
+                loop.add_reader(fd, ready)
+                try:
+                    await fut
+                finally:
+                    loop.remove_reader(fd)
+            finally:
+                os.close(fd)
+            if self.poll() is None:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+    def is_alive(self) -> bool:
+        """Whether the process is still running (a zombie is not alive)."""
+        if self.returncode is not None:
+            return False
+        if self._wait_readable(0):
+            self.poll()
+            return False
+        return True
+
+    # -- signals ----------------------------------------------------------------
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` through the pidfd (``pidfd_send_signal(2)``, Linux 5.1).
+
+        Does nothing once the process has been reaped, like ``Popen``; the
+        pidfd guarantees that it can never reach another process that has
+        since been given the same pid.
+
+        Raises:
+            ValueError: the handle has been closed.
+        """
+        with self._lock:
+            if self.returncode is not None:
+                return
+            fd = self._fd
+            if fd < 0:
+                raise ValueError(f"Process {self.pid} is closed")
+            try:
+                _sys.pidfd_send_signal(fd, sig)
+            except ProcessLookupError:
+                # Reaped by someone else: the process no longer exists, and
+                # the pidfd refers to nothing else.  Same as Popen.
+                pass
+
+    def terminate(self) -> None:
+        """Send ``SIGTERM`` through the pidfd."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Send ``SIGKILL`` through the pidfd."""
+        self.send_signal(signal.SIGKILL)
+
+    # -- pipes --------------------------------------------------------------
+
+    def _stdin_write(self, data: Optional[bytes]) -> None:
+        assert self.stdin is not None
+        try:
+            if data:
+                self.stdin.write(data)
+        except BrokenPipeError:
+            pass  # the child closed its stdin: what Popen does too
+        try:
+            self.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def communicate(self, input: Optional[bytes] = None,
+                    timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
+
+        After a :class:`pidsafe.TimeoutExpired`, call again to go on: output
+        read so far is kept.
+
+        Returns:
+            ``(stdout, stderr)``: bytes for each stream that is a pipe.
+        """
+        if self._communication_started and input:
+            raise ValueError("Cannot send input after starting communication")
+        if (timeout is None and not self._communication_started
+                and [self.stdin, self.stdout, self.stderr].count(None) >= 2):
+            out = err = None
+            if self.stdin:
+                self._stdin_write(input)
+            elif self.stdout:
+                out = self.stdout.read()
+                self.stdout.close()
+            elif self.stderr:
+                err = self.stderr.read()
+                self.stderr.close()
+            self.wait()
+            return out, err
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            out, err = self._communicate(input, deadline, timeout)
+        finally:
+            self._communication_started = True
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(remaining)
+        return out, err
+
+    def _communicate(self, input: Optional[bytes], deadline: Optional[float],
+                     timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
+        if self.stdin and not self._communication_started:
+            try:
+                self.stdin.flush()
+            except BrokenPipeError:
+                pass
+            if not input:
+                try:
+                    self.stdin.close()
+                except BrokenPipeError:
+                    pass
+        for f in (self.stdout, self.stderr):
+            if f is not None and f not in self._fileobj2output:
+                self._fileobj2output[f] = []
+        if self.stdin and self._input is None:
+            self._input_offset = 0
+            self._input = memoryview(input) if input else None
+
+        with selectors.PollSelector() as sel:
+            if self.stdin and input and not self.stdin.closed:
+                sel.register(self.stdin, selectors.EVENT_WRITE)
+            for f in (self.stdout, self.stderr):
+                if f is not None and not f.closed:
+                    sel.register(f, selectors.EVENT_READ)
+            while sel.get_map():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutExpired(self.args, timeout or 0, *self._partial())
+                for key, _ in sel.select(remaining):
+                    if key.fileobj is self.stdin:
+                        assert self._input is not None and self.stdin is not None
+                        chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
+                        try:
+                            self._input_offset += os.write(key.fd, chunk)
+                        except BrokenPipeError:
+                            sel.unregister(key.fileobj)
+                            self.stdin.close()
+                        else:
+                            if self._input_offset >= len(self._input):
+                                sel.unregister(key.fileobj)
+                                self.stdin.close()
+                    else:
+                        data = os.read(key.fd, 32768)
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            key.fileobj.close()  # type: ignore[union-attr]
+                        self._fileobj2output[key.fileobj].append(data)
+        return self._partial()
+
+    def _partial(self) -> Tuple[Optional[bytes], Optional[bytes]]:
+        out = b"".join(self._fileobj2output[self.stdout]) if self.stdout is not None else None
+        err = b"".join(self._fileobj2output[self.stderr]) if self.stderr is not None else None
+        return out, err
+
+    # -- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the pidfd and any pipes.  Idempotent.
+
+        Closing does not wait: a child that has not been reaped is left to
+        the kernel's usual rules (it stays a zombie until we exit).  Use the
+        context manager, or ``wait()`` first.
+        """
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except BrokenPipeError:
+                    pass
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> "Process":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        """Close the pipes, wait for the process (like Popen), close the pidfd."""
+        try:
+            for f in (self.stdout, self.stderr, self.stdin):
+                if f is not None:
+                    try:
+                        f.close()
+                    except BrokenPipeError:
+                        pass
+            if self._fd >= 0 and self._child is not False:
+                self.wait()
+        finally:
+            self.close()
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", -1)
+        if fd < 0:
+            return
+        running = self.returncode is None
+        if running and self._child is not False:
+            # Try to reap now; if it still runs, keep the handle for a later
+            # spawn() to reap, as subprocess does with its _active list.
+            try:
+                with self._lock:
+                    self._reap_locked()
+            except OSError:
+                pass
+            if self.returncode is None:
+                _abandoned.append(self)
+                warnings.warn(f"pidsafe child {self.pid} is still running",
+                              ResourceWarning, stacklevel=2)
+                return
+        self._fd = -1
+        os.close(fd)
+        warnings.warn(f"unclosed pidsafe.Process {self.pid}", ResourceWarning, stacklevel=2)
+
+
+# Handles dropped while their child still ran: reaped by reap_abandoned().
+_abandoned: List[Process] = []
+
+
+def reap_abandoned() -> None:
+    """Reap, without blocking, children whose handles were dropped running."""
+    for p in list(_abandoned):
+        try:
+            with p._lock:
+                done = p._reap_locked()
+        except (OSError, ValueError):
+            done = True
+        if done:
+            _abandoned.remove(p)
+            with p._lock:
+                fd, p._fd = p._fd, -1
+            if fd >= 0:
+                os.close(fd)
+
+
+def open_pipe_files(parent_fds: Sequence[int], modes: Sequence[str],
+                    bufsize: int) -> List[Optional[IO[bytes]]]:
+    """File objects for the parent's ends of stdio pipes (-1: none)."""
+    out: List[Optional[IO[bytes]]] = []
+    for fd, mode in zip(parent_fds, modes):
+        out.append(None if fd < 0 else io.open(fd, mode, bufsize))
+    return out

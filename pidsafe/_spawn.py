@@ -1,0 +1,275 @@
+"""spawn(): start a program as a child held by a pidfd from birth.
+
+The parent does all the work that can fail or allocate (argument encoding,
+the PATH search, pipes, fd lists) before the clone; the child (csrc/spawn.c)
+only moves fds, changes directory and execs.  A child that fails reports
+``{stage, errno}`` over a close-on-exec pipe; EOF with no record means exec
+succeeded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+from typing import IO, Any, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _sys
+from ._errors import UnsupportedError
+from ._process import Process, open_pipe_files, reap_abandoned
+
+StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+#: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
+#: subprocess.PIPE, subprocess.DEVNULL, and (stderr only) subprocess.STDOUT.
+StdioArg = Union[None, int, IO[Any]]
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
+
+
+def _encode(value: StrOrBytesPath, what: str) -> bytes:
+    try:
+        b = os.fsencode(value)
+    except TypeError:
+        raise TypeError(f"{what} must be str, bytes or os.PathLike, "
+                        f"not {type(value).__name__}: {value!r}") from None
+    if b"\0" in b:
+        raise ValueError(f"{what} contains a NUL byte: {value!r}")
+    return b
+
+
+def _encode_env(env: Mapping[Any, Any]) -> List[bytes]:
+    out = []
+    for k, v in env.items():
+        kb = _encode(k, "env key")
+        if not kb or b"=" in kb:
+            raise ValueError(f"illegal environment variable name: {k!r}")
+        out.append(kb + b"=" + _encode(v, f"env[{k!r}]"))
+    return out
+
+
+def _exec_paths(executable: bytes, env: Optional[Mapping[Any, Any]]) -> List[bytes]:
+    """The candidates the child tries, in order: execvpe(3)'s PATH search."""
+    if b"/" in executable:
+        return [executable]
+    if env is not None:
+        # Look PATH up in the child's environment, as execvpe would.
+        path_env: Mapping[Any, Any] = {os.fsdecode(k): v for k, v in env.items()}
+    else:
+        path_env = os.environ
+    return [os.path.join(os.fsencode(d), executable) for d in os.get_exec_path(path_env)]
+
+
+def _stdio_fd(value: StdioArg, name: str) -> int:
+    """The fd number behind a caller's stdio argument (not PIPE/DEVNULL)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{name}: bad file descriptor {value}")
+        return value
+    fileno = getattr(value, "fileno", None)
+    if fileno is None:
+        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL, "
+                        f"not {type(value).__name__}")
+    fd = fileno()
+    if not isinstance(fd, int) or fd < 0:
+        raise ValueError(f"{name}: fileno() gave {fd!r}")
+    return fd
+
+
+def _fd_above_stdio(fd: int, to_close: List[int]) -> int:
+    """``fd`` itself if >= 3, else a close-on-exec duplicate >= 3."""
+    import fcntl
+
+    if fd >= 3:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    to_close.append(new)
+    return new
+
+
+def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
+          executable: Optional[StrOrBytesPath] = None,
+          env: Optional[Mapping[Any, Any]] = None,
+          cwd: Optional[StrOrBytesPath] = None,
+          stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None,
+          pass_fds: Sequence[int] = (), close_fds: bool = True,
+          start_new_session: bool = False, pdeathsig: Optional[int] = None,
+          restore_signals: bool = True, bufsize: int = -1) -> Process:
+    """Start a program as a child held by a pidfd from the moment it exists.
+
+    The child comes from ``clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK)`` on a
+    private stack: pid and pidfd are created together, and the cost does not
+    grow with the caller's memory.  Arguments follow ``subprocess.Popen``.
+
+    Args:
+        args: the program and its arguments (a lone str/bytes/path is the
+            program with no arguments).  ``args[0]`` is searched in ``PATH``
+            (of ``env`` if given) unless it contains a slash.
+        executable: run this file instead of ``args[0]`` (which still
+            becomes the child's ``argv[0]``).
+        env: the child's environment; ``None`` inherits ours.
+        cwd: the child's working directory.
+        stdin, stdout, stderr: ``None`` (inherit), an fd, a file object,
+            ``subprocess.PIPE``, ``subprocess.DEVNULL``; ``stderr`` also
+            takes ``subprocess.STDOUT``.
+        pass_fds: extra fds the child keeps (at the same numbers).
+        close_fds: close every other fd >= 3 in the child (default).  With
+            ``False`` the child also inherits our non-close-on-exec fds.
+        start_new_session: ``setsid()`` in the child.
+        pdeathsig: signal the child gets when the *thread* that spawned it
+            exits (``PR_SET_PDEATHSIG``: the kernel tracks the parent thread,
+            not the process; spawn from a long-lived thread).  If the parent
+            is already gone when the child sets it, the child does not start.
+        restore_signals: reset ``SIGPIPE`` and ``SIGXFSZ`` (which Python
+            ignores) to their defaults in the child, like ``Popen``.
+        bufsize: buffering for the ``stdin``/``stdout``/``stderr`` pipes.
+
+    Returns:
+        A :class:`pidsafe.Process`; its exit is never lost, even if the child
+        exits before ``spawn()`` returns.
+
+    Raises:
+        FileNotFoundError, PermissionError, ...: the program could not be
+            executed (``filename`` is the program), or ``cwd`` could not be
+            entered (``filename`` is ``cwd``).  The message names the stage.
+        UnsupportedError: the kernel lacks clone3 or CLONE_PIDFD.
+        ValueError, TypeError: bad arguments; nothing was started.
+    """
+    # ---- validate and encode everything before anything is created --------
+    if isinstance(args, (str, bytes, os.PathLike)):
+        arg_list: List[StrOrBytesPath] = [args]
+    else:
+        arg_list = list(args)
+    if not arg_list:
+        raise ValueError("args must name a program: got an empty sequence")
+    argv = [_encode(a, f"args[{i}]") for i, a in enumerate(arg_list)]
+    exe_arg = arg_list[0] if executable is None else executable
+    exe = argv[0] if executable is None else _encode(executable, "executable")
+    envp = _encode_env(env) if env is not None else None
+    cwd_b = _encode(cwd, "cwd") if cwd is not None else None
+    exec_paths = _exec_paths(exe, env)
+    if not exec_paths:
+        raise FileNotFoundError(errno.ENOENT, "exec: PATH is empty", exe_arg)
+
+    keep = set()
+    for fd in pass_fds:
+        if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+            raise ValueError(f"pass_fds: {fd!r} is not a file descriptor")
+        if fd >= 3:
+            keep.add(fd)
+    sig = 0
+    if pdeathsig is not None:
+        sig = int(pdeathsig)
+        if not 0 < sig < signal.NSIG:
+            raise ValueError(f"pdeathsig: {pdeathsig!r} is not a signal number")
+    if stderr is STDOUT and stdout is STDOUT:
+        raise ValueError("stdout cannot be subprocess.STDOUT")
+    if stdin is STDOUT or stdout is STDOUT:
+        raise ValueError("only stderr can be subprocess.STDOUT")
+
+    reap_abandoned()
+
+    # ---- fds: everything we create is closed on every path ----------------
+    to_close: List[int] = []   # child-side ends, closed in the parent after the clone
+    parent_ends = [-1, -1, -1]  # our ends of PIPEs, closed only on failure
+    devnull = -1
+    pid = -1
+    pidfd = -1
+    err_r = -1
+    try:
+        child_fds = [-1, -1, -1]
+        for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
+                                           (stderr, "stderr"))):
+            if value is None:
+                continue
+            if value is PIPE:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                if i == 0:
+                    child_fds[0], parent_ends[0] = r, w
+                    to_close.append(r)
+                else:
+                    child_fds[i], parent_ends[i] = w, r
+                    to_close.append(w)
+            elif value is DEVNULL:
+                if devnull < 0:
+                    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                    to_close.append(devnull)
+                child_fds[i] = devnull
+            elif value is STDOUT:
+                child_fds[2] = child_fds[1] if child_fds[1] >= 0 else 1
+            else:
+                child_fds[i] = _stdio_fd(value, name)
+
+        err_r, err_w0 = os.pipe2(os.O_CLOEXEC)
+        to_close.append(err_w0)
+        err_w = _fd_above_stdio(err_w0, to_close)
+        keep_fds = sorted(keep | {err_w})
+
+        try:
+            pid, pidfd = _sys.spawn(
+                exec_paths, argv, envp, cwd_b, (child_fds[0], child_fds[1], child_fds[2]),
+                keep_fds, bool(close_fds), bool(start_new_session), sig,
+                bool(restore_signals), err_w)
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None
+            raise
+
+        # The child has exec'd or exited (CLONE_VFORK): close our copies of
+        # its fds, then read the error pipe to EOF.
+        for fd in to_close:
+            os.close(fd)
+        to_close.clear()
+        record = b""
+        while True:
+            chunk = os.read(err_r, _sys.CHILD_ERROR_SIZE)
+            if not chunk:
+                break
+            record += chunk
+        os.close(err_r)
+        err_r = -1
+
+        if record:
+            stage, err = _decode_child_error(record)
+            # The child has exited (status 127); reap it before raising.
+            _sys.waitid_pidfd(pidfd, _sys.WEXITED)
+            os.close(pidfd)
+            pidfd = -1
+            filename = cwd if stage == _sys.STAGE_CHDIR else (
+                exe_arg if stage == _sys.STAGE_EXEC else None)
+            raise _sys.make_oserror(err, _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
+                                    filename)
+
+        files = open_pipe_files(parent_ends, ("wb", "rb", "rb"), bufsize)
+        parent_ends = [-1, -1, -1]
+        proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
+                       stderr=files[2], child=True)
+        pidfd = -1
+        return proc
+    except BaseException:
+        if pidfd >= 0:
+            # Created, but we cannot hand it out: kill and reap through the
+            # pidfd, so no zombie and no fd is left behind.
+            try:
+                _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _sys.waitid_pidfd(pidfd, _sys.WEXITED)
+            os.close(pidfd)
+        for fd in to_close + parent_ends + [err_r]:
+            if fd >= 0:
+                os.close(fd)
+        raise
+
+
+def _decode_child_error(record: bytes) -> Tuple[int, int]:
+    if len(record) != _sys.CHILD_ERROR_SIZE:
+        return 0, errno.EIO  # pragma: no cover - a torn record cannot happen
+    stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
+    err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
+    return stage, err

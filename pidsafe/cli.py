@@ -1,0 +1,119 @@
+"""The ``pidsafe`` command.
+
+``pidsafe doctor``
+    Kernel, features and the caller's capabilities, as a table; exits 1 when
+    something spawn() needs is missing.
+``pidsafe run -- PROG [ARGS...]``
+    Run a program as a pidsafe child and exit with its status (128+N when
+    killed by signal N, as shells do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+from ._features import REQUIRED, _FEATURES, features
+
+#: Capabilities that matter for what pidsafe does, and what for.
+_CAPS: Tuple[Tuple[str, str], ...] = (
+    ("sys_admin", "mounts, idmapped mounts, most namespaces"),
+    ("setuid", "uid maps beyond your own uid"),
+    ("setgid", "gid maps beyond your own gid"),
+    ("sys_chroot", "pivot_root / chroot in containers"),
+    ("kill", "signalling processes of other users"),
+)
+
+
+def _capabilities() -> Tuple[Optional[List[Tuple[str, bool, str]]], str]:
+    try:
+        import prctl
+    except ImportError as exc:
+        return None, f"python-prctl is not importable ({exc})"
+    rows = []
+    for name, why in _CAPS:
+        rows.append((name, bool(getattr(prctl.cap_effective, name)), why))
+    return rows, ""
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def doctor() -> int:
+    """Print what this machine offers pidsafe; 0 if spawn() can work."""
+    u = os.uname()
+    print(f"kernel    {u.sysname} {u.release} {u.machine}")
+    print(f"python    {sys.version.split()[0]}")
+    print(f"euid      {os.geteuid()}")
+    print()
+    f = features()
+    rows: List[Sequence[str]] = [("feature", "status", "needs", "what")]
+    for name in f.names():
+        what, since = _FEATURES[name]
+        ok = getattr(f, name)
+        status = "yes" if ok else f"NO ({f.reasons.get(name, '?')})"
+        need = "required" if name in REQUIRED else "optional"
+        rows.append((name, status, f"{need}, Linux {since}", what))
+    print(_table(rows))
+    print()
+    caps, why = _capabilities()
+    if caps is None:
+        print(f"capabilities: unknown: {why}")
+    else:
+        crow: List[Sequence[str]] = [("capability", "effective", "used for")]
+        crow += [(f"CAP_{n.upper()}", "yes" if ok else "no", w) for n, ok, w in caps]
+        print(_table(crow))
+    missing = [n for n in REQUIRED if not getattr(f, n)]
+    print()
+    if missing:
+        print(f"pidsafe cannot spawn here: missing {', '.join(missing)}")
+        return 1
+    optional = [n for n in f.missing() if n not in REQUIRED]
+    if optional:
+        print(f"ok: spawn works; unavailable: {', '.join(optional)}")
+    else:
+        print("ok: every feature pidsafe uses is available")
+    return 0
+
+
+def run(argv: Sequence[str]) -> int:
+    """Spawn ``argv`` through pidsafe, wait through its pidfd, return its status."""
+    from ._spawn import spawn
+
+    with spawn(list(argv)) as p:
+        try:
+            code = p.wait()
+        except KeyboardInterrupt:
+            p.send_signal(2)
+            code = p.wait()
+    return code if code >= 0 else 128 - code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``pidsafe`` console script."""
+    parser = argparse.ArgumentParser(prog="pidsafe", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub.add_parser("doctor", help="report kernel features and capabilities")
+    p_run = sub.add_parser("run", help="run a program as a pidfd-held child")
+    p_run.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG [ARGS...]")
+    ns = parser.parse_args(argv)
+    if ns.cmd == "doctor":
+        return doctor()
+    args = list(ns.argv)
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args:
+        parser.error("run: name a program to run")
+    try:
+        return run(args)
+    except OSError as exc:
+        print(f"pidsafe run: {exc}", file=sys.stderr)
+        return 127
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up everything pidsafe needs, from a fresh clone on a fresh Debian
+# machine.  Idempotent: a second run only rebuilds the extension.
+#
+#   - Debian packages: libcap-dev (python-prctl builds against it), gcc.
+#     Installed with apt-get when we are root; otherwise we say what to run.
+#   - .venv with pidsafe (editable, the cffi extension built in place) and
+#     the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        echo "pidsafe: installing Debian packages: ${missing[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "pidsafe: missing Debian packages: ${missing[*]}" >&2
+        echo "pidsafe: python-prctl needs libcap-dev to build; as root run:" >&2
+        echo "    apt-get update && apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# Editable install: builds pidsafe/_native in place from csrc/.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,106 @@
+"""Test-wide rules: root-only tests, and no test may leak.
+
+Every test is wrapped by ``no_leaks``: it fails if, after the test, this
+process has an fd, a child (zombie or not) or a mount it did not have before.
+``gc.collect()`` runs first so that a dropped-but-unclosed object warns
+(``ResourceWarning`` is an error here) inside the test that dropped it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Dict, Iterator, List, Set
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (uid 0): run the suite as root to exercise it")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+def open_fds() -> Dict[int, str]:
+    """This process's fds and what they point at."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            continue  # the fd listdir() itself used
+    return out
+
+
+def children() -> Set[int]:
+    """Pids of this process's children, zombies included, of every thread."""
+    kids: Set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                kids.update(int(p) for p in f.read().split())
+        except FileNotFoundError:
+            continue
+    return kids
+
+
+def mounts() -> Set[str]:
+    """Mount points (as mountinfo spells them) in our mount namespace."""
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def _describe_child(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        state = stat[stat.rindex(")") + 2]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return f"pid {pid} (gone)"
+    return f"pid {pid} state {state} cmd {cmd!r}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Other xdist workers share our mount namespace; their mounts live under
+    # their own basetemp, a sibling of ours.  Ignore those, watch the rest.
+    ours = str(tmp_path_factory.getbasetemp())
+    shared_root = os.path.dirname(ours)
+
+    def relevant(points: Set[str]) -> Set[str]:
+        return {p for p in points if not p.startswith(shared_root + "/") or p.startswith(ours)}
+
+    fds_before = open_fds()
+    kids_before = children()
+    mounts_before = relevant(mounts())
+    yield
+    gc.collect()
+    problems = []
+    # A child that is being killed may need a moment to become reapable, but
+    # a test must reap what it starts: a short grace only for exiting ones.
+    deadline = time.monotonic() + 2
+    while True:
+        new_kids = children() - kids_before
+        if not new_kids or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if new_kids:
+        problems += ["leaked child: " + _describe_child(p) for p in sorted(new_kids)]
+    fds_after = open_fds()
+    for fd in sorted(set(fds_after) - set(fds_before)):
+        problems.append(f"leaked fd {fd} -> {fds_after[fd]}")
+    for fd in sorted(set(fds_before) & set(fds_after)):
+        if fds_before[fd] != fds_after[fd]:
+            problems.append(f"fd {fd} changed: {fds_before[fd]} -> {fds_after[fd]}")
+    new_mounts = relevant(mounts()) - mounts_before
+    problems += [f"leaked mount: {m}" for m in sorted(new_mounts)]
+    if problems:
+        pytest.fail("test leaked resources:\n  " + "\n  ".join(problems), pytrace=False)
