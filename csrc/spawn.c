@@ -6,7 +6,7 @@
  * does not grow with the caller's memory (DESIGN.md invariant 3).  The
  * calling thread is suspended until the child has exec'd or exited, which is
  * what makes sharing memory safe: nothing the child reads can change under
- * it, and the stack can be unmapped as soon as clone3() returns.
+ * it, and the stack is free again as soon as clone3() returns.
  *
  * Why exit_signal 0: the kernel then treats the child as a "clone" child.
  * waitpid(-1)/waitid(P_ALL) without __WALL or __WCLONE never sees it, so a
@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -209,50 +210,95 @@ static int exit_at_once(void *arg)
     return 0;
 }
 
-static long clone_on_private_stack(uint64_t flags, int cgroup_fd,
-                                   pidsafe_child_fn fn, void *arg, int *pidfd_out)
-{
-    static long page_size;
-    struct pidsafe_clone_args args;
+/*
+ * The child stack.  With CLONE_VFORK the calling thread is suspended until
+ * the child has exec'd or exited, so by the time clone3() returns nobody runs
+ * on the stack any more and the thread can reuse it for its next spawn: one
+ * stack per spawning thread, mapped on first use (with a guard page below it)
+ * and unmapped by a thread-specific-data destructor when the thread exits.
+ * That saves an mmap/mprotect/munmap (and the page faults and TLB shootdown
+ * that come with them) on every spawn.
+ */
+struct stack {
+    char *map;
     size_t map_size;
-    char *mem;
-    long pid;
-    int saved;
-    int pidfd = -1;
+};
 
-    if (page_size == 0)
-        page_size = sysconf(_SC_PAGESIZE);
-    map_size = SPAWN_STACK_SIZE + (size_t)page_size;
-    mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED)
+static pthread_key_t stack_key;
+static pthread_once_t stack_once = PTHREAD_ONCE_INIT;
+static int stack_key_ok;
+
+static void stack_free(void *p)
+{
+    struct stack *st = p;
+    munmap(st->map, st->map_size);
+}
+
+static void stack_key_init(void)
+{
+    stack_key_ok = pthread_key_create(&stack_key, stack_free) == 0;
+}
+
+static int stack_map(struct stack *st)
+{
+    long page_size = sysconf(_SC_PAGESIZE);
+    int saved;
+
+    st->map_size = SPAWN_STACK_SIZE + (size_t)page_size;
+    st->map = mmap(NULL, st->map_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (st->map == MAP_FAILED)
         return -1;
     /* Guard page below the stack: an overflow faults instead of scribbling. */
-    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
+    if (mprotect(st->map, (size_t)page_size, PROT_NONE) < 0) {
         saved = errno;
-        munmap(mem, map_size);
+        munmap(st->map, st->map_size);
         errno = saved;
         return -1;
     }
+    return 0;
+}
 
+/* The calling thread's spawn stack, or NULL and errno. */
+static struct stack *thread_stack(void)
+{
+    static __thread struct stack st;
+
+    if (st.map != NULL)
+        return &st;
+    pthread_once(&stack_once, stack_key_init);
+    if (stack_map(&st) < 0)
+        return NULL;
+    /* Without a key the stack lives as long as the process: still correct. */
+    if (stack_key_ok)
+        pthread_setspecific(stack_key, &st);
+    return &st;
+}
+
+static long clone_vfork_on_thread_stack(uint64_t flags, int cgroup_fd,
+                                        pidsafe_child_fn fn, void *arg, int *pidfd_out)
+{
+    struct pidsafe_clone_args args;
+    struct stack *st;
+    long pid;
+    int pidfd = -1;
+
+    st = thread_stack();
+    if (st == NULL)
+        return -1;
     memset(&args, 0, sizeof(args));
-    args.flags = flags | PIDSAFE_CLONE_PIDFD;
+    args.flags = flags | PIDSAFE_CLONE_PIDFD | PIDSAFE_CLONE_VM | PIDSAFE_CLONE_VFORK;
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = 0;
-    args.stack = (uint64_t)(uintptr_t)(mem + page_size);
+    args.stack = (uint64_t)(uintptr_t)(st->map + (st->map_size - SPAWN_STACK_SIZE));
     args.stack_size = SPAWN_STACK_SIZE;
     if (cgroup_fd >= 0) {
         args.flags |= PIDSAFE_CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)cgroup_fd;
     }
-
     pid = pidsafe_clone3(&args, sizeof(args), fn, arg);
-    saved = errno;
-    munmap(mem, map_size);
-    if (pid < 0) {
-        errno = saved;
+    if (pid < 0)
         return -1;
-    }
     *pidfd_out = pidfd;
     return pid;
 }
@@ -274,8 +320,8 @@ int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out)
         return -1;
     ctx.spec = spec;
     ctx.parent_mask = &old;
-    pid = clone_on_private_stack(PIDSAFE_CLONE_VM | PIDSAFE_CLONE_VFORK | spec->clone_flags,
-                                 spec->cgroup_fd, spawn_child, &ctx, pidfd_out);
+    pid = clone_vfork_on_thread_stack(spec->clone_flags, spec->cgroup_fd,
+                                      spawn_child, &ctx, pidfd_out);
     saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
@@ -287,7 +333,6 @@ int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out)
 
 int pidsafe_probe_child(int *pidfd_out)
 {
-    long pid = clone_on_private_stack(PIDSAFE_CLONE_VM | PIDSAFE_CLONE_VFORK, -1,
-                                      exit_at_once, NULL, pidfd_out);
+    long pid = clone_vfork_on_thread_stack(0, -1, exit_at_once, NULL, pidfd_out);
     return pid < 0 ? -1 : (int)pid;
 }

@@ -18,7 +18,7 @@ from typing import IO, Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _sys
 from ._errors import UnsupportedError
-from ._process import Process, open_pipe_files, reap_abandoned
+from ._process import Process, _abandoned, open_pipe_files, reap_abandoned
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
@@ -172,7 +172,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     if stdin is STDOUT or stdout is STDOUT:
         raise ValueError("only stderr can be subprocess.STDOUT")
 
-    reap_abandoned()
+    if _abandoned:
+        reap_abandoned()
 
     # ---- fds: everything we create is closed on every path ----------------
     to_close: List[int] = []   # child-side ends, closed in the parent after the clone
@@ -205,7 +206,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             else:
                 child_fds[i] = _stdio_fd(value, name)
 
-        err_r, err_w0 = os.pipe2(os.O_CLOEXEC)
+        # Non-blocking read end: see the comment after the clone.
+        err_r, err_w0 = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         to_close.append(err_w0)
         err_w = _fd_above_stdio(err_w0, to_close)
         keep_fds = sorted(keep | {err_w})
@@ -220,17 +222,20 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
                 raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None
             raise
 
-        # The child has exec'd or exited (CLONE_VFORK): close our copies of
-        # its fds, then read the error pipe to EOF.
+        # CLONE_VFORK: clone3() returned because the child either exited
+        # (after writing its error record, if it failed) or reached exec's
+        # point of no return.  So the record, if there is one, is already in
+        # the pipe and we never need to wait for EOF: the child's copy of the
+        # write end may still be open for a moment (exec releases our memory
+        # before it closes close-on-exec fds), and a blocking read would
+        # sleep until it is.  No data (EAGAIN) or EOF both mean exec ran.
         for fd in to_close:
             os.close(fd)
         to_close.clear()
-        record = b""
-        while True:
-            chunk = os.read(err_r, _sys.CHILD_ERROR_SIZE)
-            if not chunk:
-                break
-            record += chunk
+        try:
+            record = os.read(err_r, _sys.CHILD_ERROR_SIZE)
+        except BlockingIOError:
+            record = b""
         os.close(err_r)
         err_r = -1
 
@@ -245,10 +250,13 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             raise _sys.make_oserror(err, _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
                                     filename)
 
-        files = open_pipe_files(parent_ends, ("wb", "rb", "rb"), bufsize)
-        parent_ends = [-1, -1, -1]
-        proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
-                       stderr=files[2], child=True)
+        if parent_ends == [-1, -1, -1]:
+            proc = Process(pid, pidfd, args=args, child=True)
+        else:
+            files = open_pipe_files(parent_ends, ("wb", "rb", "rb"), bufsize)
+            parent_ends = [-1, -1, -1]
+            proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
+                           stderr=files[2], child=True)
         pidfd = -1
         return proc
     except BaseException:
