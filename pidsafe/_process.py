@@ -5,11 +5,21 @@ Signals go through ``pidfd_send_signal`` and reaping through
 ``waitid(P_PIDFD)``: once the process has been reaped, the pidfd refers to
 no process at all, so a recycled pid can never be signalled or waited on.
 
-Locking: ``_lock`` guards the fd number and ``returncode`` and is held only
-for non-blocking syscalls.  Blocking waits poll the pidfd *without* the lock
-(the pidfd becomes readable when the process exits) and then reap with
-``WNOHANG`` under it, so a thread blocked in ``wait()`` never stops
-``poll()``, ``send_signal()`` or ``close()`` in another thread.
+Locking.  ``_lock`` guards the fd, ``returncode`` and the counters below,
+and is held only around non-blocking syscalls, so a thread blocked in
+``wait()`` never stops ``poll()``, ``send_signal()`` or ``close()`` in
+another.  Blocking work happens outside it on a *borrowed* fd:
+``_borrow_fd()`` counts the borrower, and ``close()`` while the fd is
+borrowed only marks the handle closed; the last borrower closes the fd.  So
+an fd number can never be closed, reused by another open, and then waited
+on or polled by us.
+
+Reaping.  ``wait()`` without a timeout blocks in ``waitid(P_PIDFD)`` (the
+cheapest way to sleep until exit); at most one thread at a time does that
+(``_block_lock``).  Everything else reaps with ``WNOHANG`` under ``_lock``.
+If a ``WNOHANG`` reap finds the child gone while a blocking waiter is in
+``waitid``, that waiter reaped it and will publish the status under
+``_lock``: the reaper waits on ``_published`` for it.
 """
 
 from __future__ import annotations
@@ -62,7 +72,12 @@ class Process:
         self.stdout = stdout
         self.stderr = stderr
         self._fd = pidfd
+        self._closing = False     # close() called; the fd may still be borrowed
+        self._borrowers = 0
+        self._blocking = 0        # threads inside a blocking waitid()
         self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)
+        self._block_lock = threading.Lock()
         # True: our child.  None: adopted, not known yet.  False: not ours.
         self._child = child
         self._communication_started = False
@@ -99,19 +114,35 @@ class Process:
         Raises:
             ValueError: the handle has been closed.
         """
-        fd = self._fd
-        if fd < 0:
+        if self._closing:
             raise ValueError(f"Process {self.pid} is closed")
-        return fd
+        return self._fd
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
-        return self._fd < 0
+        return self._closing
 
     def __repr__(self) -> str:
         return (f"<pidsafe.Process pid={self.pid} returncode={self.returncode} "
-                f"args={self.args!r}{' closed' if self._fd < 0 else ''}>")
+                f"args={self.args!r}{' closed' if self._closing else ''}>")
+
+    def _borrow_fd(self) -> int:
+        """With ``_lock`` held: the fd, kept open until ``_return_fd()``."""
+        if self._closing:
+            raise ValueError(f"Process {self.pid} is closed")
+        self._borrowers += 1
+        return self._fd
+
+    def _return_fd(self) -> None:
+        """With ``_lock`` held: end a borrow; the last one may close the fd."""
+        self._borrowers -= 1
+        self._close_if_unused()
+
+    def _close_if_unused(self) -> None:
+        if self._closing and self._borrowers == 0 and self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     # -- reaping --------------------------------------------------------------
 
@@ -119,14 +150,20 @@ class Process:
         """With ``_lock`` held: reap if exited; True once returncode is known."""
         if self.returncode is not None:
             return True
-        fd = self._fd
-        if fd < 0:
+        if self._closing:
             raise ValueError(f"Process {self.pid} is closed")
+        fd = self._fd
         stolen = False
         if self._child is not False:
             try:
                 res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
             except ChildProcessError:
+                if self._blocking:
+                    # Our own blocking waiter reaped it: wait for its status.
+                    while self.returncode is None and self._blocking:
+                        self._published.wait()
+                    if self.returncode is not None:
+                        return True
                 if self._child is None:
                     self._child = False   # adopted, and not ours
                 else:
@@ -168,18 +205,51 @@ class Process:
         return self.returncode
 
     def _wait_readable(self, timeout: Optional[float]) -> bool:
-        p = select.poll()
-        p.register(self.fileno(), select.POLLIN)
-        # PEP 475: poll() retries EINTR itself, recomputing the timeout, and
-        # lets a signal handler's exception through.
-        return bool(p.poll(None if timeout is None else max(0, timeout) * 1000))
+        with self._lock:
+            fd = self._borrow_fd()
+        try:
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            # PEP 475: poll() retries EINTR itself, recomputing the timeout,
+            # and lets a signal handler's exception through.
+            return bool(p.poll(None if timeout is None else max(0, timeout) * 1000))
+        finally:
+            with self._lock:
+                self._return_fd()
+
+    def _wait_blocking(self) -> None:
+        """Block in ``waitid(P_PIDFD)`` until exit; publish the status.
+
+        Returns without a status if the process is not (or no longer) ours
+        to reap; the caller then falls back to polling.
+        """
+        with self._block_lock:
+            with self._lock:
+                if self.returncode is not None or self._child is False:
+                    return
+                fd = self._borrow_fd()
+                self._blocking += 1
+            res = None
+            try:
+                # Blocks with the GIL released; EINTR is retried in _sys.
+                res = _sys.waitid_pidfd(fd, _sys.WEXITED)
+            except ChildProcessError:
+                pass  # reaped by a WNOHANG poll of ours, or not our child
+            finally:
+                with self._lock:
+                    self._blocking -= 1
+                    if res is not None and self.returncode is None:
+                        self._child = True
+                        self.returncode = _returncode(res[1], res[2])
+                    self._published.notify_all()
+                    self._return_fd()
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait for the process to exit and reap it through its pidfd.
 
-        Blocks in ``poll(2)`` on the pidfd (no busy loop).  Exits are never
-        lost: a process that exited before ``wait()`` was called is reaped
-        at once.
+        Blocks in ``waitid(P_PIDFD)`` (without a timeout) or ``poll(2)`` on
+        the pidfd (with one): no busy loop.  Exits are never lost: a process
+        that exited before ``wait()`` was called is reaped at once.
 
         Args:
             timeout: seconds; ``None`` waits for ever.
@@ -194,6 +264,10 @@ class Process:
         """
         if self.returncode is not None:
             return self.returncode
+        if timeout is None:
+            self._wait_blocking()
+            if self.returncode is not None:
+                return self.returncode
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = 0.001
         while True:
@@ -226,7 +300,12 @@ class Process:
             # several coroutines may be waiting on this process.
             import fcntl
 
-            fd = fcntl.fcntl(self.fileno(), fcntl.F_DUPFD_CLOEXEC, 0)
+            with self._lock:
+                borrowed = self._borrow_fd()
+                try:
+                    fd = fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0)
+                finally:
+                    self._return_fd()
             try:
                 fut: "asyncio.Future[None]" = loop.create_future()
 
@@ -271,11 +350,10 @@ class Process:
         with self._lock:
             if self.returncode is not None:
                 return
-            fd = self._fd
-            if fd < 0:
+            if self._closing:
                 raise ValueError(f"Process {self.pid} is closed")
             try:
-                _sys.pidfd_send_signal(fd, sig)
+                _sys.pidfd_send_signal(self._fd, sig)
             except ProcessLookupError:
                 # Reaped by someone else: the process no longer exists, and
                 # the pidfd refers to nothing else.  Same as Popen.
@@ -408,9 +486,8 @@ class Process:
                 except BrokenPipeError:
                     pass
         with self._lock:
-            fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+            self._closing = True
+            self._close_if_unused()
 
     def __enter__(self) -> "Process":
         return self
@@ -425,31 +502,23 @@ class Process:
                         f.close()
                     except BrokenPipeError:
                         pass
-            if self._fd >= 0 and self._child is not False:
+            if not self._closing and self._child is not False:
                 self.wait()
         finally:
             self.close()
 
     def __del__(self) -> None:
-        fd = getattr(self, "_fd", -1)
-        if fd < 0:
+        # No thread can be borrowing the fd: a borrower holds a reference.
+        if getattr(self, "_closing", True) or self._fd < 0:
             return
-        running = self.returncode is None
-        if running and self._child is not False:
-            # Try to reap now; if it still runs, keep the handle for a later
-            # spawn() to reap, as subprocess does with its _active list.
-            try:
-                with self._lock:
-                    self._reap_locked()
-            except OSError:
-                pass
-            if self.returncode is None:
-                _abandoned.append(self)
-                warnings.warn(f"pidsafe child {self.pid} is still running",
-                              ResourceWarning, stacklevel=2)
-                return
-        self._fd = -1
-        os.close(fd)
+        if self.returncode is None and self._child is not False and not _try_reap(self):
+            # Still running: keep the handle so that a later spawn() reaps
+            # it, as subprocess does with its _active list.
+            _abandoned.append(self)
+            warnings.warn(f"pidsafe child {self.pid} is still running",
+                          ResourceWarning, stacklevel=2)
+            return
+        self.close()
         warnings.warn(f"unclosed pidsafe.Process {self.pid}", ResourceWarning, stacklevel=2)
 
 
@@ -457,20 +526,26 @@ class Process:
 _abandoned: List[Process] = []
 
 
+def _try_reap(p: Process) -> bool:
+    """Reap without blocking; True if there is nothing left to wait for.
+
+    For abandoned handles only: nobody is left to receive an error, so a
+    process whose status cannot be had (reaped by a foreign waiter on a
+    kernel without PIDFD_INFO_EXIT) counts as done.
+    """
+    with p._lock:
+        try:
+            return p._reap_locked()
+        except OSError as exc:
+            return exc.errno in (errno.ECHILD, errno.ENOTTY, errno.EINVAL)
+
+
 def reap_abandoned() -> None:
     """Reap, without blocking, children whose handles were dropped running."""
     for p in list(_abandoned):
-        try:
-            with p._lock:
-                done = p._reap_locked()
-        except (OSError, ValueError):
-            done = True
-        if done:
+        if _try_reap(p):
             _abandoned.remove(p)
-            with p._lock:
-                fd, p._fd = p._fd, -1
-            if fd >= 0:
-                os.close(fd)
+            p.close()
 
 
 def open_pipe_files(parent_fds: Sequence[int], modes: Sequence[str],
