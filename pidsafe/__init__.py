@@ -7,21 +7,29 @@ can never be signalled, waited on or opened by mistake.
 
 from ._errors import TimeoutExpired, UnsupportedError
 from ._fd import OwnedFd
+from ._idmap import IDMap, IDMapError, IDRange
 from ._features import Features, features
 from ._process import Process
 from ._spawn import DEVNULL, PIPE, STDOUT, spawn
+from ._userns import HelperDiedError, UsernsCache, get_userns_fd
 from ._version import __version__
 
 __all__ = [
     "DEVNULL",
     "Features",
+    "HelperDiedError",
+    "IDMap",
+    "IDMapError",
+    "IDRange",
     "OwnedFd",
     "PIPE",
     "Process",
     "STDOUT",
     "TimeoutExpired",
     "UnsupportedError",
+    "UsernsCache",
     "__version__",
     "features",
+    "get_userns_fd",
     "spawn",
 ]

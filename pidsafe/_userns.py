@@ -1,0 +1,345 @@
+"""User namespaces with chosen uid/gid maps, as owned fds.
+
+:func:`get_userns_fd` is containerd's ``GetUsernsFD`` (see
+``shared/seeds/003_*``) done without its races and without forking:
+
+1. A helper child comes from ``clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD)``
+   on its own small stack (csrc/userns.c): pid and pidfd are born together,
+   no page table is copied, no Python runs in it.  It blocks until killed.
+2. Its cleanup is armed at once (``try``/``finally``): kill through the
+   pidfd, ``waitid(P_PIDFD)``, close the pidfd, unmap its stack.
+3. ``/proc/PID/ns/user``, ``uid_map``, ``gid_map`` (and ``setgroups``) are
+   opened close-on-exec **first**, **then** the helper is proven alive with
+   ``pidfd_send_signal(pidfd, 0)``.  See the block comment in
+   :func:`get_userns_fd` for why this order is what makes the fds
+   trustworthy.
+4. Only then are the maps written, each in a single ``write()``.
+
+:class:`UsernsCache` keeps one namespace per (uidmap, gidmap, setgroups) and
+hands out duplicates of its fd.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import os
+import signal
+import threading
+from types import TracebackType
+from typing import Any, Callable, NamedTuple, Optional, Tuple, Type, Union
+
+from . import _sys
+from ._errors import UnsupportedError
+from ._fd import OwnedFd
+from ._idmap import IDMap, IDMapError
+
+#: What the map arguments accept: an :class:`IDMap` or its ``c:h:s,...`` text.
+IDMapLike = Union[IDMap, str]
+
+_SETGROUPS = ("deny", "allow")
+_PAGE_SIZE = os.sysconf("SC_PAGESIZE")
+
+
+class HelperDiedError(ProcessLookupError):
+    """The user-namespace helper died before its namespace could be proven.
+
+    Nothing it left behind is trusted or returned: the fds opened under
+    ``/proc/PID/`` may belong to another process that reused the pid.  The
+    helper dies only if something killed it (or our parent thread died), so
+    this is rare; retrying is safe.  ``errno`` is ``ESRCH``.
+    """
+
+
+class HelperView(NamedTuple):
+    """What :data:`_test_hook` is shown of the helper (tests only)."""
+
+    pid: int
+    pidfd: int
+
+
+#: TEST-ONLY.  When set, called as ``_test_hook(stage, HelperView)`` at the
+#: stages ``"cloned"`` (helper exists, nothing opened), ``"opened"`` (the
+#: /proc files are open, not yet proven) and ``"proven"`` (proof done, maps
+#: not yet written), so tests can kill or reap the helper at each point.
+#: Never set it in production code.
+_test_hook: Optional[Callable[[str, HelperView], None]] = None
+
+
+def _as_idmap(value: IDMapLike, name: str) -> IDMap:
+    if isinstance(value, IDMap):
+        return value
+    if isinstance(value, str):
+        try:
+            return IDMap.parse(value)
+        except IDMapError as exc:
+            raise IDMapError(f"{name}: {exc}") from None
+    raise TypeError(f"{name} must be an IDMap or a 'c:h:s[,...]' str, "
+                    f"not {type(value).__name__}: {value!r}")
+
+
+def _map_bytes(m: IDMap, name: str) -> bytes:
+    data = m.to_kernel().encode("ascii")
+    # map_write() takes the whole map in one write() of less than a page.
+    if len(data) >= _PAGE_SIZE:
+        raise IDMapError(f"{name}: the map is {len(data)} bytes as the kernel spells it; "
+                         f"the kernel takes at most {_PAGE_SIZE - 1} in one write: {m}")
+    return data
+
+
+def _check_setgroups(setgroups: str) -> None:
+    if setgroups not in _SETGROUPS:
+        raise ValueError(f"setgroups must be 'deny' or 'allow', not {setgroups!r}")
+
+
+def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
+                  setgroups: str = "deny") -> OwnedFd:
+    """A new user namespace with the given maps, as an owned fd.
+
+    Use it for ``mount_setattr(MOUNT_ATTR_IDMAP)`` (:func:`pidsafe.idmapped_bind`),
+    ``setns(2)``, or ``spawn(..., userns=)``.  No process lives in the
+    namespace when this returns: the fd alone keeps it alive.
+
+    Args:
+        uidmap: the uid map (:class:`IDMap` or ``"0:100000:65536[,...]"``).
+        gidmap: the gid map.
+        setgroups: ``"deny"`` (default; as containerd does) or ``"allow"``:
+            whether ``setgroups(2)`` is allowed in the namespace
+            (written to ``/proc/PID/setgroups`` before the gid map).
+
+    Returns:
+        An :class:`OwnedFd` for ``/proc/PID/ns/user`` of the helper,
+        close-on-exec.
+
+    Raises:
+        IDMapError: a map is invalid (before anything is created).
+        ValueError: ``setgroups`` is neither ``"deny"`` nor ``"allow"``.
+        HelperDiedError: the helper was killed (or reaped) before its
+            namespace could be proven; nothing is returned or leaked.
+        PermissionError: the caller may not create the namespace, or may
+            not write those maps (``write uid_map ...``: mapping ids other
+            than your own needs CAP_SETUID/CAP_SETGID in our namespace).
+        OSError: ENOSPC/EUSERS (too many user namespaces), EINVAL from the
+            kernel for a map it refuses.
+        UnsupportedError: no clone3 (or no trampoline for this CPU).
+    """
+    um = _as_idmap(uidmap, "uidmap")
+    gm = _as_idmap(gidmap, "gidmap")
+    _check_setgroups(setgroups)
+    uid_text = _map_bytes(um, "uidmap")
+    gid_text = _map_bytes(gm, "gidmap")
+
+    try:
+        helper = _sys.userns_helper_start(os.getpid())
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:
+            raise UnsupportedError("clone3", "a user-namespace helper needs clone3 "
+                                   "with a child stack") from None
+        raise
+    pid = int(helper.pid)
+    pidfd = int(helper.pidfd)
+    ns_fd = uid_fd = gid_fd = sg_fd = -1
+    try:
+        hook = _test_hook
+        if hook is not None:
+            hook("cloned", HelperView(pid, pidfd))
+        # Open first, prove after.  A pid names a process only while that
+        # process exists: if the helper died and was reaped (a global
+        # __WALL reaper, or an outside SIGKILL plus our own cleanup in
+        # another thread cannot, but a foreign one can), the pid may already
+        # belong to someone else, and /proc/PID/... would open *their*
+        # namespace and maps.  Opening pins whatever the path resolved to.
+        # pidfd_send_signal(pidfd, 0) then succeeds only while the helper
+        # itself has not been reaped (a zombie still passes: its credentials,
+        # hence its user namespace, stay attached to it until it is reaped).
+        # A pid cannot be reused before its process is reaped, so if the
+        # proof succeeds, every fd opened before it refers to the helper,
+        # whatever happens to the pid afterwards.
+        base = f"/proc/{pid}/"
+        try:
+            ns_fd = os.open(base + "ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            if setgroups != "allow":
+                sg_fd = os.open(base + "setgroups", os.O_WRONLY | os.O_CLOEXEC)
+            uid_fd = os.open(base + "uid_map", os.O_WRONLY | os.O_CLOEXEC)
+            gid_fd = os.open(base + "gid_map", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            # ENOENT/ESRCH here usually means the helper is gone; say so only
+            # if the pidfd confirms it, else report the open's own error.
+            if exc.errno in (errno.ENOENT, errno.ESRCH) and not _alive(pidfd):
+                raise HelperDiedError(errno.ESRCH, f"user-namespace helper {pid} died before "
+                                      "its namespace could be opened") from None
+            raise
+        if hook is not None:
+            hook("opened", HelperView(pid, pidfd))
+        if not _alive(pidfd):
+            raise HelperDiedError(errno.ESRCH, f"user-namespace helper {pid} was reaped before "
+                                  "its namespace could be proven; its /proc fds are not trusted")
+        if hook is not None:
+            hook("proven", HelperView(pid, pidfd))
+        if sg_fd >= 0:
+            _write_once(sg_fd, setgroups.encode(), f"write setgroups ({setgroups})",
+                        base + "setgroups")
+        _write_once(uid_fd, uid_text, f"write uid_map ({um})", base + "uid_map")
+        _write_once(gid_fd, gid_text, f"write gid_map ({gm})", base + "gid_map")
+        result = OwnedFd(ns_fd, "user namespace")
+        ns_fd = -1
+        return result
+    finally:
+        for fd in (uid_fd, gid_fd, sg_fd, ns_fd):
+            if fd >= 0:
+                os.close(fd)
+        _end_helper(helper, pidfd)
+
+
+def _alive(pidfd: int) -> bool:
+    """pidfd_send_signal(pidfd, 0): False once the process has been reaped."""
+    try:
+        _sys.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _write_once(fd: int, data: bytes, step: str, path: str) -> None:
+    try:
+        n = os.write(fd, data)
+    except OSError as exc:
+        raise _sys.make_oserror(exc.errno or errno.EIO, step, path) from None
+    if n != len(data):  # pragma: no cover - the kernel takes it whole or fails
+        raise _sys.make_oserror(errno.EIO, f"{step}: short write ({n} of {len(data)})", path)
+
+
+def _end_helper(helper: Any, pidfd: int) -> None:
+    """Kill the helper through its pidfd, reap it, close the pidfd, free its stack.
+
+    The stack may be unmapped only once the helper can no longer run on it:
+    after waitid() reaped it, or ECHILD (a foreign __WALL reaper already
+    did).  An exception raised by a signal handler while we wait (e.g.
+    KeyboardInterrupt) is held until the helper is reaped, then re-raised.
+    """
+    pending: Optional[BaseException] = None
+    dead = False
+    try:
+        try:
+            _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # already reaped: waitid below says ECHILD
+        while True:
+            try:
+                _sys.waitid_pidfd(pidfd, _sys.WEXITED)
+            except ChildProcessError:
+                pass  # reaped by someone using __WALL: dead all the same
+            except OSError:
+                raise  # cannot prove it dead: keep its stack mapped (leak, not corrupt)
+            except BaseException as exc:  # a signal handler raised mid-wait
+                if pending is None:
+                    pending = exc
+                continue
+            dead = True
+            break
+    finally:
+        os.close(pidfd)
+        if dead:
+            _sys.userns_helper_free(helper)
+    if pending is not None:
+        raise pending
+
+
+# --- the cache ----------------------------------------------------------------
+
+_Key = Tuple[IDMap, IDMap, str]
+
+
+class UsernsCache:
+    """A bounded, thread-safe cache of user namespaces by their maps.
+
+    ``get()`` returns a *duplicate* of the cached fd (close-on-exec), which
+    the caller owns and closes; the namespace lives as long as any fd to it.
+    The key ignores the order ranges were written in
+    (``"0:0:1,1:100:5"`` and ``"1:100:5,0:0:1"`` are one namespace).  The
+    least recently used entry is evicted (its cached fd closed) beyond
+    ``maxsize``.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, maxsize: int = 64) -> None:
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+            raise ValueError(f"maxsize must be a positive int, not {maxsize!r}")
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._fds: "collections.OrderedDict[_Key, OwnedFd]" = collections.OrderedDict()
+        self._closed = False
+
+    def get(self, uidmap: IDMapLike, gidmap: IDMapLike, *,
+            setgroups: str = "deny") -> OwnedFd:
+        """An fd for a user namespace with these maps, made on first use.
+
+        Raises:
+            ValueError: the cache is closed, or a bad ``setgroups``.
+            IDMapError, OSError: as :func:`get_userns_fd`.
+        """
+        _check_setgroups(setgroups)
+        key = (_as_idmap(uidmap, "uidmap"), _as_idmap(gidmap, "gidmap"), setgroups)
+        with self._lock:
+            if self._closed:
+                raise ValueError("UsernsCache is closed")
+            cached = self._fds.get(key)
+            if cached is not None:
+                self._fds.move_to_end(key)
+                return OwnedFd(fcntl.fcntl(cached.fileno(), fcntl.F_DUPFD_CLOEXEC, 0),
+                               "user namespace")
+        # Make it without the lock: other keys (and hits) need not wait.
+        fresh: Optional[OwnedFd] = get_userns_fd(key[0], key[1], setgroups=setgroups)
+        evicted = []
+        try:
+            with self._lock:
+                if self._closed:
+                    raise ValueError("UsernsCache is closed")
+                cached = self._fds.get(key)
+                if cached is None:  # else another thread won the race: use theirs
+                    assert fresh is not None
+                    cached, fresh = fresh, None
+                    self._fds[key] = cached
+                    while len(self._fds) > self.maxsize:
+                        evicted.append(self._fds.popitem(last=False)[1])
+                else:
+                    self._fds.move_to_end(key)
+                return OwnedFd(fcntl.fcntl(cached.fileno(), fcntl.F_DUPFD_CLOEXEC, 0),
+                               "user namespace")
+        finally:
+            if fresh is not None:
+                fresh.close()
+            for fd in evicted:
+                fd.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._fds)
+
+    def clear(self) -> None:
+        """Close every cached fd (fds handed out stay open)."""
+        with self._lock:
+            items = list(self._fds.values())
+            self._fds.clear()
+        for fd in items:
+            fd.close()
+
+    def close(self) -> None:
+        """Empty the cache and refuse further ``get()`` calls.  Idempotent."""
+        with self._lock:
+            self._closed = True
+        self.clear()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> "UsernsCache":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
