@@ -511,7 +511,8 @@ class Process:
         # No thread can be borrowing the fd: a borrower holds a reference.
         if getattr(self, "_closing", True) or self._fd < 0:
             return
-        if self.returncode is None and self._child is not False and not _try_reap(self):
+        if (self.returncode is None and self._child is not False and not _try_reap(self)
+                and self._child):
             # Still running: keep the handle so that a later spawn() reaps
             # it, as subprocess does with its _active list.
             _abandoned.append(self)
