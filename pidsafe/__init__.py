@@ -11,6 +11,7 @@ from ._idmap import IDMap, IDMapError, IDRange
 from ._features import Features, features
 from ._process import Process
 from ._spawn import DEVNULL, PIPE, STDOUT, spawn
+from ._state import StateError, StateFile
 from ._userns import HelperDiedError, UsernsCache, get_userns_fd
 from ._version import __version__
 
@@ -25,6 +26,8 @@ __all__ = [
     "PIPE",
     "Process",
     "STDOUT",
+    "StateError",
+    "StateFile",
     "TimeoutExpired",
     "UnsupportedError",
     "UsernsCache",

@@ -1,0 +1,210 @@
+"""StateFile: DESIGN.md invariant 7, state is never torn."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+import pidsafe
+from pidsafe import StateError, StateFile
+from pidsafe import _state
+
+
+def test_save_load_list_destroy(tmp_path: Path) -> None:
+    st = StateFile(tmp_path, "c1")
+    assert not st.exists()
+    with st.locked():
+        st.save({"status": "created", "pid": 42})
+    assert st.load() == {"status": "created", "pid": 42}
+    assert StateFile.list(tmp_path) == ["c1"]
+    with st.locked():
+        st.save({"status": "running"})
+        assert st.load() == {"status": "running"}  # while holding the lock
+        st.destroy()
+    assert not st.exists()
+    with pytest.raises(FileNotFoundError):
+        st.load()
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_and_destroy_need_the_lock(tmp_path: Path) -> None:
+    st = StateFile(tmp_path, "c1")
+    with pytest.raises(StateError, match="needs the lock"):
+        st.save({})
+    with pytest.raises(StateError, match="needs the lock"):
+        st.destroy()
+    with pytest.raises(StateError, match="not locked"):
+        st.unlock()
+    with st.locked():
+        with pytest.raises(StateError, match="already locked"):
+            st.lock()
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "-x", "x" * 129, "é", 7])
+def test_bad_id_is_rejected_by_name(tmp_path: Path, bad: Any) -> None:
+    with pytest.raises(StateError) as info:
+        StateFile(tmp_path, bad)
+    assert repr(bad) in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unserialisable_state_writes_nothing(tmp_path: Path) -> None:
+    st = StateFile(tmp_path, "c1")
+    with st.locked():
+        st.save({"v": 1})
+        with pytest.raises(TypeError):
+            st.save({"v": object()})
+    assert st.load() == {"v": 1}
+    assert sorted(os.listdir(tmp_path)) == ["c1.json", "c1.lock"]
+
+
+def test_failed_fsync_keeps_old_state_and_no_temp(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    st = StateFile(tmp_path, "c1")
+    with st.locked():
+        st.save({"v": 1})
+
+        def broken_fsync(fd: int) -> None:
+            raise OSError(5, "injected EIO")
+
+        monkeypatch.setattr(_state.os, "fsync", broken_fsync)
+        with pytest.raises(OSError, match="injected"):
+            st.save({"v": 2})
+        monkeypatch.undo()
+    assert st.load() == {"v": 1}
+    assert sorted(os.listdir(tmp_path)) == ["c1.json", "c1.lock"]
+
+
+def test_write_fsync_rename_then_directory_fsync(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The durable-replace protocol, in order."""
+    events: List[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def rename(a: str, b: str) -> None:
+        events.append("rename")
+        real_rename(a, b)
+
+    st = StateFile(tmp_path, "c1")
+    with st.locked():
+        monkeypatch.setattr(_state.os, "fsync", fsync)
+        monkeypatch.setattr(_state.os, "rename", rename)
+        st.save({"v": 1})
+    assert events == ["fsync file", "rename", "fsync dir"]
+
+
+WRITER = r"""
+import sys, pidsafe
+root, wid = sys.argv[1], sys.argv[2]
+st = pidsafe.StateFile(root, "c1")
+seq = 0
+while True:
+    with st.locked():
+        st.save({"writer": wid, "seq": seq, "payload": wid * 200000})
+    seq += 1
+"""
+
+
+def _check(value: Any) -> None:
+    assert set(value) == {"writer", "seq", "payload"}
+    assert value["payload"] == value["writer"] * 200000
+
+
+def test_never_torn_under_concurrent_writers_and_sigkill(tmp_path: Path) -> None:
+    """Writers in other processes save ~200 KB states in a loop and are then
+    SIGKILLed mid-write; a reader that takes no lock at all must only ever
+    see complete states."""
+    st = StateFile(tmp_path, "c1")
+    with st.locked():
+        st.save({"writer": "0", "seq": -1, "payload": "0" * 200000})
+    writers = [pidsafe.spawn([sys.executable, "-c", WRITER, str(tmp_path), w])
+               for w in "ab"]
+    try:
+        seen = set()
+        deadline = time.monotonic() + 1.5
+        reads = 0
+        while time.monotonic() < deadline:
+            with open(st.path, "rb") as f:   # no lock: rename must be atomic
+                _check(json.loads(f.read()))
+            value = st.load()                # shared lock
+            _check(value)
+            seen.add(value["writer"])
+            reads += 1
+        assert reads > 20
+        assert seen & {"a", "b"}, "the writers never got to write"
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+            w.close()
+    _check(st.load())
+    with st.locked():
+        st.destroy()   # also removes temp files of the killed writers
+    assert os.listdir(tmp_path) == []
+
+
+def _blocks(st: StateFile, seconds: float) -> threading.Thread:
+    """Start st.lock() in a thread; assert it is still blocked after `seconds`."""
+    t = threading.Thread(target=st.lock, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert t.is_alive(), "lock() did not block"
+    return t
+
+
+def test_lock_excludes_other_holders(tmp_path: Path) -> None:
+    a, b = StateFile(tmp_path, "c1"), StateFile(tmp_path, "c1")
+    a.lock()
+    t = _blocks(b, 0.2)
+    a.unlock()
+    t.join(5)
+    assert not t.is_alive() and b.is_locked
+    b.unlock()
+
+
+def test_destroy_while_waiting_never_gives_two_holders(tmp_path: Path) -> None:
+    """A waits on the lock file that the holder unlinks in destroy(); when it
+    gets that flock it must notice the file is gone and lock the live one, or
+    a third locker would get a lock of its own at the same time."""
+    holder, waiter, third = (StateFile(tmp_path, "c1") for _ in range(3))
+    holder.lock()
+    holder.save({"v": 1})
+    t = _blocks(waiter, 0.2)
+    holder.destroy()
+    holder.unlock()
+    t.join(5)
+    assert not t.is_alive() and waiter.is_locked
+    # The waiter holds the lock of the file that now exists at the path.
+    held = os.fstat(waiter._lock_fd)
+    now = os.stat(waiter.lock_path)
+    assert (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+    t3 = _blocks(third, 0.2)
+    waiter.unlock()
+    t3.join(5)
+    assert not t3.is_alive() and third.is_locked
+    third.unlock()
+
+
+def test_dropping_a_locked_state_warns_and_releases(tmp_path: Path) -> None:
+    st = StateFile(tmp_path, "c1")
+    st.lock()
+    with pytest.warns(ResourceWarning, match="dropped while locked"):
+        del st
+        import gc
+        gc.collect()
+    other = StateFile(tmp_path, "c1")
+    with other.locked():
+        pass
