@@ -551,8 +551,29 @@ def reap_abandoned() -> None:
 
 def open_pipe_files(parent_fds: Sequence[int], modes: Sequence[str],
                     bufsize: int) -> List[Optional[IO[bytes]]]:
-    """File objects for the parent's ends of stdio pipes (-1: none)."""
+    """File objects for the parent's ends of stdio pipes (-1: none).
+
+    Takes ownership of every fd in ``parent_fds``, also when it raises: then
+    each fd is closed exactly once, by its file object if one was made (a
+    second close could hit an fd number another thread has reused since).
+    """
     out: List[Optional[IO[bytes]]] = []
-    for fd, mode in zip(parent_fds, modes):
-        out.append(None if fd < 0 else io.open(fd, mode, bufsize))
+    try:
+        for fd, mode in zip(parent_fds, modes):
+            out.append(None if fd < 0 else io.open(fd, mode, bufsize))
+    except BaseException:
+        for f in out:
+            if f is not None:
+                f.close()
+        for i, fd in enumerate(parent_fds[len(out):]):
+            if fd < 0:
+                continue
+            try:
+                os.close(fd)
+            except OSError as exc:
+                # io.open() closes the fd itself if it fails after making
+                # the raw file: only the fd it failed on can be gone.
+                if i != 0 or exc.errno != errno.EBADF:
+                    raise
+        raise
     return out

@@ -253,8 +253,9 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         if parent_ends == [-1, -1, -1]:
             proc = Process(pid, pidfd, args=args, child=True)
         else:
-            files = open_pipe_files(parent_ends, ("wb", "rb", "rb"), bufsize)
-            parent_ends = [-1, -1, -1]
+            # open_pipe_files() owns our ends from here, on failure too.
+            ends, parent_ends = parent_ends, [-1, -1, -1]
+            files = open_pipe_files(ends, ("wb", "rb", "rb"), bufsize)
             proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
                            stderr=files[2], child=True)
         pidfd = -1
