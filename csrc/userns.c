@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -48,6 +49,59 @@ struct helper_block {
     int32_t parent_pid;
     int32_t pad;
 } __attribute__((aligned(64)));
+
+/*
+ * Each thread keeps one helper stack for its next helper: get_userns_fd()
+ * reaps its helper before it returns, so the stack is idle again by then,
+ * and reusing it saves an mmap/mprotect/munmap (with the page faults and
+ * the TLB shootdown of unmapping memory another CPU ran on) per call.  The
+ * cached stack is marked busy while a helper runs on it: a nested call (a
+ * signal handler calling get_userns_fd in the middle of one) or a helper
+ * that could not be proven dead gets, or leaves, a stack of its own.
+ * A thread-specific-data destructor unmaps an idle cached stack at thread
+ * exit.
+ */
+struct stack_slot {
+    char *map;
+    size_t map_size;
+    int busy;
+};
+
+static pthread_key_t slot_key;
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+static int slot_key_ok;
+
+static void slot_free(void *p)
+{
+    struct stack_slot *slot = p;
+
+    if (slot->map != NULL && !slot->busy)
+        munmap(slot->map, slot->map_size);
+    slot->map = NULL;
+}
+
+static void slot_key_init(void)
+{
+    slot_key_ok = pthread_key_create(&slot_key, slot_free) == 0;
+}
+
+static char *map_stack(size_t map_size, long page_size)
+{
+    char *mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    int saved;
+
+    if (mem == MAP_FAILED)
+        return NULL;
+    /* Guard page below the stack: an overflow faults instead of scribbling. */
+    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
+        saved = errno;
+        munmap(mem, map_size);
+        errno = saved;
+        return NULL;
+    }
+    return mem;
+}
 
 static int userns_helper_main(void *arg)
 {
@@ -85,24 +139,36 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     int saved;
     int pidfd = -1;
 
+    static __thread struct stack_slot slot;
+    struct stack_slot *use = NULL;
+
     if (page_size == 0)
         page_size = sysconf(_SC_PAGESIZE);
     h->pid = -1;
     h->pidfd = -1;
     h->map_addr = 0;
     h->map_size = 0;
+    h->slot = 0;
 
     /* [guard page][stack ...][block] */
     map_size = (size_t)page_size + HELPER_STACK_SIZE;
-    mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED)
-        return -1;
-    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
-        saved = errno;
-        munmap(mem, map_size);
-        errno = saved;
-        return -1;
+    if (!slot.busy) {
+        if (slot.map == NULL) {
+            pthread_once(&slot_once, slot_key_init);
+            slot.map = map_stack(map_size, page_size);
+            if (slot.map == NULL)
+                return -1;
+            slot.map_size = map_size;
+            /* Without a key the stack lives as long as the process: still correct. */
+            if (slot_key_ok)
+                pthread_setspecific(slot_key, &slot);
+        }
+        use = &slot;
+        mem = slot.map;
+    } else {
+        mem = map_stack(map_size, page_size);
+        if (mem == NULL)
+            return -1;
     }
     block = (struct helper_block *)(mem + map_size - sizeof(*block));
     block->all_signals = all;
@@ -125,14 +191,18 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     saved = errno;
     pidsafe_raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8);
     if (pid < 0) {
-        munmap(mem, map_size);
+        if (use == NULL)
+            munmap(mem, map_size);
         errno = saved;
         return -1;
     }
+    if (use != NULL)
+        use->busy = 1;
     h->pid = (int32_t)pid;
     h->pidfd = pidfd;
     h->map_addr = (uint64_t)(uintptr_t)mem;
     h->map_size = map_size;
+    h->slot = (uint64_t)(uintptr_t)use;
     return (int)pid;
 #else
     (void)parent_pid; (void)extra_flags;
@@ -140,6 +210,7 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     h->pidfd = -1;
     h->map_addr = 0;
     h->map_size = 0;
+    h->slot = 0;
     errno = ENOSYS;
     return -1;
 #endif
@@ -149,10 +220,16 @@ int pidsafe_userns_helper_free(struct pidsafe_userns_helper *h)
 {
     void *mem = (void *)(uintptr_t)h->map_addr;
     size_t size = (size_t)h->map_size;
+    struct stack_slot *slot = (struct stack_slot *)(uintptr_t)h->slot;
 
     if (mem == NULL)
         return 0;  /* idempotent */
     h->map_addr = 0;
     h->map_size = 0;
+    h->slot = 0;
+    if (slot != NULL) {
+        slot->busy = 0;  /* back to its thread's cache */
+        return 0;
+    }
     return munmap(mem, size);
 }

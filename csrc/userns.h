@@ -28,6 +28,7 @@ struct pidsafe_userns_helper {
     int32_t pidfd;
     uint64_t map_addr;
     uint64_t map_size;
+    uint64_t slot;      /* opaque: the thread's cached stack, or 0 */
 };
 
 /*
@@ -42,8 +43,10 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
                                 uint64_t extra_flags);
 
 /*
- * Unmap the helper's stack.  Only once the helper is dead *and* reaped (or
- * known reaped: waitid gave ECHILD): until then it may still run on it.
+ * Give the helper's stack back (to its thread's cache, or unmap it).  Only
+ * once the helper is dead *and* reaped (or known reaped: waitid gave
+ * ECHILD): until then it may still run on it.  Never called for a helper
+ * that could not be proven dead: its stack then stays mapped and busy.
  */
 int pidsafe_userns_helper_free(struct pidsafe_userns_helper *h);
 

@@ -101,6 +101,8 @@ class IDMap:
 
     ranges: Tuple[IDRange, ...]
     _by_host: Tuple[IDRange, ...] = field(init=False, repr=False, compare=False)
+    #: to_kernel(), encoded once: what get_userns_fd() writes.
+    _kernel: bytes = field(init=False, repr=False, compare=False)
 
     def __init__(self, ranges: Iterable[IDRange]) -> None:
         items = list(ranges)
@@ -119,6 +121,8 @@ class IDMap:
         _check_overlap(by_host, "host", lambda r: (r.host, r.host_end))
         object.__setattr__(self, "ranges", by_container)
         object.__setattr__(self, "_by_host", by_host)
+        object.__setattr__(self, "_kernel", "".join(
+            f"{r.container} {r.host} {r.size}\n" for r in by_container).encode("ascii"))
 
     # -- constructors -------------------------------------------------------
 
@@ -216,7 +220,7 @@ class IDMap:
 
     def to_kernel(self) -> str:
         """The text to write to ``/proc/PID/uid_map`` (in one ``write()``)."""
-        return "".join(f"{r.container} {r.host} {r.size}\n" for r in self.ranges)
+        return self._kernel.decode("ascii")
 
     def to_oci(self) -> List[Dict[str, int]]:
         """OCI's list-of-objects form."""

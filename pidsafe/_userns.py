@@ -40,6 +40,9 @@ IDMapLike = Union[IDMap, str]
 
 _SETGROUPS = ("deny", "allow")
 _PAGE_SIZE = os.sysconf("SC_PAGESIZE")
+_O_READ = os.O_RDONLY | os.O_CLOEXEC
+_O_WRITE = os.O_WRONLY | os.O_CLOEXEC
+_SIGKILL = int(signal.SIGKILL)
 
 
 class HelperDiedError(ProcessLookupError):
@@ -80,7 +83,7 @@ def _as_idmap(value: IDMapLike, name: str) -> IDMap:
 
 
 def _map_bytes(m: IDMap, name: str) -> bytes:
-    data = m.to_kernel().encode("ascii")
+    data = m._kernel
     # map_write() takes the whole map in one write() of less than a page.
     if len(data) >= _PAGE_SIZE:
         raise IDMapError(f"{name}: the map is {len(data)} bytes as the kernel spells it; "
@@ -144,25 +147,24 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
         hook = _test_hook
         if hook is not None:
             hook("cloned", HelperView(pid, pidfd))
-        # Open first, prove after.  A pid names a process only while that
-        # process exists: if the helper died and was reaped (a global
-        # __WALL reaper, or an outside SIGKILL plus our own cleanup in
-        # another thread cannot, but a foreign one can), the pid may already
-        # belong to someone else, and /proc/PID/... would open *their*
-        # namespace and maps.  Opening pins whatever the path resolved to.
-        # pidfd_send_signal(pidfd, 0) then succeeds only while the helper
-        # itself has not been reaped (a zombie still passes: its credentials,
-        # hence its user namespace, stay attached to it until it is reaped).
-        # A pid cannot be reused before its process is reaped, so if the
-        # proof succeeds, every fd opened before it refers to the helper,
-        # whatever happens to the pid afterwards.
-        base = f"/proc/{pid}/"
+        # Open first, prove after.  A pid names a process only until that
+        # process is reaped.  If the helper was killed (by anyone) and reaped
+        # (by a global reaper that waits with __WALL), its pid may already
+        # belong to another process, and /proc/PID/... would open *that*
+        # process's namespace and maps.  An open fd pins whatever the path
+        # resolved to at open time.  pidfd_send_signal(pidfd, 0) afterwards
+        # succeeds only while the helper itself has not been reaped (a zombie
+        # still passes: its credentials, hence its user namespace, stay with
+        # it until it is reaped), and a pid is never reused before its
+        # process is reaped.  So if the proof succeeds, every fd opened
+        # before it refers to the helper, whatever happens to the pid later.
+        base = b"/proc/%d/" % pid
         try:
-            ns_fd = os.open(base + "ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            ns_fd = os.open(base + b"ns/user", _O_READ)
             if setgroups != "allow":
-                sg_fd = os.open(base + "setgroups", os.O_WRONLY | os.O_CLOEXEC)
-            uid_fd = os.open(base + "uid_map", os.O_WRONLY | os.O_CLOEXEC)
-            gid_fd = os.open(base + "gid_map", os.O_WRONLY | os.O_CLOEXEC)
+                sg_fd = os.open(base + b"setgroups", _O_WRITE)
+            uid_fd = os.open(base + b"uid_map", _O_WRITE)
+            gid_fd = os.open(base + b"gid_map", _O_WRITE)
         except OSError as exc:
             # ENOENT/ESRCH here usually means the helper is gone; say so only
             # if the pidfd confirms it, else report the open's own error.
@@ -178,10 +180,9 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
         if hook is not None:
             hook("proven", HelperView(pid, pidfd))
         if sg_fd >= 0:
-            _write_once(sg_fd, setgroups.encode(), f"write setgroups ({setgroups})",
-                        base + "setgroups")
-        _write_once(uid_fd, uid_text, f"write uid_map ({um})", base + "uid_map")
-        _write_once(gid_fd, gid_text, f"write gid_map ({gm})", base + "gid_map")
+            _write_once(sg_fd, b"deny", pid, "setgroups", setgroups)
+        _write_once(uid_fd, uid_text, pid, "uid_map", um)
+        _write_once(gid_fd, gid_text, pid, "gid_map", gm)
         result = OwnedFd(ns_fd, "user namespace")
         ns_fd = -1
         return result
@@ -201,13 +202,30 @@ def _alive(pidfd: int) -> bool:
     return True
 
 
-def _write_once(fd: int, data: bytes, step: str, path: str) -> None:
+# Why a write to a map file is refused with EPERM (user_namespaces(7)).
+_EPERM_HINTS = {
+    "uid_map": "mapping host uids other than your own needs CAP_SETUID in the parent "
+               "user namespace (and the map can be written only once)",
+    "gid_map": "mapping host gids other than your own needs CAP_SETGID in the parent "
+               "user namespace, and without it setgroups must be 'deny' (and the map can "
+               "be written only once)",
+    "setgroups": "setgroups can no longer change once the gid map is written",
+}
+
+
+def _write_once(fd: int, data: bytes, pid: int, name: str, what: object) -> None:
+    """One write() of a whole /proc/PID/<name> file; errors name the map."""
     try:
         n = os.write(fd, data)
     except OSError as exc:
-        raise _sys.make_oserror(exc.errno or errno.EIO, step, path) from None
+        err = exc.errno or errno.EIO
+        step = f"write {name} ({what})"
+        if err == errno.EPERM:
+            step += f" [{_EPERM_HINTS[name]}]"
+        raise _sys.make_oserror(err, step, f"/proc/{pid}/{name}") from None
     if n != len(data):  # pragma: no cover - the kernel takes it whole or fails
-        raise _sys.make_oserror(errno.EIO, f"{step}: short write ({n} of {len(data)})", path)
+        raise _sys.make_oserror(errno.EIO, f"write {name}: short write ({n} of {len(data)})",
+                                f"/proc/{pid}/{name}")
 
 
 def _end_helper(helper: Any, pidfd: int) -> None:
@@ -222,7 +240,7 @@ def _end_helper(helper: Any, pidfd: int) -> None:
     dead = False
     try:
         try:
-            _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _sys.pidfd_send_signal(pidfd, _SIGKILL)
         except ProcessLookupError:
             pass  # already reaped: waitid below says ECHILD
         while True:
