@@ -287,6 +287,59 @@ def errno_of(call: Callable[[], Any]) -> int:
     return 0
 
 
+# --- mounts: fsopen/fsconfig/fsmount, umount2 (csrc/mount.c; issue 3) -------
+
+MOUNT_ATTR_NOSUID: int = lib.PIDSAFE_MOUNT_ATTR_NOSUID
+MOUNT_ATTR_NODEV: int = lib.PIDSAFE_MOUNT_ATTR_NODEV
+MOUNT_ATTR_NOEXEC: int = lib.PIDSAFE_MOUNT_ATTR_NOEXEC
+MOUNT_ATTR__ATIME: int = lib.PIDSAFE_MOUNT_ATTR__ATIME
+MOUNT_ATTR_RELATIME: int = lib.PIDSAFE_MOUNT_ATTR_RELATIME
+MOUNT_ATTR_NOATIME: int = lib.PIDSAFE_MOUNT_ATTR_NOATIME
+MOUNT_ATTR_STRICTATIME: int = lib.PIDSAFE_MOUNT_ATTR_STRICTATIME
+MOUNT_ATTR_NODIRATIME: int = lib.PIDSAFE_MOUNT_ATTR_NODIRATIME
+MOUNT_ATTR_NOSYMFOLLOW: int = lib.PIDSAFE_MOUNT_ATTR_NOSYMFOLLOW
+MS_UNBINDABLE: int = lib.PIDSAFE_MS_UNBINDABLE
+MS_SLAVE: int = lib.PIDSAFE_MS_SLAVE
+MS_SHARED: int = lib.PIDSAFE_MS_SHARED
+FSOPEN_CLOEXEC: int = lib.PIDSAFE_FSOPEN_CLOEXEC
+FSMOUNT_CLOEXEC: int = lib.PIDSAFE_FSMOUNT_CLOEXEC
+FSCONFIG_SET_FLAG: int = lib.PIDSAFE_FSCONFIG_SET_FLAG
+FSCONFIG_SET_STRING: int = lib.PIDSAFE_FSCONFIG_SET_STRING
+FSCONFIG_CMD_CREATE: int = lib.PIDSAFE_FSCONFIG_CMD_CREATE
+UMOUNT_NOFOLLOW: int = lib.PIDSAFE_UMOUNT_NOFOLLOW
+
+
+def fsopen(fsname: str, flags: int) -> int:
+    """fsopen(2) (Linux 5.2): a filesystem context fd for ``fsname``."""
+    return _retry("fsopen", lib.pidsafe_fsopen, fsname.encode(), flags, filename=fsname)
+
+
+def fsconfig(fd: int, cmd: int, key: Optional[str] = None,
+             value: Optional[StrPath] = None, aux: int = 0, *,
+             step: str = "fsconfig", filename: Optional[Any] = None) -> None:
+    """fsconfig(2) (Linux 5.2): set a parameter or run a command."""
+    key_c = ffi.new("char[]", key.encode()) if key is not None else ffi.NULL
+    value_c = ffi.new("char[]", os.fsencode(value)) if value is not None else ffi.NULL
+    _retry(step, lib.pidsafe_fsconfig, fd, cmd, key_c, value_c, aux, filename=filename)
+
+
+def fsmount(fd: int, flags: int, attr_flags: int) -> int:
+    """fsmount(2) (Linux 5.2): a detached mount of a created context."""
+    return _retry("fsmount", lib.pidsafe_fsmount, fd, flags, attr_flags)
+
+
+def umount2(target: StrPath, flags: int, *, step: str = "umount2",
+            filename: Optional[Any] = None) -> None:
+    """umount2(2).
+
+    Raises:
+        OSError: ``EBUSY`` while the mount is in use, ``EINVAL`` when
+            ``target`` is not a mount point.
+    """
+    _retry(step, lib.pidsafe_umount2, os.fsencode(target), flags,
+           filename=target if filename is None else filename)
+
+
 # --- user namespaces (csrc/userns.c; issue 3) -------------------------------
 
 def userns_helper_start(parent_pid: int, extra_flags: int = 0) -> Any:

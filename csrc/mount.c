@@ -1,0 +1,56 @@
+/*
+ * Mount shims: fsopen(2), fsconfig(2), fsmount(2) (Linux 5.2) and
+ * umount2(2).  Each returns -1 and leaves errno; EINTR is retried by
+ * pidsafe/_sys.py.  See mount.h for why pidsafe uses the new mount API.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "pidsafe.h"
+#include "mount.h"
+
+#ifdef UMOUNT_NOFOLLOW
+_Static_assert(UMOUNT_NOFOLLOW == PIDSAFE_UMOUNT_NOFOLLOW, "UMOUNT_NOFOLLOW");
+#endif
+_Static_assert(MS_SHARED == PIDSAFE_MS_SHARED, "MS_SHARED");
+_Static_assert(MS_SLAVE == PIDSAFE_MS_SLAVE, "MS_SLAVE");
+_Static_assert(MS_UNBINDABLE == PIDSAFE_MS_UNBINDABLE, "MS_UNBINDABLE");
+
+/* Syscall numbers: asm-generic numbering, shared by x86_64 and aarch64. */
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+
+/* fsopen(2), Linux 5.2: a filesystem context for fsname. */
+int pidsafe_fsopen(const char *fsname, unsigned int flags)
+{
+    return (int)syscall(SYS_fsopen, fsname, flags);
+}
+
+/* fsconfig(2), Linux 5.2.  key/value may be NULL for commands and flags. */
+int pidsafe_fsconfig(int fd, unsigned int cmd, const char *key, const char *value,
+                     int aux)
+{
+    return (int)syscall(SYS_fsconfig, fd, cmd, key, value, aux);
+}
+
+/* fsmount(2), Linux 5.2: a detached mount of the context's superblock. */
+int pidsafe_fsmount(int fd, unsigned int flags, unsigned int attr_flags)
+{
+    return (int)syscall(SYS_fsmount, fd, flags, attr_flags);
+}
+
+/* umount2(2).  The raw syscall, so that libc adds no policy of its own. */
+int pidsafe_umount2(const char *target, int flags)
+{
+    return (int)syscall(SYS_umount2, target, flags);
+}

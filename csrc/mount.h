@@ -1,0 +1,61 @@
+/*
+ * pidsafe native layer, mounts: the rest of the new mount API (fsopen,
+ * fsconfig, fsmount; Linux 5.2) and umount2(2), which Python's os module
+ * lacks.  open_tree, move_mount, mount_setattr and openat2 are in
+ * pidsafe.h/shims.c.
+ *
+ * Why the new mount API rather than mount(2): every mount pidsafe makes is
+ * created detached (an fd) and attached with move_mount() onto an O_PATH fd
+ * of its target, which was resolved inside the container's rootfs with
+ * openat2(RESOLVE_IN_ROOT).  No path string is ever re-resolved between the
+ * check and the mount, and a failed attach leaves nothing behind (closing a
+ * detached mount's fd dissolves it).  fsconfig() also keeps the kernel's own
+ * error text in the fs context's log, which pidsafe reads into its errors.
+ *
+ * CDEF rules as in pidsafe.h: integer #defines, fixed-width structs and
+ * prototypes only between the markers.
+ */
+#ifndef PIDSAFE_MOUNT_H
+#define PIDSAFE_MOUNT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CDEF BEGIN */
+
+/* mount_setattr()/fsmount() attributes (linux/mount.h). */
+#define PIDSAFE_MOUNT_ATTR_NOSUID      0x00000002
+#define PIDSAFE_MOUNT_ATTR_NODEV       0x00000004
+#define PIDSAFE_MOUNT_ATTR_NOEXEC      0x00000008
+#define PIDSAFE_MOUNT_ATTR__ATIME      0x00000070
+#define PIDSAFE_MOUNT_ATTR_RELATIME    0x00000000
+#define PIDSAFE_MOUNT_ATTR_NOATIME     0x00000010
+#define PIDSAFE_MOUNT_ATTR_STRICTATIME 0x00000020
+#define PIDSAFE_MOUNT_ATTR_NODIRATIME  0x00000080
+#define PIDSAFE_MOUNT_ATTR_NOSYMFOLLOW 0x00200000
+
+/* Propagation types for mount_attr.propagation (MS_PRIVATE is in pidsafe.h). */
+#define PIDSAFE_MS_UNBINDABLE          0x00020000
+#define PIDSAFE_MS_SLAVE               0x00080000
+#define PIDSAFE_MS_SHARED              0x00100000
+
+/* fsopen(), fsconfig(), fsmount(). */
+#define PIDSAFE_FSOPEN_CLOEXEC         0x00000001
+#define PIDSAFE_FSMOUNT_CLOEXEC        0x00000001
+#define PIDSAFE_FSCONFIG_SET_FLAG      0
+#define PIDSAFE_FSCONFIG_SET_STRING    1
+#define PIDSAFE_FSCONFIG_CMD_CREATE    6
+
+/* umount2() flags. */
+#define PIDSAFE_UMOUNT_NOFOLLOW        0x00000008
+
+/* Syscall shims: -1 and errno on failure. */
+int pidsafe_fsopen(const char *fsname, unsigned int flags);
+int pidsafe_fsconfig(int fd, unsigned int cmd, const char *key, const char *value,
+                     int aux);
+int pidsafe_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
+int pidsafe_umount2(const char *target, int flags);
+
+/* CDEF END */
+
+#endif /* PIDSAFE_MOUNT_H */
