@@ -8,8 +8,10 @@ can never be signalled, waited on or opened by mistake.
 from ._errors import TimeoutExpired, UnsupportedError
 from ._fd import OwnedFd
 from ._idmap import IDMap, IDMapError, IDRange
+from ._mount import MountError, idmapped_bind
 from ._features import Features, features
 from ._process import Process
+from ._rootfs import InvalidMountError, Mount, mount_all, unmount_all
 from ._spawn import DEVNULL, PIPE, STDOUT, spawn
 from ._state import StateError, StateFile
 from ._userns import HelperDiedError, UsernsCache, get_userns_fd
@@ -22,6 +24,9 @@ __all__ = [
     "IDMap",
     "IDMapError",
     "IDRange",
+    "InvalidMountError",
+    "Mount",
+    "MountError",
     "OwnedFd",
     "PIPE",
     "Process",
@@ -34,5 +39,8 @@ __all__ = [
     "__version__",
     "features",
     "get_userns_fd",
+    "idmapped_bind",
+    "mount_all",
     "spawn",
+    "unmount_all",
 ]

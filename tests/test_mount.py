@@ -1,0 +1,487 @@
+"""Idmapped mounts, mount lists, targets resolved inside the rootfs (issue 3).
+
+Everything here mounts for real, as root, on a tmpfs "disk" mounted under
+``tmp_path`` (tmpfs supports idmapped mounts since Linux 6.3), and unmounts
+it again: the autouse ``no_leaks`` fixture fails any test that leaves a
+mount, an fd or a child behind.  The user namespace is always
+``0:100000:65536`` for uids and gids.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator, List, Sequence
+
+import pytest
+
+import pidsafe
+from pidsafe import _mount, _sys
+from pidsafe.cli import main as cli_main
+
+pytestmark = pytest.mark.root
+
+MAP = "0:100000:65536"
+IDMAP_OPTS = [f"uidmap={MAP}", f"gidmap={MAP}"]
+
+
+def mountpoints_under(path: Path) -> List[str]:
+    prefix = str(path) + "/"
+    return [m.mountpoint for m in _mount.mountinfo()
+            if m.mountpoint == str(path) or m.mountpoint.startswith(prefix)]
+
+
+def run_tool(args: Sequence[str]) -> None:
+    with pidsafe.spawn(list(args), stdout=subprocess.DEVNULL) as p:
+        assert p.wait() == 0, args
+
+
+def umount(path: Path) -> None:
+    _sys.umount2(str(path), 0)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A fresh tmpfs to play the disk, owned by root; unmounted afterwards."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    run_tool(["mount", "-t", "tmpfs", "-o", "mode=755", "pidsafe-test-disk", str(d)])
+    try:
+        yield d
+    finally:
+        run_tool(["umount", "-R", str(d)])
+
+
+@pytest.fixture
+def userns() -> Iterator[pidsafe.OwnedFd]:
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        yield fd
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tempfile's directory, private to this test, to see what is left in it."""
+    t = tmp_path / "tmp"
+    t.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(t))
+    return t
+
+
+def in_userns(userns: pidsafe.OwnedFd, cwd: Path, args: Sequence[str]) -> str:
+    """Run ``args`` in ``cwd`` as root of ``userns`` (host uid 100000); its stdout.
+
+    ``cwd`` is entered as host root first: pytest's base directory is mode
+    0700, so host uid 100000 could not walk a path to it.
+    """
+    fd = userns.fileno()
+    with pidsafe.spawn(["nsenter", f"--user=/proc/self/fd/{fd}", "--", *args], cwd=cwd,
+                       pass_fds=[fd], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, (args, err)
+    return out.decode()
+
+
+def owner(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_uid, st.st_gid
+
+
+# --- idmapped_bind ----------------------------------------------------------------
+
+def test_idmapped_bind_ownership(disk: Path, userns: pidsafe.OwnedFd) -> None:
+    src, dst = disk / "src", disk / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "root-file").write_text("x")
+    os.chown(src / "root-file", 0, 0)
+    pidsafe.idmapped_bind(src, dst, userns)
+    try:
+        # uid 0 on disk reads as host uid 100000 through the mount ...
+        assert owner(dst / "root-file") == (100000, 100000)
+        assert owner(src / "root-file") == (0, 0)
+        # ... and as 0 from inside the namespace.
+        assert in_userns(userns, dst, ["stat", "-c", "%u:%g", "root-file"]) == "0:0\n"
+        # The namespace's root (host 100000) creates a file through the
+        # mount: on disk it belongs to 0.
+        in_userns(userns, dst, ["touch", "made-by-ns-root"])
+        assert owner(src / "made-by-ns-root") == (0, 0)
+        assert owner(dst / "made-by-ns-root") == (100000, 100000)
+        info = [m for m in _mount.mountinfo() if m.mountpoint == str(dst)]
+        assert len(info) == 1 and "idmapped" in info[0].options
+    finally:
+        umount(dst)
+
+
+def test_idmapped_bind_readonly_gives_erofs(disk: Path, userns: pidsafe.OwnedFd) -> None:
+    src, dst = disk / "src", disk / "dst"
+    src.mkdir()
+    dst.mkdir()
+    pidsafe.idmapped_bind(src, dst, userns, readonly=True)
+    try:
+        with pytest.raises(OSError) as ei:
+            (dst / "new").write_text("x")
+        assert ei.value.errno == errno.EROFS
+        assert not (src / "new").exists()
+    finally:
+        umount(dst)
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_idmapped_bind_recursive(disk: Path, userns: pidsafe.OwnedFd, recursive: bool) -> None:
+    src, dst = disk / "src", disk / "dst"
+    (src / "sub").mkdir(parents=True)
+    dst.mkdir()
+    run_tool(["mount", "-t", "tmpfs", "pidsafe-test-sub", str(src / "sub")])
+    (src / "sub" / "in-submount").write_text("x")
+    pidsafe.idmapped_bind(src, dst, userns, recursive=recursive)
+    try:
+        seen = (dst / "sub" / "in-submount").exists()
+        assert seen == recursive
+        if recursive:
+            assert owner(dst / "sub" / "in-submount") == (100000, 100000)
+    finally:
+        if recursive:
+            umount(dst / "sub")
+        umount(dst)
+        umount(src / "sub")
+
+
+def test_idmapped_bind_unsupported_filesystem_names_it(tmp_path: Path,
+                                                       userns: pidsafe.OwnedFd) -> None:
+    # ramfs has no idmapped-mount support: EINVAL from mount_setattr.
+    ram, dst = tmp_path / "ram", tmp_path / "dst"
+    ram.mkdir()
+    dst.mkdir()
+    run_tool(["mount", "-t", "ramfs", "pidsafe-test-ramfs", str(ram)])
+    try:
+        with pytest.raises(pidsafe.MountError) as ei:
+            pidsafe.idmapped_bind(ram, dst, userns)
+    finally:
+        umount(ram)
+    e = ei.value
+    assert e.errno == errno.EINVAL
+    assert e.path == str(ram) and e.filename == str(ram)
+    assert e.step == f"unable to idmap mount tree of {ram}"
+    assert "ramfs" in str(e) and "does not support idmapped mounts" in str(e)
+
+
+def test_idmapped_bind_eperm_says_why(disk: Path) -> None:
+    src, dst = disk / "src", disk / "dst"
+    src.mkdir()
+    dst.mkdir()
+    with pidsafe.OwnedFd(os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)) as own:
+        with pytest.raises(PermissionError) as ei:
+            pidsafe.idmapped_bind(src, dst, own)
+    assert isinstance(ei.value, pidsafe.MountError)
+    assert "initial user namespace can never be used" in str(ei.value)
+    # An fd that is not a user namespace at all.
+    with pidsafe.OwnedFd(os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)) as mnt:
+        with pytest.raises(pidsafe.MountError) as ei2:
+            pidsafe.idmapped_bind(src, dst, mnt)
+    assert ei2.value.errno == errno.EINVAL and "is not a user namespace" in str(ei2.value)
+
+
+def test_idmapped_bind_missing_paths(disk: Path, userns: pidsafe.OwnedFd) -> None:
+    (disk / "src").mkdir()
+    with pytest.raises(FileNotFoundError) as ei:
+        pidsafe.idmapped_bind(disk / "src", disk / "nowhere", userns)
+    assert isinstance(ei.value, pidsafe.MountError)
+    assert ei.value.step == f"unable to attach mount tree to {disk / 'nowhere'}"
+    with pytest.raises(FileNotFoundError) as ei:
+        pidsafe.idmapped_bind(disk / "nothing", disk / "src", userns)
+    assert ei.value.step == f"unable to clone mount tree of {disk / 'nothing'}"
+    with pytest.raises(TypeError):
+        pidsafe.idmapped_bind(disk / "src", disk / "src", 3)  # type: ignore[arg-type]
+
+
+def test_mount_error_pickles() -> None:
+    import pickle
+
+    e = _mount.mount_error(errno.EPERM, "unable to x", "/p", "because")
+    e2 = pickle.loads(pickle.dumps(e))
+    assert type(e2) is type(e) and isinstance(e2, PermissionError)
+    assert (e2.errno, e2.step, e2.path, str(e2)) == (e.errno, e.step, e.path, str(e))
+
+
+# --- mount_all / unmount_all --------------------------------------------------------
+
+@pytest.fixture
+def rootfs(disk: Path) -> Path:
+    r = disk / "rootfs"
+    (r / "etc").mkdir(parents=True)
+    return r
+
+
+def test_mount_all_idmapped_bind_and_unmount_all(disk: Path, rootfs: Path) -> None:
+    data = disk / "data"
+    data.mkdir()
+    (data / "f").write_text("x")
+    (disk / "file").write_text("one file")
+    mounts = [
+        pidsafe.Mount("tmpfs", "tmpfs", "/run", ["size=1m", "mode=700", "nosuid", "nodev"]),
+        pidsafe.Mount("bind", str(data), "/data", ["rbind", *IDMAP_OPTS]),
+        pidsafe.Mount("bind", str(data), "/run/deep/ro-data", ["bind", "ro", "rprivate"]),
+        pidsafe.Mount("none", str(disk / "file"), "/etc/hostname", ["bind", "ro"]),
+    ]
+    assert mounts[0].options == ("size=1m", "mode=700", "nosuid", "nodev")
+    pidsafe.mount_all(mounts, rootfs)
+    try:
+        points = mountpoints_under(rootfs)
+        assert points == [str(rootfs / p) for p in ("run", "data", "run/deep/ro-data",
+                                                   "etc/hostname")]
+        info = {m.mountpoint: m for m in _mount.mountinfo()}
+        assert info[str(rootfs / "run")].fstype == "tmpfs"
+        assert {"nosuid", "nodev"} <= set(info[str(rootfs / "run")].options)
+        assert "idmapped" in info[str(rootfs / "data")].options
+        assert owner(rootfs / "data" / "f") == (100000, 100000)
+        assert "ro" in info[str(rootfs / "run/deep/ro-data")].options
+        assert stat.S_ISREG(os.stat(rootfs / "etc/hostname").st_mode)
+        assert (rootfs / "etc/hostname").read_text() == "one file"
+        with pytest.raises(OSError) as ei:
+            (rootfs / "run/deep/ro-data/new").write_text("x")
+        assert ei.value.errno == errno.EROFS
+    finally:
+        pidsafe.unmount_all(mounts, rootfs)
+    assert mountpoints_under(rootfs) == []
+    pidsafe.unmount_all(mounts, rootfs)  # nothing mounted: nothing to do
+    assert (data / "f").read_text() == "x"
+
+
+def test_mount_all_idmap_ridmap_use_container_userns(disk: Path, rootfs: Path,
+                                                     userns: pidsafe.OwnedFd) -> None:
+    src = disk / "src"
+    (src / "sub").mkdir(parents=True)
+    run_tool(["mount", "-t", "tmpfs", "pidsafe-test-sub", str(src / "sub")])
+    try:
+        mounts = [pidsafe.Mount("bind", str(src), "/top-only", ["rbind", "idmap"]),
+                  pidsafe.Mount("bind", str(src), "/all", ["rbind", "ridmap"])]
+        with pytest.raises(pidsafe.InvalidMountError, match="idmap needs uidmap="):
+            pidsafe.mount_all(mounts, rootfs)
+        pidsafe.mount_all(mounts, rootfs, userns=userns)
+        try:
+            opts = {m.mountpoint: m.options for m in _mount.mountinfo()}
+            assert "idmapped" in opts[str(rootfs / "top-only")]
+            assert "idmapped" not in opts[str(rootfs / "top-only/sub")]
+            assert "idmapped" in opts[str(rootfs / "all")]
+            assert "idmapped" in opts[str(rootfs / "all/sub")]
+        finally:
+            pidsafe.unmount_all(mounts, rootfs)
+        assert mountpoints_under(rootfs) == []
+    finally:
+        umount(src / "sub")
+
+
+def _layers(disk: Path) -> List[str]:
+    (disk / "layers/l1/etc").mkdir(parents=True)
+    (disk / "layers/l2/bin").mkdir(parents=True)
+    (disk / "layers/l1/etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (disk / "layers/l2/bin/sh").write_text("#!")
+    (disk / "up").mkdir()
+    (disk / "work").mkdir()
+    return [f"lowerdir={disk}/layers/l1:{disk}/layers/l2", f"upperdir={disk}/up",
+            f"workdir={disk}/work"]
+
+
+def test_overlay_with_idmapped_lowers(disk: Path, rootfs: Path, private_tmp: Path,
+                                      userns: pidsafe.OwnedFd) -> None:
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [*_layers(disk), *IDMAP_OPTS])]
+    pidsafe.mount_all(ovl, rootfs)
+    try:
+        merged = rootfs / "merged"
+        # Lowers idmapped: their uid 0 files read as 100000.
+        assert owner(merged / "etc/passwd") == (100000, 100000)
+        assert owner(merged / "bin/sh") == (100000, 100000)
+        assert (merged / "etc/passwd").read_text().startswith("root:")
+        # The temporary idmapped mount and its directory are gone already.
+        assert os.listdir(private_tmp) == []
+        assert not [m for m in _mount.mountinfo() if m.mountpoint.startswith(str(private_tmp))]
+        # Writes go to the (not idmapped) upperdir; the ns root can write
+        # to the idmapped lower's directories by copy-up.
+        in_userns(userns, merged, ["touch", "etc/new"])
+        assert owner(disk / "up/etc/new") == (100000, 100000)
+        assert not (disk / "layers/l1/etc/new").exists()
+    finally:
+        pidsafe.unmount_all(ovl, rootfs)
+    assert mountpoints_under(rootfs) == []
+    assert (disk / "layers/l1/etc/passwd").exists() and (disk / "layers/l2/bin/sh").exists()
+
+
+def test_overlay_plain_and_kernel_message(disk: Path, rootfs: Path) -> None:
+    opts = _layers(disk)
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", opts)]
+    pidsafe.mount_all(ovl, rootfs)
+    try:
+        assert owner(rootfs / "merged/etc/passwd") == (0, 0)
+    finally:
+        pidsafe.unmount_all(ovl, rootfs)
+    bad = [pidsafe.Mount("overlay", "overlay", "/merged",
+                         [f"lowerdir={disk}/no-such-layer", *opts[1:]])]
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.mount_all(bad, rootfs)
+    # The kernel's own explanation, read from the fs context's log.
+    assert "no-such-layer" in str(ei.value) and "overlay" in str(ei.value)
+    assert mountpoints_under(rootfs) == []
+
+
+@pytest.mark.parametrize("failure", ["option", "target", "attach", "source"])
+def test_mount_all_rolls_back(disk: Path, rootfs: Path, private_tmp: Path,
+                              failure: str) -> None:
+    data = disk / "data"
+    data.mkdir()
+    (rootfs / "a-file").write_text("x")
+    third = {
+        "option": pidsafe.Mount("tmpfs", "tmpfs", "/t", ["no-such-option=1"]),
+        "target": pidsafe.Mount("bind", str(data), "/a-file/below", ["rbind"]),
+        "attach": pidsafe.Mount("bind", str(data), "/a-file", ["rbind"]),  # dir on file
+        "source": pidsafe.Mount("bind", str(disk / "missing"), "/m", ["rbind"]),
+    }[failure]
+    mounts = [
+        pidsafe.Mount("bind", str(data), "/data", ["rbind", *IDMAP_OPTS]),
+        pidsafe.Mount("overlay", "overlay", "/merged", [*_layers(disk), *IDMAP_OPTS]),
+        third,
+    ]
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.mount_all(mounts, rootfs)
+    if failure == "target":
+        assert ei.value.errno == errno.ENOTDIR, ei.value
+    if failure == "attach":
+        assert ei.value.errno == errno.EINVAL
+        assert "a directory cannot be mounted on a file" in str(ei.value)
+    assert "while making mount 2" in "\n".join(getattr(ei.value, "__notes__", []))
+    assert mountpoints_under(rootfs) == []
+    assert os.listdir(private_tmp) == []
+    assert sorted(os.listdir(disk / "layers")) == ["l1", "l2"]
+
+
+def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001, 0.002))
+    mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/busy", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "/t", ["no-such-option=1"])]
+    real_attach = _mount.attach
+    holder: List[int] = []
+
+    def attach_then_hold(tree_fd: int, target_fd: int, target: str) -> None:
+        real_attach(tree_fd, target_fd, target)
+        if target.endswith("/busy"):  # someone starts using the new mount
+            holder.append(os.open(os.path.join(target, "."), os.O_RDONLY | os.O_CLOEXEC))
+
+    monkeypatch.setattr("pidsafe._rootfs.attach", attach_then_hold)
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.mount_all(mounts, rootfs)
+    try:
+        notes = "\n".join(getattr(ei.value, "__notes__", []))
+        assert "rollback: [Errno 16] unable to unmount" in notes
+        assert "still in use after 3 tries; left mounted, nothing deleted" in notes
+        assert mountpoints_under(rootfs) == [str(rootfs / "busy")]
+    finally:
+        os.close(holder.pop())
+        pidsafe.unmount_all(mounts, rootfs)
+    assert mountpoints_under(rootfs) == []
+
+
+def test_targets_cannot_escape_the_rootfs(disk: Path, rootfs: Path) -> None:
+    host = disk / "hostdir"          # a directory on the "host", outside rootfs
+    host.mkdir()
+    (rootfs / "etc/evil").symlink_to(host)                      # absolute
+    (rootfs / "etc/up").symlink_to("../../../../../../../..")   # relative, climbs out
+    (rootfs / "etc/dangling").symlink_to(str(host) + "/not-yet")
+    (rootfs / "etc/loop").symlink_to("loop")
+    mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/etc/evil", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "/etc/up/x", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "/etc/dangling/y", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "etc/../../../z/", [])]
+    pidsafe.mount_all(mounts, rootfs)
+    try:
+        inside = str(rootfs) + str(host)
+        assert mountpoints_under(rootfs) == [inside, str(rootfs / "x"),
+                                             inside + "/not-yet/y", str(rootfs / "z")]
+        assert mountpoints_under(host) == [] and os.listdir(host) == []
+    finally:
+        pidsafe.unmount_all(mounts, rootfs)
+    assert mountpoints_under(rootfs) == []
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/etc/loop/q", [])], rootfs)
+    assert ei.value.errno == errno.ELOOP
+    with pytest.raises(pidsafe.MountError, match="resolves to the rootfs itself"):
+        pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/etc/up", [])], rootfs)
+    assert mountpoints_under(disk) == [str(disk)]
+
+
+@pytest.mark.parametrize("options, message", [
+    ([f"uidmap={MAP}"], "uidmap= is given without gidmap="),
+    ([f"gidmap={MAP}"], "gidmap= is given without uidmap="),
+    (["uidmap=0:100000", f"gidmap={MAP}"], "option 'uidmap=0:100000': "),
+    (["uidmap=0:100000:0", f"gidmap={MAP}"], "size is 0"),
+    ([f"uidmap={MAP}", "gidmap=x:1:1"], "option 'gidmap=x:1:1'"),
+    (["idmap", "ridmap", *IDMAP_OPTS], "one of idmap and ridmap"),
+    (["size=1m"], "option 'size=1m' does not apply to a bind mount"),
+])
+def test_bad_input_leaves_nothing_done(disk: Path, rootfs: Path, options: List[str],
+                                       message: str) -> None:
+    good = pidsafe.Mount("tmpfs", "tmpfs", "/first", [])
+    bad = pidsafe.Mount("bind", str(disk), "/second", ["rbind", *options])
+    before = sorted(os.listdir(rootfs))
+    with pytest.raises(pidsafe.InvalidMountError) as ei:
+        pidsafe.mount_all([good, bad], rootfs)
+    assert isinstance(ei.value, ValueError)
+    assert message in str(ei.value)
+    assert str(ei.value).startswith(f"mount 1 (bind {str(disk)!r} on '/second'): ")
+    assert ei.value.index == 1 and ei.value.mount is bad
+    assert sorted(os.listdir(rootfs)) == before   # not even a mount point made
+    assert mountpoints_under(rootfs) == []
+
+
+@pytest.mark.parametrize("mount, message", [
+    (pidsafe.Mount("overlay", "overlay", "/o", ["upperdir=/u", "workdir=/w"]),
+     "an overlay needs a lowerdir= option"),
+    (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=/l", "upperdir=/u"]),
+     "upperdir= and workdir= go together"),
+    (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=rel:/l"]), "absolute paths"),
+    (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=/l", "idmap"]), "idmap applies to bind"),
+    (pidsafe.Mount("tmpfs", "tmpfs", "/t", IDMAP_OPTS), "not to 'tmpfs'"),
+    (pidsafe.Mount("tmpfs", "tmpfs", "/", []), "is the rootfs itself"),
+    (pidsafe.Mount("tmpfs", "tmpfs", "", []), "target is empty"),
+    (pidsafe.Mount("", "x", "/t", []), "type is empty"),
+    (pidsafe.Mount("bind", "", "/t", []), "needs a source"),
+])
+def test_bad_specs(rootfs: Path, mount: pidsafe.Mount, message: str) -> None:
+    with pytest.raises(pidsafe.InvalidMountError, match=message):
+        pidsafe.mount_all([mount], rootfs)
+    assert mountpoints_under(rootfs) == []
+
+
+def test_mount_spec_types() -> None:
+    m = pidsafe.Mount("bind", "/a", "/b", ["rbind"])
+    assert m == pidsafe.Mount("bind", "/a", "/b", ("rbind",)) and hash(m)
+    with pytest.raises(TypeError):
+        pidsafe.Mount("bind", "/a", "/b", "rbind")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        pidsafe.Mount("bind", "/a", b"/b", [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        pidsafe.mount_all(["not a mount"], "/")  # type: ignore[list-item]
+
+
+def test_cli_mount(disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dst = disk / "src", disk / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "f").write_text("x")
+    assert cli_main(["mount", "--uidmap", MAP, "--gidmap", MAP, "--readonly",
+                     str(src), str(dst)]) == 0
+    try:
+        assert owner(dst / "f") == (100000, 100000)
+        with pytest.raises(OSError) as ei:
+            (dst / "g").write_text("x")
+        assert ei.value.errno == errno.EROFS
+    finally:
+        umount(dst)
+    assert cli_main(["mount", "--uidmap", MAP, "--gidmap", "0:1", str(src), str(dst)]) == 2
+    assert "gidmap" in capsys.readouterr().err
+    assert cli_main(["mount", "--uidmap", MAP, "--gidmap", MAP, str(src),
+                     str(disk / "none")]) == 1
+    assert "unable to attach mount tree to" in capsys.readouterr().err
