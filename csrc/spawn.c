@@ -8,13 +8,16 @@
  * what makes sharing memory safe: nothing the child reads can change under
  * it, and the stack is free again as soon as clone3() returns.
  *
- * Why exit_signal 0: the kernel then treats the child as a "clone" child.
- * waitpid(-1)/waitid(P_ALL) without __WALL or __WCLONE never sees it, so a
- * foreign global reaper in the same process (a SIGCHLD handler calling
- * os.waitpid(-1, ...)) cannot steal its status, and a SIGCHLD disposition of
- * SIG_IGN does not make the kernel auto-reap it.  pidsafe itself waits with
- * waitid(P_PIDFD, ..., __WALL).  If we die, the child is reparented and its
- * exit_signal becomes SIGCHLD again, so init reaps it as usual.
+ * Why exit_signal 0: until it execs, the kernel treats the child as a
+ * "clone" child: waitpid(-1)/waitid(P_ALL) without __WALL or __WCLONE do not
+ * see it, and a SIGCHLD disposition of SIG_IGN does not auto-reap it.  But
+ * execve() resets the exit signal to SIGCHLD (see execve(2)), so once the
+ * program runs it is an ordinary child: a foreign reaper in the same process
+ * (a SIGCHLD handler calling os.waitpid(-1, ...), SIGCHLD set to SIG_IGN)
+ * can reap it.  Its status is not lost then: the kernel keeps it on the pidfd
+ * (PIDFD_INFO_EXIT, Linux 6.15), where Process._reap_locked() finds it.
+ * pidsafe itself waits with waitid(P_PIDFD, ..., __WALL).  If we die, the
+ * child is reparented and init reaps it as usual.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -167,7 +167,7 @@ class Process:
                 if self._child is None:
                     self._child = False   # adopted, and not ours
                 else:
-                    stolen = True         # a foreign reaper used __WALL
+                    stolen = True         # a foreign reaper (exec made it SIGCHLD)
             else:
                 self._child = True
                 if res is None:
