@@ -1,0 +1,385 @@
+"""get_userns_fd, UsernsCache, spawn into user namespaces, `pidsafe userns`.
+
+How a namespace's maps are checked: a process is started *in* it
+(``nsenter --user=/proc/self/fd/N``, a different code path from pidsafe's
+own spawn(userns=)) and reads its own /proc/self/uid_map, gid_map and
+setgroups.  The kernel prints those; nothing here trusts pidsafe's word.
+
+The helper is killed (and optionally reaped, as a foreign __WALL reaper
+would) at each stage through ``pidsafe._userns._test_hook``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+import pidsafe
+from pidsafe import _sys, _userns
+from pidsafe import IDMap, IDMapError
+
+PIPE = subprocess.PIPE
+MAP = "0:100000:65536"
+NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
+
+pytestmark = pytest.mark.root
+
+
+def ns_maps(fd: Any) -> Tuple[str, str, str]:
+    """(uid_map, gid_map, setgroups) as seen by a process inside the namespace."""
+    n = fd.fileno() if hasattr(fd, "fileno") else fd
+    with pidsafe.spawn(["nsenter", f"--user=/proc/self/fd/{n}", "--preserve-credentials",
+                        "sh", "-c", "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map;"
+                        " echo --; cat /proc/self/setgroups"],
+                       pass_fds=[n], stdout=PIPE, stderr=PIPE) as p:
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert out is not None
+    uid, gid, sg = out.decode().split("--\n")
+    return (str(IDMap.from_kernel(uid)), str(IDMap.from_kernel(gid)), sg.strip())
+
+
+def assert_userns_fd(fd: pidsafe.OwnedFd) -> None:
+    """An open, close-on-exec fd of a user namespace that is not ours."""
+    n = fd.fileno()
+    assert fcntl.fcntl(n, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    assert fcntl.ioctl(n, NS_GET_NSTYPE) == _sys.CLONE_NEWUSER
+    assert os.fstat(n).st_ino != os.stat("/proc/self/ns/user").st_ino
+
+
+@pytest.fixture
+def hook() -> Iterator[Callable[[Optional[Callable[[str, _userns.HelperView], None]]], None]]:
+    """Install a _test_hook for the duration of one test."""
+    def install(fn: Optional[Callable[[str, _userns.HelperView], None]]) -> None:
+        _userns._test_hook = fn
+
+    try:
+        yield install
+    finally:
+        _userns._test_hook = None
+
+
+def kill_helper(h: _userns.HelperView, reap: bool) -> None:
+    """SIGKILL the helper; wait until it is a zombie, or reap it like a
+    foreign __WALL reaper would (os.waitid on its pidfd)."""
+    signal.pidfd_send_signal(h.pidfd, signal.SIGKILL)
+    select.select([h.pidfd], [], [])  # readable once it has exited
+    if reap:
+        os.waitid(os.P_PIDFD, h.pidfd, os.WEXITED | _sys.WALL)
+    else:
+        with open(f"/proc/{h.pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# -- get_userns_fd ----------------------------------------------------------------
+
+
+def test_maps_are_written() -> None:
+    with pidsafe.get_userns_fd(MAP, "0:200000:1000") as fd:
+        assert_userns_fd(fd)
+        assert ns_maps(fd) == (MAP, "0:200000:1000", "deny")
+    assert fd.closed
+
+
+def test_idmap_objects_and_many_ranges() -> None:
+    um = IDMap.parse("1000:0:1,0:100000:1000,1001:101001:64535")
+    with pidsafe.get_userns_fd(um, um, setgroups="allow") as fd:
+        assert ns_maps(fd) == (str(um), str(um), "allow")
+
+
+def test_each_call_makes_a_new_namespace() -> None:
+    with pidsafe.get_userns_fd(MAP, MAP) as a, pidsafe.get_userns_fd(MAP, MAP) as b:
+        assert os.fstat(a.fileno()).st_ino != os.fstat(b.fileno()).st_ino
+
+
+@pytest.mark.parametrize("uidmap,gidmap,setgroups,exc,message", [
+    ("0:0", MAP, "deny", IDMapError, "uidmap: range 0 '0:0': missing field"),
+    (MAP, "0:1:0", "deny", IDMapError, "gidmap: range 0 '0:1:0': size is 0"),
+    (MAP, MAP, "maybe", ValueError, "setgroups must be 'deny' or 'allow', not 'maybe'"),
+    (0, MAP, "deny", TypeError, "uidmap must be an IDMap"),
+    (",".join(f"{i * 2}:{4000000000 + i * 2}:1" for i in range(340)), MAP, "deny",
+     IDMapError, "uidmap: the map is .* bytes as the kernel spells it"),
+])
+def test_bad_arguments_create_nothing(uidmap: Any, gidmap: Any, setgroups: str,
+                                      exc: type, message: str,
+                                      hook: Callable[..., None]) -> None:
+    called: List[str] = []
+    hook(lambda stage, h: called.append(stage))
+    with pytest.raises(exc, match=message):
+        pidsafe.get_userns_fd(uidmap, gidmap, setgroups=setgroups)
+    assert called == []  # no helper was ever made
+
+
+@pytest.mark.parametrize("stage", ["cloned", "opened", "proven"])
+def test_helper_killed_at_stage_zombie(stage: str, hook: Callable[..., None]) -> None:
+    """A zombie helper still proves alive and still holds its namespace."""
+    hook(lambda s, h: kill_helper(h, reap=False) if s == stage else None)
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        assert_userns_fd(fd)
+        assert ns_maps(fd) == (MAP, MAP, "deny")
+
+
+@pytest.mark.parametrize("stage", ["cloned", "opened"])
+def test_helper_reaped_before_proof(stage: str, hook: Callable[..., None]) -> None:
+    """Reaped before the proof: a clear error, never a namespace."""
+    hook(lambda s, h: kill_helper(h, reap=True) if s == stage else None)
+    with pytest.raises(pidsafe.HelperDiedError, match="before its namespace could be") as ei:
+        pidsafe.get_userns_fd(MAP, MAP)
+    assert ei.value.errno == errno.ESRCH
+    assert isinstance(ei.value, ProcessLookupError)
+
+
+def test_helper_reaped_after_proof(hook: Callable[..., None]) -> None:
+    """After the proof the fds are pinned: reaping changes nothing."""
+    hook(lambda s, h: kill_helper(h, reap=True) if s == "proven" else None)
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        assert ns_maps(fd) == (MAP, MAP, "deny")
+
+
+def _take_pid(pid: int) -> Optional[pidsafe.Process]:
+    """Start a process that gets ``pid`` (ns_last_pid), or None if another
+    process on the machine took it first."""
+    for _ in range(20):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        p = pidsafe.spawn(["sleep", "60"])
+        if p.pid == pid:
+            return p
+        p.kill()
+        p.wait()
+        p.close()
+    return None
+
+
+def test_pid_reused_before_proof_is_caught(hook: Callable[..., None]) -> None:
+    """The containerd race itself: the helper dies, is reaped by someone
+    else, and its pid goes to an unrelated process before /proc is opened.
+    The opens then reach the impostor; the pidfd proof catches it."""
+    impostor: List[pidsafe.Process] = []
+    seen: Dict[str, str] = {}
+
+    def on_stage(stage: str, h: _userns.HelperView) -> None:
+        if stage == "cloned":
+            kill_helper(h, reap=True)
+            p = _take_pid(h.pid)
+            if p is not None:
+                impostor.append(p)
+        elif stage == "opened":
+            seen["ns"] = os.readlink(f"/proc/{h.pid}/ns/user")
+
+    hook(on_stage)
+    try:
+        with pytest.raises(pidsafe.HelperDiedError):
+            pidsafe.get_userns_fd(MAP, MAP)
+    finally:
+        for p in impostor:
+            p.kill()
+            p.wait()
+            p.close()
+    if not impostor:
+        pytest.skip("another process took the helper's pid first; the race was not staged")
+    # Without the proof, get_userns_fd would have returned this namespace:
+    # the impostor's, i.e. ours (the initial one).
+    assert seen["ns"] == os.readlink("/proc/self/ns/user")
+
+
+@pytest.mark.parametrize("stage", ["cloned", "opened", "proven"])
+def test_exception_in_any_stage_leaks_nothing(stage: str, hook: Callable[..., None]) -> None:
+    class Boom(Exception):
+        pass
+
+    def on_stage(s: str, h: _userns.HelperView) -> None:
+        if s == stage:
+            raise Boom(s)
+
+    hook(on_stage)
+    with pytest.raises(Boom):
+        pidsafe.get_userns_fd(MAP, MAP)
+    # conftest's no_leaks checks the fds and the (killed, reaped) helper.
+
+
+def test_map_write_refused_names_map_and_capability(hook: Callable[..., None]) -> None:
+    """A map the kernel refuses (here: already written) -> PermissionError
+    naming the file, the map and what would allow it."""
+    def on_stage(s: str, h: _userns.HelperView) -> None:
+        if s == "proven":
+            with open(f"/proc/{h.pid}/uid_map", "w") as f:
+                f.write("0 0 1\n")
+
+    hook(on_stage)
+    with pytest.raises(PermissionError, match=r"write uid_map \(0:100000:65536\).*CAP_SETUID"):
+        pidsafe.get_userns_fd(MAP, MAP)
+
+
+def test_nested_call_gets_its_own_stack(hook: Callable[..., None]) -> None:
+    """A call made while another is in progress on the same thread (as a
+    signal handler could) must not reuse the busy helper stack."""
+    inner: List[pidsafe.OwnedFd] = []
+    outer_pid: List[int] = []
+
+    def on_stage(s: str, h: _userns.HelperView) -> None:
+        if s == "opened" and not outer_pid:
+            outer_pid.append(h.pid)
+            inner.append(pidsafe.get_userns_fd("0:300000:10", "0:300000:10"))
+            # The outer helper still runs, on its own stack, in its namespace.
+            assert _userns._alive(h.pidfd)
+            assert os.readlink(f"/proc/{h.pid}/ns/user") != os.readlink("/proc/self/ns/user")
+
+    hook(on_stage)
+    with pidsafe.get_userns_fd(MAP, MAP) as outer:
+        hook(None)
+        assert ns_maps(outer)[0] == MAP
+    with inner[0] as fd:
+        assert ns_maps(fd)[0] == "0:300000:10"
+
+
+def test_sixteen_threads_at_once() -> None:
+    n = 16
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> pidsafe.OwnedFd:
+        barrier.wait()
+        m = f"0:{100000 + i * 65536}:65536"
+        return pidsafe.get_userns_fd(m, m)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        fds = list(pool.map(one, range(n)))
+    try:
+        assert len({os.fstat(fd.fileno()).st_ino for fd in fds}) == n
+        for i, fd in enumerate(fds):
+            m = f"0:{100000 + i * 65536}:65536"
+            assert ns_maps(fd) == (m, m, "deny")
+    finally:
+        for fd in fds:
+            fd.close()
+
+
+def _mappings() -> int:
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+def test_no_stack_mappings_leak() -> None:
+    pidsafe.get_userns_fd(MAP, MAP).close()  # the thread's stack, mapped once
+    before = _mappings()
+    for _ in range(200):
+        pidsafe.get_userns_fd(MAP, MAP).close()
+    # A leaked helper stack would be two mappings (guard + stack) per call.
+    assert _mappings() - before < 20
+
+
+def test_get_userns_fd_loop() -> None:
+    """One round; run with --count 1000 -n 2 for the stress loop."""
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        assert fcntl.ioctl(fd.fileno(), NS_GET_NSTYPE) == _sys.CLONE_NEWUSER
+
+
+def test_unprivileged_caller() -> None:
+    """As an ordinary user: its own id maps; others' ids say what is missing."""
+    code = (
+        "import pidsafe\n"
+        "with pidsafe.get_userns_fd('0:65534:1', '0:65534:1') as fd: print('own ok')\n"
+        "try:\n"
+        "    pidsafe.get_userns_fd('0:100000:65536', '0:100000:65536')\n"
+        "except PermissionError as e:\n"
+        "    print('refused', e)\n"
+    )
+    with pidsafe.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-c", code],
+                       stdout=PIPE, stderr=PIPE, cwd="/") as p:
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out is not None
+    lines = out.decode().splitlines()
+    assert lines[0] == "own ok"
+    assert lines[1].startswith("refused [Errno 1] write uid_map (0:100000:65536)")
+    assert "CAP_SETUID" in lines[1]
+
+
+# -- UsernsCache ----------------------------------------------------------------------
+
+
+def test_cache_hands_out_dups_of_one_namespace() -> None:
+    with pidsafe.UsernsCache() as cache:
+        a = cache.get(MAP, MAP)
+        b = cache.get(IDMap.parse(MAP), MAP)
+        with a, b:
+            assert a.fileno() != b.fileno()
+            assert os.fstat(a.fileno()).st_ino == os.fstat(b.fileno()).st_ino
+            assert fcntl.fcntl(b.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            assert len(cache) == 1
+            assert ns_maps(b) == (MAP, MAP, "deny")
+
+
+def test_cache_key_ignores_range_order_but_not_setgroups() -> None:
+    with pidsafe.UsernsCache() as cache:
+        with cache.get("0:100000:1000,1000:0:1", MAP) as a, \
+                cache.get("1000:0:1,0:100000:1000", MAP) as b, \
+                cache.get("1000:0:1,0:100000:1000", MAP, setgroups="allow") as c:
+            ino = [os.fstat(x.fileno()).st_ino for x in (a, b, c)]
+        assert ino[0] == ino[1] != ino[2]
+        assert len(cache) == 2
+
+
+def test_cache_evicts_least_recently_used() -> None:
+    with pidsafe.UsernsCache(maxsize=2) as cache:
+        maps = [f"0:{100000 + i * 1000}:1000" for i in range(3)]
+        first = cache.get(maps[0], maps[0])
+        cache.get(maps[1], maps[1]).close()
+        cache.get(maps[0], maps[0]).close()  # maps[0] is now the most recent
+        cache.get(maps[2], maps[2]).close()  # evicts maps[1]
+        assert len(cache) == 2
+        with cache.get(maps[0], maps[0]) as again:
+            assert os.fstat(again.fileno()).st_ino == os.fstat(first.fileno()).st_ino
+        # An fd handed out earlier outlives eviction and close().
+        cache.close()
+        assert ns_maps(first)[0] == maps[0]
+        first.close()
+
+
+def test_cache_close_and_bad_arguments() -> None:
+    cache = pidsafe.UsernsCache()
+    with pytest.raises(ValueError, match="maxsize"):
+        pidsafe.UsernsCache(maxsize=0)
+    with pytest.raises(ValueError, match="setgroups"):
+        cache.get(MAP, MAP, setgroups="yes")
+    with pytest.raises(IDMapError, match="gidmap"):
+        cache.get(MAP, "bogus")
+    cache.get(MAP, MAP).close()
+    cache.close()
+    cache.close()
+    assert cache.closed and len(cache) == 0
+    with pytest.raises(ValueError, match="closed"):
+        cache.get(MAP, MAP)
+
+
+def test_cache_threads() -> None:
+    """16 threads, 4 keys, many gets: one namespace per key, no leaks."""
+    n = 16
+    barrier = threading.Barrier(n)
+    keys = [f"0:{100000 + k * 65536}:65536" for k in range(4)]
+
+    def work(i: int) -> List[int]:
+        barrier.wait()
+        out = []
+        for j in range(20):
+            m = keys[(i + j) % 4]
+            with cache.get(m, m) as fd:
+                out.append(os.fstat(fd.fileno()).st_ino)
+        return out
+
+    with pidsafe.UsernsCache() as cache:
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            inos = [x for r in pool.map(work, range(n)) for x in r]
+        assert len(cache) == 4
+        assert len(set(inos)) == 4
