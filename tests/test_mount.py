@@ -198,6 +198,24 @@ def test_idmapped_bind_missing_paths(disk: Path, userns: pidsafe.OwnedFd) -> Non
         pidsafe.idmapped_bind(disk / "src", disk / "src", 3)  # type: ignore[arg-type]
 
 
+def test_missing_kernel_features_say_which(disk: Path, userns: pidsafe.OwnedFd,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    (disk / "src").mkdir()
+
+    def enosys(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(_sys, "mount_setattr", enosys)
+    with pytest.raises(pidsafe.UnsupportedError) as ei:
+        pidsafe.idmapped_bind(disk / "src", disk / "src", userns)
+    assert ei.value.feature == "mount_setattr_idmap" and ei.value.errno == errno.ENOSYS
+    monkeypatch.setattr(_sys, "open_tree", enosys)
+    with pytest.raises(pidsafe.UnsupportedError) as ei:
+        pidsafe.idmapped_bind(disk / "src", disk / "src", userns)
+    assert ei.value.feature == "mount_api"
+    assert "open_tree" in str(ei.value)
+
+
 def test_mount_error_pickles() -> None:
     import pickle
 
@@ -226,13 +244,18 @@ def test_mount_all_idmapped_bind_and_unmount_all(disk: Path, rootfs: Path) -> No
         pidsafe.Mount("bind", str(data), "/data", ["rbind", *IDMAP_OPTS]),
         pidsafe.Mount("bind", str(data), "/run/deep/ro-data", ["bind", "ro", "rprivate"]),
         pidsafe.Mount("none", str(disk / "file"), "/etc/hostname", ["bind", "ro"]),
+        pidsafe.Mount("tmpfs", "tmpfs", "/shared", ["noexec", "shared", "strictatime"]),
     ]
     assert mounts[0].options == ("size=1m", "mode=700", "nosuid", "nodev")
     pidsafe.mount_all(mounts, rootfs)
     try:
         points = mountpoints_under(rootfs)
         assert points == [str(rootfs / p) for p in ("run", "data", "run/deep/ro-data",
-                                                   "etc/hostname")]
+                                                   "etc/hostname", "shared")]
+        with open("/proc/self/mountinfo") as f:
+            line = next(ln for ln in f if ln.split()[4] == str(rootfs / "shared"))
+        assert " shared:" in line and "noexec" in line.split()[5]
+        assert "relatime" not in line.split()[5]
         info = {m.mountpoint: m for m in _mount.mountinfo()}
         assert info[str(rootfs / "run")].fstype == "tmpfs"
         assert {"nosuid", "nodev"} <= set(info[str(rootfs / "run")].options)
@@ -382,6 +405,38 @@ def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Pat
         os.close(holder.pop())
         pidsafe.unmount_all(mounts, rootfs)
     assert mountpoints_under(rootfs) == []
+
+
+def test_overlay_temp_mount_busy_is_reported_and_left(disk: Path, rootfs: Path,
+                                                       private_tmp: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe import _overlay
+
+    monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001,))
+    real_unmount_at = _overlay.unmount_at
+    held: List[int] = []
+
+    def busy_unmount_at(parent_fd: int, name: str, shown: str) -> bool:
+        held.append(os.open(shown, os.O_RDONLY | os.O_CLOEXEC))  # someone is in there
+        return real_unmount_at(parent_fd, name, shown)
+
+    monkeypatch.setattr(_overlay, "unmount_at", busy_unmount_at)
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [*_layers(disk), *IDMAP_OPTS])]
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.mount_all(ovl, rootfs)
+    (tmp,) = os.listdir(private_tmp)
+    tmp_path = str(private_tmp / tmp)
+    try:
+        assert ei.value.errno == errno.EBUSY
+        assert f"temporary idmapped mount of the lowerdirs at {tmp_path}" in str(ei.value)
+        assert "left in place, no layer data was deleted" in str(ei.value)
+        assert mountpoints_under(rootfs) == []          # the overlay was not attached
+        assert mountpoints_under(private_tmp) == [tmp_path]
+    finally:
+        os.close(held.pop())
+        umount(Path(tmp_path))
+        os.rmdir(tmp_path)
+    assert (disk / "layers/l1/etc/passwd").exists() and (disk / "layers/l2/bin/sh").exists()
 
 
 def test_targets_cannot_escape_the_rootfs(disk: Path, rootfs: Path) -> None:

@@ -1,0 +1,162 @@
+"""An idmapped bind mount (and its unmount): pidsafe against a C reference.
+
+    .venv/bin/python benchmarks/bench_mount.py [--rounds N] [--batch N]
+
+Methods, each timed as one idmapped bind of a directory (map 0:100000:65536,
+recursive, read-write) onto another, and the plain ``umount2()`` that undoes
+it:
+
+- ``C reference``: benchmarks/cref_mount.c, the same
+  open_tree -> mount_setattr -> move_mount -> close -> umount2 sequence in C
+  with no Python.  The floor.
+- ``pidsafe.idmapped_bind``: the public call, then ``umount2()`` through
+  pidsafe's own shim (pidsafe has no public unmount of a single mount).
+
+The C reference is compiled by this script (gcc, into benchmarks/.build/)
+and called through ctypes.  Both use the same user namespace (one
+``pidsafe.get_userns_fd``) and directories on the filesystem of ``--dir``
+(default: the temp dir).  The methods run in interleaved rounds of one run,
+the order shuffled per round.  Reported: the median over rounds of the mean
+time per call, the bind alone and bind + umount, and each ratio as the median
+over rounds of the ratio measured within the same round.  Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import pathlib
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Tuple
+
+import pidsafe
+from pidsafe import _sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+MAP = "0:100000:65536"
+
+#: run(n) -> (mean ns of the bind, mean ns of the umount)
+Method = Callable[[int], Tuple[float, float]]
+
+
+def build_cref(src: str, dst: str, userns_fd: int) -> Method:
+    """Compile the C reference (if stale); return its run(n)."""
+    csrc = HERE / "cref_mount.c"
+    out = HERE / ".build" / "cref_mount.so"
+    out.parent.mkdir(exist_ok=True)
+    if not out.exists() or out.stat().st_mtime < csrc.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), str(csrc)],
+                       check=True)
+    fn = ctypes.CDLL(str(out)).cref_idmapped_bind
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+                   ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
+    src_b, dst_b = os.fsencode(src), os.fsencode(dst)
+
+    def run(n: int) -> Tuple[float, float]:
+        umount_ns = ctypes.c_int64(0)
+        bind_ns = fn(n, src_b, dst_b, userns_fd, 1, 0, ctypes.byref(umount_ns))
+        if bind_ns < 0:
+            raise OSError(-bind_ns, f"C reference: {os.strerror(-bind_ns)}")
+        return bind_ns / n, umount_ns.value / n
+
+    return run
+
+
+def pidsafe_method(src: str, dst: str, userns: pidsafe.OwnedFd) -> Method:
+    def run(n: int) -> Tuple[float, float]:
+        clock = time.perf_counter_ns
+        bind = unmount = 0
+        for _ in range(n):
+            t0 = clock()
+            pidsafe.idmapped_bind(src, dst, userns)
+            t1 = clock()
+            _sys.umount2(dst, 0)
+            t2 = clock()
+            bind += t1 - t0
+            unmount += t2 - t1
+        return bind / n, unmount / n
+
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=200, help="binds per method per round")
+    ap.add_argument("--dir", default=None, help="where to make the source and target dirs")
+    ns = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_mount: run as root (mounts)", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="pidsafe-bench-mount-", dir=ns.dir) as tmp, \
+            pidsafe.get_userns_fd(MAP, MAP) as userns:
+        src, dst = os.path.join(tmp, "src"), os.path.join(tmp, "dst")
+        os.mkdir(src)
+        os.mkdir(dst)
+        fs = pidsafe._mount.describe_fs(src)
+        methods: Dict[str, Method] = {
+            "C reference": build_cref(src, dst, userns.fileno()),
+            "pidsafe.idmapped_bind": pidsafe_method(src, dst, userns),
+        }
+        for m in methods.values():  # warm-up
+            m(10)
+        results: Dict[str, List[Tuple[float, float]]] = {name: [] for name in methods}
+        gc.disable()
+        try:
+            for rnd in range(ns.rounds):
+                order = list(methods)
+                random.shuffle(order)
+                for name in order:
+                    results[name].append(methods[name](ns.batch))
+                print(f"round {rnd + 1}/{ns.rounds} done", file=sys.stderr)
+        finally:
+            gc.enable()
+
+    ref = "C reference"
+
+    def med(name: str, part: Callable[[Tuple[float, float]], float]) -> float:
+        return statistics.median(part(r) for r in results[name]) / 1000  # us
+
+    def ratio(name: str, part: Callable[[Tuple[float, float]], float]) -> float:
+        return statistics.median(part(a) / part(b) for a, b in zip(results[name], results[ref]))
+
+    def bind(r: Tuple[float, float]) -> float:
+        return r[0]
+
+    def both(r: Tuple[float, float]) -> float:
+        return r[0] + r[1]
+
+    print()
+    print(f"idmapped bind {MAP} + umount: {ns.rounds} interleaved rounds, {ns.batch} per "
+          f"method per round; {fs}; kernel {os.uname().release}, {os.cpu_count()} CPUs")
+    print("times: median over rounds; ratios: median over rounds of the ratio "
+          "within each round")
+    print()
+    header = (f"{'method':<24}{'bind':>11}{'bind+umount':>15}{'bind vs C':>12}"
+              f"{'bind+umount vs C':>19}")
+    print(header)
+    print("-" * len(header))
+    for name in methods:
+        print(f"{name:<24}{med(name, bind):>8.1f} us{med(name, both):>12.1f} us"
+              f"{ratio(name, bind):>11.2f}x{ratio(name, both):>18.2f}x")
+    print()
+    checks = [("idmapped_bind + umount / C reference", ratio("pidsafe.idmapped_bind", both)),
+              ("idmapped_bind alone / C reference (stricter)",
+               ratio("pidsafe.idmapped_bind", bind))]
+    print(f"{'target':<48}{'value':>8}{'limit':>8}  verdict")
+    for what, r in checks:
+        print(f"{what:<48}{r:>7.2f}x{1.3:>7.2f}x  {'ok' if r <= 1.3 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
