@@ -75,10 +75,27 @@ def _stdio_fd(value: StdioArg, name: str) -> int:
     if fileno is None:
         raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL, "
                         f"not {type(value).__name__}")
-    fd = fileno()
+    try:
+        fd = fileno()
+    except (ValueError, OSError) as exc:  # closed, or no fd behind it (BytesIO)
+        raise ValueError(f"{name}: {value!r} has no usable fileno(): {exc}") from None
     if not isinstance(fd, int) or fd < 0:
         raise ValueError(f"{name}: fileno() gave {fd!r}")
     return fd
+
+
+def _check_open(fd: int, what: str) -> None:
+    """Raise ``OSError(EBADF)`` naming ``what`` unless ``fd`` is open.
+
+    Checked before spawn() opens any fd of its own: a closed number could
+    otherwise be reused by our pipes and reach the child in their place.
+    """
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError as exc:
+        raise _sys.make_oserror(exc.errno or errno.EBADF, f"{what}: fd {fd}") from None
 
 
 def _fd_above_stdio(fd: int, to_close: List[int]) -> int:
@@ -161,9 +178,12 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
             raise ValueError(f"pass_fds: {fd!r} is not a file descriptor")
         if fd >= 3:
+            _check_open(fd, "pass_fds")
             keep.add(fd)
     sig = 0
     if pdeathsig is not None:
+        if not isinstance(pdeathsig, int) or isinstance(pdeathsig, bool):
+            raise TypeError(f"pdeathsig must be a signal number, got {pdeathsig!r}")
         sig = int(pdeathsig)
         if not 0 < sig < signal.NSIG:
             raise ValueError(f"pdeathsig: {pdeathsig!r} is not a signal number")
@@ -171,6 +191,14 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         raise ValueError("stdout cannot be subprocess.STDOUT")
     if stdin is STDOUT or stdout is STDOUT:
         raise ValueError("only stderr can be subprocess.STDOUT")
+    if not isinstance(bufsize, int) or isinstance(bufsize, bool):
+        raise TypeError(f"bufsize must be an int, got {bufsize!r}")
+    caller_fds = {}
+    for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
+                                       (stderr, "stderr"))):
+        if not (value is None or value is PIPE or value is DEVNULL or value is STDOUT):
+            caller_fds[i] = _stdio_fd(value, name)
+            _check_open(caller_fds[i], name)
 
     if _abandoned:
         reap_abandoned()
@@ -204,7 +232,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             elif value is STDOUT:
                 child_fds[2] = child_fds[1] if child_fds[1] >= 0 else 1
             else:
-                child_fds[i] = _stdio_fd(value, name)
+                child_fds[i] = caller_fds[i]
 
         # Non-blocking read end: see the comment after the clone.
         err_r, err_w0 = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
