@@ -402,9 +402,10 @@ def idmapped_bind(source: StrPath, target: StrPath, userns: HasFileno, *,
         tree = _sys.open_tree(AT_FDCWD, source, _CLONE_RECURSIVE if recursive else _CLONE)
     except OSError as exc:
         raise open_tree_error(exc, source) from None
-    # try/finally rather than an OwnedFd (whose lock and context manager cost
-    # a tenth of the whole bind): the fd never leaves this function, and it
-    # is closed on every path.  A detached tree dissolves when it is closed.
+    # try/finally rather than an OwnedFd (its lock and context manager cost
+    # about 1 us, near a tenth of the bind): the fd never leaves this
+    # function and is closed on every path.  A detached tree dissolves when
+    # it is closed, so a failed step leaves nothing behind.
     try:
         try:
             _sys.mount_setattr(tree, "", _AT_RECURSIVE if recursive else _AT,

@@ -1,16 +1,20 @@
 """Mount lists into a container rootfs: ``Mount``, ``mount_all``, ``unmount_all``.
 
-Targets are resolved *inside* the rootfs, by fd: a target path is walked one
-component at a time from an ``O_PATH`` fd of the rootfs, with
-``openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)`` and ``O_NOFOLLOW`` for each
-component.  A symlink met on the way is read and its text walked in turn,
-absolute ones from the rootfs (as ``RESOLVE_IN_ROOT`` does), and ``..``
-stops at the rootfs: a link ``rootfs/etc/evil -> /tmp/hostdir`` leads to
-``rootfs/tmp/hostdir``, never to the host's ``/tmp/hostdir``.  Missing
-components are created on the way (``mkdirat``, or an empty file for a file
-bind) relative to the fd of their parent, and the mount is attached with
-``move_mount(MOVE_MOUNT_T_EMPTY_PATH)`` onto the final ``O_PATH`` fd: no path
-string is resolved again after the check.
+Targets are resolved *inside* the rootfs, by fd.  An existing target takes
+two lookups: its directory with ``openat2(rootfs_fd, dir,
+RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)``, then its name there with
+``O_NOFOLLOW``.  Otherwise the path is walked one component at a time from an
+``O_PATH`` fd of the rootfs (``openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)``
+and ``O_NOFOLLOW`` per component): a symlink met on the way is read and its
+text walked in turn, absolute ones from the rootfs, exactly as
+``RESOLVE_IN_ROOT`` does, and ``..`` stops at the rootfs.  Either way a link
+``rootfs/etc/evil -> /tmp/hostdir`` leads to ``rootfs/tmp/hostdir``, never
+to the host's ``/tmp/hostdir``.  Missing components are created on the way
+(``mkdirat``, or an empty file for a file bind) relative to the fd of their
+parent, and the mount is attached with ``move_mount(MOVE_MOUNT_T_EMPTY_PATH)``
+onto the final ``O_PATH`` fd: no path string is resolved again after the
+check.  The parent's fd is kept to unmount on rollback, through
+``/proc/self/fd/N/name`` (an fd on the mount itself would keep it busy).
 
 Mount points created in the rootfs stay after a rollback, as with runc and
 containerd: deleting anything in a rootfs is never pidsafe's call.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from dataclasses import dataclass, field
 from typing import (Dict, Iterable, List, Optional, Sequence, Tuple, Union)
@@ -157,11 +162,11 @@ def _plan(index: int, m: Mount, have_userns: bool) -> _Plan:
             raise bad(f"{name} contains a NUL byte")
     if not m.target:
         raise bad("target is empty")
-    target = _components(m.target)
-    depth = 0
-    for c in target:
-        depth = max(depth - 1, 0) if c == ".." else depth + 1
-    if depth == 0:
+    # ".." in the target itself is taken lexically (as runc and containerd
+    # clean mount destinations), so that unmount_all() finds the mount again
+    # after a component that ".." stepped back out of got covered by it.
+    target = _components(posixpath.normpath("/" + m.target))
+    if not target:
         raise bad(f"target {m.target!r} is the rootfs itself")
     opts = m.options
     is_bind = m.type == "bind" or "bind" in opts or "rbind" in opts
@@ -269,13 +274,48 @@ def _open_one(dirfd: int, name: str, shown: str) -> int:
                         resolve=_BENEATH, filename=shown)
 
 
+def _resolve_existing(rootfd: int, parts: Sequence[str], rootfs: str) -> Optional[_Target]:
+    """The common case in two lookups, or None for :func:`_resolve` to walk.
+
+    The directory is opened with ``openat2(RESOLVE_IN_ROOT|
+    RESOLVE_NO_MAGICLINKS)`` (the kernel does the walk, inside the rootfs),
+    then the last component with ``O_NOFOLLOW``.  None when something is
+    missing, the last component is a symlink, or a lookup fails (the walk
+    then meets the same problem and says so in its own words).
+    """
+    shown = rootfs + "/" + "/".join(parts)
+    try:
+        parent = OwnedFd(_sys.openat2(rootfd, "/".join(parts[:-1]) or ".",
+                                      os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                                      resolve=_sys.RESOLVE_IN_ROOT | _sys.RESOLVE_NO_MAGICLINKS,
+                                      filename=shown), "rootfs directory")
+    except OSError:
+        return None
+    try:
+        fd = OwnedFd(_open_one(parent.fileno(), parts[-1], shown), "mount target")
+    except OSError:
+        parent.close()
+        return None
+    except BaseException:
+        parent.close()
+        raise
+    if stat.S_ISLNK(os.fstat(fd.fileno()).st_mode):
+        fd.close()
+        parent.close()
+        return None
+    return _Target(parent, parts[-1], fd, shown)
+
+
 def _resolve(rootfd: int, parts: Sequence[str], rootfs: str,
              create: Optional[str]) -> _Target:
-    """Walk ``parts`` inside the rootfs; create what is missing if asked.
+    """Resolve ``parts`` inside the rootfs; create what is missing if asked.
 
     ``create`` is ``"dir"``, ``"file"`` (the last component is an empty
     file) or None (raise ``FileNotFoundError`` instead).
     """
+    found = _resolve_existing(rootfd, parts, rootfs)
+    if found is not None:
+        return found
     todo = list(reversed(parts))     # a stack: next component last
     done: List[str] = []
     links = made = 0
@@ -296,6 +336,9 @@ def _resolve(rootfd: int, parts: Sequence[str], rootfs: str,
                     done.pop()
                     cur.close()
                     cur = reopen(done)
+                    if parent is not None:
+                        parent.close()
+                    parent = reopen(done[:-1]) if done else None
                 continue
             shown = "/" + "/".join(done + [name])
             try:
@@ -337,6 +380,9 @@ def _resolve(rootfd: int, parts: Sequence[str], rootfs: str,
                     done.clear()
                     cur.close()
                     cur = reopen([])
+                    if parent is not None:
+                        parent.close()
+                    parent = None
                 continue
             if todo and not stat.S_ISDIR(st.st_mode):
                 os.close(fd)

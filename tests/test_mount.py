@@ -449,12 +449,14 @@ def test_targets_cannot_escape_the_rootfs(disk: Path, rootfs: Path) -> None:
     mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/etc/evil", []),
               pidsafe.Mount("tmpfs", "tmpfs", "/etc/up/x", []),
               pidsafe.Mount("tmpfs", "tmpfs", "/etc/dangling/y", []),
-              pidsafe.Mount("tmpfs", "tmpfs", "etc/../../../z/", [])]
+              pidsafe.Mount("tmpfs", "tmpfs", "etc/../../../z/", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "/etc/up/w/v/..", [])]
     pidsafe.mount_all(mounts, rootfs)
     try:
         inside = str(rootfs) + str(host)
         assert mountpoints_under(rootfs) == [inside, str(rootfs / "x"),
-                                             inside + "/not-yet/y", str(rootfs / "z")]
+                                             inside + "/not-yet/y", str(rootfs / "z"),
+                                             str(rootfs / "w")]
         assert mountpoints_under(host) == [] and os.listdir(host) == []
     finally:
         pidsafe.unmount_all(mounts, rootfs)
@@ -465,6 +467,29 @@ def test_targets_cannot_escape_the_rootfs(disk: Path, rootfs: Path) -> None:
     with pytest.raises(pidsafe.MountError, match="resolves to the rootfs itself"):
         pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/etc/up", [])], rootfs)
     assert mountpoints_under(disk) == [str(disk)]
+
+
+def test_existing_target_behind_symlink_stays_inside(disk: Path, rootfs: Path,
+                                                     userns: pidsafe.OwnedFd) -> None:
+    # Everything exists, so the two-lookup path (openat2 RESOLVE_IN_ROOT)
+    # resolves it; the host has a directory of the same name as a decoy.
+    host = disk / "hostdir"
+    (host / "sub").mkdir(parents=True)
+    (rootfs / str(host).lstrip("/") / "sub").mkdir(parents=True)
+    (rootfs / "etc/evil").symlink_to(host)
+    (rootfs / "etc/rel").symlink_to("../../.." + str(host))
+    data = disk / "data"
+    data.mkdir()
+    mounts = [pidsafe.Mount("bind", str(data), "/etc/evil/sub", ["rbind", *IDMAP_OPTS]),
+              pidsafe.Mount("tmpfs", "tmpfs", "/etc/rel/sub", [])]
+    pidsafe.mount_all(mounts, rootfs)
+    try:
+        inside = str(rootfs) + str(host) + "/sub"
+        assert mountpoints_under(rootfs) == [inside, inside]
+        assert mountpoints_under(host) == []
+    finally:
+        pidsafe.unmount_all(mounts, rootfs)
+    assert mountpoints_under(rootfs) == []
 
 
 @pytest.mark.parametrize("options, message", [
