@@ -435,7 +435,10 @@ class Process:
             self._input = memoryview(input) if input else None
 
         with selectors.PollSelector() as sel:
-            if self.stdin and input and not self.stdin.closed:
+            # Input left over from a call that timed out is sent too: a
+            # second call cannot pass input again, and without the rest the
+            # child would wait for EOF on its stdin for ever.
+            if self.stdin and self._input is not None and not self.stdin.closed:
                 sel.register(self.stdin, selectors.EVENT_WRITE)
             for f in (self.stdout, self.stderr):
                 if f is not None and not f.closed:
