@@ -81,6 +81,9 @@
 #define PIDSAFE_STAGE_PARENT_GONE   7
 #define PIDSAFE_STAGE_CHDIR         8
 #define PIDSAFE_STAGE_EXEC          9
+#define PIDSAFE_STAGE_USERNS        10  /* setns(userns_fd, CLONE_NEWUSER) */
+#define PIDSAFE_STAGE_UNSHARE       11  /* unshare(unshare_flags) */
+#define PIDSAFE_STAGE_SETID         12  /* become uid/gid 0 of the user namespace */
 
 /* struct clone_args, version 2 (Linux 5.7), with our own name. */
 struct pidsafe_clone_args {
@@ -147,6 +150,11 @@ struct pidsafe_spawn_spec {
     int errpipe_write;     /* >= 3, close-on-exec */
     uint64_t clone_flags;  /* extra CLONE_NEW* flags */
     int cgroup_fd;         /* -1, or a cgroup2 directory (CLONE_INTO_CGROUP) */
+    /* User namespaces (issue 3); all zero (as ffi.new() leaves them) for none. */
+    int join_userns;       /* nonzero: setns(userns_fd, CLONE_NEWUSER) first */
+    int userns_fd;
+    int become_root;       /* in a user namespace: uid/gid 0 there, if mapped */
+    uint64_t unshare_flags; /* CLONE_NEW* to unshare() (after joining userns_fd) */
 };
 
 const char *pidsafe_version(void);
@@ -185,6 +193,29 @@ int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out);
 
 /* Create a child that _exit()s at once: the runtime probe for clone3. */
 int pidsafe_probe_child(int *pidfd_out);
+
+/*
+ * Two-phase spawn, for a child whose user namespace the parent must set up
+ * (write its uid/gid maps) before the child goes on (issue 3, csrc/spawn.c):
+ * clone3(CLONE_PIDFD|CLONE_VM|CLONE_CHILD_CLEARTID|spec->clone_flags), NOT
+ * CLONE_VFORK, on a stack mapping that the handle owns.  The child waits
+ * until pidsafe_spawn_resume() releases it; that call returns once the child
+ * has exec'd or exited (what clone3 returning means for a VFORK child), and
+ * unmaps the stack.  If the child must not go on, kill and reap it through
+ * its pidfd, then call pidsafe_spawn_free().  The spec and everything it
+ * points to must stay alive until one of the two has returned.
+ */
+struct pidsafe_spawn_handle {
+    int32_t pid;
+    int32_t pidfd;
+    uint64_t map_addr;     /* opaque */
+    uint64_t map_size;
+    uint64_t block;        /* opaque */
+};
+int pidsafe_spawn_start(const struct pidsafe_spawn_spec *spec,
+                        struct pidsafe_spawn_handle *h);
+int pidsafe_spawn_resume(struct pidsafe_spawn_handle *h);
+int pidsafe_spawn_free(struct pidsafe_spawn_handle *h);
 
 /* CDEF END */
 

@@ -22,7 +22,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "pidsafe.h"
+#include "userns.h"
 
 extern char **environ;
 
@@ -106,6 +109,27 @@ static int close_fds_except(const int *keep, int n_keep, int errpipe)
     return 0;
 }
 
+/*
+ * uid and gid 0 of the user namespace we are in, as nsenter --user and
+ * unshare --map-root-user do, where the maps give us one: EINVAL means
+ * "0 is not mapped here", and then we keep the (overflow) ids we have.
+ * setgroups(0) drops the host's supplementary groups where the namespace
+ * allows it (EPERM: /proc/PID/setgroups is "deny").  Raw syscalls, as
+ * CPython's _posixsubprocess does after CLONE_VM: glibc's wrappers would
+ * try to change the ids of every thread of the process we share memory
+ * with.
+ */
+static int become_root(void)
+{
+    if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM)
+        return -1;
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0 && errno != EINVAL)
+        return -1;
+    if (syscall(SYS_setresuid, 0, 0, 0) < 0 && errno != EINVAL)
+        return -1;
+    return 0;
+}
+
 static int spawn_child(void *arg)
 {
     const struct spawn_ctx *ctx = arg;
@@ -137,6 +161,21 @@ static int spawn_child(void *arg)
         if (sigaction(sig, &sa, NULL) < 0)
             report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
     }
+
+    /*
+     * User namespace, first: every later step (fds, chdir, exec) then runs
+     * with the namespace's credentials.  setns(CLONE_NEWUSER) refuses a
+     * caller that shares its thread group or fs_struct, not one that shares
+     * its mm (the mm_users check went in Linux 3.9), so this works in a
+     * CLONE_VM child.  Namespaces unshared after joining are owned by the
+     * joined namespace.
+     */
+    if (s->join_userns && setns(s->userns_fd, CLONE_NEWUSER) < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_USERNS, errno);
+    if (s->unshare_flags && unshare((int)s->unshare_flags) < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_UNSHARE, errno);
+    if (s->become_root && become_root() < 0)
+        report_and_exit(ep, PIDSAFE_STAGE_SETID, errno);
 
     /*
      * stdio.  A source fd may itself be 0, 1 or 2; move any that a later
@@ -338,4 +377,184 @@ int pidsafe_probe_child(int *pidfd_out)
 {
     long pid = clone_vfork_on_thread_stack(0, -1, exit_at_once, NULL, pidfd_out);
     return pid < 0 ? -1 : (int)pid;
+}
+
+/*
+ * Two-phase spawn: a child in a new user namespace (issue 3).
+ *
+ * clone3(CLONE_NEWUSER) makes the namespace together with the child, and
+ * every other CLONE_NEW* of the same call is owned by it (a pid namespace
+ * too, which no later unshare() could give the child itself).  But the
+ * parent must write the namespace's maps while the child waits, so the
+ * parent cannot be suspended: no CLONE_VFORK.  Still CLONE_VM: no copy of
+ * our address space.  The price is a child that runs concurrently with the
+ * thread that made it, in the same memory and with the same TLS (errno):
+ *
+ * phase 1 (from clone3 until pidsafe_spawn_resume): the child only makes
+ *   raw syscalls (userns.h), which never touch errno, and reads only the
+ *   block at the top of its stack mapping and the spec, both of which stay
+ *   alive until it has left our memory.  It arms PR_SET_PDEATHSIG(SIGKILL)
+ *   (so it cannot outlive a parent that dies before releasing it) and sleeps
+ *   on a futex.  Meanwhile the parent (Python) writes the maps.
+ * phase 2 (after the release): the parent thread is blocked in
+ *   pidsafe_spawn_resume with every signal blocked, making raw syscalls
+ *   only, exactly as a CLONE_VFORK parent is suspended: the child runs the
+ *   ordinary spawn_child() (libc, errno) up to exec.
+ *
+ * How the parent knows the child has left our memory: CLONE_CHILD_CLEARTID.
+ * When a task releases its mm (exec_mmap on a successful execve, or exit,
+ * including a SIGKILL), the kernel writes 0 to its clear_child_tid word and
+ * futex-wakes it (mm_release(), the mechanism behind pthread_join).  That is
+ * exactly the moment a CLONE_VFORK parent is woken, so resume() returns
+ * with the same guarantee as clone3 returning for spawn: the error record,
+ * if any, is already in the pipe, and the stack can be unmapped.
+ */
+struct two_phase_block {
+    struct spawn_ctx ctx;
+    sigset_t parent_mask;     /* restored by the child right before exec */
+    uint32_t go;              /* futex: set to 1 by pidsafe_spawn_resume */
+    uint32_t tid;             /* CLONE_CHILD_CLEARTID: 0 once our mm is released */
+} __attribute__((aligned(64)));
+
+static int two_phase_child(void *arg)
+{
+    struct two_phase_block *b = arg;
+    const struct pidsafe_spawn_spec *s = b->ctx.spec;
+
+    /* Phase 1: raw syscalls only. */
+    pidsafe_raw_syscall4(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0);
+    if (pidsafe_raw_syscall4(SYS_getppid, 0, 0, 0, 0) != s->parent_pid)
+        return 127;  /* the parent is gone: nobody will release us */
+    while (__atomic_load_n(&b->go, __ATOMIC_ACQUIRE) == 0)
+        pidsafe_raw_syscall4(SYS_futex, (long)&b->go, FUTEX_WAIT, 0, 0);
+    /*
+     * Phase 2: the parent is blocked.  The SIGKILL-on-parent-death was only
+     * for phase 1 (it is kept across exec, and tracks the parent *thread*);
+     * spawn_child() sets the caller's pdeathsig, if any.
+     */
+    if (prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0)
+        report_and_exit(s->errpipe_write, PIDSAFE_STAGE_PDEATHSIG, errno);
+    return spawn_child(&b->ctx);
+}
+
+int pidsafe_spawn_start(const struct pidsafe_spawn_spec *spec,
+                        struct pidsafe_spawn_handle *h)
+{
+#if PIDSAFE_HAS_RAW_SYSCALL
+    long page_size = sysconf(_SC_PAGESIZE);
+    struct pidsafe_clone_args args;
+    struct two_phase_block *b;
+    size_t block_size = (sizeof(*b) + 63) & ~(size_t)63;
+    size_t map_size = (size_t)page_size + SPAWN_STACK_SIZE + block_size;
+    sigset_t all;
+    char *mem;
+    long pid;
+    int pidfd = -1;
+    int saved;
+
+    memset(h, 0, sizeof(*h));
+    h->pid = -1;
+    h->pidfd = -1;
+    mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        return -1;
+    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
+        saved = errno;
+        munmap(mem, map_size);
+        errno = saved;
+        return -1;
+    }
+    /* [guard page][stack ...][block] */
+    b = (struct two_phase_block *)(mem + map_size - block_size);
+    b->ctx.spec = spec;
+    b->ctx.parent_mask = &b->parent_mask;
+    b->go = 0;
+    b->tid = 1;
+
+    memset(&args, 0, sizeof(args));
+    args.flags = spec->clone_flags | PIDSAFE_CLONE_VM | PIDSAFE_CLONE_PIDFD
+                 | CLONE_CHILD_CLEARTID;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.child_tid = (uint64_t)(uintptr_t)&b->tid;
+    args.exit_signal = 0;
+    args.stack = (uint64_t)(uintptr_t)(mem + page_size);
+    args.stack_size = (uint64_t)((char *)b - (mem + page_size));
+    if (spec->cgroup_fd >= 0) {
+        args.flags |= PIDSAFE_CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)spec->cgroup_fd;
+    }
+
+    /* As for spawn: every signal blocked across clone3, restored at once. */
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_SETMASK, &all, &b->parent_mask) != 0) {
+        munmap(mem, map_size);
+        errno = EINVAL;
+        return -1;
+    }
+    pid = pidsafe_clone3(&args, sizeof(args), two_phase_child, b);
+    saved = errno;
+    pthread_sigmask(SIG_SETMASK, &b->parent_mask, NULL);
+    if (pid < 0) {
+        munmap(mem, map_size);
+        errno = saved;
+        return -1;
+    }
+    h->pid = (int32_t)pid;
+    h->pidfd = pidfd;
+    h->map_addr = (uint64_t)(uintptr_t)mem;
+    h->map_size = map_size;
+    h->block = (uint64_t)(uintptr_t)b;
+    return (int)pid;
+#else
+    (void)spec;
+    memset(h, 0, sizeof(*h));
+    h->pid = -1;
+    h->pidfd = -1;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int pidsafe_spawn_resume(struct pidsafe_spawn_handle *h)
+{
+#if PIDSAFE_HAS_RAW_SYSCALL
+    struct two_phase_block *b = (struct two_phase_block *)(uintptr_t)h->block;
+    uint64_t all = ~(uint64_t)0, old = 0;
+    uint32_t tid;
+
+    if (b == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    /*
+     * From the release until the child has left our memory, this thread
+     * makes raw syscalls only and takes no signal: the child is using our
+     * errno and may call anything libc offers.
+     */
+    pidsafe_raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8);
+    __atomic_store_n(&b->go, 1, __ATOMIC_RELEASE);
+    pidsafe_raw_syscall4(SYS_futex, (long)&b->go, FUTEX_WAKE, 1, 0);
+    while ((tid = __atomic_load_n(&b->tid, __ATOMIC_ACQUIRE)) != 0)
+        pidsafe_raw_syscall4(SYS_futex, (long)&b->tid, FUTEX_WAIT, (long)tid, 0);
+    pidsafe_raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8);
+    return pidsafe_spawn_free(h);
+#else
+    (void)h;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int pidsafe_spawn_free(struct pidsafe_spawn_handle *h)
+{
+    void *mem = (void *)(uintptr_t)h->map_addr;
+    size_t size = (size_t)h->map_size;
+
+    if (mem == NULL)
+        return 0;  /* idempotent */
+    h->map_addr = 0;
+    h->map_size = 0;
+    h->block = 0;
+    return munmap(mem, size);
 }

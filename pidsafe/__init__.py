@@ -14,7 +14,7 @@ from ._process import Process
 from ._rootfs import InvalidMountError, Mount, mount_all, unmount_all
 from ._spawn import DEVNULL, PIPE, STDOUT, spawn
 from ._state import StateError, StateFile
-from ._userns import HelperDiedError, UsernsCache, get_userns_fd
+from ._userns import HelperDiedError, Namespace, UsernsCache, get_userns_fd
 from ._version import __version__
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "InvalidMountError",
     "Mount",
     "MountError",
+    "Namespace",
     "OwnedFd",
     "PIPE",
     "Process",

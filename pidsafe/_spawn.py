@@ -19,6 +19,7 @@ from typing import IO, Any, List, Mapping, Optional, Sequence, Tuple, Union
 from . import _sys
 from ._errors import UnsupportedError
 from ._process import Process, _abandoned, open_pipe_files, reap_abandoned
+from ._userns import IDMapLike, Namespace, plan_spawn
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
@@ -116,7 +117,10 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
           stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None,
           pass_fds: Sequence[int] = (), close_fds: bool = True,
           start_new_session: bool = False, pdeathsig: Optional[int] = None,
-          restore_signals: bool = True, bufsize: int = -1) -> Process:
+          restore_signals: bool = True, bufsize: int = -1,
+          userns: Any = None, uidmap: Optional[IDMapLike] = None,
+          gidmap: Optional[IDMapLike] = None,
+          namespaces: Union[Namespace, int] = Namespace(0)) -> Process:
     """Start a program as a child held by a pidfd from the moment it exists.
 
     The child comes from ``clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK)`` on a
@@ -145,6 +149,16 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         restore_signals: reset ``SIGPIPE`` and ``SIGXFSZ`` (which Python
             ignores) to their defaults in the child, like ``Popen``.
         bufsize: buffering for the ``stdin``/``stdout``/``stderr`` pipes.
+        userns: a user namespace (an :class:`OwnedFd` from
+            :func:`pidsafe.get_userns_fd`, or any object with ``fileno()``)
+            for the child to join before anything else.
+        uidmap, gidmap: make a new user namespace with these maps for the
+            child (both or neither; not with ``userns``); ``setgroups`` is
+            ``"deny"`` in it.  In a joined or new user namespace the child
+            runs as its uid/gid 0 if the maps give it one.
+        namespaces: :class:`pidsafe.Namespace` flags: new mount, pid, net,
+            uts, ipc, cgroup namespaces for the child (owned by its user
+            namespace when it has one; NEWPID not with ``userns``).
 
     Returns:
         A :class:`pidsafe.Process`; its exit is never lost, even if the child
@@ -156,6 +170,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             entered (``filename`` is ``cwd``).  The message names the stage.
         UnsupportedError: the kernel lacks clone3 or CLONE_PIDFD.
         ValueError, TypeError: bad arguments; nothing was started.
+        pidsafe.HelperDiedError: the child was killed (and reaped) before
+            its new user namespace's maps could be written.
     """
     # ---- validate and encode everything before anything is created --------
     if isinstance(args, (str, bytes, os.PathLike)):
@@ -199,6 +215,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         if not (value is None or value is PIPE or value is DEVNULL or value is STDOUT):
             caller_fds[i] = _stdio_fd(value, name)
             _check_open(caller_fds[i], name)
+
+    ns_plan = plan_spawn(userns, uidmap, gidmap, namespaces)
 
     if _abandoned:
         reap_abandoned()
@@ -244,7 +262,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             pid, pidfd = _sys.spawn(
                 exec_paths, argv, envp, cwd_b, (child_fds[0], child_fds[1], child_fds[2]),
                 keep_fds, bool(close_fds), bool(start_new_session), sig,
-                bool(restore_signals), err_w)
+                bool(restore_signals), err_w, **ns_plan.sys_kwargs())
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None

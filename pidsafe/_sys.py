@@ -206,11 +206,15 @@ def spawn(exec_paths: Sequence[bytes], argv: Sequence[bytes],
           stdio: Tuple[int, int, int], keep_fds: Sequence[int], close_fds: bool,
           new_session: bool, pdeathsig: int, restore_signals: bool,
           errpipe_write: int, clone_flags: int = 0,
-          cgroup_fd: int = -1) -> Tuple[int, int]:
+          cgroup_fd: int = -1, *, userns_fd: int = -1, become_root: bool = False,
+          unshare_flags: int = 0, parent_pid: Optional[int] = None,
+          before_exec: Optional[Callable[[int, int], None]] = None) -> Tuple[int, int]:
     """Run csrc/spawn.c's pidsafe_spawn; returns ``(pid, pidfd)``.
 
     Only fails when no child was created (clone3 itself failed); failures in
-    the child arrive on ``errpipe_write``'s read end.
+    the child arrive on ``errpipe_write``'s read end.  With ``before_exec``
+    the child is made without CLONE_VFORK and waits until
+    ``before_exec(pid, pidfd)`` has returned (see :func:`_spawn_two_phase`).
     """
     keep: list[Any] = []
     spec = ffi.new("struct pidsafe_spawn_spec *")
@@ -226,11 +230,17 @@ def spawn(exec_paths: Sequence[bytes], argv: Sequence[bytes],
     spec.close_fds = close_fds
     spec.new_session = new_session
     spec.pdeathsig = pdeathsig
-    spec.parent_pid = os.getpid()
+    spec.parent_pid = os.getpid() if parent_pid is None else parent_pid
     spec.restore_signals = restore_signals
     spec.errpipe_write = errpipe_write
     spec.clone_flags = clone_flags
     spec.cgroup_fd = cgroup_fd
+    spec.join_userns = userns_fd >= 0
+    spec.userns_fd = userns_fd
+    spec.become_root = become_root
+    spec.unshare_flags = unshare_flags
+    if before_exec is not None:
+        return _spawn_two_phase(spec, before_exec)  # keep, cwd_c, keep_c live here
     pidfd = ffi.new("int *", -1)
     pid = _retry("clone3", lib.pidsafe_spawn, spec, pidfd)
     return pid, int(pidfd[0])
@@ -361,3 +371,74 @@ def userns_helper_start(parent_pid: int, extra_flags: int = 0) -> Any:
 def userns_helper_free(h: Any) -> None:
     """Unmap a dead, reaped helper's stack (idempotent)."""
     _retry("munmap(helper stack)", lib.pidsafe_userns_helper_free, h)
+
+
+STAGE_NAMES.update({
+    lib.PIDSAFE_STAGE_USERNS: "join user namespace",
+    lib.PIDSAFE_STAGE_UNSHARE: "unshare namespaces",
+    lib.PIDSAFE_STAGE_SETID: "become root of the user namespace",
+})
+
+
+def end_child(pidfd: int, free: Optional[Callable[[], None]] = None) -> None:
+    """Kill a child through its pidfd, reap it, close the pidfd, then ``free()``.
+
+    For children that share our memory: ``free`` (unmapping the child's
+    stack) runs only once the child is proven dead: reaped by us, or
+    ``ECHILD`` (a foreign reaper using ``__WALL`` already reaped it).  An
+    exception a signal handler raises during the wait (KeyboardInterrupt) is
+    held until the child is reaped, then re-raised.
+
+    Raises:
+        OSError: waitid failed otherwise; ``free`` is then not called (a
+            leak, never a use-after-unmap).
+    """
+    pending: Optional[BaseException] = None
+    dead = False
+    try:
+        try:
+            pidfd_send_signal(pidfd, 9)  # SIGKILL
+        except ProcessLookupError:
+            pass  # already reaped: waitid below says ECHILD
+        while True:
+            try:
+                waitid_pidfd(pidfd, WEXITED)
+            except ChildProcessError:
+                pass  # reaped by someone using __WALL: dead all the same
+            except OSError:
+                raise
+            except BaseException as exc:  # a signal handler raised mid-wait
+                if pending is None:
+                    pending = exc
+                continue
+            dead = True
+            break
+    finally:
+        os.close(pidfd)
+        if dead and free is not None:
+            free()
+    if pending is not None:
+        raise pending
+
+
+def _spawn_two_phase(spec: Any, before_exec: Callable[[int, int], None]) -> Tuple[int, int]:
+    """csrc/spawn.c's two-phase spawn: start, ``before_exec(pid, pidfd)``, resume.
+
+    The child (CLONE_VM, no CLONE_VFORK) waits while ``before_exec`` runs
+    (e.g. writes its uid/gid maps); resuming returns once it has exec'd or
+    exited, like a CLONE_VFORK clone3.  If ``before_exec`` raises, the child
+    is killed and reaped and its stack unmapped, then the error propagates.
+    The caller keeps ``spec`` and what it points to alive until we return.
+    """
+    h = ffi.new("struct pidsafe_spawn_handle *")
+    _retry("clone3", lib.pidsafe_spawn_start, spec, h)
+    pid, pidfd = int(h.pid), int(h.pidfd)
+    try:
+        before_exec(pid, pidfd)
+    except BaseException:
+        end_child(pidfd, lambda: lib.pidsafe_spawn_free(h))
+        raise
+    if lib.pidsafe_spawn_resume(h) < 0:  # pragma: no cover - munmap cannot fail here
+        raise make_oserror(ffi.errno, "munmap(child stack)")
+    return pid, pidfd
+

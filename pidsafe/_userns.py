@@ -11,24 +11,27 @@
 3. ``/proc/PID/ns/user``, ``uid_map``, ``gid_map`` (and ``setgroups``) are
    opened close-on-exec **first**, **then** the helper is proven alive with
    ``pidfd_send_signal(pidfd, 0)``.  See the block comment in
-   :func:`get_userns_fd` for why this order is what makes the fds
+   :func:`_map_process` for why this order is what makes the fds
    trustworthy.
 4. Only then are the maps written, each in a single ``write()``.
 
 :class:`UsernsCache` keeps one namespace per (uidmap, gidmap, setgroups) and
-hands out duplicates of its fd.
+hands out duplicates of its fd.  :func:`plan_spawn` turns spawn()'s
+``userns=``, ``uidmap=``/``gidmap=`` and ``namespaces=`` into what the child
+needs (see the block comment there).
 """
 
 from __future__ import annotations
 
 import collections
+import enum
 import errno
 import fcntl
 import os
-import signal
 import threading
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, NamedTuple, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type, Union
 
 from . import _sys
 from ._errors import UnsupportedError
@@ -42,7 +45,7 @@ _SETGROUPS = ("deny", "allow")
 _PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 _O_WRITE = os.O_WRONLY | os.O_CLOEXEC
-_SIGKILL = int(signal.SIGKILL)
+_NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
 
 
 class HelperDiedError(ProcessLookupError):
@@ -82,13 +85,11 @@ def _as_idmap(value: IDMapLike, name: str) -> IDMap:
                     f"not {type(value).__name__}: {value!r}")
 
 
-def _map_bytes(m: IDMap, name: str) -> bytes:
-    data = m._kernel
+def _check_size(m: IDMap, name: str) -> None:
     # map_write() takes the whole map in one write() of less than a page.
-    if len(data) >= _PAGE_SIZE:
-        raise IDMapError(f"{name}: the map is {len(data)} bytes as the kernel spells it; "
+    if len(m._kernel) >= _PAGE_SIZE:
+        raise IDMapError(f"{name}: the map is {len(m._kernel)} bytes as the kernel spells it; "
                          f"the kernel takes at most {_PAGE_SIZE - 1} in one write: {m}")
-    return data
 
 
 def _check_setgroups(setgroups: str) -> None:
@@ -130,8 +131,8 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
     um = _as_idmap(uidmap, "uidmap")
     gm = _as_idmap(gidmap, "gidmap")
     _check_setgroups(setgroups)
-    uid_text = _map_bytes(um, "uidmap")
-    gid_text = _map_bytes(gm, "gidmap")
+    _check_size(um, "uidmap")
+    _check_size(gm, "gidmap")
 
     try:
         helper = _sys.userns_helper_start(os.getpid())
@@ -140,57 +141,74 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
             raise UnsupportedError("clone3", "a user-namespace helper needs clone3 "
                                    "with a child stack") from None
         raise
-    pid = int(helper.pid)
     pidfd = int(helper.pidfd)
-    ns_fd = uid_fd = gid_fd = sg_fd = -1
     try:
-        hook = _test_hook
+        ns_fd = _map_process(int(helper.pid), pidfd, um, gm, setgroups, "user-namespace helper",
+                             open_ns=True)
+        return OwnedFd(ns_fd, "user namespace")
+    finally:
+        _sys.end_child(pidfd, lambda: _sys.userns_helper_free(helper))
+
+
+def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, what: str,
+                 *, open_ns: bool) -> int:
+    """Write the maps of the new user namespace of our child ``pid``.
+
+    The child (held by ``pidfd``) must be in a user namespace of its own
+    whose maps are not written yet.  Returns an fd for the namespace if
+    ``open_ns`` (else -1); every other fd is closed on return.
+
+    Raises:
+        HelperDiedError: the child was reaped before it could be proven.
+    """
+    ns_fd = uid_fd = gid_fd = sg_fd = -1
+    hook = _test_hook
+    try:
         if hook is not None:
             hook("cloned", HelperView(pid, pidfd))
         # Open first, prove after.  A pid names a process only until that
-        # process is reaped.  If the helper was killed (by anyone) and reaped
+        # process is reaped.  If the child was killed (by anyone) and reaped
         # (by a global reaper that waits with __WALL), its pid may already
         # belong to another process, and /proc/PID/... would open *that*
         # process's namespace and maps.  An open fd pins whatever the path
         # resolved to at open time.  pidfd_send_signal(pidfd, 0) afterwards
-        # succeeds only while the helper itself has not been reaped (a zombie
+        # succeeds only while our child itself has not been reaped (a zombie
         # still passes: its credentials, hence its user namespace, stay with
         # it until it is reaped), and a pid is never reused before its
         # process is reaped.  So if the proof succeeds, every fd opened
-        # before it refers to the helper, whatever happens to the pid later.
+        # before it refers to our child, whatever happens to the pid later.
         base = b"/proc/%d/" % pid
         try:
-            ns_fd = os.open(base + b"ns/user", _O_READ)
+            if open_ns:
+                ns_fd = os.open(base + b"ns/user", _O_READ)
             if setgroups != "allow":
                 sg_fd = os.open(base + b"setgroups", _O_WRITE)
             uid_fd = os.open(base + b"uid_map", _O_WRITE)
             gid_fd = os.open(base + b"gid_map", _O_WRITE)
         except OSError as exc:
-            # ENOENT/ESRCH here usually means the helper is gone; say so only
+            # ENOENT/ESRCH here usually means the child is gone; say so only
             # if the pidfd confirms it, else report the open's own error.
             if exc.errno in (errno.ENOENT, errno.ESRCH) and not _alive(pidfd):
-                raise HelperDiedError(errno.ESRCH, f"user-namespace helper {pid} died before "
-                                      "its namespace could be opened") from None
+                raise HelperDiedError(errno.ESRCH, f"{what} {pid} died before its namespace "
+                                      "could be opened") from None
             raise
         if hook is not None:
             hook("opened", HelperView(pid, pidfd))
         if not _alive(pidfd):
-            raise HelperDiedError(errno.ESRCH, f"user-namespace helper {pid} was reaped before "
-                                  "its namespace could be proven; its /proc fds are not trusted")
+            raise HelperDiedError(errno.ESRCH, f"{what} {pid} was reaped before its namespace "
+                                  "could be proven; its /proc fds are not trusted")
         if hook is not None:
             hook("proven", HelperView(pid, pidfd))
         if sg_fd >= 0:
             _write_once(sg_fd, b"deny", pid, "setgroups", setgroups)
-        _write_once(uid_fd, uid_text, pid, "uid_map", um)
-        _write_once(gid_fd, gid_text, pid, "gid_map", gm)
-        result = OwnedFd(ns_fd, "user namespace")
-        ns_fd = -1
+        _write_once(uid_fd, um._kernel, pid, "uid_map", um)
+        _write_once(gid_fd, gm._kernel, pid, "gid_map", gm)
+        result, ns_fd = ns_fd, -1
         return result
     finally:
         for fd in (uid_fd, gid_fd, sg_fd, ns_fd):
             if fd >= 0:
                 os.close(fd)
-        _end_helper(helper, pidfd)
 
 
 def _alive(pidfd: int) -> bool:
@@ -228,40 +246,145 @@ def _write_once(fd: int, data: bytes, pid: int, name: str, what: object) -> None
                                 f"/proc/{pid}/{name}")
 
 
-def _end_helper(helper: Any, pidfd: int) -> None:
-    """Kill the helper through its pidfd, reap it, close the pidfd, free its stack.
+# --- spawn() into user namespaces ------------------------------------------------
 
-    The stack may be unmapped only once the helper can no longer run on it:
-    after waitid() reaped it, or ECHILD (a foreign __WALL reaper already
-    did).  An exception raised by a signal handler while we wait (e.g.
-    KeyboardInterrupt) is held until the helper is reaped, then re-raised.
+
+class Namespace(enum.IntFlag):
+    """Namespaces a spawned child gets new ones of (``spawn(namespaces=)``).
+
+    The user namespace is not here: ``spawn(uidmap=, gidmap=)`` makes one,
+    ``spawn(userns=)`` joins one.
     """
-    pending: Optional[BaseException] = None
-    dead = False
+
+    NEWNS = _sys.CLONE_NEWNS
+    NEWPID = _sys.CLONE_NEWPID
+    NEWNET = _sys.CLONE_NEWNET
+    NEWUTS = _sys.CLONE_NEWUTS
+    NEWIPC = _sys.CLONE_NEWIPC
+    NEWCGROUP = _sys.CLONE_NEWCGROUP
+
+
+_ALL_NAMESPACES = int(Namespace.NEWNS | Namespace.NEWPID | Namespace.NEWNET
+                      | Namespace.NEWUTS | Namespace.NEWIPC | Namespace.NEWCGROUP)
+
+
+@dataclass(frozen=True)
+class SpawnPlan:
+    """How spawn() sets up the child's namespaces (see :func:`plan_spawn`)."""
+
+    clone_flags: int = 0
+    unshare_flags: int = 0
+    userns_fd: int = -1
+    maps: Optional[Tuple[IDMap, IDMap]] = None
+
+    def sys_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for ``_sys.spawn``; empty for a plain spawn."""
+        kw: Dict[str, Any] = {}
+        if self.clone_flags:
+            kw["clone_flags"] = self.clone_flags
+        if self.clone_flags & _sys.CLONE_NEWPID:
+            # pid 1 of a new pid namespace sees no parent: getppid() is 0.
+            kw["parent_pid"] = 0
+        if self.unshare_flags:
+            kw["unshare_flags"] = self.unshare_flags
+        if self.userns_fd >= 0:
+            kw["userns_fd"] = self.userns_fd
+        if self.userns_fd >= 0 or self.maps is not None:
+            kw["become_root"] = True
+        if self.maps is not None:
+            um, gm = self.maps
+
+            def write_maps(pid: int, pidfd: int) -> None:
+                _map_process(pid, pidfd, um, gm, "deny", "child", open_ns=False)
+
+            kw["before_exec"] = write_maps
+        return kw
+
+
+def _userns_fd_of(userns: Any) -> int:
+    if isinstance(userns, bool):
+        raise TypeError(f"userns must be a user namespace fd or an object with fileno(), "
+                        f"not {userns!r}")
+    if isinstance(userns, int):
+        fd = userns
+    elif hasattr(userns, "fileno"):
+        fd = userns.fileno()
+    else:
+        raise TypeError(f"userns must be a user namespace fd or an object with fileno(), "
+                        f"not {type(userns).__name__}")
     try:
-        try:
-            _sys.pidfd_send_signal(pidfd, _SIGKILL)
-        except ProcessLookupError:
-            pass  # already reaped: waitid below says ECHILD
-        while True:
-            try:
-                _sys.waitid_pidfd(pidfd, _sys.WEXITED)
-            except ChildProcessError:
-                pass  # reaped by someone using __WALL: dead all the same
-            except OSError:
-                raise  # cannot prove it dead: keep its stack mapped (leak, not corrupt)
-            except BaseException as exc:  # a signal handler raised mid-wait
-                if pending is None:
-                    pending = exc
-                continue
-            dead = True
-            break
-    finally:
-        os.close(pidfd)
-        if dead:
-            _sys.userns_helper_free(helper)
-    if pending is not None:
-        raise pending
+        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise _sys.make_oserror(errno.EBADF, f"userns: fd {fd}") from None
+        raise ValueError(f"userns: fd {fd} is not a namespace fd "
+                         f"({os.strerror(exc.errno or 0)})") from None
+    if nstype != _sys.CLONE_NEWUSER:
+        raise ValueError(f"userns: fd {fd} is a namespace, but not a user namespace "
+                         f"(type {nstype:#x})")
+    return fd
+
+
+def plan_spawn(userns: Any, uidmap: Optional[IDMapLike], gidmap: Optional[IDMapLike],
+               namespaces: Union[Namespace, int]) -> SpawnPlan:
+    """Validate spawn()'s namespace arguments; nothing is created here.
+
+    Three designs, one per case.  None copies our address space:
+
+    * ``uidmap``/``gidmap``: the child comes from
+      clone3(CLONE_NEWUSER|namespaces|CLONE_VM|CLONE_PIDFD) *without*
+      CLONE_VFORK and waits while we write its maps (open, prove, write, as
+      for get_userns_fd), then runs to exec while we wait for it as vfork
+      would (csrc/spawn.c, "Two-phase spawn").  Creating every namespace in
+      the same clone3 makes them all owned by the new user namespace, and
+      makes the child pid 1 of a new pid namespace.
+    * ``userns``: the ordinary CLONE_VM|CLONE_VFORK child joins it with
+      setns() before anything else.  (setns(CLONE_NEWUSER) refuses callers
+      that share their thread group or fs_struct, but not a shared mm since
+      Linux 3.9, so a CLONE_VM child may.)  Other namespaces are then made
+      with unshare(), so the joined namespace owns them; a new pid namespace
+      cannot be made that way for the child itself, so NEWPID is refused
+      with ``userns`` (create the user namespace with ``uidmap`` instead).
+    * neither: namespaces come from the CLONE_VFORK clone3 itself, owned by
+      our user namespace.
+
+    In a user namespace the child becomes its uid and gid 0 where the maps
+    give it one (as ``nsenter --user`` and ``unshare --map-root-user`` do).
+
+    Raises:
+        ValueError, TypeError: bad or conflicting arguments.
+        IDMapError: a bad map.
+        OSError(EBADF): ``userns`` is not an open fd.
+    """
+    if isinstance(namespaces, bool) or not isinstance(namespaces, int):
+        raise TypeError(f"namespaces must be pidsafe.Namespace flags, not {namespaces!r}")
+    flags = int(namespaces)
+    if flags & _sys.CLONE_NEWUSER:
+        raise ValueError("namespaces: a user namespace is made with uidmap= and gidmap= "
+                         "(or joined with userns=), not with a flag")
+    if flags & ~_ALL_NAMESPACES:
+        raise ValueError(f"namespaces: unknown flags {flags & ~_ALL_NAMESPACES:#x} "
+                         f"(use pidsafe.Namespace)")
+    if (uidmap is None) != (gidmap is None):
+        raise ValueError("uidmap and gidmap go together: give both or neither")
+    if userns is not None and uidmap is not None:
+        raise ValueError("give either userns= (join a user namespace) or uidmap=/gidmap= "
+                         "(make one), not both")
+    if uidmap is not None:
+        assert gidmap is not None
+        um = _as_idmap(uidmap, "uidmap")
+        gm = _as_idmap(gidmap, "gidmap")
+        _check_size(um, "uidmap")
+        _check_size(gm, "gidmap")
+        return SpawnPlan(clone_flags=flags | _sys.CLONE_NEWUSER, maps=(um, gm))
+    if userns is not None:
+        if flags & _sys.CLONE_NEWPID:
+            raise ValueError("namespaces=NEWPID cannot be combined with userns=: a pid "
+                             "namespace made after joining would hold only the child's "
+                             "children; use uidmap=/gidmap= to make the user namespace "
+                             "together with the pid namespace")
+        return SpawnPlan(unshare_flags=flags, userns_fd=_userns_fd_of(userns))
+    return SpawnPlan(clone_flags=flags)
 
 
 # --- the cache ----------------------------------------------------------------

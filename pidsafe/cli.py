@@ -10,6 +10,9 @@
     Bind SOURCE onto TARGET as an idmapped mount, through a new user
     namespace with those maps (containerd's ``c:h:s[,c:h:s...]`` form).
     Exits 0, 1 when a mount step fails, 2 for bad arguments.
+``pidsafe userns --uidmap MAP --gidmap MAP -- PROG [ARGS...]``
+    Run a program as root (uid/gid 0) of a new user namespace with those
+    maps and exit with its status, as ``run`` does; 2 for bad maps.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._features import REQUIRED, _FEATURES, features
 
@@ -84,11 +87,15 @@ def doctor() -> int:
     return 0
 
 
-def run(argv: Sequence[str]) -> int:
-    """Spawn ``argv`` through pidsafe, wait through its pidfd, return its status."""
+def run(argv: Sequence[str], **spawn_kw: Any) -> int:
+    """Spawn ``argv`` through pidsafe, wait through its pidfd, return its status.
+
+    ``spawn_kw`` goes to :func:`pidsafe.spawn` (``pidsafe userns`` passes
+    ``uidmap`` and ``gidmap``).
+    """
     from ._spawn import spawn
 
-    with spawn(list(argv)) as p:
+    with spawn(list(argv), **spawn_kw) as p:
         try:
             code = p.wait()
         except KeyboardInterrupt:
@@ -130,21 +137,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          help="leave out the submounts of SOURCE")
     p_mount.add_argument("source")
     p_mount.add_argument("target")
+    p_userns = sub.add_parser("userns", help="run a program as root of a new user namespace")
+    p_userns.add_argument("--uidmap", required=True, help="uid map, e.g. 0:100000:65536")
+    p_userns.add_argument("--gidmap", required=True, help="gid map, e.g. 0:100000:65536")
+    p_userns.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG [ARGS...]")
     ns = parser.parse_args(argv)
     if ns.cmd == "doctor":
         return doctor()
     if ns.cmd == "mount":
         return mount(ns.source, ns.target, ns.uidmap, ns.gidmap, readonly=ns.readonly,
                      recursive=ns.recursive)
+    spawn_kw: Dict[str, Any] = {}
+    if ns.cmd == "userns":
+        from ._idmap import IDMap, IDMapError
+
+        try:
+            spawn_kw = {"uidmap": IDMap.parse(ns.uidmap), "gidmap": IDMap.parse(ns.gidmap)}
+        except IDMapError as exc:
+            parser.error(f"userns: {exc}")
     args = list(ns.argv)
     if args and args[0] == "--":
         args = args[1:]
     if not args:
-        parser.error("run: name a program to run")
+        parser.error(f"{ns.cmd}: name a program to run")
     try:
-        return run(args)
+        return run(args, **spawn_kw)
     except OSError as exc:
-        print(f"pidsafe run: {exc}", file=sys.stderr)
+        print(f"pidsafe {ns.cmd}: {exc}", file=sys.stderr)
         return 127
 
 

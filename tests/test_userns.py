@@ -383,3 +383,259 @@ def test_cache_threads() -> None:
             inos = [x for r in pool.map(work, range(n)) for x in r]
         assert len(cache) == 4
         assert len(set(inos)) == 4
+
+
+# -- spawn() into user namespaces ------------------------------------------------------
+
+NS_GET_USERNS = 0xB701  # ioctl_ns(2): the user namespace that owns a namespace
+
+
+def run(args: Any, **kw: Any) -> Tuple[int, str]:
+    with pidsafe.spawn(args, stdout=PIPE, stderr=subprocess.STDOUT, **kw) as p:
+        out, _ = p.communicate(timeout=60)
+    assert p.returncode is not None and out is not None
+    return p.returncode, out.decode()
+
+
+def owner_ino(ns_path: str) -> int:
+    """Inode of the user namespace that owns the namespace at ns_path."""
+    fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+        try:
+            return os.fstat(owner).st_ino
+        finally:
+            os.close(owner)
+    finally:
+        os.close(fd)
+
+
+def test_spawn_new_userns_maps_and_id() -> None:
+    code, out = run(["sh", "-c", "id -u; id -g; cat /proc/self/uid_map; echo --; "
+                     "cat /proc/self/gid_map; echo --; cat /proc/self/setgroups"],
+                    uidmap=MAP, gidmap="0:200000:65536")
+    assert code == 0, out
+    uid_s, gid_s, rest = out.split("\n", 2)
+    uid, gid, sg = rest.split("--\n")
+    assert (uid_s, gid_s) == ("0", "0")
+    assert str(IDMap.from_kernel(uid)) == MAP
+    assert str(IDMap.from_kernel(gid)) == "0:200000:65536"
+    assert sg.strip() == "deny"
+
+
+def test_spawn_new_userns_seen_from_the_parent() -> None:
+    """The parent reads the child's maps under /proc/PID while it runs."""
+    um = IDMap.parse("0:100000:1000,1000:0:1")
+    with pidsafe.spawn(["cat"], stdin=PIPE, stdout=PIPE, uidmap=um, gidmap=um) as p:
+        with open(f"/proc/{p.pid}/uid_map") as f:
+            assert IDMap.from_kernel(f.read()) == um
+        with open(f"/proc/{p.pid}/gid_map") as f:
+            assert IDMap.from_kernel(f.read()) == um
+        assert os.readlink(f"/proc/{p.pid}/ns/user") != os.readlink("/proc/self/ns/user")
+        with open(f"/proc/{p.pid}/status") as f:
+            status = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+        # Host view: container uid 0 is host 100000; no signal left blocked.
+        assert status["Uid"].split()[0] == "100000"
+        assert int(status["SigBlk"], 16) == 0
+        p.communicate(b"", timeout=30)
+    assert p.returncode == 0
+
+
+def test_spawn_new_userns_without_root_mapping_keeps_overflow_ids() -> None:
+    code, out = run(["sh", "-c", "id -u; id -g"], uidmap="1000:100000:10",
+                    gidmap="1000:100000:10")
+    assert (code, out.split()) == (0, ["65534", "65534"])
+
+
+def test_spawn_pdeathsig_is_cleared_unless_asked() -> None:
+    """The phase-1 SIGKILL-on-parent-death must not survive into the program."""
+    code = "import prctl; print(prctl.get_pdeathsig())"
+    # Host root stays root inside, so it can run our interpreter wherever it is.
+    ident = "0:0:65536"
+    assert run([sys.executable, "-c", code], uidmap=ident, gidmap=ident) == (0, "0\n")
+    assert run([sys.executable, "-c", code], uidmap=ident, gidmap=ident,
+               pdeathsig=signal.SIGTERM) == (0, "15\n")
+
+
+def test_spawn_caller_signal_mask_untouched() -> None:
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert run(["true"], uidmap=MAP, gidmap=MAP)[0] == 0
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
+def test_spawn_new_userns_owns_other_namespaces_and_pid_1() -> None:
+    ns = (pidsafe.Namespace.NEWPID | pidsafe.Namespace.NEWUTS | pidsafe.Namespace.NEWNS
+          | pidsafe.Namespace.NEWIPC | pidsafe.Namespace.NEWNET | pidsafe.Namespace.NEWCGROUP)
+    with pidsafe.spawn(["sh", "-c", "echo $$; hostname inside; hostname; read x"],
+                       stdin=PIPE, stdout=PIPE, uidmap=MAP, gidmap=MAP, namespaces=ns) as p:
+        assert p.stdout is not None and p.stdin is not None
+        assert p.stdout.readline() == b"1\n"  # pid 1 of its own pid namespace
+        assert p.stdout.readline() == b"inside\n"
+        userns = os.stat(f"/proc/{p.pid}/ns/user").st_ino
+        for kind in ("pid", "uts", "mnt", "ipc", "net", "cgroup"):
+            assert owner_ino(f"/proc/{p.pid}/ns/{kind}") == userns, kind
+        p.communicate(b"\n", timeout=30)
+    assert p.returncode == 0
+    assert os.uname().nodename != "inside"
+
+
+def test_spawn_joins_userns() -> None:
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        want = os.fstat(fd.fileno()).st_ino
+        with pidsafe.spawn(["sh", "-c", "id -u; read x"], stdin=PIPE, stdout=PIPE,
+                           userns=fd) as p:
+            assert p.stdout is not None
+            assert p.stdout.readline() == b"0\n"
+            assert os.stat(f"/proc/{p.pid}/ns/user").st_ino == want
+            p.communicate(b"\n", timeout=30)
+        assert p.returncode == 0
+        # The fd is closed in the child, and stays open here.
+        assert fcntl.ioctl(fd.fileno(), NS_GET_NSTYPE) == _sys.CLONE_NEWUSER
+
+
+def test_spawn_joins_userns_with_namespaces_it_owns() -> None:
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        want = os.fstat(fd.fileno()).st_ino
+        with pidsafe.spawn(["sh", "-c", "hostname joined; read x"], stdin=PIPE,
+                           userns=fd.fileno(),
+                           namespaces=pidsafe.Namespace.NEWUTS | pidsafe.Namespace.NEWNS) as p:
+            for kind in ("uts", "mnt"):
+                assert owner_ino(f"/proc/{p.pid}/ns/{kind}") == want
+            p.communicate(b"\n", timeout=30)
+        assert p.returncode == 0
+
+
+def test_spawn_namespaces_without_userns() -> None:
+    code, out = run(["sh", "-c", "hostname elsewhere; hostname; echo $$"],
+                    namespaces=pidsafe.Namespace.NEWUTS | pidsafe.Namespace.NEWPID,
+                    pdeathsig=signal.SIGKILL)
+    assert (code, out) == (0, "elsewhere\n1\n")
+    assert os.uname().nodename != "elsewhere"
+
+
+def test_spawn_exec_failure_in_new_userns() -> None:
+    with pytest.raises(FileNotFoundError, match="exec") as ei:
+        pidsafe.spawn(["/nonexistent/program"], uidmap=MAP, gidmap=MAP)
+    assert ei.value.filename == "/nonexistent/program"
+
+
+def test_spawn_chdir_refused_in_new_userns(tmp_path: Any) -> None:
+    """Root of the namespace is host uid 100000: a 0700 root-owned dir is closed."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(PermissionError, match="chdir") as ei:
+        pidsafe.spawn(["true"], cwd=private, uidmap=MAP, gidmap=MAP)
+    assert ei.value.filename == private
+
+
+@pytest.mark.parametrize("kw,exc,message", [
+    ({"uidmap": MAP}, ValueError, "uidmap and gidmap go together"),
+    ({"gidmap": MAP}, ValueError, "uidmap and gidmap go together"),
+    ({"uidmap": "0:0", "gidmap": MAP}, IDMapError, "uidmap: range 0"),
+    ({"namespaces": _sys.CLONE_NEWUSER}, ValueError, "made with uidmap= and gidmap="),
+    ({"namespaces": 1}, ValueError, "unknown flags 0x1"),
+    ({"namespaces": "NEWNS"}, TypeError, "namespaces must be"),
+    ({"userns": "x"}, TypeError, "userns must be"),
+    ({"userns": 0, "uidmap": MAP, "gidmap": MAP}, ValueError, "not both"),
+])
+def test_spawn_bad_namespace_arguments(kw: Dict[str, Any], exc: type, message: str) -> None:
+    with pytest.raises(exc, match=message):
+        pidsafe.spawn(["true"], **kw)
+
+
+def test_spawn_userns_must_be_a_user_namespace() -> None:
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        with pytest.raises(ValueError, match=f"userns: fd {r} is not a namespace fd"):
+            pidsafe.spawn(["true"], userns=r)
+    finally:
+        os.close(r)
+        os.close(w)
+    with open("/proc/self/ns/uts") as f:
+        with pytest.raises(ValueError, match="not a user namespace"):
+            pidsafe.spawn(["true"], userns=f)
+    with pytest.raises(OSError, match="userns: fd") as ei:
+        pidsafe.spawn(["true"], userns=999)
+    assert ei.value.errno == errno.EBADF
+    with pidsafe.get_userns_fd(MAP, MAP) as fd:
+        with pytest.raises(ValueError, match="NEWPID cannot be combined with userns"):
+            pidsafe.spawn(["true"], userns=fd, namespaces=pidsafe.Namespace.NEWPID)
+
+
+def test_spawn_child_reaped_before_proof(hook: Callable[..., None]) -> None:
+    hook(lambda s, h: kill_helper(h, reap=True) if s == "opened" else None)
+    with pytest.raises(pidsafe.HelperDiedError, match="child .* was reaped before"):
+        pidsafe.spawn(["true"], uidmap=MAP, gidmap=MAP)
+
+
+def test_spawn_child_killed_after_proof(hook: Callable[..., None]) -> None:
+    """A zombie child: its maps are written, it never runs; spawn() still
+    returns a Process whose exit (SIGKILL) is not lost."""
+    hook(lambda s, h: kill_helper(h, reap=False) if s == "proven" else None)
+    p = pidsafe.spawn(["sleep", "60"], uidmap=MAP, gidmap=MAP)
+    hook(None)
+    with p:
+        assert p.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_spawn_map_write_refused(hook: Callable[..., None]) -> None:
+    def on_stage(s: str, h: _userns.HelperView) -> None:
+        if s == "proven":
+            with open(f"/proc/{h.pid}/gid_map", "w") as f:
+                f.write("0 0 1\n")
+
+    hook(on_stage)
+    with pytest.raises(PermissionError, match=r"write setgroups \(deny\) \[setgroups can no "
+                       r"longer change once the gid map is written\]"):
+        pidsafe.spawn(["true"], uidmap=MAP, gidmap=MAP)
+
+
+def test_spawn_new_userns_sixteen_threads() -> None:
+    n = 16
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> Tuple[int, str]:
+        barrier.wait()
+        m = f"0:{100000 + i * 65536}:65536"
+        return run(["cat", "/proc/self/uid_map"], uidmap=m, gidmap=m)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, range(n)))
+    for i, (code, out) in enumerate(results):
+        assert code == 0
+        assert str(IDMap.from_kernel(out)) == f"0:{100000 + i * 65536}:65536"
+
+
+def test_spawn_new_userns_loop() -> None:
+    """One round; run with --count 1000 -n 2 for the stress loop."""
+    assert run(["true"], uidmap=MAP, gidmap=MAP) == (0, "")
+
+
+# -- pidsafe userns ------------------------------------------------------------------
+
+
+def cli(*args: str) -> Tuple[int, str, str]:
+    with pidsafe.spawn([sys.executable, "-m", "pidsafe.cli", *args], stdout=PIPE,
+                       stderr=PIPE) as p:
+        out, err = p.communicate(timeout=60)
+    assert p.returncode is not None and out is not None and err is not None
+    return p.returncode, out.decode(), err.decode()
+
+
+def test_cli_userns_runs_as_root_of_new_namespace() -> None:
+    code, out, err = cli("userns", "--uidmap", MAP, "--gidmap", MAP, "--",
+                         "sh", "-c", "id -u; id -g; cat /proc/self/uid_map")
+    assert code == 0, err
+    uid, gid, rest = out.split("\n", 2)
+    assert (uid, gid) == ("0", "0")
+    assert str(IDMap.from_kernel(rest)) == MAP
+
+
+def test_cli_userns_exit_status_and_errors() -> None:
+    assert cli("userns", "--uidmap", MAP, "--gidmap", MAP, "--", "sh", "-c", "exit 7")[0] == 7
+    assert cli("userns", "--uidmap", MAP, "--gidmap", MAP, "--",
+               "sh", "-c", "kill -TERM $$")[0] == 128 + signal.SIGTERM
+    code, _, err = cli("userns", "--uidmap", "0:1", "--gidmap", MAP, "--", "id")
+    assert code == 2 and "missing field" in err
+    code, _, err = cli("userns", "--uidmap", MAP, "--gidmap", MAP, "--", "/nonexistent")
+    assert code == 127 and "pidsafe userns: [Errno 2] exec" in err
