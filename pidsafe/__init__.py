@@ -10,15 +10,21 @@ from ._fd import OwnedFd
 from ._idmap import IDMap, IDMapError, IDRange
 from ._mount import MountError, idmapped_bind
 from ._features import Features, features
+from ._claim import Claim
 from ._process import Process
+from ._reaper import Reaper
 from ._rootfs import InvalidMountError, Mount, mount_all, unmount_all
 from ._spawn import DEVNULL, PIPE, STDOUT, spawn
 from ._state import StateError, StateFile
+from ._subscription import (Exit, ReaperError, Subscription, SubscriptionClosed,
+                            SubscriptionOverflow)
 from ._userns import HelperDiedError, Namespace, UsernsCache, get_userns_fd
 from ._version import __version__
 
 __all__ = [
+    "Claim",
     "DEVNULL",
+    "Exit",
     "Features",
     "HelperDiedError",
     "IDMap",
@@ -31,9 +37,14 @@ __all__ = [
     "OwnedFd",
     "PIPE",
     "Process",
+    "Reaper",
+    "ReaperError",
     "STDOUT",
     "StateError",
     "StateFile",
+    "Subscription",
+    "SubscriptionClosed",
+    "SubscriptionOverflow",
     "TimeoutExpired",
     "UnsupportedError",
     "UsernsCache",

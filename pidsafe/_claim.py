@@ -1,0 +1,263 @@
+"""Claims: a foreign child's exit status, reserved before the child starts.
+
+Subreaper mode reaps every child of this process that no pidfd holds (see
+``_orphans``), so ``subprocess``, ``os.fork`` and ``os.posix_spawn``
+children are reaped like orphans.  Code that needs such a child's status
+opens a :class:`Claim` *before* starting the child and gives it the pid
+after, as containerd's ``Monitor.Start`` subscribes before ``cmd.Start``.
+
+While any claim has no pid yet, exits of unknown children are held back
+("limbo") instead of being published: the claim takes its own when it learns
+the pid, and the rest are published as orphans once no claim is pending.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from types import TracebackType
+from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple, Type
+
+from . import _sys
+from ._errors import TimeoutExpired
+from ._subscription import AsyncWaiters, Exit, ReaperError
+
+
+class _ClaimOwner(Protocol):
+    def _resolve_claim(self, claim: "Claim", pid: int) -> None: ...
+
+    def _release_claim(self, claim: "Claim") -> None: ...
+
+
+class Claim:
+    """A foreign child's exit status, reserved before the child starts.
+
+    Subreaper mode only (:meth:`pidsafe.Reaper.claim`)::
+
+        with reaper.claim() as claim:
+            pid = os.posix_spawn(path, argv, env)   # or Popen(...).pid, os.fork()
+            claim.pid = pid
+            returncode = claim.wait(timeout=10)
+
+    The reaper reaps the child and hands its return code (``Popen``'s
+    convention) to the claim instead of publishing an orphan exit.  Its own
+    waiter (``Popen.wait``, ``os.waitpid``) must not be used: the status is
+    the claim's.  Closing a claim whose child still runs gives that exit back
+    to the orphan stream.
+    """
+
+    def __init__(self, owner: _ClaimOwner) -> None:
+        self._owner = owner
+        self._pid: Optional[int] = None
+        self.returncode: Optional[int] = None
+        self._cond = threading.Condition(threading.Lock())
+        self._end: Optional[Callable[[], BaseException]] = None
+        self._waiters = AsyncWaiters()
+        self._closed = False
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The claimed child's pid; set it once, right after starting the child.
+
+        Raises (on assignment):
+            ValueError: not a positive int, already set, already claimed by
+                another claim, or the claim is closed.
+        """
+        return self._pid
+
+    @pid.setter
+    def pid(self, pid: int) -> None:
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValueError(f"claim.pid must be a positive int, got {pid!r}")
+        self._owner._resolve_claim(self, pid)
+
+    # -- reaper side ----------------------------------------------------------
+
+    def _deliver(self, returncode: Optional[int]) -> None:
+        with self._cond:
+            self.returncode = returncode
+            self._cond.notify_all()
+            self._waiters.wake_all()
+
+    def _finish(self, reason: Callable[[], BaseException]) -> None:
+        with self._cond:
+            if self.returncode is None and self._end is None:
+                self._end = reason
+            self._cond.notify_all()
+            self._waiters.wake_all()
+
+    def _ready_locked(self) -> bool:
+        if self.returncode is not None:
+            return True
+        if self._end is not None:
+            raise self._end()
+        if self._pid is None:
+            raise ValueError("set claim.pid to the child's pid before waiting")
+        return False
+
+    # -- user side ------------------------------------------------------------
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Wait until the reaper has reaped the claimed child.
+
+        Returns:
+            Its return code: the exit status, or ``-N`` for signal ``N``.
+
+        Raises:
+            pidsafe.TimeoutExpired: still running after ``timeout`` seconds.
+            ValueError: ``pid`` was never set.
+            ChildProcessError: the pid is no child of ours, or another waiter
+                reaped it first.
+            ReaperError: the claim was closed or the reaper stopped first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._ready_locked():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutExpired(f"pid {self._pid}", timeout or 0)
+                self._cond.wait(remaining)
+            assert self.returncode is not None
+            return self.returncode
+
+    async def wait_async(self) -> int:
+        """``await`` :meth:`wait` without blocking the loop (no thread)."""
+        while True:
+            with self._cond:
+                if self._ready_locked():
+                    assert self.returncode is not None
+                    return self.returncode
+                fut = self._waiters.add()
+            try:
+                await fut
+            finally:
+                with self._cond:
+                    self._waiters.discard(fut)
+
+    def close(self) -> None:
+        """Give the claim up.  Idempotent; ``returncode`` stays readable."""
+        if self._closed:
+            return
+        self._closed = True
+        self._owner._release_claim(self)
+        pid = self._pid
+        self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
+                                         "its child was reaped"))
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pidsafe.Claim pid={self._pid} returncode={self.returncode}>"
+
+
+class ClaimBook:
+    """Pending and named claims, and the exits held back for them.
+
+    ``_lock`` is held while the reaper reaps a pinned child and files its
+    exit, and while a claim learns its pid: so a claim never misses an exit
+    that is half reaped, and a recycled pid cannot confuse the two.
+    """
+
+    def __init__(self, owner: _ClaimOwner) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._pending: Set[Claim] = set()
+        self._by_pid: Dict[int, Claim] = {}
+        self._limbo: List[Tuple[int, Optional[int], float]] = []
+
+    def open(self) -> Claim:
+        claim = Claim(self._owner)
+        with self._lock:
+            self._pending.add(claim)
+        return claim
+
+    def is_claimed(self, pid: int) -> bool:
+        return pid in self._by_pid
+
+    def reap(self, pid: int, reap: Callable[[], Tuple[bool, Optional[int]]]) -> List[Exit]:
+        """Reap with ``reap()`` and file the exit; orphan exits to publish."""
+        with self._lock:
+            done, returncode = reap()
+            if not done:
+                return []
+            ts = time.monotonic()
+            claim = self._by_pid.pop(pid, None)
+            if claim is not None:
+                claim._deliver(returncode)
+                return []
+            if self._pending:
+                self._limbo.append((pid, returncode, ts))
+                return []
+            return [Exit(pid, returncode, None, True, ts)]
+
+    def resolve(self, claim: Claim, pid: int) -> List[Exit]:
+        """``claim.pid = pid``; returns held-back exits that are orphans after all."""
+        with self._lock:
+            if claim._closed:
+                raise ValueError("the claim is closed")
+            if claim._pid is not None:
+                raise ValueError(f"claim.pid is already set to {claim._pid}")
+            if pid in self._by_pid:
+                raise ValueError(f"pid {pid} is already claimed")
+            self._pending.discard(claim)
+            claim._pid = pid
+            try:
+                # Still an unreaped child of ours: its exit is still to come.
+                # (Any held-back exit with this pid is then an older process.)
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT | _sys.WALL)
+                self._by_pid[pid] = claim
+            except ChildProcessError:
+                # Reaped already: the newest held-back exit with this pid is
+                # its own (the child started after the claim was opened).
+                for i in range(len(self._limbo) - 1, -1, -1):
+                    if self._limbo[i][0] == pid:
+                        claim._deliver(self._limbo.pop(i)[1])
+                        break
+                else:
+                    claim._finish(lambda: _sys.make_oserror(
+                        errno.ECHILD, f"claim: pid {pid} is no child of this process, "
+                        "or another waiter reaped it"))
+            return self._flush_locked()
+
+    def release(self, claim: Claim) -> List[Exit]:
+        with self._lock:
+            self._pending.discard(claim)
+            if claim._pid is not None and self._by_pid.get(claim._pid) is claim:
+                del self._by_pid[claim._pid]
+            return self._flush_locked()
+
+    def _flush_locked(self) -> List[Exit]:
+        if self._pending or not self._limbo:
+            return []
+        out = [Exit(pid, rc, None, True, ts) for pid, rc, ts in self._limbo]
+        self._limbo.clear()
+        return out
+
+    def finish(self, reason: Callable[[], BaseException]) -> List[Exit]:
+        """The reaper stops: end every open claim; held-back exits to publish."""
+        with self._lock:
+            claims = list(self._pending) + list(self._by_pid.values())
+            self._pending.clear()
+            self._by_pid.clear()
+            out = self._flush_locked()
+        for claim in claims:
+            claim._finish(reason)
+        return out
+
+    def forget_after_fork(self, reason: Callable[[], BaseException]) -> None:
+        self._lock = threading.Lock()
+        claims = list(self._pending) + list(self._by_pid.values())
+        self._pending.clear()
+        self._by_pid.clear()
+        self._limbo.clear()
+        for claim in claims:
+            claim._cond = threading.Condition(threading.Lock())
+            claim._waiters = AsyncWaiters()
+            claim._end = reason

@@ -1,0 +1,635 @@
+"""Reaper: one thread that reaps every child it owns, through pidfds.
+
+How it works: the reaper thread sleeps in ``epoll_wait`` on one epoll
+instance holding a *private duplicate* of the pidfd of every child it owns,
+plus an eventfd that wakes it (stop, claims).  A pidfd becomes readable when
+its process exits, and readiness is level-triggered: a child that exited
+before it was registered is seen at once.  So registration can happen after
+``spawn()`` returns, which is what orders "started" before "exited" without
+any lock held across clone3 or exec.
+
+Reaping an owned child is ``Process.poll()``: thread-safe and idempotent
+(whoever reaps first through the pidfd sets ``returncode``), so a user
+thread in ``Process.wait()`` and the reaper never steal from each other and
+both see the exact code.  The reaper never waits on a pid, never uses
+``waitid(P_ALL)`` and never reaps a child it was not given, so
+``subprocess`` and ``os.waitpid`` keep their statuses.
+
+Why a duplicate pidfd: epoll forgets a registration only when the last fd of
+the open file is closed, and a caller may ``close()`` its ``Process`` at any
+time; with its own fd the reaper can neither lose that exit nor confuse the
+closed number with a reused one.
+
+No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
+``watch()`` then takes ``_lock`` for a dict insert and one ``epoll_ctl``.
+Publishing takes each subscription's own lock, only to append.
+
+Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
+``_orphans`` for how they are found without stealing anyone's status.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import threading
+import time
+import weakref
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Type
+
+from . import _orphans, _spawn, _sys
+from ._claim import Claim, ClaimBook
+from ._process import Process, _returncode
+from ._subscription import DEFAULT_MAXSIZE, Exit, ReaperError, Subscription, SubscriptionClosed
+
+_NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
+    "new", "starting", "running", "stopping", "stopped", "forked")
+# One-shot: a registration fires once; the thread re-arms it only in the
+# never-expected case that a readable pidfd's process could not be reaped.
+_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
+_RETRY_DELAY = 0.01
+
+# Reapers of this process, for the fork handler; the running subreaper.
+_reapers: "weakref.WeakSet[Reaper]" = weakref.WeakSet()
+_subreaper_lock = threading.Lock()
+_subreaper_owner: Optional["Reaper"] = None
+
+
+class _Reg:
+    """One pidfd in the epoll set: an owned child, or a pinned orphan."""
+
+    __slots__ = ("fd", "pid", "process")
+
+    def __init__(self, fd: int, pid: int, process: Optional[Process]) -> None:
+        self.fd = fd
+        self.pid = pid
+        self.process = process
+
+
+class Reaper:
+    """Reaps the children it owns and publishes each exit to subscribers.
+
+    ::
+
+        reaper = pidsafe.Reaper()
+        reaper.start()
+        with reaper.subscribe() as exits:     # subscribe first: nothing is missed
+            p = reaper.spawn(["sh", "-c", "exit 7"])
+            ev = exits.get(timeout=5)         # Exit(pid=p.pid, returncode=7, ...)
+        assert p.wait() == 7
+        reaper.stop()
+
+    Guarantees: every owned child is reaped through its pidfd and its exact
+    return code reaches ``Process.wait()``/``wait_async()`` and every
+    subscriber that subscribed before it was registered, exactly once, and
+    only after ``spawn()``/``watch()`` has registered it (a child that exits
+    earlier is held, not lost).  To publish your own "started" event strictly
+    first, ``pidsafe.spawn`` the child, publish, then :meth:`watch` it.
+
+    Children it does not own are never waited on in the default mode.  With
+    ``subreaper=True`` the process becomes a child subreaper
+    (``PR_SET_CHILD_SUBREAPER``) and the reaper also reaps orphans that are
+    reparented to it, publishing ``Exit(orphan=True)``; children started by
+    ``subprocess``/``os.fork``/``os.posix_spawn`` are then reaped like
+    orphans unless :meth:`claim`\\ ed.  At most one subreaper-mode Reaper runs
+    in a process; any number of default-mode ones may (each reaps what it
+    owns).
+
+    Lifecycle: :meth:`start` once, :meth:`stop` once (or use ``with``).  A
+    child forked while it runs inherits a dead reaper: every call there
+    raises :class:`ReaperError`.
+
+    Args:
+        subreaper: become a child subreaper and reap orphans too.
+        scan_interval: subreaper mode: the longest an orphan whose arrival
+            nothing announced stays a zombie (see ``_orphans``); seconds.
+    """
+
+    def __init__(self, *, subreaper: bool = False, scan_interval: float = 0.1) -> None:
+        if not isinstance(subreaper, bool):
+            raise TypeError(f"subreaper must be a bool, got {subreaper!r}")
+        if (not isinstance(scan_interval, (int, float)) or isinstance(scan_interval, bool)
+                or not 0 < scan_interval <= 60):
+            raise ValueError(f"scan_interval must be in (0, 60] seconds, got {scan_interval!r}")
+        self._subreaper = subreaper
+        self._scan_interval = float(scan_interval)
+        self._lock = threading.Lock()
+        self._state = _NEW
+        self._owner_pid = os.getpid()
+        self._subs: Tuple[Subscription, ...] = ()
+        self._regs: Dict[int, _Reg] = {}        # by fd: everything in the epoll set
+        # Every Process ever watched (weakly: gone when its owner drops it),
+        # so watching one twice cannot publish its exit twice.
+        self._watched: "weakref.WeakSet[Process]" = weakref.WeakSet()
+        self._owned_pids: Dict[int, _Reg] = {}  # by pid, for the orphan scan
+        self._epoll: Optional[select.epoll] = None
+        self._wake_fd = -1
+        self._thread: Optional[threading.Thread] = None
+        self._failure: Optional[BaseException] = None
+        self._prev_subreaper: Optional[int] = None
+        self._book = ClaimBook(self)
+        self._scanner = _orphans.OrphanScanner(self, self._book)
+        _reapers.add(self)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    @property
+    def subreaper(self) -> bool:
+        """Whether this reaper runs in subreaper mode."""
+        return self._subreaper
+
+    @property
+    def running(self) -> bool:
+        """Started, not stopped, and its thread alive in this process."""
+        return (self._state == _RUNNING and self._failure is None
+                and self._owner_pid == os.getpid())
+
+    def _check_usable(self) -> None:
+        if self._owner_pid != os.getpid() or self._state == _FORKED:
+            raise ReaperError(
+                f"this Reaper belongs to process {self._owner_pid}; a forked child does not "
+                "inherit its thread: create a new Reaper in the child")
+        if self._failure is not None:
+            raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
+
+    def start(self) -> "Reaper":
+        """Start the reaper thread (and become a subreaper in that mode).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ReaperError: already started or stopped, a forked child's copy,
+                or (subreaper mode) another subreaper-mode Reaper is running.
+        """
+        global _subreaper_owner
+        self._check_usable()
+        with self._lock:
+            if self._state != _NEW:
+                raise ReaperError(f"a Reaper starts once; this one is {self._state}")
+            self._state = _STARTING
+        try:
+            if self._subreaper:
+                with _subreaper_lock:
+                    if _subreaper_owner is not None:
+                        raise ReaperError(
+                            "another Reaper(subreaper=True) is running in this process; two "
+                            "would split orphans and claims between them")
+                    _subreaper_owner = self
+            self._epoll = select.epoll()          # close-on-exec
+            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            self._epoll.register(self._wake_fd, select.EPOLLIN)
+            if self._subreaper:
+                _orphans.list_children()          # fails clearly if unsupported
+                import prctl
+
+                self._prev_subreaper = int(prctl.get_child_subreaper())
+                prctl.set_child_subreaper(1)
+            self._thread = threading.Thread(target=self._run, name="pidsafe-reaper",
+                                            daemon=True)
+            with self._lock:
+                self._state = _RUNNING
+            self._thread.start()
+        except BaseException:
+            with self._lock:
+                self._state = _STOPPING
+            self._restore_subreaper()
+            self._release_resources()
+            self._state = _STOPPED
+            raise
+        return self
+
+    def _restore_subreaper(self) -> None:
+        if self._prev_subreaper is not None:
+            import prctl
+
+            prctl.set_child_subreaper(self._prev_subreaper)
+            self._prev_subreaper = None
+
+    def stop(self) -> None:
+        """Stop: join the thread, close every fd, restore the subreaper flag.
+
+        Exits that have already happened are delivered first; subscriptions
+        then end (iteration stops, ``get()`` raises
+        :class:`SubscriptionClosed` once drained).  Owned children still
+        running are no longer reaped by the reaper: ``wait()`` them.  In
+        subreaper mode, orphans still running stay children of this process.
+        Idempotent; a no-op in a forked child.
+
+        Raises:
+            ReaperError: the reaper thread had failed (after cleaning up).
+        """
+        if self._owner_pid != os.getpid() or self._state == _FORKED:
+            return
+        with self._lock:
+            state, thread = self._state, self._thread
+            if state in (_NEW, _RUNNING):
+                self._state = _STOPPING
+        if state == _NEW:
+            self._end_stream(lambda: SubscriptionClosed("the reaper was stopped"))
+            self._state = _STOPPED
+            return
+        if state != _RUNNING:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()   # a concurrent stop() is finishing
+            return
+        # No new orphans from now on; the thread's last pass reaps the ones
+        # that are already zombies.
+        self._restore_subreaper()
+        os.eventfd_write(self._wake_fd, 1)
+        assert thread is not None
+        thread.join()
+        self._release_resources()
+        self._publish(self._book.finish(
+            lambda: ReaperError("the reaper stopped before the claimed child was reaped")))
+        self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
+        self._state = _STOPPED
+        if self._failure is not None:
+            raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
+
+    def _release_resources(self) -> None:
+        global _subreaper_owner
+        with self._lock:
+            regs = list(self._regs.values())
+            self._regs.clear()
+            self._owned_pids.clear()
+        self._scanner.close()
+        fds = [reg.fd for reg in regs]
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        for fd in fds:
+            os.close(fd)
+        if self._wake_fd >= 0:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
+        if self._subreaper:
+            with _subreaper_lock:
+                if _subreaper_owner is self:
+                    _subreaper_owner = None
+
+    def _end_stream(self, reason: Callable[[], BaseException]) -> None:
+        with self._lock:
+            subs, self._subs = self._subs, ()
+        for sub in subs:
+            sub._finish(reason)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the thread is gone; close our copies of the fds."""
+        self._lock = threading.Lock()
+        if self._state in (_STARTING, _RUNNING, _STOPPING):
+            fds = list(self._regs) + list(self._scanner.held.values())
+            if self._wake_fd >= 0:
+                fds.append(self._wake_fd)
+            if self._epoll is not None:
+                self._epoll.close()   # the object, or its __del__ would close a reused number
+                self._epoll = None
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    if exc.errno != errno.EBADF:
+                        raise
+        self._regs.clear()
+        self._owned_pids.clear()
+        self._scanner.held.clear()
+        self._scanner.pinned.clear()
+        self._wake_fd = -1
+        self._state = _FORKED
+
+        owner = self._owner_pid
+
+        def reason() -> BaseException:
+            return ReaperError(f"this subscription belongs to a Reaper of process {owner}; "
+                               "a forked child does not inherit its thread")
+
+        for sub in self._subs:
+            sub._forget_after_fork(reason)
+        self._subs = ()
+        self._book.forget_after_fork(reason)
+
+    def __enter__(self) -> "Reaper":
+        if self._state == _NEW:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        mode = " subreaper" if self._subreaper else ""
+        return f"<pidsafe.Reaper {self._state}{mode} watching={len(self._owned_pids)}>"
+
+    # -- registration -----------------------------------------------------------
+
+    def spawn(self, args: Any, **kwargs: Any) -> Process:
+        """:func:`pidsafe.spawn` a child, then :meth:`watch` it.
+
+        Takes the arguments of :func:`pidsafe.spawn`.  No reaper lock is held
+        while the child is created.  A child that fails to exec raises as
+        with ``pidsafe.spawn`` and publishes nothing.
+
+        Raises:
+            ReaperError: not running; if it stopped while the child was being
+                created, the child is killed and reaped first.
+            OSError, ValueError, TypeError: as :func:`pidsafe.spawn`.
+        """
+        self._check_running()
+        proc = _spawn.spawn(args, **kwargs)
+        try:
+            self.watch(proc)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            proc.close()
+            raise
+        return proc
+
+    def watch(self, process: Process) -> None:
+        """Own an existing child: reap it and publish its exit.
+
+        The exit is published once, even if the child has already exited
+        (or been waited for).  The caller keeps the ``Process`` and may
+        ``wait()`` or ``close()`` it at any time.
+
+        Raises:
+            TypeError: not a :class:`pidsafe.Process`.
+            ValueError: not a child of this process, closed, or already
+                watched by this reaper.
+            ReaperError: not running.
+        """
+        if not isinstance(process, Process):
+            raise TypeError(f"watch() takes a pidsafe.Process, not {type(process).__name__}")
+        self._check_running()
+        if process._child is not True:
+            process.poll()  # an adopted process: learns whether it is our child
+            if process._child is False:
+                raise ValueError(f"process {process.pid} is not a child of this process: "
+                                 "a reaper can only reap its own children")
+        with process._lock:   # borrowed: a racing close() cannot recycle the number
+            borrowed = process._borrow_fd()
+            try:
+                fd = fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0)
+            finally:
+                process._return_fd()
+        reg = _Reg(fd, process.pid, process)
+        try:
+            with self._lock:
+                if self._state != _RUNNING:
+                    raise ReaperError(f"the reaper is {self._state}")
+                if process in self._watched:
+                    raise ValueError(f"process {process.pid} is already watched by this reaper")
+                self._add_reg(reg)
+                self._watched.add(process)
+                self._owned_pids[process.pid] = reg
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _add_reg(self, reg: _Reg) -> None:
+        """With ``_lock``: the reaper thread reads ``_regs`` without it, and an
+        already-exited child fires the moment it is added to the epoll set
+        (``epoll_ctl`` releases the GIL), so ``_regs`` must know it first:
+        an event for an unknown fd would disarm the one-shot registration."""
+        self._regs[reg.fd] = reg
+        try:
+            assert self._epoll is not None
+            self._epoll.register(reg.fd, _EVENTS)
+        except BaseException:
+            del self._regs[reg.fd]
+            raise
+
+    def _check_running(self) -> None:
+        self._check_usable()
+        if self._state != _RUNNING:
+            raise ReaperError(f"the reaper is {self._state}; start() it first"
+                              if self._state == _NEW else f"the reaper is {self._state}")
+
+    def _drop(self, reg: _Reg, close: bool = True) -> None:
+        with self._lock:
+            if self._regs.pop(reg.fd, None) is None:
+                return
+            if reg.process is not None:
+                if self._owned_pids.get(reg.pid) is reg:
+                    del self._owned_pids[reg.pid]
+            assert self._epoll is not None
+            self._epoll.unregister(reg.fd)
+        if close:
+            os.close(reg.fd)
+
+    # -- subscriptions and claims ---------------------------------------------
+
+    def subscribe(self, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
+        """Receive every exit published from now on (subscribe before spawning).
+
+        Args:
+            maxsize: how many undelivered exits may wait; beyond that the
+                subscription is detached and reports
+                :class:`SubscriptionOverflow` (see :class:`Subscription`).
+
+        Raises:
+            ValueError: ``maxsize`` is not a positive int.
+            ReaperError: stopped, or a forked child's copy.
+        """
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+            raise ValueError(f"maxsize must be a positive int, got {maxsize!r}")
+        self._check_usable()
+        with self._lock:
+            if self._state not in (_NEW, _STARTING, _RUNNING):
+                raise ReaperError(f"the reaper is {self._state}")
+            sub = Subscription(self._unsubscribe, maxsize)
+            self._subs = self._subs + (sub,)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def claim(self) -> Claim:
+        """Reserve a foreign child's status; open it *before* starting the child.
+
+        See :class:`Claim`.  Subreaper mode only: the default mode never
+        reaps a child it does not own, so a foreign child needs no claim.
+
+        Raises:
+            ReaperError: not in subreaper mode, or not running.
+        """
+        self._check_running()
+        if not self._subreaper:
+            raise ReaperError("claims exist in subreaper mode only: the default mode never "
+                              "reaps children it does not own")
+        return self._book.open()
+
+    def _resolve_claim(self, claim: Claim, pid: int) -> None:
+        if pid in self._owned_pids:
+            raise ValueError(f"pid {pid} is a pidsafe process this reaper watches: "
+                             "it needs no claim")
+        self._publish(self._book.resolve(claim, pid))
+        self._wake()  # scan now, so the claimed child is pinned before it exits
+
+    def _release_claim(self, claim: Claim) -> None:
+        self._publish(self._book.release(claim))
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._state == _RUNNING:
+                os.eventfd_write(self._wake_fd, 1)
+
+    def _publish(self, exits: Sequence[Exit]) -> None:
+        if not exits:
+            return
+        for sub in self._subs:
+            if sub._put_many(exits):
+                self._unsubscribe(sub)
+
+    # -- the reaper thread -----------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug: never die silently
+            self._failure = exc
+            self._end_stream(lambda: ReaperError(f"the reaper thread failed: {exc!r}"))
+
+    def _loop(self) -> None:
+        ep = self._epoll
+        assert ep is not None
+        wake = self._wake_fd
+        subreaper = self._subreaper
+        next_scan = time.monotonic() if subreaper else float("inf")
+        retry: List[_Reg] = []
+        retry_at = 0.0
+        final_scan_done = False
+        while True:
+            stopping = self._state != _RUNNING
+            now = time.monotonic()
+            timeout = -1.0
+            if stopping:
+                timeout = 0.0
+            else:
+                if subreaper:
+                    timeout = max(0.0, next_scan - now)
+                if retry:
+                    wait = max(0.0, retry_at - now)
+                    timeout = wait if timeout < 0 else min(timeout, wait)
+            events = ep.poll(timeout)
+            exits: List[Exit] = []
+            scan = False
+            for fd, _ in events:
+                if fd == wake:
+                    os.eventfd_read(wake)
+                    scan = True
+                    continue
+                reg = self._regs.get(fd)
+                if reg is None:
+                    continue
+                if reg.process is not None:
+                    ev = self._reap_owned(reg)
+                    if ev is None:
+                        if not retry:
+                            retry_at = time.monotonic() + _RETRY_DELAY
+                        retry.append(reg)
+                    else:
+                        exits.append(ev)
+                else:
+                    self._drop(reg, close=False)   # the scanner owns the fd now
+                    exits.extend(self._scanner.exited(reg.pid, reg.fd))
+            if retry and time.monotonic() >= retry_at:
+                for reg in retry:
+                    ep.modify(reg.fd, _EVENTS)
+                retry.clear()
+            if exits:
+                self._publish(exits)
+                scan = True   # their children may just have become ours
+            if subreaper:
+                if stopping:
+                    if not final_scan_done:
+                        self._scanner.scan()
+                        final_scan_done = True
+                        continue  # reap the zombies the scan just pinned
+                elif scan or time.monotonic() >= next_scan:
+                    self._scanner.scan()
+                    next_scan = time.monotonic() + self._scan_interval
+            if stopping and not events:
+                return
+
+    def _reap_owned(self, reg: _Reg) -> Optional[Exit]:
+        """Reap an owned child whose pidfd is readable; None if not yet."""
+        proc = reg.process
+        assert proc is not None
+        try:
+            returncode = proc.poll()
+            done = returncode is not None
+        except ValueError:
+            # The owner closed the Process: reap through our duplicate.
+            done, returncode = self._reap_closed(proc, reg.fd)
+        except OSError:
+            # Another waiter in this process took the status with __WALL and
+            # the kernel kept none (PIDFD_INFO_EXIT needs Linux 6.15).
+            done, returncode = True, None
+        if not done:
+            return None
+        self._drop(reg)
+        return Exit(reg.pid, returncode, proc, False, time.monotonic())
+
+    @staticmethod
+    def _reap_closed(proc: Process, fd: int) -> Tuple[bool, Optional[int]]:
+        # Process._lock serialises us with reaping through the Process: a
+        # wait() that was blocking in waitid() when close() came may still
+        # reap it, and then publishes the status as in Process._reap_locked.
+        with proc._lock:
+            if proc.returncode is not None:
+                return True, proc.returncode
+            try:
+                res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
+            except ChildProcessError:
+                while proc.returncode is None and proc._blocking:
+                    proc._published.wait()
+                if proc.returncode is not None:
+                    return True, proc.returncode
+                try:
+                    status = _sys.pidfd_exit_info(fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+                        raise
+                    return True, None
+                if status is None:
+                    return True, None
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return True, proc.returncode
+            if res is None:
+                return False, None
+            proc.returncode = _returncode(res[1], res[2])
+            return True, proc.returncode
+
+    # -- the scanner's view of us (subreaper mode, reaper thread) -------------
+
+    def _owns_pid(self, pid: int) -> bool:
+        return pid in self._owned_pids
+
+    def _own_fds(self) -> Set[int]:
+        fds = set(self._regs)
+        if self._wake_fd >= 0:
+            fds.add(self._wake_fd)
+        if self._epoll is not None:
+            fds.add(self._epoll.fileno())
+        return fds
+
+    def _add_pinned(self, fd: int, pid: int) -> None:
+        with self._lock:
+            self._add_reg(_Reg(fd, pid, None))
+
+
+def _after_fork_in_child() -> None:
+    global _subreaper_lock, _subreaper_owner
+    _subreaper_lock = threading.Lock()
+    _subreaper_owner = None
+    for reaper in list(_reapers):
+        reaper._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
