@@ -1,0 +1,716 @@
+"""pidsafe.Process: waiting, signals, threads, asyncio, pipes, adoption, lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any, Callable, List, Optional
+
+import pytest
+
+import pidsafe
+from pidsafe import _process, _sys
+
+from conftest import children, open_fds
+
+PIPE = subprocess.PIPE
+PY = sys.executable
+
+
+def state(pid: int) -> str:
+    """The state letter of /proc/PID/stat ('Z' for a zombie), '' if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return ""
+    return stat[stat.rindex(")") + 2]
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+class Boom(Exception):
+    pass
+
+
+# -- return codes and signals ------------------------------------------------------
+
+@pytest.mark.parametrize("send,code", [
+    (lambda p: p.terminate(), -signal.SIGTERM),
+    (lambda p: p.kill(), -signal.SIGKILL),
+    (lambda p: p.send_signal(signal.SIGUSR1), -signal.SIGUSR1),
+    (lambda p: p.send_signal(signal.SIGINT), -signal.SIGINT),
+], ids=["terminate", "kill", "SIGUSR1", "SIGINT"])
+def test_signals_give_negative_return_codes(send: Callable[[pidsafe.Process], None],
+                                            code: int) -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        send(p)
+        assert p.wait(timeout=10) == code
+        assert p.returncode == code
+
+
+def test_core_dumping_signal(tmp_path: Any) -> None:
+    # CLD_DUMPED or CLD_KILLED depending on the core limit: -SIGQUIT either way.
+    with pidsafe.spawn(["sh", "-c", "ulimit -c 0; kill -QUIT $$"], cwd=tmp_path) as p:
+        assert p.wait(timeout=10) == -signal.SIGQUIT
+
+
+def test_signal_handled_by_the_child() -> None:
+    prog = "trap 'exit 42' USR1; echo ready; while :; do sleep 0.01; done"
+    with pidsafe.spawn(["sh", "-c", prog], stdout=PIPE) as p:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        p.send_signal(signal.SIGUSR1)
+        assert p.wait(timeout=10) == 42
+
+
+def test_stopped_child_is_alive_and_not_exited() -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        p.send_signal(signal.SIGSTOP)
+        wait_until(lambda: state(p.pid) == "T", "the child to stop")
+        assert p.is_alive() and p.poll() is None
+        with pytest.raises(pidsafe.TimeoutExpired):
+            p.wait(timeout=0.05)
+        p.send_signal(signal.SIGCONT)
+        p.kill()
+        assert p.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_invalid_signal_number_is_an_error() -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        with pytest.raises(OSError) as info:
+            p.send_signal(12345)
+        assert "pidfd_send_signal" in str(info.value)
+        p.kill()
+
+
+def test_signals_after_reaping_do_nothing() -> None:
+    with pidsafe.spawn(["sh", "-c", "exit 2"]) as p:
+        assert p.wait() == 2
+        p.kill()
+        p.terminate()
+        p.send_signal(signal.SIGUSR1)
+        assert p.returncode == 2
+    # Even on the closed handle, like Popen after wait().
+    p.kill()
+
+
+def test_signal_to_a_zombie_is_harmless_and_keeps_the_status() -> None:
+    with pidsafe.spawn(["sh", "-c", "exit 6"]) as p:
+        wait_until(lambda: state(p.pid) == "Z", "the child to exit")
+        p.kill()
+        assert p.wait() == 6
+
+
+# -- poll, is_alive, returncode -----------------------------------------------------
+
+def test_poll_and_returncode() -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        assert p.returncode is None
+        assert p.poll() is None and p.poll() is None
+        p.kill()
+        wait_until(lambda: p.poll() is not None, "poll() to see the exit")
+        assert p.poll() == p.returncode == -signal.SIGKILL
+        assert p.wait() == -signal.SIGKILL
+
+
+def test_zombie_is_not_alive() -> None:
+    with pidsafe.spawn(["sh", "-c", "exit 1"]) as p:
+        wait_until(lambda: state(p.pid) == "Z", "the child to become a zombie")
+        assert p.returncode is None
+        assert not p.is_alive()
+        assert p.returncode == 1 and state(p.pid) == ""  # and it was reaped
+
+
+def test_is_alive() -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        assert p.is_alive()
+        p.kill()
+        wait_until(lambda: not p.is_alive(), "is_alive() to turn False")
+        assert p.returncode == -signal.SIGKILL
+        assert not p.is_alive()
+
+
+def test_fileno_is_the_pidfd_and_becomes_readable_at_exit() -> None:
+    import select
+
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        fd = p.fileno()
+        assert select.select([fd], [], [], 0)[0] == []
+        p.kill()
+        assert select.select([fd], [], [], 10)[0] == [fd]
+        assert p.wait() == -signal.SIGKILL
+
+
+# -- wait(timeout) -----------------------------------------------------------------
+
+def test_wait_timeout_raises_timeout_expired_and_honours_the_deadline() -> None:
+    args = ["sleep", "30"]
+    with pidsafe.spawn(args) as p:
+        t0, cpu0 = time.monotonic(), time.thread_time()
+        with pytest.raises(pidsafe.TimeoutExpired) as info:
+            p.wait(timeout=0.5)
+        elapsed, cpu = time.monotonic() - t0, time.thread_time() - cpu0
+        assert isinstance(info.value, subprocess.TimeoutExpired)
+        assert info.value.cmd == args and info.value.timeout == 0.5
+        assert 0.5 <= elapsed < 2.0
+        assert cpu < 0.1, f"wait(timeout) burned {cpu:.3f}s of CPU: a busy loop"
+        assert p.is_alive()  # a timeout does nothing to the process
+        p.kill()
+        assert p.wait(timeout=10) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0])
+def test_wait_with_no_time_left_raises_at_once(timeout: float) -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        t0 = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=timeout)
+        assert time.monotonic() - t0 < 0.5
+        p.kill()
+
+
+def test_wait_timeout_returns_as_soon_as_the_child_exits() -> None:
+    with pidsafe.spawn(["sleep", "0.2"]) as p:
+        t0 = time.monotonic()
+        assert p.wait(timeout=20) == 0
+        assert time.monotonic() - t0 < 5
+
+
+def test_untimed_wait_does_not_busy_loop() -> None:
+    result: List[Any] = []
+
+    def waiter(p: pidsafe.Process) -> None:
+        cpu0 = time.thread_time()
+        result.append(p.wait())
+        result.append(time.thread_time() - cpu0)
+
+    with pidsafe.spawn(["sleep", "0.5"]) as p:
+        t = threading.Thread(target=waiter, args=(p,))
+        t.start()
+        t.join(20)
+    assert result[0] == 0
+    assert result[1] < 0.1, f"wait() burned {result[1]:.3f}s of CPU: a busy loop"
+
+
+def test_wait_of_an_exited_child_returns_at_once_and_again() -> None:
+    with pidsafe.spawn(["sh", "-c", "exit 12"]) as p:
+        wait_until(lambda: state(p.pid) == "Z", "the child to exit")
+        assert p.wait(timeout=0) == 12
+        assert p.wait() == 12 and p.wait(timeout=0) == 12
+
+
+# -- EINTR ------------------------------------------------------------------------
+
+@pytest.fixture
+def alarm() -> Any:
+    """alarm(interval, handler): SIGALRM every interval seconds until the test ends."""
+    old = signal.getsignal(signal.SIGALRM)
+
+    def start(interval: float, handler: Callable[[int, Any], None]) -> None:
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, interval, interval)
+
+    yield start
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_eintr_during_wait_is_retried(alarm: Any, timeout: Optional[float]) -> None:
+    ticks: List[float] = []
+    with pidsafe.spawn(["sh", "-c", "sleep 0.4; exit 17"]) as p:
+        alarm(0.02, lambda *a: ticks.append(time.monotonic()))
+        assert p.wait(timeout) == 17
+    assert len(ticks) >= 5, "the signals never interrupted the wait"
+
+
+def test_eintr_does_not_extend_the_deadline(alarm: Any) -> None:
+    ticks: List[int] = []
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        alarm(0.01, lambda *a: ticks.append(1))
+        t0 = time.monotonic()
+        with pytest.raises(pidsafe.TimeoutExpired):
+            p.wait(timeout=0.3)
+        assert time.monotonic() - t0 < 2
+        assert len(ticks) >= 5
+        p.kill()
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_signal_handler_exception_propagates_out_of_wait(
+        alarm: Any, timeout: Optional[float]) -> None:
+    ticks: List[int] = []
+
+    def handler(*a: Any) -> None:
+        ticks.append(1)
+        if len(ticks) == 3:
+            raise Boom()
+
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        alarm(0.02, handler)
+        with pytest.raises(Boom):
+            p.wait(timeout)
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        # The handle is intact: another thread can poll, and waiting works.
+        assert p.poll() is None and p.is_alive()
+        p.kill()
+        assert p.wait() == -signal.SIGKILL
+
+
+# -- threads ----------------------------------------------------------------------
+
+def test_wait_from_several_threads_at_once() -> None:
+    results: List[Any] = []
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        def waiter(timeout: Optional[float]) -> None:
+            try:
+                results.append(p.wait(timeout))
+            except BaseException as exc:  # pragma: no cover - reported below
+                results.append(exc)
+
+        threads = [threading.Thread(target=waiter, args=(t,))
+                   for t in (None, None, None, 30.0, 30.0)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        p.kill()
+        for t in threads:
+            t.join(20)
+        waiters_poll = [threading.Thread(target=lambda: results.append(p.poll()))
+                        for _ in range(3)]
+        for t in waiters_poll:
+            t.start()
+        for t in waiters_poll:
+            t.join(20)
+    assert results == [-signal.SIGKILL] * 8
+
+
+def test_a_blocked_waiter_does_not_block_poll_or_signals() -> None:
+    with pidsafe.spawn(["sh", "-c", "trap 'kill $!; exit 3' TERM; sleep 30 & wait"]) as p:
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (p.wait(), done.set()))
+        t.start()
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        assert p.poll() is None
+        assert p.is_alive()
+        p.terminate()
+        assert time.monotonic() - t0 < 1, "poll/send_signal waited for the waiter"
+        t.join(20)
+        assert done.is_set() and p.returncode == 3
+
+
+def test_close_while_another_thread_waits() -> None:
+    p = pidsafe.spawn(["sleep", "0.3"])
+    fd = p.fileno()
+    results: List[Any] = []
+    t = threading.Thread(target=lambda: results.append(p.wait()))
+    t.start()
+    time.sleep(0.05)
+    p.close()
+    assert p.closed
+    with pytest.raises(ValueError):
+        p.fileno()
+    # The waiter still holds the pidfd: the number is not free for reuse.
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+    t.join(20)
+    assert results == [0]
+    wait_until(lambda: not os.path.exists(f"/proc/self/fd/{fd}")
+               or os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[pidfd]",
+               "the last borrower to close the pidfd")
+
+
+def test_many_threads_poll_while_children_exit() -> None:
+    # Stress the WNOHANG/blocking handover; repeat with --count.
+    procs = [pidsafe.spawn(["sh", "-c", f"exit {i % 7}"]) for i in range(20)]
+    errors: List[BaseException] = []
+
+    def hammer(p: pidsafe.Process) -> None:
+        try:
+            while p.poll() is None:
+                pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(p,)) for p in procs for _ in range(2)]
+    threads += [threading.Thread(target=p.wait) for p in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i, p in enumerate(procs):
+        assert p.returncode == i % 7
+        p.close()
+    assert not errors
+
+
+# -- asyncio ---------------------------------------------------------------------
+
+def test_wait_async_with_several_awaiters_does_not_block_the_loop() -> None:
+    async def main() -> None:
+        with pidsafe.spawn(["sh", "-c", "sleep 0.3; exit 9"]) as p:
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            tick_task = asyncio.create_task(ticker())
+            codes = await asyncio.gather(*(p.wait_async() for _ in range(4)))
+            tick_task.cancel()
+            assert codes == [9] * 4
+            assert ticks >= 10, "the event loop was blocked while waiting"
+            assert await p.wait_async() == 9
+
+    asyncio.run(main())
+
+
+def test_wait_async_of_a_killed_child_and_of_an_exited_one() -> None:
+    async def main() -> None:
+        with pidsafe.spawn(["sleep", "30"]) as p:
+            task = asyncio.create_task(p.wait_async())
+            await asyncio.sleep(0.05)
+            assert not task.done()
+            p.kill()
+            assert await asyncio.wait_for(task, 10) == -signal.SIGKILL
+        with pidsafe.spawn(["sh", "-c", "exit 5"]) as p:
+            await asyncio.sleep(0.1)
+            assert await p.wait_async() == 5
+
+    asyncio.run(main())
+
+
+def test_cancelled_wait_async_leaves_nothing_behind() -> None:
+    async def main() -> None:
+        with pidsafe.spawn(["sleep", "30"]) as p:
+            fds = open_fds()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(p.wait_async(), 0.1)
+            assert open_fds() == fds
+            p.kill()
+            assert await p.wait_async() == -signal.SIGKILL
+
+    asyncio.run(main())
+
+
+# -- lifetime: close, context manager, __del__ ------------------------------------------
+
+def test_context_manager_waits_and_closes_everything() -> None:
+    with pidsafe.spawn(["sh", "-c", "sleep 0.1; exit 4"], stdin=PIPE, stdout=PIPE,
+                       stderr=PIPE) as p:
+        pass
+    assert p.returncode == 4 and p.closed
+    assert p.stdin is not None and p.stdin.closed
+    assert p.stdout is not None and p.stdout.closed
+    assert p.stderr is not None and p.stderr.closed
+    with pytest.raises(ValueError):
+        p.fileno()
+
+
+def test_context_manager_waits_even_when_the_body_raises() -> None:
+    with pytest.raises(Boom):
+        with pidsafe.spawn(["sh", "-c", "sleep 0.1; exit 4"]) as p:
+            raise Boom()
+    assert p.returncode == 4 and p.closed
+
+
+def test_close_is_idempotent_and_does_not_wait() -> None:
+    p = pidsafe.spawn(["sleep", "30"])
+    p.close()
+    p.close()
+    assert p.closed and "closed" in repr(p) and str(p.pid) in repr(p)
+    for call in (p.fileno, p.poll, p.kill, p.is_alive, lambda: p.wait(0.1)):
+        with pytest.raises(ValueError, match="closed"):
+            call()
+    # Still running, still our child: adopt it again to reap it.
+    assert state(p.pid) in ("S", "R")
+    with pidsafe.Process.from_pid(p.pid) as again:
+        again.kill()
+        assert again.wait(10) == -signal.SIGKILL
+
+
+def test_unclosed_reaped_process_warns_and_closes_its_fd() -> None:
+    p = pidsafe.spawn(["true"])
+    p.wait()
+    fd = p.fileno()
+    with pytest.warns(ResourceWarning, match="unclosed pidsafe.Process"):
+        del p
+        gc.collect()
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or \
+        os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[pidfd]"
+
+
+def test_dropped_running_child_is_reaped_by_a_later_spawn() -> None:
+    p = pidsafe.spawn(["sleep", "0.2"], stdout=PIPE)
+    pid = p.pid
+    assert p.stdout is not None
+    p.stdout.close()
+    with pytest.warns(ResourceWarning, match="still running"):
+        del p
+        gc.collect()
+    assert pid in children()
+    wait_until(lambda: state(pid) == "Z", "the abandoned child to exit")
+    with pidsafe.spawn(["true"]) as q:
+        q.wait()
+    assert pid not in children(), "the abandoned child is still a zombie"
+    assert not _process._abandoned
+
+
+def test_dropped_exited_child_is_reaped_at_once() -> None:
+    p = pidsafe.spawn(["sh", "-c", "exit 3"])
+    pid = p.pid
+    wait_until(lambda: state(pid) == "Z", "the child to exit")
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del p
+        gc.collect()
+    assert pid not in children() and not _process._abandoned
+
+
+def test_dropped_adopted_non_child_closes_its_pidfd_at_once() -> None:
+    with pidsafe.spawn(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=PIPE) as sh:
+        assert sh.stdout is not None
+        grand_pid = int(sh.stdout.readline())
+        fds = open_fds()
+        q = pidsafe.Process.from_pid(grand_pid)
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del q
+            gc.collect()
+        assert open_fds() == fds and not _process._abandoned
+        with pidsafe.Process.from_pid(grand_pid) as q:
+            q.kill()
+        sh.wait(10)
+
+
+# -- from_pid ---------------------------------------------------------------------
+
+def test_from_pid_adopts_our_own_posix_spawn_child() -> None:
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", "sleep 0.1; exit 4"], os.environ)
+    with pidsafe.Process.from_pid(pid) as p:
+        assert p.pid == pid and p.args is None
+        assert p.wait(timeout=10) == 4
+    assert pid not in children()
+
+
+def test_from_pid_of_a_non_child_waits_for_its_real_parent_to_reap() -> None:
+    # sh is our child; its background sleep is not.  sh reaps the sleep.
+    prog = "sleep 30 & echo $!; wait $!; echo reaped"
+    with pidsafe.spawn(["sh", "-c", prog], stdout=PIPE) as sh:
+        assert sh.stdout is not None
+        with pidsafe.Process.from_pid(int(sh.stdout.readline())) as grand:
+            assert grand.poll() is None and grand.is_alive()
+            with pytest.raises(pidsafe.TimeoutExpired):
+                grand.wait(timeout=0.1)
+            grand.kill()
+            assert grand.wait(timeout=10) == -signal.SIGKILL
+            assert not grand.is_alive()
+        assert sh.stdout.readline() == b"reaped\n"
+        assert sh.wait(10) == 0
+
+
+def test_from_pid_of_a_non_child_wait_async() -> None:
+    async def main(grand: pidsafe.Process) -> int:
+        task = asyncio.create_task(grand.wait_async())
+        await asyncio.sleep(0.05)
+        grand.kill()
+        return await asyncio.wait_for(task, 10)
+
+    with pidsafe.spawn(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=PIPE) as sh:
+        assert sh.stdout is not None
+        with pidsafe.Process.from_pid(int(sh.stdout.readline())) as grand:
+            assert asyncio.run(main(grand)) == -signal.SIGKILL
+
+
+def test_from_pid_of_a_gone_process_raises_process_lookup_error() -> None:
+    with pidsafe.spawn(["true"]) as p:
+        p.wait()
+    with pytest.raises(ProcessLookupError) as info:
+        pidsafe.Process.from_pid(p.pid)
+    assert "pidfd_open" in str(info.value)
+
+
+@pytest.mark.parametrize("pid", [0, -1, True, "1", 1.0])
+def test_from_pid_rejects_non_pids(pid: Any) -> None:
+    with pytest.raises(ValueError, match="pid"):
+        pidsafe.Process.from_pid(pid)
+
+
+# -- communicate ------------------------------------------------------------------
+
+def test_communicate_input_and_both_outputs() -> None:
+    with pidsafe.spawn(["sh", "-c", "cat; echo err >&2; exit 3"], stdin=PIPE, stdout=PIPE,
+                       stderr=PIPE) as p:
+        assert p.communicate(b"in\n", timeout=10) == (b"in\n", b"err\n")
+    assert p.returncode == 3
+
+
+@pytest.mark.parametrize("kw,inp,expected", [
+    (dict(), None, (None, None)),
+    (dict(stdout=PIPE), None, (b"out\n", None)),
+    (dict(stderr=PIPE), None, (None, b"err\n")),
+    (dict(stdin=PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), b"x", (None, None)),
+], ids=["nothing", "stdout", "stderr", "stdin"])
+def test_communicate_with_one_pipe_or_none(kw: Any, inp: Optional[bytes],
+                                           expected: Any) -> None:
+    with pidsafe.spawn(["sh", "-c", "cat >/dev/null 2>&1 <&0; echo out; echo err >&2"],
+                       **({"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+                           "stderr": subprocess.DEVNULL} | kw)) as p:
+        assert p.communicate(inp) == expected
+        assert p.returncode == 0
+
+
+def test_communicate_stdin_only_delivers_the_input(tmp_path: Any) -> None:
+    out = tmp_path / "out"
+    with pidsafe.spawn(["sh", "-c", f"cat > {out}"], stdin=PIPE) as p:
+        assert p.communicate(b"delivered") == (None, None)
+    assert out.read_bytes() == b"delivered"
+
+
+def test_communicate_big_streams_both_ways_without_deadlock() -> None:
+    # stderr fills up before the child reads any input, and stdout echoes the
+    # input while we are still writing it: only a select loop gets through.
+    data = os.urandom(4 << 20)
+    prog = "head -c 1000000 /dev/zero >&2; cat; head -c 2000000 /dev/zero >&2"
+    with pidsafe.spawn(["sh", "-c", prog], stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
+        out, err = p.communicate(data, timeout=60)
+    assert out == data
+    assert err == b"\0" * 3000000
+    assert p.returncode == 0
+
+
+def test_communicate_when_the_child_ignores_its_input() -> None:
+    with pidsafe.spawn(["sh", "-c", "exec 0<&-; echo done"], stdin=PIPE, stdout=PIPE) as p:
+        assert p.communicate(b"x" * (1 << 20), timeout=10) == (b"done\n", None)
+
+
+def test_communicate_timeout_then_the_rest() -> None:
+    prog = "echo first; echo e1 >&2; sleep 0.5; echo second; echo e2 >&2"
+    with pidsafe.spawn(["sh", "-c", prog], stdout=PIPE, stderr=PIPE) as p:
+        with pytest.raises(pidsafe.TimeoutExpired) as info:
+            p.communicate(timeout=0.2)
+        assert isinstance(info.value, subprocess.TimeoutExpired)
+        assert info.value.stdout == b"first\n" and info.value.stderr == b"e1\n"
+        assert p.communicate(timeout=10) == (b"first\nsecond\n", b"e1\ne2\n")
+        assert p.returncode == 0
+
+
+def test_communicate_timeout_with_input_still_pending_then_the_rest() -> None:
+    # The child reads nothing for a while: our input stalls in the pipe when
+    # the first call times out, and a second call must finish sending it.
+    data = os.urandom(1 << 20)
+    with pidsafe.spawn(["sh", "-c", "sleep 0.4; cat"], stdin=PIPE, stdout=PIPE) as p:
+        with pytest.raises(pidsafe.TimeoutExpired):
+            p.communicate(data, timeout=0.1)
+        with pytest.raises(ValueError, match="input"):
+            p.communicate(b"more")
+        out, err = p.communicate(timeout=20)
+    assert out == data and err is None and p.returncode == 0
+
+
+def test_communicate_timeout_kill_then_communicate() -> None:
+    # The Popen idiom from the docs.
+    # exec: a killed sh would leave its sleep holding the pipe open.
+    with pidsafe.spawn(["sh", "-c", "echo partial; exec sleep 30"], stdout=PIPE) as p:
+        try:
+            p.communicate(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        assert out == b"partial\n"
+        assert p.returncode == -signal.SIGKILL
+
+
+def test_communicate_deadline_covers_the_wait_too() -> None:
+    # Output closes early, the process lingers: the wait counts against timeout.
+    with pidsafe.spawn(["sh", "-c", "exec >&- 2>&-; exec sleep 30"], stdout=PIPE,
+                       stderr=PIPE) as p:
+        t0 = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.communicate(timeout=0.3)
+        assert time.monotonic() - t0 < 2
+        p.kill()
+
+
+# -- kill after reap never reaches a new process ------------------------------------
+
+PID_REUSE = textwrap.dedent("""
+    import os, signal, time
+    import pidsafe
+    from pidsafe import _sys
+    assert os.getpid() == 1, os.getpid()
+
+    def next_pid_will_be(pid):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+
+    def untouched(p):
+        time.sleep(0.1)
+        assert p.poll() is None and p.is_alive(), "the new process was hit"
+
+    # 1. Reaped by the handle itself.
+    old = pidsafe.spawn(["true"])
+    assert old.wait() == 0
+    next_pid_will_be(old.pid)
+    new = pidsafe.spawn(["sleep", "30"])
+    assert new.pid == old.pid, (new.pid, old.pid)
+    old.kill(); old.terminate(); old.send_signal(signal.SIGUSR1)
+    try:
+        _sys.pidfd_send_signal(old.fileno(), signal.SIGKILL)  # the raw pidfd
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError("a reaped child's pidfd reached the new process")
+    untouched(new)
+
+    # 2. Reaped behind the handle's back: the handle must find out by itself.
+    victim = pidsafe.spawn(["sleep", "30"])
+    victim.kill()
+    os.waitid(os.P_PID, victim.pid, os.WEXITED | _sys.WALL)   # the thief
+    next_pid_will_be(victim.pid)
+    again = pidsafe.spawn(["sleep", "30"])
+    assert again.pid == victim.pid
+    victim.kill(); victim.terminate()
+    untouched(again)
+    assert victim.poll() == -signal.SIGKILL
+
+    # 3. An adopted process.
+    adopted = pidsafe.Process.from_pid(again.pid)
+    again.kill()
+    assert again.wait() == -signal.SIGKILL
+    next_pid_will_be(again.pid)
+    third = pidsafe.spawn(["sleep", "30"])
+    assert third.pid == adopted.pid
+    adopted.kill()
+    untouched(third)
+
+    for p in (new, third):
+        p.kill()
+        assert p.wait() == -signal.SIGKILL
+    for p in (old, new, victim, again, adopted, third):
+        p.close()
+    print("OK")
+""")
+
+
+@pytest.mark.root
+def test_kill_after_reap_never_reaches_a_process_that_reuses_the_pid() -> None:
+    # In a private pid namespace, where we decide the next pid (ns_last_pid)
+    # without disturbing anything else on the machine.
+    with pidsafe.spawn(["unshare", "--pid", "--fork", "--mount-proc", PY, "-c", PID_REUSE],
+                       stdout=PIPE, stderr=PIPE) as p:
+        out, err = p.communicate(timeout=60)
+    assert (p.returncode, out) == (0, b"OK\n"), err.decode()

@@ -1,0 +1,262 @@
+"""pidsafe._sys: errno -> OSError subclass with the step, EINTR in one place, shims."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pathlib
+import signal
+import subprocess
+import time
+from typing import Any, List
+
+import pytest
+
+import pidsafe
+from pidsafe import _sys
+
+
+def is_cloexec(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+
+
+def zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def wait_zombie(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while not zombie(pid):
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.002)
+
+
+# -- errors -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("err,cls", [
+    (errno.ENOENT, FileNotFoundError), (errno.EACCES, PermissionError),
+    (errno.EPERM, PermissionError), (errno.ESRCH, ProcessLookupError),
+    (errno.ECHILD, ChildProcessError), (errno.EEXIST, FileExistsError),
+    (errno.ENOTDIR, NotADirectoryError), (errno.EINTR, InterruptedError),
+    (errno.EAGAIN, BlockingIOError), (errno.EBADF, OSError), (errno.EINVAL, OSError),
+])
+def test_make_oserror_picks_the_subclass_and_names_the_step(err: int, cls: type) -> None:
+    exc = _sys.make_oserror(err, "pidfd_open")
+    assert type(exc) is cls and exc.errno == err
+    assert exc.strerror == f"pidfd_open: {os.strerror(err)}"
+    assert str(exc) == f"[Errno {err}] pidfd_open: {os.strerror(err)}"
+    assert exc.filename is None
+
+
+def test_make_oserror_carries_paths() -> None:
+    exc = _sys.make_oserror(errno.ENOENT, "move_mount", "/from", "/to")
+    assert isinstance(exc, FileNotFoundError)
+    assert (exc.filename, exc.filename2) == ("/from", "/to")
+    assert "move_mount" in str(exc) and "/from" in str(exc) and "/to" in str(exc)
+    exc = _sys.make_oserror(errno.EACCES, "exec", b"/bin/x")
+    assert exc.filename == b"/bin/x"
+
+
+def test_retry_retries_eintr_only() -> None:
+    calls: List[int] = []
+
+    def flaky(ret_after: int) -> int:
+        calls.append(1)
+        if len(calls) < ret_after:
+            _sys.ffi.errno = errno.EINTR
+            return -1
+        return 42
+
+    assert _sys._retry("flaky", flaky, 4) == 42
+    assert len(calls) == 4
+
+    def failing() -> int:
+        _sys.ffi.errno = errno.ENOENT
+        return -1
+
+    with pytest.raises(FileNotFoundError) as info:
+        _sys._retry("the step", failing, filename="/some/path")
+    assert "the step" in str(info.value) and info.value.filename == "/some/path"
+
+
+def test_retry_lets_a_signal_handler_exception_through() -> None:
+    class Boom(Exception):
+        pass
+
+    def handler(*a: Any) -> None:
+        raise Boom()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        def interrupted() -> int:
+            os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs between retries
+            _sys.ffi.errno = errno.EINTR
+            return -1
+
+        with pytest.raises(Boom):
+            _sys._retry("interrupted", interrupted)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_errno_of() -> None:
+    assert _sys.errno_of(lambda: None) == 0
+    assert _sys.errno_of(lambda: _sys.close_range(0xFFFFFFFF, 0xFFFFFFFF)) == 0
+
+    def raises() -> None:
+        raise _sys.make_oserror(errno.ENOSYS, "x")
+
+    assert _sys.errno_of(raises) == errno.ENOSYS
+
+
+def test_native_version_matches_the_package() -> None:
+    assert _sys.ffi.string(_sys.lib.pidsafe_version()).decode() == pidsafe.__version__
+
+
+def test_every_child_stage_has_a_name() -> None:
+    stages = {getattr(_sys.lib, n): n for n in dir(_sys.lib) if n.startswith("PIDSAFE_STAGE_")}
+    assert len(stages) >= 9
+    missing = {n for v, n in stages.items() if v not in _sys.STAGE_NAMES}
+    assert not missing, f"stages the parent cannot name in its errors: {missing}"
+
+
+# -- pidfd shims ------------------------------------------------------------------
+
+def test_pidfd_open_and_send_signal() -> None:
+    fd = _sys.pidfd_open(os.getpid())
+    try:
+        assert is_cloexec(fd)
+        _sys.pidfd_send_signal(fd, 0)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        _sys.pidfd_send_signal(fd, 0)  # closed: EBADF
+    assert info.value.errno == errno.EBADF and "pidfd_send_signal" in str(info.value)
+
+
+def test_pidfd_open_errors() -> None:
+    with open("/proc/sys/kernel/pid_max") as f:
+        too_big = int(f.read()) + 1
+    with pytest.raises(ProcessLookupError, match="pidfd_open"):
+        _sys.pidfd_open(too_big)
+    with pytest.raises(OSError) as info:
+        _sys.pidfd_open(0)
+    assert info.value.errno == errno.EINVAL
+
+
+def test_probe_child_and_waitid_pidfd() -> None:
+    pid, fd = _sys.probe_child()
+    try:
+        assert pid > 0 and is_cloexec(fd)
+        wait_zombie(pid)
+        assert _sys.pidfd_exit_info(fd) is None  # not reaped yet
+        assert _sys.waitid_pidfd(fd, _sys.WEXITED) == (pid, _sys.CLD_EXITED, 0)
+        assert _sys.pidfd_exit_info(fd) == 0
+        with pytest.raises(ChildProcessError, match="waitid"):
+            _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
+        with pytest.raises(ProcessLookupError, match="pidfd_send_signal"):
+            _sys.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+
+
+def test_waitid_pidfd_nohang_killed_and_exit_status() -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        assert _sys.waitid_pidfd(p.fileno(), _sys.WEXITED | _sys.WNOHANG) is None
+        _sys.pidfd_send_signal(p.fileno(), signal.SIGKILL)
+        wait_zombie(p.pid)
+        assert p.wait() == -signal.SIGKILL
+    with pidsafe.spawn(["sh", "-c", "exit 3"]) as p:
+        wait_zombie(p.pid)
+        res = _sys.waitid_pidfd(p.fileno(), _sys.WEXITED | _sys.WNOHANG)
+        assert res == (p.pid, _sys.CLD_EXITED, 3)
+        # The raw wait status, whoever reaped: exit 3 is 0x300.
+        assert _sys.pidfd_exit_info(p.fileno()) == 3 << 8
+        assert p.wait() == 3  # reaped behind its back: it asks the kernel too
+
+
+def test_waitid_pidfd_of_a_non_child() -> None:
+    fd = _sys.pidfd_open(os.getpid())
+    try:
+        with pytest.raises(ChildProcessError, match=r"waitid\(P_PIDFD\)"):
+            _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
+    finally:
+        os.close(fd)
+
+
+def test_pidfd_getfd_duplicates_the_childs_fd() -> None:
+    r, w = os.pipe()
+    try:
+        with pidsafe.spawn(["cat"], stdin=subprocess.PIPE, stdout=w) as p:
+            got = _sys.pidfd_getfd(p.fileno(), 1)
+            try:
+                assert is_cloexec(got)
+                assert os.fstat(got).st_ino == os.fstat(w).st_ino
+            finally:
+                os.close(got)
+            with pytest.raises(OSError) as info:
+                _sys.pidfd_getfd(p.fileno(), 999)
+            assert info.value.errno == errno.EBADF and "pidfd_getfd" in str(info.value)
+            p.communicate(b"")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# -- fds and paths ----------------------------------------------------------------
+
+def test_close_range() -> None:
+    fd = os.open(os.devnull, os.O_RDONLY)  # Python makes it cloexec
+    os.set_inheritable(fd, True)
+    _sys.close_range(fd, fd, 4)  # CLOSE_RANGE_CLOEXEC
+    assert is_cloexec(fd)
+    _sys.close_range(fd, fd)
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    with pytest.raises(OSError) as info:
+        _sys.close_range(5, 4)
+    assert info.value.errno == errno.EINVAL and "close_range" in str(info.value)
+
+
+def test_openat2_resolves_inside_the_root(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "marker").write_text("inside")
+    os.symlink("/etc", tmp_path / "abs-link")
+    root = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path in ("../../../etc/marker", "abs-link/marker"):
+            fd = _sys.openat2(root, path, os.O_RDONLY | os.O_CLOEXEC,
+                              resolve=_sys.RESOLVE_IN_ROOT)
+            try:
+                assert is_cloexec(fd)
+                assert os.read(fd, 100) == b"inside"
+            finally:
+                os.close(fd)
+        with pytest.raises(OSError) as info:
+            _sys.openat2(root, "abs-link/marker", os.O_RDONLY | os.O_CLOEXEC,
+                         resolve=_sys.RESOLVE_NO_SYMLINKS)
+        assert info.value.errno == errno.ELOOP and info.value.filename == "abs-link/marker"
+        with pytest.raises(FileNotFoundError) as info2:
+            _sys.openat2(root, "missing", os.O_RDONLY | os.O_CLOEXEC, filename="shown")
+        assert info2.value.filename == "shown" and "openat2" in str(info2.value)
+    finally:
+        os.close(root)
+
+
+def test_open_tree_errors_name_the_path(tmp_path: pathlib.Path) -> None:
+    fd = _sys.open_tree(-100, str(tmp_path), _sys.OPEN_TREE_CLOEXEC)
+    try:
+        assert is_cloexec(fd)
+    finally:
+        os.close(fd)
+    missing = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError) as info:
+        _sys.open_tree(-100, missing, _sys.OPEN_TREE_CLOEXEC)
+    assert info.value.filename == missing and "open_tree" in str(info.value)
+
+
+def test_has_clone3_trampoline() -> None:
+    assert _sys.has_clone3_trampoline() == (os.uname().machine in ("x86_64", "aarch64"))
