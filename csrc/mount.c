@@ -54,3 +54,34 @@ int pidsafe_umount2(const char *target, int flags)
 {
     return (int)syscall(SYS_umount2, target, flags);
 }
+
+/* See mount.h.  Syscalls only; no policy. */
+int pidsafe_idmapped_bind(int src_dfd, const char *src, unsigned int clone_flags,
+                          unsigned int setattr_flags, uint64_t attr_set,
+                          uint64_t propagation, int userns_fd, int dst_dfd,
+                          const char *dst, unsigned int move_flags)
+{
+    struct pidsafe_mount_attr attr = {
+        .attr_set = attr_set,
+        .propagation = propagation,
+        .userns_fd = (uint64_t)userns_fd,
+    };
+    int tree, stage, err;
+
+    tree = pidsafe_open_tree(src_dfd, src, clone_flags);
+    if (tree < 0)
+        return PIDSAFE_BIND_STAGE_OPEN_TREE;
+    stage = PIDSAFE_BIND_STAGE_MOUNT_SETATTR;
+    if (pidsafe_mount_setattr(tree, "", setattr_flags, &attr, sizeof(attr)) < 0)
+        goto fail;
+    stage = PIDSAFE_BIND_STAGE_MOVE_MOUNT;
+    if (pidsafe_move_mount(tree, "", dst_dfd, dst, move_flags) < 0)
+        goto fail;
+    close(tree);
+    return 0;
+fail:
+    err = errno;
+    close(tree);
+    errno = err;
+    return stage;
+}

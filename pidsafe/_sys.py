@@ -317,6 +317,10 @@ FSCONFIG_SET_FLAG: int = lib.PIDSAFE_FSCONFIG_SET_FLAG
 FSCONFIG_SET_STRING: int = lib.PIDSAFE_FSCONFIG_SET_STRING
 FSCONFIG_CMD_CREATE: int = lib.PIDSAFE_FSCONFIG_CMD_CREATE
 UMOUNT_NOFOLLOW: int = lib.PIDSAFE_UMOUNT_NOFOLLOW
+BIND_STAGE_OPEN_TREE: int = lib.PIDSAFE_BIND_STAGE_OPEN_TREE
+BIND_STAGE_MOUNT_SETATTR: int = lib.PIDSAFE_BIND_STAGE_MOUNT_SETATTR
+BIND_STAGE_MOVE_MOUNT: int = lib.PIDSAFE_BIND_STAGE_MOVE_MOUNT
+AT_FDCWD = -100
 
 
 def fsopen(fsname: str, flags: int) -> int:
@@ -348,6 +352,30 @@ def umount2(target: StrPath, flags: int, *, step: str = "umount2",
     """
     _retry(step, lib.pidsafe_umount2, os.fsencode(target), flags,
            filename=target if filename is None else filename)
+
+
+def idmapped_bind(source: StrPath, target: StrPath, clone_flags: int, setattr_flags: int,
+                  attr_set: int, propagation: int, userns_fd: int,
+                  move_flags: int) -> Tuple[int, int]:
+    """open_tree -> mount_setattr -> move_mount in one C call (csrc/mount.c).
+
+    Returns ``(0, 0)``, or ``(stage, errno)`` for the step that failed
+    (``BIND_STAGE_*``); the tree fd is closed either way.
+    """
+    stage = 0
+
+    def call(*args: Any) -> int:
+        nonlocal stage
+        stage = lib.pidsafe_idmapped_bind(*args)
+        return -1 if stage else 0
+
+    try:
+        _retry("idmapped bind", call, AT_FDCWD, os.fsencode(source), clone_flags,
+               setattr_flags, attr_set, propagation, userns_fd, AT_FDCWD,
+               os.fsencode(target), move_flags)
+    except OSError as exc:
+        return stage, exc.errno or errno.EIO
+    return 0, 0
 
 
 # --- user namespaces (csrc/userns.c; issue 3) -------------------------------

@@ -198,22 +198,39 @@ def test_idmapped_bind_missing_paths(disk: Path, userns: pidsafe.OwnedFd) -> Non
         pidsafe.idmapped_bind(disk / "src", disk / "src", 3)  # type: ignore[arg-type]
 
 
-def test_missing_kernel_features_say_which(disk: Path, userns: pidsafe.OwnedFd,
+def test_missing_kernel_features_say_which(disk: Path, rootfs: Path, userns: pidsafe.OwnedFd,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     (disk / "src").mkdir()
+    # idmapped_bind: the fused C call reports which step failed.
+    for stage, feature in ((_sys.BIND_STAGE_OPEN_TREE, "mount_api"),
+                           (_sys.BIND_STAGE_MOUNT_SETATTR, "mount_setattr_idmap"),
+                           (_sys.BIND_STAGE_MOVE_MOUNT, "mount_api")):
+        monkeypatch.setattr(_sys, "idmapped_bind", lambda *a, s=stage: (s, errno.ENOSYS))
+        with pytest.raises(pidsafe.UnsupportedError) as ei:
+            pidsafe.idmapped_bind(disk / "src", disk / "src", userns)
+        assert ei.value.feature == feature and ei.value.errno == errno.ENOSYS
+
+    # mount_all: step by step.  Probe the real kernel first: features() is
+    # cached per process, and must not cache the fake ENOSYS below.
+    pidsafe.features()
 
     def enosys(*args: object, **kwargs: object) -> int:
         raise OSError(errno.ENOSYS, "Function not implemented")
 
     monkeypatch.setattr(_sys, "mount_setattr", enosys)
     with pytest.raises(pidsafe.UnsupportedError) as ei:
-        pidsafe.idmapped_bind(disk / "src", disk / "src", userns)
-    assert ei.value.feature == "mount_setattr_idmap" and ei.value.errno == errno.ENOSYS
+        pidsafe.mount_all([pidsafe.Mount("bind", str(disk / "src"), "/d", ["rbind", "ridmap"])],
+                          rootfs, userns=userns)
+    assert ei.value.feature == "mount_setattr_idmap"
     monkeypatch.setattr(_sys, "open_tree", enosys)
     with pytest.raises(pidsafe.UnsupportedError) as ei:
-        pidsafe.idmapped_bind(disk / "src", disk / "src", userns)
-    assert ei.value.feature == "mount_api"
-    assert "open_tree" in str(ei.value)
+        pidsafe.mount_all([pidsafe.Mount("bind", str(disk / "src"), "/d", ["rbind"])], rootfs)
+    assert ei.value.feature == "mount_api" and "open_tree" in str(ei.value)
+    monkeypatch.setattr(_sys, "fsopen", enosys)
+    with pytest.raises(pidsafe.UnsupportedError) as ei:
+        pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/t", [])], rootfs)
+    assert ei.value.feature == "mount_api" and "fsopen" in str(ei.value)
+    assert mountpoints_under(rootfs) == []
 
 
 def test_mount_error_pickles() -> None:
