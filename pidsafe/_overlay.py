@@ -123,8 +123,12 @@ def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Optional[str]
     return OwnedFd(mnt, f"{fstype} mount")
 
 
-def _mount_id(path: str) -> int:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+def _mount_id(path: str, shown: str) -> int:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        raise mount_error(exc.errno or errno.EIO, f"unable to open overlay layer {path} "
+                          f"for {shown}", path) from None
     try:
         return mount_id_of(fd)
     finally:
@@ -141,7 +145,11 @@ def _drop_temp(tmp: str, parent: OwnedFd, mounted: bool) -> None:
                               f"idmapped mount of the lowerdirs at {tmp}", tmp,
                               f"{exc.strerror}; it and its directory were left in place, "
                               "no layer data was deleted") from None
-    os.rmdir(tmp)  # an empty directory only: never recursive
+    try:
+        os.rmdir(tmp)  # an empty directory only: never recursive
+    except OSError as exc:
+        raise mount_error(exc.errno or errno.EIO, "unable to remove the temporary directory "
+                          f"{tmp}", tmp, "left in place, nothing deleted") from None
 
 
 def overlay_mount(source: str, lowerdirs: Sequence[str],
@@ -163,11 +171,12 @@ def overlay_mount(source: str, lowerdirs: Sequence[str],
     # Clone just the mount holding the common parent, unless a lowerdir lives
     # on a submount of it: a recursive clone would also idmap unrelated
     # submounts, and fail on any that is already idmapped or cannot be.
-    recursive = len({_mount_id(d) for d in [common, *real]}) > 1
-    tmp = tempfile.mkdtemp(prefix="pidsafe-idmap-")
+    recursive = len({_mount_id(d, shown) for d in [common, *real]}) > 1
+    base = tempfile.gettempdir()
     mounted = False
-    with OwnedFd(os.open(os.path.dirname(tmp), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
+    with OwnedFd(os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
                  "temp parent") as parent:
+        tmp = tempfile.mkdtemp(prefix="pidsafe-idmap-", dir=base)  # mode 0700
         try:
             with clone_idmapped(common, userns_fd, recursive=recursive, readonly=True) as tree, \
                     OwnedFd(os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),

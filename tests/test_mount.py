@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator, List, Sequence
@@ -183,6 +184,29 @@ def test_idmapped_bind_eperm_says_why(disk: Path) -> None:
         with pytest.raises(pidsafe.MountError) as ei2:
             pidsafe.idmapped_bind(src, dst, mnt)
     assert ei2.value.errno == errno.EINVAL and "is not a user namespace" in str(ei2.value)
+
+
+def test_idmapped_bind_without_cap_sys_admin_names_it(disk: Path) -> None:
+    # Root without CAP_SYS_ADMIN (dropped from the bounding set, so exec
+    # does not grant it back): the kernel says EPERM, pidsafe says why.
+    (disk / "src").mkdir()
+    (disk / "dst").mkdir()
+    code = ("import sys, pidsafe\n"
+            "with pidsafe.get_userns_fd('0:100000:65536', '0:100000:65536') as u:\n"
+            "    try:\n"
+            "        pidsafe.idmapped_bind(sys.argv[1], sys.argv[2], u)\n"
+            "    except PermissionError as e:\n"
+            "        print(type(e).__name__, e.step, '|', e)\n")
+    with pidsafe.spawn(["setpriv", "--bounding-set=-sys_admin", "--", sys.executable, "-c",
+                        code, str(disk / "src"), str(disk / "dst")],
+                       stdout=subprocess.PIPE) as p:
+        out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0
+    assert out.decode().startswith(f"MountPermissionError unable to clone mount tree of "
+                                   f"{disk / 'src'} | ")
+    assert "needs CAP_SYS_ADMIN in the user namespace that owns this process's mount " \
+        "namespace" in out.decode()
+    assert mountpoints_under(disk) == [str(disk)]
 
 
 def test_idmapped_bind_missing_paths(disk: Path, userns: pidsafe.OwnedFd) -> None:
@@ -364,6 +388,13 @@ def test_overlay_plain_and_kernel_message(disk: Path, rootfs: Path) -> None:
         pidsafe.mount_all(bad, rootfs)
     # The kernel's own explanation, read from the fs context's log.
     assert "no-such-layer" in str(ei.value) and "overlay" in str(ei.value)
+    assert mountpoints_under(rootfs) == []
+    # With idmapped lowers pidsafe opens the layers first.
+    bad = [pidsafe.Mount("overlay", "overlay", "/merged",
+                         [f"lowerdir={disk}/no-such-layer", *opts[1:], *IDMAP_OPTS])]
+    with pytest.raises(FileNotFoundError, match=f"unable to open overlay layer "
+                                                f"{disk}/no-such-layer"):
+        pidsafe.mount_all(bad, rootfs)
     assert mountpoints_under(rootfs) == []
 
 
