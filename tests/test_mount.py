@@ -54,7 +54,10 @@ def disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield d
     finally:
+        # umount -R would hide a leak from no_leaks: say what was left first.
+        left = [p for p in mountpoints_under(d) if p != str(d)]
         run_tool(["umount", "-R", str(d)])
+    assert left == [], f"the test left mounts on the disk: {left}"
 
 
 @pytest.fixture
