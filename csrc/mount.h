@@ -1,13 +1,14 @@
 /*
  * pidsafe native layer, mounts: the rest of the new mount API (fsopen,
- * fsconfig, fsmount; Linux 5.2) and umount2(2), which Python's os module
- * lacks.  open_tree, move_mount, mount_setattr and openat2 are in
- * pidsafe.h/shims.c.
+ * fsconfig, fsmount; Linux 5.2), umount2(2), which Python's os module
+ * lacks, and pidsafe_idmapped_bind(), the three syscalls of an idmapped
+ * bind in one call.  open_tree, move_mount, mount_setattr and openat2 are
+ * in pidsafe.h/shims.c.
  *
  * Why the new mount API rather than mount(2): every mount pidsafe makes is
  * created detached (an fd) and attached with move_mount() onto an O_PATH fd
  * of its target, which was resolved inside the container's rootfs with
- * openat2(RESOLVE_IN_ROOT).  No path string is ever re-resolved between the
+ * openat2().  No path string is ever re-resolved between the
  * check and the mount, and a failed attach leaves nothing behind (closing a
  * detached mount's fd dissolves it).  fsconfig() also keeps the kernel's own
  * error text in the fs context's log, which pidsafe reads into its errors.
@@ -20,7 +21,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
 
 /* CDEF BEGIN */
 
