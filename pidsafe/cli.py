@@ -93,14 +93,34 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
     ``spawn_kw`` goes to :func:`pidsafe.spawn` (``pidsafe userns`` passes
     ``uidmap`` and ``gidmap``).
     """
+    import signal
+
+    from ._process import Process
     from ._spawn import spawn
 
-    with spawn(list(argv), **spawn_kw) as p:
-        try:
+    # Ctrl-C goes to the child, which decides whether to exit.  A handler
+    # rather than `except KeyboardInterrupt` around the wait: the signal may
+    # arrive before the wait has begun (even before spawn() has returned),
+    # and then it must still be forwarded.  Handlers run between bytecodes,
+    # so a signal is either sent directly or queued and sent just below.
+    child: List[Process] = []
+    pending: List[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if child:
+            child[0].send_signal(signum)
+        else:
+            pending.append(signum)
+
+    old = signal.signal(signal.SIGINT, forward)
+    try:
+        with spawn(list(argv), **spawn_kw) as p:
+            child.append(p)
+            for signum in pending:
+                p.send_signal(signum)
             code = p.wait()
-        except KeyboardInterrupt:
-            p.send_signal(2)
-            code = p.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
     return code if code >= 0 else 128 - code
 
 
