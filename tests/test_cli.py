@@ -1,0 +1,148 @@
+"""The ``pidsafe`` console script: ``doctor`` and ``run``."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, List, Tuple
+
+import pytest
+
+import pidsafe
+from pidsafe import cli
+
+PIPE = subprocess.PIPE
+SCRIPT = pathlib.Path(sys.executable).parent / "pidsafe"
+
+
+def pidsafe_cli(*argv: str, input: bytes = b"") -> Tuple[int, str, str]:
+    """Run the installed console script through pidsafe itself."""
+    with pidsafe.spawn([SCRIPT, *argv], stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
+        out, err = p.communicate(input, timeout=60)
+    assert out is not None and err is not None and p.returncode is not None
+    return p.returncode, out.decode(), err.decode()
+
+
+def test_console_script_is_installed() -> None:
+    assert SCRIPT.exists(), f"{SCRIPT}: run scripts/bootstrap.sh"
+
+
+def test_doctor_reports_kernel_features_and_capabilities() -> None:
+    code, out, err = pidsafe_cli("doctor")
+    assert (code, err) == (0, "")
+    import os
+
+    assert f"kernel    Linux {os.uname().release}" in out
+    assert f"euid      {os.geteuid()}" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    for name in pidsafe.features().names():
+        assert name in rows, f"doctor does not list {name}"
+        assert rows[name].split()[1] == "yes", rows[name]
+    for cap in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID"):
+        assert cap in rows and rows[cap].split()[1] == ("yes" if os.geteuid() == 0 else "no")
+    assert out.rstrip().endswith("ok: every feature pidsafe uses is available")
+
+
+def test_doctor_fails_when_a_required_feature_is_missing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = dataclasses.replace(pidsafe.features(), clone_pidfd=False,
+                                 reasons={"clone_pidfd": "EINVAL"})
+    monkeypatch.setattr(cli, "features", lambda: broken)
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("clone_pidfd"))
+    assert "NO (EINVAL)" in row and "required" in row
+    assert "pidsafe cannot spawn here: missing clone_pidfd" in out
+
+
+def test_doctor_succeeds_when_only_optional_features_are_missing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    partial = dataclasses.replace(pidsafe.features(), openat2=False,
+                                  reasons={"openat2": "ENOSYS"})
+    monkeypatch.setattr(cli, "features", lambda: partial)
+    assert cli.main(["doctor"]) == 0
+    assert "ok: spawn works; unavailable: openat2" in capsys.readouterr().out
+
+
+def test_doctor_without_python_prctl(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "prctl", None)  # import prctl -> ImportError
+    assert cli.main(["doctor"]) == 0
+    assert "capabilities: unknown: python-prctl is not importable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["run", "--", "sh", "-c", "exit 3"], 3),
+    (["run", "sh", "-c", "exit 5"], 5),  # without "--"
+    (["run", "--", "true"], 0),
+    (["run", "--", "sh", "-c", "kill -TERM $$"], 128 + signal.SIGTERM),
+    (["run", "--", "sh", "-c", "kill -KILL $$"], 128 + signal.SIGKILL),
+])
+def test_run_exits_like_a_shell(argv: List[str], code: int) -> None:
+    assert pidsafe_cli(*argv)[0] == code
+
+
+def test_run_passes_stdio_through() -> None:
+    code, out, err = pidsafe_cli("run", "--", "sh", "-c", "cat; echo to-err >&2",
+                                 input=b"through\n")
+    assert (code, out, err) == (0, "through\n", "to-err\n")
+
+
+def test_run_of_a_missing_program() -> None:
+    code, out, err = pidsafe_cli("run", "--", "pidsafe-no-such-program")
+    assert code == 127 and out == ""
+    assert err.startswith("pidsafe run: ") and "pidsafe-no-such-program" in err
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "--"], [], ["frobnicate"]])
+def test_usage_errors(argv: List[str]) -> None:
+    code, out, err = pidsafe_cli(*argv)
+    assert code == 2 and "usage: pidsafe" in err
+
+
+def test_run_forwards_ctrl_c_to_the_child() -> None:
+    prog = "trap 'exit 42' INT; echo ready; while :; do sleep 0.01; done"
+    with pidsafe.spawn([SCRIPT, "run", "--", "sh", "-c", prog], stdout=PIPE,
+                       stderr=PIPE) as p:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        p.send_signal(signal.SIGINT)  # to the pidsafe process only
+        out, err = p.communicate(timeout=20)
+    assert p.returncode == 42, err
+
+
+def test_module_entry_point() -> None:
+    with pidsafe.spawn([sys.executable, "-m", "pidsafe.cli", "run", "--", "sh", "-c",
+                        "exit 7"]) as p:
+        assert p.wait(timeout=60) == 7
+
+
+def test_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--", "sh", "-c", "exit 4"]) == 4
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    assert "doctor" in capsys.readouterr().out
+
+
+def test_run_forwards_ctrl_c_that_arrives_right_after_spawn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The signal lands before run() is waiting: between spawn() returning and
+    # the wait.  It must still reach the child, and run() must not hang.
+    from pidsafe import _spawn
+
+    real_spawn = _spawn.spawn
+
+    def spawn_then_ctrl_c(*a: Any, **kw: Any) -> pidsafe.Process:
+        p = real_spawn(*a, **kw)
+        signal.raise_signal(signal.SIGINT)
+        return p
+
+    monkeypatch.setattr(_spawn, "spawn", spawn_then_ctrl_c)
+    t0 = time.monotonic()
+    assert cli.run(["sleep", "5"]) == 128 + signal.SIGINT
+    assert time.monotonic() - t0 < 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
