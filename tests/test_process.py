@@ -165,7 +165,7 @@ def test_wait_timeout_raises_timeout_expired_and_honours_the_deadline() -> None:
         elapsed, cpu = time.monotonic() - t0, time.thread_time() - cpu0
         assert isinstance(info.value, subprocess.TimeoutExpired)
         assert info.value.cmd == args and info.value.timeout == 0.5
-        assert 0.5 <= elapsed < 2.0
+        assert 0.5 <= elapsed < 3.0
         assert cpu < 0.1, f"wait(timeout) burned {cpu:.3f}s of CPU: a busy loop"
         assert p.is_alive()  # a timeout does nothing to the process
         p.kill()
@@ -178,7 +178,7 @@ def test_wait_with_no_time_left_raises_at_once(timeout: float) -> None:
         t0 = time.monotonic()
         with pytest.raises(subprocess.TimeoutExpired):
             p.wait(timeout=timeout)
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 1.5
         p.kill()
 
 
@@ -244,7 +244,7 @@ def test_eintr_does_not_extend_the_deadline(alarm: Any) -> None:
         t0 = time.monotonic()
         with pytest.raises(pidsafe.TimeoutExpired):
             p.wait(timeout=0.3)
-        assert time.monotonic() - t0 < 2
+        assert time.monotonic() - t0 < 3
         assert len(ticks) >= 5
         p.kill()
 
@@ -308,7 +308,7 @@ def test_a_blocked_waiter_does_not_block_poll_or_signals() -> None:
         assert p.poll() is None
         assert p.is_alive()
         p.terminate()
-        assert time.monotonic() - t0 < 1, "poll/send_signal waited for the waiter"
+        assert time.monotonic() - t0 < 2, "poll/send_signal waited for the waiter"
         t.join(20)
         assert done.is_set() and p.returncode == 3
 
@@ -360,21 +360,24 @@ def test_many_threads_poll_while_children_exit() -> None:
 # -- asyncio ---------------------------------------------------------------------
 
 def test_wait_async_with_several_awaiters_does_not_block_the_loop() -> None:
+    # The child exits only when another task on the loop lets it (closes its
+    # stdin): if waiting blocked the loop, only the watchdog would end it.
     async def main() -> None:
-        with pidsafe.spawn(["sh", "-c", "sleep 0.3; exit 9"]) as p:
-            ticks = 0
+        with pidsafe.spawn(["sh", "-c", "cat; exit 9"], stdin=PIPE) as p:
+            watchdog = threading.Timer(20, p.kill)
+            watchdog.start()
 
-            async def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    ticks += 1
+            async def release() -> None:
+                for _ in range(5):
                     await asyncio.sleep(0.01)
+                assert p.stdin is not None
+                p.stdin.close()
 
-            tick_task = asyncio.create_task(ticker())
-            codes = await asyncio.gather(*(p.wait_async() for _ in range(4)))
-            tick_task.cancel()
-            assert codes == [9] * 4
-            assert ticks >= 10, "the event loop was blocked while waiting"
+            try:
+                codes = await asyncio.gather(*(p.wait_async() for _ in range(4)), release())
+            finally:
+                watchdog.cancel()
+            assert codes[:4] == [9] * 4, "the event loop was blocked while waiting"
             assert await p.wait_async() == 9
 
     asyncio.run(main())
@@ -641,7 +644,7 @@ def test_communicate_deadline_covers_the_wait_too() -> None:
         t0 = time.monotonic()
         with pytest.raises(subprocess.TimeoutExpired):
             p.communicate(timeout=0.3)
-        assert time.monotonic() - t0 < 2
+        assert time.monotonic() - t0 < 3
         p.kill()
 
 
