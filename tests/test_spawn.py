@@ -599,3 +599,76 @@ def test_spawn_while_signals_keep_arriving() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0, 0)
         signal.signal(signal.SIGALRM, old)
     assert hits, "the timer never fired: the test proved nothing"
+
+
+# -- resource exhaustion and threads ---------------------------------------------
+
+def _fill_fd_holes() -> List[int]:
+    """Occupy every free fd number below our highest one; returns them."""
+    used = set(open_fds())
+    src = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    made = [src]
+    for fd in range(max(used)):
+        if fd not in used and fd != src:
+            made.append(os.dup2(src, fd, inheritable=False))
+    return made
+
+
+def test_fd_exhaustion_at_every_step_leaves_nothing_behind() -> None:
+    # RLIMIT_NOFILE caps fd *numbers*: with no holes below our highest fd,
+    # stepping the limit up from there makes each fd spawn() needs (/dev/null,
+    # the pipes, the error pipe, the pidfd clone3 makes) fail in turn.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    outcomes: List[Any] = []
+    filler = _fill_fd_holes()
+    try:
+        for extra in range(10):
+            fds, kids = open_fds(), children()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(fds) + 1 + extra, hard))
+            try:
+                with pidsafe.spawn(["sh", "-c", "echo ok"], stdin=subprocess.DEVNULL,
+                                   stdout=PIPE, stderr=0) as p:
+                    outcomes.append(p.communicate(timeout=10)[0])
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE, exc
+                outcomes.append(str(exc))
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            assert open_fds() == fds and children() == kids, f"leak with {extra} spare fds"
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in filler:
+            os.close(fd)
+    assert outcomes[-1] == b"ok\n", outcomes
+    failures = [o for o in outcomes if o != b"ok\n"]
+    assert len(failures) >= 3, outcomes
+    assert any("/dev/null" in o for o in failures), outcomes
+    assert any("clone3" in o for o in failures), outcomes  # no room for the pidfd
+
+
+def test_argument_too_long() -> None:
+    with pytest.raises(OSError) as info:
+        pidsafe.spawn(["true", "x" * 200_000])  # > MAX_ARG_STRLEN
+    assert info.value.errno == errno.E2BIG and info.value.filename == "true"
+
+
+def test_child_of_an_exited_thread_is_waited_from_another() -> None:
+    box: List[pidsafe.Process] = []
+    t = threading.Thread(target=lambda: box.append(pidsafe.spawn(["sh", "-c", "exit 8"])))
+    t.start()
+    t.join()
+    with box[0] as p:
+        assert p.wait(timeout=10) == 8
+
+
+def test_pdeathsig_follows_the_spawning_thread() -> None:
+    # Documented: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
+    box: List[pidsafe.Process] = []
+    t = threading.Thread(target=lambda: box.append(
+        pidsafe.spawn(["sleep", "30"], pdeathsig=signal.SIGKILL)))
+    t.start()
+    t.join()
+    with box[0] as p:
+        assert p.wait(timeout=10) == -signal.SIGKILL
