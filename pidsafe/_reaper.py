@@ -2,11 +2,11 @@
 
 How it works: the reaper thread sleeps in ``epoll_wait`` on one epoll
 instance holding a *private duplicate* of the pidfd of every child it owns,
-plus an eventfd that wakes it (stop, claims).  A pidfd becomes readable when
-its process exits, and readiness is level-triggered: a child that exited
-before it was registered is seen at once.  So registration can happen after
-``spawn()`` returns, which is what orders "started" before "exited" without
-any lock held across clone3 or exec.
+plus an eventfd that wakes it (stop, claims); see ``_pidfdset``.  A pidfd
+becomes readable when its process exits, and readiness is level-triggered:
+a child that exited before it was registered is seen at once.  So
+registration can happen after ``spawn()`` returns, which is what orders
+"started" before "exited" without any lock held across clone3 or exec.
 
 Reaping an owned child is ``Process.poll()``: thread-safe and idempotent
 (whoever reaps first through the pidfd sets ``returncode``), so a user
@@ -15,14 +15,11 @@ both see the exact code.  The reaper never waits on a pid, never uses
 ``waitid(P_ALL)`` and never reaps a child it was not given, so
 ``subprocess`` and ``os.waitpid`` keep their statuses.
 
-Why a duplicate pidfd: epoll forgets a registration only when the last fd of
-the open file is closed, and a caller may ``close()`` its ``Process`` at any
-time; with its own fd the reaper can neither lose that exit nor confuse the
-closed number with a reused one.
-
 No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
-``watch()`` then takes ``_lock`` for a dict insert and one ``epoll_ctl``.
-Publishing takes each subscription's own lock, only to append.
+``watch()`` then takes the set's lock for a dict insert and one
+``epoll_ctl``.  Publishing takes each subscription's own lock, only to
+append.  ``Reaper._lock`` guards only the lifecycle state and the tuple of
+subscriptions.
 
 Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
 ``_orphans`` for how they are found without stealing anyone's status.
@@ -31,42 +28,27 @@ Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import select
 import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Type
+from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, Type
 
-from . import _orphans, _spawn, _sys
+from . import _orphans, _spawn
 from ._claim import Claim, ClaimBook
-from ._process import Process, _returncode
+from ._pidfdset import PidfdSet, Reg, reap_owned
+from ._process import Process
 from ._subscription import DEFAULT_MAXSIZE, Exit, ReaperError, Subscription, SubscriptionClosed
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
     "new", "starting", "running", "stopping", "stopped", "forked")
-# One-shot: a registration fires once; the thread re-arms it only in the
-# never-expected case that a readable pidfd's process could not be reaped.
-_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 _RETRY_DELAY = 0.01
 
 # Reapers of this process, for the fork handler; the running subreaper.
 _reapers: "weakref.WeakSet[Reaper]" = weakref.WeakSet()
 _subreaper_lock = threading.Lock()
 _subreaper_owner: Optional["Reaper"] = None
-
-
-class _Reg:
-    """One pidfd in the epoll set: an owned child, or a pinned orphan."""
-
-    __slots__ = ("fd", "pid", "process")
-
-    def __init__(self, fd: int, pid: int, process: Optional[Process]) -> None:
-        self.fd = fd
-        self.pid = pid
-        self.process = process
 
 
 class Reaper:
@@ -120,13 +102,7 @@ class Reaper:
         self._state = _NEW
         self._owner_pid = os.getpid()
         self._subs: Tuple[Subscription, ...] = ()
-        self._regs: Dict[int, _Reg] = {}        # by fd: everything in the epoll set
-        # Every Process ever watched (weakly: gone when its owner drops it),
-        # so watching one twice cannot publish its exit twice.
-        self._watched: "weakref.WeakSet[Process]" = weakref.WeakSet()
-        self._owned_pids: Dict[int, _Reg] = {}  # by pid, for the orphan scan
-        self._epoll: Optional[select.epoll] = None
-        self._wake_fd = -1
+        self._set = PidfdSet()
         self._thread: Optional[threading.Thread] = None
         self._failure: Optional[BaseException] = None
         self._prev_subreaper: Optional[int] = None
@@ -179,9 +155,7 @@ class Reaper:
                             "another Reaper(subreaper=True) is running in this process; two "
                             "would split orphans and claims between them")
                     _subreaper_owner = self
-            self._epoll = select.epoll()          # close-on-exec
-            self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            self._epoll.register(self._wake_fd, select.EPOLLIN)
+            self._set.open()
             if self._subreaper:
                 _orphans.list_children()          # fails clearly if unsupported
                 import prctl
@@ -239,7 +213,8 @@ class Reaper:
         # No new orphans from now on; the thread's last pass reaps the ones
         # that are already zombies.
         self._restore_subreaper()
-        os.eventfd_write(self._wake_fd, 1)
+        self._set.stop_accepting()
+        self._set.wake(force=True)
         assert thread is not None
         thread.join()
         self._release_resources()
@@ -252,20 +227,8 @@ class Reaper:
 
     def _release_resources(self) -> None:
         global _subreaper_owner
-        with self._lock:
-            regs = list(self._regs.values())
-            self._regs.clear()
-            self._owned_pids.clear()
+        self._set.close()
         self._scanner.close()
-        fds = [reg.fd for reg in regs]
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
-        for fd in fds:
-            os.close(fd)
-        if self._wake_fd >= 0:
-            os.close(self._wake_fd)
-            self._wake_fd = -1
         if self._subreaper:
             with _subreaper_lock:
                 if _subreaper_owner is self:
@@ -280,24 +243,15 @@ class Reaper:
     def _forget_after_fork(self) -> None:
         """In a forked child: the thread is gone; close our copies of the fds."""
         self._lock = threading.Lock()
-        if self._state in (_STARTING, _RUNNING, _STOPPING):
-            fds = list(self._regs) + list(self._scanner.held.values())
-            if self._wake_fd >= 0:
-                fds.append(self._wake_fd)
-            if self._epoll is not None:
-                self._epoll.close()   # the object, or its __del__ would close a reused number
-                self._epoll = None
-            for fd in fds:
-                try:
-                    os.close(fd)
-                except OSError as exc:
-                    if exc.errno != errno.EBADF:
-                        raise
-        self._regs.clear()
-        self._owned_pids.clear()
+        self._set.forget_after_fork()
+        for fd in self._scanner.held.values():
+            try:
+                os.close(fd)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
         self._scanner.held.clear()
         self._scanner.pinned.clear()
-        self._wake_fd = -1
         self._state = _FORKED
 
         owner = self._owner_pid
@@ -322,7 +276,7 @@ class Reaper:
 
     def __repr__(self) -> str:
         mode = " subreaper" if self._subreaper else ""
-        return f"<pidsafe.Reaper {self._state}{mode} watching={len(self._owned_pids)}>"
+        return f"<pidsafe.Reaper {self._state}{mode} watching={len(self._set.owned_pids)}>"
 
     # -- registration -----------------------------------------------------------
 
@@ -370,56 +324,13 @@ class Reaper:
             if process._child is False:
                 raise ValueError(f"process {process.pid} is not a child of this process: "
                                  "a reaper can only reap its own children")
-        with process._lock:   # borrowed: a racing close() cannot recycle the number
-            borrowed = process._borrow_fd()
-            try:
-                fd = fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0)
-            finally:
-                process._return_fd()
-        reg = _Reg(fd, process.pid, process)
-        try:
-            with self._lock:
-                if self._state != _RUNNING:
-                    raise ReaperError(f"the reaper is {self._state}")
-                if process in self._watched:
-                    raise ValueError(f"process {process.pid} is already watched by this reaper")
-                self._add_reg(reg)
-                self._watched.add(process)
-                self._owned_pids[process.pid] = reg
-        except BaseException:
-            os.close(fd)
-            raise
-
-    def _add_reg(self, reg: _Reg) -> None:
-        """With ``_lock``: the reaper thread reads ``_regs`` without it, and an
-        already-exited child fires the moment it is added to the epoll set
-        (``epoll_ctl`` releases the GIL), so ``_regs`` must know it first:
-        an event for an unknown fd would disarm the one-shot registration."""
-        self._regs[reg.fd] = reg
-        try:
-            assert self._epoll is not None
-            self._epoll.register(reg.fd, _EVENTS)
-        except BaseException:
-            del self._regs[reg.fd]
-            raise
+        self._set.add_owned(process)
 
     def _check_running(self) -> None:
         self._check_usable()
         if self._state != _RUNNING:
             raise ReaperError(f"the reaper is {self._state}; start() it first"
                               if self._state == _NEW else f"the reaper is {self._state}")
-
-    def _drop(self, reg: _Reg, close: bool = True) -> None:
-        with self._lock:
-            if self._regs.pop(reg.fd, None) is None:
-                return
-            if reg.process is not None:
-                if self._owned_pids.get(reg.pid) is reg:
-                    del self._owned_pids[reg.pid]
-            assert self._epoll is not None
-            self._epoll.unregister(reg.fd)
-        if close:
-            os.close(reg.fd)
 
     # -- subscriptions and claims ---------------------------------------------
 
@@ -465,7 +376,7 @@ class Reaper:
         return self._book.open()
 
     def _resolve_claim(self, claim: Claim, pid: int) -> None:
-        if pid in self._owned_pids:
+        if pid in self._set.owned_pids:
             raise ValueError(f"pid {pid} is a pidsafe process this reaper watches: "
                              "it needs no claim")
         self._publish(self._book.resolve(claim, pid))
@@ -475,9 +386,7 @@ class Reaper:
         self._publish(self._book.release(claim))
 
     def _wake(self) -> None:
-        with self._lock:
-            if self._state == _RUNNING:
-                os.eventfd_write(self._wake_fd, 1)
+        self._set.wake()
 
     def _publish(self, exits: Sequence[Exit]) -> None:
         if not exits:
@@ -496,12 +405,11 @@ class Reaper:
             self._end_stream(lambda: ReaperError(f"the reaper thread failed: {exc!r}"))
 
     def _loop(self) -> None:
-        ep = self._epoll
-        assert ep is not None
-        wake = self._wake_fd
+        pidfds = self._set
+        wake = pidfds.wake_fd
         subreaper = self._subreaper
         next_scan = time.monotonic() if subreaper else float("inf")
-        retry: List[_Reg] = []
+        retry: List[Reg] = []
         retry_at = 0.0
         final_scan_done = False
         while True:
@@ -516,15 +424,15 @@ class Reaper:
                 if retry:
                     wait = max(0.0, retry_at - now)
                     timeout = wait if timeout < 0 else min(timeout, wait)
-            events = ep.poll(timeout)
+            events = pidfds.poll(timeout)
             exits: List[Exit] = []
             scan = False
             for fd, _ in events:
                 if fd == wake:
-                    os.eventfd_read(wake)
+                    pidfds.read_wake()
                     scan = True
                     continue
-                reg = self._regs.get(fd)
+                reg = pidfds.regs.get(fd)
                 if reg is None:
                     continue
                 if reg.process is not None:
@@ -536,11 +444,11 @@ class Reaper:
                     else:
                         exits.append(ev)
                 else:
-                    self._drop(reg, close=False)   # the scanner owns the fd now
+                    pidfds.drop(reg, close=False)   # the scanner owns the fd now
                     exits.extend(self._scanner.exited(reg.pid, reg.fd))
             if retry and time.monotonic() >= retry_at:
                 for reg in retry:
-                    ep.modify(reg.fd, _EVENTS)
+                    pidfds.rearm(reg)
                 retry.clear()
             if exits:
                 self._publish(exits)
@@ -557,71 +465,25 @@ class Reaper:
             if stopping and not events:
                 return
 
-    def _reap_owned(self, reg: _Reg) -> Optional[Exit]:
+    def _reap_owned(self, reg: Reg) -> Optional[Exit]:
         """Reap an owned child whose pidfd is readable; None if not yet."""
-        proc = reg.process
-        assert proc is not None
-        try:
-            returncode = proc.poll()
-            done = returncode is not None
-        except ValueError:
-            # The owner closed the Process: reap through our duplicate.
-            done, returncode = self._reap_closed(proc, reg.fd)
-        except OSError:
-            # Another waiter in this process took the status with __WALL and
-            # the kernel kept none (PIDFD_INFO_EXIT needs Linux 6.15).
-            done, returncode = True, None
+        done, returncode = reap_owned(reg)
         if not done:
             return None
-        self._drop(reg)
-        return Exit(reg.pid, returncode, proc, False, time.monotonic())
-
-    @staticmethod
-    def _reap_closed(proc: Process, fd: int) -> Tuple[bool, Optional[int]]:
-        # Process._lock serialises us with reaping through the Process: a
-        # wait() that was blocking in waitid() when close() came may still
-        # reap it, and then publishes the status as in Process._reap_locked.
-        with proc._lock:
-            if proc.returncode is not None:
-                return True, proc.returncode
-            try:
-                res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
-            except ChildProcessError:
-                while proc.returncode is None and proc._blocking:
-                    proc._published.wait()
-                if proc.returncode is not None:
-                    return True, proc.returncode
-                try:
-                    status = _sys.pidfd_exit_info(fd)
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                        raise
-                    return True, None
-                if status is None:
-                    return True, None
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                return True, proc.returncode
-            if res is None:
-                return False, None
-            proc.returncode = _returncode(res[1], res[2])
-            return True, proc.returncode
+        self._set.drop(reg)
+        assert reg.process is not None
+        return Exit(reg.pid, returncode, reg.process, False, time.monotonic())
 
     # -- the scanner's view of us (subreaper mode, reaper thread) -------------
 
     def _owns_pid(self, pid: int) -> bool:
-        return pid in self._owned_pids
+        return pid in self._set.owned_pids
 
     def _own_fds(self) -> Set[int]:
-        fds = set(self._regs)
-        if self._wake_fd >= 0:
-            fds.add(self._wake_fd)
-        if self._epoll is not None:
-            fds.add(self._epoll.fileno())
-        return fds
+        return self._set.own_fds()
 
     def _add_pinned(self, fd: int, pid: int) -> None:
-        with self._lock:
-            self._add_reg(_Reg(fd, pid, None))
+        self._set.add_pinned(fd, pid)
 
 
 def _after_fork_in_child() -> None:
