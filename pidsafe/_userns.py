@@ -140,7 +140,10 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
         if exc.errno == errno.ENOSYS:
             raise UnsupportedError("clone3", "a user-namespace helper needs clone3 "
                                    "with a child stack") from None
-        raise
+        hint = _CLONE_HINTS.get(exc.errno or 0)
+        if hint is None:
+            raise
+        raise _sys.make_oserror(exc.errno or 0, f"clone3(CLONE_NEWUSER) [{hint}]") from None
     pidfd = int(helper.pidfd)
     try:
         ns_fd = _map_process(int(helper.pid), pidfd, um, gm, setgroups, "user-namespace helper",
@@ -219,6 +222,17 @@ def _alive(pidfd: int) -> bool:
         return False
     return True
 
+
+# Why clone(CLONE_NEWUSER) fails (clone(2), user_namespaces(7)).
+_CLONE_HINTS = {
+    errno.EPERM: "refused: creating a user namespace needs CAP_SYS_ADMIN unless "
+                 "unprivileged user namespaces are enabled (sysctls such as "
+                 "kernel.unprivileged_userns_clone, an LSM policy); chroot'ed callers and "
+                 "seccomp filters can also forbid it",
+    errno.ENOSPC: "too many user namespaces: see /proc/sys/user/max_user_namespaces "
+                  "(and the nesting limit of 32)",
+    errno.EUSERS: "too many nested user namespaces (the limit is 32)",
+}
 
 # Why a write to a map file is refused with EPERM (user_namespaces(7)).
 _EPERM_HINTS = {
