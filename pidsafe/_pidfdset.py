@@ -5,29 +5,42 @@ Kernel behaviour relied on:
 - A pidfd polls readable once its process has exited (zombie or reaped),
   and epoll readiness is level-triggered: a child that exited before it was
   added is reported at once, so registering after ``spawn()`` loses nothing.
-- Registrations are one-shot (``EPOLLONESHOT``): each fires once; the reaper
-  re-arms one only in the never-expected case that its process could not be
-  reaped yet.
-- epoll forgets a registration only when the *last* fd of the open file is
-  closed, and closing our number while another fd keeps the file open would
-  leave a stale entry that reports a number since reused.  So the set holds
-  its own duplicate of each pidfd (the caller may ``close()`` its Process at
-  any time), removes it from epoll explicitly, then closes it.
+- Registrations are one-shot (``EPOLLONESHOT``): each fires once, and is
+  then disarmed: it never reports again.  The reaper re-arms one only in the
+  never-expected case that its process could not be reaped yet.
+- An epoll entry is keyed by (open file, fd number) and is freed when the
+  *last* fd of that file is closed, or with the epoll instance.  A fired,
+  disarmed entry is therefore harmless, and the reaper never spends a
+  syscall on ``EPOLL_CTL_DEL``: under GIL contention every syscall is a
+  chance to lose the GIL for milliseconds.
 
-``lock`` is the reaper's whole registration critical section: a dict insert
-and one ``epoll_ctl``.  It is never held across clone3, exec or a wait.  The
-reaper thread reads ``regs`` without it, so an entry is inserted *before*
-its fd enters the epoll set (``epoll_ctl`` releases the GIL, and an event
-for an fd the thread cannot find would disarm the one-shot registration).
+The fd registered for an owned child is the ``Process``'s own pidfd,
+*borrowed* (``Process._borrow_fd``): while borrowed, ``Process.close()``
+defers the real close, so the number can be neither closed under epoll nor
+reused, and the exit is never lost when the caller closes its ``Process``
+early.  The borrow is returned once the exit has been reaped.  Orphans are
+registered with the reaper's own pidfds (see ``_orphans``).
+
+Registration takes no lock: it is a few dict operations (atomic under the
+GIL) and one ``epoll_ctl``.  A lock held across ``epoll_ctl`` would be a big
+lock in disguise: ``epoll_ctl`` releases the GIL, and under contention the
+holder waits milliseconds to get it back while every other registrant queues
+behind it.  What a lock would protect is done instead with an "in flight"
+list: a registrant appends itself *before* it checks ``accepting``, and
+``close()`` clears ``accepting`` and waits for the list to empty before it
+closes the epoll fd, so no ``epoll_ctl`` can hit a closed (or reused) number.
+The reaper thread reads ``regs`` as it goes, so an entry is inserted *before*
+its fd enters the epoll set: an event for an fd the thread cannot find would
+disarm the one-shot registration.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import select
 import threading
+import time
 import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -53,13 +66,18 @@ class PidfdSet:
     """The fds the reaper thread sleeps on and what each one stands for."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()            # wake() against close() only
         self.accepting = False
+        self._in_flight: List[Reg] = []         # registrations under way
         self.regs: Dict[int, Reg] = {}          # by fd: everything in the epoll set
-        self.owned_pids: Dict[int, Reg] = {}    # by pid, for the orphan scan
+        # By pid: a hint for the orphan scan (whose pidfd-holder check is what
+        # keeps an owned child from being taken if a recycled pid slips by).
+        self.owned_pids: Dict[int, Reg] = {}
         # Every Process ever watched (weakly: gone when its owner drops it),
-        # so watching one twice cannot publish its exit twice.
-        self.watched: "weakref.WeakSet[Process]" = weakref.WeakSet()
+        # so watching one twice cannot publish its exit twice.  The values
+        # are tokens: setdefault() makes check-and-add one atomic step.
+        self.watched: "weakref.WeakKeyDictionary[Process, object]" = (
+            weakref.WeakKeyDictionary())
         self._epoll: Optional[select.epoll] = None
         self.wake_fd = -1
 
@@ -82,38 +100,41 @@ class PidfdSet:
     # -- registration (any thread) -----------------------------------------------
 
     def add_owned(self, process: Process) -> None:
-        """Watch ``process`` through a duplicate of its pidfd.
+        """Watch ``process`` through its pidfd, borrowed until it is reaped.
 
         Raises:
             ValueError: closed, or watched before.
             ReaperError: the set no longer accepts registrations.
         """
-        with process._lock:   # borrowed: a racing close() cannot recycle the number
-            borrowed = process._borrow_fd()
-            try:
-                fd = fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0)
-            finally:
-                process._return_fd()
+        with process._lock:
+            fd = process._borrow_fd()
         reg = Reg(fd, process.pid, process)
+        token = object()
+        self._in_flight.append(reg)
         try:
-            with self.lock:
-                if not self.accepting:
-                    raise ReaperError("the reaper is not running")
-                if process in self.watched:
-                    raise ValueError(f"process {process.pid} is already watched by this reaper")
-                self._add_locked(reg)
-                self.watched.add(process)
+            if not self.accepting:
+                raise ReaperError("the reaper is not running")
+            if self.watched.setdefault(process, token) is not token:
+                raise ValueError(f"process {process.pid} is already watched by this reaper")
+            try:
                 self.owned_pids[process.pid] = reg
+                self._add(reg)
+            except BaseException:
+                if self.owned_pids.get(process.pid) is reg:
+                    del self.owned_pids[process.pid]
+                del self.watched[process]
+                raise
         except BaseException:
-            os.close(fd)
+            _give_back(reg)
             raise
+        finally:
+            self._in_flight.remove(reg)
 
     def add_pinned(self, fd: int, pid: int) -> None:
-        """Watch a pinned orphan (the set owns ``fd`` from now on)."""
-        with self.lock:
-            self._add_locked(Reg(fd, pid, None))
+        """Watch a pinned orphan (reaper thread; the set owns ``fd`` from now on)."""
+        self._add(Reg(fd, pid, None))
 
-    def _add_locked(self, reg: Reg) -> None:
+    def _add(self, reg: Reg) -> None:
         self.regs[reg.fd] = reg
         try:
             assert self._epoll is not None
@@ -122,18 +143,19 @@ class PidfdSet:
             del self.regs[reg.fd]
             raise
 
-    def drop(self, reg: Reg, close: bool = True) -> bool:
-        """Remove ``reg``; close its fd unless ``close`` is False.  False if gone."""
-        with self.lock:
-            if self.regs.pop(reg.fd, None) is None:
-                return False
-            if reg.process is not None and self.owned_pids.get(reg.pid) is reg:
+    def drop(self, reg: Reg) -> None:
+        """Forget a registration that has fired (reaper thread).
+
+        No ``EPOLL_CTL_DEL``: the entry is disarmed (see the module
+        docstring).  An owned child's pidfd is given back to its Process
+        (which closes it now if its owner already called ``close()``); an
+        orphan's pidfd now belongs to the caller.
+        """
+        del self.regs[reg.fd]
+        if reg.process is not None:
+            if self.owned_pids.get(reg.pid) is reg:
                 del self.owned_pids[reg.pid]
-            assert self._epoll is not None
-            self._epoll.unregister(reg.fd)
-        if close:
-            os.close(reg.fd)
-        return True
+            _give_back(reg)
 
     def wake(self, force: bool = False) -> None:
         """Wake the reaper thread (while accepting, or always with ``force``)."""
@@ -157,21 +179,28 @@ class PidfdSet:
     # -- teardown ------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
+        """Refuse new registrations; return once none is under way."""
         with self.lock:
             self.accepting = False
+        # A registration that saw ``accepting`` is in the list until its
+        # epoll_ctl has returned; they are a few syscalls long.
+        while self._in_flight:
+            time.sleep(0.0005)
 
     def close(self) -> None:
-        """Close every fd (after the reaper thread has been joined)."""
-        with self.lock:
-            self.accepting = False
-            regs = list(self.regs.values())
-            self.regs.clear()
-            self.owned_pids.clear()
+        """Close our fds, give borrowed ones back (after the thread is joined)."""
+        self.stop_accepting()
+        regs = list(self.regs.values())
+        self.regs.clear()
+        self.owned_pids.clear()
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
         for reg in regs:
-            os.close(reg.fd)
+            if reg.process is not None:
+                _give_back(reg)
+            else:
+                os.close(reg.fd)
         if self.wake_fd >= 0:
             os.close(self.wake_fd)
             self.wake_fd = -1
@@ -180,7 +209,14 @@ class PidfdSet:
         """In a forked child: no thread, maybe a lock held by a vanished one."""
         self.lock = threading.Lock()
         self.accepting = False
-        fds = list(self.regs)
+        self._in_flight.clear()
+        fds = [reg.fd for reg in self.regs.values() if reg.process is None]
+        for reg in self.regs.values():
+            if reg.process is not None:
+                # Only this thread exists here, and a Process lock may have
+                # been held by one that does not: give the borrow back bare.
+                reg.process._borrowers -= 1
+                reg.process._close_if_unused()
         if self.wake_fd >= 0:
             fds.append(self.wake_fd)
         if self._epoll is not None:
@@ -197,6 +233,13 @@ class PidfdSet:
         self.wake_fd = -1
 
 
+def _give_back(reg: Reg) -> None:
+    proc = reg.process
+    assert proc is not None
+    with proc._lock:
+        proc._return_fd()
+
+
 def reap_owned(reg: Reg) -> Tuple[bool, Optional[int]]:
     """Reap an owned child whose pidfd is readable: ``(done, returncode)``.
 
@@ -211,7 +254,7 @@ def reap_owned(reg: Reg) -> Tuple[bool, Optional[int]]:
     try:
         returncode = proc.poll()
     except ValueError:
-        # The owner closed the Process: reap through our duplicate.
+        # The owner closed the Process: reap through the fd we still borrow.
         return _reap_closed(proc, reg.fd)
     except OSError:
         return True, None

@@ -1,8 +1,9 @@
 """Reaper: one thread that reaps every child it owns, through pidfds.
 
 How it works: the reaper thread sleeps in ``epoll_wait`` on one epoll
-instance holding a *private duplicate* of the pidfd of every child it owns,
-plus an eventfd that wakes it (stop, claims); see ``_pidfdset``.  A pidfd
+instance holding the pidfd of every child it owns (borrowed from its
+``Process``), plus an eventfd that wakes it (stop, claims); see
+``_pidfdset``.  A pidfd
 becomes readable when its process exits, and readiness is level-triggered:
 a child that exited before it was registered is seen at once.  So
 registration can happen after ``spawn()`` returns, which is what orders
@@ -426,6 +427,7 @@ class Reaper:
                     timeout = wait if timeout < 0 else min(timeout, wait)
             events = pidfds.poll(timeout)
             exits: List[Exit] = []
+            reaped: List[Reg] = []
             scan = False
             for fd, _ in events:
                 if fd == wake:
@@ -436,23 +438,29 @@ class Reaper:
                 if reg is None:
                     continue
                 if reg.process is not None:
-                    ev = self._reap_owned(reg)
-                    if ev is None:
+                    done, returncode = reap_owned(reg)
+                    if done:
+                        exits.append(Exit(reg.pid, returncode, reg.process, False,
+                                          time.monotonic()))
+                        reaped.append(reg)
+                    else:
                         if not retry:
                             retry_at = time.monotonic() + _RETRY_DELAY
                         retry.append(reg)
-                    else:
-                        exits.append(ev)
                 else:
-                    pidfds.drop(reg, close=False)   # the scanner owns the fd now
+                    pidfds.drop(reg)   # the scanner owns the fd now
                     exits.extend(self._scanner.exited(reg.pid, reg.fd))
             if retry and time.monotonic() >= retry_at:
                 for reg in retry:
                     pidfds.rearm(reg)
                 retry.clear()
             if exits:
+                # Deliver first: giving a borrowed fd back may close it, and
+                # every syscall is a GIL round trip.
                 self._publish(exits)
                 scan = True   # their children may just have become ours
+            for reg in reaped:
+                pidfds.drop(reg)
             if subreaper:
                 if stopping:
                     if not final_scan_done:
@@ -464,15 +472,6 @@ class Reaper:
                     next_scan = time.monotonic() + self._scan_interval
             if stopping and not events:
                 return
-
-    def _reap_owned(self, reg: Reg) -> Optional[Exit]:
-        """Reap an owned child whose pidfd is readable; None if not yet."""
-        done, returncode = reap_owned(reg)
-        if not done:
-            return None
-        self._set.drop(reg)
-        assert reg.process is not None
-        return Exit(reg.pid, returncode, reg.process, False, time.monotonic())
 
     # -- the scanner's view of us (subreaper mode, reaper thread) -------------
 

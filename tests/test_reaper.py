@@ -185,7 +185,7 @@ def test_many_threads_many_spawns_every_exit_once() -> None:
 def test_thousand_sleepers_killed_together() -> None:
     n = 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * n + 200   # the caller's pidfd and the reaper's duplicate
+    need = n + 200   # a pidfd per child (the reaper borrows it, no duplicate)
     if hard != resource.RLIM_INFINITY and hard < need:
         pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
     if soft != resource.RLIM_INFINITY and soft < need:
@@ -247,6 +247,33 @@ def test_watch_rules(reaper: pidsafe.Reaper) -> None:
             with pytest.raises(ValueError, match="not a child"):
                 reaper.watch(init)
         assert_quiet(exits)
+
+
+def test_concurrent_watch_of_one_process(reaper: pidsafe.Reaper) -> None:
+    p = pidsafe.spawn(["sleep", "100"])
+    barrier = threading.Barrier(8)
+    results: List[str] = []
+
+    def watch() -> None:
+        barrier.wait()
+        try:
+            reaper.watch(p)
+            results.append("watched")
+        except ValueError:
+            results.append("refused")
+
+    with reaper.subscribe() as exits:
+        ts = [threading.Thread(target=watch) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert sorted(results) == ["refused"] * 7 + ["watched"]
+        p.kill()
+        assert exits.get(timeout=5).process is p
+        assert_quiet(exits)
+    p.wait()
+    p.close()
 
 
 def test_caller_may_close_a_watched_process(reaper: pidsafe.Reaper) -> None:
