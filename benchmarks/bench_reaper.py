@@ -21,9 +21,10 @@ and with 16 spawning threads):
 Methods run in interleaved rounds, in a fresh random order each round; a
 ratio is the median over rounds of the ratio between two methods measured in
 the same round, which cancels most drift on a shared, noisy machine.
-``registration`` reports how long ``watch()`` (dup + the short critical
-section: dict insert and one ``epoll_ctl``) took, against ``pidsafe.spawn``,
-with 16 threads: the proof that the reaper's lock is no bottleneck.
+``registration`` reports how long ``watch()`` (borrowing the pidfd, a few
+dict operations and one ``epoll_ctl``, no lock) took, against
+``pidsafe.spawn``, with 16 threads: the proof that registration is no
+bottleneck.
 
 Latency (``--latency-spawns`` children per configuration): a spawning thread
 starts ``sleep 1000``, reads ``time.monotonic()``, and kills the child through

@@ -17,9 +17,9 @@ both see the exact code.  The reaper never waits on a pid, never uses
 ``subprocess`` and ``os.waitpid`` keep their statuses.
 
 No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
-``watch()`` then takes the set's lock for a dict insert and one
-``epoll_ctl``.  Publishing takes each subscription's own lock, only to
-append.  ``Reaper._lock`` guards only the lifecycle state and the tuple of
+``watch()`` then registers with a few dict operations and one
+``epoll_ctl``, taking no lock at all (see ``_pidfdset``).  Publishing takes
+each subscription's own lock, only to append.  ``Reaper._lock`` guards only the lifecycle state and the tuple of
 subscriptions.
 
 Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
