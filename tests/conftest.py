@@ -70,13 +70,17 @@ def _describe_child(pid: int) -> str:
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    # Other xdist workers share our mount namespace; their mounts live under
-    # their own basetemp, a sibling of ours.  Ignore those, watch the rest.
+    # Other xdist workers, and other pytest sessions on the machine, share
+    # our mount namespace; their mounts live under their own basetemp inside
+    # pytest's per-user temp root (/tmp/pytest-of-USER).  Ignore those and
+    # watch everything else, our own basetemp included.
     ours = str(tmp_path_factory.getbasetemp())
-    shared_root = os.path.dirname(ours)
+    shared_root = next((str(d) for d in tmp_path_factory.getbasetemp().parents
+                        if d.name.startswith("pytest-of-")), os.path.dirname(ours))
 
     def relevant(points: Set[str]) -> Set[str]:
-        return {p for p in points if not p.startswith(shared_root + "/") or p.startswith(ours)}
+        return {p for p in points
+                if not p.startswith(shared_root + "/") or p == ours or p.startswith(ours + "/")}
 
     fds_before = open_fds()
     kids_before = children()
