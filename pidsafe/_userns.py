@@ -49,12 +49,14 @@ _NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
 
 
 class HelperDiedError(ProcessLookupError):
-    """The user-namespace helper died before its namespace could be proven.
+    """A child was reaped before its new user namespace could be proven.
 
-    Nothing it left behind is trusted or returned: the fds opened under
-    ``/proc/PID/`` may belong to another process that reused the pid.  The
-    helper dies only if something killed it (or our parent thread died), so
-    this is rare; retrying is safe.  ``errno`` is ``ESRCH``.
+    The child is get_userns_fd()'s helper, or the child of
+    ``spawn(uidmap=, gidmap=)``.  Nothing it left behind is trusted or
+    returned: the fds opened under ``/proc/PID/`` may belong to another
+    process that reused the pid.  The child dies only if something killed
+    it (or our thread died), so this is rare; retrying is safe.  ``errno``
+    is ``ESRCH``.
     """
 
 
@@ -68,8 +70,8 @@ class HelperView(NamedTuple):
 #: TEST-ONLY.  When set, called as ``_test_hook(stage, HelperView)`` at the
 #: stages ``"cloned"`` (helper exists, nothing opened), ``"opened"`` (the
 #: /proc files are open, not yet proven) and ``"proven"`` (proof done, maps
-#: not yet written), so tests can kill or reap the helper at each point.
-#: Never set it in production code.
+#: not yet written), so tests can kill or reap the helper (or the child of
+#: ``spawn(uidmap=)``) at each point.  Never set it in production code.
 _test_hook: Optional[Callable[[str, HelperView], None]] = None
 
 
