@@ -219,4 +219,15 @@ int pidsafe_spawn_free(struct pidsafe_spawn_handle *h);
 
 /* CDEF END */
 
+/*
+ * C-only helpers shared by the .c files (not part of the cffi interface).
+ *
+ * pidsafe_stack_map: an anonymous private mapping of map_size bytes (a
+ * multiple of the page size) whose lowest page is PROT_NONE, so that a child
+ * overflowing its stack faults instead of scribbling on our memory.  NULL
+ * and errno on failure.  munmap() it when the child no longer runs on it.
+ */
+__attribute__((visibility("hidden")))
+char *pidsafe_stack_map(size_t map_size);
+
 #endif /* PIDSAFE_H */

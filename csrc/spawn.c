@@ -283,22 +283,9 @@ static void stack_key_init(void)
 
 static int stack_map(struct stack *st)
 {
-    long page_size = sysconf(_SC_PAGESIZE);
-    int saved;
-
-    st->map_size = SPAWN_STACK_SIZE + (size_t)page_size;
-    st->map = mmap(NULL, st->map_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (st->map == MAP_FAILED)
-        return -1;
-    /* Guard page below the stack: an overflow faults instead of scribbling. */
-    if (mprotect(st->map, (size_t)page_size, PROT_NONE) < 0) {
-        saved = errno;
-        munmap(st->map, st->map_size);
-        errno = saved;
-        return -1;
-    }
-    return 0;
+    st->map_size = SPAWN_STACK_SIZE + (size_t)sysconf(_SC_PAGESIZE);
+    st->map = pidsafe_stack_map(st->map_size);
+    return st->map == NULL ? -1 : 0;
 }
 
 /* The calling thread's spawn stack, or NULL and errno. */
@@ -455,16 +442,9 @@ int pidsafe_spawn_start(const struct pidsafe_spawn_spec *spec,
     memset(h, 0, sizeof(*h));
     h->pid = -1;
     h->pidfd = -1;
-    mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED)
+    mem = pidsafe_stack_map(map_size);
+    if (mem == NULL)
         return -1;
-    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
-        saved = errno;
-        munmap(mem, map_size);
-        errno = saved;
-        return -1;
-    }
     /* [guard page][stack ...][block] */
     b = (struct two_phase_block *)(mem + map_size - block_size);
     b->ctx.spec = spec;

@@ -85,24 +85,6 @@ static void slot_key_init(void)
     slot_key_ok = pthread_key_create(&slot_key, slot_free) == 0;
 }
 
-static char *map_stack(size_t map_size, long page_size)
-{
-    char *mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    int saved;
-
-    if (mem == MAP_FAILED)
-        return NULL;
-    /* Guard page below the stack: an overflow faults instead of scribbling. */
-    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
-        saved = errno;
-        munmap(mem, map_size);
-        errno = saved;
-        return NULL;
-    }
-    return mem;
-}
-
 static int userns_helper_main(void *arg)
 {
     const struct helper_block *b = arg;
@@ -155,7 +137,7 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     if (!slot.busy) {
         if (slot.map == NULL) {
             pthread_once(&slot_once, slot_key_init);
-            slot.map = map_stack(map_size, page_size);
+            slot.map = pidsafe_stack_map(map_size);
             if (slot.map == NULL)
                 return -1;
             slot.map_size = map_size;
@@ -166,7 +148,7 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
         use = &slot;
         mem = slot.map;
     } else {
-        mem = map_stack(map_size, page_size);
+        mem = pidsafe_stack_map(map_size);
         if (mem == NULL)
             return -1;
     }
