@@ -29,31 +29,19 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gc
 import os
-import pathlib
-import random
-import statistics
-import subprocess
 import sys
-import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
 import pidsafe
+from _harness import Method, compile_cref, print_checks, print_heap_table, run_interleaved, timed
 
-HERE = pathlib.Path(__file__).resolve().parent
 MAP = "0:100000:65536"
 
 
-def build_cref() -> Tuple[Callable[[int], float], Callable[[int], float]]:
-    """Compile the C references (if stale); return ns-per-call(n) for each."""
-    src = HERE / "cref_userns.c"
-    out = HERE / ".build" / "cref_userns.so"
-    out.parent.mkdir(exist_ok=True)
-    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), str(src)],
-                       check=True)
-    lib = ctypes.CDLL(str(out))
+def build_cref() -> Tuple[Method, Method]:
+    """The C references (benchmarks/cref_userns.c): ns per call for each."""
+    lib = compile_cref("cref_userns")
     text = pidsafe.IDMap.parse(MAP).to_kernel().encode()
 
     def method(fn: "ctypes._NamedFuncPointer") -> Callable[[int], float]:
@@ -69,24 +57,6 @@ def build_cref() -> Tuple[Callable[[int], float], Callable[[int], float]]:
         return run
 
     return method(lib.cref_userns_clone_vm), method(lib.cref_userns_fork)
-
-
-def timed(body: Callable[[], None]) -> Callable[[int], float]:
-    def run(n: int) -> float:
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            body()
-        return (time.perf_counter_ns() - t0) / n
-
-    return run
-
-
-def touch_heap(mib: int) -> bytearray:
-    """``mib`` MiB that are really resident: one write per page."""
-    heap = bytearray(mib << 20)
-    page = os.sysconf("SC_PAGE_SIZE")
-    heap[::page] = b"\x01" * len(range(0, len(heap), page))
-    return heap
 
 
 def main() -> int:
@@ -119,37 +89,21 @@ def main() -> int:
         "pidsafe.get_userns_fd": timed(m_get),
         "UsernsCache hit": timed(m_hit),
     }
-    heaps = (("empty", 0), (f"{ns.heap_mib} MiB", ns.heap_mib))
-    results: Dict[Tuple[str, str], List[float]] = {}
-    for name in methods:  # warm-up
-        methods[name](5)
-    gc.disable()
+
+    def batch(name: str, big: bool) -> int:
+        if name == "UsernsCache hit":
+            return int(ns.hit_batch)
+        if big and name == "C fork-style helper":
+            return int(ns.fork_big_batch)
+        return int(ns.batch)
+
     try:
-        for rnd in range(ns.rounds):
-            for heap_name, mib in heaps:
-                heap = touch_heap(mib) if mib else None
-                order = list(methods)
-                random.shuffle(order)
-                for name in order:
-                    n = ns.batch
-                    if name == "UsernsCache hit":
-                        n = ns.hit_batch
-                    elif heap is not None and name == "C fork-style helper":
-                        n = ns.fork_big_batch
-                    results.setdefault((name, heap_name), []).append(methods[name](n))
-                del heap
-            print(f"round {rnd + 1}/{ns.rounds} done", file=sys.stderr)
+        res = run_interleaved(methods, rounds=ns.rounds, heap_mib=ns.heap_mib, batch=batch,
+                              warmup=5)
     finally:
-        gc.enable()
         cache.close()
-
-    med = {k: statistics.median(v) / 1000 for k, v in results.items()}  # us
-    small, big = heaps[0][0], heaps[1][0]
+    (small, _), (big, _) = res.heaps
     ref = "C clone(CLONE_VM) helper"
-
-    def ratio(a: Tuple[str, str], b: Tuple[str, str]) -> float:
-        """Median over rounds of a/b, each pair measured in the same round."""
-        return statistics.median(x / y for x, y in zip(results[a], results[b]))
 
     print()
     print(f"user namespace {MAP} as an fd: {ns.rounds} interleaved rounds, {ns.batch} calls "
@@ -157,31 +111,19 @@ def main() -> int:
     print("times: median over rounds; ratios: median over rounds of the ratio "
           "within each round")
     print()
-    header = (f"{'method':<28}{'empty heap':>13}{big + ' heap':>16}{big + '/empty':>16}"
-              f"{'vs C VM, empty':>16}{'vs C VM, ' + big:>20}")
-    print(header)
-    print("-" * len(header))
-    for name in methods:
-        a, b = med[(name, small)], med[(name, big)]
-        print(f"{name:<28}{a:>10.1f} us{b:>13.1f} us"
-              f"{ratio((name, big), (name, small)):>15.2f}x"
-              f"{ratio((name, small), (ref, small)):>15.2f}x"
-              f"{ratio((name, big), (ref, big)):>19.2f}x")
+    print_heap_table(res, list(methods), ref, "C VM")
     print()
     g = "pidsafe.get_userns_fd"
     checks = []
     for heap_name in (small, big):
         checks.append((f"get_userns_fd / C CLONE_VM reference, {heap_name} heap",
-                       ratio((g, heap_name), (ref, heap_name)), 1.25, "x"))
-    checks.append((f"get_userns_fd {big} heap / empty heap", ratio((g, big), (g, small)),
+                       res.ratio((g, heap_name), (ref, heap_name)), 1.25, "x"))
+    checks.append((f"get_userns_fd {big} heap / empty heap", res.ratio((g, big), (g, small)),
                    1.20, "x"))
     for heap_name in (small, big):
-        checks.append((f"UsernsCache hit, {heap_name} heap (us)", med[("UsernsCache hit",
-                                                                       heap_name)], 20.0, ""))
-    print(f"{'target':<56}{'value':>9}{'limit':>9}  verdict")
-    for what, r, limit, unit in checks:
-        print(f"{what:<56}{r:>8.2f}{unit or ' '}{limit:>8.2f}{unit or ' '}  "
-              f"{'ok' if r <= limit else 'MISSED'}")
+        checks.append((f"UsernsCache hit, {heap_name} heap (us)",
+                       res.us("UsernsCache hit", heap_name), 20.0, ""))
+    print_checks(checks)
     return 0
 
 

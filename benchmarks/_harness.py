@@ -1,0 +1,125 @@
+"""What every pidsafe benchmark does the same way.
+
+- C references live in ``benchmarks/<name>.c`` and are compiled here into
+  ``benchmarks/.build/<name>.so`` (when stale), then called through ctypes,
+  so they run inside the benchmark's own process, big heap included.
+- Methods are timed in interleaved rounds, in a fresh random order each
+  round, at each heap size; a ratio is the median over rounds of the ratio
+  between two methods measured in the same round, which cancels most of the
+  drift of a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import pathlib
+import random
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+#: A method: given n, run n operations and return nanoseconds per operation.
+Method = Callable[[int], float]
+Key = Tuple[str, str]
+
+
+def compile_cref(name: str) -> ctypes.CDLL:
+    """Build ``benchmarks/<name>.c`` into a shared library (if stale); load it."""
+    src = HERE / f"{name}.c"
+    out = HERE / ".build" / f"{name}.so"
+    out.parent.mkdir(exist_ok=True)
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), str(src)],
+                       check=True)
+    return ctypes.CDLL(str(out))
+
+
+def timed(body: Callable[[], None]) -> Method:
+    """A Python method: ``body()`` n times, ns per call."""
+    def run(n: int) -> float:
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            body()
+        return (time.perf_counter_ns() - t0) / n
+
+    return run
+
+
+def touch_heap(mib: int) -> bytearray:
+    """``mib`` MiB that are really resident: one write per page."""
+    heap = bytearray(mib << 20)
+    page = os.sysconf("SC_PAGE_SIZE")
+    heap[::page] = b"\x01" * len(range(0, len(heap), page))
+    return heap
+
+
+class Results:
+    """Per-round ns/op of each (method, heap), and the ratios between them."""
+
+    def __init__(self, heaps: Sequence[Tuple[str, int]]) -> None:
+        self.heaps = list(heaps)
+        self.runs: Dict[Key, List[float]] = {}
+
+    def us(self, name: str, heap: str) -> float:
+        """Median over rounds, in microseconds."""
+        return statistics.median(self.runs[(name, heap)]) / 1000
+
+    def ratio(self, a: Key, b: Key) -> float:
+        """Median over rounds of a/b, each pair measured in the same round."""
+        return statistics.median(x / y for x, y in zip(self.runs[a], self.runs[b]))
+
+
+def run_interleaved(methods: Dict[str, Method], *, rounds: int, heap_mib: int,
+                    batch: Callable[[str, bool], int], warmup: int = 3) -> Results:
+    """Time every method at an empty and a ``heap_mib`` MiB touched heap.
+
+    ``batch(name, big_heap)`` says how many operations one timing takes.
+    """
+    results = Results((("empty", 0), (f"{heap_mib} MiB", heap_mib)))
+    for name in methods:  # page cache, the .so, pidsafe's probes
+        methods[name](warmup)
+    gc.disable()
+    try:
+        for rnd in range(rounds):
+            for heap_name, mib in results.heaps:
+                heap: Optional[bytearray] = touch_heap(mib) if mib else None
+                order = list(methods)
+                random.shuffle(order)
+                for name in order:
+                    ns = methods[name](batch(name, heap is not None))
+                    results.runs.setdefault((name, heap_name), []).append(ns)
+                del heap
+            print(f"round {rnd + 1}/{rounds} done", file=sys.stderr)
+    finally:
+        gc.enable()
+    return results
+
+
+def print_heap_table(results: Results, methods: Sequence[str], ref: str, ref_label: str,
+                     width: int = 28) -> None:
+    """Times at both heaps, big/empty, and each method against ``ref``."""
+    (small, _), (big, _) = results.heaps
+    header = (f"{'method':<{width}}{'empty heap':>13}{big + ' heap':>16}{big + '/empty':>16}"
+              f"{'vs ' + ref_label + ', empty':>18}{'vs ' + ref_label + ', ' + big:>22}")
+    print(header)
+    print("-" * len(header))
+    for name in methods:
+        print(f"{name:<{width}}{results.us(name, small):>10.1f} us"
+              f"{results.us(name, big):>13.1f} us"
+              f"{results.ratio((name, big), (name, small)):>15.2f}x"
+              f"{results.ratio((name, small), (ref, small)):>17.2f}x"
+              f"{results.ratio((name, big), (ref, big)):>21.2f}x")
+
+
+def print_checks(checks: Sequence[Tuple[str, float, float, str]]) -> None:
+    """``(what, value, limit, unit)`` rows with an ok/MISSED verdict."""
+    print(f"{'target':<56}{'value':>9}{'limit':>9}  verdict")
+    for what, value, limit, unit in checks:
+        print(f"{what:<56}{value:>8.2f}{unit or ' '}{limit:>8.2f}{unit or ' '}  "
+              f"{'ok' if value <= limit else 'MISSED'}")
