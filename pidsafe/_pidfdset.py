@@ -272,6 +272,7 @@ def _reap_closed(proc: Process, fd: int) -> Tuple[bool, Optional[int]]:
             res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
         except ChildProcessError:
             while proc.returncode is None and proc._blocking:
+                assert proc._published is not None  # made by the blocking waiter
                 proc._published.wait()
             if proc.returncode is not None:
                 return True, proc.returncode

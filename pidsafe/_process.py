@@ -76,8 +76,9 @@ class Process:
         self._borrowers = 0
         self._blocking = 0        # threads inside a blocking waitid()
         self._lock = threading.Lock()
-        self._published = threading.Condition(self._lock)
-        self._block_lock = threading.Lock()
+        # Made by the first blocking wait (most handles never need them).
+        self._published: Optional[threading.Condition] = None
+        self._block_lock: Optional[threading.Lock] = None
         # True: our child.  None: adopted, not known yet.  False: not ours.
         self._child = child
         self._communication_started = False
@@ -160,6 +161,7 @@ class Process:
             except ChildProcessError:
                 if self._blocking:
                     # Our own blocking waiter reaped it: wait for its status.
+                    assert self._published is not None
                     while self.returncode is None and self._blocking:
                         self._published.wait()
                     if self.returncode is not None:
@@ -223,7 +225,14 @@ class Process:
         Returns without a status if the process is not (or no longer) ours
         to reap; the caller then falls back to polling.
         """
-        with self._block_lock:
+        block_lock = self._block_lock
+        if block_lock is None:
+            with self._lock:
+                if self._block_lock is None:
+                    self._block_lock = threading.Lock()
+                    self._published = threading.Condition(self._lock)
+                block_lock = self._block_lock
+        with block_lock:
             with self._lock:
                 if self.returncode is not None or self._child is False:
                     return
@@ -241,6 +250,7 @@ class Process:
                     if res is not None and self.returncode is None:
                         self._child = True
                         self.returncode = _returncode(res[1], res[2])
+                    assert self._published is not None
                     self._published.notify_all()
                     self._return_fd()
 

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from . import _sys
 from ._errors import UnsupportedError
@@ -180,7 +180,14 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         arg_list = list(args)
     if not arg_list:
         raise ValueError("args must name a program: got an empty sequence")
-    argv = [_encode(a, f"args[{i}]") for i, a in enumerate(arg_list)]
+    # The hot path of every spawn: the messages are only built on error.
+    try:
+        argv = [os.fsencode(a) for a in arg_list]
+        bad = any(b"\0" in a for a in argv)
+    except TypeError:
+        bad = True
+    if bad:
+        argv = [_encode(a, f"args[{i}]") for i, a in enumerate(arg_list)]
     exe_arg = arg_list[0] if executable is None else executable
     exe = argv[0] if executable is None else _encode(executable, "executable")
     envp = _encode_env(env) if env is not None else None
@@ -189,7 +196,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     if not exec_paths:
         raise FileNotFoundError(errno.ENOENT, "exec: PATH is empty", exe_arg)
 
-    keep = set()
+    keep: Set[int] = set()
     for fd in pass_fds:
         if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
             raise ValueError(f"pass_fds: {fd!r} is not a file descriptor")
@@ -209,14 +216,20 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         raise ValueError("only stderr can be subprocess.STDOUT")
     if not isinstance(bufsize, int) or isinstance(bufsize, bool):
         raise TypeError(f"bufsize must be an int, got {bufsize!r}")
+    inherit_stdio = stdin is None and stdout is None and stderr is None
     caller_fds = {}
-    for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
-                                       (stderr, "stderr"))):
-        if not (value is None or value is PIPE or value is DEVNULL or value is STDOUT):
-            caller_fds[i] = _stdio_fd(value, name)
-            _check_open(caller_fds[i], name)
+    if not inherit_stdio:
+        for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
+                                           (stderr, "stderr"))):
+            if not (value is None or value is PIPE or value is DEVNULL or value is STDOUT):
+                caller_fds[i] = _stdio_fd(value, name)
+                _check_open(caller_fds[i], name)
 
-    ns_plan = plan_spawn(userns, uidmap, gidmap, namespaces)
+    if (userns is None and uidmap is None and gidmap is None
+            and type(namespaces) in (Namespace, int) and namespaces == 0):
+        sys_kwargs: Dict[str, Any] = {}
+    else:
+        sys_kwargs = plan_spawn(userns, uidmap, gidmap, namespaces).sys_kwargs()
 
     if _abandoned:
         reap_abandoned()
@@ -230,8 +243,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     err_r = -1
     try:
         child_fds = [-1, -1, -1]
-        for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
-                                           (stderr, "stderr"))):
+        for i, value in enumerate(() if inherit_stdio else (stdin, stdout, stderr)):
             if value is None:
                 continue
             if value is PIPE:
@@ -262,7 +274,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             pid, pidfd = _sys.spawn(
                 exec_paths, argv, envp, cwd_b, (child_fds[0], child_fds[1], child_fds[2]),
                 keep_fds, bool(close_fds), bool(start_new_session), sig,
-                bool(restore_signals), err_w, **ns_plan.sys_kwargs())
+                bool(restore_signals), err_w, **sys_kwargs)
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None
