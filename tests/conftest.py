@@ -11,9 +11,12 @@ from __future__ import annotations
 import gc
 import os
 import time
-from typing import Dict, Iterator, List, Set
+from subprocess import PIPE
+from typing import Any, Callable, Dict, Iterator, List, Set
 
 import pytest
+
+import pidsafe
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
@@ -55,16 +58,42 @@ def mounts() -> Set[str]:
         return {line.split()[4] for line in f}
 
 
-def _describe_child(pid: int) -> str:
+def state(pid: int) -> str:
+    """The state letter of /proc/PID/stat ('Z' for a zombie), '' if gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
-        state = stat[stat.rindex(")") + 2]
+    except FileNotFoundError:
+        return ""
+    return stat[stat.rindex(")") + 2]
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def started_cat(**kw: Any) -> pidsafe.Process:
+    """A `cat` that has provably exec'd and reached its read loop."""
+    p = pidsafe.spawn(["cat"], stdin=PIPE, stdout=PIPE, **kw)
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write(b"ping\n")
+    p.stdin.flush()
+    assert p.stdout.readline() == b"ping\n"
+    return p
+
+
+def _describe_child(pid: int) -> str:
+    letter = state(pid)
+    try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return f"pid {pid} (gone)"
-    return f"pid {pid} state {state} cmd {cmd!r}"
+    return f"pid {pid} state {letter or '?'} cmd {cmd!r}"
 
 
 @pytest.fixture(autouse=True)

@@ -28,29 +28,11 @@ import pytest
 import pidsafe
 from pidsafe import _process, _sys
 
-from conftest import children, open_fds
+from conftest import children, open_fds, started_cat, state, wait_until
 
 PIPE = subprocess.PIPE
 PY = sys.executable
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def state(pid: int) -> str:
-    """The state letter of /proc/PID/stat ('Z' for a zombie), '' if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return ""
-    return stat[stat.rindex(")") + 2]
-
-
-def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def is_cloexec(fd: int) -> bool:
@@ -410,16 +392,6 @@ def child_fds(pid: int) -> Dict[int, str]:
     for name in os.listdir(f"/proc/{pid}/fd"):
         out[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
     return out
-
-
-def started_cat(**kw: Any) -> pidsafe.Process:
-    """A `cat` that has provably exec'd and reached its read loop."""
-    p = pidsafe.spawn(["cat"], stdin=PIPE, stdout=PIPE, **kw)
-    assert p.stdin is not None and p.stdout is not None
-    p.stdin.write(b"ping\n")
-    p.stdin.flush()
-    assert p.stdout.readline() == b"ping\n"
-    return p
 
 
 @pytest.fixture

@@ -18,28 +18,10 @@ import pytest
 import pidsafe
 from pidsafe import _process, _sys
 
-from conftest import children, open_fds
+from conftest import children, open_fds, state, wait_until
 
 PIPE = subprocess.PIPE
 PY = sys.executable
-
-
-def state(pid: int) -> str:
-    """The state letter of /proc/PID/stat ('Z' for a zombie), '' if gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return ""
-    return stat[stat.rindex(")") + 2]
-
-
-def wait_until(pred: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 class Boom(Exception):

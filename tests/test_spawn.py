@@ -23,7 +23,7 @@ import pytest
 import pidsafe
 from pidsafe import _process, _spawn, _sys
 
-from conftest import children, open_fds
+from conftest import children, open_fds, started_cat
 
 PIPE = subprocess.PIPE
 PY = sys.executable
@@ -52,16 +52,6 @@ def sigmask(field: str, pid: int) -> set[int]:
     """The signal numbers in /proc/PID/status's SigIgn/SigBlk/SigCgt field."""
     bits = int(proc_status(pid)[field], 16)
     return {n for n in range(1, 65) if bits & (1 << (n - 1))}
-
-
-def started_cat(**kw: Any) -> pidsafe.Process:
-    """A `cat` that has provably exec'd and reached its read loop."""
-    p = pidsafe.spawn(["cat"], stdin=PIPE, stdout=PIPE, **kw)
-    assert p.stdin is not None and p.stdout is not None
-    p.stdin.write(b"ping\n")
-    p.stdin.flush()
-    assert p.stdout.readline() == b"ping\n"
-    return p
 
 
 # -- exit codes and arguments ------------------------------------------------
