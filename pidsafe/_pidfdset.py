@@ -45,7 +45,7 @@ import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
 from . import _sys
-from ._process import Process, _returncode
+from ._process import Process
 from ._subscription import ReaperError
 
 _EVENTS = select.EPOLLIN | select.EPOLLONESHOT
@@ -262,31 +262,16 @@ def reap_owned(reg: Reg) -> Tuple[bool, Optional[int]]:
 
 
 def _reap_closed(proc: Process, fd: int) -> Tuple[bool, Optional[int]]:
-    # Process._lock serialises us with reaping through the Process: a wait()
-    # that was blocking in waitid() when close() came may still reap it, and
-    # then publishes the status as in Process._reap_locked.
+    # The owner closed the Process while we borrow its fd, which stays open
+    # until we give it back: reap through it as Process itself would.  A
+    # status the kernel cannot give (a foreign waiter reaped it on a kernel
+    # without PIDFD_INFO_EXIT, or a non-child's parent has not reaped it)
+    # counts as done: nobody is left to wait for it.
+    assert fd == proc._fd
     with proc._lock:
-        if proc.returncode is not None:
-            return True, proc.returncode
         try:
-            res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
-        except ChildProcessError:
-            while proc.returncode is None and proc._blocking:
-                assert proc._published is not None  # made by the blocking waiter
-                proc._published.wait()
-            if proc.returncode is not None:
+            if proc._reap_locked(borrowed=True):
                 return True, proc.returncode
-            try:
-                status = _sys.pidfd_exit_info(fd)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                    raise
-                return True, None
-            if status is None:
-                return True, None
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return True, proc.returncode
-        if res is None:
-            return False, None
-        proc.returncode = _returncode(res[1], res[2])
-        return True, proc.returncode
+        except OSError:
+            return True, None
+        return proc._child is False, None

@@ -147,11 +147,15 @@ class Process:
 
     # -- reaping --------------------------------------------------------------
 
-    def _reap_locked(self) -> bool:
-        """With ``_lock`` held: reap if exited; True once returncode is known."""
+    def _reap_locked(self, borrowed: bool = False) -> bool:
+        """With ``_lock`` held: reap if exited; True once returncode is known.
+
+        ``borrowed``: the caller holds a borrow of the fd (``_borrow_fd``),
+        so it is still open even if the handle has been closed meanwhile.
+        """
         if self.returncode is not None:
             return True
-        if self._closing:
+        if self._closing and not borrowed:
             raise ValueError(f"Process {self.pid} is closed")
         fd = self._fd
         stolen = False
