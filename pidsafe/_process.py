@@ -26,21 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import io
 import os
 import select
-import selectors
 import signal
 import threading
 import time
 import warnings
 from types import TracebackType
-from typing import IO, Any, Dict, List, Optional, Sequence, Tuple, Type
+from typing import IO, Any, List, Optional, Type
 
 from . import _sys
 from ._errors import TimeoutExpired
-
-_PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+from ._pipes import PipesMixin
 
 
 def _returncode(code: int, status: int) -> int:
@@ -52,7 +49,7 @@ def _returncode(code: int, status: int) -> int:
     raise ValueError(f"unexpected waitid si_code {code}")  # pragma: no cover
 
 
-class Process:
+class Process(PipesMixin):
     """A process held by a pidfd from birth (:func:`pidsafe.spawn`) or adoption.
 
     Mirrors ``subprocess.Popen`` where it can: ``pid``, ``args``,
@@ -81,10 +78,7 @@ class Process:
         self._block_lock: Optional[threading.Lock] = None
         # True: our child.  None: adopted, not known yet.  False: not ours.
         self._child = child
-        self._communication_started = False
-        self._fileobj2output: Dict[Any, List[bytes]] = {}
-        self._input: Optional[memoryview] = None
-        self._input_offset = 0
+        self._init_pipes()
 
     # -- identity -----------------------------------------------------------
 
@@ -381,112 +375,6 @@ class Process:
         """Send ``SIGKILL`` through the pidfd."""
         self.send_signal(signal.SIGKILL)
 
-    # -- pipes --------------------------------------------------------------
-
-    def _stdin_write(self, data: Optional[bytes]) -> None:
-        assert self.stdin is not None
-        try:
-            if data:
-                self.stdin.write(data)
-        except BrokenPipeError:
-            pass  # the child closed its stdin: what Popen does too
-        try:
-            self.stdin.close()
-        except BrokenPipeError:
-            pass
-
-    def communicate(self, input: Optional[bytes] = None,
-                    timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
-        """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
-
-        After a :class:`pidsafe.TimeoutExpired`, call again to go on: output
-        read so far is kept.
-
-        Returns:
-            ``(stdout, stderr)``: bytes for each stream that is a pipe.
-        """
-        if self._communication_started and input:
-            raise ValueError("Cannot send input after starting communication")
-        if (timeout is None and not self._communication_started
-                and [self.stdin, self.stdout, self.stderr].count(None) >= 2):
-            out = err = None
-            if self.stdin:
-                self._stdin_write(input)
-            elif self.stdout:
-                out = self.stdout.read()
-                self.stdout.close()
-            elif self.stderr:
-                err = self.stderr.read()
-                self.stderr.close()
-            self.wait()
-            return out, err
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            out, err = self._communicate(input, deadline, timeout)
-        finally:
-            self._communication_started = True
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self.wait(remaining)
-        return out, err
-
-    def _communicate(self, input: Optional[bytes], deadline: Optional[float],
-                     timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
-        if self.stdin and not self._communication_started:
-            try:
-                self.stdin.flush()
-            except BrokenPipeError:
-                pass
-            if not input:
-                try:
-                    self.stdin.close()
-                except BrokenPipeError:
-                    pass
-        for f in (self.stdout, self.stderr):
-            if f is not None and f not in self._fileobj2output:
-                self._fileobj2output[f] = []
-        if self.stdin and self._input is None:
-            self._input_offset = 0
-            self._input = memoryview(input) if input else None
-
-        with selectors.PollSelector() as sel:
-            # Input left over from a call that timed out is sent too: a
-            # second call cannot pass input again, and without the rest the
-            # child would wait for EOF on its stdin for ever.
-            if self.stdin and self._input is not None and not self.stdin.closed:
-                sel.register(self.stdin, selectors.EVENT_WRITE)
-            for f in (self.stdout, self.stderr):
-                if f is not None and not f.closed:
-                    sel.register(f, selectors.EVENT_READ)
-            while sel.get_map():
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutExpired(self.args, timeout or 0, *self._partial())
-                for key, _ in sel.select(remaining):
-                    if key.fileobj is self.stdin:
-                        assert self._input is not None and self.stdin is not None
-                        chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
-                        try:
-                            self._input_offset += os.write(key.fd, chunk)
-                        except BrokenPipeError:
-                            sel.unregister(key.fileobj)
-                            self.stdin.close()
-                        else:
-                            if self._input_offset >= len(self._input):
-                                sel.unregister(key.fileobj)
-                                self.stdin.close()
-                    else:
-                        data = os.read(key.fd, 32768)
-                        if not data:
-                            sel.unregister(key.fileobj)
-                            key.fileobj.close()  # type: ignore[union-attr]
-                        self._fileobj2output[key.fileobj].append(data)
-        return self._partial()
-
-    def _partial(self) -> Tuple[Optional[bytes], Optional[bytes]]:
-        out = b"".join(self._fileobj2output[self.stdout]) if self.stdout is not None else None
-        err = b"".join(self._fileobj2output[self.stderr]) if self.stderr is not None else None
-        return out, err
-
     # -- lifetime -----------------------------------------------------------
 
     def close(self) -> None:
@@ -564,33 +452,3 @@ def reap_abandoned() -> None:
         if _try_reap(p):
             _abandoned.remove(p)
             p.close()
-
-
-def open_pipe_files(parent_fds: Sequence[int], modes: Sequence[str],
-                    bufsize: int) -> List[Optional[IO[bytes]]]:
-    """File objects for the parent's ends of stdio pipes (-1: none).
-
-    Takes ownership of every fd in ``parent_fds``, also when it raises: then
-    each fd is closed exactly once, by its file object if one was made (a
-    second close could hit an fd number another thread has reused since).
-    """
-    out: List[Optional[IO[bytes]]] = []
-    try:
-        for fd, mode in zip(parent_fds, modes):
-            out.append(None if fd < 0 else io.open(fd, mode, bufsize))
-    except BaseException:
-        for f in out:
-            if f is not None:
-                f.close()
-        for i, fd in enumerate(parent_fds[len(out):]):
-            if fd < 0:
-                continue
-            try:
-                os.close(fd)
-            except OSError as exc:
-                # io.open() closes the fd itself if it fails after making
-                # the raw file: only the fd it failed on can be gone.
-                if i != 0 or exc.errno != errno.EBADF:
-                    raise
-        raise
-    return out

@@ -18,7 +18,8 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple,
 
 from . import _sys
 from ._errors import UnsupportedError
-from ._process import Process, _abandoned, open_pipe_files, reap_abandoned
+from ._pipes import open_pipe_files
+from ._process import Process, _abandoned, reap_abandoned
 from ._userns import IDMapLike, Namespace, plan_spawn
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]

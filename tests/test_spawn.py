@@ -21,7 +21,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe import _process, _spawn, _sys
+from pidsafe import _pipes, _spawn, _sys
 
 from conftest import children, open_fds, started_cat
 
@@ -246,7 +246,7 @@ def test_failure_after_the_clone_kills_and_reaps_the_child(
 
 
 class _FlakyIo:
-    """Stands in for the io module in pidsafe._process: open() fails once."""
+    """Stands in for the io module in pidsafe._pipes: open() fails once."""
 
     def __init__(self, fail_at: int) -> None:
         self.calls = 0
@@ -263,7 +263,7 @@ class _FlakyIo:
 def test_failure_while_wrapping_pipes_closes_each_fd_once(
         monkeypatch: pytest.MonkeyPatch, fail_at: int) -> None:
     flaky = _FlakyIo(fail_at)
-    monkeypatch.setattr(_process, "io", flaky)
+    monkeypatch.setattr(_pipes, "io", flaky)
     fds, kids = open_fds(), children()
     with pytest.raises(MemoryError):
         pidsafe.spawn(["sleep", "60"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
