@@ -99,6 +99,10 @@ def failing(err: int) -> Callable[..., Any]:
     ({"close_range": failing(errno.ENOSYS)}, {"close_range": "ENOSYS"}),
     ({"open_tree": failing(errno.ENOSYS)}, {"mount_api": "ENOSYS"}),
     ({"mount_setattr": failing(errno.EINVAL)}, {"mount_setattr_idmap": "EINVAL"}),
+    ({"mount_setattr": failing(errno.ENOSYS)}, {"mount_setattr_idmap": "ENOSYS"}),
+    # Unprivileged: the syscall stops at its privilege check, so it exists
+    # (and MOUNT_ATTR_IDMAP came with it): supported, not missing.
+    ({"mount_setattr": failing(errno.EPERM)}, {}),
     ({"openat2": failing(errno.ENOSYS)}, {"openat2": "ENOSYS"}),
     ({"pidfd_exit_info": failing(errno.ENOTTY)}, {"pidfd_info_exit": "ENOTTY"}),
     ({"pidfd_open": failing(errno.ENOSYS)},
