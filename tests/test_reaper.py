@@ -8,6 +8,7 @@ Repeat everything with ``--count N``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import resource
@@ -144,10 +145,30 @@ def test_exits_at_once_and_exec_failure(reaper: pidsafe.Reaper) -> None:
     close_all(procs)
 
 
+@contextlib.contextmanager
+def fd_limit_at_least(need: int) -> Iterator[None]:
+    """Raise the soft RLIMIT_NOFILE to ``need`` for the block (skip if the hard one is lower)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_many_threads_many_spawns_every_exit_once() -> None:
     threads = int(os.environ.get("PIDSAFE_REAPER_THREADS", "16"))
     per_thread = int(os.environ.get("PIDSAFE_REAPER_SPAWNS", "500"))
     total = threads * per_thread
+    # Every Process stays open (with its pidfd) until the end.
+    with fd_limit_at_least(total + 200):
+        _many_threads_many_spawns(threads, per_thread, total)
+
+
+def _many_threads_many_spawns(threads: int, per_thread: int, total: int) -> None:
     expected: Dict[pidsafe.Process, int] = {}
     lock = threading.Lock()
     errors: List[BaseException] = []
@@ -184,13 +205,8 @@ def test_many_threads_many_spawns_every_exit_once() -> None:
 
 def test_thousand_sleepers_killed_together() -> None:
     n = 1000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = n + 200   # a pidfd per child (the reaper borrows it, no duplicate)
-    if hard != resource.RLIM_INFINITY and hard < need:
-        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
-    if soft != resource.RLIM_INFINITY and soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-    try:
+    # A pidfd per child (the reaper borrows it, no duplicate).
+    with fd_limit_at_least(n + 200):
         with pidsafe.Reaper() as reaper, reaper.subscribe(maxsize=n) as exits:
             procs = [reaper.spawn(["sleep", "1000"]) for _ in range(n)]
             for p in procs:
@@ -200,8 +216,6 @@ def test_thousand_sleepers_killed_together() -> None:
         assert {e.process for e in got} == set(procs)
         assert {e.returncode for e in got} == {-signal.SIGKILL}
         close_all(procs)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 # -- start before exit, watch() ----------------------------------------------------
