@@ -196,7 +196,10 @@ class OrphanScanner:
         holders: Optional[Set[int]] = None
         out: List[Exit] = []
         for pid, fd in list(self.held.items()):
-            if pid in kids and pinned_unreaped(fd):
+            # Registered by a reaper spawn()/watch() since it was held (the
+            # pidfd it was held by is then one of our own fds, which the
+            # holder check below excludes): its reaping is the owned path's.
+            if pid in kids and not self._host._owns_pid(pid) and pinned_unreaped(fd):
                 if holders is None:
                     holders = pidfd_pids(self._others())
                 if pid in holders:

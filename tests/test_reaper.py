@@ -478,6 +478,53 @@ def test_orphan_storm_leaves_no_zombie(subreaper: pidsafe.Reaper) -> None:
     close_all(procs)
 
 
+class _Host:
+    """The reaper as OrphanScanner sees it, with one registered owned child."""
+
+    def __init__(self, process: pidsafe.Process) -> None:
+        self.process = process
+        self.published: List[pidsafe.Exit] = []
+
+    def _owns_pid(self, pid: int) -> bool:
+        return pid == self.process.pid
+
+    def _own_fds(self) -> Set[int]:
+        return {self.process.fileno()}   # the reaper borrows its pidfd
+
+    def _add_pinned(self, fd: int, pid: int) -> None:
+        raise AssertionError("not expected to pin")
+
+    def _publish(self, exits: List[pidsafe.Exit]) -> None:
+        self.published += exits
+
+
+def test_held_child_registered_since_is_left_to_the_owned_path() -> None:
+    """Reaper.spawn() is spawn() then watch(): a scan in between can pin the
+    child, which, exiting before watch(), is held (its Process holds a
+    pidfd).  When watch() has registered it, that pidfd is one of the
+    reaper's own fds, which the holder check excludes: the scanner must see
+    that the child is owned and leave it, or its exit is published twice
+    (as an orphan, then as owned).  Found by test_orphan_storm (~3 %)."""
+    from pidsafe._claim import ClaimBook
+    from pidsafe._orphans import OrphanScanner, pin_child
+
+    p = pidsafe.spawn([SH, "-c", "exit 4"])
+    wait_exited(p)
+    pinned = pin_child(p.pid)
+    assert pinned is not None
+    host = _Host(p)
+    scanner = OrphanScanner(host, ClaimBook(host))
+    scanner.held[p.pid] = pinned
+    try:
+        scanner._recheck_held({p.pid})
+        assert host.published == []
+        assert p.pid not in scanner.held        # forgotten, and its pidfd closed
+    finally:
+        scanner.close()
+    assert p.wait() == 4                        # still there for its owner
+    p.close()
+
+
 def test_orphan_of_a_grandchild_is_found_by_the_timer(subreaper: pidsafe.Reaper) -> None:
     # p stays alive; its child dies and leaves us a grandchild: nothing we
     # reap announces that, so the periodic scan must find it.
