@@ -40,6 +40,11 @@ from ._errors import TimeoutExpired
 from ._pipes import PipesMixin
 
 
+#: How long a child another waiter took may go without the kernel's record
+#: of its status before we call the status lost (see _reap_locked).
+_STOLEN_GRACE = 1.0
+
+
 def _returncode(code: int, status: int) -> int:
     """Popen's convention: exit status, or minus the signal number."""
     if code == _sys.CLD_EXITED:
@@ -72,6 +77,7 @@ class Process(PipesMixin):
         self._closing = False     # close() called; the fd may still be borrowed
         self._borrowers = 0
         self._blocking = 0        # threads inside a blocking waitid()
+        self._stolen_since: Optional[float] = None
         self._lock = threading.Lock()
         # Made by the first blocking wait (most handles never need them).
         self._published: Optional[threading.Condition] = None
@@ -192,6 +198,15 @@ class Process(PipesMixin):
             self.returncode = os.waitstatus_to_exitcode(status)
             return True
         if stolen:
+            # A foreign waiter marks the zombie dead (from then on our waitid
+            # says ECHILD) a moment before the kernel files its status on the
+            # pidfd (in release_task()).  Give it that moment before calling
+            # the status lost; callers that wait back off meanwhile.
+            now = time.monotonic()
+            if self._stolen_since is None:
+                self._stolen_since = now
+            if now - self._stolen_since < _STOLEN_GRACE:
+                return False
             raise _sys.make_oserror(
                 errno.ECHILD, f"child {self.pid} was reaped by another waiter and the "
                 "kernel kept no exit status")
@@ -286,10 +301,11 @@ class Process(PipesMixin):
             if remaining is not None and remaining <= 0:
                 raise TimeoutExpired(self.args, timeout if timeout is not None else 0)
             if self._wait_readable(remaining):
-                if self._child is False:
-                    # Exited, but its parent has not reaped it yet: the
-                    # kernel has no status to give us.  Nothing to poll for
-                    # that, so back off (non-children only).
+                if self._child is False or self._stolen_since is not None:
+                    # Exited, but its parent (or the foreign waiter that
+                    # took it) has not finished reaping it: the kernel has
+                    # no status to give us yet, and nothing to poll for
+                    # that, so back off.
                     time.sleep(backoff if remaining is None else min(backoff, remaining))
                     backoff = min(backoff * 2, 0.05)
 

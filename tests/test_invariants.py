@@ -385,6 +385,49 @@ def test_status_stolen_with_wall_is_recovered_from_the_pidfd() -> None:
         p.kill()  # the process is gone: nothing happens
 
 
+def _steal(p: pidsafe.Process, code: int) -> None:
+    wait_until(lambda: state(p.pid) == "Z", "the child to exit")
+    res = os.waitid(os.P_PID, p.pid, os.WEXITED | _sys.WALL)   # a foreign reaper
+    assert res is not None and res.si_status == code
+
+
+@needs_exit_info
+def test_status_filed_late_after_a_steal_is_still_recovered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A foreign waiter marks the zombie dead (our waitid: ECHILD) a moment
+    before the kernel files the status on the pidfd.  Stand in for that
+    moment: the first few PIDFD_INFO_EXIT reads find nothing yet."""
+    real = _sys.pidfd_exit_info
+    misses = [4]
+
+    def late(fd: int) -> Any:
+        if misses[0] > 0:
+            misses[0] -= 1
+            return None
+        return real(fd)
+
+    with pidsafe.spawn(["sh", "-c", "exit 11"]) as p:
+        _steal(p, 11)
+        monkeypatch.setattr(_sys, "pidfd_exit_info", late)
+        assert p.poll() is None          # not known yet: not an error
+        assert p.wait(timeout=5) == 11
+        assert misses == [0]
+
+
+@needs_exit_info
+def test_status_never_filed_after_a_steal_is_reported_lost(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_process, "_STOLEN_GRACE", 0.2)
+    with pidsafe.spawn(["sh", "-c", "exit 12"]) as p:
+        _steal(p, 12)
+        monkeypatch.setattr(_sys, "pidfd_exit_info", lambda fd: None)
+        t0 = time.monotonic()
+        with pytest.raises(ChildProcessError, match="kept no exit status"):
+            p.wait(timeout=5)
+        assert 0.2 <= time.monotonic() - t0 < 3
+        p.close()
+
+
 # == 5. Nothing leaks ===========================================================
 
 def child_fds(pid: int) -> Dict[int, str]:
