@@ -63,8 +63,8 @@ def state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
-    except FileNotFoundError:
-        return ""
+    except (FileNotFoundError, ProcessLookupError):
+        return ""   # ESRCH: reaped between the open and the read
     return stat[stat.rindex(")") + 2]
 
 
