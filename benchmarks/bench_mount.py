@@ -30,10 +30,8 @@ import argparse
 import ctypes
 import gc
 import os
-import pathlib
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,8 +39,8 @@ from typing import Callable, Dict, List, Tuple
 
 import pidsafe
 from pidsafe import _sys
+from _harness import compile_cref
 
-HERE = pathlib.Path(__file__).resolve().parent
 MAP = "0:100000:65536"
 
 #: run(n) -> (mean ns of the bind, mean ns of the umount)
@@ -51,13 +49,7 @@ Method = Callable[[int], Tuple[float, float]]
 
 def build_cref(src: str, dst: str, userns_fd: int) -> Method:
     """Compile the C reference (if stale); return its run(n)."""
-    csrc = HERE / "cref_mount.c"
-    out = HERE / ".build" / "cref_mount.so"
-    out.parent.mkdir(exist_ok=True)
-    if not out.exists() or out.stat().st_mtime < csrc.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), str(csrc)],
-                       check=True)
-    fn = ctypes.CDLL(str(out)).cref_idmapped_bind
+    fn = compile_cref("cref_mount").cref_idmapped_bind
     fn.restype = ctypes.c_int64
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
                    ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
