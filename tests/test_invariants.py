@@ -39,6 +39,19 @@ def is_cloexec(fd: int) -> bool:
     return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
 
 
+def abandon_a_child_then_spawn() -> None:
+    """Drop a running child's handle (ResourceWarning); the next spawn reaps it."""
+    p = pidsafe.spawn(["sleep", "0.05"])
+    pid = p.pid
+    with pytest.warns(ResourceWarning):
+        del p
+        gc.collect()
+    wait_until(lambda: state(pid) == "Z", "the abandoned child to exit")
+    with pidsafe.spawn(["true"]) as q:  # reaps the abandoned child
+        q.wait()
+    assert pid not in children()
+
+
 # == 1. Pidfd from birth ========================================================
 
 def test_pidfd_names_the_child_as_soon_as_spawn_returns() -> None:
@@ -171,15 +184,7 @@ def test_whole_lifecycle_uses_only_the_pidfd(no_pid_apis: None,
         assert asyncio.run(p.wait_async()) == 4
     with pytest.raises(FileNotFoundError):
         pidsafe.spawn(["pidsafe-no-such-program"])
-    p = pidsafe.spawn(["sleep", "0.05"])
-    pid = p.pid
-    with pytest.warns(ResourceWarning):
-        del p
-        gc.collect()
-    wait_until(lambda: state(pid) == "Z", "the abandoned child to exit")
-    with pidsafe.spawn(["true"]) as q:  # reaps the abandoned one
-        q.wait()
-    assert pid not in children()
+    abandon_a_child_then_spawn()
     monkeypatch.setattr(_sys, "pidfd_open", real_pidfd_open)
     with pidsafe.spawn(["sleep", "30"]) as p, pidsafe.Process.from_pid(p.pid) as q:
         q.kill()
@@ -339,15 +344,7 @@ def test_subprocess_return_codes_stay_right_alongside_pidsafe() -> None:
     for i in range(5):
         with pidsafe.spawn(["sh", "-c", f"exit {i}"]) as p:
             assert p.wait() == i
-    p = pidsafe.spawn(["sleep", "0.05"])
-    pid = p.pid
-    with pytest.warns(ResourceWarning):
-        del p
-        gc.collect()
-    wait_until(lambda: state(pid) == "Z", "the abandoned child to exit")
-    with pidsafe.spawn(["true"]) as q:  # reaps the abandoned child
-        q.wait()
-    assert pid not in children()
+    abandon_a_child_then_spawn()
     assert popen.wait() == 5
     # ... and the other way round.
     with pidsafe.spawn(["sh", "-c", "exit 6"]) as p:
