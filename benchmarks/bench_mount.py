@@ -97,7 +97,7 @@ def main() -> int:
         src, dst = os.path.join(tmp, "src"), os.path.join(tmp, "dst")
         os.mkdir(src)
         os.mkdir(dst)
-        fs = pidsafe._mount.describe_fs(src)
+        fs = pidsafe.mount._mount.describe_fs(src)
         methods: Dict[str, Method] = {
             "C reference": build_cref(src, dst, userns.fileno()),
             "pidsafe.idmapped_bind": pidsafe_method(src, dst, userns),

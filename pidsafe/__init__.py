@@ -5,20 +5,20 @@ Every process pidsafe touches is held by a pidfd from birth
 can never be signalled, waited on or opened by mistake.
 """
 
-from ._errors import TimeoutExpired, UnsupportedError
+from .errors import TimeoutExpired, UnsupportedError
 from ._fd import OwnedFd
-from ._idmap import IDMap, IDMapError, IDRange
-from ._mount import MountError, idmapped_bind
+from .userns._idmap import IDMap, IDMapError, IDRange
+from .mount._mount import MountError, idmapped_bind
 from ._features import Features, features
-from ._claim import Claim
-from ._process import Process
-from ._reaper import Reaper
-from ._rootfs import InvalidMountError, Mount, mount_all, unmount_all
-from ._spawn import DEVNULL, PIPE, STDOUT, spawn
-from ._state import StateError, StateFile
-from ._subscription import (Exit, ReaperError, Subscription, SubscriptionClosed,
+from .reaper._claim import Claim
+from .process._process import Process
+from .reaper._reaper import Reaper
+from .mount._rootfs import InvalidMountError, Mount, mount_all, unmount_all
+from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
+from .state._statefile import StateError, StateFile
+from .reaper._subscription import (Exit, ReaperError, Subscription, SubscriptionClosed,
                             SubscriptionOverflow)
-from ._userns import HelperDiedError, Namespace, UsernsCache, get_userns_fd
+from .userns._userns import HelperDiedError, Namespace, UsernsCache, get_userns_fd
 from ._version import __version__
 
 __all__ = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
 from . import _sys
-from ._errors import UnsupportedError
+from .errors import UnsupportedError
 
 # name -> (what it is, the first kernel that has it)
 _FEATURES: Dict[str, Tuple[str, str]] = {

@@ -27,9 +27,9 @@ import os
 import tempfile
 from typing import List, Optional, Sequence, Tuple
 
-from . import _sys
-from ._errors import UnsupportedError
-from ._fd import OwnedFd
+from .. import _sys
+from ..errors import UnsupportedError
+from .._fd import OwnedFd
 from ._mount import attach, clone_idmapped, mount_error, mount_id_of, note, unmount_at
 
 _NEEDS_CAP = "needs CAP_SYS_ADMIN in the user namespace that owns this process's mount namespace"

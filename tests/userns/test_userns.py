@@ -6,7 +6,7 @@ own spawn(userns=)) and reads its own /proc/self/uid_map, gid_map and
 setgroups.  The kernel prints those; nothing here trusts pidsafe's word.
 
 The helper is killed (and optionally reaped, as a foreign __WALL reaper
-would) at each stage through ``pidsafe._userns._test_hook``.
+would) at each stage through ``pidsafe.userns._userns._test_hook``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe import _sys, _userns
+from pidsafe import _sys
+from pidsafe.userns import _userns
 from pidsafe import IDMap, IDMapError
 
 PIPE = subprocess.PIPE

@@ -16,11 +16,11 @@ import subprocess
 import sys
 from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-from . import _sys
-from ._errors import UnsupportedError
+from .. import _sys
+from ..errors import UnsupportedError
 from ._pipes import open_pipe_files
 from ._process import Process, _abandoned, reap_abandoned
-from ._userns import IDMapLike, Namespace, plan_spawn
+from ..userns._userns import IDMapLike, Namespace, plan_spawn
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import (TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tuple, Type)
 
 if TYPE_CHECKING:
-    from ._process import Process
+    from ..process._process import Process
 
 #: Default bound of a subscription's queue (see the module docstring).
 DEFAULT_MAXSIZE = 10_000

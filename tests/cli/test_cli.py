@@ -132,7 +132,7 @@ def test_run_forwards_ctrl_c_that_arrives_right_after_spawn(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The signal lands before run() is waiting: between spawn() returning and
     # the wait.  It must still reach the child, and run() must not hang.
-    from pidsafe import _spawn
+    from pidsafe.process import _spawn
 
     real_spawn = _spawn.spawn
 

@@ -21,7 +21,9 @@ from typing import Any, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe import _pipes, _spawn, _sys
+from pidsafe.process import _pipes, _spawn
+
+from pidsafe import _sys
 
 from conftest import children, open_fds, started_cat
 
@@ -246,7 +248,7 @@ def test_failure_after_the_clone_kills_and_reaps_the_child(
 
 
 class _FlakyIo:
-    """Stands in for the io module in pidsafe._pipes: open() fails once."""
+    """Stands in for the io module in pidsafe.process._pipes: open() fails once."""
 
     def __init__(self, fail_at: int) -> None:
         self.calls = 0

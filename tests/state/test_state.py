@@ -15,7 +15,7 @@ import pytest
 
 import pidsafe
 from pidsafe import StateError, StateFile
-from pidsafe import _state
+from pidsafe.state import _statefile
 
 
 def test_save_load_list_destroy(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_failed_fsync_keeps_old_state_and_no_temp(tmp_path: Path,
         def broken_fsync(fd: int) -> None:
             raise OSError(5, "injected EIO")
 
-        monkeypatch.setattr(_state.os, "fsync", broken_fsync)
+        monkeypatch.setattr(_statefile.os, "fsync", broken_fsync)
         with pytest.raises(OSError, match="injected"):
             st.save({"v": 2})
         monkeypatch.undo()
@@ -100,8 +100,8 @@ def test_write_fsync_rename_then_directory_fsync(tmp_path: Path,
 
     st = StateFile(tmp_path, "c1")
     with st.locked():
-        monkeypatch.setattr(_state.os, "fsync", fsync)
-        monkeypatch.setattr(_state.os, "rename", rename)
+        monkeypatch.setattr(_statefile.os, "fsync", fsync)
+        monkeypatch.setattr(_statefile.os, "rename", rename)
         st.save({"v": 1})
     assert events == ["fsync file", "rename", "fsync dir"]
 

@@ -29,10 +29,10 @@ import stat
 from dataclasses import dataclass, field
 from typing import (Dict, Iterable, List, Optional, Sequence, Tuple, Union)
 
-from . import _sys
-from ._fd import OwnedFd
-from ._features import features
-from ._idmap import IDMap, IDMapError
+from .. import _sys
+from .._fd import OwnedFd
+from .._features import features
+from ..userns._idmap import IDMap, IDMapError
 from ._mount import (HasFileno, attach, clone_idmapped, mount_error, mount_id_of, note,
                      open_tree_error, set_attrs, unmount_at, userns_fileno)
 from ._overlay import fs_mount, overlay_mount, split_lowerdir
@@ -496,7 +496,7 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
         needed.append("mount_setattr_idmap")
     features().require(*needed)
     root = os.fspath(rootfs).rstrip("/") or "/"
-    from ._userns import get_userns_fd  # late: only for uidmap=/gidmap=
+    from ..userns._userns import get_userns_fd  # late: only for uidmap=/gidmap=
 
     done: List[_Done] = []
     namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}

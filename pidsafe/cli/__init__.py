@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._features import REQUIRED, _FEATURES, features
+from .._features import REQUIRED, _FEATURES, features
 
 #: Capabilities that matter for what pidsafe does, and what for.
 _CAPS: Tuple[Tuple[str, str], ...] = (
@@ -95,8 +95,8 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
     """
     import signal
 
-    from ._process import Process
-    from ._spawn import spawn
+    from ..process._process import Process
+    from ..process._spawn import spawn
 
     # Ctrl-C goes to the child, which decides whether to exit.  A handler
     # rather than `except KeyboardInterrupt` around the wait: the signal may
@@ -127,8 +127,8 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
 def mount(source: str, target: str, uidmap: str, gidmap: str, *, readonly: bool,
           recursive: bool) -> int:
     """``pidsafe mount``: an idmapped bind through a new user namespace."""
-    from ._mount import idmapped_bind
-    from ._userns import get_userns_fd
+    from ..mount._mount import idmapped_bind
+    from ..userns._userns import get_userns_fd
 
     try:
         with get_userns_fd(uidmap, gidmap) as userns:
@@ -169,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      recursive=ns.recursive)
     spawn_kw: Dict[str, Any] = {}
     if ns.cmd == "userns":
-        from ._idmap import IDMap, IDMapError
+        from ..userns._idmap import IDMap, IDMapError
 
         try:
             spawn_kw = {"uidmap": IDMap.parse(ns.uidmap), "gidmap": IDMap.parse(ns.gidmap)}
@@ -186,6 +186,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"pidsafe {ns.cmd}: {exc}", file=sys.stderr)
         return 127
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

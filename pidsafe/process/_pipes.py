@@ -14,7 +14,7 @@ import selectors
 import time
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
-from ._errors import TimeoutExpired
+from ..errors import TimeoutExpired
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 

@@ -16,7 +16,9 @@ from typing import Any, Callable, List, Optional
 import pytest
 
 import pidsafe
-from pidsafe import _process, _sys
+from pidsafe.process import _process
+
+from pidsafe import _sys
 
 from conftest import children, open_fds, state, wait_until
 

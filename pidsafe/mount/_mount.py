@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Protocol, Tuple, Type, Union, cast
 
-from . import _sys
-from ._errors import UnsupportedError
-from ._fd import OwnedFd
+from .. import _sys
+from ..errors import UnsupportedError
+from .._fd import OwnedFd
 
 StrPath = Union[str, "os.PathLike[str]"]
 AT_FDCWD = -100

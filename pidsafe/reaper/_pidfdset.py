@@ -44,8 +44,8 @@ import time
 import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
-from . import _sys
-from ._process import Process
+from .. import _sys
+from ..process._process import Process
 from ._subscription import ReaperError
 
 _EVENTS = select.EPOLLIN | select.EPOLLONESHOT

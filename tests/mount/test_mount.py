@@ -21,7 +21,8 @@ from typing import Iterator, List, Sequence
 import pytest
 
 import pidsafe
-from pidsafe import _mount, _sys
+from pidsafe.mount import _mount
+from pidsafe import _sys
 from pidsafe.cli import main as cli_main
 
 pytestmark = pytest.mark.root
@@ -444,7 +445,7 @@ def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Pat
         if target.endswith("/busy"):  # someone starts using the new mount
             holder.append(os.open(os.path.join(target, "."), os.O_RDONLY | os.O_CLOEXEC))
 
-    monkeypatch.setattr("pidsafe._rootfs.attach", attach_then_hold)
+    monkeypatch.setattr("pidsafe.mount._rootfs.attach", attach_then_hold)
     with pytest.raises(pidsafe.MountError) as ei:
         pidsafe.mount_all(mounts, rootfs)
     try:
@@ -461,7 +462,7 @@ def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Pat
 def test_overlay_temp_mount_busy_is_reported_and_left(disk: Path, rootfs: Path,
                                                        private_tmp: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from pidsafe import _overlay
+    from pidsafe.mount import _overlay
 
     monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001,))
     real_unmount_at = _overlay.unmount_at

@@ -505,8 +505,8 @@ def test_held_child_registered_since_is_left_to_the_owned_path() -> None:
     reaper's own fds, which the holder check excludes: the scanner must see
     that the child is owned and leave it, or its exit is published twice
     (as an orphan, then as owned).  Found by test_orphan_storm (~3 %)."""
-    from pidsafe._claim import ClaimBook
-    from pidsafe._orphans import OrphanScanner, pin_child
+    from pidsafe.reaper._claim import ClaimBook
+    from pidsafe.reaper._orphans import OrphanScanner, pin_child
 
     p = pidsafe.spawn([SH, "-c", "exit 4"])
     wait_exited(p)

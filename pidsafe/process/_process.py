@@ -35,8 +35,8 @@ import warnings
 from types import TracebackType
 from typing import IO, Any, List, Optional, Type
 
-from . import _sys
-from ._errors import TimeoutExpired
+from .. import _sys
+from ..errors import TimeoutExpired
 from ._pipes import PipesMixin
 
 
@@ -187,7 +187,7 @@ class Process(PipesMixin):
         except OSError as exc:
             if exc.errno not in (errno.ENOTTY, errno.EINVAL):
                 raise
-            from ._errors import UnsupportedError
+            from ..errors import UnsupportedError
 
             raise UnsupportedError(
                 "pidfd_info_exit",

@@ -15,10 +15,10 @@ import errno
 import os
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
-from ._version import __version__
+from .._version import __version__
 
 try:
-    from . import _native  # type: ignore[attr-defined]
+    from .. import _native  # type: ignore[attr-defined]
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "pidsafe's compiled extension pidsafe._native is missing; "

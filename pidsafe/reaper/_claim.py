@@ -20,8 +20,8 @@ import time
 from types import TracebackType
 from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple, Type
 
-from . import _sys
-from ._errors import TimeoutExpired
+from .. import _sys
+from ..errors import TimeoutExpired
 from ._subscription import AsyncWaiters, Exit, ReaperError
 
 

@@ -36,10 +36,11 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, Type
 
-from . import _orphans, _spawn
+from ..process import _spawn
+from ..process._process import Process
+from . import _orphans
 from ._claim import Claim, ClaimBook
 from ._pidfdset import PidfdSet, Reg, reap_owned
-from ._process import Process
 from ._subscription import DEFAULT_MAXSIZE, Exit, ReaperError, Subscription, SubscriptionClosed
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (

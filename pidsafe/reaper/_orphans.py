@@ -45,9 +45,9 @@ import functools
 import os
 from typing import Collection, Dict, List, Optional, Protocol, Set, Tuple
 
-from . import _sys
+from .. import _sys
 from ._claim import ClaimBook
-from ._process import _returncode
+from ..process._process import _returncode
 from ._subscription import Exit, ReaperError
 
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type, Union
 
-from . import _sys
-from ._errors import UnsupportedError
-from ._fd import OwnedFd
+from .. import _sys
+from ..errors import UnsupportedError
+from .._fd import OwnedFd
 from ._idmap import IDMap, IDMapError
 
 #: What the map arguments accept: an :class:`IDMap` or its ``c:h:s,...`` text.

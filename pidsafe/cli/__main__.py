@@ -1,0 +1,7 @@
+"""``python -m pidsafe.cli``: the ``pidsafe`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""pidsafe.mount: see DESIGN.md, "Layers"."""

@@ -1,0 +1,1 @@
+"""pidsafe.process: see DESIGN.md, "Layers"."""

@@ -1,0 +1,1 @@
+"""pidsafe.reaper: see DESIGN.md, "Layers"."""

@@ -1,0 +1,1 @@
+"""pidsafe.state: see DESIGN.md, "Layers"."""

@@ -1,0 +1,1 @@
+"""pidsafe.userns: see DESIGN.md, "Layers"."""
