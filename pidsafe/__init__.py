@@ -5,25 +5,27 @@ Every process pidsafe touches is held by a pidfd from birth
 can never be signalled, waited on or opened by mistake.
 """
 
-from .errors import TimeoutExpired, UnsupportedError
 from ._fd import OwnedFd
-from .userns._idmap import IDMap, IDMapError, IDRange
-from .mount._mount import MountError, idmapped_bind
 from ._features import Features, features
-from .reaper._claim import Claim
-from .process._process import Process
-from .reaper._reaper import Reaper
-from .mount._rootfs import InvalidMountError, Mount, mount_all, unmount_all
-from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
-from .state._statefile import StateError, StateFile
-from .reaper._subscription import (Exit, ReaperError, Subscription, SubscriptionClosed,
-                            SubscriptionOverflow)
-from .userns._userns import HelperDiedError, Namespace, UsernsCache, get_userns_fd
 from ._version import __version__
+from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
+                     ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
+                     TimeoutExpired, UnsupportedError)
+from .mount._mount import idmapped_bind
+from .mount._rootfs import Mount, mount_all, unmount_all
+from .process._process import Process
+from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
+from .reaper._claim import Claim
+from .reaper._reaper import Reaper
+from .reaper._subscription import Exit, Subscription
+from .state._statefile import StateFile
+from .userns._idmap import IDMap, IDRange
+from .userns._userns import Namespace, UsernsCache, get_userns_fd
 
 __all__ = [
     "Claim",
     "DEVNULL",
+    "Error",
     "Exit",
     "Features",
     "HelperDiedError",

@@ -169,7 +169,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      recursive=ns.recursive)
     spawn_kw: Dict[str, Any] = {}
     if ns.cmd == "userns":
-        from ..userns._idmap import IDMap, IDMapError
+        from ..userns._idmap import IDMap
+        from ..errors import IDMapError
 
         try:
             spawn_kw = {"uidmap": IDMap.parse(ns.uidmap), "gidmap": IDMap.parse(ns.gidmap)}

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Protocol, Tuple, Type, Union, cast
 from .. import _sys
 from ..errors import UnsupportedError
 from .._fd import OwnedFd
+from ..errors import MountError, mount_error
 
 StrPath = Union[str, "os.PathLike[str]"]
 AT_FDCWD = -100
@@ -50,57 +51,6 @@ class HasFileno(Protocol):
     """Anything with a ``fileno()``: an :class:`OwnedFd`, a file object."""
 
     def fileno(self) -> int: ...
-
-
-class MountError(OSError):
-    """A mount step failed.
-
-    Instances are also of the errno's own ``OSError`` subclass (catch
-    ``PermissionError`` for ``EPERM``, ``FileNotFoundError`` for ``ENOENT``
-    ...).  ``str()`` reads like
-    ``[Errno 1] unable to attach mount tree to /x: Operation not permitted
-    (needs CAP_SYS_ADMIN ...): '/x'``.
-
-    Attributes:
-        step: what was being done, e.g. ``"unable to attach mount tree to /x"``.
-        path: the path the step was about (also ``filename``).
-    """
-
-    step: str
-    path: str
-
-    def __init__(self, err: int, message: str, path: Optional[str] = None,
-                 step: str = "") -> None:
-        super().__init__(err, message, path)
-        self.step = step
-        self.path = path or ""
-
-    def __reduce__(self) -> Tuple[object, ...]:
-        return (_rebuild_error, (self.errno, self.strerror, self.path, self.step))
-
-
-_ERROR_TYPES: Dict[Type[OSError], Type[MountError]] = {OSError: MountError}
-
-
-def _rebuild_error(err: int, message: str, path: Optional[str], step: str) -> MountError:
-    return mount_error(err, step, path, message=message)
-
-
-def mount_error(err: int, step: str, path: Optional[StrPath] = None, hint: str = "", *,
-                message: Optional[str] = None) -> MountError:
-    """A :class:`MountError` that is also the errno's own OSError subclass.
-
-    The message is ``"<step>: <strerror>"``, then `` (<hint>)`` if given.
-    """
-    base = type(OSError(err, ""))
-    cls = _ERROR_TYPES.get(base)
-    if cls is None:
-        cls = cast(Type[MountError], type(f"Mount{base.__name__}", (MountError, base),
-                                          {"__module__": __name__}))
-        _ERROR_TYPES[base] = cls
-    if message is None:
-        message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
-    return cls(err, message, os.fspath(path) if path is not None else None, step)
 
 
 def note(exc: BaseException, text: str) -> None:

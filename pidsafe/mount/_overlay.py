@@ -30,7 +30,8 @@ from typing import List, Optional, Sequence, Tuple
 from .. import _sys
 from ..errors import UnsupportedError
 from .._fd import OwnedFd
-from ._mount import attach, clone_idmapped, mount_error, mount_id_of, note, unmount_at
+from ._mount import attach, clone_idmapped, mount_id_of, note, unmount_at
+from ..errors import mount_error
 
 _NEEDS_CAP = "needs CAP_SYS_ADMIN in the user namespace that owns this process's mount namespace"
 

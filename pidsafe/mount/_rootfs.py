@@ -32,10 +32,12 @@ from typing import (Dict, Iterable, List, Optional, Sequence, Tuple, Union)
 from .. import _sys
 from .._fd import OwnedFd
 from .._features import features
-from ..userns._idmap import IDMap, IDMapError
-from ._mount import (HasFileno, attach, clone_idmapped, mount_error, mount_id_of, note,
-                     open_tree_error, set_attrs, unmount_at, userns_fileno)
+from ..userns._idmap import IDMap
+from ..errors import IDMapError
+from ._mount import HasFileno, attach, clone_idmapped, mount_id_of, note, open_tree_error, set_attrs, unmount_at, userns_fileno
+from ..errors import mount_error
 from ._overlay import fs_mount, overlay_mount, split_lowerdir
+from ..errors import InvalidMountError
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -60,21 +62,6 @@ _PROPAGATION = {
     "private": _sys.MS_PRIVATE, "shared": _sys.MS_SHARED, "slave": _sys.MS_SLAVE,
     "unbindable": _sys.MS_UNBINDABLE,
 }
-
-
-class InvalidMountError(ValueError):
-    """A :class:`Mount` is malformed; raised before anything is mounted.
-
-    Attributes:
-        index: the mount's position in the list given to :func:`mount_all`.
-        mount: the :class:`Mount` itself.
-    """
-
-    def __init__(self, index: int, mount: "Mount", reason: str) -> None:
-        super().__init__(f"mount {index} ({mount.type or 'bind'} {mount.source!r} on "
-                         f"{mount.target!r}): {reason}")
-        self.index = index
-        self.mount = mount
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple, Type
 
 from .. import _sys
 from ..errors import TimeoutExpired
-from ._subscription import AsyncWaiters, Exit, ReaperError
+from ._subscription import AsyncWaiters, Exit
+from ..errors import ReaperError
 
 
 class _ClaimOwner(Protocol):

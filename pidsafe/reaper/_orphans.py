@@ -48,7 +48,8 @@ from typing import Collection, Dict, List, Optional, Protocol, Set, Tuple
 from .. import _sys
 from ._claim import ClaimBook
 from ..process._process import _returncode
-from ._subscription import Exit, ReaperError
+from ._subscription import Exit
+from ..errors import ReaperError
 
 
 def list_children() -> Set[int]:

@@ -46,7 +46,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .. import _sys
 from ..process._process import Process
-from ._subscription import ReaperError
+from ..errors import ReaperError
 
 _EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 

@@ -41,7 +41,8 @@ from ..process._process import Process
 from . import _orphans
 from ._claim import Claim, ClaimBook
 from ._pidfdset import PidfdSet, Reg, reap_owned
-from ._subscription import DEFAULT_MAXSIZE, Exit, ReaperError, Subscription, SubscriptionClosed
+from ._subscription import DEFAULT_MAXSIZE, Exit, Subscription
+from ..errors import ReaperError, SubscriptionClosed
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
     "new", "starting", "running", "stopping", "stopped", "forked")

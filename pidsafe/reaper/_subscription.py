@@ -24,42 +24,13 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import (TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tuple, Type)
+from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
 
 if TYPE_CHECKING:
     from ..process._process import Process
 
 #: Default bound of a subscription's queue (see the module docstring).
 DEFAULT_MAXSIZE = 10_000
-
-
-class ReaperError(RuntimeError):
-    """A :class:`pidsafe.Reaper` was used in a state that cannot work.
-
-    Not started, already stopped, inherited by a forked child (whose reaper
-    thread does not exist), a second subreaper, or a reaper thread that
-    failed.
-    """
-
-
-class SubscriptionClosed(EOFError):
-    """The subscription has ended and holds no more exits.
-
-    It was closed, or its reaper stopped.  Iteration ends quietly instead.
-    """
-
-
-class SubscriptionOverflow(ReaperError):
-    """The subscriber fell ``maxsize`` exits behind and was detached.
-
-    Every exit queued before the overflow has been delivered; later exits
-    were not.  ``maxsize`` says what the bound was.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(
-            f"subscription fell {maxsize} exits behind and was detached: exits after the "
-            "last one delivered were dropped (resubscribe, then resynchronise)")
-        self.maxsize = maxsize
 
 
 @dataclass(frozen=True, slots=True)

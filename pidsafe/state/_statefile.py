@@ -24,14 +24,11 @@ import re
 import threading
 from types import TracebackType
 from typing import Any, Dict, List, Optional, Type, Union
+from ..errors import StateError
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
-
-
-class StateError(ValueError):
-    """A state file operation used wrongly (bad id, not locked, ...)."""
 
 
 class StateFile:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
+from ..errors import IDMapError
 
 #: The largest valid id: 2**32 - 2.  ``(uid_t)-1`` means "no id" to the kernel.
 MAX_ID = 4294967294
@@ -34,14 +35,6 @@ MAX_ID = 4294967294
 MAX_RANGES = 340
 _MAX_DIGITS = len(str(MAX_ID))
 _OCI_KEYS = ("containerID", "hostID", "size")
-
-
-class IDMapError(ValueError):
-    """A uid/gid map is malformed or breaks the kernel's rules.
-
-    The message names the map, the offending range (by position and text)
-    and the reason.
-    """
 
 
 @dataclass(frozen=True)

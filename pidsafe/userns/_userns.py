@@ -36,7 +36,9 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type, Union
 from .. import _sys
 from ..errors import UnsupportedError
 from .._fd import OwnedFd
-from ._idmap import IDMap, IDMapError
+from ._idmap import IDMap
+from ..errors import IDMapError
+from ..errors import HelperDiedError
 
 #: What the map arguments accept: an :class:`IDMap` or its ``c:h:s,...`` text.
 IDMapLike = Union[IDMap, str]
@@ -46,18 +48,6 @@ _PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 _O_WRITE = os.O_WRONLY | os.O_CLOEXEC
 _NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
-
-
-class HelperDiedError(ProcessLookupError):
-    """A child was reaped before its new user namespace could be proven.
-
-    The child is get_userns_fd()'s helper, or the child of
-    ``spawn(uidmap=, gidmap=)``.  Nothing it left behind is trusted or
-    returned: the fds opened under ``/proc/PID/`` may belong to another
-    process that reused the pid.  The child dies only if something killed
-    it (or our thread died), so this is rare; retrying is safe.  ``errno``
-    is ``ESRCH``.
-    """
 
 
 class HelperView(NamedTuple):

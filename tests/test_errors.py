@@ -1,0 +1,60 @@
+"""pidsafe.errors: one module holds every exception; each keeps its builtin base."""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import pickle
+import subprocess
+
+import pytest
+
+import pidsafe
+from pidsafe import errors
+
+BASES = {
+    "UnsupportedError": OSError,
+    "TimeoutExpired": subprocess.TimeoutExpired,
+    "IDMapError": ValueError,
+    "HelperDiedError": ProcessLookupError,
+    "InvalidMountError": ValueError,
+    "MountError": OSError,
+    "StateError": ValueError,
+    "ReaperError": RuntimeError,
+    "SubscriptionClosed": EOFError,
+    "SubscriptionOverflow": RuntimeError,
+}
+
+
+def test_every_exception_lives_in_errors_and_is_a_pidsafe_error() -> None:
+    defined = {name for name, obj in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(obj, BaseException) and obj.__module__ == errors.__name__}
+    assert defined == set(BASES) | {"Error"}
+    for name, base in BASES.items():
+        cls = getattr(pidsafe, name)
+        assert cls is getattr(errors, name)
+        assert issubclass(cls, pidsafe.Error) and issubclass(cls, base), name
+        assert name in pidsafe.__all__
+
+
+def test_no_other_module_defines_an_exception() -> None:
+    import pathlib
+    import re
+
+    root = pathlib.Path(pidsafe.__file__).parent
+    pattern = re.compile(r"^class \w+\((?:[\w.]*(?:Error|Exception|Expired)\b)", re.M)
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if p.name != "errors.py" and pattern.search(p.read_text())]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("err, base", [(errno.EPERM, PermissionError),
+                                       (errno.ENOENT, FileNotFoundError),
+                                       (errno.EINVAL, OSError)])
+def test_mount_error_is_the_errnos_own_subclass_and_pickles(err: int, base: type) -> None:
+    exc = errors.mount_error(err, "unable to attach mount tree to /x", "/x", "a hint")
+    assert isinstance(exc, pidsafe.MountError) and isinstance(exc, base)
+    assert isinstance(exc, pidsafe.Error)
+    assert exc.step == "unable to attach mount tree to /x" and exc.path == "/x"
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc) and str(back) == str(exc) and back.step == exc.step
