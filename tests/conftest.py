@@ -8,6 +8,7 @@ process has an fd, a child (zombie or not) or a mount it did not have before.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
@@ -17,6 +18,8 @@ from typing import Any, Callable, Dict, Iterator, List, Set
 import pytest
 
 import pidsafe
+
+from faults import Faults
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
@@ -96,6 +99,56 @@ def _describe_child(pid: int) -> str:
     return f"pid {pid} state {letter or '?'} cmd {cmd!r}"
 
 
+class Snapshot:
+    """This process's fds, children and mounts at one moment."""
+
+    def __init__(self, relevant: Callable[[Set[str]], Set[str]] = lambda s: s) -> None:
+        self._relevant = relevant
+        self.fds = open_fds()
+        self.kids = children()
+        self.mounts = relevant(mounts())
+
+    def leaks(self, grace: float = 2.0) -> List[str]:
+        """What exists now and did not then, as messages; [] if nothing."""
+        gc.collect()
+        problems = []
+        # A child that is being killed may need a moment to become reapable,
+        # but a test must reap what it starts: a short grace only for exiting
+        # ones.
+        deadline = time.monotonic() + grace
+        while True:
+            new_kids = children() - self.kids
+            if not new_kids or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        problems += ["leaked child: " + _describe_child(p) for p in sorted(new_kids)]
+        fds_after = open_fds()
+        for fd in sorted(set(fds_after) - set(self.fds)):
+            problems.append(f"leaked fd {fd} -> {fds_after[fd]}")
+        for fd in sorted(set(self.fds) & set(fds_after)):
+            if self.fds[fd] != fds_after[fd]:
+                problems.append(f"fd {fd} changed: {self.fds[fd]} -> {fds_after[fd]}")
+        new_mounts = self._relevant(mounts()) - self.mounts
+        problems += [f"leaked mount: {m}" for m in sorted(new_mounts)]
+        return problems
+
+
+@contextlib.contextmanager
+def leak_check(what: str) -> Iterator[None]:
+    """Fail naming ``what`` if the block leaves an fd, a child or a mount."""
+    snap = Snapshot()
+    yield
+    problems = snap.leaks()
+    if problems:
+        pytest.fail(f"{what} leaked resources:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def faults() -> "Faults":
+    """Fail or interrupt the k-th native call of an operation (tests/faults.py)."""
+    return Faults()
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -111,29 +164,8 @@ def no_leaks(request: pytest.FixtureRequest,
         return {p for p in points
                 if not p.startswith(shared_root + "/") or p == ours or p.startswith(ours + "/")}
 
-    fds_before = open_fds()
-    kids_before = children()
-    mounts_before = relevant(mounts())
+    snap = Snapshot(relevant)
     yield
-    gc.collect()
-    problems = []
-    # A child that is being killed may need a moment to become reapable, but
-    # a test must reap what it starts: a short grace only for exiting ones.
-    deadline = time.monotonic() + 2
-    while True:
-        new_kids = children() - kids_before
-        if not new_kids or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    if new_kids:
-        problems += ["leaked child: " + _describe_child(p) for p in sorted(new_kids)]
-    fds_after = open_fds()
-    for fd in sorted(set(fds_after) - set(fds_before)):
-        problems.append(f"leaked fd {fd} -> {fds_after[fd]}")
-    for fd in sorted(set(fds_before) & set(fds_after)):
-        if fds_before[fd] != fds_after[fd]:
-            problems.append(f"fd {fd} changed: {fds_before[fd]} -> {fds_after[fd]}")
-    new_mounts = relevant(mounts()) - mounts_before
-    problems += [f"leaked mount: {m}" for m in sorted(new_mounts)]
+    problems = snap.leaks()
     if problems:
         pytest.fail("test leaked resources:\n  " + "\n  ".join(problems), pytrace=False)

@@ -1,0 +1,166 @@
+"""Critical sections that a raising Python signal handler cannot split.
+
+The problem.  CPython runs Python-level signal handlers in the main thread,
+between bytecodes: right after any call returns, at the entry of any Python
+function, at every backward jump.  A handler may raise (``KeyboardInterrupt``
+from Ctrl-C, a ``TimeoutError`` from a ``SIGALRM`` timeout).  So in
+
+    pid, pidfd = _sys.spawn(...)        # a child and an fd now exist
+    proc = Process(pid, pidfd)          # ... and now somebody owns them
+
+the exception can escape between the two lines, and the child and the fd
+leak; in a cleanup path it can escape before the cleanup has run.  A
+``try``/``except`` at each site does not help: the handler can fire inside
+the ``except`` block too.
+
+The fix, once, here: ``with critical:`` around every sequence "resource
+created -> ownership recorded" (and around cleanups).  Inside it, in the
+main thread, every signal with a Python handler is diverted to a recorder;
+at the end of the outermost section the handlers are put back and each
+recorded signal's handler runs then, with its usual effect (an exception it
+raises propagates from the ``with`` statement, at a point where every
+resource has an owner).  Signals are never lost, only postponed, and the
+sections are kept short and non-blocking so that Ctrl-C stays prompt.
+
+In any other thread ``critical`` costs one comparison: Python handlers never
+run there (signalmodule.c: ``_Py_ThreadCanHandleSignals``), so nothing can
+be raised into it asynchronously.
+
+Self-healing.  The diversion is undone handler by handler, and a signal
+handler may still raise in the middle of that (for a signal already put
+back).  A recorder that is invoked outside any section therefore puts its
+signal's own handler back and calls it: a diversion left behind by an
+interrupted restore can never swallow a signal.
+
+After ``fork()`` the child starts outside any section with its handlers
+put back (the forking thread is the child's main thread).
+
+This is the trio idea (defer ``KeyboardInterrupt`` while a frame is
+protected) generalised to every Python handler.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+
+_Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
+
+#: Signals a Python handler can be installed for.
+_SIGNALS: Tuple[int, ...] = tuple(sorted(
+    int(s) for s in signal.valid_signals()
+    if s not in (signal.SIGKILL, signal.SIGSTOP)))
+
+
+class _State:
+    __slots__ = ("depth", "saved", "pending", "main_ident")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        #: signal -> the handler the recorder replaced
+        self.saved: Dict[int, _Handler] = {}
+        #: signals that arrived inside the section, in order, with their frame
+        self.pending: List[Tuple[int, Optional[FrameType]]] = []
+        self.main_ident = threading.main_thread().ident
+
+
+_state = _State()
+
+
+def _record(signum: int, frame: Optional[FrameType]) -> None:
+    """The stand-in handler while a section is open."""
+    if _state.depth > 0:
+        _state.pending.append((signum, frame))
+        return
+    # Outside any section: a diversion an interrupted restore left behind.
+    handler = _state.saved.pop(signum, None)
+    if handler is None:  # pragma: no cover - only if a user installed _record
+        return
+    signal.signal(signum, handler)
+    if callable(handler):
+        handler(signum, frame)
+
+
+def _divert() -> None:
+    getsignal = signal.getsignal
+    for sig in _SIGNALS:
+        handler = getsignal(sig)
+        if callable(handler) and handler is not _record:
+            _state.saved[sig] = handler
+            signal.signal(sig, _record)
+
+
+def _restore() -> None:
+    # Pop before putting back: if a handler raises from inside
+    # signal.signal() (it runs pending handlers), what is left is still
+    # diverted and heals itself in _record.
+    saved = _state.saved
+    while saved:
+        sig, handler = saved.popitem()
+        signal.signal(sig, handler)
+
+
+def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
+    """Call each recorded signal's own handler, every one even if some raise."""
+    if not pending:
+        return
+    (signum, frame), rest = pending[0], pending[1:]
+    try:
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL and signum == signal.SIGINT:  # pragma: no cover
+            raise KeyboardInterrupt
+    finally:
+        _run(rest)
+
+
+class _Critical:
+    """``with critical:`` (reentrant); see the module docstring."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        if threading.get_ident() != _state.main_ident:
+            return
+        _state.depth += 1
+        if _state.depth == 1:
+            _divert()
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        if threading.get_ident() != _state.main_ident:
+            return
+        _state.depth -= 1
+        if _state.depth:
+            return
+        try:
+            _restore()
+        finally:
+            pending, _state.pending = _state.pending, []
+            _run(pending)
+
+    @property
+    def active(self) -> bool:
+        """Whether the calling thread is inside a section with handlers diverted."""
+        return _state.depth > 0 and threading.get_ident() == _state.main_ident
+
+
+#: The one critical-section object: ``with critical: ...``.
+critical = _Critical()
+
+
+def _after_fork_in_child() -> None:
+    global _state
+    old = _state
+    _state = _State()
+    # The forking thread is the child's main thread; signal.signal works there.
+    _state.main_ident = threading.get_ident()
+    _state.saved = old.saved
+    _restore()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

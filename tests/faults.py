@@ -1,0 +1,198 @@
+"""Fault injection: fail, or interrupt, the k-th call into the native layer.
+
+``Faults`` stands between pidsafe and the kernel for the length of one
+operation:
+
+* every call into ``pidsafe._native`` (through ``_sys.lib``: clone3, pidfd
+  calls, the mount API, ...) and every call of the ``os``/``fcntl``
+  functions that create or move resources (``os.open``, ``os.pipe2``,
+  ``os.read``, ``fcntl.fcntl`` ... see ``OS_CALLS``) is counted;
+* ``fail_at(k, errno)`` makes the k-th such call fail with that errno, as
+  the kernel would (a native call returns its failure value with ``errno``
+  set; an ``os`` call raises the errno's ``OSError``), without running it;
+* ``interrupt_at(k)`` lets the k-th call run and then delivers SIGINT to
+  this thread at once, whose handler raises ``KeyboardInterrupt``: exactly a
+  Ctrl-C landing right after a resource was created (or, with
+  ``before=True``, right before the call).
+
+Typical use, for every k (see ``sweep``)::
+
+    n = faults.count(lambda: pidsafe.spawn(["true"]).wait())
+    for k in range(1, n + 1):
+        with leak_check(f"k={k}"):
+            with faults.fail_at(k, errno.EMFILE), pytest.raises(OSError):
+                op()
+
+``leak_check`` (in conftest) fails with the list of fds, children and mounts
+the block left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_mod
+import fcntl
+import os
+import signal
+import sys
+import threading
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import pidsafe
+from pidsafe import _sys
+
+#: os/fcntl functions counted (and failable) besides the native layer.
+OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
+    (os, "open"), (os, "pipe2"), (os, "pipe"), (os, "dup"), (os, "read"), (os, "write"),
+    (os, "mkdir"), (os, "rename"), (os, "replace"), (os, "fsync"), (os, "unlink"),
+    (os, "rmdir"), (os, "listdir"), (os, "scandir"), (os, "readlink"), (os, "openpty"),
+    (fcntl, "fcntl"), (fcntl, "flock"), (fcntl, "ioctl"),
+)
+
+#: What a native function returns on failure, where it is not -1.
+_FAIL_VALUE: Dict[str, int] = {
+    "pidsafe_idmapped_bind": 1,   # BIND_STAGE_OPEN_TREE: "failed at the first step"
+}
+#: Native functions that are not system calls: neither counted nor failed.
+_NOT_SYSCALLS = frozenset({"pidsafe_version", "pidsafe_has_clone3_trampoline"})
+
+
+class _Interrupt(KeyboardInterrupt):
+    """The KeyboardInterrupt that ``interrupt_at`` delivers."""
+
+
+class Faults:
+    """See the module docstring.  One per test (the ``faults`` fixture)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: List[str] = []
+        self._fail: Optional[Tuple[int, int]] = None        # (k, errno)
+        self._interrupt: Optional[Tuple[int, bool]] = None  # (k, before)
+        self._armed = False
+        self.fired: Optional[str] = None   # the call that was failed or interrupted
+
+    # -- the interposition ----------------------------------------------------
+
+    def _tick(self, name: str) -> Tuple[bool, bool, bool]:
+        """Count one call: (fail it, interrupt before it, interrupt after it)."""
+        with self._lock:
+            if not self._armed:
+                return False, False, False
+            self.calls.append(name)
+            k = len(self.calls)
+            fail = self._fail is not None and self._fail[0] == k
+            before = self._interrupt is not None and self._interrupt == (k, True)
+            after = self._interrupt is not None and self._interrupt == (k, False)
+            if fail or before or after:
+                self.fired = f"call {k}: {name}"
+            return fail, before, after
+
+    def _deliver_sigint(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.raise_signal(signal.SIGINT)   # the handler runs right here
+        # Other threads (a reaper's) take no Python signal handler: nothing to do.
+
+    def _wrap_native(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            fail, before, after = self._tick(name)
+            if before:
+                self._deliver_sigint()
+            if fail:
+                assert self._fail is not None
+                _sys.ffi.errno = self._fail[1]
+                return _FAIL_VALUE.get(name, -1)
+            ret = fn(*args)
+            if after:
+                saved = _sys.ffi.errno
+                self._deliver_sigint()
+                _sys.ffi.errno = saved
+            return ret
+        return call
+
+    def _wrap_os(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            fail, before, after = self._tick(name)
+            if before:
+                self._deliver_sigint()
+            if fail:
+                assert self._fail is not None
+                err = self._fail[1]
+                raise OSError(err, f"{os.strerror(err)} (injected into {name})")
+            ret = fn(*args, **kwargs)
+            if after:
+                self._deliver_sigint()
+            return ret
+        return call
+
+    @contextlib.contextmanager
+    def _installed(self) -> Iterator[None]:
+        real_lib = _sys.lib
+        faults = self
+
+        class LibProxy:
+            def __getattr__(self, attr: str) -> Any:
+                value = getattr(real_lib, attr)
+                if attr.startswith("pidsafe_") and callable(value) and attr not in _NOT_SYSCALLS:
+                    return faults._wrap_native(attr, value)
+                return value
+
+        proxy = LibProxy()
+        patched: List[Tuple[Any, str, Any]] = []
+        for mod in [m for n, m in list(sys.modules.items())
+                    if n.startswith("pidsafe._sys") and m is not None]:
+            if getattr(mod, "lib", None) is real_lib:
+                patched.append((mod, "lib", real_lib))
+                setattr(mod, "lib", proxy)
+        for mod, attr in OS_CALLS:
+            real = getattr(mod, attr, None)
+            if real is not None:
+                patched.append((mod, attr, real))
+                setattr(mod, attr, self._wrap_os(f"{mod.__name__}.{attr}", real))
+        old_sigint = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            raise _Interrupt(f"injected SIGINT at {faults.fired}")
+
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed = False
+            for mod, attr, real in reversed(patched):
+                setattr(mod, attr, real)
+            signal.signal(signal.SIGINT, old_sigint)
+
+    @contextlib.contextmanager
+    def _armed_with(self, fail: Optional[Tuple[int, int]],
+                    interrupt: Optional[Tuple[int, bool]]) -> Iterator["Faults"]:
+        self.calls = []
+        self.fired = None
+        self._fail, self._interrupt = fail, interrupt
+        with self._installed():
+            with self._lock:
+                self._armed = True
+            yield self
+
+    # -- the public face --------------------------------------------------------
+
+    def count(self, op: Callable[[], Any]) -> int:
+        """Run ``op`` (which must succeed) and return how many calls it made."""
+        with self._armed_with(None, None):
+            op()
+        return len(self.calls)
+
+    def fail_at(self, k: int, err: int = errno_mod.EIO) -> "contextlib.AbstractContextManager[Faults]":
+        """Within the block, the k-th counted call fails with ``err``."""
+        return self._armed_with((k, err), None)
+
+    def interrupt_at(self, k: int, *, before: bool = False
+                     ) -> "contextlib.AbstractContextManager[Faults]":
+        """Within the block, SIGINT lands right after (or before) the k-th call."""
+        return self._armed_with(None, (k, before))
+
+
+Interrupt = _Interrupt
+__all__ = ["Faults", "Interrupt", "OS_CALLS", "pidsafe"]

@@ -1,0 +1,119 @@
+"""pidsafe._sigsafe.critical: a raising signal handler waits for the section's end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any, Iterator, List
+
+import pytest
+
+from pidsafe import _sigsafe
+from pidsafe._sigsafe import critical
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def raising_usr1() -> Iterator[List[int]]:
+    seen: List[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise Boom(signum)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    yield seen
+    signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_handler_raising_inside_waits_for_the_end(raising_usr1: List[int]) -> None:
+    reached = []
+    with pytest.raises(Boom):
+        with critical:
+            signal.raise_signal(signal.SIGUSR1)
+            reached.append("after the signal")     # the section went on
+            assert raising_usr1 == []
+    assert reached == ["after the signal"] and raising_usr1 == [signal.SIGUSR1]
+    assert not critical.active
+    # Handlers are back: outside a section the handler raises at once.
+    with pytest.raises(Boom):
+        signal.raise_signal(signal.SIGUSR1)
+
+
+def test_sections_nest_and_only_the_outermost_delivers(raising_usr1: List[int]) -> None:
+    with pytest.raises(Boom):
+        with critical:
+            with critical:
+                signal.raise_signal(signal.SIGUSR1)
+            assert raising_usr1 == [] and critical.active
+    assert raising_usr1 == [signal.SIGUSR1]
+
+
+def test_every_recorded_signal_is_delivered_even_if_one_raises(raising_usr1: List[int]) -> None:
+    got: List[int] = []
+    old = signal.signal(signal.SIGUSR2, lambda s, f: got.append(s))
+    try:
+        with pytest.raises(Boom):
+            with critical:
+                signal.raise_signal(signal.SIGUSR1)
+                signal.raise_signal(signal.SIGUSR2)
+        assert raising_usr1 == [signal.SIGUSR1] and got == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+
+
+def test_an_exception_inside_still_restores_and_delivers(raising_usr1: List[int]) -> None:
+    with pytest.raises(Boom) as info:
+        with critical:
+            signal.raise_signal(signal.SIGUSR1)
+            raise ValueError("inside")
+    assert isinstance(info.value.__context__, ValueError)
+    assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record
+
+
+def test_a_leftover_diversion_heals_itself(raising_usr1: List[int]) -> None:
+    # Simulate a restore that a raising handler cut short: the recorder is
+    # still installed outside any section.  It must put the handler back and
+    # run it, never swallow the signal.
+    handler = signal.getsignal(signal.SIGUSR1)
+    _sigsafe._state.saved[signal.SIGUSR1] = handler
+    signal.signal(signal.SIGUSR1, _sigsafe._record)
+    with pytest.raises(Boom):
+        signal.raise_signal(signal.SIGUSR1)
+    assert signal.getsignal(signal.SIGUSR1) is handler
+
+
+def test_other_threads_pay_nothing_and_divert_nothing(raising_usr1: List[int]) -> None:
+    seen = []
+
+    def worker() -> None:
+        with critical:
+            seen.append((critical.active, signal.getsignal(signal.SIGUSR1) is _sigsafe._record))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [(False, False)]
+
+
+def test_fork_inside_a_section_gives_the_child_its_handlers(raising_usr1: List[int]) -> None:
+    r, w = os.pipe()
+    with critical:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                ok = (not critical.active
+                      and signal.getsignal(signal.SIGUSR1) is not _sigsafe._record)
+                os.write(w, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"1"
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
