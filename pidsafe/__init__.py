@@ -8,9 +8,9 @@ can never be signalled, waited on or opened by mistake.
 from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
-from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
+from .errors import (ConfigError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
                      ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
-                     TimeoutExpired, UnsupportedError)
+                     TimeoutExpired, UnsupportedConfigError, UnsupportedError)
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
 from .process._process import Process
@@ -24,6 +24,7 @@ from .userns._userns import Namespace, UsernsCache, get_userns_fd
 
 __all__ = [
     "Claim",
+    "ConfigError",
     "DEVNULL",
     "Error",
     "Exit",
@@ -48,6 +49,7 @@ __all__ = [
     "SubscriptionClosed",
     "SubscriptionOverflow",
     "TimeoutExpired",
+    "UnsupportedConfigError",
     "UnsupportedError",
     "UsernsCache",
     "__version__",

@@ -181,3 +181,26 @@ class SubscriptionOverflow(ReaperError):
             f"subscription fell {maxsize} exits behind and was detached: exits after the "
             "last one delivered were dropped (resubscribe, then resynchronise)")
         self.maxsize = maxsize
+
+
+# --- containers -----------------------------------------------------------------
+
+class ConfigError(Error, ValueError):
+    """A bundle's ``config.json`` is malformed or breaks the runtime spec.
+
+    Attributes:
+        json_path: where, e.g. ``"linux.namespaces[2].type"``.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, json_path: str, reason: str) -> None:
+        super().__init__(f"{json_path}: {reason}")
+        self.json_path = json_path
+        self.reason = reason
+
+
+class UnsupportedConfigError(ConfigError):
+    """A ``config.json`` field pidsafe does not implement (refused, never ignored)."""
+
+    def __init__(self, json_path: str, what: str) -> None:
+        super().__init__(json_path, f"not supported by pidsafe ({what})")

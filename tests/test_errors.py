@@ -23,6 +23,8 @@ BASES = {
     "ReaperError": RuntimeError,
     "SubscriptionClosed": EOFError,
     "SubscriptionOverflow": RuntimeError,
+    "ConfigError": ValueError,
+    "UnsupportedConfigError": ValueError,
 }
 
 

@@ -1,0 +1,183 @@
+"""``process`` of config.json (and of an exec's process.json): typed and checked.
+
+runtime-spec config.md, "Process" and "Linux Process".  Capability names
+and rlimit types are turned into numbers here, so that a misspelt one is a
+:class:`~pidsafe.ConfigError` at parse time, before anything is created.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass, field
+from typing import Any, Dict, FrozenSet, Optional, Tuple
+
+from ..errors import ConfigError, UnsupportedConfigError
+from ._reader import JsonObject, check_abs_path, check_id, check_str, one_of
+
+#: Linux capability numbers (linux/capability.h), by their OCI names.
+CAPABILITIES: Dict[str, int] = {f"CAP_{name}": number for number, name in enumerate((
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"))}
+CAPABILITY_NAMES: Dict[int, str] = {v: k for k, v in CAPABILITIES.items()}
+
+#: setrlimit(2) resources, by their OCI names.
+RLIMITS: Dict[str, int] = {
+    name: getattr(resource, name) for name in (
+        "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
+        "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",
+        "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
+        "RLIMIT_STACK")
+    if hasattr(resource, name)}
+
+_RLIM_MAX = 2**64 - 1   # RLIM_INFINITY as OCI writes it (uint64)
+
+
+@dataclass(frozen=True)
+class User:
+    """``process.user``: who the program runs as, inside the container."""
+
+    uid: int = 0
+    gid: int = 0
+    umask: Optional[int] = None
+    additional_gids: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    """One ``process.rlimits`` entry; ``resource`` is the setrlimit(2) number."""
+
+    type: str
+    resource: int
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """``process.capabilities``: the five sets, as capability numbers.
+
+    ``None`` for a set means the spec left it out (it is then empty, as runc
+    and crun treat it).
+    """
+
+    bounding: FrozenSet[int] = frozenset()
+    effective: FrozenSet[int] = frozenset()
+    inheritable: FrozenSet[int] = frozenset()
+    permitted: FrozenSet[int] = frozenset()
+    ambient: FrozenSet[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """``process``: what runs in the container, and how."""
+
+    args: Tuple[str, ...]
+    cwd: str
+    env: Tuple[str, ...] = ()
+    user: User = field(default_factory=User)
+    terminal: bool = False
+    rlimits: Tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+    capabilities: Optional[Capabilities] = None
+    oom_score_adj: Optional[int] = None
+
+    def env_dict(self) -> Dict[str, str]:
+        """``env`` as a mapping (the last of duplicate names wins, as in execve users)."""
+        out: Dict[str, str] = {}
+        for item in self.env:
+            name, _, value = item.partition("=")
+            out[name] = value
+        return out
+
+
+def _cap(value: Any, path: str) -> int:
+    name = check_str(value, path)
+    number = CAPABILITIES.get(name)
+    if number is None:
+        raise ConfigError(path, f"unknown capability {name!r}")
+    return number
+
+
+def _env(value: Any, path: str) -> str:
+    item = check_str(value, path)
+    name, eq, _ = item.partition("=")
+    if not eq or not name:
+        raise ConfigError(path, f"must be NAME=VALUE, not {item!r}")
+    return item
+
+
+def _rlimit(value: Any, path: str) -> Rlimit:
+    o = JsonObject(value, path)
+    kind = o.get_str("type")
+    number = one_of(kind, o.where("type"), RLIMITS)
+    soft = o.get_int("soft", lo=0, hi=_RLIM_MAX)
+    hard = o.get_int("hard", lo=0, hi=_RLIM_MAX)
+    if soft > hard:
+        raise ConfigError(o.where("soft"), f"soft limit {soft} is above the hard limit {hard}")
+    o.finish()
+    return Rlimit(kind, number, soft, hard)
+
+
+def _capabilities(o: JsonObject) -> Capabilities:
+    sets = {key: frozenset(o.get_list(key, _cap))
+            for key in ("bounding", "effective", "inheritable", "permitted", "ambient")}
+    o.finish()
+    return Capabilities(**sets)
+
+
+def _user(o: Optional[JsonObject]) -> User:
+    if o is None:
+        return User()
+    uid = o.get_int("uid", 0, lo=0, hi=2**32 - 2)
+    gid = o.get_int("gid", 0, lo=0, hi=2**32 - 2)
+    umask = o.get_int("umask", None, lo=0, hi=0o777)
+    extra = tuple(o.get_list("additionalGids", check_id))
+    o.unsupported("username", "user names are for Windows")
+    o.finish()
+    return User(uid, gid, umask, extra)
+
+
+def parse_process(o: JsonObject) -> ProcessSpec:
+    """Parse a ``process`` object (config.json's, or an exec's process.json).
+
+    Raises:
+        ConfigError: a field is malformed (its JSON path is named).
+        UnsupportedConfigError: a field pidsafe does not implement.
+    """
+    terminal = o.get_bool("terminal", False)
+    if terminal:
+        raise UnsupportedConfigError(o.where("terminal"), "a pseudo-terminal for the process")
+    o.unsupported("consoleSize", "only meaningful with terminal")
+    args = tuple(o.get_list("args", check_str))
+    if not args:
+        raise ConfigError(o.where("args"), "is required: at least the program to run")
+    cwd = check_abs_path(o.get_str("cwd"), o.where("cwd"))
+    env = tuple(o.get_list("env", _env))
+    user = _user(o.get_obj("user"))
+    rlimits = tuple(o.get_list("rlimits", _rlimit))
+    seen: Dict[str, int] = {}
+    for i, r in enumerate(rlimits):
+        if r.type in seen:
+            raise ConfigError(f"{o.where('rlimits')}[{i}].type",
+                              f"{r.type} appears twice (also at [{seen[r.type]}])")
+        seen[r.type] = i
+    caps_obj = o.get_obj("capabilities")
+    caps = _capabilities(caps_obj) if caps_obj is not None else None
+    nnp = o.get_bool("noNewPrivileges", False)
+    oom = o.get_int("oomScoreAdj", None, lo=-1000, hi=1000)
+    o.unsupported("apparmorProfile", "AppArmor is not available here", allow=lambda v: v == "")
+    o.unsupported("selinuxLabel", "SELinux is not available here", allow=lambda v: v == "")
+    o.unsupported("ioPriority", "I/O priorities")
+    o.unsupported("scheduler", "scheduling policies")
+    o.unsupported("execCPUAffinity", "CPU affinity at exec")
+    o.unsupported("commandLine", "a command line is for Windows")
+    o.finish()
+    return ProcessSpec(args=args, cwd=cwd, env=env, user=user, terminal=terminal,
+                       rlimits=rlimits, no_new_privileges=nnp, capabilities=caps,
+                       oom_score_adj=oom)
+

@@ -1,0 +1,156 @@
+"""Reading ``config.json`` with a JSON path for every value.
+
+Every value is read through a :class:`JsonObject` that knows where it is in
+the document (``linux.namespaces[2].type``) and which of its keys have been
+read.  Once a section is parsed, :meth:`JsonObject.finish` refuses every key
+nobody read: a field pidsafe does not implement is an error naming its JSON
+path, never silently ignored.  ``null`` counts as absent, as Go's
+``omitempty`` producers (containerd, runc) would have left the key out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
+
+from ..errors import ConfigError, UnsupportedConfigError
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+#: Largest uid/gid/major/minor etc. the kernel takes (uint32 - 1 for ids).
+MAX_U32 = 2**32 - 1
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def child_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class JsonObject:
+    """One JSON object of the config, read key by key."""
+
+    def __init__(self, value: Any, path: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(path or "(document)", f"must be an object, not {_type_name(value)}")
+        self.value: Dict[str, Any] = value
+        self.path = path
+        self._read: Set[str] = set()
+
+    def where(self, key: str) -> str:
+        return child_path(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return self.value.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        """The value (``None`` if absent or null), marked as read."""
+        self._read.add(key)
+        return self.value.get(key)
+
+    def _get(self, key: str, check: Callable[[Any, str], T], default: Any) -> T:
+        value = self.raw(key)
+        if value is None:
+            if default is _MISSING:
+                raise ConfigError(self.where(key), "is required")
+            return default  # type: ignore[no-any-return]
+        return check(value, self.where(key))
+
+    def get_str(self, key: str, default: Any = _MISSING) -> Any:
+        return self._get(key, check_str, default)
+
+    def get_bool(self, key: str, default: Any = _MISSING) -> Any:
+        return self._get(key, check_bool, default)
+
+    def get_int(self, key: str, default: Any = _MISSING, *, lo: Optional[int] = None,
+            hi: Optional[int] = None) -> Any:
+        return self._get(key, lambda v, p: check_int(v, p, lo, hi), default)
+
+    def get_obj(self, key: str) -> Optional["JsonObject"]:
+        value = self.raw(key)
+        return None if value is None else JsonObject(value, self.where(key))
+
+    def get_list(self, key: str, item: Callable[[Any, str], T]) -> List[T]:
+        value = self.raw(key)
+        if value is None:
+            return []
+        path = self.where(key)
+        if not isinstance(value, list):
+            raise ConfigError(path, f"must be an array, not {_type_name(value)}")
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+    def get_str_map(self, key: str) -> Dict[str, str]:
+        value = self.raw(key)
+        if value is None:
+            return {}
+        path = self.where(key)
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be an object, not {_type_name(value)}")
+        return {k: check_str(v, child_path(path, k)) for k, v in value.items()}
+
+    def unsupported(self, key: str, what: str, *, allow: Callable[[Any], bool] = lambda v: False
+                    ) -> None:
+        """Refuse ``key`` (unless ``allow(value)``, e.g. an empty value)."""
+        value = self.raw(key)
+        if value is not None and not allow(value):
+            raise UnsupportedConfigError(self.where(key), what)
+
+    def finish(self, ignored: Tuple[str, ...] = ()) -> None:
+        """Refuse every key that was not read.  ``ignored``: read-and-ignore keys."""
+        for key in self.value:
+            if key not in self._read and key not in ignored and self.value[key] is not None:
+                raise UnsupportedConfigError(self.where(key), "is not a field pidsafe knows")
+
+
+def check_str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"must be a string, not {_type_name(value)}")
+    if "\0" in value:
+        raise ConfigError(path, "contains a NUL byte")
+    return value
+
+
+def check_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"must be a boolean, not {_type_name(value)}")
+    return value
+
+
+def check_int(value: Any, path: str, lo: Optional[int] = None,
+              hi: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(path, f"must be an integer, not {_type_name(value)}: {value!r}")
+    assert isinstance(value, int)
+    if lo is not None and value < lo:
+        raise ConfigError(path, f"must be at least {lo}, not {value}")
+    if hi is not None and value > hi:
+        raise ConfigError(path, f"must be at most {hi}, not {value}")
+    return value
+
+
+def check_abs_path(value: Any, path: str) -> str:
+    s = check_str(value, path)
+    if not s.startswith("/"):
+        raise ConfigError(path, f"must be an absolute path, not {s!r}")
+    return s
+
+
+def check_id(value: Any, path: str) -> int:
+    """A uid or gid: 0 .. 2**32 - 2."""
+    return check_int(value, path, 0, MAX_U32 - 1)
+
+
+def one_of(value: str, path: str, choices: Mapping[str, T]) -> T:
+    try:
+        return choices[value]
+    except KeyError:
+        raise ConfigError(path, f"must be one of {', '.join(sorted(choices))}, "
+                                f"not {value!r}") from None
