@@ -9,10 +9,11 @@ from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
 from .errors import (ConfigError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
-                     ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
+                     ReaperError, StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedConfigError, UnsupportedError)
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
+from .process._identity import ProcessIdentity
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
 from .reaper._claim import Claim
@@ -40,9 +41,11 @@ __all__ = [
     "OwnedFd",
     "PIPE",
     "Process",
+    "ProcessIdentity",
     "Reaper",
     "ReaperError",
     "STDOUT",
+    "StaleProcessError",
     "StateError",
     "StateFile",
     "Subscription",

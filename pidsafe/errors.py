@@ -204,3 +204,15 @@ class UnsupportedConfigError(ConfigError):
 
     def __init__(self, json_path: str, what: str) -> None:
         super().__init__(json_path, f"not supported by pidsafe ({what})")
+
+
+class StaleProcessError(Error, ProcessLookupError):
+    """A recorded process (pid + start time + boot) no longer exists.
+
+    Raised instead of trusting a pid that may have been recycled.
+    ``errno`` is ``ESRCH``; ``pid`` is the recorded pid.
+    """
+
+    def __init__(self, pid: int, reason: str) -> None:
+        super().__init__(errno.ESRCH, f"process {pid} is gone: {reason}")
+        self.pid = pid

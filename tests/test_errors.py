@@ -25,6 +25,7 @@ BASES = {
     "SubscriptionOverflow": RuntimeError,
     "ConfigError": ValueError,
     "UnsupportedConfigError": ValueError,
+    "StaleProcessError": ProcessLookupError,
 }
 
 

@@ -1,0 +1,130 @@
+"""ProcessIdentity: a pid from disk becomes a pidfd only after open-then-prove."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Iterator
+
+import pytest
+
+import pidsafe
+from pidsafe.process import _identity
+from pidsafe.process._identity import ProcessIdentity
+
+
+@pytest.fixture
+def sleeper() -> Iterator[pidsafe.Process]:
+    p = pidsafe.spawn(["sleep", "60"])
+    yield p
+    p.kill()
+    p.wait()
+    p.close()
+
+
+def test_a_live_process_round_trips(sleeper: pidsafe.Process) -> None:
+    ident = ProcessIdentity.of(sleeper)
+    assert ident.pid == sleeper.pid and ident.boot_id == _identity.boot_id()
+    assert ProcessIdentity.from_json(ident.to_json()) == ident
+    with ident.open() as again:
+        assert again.pid == sleeper.pid and again.is_alive()
+        again.send_signal(signal.SIGTERM)          # through the new pidfd
+    assert sleeper.wait() == -signal.SIGTERM
+
+
+def test_a_reaped_process_is_stale() -> None:
+    p = pidsafe.spawn(["true"])
+    ident = ProcessIdentity(p.pid, _identity.start_time(p.pid), _identity.boot_id())
+    p.wait()
+    p.close()
+    with pytest.raises(pidsafe.StaleProcessError) as info:
+        ident.open()
+    assert isinstance(info.value, ProcessLookupError) and info.value.pid == ident.pid
+
+
+def test_another_boot_is_stale(sleeper: pidsafe.Process) -> None:
+    ident = ProcessIdentity.of(sleeper)
+    other = ProcessIdentity(ident.pid, ident.start_time, "0" * 36)
+    with pytest.raises(pidsafe.StaleProcessError, match="another boot"):
+        other.open()
+
+
+def test_a_different_start_time_is_stale(sleeper: pidsafe.Process) -> None:
+    ident = ProcessIdentity.of(sleeper)
+    with pytest.raises(pidsafe.StaleProcessError, match="belongs to a process started"):
+        ProcessIdentity(ident.pid, ident.start_time + 1, ident.boot_id).open()
+
+
+def _kill_and_reap(p: pidsafe.Process) -> None:
+    p.kill()
+    p.wait()
+
+
+def test_death_between_pidfd_open_and_the_stat_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = pidsafe.spawn(["sleep", "60"])
+    ident = ProcessIdentity.of(p)
+    real = _identity.start_time
+
+    def dies_first(pid: int) -> int:
+        _kill_and_reap(p)
+        return real(pid)
+
+    monkeypatch.setattr(_identity, "start_time", dies_first)
+    with pytest.raises(pidsafe.StaleProcessError):
+        ident.open()
+    p.close()
+
+
+def test_death_between_the_stat_read_and_the_proof(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = pidsafe.spawn(["sleep", "60"])
+    ident = ProcessIdentity.of(p)
+    real = _identity.start_time
+
+    def dies_after(pid: int) -> int:
+        value = real(pid)
+        _kill_and_reap(p)
+        return value
+
+    monkeypatch.setattr(_identity, "start_time", dies_after)
+    with pytest.raises(pidsafe.StaleProcessError, match="exited"):
+        ident.open()
+    p.close()
+
+
+@pytest.mark.parametrize("bad", [None, {}, {"pid": 0, "startTime": 1, "bootId": "x"},
+                                 {"pid": 1, "startTime": "1", "bootId": "x"},
+                                 {"pid": True, "startTime": 1, "bootId": "x"}])
+def test_malformed_records_are_refused(bad: Any) -> None:
+    with pytest.raises(ValueError):
+        ProcessIdentity.from_json(bad)
+
+
+@pytest.mark.root
+def test_a_recycled_pid_is_never_reached() -> None:
+    """Force the recorded pid onto a new process with ns_last_pid: open() refuses it."""
+    victim = pidsafe.spawn(["sleep", "60"])
+    ident = ProcessIdentity.of(victim)
+    _kill_and_reap(victim)
+    victim.close()
+    ticks = os.sysconf("SC_CLK_TCK")
+    # The newcomer must start in a later clock tick than the recorded one.
+    while time.clock_gettime(time.CLOCK_BOOTTIME) * ticks < ident.start_time + 2:
+        pass
+    for _ in range(200):   # other processes on the machine may take the pid first
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(ident.pid - 1))
+        newcomer = pidsafe.spawn(["sleep", "60"])
+        if newcomer.pid == ident.pid:
+            break
+        _kill_and_reap(newcomer)
+        newcomer.close()
+    else:
+        pytest.skip("could not make the pid be reused (a busy machine took it each time)")
+    try:
+        with pytest.raises(pidsafe.StaleProcessError, match="belongs to a process started"):
+            ident.open()
+        assert newcomer.is_alive()   # and nothing was signalled
+    finally:
+        _kill_and_reap(newcomer)
+        newcomer.close()
