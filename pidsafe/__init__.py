@@ -8,7 +8,7 @@ can never be signalled, waited on or opened by mistake.
 from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
-from .errors import (ConfigError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
+from .errors import (ConfigError, ContainerError, ContainerStateError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
                      ReaperError, StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedConfigError, UnsupportedError)
 from .mount._mount import idmapped_bind
@@ -26,6 +26,8 @@ from .userns._userns import Namespace, UsernsCache, get_userns_fd
 __all__ = [
     "Claim",
     "ConfigError",
+    "ContainerError",
+    "ContainerStateError",
     "DEVNULL",
     "Error",
     "Exit",

@@ -206,6 +206,67 @@ class UnsupportedConfigError(ConfigError):
         super().__init__(json_path, f"not supported by pidsafe ({what})")
 
 
+class ContainerError(Error, OSError):
+    """A step of creating or running a container failed.
+
+    Like :class:`MountError`, instances are also of the errno's own
+    ``OSError`` subclass (``PermissionError`` for ``EPERM`` ...).
+
+    Attributes:
+        step: what was being done, e.g. ``"mount /proc"``.
+        path: the path (or value) the step was about, or ``""``.
+        field: the ``config.json`` field it implements, e.g. ``"mounts[0]"``.
+    """
+
+    step: str
+    path: str
+    field: str
+
+    def __init__(self, err: int, message: str, path: Optional[str] = None,
+                 step: str = "", field: str = "") -> None:
+        super().__init__(err, message, path)
+        self.step = step
+        self.path = path or ""
+        self.field = field
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return (_rebuild_container_error,
+                (self.errno, self.strerror, self.path, self.step, self.field))
+
+
+_CONTAINER_ERROR_TYPES: Dict[Type[OSError], Type[ContainerError]] = {OSError: ContainerError}
+
+
+def _rebuild_container_error(err: int, message: str, path: Optional[str], step: str,
+                             field: str) -> ContainerError:
+    return container_error(err, step, path, field, message=message)
+
+
+def container_error(err: int, step: str, path: Optional[str] = None, field: str = "", *,
+                    message: Optional[str] = None) -> ContainerError:
+    """A :class:`ContainerError` that is also the errno's own OSError subclass.
+
+    The message is ``"<step> (<field>): <strerror>"``.
+    """
+    base = type(OSError(err, ""))
+    cls = _CONTAINER_ERROR_TYPES.get(base)
+    if cls is None:
+        cls = cast(Type[ContainerError], type(f"Container{base.__name__}",
+                                              (ContainerError, base), {"__module__": __name__}))
+        _CONTAINER_ERROR_TYPES[base] = cls
+    if message is None:
+        message = f"{step}{f' ({field})' if field else ''}: {os.strerror(err)}"
+    return cls(err, message, path, step, field)
+
+
+class ContainerStateError(Error, RuntimeError):
+    """A container operation that its current state does not allow.
+
+    For example ``start()`` of a running container, ``delete()`` of a
+    running one without ``force``, or an exec id already in use.
+    """
+
+
 class StaleProcessError(Error, ProcessLookupError):
     """A recorded process (pid + start time + boot) no longer exists.
 

@@ -26,6 +26,8 @@ BASES = {
     "ConfigError": ValueError,
     "UnsupportedConfigError": ValueError,
     "StaleProcessError": ProcessLookupError,
+    "ContainerError": OSError,
+    "ContainerStateError": RuntimeError,
 }
 
 

@@ -1,0 +1,196 @@
+/*
+ * pidsafe-init: identity and limits of the container's process.
+ *
+ * pidsafe-init runs in memory of its own and single-threaded, so changing
+ * its credentials affects no one else (DESIGN.md, invariant 8).  Order, as
+ * runc applies it: rlimits and oom_score_adj while still privileged; drop
+ * the bounding set (needs CAP_SETPCAP); keep capabilities across the uid
+ * change; setgroups/setresgid/setresuid; then set the effective,
+ * permitted, inheritable and ambient sets.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "init.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+int psi_op_setid_root(struct psi_ctx *c, const struct psi_op *op)
+{
+    (void)c;
+    (void)op;
+    /* setgroups is denied in namespaces whose maps an unprivileged user wrote. */
+    if (setgroups(0, NULL) < 0 && errno != EPERM)
+        return -1;
+    if (setresgid(0, 0, 0) < 0)
+        return -1;
+    return setresuid(0, 0, 0);
+}
+
+int psi_op_hostname(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *name = psi_str(op, 0);
+    (void)c;
+    return name == NULL ? -1 : sethostname(name, strlen(name));
+}
+
+int psi_op_domainname(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *name = psi_str(op, 0);
+    (void)c;
+    return name == NULL ? -1 : setdomainname(name, strlen(name));
+}
+
+int psi_op_sysctl(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *key = psi_str(op, 0), *value = psi_str(op, 1);
+    char path[512];
+    size_t i, n;
+    (void)c;
+    if (key == NULL || value == NULL)
+        return -1;
+    n = (size_t)snprintf(path, sizeof(path), "/proc/sys/%s", key);
+    if (n >= sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (i = strlen("/proc/sys/"); i < n; i++)
+        if (path[i] == '.')
+            path[i] = '/';
+    return psi_write_file(path, value, strlen(value));
+}
+
+int psi_op_oom_score_adj(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *value = psi_str(op, 0);
+    (void)c;
+    return value == NULL ? -1 : psi_write_file("/proc/self/oom_score_adj", value, strlen(value));
+}
+
+int psi_op_rlimit(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t resource, soft, hard;
+    struct rlimit rl;
+    (void)c;
+    if (psi_int(op, 0, &resource) < 0 || psi_int(op, 1, &soft) < 0 || psi_int(op, 2, &hard) < 0)
+        return -1;
+    rl.rlim_cur = (rlim_t)(uint64_t)soft;
+    rl.rlim_max = (rlim_t)(uint64_t)hard;
+    return setrlimit((int)resource, &rl);
+}
+
+int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t mask;
+    int cap;
+    (void)c;
+    if (psi_int(op, 0, &mask) < 0)
+        return -1;
+    for (cap = 0; cap < 64; cap++) {
+        if ((uint64_t)mask & ((uint64_t)1 << cap))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break;   /* past the kernel's last capability */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int psi_op_user(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t uid, gid, mask;
+    gid_t *gids = NULL;
+    size_t n = 0, i;
+    int ret;
+    (void)c;
+
+    if (psi_int(op, 0, &uid) < 0 || psi_int(op, 1, &gid) < 0 || psi_int(op, 2, &mask) < 0
+        || op->nargs != 4 || op->args[3].len % sizeof(int64_t) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    n = op->args[3].len / sizeof(int64_t);
+    if (n) {
+        gids = calloc(n, sizeof(gid_t));
+        if (gids == NULL)
+            return -1;
+        for (i = 0; i < n; i++) {
+            int64_t g;
+            memcpy(&g, op->args[3].data + i * sizeof(int64_t), sizeof(g));
+            gids[i] = (gid_t)g;
+        }
+    }
+    if (mask >= 0)
+        umask((mode_t)mask);
+    ret = setgroups(n, gids);
+    free(gids);
+    /* No supplementary groups asked for, and setgroups denied: nothing to drop. */
+    if (ret < 0 && !(errno == EPERM && n == 0))
+        return -1;
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return -1;
+    if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
+        return -1;
+    if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+        return -1;
+    return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+}
+
+int psi_op_caps(struct psi_ctx *c, const struct psi_op *op)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    int64_t eff, perm, inh, amb;
+    int cap;
+    (void)c;
+
+    if (psi_int(op, 0, &eff) < 0 || psi_int(op, 1, &perm) < 0 || psi_int(op, 2, &inh) < 0
+        || psi_int(op, 3, &amb) < 0)
+        return -1;
+    data[0].effective = (uint32_t)eff;
+    data[1].effective = (uint32_t)((uint64_t)eff >> 32);
+    data[0].permitted = (uint32_t)perm;
+    data[1].permitted = (uint32_t)((uint64_t)perm >> 32);
+    data[0].inheritable = (uint32_t)inh;
+    data[1].inheritable = (uint32_t)((uint64_t)inh >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return -1;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -1;
+    /*
+     * The kernel raises an ambient capability only if it is both permitted
+     * and inheritable; `runc spec` asks for ambient ones with no inheritable
+     * set, and runc and crun skip those too.
+     */
+    amb &= perm & inh;
+    for (cap = 0; cap < 64; cap++) {
+        if (!((uint64_t)amb & ((uint64_t)1 << cap)))
+            continue;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op)
+{
+    (void)c;
+    (void)op;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}

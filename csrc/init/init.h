@@ -1,0 +1,65 @@
+/*
+ * pidsafe-init internals shared by its .c files (see protocol.h for what
+ * the program does).  pidsafe-init runs in memory of its own (it was
+ * exec'd), single-threaded: it may use libc freely, malloc included.
+ */
+#ifndef PIDSAFE_INIT_H
+#define PIDSAFE_INIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol.h"
+
+struct psi_arg {
+    const char *data;   /* NUL-terminated copy (for strings) */
+    uint32_t len;
+};
+
+struct psi_op {
+    uint32_t code;
+    uint32_t nargs;
+    struct psi_arg *args;
+};
+
+/* The state the ops share. */
+struct psi_ctx {
+    int root_fd;        /* O_PATH fd of the container's root, -1 before PSI_OP_ROOT */
+    int pivoted;
+    int gate_fd;        /* -1: no gate */
+    char **exec_argv;
+    char **exec_envp;
+};
+
+/* Argument accessors; they fail (errno EINVAL) on a malformed op. */
+int psi_int(const struct psi_op *op, uint32_t i, int64_t *out);
+const char *psi_str(const struct psi_op *op, uint32_t i);
+
+/* mounts.c */
+int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_root(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_mount_fs(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_mount_bind(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_symlink(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_mask(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_readonly(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_root_readonly(struct psi_ctx *c, const struct psi_op *op);
+
+/* creds.c */
+int psi_op_setid_root(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_hostname(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_domainname(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_sysctl(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_oom_score_adj(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_rlimit(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_user(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_caps(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op);
+
+/* Write a whole buffer to a file (for /proc/sys, oom_score_adj). */
+int psi_write_file(const char *path, const char *data, size_t len);
+
+#endif /* PIDSAFE_INIT_H */

@@ -1,0 +1,387 @@
+/*
+ * pidsafe-init: read the op stream, run it, report, wait at the gate, exec.
+ * See protocol.h.  Usage (by pidsafe.container only):
+ *
+ *     pidsafe-init OPS_FD STATUS_FD
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "init.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC 4
+#endif
+
+static int status_fd = -1;
+
+static void report(int32_t kind, int32_t index, int32_t op, int32_t err)
+{
+    struct psi_record r = {kind, index, op, err};
+    ssize_t n;
+
+    if (status_fd < 0)
+        return;
+    do
+        n = write(status_fd, &r, sizeof(r));
+    while (n < 0 && errno == EINTR);
+}
+
+static void fail(int32_t index, int32_t op, int32_t err)
+{
+    report(PSI_RECORD_ERROR, index, op, err);
+    _exit(127);
+}
+
+int psi_int(const struct psi_op *op, uint32_t i, int64_t *out)
+{
+    if (i >= op->nargs || op->args[i].len != sizeof(int64_t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(out, op->args[i].data, sizeof(int64_t));
+    return 0;
+}
+
+const char *psi_str(const struct psi_op *op, uint32_t i)
+{
+    if (i >= op->nargs) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return op->args[i].data;
+}
+
+int psi_write_file(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    ssize_t n;
+    int saved;
+
+    if (fd < 0)
+        return -1;
+    do
+        n = write(fd, data, len);
+    while (n < 0 && errno == EINTR);
+    saved = errno;
+    close(fd);
+    if (n < 0) {
+        errno = saved;
+        return -1;
+    }
+    if ((size_t)n != len) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* Read the whole stream; NULL if it is short (the parent died) or unreadable. */
+static char *read_all(int fd, size_t *len_out)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+
+    if (buf == NULL)
+        return NULL;
+    for (;;) {
+        ssize_t n;
+        if (len == cap) {
+            char *bigger;
+            if (cap > ((size_t)64 << 20))
+                goto bad;
+            bigger = realloc(buf, cap * 2);
+            if (bigger == NULL)
+                goto bad;
+            buf = bigger;
+            cap *= 2;
+        }
+        n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto bad;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    *len_out = len;
+    return buf;
+bad:
+    free(buf);
+    return NULL;
+}
+
+static int take_u32(const char **p, const char *end, uint32_t *out)
+{
+    if ((size_t)(end - *p) < sizeof(uint32_t))
+        return -1;
+    memcpy(out, *p, sizeof(uint32_t));
+    *p += sizeof(uint32_t);
+    return 0;
+}
+
+/* Parse the stream into ops; the count, or -1 if malformed or truncated. */
+static long parse(const char *buf, size_t len, struct psi_op **ops_out)
+{
+    const char *p = buf, *end = buf + len;
+    struct psi_op *ops = NULL;
+    long n = 0, cap = 0;
+
+    if (len < 4 || memcmp(p, PSI_MAGIC, 4) != 0)
+        return -1;
+    p += 4;
+    for (;;) {
+        struct psi_op op;
+        uint32_t i;
+        if (take_u32(&p, end, &op.code) < 0 || take_u32(&p, end, &op.nargs) < 0)
+            return -1;
+        if (op.code > PSI_OP_MAX || op.nargs > 4096)
+            return -1;
+        op.args = calloc(op.nargs ? op.nargs : 1, sizeof(struct psi_arg));
+        if (op.args == NULL)
+            return -1;
+        for (i = 0; i < op.nargs; i++) {
+            uint32_t alen;
+            char *copy;
+            if (take_u32(&p, end, &alen) < 0 || (size_t)(end - p) < alen)
+                return -1;
+            copy = malloc((size_t)alen + 1);
+            if (copy == NULL)
+                return -1;
+            memcpy(copy, p, alen);
+            copy[alen] = '\0';
+            op.args[i].data = copy;
+            op.args[i].len = alen;
+            p += alen;
+        }
+        if (op.code == PSI_OP_END)
+            break;
+        if (n == cap) {
+            struct psi_op *bigger;
+            cap = cap ? cap * 2 : 64;
+            bigger = realloc(ops, (size_t)cap * sizeof(*ops));
+            if (bigger == NULL)
+                return -1;
+            ops = bigger;
+        }
+        ops[n++] = op;
+    }
+    if (p != end)
+        return -1;
+    *ops_out = ops;
+    return n;
+}
+
+/* A NUL-separated list (each item NUL-terminated) as a NULL-terminated array. */
+static char **split_list(const struct psi_arg *a)
+{
+    size_t count = 0, i, k = 0;
+    char **out;
+
+    for (i = 0; i < a->len; i++)
+        if (a->data[i] == '\0')
+            count++;
+    out = calloc(count + 1, sizeof(char *));
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < a->len; i += strlen(a->data + i) + 1)
+        out[k++] = (char *)(a->data + i);
+    out[k] = NULL;
+    return out;
+}
+
+static int op_gate(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t fd;
+    if (psi_int(op, 0, &fd) < 0)
+        return -1;
+    c->gate_fd = (int)fd;
+    return 0;
+}
+
+static int op_close_fd(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t fd;
+    (void)c;
+    if (psi_int(op, 0, &fd) < 0)
+        return -1;
+    return close((int)fd);
+}
+
+static int op_chdir(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *path = psi_str(op, 0);
+    (void)c;
+    return path == NULL ? -1 : chdir(path);
+}
+
+static int op_exec(struct psi_ctx *c, const struct psi_op *op)
+{
+    if (op->nargs != 2) {
+        errno = EINVAL;
+        return -1;
+    }
+    c->exec_argv = split_list(&op->args[0]);
+    c->exec_envp = split_list(&op->args[1]);
+    if (c->exec_argv == NULL || c->exec_envp == NULL || c->exec_argv[0] == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+static int op_setns(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t fd, type;
+    (void)c;
+    if (psi_int(op, 0, &fd) < 0 || psi_int(op, 1, &type) < 0)
+        return -1;
+    if (setns((int)fd, (int)type) < 0)
+        return -1;
+    return close((int)fd);
+}
+
+static int op_unshare(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t flags;
+    (void)c;
+    if (psi_int(op, 0, &flags) < 0)
+        return -1;
+    return unshare((int)flags);
+}
+
+typedef int (*op_fn)(struct psi_ctx *, const struct psi_op *);
+
+static const op_fn OPS[PSI_OP_MAX + 1] = {
+    [PSI_OP_SETID_ROOT] = psi_op_setid_root,
+    [PSI_OP_PROPAGATION] = psi_op_propagation,
+    [PSI_OP_ROOT] = psi_op_root,
+    [PSI_OP_MOUNT_FS] = psi_op_mount_fs,
+    [PSI_OP_MOUNT_BIND] = psi_op_mount_bind,
+    [PSI_OP_MKNOD] = psi_op_mknod,
+    [PSI_OP_SYMLINK] = psi_op_symlink,
+    [PSI_OP_PIVOT] = psi_op_pivot,
+    [PSI_OP_MASK] = psi_op_mask,
+    [PSI_OP_READONLY] = psi_op_readonly,
+    [PSI_OP_ROOT_READONLY] = psi_op_root_readonly,
+    [PSI_OP_HOSTNAME] = psi_op_hostname,
+    [PSI_OP_DOMAINNAME] = psi_op_domainname,
+    [PSI_OP_SYSCTL] = psi_op_sysctl,
+    [PSI_OP_OOM_SCORE_ADJ] = psi_op_oom_score_adj,
+    [PSI_OP_RLIMIT] = psi_op_rlimit,
+    [PSI_OP_CAP_BOUNDING] = psi_op_cap_bounding,
+    [PSI_OP_USER] = psi_op_user,
+    [PSI_OP_CAPS] = psi_op_caps,
+    [PSI_OP_NO_NEW_PRIVS] = psi_op_no_new_privs,
+    [PSI_OP_CHDIR] = op_chdir,
+    [PSI_OP_GATE] = op_gate,
+    [PSI_OP_EXEC] = op_exec,
+    [PSI_OP_CLOSE_FD] = op_close_fd,
+    [PSI_OP_SETNS] = op_setns,
+    [PSI_OP_UNSHARE] = op_unshare,
+};
+
+/* execvpe with the *container's* PATH (from envp), like runc's lookup. */
+static void exec_program(char **argv, char **envp)
+{
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char buf[4096];
+    int saved = 0;
+    size_t i;
+
+    if (strchr(argv[0], '/') != NULL) {
+        execve(argv[0], argv, envp);
+        return;
+    }
+    for (i = 0; envp[i] != NULL; i++)
+        if (strncmp(envp[i], "PATH=", 5) == 0)
+            path = envp[i] + 5;
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t dlen = colon ? (size_t)(colon - path) : strlen(path);
+        int n = snprintf(buf, sizeof(buf), "%.*s%s%s", (int)dlen, path,
+                         dlen ? "/" : "", argv[0]);
+        if (n > 0 && (size_t)n < sizeof(buf)) {
+            execve(buf, argv, envp);
+            if (errno != ENOENT && errno != ENOTDIR && saved == 0)
+                saved = errno;
+        }
+        path += dlen + (colon ? 1 : 0);
+        if (!colon)
+            break;
+    }
+    errno = saved ? saved : ENOENT;
+}
+
+int main(int argc, char **argv)
+{
+    struct psi_ctx ctx = {.root_fd = -1, .pivoted = 0, .gate_fd = -1};
+    struct psi_op *ops = NULL;
+    struct sigaction sa;
+    size_t len = 0;
+    long n, i;
+    char *buf;
+    int ops_fd;
+
+    if (argc != 3)
+        return 127;
+    ops_fd = atoi(argv[1]);
+    status_fd = atoi(argv[2]);
+    /* Everything the parent passed stays ours alone: nothing reaches the program. */
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        int fd;
+        for (fd = 3; fd < 1024; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    /* A parent that went away must not kill us with SIGPIPE mid-report. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    buf = read_all(ops_fd, &len);
+    close(ops_fd);
+    if (buf == NULL)
+        _exit(127);   /* the parent died before it finished: nobody to tell */
+    n = parse(buf, len, &ops);
+    if (n < 0)
+        _exit(127);   /* truncated: the parent died mid-stream */
+
+    for (i = 0; i < n; i++) {
+        op_fn fn = OPS[ops[i].code];
+        if (fn == NULL)
+            fail((int32_t)i, PSI_STAGE_PROTOCOL, EINVAL);
+        errno = 0;
+        if (fn(&ctx, &ops[i]) < 0)
+            fail((int32_t)i, (int32_t)ops[i].code, errno ? errno : EIO);
+    }
+    if (ctx.exec_argv == NULL)
+        fail(-1, PSI_STAGE_PROTOCOL, EINVAL);
+    if (ctx.root_fd >= 0)
+        close(ctx.root_fd);
+
+    report(PSI_RECORD_READY, -1, 0, 0);
+    if (ctx.gate_fd >= 0) {
+        char byte;
+        ssize_t r;
+        do
+            r = read(ctx.gate_fd, &byte, 1);
+        while (r < 0 && errno == EINTR);
+        if (r != 1)
+            fail(-1, PSI_STAGE_GATE, r < 0 ? errno : EPIPE);
+        close(ctx.gate_fd);
+    }
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &sa, NULL);
+    exec_program(ctx.exec_argv, ctx.exec_envp);
+    fail(-1, PSI_STAGE_EXEC, errno);
+    return 127;
+}

@@ -1,0 +1,464 @@
+/*
+ * pidsafe-init: the container's mounts, devices and root.
+ *
+ * Every target is resolved inside the container's root by fd
+ * (openat2(RESOLVE_IN_ROOT)): a symlink in the image such as
+ * /etc/evil -> /host/dir leads to ROOT/host/dir, never to the host.
+ * Missing targets are created one component at a time, each mkdirat()
+ * relative to a directory fd that was itself resolved in the root.  Mounts
+ * are built detached (fsopen/fsconfig/fsmount, or open_tree for binds),
+ * given their attributes (mount_setattr: read-only, nosuid, idmap ...) and
+ * attached last onto the target's fd (move_mount).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "init.h"
+
+#define OPEN_TREE_CLONE_ 1
+#define OPEN_TREE_CLOEXEC_ O_CLOEXEC
+#define AT_RECURSIVE_ 0x8000
+#define MOVE_MOUNT_F_EMPTY_PATH_ 0x00000004
+#define MOVE_MOUNT_T_EMPTY_PATH_ 0x00000040
+#define FSOPEN_CLOEXEC_ 1
+#define FSMOUNT_CLOEXEC_ 1
+#define FSCONFIG_SET_FLAG_ 0
+#define FSCONFIG_SET_STRING_ 1
+#define FSCONFIG_CMD_CREATE_ 6
+#define MOUNT_ATTR_RDONLY_ 0x00000001
+#define MOUNT_ATTR_IDMAP_ 0x00100000
+#define RESOLVE_NO_MAGICLINKS_ 0x02
+#define RESOLVE_IN_ROOT_ 0x10
+
+struct mount_attr_ {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+struct open_how_ {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+static int openat2_(int dfd, const char *path, int flags, uint64_t resolve)
+{
+    struct open_how_ how = {(uint64_t)(flags | O_CLOEXEC), 0, resolve};
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof(how));
+}
+
+static int setattr_(int dfd, const char *path, unsigned int flags, uint64_t set, uint64_t clr,
+                    uint64_t propagation, int userns_fd)
+{
+    struct mount_attr_ attr = {set, clr, propagation, userns_fd >= 0 ? (uint64_t)userns_fd : 0};
+    if (userns_fd >= 0)
+        attr.attr_set |= MOUNT_ATTR_IDMAP_;
+    return (int)syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof(attr));
+}
+
+static int attach_(int mnt_fd, int target_fd)
+{
+    return (int)syscall(SYS_move_mount, mnt_fd, "", target_fd, "",
+                        MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_);
+}
+
+/* Resolve PATH in the root: an O_PATH fd, or -1 and errno. */
+static int in_root(struct psi_ctx *c, const char *path)
+{
+    if (c->root_fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return openat2_(c->root_fd, path, O_PATH, RESOLVE_IN_ROOT_ | RESOLVE_NO_MAGICLINKS_);
+}
+
+/*
+ * Resolve PATH in the root, creating what is missing: directories on the
+ * way, and a directory or an empty file (kind) at the end.
+ */
+static int in_root_create(struct psi_ctx *c, const char *path, int kind)
+{
+    char prefix[PATH_MAX];
+    size_t plen = 0;
+    const char *p = path;
+    int dir, fd;
+
+    fd = in_root(c, path);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    dir = fcntl(c->root_fd, F_DUPFD_CLOEXEC, 3);
+    if (dir < 0)
+        return -1;
+    while (*p) {
+        const char *slash;
+        size_t clen;
+        char comp[NAME_MAX + 1];
+        int last, next;
+
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        slash = strchr(p, '/');
+        clen = slash ? (size_t)(slash - p) : strlen(p);
+        if (clen > NAME_MAX || plen + clen + 2 > sizeof(prefix)) {
+            close(dir);
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(comp, p, clen);
+        comp[clen] = '\0';
+        prefix[plen++] = '/';
+        memcpy(prefix + plen, comp, clen);
+        plen += clen;
+        prefix[plen] = '\0';
+        p += clen;
+        while (*p == '/')
+            p++;
+        last = (*p == '\0');
+        next = in_root(c, prefix);
+        if (next < 0 && errno == ENOENT) {
+            if (last && kind == PSI_KIND_FILE) {
+                int f = openat(dir, comp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
+                               0644);
+                if (f < 0 && errno != EEXIST) {
+                    close(dir);
+                    return -1;
+                }
+                if (f >= 0)
+                    close(f);
+            } else if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
+                close(dir);
+                return -1;
+            }
+            next = in_root(c, prefix);
+        }
+        close(dir);
+        if (next < 0)
+            return -1;
+        dir = next;
+    }
+    return dir;
+}
+
+int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *path = psi_str(op, 0);
+    int64_t flags;
+    (void)c;
+    if (path == NULL || psi_int(op, 1, &flags) < 0)
+        return -1;
+    return mount(NULL, path, NULL, (unsigned long)flags, NULL);
+}
+
+int psi_op_root(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *rootfs = psi_str(op, 0);
+    if (rootfs == NULL)
+        return -1;
+    /* pivot_root needs the new root to be a mount point. */
+    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return -1;
+    c->root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return c->root_fd < 0 ? -1 : 0;
+}
+
+/* fsconfig() each parameter: "key=value" items as strings, "key" items as flags. */
+static int configure(int fs_fd, const struct psi_arg *params)
+{
+    uint32_t i = 0;
+
+    while (i < params->len) {
+        const char *item = params->data + i;
+        size_t n = strlen(item);
+        const char *eq = strchr(item, '=');
+        int ret;
+        if (eq != NULL) {
+            char key[256];
+            size_t klen = (size_t)(eq - item);
+            if (klen >= sizeof(key)) {
+                errno = EINVAL;
+                return -1;
+            }
+            memcpy(key, item, klen);
+            key[klen] = '\0';
+            ret = (int)syscall(SYS_fsconfig, fs_fd, FSCONFIG_SET_STRING_, key, eq + 1, 0);
+        } else {
+            ret = (int)syscall(SYS_fsconfig, fs_fd, FSCONFIG_SET_FLAG_, item, NULL, 0);
+        }
+        if (ret < 0)
+            return -1;
+        i += (uint32_t)n + 1;
+    }
+    return 0;
+}
+
+int psi_op_mount_fs(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *fstype = psi_str(op, 0), *source = psi_str(op, 1), *target = psi_str(op, 2);
+    int64_t attr, propagation, kind;
+    int fs = -1, mnt = -1, tfd = -1, ret = -1, saved;
+
+    if (fstype == NULL || source == NULL || target == NULL || op->nargs != 7
+        || psi_int(op, 3, &attr) < 0 || psi_int(op, 4, &propagation) < 0
+        || psi_int(op, 6, &kind) < 0)
+        return -1;
+    tfd = in_root_create(c, target, (int)kind);
+    if (tfd < 0)
+        return -1;
+    fs = (int)syscall(SYS_fsopen, fstype, FSOPEN_CLOEXEC_);
+    if (fs < 0)
+        goto out;
+    if (*source && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING_, "source", source, 0) < 0)
+        goto out;
+    if (configure(fs, &op->args[5]) < 0)
+        goto out;
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE_, NULL, NULL, 0) < 0)
+        goto out;
+    mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC_, (unsigned int)attr);
+    if (mnt < 0)
+        goto out;
+    if (attach_(mnt, tfd) < 0)
+        goto out;
+    if (propagation && setattr_(mnt, "", AT_EMPTY_PATH, 0, 0, (uint64_t)propagation, -1) < 0)
+        goto out;
+    ret = 0;
+out:
+    saved = errno;
+    if (mnt >= 0)
+        close(mnt);
+    if (fs >= 0)
+        close(fs);
+    close(tfd);
+    errno = saved;
+    return ret;
+}
+
+int psi_op_mount_bind(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *source = psi_str(op, 0), *target = psi_str(op, 1);
+    int64_t recursive, set, clr, propagation, userns_fd, kind;
+    int tree = -1, tfd = -1, ret = -1, saved;
+    unsigned int flags = OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_;
+
+    if (source == NULL || target == NULL || psi_int(op, 2, &recursive) < 0
+        || psi_int(op, 3, &set) < 0 || psi_int(op, 4, &clr) < 0
+        || psi_int(op, 5, &propagation) < 0 || psi_int(op, 6, &userns_fd) < 0
+        || psi_int(op, 7, &kind) < 0)
+        return -1;
+    if (recursive)
+        flags |= AT_RECURSIVE_;
+    /* The source is a host path, opened before pivot_root. */
+    tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, flags);
+    if (tree < 0)
+        return -1;
+    tfd = in_root_create(c, target, (int)kind);
+    if (tfd < 0)
+        goto out;
+    if ((set || clr || userns_fd >= 0)
+        && setattr_(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0), (uint64_t)set,
+                    (uint64_t)clr, 0, (int)userns_fd) < 0)
+        goto out;
+    if (attach_(tree, tfd) < 0)
+        goto out;
+    if (propagation && setattr_(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0),
+                                0, 0, (uint64_t)propagation, -1) < 0)
+        goto out;
+    ret = 0;
+out:
+    saved = errno;
+    close(tree);
+    if (tfd >= 0)
+        close(tfd);
+    errno = saved;
+    return ret;
+}
+
+int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *target = psi_str(op, 0);
+    int64_t mode, major_, minor_, uid, gid;
+    char *copy, *base;
+    int dir, ret;
+
+    if (target == NULL || psi_int(op, 1, &mode) < 0 || psi_int(op, 2, &major_) < 0
+        || psi_int(op, 3, &minor_) < 0 || psi_int(op, 4, &uid) < 0 || psi_int(op, 5, &gid) < 0)
+        return -1;
+    copy = strdup(target);
+    if (copy == NULL)
+        return -1;
+    base = strrchr(copy, '/');
+    if (base == NULL || base[1] == '\0') {
+        free(copy);
+        errno = EINVAL;
+        return -1;
+    }
+    *base++ = '\0';
+    dir = in_root_create(c, *copy ? copy : "/", PSI_KIND_DIR);
+    if (dir < 0) {
+        free(copy);
+        return -1;
+    }
+    /* O_PATH dir fds work with *at calls.  An existing node is replaced. */
+    unlinkat(dir, base, 0);
+    ret = mknodat(dir, base, (mode_t)mode, makedev((unsigned)major_, (unsigned)minor_));
+    if (ret == 0 && (uid >= 0 || gid >= 0))
+        ret = fchownat(dir, base, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW);
+    if (ret == 0)   /* mknod's mode is filtered by the umask: set it exactly */
+        ret = fchmodat(dir, base, (mode_t)mode & 07777, 0);
+    {
+        int saved = errno;
+        close(dir);
+        free(copy);
+        errno = saved;
+    }
+    return ret;
+}
+
+int psi_op_symlink(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *target = psi_str(op, 0), *linkpath = psi_str(op, 1);
+    char *copy, *base;
+    int dir, ret;
+
+    if (target == NULL || linkpath == NULL)
+        return -1;
+    copy = strdup(linkpath);
+    if (copy == NULL)
+        return -1;
+    base = strrchr(copy, '/');
+    if (base == NULL) {
+        free(copy);
+        errno = EINVAL;
+        return -1;
+    }
+    *base++ = '\0';
+    dir = in_root_create(c, *copy ? copy : "/", PSI_KIND_DIR);
+    if (dir < 0) {
+        free(copy);
+        return -1;
+    }
+    ret = symlinkat(target, dir, base);
+    if (ret < 0 && errno == EEXIST)
+        ret = 0;
+    {
+        int saved = errno;
+        close(dir);
+        free(copy);
+        errno = saved;
+    }
+    return ret;
+}
+
+int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op)
+{
+    (void)op;
+    if (c->root_fd < 0 || fchdir(c->root_fd) < 0)
+        return -1;
+    /* pivot_root(".", "."): the old root ends up on top of the new one. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return -1;
+    /* Never let the detach propagate back to the host. */
+    if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+        return -1;
+    if (umount2(".", MNT_DETACH) < 0)
+        return -1;
+    if (chdir("/") < 0)
+        return -1;
+    close(c->root_fd);
+    c->root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    c->pivoted = 1;
+    return c->root_fd < 0 ? -1 : 0;
+}
+
+int psi_op_mask(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *path = psi_str(op, 0);
+    struct stat st;
+    int fd, ret;
+
+    if (path == NULL)
+        return -1;
+    fd = in_root(c, path);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;   /* nothing to mask */
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC_), mnt = -1;
+        ret = -1;
+        if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING_, "size", "0", 0) == 0
+            && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE_, NULL, NULL, 0) == 0
+            && (mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC_, MOUNT_ATTR_RDONLY_)) >= 0)
+            ret = attach_(mnt, fd);
+        {
+            int saved = errno;
+            if (mnt >= 0)
+                close(mnt);
+            if (fs >= 0)
+                close(fs);
+            errno = saved;
+        }
+    } else {
+        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/null",
+                                OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_);
+        ret = tree < 0 ? -1 : attach_(tree, fd);
+        if (tree >= 0) {
+            int saved = errno;
+            close(tree);
+            errno = saved;
+        }
+    }
+    {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return ret;
+}
+
+int psi_op_readonly(struct psi_ctx *c, const struct psi_op *op)
+{
+    const char *path = psi_str(op, 0);
+    int fd, tree, ret;
+
+    if (path == NULL)
+        return -1;
+    fd = in_root(c, path);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    tree = (int)syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_
+                        | AT_RECURSIVE_ | AT_EMPTY_PATH);
+    ret = tree < 0 ? -1
+          : setattr_(tree, "", AT_EMPTY_PATH | AT_RECURSIVE_, MOUNT_ATTR_RDONLY_, 0, 0, -1);
+    if (ret == 0)
+        ret = attach_(tree, fd);
+    {
+        int saved = errno;
+        if (tree >= 0)
+            close(tree);
+        close(fd);
+        errno = saved;
+    }
+    return ret;
+}
+
+int psi_op_root_readonly(struct psi_ctx *c, const struct psi_op *op)
+{
+    (void)c;
+    (void)op;
+    return setattr_(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY_, 0, 0, -1);
+}

@@ -1,0 +1,92 @@
+/*
+ * pidsafe-init: the protocol between the parent (pidsafe.container) and the
+ * container's init helper.
+ *
+ * pidsafe-init is a small static program.  The parent creates the
+ * container's init with clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|namespaces)
+ * and that child only sets up its fds and execs pidsafe-init: no credential
+ * change ever happens in memory shared with the caller (DESIGN.md,
+ * invariant 8).  pidsafe-init then, in its own memory:
+ *
+ *   1. reads the whole op stream from OPS_FD up to EOF.  The parent writes
+ *      the uid/gid maps (open-then-prove) *before* it writes the stream, so
+ *      nothing below runs in a user namespace without its maps.  A stream
+ *      that does not end with OP_END means the parent died: exit quietly;
+ *   2. runs the ops in order (mounts, devices, pivot_root, paths, hostname,
+ *      sysctls, rlimits, capabilities, user, cwd);
+ *   3. writes a READY record to STATUS_FD, waits at the gate (reads one
+ *      byte from the exec FIFO it holds open read-write, so the gate
+ *      outlives the process that created the container), then execs the
+ *      program.
+ *
+ * Any failure writes one ERROR record {op index, op code, errno} to
+ * STATUS_FD and exits 127; the parent turns it into a typed error naming
+ * the config field.  STATUS_FD is close-on-exec: after the gate, EOF with
+ * no record means the exec succeeded.
+ *
+ * Wire format (native endianness; parent and helper run on one machine):
+ *   stream  := "PSI1" op* OP_END
+ *   op      := u32 code, u32 nargs, arg*
+ *   arg     := u32 length, byte[length]      (ints: 8-byte int64)
+ *
+ * The op codes below are read by pidsafe/container/_protocol.py's test.
+ */
+#ifndef PIDSAFE_INIT_PROTOCOL_H
+#define PIDSAFE_INIT_PROTOCOL_H
+
+#include <stdint.h>
+
+#define PSI_MAGIC "PSI1"
+
+#define PSI_OP_END            0   /* () */
+#define PSI_OP_SETID_ROOT     1   /* () become uid/gid 0 of the user namespace */
+#define PSI_OP_PROPAGATION    2   /* (path, flags) mount(NULL, path, NULL, flags) */
+#define PSI_OP_ROOT           3   /* (rootfs) bind it onto itself; later ops resolve in it */
+#define PSI_OP_MOUNT_FS       4   /* (fstype, source, target, attr, propagation, params, kind)
+                                      params: NUL-terminated "key=value" or "flag" items */
+#define PSI_OP_MOUNT_BIND     5   /* (source, target, recursive, attr_set, attr_clr,
+                                      propagation, userns_fd, kind) */
+#define PSI_OP_MKNOD          6   /* (target, mode, major, minor, uid, gid) */
+#define PSI_OP_SYMLINK        7   /* (target, linkpath): linkpath -> target, in the root */
+#define PSI_OP_PIVOT          8   /* () pivot_root into the root, detach the old one */
+#define PSI_OP_MASK           9   /* (path) tmpfs on a directory, /dev/null on a file */
+#define PSI_OP_READONLY      10   /* (path) recursive read-only bind of path on itself */
+#define PSI_OP_ROOT_READONLY 11   /* () */
+#define PSI_OP_HOSTNAME      12   /* (name) */
+#define PSI_OP_DOMAINNAME    13   /* (name) */
+#define PSI_OP_SYSCTL        14   /* (key, value) */
+#define PSI_OP_OOM_SCORE_ADJ 15   /* (value) */
+#define PSI_OP_RLIMIT        16   /* (resource, soft, hard) */
+#define PSI_OP_CAP_BOUNDING  17   /* (mask) drop every capability not in mask */
+#define PSI_OP_USER          18   /* (uid, gid, umask or -1, gids as int64 array) */
+#define PSI_OP_CAPS          19   /* (effective, permitted, inheritable, ambient) */
+#define PSI_OP_NO_NEW_PRIVS  20   /* () */
+#define PSI_OP_CHDIR         21   /* (path) */
+#define PSI_OP_GATE          22   /* (fd) the exec FIFO, open read-write */
+#define PSI_OP_EXEC          23   /* (argv as NUL-terminated strings, envp likewise) */
+#define PSI_OP_CLOSE_FD      24   /* (fd) close an fd the parent passed for earlier ops */
+#define PSI_OP_SETNS         25   /* (fd, nstype) join a namespace the parent opened */
+#define PSI_OP_UNSHARE       26   /* (flags) */
+#define PSI_OP_MAX           26
+
+/* Extra stages reported in the op field of an ERROR record. */
+#define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */
+#define PSI_STAGE_GATE      101   /* waiting at the gate */
+#define PSI_STAGE_EXEC      102   /* execve of the program */
+#define PSI_STAGE_SETUP     103   /* pidsafe-init's own set-up */
+
+/* Target kinds for mounts: what to create when the target is missing. */
+#define PSI_KIND_DIR   0
+#define PSI_KIND_FILE  1
+
+#define PSI_RECORD_READY  1
+#define PSI_RECORD_ERROR  2
+
+struct psi_record {
+    int32_t kind;     /* PSI_RECORD_* */
+    int32_t index;    /* the failing op's position in the stream, -1 if none */
+    int32_t op;       /* its code, or a PSI_STAGE_* */
+    int32_t err;      /* errno */
+};
+
+#endif /* PIDSAFE_INIT_PROTOCOL_H */

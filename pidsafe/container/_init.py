@@ -1,0 +1,177 @@
+"""Create a container's init: held by a pidfd from birth, set up by pidsafe-init.
+
+1. ``clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|namespaces[|CLONE_INTO_CGROUP])``:
+   the child shares our memory only until it execs pidsafe-init, and
+   changes no credential before that (DESIGN.md, invariant 8); the cost
+   does not grow with our heap (invariant 3).  pid and pidfd are born
+   together (invariant 1).
+2. pidsafe-init blocks reading its op stream.  Meanwhile ``prepare(proc)``
+   (the caller: cgroups, oom_score_adj) runs and the uid/gid maps of a new
+   user namespace are written with open-then-prove (invariant 2).
+3. The whole op stream is written, and we read one record: READY (init
+   waits at the gate) or ERROR {op, errno}, which becomes a
+   :class:`~pidsafe.ContainerError` naming the config field and the path.
+
+On any failure init is killed and reaped through its pidfd and every fd is
+closed before the error propagates.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import pidsafe
+
+from .. import _sys
+from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import UnsupportedError, container_error
+from ..process._process import Process
+from ..userns._idmap import IDMap
+from ._plan import InitPlan
+from ._protocol import OP_NAMES, RECORD, RECORD_ERROR, RECORD_READY, decode_record, encode
+
+HELPER = os.path.join(os.path.dirname(pidsafe.__file__), "_libexec", "pidsafe-init")
+
+
+@dataclass
+class StartedInit:
+    """An init waiting at the gate, and the read end of its status pipe.
+
+    After ``start``, the status pipe says whether the exec succeeded: EOF
+    with no record means it did (the pipe is close-on-exec in init).
+    """
+
+    process: Process
+    status: OwnedFd
+
+
+def helper_path() -> str:
+    """Where pidsafe-init is installed.
+
+    Raises:
+        UnsupportedError: this install has no pidsafe-init (it is built by
+            ``pip install``; a source tree without a build has none).
+    """
+    if not os.access(HELPER, os.X_OK):
+        raise UnsupportedError("pidsafe_init", f"{HELPER} is missing: reinstall pidsafe",
+                               errno.ENOENT)
+    return HELPER
+
+
+def error_from_record(record: Optional[object], plan: InitPlan,
+                      exit_status: Optional[int]) -> BaseException:
+    """The exception for a failed init: its ERROR record, or its death."""
+    from ._protocol import Record
+
+    if isinstance(record, Record) and record.kind == RECORD_ERROR:
+        op = plan.ops[record.index] if 0 <= record.index < len(plan.ops) else None
+        name = OP_NAMES.get(record.op, f"stage {record.op}")
+        what = op.what if op is not None else ""
+        step = f"container init: {name}" + (f" {what}" if what else "")
+        return container_error(record.err or errno.EIO, step, what or None,
+                               op.field if op is not None else "")
+    how = (f"exited with status {exit_status}" if exit_status is not None and exit_status >= 0
+           else f"was killed by signal {-exit_status}" if exit_status is not None
+           else "died")
+    return container_error(errno.ECHILD, f"container init {how} before it was ready")
+
+
+def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequence[int],
+               cgroup_fd: int = -1, uidmap: Optional[IDMap] = None,
+               gidmap: Optional[IDMap] = None,
+               prepare: Optional[Callable[[Process], None]] = None,
+               args: Optional[List[str]] = None) -> StartedInit:
+    """Clone init, write its maps, send its ops, and wait until it is READY.
+
+    Raises:
+        ContainerError: a step inside the container failed (``field``
+            names the config entry, ``path`` what it acted on).
+        OSError: clone3 or a step in the parent failed.
+    """
+    from ..userns._userns import _map_process
+
+    helper = os.fsencode(helper_path())
+    fds: List[int] = []
+    proc: Optional[Process] = None
+    status: Optional[OwnedFd] = None
+    try:
+        with critical:
+            ops_r, ops_w = os.pipe2(os.O_CLOEXEC)
+            fds += [ops_r, ops_w]
+            st_r, st_w = os.pipe2(os.O_CLOEXEC)
+            fds += [st_r, st_w]
+            err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            fds += [err_r, err_w]
+        keep = sorted({ops_r, st_w, err_w, *pass_fds})
+        argv = [helper, str(ops_r).encode(), str(st_w).encode()]
+        with critical:
+            try:
+                pid, pidfd = _sys.spawn([helper], argv, [], None, stdio, keep, True, False, 0,
+                                        True, err_w, plan.clone_flags, cgroup_fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOSYS:
+                    raise UnsupportedError("clone3", "containers need clone3") from None
+                raise
+            proc = Process(pid, pidfd, args=args, child=True)
+        for fd in (ops_r, st_w, err_w):
+            fds.remove(fd)
+            os.close(fd)
+        try:
+            record = os.read(err_r, _sys.CHILD_ERROR_SIZE)
+        except BlockingIOError:
+            record = b""
+        if record:
+            stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
+            err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
+            raise _sys.make_oserror(err, "container init: "
+                                    + _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
+                                    HELPER if stage == _sys.STAGE_EXEC else None)
+        if prepare is not None:
+            prepare(proc)
+        if plan.new_user:
+            assert uidmap is not None and gidmap is not None
+            _map_process(pid, proc.fileno(), uidmap, gidmap, "allow", "container init",
+                         open_ns=False)
+        stream = encode(plan.ops)
+        view = memoryview(stream)
+        while view:
+            n = os.write(ops_w, view)
+            view = view[n:]
+        fds.remove(ops_w)
+        os.close(ops_w)
+        data = b""
+        while len(data) < RECORD.size:
+            chunk = os.read(st_r, RECORD.size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        rec = decode_record(data)
+        if rec is None or rec.kind != RECORD_READY:
+            status_code = None
+            if rec is None:
+                status_code = proc.wait()
+            raise error_from_record(rec, plan, status_code)
+        with critical:
+            status = OwnedFd(st_r, "container init status")
+            fds.remove(st_r)
+        return StartedInit(proc, status)
+    except BaseException:
+        with critical:
+            if proc is not None:
+                if proc.returncode is None:
+                    try:
+                        proc.kill()
+                    except ProcessLookupError:
+                        pass
+                proc.wait()
+                proc.close()
+            for fd in fds:
+                os.close(fd)
+            if status is not None:
+                status.close()
+        raise

@@ -1,0 +1,313 @@
+"""From a checked :class:`Spec` to what pidsafe-init must do, in order.
+
+Everything that can be decided before the container exists is decided
+here, in Python: clone flags, mount attributes, the device list, the
+capability masks.  The result is a list of :class:`Op` for pidsafe-init
+(csrc/init/), each remembering the config field it implements so that a
+failure inside the container names it.
+
+The order follows runc's (libcontainer/rootfs_linux.go,
+standard_init_linux.go): namespaces joined and the user namespace's root
+first; then propagation, the root bound onto itself, the config's mounts
+in order, devices and /dev links, pivot_root, masked and read-only paths,
+the read-only root, hostname and sysctls; then, still privileged,
+rlimits and the bounding set; then the user and the other capability
+sets, no_new_privs and the working directory; the gate; exec.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+from .. import _sys
+from ..errors import ConfigError, InvalidMountError, UnsupportedConfigError
+from ..mount._rootfs import Mount, _Plan as MountPlan, _plan as plan_mount
+from ._config import MountSpec, Spec
+from ._config_linux import NAMESPACE_TYPES, Device
+from ._protocol import (KIND_DIR, KIND_FILE, OP_CAP_BOUNDING, OP_CAPS, OP_CHDIR,
+                        OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_MASK, OP_MKNOD,
+                        OP_MOUNT_BIND, OP_MOUNT_FS, OP_NO_NEW_PRIVS, OP_PIVOT,
+                        OP_PROPAGATION, OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY,
+                        OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER,
+                        Op, nul_list)
+
+CLONE_NEWTIME = 0x00000080
+#: OCI namespace type -> clone flag.
+CLONE_FLAGS: Dict[str, int] = {
+    "pid": _sys.CLONE_NEWPID, "network": _sys.CLONE_NEWNET, "mount": _sys.CLONE_NEWNS,
+    "ipc": _sys.CLONE_NEWIPC, "uts": _sys.CLONE_NEWUTS, "user": _sys.CLONE_NEWUSER,
+    "cgroup": _sys.CLONE_NEWCGROUP, "time": CLONE_NEWTIME}
+
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_UNBINDABLE = 1 << 17
+_ROOT_PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC}
+
+#: runtime-spec config-linux.md, "Default Devices" (major, minor).
+DEFAULT_DEVICES: Tuple[Tuple[str, int, int], ...] = (
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0))
+DEV_LINKS: Tuple[Tuple[str, str], ...] = (
+    ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """The host's cgroup mounts, for ``cgroup`` entries of ``mounts``."""
+
+    v2_only: bool
+    v1: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # (dir name, mount options)
+    has_unified: bool = False                          # hybrid: cgroup2 beside v1
+
+    @classmethod
+    def of_host(cls) -> "CgroupLayout":
+        v1: List[Tuple[str, Tuple[str, ...]]] = []
+        unified = root_v2 = False
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                point = left.split()[4]
+                fstype, _, super_opts = right.split()[:3]
+                if fstype == "cgroup2":
+                    if point == "/sys/fs/cgroup":
+                        root_v2 = True
+                    else:
+                        unified = True
+                elif fstype == "cgroup" and point.startswith("/sys/fs/cgroup/"):
+                    opts = tuple(o for o in super_opts.split(",")
+                                 if o not in ("rw", "ro") and not o.startswith("release_agent"))
+                    v1.append((posixpath.basename(point), opts))
+        return cls(root_v2 and not v1, tuple(v1), unified)
+
+
+@dataclass(frozen=True)
+class InitPlan:
+    """What creating the container takes: clone flags, fds to open, ops."""
+
+    clone_flags: int
+    ops: Tuple[Op, ...]
+    #: (OCI type, path) of namespaces to join: the caller opens each path,
+    #: passes the fd (same number) and fills in OP_SETNS.
+    new_user: bool = False
+    root_in_userns: bool = False
+
+
+@dataclass
+class _Builder:
+    spec: Spec
+    ops: List[Op] = field(default_factory=list)
+
+    def add(self, code: int, *args: object, field_: str = "", what: str = "") -> None:
+        self.ops.append(Op(code, tuple(args), field_, what))  # type: ignore[arg-type]
+
+
+def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[MountPlan, str]:
+    """Validate one config mount with the mount layer's own option rules."""
+    try:
+        p = plan_mount(index, Mount(m.type or "bind", m.source, m.destination, m.options),
+                       have_userns)
+    except InvalidMountError as exc:
+        raise ConfigError(f"mounts[{index}]", str(exc).split(": ", 1)[-1]) from None
+    return p, m.destination
+
+
+def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: Dict[str, int],
+              idmap_fds: Dict[int, int], layout: Optional[CgroupLayout] = None) -> InitPlan:
+    """The plan for ``spec`` with the root at ``rootfs`` (absolute, on the host).
+
+    Args:
+        join_fds: OCI namespace type -> an fd (open in the caller, passed to
+            init at the same number) for each namespace given by path.
+        idmap_fds: mount index -> a user-namespace fd for idmapped binds.
+        gate_fd: the exec FIFO, open read-write, passed to init.
+        layout: the host's cgroup mounts (read from /proc when None).
+
+    Raises:
+        ConfigError, UnsupportedConfigError: what cannot be done, named by
+            its JSON path.
+    """
+    b = _Builder(spec)
+    linux = spec.linux
+    flags = 0
+    unshare = 0
+    user = linux.namespace("user")
+    for i, ns in enumerate(linux.namespaces):
+        if ns.path is None:
+            if ns.type == "cgroup":
+                unshare |= CLONE_FLAGS["cgroup"]    # after init is in its cgroups
+            else:
+                flags |= CLONE_FLAGS[ns.type]
+        elif ns.type == "pid":
+            raise UnsupportedConfigError(f"linux.namespaces[{i}].path",
+                                         "joining an existing pid namespace")
+    if linux.namespace("mount") is None:
+        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    if user is not None and user.path is not None:
+        # Namespaces made after joining are owned by the joined namespace.
+        if flags & _sys.CLONE_NEWPID:
+            raise UnsupportedConfigError("linux.namespaces",
+                                         "a new pid namespace inside a joined user namespace")
+        unshare |= flags
+        flags = 0
+    new_user = bool(flags & _sys.CLONE_NEWUSER)
+    in_userns = user is not None
+
+    # 1. Namespaces to join (the user namespace first), root of the user namespace.
+    order = sorted(join_fds, key=lambda t: t != "user")
+    for kind in order:
+        idx = next(i for i, ns in enumerate(linux.namespaces) if ns.type == kind)
+        b.add(OP_SETNS, join_fds[kind], CLONE_FLAGS[kind], field_=f"linux.namespaces[{idx}]",
+              what=linux.namespaces[idx].path or "")
+        if kind == "user":
+            b.add(OP_SETID_ROOT, field_="linux.uidMappings")
+    if new_user:
+        b.add(OP_SETID_ROOT, field_="linux.uidMappings")
+    if unshare:
+        b.add(OP_UNSHARE, unshare, field_="linux.namespaces")
+
+    # 2. Propagation, the root, the mounts in order.
+    prop = _ROOT_PROPAGATION[linux.rootfs_propagation or "rslave"]
+    b.add(OP_PROPAGATION, "/", prop, field_="linux.rootfsPropagation", what="/")
+    b.add(OP_ROOT, rootfs, field_="root.path", what=rootfs)
+    devpts_at_dev_pts = False
+    for i, m in enumerate(spec.mounts):
+        where = f"mounts[{i}]"
+        if m.type == "cgroup" and not m.is_bind:
+            _cgroup_mount(b, i, m, layout or CgroupLayout.of_host(), in_userns)
+            continue
+        p, dest = _attr_and_params(i, m, have_userns=i in idmap_fds)
+        if m.type == "devpts" and posixpath.normpath(dest) == "/dev/pts":
+            devpts_at_dev_pts = True
+        if p.kind == "bind":
+            # runtime-spec: bind sources are absolute or relative to the bundle.
+            source = os.path.join(bundle, m.source)
+            target_kind = KIND_DIR if _is_dir(source) else KIND_FILE
+            b.add(OP_MOUNT_BIND, source, dest, int(p.recursive), p.attr_set, p.attr_clr,
+                  _propagation(p), idmap_fds.get(i, -1), target_kind, field_=where, what=dest)
+        else:
+            params = nul_list([k if v is None else f"{k}={v}"
+                               for k, v in p.params])
+            b.add(OP_MOUNT_FS, m.type, m.source or m.type, dest,
+                  p.attr_set, _propagation(p), params, KIND_DIR,
+                  field_=where, what=dest)
+
+    # 3. Devices and the /dev links.
+    listed = {d.path for d in linux.devices}
+    for path, major, minor in DEFAULT_DEVICES:
+        if path not in listed:
+            _device(b, Device(path, "c", major, minor, 0o666, 0, 0), in_userns, "linux.devices")
+    for i, d in enumerate(linux.devices):
+        _device(b, d, in_userns, f"linux.devices[{i}]")
+    for target, link in DEV_LINKS:
+        b.add(OP_SYMLINK, target, link, field_="linux.devices", what=link)
+    if devpts_at_dev_pts:
+        b.add(OP_SYMLINK, "pts/ptmx", "/dev/ptmx", field_="linux.devices", what="/dev/ptmx")
+
+    # 4. Into the root; what is done by container paths from here on.
+    b.add(OP_PIVOT, field_="root.path", what=rootfs)
+    for i, path in enumerate(linux.masked_paths):
+        b.add(OP_MASK, path, field_=f"linux.maskedPaths[{i}]", what=path)
+    for i, path in enumerate(linux.readonly_paths):
+        b.add(OP_READONLY, path, field_=f"linux.readonlyPaths[{i}]", what=path)
+    if spec.root.readonly:
+        b.add(OP_ROOT_READONLY, field_="root.readonly", what="/")
+    if spec.hostname:
+        b.add(OP_HOSTNAME, spec.hostname, field_="hostname", what=spec.hostname)
+    if spec.domainname:
+        b.add(OP_DOMAINNAME, spec.domainname, field_="domainname", what=spec.domainname)
+    for key, value in linux.sysctl:
+        b.add(OP_SYSCTL, key, value, field_=f"linux.sysctl.{key}", what=key)
+
+    # 5. The process: limits and the bounding set while privileged, then the user.
+    proc = spec.process
+    for i, r in enumerate(proc.rlimits):
+        b.add(OP_RLIMIT, r.resource, _rlim(r.soft), _rlim(r.hard),
+              field_=f"process.rlimits[{i}]", what=r.type)
+    caps = proc.capabilities
+    if caps is not None:
+        b.add(OP_CAP_BOUNDING, _mask(caps.bounding), field_="process.capabilities.bounding")
+    u = proc.user
+    b.add(OP_USER, u.uid, u.gid, -1 if u.umask is None else u.umask, list(u.additional_gids),
+          field_="process.user", what=f"{u.uid}:{u.gid}")
+    if caps is not None:
+        b.add(OP_CAPS, _mask(caps.effective), _mask(caps.permitted), _mask(caps.inheritable),
+              _mask(caps.ambient), field_="process.capabilities")
+    if proc.no_new_privileges:
+        b.add(OP_NO_NEW_PRIVS, field_="process.noNewPrivileges")
+    b.add(OP_CHDIR, proc.cwd, field_="process.cwd", what=proc.cwd)
+    b.add(OP_GATE, gate_fd, field_="", what="")
+    b.add(OP_EXEC, nul_list(proc.args), nul_list(proc.env), field_="process.args",
+          what=proc.args[0])
+    return InitPlan(flags, tuple(b.ops), new_user=new_user, root_in_userns=in_userns)
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return True   # let the mount itself report a missing source
+
+
+def _propagation(p: MountPlan) -> int:
+    return 0 if p.propagation is None else int(p.propagation[0])
+
+
+def _rlim(value: int) -> int:
+    """OCI's uint64 limits as the int64 the op stream carries (RLIM_INFINITY = -1)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _mask(caps: FrozenSet[int]) -> int:
+    m = 0
+    for c in caps:
+        m |= 1 << c
+    return _rlim(m) if m >= 1 << 63 else m
+
+
+def _device(b: _Builder, d: Device, in_userns: bool, where: str) -> None:
+    if in_userns:
+        # No mknod in a user namespace: bind the host's node (runc does the same).
+        b.add(OP_MOUNT_BIND, d.path, d.path, 0, 0, 0, 0, -1, KIND_FILE, field_=where,
+              what=d.path)
+        return
+    mode = d.kind | (0o666 if d.file_mode is None else d.file_mode)
+    b.add(OP_MKNOD, d.path, mode, d.major, d.minor, -1 if d.uid is None else d.uid,
+          -1 if d.gid is None else d.gid, field_=where, what=d.path)
+
+
+def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
+                  in_userns: bool) -> None:
+    """``cgroup`` in config.json: cgroup2 on a v2 host; per-hierarchy v1 mounts otherwise."""
+    where = f"mounts[{index}]"
+    p, dest = _attr_and_params(index, MountSpec(m.destination, "tmpfs", "tmpfs", m.options),
+                               have_userns=False)
+    attr = p.attr_set
+    if layout.v2_only:
+        b.add(OP_MOUNT_FS, "cgroup2", "cgroup2", dest, attr, 0, b"", KIND_DIR, field_=where,
+              what=dest)
+        return
+    b.add(OP_MOUNT_FS, "tmpfs", "tmpfs", dest, attr & ~_sys.MOUNT_ATTR_RDONLY, 0,
+          nul_list(["mode=755"]), KIND_DIR, field_=where, what=dest)
+    if in_userns:
+        return   # cgroup v1 cannot be mounted from a non-initial user namespace
+    for name, opts in layout.v1:
+        sub = posixpath.join(dest, name)
+        b.add(OP_MOUNT_FS, "cgroup", "cgroup", sub, attr, 0, nul_list(list(opts)), KIND_DIR,
+              field_=where, what=sub)
+    if layout.has_unified:
+        sub = posixpath.join(dest, "unified")
+        b.add(OP_MOUNT_FS, "cgroup2", "cgroup2", sub, attr, 0, b"", KIND_DIR, field_=where,
+              what=sub)
+
+
+__all__ = ["CgroupLayout", "InitPlan", "NAMESPACE_TYPES", "plan_init"]
