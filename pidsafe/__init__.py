@@ -8,9 +8,10 @@ can never be signalled, waited on or opened by mistake.
 from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
-from .errors import (ConfigError, ContainerError, ContainerStateError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
+from .errors import (ConfigError, ContainerError, ContainerLookupError, ContainerStateError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
                      ReaperError, StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedConfigError, UnsupportedError)
+from .container._container import Container
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
 from .process._identity import ProcessIdentity
@@ -25,8 +26,10 @@ from .userns._userns import Namespace, UsernsCache, get_userns_fd
 
 __all__ = [
     "Claim",
+    "Container",
     "ConfigError",
     "ContainerError",
+    "ContainerLookupError",
     "ContainerStateError",
     "DEVNULL",
     "Error",

@@ -267,6 +267,10 @@ class ContainerStateError(Error, RuntimeError):
     """
 
 
+class ContainerLookupError(Error, LookupError):
+    """No container has this id, or an id prefix matches several (named)."""
+
+
 class StaleProcessError(Error, ProcessLookupError):
     """A recorded process (pid + start time + boot) no longer exists.
 

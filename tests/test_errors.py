@@ -28,6 +28,7 @@ BASES = {
     "StaleProcessError": ProcessLookupError,
     "ContainerError": OSError,
     "ContainerStateError": RuntimeError,
+    "ContainerLookupError": LookupError,
 }
 
 

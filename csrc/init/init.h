@@ -39,7 +39,7 @@ const char *psi_str(const struct psi_op *op, uint32_t i);
 int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_root(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_fs(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_mount_bind(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_symlink(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op);

@@ -165,11 +165,14 @@ int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op)
 int psi_op_root(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *rootfs = psi_str(op, 0);
-    if (rootfs == NULL)
+    int64_t bind;
+    if (rootfs == NULL || psi_int(op, 1, &bind) < 0)
         return -1;
     /* pivot_root needs the new root to be a mount point. */
-    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    if (bind && mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
         return -1;
+    if (c->root_fd >= 0)
+        close(c->root_fd);   /* of the mount namespace we just left */
     c->root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     return c->root_fd < 0 ? -1 : 0;
 }
@@ -245,42 +248,28 @@ out:
     return ret;
 }
 
-int psi_op_mount_bind(struct psi_ctx *c, const struct psi_op *op)
+int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op)
 {
-    const char *source = psi_str(op, 0), *target = psi_str(op, 1);
-    int64_t recursive, set, clr, propagation, userns_fd, kind;
-    int tree = -1, tfd = -1, ret = -1, saved;
-    unsigned int flags = OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_;
+    const char *target = psi_str(op, 1);
+    int64_t tree, recursive, propagation, kind;
+    int tfd, ret = -1, saved;
 
-    if (source == NULL || target == NULL || psi_int(op, 2, &recursive) < 0
-        || psi_int(op, 3, &set) < 0 || psi_int(op, 4, &clr) < 0
-        || psi_int(op, 5, &propagation) < 0 || psi_int(op, 6, &userns_fd) < 0
-        || psi_int(op, 7, &kind) < 0)
-        return -1;
-    if (recursive)
-        flags |= AT_RECURSIVE_;
-    /* The source is a host path, opened before pivot_root. */
-    tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, flags);
-    if (tree < 0)
+    if (target == NULL || psi_int(op, 0, &tree) < 0 || psi_int(op, 2, &recursive) < 0
+        || psi_int(op, 3, &propagation) < 0 || psi_int(op, 4, &kind) < 0)
         return -1;
     tfd = in_root_create(c, target, (int)kind);
     if (tfd < 0)
+        return -1;
+    if (attach_((int)tree, tfd) < 0)
         goto out;
-    if ((set || clr || userns_fd >= 0)
-        && setattr_(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0), (uint64_t)set,
-                    (uint64_t)clr, 0, (int)userns_fd) < 0)
-        goto out;
-    if (attach_(tree, tfd) < 0)
-        goto out;
-    if (propagation && setattr_(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0),
+    if (propagation && setattr_((int)tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0),
                                 0, 0, (uint64_t)propagation, -1) < 0)
         goto out;
     ret = 0;
 out:
     saved = errno;
-    close(tree);
-    if (tfd >= 0)
-        close(tfd);
+    close((int)tree);
+    close(tfd);
     errno = saved;
     return ret;
 }

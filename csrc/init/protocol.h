@@ -41,11 +41,13 @@
 #define PSI_OP_END            0   /* () */
 #define PSI_OP_SETID_ROOT     1   /* () become uid/gid 0 of the user namespace */
 #define PSI_OP_PROPAGATION    2   /* (path, flags) mount(NULL, path, NULL, flags) */
-#define PSI_OP_ROOT           3   /* (rootfs) bind it onto itself; later ops resolve in it */
+#define PSI_OP_ROOT           3   /* (rootfs, bind) later ops resolve in it; bind: first bind
+                                      it onto itself (a new mount namespace copy needs none) */
 #define PSI_OP_MOUNT_FS       4   /* (fstype, source, target, attr, propagation, params, kind)
                                       params: NUL-terminated "key=value" or "flag" items */
-#define PSI_OP_MOUNT_BIND     5   /* (source, target, recursive, attr_set, attr_clr,
-                                      propagation, userns_fd, kind) */
+#define PSI_OP_MOUNT_TREE     5   /* (tree_fd, target, recursive, propagation, kind): attach
+                                      a detached bind the parent made (open_tree +
+                                      mount_setattr), so init never opens host paths */
 #define PSI_OP_MKNOD          6   /* (target, mode, major, minor, uid, gid) */
 #define PSI_OP_SYMLINK        7   /* (target, linkpath): linkpath -> target, in the root */
 #define PSI_OP_PIVOT          8   /* () pivot_root into the root, detach the old one */

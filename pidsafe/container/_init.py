@@ -6,8 +6,9 @@
    does not grow with our heap (invariant 3).  pid and pidfd are born
    together (invariant 1).
 2. pidsafe-init blocks reading its op stream.  Meanwhile ``prepare(proc)``
-   (the caller: cgroups, oom_score_adj) runs and the uid/gid maps of a new
-   user namespace are written with open-then-prove (invariant 2).
+   (the caller: state, cgroups, oom_score_adj) runs.  A user namespace is
+   made beforehand, maps and all, by :func:`pidsafe.get_userns_fd`
+   (open-then-prove, invariant 2), and joined by pidsafe-init.
 3. The whole op stream is written, and we read one record: READY (init
    waits at the gate) or ERROR {op, errno}, which becomes a
    :class:`~pidsafe.ContainerError` naming the config field and the path.
@@ -24,18 +25,16 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
-import pidsafe
-
 from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import UnsupportedError, container_error
 from ..process._process import Process
-from ..userns._idmap import IDMap
 from ._plan import InitPlan
 from ._protocol import OP_NAMES, RECORD, RECORD_ERROR, RECORD_READY, decode_record, encode
 
-HELPER = os.path.join(os.path.dirname(pidsafe.__file__), "_libexec", "pidsafe-init")
+HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_libexec",
+                      "pidsafe-init")
 
 
 @dataclass
@@ -82,19 +81,16 @@ def error_from_record(record: Optional[object], plan: InitPlan,
 
 
 def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequence[int],
-               cgroup_fd: int = -1, uidmap: Optional[IDMap] = None,
-               gidmap: Optional[IDMap] = None,
+               cgroup_fd: int = -1,
                prepare: Optional[Callable[[Process], None]] = None,
                args: Optional[List[str]] = None) -> StartedInit:
-    """Clone init, write its maps, send its ops, and wait until it is READY.
+    """Clone init, send its ops, and wait until it is READY.
 
     Raises:
         ContainerError: a step inside the container failed (``field``
             names the config entry, ``path`` what it acted on).
         OSError: clone3 or a step in the parent failed.
     """
-    from ..userns._userns import _map_process
-
     helper = os.fsencode(helper_path())
     fds: List[int] = []
     proc: Optional[Process] = None
@@ -125,6 +121,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             record = os.read(err_r, _sys.CHILD_ERROR_SIZE)
         except BlockingIOError:
             record = b""
+        fds.remove(err_r)
+        os.close(err_r)
         if record:
             stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
             err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
@@ -133,10 +131,6 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                                     HELPER if stage == _sys.STAGE_EXEC else None)
         if prepare is not None:
             prepare(proc)
-        if plan.new_user:
-            assert uidmap is not None and gidmap is not None
-            _map_process(pid, proc.fileno(), uidmap, gidmap, "allow", "container init",
-                         open_ns=False)
         stream = encode(plan.ops)
         view = memoryview(stream)
         while view:

@@ -21,7 +21,7 @@ import os
 import posixpath
 import stat
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from .. import _sys
 from ..errors import ConfigError, InvalidMountError, UnsupportedConfigError
@@ -30,7 +30,7 @@ from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
 from ._protocol import (KIND_DIR, KIND_FILE, OP_CAP_BOUNDING, OP_CAPS, OP_CHDIR,
                         OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_MASK, OP_MKNOD,
-                        OP_MOUNT_BIND, OP_MOUNT_FS, OP_NO_NEW_PRIVS, OP_PIVOT,
+                        OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT,
                         OP_PROPAGATION, OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY,
                         OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER,
                         Op, nul_list)
@@ -96,15 +96,18 @@ class InitPlan:
 
     clone_flags: int
     ops: Tuple[Op, ...]
-    #: (OCI type, path) of namespaces to join: the caller opens each path,
-    #: passes the fd (same number) and fills in OP_SETNS.
-    new_user: bool = False
     root_in_userns: bool = False
+
+
+#: open_tree(source, recursive, attr_set, attr_clr, idmap_userns_fd or -1, field) -> a
+#: detached bind's fd, which init gets at the same number and attaches.
+OpenTree = Callable[[str, bool, int, int, int, str], int]
 
 
 @dataclass
 class _Builder:
     spec: Spec
+    open_tree: OpenTree
     ops: List[Op] = field(default_factory=list)
 
     def add(self, code: int, *args: object, field_: str = "", what: str = "") -> None:
@@ -122,13 +125,16 @@ def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[Mount
 
 
 def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: Dict[str, int],
-              idmap_fds: Dict[int, int], layout: Optional[CgroupLayout] = None) -> InitPlan:
+              idmap_fds: Dict[int, int], open_tree: OpenTree,
+              layout: Optional[CgroupLayout] = None) -> InitPlan:
     """The plan for ``spec`` with the root at ``rootfs`` (absolute, on the host).
 
     Args:
         join_fds: OCI namespace type -> an fd (open in the caller, passed to
             init at the same number) for each namespace given by path.
         idmap_fds: mount index -> a user-namespace fd for idmapped binds.
+        open_tree: makes each bind (host paths are opened by the caller, as
+            host root in the host's mount namespace, never by init).
         gate_fd: the exec FIFO, open read-write, passed to init.
         layout: the host's cgroup mounts (read from /proc when None).
 
@@ -136,70 +142,77 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         ConfigError, UnsupportedConfigError: what cannot be done, named by
             its JSON path.
     """
-    b = _Builder(spec)
+    b = _Builder(spec, open_tree)
     linux = spec.linux
-    flags = 0
-    unshare = 0
     user = linux.namespace("user")
     for i, ns in enumerate(linux.namespaces):
-        if ns.path is None:
-            if ns.type == "cgroup":
-                unshare |= CLONE_FLAGS["cgroup"]    # after init is in its cgroups
-            else:
-                flags |= CLONE_FLAGS[ns.type]
-        elif ns.type == "pid":
+        if ns.type == "pid" and ns.path is not None:
             raise UnsupportedConfigError(f"linux.namespaces[{i}].path",
                                          "joining an existing pid namespace")
     if linux.namespace("mount") is None:
         raise ConfigError("linux.namespaces", "a mount namespace is required")
-    if user is not None and user.path is not None:
-        # Namespaces made after joining are owned by the joined namespace.
-        if flags & _sys.CLONE_NEWPID:
-            raise UnsupportedConfigError("linux.namespaces",
-                                         "a new pid namespace inside a joined user namespace")
-        unshare |= flags
-        flags = 0
-    new_user = bool(flags & _sys.CLONE_NEWUSER)
+    new = {ns.type for ns in linux.namespaces if ns.path is None}
     in_userns = user is not None
+    if in_userns and "user" not in join_fds:
+        raise ValueError("a container in a user namespace needs join_fds['user']")
 
-    # 1. Namespaces to join (the user namespace first), root of the user namespace.
-    order = sorted(join_fds, key=lambda t: t != "user")
-    for kind in order:
+    def joined(kind: str) -> None:
         idx = next(i for i, ns in enumerate(linux.namespaces) if ns.type == kind)
         b.add(OP_SETNS, join_fds[kind], CLONE_FLAGS[kind], field_=f"linux.namespaces[{idx}]",
               what=linux.namespaces[idx].path or "")
-        if kind == "user":
-            b.add(OP_SETID_ROOT, field_="linux.uidMappings")
-    if new_user:
-        b.add(OP_SETID_ROOT, field_="linux.uidMappings")
-    if unshare:
-        b.add(OP_UNSHARE, unshare, field_="linux.namespaces")
 
-    # 2. Propagation, the root, the mounts in order.
+    # 1. Namespaces.  Without a user namespace, every new one comes from
+    # clone3 (the cgroup namespace from an unshare once init is in its
+    # cgroups).  With one, no credential may change before exec, and a
+    # program exec'd in a user namespace whose maps did not yet make it root
+    # there keeps no capability in it: so init is cloned as host root in new
+    # pid and mount namespaces only, mounts /proc for its pid namespace,
+    # then joins the user namespace (made beforehand, maps written, by
+    # get_userns_fd) and unshares the rest, which that namespace then owns.
+    # (The pid namespace is owned by the host's user namespace: root in the
+    # container cannot mount another /proc for it.)
+    if not in_userns:
+        flags = sum(CLONE_FLAGS[k] for k in new if k != "cgroup")
+        for kind in sorted(join_fds):
+            joined(kind)
+        if "cgroup" in new:
+            b.add(OP_UNSHARE, CLONE_FLAGS["cgroup"], field_="linux.namespaces")
+    else:
+        flags = sum(CLONE_FLAGS[k] for k in new if k in ("pid", "time")) | _sys.CLONE_NEWNS
+        for kind in sorted(join_fds):
+            if kind != "user":
+                joined(kind)
     prop = _ROOT_PROPAGATION[linux.rootfs_propagation or "rslave"]
     b.add(OP_PROPAGATION, "/", prop, field_="linux.rootfsPropagation", what="/")
-    b.add(OP_ROOT, rootfs, field_="root.path", what=rootfs)
-    devpts_at_dev_pts = False
+    early = set()
+    if not in_userns:
+        b.add(OP_ROOT, rootfs, 1, field_="root.path", what=rootfs)
+    else:
+        # /proc of the new pid namespace, mounted while init is host root.
+        b.add(OP_ROOT, rootfs, 0, field_="root.path", what=rootfs)
+        for i, m in enumerate(spec.mounts):
+            if m.type == "proc" and not m.is_bind:
+                _mount(b, spec, bundle, i, m, idmap_fds, layout, in_userns)
+                early.add(i)
+        # Joining the namespace gives every capability in it; host root stays
+        # our fsuid until the root is bound (reachable through root-only
+        # directories).  The bind is made in the new mount namespace, so
+        # that it is not a locked copy (pivot_root refuses those).  Binds of
+        # host paths come from the parent as detached trees.
+        joined("user")
+        later = sum(CLONE_FLAGS[k] for k in new if k not in ("pid", "time", "user", "mount"))
+        b.add(OP_UNSHARE, later | _sys.CLONE_NEWNS, field_="linux.namespaces")
+        b.add(OP_ROOT, rootfs, 1, field_="root.path", what=rootfs)
+        # From here on files are made as the container's root, so that they
+        # are owned by an id mapped into the namespace (else EOVERFLOW).
+        b.add(OP_SETID_ROOT, field_="linux.uidMappings")
+
+    # 2. The config's mounts, in order.
+    devpts_at_dev_pts = any(m.type == "devpts" and posixpath.normpath(m.destination)
+                            == "/dev/pts" for m in spec.mounts)
     for i, m in enumerate(spec.mounts):
-        where = f"mounts[{i}]"
-        if m.type == "cgroup" and not m.is_bind:
-            _cgroup_mount(b, i, m, layout or CgroupLayout.of_host(), in_userns)
-            continue
-        p, dest = _attr_and_params(i, m, have_userns=i in idmap_fds)
-        if m.type == "devpts" and posixpath.normpath(dest) == "/dev/pts":
-            devpts_at_dev_pts = True
-        if p.kind == "bind":
-            # runtime-spec: bind sources are absolute or relative to the bundle.
-            source = os.path.join(bundle, m.source)
-            target_kind = KIND_DIR if _is_dir(source) else KIND_FILE
-            b.add(OP_MOUNT_BIND, source, dest, int(p.recursive), p.attr_set, p.attr_clr,
-                  _propagation(p), idmap_fds.get(i, -1), target_kind, field_=where, what=dest)
-        else:
-            params = nul_list([k if v is None else f"{k}={v}"
-                               for k, v in p.params])
-            b.add(OP_MOUNT_FS, m.type, m.source or m.type, dest,
-                  p.attr_set, _propagation(p), params, KIND_DIR,
-                  field_=where, what=dest)
+        if i not in early:
+            _mount(b, spec, bundle, i, m, idmap_fds, layout, in_userns)
 
     # 3. Devices and the /dev links.
     listed = {d.path for d in linux.devices}
@@ -248,7 +261,28 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     b.add(OP_GATE, gate_fd, field_="", what="")
     b.add(OP_EXEC, nul_list(proc.args), nul_list(proc.env), field_="process.args",
           what=proc.args[0])
-    return InitPlan(flags, tuple(b.ops), new_user=new_user, root_in_userns=in_userns)
+    return InitPlan(flags, tuple(b.ops), root_in_userns=in_userns)
+
+
+def _mount(b: _Builder, spec: Spec, bundle: str, i: int, m: MountSpec,
+           idmap_fds: Dict[int, int], layout: Optional[CgroupLayout], in_userns: bool) -> None:
+    where = f"mounts[{i}]"
+    if m.type == "cgroup" and not m.is_bind:
+        _cgroup_mount(b, i, m, layout or CgroupLayout.of_host(), in_userns)
+        return
+    p, dest = _attr_and_params(i, m, have_userns=i in idmap_fds)
+    if p.kind == "bind":
+        # runtime-spec: bind sources are absolute or relative to the bundle.
+        source = os.path.join(bundle, m.source)
+        target_kind = KIND_DIR if _is_dir(source) else KIND_FILE
+        tree = b.open_tree(source, p.recursive, p.attr_set, p.attr_clr,
+                           idmap_fds.get(i, -1), where)
+        b.add(OP_MOUNT_TREE, tree, dest, int(p.recursive), _propagation(p), target_kind,
+              field_=where, what=dest)
+    else:
+        params = nul_list([k if v is None else f"{k}={v}" for k, v in p.params])
+        b.add(OP_MOUNT_FS, m.type, m.source or m.type, dest, p.attr_set, _propagation(p),
+              params, KIND_DIR, field_=where, what=dest)
 
 
 def _is_dir(path: str) -> bool:
@@ -277,8 +311,8 @@ def _mask(caps: FrozenSet[int]) -> int:
 def _device(b: _Builder, d: Device, in_userns: bool, where: str) -> None:
     if in_userns:
         # No mknod in a user namespace: bind the host's node (runc does the same).
-        b.add(OP_MOUNT_BIND, d.path, d.path, 0, 0, 0, 0, -1, KIND_FILE, field_=where,
-              what=d.path)
+        tree = b.open_tree(d.path, False, 0, 0, -1, where)
+        b.add(OP_MOUNT_TREE, tree, d.path, 0, 0, KIND_FILE, field_=where, what=d.path)
         return
     mode = d.kind | (0o666 if d.file_mode is None else d.file_mode)
     b.add(OP_MKNOD, d.path, mode, d.major, d.minor, -1 if d.uid is None else d.uid,

@@ -17,7 +17,7 @@ OP_SETID_ROOT = 1
 OP_PROPAGATION = 2
 OP_ROOT = 3
 OP_MOUNT_FS = 4
-OP_MOUNT_BIND = 5
+OP_MOUNT_TREE = 5
 OP_MKNOD = 6
 OP_SYMLINK = 7
 OP_PIVOT = 8
@@ -58,7 +58,7 @@ OP_NAMES = {
     OP_PROPAGATION: "set mount propagation",
     OP_ROOT: "bind the root filesystem onto itself",
     OP_MOUNT_FS: "mount",
-    OP_MOUNT_BIND: "bind mount",
+    OP_MOUNT_TREE: "bind mount",
     OP_MKNOD: "create device",
     OP_SYMLINK: "create symlink",
     OP_PIVOT: "pivot_root",

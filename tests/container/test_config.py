@@ -14,47 +14,7 @@ import pidsafe
 from pidsafe.container import Spec, load_spec, parse_spec
 from pidsafe.container._config_process import CAPABILITIES
 
-CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-
-
-def runc_spec() -> Dict[str, Any]:
-    """What `runc spec` writes (runc 1.1), with terminal off: the common case."""
-    return {
-        "ociVersion": "1.0.2-dev",
-        "process": {
-            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
-            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"], "cwd": "/",
-            "capabilities": {k: list(CAPS) for k in ("bounding", "effective", "permitted",
-                                                      "ambient")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": True},
-        "hostname": "runc",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
-                         "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount",
-                                                 "cgroup")],
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/sys"],
-        },
-    }
+from bundles import CAPS, runc_spec
 
 
 def test_runc_spec_parses_to_typed_values() -> None:

@@ -1,0 +1,521 @@
+"""Container: an OCI container created in-process, its init held by a pidfd.
+
+Seed 002's ``NewContainer``, with pidfds: lock the id (StateFile, seed
+001), mount the rootfs, create init held by a pidfd from birth, set it up
+inside, and roll everything back on any error.  The state file records
+every resource as soon as it exists, so that ``delete(force=True)`` from
+any process can undo a create that was killed half-way.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from .. import _sys
+from .. import errors as pidsafe_errors
+from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
+                      container_error)
+from ..mount._rootfs import Mount, mount_all, unmount_all
+from ..process._identity import ProcessIdentity
+from ..process._process import Process
+from ..state._statefile import StateFile
+from ..userns._userns import get_userns_fd
+from ._config import Spec, load_spec
+from ._init import StartedInit, start_init
+from ._plan import plan_init
+from ._stdio import make_stdio
+
+OCI_VERSION = "1.0.2"
+#: How long delete(force=True) waits for a killed init to be gone.
+KILL_TIMEOUT = 10.0
+
+
+def _mount_to_json(m: Mount) -> Dict[str, Any]:
+    return {"type": m.type, "source": m.source, "target": m.target, "options": list(m.options)}
+
+
+def _mount_from_json(d: Dict[str, Any]) -> Mount:
+    return Mount(d["type"], d["source"], d["target"], d["options"])
+
+
+class Container:
+    """One container under a state directory.  See :meth:`create` and :meth:`load`."""
+
+    def __init__(self, state_dir: str, container_id: str, record: Dict[str, Any],
+                 init: Optional[Process], status_fd: Optional[OwnedFd] = None) -> None:
+        self.id = container_id
+        self.state_dir = state_dir
+        self._record = record
+        self._init = init
+        self._status = status_fd
+
+    # -- create ----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, container_id: str, bundle: "str | os.PathLike[str]", *, state_dir: str,
+               rootfs_mounts: Optional[Sequence[Mount]] = None, stdin: Any = None,
+               stdout: Any = None, stderr: Any = None, reaper: Any = None) -> "Container":
+        """Create a container from the OCI bundle ``bundle``; its program waits for start().
+
+        Args:
+            rootfs_mounts: containerd's form (``CreateTaskRequest.Rootfs``):
+                targets relative to the rootfs, ``""`` for the rootfs
+                itself.  Mounted (idmapped where mapped) before init exists,
+                unmounted by delete().  Default: the bundle's ``root.path``
+                as it is.
+            stdin, stdout, stderr: as for :func:`pidsafe.spawn`.  With PIPE,
+                the pipes are on :meth:`process` (``.stdin``...).
+            reaper: a :class:`pidsafe.Reaper`; init is watched by it, so its
+                exit reaches the reaper's subscribers.
+
+        Raises:
+            ConfigError, UnsupportedConfigError: config.json is bad or asks
+                for what pidsafe does not do (its JSON path is named).
+            ContainerStateError: a container with this id exists.
+            ContainerError: a step inside the container failed (the config
+                field and the path are named); nothing is left behind.
+            MountError: a rootfs mount failed; nothing is left behind.
+        """
+        bundle = os.path.abspath(os.fspath(bundle))
+        spec = load_spec(bundle)
+        rootfs = spec.rootfs(bundle)
+        mounts = list(rootfs_mounts or [])
+        state = StateFile(state_dir, container_id)
+        with state.locked():
+            if state.exists():
+                raise ContainerStateError(f"container {container_id!r} already exists in "
+                                          f"{state_dir}")
+            record: Dict[str, Any] = {
+                "ociVersion": OCI_VERSION, "id": container_id, "bundle": bundle,
+                "rootfs": rootfs, "status": "creating", "created": time.time(),
+                "annotations": spec.annotation_dict(), "started": False,
+                "mounts": [], "fifo": os.path.join(state_dir, f"{container_id}.fifo"),
+                "init": None,
+            }
+            state.save(record)
+            try:
+                started = cls._create_locked(state, record, spec, bundle, rootfs, mounts,
+                                             stdin, stdout, stderr)
+            except BaseException:
+                with critical:
+                    cls._undo(state, record)
+                raise
+            record["status"] = "created"
+            state.save(record)
+        container = cls(state_dir, container_id, record, started.process, started.status)
+        if reaper is not None:
+            reaper.watch(started.process)
+        return container
+
+    @classmethod
+    def _create_locked(cls, state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,
+                       rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
+                       stderr: Any) -> StartedInit:
+        # 1. The rootfs mounts, recorded before they are made.
+        if mounts:
+            parent, name = os.path.split(rootfs)
+            placed = [Mount(m.type, m.source, os.path.join(name, m.target.lstrip("/")),
+                            m.options) for m in mounts]
+            record["mounts"] = [_mount_to_json(m) for m in placed]
+            record["mountRoot"] = parent
+            state.save(record)
+            mount_all(placed, parent)
+        # 2. The gate: a FIFO that outlives us; init holds it read-write.
+        fifo = record["fifo"]
+        with critical:
+            os.mkfifo(fifo, 0o600)
+        fds: List[int] = []
+        userns_fds: List[OwnedFd] = []
+        stdio = make_stdio(stdin, stdout, stderr)
+        try:
+            with critical:
+                gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+                fds.append(gate)
+            os.set_blocking(gate, True)
+            join: Dict[str, int] = {}
+            user = spec.linux.namespace("user")
+            if user is not None and user.path is None:
+                assert spec.linux.uid_mappings is not None
+                assert spec.linux.gid_mappings is not None
+                with critical:
+                    userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
+                                           setgroups="allow")
+                    userns_fds.append(userns)
+                join["user"] = userns.fileno()
+            for ns in spec.linux.namespaces:
+                if ns.path is not None:
+                    with critical:
+                        fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+                        fds.append(fd)
+                    join[ns.type] = fd
+            idmap: Dict[int, int] = {}
+            for i, m in enumerate(spec.mounts):
+                maps = (m.uid_mappings, m.gid_mappings)
+                if maps[0] is None and ("idmap" in m.options or "ridmap" in m.options):
+                    maps = (spec.linux.uid_mappings, spec.linux.gid_mappings)
+                if maps[0] is not None and maps[1] is not None:
+                    with critical:
+                        userns = get_userns_fd(maps[0], maps[1])
+                        userns_fds.append(userns)
+                    idmap[i] = userns.fileno()
+
+            def open_tree(source: str, recursive: bool, attr_set: int, attr_clr: int,
+                          userns_fd: int, field: str) -> int:
+                return _open_tree(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
+
+            plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
+                             idmap_fds=idmap, open_tree=open_tree)
+
+            def prepare(proc: Process) -> None:
+                with critical:
+                    record["init"] = ProcessIdentity.of(proc).to_json()
+                    record["pid"] = proc.pid
+                state.save(record)
+                if spec.process.oom_score_adj is not None:
+                    _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
+
+            started = start_init(plan, stdio=stdio.child,
+                                 pass_fds=[*fds, *(u.fileno() for u in userns_fds)],
+                                 prepare=prepare,
+                                 args=list(spec.process.args))
+        finally:
+            stdio.close_child_side()
+            for fd in fds:
+                os.close(fd)
+            for u in userns_fds:
+                u.close()
+        try:
+            files = stdio.files()
+            proc = started.process
+            proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
+            if spec.linux.namespace("network") is not None and \
+                    spec.linux.namespace("network").path is None:  # type: ignore[union-attr]
+                _loopback(proc)
+        except BaseException:
+            with critical:
+                stdio.close_all()
+                _end(started.process)
+                started.status.close()
+            raise
+        return started
+
+    # -- lookups ---------------------------------------------------------------------
+
+    @staticmethod
+    def list(state_dir: str) -> List[str]:
+        """The ids of the containers under ``state_dir``."""
+        return StateFile.list(state_dir)
+
+    @classmethod
+    def load(cls, state_dir: str, id_or_prefix: str) -> "Container":
+        """The container named by its id, or by a prefix of exactly one id.
+
+        Init is turned back into a pidfd with open-then-prove
+        (:class:`pidsafe.ProcessIdentity`); a pid from the file is never
+        trusted bare.  A container whose init is gone loads as stopped.
+
+        Raises:
+            ContainerLookupError: no such container, or the prefix matches
+                several (they are named).
+        """
+        ids = StateFile.list(state_dir)
+        if id_or_prefix in ids:
+            cid = id_or_prefix
+        else:
+            matches = [i for i in ids if i.startswith(id_or_prefix)] if id_or_prefix else []
+            if not matches:
+                raise ContainerLookupError(f"no container {id_or_prefix!r} in {state_dir}")
+            if len(matches) > 1:
+                raise ContainerLookupError(f"{id_or_prefix!r} is ambiguous: it matches "
+                                           + ", ".join(matches))
+            cid = matches[0]
+        state = StateFile(state_dir, cid)
+        try:
+            record = state.load()
+        except FileNotFoundError:
+            raise ContainerLookupError(f"no container {cid!r} in {state_dir}") from None
+        init = None
+        if record.get("init"):
+            try:
+                init = ProcessIdentity.from_json(record["init"]).open()
+            except StaleProcessError:
+                init = None
+        return cls(state_dir, cid, record, init)
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def pid(self) -> Optional[int]:
+        """Init's pid while it exists (as seen from here)."""
+        return self._init.pid if self._init is not None else None
+
+    def process(self) -> Optional[Process]:
+        """Init's :class:`Process` (pipes included), or None if it is gone."""
+        return self._init
+
+    def status(self) -> str:
+        """``creating``, ``created``, ``running`` or ``stopped`` (OCI's values)."""
+        if self._record.get("status") == "creating":
+            return "creating"
+        if self._init is None or not self._alive():
+            return "stopped"
+        return "running" if self._record.get("started") else "created"
+
+    def _alive(self) -> bool:
+        assert self._init is not None
+        if self._init.returncode is not None:
+            return False
+        try:
+            return self._init.poll() is None
+        except (ValueError, OSError):
+            return False
+
+    def state(self) -> Dict[str, Any]:
+        """The OCI state: ociVersion, id, status, pid, bundle, annotations."""
+        status = self.status()
+        out: Dict[str, Any] = {"ociVersion": self._record.get("ociVersion", OCI_VERSION),
+                               "id": self.id, "status": status,
+                               "bundle": self._record.get("bundle", "")}
+        if status in ("created", "running") and self._init is not None:
+            out["pid"] = self._init.pid
+        annotations = self._record.get("annotations")
+        if annotations:
+            out["annotations"] = dict(annotations)
+        return out
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Let the program run: open the gate, then learn whether its exec worked.
+
+        Raises:
+            ContainerStateError: not in the created state.
+            ContainerError: the program could not be executed (only seen by
+                the process that created the container).
+        """
+        state = StateFile(self.state_dir, self.id)
+        with state.locked():
+            record = state.load()
+            self._record = record
+            if self.status() != "created":
+                raise ContainerStateError(f"cannot start container {self.id!r}: it is "
+                                          f"{self.status()}")
+            try:
+                w = os.open(record["fifo"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:   # no reader: init is gone
+                    raise ContainerStateError(f"container {self.id!r} is not waiting to "
+                                              "start (its init is gone)") from None
+                raise
+            try:
+                os.write(w, b"\0")
+            finally:
+                os.close(w)
+            record["started"] = True
+            state.save(record)
+            with critical:
+                try:
+                    os.unlink(record["fifo"])
+                except FileNotFoundError:
+                    pass
+        self._check_exec()
+
+    def _check_exec(self) -> None:
+        status, self._status = self._status, None
+        if status is None:
+            return
+        from ._protocol import RECORD, decode_record, OP_NAMES, STAGE_EXEC
+
+        with status:
+            data = b""
+            while len(data) < RECORD.size:
+                chunk = os.read(status.fileno(), RECORD.size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        rec = decode_record(data)
+        if rec is not None:
+            args = self._init.args if self._init is not None else None
+            prog = args[0] if args else None
+            raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
+                                  prog, "process.args" if rec.op == STAGE_EXEC else "")
+
+    def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
+        """Signal init through its pidfd (never by pid).
+
+        Raises:
+            ContainerStateError: init is gone.
+        """
+        del all  # every process of the cgroup: with the cgroup layer
+        if self._init is None:
+            raise ContainerStateError(f"container {self.id!r} is not running")
+        try:
+            self._init.send_signal(sig)
+        except ValueError:
+            raise ContainerStateError(f"container {self.id!r} is not running") from None
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Init's exit status (minus the signal number if killed).
+
+        Raises:
+            ContainerStateError: no init to wait for.
+            TimeoutExpired: ``timeout`` passed first.
+        """
+        if self._init is None:
+            raise ContainerStateError(f"container {self.id!r} has no init to wait for")
+        return self._init.wait(timeout)
+
+    async def wait_async(self) -> int:
+        """:meth:`wait` for asyncio."""
+        if self._init is None:
+            raise ContainerStateError(f"container {self.id!r} has no init to wait for")
+        return await self._init.wait_async()
+
+    def delete(self, force: bool = False) -> None:
+        """Remove the container: unmount its rootfs mounts, remove its state.
+
+        Idempotent: deleting a deleted container does nothing.
+
+        Raises:
+            ContainerStateError: it is running (or created) and not ``force``.
+        """
+        state = StateFile(self.state_dir, self.id)
+        if not state.exists():   # deleted already: do not even create a lock file
+            self._close()
+            return
+        with state.locked():
+            if not state.exists():
+                self._close()
+                return
+            record = state.load()
+            self._record = record
+            if self._init is None and record.get("init"):
+                try:
+                    self._init = ProcessIdentity.from_json(record["init"]).open()
+                except StaleProcessError:
+                    self._init = None
+            if self._init is not None and self._alive():
+                if not force and record.get("status") != "creating":
+                    raise ContainerStateError(f"cannot delete container {self.id!r}: it is "
+                                              f"{self.status()} (use force=True)")
+                _end(self._init)
+            with critical:
+                self._undo(state, record)
+        self._close()
+
+    @staticmethod
+    def _undo(state: StateFile, record: Dict[str, Any]) -> None:
+        """Everything the record says exists, undone (state destroyed last)."""
+        mounts = [_mount_from_json(m) for m in record.get("mounts", [])]
+        if mounts:
+            _unmount_present(mounts, record["mountRoot"])
+        try:
+            os.unlink(record["fifo"])
+        except FileNotFoundError:
+            pass
+        state.destroy()
+
+    def _close(self) -> None:
+        if self._status is not None:
+            self._status.close()
+            self._status = None
+        if self._init is not None:
+            for f in (self._init.stdin, self._init.stdout, self._init.stderr):
+                if f is not None:
+                    f.close()
+            if self._init.returncode is None and self._alive():
+                return   # still running: keep the handle (delete refused or not forced)
+            if self._init.returncode is None:
+                try:
+                    self._init.wait(0)
+                except Exception:   # not ours to reap: the pidfd still closes below
+                    pass
+            self._init.close()
+
+    def close(self) -> None:
+        """Close this handle's fds (the container itself is left as it is)."""
+        if self._status is not None:
+            self._status.close()
+            self._status = None
+        if self._init is not None:
+            self._init.close()
+
+    def __repr__(self) -> str:
+        return f"<pidsafe.Container {self.id} {self.status()}>"
+
+
+def _end(proc: Process) -> None:
+    """SIGKILL init through its pidfd and wait until it is gone."""
+    try:
+        proc.kill()
+    except (ProcessLookupError, ValueError):
+        pass
+    try:
+        proc.wait(KILL_TIMEOUT)
+    except ChildProcessError:  # pragma: no cover - not our child: poll its pidfd
+        pass
+
+
+def _open_tree(fds: List[int], source: str, recursive: bool, attr_set: int, attr_clr: int,
+               userns_fd: int, field: str) -> int:
+    """A detached bind of ``source`` with its attributes, for init to attach.
+
+    Opened here, as host root in the host's mount namespace: init never
+    resolves a host path (in a user namespace it could not reach root-only
+    directories, and it must not be steered by the container's contents).
+    """
+    flags = _sys.OPEN_TREE_CLONE | _sys.OPEN_TREE_CLOEXEC
+    at = _sys.AT_EMPTY_PATH
+    if recursive:
+        flags |= _sys.AT_RECURSIVE
+        at |= _sys.AT_RECURSIVE
+    try:
+        with critical:
+            fd = _sys.open_tree(_sys.AT_FDCWD, source, flags)
+            fds.append(fd)
+        if attr_set or attr_clr or userns_fd >= 0:
+            _sys.mount_setattr(fd, "", at, attr_set=attr_set | (
+                _sys.MOUNT_ATTR_IDMAP if userns_fd >= 0 else 0), attr_clr=attr_clr,
+                userns_fd=max(userns_fd, 0), filename=source)
+    except OSError as exc:
+        if isinstance(exc, pidsafe_errors.ContainerError):
+            raise
+        raise container_error(exc.errno or errno.EIO, f"bind mount {source}", source,
+                              field) from None
+    return fd
+
+
+def _write_proc(proc: Process, name: str, value: str) -> None:
+    """Write /proc/PID/NAME of our child: open first, then prove it is ours."""
+    path = f"/proc/{proc.pid}/{name}"
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _sys.pidfd_send_signal(proc.fileno(), 0)
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _loopback(proc: Process) -> None:
+    from ._network import loopback_up
+
+    with critical:
+        fd = OwnedFd(os.open(f"/proc/{proc.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC), "netns")
+    with fd:
+        _sys.pidfd_send_signal(proc.fileno(), 0)   # open, then prove
+        loopback_up(fd)
+
+
+def _unmount_present(mounts: List[Mount], root: str) -> None:
+    """unmount_all() of the rootfs mounts that are still there."""
+    try:
+        unmount_all(mounts, root)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise

@@ -1,0 +1,91 @@
+"""stdin/stdout/stderr for a container's process, as ``subprocess`` spells them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import IO, Any, List, Optional, Tuple
+
+from ..process._pipes import open_pipe_files
+
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
+
+
+@dataclass
+class Stdio:
+    """The child's three fds, and what the parent keeps (pipe ends) or must close."""
+
+    child: Tuple[int, int, int] = (-1, -1, -1)
+    parent_ends: List[int] = field(default_factory=lambda: [-1, -1, -1])
+    to_close: List[int] = field(default_factory=list)   # child-side fds we made
+
+    def close_child_side(self) -> None:
+        fds, self.to_close = self.to_close, []
+        for fd in fds:
+            os.close(fd)
+
+    def close_all(self) -> None:
+        self.close_child_side()
+        ends, self.parent_ends = self.parent_ends, [-1, -1, -1]
+        for fd in ends:
+            if fd >= 0:
+                os.close(fd)
+
+    def files(self) -> List[Optional[IO[bytes]]]:
+        """File objects for our pipe ends (they own the fds from here on)."""
+        ends, self.parent_ends = self.parent_ends, [-1, -1, -1]
+        return open_pipe_files(ends, ("wb", "rb", "rb"), -1)
+
+
+def _fd_of(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{name}: bad file descriptor {value}")
+        return value
+    fileno = getattr(value, "fileno", None)
+    if fileno is None:
+        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL, "
+                        f"not {type(value).__name__}")
+    fd = fileno()
+    if not isinstance(fd, int) or fd < 0:
+        raise ValueError(f"{name}: fileno() gave {fd!r}")
+    return fd
+
+
+def make_stdio(stdin: Any, stdout: Any, stderr: Any) -> Stdio:
+    """Resolve the three arguments; on failure nothing stays open."""
+    if stdin is STDOUT or stdout is STDOUT:
+        raise ValueError("only stderr can be subprocess.STDOUT")
+    s = Stdio()
+    child = [-1, -1, -1]
+    try:
+        for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
+                                           (stderr, "stderr"))):
+            if value is None:
+                continue
+            if value is PIPE:
+                r, w = os.pipe2(os.O_CLOEXEC)
+                if i == 0:
+                    child[0], s.parent_ends[0] = r, w
+                    s.to_close.append(r)
+                else:
+                    child[i], s.parent_ends[i] = w, r
+                    s.to_close.append(w)
+            elif value is DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                s.to_close.append(fd)
+                child[i] = fd
+            elif value is STDOUT:
+                child[2] = child[1] if child[1] >= 0 else 1
+            else:
+                child[i] = _fd_of(value, name)
+    except BaseException:
+        s.close_all()
+        raise
+    s.child = (child[0], child[1], child[2])
+    return s

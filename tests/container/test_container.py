@@ -1,0 +1,142 @@
+"""Container: create/start/kill/wait/delete with a real busybox rootfs (root)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+from typing import Any, Dict
+
+import pytest
+
+import pidsafe
+from pidsafe import PIPE
+
+pytestmark = pytest.mark.root
+
+
+def test_create_start_wait_delete(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    bundle = make_bundle(["sh", "-c", "echo pid=$$ host=$(hostname); exit 3"])
+    c = pidsafe.Container.create("c1", bundle, state_dir=str(state_dir), stdout=PIPE)
+    try:
+        st = c.state()
+        assert st["status"] == "created" and st["id"] == "c1" and st["pid"] == c.pid
+        assert st["bundle"] == str(bundle)
+        c.start()
+        assert c.state()["status"] in ("running", "stopped")
+        proc = c.process()
+        assert proc is not None and proc.stdout is not None
+        assert proc.stdout.read() == b"pid=1 host=runc\n"
+        assert c.wait(timeout=10) == 3
+        assert c.state()["status"] == "stopped"
+    finally:
+        c.delete(force=True)
+    c.delete()   # idempotent
+    assert pidsafe.Container.list(str(state_dir)) == []
+
+
+def test_kill_and_exact_status(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("k", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        c.kill(signal.SIGKILL)
+        assert c.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        c.delete(force=True)
+
+
+def test_delete_refuses_a_running_container_unless_forced(make_bundle: Any,
+                                                          state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("r", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    c.start()
+    with pytest.raises(pidsafe.ContainerStateError, match="force"):
+        c.delete()
+    c.delete(force=True)
+    assert c.state()["status"] == "stopped"
+
+
+def test_start_from_another_process(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    bundle = make_bundle(["sh", "-c", "exit 7"])
+    c = pidsafe.Container.create("other", bundle, state_dir=str(state_dir))
+    try:
+        code = ("import sys, pidsafe; c = pidsafe.Container.load(sys.argv[1], 'oth'); "
+                "assert c.state()['status'] == 'created', c.state(); c.start(); c.close()")
+        subprocess.run([sys.executable, "-c", code, str(state_dir)], check=True, timeout=60)
+        assert c.wait(timeout=10) == 7
+    finally:
+        c.delete(force=True)
+
+
+def test_a_failing_step_inside_names_its_field_and_leaves_nothing(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    def bad_mount(doc: Dict[str, Any]) -> None:
+        doc["mounts"].append({"destination": "/data", "type": "bind",
+                              "source": str(tmp_path / "missing"), "options": ["rbind"]})
+
+    bundle = make_bundle(["true"], bad_mount)
+    with pytest.raises(pidsafe.ContainerError) as info:
+        pidsafe.Container.create("bad", bundle, state_dir=str(state_dir))
+    assert isinstance(info.value, FileNotFoundError)
+    assert info.value.field == "mounts[7]" and info.value.path == str(tmp_path / "missing")
+    assert pidsafe.Container.list(str(state_dir)) == []
+
+
+def test_bad_config_is_refused_before_anything_exists(make_bundle: Any,
+                                                      state_dir: pathlib.Path) -> None:
+    bundle = make_bundle(["true"], lambda d: d["linux"].update(seccomp={"defaultAction": "x"}))
+    with pytest.raises(pidsafe.UnsupportedConfigError) as info:
+        pidsafe.Container.create("cfg", bundle, state_dir=str(state_dir))
+    assert info.value.json_path == "linux.seccomp"
+
+
+def test_a_second_create_of_the_same_id_is_refused(make_bundle: Any,
+                                                   state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("dup", make_bundle(["true"]), state_dir=str(state_dir))
+    try:
+        with pytest.raises(pidsafe.ContainerStateError, match="exists"):
+            pidsafe.Container.create("dup", make_bundle(["true"]), state_dir=str(state_dir))
+    finally:
+        c.delete(force=True)
+
+
+def test_load_by_unique_prefix_and_ambiguity(make_bundle: Any,
+                                             state_dir: pathlib.Path) -> None:
+    a = pidsafe.Container.create("alpha1", make_bundle(["true"]), state_dir=str(state_dir))
+    b = pidsafe.Container.create("alpha2", make_bundle(["true"]), state_dir=str(state_dir))
+    try:
+        with pytest.raises(pidsafe.ContainerLookupError, match="alpha1, alpha2"):
+            pidsafe.Container.load(str(state_dir), "alpha")
+        with pytest.raises(pidsafe.ContainerLookupError):
+            pidsafe.Container.load(str(state_dir), "beta")
+        again = pidsafe.Container.load(str(state_dir), "alpha2")
+        assert again.pid == b.pid and again.state()["status"] == "created"
+        again.close()
+    finally:
+        a.delete(force=True)
+        b.delete(force=True)
+
+
+def test_user_namespace_maps_root_to_100000(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    def userns(doc: Dict[str, Any]) -> None:
+        doc["linux"]["namespaces"].append({"type": "user"})
+        m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        doc["linux"]["uidMappings"] = m
+        doc["linux"]["gidMappings"] = m
+
+    bundle = make_bundle(["sh", "-c", "id -u; cat >/dev/null"], userns)
+    c = pidsafe.Container.create("u", bundle, state_dir=str(state_dir), stdin=PIPE,
+                                 stdout=PIPE)
+    try:
+        c.start()
+        proc = c.process()
+        assert proc is not None and proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == b"0\n"
+        with open(f"/proc/{c.pid}/status") as f:
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert uids == ["100000"] * 4
+        proc.stdin.close()
+        assert c.wait(timeout=10) == 0
+    finally:
+        c.delete(force=True)
