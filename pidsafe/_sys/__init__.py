@@ -470,3 +470,13 @@ def _spawn_two_phase(spec: Any, before_exec: Callable[[int, int], None]) -> Tupl
         raise make_oserror(ffi.errno, "munmap(child stack)")
     return pid, pidfd
 
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2) for the calling thread (a pidfd as ``fd`` since Linux 5.8).
+
+    Raises:
+        PermissionError: not allowed to join.
+        OSError: ``EINVAL`` for a namespace the thread cannot join.
+    """
+    _retry("setns", lib.pidsafe_setns, fd, nstype)

@@ -179,6 +179,18 @@ def load_spec(bundle: Union[str, "os.PathLike[str]"]) -> Spec:
         ConfigError: not JSON, or a field is malformed (its JSON path is named).
         UnsupportedConfigError: a field pidsafe does not implement.
     """
+    return read_config(bundle)[1]
+
+
+def read_config(bundle: Union[str, "os.PathLike[str]"]) -> Tuple[Any, Spec]:
+    """``BUNDLE/config.json`` as parsed JSON, and checked as a :class:`Spec`.
+
+    Raises:
+        FileNotFoundError, PermissionError, ...: the file cannot be read
+            (``filename`` is its path).
+        ConfigError: not JSON, or a field is malformed (its JSON path is named).
+        UnsupportedConfigError: a field pidsafe does not implement.
+    """
     path = os.path.join(os.fspath(bundle), "config.json")
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     try:
@@ -196,4 +208,4 @@ def load_spec(bundle: Union[str, "os.PathLike[str]"]) -> Spec:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError("(document)", f"{path} is not valid JSON: {exc}") from None
-    return parse_spec(document)
+    return document, parse_spec(document)

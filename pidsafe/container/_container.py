@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+import dataclasses
 import signal
+import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -26,7 +28,9 @@ from ..process._identity import ProcessIdentity
 from ..process._process import Process
 from ..state._statefile import StateFile
 from ..userns._userns import get_userns_fd
-from ._config import Spec, load_spec
+from ._config import Spec, parse_spec, read_config
+from ._config_process import User
+from ._exec import exec_into
 from ._init import StartedInit, start_init
 from ._plan import plan_init
 from ._stdio import make_stdio
@@ -48,12 +52,17 @@ class Container:
     """One container under a state directory.  See :meth:`create` and :meth:`load`."""
 
     def __init__(self, state_dir: str, container_id: str, record: Dict[str, Any],
-                 init: Optional[Process], status_fd: Optional[OwnedFd] = None) -> None:
+                 init: Optional[Process], status_fd: Optional[OwnedFd] = None,
+                 reaper: Any = None) -> None:
         self.id = container_id
         self.state_dir = state_dir
         self._record = record
         self._init = init
         self._status = status_fd
+        self._reaper = reaper
+        self._spec: Optional[Spec] = None
+        self._exec_lock = threading.Lock()
+        self._execs: Dict[str, Optional[Process]] = {}
 
     # -- create ----------------------------------------------------------------
 
@@ -83,7 +92,7 @@ class Container:
             MountError: a rootfs mount failed; nothing is left behind.
         """
         bundle = os.path.abspath(os.fspath(bundle))
-        spec = load_spec(bundle)
+        document, spec = read_config(bundle)
         rootfs = spec.rootfs(bundle)
         mounts = list(rootfs_mounts or [])
         state = StateFile(state_dir, container_id)
@@ -96,7 +105,7 @@ class Container:
                 "rootfs": rootfs, "status": "creating", "created": time.time(),
                 "annotations": spec.annotation_dict(), "started": False,
                 "mounts": [], "fifo": os.path.join(state_dir, f"{container_id}.fifo"),
-                "init": None,
+                "init": None, "config": document,
             }
             state.save(record)
             try:
@@ -108,7 +117,9 @@ class Container:
                 raise
             record["status"] = "created"
             state.save(record)
-        container = cls(state_dir, container_id, record, started.process, started.status)
+        container = cls(state_dir, container_id, record, started.process, started.status,
+                        reaper)
+        container._spec = spec
         if reaper is not None:
             reaper.watch(started.process)
         return container
@@ -345,6 +356,73 @@ class Container:
             prog = args[0] if args else None
             raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
                                   prog, "process.args" if rec.op == STAGE_EXEC else "")
+
+    def spec(self) -> Spec:
+        """The config the container was created with (later edits of the bundle do not count)."""
+        if self._spec is None:
+            self._spec = parse_spec(self._record["config"])
+        return self._spec
+
+    def exec(self, args: Sequence[str], *, exec_id: str, env: Optional[Sequence[str]] = None,
+             cwd: Optional[str] = None, user: Optional[User] = None, stdin: Any = None,
+             stdout: Any = None, stderr: Any = None) -> Process:
+        """Run ``args`` in the container: all of init's namespaces and cgroups.
+
+        The process takes the container's ``process`` settings (capabilities,
+        no_new_privileges, env, cwd, user) unless overridden.  Its exit
+        reaches the container's reaper, if it has one.
+
+        Args:
+            exec_id: reserved atomically for the container's lifetime in
+                this handle; a duplicate raises.
+            env: ``NAME=VALUE`` strings (default: the container's).
+
+        Raises:
+            ContainerStateError: the id is in use, or init is not running.
+            ContainerError: the process could not be started (the field and
+                path are named).
+        """
+        with self._exec_lock:
+            if exec_id in self._execs:
+                raise ContainerStateError(f"exec id {exec_id!r} is already in use in "
+                                          f"container {self.id!r}")
+            self._execs[exec_id] = None
+        try:
+            if self._init is None or not self._alive():
+                raise ContainerStateError(f"container {self.id!r} is not running")
+            if isinstance(args, (str, bytes)) or not args:
+                raise ValueError("args must be a non-empty list of strings")
+            spec = self.spec()
+            process = dataclasses.replace(
+                spec.process, args=tuple(args),
+                env=tuple(env) if env is not None else spec.process.env,
+                cwd=cwd if cwd is not None else spec.process.cwd,
+                user=user if user is not None else spec.process.user, rlimits=())
+            stdio = make_stdio(stdin, stdout, stderr)
+            try:
+                proc = exec_into(self._init, spec, process, stdio)
+            except BaseException:
+                with critical:
+                    stdio.close_all()
+                raise
+            stdio.close_child_side()
+            try:
+                files = stdio.files()
+            except BaseException:
+                with critical:
+                    _end(proc)
+                    proc.close()
+                raise
+            proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
+            if self._reaper is not None:
+                self._reaper.watch(proc)
+        except BaseException:
+            with self._exec_lock:
+                del self._execs[exec_id]
+            raise
+        with self._exec_lock:
+            self._execs[exec_id] = proc
+        return proc
 
     def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
         """Signal init through its pidfd (never by pid).

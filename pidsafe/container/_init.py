@@ -19,11 +19,12 @@ closed before the error propagates.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .. import _sys
 from .._fd import OwnedFd
@@ -47,6 +48,29 @@ class StartedInit:
 
     process: Process
     status: OwnedFd
+
+
+@contextlib.contextmanager
+def _children_in(pidfd: Optional[int]) -> Iterator[None]:
+    """Make the calling thread's next children be born in ``pidfd``'s pid namespace.
+
+    setns(CLONE_NEWPID) changes only the thread's pid namespace *for
+    children* (its own stays), and a thread may always go back to its own
+    one.  Callers hold ``critical``: a raising signal handler must not leave
+    the thread spawning into the container.
+    """
+    if pidfd is None:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _sys.setns(pidfd, _sys.CLONE_NEWPID)
+        try:
+            yield
+        finally:
+            _sys.setns(own, _sys.CLONE_NEWPID)
+    finally:
+        os.close(own)
 
 
 def helper_path() -> str:
@@ -83,8 +107,13 @@ def error_from_record(record: Optional[object], plan: InitPlan,
 def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequence[int],
                cgroup_fd: int = -1,
                prepare: Optional[Callable[[Process], None]] = None,
-               args: Optional[List[str]] = None) -> StartedInit:
+               args: Optional[List[str]] = None,
+               pid_namespace: Optional[int] = None) -> StartedInit:
     """Clone init, send its ops, and wait until it is READY.
+
+    With ``pid_namespace`` (a pidfd of a process in it), the child is born
+    in that pid namespace (exec into a container): the calling thread
+    joins it for its children around clone3, and goes back at once.
 
     Raises:
         ContainerError: a step inside the container failed (``field``
@@ -106,13 +135,14 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         keep = sorted({ops_r, st_w, err_w, *pass_fds})
         argv = [helper, str(ops_r).encode(), str(st_w).encode()]
         with critical:
-            try:
-                pid, pidfd = _sys.spawn([helper], argv, [], None, stdio, keep, True, False, 0,
-                                        True, err_w, plan.clone_flags, cgroup_fd)
-            except OSError as exc:
-                if exc.errno == errno.ENOSYS:
-                    raise UnsupportedError("clone3", "containers need clone3") from None
-                raise
+            with _children_in(pid_namespace):
+                try:
+                    pid, pidfd = _sys.spawn([helper], argv, [], None, stdio, keep, True, False,
+                                            0, True, err_w, plan.clone_flags, cgroup_fd)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSYS:
+                        raise UnsupportedError("clone3", "containers need clone3") from None
+                    raise
             proc = Process(pid, pidfd, args=args, child=True)
         for fd in (ops_r, st_w, err_w):
             fds.remove(fd)

@@ -28,6 +28,7 @@ from ..errors import ConfigError, InvalidMountError, UnsupportedConfigError
 from ..mount._rootfs import Mount, _Plan as MountPlan, _plan as plan_mount
 from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
+from ._config_process import ProcessSpec
 from ._protocol import (KIND_DIR, KIND_FILE, OP_CAP_BOUNDING, OP_CAPS, OP_CHDIR,
                         OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_MASK, OP_MKNOD,
                         OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT,
@@ -345,3 +346,40 @@ def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
 
 
 __all__ = ["CgroupLayout", "InitPlan", "NAMESPACE_TYPES", "plan_init"]
+
+
+def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int) -> InitPlan:
+    """The plan for a process exec'd into the running container of ``spec``.
+
+    pidsafe-init joins every namespace of init in one ``setns(pidfd, flags)``
+    (Linux 5.8) (the pid and time namespaces are joined by the caller's
+    thread for its children, around clone3), then takes ``process``'s
+    user, capabilities, no_new_privs and cwd, and execs.
+    """
+    b = _Builder(spec, _no_tree)
+    flags = 0
+    for ns in spec.linux.namespaces:
+        if ns.type not in ("pid", "time"):
+            flags |= CLONE_FLAGS[ns.type]
+    if flags:
+        b.add(OP_SETNS, pidfd, flags, field_="linux.namespaces", what="init's namespaces")
+    caps = process.capabilities
+    if caps is not None:
+        b.add(OP_CAP_BOUNDING, _mask(caps.bounding), field_="process.capabilities.bounding")
+    u = process.user
+    b.add(OP_USER, u.uid, u.gid, -1 if u.umask is None else u.umask, list(u.additional_gids),
+          field_="process.user", what=f"{u.uid}:{u.gid}")
+    if caps is not None:
+        b.add(OP_CAPS, _mask(caps.effective), _mask(caps.permitted), _mask(caps.inheritable),
+              _mask(caps.ambient), field_="process.capabilities")
+    if process.no_new_privileges:
+        b.add(OP_NO_NEW_PRIVS, field_="process.noNewPrivileges")
+    b.add(OP_CHDIR, process.cwd, field_="process.cwd", what=process.cwd)
+    b.add(OP_EXEC, nul_list(process.args), nul_list(process.env), field_="process.args",
+          what=process.args[0])
+    return InitPlan(0, tuple(b.ops), root_in_userns=spec.linux.namespace("user") is not None)
+
+
+def _no_tree(source: str, recursive: bool, attr_set: int, attr_clr: int, userns_fd: int,
+             field: str) -> int:  # pragma: no cover - exec makes no mounts
+    raise AssertionError("exec makes no mounts")

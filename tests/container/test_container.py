@@ -140,3 +140,72 @@ def test_user_namespace_maps_root_to_100000(make_bundle: Any, state_dir: pathlib
         assert c.wait(timeout=10) == 0
     finally:
         c.delete(force=True)
+
+
+NS = ("user", "mnt", "net", "ipc", "uts", "pid_for_children", "cgroup")
+
+
+def _ns(pid: int) -> Dict[str, str]:
+    out = {}
+    for n in NS:
+        try:
+            out[n] = os.readlink(f"/proc/{pid}/ns/{n}")
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def _cgroups(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read()
+
+
+def test_exec_joins_every_namespace_and_cgroup_of_init(make_bundle: Any,
+                                                      state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("ex", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        e = c.exec(["sh", "-c", "echo $$ $(hostname); cat >/dev/null"], exec_id="e1", stdin=PIPE,
+                   stdout=PIPE)
+        try:
+            assert e.stdout is not None and e.stdin is not None
+            inner_pid, host = e.stdout.readline().split()
+            assert host == b"runc" and int(inner_pid) > 1   # in init's pid namespace
+            assert c.pid is not None
+            assert _ns(e.pid) == _ns(c.pid)
+            assert _cgroups(e.pid) == _cgroups(c.pid)
+            with pytest.raises(pidsafe.ContainerStateError, match="e1"):
+                c.exec(["true"], exec_id="e1")
+            e.stdin.close()
+            assert e.wait(timeout=10) == 0
+        finally:
+            e.close()
+        with pytest.raises(pidsafe.ContainerError) as info:
+            c.exec(["no-such-program"], exec_id="e2")
+        assert isinstance(info.value, FileNotFoundError) and info.value.field == "process.args"
+    finally:
+        c.delete(force=True)
+
+
+def test_exec_in_a_user_namespace(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    def userns(doc: Dict[str, Any]) -> None:
+        doc["linux"]["namespaces"].append({"type": "user"})
+        m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        doc["linux"]["uidMappings"] = m
+        doc["linux"]["gidMappings"] = m
+
+    c = pidsafe.Container.create("exu", make_bundle(["sleep", "1000"], userns),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        with c.exec(["sh", "-c", "id -u; cat >/dev/null"], exec_id="x", stdin=PIPE,
+                    stdout=PIPE) as e:
+            assert e.stdout is not None and e.stdin is not None and c.pid is not None
+            assert e.stdout.readline() == b"0\n"
+            assert os.readlink(f"/proc/{e.pid}/ns/user") == os.readlink(f"/proc/{c.pid}/ns/user")
+            with open(f"/proc/{e.pid}/status") as f:
+                assert next(ln for ln in f if ln.startswith("Uid:")).split()[1] == "100000"
+            e.stdin.close()
+            assert e.wait(timeout=10) == 0
+    finally:
+        c.delete(force=True)

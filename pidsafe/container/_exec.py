@@ -1,0 +1,116 @@
+"""exec into a running container: a new process in all of init's namespaces.
+
+The process is born held by a pidfd (clone3 from a thread that joined
+init's pid namespace for its children) and then, as pidsafe-init, joins
+every other namespace of init with one ``setns(pidfd, flags)``
+(Linux 5.8), enters init's cgroups, takes the exec's user and
+capabilities, and execs.  No credential changes in memory shared with the
+caller.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import List, Optional, Tuple
+
+from .. import _sys
+from .._sigsafe import critical
+from ..errors import container_error
+from ..process._process import Process
+from ._config import Spec
+from ._config_process import ProcessSpec
+from ._init import start_init
+from ._plan import plan_exec
+from ._protocol import OP_NAMES, RECORD, STAGE_EXEC, decode_record
+from ._stdio import Stdio
+
+
+def _cgroup_mounts() -> Tuple[Optional[str], List[Tuple[str, frozenset[str]]]]:
+    """(cgroup2 mount point or None, [(v1 mount point, its options)])."""
+    v2: Optional[str] = None
+    v1: List[Tuple[str, frozenset[str]]] = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point = left.split()[4]
+            fstype, _, opts = right.split()[:3]
+            if fstype == "cgroup2" and v2 is None:
+                v2 = point
+            elif fstype == "cgroup":
+                v1.append((point, frozenset(opts.split(","))))
+    return v2, v1
+
+
+def join_cgroups_of(init: Process, proc: Process) -> None:
+    """Put ``proc`` (our child, not yet running its program) in every cgroup of ``init``.
+
+    ``/proc/INIT/cgroup`` is opened first, then init is proven alive
+    through its pidfd, so the paths read are init's.
+    """
+    with open(f"/proc/{init.pid}/cgroup", encoding="utf-8") as f:
+        _sys.pidfd_send_signal(init.fileno(), 0)
+        lines = f.read().splitlines()
+    v2, v1 = _cgroup_mounts()
+    for line in lines:
+        hid, controllers, path = line.split(":", 2)
+        if hid == "0":
+            base = v2
+        else:
+            want = set(controllers.split(",")) if controllers else set()
+            base = next((point for point, opts in v1 if want and want <= opts), None)
+        if base is None:
+            continue
+        procs = os.path.join(base, path.lstrip("/"), "cgroup.procs")
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(proc.pid).encode())
+        finally:
+            os.close(fd)
+
+
+def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio) -> Process:
+    """Start ``process`` in init's namespaces and cgroups; return once it has exec'd.
+
+    Raises:
+        ContainerError: joining, the user, the cwd or the exec failed
+            (``field`` names the process field).
+    """
+    with critical:
+        pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+    try:
+        plan = plan_exec(spec, process, pidfd=pidfd)
+        started = start_init(plan, stdio=stdio.child, pass_fds=[pidfd],
+                             prepare=lambda p: join_cgroups_of(init, p),
+                             args=list(process.args),
+                             pid_namespace=init.fileno()
+                             if spec.linux.namespace("pid") is not None else None)
+    finally:
+        os.close(pidfd)
+    proc = started.process
+    try:
+        with started.status:
+            data = b""
+            while len(data) < RECORD.size:
+                chunk = os.read(started.status.fileno(), RECORD.size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        rec = decode_record(data)
+        if rec is not None:
+            proc.wait()
+            raise container_error(rec.err, f"exec: {OP_NAMES.get(rec.op, 'exec')}",
+                                  process.args[0],
+                                  "process.args" if rec.op == STAGE_EXEC else "")
+    except BaseException:
+        with critical:
+            if proc.returncode is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            proc.close()
+        raise
+    return proc
+
