@@ -209,3 +209,90 @@ def test_exec_in_a_user_namespace(make_bundle: Any, state_dir: pathlib.Path) -> 
             assert e.wait(timeout=10) == 0
     finally:
         c.delete(force=True)
+
+
+def _run(make_bundle: Any, state_dir: pathlib.Path, script: str,
+         edit: Any = lambda d: None, **kw: Any) -> bytes:
+    """Create, start and wait for ``sh -c script``; its stdout."""
+    c = pidsafe.Container.create("run", make_bundle(["sh", "-c", script], edit),
+                                 state_dir=str(state_dir), stdout=PIPE, **kw)
+    try:
+        c.start()
+        proc = c.process()
+        assert proc is not None and proc.stdout is not None
+        out = proc.stdout.read()
+        assert c.wait(timeout=10) == 0, out
+        return out
+    finally:
+        c.delete(force=True)
+
+
+def test_identity_and_isolation_inside(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    out = _run(make_bundle, state_dir,
+               "echo $$; hostname; wc -c < /proc/version; ls /proc/self/fd | tr '\\n' ' '; echo;"
+               " (echo 1 > /proc/sys/vm/drop_caches) 2>&1; ls /sys/firmware | wc -l;"
+               " cat /sys/class/net/lo/flags; touch /newfile 2>&1; true",
+               lambda d: d["linux"]["maskedPaths"].append("/proc/version"))
+    lines = out.decode().splitlines()
+    assert lines[0] == "1"                       # the program is pid 1
+    assert lines[1] == "runc"                    # hostname set
+    assert lines[2] == "0"                       # masked: /proc/version reads empty
+    assert lines[3].split() == ["0", "1", "2", "3"]   # only stdio (3: ls's own dir fd)
+    assert "Read-only file system" in lines[4]   # readonlyPaths: /proc/sys
+    assert lines[5] == "0"                       # masked directory: empty tmpfs
+    assert int(lines[6], 16) & 1                 # lo is up in the new network namespace
+    assert "Read-only file system" in lines[7]   # root.readonly
+
+
+def test_idmapped_rootfs_from_rootfs_mounts(make_bundle: Any, state_dir: pathlib.Path,
+                                            tmp_path: pathlib.Path,
+                                            busybox_rootfs: pathlib.Path) -> None:
+    import shutil
+
+    layer = tmp_path / "layer"
+    shutil.copytree(busybox_rootfs, layer, symlinks=True)
+    os.chmod(layer, 0o755)
+    (layer / "owned-by-0").write_text("x")
+
+    def userns_rw(doc: Dict[str, Any]) -> None:
+        doc["root"]["readonly"] = False
+        doc["linux"]["namespaces"].append({"type": "user"})
+        m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        doc["linux"]["uidMappings"] = m
+        doc["linux"]["gidMappings"] = m
+
+    bundle = make_bundle(["sh", "-c", "stat -c %u /owned-by-0; touch /made"], userns_rw)
+    shutil.rmtree(bundle / "rootfs")
+    (bundle / "rootfs").mkdir()
+    mounts = [pidsafe.Mount("bind", str(layer), "", ["rbind", "uidmap=0:100000:65536",
+                                                     "gidmap=0:100000:65536"])]
+    c = pidsafe.Container.create("idm", bundle, state_dir=str(state_dir), stdout=PIPE,
+                                 rootfs_mounts=mounts)
+    try:
+        c.start()
+        proc = c.process()
+        assert proc is not None and proc.stdout is not None
+        assert proc.stdout.read() == b"0\n"      # owned by 0 on disk, 0 inside
+        assert c.wait(timeout=10) == 0
+    finally:
+        c.delete(force=True)
+    assert os.stat(layer / "made").st_uid == 0  # made inside as root: 0 on disk
+    assert not os.path.ismount(bundle / "rootfs")
+
+
+def test_twenty_containers_from_threads(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    import concurrent.futures
+
+    bundles = [make_bundle(["sh", "-c", f"exit {i}"]) for i in range(20)]
+
+    def one(i: int) -> int:
+        c = pidsafe.Container.create(f"t{i}", bundles[i], state_dir=str(state_dir))
+        try:
+            c.start()
+            return c.wait(timeout=30)
+        finally:
+            c.delete(force=True)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(one, range(20))) == list(range(20))
+    assert pidsafe.Container.list(str(state_dir)) == []
