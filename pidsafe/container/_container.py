@@ -15,7 +15,7 @@ import dataclasses
 import signal
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import _sys
 from .. import errors as pidsafe_errors
@@ -36,6 +36,8 @@ from ._plan import plan_init
 from ._stdio import make_stdio
 
 OCI_VERSION = "1.0.2"
+#: Tests: called with the name of each create step as it is reached.
+_test_hook: Optional[Callable[[str], None]] = None
 #: How long delete(force=True) waits for a killed init to be gone.
 KILL_TIMEOUT = 10.0
 
@@ -108,6 +110,7 @@ class Container:
                 "init": None, "config": document,
             }
             state.save(record)
+            _step("recorded")
             try:
                 started = cls._create_locked(state, record, spec, bundle, rootfs, mounts,
                                              stdin, stdout, stderr)
@@ -115,8 +118,10 @@ class Container:
                 with critical:
                     cls._undo(state, record)
                 raise
+            _step("ready")
             record["status"] = "created"
             state.save(record)
+            _step("saved")
         container = cls(state_dir, container_id, record, started.process, started.status,
                         reaper)
         container._spec = spec
@@ -137,10 +142,12 @@ class Container:
             record["mountRoot"] = parent
             state.save(record)
             mount_all(placed, parent)
+            _step("mounted")
         # 2. The gate: a FIFO that outlives us; init holds it read-write.
         fifo = record["fifo"]
         with critical:
             os.mkfifo(fifo, 0o600)
+        _step("gate")
         fds: List[int] = []
         userns_fds: List[OwnedFd] = []
         stdio = make_stdio(stdin, stdout, stderr)
@@ -188,6 +195,7 @@ class Container:
                     record["init"] = ProcessIdentity.of(proc).to_json()
                     record["pid"] = proc.pid
                 state.save(record)
+                _step("cloned")
                 if spec.process.oom_score_adj is not None:
                     _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
 
@@ -431,7 +439,7 @@ class Container:
             ContainerStateError: init is gone.
         """
         del all  # every process of the cgroup: with the cgroup layer
-        if self._init is None:
+        if self._init is None or not self._alive():
             raise ContainerStateError(f"container {self.id!r} is not running")
         try:
             self._init.send_signal(sig)
@@ -526,6 +534,12 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<pidsafe.Container {self.id} {self.status()}>"
+
+
+def _step(name: str) -> None:
+    hook = _test_hook
+    if hook is not None:
+        hook(name)
 
 
 def _end(proc: Process) -> None:

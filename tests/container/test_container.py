@@ -296,3 +296,80 @@ def test_twenty_containers_from_threads(make_bundle: Any, state_dir: pathlib.Pat
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         assert list(pool.map(one, range(20))) == list(range(20))
     assert pidsafe.Container.list(str(state_dir)) == []
+
+
+CREATE_STEPS = ("recorded", "mounted", "gate", "cloned", "ready", "saved")
+
+
+@pytest.mark.parametrize("step", CREATE_STEPS)
+def test_a_creator_killed_at_any_step_leaves_what_delete_cleans(
+        step: str, make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
+        busybox_rootfs: pathlib.Path) -> None:
+    import json
+    import shutil
+
+    layer = tmp_path / "layer"
+    shutil.copytree(busybox_rootfs, layer, symlinks=True)
+    bundle = make_bundle(["sleep", "1000"])
+    shutil.rmtree(bundle / "rootfs")
+    (bundle / "rootfs").mkdir()
+    mounts = json.dumps([["bind", str(layer), "", ["rbind"]]])
+    code = f"""
+import json, os, signal, sys
+import pidsafe
+from pidsafe.container import _container
+def hook(name):
+    if name == {step!r}:
+        os.kill(os.getpid(), signal.SIGKILL)
+_container._test_hook = hook
+mounts = [pidsafe.Mount(*m) for m in json.loads(sys.argv[3])]
+pidsafe.Container.create("k", sys.argv[1], state_dir=sys.argv[2], rootfs_mounts=mounts)
+"""
+    # A subreaper here, so that the orphaned init is reaped by us, not left to pid 1.
+    with pidsafe.Reaper(subreaper=True) as reaper:
+        creator = reaper.spawn([sys.executable, "-c", code, str(bundle), str(state_dir), mounts])
+        assert creator.wait(timeout=60) == -signal.SIGKILL
+        creator.close()
+        assert pidsafe.Container.list(str(state_dir)) == ["k"]
+        c = pidsafe.Container.load(str(state_dir), "k")
+        c.delete(force=True)
+        assert pidsafe.Container.list(str(state_dir)) == []
+        assert not os.path.ismount(bundle / "rootfs")
+
+
+def test_kill_never_reaches_a_process_that_reused_inits_pid(make_bundle: Any,
+                                                            state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("reuse", make_bundle(["true"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        assert c.wait(timeout=10) == 0
+        pid = c.pid
+        assert pid is not None
+        newcomer = None
+        for _ in range(200):   # other processes on the machine may take the pid first
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(pid - 1))
+            p = pidsafe.spawn(["sleep", "60"])
+            if p.pid == pid:
+                newcomer = p
+                break
+            p.kill()
+            p.wait()
+            p.close()
+        if newcomer is None:
+            pytest.skip("could not make the pid be reused (a busy machine took it each time)")
+        try:
+            with pytest.raises(pidsafe.ContainerStateError):
+                c.kill(signal.SIGKILL)
+            other = pidsafe.Container.load(str(state_dir), "reuse")   # from the state file
+            assert other.state()["status"] == "stopped" and "pid" not in other.state()
+            with pytest.raises(pidsafe.ContainerStateError):
+                other.kill(signal.SIGKILL)
+            other.close()
+            assert newcomer.is_alive()
+        finally:
+            newcomer.kill()
+            newcomer.wait()
+            newcomer.close()
+    finally:
+        c.delete(force=True)
