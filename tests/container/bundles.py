@@ -63,11 +63,14 @@ def _ensure_busybox() -> str:
     return BUSYBOX
 
 
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    """A read-only template: busybox with every applet linked, /etc/passwd, /etc/group."""
-    bb = _ensure_busybox()
-    root = tmp_path_factory.mktemp("busybox-rootfs")
+def build_busybox_rootfs(root: pathlib.Path, busybox: str) -> pathlib.Path:
+    """``root`` made an image: busybox with every applet linked, /etc/passwd, /etc/group.
+
+    (Also used by benchmarks/bench_container.py.)
+    """
+    bb = busybox
+    root.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(root, 0o755)
     for d in ("bin", "dev", "etc", "home", "proc", "root", "run", "sys", "tmp", "var/tmp",
               "usr"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -85,6 +88,12 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
                                      "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     (root / "etc/group").write_text("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A read-only template image, built once per session."""
+    return build_busybox_rootfs(tmp_path_factory.mktemp("busybox-rootfs"), _ensure_busybox())
 
 
 Bundle = Callable[..., pathlib.Path]
