@@ -2,8 +2,10 @@
 # Set up everything pidsafe needs, from a fresh clone on a fresh Debian
 # machine.  Idempotent: a second run only rebuilds the extension.
 #
-#   - Debian packages: libcap-dev (python-prctl builds against it), gcc.
-#     Installed with apt-get when we are root; otherwise we say what to run.
+#   - Debian packages: libcap-dev (python-prctl builds against it), gcc
+#     (libc6-dev's static libc links pidsafe-init), busybox-static (the
+#     container tests' image).  Installed with apt-get when we are root;
+#     otherwise we say what to run.
 #   - .venv with pidsafe (editable, the cffi extension built in place) and
 #     the test tools.
 set -euo pipefail
@@ -12,6 +14,11 @@ cd "$(dirname "$0")/.."
 missing=()
 dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
+# Only the (root-only) container tests need busybox: install it when we can.
+if [ "$(id -u)" = 0 ] && ! dpkg -s busybox-static >/dev/null 2>&1; then
+    missing+=(busybox-static)
+fi
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ]; then
         echo "pidsafe: installing Debian packages: ${missing[*]}" >&2
@@ -19,7 +26,8 @@ if ((${#missing[@]})); then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "pidsafe: missing Debian packages: ${missing[*]}" >&2
-        echo "pidsafe: python-prctl needs libcap-dev to build; as root run:" >&2
+        echo "pidsafe: python-prctl needs libcap-dev to build, pidsafe-init a static libc;" >&2
+        echo "pidsafe: as root run:" >&2
         echo "    apt-get update && apt-get install -y ${missing[*]}" >&2
         exit 1
     fi
