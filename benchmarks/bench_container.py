@@ -39,7 +39,7 @@ from typing import Dict, List
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests" / "container"))
+sys.path.insert(0, str(HERE.parent / "tests"))
 from _harness import Method, print_checks, run_interleaved, timed  # noqa: E402
 from bundles import build_busybox_rootfs, runc_spec  # noqa: E402  (the tests' own image)
 

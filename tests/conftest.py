@@ -20,6 +20,7 @@ import pytest
 import pidsafe
 
 from faults import Faults
+from bundles import busybox_rootfs, make_bundle, state_dir  # noqa: F401 - container fixtures
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
+from .._sigsafe import critical
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
 from ..userns._idmap import IDMap
 from ._config_linux import LinuxSpec, parse_linux
@@ -192,16 +193,17 @@ def read_config(bundle: Union[str, "os.PathLike[str]"]) -> Tuple[Any, Spec]:
         UnsupportedConfigError: a field pidsafe does not implement.
     """
     path = os.path.join(os.fspath(bundle), "config.json")
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        data = os.read(fd, MAX_CONFIG_SIZE + 1)
-        while len(data) <= MAX_CONFIG_SIZE:
-            more = os.read(fd, MAX_CONFIG_SIZE + 1 - len(data))
-            if not more:
-                break
-            data += more
-    finally:
-        os.close(fd)
+    with critical:   # a raising signal handler must not split open from close
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            data = os.read(fd, MAX_CONFIG_SIZE + 1)
+            while len(data) <= MAX_CONFIG_SIZE:
+                more = os.read(fd, MAX_CONFIG_SIZE + 1 - len(data))
+                if not more:
+                    break
+                data += more
+        finally:
+            os.close(fd)
     if len(data) > MAX_CONFIG_SIZE:
         raise ConfigError("(document)", f"{path} is larger than {MAX_CONFIG_SIZE} bytes")
     try:

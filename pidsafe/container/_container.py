@@ -98,7 +98,9 @@ class Container:
         rootfs = spec.rootfs(bundle)
         mounts = list(rootfs_mounts or [])
         state = StateFile(state_dir, container_id)
-        with state.locked():
+        state.lock()
+        started: Optional[StartedInit] = None
+        try:
             if state.exists():
                 raise ContainerStateError(f"container {container_id!r} already exists in "
                                           f"{state_dir}")
@@ -109,25 +111,36 @@ class Container:
                 "mounts": [], "fifo": os.path.join(state_dir, f"{container_id}.fifo"),
                 "init": None, "config": document,
             }
-            state.save(record)
-            _step("recorded")
             try:
+                state.save(record)
+                _step("recorded")
                 started = cls._create_locked(state, record, spec, bundle, rootfs, mounts,
                                              stdin, stdout, stderr)
+                _step("ready")
+                record["status"] = "created"
+                state.save(record)
+                _step("saved")
+                container = cls(state_dir, container_id, record, started.process,
+                                started.status, reaper)
+                container._spec = spec
+                if reaper is not None:
+                    reaper.watch(started.process)
+                state.unlock()
+                return container
             except BaseException:
+                # Whatever was interrupted, nothing stays: init, mounts, state.
                 with critical:
+                    if started is not None:
+                        _end(started.process)
+                        started.process.close()
+                        started.status.close()
+                    if not state.is_locked:
+                        state.lock()
                     cls._undo(state, record)
                 raise
-            _step("ready")
-            record["status"] = "created"
-            state.save(record)
-            _step("saved")
-        container = cls(state_dir, container_id, record, started.process, started.status,
-                        reaper)
-        container._spec = spec
-        if reaper is not None:
-            reaper.watch(started.process)
-        return container
+        finally:
+            if state.is_locked:
+                state.unlock()
 
     @classmethod
     def _create_locked(cls, state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,

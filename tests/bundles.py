@@ -1,4 +1,4 @@
-"""Fixtures for container tests: a busybox rootfs and runc's default config."""
+"""Container test images: a busybox rootfs and runc's default config (fixtures via conftest)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,53 @@
+"""Container.create under fault injection: every native/os call failed or interrupted."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pathlib
+from typing import Any
+
+import pytest
+
+import pidsafe
+from conftest import leak_check
+from faults import Faults, Interrupt
+
+pytestmark = pytest.mark.root
+
+
+def _sweep(faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt: bool) -> None:
+    bundle = make_bundle(["true"])
+
+    def create() -> pidsafe.Container:
+        return pidsafe.Container.create("f", bundle, state_dir=str(state_dir))
+
+    made = []
+    n = faults.count(lambda: made.append(create()))
+    made.pop().delete(force=True)
+    assert n > 20, faults.calls
+    for k in range(1, n + 1):
+        with leak_check(f"create with call {k} of {n} {'interrupted' if interrupt else 'failed'}"):
+            c = None
+            ctx = faults.interrupt_at(k) if interrupt else faults.fail_at(k, errno.EIO)
+            try:
+                with ctx:
+                    c = create()
+            except Interrupt:
+                assert interrupt
+            except (OSError, pidsafe.Error) as exc:
+                assert not interrupt, f"call {k} ({faults.fired}): {exc!r}"
+            if c is not None:
+                c.delete(force=True)
+            left = sorted(os.listdir(state_dir))
+            assert left == [], f"call {k} ({faults.fired}) left {left}"
+
+
+def test_create_with_each_call_failing(faults: Faults, make_bundle: Any,
+                                       state_dir: pathlib.Path) -> None:
+    _sweep(faults, make_bundle, state_dir, interrupt=False)
+
+
+def test_create_with_each_call_interrupted(faults: Faults, make_bundle: Any,
+                                           state_dir: pathlib.Path) -> None:
+    _sweep(faults, make_bundle, state_dir, interrupt=True)
