@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import dataclasses
+import select
 import signal
 import threading
 import time
@@ -29,7 +30,7 @@ from ..process._process import Process
 from ..state._statefile import StateFile
 from ..userns._userns import get_userns_fd
 from ._config import Spec, parse_spec, read_config
-from ._config_process import User
+from ._config_process import ProcessSpec, User
 from ._exec import exec_into
 from ._init import StartedInit, start_init
 from ._plan import plan_init
@@ -300,13 +301,21 @@ class Container:
         return "running" if self._record.get("started") else "created"
 
     def _alive(self) -> bool:
+        """Whether init still runs: its pidfd turns readable when it exits.
+
+        A zombie init (exited, not yet reaped by its parent: a shim, or our
+        subreaper) is not alive: nothing in the container runs any more.
+        """
         assert self._init is not None
         if self._init.returncode is not None:
             return False
         try:
-            return self._init.poll() is None
-        except (ValueError, OSError):
+            fd = self._init.fileno()
+        except ValueError:
             return False
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return not poller.poll(0)
 
     def state(self) -> Dict[str, Any]:
         """The OCI state: ociVersion, id, status, pid, bundle, annotations."""
@@ -403,6 +412,19 @@ class Container:
             ContainerError: the process could not be started (the field and
                 path are named).
         """
+        if isinstance(args, (str, bytes)) or not args:
+            raise ValueError("args must be a non-empty list of strings")
+        base = self.spec().process
+        process = dataclasses.replace(
+            base, args=tuple(args), env=tuple(env) if env is not None else base.env,
+            cwd=cwd if cwd is not None else base.cwd,
+            user=user if user is not None else base.user, rlimits=())
+        return self.exec_process(process, exec_id=exec_id, stdin=stdin, stdout=stdout,
+                                 stderr=stderr)
+
+    def exec_process(self, process: ProcessSpec, *, exec_id: str, stdin: Any = None,
+                     stdout: Any = None, stderr: Any = None) -> Process:
+        """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it)."""
         with self._exec_lock:
             if exec_id in self._execs:
                 raise ContainerStateError(f"exec id {exec_id!r} is already in use in "
@@ -411,14 +433,7 @@ class Container:
         try:
             if self._init is None or not self._alive():
                 raise ContainerStateError(f"container {self.id!r} is not running")
-            if isinstance(args, (str, bytes)) or not args:
-                raise ValueError("args must be a non-empty list of strings")
             spec = self.spec()
-            process = dataclasses.replace(
-                spec.process, args=tuple(args),
-                env=tuple(env) if env is not None else spec.process.env,
-                cwd=cwd if cwd is not None else spec.process.cwd,
-                user=user if user is not None else spec.process.user, rlimits=())
             stdio = make_stdio(stdin, stdout, stderr)
             try:
                 proc = exec_into(self._init, spec, process, stdio)
@@ -444,6 +459,44 @@ class Container:
         with self._exec_lock:
             self._execs[exec_id] = proc
         return proc
+
+    def pids(self) -> List[int]:
+        """Host pids of the container's processes (those in init's pid namespace).
+
+        Without a pid namespace of its own, init and its descendants.
+        """
+        if self._init is None or not self._alive():
+            return []
+        init = self._init.pid
+        try:
+            own = os.stat(f"/proc/{init}/ns/pid").st_ino
+            _sys.pidfd_send_signal(self._init.fileno(), 0)   # the stat was of our init
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+        has_ns = self.spec().linux.namespace("pid") is not None
+        out = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if has_ns:
+                    if os.stat(f"/proc/{name}/ns/pid").st_ino == own:
+                        out.append(int(name))
+                elif int(name) == init or _descends(int(name), init):
+                    out.append(int(name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return sorted(out)
+
+    @property
+    def rootfs(self) -> str:
+        """The rootfs path on the host."""
+        return str(self._record.get("rootfs", ""))
+
+    @property
+    def created(self) -> float:
+        """When create() began, as a Unix time."""
+        return float(self._record.get("created", 0.0))
 
     def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
         """Signal init through its pidfd (never by pid).
@@ -547,6 +600,19 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<pidsafe.Container {self.id} {self.status()}>"
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    """Whether ``pid``'s parent chain (read now from /proc) reaches ``ancestor``."""
+    seen = 0
+    while pid > 1 and seen < 4096:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        if pid == ancestor:
+            return True
+        seen += 1
+    return False
 
 
 def _step(name: str) -> None:

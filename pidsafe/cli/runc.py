@@ -1,0 +1,492 @@
+"""``pidsafe-runc``: runc's command line on top of :class:`pidsafe.Container`.
+
+Anything that speaks runc's CLI (containerd's runc shim, the OCI
+validation suite, scripts) can run pidsafe instead, with init held by a
+pidfd from birth.  There is no second implementation: every command is a
+call into :mod:`pidsafe.container`.  Imports stay lazy so that a command
+pays only for what it uses (three runs per container lifecycle).
+
+Exit status: 0, or 1 with the error on stderr and, with ``--log``, as the
+last line of the log file (``--log-format json``: one object a line, as
+containerd's shim reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any, Dict, List, NoReturn, Optional, Sequence
+
+DEFAULT_ROOT = "/run/pidsafe-runc"
+USAGE = """usage: pidsafe-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
+                    COMMAND [OPTIONS] [ARGS]
+
+commands:
+  create   create a container (its program waits for start)
+  start    start a created container
+  run      create and start a container, and wait for it (unless --detach)
+  state    print a container's state as JSON
+  kill     send a signal to a container's init (or, with --all, to all its processes)
+  delete   delete a container (--force: even a running one)
+  exec     run a process in a running container
+  list     list containers
+  ps       list the processes of a container
+  features print what this runtime supports, as JSON
+Run 'pidsafe-runc COMMAND --help' for a command's options."""
+
+
+class UsageError(Exception):
+    """Bad command line: exit 1 (runc's status for usage errors too)."""
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.path: Optional[str] = None
+        self.json = False
+        self.debug = False
+
+    def write(self, level: str, msg: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.path:
+            if self.json:
+                line = json.dumps({"level": level, "msg": msg, "time": stamp})
+            else:
+                line = f'time="{stamp}" level={level} msg={json.dumps(msg)}'
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             0o644)
+                try:
+                    os.write(fd, (line + "\n").encode())
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass   # the log is best effort; stderr below always gets it
+        if level == "error" or self.debug:
+            sys.stderr.write(f"pidsafe-runc: {msg}\n")
+
+
+LOG = _Log()
+
+
+# --- argument parsing: runc's flag spelling (-x, --long, --long=value) ---------
+
+class Args:
+    """Parsed options of one command."""
+
+    def __init__(self, flags: Dict[str, Any], positional: List[str], rest: List[str]) -> None:
+        self.flags = flags
+        self.positional = positional
+        self.rest = rest
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.flags.get(name, default)
+
+
+def parse(argv: Sequence[str], spec: Dict[str, str], aliases: Dict[str, str]) -> Args:
+    """``spec``: option -> "flag" | "value" | "list"; ``aliases``: short -> long."""
+    flags: Dict[str, Any] = {}
+    positional: List[str] = []
+    rest: List[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest = argv[i + 1:]
+            break
+        if a.startswith("-") and a != "-" and not positional:
+            name, eq, value = a.lstrip("-").partition("=")
+            name = aliases.get(name, name)
+            kind = spec.get(name)
+            if kind is None:
+                raise UsageError(f"flag provided but not defined: {a}")
+            if kind == "flag":
+                flags[name] = value.lower() not in ("false", "0") if eq else True
+            else:
+                if not eq:
+                    i += 1
+                    if i >= len(argv):
+                        raise UsageError(f"flag needs an argument: {a}")
+                    value = argv[i]
+                if kind == "list":
+                    flags.setdefault(name, []).append(value)
+                else:
+                    flags[name] = value
+        elif positional and not rest and a.startswith("-") and a != "-" and \
+                spec.get(aliases.get(a.lstrip("-").partition("=")[0],
+                                     a.lstrip("-").partition("=")[0])):
+            # runc (urfave/cli) takes flags after the id too for some commands.
+            positional_done = positional
+            sub = parse(argv[i:], spec, aliases)
+            flags.update(sub.flags)
+            return Args(flags, positional_done + sub.positional, sub.rest)
+        else:
+            positional.append(a)
+        i += 1
+    return Args(flags, positional, rest)
+
+
+def _one_id(args: Args, cmd: str) -> str:
+    if len(args.positional) != 1:
+        raise UsageError(f"{cmd}: expected exactly one container id, got "
+                         f"{len(args.positional)}")
+    return args.positional[0]
+
+
+# --- commands ---------------------------------------------------------------------
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """The pid file, atomically: a temp file renamed over it."""
+    path = os.path.abspath(path)
+    tmp = f"{path}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _state_json(c: Any) -> Dict[str, Any]:
+    st = c.state()
+    created = c.created
+    out: Dict[str, Any] = {
+        "ociVersion": st["ociVersion"], "id": st["id"], "pid": st.get("pid", 0),
+        "status": st["status"], "bundle": st["bundle"], "rootfs": c.rootfs,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created % 1 * 1e9):09d}Z",
+        "owner": ""}
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
+
+
+def _load(root: str, cid: str) -> Any:
+    from ..container._container import Container
+
+    return Container.load(root, cid)
+
+
+def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
+    spec = {"bundle": "value", "pid-file": "value", "console-socket": "value",
+            "no-pivot": "flag", "no-new-keyring": "flag", "preserve-fds": "value",
+            "pidfd-socket": "value", "detach": "flag", "keep": "flag", "help": "flag"}
+    args = parse(argv, spec, {"b": "bundle", "d": "detach", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc " + ("run" if run else "create") + " [--bundle DIR] "
+              "[--pid-file FILE] [--console-socket SOCK] [--no-pivot] [--no-new-keyring] "
+              "[--preserve-fds N] [--pidfd-socket SOCK]" + (" [--detach]" if run else "")
+              + " ID")
+        return 0
+    cid = _one_id(args, "run" if run else "create")
+    if args.get("console-socket"):
+        raise UsageError("--console-socket: terminals are not supported yet")
+    if args.get("preserve-fds") not in (None, "0"):
+        raise UsageError("--preserve-fds is not supported yet")
+    from ..container._container import Container
+
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    c = Container.create(cid, args.get("bundle", "."), state_dir=root)
+    try:
+        if args.get("pid-file") and c.pid is not None:
+            _write_pid_file(args.get("pid-file"), c.pid)
+        if args.get("pidfd-socket"):
+            _send_pidfd(args.get("pidfd-socket"), c)
+        if not run:
+            return 0
+        c.start()
+        if args.get("detach"):
+            return 0
+        status = c.wait()
+        if not args.get("keep"):
+            c.delete(force=True)
+        return status if status >= 0 else 128 - status
+    finally:
+        c.close()
+
+
+def _send_pidfd(path: str, c: Any) -> None:
+    """Send init's pidfd over the unix socket at ``path`` (SCM_RIGHTS), as runc >= 1.2."""
+    import socket
+
+    proc = c.process()
+    if proc is None:
+        raise UsageError("--pidfd-socket: the container has no init")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+        s.connect(path)
+        socket.send_fds(s, [c.id.encode()], [proc.fileno()])
+
+
+def cmd_start(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"help": "flag"}, {"h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc start ID")
+        return 0
+    c = _load(root, _one_id(args, "start"))
+    try:
+        c.start()
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_state(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"help": "flag"}, {"h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc state ID")
+        return 0
+    c = _load(root, _one_id(args, "state"))
+    try:
+        print(json.dumps(_state_json(c), indent=2))
+    finally:
+        c.close()
+    return 0
+
+
+def parse_signal(text: str) -> int:
+    """``15``, ``TERM`` or ``SIGTERM`` (runc's spellings)."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise UsageError(f"unknown signal {text!r}") from None
+
+
+def cmd_kill(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"all": "flag", "help": "flag"}, {"a": "all", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc kill [--all] ID [SIGNAL]")
+        return 0
+    if not 1 <= len(args.positional) <= 2:
+        raise UsageError("kill: expected ID [SIGNAL]")
+    sig = parse_signal(args.positional[1]) if len(args.positional) == 2 else signal.SIGTERM
+    c = _load(root, args.positional[0])
+    try:
+        c.kill(sig, all=bool(args.get("all")))
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_delete(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"force": "flag", "help": "flag"}, {"f": "force", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc delete [--force] ID")
+        return 0
+    from ..errors import ContainerLookupError
+
+    try:
+        c = _load(root, _one_id(args, "delete"))
+    except ContainerLookupError:
+        if args.get("force"):
+            return 0   # runc: delete --force of a missing container succeeds
+        raise
+    c.delete(force=bool(args.get("force")))
+    return 0
+
+
+def cmd_list(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"format": "value", "quiet": "flag", "help": "flag"},
+                 {"f": "format", "q": "quiet", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc list [--format table|json] [--quiet]")
+        return 0
+    from ..container._container import Container
+
+    rows = []
+    for cid in Container.list(root):
+        try:
+            c = Container.load(root, cid)
+        except Exception:   # deleted meanwhile
+            continue
+        try:
+            rows.append(_state_json(c))
+        finally:
+            c.close()
+    if args.get("quiet"):
+        for r in rows:
+            print(r["id"])
+    elif args.get("format") == "json":
+        print(json.dumps(rows))
+    else:
+        print(f"{'ID':<20}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<30}OWNER")
+        for r in rows:
+            print(f"{r['id']:<20}{r['pid']:<10}{r['status']:<10}{r['bundle']:<40}"
+                  f"{r['created']:<30}{r['owner']}")
+    return 0
+
+
+def cmd_exec(root: str, argv: Sequence[str]) -> int:
+    spec = {"process": "value", "detach": "flag", "pid-file": "value", "console-socket": "value",
+            "env": "list", "cwd": "value", "user": "value", "tty": "flag", "help": "flag",
+            "preserve-fds": "value", "pidfd-socket": "value", "no-new-privs": "flag",
+            "additional-gids": "list", "cap": "list", "ignore-paused": "flag"}
+    args = parse(argv, spec, {"p": "process", "d": "detach", "e": "env", "u": "user",
+                              "t": "tty", "h": "help", "g": "additional-gids", "c": "cap"})
+    if args.get("help"):
+        print("usage: pidsafe-runc exec [--process FILE] [--detach] [--pid-file FILE] "
+              "[--env K=V] [--cwd DIR] [--user UID[:GID]] ID [-- COMMAND ARGS...]")
+        return 0
+    if args.get("tty") or args.get("console-socket"):
+        raise UsageError("exec: terminals are not supported yet")
+    if not args.positional:
+        raise UsageError("exec: expected a container id")
+    cid, command = args.positional[0], args.positional[1:] + args.rest
+    import dataclasses
+
+    from ..container._config_process import User, parse_process
+    from ..container._reader import JsonObject
+
+    c = _load(root, cid)
+    try:
+        if args.get("process"):
+            with open(args.get("process"), encoding="utf-8") as f:
+                process = parse_process(JsonObject(json.load(f), "process"))
+        else:
+            if not command:
+                raise UsageError("exec: expected a command (or --process)")
+            base = c.spec().process
+            process = dataclasses.replace(base, args=tuple(command), rlimits=())
+        if args.get("env"):
+            process = dataclasses.replace(process, env=process.env + tuple(args.get("env")))
+        if args.get("cwd"):
+            process = dataclasses.replace(process, cwd=args.get("cwd"))
+        if args.get("user"):
+            uid, _, gid = args.get("user").partition(":")
+            process = dataclasses.replace(process, user=User(int(uid), int(gid or 0)))
+        if args.get("no-new-privs"):
+            process = dataclasses.replace(process, no_new_privileges=True)
+        proc = c.exec_process(process, exec_id=f"cli-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            if args.get("pid-file"):
+                _write_pid_file(args.get("pid-file"), proc.pid)
+            if args.get("detach"):
+                return 0
+            status: int = proc.wait()
+            return status if status >= 0 else 128 - status
+        finally:
+            proc.close()
+    finally:
+        c.close()
+
+
+def cmd_ps(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"format": "value", "help": "flag"}, {"f": "format", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc ps [--format table|json] ID")
+        return 0
+    c = _load(root, _one_id(args, "ps"))
+    try:
+        pids = c.pids()
+    finally:
+        c.close()
+    if args.get("format") == "json":
+        print(json.dumps(pids))
+    else:
+        print("PID")
+        for p in pids:
+            print(p)
+    return 0
+
+
+def cmd_features(root: str, argv: Sequence[str]) -> int:
+    from ..container._config_process import CAPABILITIES
+    from ..container._config_linux import NAMESPACE_TYPES
+
+    doc = {
+        "ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0", "hooks": [],
+        "mountOptions": sorted({
+            "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime",
+            "noatime", "strictatime", "nodiratime", "diratime", "nosymfollow", "bind", "rbind",
+            "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable",
+            "runbindable", "idmap", "ridmap"}),
+        "linux": {
+            "namespaces": sorted(NAMESPACE_TYPES),
+            "capabilities": sorted(CAPABILITIES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": True}},
+        },
+        "annotations": {"org.pidsafe.pidfd": "init held by a pidfd from clone3"},
+    }
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+COMMANDS = {"create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
+            "delete": cmd_delete, "list": cmd_list, "exec": cmd_exec, "ps": cmd_ps,
+            "features": cmd_features}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    root = DEFAULT_ROOT
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name, eq, value = argv[i].lstrip("-").partition("=")
+        if name in ("root", "log", "log-format", "criu") and not eq:
+            if i + 1 >= len(argv):
+                return _fail(f"flag needs an argument: {argv[i]}")
+            value = argv[i + 1]
+            i += 1
+        if name == "root":
+            root = value
+        elif name == "log":
+            LOG.path = value
+        elif name == "log-format":
+            if value not in ("text", "json"):
+                return _fail(f"--log-format must be text or json, not {value!r}")
+            LOG.json = value == "json"
+        elif name == "debug":
+            LOG.debug = True
+        elif name == "systemd-cgroup":
+            return _fail("--systemd-cgroup is not supported: pidsafe-runc manages cgroupfs "
+                         "directly")
+        elif name in ("v", "version"):
+            from .._version import __version__
+
+            print(f"pidsafe-runc version {__version__}\nspec: 1.1.0")
+            return 0
+        elif name in ("h", "help"):
+            print(USAGE)
+            return 0
+        elif name in ("rootless", "criu"):
+            pass
+        else:
+            return _fail(f"flag provided but not defined: {argv[i]}")
+        i += 1
+    if i >= len(argv):
+        print(USAGE, file=sys.stderr)
+        return 1
+    cmd, rest = argv[i], argv[i + 1:]
+    if cmd == "run":
+        fn: Any = lambda r, a: cmd_create(r, a, run=True)   # noqa: E731
+    else:
+        fn = COMMANDS.get(cmd)
+    if fn is None:
+        return _fail(f"unknown command {cmd!r}\n{USAGE}")
+    try:
+        return int(fn(root, rest))
+    except UsageError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError, LookupError, RuntimeError) as exc:
+        return _fail(str(exc))
+
+
+def _fail(msg: str) -> int:
+    LOG.write("error", msg)
+    return 1
+
+
+def entry() -> NoReturn:
+    sys.exit(main())

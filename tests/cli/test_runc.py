@@ -1,0 +1,140 @@
+"""pidsafe-runc: runc's command line over pidsafe.Container (root, real containers)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import sys
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+
+import pidsafe
+from pidsafe.cli import runc
+
+ENTRY = "from pidsafe.cli.runc import entry; entry()"
+
+
+@pytest.fixture
+def subreaper() -> Iterator[pidsafe.Reaper]:
+    """Orphaned container inits (their creator, the CLI, exits) come to us, as to a shim."""
+    with pidsafe.Reaper(subreaper=True) as r:
+        yield r
+
+
+class Cli:
+    def __init__(self, reaper: pidsafe.Reaper, root: pathlib.Path) -> None:
+        self.reaper = reaper
+        self.root = root
+
+    def __call__(self, *args: str, check: bool = True) -> Tuple[int, str, str]:
+        # Files, not pipes: a created container inherits the CLI's stdio and
+        # would hold a pipe open until it exits (as with runc).
+        import tempfile
+
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            with self.reaper.spawn([sys.executable, "-c", ENTRY, "--root", str(self.root),
+                                    *args], stdout=out, stderr=err,
+                                   stdin=pidsafe.DEVNULL) as p:
+                code = p.wait(timeout=60)
+            out.seek(0)
+            err.seek(0)
+            o, e = out.read().decode(), err.read().decode()
+        if check:
+            assert code == 0, (args, code, o, e)
+        return code, o, e
+
+
+@pytest.fixture
+def cli(subreaper: pidsafe.Reaper, tmp_path: pathlib.Path) -> Iterator[Cli]:
+    c = Cli(subreaper, tmp_path / "root")
+    yield c
+    for cid in pidsafe.Container.list(str(c.root)):
+        c("delete", "--force", cid, check=False)
+
+
+pytestmark = pytest.mark.root
+
+
+def test_lifecycle(cli: Cli, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    bundle = make_bundle(["sleep", "1000"])
+    pid_file = tmp_path / "init.pid"
+    cli("create", "--bundle", str(bundle), "--pid-file", str(pid_file), "c1")
+    state = json.loads(cli("state", "c1")[1])
+    assert state["status"] == "created" and state["id"] == "c1"
+    assert int(pid_file.read_text()) == state["pid"]
+    assert state["bundle"] == str(bundle) and state["created"].endswith("Z")
+    cli("start", "c1")
+    assert json.loads(cli("state", "c1")[1])["status"] == "running"
+    listed = json.loads(cli("list", "--format", "json")[1])
+    assert [c["id"] for c in listed] == ["c1"]
+    assert json.loads(cli("ps", "--format", "json", "c1")[1]) == [state["pid"]]
+    code, out, _ = cli("exec", "c1", "--", "sh", "-c", "hostname; exit 5", check=False)
+    assert (code, out) == (5, "runc\n")
+    code, _, err = cli("delete", "c1", check=False)
+    assert code == 1 and "force" in err
+    cli("kill", "c1", "TERM")   # pid 1 ignores it: no handler for TERM
+    cli("kill", "c1", "SIGKILL")
+    cli("delete", "c1")
+    assert cli("list", "-q")[1] == ""
+
+
+def test_run_exits_with_the_program_status(cli: Cli, make_bundle: Any) -> None:
+    code, out, _ = cli("run", "--bundle", str(make_bundle(["sh", "-c", "echo hi; exit 3"])),
+                       "r1", check=False)
+    assert (code, out) == (3, "hi\n")
+    assert cli("list", "-q")[1] == ""
+
+
+def test_exec_with_a_process_json(cli: Cli, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "e1")
+    process = {"args": ["sh", "-c", "echo $FOO $(id -u) $(pwd)"], "cwd": "/tmp",
+               "env": ["FOO=bar", "PATH=/bin"], "user": {"uid": 65534, "gid": 65534}}
+    (tmp_path / "p.json").write_text(json.dumps(process))
+    code, out, err = cli("exec", "--process", str(tmp_path / "p.json"), "e1", check=False)
+    assert (code, out) == (0, "bar 65534 /tmp\n"), err
+    pid_file = tmp_path / "exec.pid"
+    cli("exec", "--detach", "--pid-file", str(pid_file), "e1", "--", "sleep", "1000")
+    assert int(pid_file.read_text()) in json.loads(cli("ps", "--format", "json", "e1")[1])
+
+
+def test_errors_exit_1_and_reach_the_json_log(cli: Cli, tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "log.json"
+    code, _, err = cli("--log", str(log), "--log-format", "json", "state", "nope", check=False)
+    assert code == 1 and "nope" in err
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["level"] == "error" and "nope" in last["msg"] and last["time"]
+    assert cli("delete", "--force", "nope", check=False)[0] == 0
+    assert cli("frobnicate", check=False)[0] == 1
+    assert cli("--systemd-cgroup", "list", check=False)[0] == 1
+    assert cli("kill", "nope", "NOSUCHSIG", check=False)[0] == 1
+
+
+def test_features_is_json(cli: Cli) -> None:
+    doc = json.loads(cli("features")[1])
+    assert doc["ociVersionMax"].startswith("1.") and "user" in doc["linux"]["namespaces"]
+
+
+@pytest.mark.parametrize("text, sig", [("15", 15), ("TERM", signal.SIGTERM),
+                                       ("SIGKILL", signal.SIGKILL), ("hup", signal.SIGHUP)])
+def test_signal_spellings(text: str, sig: int) -> None:
+    assert runc.parse_signal(text) == sig
+
+
+def test_flag_parsing() -> None:
+    a = runc.parse(["--bundle=/b", "-d", "id", "--pid-file", "/p"],
+                   {"bundle": "value", "detach": "flag", "pid-file": "value"}, {"d": "detach"})
+    assert a.flags == {"bundle": "/b", "detach": True, "pid-file": "/p"}
+    assert a.positional == ["id"]
+    with pytest.raises(runc.UsageError):
+        runc.parse(["--nope"], {}, {})
+    b = runc.parse(["id", "--", "sh", "-c", "x"], {}, {})
+    assert b.positional == ["id"] and b.rest == ["sh", "-c", "x"]
+
+
+def test_usage_does_not_need_root_or_a_root_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runc.main(["--help"]) == 0
+    assert "create" in capsys.readouterr().out
+    assert runc.main([]) == 1
+
