@@ -8,9 +8,10 @@ can never be signalled, waited on or opened by mistake.
 from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
-from .errors import (ConfigError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
-                     ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
-                     TimeoutExpired, UnsupportedConfigError, UnsupportedError)
+from .errors import (CgroupError, ConfigError, Error, HelperDiedError, IDMapError,
+                     InvalidMountError, MountError, ReaperError, StateError, SubscriptionClosed,
+                     SubscriptionOverflow, TimeoutExpired, UnsupportedConfigError,
+                     UnsupportedError)
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
 from .process._process import Process
@@ -23,6 +24,7 @@ from .userns._idmap import IDMap, IDRange
 from .userns._userns import Namespace, UsernsCache, get_userns_fd
 
 __all__ = [
+    "CgroupError",
     "Claim",
     "ConfigError",
     "DEVNULL",
