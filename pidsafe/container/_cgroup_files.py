@@ -12,6 +12,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
+from .._sigsafe import critical
 from ..errors import CgroupError, cgroup_error
 
 
@@ -49,16 +50,17 @@ def write_file(path: str, value: str, field: str = "") -> None:
         CgroupError: the open or the write failed (names file and value).
     """
     step = f"unable to write {value!r} to {path}" + (f" ({field})" if field else "")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _err(exc, step, path, value) from None
-    try:
-        os.write(fd, value.encode())
-    except OSError as exc:
-        raise _err(exc, step, path, value) from None
-    finally:
-        os.close(fd)
+    with critical:      # open -> close as one step: a raising handler leaks no fd
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _err(exc, step, path, value) from None
+        try:
+            os.write(fd, value.encode())
+        except OSError as exc:
+            raise _err(exc, step, path, value) from None
+        finally:
+            os.close(fd)
 
 
 def read_file(path: str) -> str:
@@ -67,21 +69,22 @@ def read_file(path: str) -> str:
     Raises:
         CgroupError: it cannot be opened or read.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _err(exc, f"unable to read {path}", path) from None
-    try:
-        chunks: List[bytes] = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return b"".join(chunks).decode()
-            chunks.append(chunk)
-    except OSError as exc:
-        raise _err(exc, f"unable to read {path}", path) from None
-    finally:
-        os.close(fd)
+    with critical:      # control files are small: reading them is not blocking
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _err(exc, f"unable to read {path}", path) from None
+        try:
+            chunks: List[bytes] = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b"".join(chunks).decode()
+                chunks.append(chunk)
+        except OSError as exc:
+            raise _err(exc, f"unable to read {path}", path) from None
+        finally:
+            os.close(fd)
 
 
 def read_optional(path: str) -> Optional[str]:
@@ -114,7 +117,7 @@ def subtree(path: str) -> Iterator[str]:
         CgroupError: a directory cannot be listed.
     """
     try:
-        with os.scandir(path) as it:
+        with critical, os.scandir(path) as it:
             children = [e.path for e in it if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return      # gone: a concurrent delete or an exiting nested cgroup

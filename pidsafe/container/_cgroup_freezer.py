@@ -18,6 +18,7 @@ import select
 import time
 from typing import Mapping, Optional
 
+from .._sigsafe import critical
 from ..errors import CgroupError, cgroup_error
 from ._cgroup_files import CgroupDir, read_file, write_file
 
@@ -66,12 +67,11 @@ def freeze(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir], timeout: float)
     d = _v2(v2)
     if d is not None:
         events = d.file("cgroup.events")
+        fd = -1
         try:
-            fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)   # before the write: no
-        except OSError as exc:                                # change can be missed
-            raise cgroup_error(exc.errno or errno.EIO, f"unable to open {events}",
-                               events) from None
-        try:
+            with critical:
+                fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+            # Opened before the write, so that no change can be missed.
             write_file(d.file("cgroup.freeze"), "1")
             poller = select.poll()
             poller.register(fd, select.POLLPRI)
@@ -83,8 +83,15 @@ def freeze(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir], timeout: float)
                     write_file(d.file("cgroup.freeze"), "0")
                     raise _timeout(d.path, timeout)
                 poller.poll(max(1, int(left * 1000)))
+        except CgroupError:
+            raise
+        except OSError as exc:
+            raise cgroup_error(exc.errno or errno.EIO, f"unable to watch {events}",
+                               events) from None
         finally:
-            os.close(fd)
+            if fd >= 0:
+                with critical:
+                    os.close(fd)
     if "freezer" not in v1:
         raise _none()
     state = v1["freezer"].file("freezer.state")

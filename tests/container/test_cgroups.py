@@ -1,0 +1,501 @@
+"""Cgroups for containers: paths, limits on v1 and v2, processes, kill, freeze, delete.
+
+Root tests make real cgroups on this machine (hybrid: v1 controllers plus
+a v2 mount) under a test-owned, uniquely named parent, and check that none
+of its directories is left in any hierarchy.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import uuid
+from dataclasses import replace
+from subprocess import PIPE
+from typing import Callable, Iterator, List
+
+import pytest
+
+import pidsafe
+from pidsafe import _sys
+from pidsafe.container import CpuLimits, DeviceRule, MemoryLimits, Resources
+from pidsafe.container._cgroup_layout import (CgroupLayout, Hierarchy, cgroup_path_in,
+                                              check_cgroups_path)
+from pidsafe.container._cgroup_resources import Write, cpu_weight, plan
+from pidsafe.container._cgroups import Cgroup
+
+from conftest import started_cat
+from faults import Faults, Interrupt
+
+FULL = Resources(
+    memory=MemoryLimits(limit=64 << 20, reservation=32 << 20, swap=128 << 20, swappiness=10,
+                        disable_oom_killer=True),
+    pids_limit=50,
+    cpu=CpuLimits(shares=512, quota=50000, period=100000, burst=1000, cpus="0", mems="0",
+                  idle=0),
+    devices=(DeviceRule(False), DeviceRule(True, "c", 1, 3, "rwm"),
+             DeviceRule(True, "c", 5, None, "r")))
+
+
+# --- path resolution and planning (no cgroup is touched) ----------------------------
+
+def test_cgroups_path_default_absolute_and_relative() -> None:
+    assert check_cgroups_path(None, "c1") == "/pidsafe/c1"
+    assert check_cgroups_path("", "c1", "/k8s") == "/k8s/c1"
+    assert check_cgroups_path("/default/c1", "c1") == "/default/c1"
+    assert check_cgroups_path("a/b", "c1") == "a/b"
+    h = Hierarchy("memory", frozenset({"memory"}), "/sys/fs/cgroup/memory", "/", "/user/1")
+    assert cgroup_path_in(h, "/default/c1") == "/default/c1"
+    assert cgroup_path_in(h, "a/b") == "/user/1/a/b"
+    assert h.directory("/user/1/a/b") == "/sys/fs/cgroup/memory/user/1/a/b"
+    sub = replace(h, root="/user")       # a sub-tree mounted (as in a cgroup namespace)
+    assert sub.directory("/user/1/a") == "/sys/fs/cgroup/memory/1/a"
+    with pytest.raises(pidsafe.ConfigError, match="outside"):
+        sub.directory("/other/a")
+
+
+@pytest.mark.parametrize("bad", ["/", "/a/../b", "../a", "a/..", "/a//b", "/a/", "./a",
+                                 "/a/./b", "a\0b"])
+def test_bad_cgroups_path_is_refused_by_its_field(bad: str) -> None:
+    with pytest.raises(pidsafe.ConfigError) as info:
+        check_cgroups_path(bad, "c1")
+    assert info.value.json_path == "linux.cgroupsPath"
+
+
+def test_systemd_slice_form_is_refused_as_unsupported() -> None:
+    with pytest.raises(pidsafe.UnsupportedConfigError, match="systemd"):
+        check_cgroups_path("system.slice:cri-containerd:c1", "c1")
+
+
+def test_layout_matches_proc_self_cgroup() -> None:
+    layout = CgroupLayout.detect()
+    with open("/proc/self/cgroup") as f:
+        lines = [line.strip().split(":", 2) for line in f]
+    v1_keys = {key for hid, key, _ in lines if hid != "0"}
+    assert {h.key for h in layout.v1} == v1_keys
+    for h in layout.v1:
+        assert os.path.exists(os.path.join(h.mountpoint, "cgroup.procs"))
+        assert h.own == next(p for _, key, p in lines if key == h.key)
+    with open("/proc/self/mountinfo") as f:
+        has_v2 = any(" - cgroup2 " in line for line in f)
+    assert (layout.v2 is not None) == has_v2
+
+
+def _v2_only() -> CgroupLayout:
+    """A pure-v2 machine's layout (no cgroup is touched by plan())."""
+    return CgroupLayout((), Hierarchy("", frozenset({"memory", "pids", "cpu", "cpuset"}),
+                                      "/sys/fs/cgroup", "/", "/"))
+
+
+def _files(writes: List[Write]) -> List[tuple[str, str]]:
+    return [(w.file, w.value) for w in writes]
+
+
+def test_plan_on_v2_converts_as_runc() -> None:
+    res = replace(FULL, devices=(), memory=replace(FULL.memory, swappiness=None,
+                                                     disable_oom_killer=False))
+    assert _files(plan(_v2_only(), res)) == [
+        ("memory.max", str(64 << 20)), ("memory.swap.max", str(64 << 20)),
+        ("memory.low", str(32 << 20)), ("pids.max", "50"),
+        ("cpu.weight", str(cpu_weight(512))), ("cpu.max", "50000 100000"),
+        ("cpu.max.burst", "1000"), ("cpu.idle", "0"), ("cpuset.cpus", "0"),
+        ("cpuset.mems", "0")]
+    assert cpu_weight(2) == 1 and cpu_weight(262144) == 10000 and cpu_weight(1024) == 39
+    unlimited = Resources(memory=MemoryLimits(limit=-1), pids_limit=-1,
+                          cpu=CpuLimits(quota=-1, period=50000))
+    assert _files(plan(_v2_only(), unlimited)) == [
+        ("memory.max", "max"), ("memory.swap.max", "max"), ("pids.max", "max"),
+        ("cpu.max", "max 50000")]
+
+
+@pytest.mark.parametrize("res, field", [
+    (Resources(devices=(DeviceRule(False),)), "linux.resources.devices"),
+    (Resources(memory=MemoryLimits(swappiness=0)), "linux.resources.memory.swappiness"),
+    (Resources(memory=MemoryLimits(disable_oom_killer=True)),
+     "linux.resources.memory.disableOOMKiller"),
+])
+def test_what_v2_cannot_do_is_refused_by_its_field(res: Resources, field: str) -> None:
+    with pytest.raises(pidsafe.UnsupportedConfigError) as info:
+        plan(_v2_only(), res)
+    assert info.value.json_path == field
+
+
+def test_missing_controller_and_bad_swap_are_refused() -> None:
+    with pytest.raises(pidsafe.UnsupportedConfigError) as info:
+        plan(CgroupLayout((), None), Resources(pids_limit=5))
+    assert info.value.json_path == "linux.resources.pids"
+    with pytest.raises(pidsafe.ConfigError) as info2:
+        plan(_v2_only(), Resources(memory=MemoryLimits(limit=100 << 20, swap=50 << 20)))
+    assert info2.value.json_path == "linux.resources.memory.swap"
+
+
+def test_plan_on_v1_raises_memsw_first_when_the_limit_would_pass_it() -> None:
+    v1 = CgroupLayout((Hierarchy("memory", frozenset({"memory"}), "/m", "/", "/"),), None)
+    res = Resources(memory=MemoryLimits(limit=256 << 20, swap=512 << 20))
+    assert [w.file for w in plan(v1, res)] == ["memory.limit_in_bytes",
+                                               "memory.memsw.limit_in_bytes"]
+    assert [w.file for w in plan(v1, res, memsw_now=128 << 20)] == [
+        "memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+    assert [w.file for w in plan(v1, res, memsw_now=1 << 40)] == [
+        "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+
+
+# --- real cgroups (root) -----------------------------------------------------------
+
+def _leftovers(layout: CgroupLayout, name: str) -> List[str]:
+    """Directories named ``name`` at the top of, or below our own cgroup in, any hierarchy."""
+    out = []
+    for h in (*layout.v1, *([layout.v2] if layout.v2 else [])):
+        for p in {"/" + name, name}:
+            d = h.directory(cgroup_path_in(h, p))
+            if os.path.exists(d):
+                out.append(d)
+    return out
+
+
+def _force_remove(d: str) -> None:
+    for entry in os.scandir(d):
+        if entry.is_dir(follow_symlinks=False):
+            _force_remove(entry.path)
+    os.rmdir(d)
+
+
+@pytest.fixture
+def layout() -> CgroupLayout:
+    return CgroupLayout.detect()
+
+
+@pytest.fixture
+def name(layout: CgroupLayout) -> Iterator[str]:
+    """A unique test-owned parent name; fails the test if anything is left under it."""
+    n = f"pidsafe-test-{uuid.uuid4().hex[:12]}"
+    yield n
+    left = _leftovers(layout, n)
+    for d in left:
+        _force_remove(d)
+    assert left == [], f"cgroup directories left behind: {left}"
+
+
+def _wait_gone(pidfds: List[pidsafe.OwnedFd]) -> None:
+    """Block until every pidfd is readable (its process exited); bounded for safety."""
+    for fd in pidfds:
+        assert select.select([fd], [], [], 30)[0], "process did not exit"
+
+
+@pytest.mark.root
+def test_create_applies_every_resource_and_delete_removes_all(
+        layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", FULL, layout=layout)
+    try:
+        v1 = cg.v1_paths
+
+        def read(key: str, file: str) -> str:
+            with open(os.path.join(v1[key], file)) as f:
+                return f.read().strip()
+        assert read("memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert read("memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+        assert read("memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
+        assert read("memory", "memory.swappiness") == "10"
+        assert "oom_kill_disable 1" in read("memory", "memory.oom_control")
+        assert read("pids", "pids.max") == "50"
+        assert read("cpu", "cpu.shares") == "512"
+        assert read("cpu", "cpu.cfs_quota_us") == "50000"
+        assert read("cpu", "cpu.cfs_period_us") == "100000"
+        assert read("cpu", "cpu.cfs_burst_us") == "1000"
+        assert read("cpu", "cpu.idle") == "0"
+        assert read("cpuset", "cpuset.cpus") == "0" and read("cpuset", "cpuset.mems") == "0"
+        assert read("devices", "devices.list").splitlines() == ["c 1:3 rwm", "c 5:* r"]
+        assert set(v1) >= {"memory", "pids", "cpu", "cpuacct", "devices", "freezer", "cpuset"}
+        assert "name=systemd" not in v1 and "blkio" not in v1
+        if layout.v2 is not None:
+            assert cg.v2_path == os.path.join(layout.v2.mountpoint, name, "c1")
+        assert cg.stats().pids_limit == 50 and cg.stats().memory_limit == 64 << 20
+        cg.update(Resources(memory=MemoryLimits(limit=256 << 20, swap=512 << 20),
+                            pids_limit=-1), layout=layout)
+        assert read("memory", "memory.limit_in_bytes") == str(256 << 20)
+        assert read("memory", "memory.memsw.limit_in_bytes") == str(512 << 20)
+        assert read("pids", "pids.max") == "max"
+    finally:
+        cg.delete()
+    assert _leftovers(layout, name) == []
+    cg.delete()    # idempotent
+
+
+@pytest.mark.root
+def test_default_and_relative_paths(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create(name, None, default_parent=f"/{name}", layout=layout)
+    try:
+        assert cg.v1_paths["pids"] == f"/sys/fs/cgroup/pids/{name}/{name}"
+    finally:
+        cg.delete()
+    cg = Cgroup.create("c1", f"{name}/c1", layout=layout)
+    try:
+        mem = layout.v1_for("memory")
+        assert mem is not None
+        own = mem.directory(mem.own)
+        assert cg.v1_paths["memory"] == f"{own}/{name}/c1"
+        with open(f"/proc/self/cgroup") as f:
+            assert f"memory:{mem.own}\n" in f.read()   # we did not move ourselves
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_a_bad_value_in_the_middle_leaves_nothing(layout: CgroupLayout, name: str) -> None:
+    bad = replace(FULL, cpu=replace(FULL.cpu, cpus="not-cpus"))
+    with pytest.raises(pidsafe.CgroupError) as info:
+        Cgroup.create("c1", f"/{name}/c1", bad, layout=layout)
+    exc = info.value
+    assert exc.errno == errno.EINVAL and exc.value == "not-cpus"
+    assert exc.path.endswith(f"/{name}/c1/cpuset.cpus")
+    assert "linux.resources.cpu.cpus" in str(exc)
+    assert _leftovers(layout, name) == []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
+def test_every_failing_call_of_create_leaves_nothing(
+        layout: CgroupLayout, name: str, faults: Faults, v2: bool) -> None:
+    lay = layout if v2 else layout.without_v2()
+    made: List[Cgroup] = []
+    n = faults.count(lambda: made.append(Cgroup.create("c1", f"/{name}/c1", FULL, layout=lay)))
+    made[0].delete()
+    assert n > 20
+    for k in range(1, n + 1):
+        with faults.fail_at(k, errno.EIO), pytest.raises(OSError) as info:
+            Cgroup.create("c1", f"/{name}/c1", FULL, layout=lay)
+        assert info.value.errno == errno.EIO, faults.fired
+        assert _leftovers(layout, name) == [], faults.fired
+
+
+@pytest.mark.root
+def test_an_interrupt_at_any_call_of_create_leaves_nothing(
+        layout: CgroupLayout, name: str, faults: Faults) -> None:
+    made: List[Cgroup] = []
+    n = faults.count(lambda: made.append(Cgroup.create("c1", f"/{name}/c1", FULL,
+                                                       layout=layout)))
+    made[0].delete()
+    for k in range(1, n + 1):
+        for before in (False, True):
+            with pytest.raises(Interrupt), faults.interrupt_at(k, before=before):
+                Cgroup.create("c1", f"/{name}/c1", FULL, layout=layout)
+            assert _leftovers(layout, name) == [], faults.fired
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_added_process_is_listed_and_killed(
+        layout: CgroupLayout, name: str, v2: bool, sig: int) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout if v2 else layout.without_v2())
+    try:
+        with pidsafe.spawn(["sleep", "60"]) as p:
+            cg.add(p)
+            assert cg.pids() == [p.pid]
+            with open(f"/proc/{p.pid}/cgroup") as f:
+                lines = f.read().splitlines()
+            for key in cg.v1_paths:
+                assert any(line.endswith(f":{key}:/{name}/c1") for line in lines), key
+            if v2 and layout.v2 is not None:
+                assert f"0::/{name}/c1" in lines
+            cg.kill(sig)
+            assert p.wait(timeout=30) == -sig
+            assert not cg.frozen
+        assert cg.pids() == []
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
+def test_kill_reaches_processes_that_are_not_our_children(
+        layout: CgroupLayout, name: str, v2: bool) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout if v2 else layout.without_v2())
+    try:
+        # Once added, sh forks two sleeps (its children, not ours) and reports their pids.
+        with pidsafe.spawn(["sh", "-c", "read go; sleep 60 & echo $!; sleep 60 & echo $!; wait"],
+                           stdin=PIPE, stdout=PIPE) as sh:
+            cg.add(sh)
+            assert sh.stdin is not None and sh.stdout is not None
+            sh.stdin.write(b"go\n")
+            sh.stdin.flush()
+            kids = [int(sh.stdout.readline()) for _ in range(2)]
+            fds = [pidsafe.OwnedFd(_sys.pidfd_open(k), "pidfd") for k in kids]
+            try:
+                assert cg.pids() == sorted([sh.pid, *kids])
+                cg.kill(signal.SIGTERM)
+                _wait_gone(fds)
+                assert sh.wait(timeout=30) in (-signal.SIGTERM, 128 + signal.SIGTERM)
+            finally:
+                for fd in fds:
+                    fd.close()
+        cg.delete(timeout=10)
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_delete_refuses_while_a_process_remains(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        with pidsafe.spawn(["sleep", "60"]) as p:
+            cg.add(p)
+            with pytest.raises(pidsafe.CgroupError) as info:
+                cg.delete(timeout=0.01)
+            assert info.value.errno == errno.EBUSY
+            assert info.value.path in (cg.v2_path, *cg.v1_paths.values())
+            assert str(p.pid) in str(info.value)
+            assert cg.pids() == [p.pid]     # nothing was killed
+            p.kill()
+            p.wait()
+        cg.delete()
+        cg.delete()
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_an_occupied_cgroup_is_joined_only_when_shared(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        with pidsafe.spawn(["sleep", "60"]) as p:
+            cg.add(p)
+            with pytest.raises(pidsafe.CgroupError) as info:
+                Cgroup.create("c2", f"/{name}/c1", layout=layout)
+            assert info.value.errno == errno.EBUSY and "shared" in str(info.value)
+            joined = Cgroup.create("c2", f"/{name}/c1", layout=layout, shared=True)
+            joined.delete()                 # not its to remove
+            assert cg.pids() == [p.pid]
+            cg.kill()
+            p.wait()
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_nested_cgroups_are_listed_and_removed(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        for d in (cg.v2_path, *cg.v1_paths.values()):
+            if d is not None:
+                os.mkdir(os.path.join(d, "inner"))
+        with pidsafe.spawn(["sleep", "60"]) as p:
+            for d in (cg.v2_path, *cg.v1_paths.values()):
+                if d is not None:
+                    with open(os.path.join(d, "inner", "cgroup.procs"), "w") as f:
+                        f.write(str(p.pid))
+            assert cg.pids() == [p.pid]
+            cg.kill()
+            p.wait()
+        cg.delete()
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
+def test_freeze_and_thaw(layout: CgroupLayout, name: str, v2: bool) -> None:
+    lay = layout if v2 else layout.without_v2()
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=lay)
+    try:
+        with started_cat() as cat:
+            cg.add(cat)
+            cg.freeze()
+            assert cg.frozen
+            if not v2:
+                with open(os.path.join(cg.v1_paths["freezer"], "freezer.state")) as f:
+                    assert f.read().strip() == "FROZEN"
+            assert cat.stdin is not None and cat.stdout is not None
+            cat.stdin.write(b"after\n")
+            cat.stdin.flush()
+            cg.thaw()
+            assert not cg.frozen
+            assert cat.stdout.readline() == b"after\n"
+            cg.kill()
+            cat.wait()
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_kill_of_a_frozen_cgroup_keeps_it_frozen(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout.without_v2())
+    try:
+        with pidsafe.spawn(["sleep", "60"]) as p:
+            cg.add(p)
+            cg.freeze()
+            cg.kill(signal.SIGTERM)
+            assert cg.frozen and p.poll() is None
+            cg.thaw()
+            assert p.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_v2_fd_places_a_child_with_clone_into_cgroup(layout: CgroupLayout, name: str) -> None:
+    if layout.v2 is None:
+        pytest.skip("no cgroup v2 mount on this machine")
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        fd = cg.open_v2_fd()
+        assert fd is not None
+        with fd:
+            assert os.readlink(f"/proc/self/fd/{fd.fileno()}") == cg.v2_path
+            assert os.get_inheritable(fd.fileno()) is False
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                pid, pidfd = _sys.spawn([b"/bin/sleep"], [b"sleep", b"60"], None, None,
+                                        (0, 1, 2), [err_w], True, False, 0, True, err_w,
+                                        cgroup_fd=fd.fileno())
+            finally:
+                os.close(err_w)
+                os.close(err_r)
+        with pidsafe.Process(pid, pidfd) as p:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+            assert f"0::/{name}/c1" in lines          # from birth, by clone3
+            assert f"4:memory:/{name}/c1" not in lines
+            cg.add(p, v2=False)                      # then every v1 hierarchy
+            with open(f"/proc/{pid}/cgroup") as f:
+                assert f"/{name}/c1" in f.read().split("memory:")[1].splitlines()[0]
+            cg.kill()
+            assert p.wait() == -signal.SIGKILL
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_add_refuses_an_exited_process(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        with pidsafe.spawn(["true"]) as p:
+            p.wait()                # reaped: its pidfd now names no pid
+            with pytest.raises(ProcessLookupError):
+                cg.add(p)
+        assert cg.pids() == []
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_description_reloads_in_another_process(layout: CgroupLayout, name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", Resources(pids_limit=7), layout=layout)
+    try:
+        text = json.dumps(cg.to_dict())
+        again = Cgroup.load(json.loads(text))
+        assert again.to_dict() == cg.to_dict()
+        assert again.stats().pids_limit == 7
+        bad = json.loads(text)
+        bad["remove"] = ["/etc"]
+        with pytest.raises(pidsafe.StateError):
+            Cgroup.load(bad)
+        with pytest.raises(pidsafe.StateError):
+            Cgroup.load({"v1": []})
+        again.delete()
+        assert _leftovers(layout, name) == []
+    finally:
+        cg.delete()
