@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
@@ -139,3 +141,38 @@ def procs(path: str) -> List[int]:
         text = read_optional(os.path.join(d, "cgroup.procs"))
         out += [int(p) for p in (text or "").split()]
     return sorted(set(out))
+
+
+def rmdir_busy(d: str, deadline: float) -> None:
+    """rmdir a cgroup, retrying ``EBUSY`` (tasks still exiting) until ``deadline``.
+
+    Raises:
+        CgroupError: still busy at the deadline (names the pids inside), or
+            another rmdir failure.
+    """
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return              # removed already: delete() is idempotent
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                hint = f"processes inside: {procs(d)[:10]}" if exc.errno == errno.EBUSY else ""
+                raise cgroup_error(exc.errno or errno.EIO, f"unable to remove cgroup {d}", d,
+                                   hint) from None
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
+def rmdir_all(made: List[str]) -> None:
+    """Undo creation: remove ``made`` in reverse (a rollback: errors would hide the cause)."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                # The original error is what the caller needs; note this one.
+                warnings.warn(f"pidsafe: could not remove cgroup {d} while undoing its "
+                              f"creation: {exc}", RuntimeWarning, stacklevel=3)

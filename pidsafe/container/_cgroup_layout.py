@@ -16,13 +16,12 @@ to the calling process's own cgroup in each hierarchy.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from ..errors import ConfigError, UnsupportedConfigError, cgroup_error
+from ..errors import ConfigError, UnsupportedConfigError
 from ._cgroup_files import read_file
 
 #: Where errors about the path point.
@@ -190,22 +189,3 @@ def cgroup_path_in(h: Hierarchy, path: str) -> str:
     if path.startswith("/"):
         return posixpath.join(h.root, path[1:])
     return posixpath.join(h.own, path)
-
-
-def is_cgroup_dir(path: str) -> bool:
-    """Whether ``path`` is a directory on a cgroup (v1 or v2) file system.
-
-    Raises:
-        CgroupError: ``path`` cannot be examined.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise cgroup_error(exc.errno or 0, f"unable to open {path}", path) from None
-    try:
-        names = os.listdir(fd)
-    finally:
-        os.close(fd)
-    return "cgroup.procs" in names

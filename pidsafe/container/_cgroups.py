@@ -16,17 +16,16 @@ import os
 import posixpath
 import signal
 import time
-import warnings
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
 
 from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
-from ..errors import StateError, cgroup_error
+from ..errors import CgroupError, StateError, cgroup_error
 from . import _cgroup_freezer as freezer
-from ._cgroup_files import (CgroupDir, keyed, procs, read_file, read_optional, subtree,
-                            write_file)
+from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_all,
+                            rmdir_busy, subtree, write_file)
+from ._cgroup_stats import CgroupStats, read_stats
 from ._cgroup_signal import pidfd_pid, signal_all
 from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
                              check_cgroups_path)
@@ -39,18 +38,6 @@ _DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
 
 class SupportsFileno(Protocol):
     def fileno(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class CgroupStats:
-    """What a cgroup has used; ``None`` where this machine does not say."""
-
-    memory_usage: Optional[int]
-    memory_limit: Optional[int]
-    oom_kills: Optional[int]
-    pids_current: Optional[int]
-    pids_limit: Optional[int]
-    cpu_usage_ns: Optional[int]
 
 
 class Cgroup:
@@ -118,7 +105,7 @@ class Cgroup:
                 write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
         except BaseException:
             with critical:
-                _rmdir_all(made)
+                rmdir_all(made)
             raise
         return self
 
@@ -179,9 +166,17 @@ class Cgroup:
     def _enable_in(d: str, needed: Set[str]) -> None:
         f = posixpath.join(d, "cgroup.subtree_control")
         missing = needed - set(read_file(f).split())
-        if missing:
-            write_file(f, " ".join(f"+{c}" for c in sorted(missing)),
-                       "controllers for the container's cgroup")
+        if not missing:
+            return
+        value = " ".join(f"+{c}" for c in sorted(missing))
+        try:
+            write_file(f, value, "controllers for the container's cgroup")
+        except CgroupError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            raise cgroup_error(errno.EBUSY, exc.step, f, "cgroup v2 allows no controllers "
+                               f"below a cgroup that holds processes itself ({d}): use an "
+                               "absolute linux.cgroupsPath", value=value) from None
 
     @staticmethod
     def _init_cpuset(h: Hierarchy, t: CgroupDir) -> None:
@@ -333,7 +328,7 @@ class Cgroup:
         froze = freezer.can_freeze(self._v1, self._v2) and not self.frozen
         if froze:
             try:
-                self.freeze()
+                self.freeze(timeout=5.0)
             except TimeoutError:
                 froze = False   # freeze() thawed again: signal the moving target
         try:
@@ -397,28 +392,7 @@ class Cgroup:
         Raises:
             CgroupError: a file exists but cannot be read.
         """
-        def v1(key: str, name: str) -> Optional[str]:
-            d = self._v1.get(key)
-            return None if d is None else read_optional(d.file(name))
-
-        def v2(name: str) -> Optional[str]:
-            return None if self._v2 is None else read_optional(self._v2.file(name))
-
-        def num(text: Optional[str]) -> Optional[int]:
-            text = (text or "").strip()
-            return None if not text or text == "max" else int(text)
-
-        acct = next((k for k in self._v1 if "cpuacct" in k.split(",")), "")
-        cpu_v2 = keyed(v2("cpu.stat"), "usage_usec")
-        return CgroupStats(
-            memory_usage=num(v1("memory", "memory.usage_in_bytes") or v2("memory.current")),
-            memory_limit=num(v1("memory", "memory.limit_in_bytes") or v2("memory.max")),
-            oom_kills=keyed(v1("memory", "memory.oom_control") or v2("memory.events"),
-                            "oom_kill"),
-            pids_current=num(v1("pids", "pids.current") or v2("pids.current")),
-            pids_limit=num(v1("pids", "pids.max") or v2("pids.max")),
-            cpu_usage_ns=num(v1(acct, "cpuacct.usage")) if acct
-            else (None if cpu_v2 is None else cpu_v2 * 1000))
+        return read_stats(self._v1, self._v2)
 
     # -- removal ---------------------------------------------------------------------
 
@@ -437,7 +411,7 @@ class Cgroup:
         deadline = time.monotonic() + timeout
         for d in reversed(self._remove):
             for sub in subtree(d):
-                _rmdir_busy(sub, deadline)
+                rmdir_busy(sub, deadline)
         for p in reversed(self._parents):
             try:
                 os.rmdir(p)
@@ -450,32 +424,3 @@ class Cgroup:
     def __repr__(self) -> str:
         where = self.v2_path or next(iter(self.v1_paths.values()), "?")
         return f"<Cgroup {where} ({len(self._v1)} v1 hierarchies, v2: {bool(self._v2)})>"
-
-
-def _rmdir_busy(d: str, deadline: float) -> None:
-    delay = 0.001
-    while True:
-        try:
-            os.rmdir(d)
-            return
-        except FileNotFoundError:
-            return              # removed already: delete() is idempotent
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
-                hint = f"processes inside: {procs(d)[:10]}" if exc.errno == errno.EBUSY else ""
-                raise cgroup_error(exc.errno or errno.EIO, f"unable to remove cgroup {d}", d,
-                                   hint) from None
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.05)
-
-
-def _rmdir_all(made: List[str]) -> None:
-    """Undo creation: remove ``made`` in reverse (a rollback: errors would hide the cause)."""
-    for d in reversed(made):
-        try:
-            os.rmdir(d)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                # The original error is what the caller needs; note this one.
-                warnings.warn(f"pidsafe: could not remove cgroup {d} while undoing its "
-                              f"creation: {exc}", RuntimeWarning, stacklevel=3)
