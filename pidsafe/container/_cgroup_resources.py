@@ -154,15 +154,19 @@ def device_rule_v1(rule: DeviceRule) -> str:
     return f"{rule.type} {major}:{minor} {rule.access}"
 
 
+def device_filter_on_v2(layout: CgroupLayout, res: Resources) -> bool:
+    """Whether ``res``'s device rules go to an eBPF filter on v2 (no v1 devices)."""
+    return bool(res.devices) and layout.v1_for("devices") is None and layout.v2 is not None
+
+
 def _devices(layout: CgroupLayout, res: Resources) -> List[Write]:
-    if not res.devices:
-        return []
+    if not res.devices or device_filter_on_v2(layout, res):
+        return []       # none, or the eBPF filter (_cgroup_devices_bpf)
     f = f"{_RES}.devices"
-    h = _need(layout, "devices", f)
-    if h.v2:
-        raise UnsupportedConfigError(
-            f, "device rules on cgroup v2 need an eBPF device program "
-               "(BPF_PROG_TYPE_CGROUP_DEVICE), which pidsafe does not implement yet")
+    h = layout.v1_for("devices")
+    if h is None:
+        raise UnsupportedConfigError(f, "no cgroup devices controller: neither a v1 devices "
+                                        "hierarchy nor a cgroup v2 mount")
     return [Write(h, "devices.allow" if r.allow else "devices.deny", device_rule_v1(r),
                   f"{f}[{i}]") for i, r in enumerate(res.devices)]
 

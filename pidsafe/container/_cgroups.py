@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
 from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
-from ..errors import CgroupError, StateError, cgroup_error
+from ..errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
 from . import _cgroup_freezer as freezer
 from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_all,
                             rmdir_busy, subtree, write_file)
@@ -29,7 +29,8 @@ from ._cgroup_stats import CgroupStats, read_stats
 from ._cgroup_signal import pidfd_pid, signal_all
 from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
                              check_cgroups_path)
-from ._cgroup_resources import controllers, plan
+from ._cgroup_devices_bpf import attach_device_filter
+from ._cgroup_resources import controllers, device_filter_on_v2, plan
 from ._config_linux import Resources
 
 #: v2 controllers enabled for a container where v2 holds them (stats, limits).
@@ -103,6 +104,8 @@ class Cgroup:
                 self._init_cpuset(cpuset, self._v1[cpuset.key])
             for w in writes:
                 write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
+            if device_filter_on_v2(layout, resources) and self._v2 is not None:
+                attach_device_filter(self._v2.path, resources.devices)
         except BaseException:
             with critical:
                 rmdir_all(made)
@@ -374,6 +377,9 @@ class Cgroup:
             CgroupError: a write failed (earlier writes stay applied).
         """
         layout = CgroupLayout.detect() if layout is None else layout
+        if device_filter_on_v2(layout, resources):
+            raise UnsupportedConfigError("linux.resources.devices", "changing device rules on "
+                                         "cgroup v2 (its eBPF filter is set at creation)")
         mem = layout.v1_for("memory")
         memsw = None
         if mem is not None and mem.key in self._v1:

@@ -15,7 +15,7 @@ import signal
 import uuid
 from dataclasses import replace
 from subprocess import PIPE
-from typing import Callable, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -24,7 +24,8 @@ from pidsafe import _sys
 from pidsafe.container import CpuLimits, DeviceRule, MemoryLimits, Resources
 from pidsafe.container._cgroup_layout import (CgroupLayout, Hierarchy, cgroup_path_in,
                                               check_cgroups_path)
-from pidsafe.container._cgroup_resources import Write, cpu_weight, plan
+from pidsafe.container._cgroup_devices_bpf import effective, program
+from pidsafe.container._cgroup_resources import Write, cpu_weight, device_filter_on_v2, plan
 from pidsafe.container._cgroups import Cgroup
 
 from conftest import started_cat
@@ -112,7 +113,6 @@ def test_plan_on_v2_converts_as_runc() -> None:
 
 
 @pytest.mark.parametrize("res, field", [
-    (Resources(devices=(DeviceRule(False),)), "linux.resources.devices"),
     (Resources(memory=MemoryLimits(swappiness=0)), "linux.resources.memory.swappiness"),
     (Resources(memory=MemoryLimits(disable_oom_killer=True)),
      "linux.resources.memory.disableOOMKiller"),
@@ -127,9 +127,28 @@ def test_missing_controller_and_bad_swap_are_refused() -> None:
     with pytest.raises(pidsafe.UnsupportedConfigError) as info:
         plan(CgroupLayout((), None), Resources(pids_limit=5))
     assert info.value.json_path == "linux.resources.pids"
+    with pytest.raises(pidsafe.UnsupportedConfigError) as info:
+        plan(CgroupLayout((), None), Resources(devices=(DeviceRule(False),)))
+    assert info.value.json_path == "linux.resources.devices"
     with pytest.raises(pidsafe.ConfigError) as info2:
         plan(_v2_only(), Resources(memory=MemoryLimits(limit=100 << 20, swap=50 << 20)))
     assert info2.value.json_path == "linux.resources.memory.swap"
+
+
+def test_device_rules_on_v2_become_an_ebpf_program() -> None:
+    res = Resources(devices=(DeviceRule(False),))
+    assert plan(_v2_only(), res) == [] and device_filter_on_v2(_v2_only(), res)
+    assert effective([DeviceRule(False), DeviceRule(True, "c", 1, 3, "rw"),
+                      DeviceRule(True, "c", 1, 3, "m"), DeviceRule(False, "c", 1, 3, "r"),
+                      DeviceRule(True, "b", 8, None, "r")]) == (
+        False, [("c", 1, 3, 0b101), ("b", 8, None, 0b010)])
+    # Rules before the last rule for every device no longer matter (as on v1).
+    deny_all = program([DeviceRule(False)])
+    assert program([DeviceRule(True, "c", 1, 3), DeviceRule(False)]) == deny_all
+    assert deny_all[-2:] == [(0xB7, 0, 0, 0, 0), (0x95, 0, 0, 0, 0)]      # r0 = 0; exit
+    assert program([])[-2][4] == 1                                     # default: allow
+    # A number no device can have never matches: no block for it.
+    assert program([DeviceRule(False), DeviceRule(True, "c", 1 << 31, 0)]) == deny_all
 
 
 def test_plan_on_v1_raises_memsw_first_when_the_limit_would_pass_it() -> None:
@@ -497,5 +516,63 @@ def test_description_reloads_in_another_process(layout: CgroupLayout, name: str)
             Cgroup.load({"v1": []})
         again.delete()
         assert _leftovers(layout, name) == []
+    finally:
+        cg.delete()
+
+
+def _device_access(layout: CgroupLayout, name: str, rules: List[DeviceRule]) -> Dict[str, str]:
+    """In a cgroup with ``rules``: may sh read /dev/null, write it, read /dev/zero?"""
+    cg = Cgroup.create("c1", f"/{name}/c1", Resources(devices=tuple(rules)), layout=layout)
+    try:
+        script = ("read go; cat /dev/null; echo nr=$?; true >/dev/null; echo nw=$?; "
+                  "head -c 1 /dev/zero >/dev/zero; echo zr=$?")
+        with pidsafe.spawn(["sh", "-c", script], stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
+            cg.add(p)
+            out, _ = p.communicate(b"go\n")
+        # Exit status 0, or "1" for any failure (sh says 2 for a failed redirection).
+        return {k: "0" if v == "0" else "1"
+                for k, v in (line.split("=") for line in out.decode().split())}
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("v2", [True, False], ids=["ebpf-v2", "v1"])
+@pytest.mark.parametrize("rules, expected", [
+    ([DeviceRule(False), DeviceRule(True, "c", 1, 5, "rw")], ("1", "1", "0")),
+    ([DeviceRule(False, "c", 1, 3)], ("1", "1", "0")),                     # default allow
+    ([DeviceRule(False), DeviceRule(True, "c", 1, 3, "r"), DeviceRule(True, "c", 1, 5)],
+     ("0", "1", "0")),
+    ([DeviceRule(False), DeviceRule(True, "c", None, None, "rwm")], ("0", "0", "0")),
+    # v1: a deny in deny-all mode only takes bits from the exactly matching allow.
+    ([DeviceRule(False), DeviceRule(True, "c", 1, None), DeviceRule(False, "c", 1, 3)],
+     ("0", "0", "0")),
+    ([DeviceRule(False), DeviceRule(True, "c", 1, 3), DeviceRule(False, "c", 1, 3, "w")],
+     ("0", "1", "1")),
+    ([DeviceRule(False, "c", 1, 3, "w")], ("0", "1", "0")),
+], ids=["allow-one", "deny-one", "read-only", "any-char", "inexact-deny", "exact-deny",
+        "deny-write"])
+def test_device_rules_are_enforced(layout: CgroupLayout, name: str, v2: bool,
+                                   rules: List[DeviceRule], expected: Tuple[str, ...]) -> None:
+    if v2:
+        if layout.v2 is None:
+            pytest.skip("no cgroup v2 mount on this machine")
+        # Leave the v1 devices hierarchy out: the rules must go to the eBPF filter.
+        layout = CgroupLayout(tuple(h for h in layout.v1 if "devices" not in h.controllers),
+                              layout.v2)
+    got = _device_access(layout, name, rules)
+    assert (got["nr"], got["nw"], got["zr"]) == expected
+
+
+@pytest.mark.root
+def test_changing_device_rules_on_v2_is_refused(layout: CgroupLayout, name: str) -> None:
+    if layout.v2 is None:
+        pytest.skip("no cgroup v2 mount on this machine")
+    lay = CgroupLayout(tuple(h for h in layout.v1 if "devices" not in h.controllers), layout.v2)
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=lay)
+    try:
+        with pytest.raises(pidsafe.UnsupportedConfigError) as info:
+            cg.update(Resources(devices=(DeviceRule(False),)), layout=lay)
+        assert info.value.json_path == "linux.resources.devices"
     finally:
         cg.delete()
