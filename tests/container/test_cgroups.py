@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pathlib
 import select
 import signal
 import uuid
@@ -83,6 +84,53 @@ def test_layout_matches_proc_self_cgroup() -> None:
     with open("/proc/self/mountinfo") as f:
         has_v2 = any(" - cgroup2 " in line for line in f)
     assert (layout.v2 is not None) == has_v2
+
+
+def _fake_layout(tmp_path: pathlib.Path, mounts: List[str], cgroups: List[str],
+                 v2_controllers: str = "") -> CgroupLayout:
+    (tmp_path / "cgroup.controllers").write_text(v2_controllers + "\n")
+    (tmp_path / "mountinfo").write_text("".join(
+        f"{30 + i} 23 0:{40 + i} {line}\n" for i, line in enumerate(mounts)))
+    (tmp_path / "cgroup").write_text("".join(line + "\n" for line in cgroups))
+    return CgroupLayout.detect(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
+
+
+def test_layout_of_a_pure_v2_machine(tmp_path: pathlib.Path) -> None:
+    layout = _fake_layout(
+        tmp_path, [f"/ {tmp_path} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate",
+                   "/ /proc rw - proc proc rw"],
+        ["0::/user.slice/session-1.scope"], "cpuset cpu io memory pids")
+    assert layout.v1 == ()
+    assert layout.v2 == Hierarchy("", frozenset({"cpuset", "cpu", "io", "memory", "pids"}),
+                                  str(tmp_path), "/", "/user.slice/session-1.scope")
+    assert layout.location("memory") is layout.v2 and layout.location("hugetlb") is None
+    h = layout.v2
+    assert h.directory(cgroup_path_in(h, "ctr/c1")) == (
+        f"{tmp_path}/user.slice/session-1.scope/ctr/c1")
+    res = Resources(memory=MemoryLimits(limit=1 << 20), devices=(DeviceRule(False),))
+    assert _files(plan(layout, res)) == [("memory.max", str(1 << 20))]
+    assert device_filter_on_v2(layout, res)
+
+
+def test_layout_with_joint_v1_controllers_and_a_mounted_subtree(tmp_path: pathlib.Path) -> None:
+    layout = _fake_layout(
+        tmp_path, ["/ /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
+                   "/kubepods /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory",
+                   "/ /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup rw,net_cls,net_prio",
+                   "/ /sys/fs/cgroup/sys\\040temd rw - cgroup cgroup rw,xattr,name=systemd"],
+        ["12:memory:/kubepods/pod1", "11:cpu,cpuacct:/", "4:net_cls,net_prio:/",
+         "1:name=systemd:/init.scope", "0::/init.scope"])
+    assert [h.key for h in layout.v1] == ["memory", "cpu,cpuacct", "net_cls,net_prio",
+                                          "name=systemd"]
+    assert layout.v2 is None                      # no cgroup2 mount: v1 only
+    assert layout.v1[-1].mountpoint == "/sys/fs/cgroup/sys temd"    # octal escape undone
+    cpu = layout.location("cpuacct")
+    assert cpu is not None and cpu.key == "cpu,cpuacct"
+    mem = layout.v1_for("memory")
+    assert mem is not None and mem.root == "/kubepods"
+    assert mem.directory(cgroup_path_in(mem, "c1")) == "/sys/fs/cgroup/memory/pod1/c1"
+    # Absolute: below the mounted root, as runc joins it to the mount point.
+    assert mem.directory(cgroup_path_in(mem, "/default/c1")) == "/sys/fs/cgroup/memory/default/c1"
 
 
 def _v2_only() -> CgroupLayout:
@@ -176,9 +224,10 @@ def _leftovers(layout: CgroupLayout, name: str) -> List[str]:
 
 
 def _force_remove(d: str) -> None:
-    for entry in os.scandir(d):
-        if entry.is_dir(follow_symlinks=False):
-            _force_remove(entry.path)
+    with os.scandir(d) as it:
+        subdirs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+    for sub in subdirs:
+        _force_remove(sub)
     os.rmdir(d)
 
 
