@@ -46,7 +46,16 @@ def in_cgroup(pid: int, d: CgroupDir) -> bool:
 
 
 def signal_all(d: CgroupDir, sig: int, rounds: int) -> None:
-    """Signal, through pidfds, every process listed in ``d`` until none is new."""
+    """Signal, through pidfds, every process listed in ``d`` until none is new.
+
+    ``pidfd_open(2)`` (Linux 5.3), ``pidfd_send_signal(2)`` (Linux 5.1).
+    The pidfds stay open until the end, so a pid seen again is known to be
+    the same process (its pidfd still reaches it) or a new one.
+
+    Raises:
+        CgroupError: a cgroup file failed, or ``EAGAIN`` when new processes
+            still appeared after ``rounds`` passes.
+    """
     held: Dict[int, int] = {}
     try:
         for _ in range(rounds):
@@ -58,7 +67,8 @@ def signal_all(d: CgroupDir, sig: int, rounds: int) -> None:
                         _sys.pidfd_send_signal(old, 0)
                         continue        # the same process, signalled already
                     except ProcessLookupError:
-                        os.close(held.pop(pid))   # reaped; the pid is someone new
+                        with critical:          # reaped; the pid is someone new
+                            os.close(held.pop(pid))
                 try:
                     with critical:
                         held[pid] = _sys.pidfd_open(pid)

@@ -23,14 +23,14 @@ from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
 from . import _cgroup_freezer as freezer
+from ._cgroup_devices_bpf import attach_device_filter
 from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_all,
                             rmdir_busy, subtree, write_file)
-from ._cgroup_stats import CgroupStats, read_stats
-from ._cgroup_signal import pidfd_pid, signal_all
 from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
                              check_cgroups_path)
-from ._cgroup_devices_bpf import attach_device_filter
 from ._cgroup_resources import controllers, device_filter_on_v2, plan
+from ._cgroup_signal import pidfd_pid, signal_all
+from ._cgroup_stats import CgroupStats, read_stats
 from ._config_linux import Resources
 
 #: v2 controllers enabled for a container where v2 holds them (stats, limits).
@@ -38,6 +38,8 @@ _DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
 
 
 class SupportsFileno(Protocol):
+    """Anything that holds a pidfd: :class:`pidsafe.Process`, :class:`pidsafe.OwnedFd`."""
+
     def fileno(self) -> int: ...
 
 
@@ -311,8 +313,8 @@ class Cgroup:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to every process in the cgroup, through pidfds.
 
-        SIGKILL on v2 uses ``cgroup.kill`` (the kernel kills all, forks
-        included).  Otherwise the cgroup is frozen where a freezer exists,
+        SIGKILL on v2 uses ``cgroup.kill`` (Linux 5.14: the kernel kills
+        all, forks included).  Otherwise the cgroup is frozen where a freezer exists,
         so that no process forks while the list is signalled, and thawed
         after (frozen processes take their signal when thawed); without a
         freezer the list is re-read until it shows nobody new.  Each pid is
