@@ -214,13 +214,13 @@ def test_plan_on_v1_raises_memsw_first_when_the_limit_would_pass_it() -> None:
 
 def _leftovers(layout: CgroupLayout, name: str) -> List[str]:
     """Directories named ``name`` at the top of, or below our own cgroup in, any hierarchy."""
-    out = []
+    out = set()
     for h in (*layout.v1, *([layout.v2] if layout.v2 else [])):
-        for p in {"/" + name, name}:
+        for p in ("/" + name, name):
             d = h.directory(cgroup_path_in(h, p))
             if os.path.exists(d):
-                out.append(d)
-    return out
+                out.add(d)
+    return sorted(out)
 
 
 def _force_remove(d: str) -> None:
@@ -324,10 +324,15 @@ def test_a_bad_value_in_the_middle_leaves_nothing(layout: CgroupLayout, name: st
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
+@pytest.mark.parametrize("kind", ["hybrid", "v1-only", "ebpf-devices"])
 def test_every_failing_call_of_create_leaves_nothing(
-        layout: CgroupLayout, name: str, faults: Faults, v2: bool) -> None:
-    lay = layout if v2 else layout.without_v2()
+        layout: CgroupLayout, name: str, faults: Faults, kind: str) -> None:
+    lay = {"hybrid": layout, "v1-only": layout.without_v2(),
+           "ebpf-devices": CgroupLayout(tuple(h for h in layout.v1
+                                              if "devices" not in h.controllers), layout.v2)
+           }[kind]
+    if lay.v2 is None and kind != "v1-only":
+        pytest.skip("no cgroup v2 mount on this machine")
     made: List[Cgroup] = []
     n = faults.count(lambda: made.append(Cgroup.create("c1", f"/{name}/c1", FULL, layout=lay)))
     made[0].delete()
@@ -625,3 +630,22 @@ def test_changing_device_rules_on_v2_is_refused(layout: CgroupLayout, name: str)
         assert info.value.json_path == "linux.resources.devices"
     finally:
         cg.delete()
+
+
+@pytest.mark.root
+def test_concurrent_creates_and_deletes_under_one_parent(layout: CgroupLayout, name: str) -> None:
+    import concurrent.futures
+
+    def cycle(i: int) -> None:
+        for _ in range(5):
+            cg = Cgroup.create(f"c{i}", f"/{name}/c{i}", Resources(pids_limit=10), layout=layout)
+            cg.delete()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(cycle, range(8)))
+    # Each delete() removes the shared parent when it made it and it is
+    # empty; one made by a container whose delete found siblings may stay.
+    for d in _leftovers(layout, name):
+        assert os.listdir(d) == [] or all(not os.path.isdir(os.path.join(d, e))
+                                          for e in os.listdir(d)), d
+        os.rmdir(d)
