@@ -260,7 +260,8 @@ def test_create_applies_every_resource_and_delete_removes_all(
     try:
         v1 = cg.v1_paths
 
-        def read(key: str, file: str) -> str:
+        def read(controller: str, file: str) -> str:
+            key = next(k for k in v1 if controller in k.split(","))
             with open(os.path.join(v1[key], file)) as f:
                 return f.read().strip()
         assert read("memory", "memory.limit_in_bytes") == str(64 << 20)
@@ -276,7 +277,8 @@ def test_create_applies_every_resource_and_delete_removes_all(
         assert read("cpu", "cpu.idle") == "0"
         assert read("cpuset", "cpuset.cpus") == "0" and read("cpuset", "cpuset.mems") == "0"
         assert read("devices", "devices.list").splitlines() == ["c 1:3 rwm", "c 5:* r"]
-        assert set(v1) >= {"memory", "pids", "cpu", "cpuacct", "devices", "freezer", "cpuset"}
+        made = {c for key in v1 for c in key.split(",")}
+        assert made >= {"memory", "pids", "cpu", "cpuacct", "devices", "freezer", "cpuset"}
         assert "name=systemd" not in v1 and "blkio" not in v1
         if layout.v2 is not None:
             assert cg.v2_path == os.path.join(layout.v2.mountpoint, name, "c1")
@@ -296,7 +298,9 @@ def test_create_applies_every_resource_and_delete_removes_all(
 def test_default_and_relative_paths(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create(name, None, default_parent=f"/{name}", layout=layout)
     try:
-        assert cg.v1_paths["pids"] == f"/sys/fs/cgroup/pids/{name}/{name}"
+        pids = layout.v1_for("pids")
+        assert pids is not None
+        assert cg.v1_paths[pids.key] == f"{pids.mountpoint}/{name}/{name}"
     finally:
         cg.delete()
     cg = Cgroup.create("c1", f"{name}/c1", layout=layout)
@@ -528,13 +532,15 @@ def test_v2_fd_places_a_child_with_clone_into_cgroup(layout: CgroupLayout, name:
                 os.close(err_w)
                 os.close(err_r)
         with pidsafe.Process(pid, pidfd) as p:
-            with open(f"/proc/{pid}/cgroup") as f:
-                lines = f.read().splitlines()
-            assert f"0::/{name}/c1" in lines          # from birth, by clone3
-            assert f"4:memory:/{name}/c1" not in lines
-            cg.add(p, v2=False)                      # then every v1 hierarchy
-            with open(f"/proc/{pid}/cgroup") as f:
-                assert f"/{name}/c1" in f.read().split("memory:")[1].splitlines()[0]
+            def where() -> Dict[str, str]:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    return {key: path for _, key, path in
+                            (line.split(":", 2) for line in f.read().splitlines())}
+            ours = f"/{name}/c1"
+            assert where()[""] == ours                  # from birth, by clone3
+            assert all(where()[key] != ours for key in cg.v1_paths)
+            cg.add(p, v2=False)                         # then every v1 hierarchy
+            assert all(where()[key] == ours for key in cg.v1_paths)
             cg.kill()
             assert p.wait() == -signal.SIGKILL
     finally:
