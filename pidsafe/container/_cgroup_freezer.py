@@ -33,17 +33,16 @@ def can_freeze(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir]) -> bool:
 
 
 def is_frozen(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir]) -> bool:
-    """Whether the cgroup is frozen (``False`` without a freezer).
+    """Whether either freezer has the cgroup frozen (``False`` without a freezer).
 
     Raises:
         CgroupError: a state file cannot be read.
     """
     d = _v2(v2)
-    if d is not None:
-        return "frozen 1" in read_file(d.file("cgroup.events")).splitlines()
-    if "freezer" in v1:
-        return read_file(v1["freezer"].file("freezer.state")).strip() == "FROZEN"
-    return False
+    if d is not None and "frozen 1" in read_file(d.file("cgroup.events")).splitlines():
+        return True
+    # Also v1's, which another runtime may have used on a hybrid machine.
+    return "freezer" in v1 and read_file(v1["freezer"].file("freezer.state")).strip() == "FROZEN"
 
 
 def _none() -> CgroupError:
