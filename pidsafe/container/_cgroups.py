@@ -7,6 +7,18 @@ their controller (:mod:`._cgroup_resources`).  Processes are signalled
 through pidfds only; removal is idempotent; a failed creation removes what
 it made.  :meth:`Cgroup.to_dict` / :meth:`Cgroup.load` carry it between
 processes through container state.
+
+How a container uses it::
+
+    cg = Cgroup.create(id, spec.linux.cgroups_path, spec.linux.resources)
+    fd = cg.open_v2_fd()          # None without v2; else clone3(CLONE_INTO_CGROUP)
+    ...                           # create init (and later each exec) into fd
+    cg.add(init, v2=fd is None)   # then every v1 hierarchy, before it runs
+    state["cgroup"] = cg.to_dict()
+    ...
+    Cgroup.load(state["cgroup"]).kill(signal.SIGKILL)    # kill(all=True)
+    ...                           # wait for init
+    cg.delete()
 """
 
 from __future__ import annotations
