@@ -56,7 +56,10 @@ def _timeout(path: str, timeout: float) -> CgroupError:
 
 
 def freeze(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir], timeout: float) -> None:
-    """Freeze, and return once the kernel says frozen; thaw again on timeout.
+    """Freeze, and return once the kernel says frozen.
+
+    Nothing is left half-done: on timeout, or when anything interrupts the
+    wait (a signal handler raising), the cgroup is thawed again.
 
     Raises:
         CgroupError: no freezer (``EOPNOTSUPP``), a failed write, or
@@ -64,42 +67,56 @@ def freeze(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir], timeout: float)
     """
     deadline = time.monotonic() + timeout
     d = _v2(v2)
-    if d is not None:
-        events = d.file("cgroup.events")
-        fd = -1
-        try:
-            with critical:
-                fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
-            # Opened before the write, so that no change can be missed.
-            write_file(d.file("cgroup.freeze"), "1")
-            poller = select.poll()
-            poller.register(fd, select.POLLPRI)
-            while True:
-                if "frozen 1" in os.pread(fd, 4096, 0).decode().splitlines():
-                    return
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    write_file(d.file("cgroup.freeze"), "0")
-                    raise _timeout(d.path, timeout)
-                poller.poll(max(1, int(left * 1000)))
-        except CgroupError:
-            raise
-        except OSError as exc:
-            raise cgroup_error(exc.errno or errno.EIO, f"unable to watch {events}",
-                               events) from None
-        finally:
-            if fd >= 0:
-                with critical:
-                    os.close(fd)
-    if "freezer" not in v1:
+    if d is None and "freezer" not in v1:
         raise _none()
-    state = v1["freezer"].file("freezer.state")
-    write_file(state, "FROZEN")
+    if d is not None:
+        control, value, undo = d.file("cgroup.freeze"), "1", "0"
+    else:
+        control, value, undo = v1["freezer"].file("freezer.state"), "FROZEN", "THAWED"
+    fd = -1
+    try:
+        if d is not None:
+            with critical:      # opened before the write: no change can be missed
+                fd = os.open(d.file("cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+        write_file(control, value)
+        if d is not None:
+            _wait_v2(fd, d.path, deadline, timeout)
+        else:
+            _wait_v1(control, deadline, timeout)
+    except BaseException:
+        with critical:
+            write_file(control, undo)
+        raise
+    finally:
+        if fd >= 0:
+            with critical:
+                os.close(fd)
+
+
+def _wait_v2(fd: int, path: str, deadline: float, timeout: float) -> None:
+    """Sleep in poll(2) on cgroup.events until it says ``frozen 1``."""
+    events = os.path.join(path, "cgroup.events")
+    poller = select.poll()
+    poller.register(fd, select.POLLPRI)
+    try:
+        while "frozen 1" not in os.pread(fd, 4096, 0).decode().splitlines():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _timeout(path, timeout)
+            poller.poll(max(1, int(left * 1000)))
+    except CgroupError:
+        raise
+    except OSError as exc:
+        raise cgroup_error(exc.errno or errno.EIO, f"unable to watch {events}",
+                           events) from None
+
+
+def _wait_v1(state: str, deadline: float, timeout: float) -> None:
+    """Re-read freezer.state (which retries the freeze) until ``FROZEN``."""
     delay = 0.0005
     while read_file(state).strip() != "FROZEN":
         if time.monotonic() >= deadline:
-            write_file(state, "THAWED")
-            raise _timeout(v1["freezer"].path, timeout)
+            raise _timeout(os.path.dirname(state), timeout)
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
 

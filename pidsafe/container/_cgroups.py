@@ -342,13 +342,14 @@ class Cgroup:
         if sig == signal.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
             write_file(d.file("cgroup.kill"), "1")
             return
-        froze = freezer.can_freeze(self._v1, self._v2) and not self.frozen
-        if froze:
-            try:
-                self.freeze(timeout=5.0)
-            except TimeoutError:
-                froze = False   # freeze() thawed again: signal the moving target
+        froze = False
         try:
+            if freezer.can_freeze(self._v1, self._v2) and not self.frozen:
+                froze = True    # first: thawing what is not frozen is harmless
+                try:
+                    self.freeze(timeout=5.0)
+                except TimeoutError:
+                    froze = False   # thawed again: signal the moving target
             signal_all(d, sig, rounds=3 if froze else 100)
         finally:
             if froze:

@@ -29,7 +29,7 @@ from pidsafe.container._cgroup_devices_bpf import effective, program
 from pidsafe.container._cgroup_resources import Write, cpu_weight, device_filter_on_v2, plan
 from pidsafe.container._cgroups import Cgroup
 
-from conftest import started_cat
+from conftest import open_fds, started_cat
 from faults import Faults, Interrupt
 
 FULL = Resources(
@@ -655,3 +655,27 @@ def test_concurrent_creates_and_deletes_under_one_parent(layout: CgroupLayout, n
         assert os.listdir(d) == [] or all(not os.path.isdir(os.path.join(d, e))
                                           for e in os.listdir(d)), d
         os.rmdir(d)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
+def test_an_interrupt_anywhere_in_kill_leaves_no_fd_and_no_freeze(
+        layout: CgroupLayout, name: str, faults: Faults, v2: bool) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout if v2 else layout.without_v2())
+    try:
+        with pidsafe.spawn(["sleep", "60"]) as p:
+            cg.add(p)
+            # SIGCONT: the process survives every round.
+            n = faults.count(lambda: cg.kill(signal.SIGCONT))
+            assert n > 5
+            for k in range(1, n + 1):
+                for before in (False, True):
+                    fds = open_fds()
+                    with pytest.raises(Interrupt), faults.interrupt_at(k, before=before):
+                        cg.kill(signal.SIGCONT)
+                    assert open_fds() == fds, faults.fired
+                    assert not cg.frozen, faults.fired
+            cg.kill()
+            assert p.wait() == -signal.SIGKILL
+    finally:
+        cg.delete()
