@@ -7,6 +7,7 @@ of its directories is left in any hierarchy.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -247,6 +248,17 @@ def name(layout: CgroupLayout) -> Iterator[str]:
     assert left == [], f"cgroup directories left behind: {left}"
 
 
+@contextlib.contextmanager
+def sleeper() -> Iterator[pidsafe.Process]:
+    """A ``sleep 60`` that is killed (not waited for) if the test fails."""
+    with pidsafe.spawn(["sleep", "60"]) as p:
+        try:
+            yield p
+        finally:
+            if p.poll() is None:
+                p.kill()
+
+
 def _wait_gone(pidfds: List[pidsafe.OwnedFd]) -> None:
     """Block until every pidfd is readable (its process exited); bounded for safety."""
     for fd in pidfds:
@@ -369,7 +381,7 @@ def test_added_process_is_listed_and_killed(
         layout: CgroupLayout, name: str, v2: bool, sig: int) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout if v2 else layout.without_v2())
     try:
-        with pidsafe.spawn(["sleep", "60"]) as p:
+        with sleeper() as p:
             cg.add(p)
             assert cg.pids() == [p.pid]
             with open(f"/proc/{p.pid}/cgroup") as f:
@@ -418,7 +430,7 @@ def test_kill_reaches_processes_that_are_not_our_children(
 def test_delete_refuses_while_a_process_remains(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
     try:
-        with pidsafe.spawn(["sleep", "60"]) as p:
+        with sleeper() as p:
             cg.add(p)
             with pytest.raises(pidsafe.CgroupError) as info:
                 cg.delete(timeout=0.01)
@@ -438,7 +450,7 @@ def test_delete_refuses_while_a_process_remains(layout: CgroupLayout, name: str)
 def test_an_occupied_cgroup_is_joined_only_when_shared(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
     try:
-        with pidsafe.spawn(["sleep", "60"]) as p:
+        with sleeper() as p:
             cg.add(p)
             with pytest.raises(pidsafe.CgroupError) as info:
                 Cgroup.create("c2", f"/{name}/c1", layout=layout)
@@ -459,7 +471,7 @@ def test_nested_cgroups_are_listed_and_removed(layout: CgroupLayout, name: str) 
         for d in (cg.v2_path, *cg.v1_paths.values()):
             if d is not None:
                 os.mkdir(os.path.join(d, "inner"))
-        with pidsafe.spawn(["sleep", "60"]) as p:
+        with sleeper() as p:
             for d in (cg.v2_path, *cg.v1_paths.values()):
                 if d is not None:
                     with open(os.path.join(d, "inner", "cgroup.procs"), "w") as f:
@@ -501,7 +513,7 @@ def test_freeze_and_thaw(layout: CgroupLayout, name: str, v2: bool) -> None:
 def test_kill_of_a_frozen_cgroup_keeps_it_frozen(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout.without_v2())
     try:
-        with pidsafe.spawn(["sleep", "60"]) as p:
+        with sleeper() as p:
             cg.add(p)
             cg.freeze()
             cg.kill(signal.SIGTERM)
@@ -663,7 +675,7 @@ def test_an_interrupt_anywhere_in_kill_leaves_no_fd_and_no_freeze(
         layout: CgroupLayout, name: str, faults: Faults, v2: bool) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout if v2 else layout.without_v2())
     try:
-        with pidsafe.spawn(["sleep", "60"]) as p:
+        with sleeper() as p:
             cg.add(p)
             # SIGCONT: the process survives every round.
             n = faults.count(lambda: cg.kill(signal.SIGCONT))
