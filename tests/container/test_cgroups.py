@@ -244,7 +244,8 @@ def name(layout: CgroupLayout) -> Iterator[str]:
     yield n
     left = _leftovers(layout, n)
     for d in left:
-        _force_remove(d)
+        if os.path.exists(d):
+            _force_remove(d)
     assert left == [], f"cgroup directories left behind: {left}"
 
 
