@@ -692,3 +692,35 @@ def test_an_interrupt_anywhere_in_kill_leaves_no_fd_and_no_freeze(
             assert p.wait() == -signal.SIGKILL
     finally:
         cg.delete()
+
+
+@pytest.mark.root
+def test_v2_controllers_are_enabled_down_to_the_container(layout: CgroupLayout,
+                                                          name: str) -> None:
+    # This machine's v2 holds only hugetlb: enough to prove the mechanism a
+    # pure-v2 machine uses for memory, pids, cpu and cpuset.
+    if layout.v2 is None or "hugetlb" not in layout.v2.controllers:
+        pytest.skip("no v2 hierarchy with the hugetlb controller here")
+    cg = Cgroup.create("c1", f"/{name}/mid/c1", layout=layout)
+    try:
+        assert cg.v2_path is not None
+        assert not any(f.startswith("hugetlb.") for f in os.listdir(cg.v2_path))
+        cg._enable_v2(layout.v2, {"hugetlb"})
+        assert any(f.startswith("hugetlb.") for f in os.listdir(cg.v2_path))
+        parent = os.path.dirname(cg.v2_path)
+        with open(os.path.join(parent, "cgroup.subtree_control")) as f:
+            assert "hugetlb" in f.read().split()
+        # A parent that holds processes itself cannot pass controllers down.
+        with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+            f.write("-hugetlb")
+        with sleeper() as p:
+            with open(os.path.join(parent, "cgroup.procs"), "w") as f:
+                f.write(str(p.pid))
+            with pytest.raises(pidsafe.CgroupError) as info:
+                cg._enable_v2(layout.v2, {"hugetlb"})
+            assert info.value.errno == errno.EBUSY
+            assert "linux.cgroupsPath" in str(info.value)
+            p.kill()
+            p.wait()
+    finally:
+        cg.delete()
