@@ -8,10 +8,12 @@ can never be signalled, waited on or opened by mistake.
 from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
-from .errors import (ConfigError, ContainerError, ContainerLookupError, ContainerStateError, Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
-                     ReaperError, StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
-                     TimeoutExpired, UnsupportedConfigError, UnsupportedError)
 from .container._container import Container
+from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
+                     ContainerStateError, Error, HelperDiedError, IDMapError,
+                     InvalidMountError, MountError, ReaperError, StaleProcessError, StateError,
+                     SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
+                     UnsupportedConfigError, UnsupportedError)
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
 from .process._identity import ProcessIdentity
@@ -25,6 +27,7 @@ from .userns._idmap import IDMap, IDRange
 from .userns._userns import Namespace, UsernsCache, get_userns_fd
 
 __all__ = [
+    "CgroupError",
     "Claim",
     "Container",
     "ConfigError",

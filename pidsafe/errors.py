@@ -281,3 +281,61 @@ class StaleProcessError(Error, ProcessLookupError):
     def __init__(self, pid: int, reason: str) -> None:
         super().__init__(errno.ESRCH, f"process {pid} is gone: {reason}")
         self.pid = pid
+
+
+# --- cgroups --------------------------------------------------------------------
+
+class CgroupError(Error, OSError):
+    """A cgroup step failed: a directory, a control file or a wait.
+
+    Instances are also of the errno's own ``OSError`` subclass
+    (``PermissionError`` for ``EPERM``, ``TimeoutError`` for ``ETIMEDOUT``
+    ...).  ``str()`` reads like ``[Errno 22] unable to write '0-999' to
+    /sys/fs/cgroup/cpuset/c1/cpuset.cpus (linux.resources.cpu.cpus): Invalid
+    argument: '/sys/fs/cgroup/cpuset/c1/cpuset.cpus'``.
+
+    Attributes:
+        step: what was being done, e.g. ``"unable to write '0-999' to ..."``.
+        path: the directory or control file (also ``filename``).
+        value: the value being written, or ``None``.
+    """
+
+    step: str
+    path: str
+    value: Optional[str]
+
+    def __init__(self, err: int, message: str, path: Optional[str] = None,
+                 step: str = "", value: Optional[str] = None) -> None:
+        super().__init__(err, message, path)
+        self.step = step
+        self.path = path or ""
+        self.value = value
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return (_rebuild_cgroup_error,
+                (self.errno, self.strerror, self.path, self.step, self.value))
+
+
+_CGROUP_ERROR_TYPES: Dict[Type[OSError], Type[CgroupError]] = {OSError: CgroupError}
+
+
+def _rebuild_cgroup_error(err: int, message: str, path: Optional[str], step: str,
+                          value: Optional[str]) -> CgroupError:
+    return cgroup_error(err, step, path, value=value, message=message)
+
+
+def cgroup_error(err: int, step: str, path: Optional[str] = None, hint: str = "", *,
+                 value: Optional[str] = None, message: Optional[str] = None) -> CgroupError:
+    """A :class:`CgroupError` that is also the errno's own OSError subclass.
+
+    The message is ``"<step>: <strerror>"``, then `` (<hint>)`` if given.
+    """
+    base = type(OSError(err, ""))
+    cls = _CGROUP_ERROR_TYPES.get(base)
+    if cls is None:
+        cls = cast(Type[CgroupError], type(f"Cgroup{base.__name__}", (CgroupError, base),
+                                           {"__module__": __name__}))
+        _CGROUP_ERROR_TYPES[base] = cls
+    if message is None:
+        message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
+    return cls(err, message, path, step, value)

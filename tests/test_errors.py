@@ -24,6 +24,7 @@ BASES = {
     "SubscriptionClosed": EOFError,
     "SubscriptionOverflow": RuntimeError,
     "ConfigError": ValueError,
+    "CgroupError": OSError,
     "UnsupportedConfigError": ValueError,
     "StaleProcessError": ProcessLookupError,
     "ContainerError": OSError,
@@ -64,3 +65,14 @@ def test_mount_error_is_the_errnos_own_subclass_and_pickles(err: int, base: type
     assert exc.step == "unable to attach mount tree to /x" and exc.path == "/x"
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc) and str(back) == str(exc) and back.step == exc.step
+
+
+@pytest.mark.parametrize("err, base", [(errno.EBUSY, OSError),
+                                       (errno.ETIMEDOUT, TimeoutError),
+                                       (errno.ENOENT, FileNotFoundError)])
+def test_cgroup_error_is_the_errnos_own_subclass_and_pickles(err: int, base: type) -> None:
+    exc = errors.cgroup_error(err, "unable to write '1' to /c/x", "/c/x", value="1")
+    assert isinstance(exc, pidsafe.CgroupError) and isinstance(exc, base)
+    assert exc.step == "unable to write '1' to /c/x" and exc.path == "/c/x" and exc.value == "1"
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc) and str(back) == str(exc) and back.value == "1"

@@ -1,0 +1,210 @@
+"""Device rules on cgroup v2: an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE).
+
+cgroup v2 has no devices.allow/devices.deny: the kernel asks the
+BPF_CGROUP_DEVICE programs attached to the task's v2 cgroup and to its
+ancestors, and every one must allow (Linux 4.15).  The hook runs for the
+task's v2 cgroup whatever the v1 hierarchies are, so on a hybrid machine it
+works too.
+
+The program is generated here, as runc's ``devicefilter`` does.  Its
+context is ``struct bpf_cgroup_dev_ctx {u32 access_type; u32 major; u32
+minor;}``, with the device type (``BPF_DEVCG_DEV_BLOCK`` 1, ``_CHAR`` 2) in
+the low 16 bits of ``access_type`` and the access (``MKNOD`` 1, ``READ`` 2,
+``WRITE`` 4) in the high 16.  It returns 1 to allow, 0 to deny.
+
+The rules keep exactly their v1 meaning: they are first played through
+v1's own algorithm (:func:`effective`, as runc's devices emulator does),
+and the program then checks the resulting exceptions against the default.
+
+bpf(2) is called here through ``ctypes`` because ``pidsafe._sys`` has no
+shim for it yet; it belongs there (``bpf_prog_load``, ``bpf_prog_attach``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .._sigsafe import critical
+from ..errors import CgroupError, cgroup_error
+from ._config_linux import DeviceRule
+
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "ppc64": 361,
+            "s390x": 351, "i686": 357, "armv7l": 386, "armv8l": 386}
+_BPF_PROG_LOAD, _BPF_PROG_ATTACH = 5, 8
+_PROG_TYPE_CGROUP_DEVICE = 15
+_ATTACH_CGROUP_DEVICE = 6
+_F_ALLOW_MULTI = 2
+
+_DEV_TYPE = {"b": 1, "c": 2}
+_ACCESS = {"m": 1, "r": 2, "w": 4}
+
+# Opcodes (linux/bpf_common.h, linux/bpf.h).
+_LDX_MEM_W = 0x61      # dst = *(u32 *)(src + off)
+_AND_K = 0x57          # dst &= imm (64-bit)
+_RSH_K = 0x77          # dst >>= imm
+_MOV_K = 0xB7          # dst = imm
+_MOV_X = 0xBF          # dst = src
+_JNE_K = 0x55          # if dst != imm: pc += off
+_JEQ_K = 0x15          # if dst == imm: pc += off
+_EXIT = 0x95
+
+Insn = Tuple[int, int, int, int, int]   # code, dst, src, off, imm
+
+
+def _encode(insns: Sequence[Insn]) -> bytes:
+    out = b""
+    for code, dst, src, off, imm in insns:
+        regs = (dst | src << 4) if sys.byteorder == "little" else (dst << 4 | src)
+        out += struct.pack("=BBhi", code, regs, off, imm)
+    return out
+
+
+Entry = Tuple[str, Optional[int], Optional[int], int]   # type, major, minor, access
+
+
+def effective(rules: Sequence[DeviceRule]) -> Tuple[bool, List[Entry]]:
+    """What v1 makes of ``rules``: the default verdict and its exceptions.
+
+    As devcgroup_update_access() does: a rule for every device (type
+    ``a``) sets the default and clears the exceptions; a rule that agrees
+    with the default takes its access bits away from the exception with
+    exactly the same type, major and minor (wildcards are values here, not
+    patterns); a rule that disagrees adds its bits to that exception.
+    """
+    default = True      # a new v1 cgroup inherits allow-all from the root
+    table: Dict[Tuple[str, Optional[int], Optional[int]], int] = {}
+    for r in rules:
+        if r.type == "a":
+            default = r.allow
+            table.clear()
+            continue
+        key, bits = (r.type, r.major, r.minor), sum(_ACCESS[a] for a in r.access)
+        if r.allow == default:
+            left = table.get(key, 0) & ~bits
+            if left:
+                table[key] = left
+            else:
+                table.pop(key, None)
+        else:
+            table[key] = table.get(key, 0) | bits
+    return default, [(t, ma, mi, bits) for (t, ma, mi), bits in table.items()]
+
+
+def _block(ex: Entry, default: bool) -> Optional[List[Insn]]:
+    """If the request falls under exception ``ex``, return the opposite of the default."""
+    kind, major, minor, bits = ex
+    body: List[Insn] = [(_JNE_K, 2, 0, -1, _DEV_TYPE[kind])]
+    for reg, number in ((4, major), (5, minor)):
+        if number is not None:
+            if number > 0x7FFFFFFF:
+                return None     # no device has such a number: never matches
+            body.append((_JNE_K, reg, 0, -1, number))
+    if default:
+        # Denied if any requested access is one the exception names.
+        body += [(_MOV_X, 1, 3, 0, 0), (_AND_K, 1, 0, 0, bits), (_JEQ_K, 1, 0, -1, 0)]
+    elif bits != 7:
+        # Allowed only if every requested access is one the exception names.
+        body += [(_MOV_X, 1, 3, 0, 0), (_AND_K, 1, 0, 0, 7 & ~bits), (_JNE_K, 1, 0, -1, 0)]
+    body += [(_MOV_K, 0, 0, 0, int(not default)), (_EXIT, 0, 0, 0, 0)]
+    # Every "-1" offset jumps past the end of this block.
+    return [(c, d, s, len(body) - n - 1 if off == -1 else off, imm)
+            for n, (c, d, s, off, imm) in enumerate(body)]
+
+
+def program(rules: Sequence[DeviceRule]) -> List[Insn]:
+    """The eBPF instructions for ``rules`` (see :func:`effective`)."""
+    default, exceptions = effective(rules)
+    insns: List[Insn] = [
+        (_LDX_MEM_W, 2, 1, 0, 0), (_AND_K, 2, 0, 0, 0xFFFF),   # r2 = type
+        (_LDX_MEM_W, 3, 1, 0, 0), (_RSH_K, 3, 0, 0, 16),       # r3 = access
+        (_LDX_MEM_W, 4, 1, 4, 0),                               # r4 = major
+        (_LDX_MEM_W, 5, 1, 8, 0),                               # r5 = minor
+    ]
+    for ex in exceptions:
+        block = _block(ex, default)
+        if block is not None:
+            insns += block
+    return insns + [(_MOV_K, 0, 0, 0, int(default)), (_EXIT, 0, 0, 0, 0)]
+
+
+class _ProgLoad(ctypes.Structure):
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
+                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
+                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
+
+
+class _ProgAttach(ctypes.Structure):
+    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
+                ("replace_bpf_fd", ctypes.c_uint32)]
+
+
+def _bpf(cmd: int, attr: ctypes.Structure) -> int:
+    nr = _SYS_BPF.get(platform.machine())
+    if nr is None:
+        raise cgroup_error(errno.ENOSYS, f"bpf(2) on {platform.machine()}",
+                           hint="pidsafe does not know its system call number")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    while True:
+        ret = int(libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), ctypes.byref(attr),
+                               ctypes.c_uint(ctypes.sizeof(attr))))
+        if ret >= 0:
+            return ret
+        err = ctypes.get_errno()
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+
+
+def attach_device_filter(cgroup_dir: str, rules: Sequence[DeviceRule]) -> None:
+    """Load the program for ``rules`` and attach it to the v2 ``cgroup_dir``.
+
+    The cgroup keeps the program (removing the cgroup frees it); the
+    program's fd is closed at once.  ``BPF_F_ALLOW_MULTI``: programs on
+    ancestors (systemd's, say) still apply too.
+
+    Raises:
+        CgroupError: loading (the verifier's log is in the message) or
+            attaching failed; ``ENOSYS`` on an unknown architecture.
+    """
+    code = _encode(program(rules))
+    insns = ctypes.create_string_buffer(code, len(code))
+    license = ctypes.create_string_buffer(b"Apache-2.0")
+    log = ctypes.create_string_buffer(1 << 16)
+    load = _ProgLoad(prog_type=_PROG_TYPE_CGROUP_DEVICE, insn_cnt=len(code) // 8,
+                     insns=ctypes.addressof(insns), license=ctypes.addressof(license),
+                     log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
+                     prog_name=b"pidsafe_devices")
+    dfd = prog = -1
+    try:
+        with critical:
+            try:
+                prog = _bpf(_BPF_PROG_LOAD, load)
+            except OSError as exc:
+                verifier = log.value.decode(errors="replace").strip()[-400:]
+                raise cgroup_error(exc.errno or errno.EIO, "unable to load the device filter "
+                                   "for linux.resources.devices (bpf BPF_PROG_LOAD)",
+                                   cgroup_dir, verifier) from None
+            dfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        attach = _ProgAttach(target_fd=dfd, attach_bpf_fd=prog,
+                             attach_type=_ATTACH_CGROUP_DEVICE, attach_flags=_F_ALLOW_MULTI)
+        _bpf(_BPF_PROG_ATTACH, attach)
+    except CgroupError:
+        raise
+    except OSError as exc:
+        raise cgroup_error(exc.errno or errno.EIO, f"unable to attach the device filter "
+                           f"to {cgroup_dir} (bpf BPF_PROG_ATTACH)", cgroup_dir) from None
+    finally:
+        with critical:
+            for fd in (dfd, prog):
+                if fd >= 0:
+                    os.close(fd)

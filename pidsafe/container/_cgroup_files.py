@@ -1,0 +1,178 @@
+"""Reading and writing cgroupfs files, each failure a :class:`CgroupError`.
+
+Plain ``os.open`` with ``O_CLOEXEC``: control files are small, and a write
+is one ``write(2)`` (the kernel parses each write as a whole value).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+from .._sigsafe import critical
+from ..errors import CgroupError, cgroup_error
+
+
+@dataclass(frozen=True)
+class CgroupDir:
+    """The container's cgroup in one hierarchy.
+
+    Attributes:
+        key: the hierarchy, as ``/proc/PID/cgroup`` names it (``""``: v2).
+        path: the directory.
+        cgroup: the cgroup as ``/proc/PID/cgroup`` shows it, e.g. ``/a/c1``.
+    """
+
+    key: str
+    path: str
+    cgroup: str
+
+    def file(self, name: str) -> str:
+        return posixpath.join(self.path, name)
+
+
+def _err(exc: OSError, step: str, path: str, value: Optional[str] = None) -> CgroupError:
+    err = exc.errno or errno.EIO
+    hint = "the kernel offers no such cgroup file here" if err == errno.ENOENT else ""
+    return cgroup_error(err, step, path, hint, value=value)
+
+
+def write_file(path: str, value: str, field: str = "") -> None:
+    """Write ``value`` to the control file ``path`` in one ``write(2)``.
+
+    ``field`` (a config path like ``linux.resources.cpu.cpus``) goes into
+    the message.
+
+    Raises:
+        CgroupError: the open or the write failed (names file and value).
+    """
+    step = f"unable to write {value!r} to {path}" + (f" ({field})" if field else "")
+    with critical:      # open -> close as one step: a raising handler leaks no fd
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _err(exc, step, path, value) from None
+        try:
+            os.write(fd, value.encode())
+        except OSError as exc:
+            raise _err(exc, step, path, value) from None
+        finally:
+            os.close(fd)
+
+
+def read_file(path: str) -> str:
+    """The text of the control file ``path``.
+
+    Raises:
+        CgroupError: it cannot be opened or read.
+    """
+    with critical:      # control files are small: reading them is not blocking
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _err(exc, f"unable to read {path}", path) from None
+        try:
+            chunks: List[bytes] = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return b"".join(chunks).decode()
+                chunks.append(chunk)
+        except OSError as exc:
+            raise _err(exc, f"unable to read {path}", path) from None
+        finally:
+            os.close(fd)
+
+
+def read_optional(path: str) -> Optional[str]:
+    """Like :func:`read_file`, but ``None`` if the file does not exist.
+
+    Raises:
+        CgroupError: it exists and cannot be read.
+    """
+    try:
+        return read_file(path)
+    except FileNotFoundError:
+        return None
+
+
+def keyed(text: Optional[str], key: str) -> Optional[int]:
+    """The number after ``key`` in a flat-keyed file (``memory.events`` ...)."""
+    for line in (text or "").splitlines():
+        k, _, v = line.partition(" ")
+        if k == key:
+            return int(v)
+    return None
+
+
+def subtree(path: str) -> Iterator[str]:
+    """``path`` and every cgroup below it, children before their parents.
+
+    A cgroup removed meanwhile is skipped (it has nothing left to list).
+
+    Raises:
+        CgroupError: a directory cannot be listed.
+    """
+    try:
+        with critical, os.scandir(path) as it:
+            children = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return      # gone: a concurrent delete or an exiting nested cgroup
+    except OSError as exc:
+        raise _err(exc, f"unable to list {path}", path) from None
+    for child in children:
+        yield from subtree(child)
+    yield path
+
+
+def procs(path: str) -> List[int]:
+    """The pids in ``path``'s ``cgroup.procs`` and in every cgroup below it.
+
+    Raises:
+        CgroupError: a file cannot be read.
+    """
+    out: List[int] = []
+    for d in subtree(path):
+        text = read_optional(os.path.join(d, "cgroup.procs"))
+        out += [int(p) for p in (text or "").split()]
+    return sorted(set(out))
+
+
+def rmdir_busy(d: str, deadline: float) -> None:
+    """rmdir a cgroup, retrying ``EBUSY`` (tasks still exiting) until ``deadline``.
+
+    Raises:
+        CgroupError: still busy at the deadline (names the pids inside), or
+            another rmdir failure.
+    """
+    delay = 0.001
+    while True:
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return              # removed already: delete() is idempotent
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                hint = f"processes inside: {procs(d)[:10]}" if exc.errno == errno.EBUSY else ""
+                raise cgroup_error(exc.errno or errno.EIO, f"unable to remove cgroup {d}", d,
+                                   hint) from None
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
+def rmdir_all(made: List[str]) -> None:
+    """Undo creation: remove ``made`` in reverse (a rollback: errors would hide the cause)."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                # The original error is what the caller needs; note this one.
+                warnings.warn(f"pidsafe: could not remove cgroup {d} while undoing its "
+                              f"creation: {exc}", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,191 @@
+"""Where the cgroup hierarchies are, and where a ``cgroupsPath`` lands in each.
+
+A machine has cgroup v1 hierarchies (one mount per controller set, e.g.
+``memory`` or ``cpu,cpuacct``), a cgroup v2 hierarchy (one mount, type
+``cgroup2``), or both ("hybrid": v1 controllers plus a v2 mount, often at
+``/sys/fs/cgroup/unified``, whose ``cgroup.controllers`` lists only what no
+v1 hierarchy holds).  The layout is read at run time from
+``/proc/self/mountinfo`` and ``/proc/self/cgroup``; kernel versions are
+never compared.  A controller is used where it is mounted: on its v1
+hierarchy if it has one, else on v2 if the v2 root lists it.
+
+``cgroupsPath`` is resolved as runc's cgroupfs driver does: an absolute path
+is relative to each hierarchy's (mounted) root; a relative path is relative
+to the calling process's own cgroup in each hierarchy.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+from ..errors import ConfigError, UnsupportedConfigError
+from ._cgroup_files import read_file
+
+#: Where errors about the path point.
+PATH_FIELD = "linux.cgroupsPath"
+
+#: v1 hierarchies a container always gets a directory in (where mounted):
+#: the ones whose limits a container may be given, plus freezer (pause,
+#: kill --all) and cpuacct (usage).
+DEFAULT_V1 = frozenset({"memory", "pids", "cpu", "cpuacct", "devices", "freezer"})
+
+_SYSTEMD_FORM = re.compile(r"[^/:]+:[^/:]*:[^/:]+")
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy.
+
+    Attributes:
+        key: the controller field of ``/proc/PID/cgroup`` (``"memory"``,
+            ``"cpu,cpuacct"``, ``"name=systemd"``; ``""`` for v2).
+        controllers: the controllers it holds (v2: the root's
+            ``cgroup.controllers``).
+        mountpoint: where it is mounted.
+        root: the cgroup mounted there (``"/"`` unless a sub-tree is mounted).
+        own: this process's cgroup in it, as ``/proc/self/cgroup`` says.
+    """
+
+    key: str
+    controllers: FrozenSet[str]
+    mountpoint: str
+    root: str
+    own: str
+
+    @property
+    def v2(self) -> bool:
+        """Whether this is the cgroup v2 hierarchy."""
+        return self.key == ""
+
+    def directory(self, cgroup: str) -> str:
+        """The directory of ``cgroup`` (a hierarchy path like ``/a/b``).
+
+        Raises:
+            ConfigError: ``cgroup`` lies outside the mounted sub-tree.
+        """
+        if self.root == "/":
+            rel = cgroup
+        elif cgroup == self.root or cgroup.startswith(self.root + "/"):
+            rel = cgroup[len(self.root):] or "/"
+        else:
+            raise ConfigError(PATH_FIELD, f"cgroup {cgroup} is outside the part of the "
+                                          f"{self.key or 'v2'} hierarchy mounted at "
+                                          f"{self.mountpoint} ({self.root})")
+        return self.mountpoint.rstrip("/") + (rel if rel != "/" else "")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """The cgroup hierarchies this process sees.
+
+    Attributes:
+        v1: the v1 hierarchies (``name=`` ones included), in
+            ``/proc/self/cgroup`` order.
+        v2: the v2 hierarchy, or ``None`` if none is mounted.
+    """
+
+    v1: Tuple[Hierarchy, ...]
+    v2: Optional[Hierarchy]
+
+    @classmethod
+    def detect(cls, mountinfo: str = "/proc/self/mountinfo",
+               proc_cgroup: str = "/proc/self/cgroup") -> "CgroupLayout":
+        """Read the layout from mountinfo and ``/proc/self/cgroup``.
+
+        Raises:
+            CgroupError: a file could not be read (``filename`` names it).
+        """
+        own: Dict[str, str] = {}
+        for line in read_file(proc_cgroup).splitlines():
+            hid, _, rest = line.partition(":")
+            key, _, path = rest.partition(":")
+            if hid == "0" and key == "":
+                own[""] = path
+            elif key:
+                own[key] = path
+        v1: List[Hierarchy] = []
+        v2: Optional[Hierarchy] = None
+        seen = set()
+        for line in read_file(mountinfo).splitlines():
+            fields = line.split(" ")
+            try:
+                sep = fields.index("-", 6)
+            except ValueError:
+                continue
+            fstype, super_opts = fields[sep + 1], fields[sep + 3]
+            root, point = _unescape(fields[3]), _unescape(fields[4])
+            if fstype == "cgroup2" and v2 is None and "" in own:
+                ctrl = frozenset(read_file(posixpath.join(point, "cgroup.controllers")).split())
+                v2 = Hierarchy("", ctrl, point, root, own[""])
+            elif fstype == "cgroup":
+                opts = set(super_opts.split(","))
+                for key in own:
+                    if key and key not in seen and set(key.split(",")) <= opts:
+                        seen.add(key)
+                        v1.append(Hierarchy(key, frozenset(key.split(",")), point, root,
+                                            own[key]))
+                        break
+        order = list(own)
+        v1.sort(key=lambda h: order.index(h.key))
+        return cls(tuple(v1), v2)
+
+    def v1_for(self, controller: str) -> Optional[Hierarchy]:
+        """The v1 hierarchy that holds ``controller``, if one is mounted."""
+        for h in self.v1:
+            if controller in h.controllers:
+                return h
+        return None
+
+    def location(self, controller: str) -> Optional[Hierarchy]:
+        """Where ``controller`` is used: its v1 hierarchy, else v2 if v2 has it."""
+        h = self.v1_for(controller)
+        if h is None and self.v2 is not None and controller in self.v2.controllers:
+            h = self.v2
+        return h
+
+    def without_v2(self) -> "CgroupLayout":
+        """This layout with its v2 hierarchy left out (v1 only)."""
+        return CgroupLayout(self.v1, None)
+
+
+def check_cgroups_path(path: Optional[str], container_id: str,
+                       default_parent: str = "/pidsafe") -> str:
+    """Check ``linux.cgroupsPath``; return it, or the default for ``container_id``.
+
+    The default is ``<default_parent>/<container_id>``.
+
+    Raises:
+        ConfigError: the path is the root cgroup, is not normalised (``..``,
+            ``.``, ``//``, a trailing ``/``) or holds a NUL.
+        UnsupportedConfigError: the systemd driver's ``slice:prefix:name`` form.
+    """
+    if not path:
+        path = posixpath.join(default_parent, container_id)
+    if _SYSTEMD_FORM.fullmatch(path):
+        raise UnsupportedConfigError(PATH_FIELD, f"{path!r} is the systemd cgroup driver's "
+                                                 "slice:prefix:name form; pidsafe uses cgroupfs")
+    if "\0" in path:
+        raise ConfigError(PATH_FIELD, f"holds a NUL byte: {path!r}")
+    if path == "/":
+        raise ConfigError(PATH_FIELD, "is the root cgroup, which a container cannot own")
+    parts = path[1:].split("/") if path.startswith("/") else path.split("/")
+    bad = next((p for p in parts if p in ("", ".", "..")), None)
+    if bad is not None:
+        raise ConfigError(PATH_FIELD, f"{path!r} is not a normalised path "
+                                      f"(component {bad!r})")
+    return path
+
+
+def cgroup_path_in(h: Hierarchy, path: str) -> str:
+    """``path`` (checked) as a cgroup of hierarchy ``h`` (``/proc/PID/cgroup`` form)."""
+    if path.startswith("/"):
+        return posixpath.join(h.root, path[1:])
+    return posixpath.join(h.own, path)

@@ -1,0 +1,93 @@
+"""Signalling every process of a cgroup through pidfds, and pids from pidfds.
+
+A pid read from ``cgroup.procs`` is only a number: by the time it is used
+the process may have exited and the pid been reused by a process outside
+the cgroup.  So each pid is opened with ``pidfd_open`` (which pins one
+process), that process's ``/proc/PID/cgroup`` is checked, and only then is
+it signalled through the pidfd; a successful signal proves the process was
+alive, hence still the pidfd's, when its cgroup was read (open, then
+prove: DESIGN.md invariant 2).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Dict
+
+from .. import _sys
+from .._sigsafe import critical
+from ..errors import cgroup_error
+from ._cgroup_files import CgroupDir, keyed, procs, read_file
+
+
+def pidfd_pid(pidfd: int) -> int:
+    """The pid a pidfd refers to, from ``/proc/self/fdinfo`` (``Pid:``)."""
+    pid = keyed(read_file(f"/proc/self/fdinfo/{pidfd}").replace(":\t", " "), "Pid")
+    if pid is None:
+        raise cgroup_error(errno.EBADF, f"fd {pidfd} is not a pidfd")
+    if pid <= 0:
+        raise cgroup_error(errno.ESRCH, f"the process of pidfd {pidfd} has exited"
+                           if pid < 0 else f"pidfd {pidfd} is in another pid namespace")
+    return pid
+
+
+def in_cgroup(pid: int, d: CgroupDir) -> bool:
+    """Whether ``/proc/PID/cgroup`` puts ``pid`` in ``d`` or below it."""
+    try:
+        text = read_file(f"/proc/{pid}/cgroup")
+    except (FileNotFoundError, ProcessLookupError):
+        return False    # exited (and reaped) since it was listed
+    for line in text.splitlines():
+        _, key, path = line.split(":", 2)
+        if key == d.key:
+            return path == d.cgroup or path.startswith(d.cgroup.rstrip("/") + "/")
+    return False
+
+
+def signal_all(d: CgroupDir, sig: int, rounds: int) -> None:
+    """Signal, through pidfds, every process listed in ``d`` until none is new.
+
+    ``pidfd_open(2)`` (Linux 5.3), ``pidfd_send_signal(2)`` (Linux 5.1).
+    The pidfds stay open until the end, so a pid seen again is known to be
+    the same process (its pidfd still reaches it) or a new one.
+
+    Raises:
+        CgroupError: a cgroup file failed, or ``EAGAIN`` when new processes
+            still appeared after ``rounds`` passes.
+    """
+    held: Dict[int, int] = {}
+    try:
+        for _ in range(rounds):
+            new = False
+            for pid in procs(d.path):
+                old = held.get(pid)
+                if old is not None:
+                    try:
+                        _sys.pidfd_send_signal(old, 0)
+                        continue        # the same process, signalled already
+                    except ProcessLookupError:
+                        with critical:          # reaped; the pid is someone new
+                            os.close(held.pop(pid))
+                try:
+                    with critical:
+                        held[pid] = _sys.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue            # exited since it was listed
+                # Open, then prove: the pidfd pins one process; reading its
+                # cgroup and then reaching it alive shows the read was its own.
+                if not in_cgroup(pid, d):
+                    continue
+                try:
+                    _sys.pidfd_send_signal(held[pid], sig)
+                    new = True
+                except ProcessLookupError:
+                    continue
+            if not new:
+                return
+        raise cgroup_error(errno.EAGAIN, f"processes kept appearing in {d.path} while "
+                                         "it was signalled", d.path)
+    finally:
+        with critical:
+            for fd in held.values():
+                os.close(fd)

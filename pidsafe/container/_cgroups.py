@@ -1,0 +1,447 @@
+"""Cgroup: a container's cgroup in every hierarchy, from creation to removal.
+
+One :class:`Cgroup` is one ``cgroupsPath`` made real: a directory in each v1
+hierarchy a container needs and in the v2 hierarchy when one is mounted
+(so, on a hybrid machine, both).  Limits go to whichever hierarchy holds
+their controller (:mod:`._cgroup_resources`).  Processes are signalled
+through pidfds only; removal is idempotent; a failed creation removes what
+it made.  :meth:`Cgroup.to_dict` / :meth:`Cgroup.load` carry it between
+processes through container state.
+
+How a container uses it::
+
+    cg = Cgroup.create(id, spec.linux.cgroups_path, spec.linux.resources)
+    fd = cg.open_v2_fd()          # None without v2; else clone3(CLONE_INTO_CGROUP)
+    ...                           # create init (and later each exec) into fd
+    cg.add(init, v2=fd is None)   # then every v1 hierarchy, before it runs
+    state["cgroup"] = cg.to_dict()
+    ...
+    Cgroup.load(state["cgroup"]).kill(signal.SIGKILL)    # kill(all=True)
+    ...                           # wait for init
+    cg.delete()
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import signal
+import time
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
+
+from .. import _sys
+from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
+from . import _cgroup_freezer as freezer
+from ._cgroup_devices_bpf import attach_device_filter
+from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_all,
+                            rmdir_busy, subtree, write_file)
+from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
+                             check_cgroups_path)
+from ._cgroup_resources import controllers, device_filter_on_v2, plan
+from ._cgroup_signal import pidfd_pid, signal_all
+from ._cgroup_stats import CgroupStats, read_stats
+from ._config_linux import Resources
+
+#: v2 controllers enabled for a container where v2 holds them (stats, limits).
+_DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
+
+
+class SupportsFileno(Protocol):
+    """Anything that holds a pidfd: :class:`pidsafe.Process`, :class:`pidsafe.OwnedFd`."""
+
+    def fileno(self) -> int: ...
+
+
+class Cgroup:
+    """A container's cgroup: create, add, list, signal, freeze, remove.
+
+    Build one with :meth:`create` (or :meth:`load` from :meth:`to_dict`).
+    """
+
+    def __init__(self, v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir],
+                 remove: List[str], parents: List[str]) -> None:
+        self._v1 = dict(v1)
+        self._v2 = v2
+        self._remove = list(remove)      # directories delete() removes
+        self._parents = list(parents)    # ancestors we made, top-down per hierarchy
+
+    # -- creation ------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, container_id: str, cgroups_path: Optional[str] = None,
+               resources: Resources = Resources(), *, shared: bool = False,
+               layout: Optional[CgroupLayout] = None,
+               default_parent: str = "/pidsafe") -> "Cgroup":
+        """Make the cgroup in every relevant hierarchy and apply ``resources``.
+
+        Directories are made in the v1 hierarchies that hold memory, pids,
+        cpu, cpuacct, devices, freezer (and cpuset when cpus/mems are set),
+        where mounted, and in v2 when mounted.  ``cgroups_path`` as in
+        :func:`check_cgroups_path` (``None``: ``<default_parent>/<id>``).
+        On any failure, whatever was made is removed before raising.
+
+        Args:
+            shared: allow an existing cgroup that already holds processes
+                (it is then joined, and left in place by :meth:`delete`).
+
+        Raises:
+            ConfigError: a bad ``linux.cgroupsPath`` or conflicting limits.
+            UnsupportedConfigError: a limit this machine cannot apply.
+            CgroupError: a directory or a control file failed (names it and
+                the value); ``errno`` ``EBUSY`` for a cgroup that already
+                holds processes without ``shared``.
+        """
+        path = check_cgroups_path(cgroups_path, container_id, default_parent)
+        layout = CgroupLayout.detect() if layout is None else layout
+        writes = plan(layout, resources)
+        want = DEFAULT_V1 | controllers(resources)
+        hierarchies = [h for h in layout.v1 if h.controllers & want]
+        if layout.v2 is not None:
+            hierarchies.append(layout.v2)
+        targets = [CgroupDir(h.key, h.directory(cg), cg)
+                   for h in hierarchies for cg in [cgroup_path_in(h, path)]]
+        self = cls({t.key: t for t in targets if t.key}, next(
+            (t for t in targets if not t.key), None), [], [])
+        made: List[str] = []
+        try:
+            for h, t in zip(hierarchies, targets):
+                self._make(h, t, shared, made)
+            if layout.v2 is not None:
+                v2_needs = {c for c in _DEFAULT_V2 | controllers(resources)
+                            if layout.location(c) is layout.v2}
+                self._enable_v2(layout.v2, v2_needs)
+            cpuset = layout.v1_for("cpuset")
+            if cpuset is not None and cpuset.key in self._v1:
+                self._init_cpuset(cpuset, self._v1[cpuset.key])
+            for w in writes:
+                write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
+            if device_filter_on_v2(layout, resources) and self._v2 is not None:
+                attach_device_filter(self._v2.path, resources.devices)
+        except BaseException:
+            with critical:
+                rmdir_all(made)
+            raise
+        return self
+
+    def _make(self, h: Hierarchy, t: CgroupDir, shared: bool, made: List[str]) -> None:
+        """mkdir -p ``t.path``, recording each directory made."""
+        top = h.mountpoint.rstrip("/")
+        parts = t.path[len(top):].strip("/").split("/")
+        for attempt in range(5):
+            d = top
+            try:
+                for i, part in enumerate(parts):
+                    d = f"{d}/{part}"
+                    leaf = i == len(parts) - 1
+                    with critical:
+                        try:
+                            os.mkdir(d, 0o755)
+                        except FileExistsError:
+                            continue
+                        made.append(d)
+                        (self._remove if leaf else self._parents).append(d)
+                break
+            except FileNotFoundError:
+                # A concurrent delete() of a sibling removed a shared parent
+                # between our mkdirs: walk down again.
+                if attempt == 4:
+                    raise cgroup_error(errno.ENOENT, f"unable to create cgroup {d}", d,
+                                       "its parent keeps disappearing") from None
+            except OSError as exc:
+                raise cgroup_error(exc.errno or errno.EIO, f"unable to create cgroup {d}",
+                                   d) from None
+        if t.path in self._remove:
+            return
+        inside = procs(t.path)
+        if inside and not shared:
+            raise cgroup_error(errno.EBUSY, f"cgroup {t.path} already holds processes", t.path,
+                               f"pids {inside[:10]}; pass shared=True to join it")
+        if not shared:
+            self._remove.append(t.path)    # an empty leftover: ours from now on
+
+    def _enable_v2(self, h: Hierarchy, needed: Set[str]) -> None:
+        """Enable ``needed`` in cgroup.subtree_control from the top to our parent.
+
+        v2 offers a controller's files in a cgroup only when its parent has
+        it in ``cgroup.subtree_control``.  A parent that holds processes
+        itself refuses (``EBUSY``, "no internal processes").  Enabling is
+        not undone: other cgroups may rely on it.
+        """
+        if not needed or self._v2 is None:
+            return
+        top = h.mountpoint.rstrip("/")
+        d = top or "/"
+        self._enable_in(d, needed)
+        for part in self._v2.path[len(top):].strip("/").split("/")[:-1]:
+            d = f"{top}/{part}" if d == "/" else f"{d}/{part}"
+            self._enable_in(d, needed)
+
+    @staticmethod
+    def _enable_in(d: str, needed: Set[str]) -> None:
+        f = posixpath.join(d, "cgroup.subtree_control")
+        missing = needed - set(read_file(f).split())
+        if not missing:
+            return
+        value = " ".join(f"+{c}" for c in sorted(missing))
+        try:
+            write_file(f, value, "controllers for the container's cgroup")
+        except CgroupError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            raise cgroup_error(errno.EBUSY, exc.step, f, "cgroup v2 allows no controllers "
+                               f"below a cgroup that holds processes itself ({d}): use an "
+                               "absolute linux.cgroupsPath", value=value) from None
+
+    @staticmethod
+    def _init_cpuset(h: Hierarchy, t: CgroupDir) -> None:
+        """v1 cpuset starts empty: copy cpus/mems down from the parent where unset."""
+        top = h.mountpoint.rstrip("/")
+        d = top
+        for part in t.path[len(top):].strip("/").split("/"):
+            parent, d = d, f"{d}/{part}"
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if not read_file(posixpath.join(d, name)).strip():
+                    write_file(posixpath.join(d, name),
+                               read_file(posixpath.join(parent, name)).strip(),
+                               f"inherited from {parent}")
+
+    def _dir(self, h: Hierarchy) -> CgroupDir:
+        return self._v2 if h.v2 and self._v2 is not None else self._v1[h.key]
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def v1_paths(self) -> Dict[str, str]:
+        """The directory in each v1 hierarchy, by hierarchy (``"memory"`` ...)."""
+        return {k: d.path for k, d in self._v1.items()}
+
+    @property
+    def v2_path(self) -> Optional[str]:
+        """The v2 directory, or ``None`` without a v2 hierarchy."""
+        return None if self._v2 is None else self._v2.path
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-able description for container state (see :meth:`load`)."""
+        def one(d: CgroupDir) -> Dict[str, str]:
+            return {"path": d.path, "cgroup": d.cgroup}
+        return {"v1": {k: one(d) for k, d in self._v1.items()},
+                "v2": None if self._v2 is None else one(self._v2),
+                "remove": list(self._remove), "parents": list(self._parents)}
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], *, layout: Optional[CgroupLayout] = None
+             ) -> "Cgroup":
+        """The cgroup :meth:`to_dict` described (in this or another process).
+
+        Raises:
+            StateError: the description is malformed, or names a directory
+                outside every cgroup mount of this machine.
+        """
+        layout = CgroupLayout.detect() if layout is None else layout
+        mounts = [h.mountpoint.rstrip("/") + "/" for h in (*layout.v1, layout.v2) if h]
+
+        def path(p: Any) -> str:
+            if (not isinstance(p, str) or posixpath.normpath(p) != p
+                    or not any(p.startswith(m) for m in mounts)):
+                raise StateError(f"cgroup state: {p!r} is not a directory in a cgroup mount")
+            return p
+
+        def one(key: str, o: Any) -> CgroupDir:
+            if not isinstance(o, dict) or not isinstance(o.get("cgroup"), str):
+                raise StateError(f"cgroup state: bad entry for {key or 'v2'!r}: {o!r}")
+            return CgroupDir(key, path(o.get("path")), o["cgroup"])
+        try:
+            v1 = {k: one(k, o) for k, o in data["v1"].items()}
+            v2 = None if data["v2"] is None else one("", data["v2"])
+            return cls(v1, v2, [path(p) for p in data["remove"]],
+                       [path(p) for p in data["parents"]])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise StateError(f"cgroup state is malformed: {exc!r}") from None
+
+    # -- processes -----------------------------------------------------------------
+
+    def open_v2_fd(self) -> Optional[OwnedFd]:
+        """The v2 directory for clone3's ``CLONE_INTO_CGROUP`` (Linux 5.7).
+
+        ``None`` without a v2 hierarchy.  Close-on-exec.
+
+        Raises:
+            CgroupError: the directory cannot be opened.
+        """
+        if self._v2 is None:
+            return None
+        try:
+            with critical:
+                return OwnedFd(os.open(self._v2.path, os.O_RDONLY | os.O_DIRECTORY
+                                       | os.O_CLOEXEC), "cgroup2 directory")
+        except OSError as exc:
+            raise cgroup_error(exc.errno or errno.EIO, f"unable to open {self._v2.path}",
+                               self._v2.path) from None
+
+    def add(self, process: Union[int, SupportsFileno], *, v2: bool = True) -> None:
+        """Move a process, given by its pidfd, into the cgroup everywhere.
+
+        Writes its pid to ``cgroup.procs`` of every hierarchy (v2 too unless
+        ``v2=False``, e.g. after ``CLONE_INTO_CGROUP``), then proves the
+        pidfd's process alive: had it exited and its pid been reused
+        meanwhile, this raises.  A child that is not yet reaped (any
+        pidsafe child until ``wait``) keeps its pid, so for it the pid
+        written is always its own.
+
+        Raises:
+            CgroupError: a write failed; ``errno`` ``ESRCH`` (also a
+                ``ProcessLookupError``) if the process has exited.
+        """
+        pidfd = process if isinstance(process, int) else process.fileno()
+        pid = pidfd_pid(pidfd)
+        dirs = ([self._v2] if v2 and self._v2 is not None else []) + list(self._v1.values())
+        for d in dirs:
+            write_file(d.file("cgroup.procs"), str(pid))
+        try:
+            _sys.pidfd_send_signal(pidfd, 0)
+        except ProcessLookupError:
+            raise cgroup_error(errno.ESRCH, f"process {pid} exited while being added to "
+                                            "its cgroup", dirs[0].path if dirs else None) from None
+
+    def _main(self) -> Optional[CgroupDir]:
+        """Where processes are listed: v2, else the v1 freezer or pids hierarchy."""
+        if self._v2 is not None:
+            return self._v2
+        return self._v1.get("freezer") or self._v1.get("pids") or next(
+            iter(self._v1.values()), None)
+
+    def pids(self) -> List[int]:
+        """The processes in the cgroup and in every cgroup below it (sorted).
+
+        Raises:
+            CgroupError: a ``cgroup.procs`` file cannot be read.
+        """
+        d = self._main()
+        return [] if d is None else procs(d.path)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to every process in the cgroup, through pidfds.
+
+        SIGKILL on v2 uses ``cgroup.kill`` (Linux 5.14: the kernel kills
+        all, forks included).  Otherwise the cgroup is frozen where a freezer exists,
+        so that no process forks while the list is signalled, and thawed
+        after (frozen processes take their signal when thawed); without a
+        freezer the list is re-read until it shows nobody new.  Each pid is
+        opened with ``pidfd_open``, proven to be in the cgroup, and signalled
+        through its pidfd: a pid that vanished or was reused is skipped.
+
+        Raises:
+            CgroupError: a cgroup file failed, or processes kept appearing.
+        """
+        d = self._main()
+        if d is None:
+            return
+        if sig == signal.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
+            write_file(d.file("cgroup.kill"), "1")
+            return
+        froze = False
+        try:
+            if freezer.can_freeze(self._v1, self._v2) and not self.frozen:
+                froze = True    # first: thawing what is not frozen is harmless
+                try:
+                    self.freeze(timeout=5.0)
+                except TimeoutError:
+                    froze = False   # thawed again: signal the moving target
+            signal_all(d, sig, rounds=3 if froze else 100)
+        finally:
+            if froze:
+                self.thaw()
+
+    # -- freezer ----------------------------------------------------------------------
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the cgroup is frozen (``False`` without a freezer)."""
+        return freezer.is_frozen(self._v1, self._v2)
+
+    def freeze(self, timeout: float = 10.0) -> None:
+        """Freeze every process (v2 ``cgroup.freeze``, else v1 ``freezer.state``).
+
+        Returns once the kernel reports the cgroup frozen.  On timeout the
+        cgroup is thawed again.
+
+        Raises:
+            CgroupError: no freezer (``EOPNOTSUPP``), a write failed, or
+                ``ETIMEDOUT`` (also a ``TimeoutError``).
+        """
+        freezer.freeze(self._v1, self._v2, timeout)
+
+    def thaw(self) -> None:
+        """Let the processes run again.
+
+        Raises:
+            CgroupError: no freezer, or the write failed.
+        """
+        freezer.thaw(self._v1, self._v2)
+
+    # -- limits and usage -----------------------------------------------------------
+
+    def update(self, resources: Resources, *, layout: Optional[CgroupLayout] = None) -> None:
+        """Apply ``resources`` to the existing cgroup (``runc update``).
+
+        Raises:
+            ConfigError, UnsupportedConfigError: as for :meth:`create`.
+            CgroupError: a write failed (earlier writes stay applied).
+        """
+        layout = CgroupLayout.detect() if layout is None else layout
+        if device_filter_on_v2(layout, resources):
+            raise UnsupportedConfigError("linux.resources.devices", "changing device rules on "
+                                         "cgroup v2 (its eBPF filter is set at creation)")
+        mem = layout.v1_for("memory")
+        memsw = None
+        if mem is not None and mem.key in self._v1:
+            text = read_optional(self._v1[mem.key].file("memory.memsw.limit_in_bytes"))
+            memsw = int(text) if text else None
+        for w in plan(layout, resources, memsw_now=memsw):
+            d = self._v2 if w.hierarchy.v2 else self._v1.get(w.hierarchy.key)
+            if d is None:
+                raise cgroup_error(errno.ENOENT, f"the cgroup has no {w.hierarchy.key} "
+                                                 f"directory for {w.field}")
+            write_file(d.file(w.file), w.value, w.field)
+
+    def stats(self) -> CgroupStats:
+        """Memory, OOM kills, pids and CPU time, from v1 or v2 files.
+
+        Raises:
+            CgroupError: a file exists but cannot be read.
+        """
+        return read_stats(self._v1, self._v2)
+
+    # -- removal ---------------------------------------------------------------------
+
+    def delete(self, timeout: float = 1.0) -> None:
+        """Remove the cgroup in every hierarchy.  Idempotent; kills nothing.
+
+        Cgroups nested inside are removed first.  ``EBUSY`` (tasks still
+        exiting) is retried with a short backoff for up to ``timeout``
+        seconds.  Parents that :meth:`create` made are removed too when
+        empty; a cgroup joined with ``shared=True`` is left in place.
+
+        Raises:
+            CgroupError: a cgroup still holds processes after ``timeout``
+                (``EBUSY``; names the directory), or rmdir failed otherwise.
+        """
+        deadline = time.monotonic() + timeout
+        for d in reversed(self._remove):
+            for sub in subtree(d):
+                rmdir_busy(sub, deadline)
+        for p in reversed(self._parents):
+            try:
+                os.rmdir(p)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+                    continue    # gone, or another container's parent too
+                raise cgroup_error(exc.errno or errno.EIO, f"unable to remove cgroup {p}",
+                                   p) from None
+
+    def __repr__(self) -> str:
+        where = self.v2_path or next(iter(self.v1_paths.values()), "?")
+        return f"<Cgroup {where} ({len(self._v1)} v1 hierarchies, v2: {bool(self._v2)})>"
