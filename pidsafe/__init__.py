@@ -13,7 +13,7 @@ from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupEr
                      ContainerStateError, Error, HelperDiedError, IDMapError,
                      InvalidMountError, MountError, ReaperError, StaleProcessError, StateError,
                      SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
-                     UnsupportedConfigError, UnsupportedError)
+                     UnsupportedConfigError, UnsupportedError, UsageError)
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
 from .process._identity import ProcessIdentity
@@ -62,6 +62,7 @@ __all__ = [
     "TimeoutExpired",
     "UnsupportedConfigError",
     "UnsupportedError",
+    "UsageError",
     "UsernsCache",
     "__version__",
     "features",

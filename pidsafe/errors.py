@@ -339,3 +339,9 @@ def cgroup_error(err: int, step: str, path: Optional[str] = None, hint: str = ""
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
     return cls(err, message, path, step, value)
+
+
+# --- command lines ---------------------------------------------------------------
+
+class UsageError(Error, ValueError):
+    """A command line pidsafe's CLIs refuse (``pidsafe-runc`` exits 1 with it)."""

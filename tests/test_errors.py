@@ -30,6 +30,7 @@ BASES = {
     "ContainerError": OSError,
     "ContainerStateError": RuntimeError,
     "ContainerLookupError": LookupError,
+    "UsageError": ValueError,
 }
 
 

@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
+from ..errors import UsageError
+
 DEFAULT_ROOT = "/run/pidsafe-runc"
 USAGE = """usage: pidsafe-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
                     COMMAND [OPTIONS] [ARGS]
@@ -36,10 +38,6 @@ commands:
   ps       list the processes of a container
   features print what this runtime supports, as JSON
 Run 'pidsafe-runc COMMAND --help' for a command's options."""
-
-
-class UsageError(Exception):
-    """Bad command line: exit 1 (runc's status for usage errors too)."""
 
 
 class _Log:

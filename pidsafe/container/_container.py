@@ -29,7 +29,10 @@ from ..process._identity import ProcessIdentity
 from ..process._process import Process
 from ..state._statefile import StateFile
 from ..userns._userns import get_userns_fd
+from ._cgroups import Cgroup
 from ._config import Spec, parse_spec, read_config
+from ._config_linux import DeviceRule, Resources
+from ._plan import DEFAULT_DEVICES
 from ._config_process import ProcessSpec, User
 from ._exec import exec_into
 from ._init import StartedInit, start_init
@@ -157,13 +160,23 @@ class Container:
             state.save(record)
             mount_all(placed, parent)
             _step("mounted")
-        # 2. The gate: a FIFO that outlives us; init holds it read-write.
+        # 2. The cgroup, recorded as soon as it exists (its paths are known then).
+        with critical:
+            cg = Cgroup.create(record["id"], spec.linux.cgroups_path,
+                               _with_default_devices(spec))
+            record["cgroup"] = cg.to_dict()
+        state.save(record)
+        _step("cgroup")
+        # 3. The gate: a FIFO that outlives us; init holds it read-write.
         fifo = record["fifo"]
         with critical:
             os.mkfifo(fifo, 0o600)
         _step("gate")
         fds: List[int] = []
         userns_fds: List[OwnedFd] = []
+        v2_fd = cg.open_v2_fd()
+        if v2_fd is not None:
+            userns_fds.append(v2_fd)   # closed with them below
         stdio = make_stdio(stdin, stdout, stderr)
         try:
             with critical:
@@ -209,12 +222,14 @@ class Container:
                     record["init"] = ProcessIdentity.of(proc).to_json()
                     record["pid"] = proc.pid
                 state.save(record)
+                cg.add(proc, v2=v2_fd is None)   # every v1 hierarchy, before it runs
                 _step("cloned")
                 if spec.process.oom_score_adj is not None:
                     _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
 
             started = start_init(plan, stdio=stdio.child,
                                  pass_fds=[*fds, *(u.fileno() for u in userns_fds)],
+                                 cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                                  prepare=prepare,
                                  args=list(spec.process.args))
         finally:
@@ -436,7 +451,7 @@ class Container:
             spec = self.spec()
             stdio = make_stdio(stdin, stdout, stderr)
             try:
-                proc = exec_into(self._init, spec, process, stdio)
+                proc = exec_into(self._init, spec, process, stdio, _cgroup_of(self._record))
             except BaseException:
                 with critical:
                     stdio.close_all()
@@ -465,6 +480,9 @@ class Container:
 
         Without a pid namespace of its own, init and its descendants.
         """
+        cg = _cgroup_of(self._record)
+        if cg is not None:
+            return sorted(cg.pids())
         if self._init is None or not self._alive():
             return []
         init = self._init.pid
@@ -504,7 +522,11 @@ class Container:
         Raises:
             ContainerStateError: init is gone.
         """
-        del all  # every process of the cgroup: with the cgroup layer
+        if all:
+            cg = _cgroup_of(self._record)
+            if cg is not None:
+                cg.kill(sig)
+                return
         if self._init is None or not self._alive():
             raise ContainerStateError(f"container {self.id!r} is not running")
         try:
@@ -564,6 +586,10 @@ class Container:
     @staticmethod
     def _undo(state: StateFile, record: Dict[str, Any]) -> None:
         """Everything the record says exists, undone (state destroyed last)."""
+        cg = _cgroup_of(record)
+        if cg is not None:
+            cg.kill(signal.SIGKILL)   # anything init left behind (with a pid namespace, none)
+            cg.delete(timeout=KILL_TIMEOUT)
         mounts = [_mount_from_json(m) for m in record.get("mounts", [])]
         if mounts:
             _unmount_present(mounts, record["mountRoot"])
@@ -600,6 +626,27 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<pidsafe.Container {self.id} {self.status()}>"
+
+
+def _cgroup_of(record: Dict[str, Any]) -> Optional[Cgroup]:
+    data = record.get("cgroup")
+    return Cgroup.load(data) if data else None
+
+
+def _with_default_devices(spec: Spec) -> Resources:
+    """The device rules, plus what every container may use (as runc allows them).
+
+    The config's rules come first; then the default devices, the config's
+    own ``linux.devices``, ``/dev/pts/*`` and ``/dev/ptmx`` are allowed.
+    """
+    r = spec.linux.resources
+    if not r.devices:
+        return r
+    allowed = [DeviceRule(True, "c", major, minor, "rwm") for _, major, minor in DEFAULT_DEVICES]
+    allowed += [DeviceRule(True, "c", 136, None, "rwm"), DeviceRule(True, "c", 5, 2, "rwm")]
+    allowed += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
+                for d in spec.linux.devices if d.type != "p"]
+    return dataclasses.replace(r, devices=r.devices + tuple(allowed))
 
 
 def _descends(pid: int, ancestor: int) -> bool:

@@ -18,6 +18,7 @@ from .. import _sys
 from .._sigsafe import critical
 from ..errors import container_error
 from ..process._process import Process
+from ._cgroups import Cgroup
 from ._config import Spec
 from ._config_process import ProcessSpec
 from ._init import start_init
@@ -69,7 +70,8 @@ def join_cgroups_of(init: Process, proc: Process) -> None:
             os.close(fd)
 
 
-def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio) -> Process:
+def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
+              cgroup: Optional[Cgroup] = None) -> Process:
     """Start ``process`` in init's namespaces and cgroups; return once it has exec'd.
 
     Raises:
@@ -80,11 +82,24 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio) -> 
         pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
     try:
         plan = plan_exec(spec, process, pidfd=pidfd)
-        started = start_init(plan, stdio=stdio.child, pass_fds=[pidfd],
-                             prepare=lambda p: join_cgroups_of(init, p),
-                             args=list(process.args),
-                             pid_namespace=init.fileno()
-                             if spec.linux.namespace("pid") is not None else None)
+        v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
+
+        def prepare(p: Process) -> None:
+            if cgroup is not None:
+                cgroup.add(p, v2=v2_fd is None)
+            else:
+                join_cgroups_of(init, p)
+
+        try:
+            started = start_init(plan, stdio=stdio.child, pass_fds=[pidfd],
+                                 cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
+                                 prepare=prepare,
+                                 args=list(process.args),
+                                 pid_namespace=init.fileno()
+                                 if spec.linux.namespace("pid") is not None else None)
+        finally:
+            if v2_fd is not None:
+                v2_fd.close()
     finally:
         os.close(pidfd)
     proc = started.process

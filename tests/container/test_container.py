@@ -298,7 +298,7 @@ def test_twenty_containers_from_threads(make_bundle: Any, state_dir: pathlib.Pat
     assert pidsafe.Container.list(str(state_dir)) == []
 
 
-CREATE_STEPS = ("recorded", "mounted", "gate", "cloned", "ready", "saved")
+CREATE_STEPS = ("recorded", "mounted", "cgroup", "gate", "cloned", "ready", "saved")
 
 
 @pytest.mark.parametrize("step", CREATE_STEPS)
