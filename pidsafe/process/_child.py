@@ -14,7 +14,8 @@ once, and we:
    writing its record.  So when we return, as when a CLONE_VFORK clone3
    returns, the record, if any, is already in the error pipe.
 
-If anything fails after the clone (or a signal handler raises), the child
+Without a helper, only the clone.  If anything fails after the clone (or a
+signal handler raises), the child
 is killed and reaped through its pidfd before the error propagates.  The
 waits of steps 3 and 6 are as long as the helper's own work (an exec,
 setns, setuid), like clone3's wait for a vfork child; they run outside any
@@ -47,23 +48,25 @@ def start_child(spec: _sys.ChildSpec,
             its new user namespace could be written.
         PermissionError, OSError: a map was refused.
     """
-    if spec.helper is None:
-        return _sys.spawn(spec)
     ours: Optional[socket.socket] = None
     theirs: Optional[socket.socket] = None
     pidfd = -1
     try:
         with critical:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            helper = replace(spec.helper, ctl_fd=theirs.fileno())
-            extra = {theirs.fileno()}
-            if helper.userns_fd >= 0:
-                extra.add(helper.userns_fd)
-            spec = replace(spec, helper=helper,
-                           keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
+            if spec.helper is not None:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                helper = replace(spec.helper, ctl_fd=theirs.fileno())
+                extra = {theirs.fileno()}
+                if helper.userns_fd >= 0:
+                    extra.add(helper.userns_fd)
+                spec = replace(spec, helper=helper,
+                               keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
             pid, pidfd = _sys.spawn(spec)
-        theirs.close()
-        _run_helper(ours, spec, pid, pidfd, maps)
+        # A signal handler that raised inside the section raises here, with
+        # pidfd recorded: the except below ends the child.
+        if ours is not None and theirs is not None:
+            theirs.close()
+            _run_helper(ours, spec, pid, pidfd, maps)
         return pid, pidfd
     except BaseException:
         if pidfd >= 0:
@@ -71,10 +74,11 @@ def start_child(spec: _sys.ChildSpec,
                 _sys.end_child(pidfd)
         raise
     finally:
-        with critical:
-            for sock in (ours, theirs):
-                if sock is not None:
-                    sock.close()
+        if ours is not None:
+            with critical:
+                for sock in (ours, theirs):
+                    if sock is not None:
+                        sock.close()
 
 
 def _recv(sock: socket.socket) -> bytes:
@@ -91,7 +95,10 @@ def _run_helper(ours: socket.socket, spec: _sys.ChildSpec, pid: int, pidfd: int,
     if _recv(ours) != _sys.HELPER_READY:
         return  # the child exited before the helper ran: the error pipe says why
     if maps is not None:
-        write_child_maps(pid, pidfd, maps[0], maps[1])
+        # Short and non-blocking (open, prove, write /proc files): atomic
+        # with respect to signal handlers, so no /proc fd can leak.
+        with critical:
+            write_child_maps(pid, pidfd, maps[0], maps[1])
     go = _sys.helper_go(spec)
     try:
         # MSG_NOSIGNAL: EPIPE, never SIGPIPE, whatever the caller did with it.

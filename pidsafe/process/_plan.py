@@ -73,8 +73,8 @@ def _userns_fd_of(userns: Any) -> int:
     try:
         nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
     except OSError as exc:
-        if exc.errno == errno.EBADF:
-            raise _sys.make_oserror(errno.EBADF, f"userns: fd {fd}") from None
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):  # EBADF, ...
+            raise _sys.make_oserror(exc.errno or errno.EIO, f"userns: fd {fd}") from None
         raise ValueError(f"userns: fd {fd} is not a namespace fd "
                          f"({os.strerror(exc.errno or 0)})") from None
     if nstype != _sys.CLONE_NEWUSER:
