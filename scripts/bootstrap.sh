@@ -2,7 +2,8 @@
 # Set up everything pidsafe needs, from a fresh clone on a fresh Debian
 # machine.  Idempotent: a second run only rebuilds the extension.
 #
-#   - Debian packages: libcap-dev (python-prctl builds against it), gcc.
+#   - Debian packages: libcap-dev (python-prctl builds against it), gcc,
+#     libc6-dev (static libc.a for the helper binary, csrc/helper/).
 #     Installed with apt-get when we are root; otherwise we say what to run.
 #   - .venv with pidsafe (editable, the cffi extension built in place) and
 #     the test tools.
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
+# libc6-dev: headers, and libc.a for the static helper (csrc/helper/).
+dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ]; then
