@@ -180,7 +180,11 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
 
 
 def helper_go(spec: ChildSpec) -> bytes:
-    """The helper's instructions for ``spec`` (``struct pidsafe_helper_go``)."""
+    """The helper's instructions for ``spec`` (``struct pidsafe_helper_go``).
+
+    Raises:
+        ValueError: ``spec`` has no helper.
+    """
     helper = spec.helper
     if helper is None:
         raise ValueError("helper_go: the spec has no helper")
