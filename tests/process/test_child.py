@@ -46,9 +46,17 @@ def run(args: List[str], **kw: Any) -> Tuple[int, bytes]:
 
 # -- no credential change in shared memory ------------------------------------------
 
+_ALL_NS = (pidsafe.Namespace.NEWPID | pidsafe.Namespace.NEWNS | pidsafe.Namespace.NEWUTS
+           | pidsafe.Namespace.NEWIPC | pidsafe.Namespace.NEWNET | pidsafe.Namespace.NEWCGROUP)
+
+
 @pytest.mark.root
-def test_spawn_new_userns_leaves_the_caller_dumpable(dumpable: None) -> None:
-    rc, out = run(["sh", "-c", "id -u; id -g"], uidmap=MAP, gidmap=MAP)
+@pytest.mark.parametrize("namespaces", [pidsafe.Namespace(0), _ALL_NS], ids=["userns", "all"])
+def test_spawn_new_userns_leaves_the_caller_dumpable(dumpable: None,
+                                                     namespaces: pidsafe.Namespace) -> None:
+    # CLONE_NEWUSER|CLONE_NEW* at clone3 time give the child new credentials
+    # from birth (no commit_creds on our mm); the helper changes the rest.
+    rc, out = run(["sh", "-c", "id -u; id -g"], uidmap=MAP, gidmap=MAP, namespaces=namespaces)
     assert (rc, out) == (0, b"0\n0\n")
     assert prctl.get_dumpable(), "spawn(uidmap=) made the caller non-dumpable"
 
