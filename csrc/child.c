@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -135,6 +136,25 @@ static int keep_caps_across_exec(void)
     return 0;
 }
 
+/*
+ * Whether the parent died before our prctl(PR_SET_PDEATHSIG): then no
+ * signal comes.  getppid() says so, except as pid 1 of a new pid namespace
+ * (parent_pid 0), where it is always 0.  The error pipe says so everywhere:
+ * the parent holds its read end until we have exec'd, and a pipe whose
+ * readers are all gone polls POLLERR for its writers.
+ */
+static int parent_gone(const struct pidsafe_spawn_spec *s)
+{
+    struct pollfd pfd;
+
+    if (s->parent_pid != 0 && getppid() != s->parent_pid)
+        return 1;
+    pfd.fd = s->errpipe_write;
+    pfd.events = 0;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
 int pidsafe_spawn_child(void *arg)
 {
     const struct pidsafe_spawn_ctx *ctx = arg;
@@ -237,11 +257,8 @@ int pidsafe_spawn_child(void *arg)
             report_and_exit(ep, PIDSAFE_STAGE_PDEATHSIG, errno);
     }
     FAULT(s, PIDSAFE_STAGE_PARENT_GONE);
-    if (s->pdeathsig) {
-        /* The parent may have died before the prctl(): then no signal comes. */
-        if (getppid() != s->parent_pid)
-            report_and_exit(ep, PIDSAFE_STAGE_PARENT_GONE, ESRCH);
-    }
+    if (s->pdeathsig && parent_gone(s))
+        report_and_exit(ep, PIDSAFE_STAGE_PARENT_GONE, ESRCH);
 
     FAULT(s, PIDSAFE_STAGE_CHDIR);
     if (s->cwd && chdir(s->cwd) < 0)

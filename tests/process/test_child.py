@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 from typing import Any, Dict, Iterator, List, Tuple
@@ -207,3 +208,25 @@ def test_sigmask_failure_reports_its_own_errno(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(OSError) as info:
         pidsafe.spawn(["true"])
     assert info.value.errno == errno.EINVAL and "clone3" in str(info.value)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("newpid", [False, True], ids=["same-pidns", "pid-1-of-new-pidns"])
+def test_child_whose_parent_is_gone_does_not_run(newpid: bool) -> None:
+    # After PR_SET_PDEATHSIG the child checks that its parent still lives
+    # (else no signal will ever come).  getppid() cannot tell as pid 1 of a
+    # new pid namespace (it is 0 there); the error pipe can.  Here its read
+    # end is closed before the clone, as if the parent had died.
+    r, w = os.pipe2(os.O_CLOEXEC)
+    os.close(r)
+    try:
+        spec = _sys.ChildSpec(exec_paths=(b"/bin/true",), argv=(b"true",), errpipe_write=w,
+                              keep_fds=(w,), pdeathsig=signal.SIGKILL,
+                              clone_flags=_sys.CLONE_NEWPID if newpid else 0)
+        pid, pidfd = _sys.spawn(spec)
+    finally:
+        os.close(w)
+    try:
+        assert _sys.waitid_pidfd(pidfd, _sys.WEXITED) == (pid, _sys.CLD_EXITED, 127)
+    finally:
+        os.close(pidfd)
