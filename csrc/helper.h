@@ -30,7 +30,13 @@
  *
  * Extending it (the container issue): new flags, and fields appended to the
  * struct (`size` says how much the parent sent; the helper refuses a size it
- * does not know); further messages may follow the go on ctl.
+ * does not know); further messages may follow the go on ctl (mount
+ * instructions, fds by SCM_RIGHTS: ctl is a unix socket).  A container's
+ * init would do its setup (mounts, pivot_root, capabilities) after the go,
+ * in the helper's own memory, then wait for `start` on a gate of its own
+ * (an exec fifo in the state dir, as runc and crun do), which does not
+ * depend on ctl and so outlives the creating process; only the wait for the
+ * go itself ends with the creator.
  */
 #ifndef PIDSAFE_HELPER_H
 #define PIDSAFE_HELPER_H

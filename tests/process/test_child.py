@@ -171,20 +171,26 @@ def _spawn_kwargs(mode: str, ns: Any) -> Dict[str, Any]:
     return kw
 
 
-#: Where each stage runs: the plain spawn child has no helper stages.
-_CASES = ([("plain", s) for s in STAGES if s not in (10, 11, 12, 13, 14)]
-          + [(m, s) for m in ("uidmap", "userns") for s in STAGES])
+#: Where each stage runs: the plain spawn child has no helper stages.  Only
+#: the user-namespace modes need root.
+_CASES = ([pytest.param("plain", s, id=f"plain-{_sys.STAGE_NAMES[s].split()[0]}{s}")
+           for s in STAGES if s not in (10, 11, 12, 13, 14)]
+          + [pytest.param(m, s, id=f"{m}-{_sys.STAGE_NAMES[s].split()[0]}{s}",
+                          marks=pytest.mark.root)
+             for m in ("uidmap", "userns") for s in STAGES])
 
 
-@pytest.mark.root
-@pytest.mark.parametrize("mode,stage", _CASES, ids=[f"{m}-{_sys.STAGE_NAMES[s].split()[0]}{s}"
-                                                     for m, s in _CASES])
+@pytest.mark.parametrize("mode,stage", _CASES)
 def test_every_child_stage_fails_typed(monkeypatch: pytest.MonkeyPatch, mode: str,
                                        stage: int) -> None:
     monkeypatch.setattr(sys_spawn, "_test_fail", (stage, errno.EXDEV))
-    with pidsafe.get_userns_fd(MAP, MAP) as ns:
+    ns = pidsafe.get_userns_fd(MAP, MAP) if mode == "userns" else None
+    try:
         with pytest.raises(OSError) as info:
             pidsafe.spawn(["true"], **_spawn_kwargs(mode, ns))
+    finally:
+        if ns is not None:
+            ns.close()
     exc = info.value
     assert exc.errno == errno.EXDEV
     assert _sys.STAGE_NAMES[stage] in str(exc)
@@ -210,8 +216,9 @@ def test_sigmask_failure_reports_its_own_errno(monkeypatch: pytest.MonkeyPatch) 
     assert info.value.errno == errno.EINVAL and "clone3" in str(info.value)
 
 
-@pytest.mark.root
-@pytest.mark.parametrize("newpid", [False, True], ids=["same-pidns", "pid-1-of-new-pidns"])
+@pytest.mark.parametrize("newpid", [pytest.param(False, id="same-pidns"),
+                                    pytest.param(True, id="pid-1-of-new-pidns",
+                                                 marks=pytest.mark.root)])
 def test_child_whose_parent_is_gone_does_not_run(newpid: bool) -> None:
     # After PR_SET_PDEATHSIG the child checks that its parent still lives
     # (else no signal will ever come).  getppid() cannot tell as pid 1 of a
