@@ -1,38 +1,55 @@
-"""Only here for what pyproject.toml cannot express: cffi_modules, and the
-static helper programs pidsafe execs (csrc/init/ -> pidsafe/_libexec/).
+"""Only here for what pyproject.toml cannot express.
 
-The helpers are built by build_ext, so every install (editable included)
-gets them; they are static so that exec'ing one costs no dynamic loading.
+* ``cffi_modules``: the extension pidsafe._native, from csrc/*.c.
+* The static helper programs pidsafe execs, in ``pidsafe/_libexec/``:
+  ``pidsafe-helper`` (csrc/helper/: credentials for ``spawn(uidmap=,
+  userns=)``, csrc/helper.h) and ``pidsafe-init`` (csrc/init/: a
+  container's set-up, csrc/init/protocol.h).  Built together with the
+  extension, by ``pip install .`` and by editable installs alike; static,
+  so that exec'ing one costs no dynamic loading.  They need a C compiler
+  and static glibc (libc6-dev's libc.a).
 """
 
+from __future__ import annotations
+
+import glob
 import os
-import pathlib
 import shlex
 import subprocess
+import sysconfig
+from typing import List
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-ROOT = pathlib.Path(__file__).resolve().parent
-#: program name -> its sources (a folder under csrc/)
-HELPERS = {"pidsafe-init": "csrc/init"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: program name (in pidsafe/_libexec/) -> the folder of its sources under csrc/
+HELPERS = {"pidsafe-helper": "helper", "pidsafe-init": "init"}
 
 
 class BuildExtAndHelpers(build_ext):
+    """build_ext, plus the helper programs next to the extension."""
+
+    def _helper_path(self, name: str) -> str:
+        base = HERE if self.inplace else self.build_lib
+        return os.path.join(base, "pidsafe", "_libexec", name)
+
     def run(self) -> None:
         super().run()
-        if self.inplace:
-            out = ROOT / "pidsafe" / "_libexec"
-        else:
-            out = pathlib.Path(self.build_lib) / "pidsafe" / "_libexec"
-        out.mkdir(parents=True, exist_ok=True)
-        cc = shlex.split(os.environ.get("CC", "gcc"))
+        cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
         for name, folder in HELPERS.items():
-            sources = sorted(str(p) for p in (ROOT / folder).glob("*.c"))
-            cmd = [*cc, "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                   "-o", str(out / name), *sources]
-            self.announce("building " + " ".join(cmd), level=2)
+            out = self._helper_path(name)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            sources = sorted(glob.glob(os.path.join(HERE, "csrc", folder, "*.c")))
+            cmd = cc + ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-static",
+                        "-I", os.path.join(HERE, "csrc"), "-o", out + ".tmp", *sources]
+            print(" ".join(shlex.quote(c) for c in cmd))
             subprocess.run(cmd, check=True)
+            os.chmod(out + ".tmp", 0o755)
+            os.replace(out + ".tmp", out)
+
+    def get_outputs(self) -> List[str]:
+        return list(super().get_outputs()) + [self._helper_path(n) for n in HELPERS]
 
 
 setup(cffi_modules=["csrc/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndHelpers})

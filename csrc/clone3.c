@@ -15,7 +15,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pidsafe.h"
@@ -102,23 +101,4 @@ long pidsafe_clone3(struct pidsafe_clone_args *args, size_t size,
     errno = ENOSYS;
     return -1;
 #endif
-}
-
-char *pidsafe_stack_map(size_t map_size)
-{
-    long page_size = sysconf(_SC_PAGESIZE);
-    char *mem;
-    int saved;
-
-    mem = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED)
-        return NULL;
-    if (mprotect(mem, (size_t)page_size, PROT_NONE) < 0) {
-        saved = errno;
-        munmap(mem, map_size);
-        errno = saved;
-        return NULL;
-    }
-    return mem;
 }

@@ -71,7 +71,11 @@
 #define PIDSAFE_RESOLVE_BENEATH     0x08
 #define PIDSAFE_RESOLVE_IN_ROOT     0x10
 
-/* Stages of the spawn child, reported to the parent with an errno. */
+/*
+ * Stages of a child, reported to the parent with an errno.  1-9 and 13 run
+ * in the spawn child (csrc/child.c); with a helper (csrc/helper/), 6-12 and
+ * 14 run in the exec'd helper instead.
+ */
 #define PIDSAFE_STAGE_SIGNALS       1
 #define PIDSAFE_STAGE_STDIO         2
 #define PIDSAFE_STAGE_PASS_FDS      3
@@ -84,6 +88,16 @@
 #define PIDSAFE_STAGE_USERNS        10  /* setns(userns_fd, CLONE_NEWUSER) */
 #define PIDSAFE_STAGE_UNSHARE       11  /* unshare(unshare_flags) */
 #define PIDSAFE_STAGE_SETID         12  /* become uid/gid 0 of the user namespace */
+#define PIDSAFE_STAGE_HELPER        13  /* keep capabilities, exec the helper */
+#define PIDSAFE_STAGE_HELPER_GO     14  /* the helper's instructions */
+#define PIDSAFE_STAGE_LAST          14
+
+/*
+ * Test-only fault knob (struct pidsafe_spawn_spec.fail_stage): a stage
+ * number above makes that stage of the child fail with fail_errno; this one
+ * makes the parent's pthread_sigmask() fail with it.
+ */
+#define PIDSAFE_FAULT_SIGMASK       100
 
 /* struct clone_args, version 2 (Linux 5.7), with our own name. */
 struct pidsafe_clone_args {
@@ -133,6 +147,10 @@ struct pidsafe_child_error {
  * Pointers reference memory the parent keeps alive until clone3() returns
  * (the child shares the address space and the parent is suspended until the
  * child has exec'd or exited: CLONE_VM|CLONE_VFORK).
+ *
+ * With helper_path set, the child sets up fds and signals only, then execs
+ * the helper (csrc/helper/) with helper_argv: credentials (setns, setuid,
+ * ...) change there, in the helper's own memory, never in ours.
  */
 struct pidsafe_spawn_spec {
     char **exec_paths;     /* NULL-terminated candidates, tried in order */
@@ -150,11 +168,11 @@ struct pidsafe_spawn_spec {
     int errpipe_write;     /* >= 3, close-on-exec */
     uint64_t clone_flags;  /* extra CLONE_NEW* flags */
     int cgroup_fd;         /* -1, or a cgroup2 directory (CLONE_INTO_CGROUP) */
-    /* User namespaces (issue 3); all zero (as ffi.new() leaves them) for none. */
-    int join_userns;       /* nonzero: setns(userns_fd, CLONE_NEWUSER) first */
-    int userns_fd;
-    int become_root;       /* in a user namespace: uid/gid 0 there, if mapped */
-    uint64_t unshare_flags; /* CLONE_NEW* to unshare() (after joining userns_fd) */
+    const char *helper_path; /* NULL: exec the program itself */
+    char **helper_argv;
+    int keep_caps;         /* raise ambient caps so the helper keeps them */
+    int fail_stage;        /* tests only: PIDSAFE_STAGE_* or PIDSAFE_FAULT_* */
+    int fail_errno;
 };
 
 const char *pidsafe_version(void);
@@ -176,15 +194,6 @@ int pidsafe_openat2(int dfd, const char *path, struct pidsafe_open_how *how,
                     size_t size);
 
 /*
- * clone3(2) with the child running fn(arg) on args->stack and exiting with
- * its return value.  Returns the pid in the parent, -1 and errno on failure.
- * fn must be C and async-signal-safe: with CLONE_VM it shares our memory.
- */
-typedef int (*pidsafe_child_fn)(void *);
-long pidsafe_clone3(struct pidsafe_clone_args *args, size_t size,
-                    pidsafe_child_fn fn, void *arg);
-
-/*
  * Spawn: clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|extra) on a private stack.
  * Returns the child's pid and stores its pidfd, or -1 with errno when no
  * child was created.  Child failures travel over spec->errpipe_write.
@@ -194,40 +203,49 @@ int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out);
 /* Create a child that _exit()s at once: the runtime probe for clone3. */
 int pidsafe_probe_child(int *pidfd_out);
 
-/*
- * Two-phase spawn, for a child whose user namespace the parent must set up
- * (write its uid/gid maps) before the child goes on (issue 3, csrc/spawn.c):
- * clone3(CLONE_PIDFD|CLONE_VM|CLONE_CHILD_CLEARTID|spec->clone_flags), NOT
- * CLONE_VFORK, on a stack mapping that the handle owns.  The child waits
- * until pidsafe_spawn_resume() releases it; that call returns once the child
- * has exec'd or exited (what clone3 returning means for a VFORK child), and
- * unmaps the stack.  If the child must not go on, kill and reap it through
- * its pidfd, then call pidsafe_spawn_free().  The spec and everything it
- * points to must stay alive until one of the two has returned.
- */
-struct pidsafe_spawn_handle {
-    int32_t pid;
-    int32_t pidfd;
-    uint64_t map_addr;     /* opaque */
-    uint64_t map_size;
-    uint64_t block;        /* opaque */
-};
-int pidsafe_spawn_start(const struct pidsafe_spawn_spec *spec,
-                        struct pidsafe_spawn_handle *h);
-int pidsafe_spawn_resume(struct pidsafe_spawn_handle *h);
-int pidsafe_spawn_free(struct pidsafe_spawn_handle *h);
-
 /* CDEF END */
 
 /*
- * C-only helpers shared by the .c files (not part of the cffi interface).
- *
- * pidsafe_stack_map: an anonymous private mapping of map_size bytes (a
- * multiple of the page size) whose lowest page is PROT_NONE, so that a child
- * overflowing its stack faults instead of scribbling on our memory.  NULL
- * and errno on failure.  munmap() it when the child no longer runs on it.
+ * C-only helpers shared by the .c files (not part of the cffi interface:
+ * none of them is safe to call from Python).
  */
+
+/*
+ * clone3(2) with the child running fn(arg) on args->stack and exiting with
+ * its return value.  Returns the pid in the parent, -1 and errno on failure.
+ * fn must be C and async-signal-safe: with CLONE_VM it shares our memory.
+ */
+typedef int (*pidsafe_child_fn)(void *);
 __attribute__((visibility("hidden")))
-char *pidsafe_stack_map(size_t map_size);
+long pidsafe_clone3(struct pidsafe_clone_args *args, size_t size,
+                    pidsafe_child_fn fn, void *arg);
+
+/*
+ * Child stacks (csrc/stack.c): one cache for every CLONE_VM child.
+ *
+ * pidsafe_stack_get: a stack of PIDSAFE_STACK_SIZE usable bytes above a
+ * PROT_NONE guard page, so that a child overflowing its stack faults
+ * instead of scribbling on our memory: the calling thread's cached one if
+ * it is idle, else a fresh mapping.  NULL and errno on failure.
+ * pidsafe_stack_put: give it back once no child runs on it any more.
+ */
+#define PIDSAFE_STACK_SIZE (64 * 1024)
+struct pidsafe_stack {
+    char *map;
+    size_t map_size;
+    void *slot;      /* the owning thread's cache slot; NULL: unmap on put */
+};
+__attribute__((visibility("hidden")))
+int pidsafe_stack_get(struct pidsafe_stack *st);
+__attribute__((visibility("hidden")))
+void pidsafe_stack_put(struct pidsafe_stack *st);
+
+/* The child side of pidsafe_spawn (csrc/child.c). */
+struct pidsafe_spawn_ctx {
+    const struct pidsafe_spawn_spec *spec;
+    const void *parent_mask;  /* sigset_t: restored in the child just before exec */
+};
+__attribute__((visibility("hidden")))
+int pidsafe_spawn_child(void *arg);
 
 #endif /* PIDSAFE_H */

@@ -28,11 +28,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -40,10 +38,7 @@
 #include "pidsafe.h"
 #include "userns.h"
 
-/* The helper calls three syscalls in a loop: a few pages are plenty. */
-#define HELPER_STACK_SIZE (16 * 1024)
-
-/* What the helper reads; lives at the top of its stack mapping. */
+/* What the helper reads; lives at the top of its stack. */
 struct helper_block {
     uint64_t all_signals;   /* kernel sigset_t (64 bits on x86_64, aarch64) */
     int32_t parent_pid;
@@ -51,39 +46,11 @@ struct helper_block {
 } __attribute__((aligned(64)));
 
 /*
- * Each thread keeps one helper stack for its next helper: get_userns_fd()
- * reaps its helper before it returns, so the stack is idle again by then,
- * and reusing it saves an mmap/mprotect/munmap (with the page faults and
- * the TLB shootdown of unmapping memory another CPU ran on) per call.  The
- * cached stack is marked busy while a helper runs on it: a nested call (a
- * signal handler calling get_userns_fd in the middle of one) or a helper
- * that could not be proven dead gets, or leaves, a stack of its own.
- * A thread-specific-data destructor unmaps an idle cached stack at thread
- * exit.
+ * The helper's stack comes from the one cache of child stacks
+ * (csrc/stack.c): get_userns_fd() reaps its helper before it returns, so
+ * the cached stack is idle again by then.  It stays busy while the helper
+ * may run on it; a helper that could not be proven dead keeps it for good.
  */
-struct stack_slot {
-    char *map;
-    size_t map_size;
-    int busy;
-};
-
-static pthread_key_t slot_key;
-static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
-static int slot_key_ok;
-
-static void slot_free(void *p)
-{
-    struct stack_slot *slot = p;
-
-    if (slot->map != NULL && !slot->busy)
-        munmap(slot->map, slot->map_size);
-    slot->map = NULL;
-}
-
-static void slot_key_init(void)
-{
-    slot_key_ok = pthread_key_create(&slot_key, slot_free) == 0;
-}
 
 static int userns_helper_main(void *arg)
 {
@@ -111,21 +78,14 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
                                 uint64_t extra_flags)
 {
 #if PIDSAFE_HAS_RAW_SYSCALL
-    static long page_size;
     struct pidsafe_clone_args args;
     struct helper_block *block;
+    struct pidsafe_stack st;
     uint64_t all = ~(uint64_t)0, old = 0;
-    size_t map_size;
-    char *mem;
     long pid;
     int saved;
     int pidfd = -1;
 
-    static __thread struct stack_slot slot;
-    struct stack_slot *use = NULL;
-
-    if (page_size == 0)
-        page_size = sysconf(_SC_PAGESIZE);
     h->pid = -1;
     h->pidfd = -1;
     h->map_addr = 0;
@@ -133,26 +93,9 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     h->slot = 0;
 
     /* [guard page][stack ...][block] */
-    map_size = (size_t)page_size + HELPER_STACK_SIZE;
-    if (!slot.busy) {
-        if (slot.map == NULL) {
-            pthread_once(&slot_once, slot_key_init);
-            slot.map = pidsafe_stack_map(map_size);
-            if (slot.map == NULL)
-                return -1;
-            slot.map_size = map_size;
-            /* Without a key the stack lives as long as the process: still correct. */
-            if (slot_key_ok)
-                pthread_setspecific(slot_key, &slot);
-        }
-        use = &slot;
-        mem = slot.map;
-    } else {
-        mem = pidsafe_stack_map(map_size);
-        if (mem == NULL)
-            return -1;
-    }
-    block = (struct helper_block *)(mem + map_size - sizeof(*block));
+    if (pidsafe_stack_get(&st) < 0)
+        return -1;
+    block = (struct helper_block *)(st.map + st.map_size - sizeof(*block));
     block->all_signals = all;
     block->parent_pid = parent_pid;
 
@@ -160,9 +103,9 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     args.flags = PIDSAFE_CLONE_NEWUSER | PIDSAFE_CLONE_VM | PIDSAFE_CLONE_PIDFD | extra_flags;
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = 0;
-    args.stack = (uint64_t)(uintptr_t)(mem + page_size);
+    args.stack = (uint64_t)(uintptr_t)(st.map + (st.map_size - PIDSAFE_STACK_SIZE));
     /* The stack ends where the block begins (64-byte aligned, so 16 too). */
-    args.stack_size = (uint64_t)((char *)block - (mem + page_size));
+    args.stack_size = (uint64_t)((char *)block - (char *)(uintptr_t)args.stack);
 
     /*
      * Block every signal (raw: this also blocks glibc's internal ones) so
@@ -173,18 +116,15 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
     saved = errno;
     pidsafe_raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8);
     if (pid < 0) {
-        if (use == NULL)
-            munmap(mem, map_size);
+        pidsafe_stack_put(&st);
         errno = saved;
         return -1;
     }
-    if (use != NULL)
-        use->busy = 1;
     h->pid = (int32_t)pid;
     h->pidfd = pidfd;
-    h->map_addr = (uint64_t)(uintptr_t)mem;
-    h->map_size = map_size;
-    h->slot = (uint64_t)(uintptr_t)use;
+    h->map_addr = (uint64_t)(uintptr_t)st.map;
+    h->map_size = st.map_size;
+    h->slot = (uint64_t)(uintptr_t)st.slot;
     return (int)pid;
 #else
     (void)parent_pid; (void)extra_flags;
@@ -200,18 +140,16 @@ int pidsafe_userns_helper_start(struct pidsafe_userns_helper *h, int32_t parent_
 
 int pidsafe_userns_helper_free(struct pidsafe_userns_helper *h)
 {
-    void *mem = (void *)(uintptr_t)h->map_addr;
-    size_t size = (size_t)h->map_size;
-    struct stack_slot *slot = (struct stack_slot *)(uintptr_t)h->slot;
+    struct pidsafe_stack st;
 
-    if (mem == NULL)
+    if (h->map_addr == 0)
         return 0;  /* idempotent */
+    st.map = (char *)(uintptr_t)h->map_addr;
+    st.map_size = (size_t)h->map_size;
+    st.slot = (void *)(uintptr_t)h->slot;
     h->map_addr = 0;
     h->map_size = 0;
     h->slot = 0;
-    if (slot != NULL) {
-        slot->busy = 0;  /* back to its thread's cache */
-        return 0;
-    }
-    return munmap(mem, size);
+    pidsafe_stack_put(&st);
+    return 0;
 }

@@ -15,31 +15,12 @@ from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
 from . import _sys
+from ._feature_names import _FEATURES as _FEATURES  # re-exported: the CLI lists them
+from ._feature_names import describe as describe
 from .errors import UnsupportedError
-
-# name -> (what it is, the first kernel that has it)
-_FEATURES: Dict[str, Tuple[str, str]] = {
-    "clone3": ("clone3(2) with a child stack", "5.3"),
-    "clone_pidfd": ("clone3(CLONE_PIDFD): pid and pidfd created together", "5.3"),
-    "waitid_pidfd": ("waitid(P_PIDFD): reaping through a pidfd", "5.4"),
-    "pidfd_open": ("pidfd_open(2)", "5.3"),
-    "pidfd_send_signal": ("pidfd_send_signal(2)", "5.1"),
-    "pidfd_getfd": ("pidfd_getfd(2)", "5.6"),
-    "close_range": ("close_range(2)", "5.9"),
-    "mount_api": ("open_tree(2) and move_mount(2)", "5.2"),
-    "mount_setattr_idmap": ("mount_setattr(2) with MOUNT_ATTR_IDMAP", "5.12"),
-    "openat2": ("openat2(2) with RESOLVE_IN_ROOT", "5.6"),
-    "pidfd_info_exit": ("ioctl(PIDFD_GET_INFO) with PIDFD_INFO_EXIT", "6.15"),
-}
 
 #: What spawn() and Process cannot work without.
 REQUIRED = ("clone3", "clone_pidfd", "waitid_pidfd", "pidfd_open", "pidfd_send_signal")
-
-
-def describe(feature: str) -> str:
-    """A readable name for a feature, with the kernel that brought it."""
-    what, since = _FEATURES.get(feature, (feature, "?"))
-    return f"{what} (Linux {since})"
 
 
 @dataclass(frozen=True)

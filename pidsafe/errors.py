@@ -15,6 +15,8 @@ import os
 import subprocess
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type, Union, cast
 
+from ._feature_names import describe
+
 if TYPE_CHECKING:
     from .mount._rootfs import Mount
 
@@ -33,8 +35,6 @@ class UnsupportedError(Error, OSError):
     feature: str
 
     def __init__(self, feature: str, detail: str = "", err: int = errno.ENOSYS) -> None:
-        from ._features import describe  # late: _features imports us
-
         what = describe(feature)
         msg = f"unsupported: {what}"
         if detail:

@@ -2,10 +2,10 @@
 # Set up everything pidsafe needs, from a fresh clone on a fresh Debian
 # machine.  Idempotent: a second run only rebuilds the extension.
 #
-#   - Debian packages: libcap-dev (python-prctl builds against it), gcc
-#     (libc6-dev's static libc links pidsafe-init), busybox-static (the
-#     container tests' image).  Installed with apt-get when we are root;
-#     otherwise we say what to run.
+#   - Debian packages: libcap-dev (python-prctl builds against it), gcc,
+#     libc6-dev (static libc.a for the helper programs, csrc/helper/ and
+#     csrc/init/), busybox-static (the container tests' image, as root).
+#     Installed with apt-get when we are root; otherwise we say what to run.
 #   - .venv with pidsafe (editable, the cffi extension built in place) and
 #     the test tools.
 set -euo pipefail
@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 
 missing=()
 dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# libc6-dev: headers, and libc.a for the static helper (csrc/helper/).
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # Only the (root-only) container tests need busybox: install it when we can.
 if [ "$(id -u)" = 0 ] && ! dpkg -s busybox-static >/dev/null 2>&1; then
     missing+=(busybox-static)

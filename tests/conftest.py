@@ -134,10 +134,15 @@ class Snapshot:
         return problems
 
 
+#: Which mounts are ours to watch (set per test by ``no_leaks``): other
+#: pytest sessions on the machine mount and unmount under their own basetemp.
+_relevant_mounts: Callable[[Set[str]], Set[str]] = lambda s: s
+
+
 @contextlib.contextmanager
 def leak_check(what: str) -> Iterator[None]:
     """Fail naming ``what`` if the block leaves an fd, a child or a mount."""
-    snap = Snapshot()
+    snap = Snapshot(_relevant_mounts)
     yield
     problems = snap.leaks()
     if problems:
@@ -165,6 +170,8 @@ def no_leaks(request: pytest.FixtureRequest,
         return {p for p in points
                 if not p.startswith(shared_root + "/") or p == ours or p.startswith(ours + "/")}
 
+    global _relevant_mounts
+    _relevant_mounts = relevant
     snap = Snapshot(relevant)
     yield
     problems = snap.leaks()

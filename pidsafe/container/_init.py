@@ -137,8 +137,10 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         with critical:
             with _children_in(pid_namespace):
                 try:
-                    pid, pidfd = _sys.spawn([helper], argv, [], None, stdio, keep, True, False,
-                                            0, True, err_w, plan.clone_flags, cgroup_fd)
+                    pid, pidfd = _sys.spawn(_sys.ChildSpec(
+                        exec_paths=(helper,), argv=tuple(argv), errpipe_write=err_w, envp=(),
+                        stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
+                        cgroup_fd=cgroup_fd))
                 except OSError as exc:
                     if exc.errno == errno.ENOSYS:
                         raise UnsupportedError("clone3", "containers need clone3") from None

@@ -14,13 +14,15 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import IO, Any, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .. import _sys
 from ..errors import UnsupportedError
 from ._pipes import open_pipe_files
 from ._process import Process, _abandoned, reap_abandoned
-from ..userns._userns import IDMapLike, Namespace, plan_spawn
+from ..userns._userns import IDMapLike
+from ._child import start_child
+from ._plan import PLAIN, Namespace, plan_spawn
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
@@ -228,9 +230,9 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
 
     if (userns is None and uidmap is None and gidmap is None
             and type(namespaces) in (Namespace, int) and namespaces == 0):
-        sys_kwargs: Dict[str, Any] = {}
+        plan = PLAIN
     else:
-        sys_kwargs = plan_spawn(userns, uidmap, gidmap, namespaces).sys_kwargs()
+        plan = plan_spawn(userns, uidmap, gidmap, namespaces)
 
     if _abandoned:
         reap_abandoned()
@@ -272,10 +274,14 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         keep_fds = sorted(keep | {err_w})
 
         try:
-            pid, pidfd = _sys.spawn(
-                exec_paths, argv, envp, cwd_b, (child_fds[0], child_fds[1], child_fds[2]),
-                keep_fds, bool(close_fds), bool(start_new_session), sig,
-                bool(restore_signals), err_w, **sys_kwargs)
+            spec = _sys.ChildSpec(
+                exec_paths=tuple(exec_paths), argv=tuple(argv), errpipe_write=err_w,
+                envp=tuple(envp) if envp is not None else None, cwd=cwd_b,
+                stdio=(child_fds[0], child_fds[1], child_fds[2]), keep_fds=tuple(keep_fds),
+                close_fds=bool(close_fds), new_session=bool(start_new_session), pdeathsig=sig,
+                restore_signals=bool(restore_signals), clone_flags=plan.clone_flags,
+                helper=plan.helper)
+            pid, pidfd = start_child(spec, plan.maps)
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None

@@ -16,22 +16,19 @@
 4. Only then are the maps written, each in a single ``write()``.
 
 :class:`UsernsCache` keeps one namespace per (uidmap, gidmap, setgroups) and
-hands out duplicates of its fd.  :func:`plan_spawn` turns spawn()'s
-``userns=``, ``uidmap=``/``gidmap=`` and ``namespaces=`` into what the child
-needs (see the block comment there).
+hands out duplicates of its fd.  :func:`write_child_maps` writes the maps
+of a child made by ``spawn(uidmap=, gidmap=)`` (pidsafe/process/_plan.py).
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 import errno
 import fcntl
 import os
 import threading
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type, Union
+from typing import Callable, NamedTuple, Optional, Tuple, Type, Union
 
 from .. import _sys
 from ..errors import UnsupportedError
@@ -252,145 +249,32 @@ def _write_once(fd: int, data: bytes, pid: int, name: str, what: object) -> None
                                 f"/proc/{pid}/{name}")
 
 
-# --- spawn() into user namespaces ------------------------------------------------
+# --- for spawn(uidmap=, gidmap=) (pidsafe/process/_plan.py) ---------------------
 
 
-class Namespace(enum.IntFlag):
-    """Namespaces a spawned child gets new ones of (``spawn(namespaces=)``).
-
-    The user namespace is not here: ``spawn(uidmap=, gidmap=)`` makes one,
-    ``spawn(userns=)`` joins one.
-    """
-
-    NEWNS = _sys.CLONE_NEWNS
-    NEWPID = _sys.CLONE_NEWPID
-    NEWNET = _sys.CLONE_NEWNET
-    NEWUTS = _sys.CLONE_NEWUTS
-    NEWIPC = _sys.CLONE_NEWIPC
-    NEWCGROUP = _sys.CLONE_NEWCGROUP
-
-
-_ALL_NAMESPACES = int(Namespace.NEWNS | Namespace.NEWPID | Namespace.NEWNET
-                      | Namespace.NEWUTS | Namespace.NEWIPC | Namespace.NEWCGROUP)
-
-
-@dataclass(frozen=True)
-class SpawnPlan:
-    """How spawn() sets up the child's namespaces (see :func:`plan_spawn`)."""
-
-    clone_flags: int = 0
-    unshare_flags: int = 0
-    userns_fd: int = -1
-    maps: Optional[Tuple[IDMap, IDMap]] = None
-
-    def sys_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments for ``_sys.spawn``; empty for a plain spawn."""
-        kw: Dict[str, Any] = {}
-        if self.clone_flags:
-            kw["clone_flags"] = self.clone_flags
-        if self.clone_flags & _sys.CLONE_NEWPID:
-            # pid 1 of a new pid namespace sees no parent: getppid() is 0.
-            kw["parent_pid"] = 0
-        if self.unshare_flags:
-            kw["unshare_flags"] = self.unshare_flags
-        if self.userns_fd >= 0:
-            kw["userns_fd"] = self.userns_fd
-        if self.userns_fd >= 0 or self.maps is not None:
-            kw["become_root"] = True
-        if self.maps is not None:
-            um, gm = self.maps
-
-            def write_maps(pid: int, pidfd: int) -> None:
-                _map_process(pid, pidfd, um, gm, "deny", "child", open_ns=False)
-
-            kw["before_exec"] = write_maps
-        return kw
-
-
-def _userns_fd_of(userns: Any) -> int:
-    if isinstance(userns, bool):
-        raise TypeError(f"userns must be a user namespace fd or an object with fileno(), "
-                        f"not {userns!r}")
-    if isinstance(userns, int):
-        fd = userns
-    elif hasattr(userns, "fileno"):
-        fd = userns.fileno()
-    else:
-        raise TypeError(f"userns must be a user namespace fd or an object with fileno(), "
-                        f"not {type(userns).__name__}")
-    try:
-        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
-    except OSError as exc:
-        if exc.errno == errno.EBADF:
-            raise _sys.make_oserror(errno.EBADF, f"userns: fd {fd}") from None
-        raise ValueError(f"userns: fd {fd} is not a namespace fd "
-                         f"({os.strerror(exc.errno or 0)})") from None
-    if nstype != _sys.CLONE_NEWUSER:
-        raise ValueError(f"userns: fd {fd} is a namespace, but not a user namespace "
-                         f"(type {nstype:#x})")
-    return fd
-
-
-def plan_spawn(userns: Any, uidmap: Optional[IDMapLike], gidmap: Optional[IDMapLike],
-               namespaces: Union[Namespace, int]) -> SpawnPlan:
-    """Validate spawn()'s namespace arguments; nothing is created here.
-
-    Three designs, one per case.  None copies our address space:
-
-    * ``uidmap``/``gidmap``: the child comes from
-      clone3(CLONE_NEWUSER|namespaces|CLONE_VM|CLONE_PIDFD) *without*
-      CLONE_VFORK and waits while we write its maps (open, prove, write, as
-      for get_userns_fd), then runs to exec while we wait for it as vfork
-      would (csrc/spawn.c, "Two-phase spawn").  Creating every namespace in
-      the same clone3 makes them all owned by the new user namespace, and
-      makes the child pid 1 of a new pid namespace.
-    * ``userns``: the ordinary CLONE_VM|CLONE_VFORK child joins it with
-      setns() before anything else.  (setns(CLONE_NEWUSER) refuses callers
-      that share their thread group or fs_struct, but not a shared mm since
-      Linux 3.9, so a CLONE_VM child may.)  Other namespaces are then made
-      with unshare(), so the joined namespace owns them; a new pid namespace
-      cannot be made that way for the child itself, so NEWPID is refused
-      with ``userns`` (create the user namespace with ``uidmap`` instead).
-    * neither: namespaces come from the CLONE_VFORK clone3 itself, owned by
-      our user namespace.
-
-    In a user namespace the child becomes its uid and gid 0 where the maps
-    give it one (as ``nsenter --user`` and ``unshare --map-root-user`` do).
+def spawn_map(value: IDMapLike, name: str) -> IDMap:
+    """``value`` as an :class:`IDMap` the kernel takes in one write.
 
     Raises:
-        ValueError, TypeError: bad or conflicting arguments.
-        IDMapError: a bad map.
-        OSError(EBADF): ``userns`` is not an open fd.
+        IDMapError: a bad map, or one too long for a single write.
+        TypeError: neither an IDMap nor its text.
     """
-    if isinstance(namespaces, bool) or not isinstance(namespaces, int):
-        raise TypeError(f"namespaces must be pidsafe.Namespace flags, not {namespaces!r}")
-    flags = int(namespaces)
-    if flags & _sys.CLONE_NEWUSER:
-        raise ValueError("namespaces: a user namespace is made with uidmap= and gidmap= "
-                         "(or joined with userns=), not with a flag")
-    if flags & ~_ALL_NAMESPACES:
-        raise ValueError(f"namespaces: unknown flags {flags & ~_ALL_NAMESPACES:#x} "
-                         f"(use pidsafe.Namespace)")
-    if (uidmap is None) != (gidmap is None):
-        raise ValueError("uidmap and gidmap go together: give both or neither")
-    if userns is not None and uidmap is not None:
-        raise ValueError("give either userns= (join a user namespace) or uidmap=/gidmap= "
-                         "(make one), not both")
-    if uidmap is not None:
-        assert gidmap is not None
-        um = _as_idmap(uidmap, "uidmap")
-        gm = _as_idmap(gidmap, "gidmap")
-        _check_size(um, "uidmap")
-        _check_size(gm, "gidmap")
-        return SpawnPlan(clone_flags=flags | _sys.CLONE_NEWUSER, maps=(um, gm))
-    if userns is not None:
-        if flags & _sys.CLONE_NEWPID:
-            raise ValueError("namespaces=NEWPID cannot be combined with userns=: a pid "
-                             "namespace made after joining would hold only the child's "
-                             "children; use uidmap=/gidmap= to make the user namespace "
-                             "together with the pid namespace")
-        return SpawnPlan(unshare_flags=flags, userns_fd=_userns_fd_of(userns))
-    return SpawnPlan(clone_flags=flags)
+    m = _as_idmap(value, name)
+    _check_size(m, name)
+    return m
+
+
+def write_child_maps(pid: int, pidfd: int, uidmap: IDMap, gidmap: IDMap) -> None:
+    """Write the maps of our child's new user namespace; setgroups "deny".
+
+    Open first, prove after (see :func:`_map_process`), then write.
+
+    Raises:
+        HelperDiedError: the child was killed and reaped before its /proc
+            files could be proven to be its own.
+        PermissionError, OSError: the kernel refused a map.
+    """
+    _map_process(pid, pidfd, uidmap, gidmap, "deny", "child", open_ns=False)
 
 
 # --- the cache ----------------------------------------------------------------

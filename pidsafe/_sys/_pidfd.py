@@ -1,0 +1,128 @@
+"""pidfds: open, signal, wait, exit info; ending a child through its pidfd."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Tuple
+
+from ._core import WALL, WEXITED, _retry, ffi, lib
+
+
+def pidfd_open(pid: int, flags: int = 0) -> int:
+    """pidfd_open(2) (Linux 5.3): a close-on-exec pidfd for ``pid``.
+
+    Raises:
+        ProcessLookupError: no process has that pid.
+    """
+    return _retry("pidfd_open", lib.pidsafe_pidfd_open, pid, flags)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """pidfd_send_signal(2) (Linux 5.1).
+
+    A zombie still accepts any signal (and ignores it); once the process
+    has been reaped the pidfd refers to no process and the call fails, even
+    if the pid number has been reused.
+
+    Raises:
+        ProcessLookupError: the process has been reaped.
+    """
+    _retry("pidfd_send_signal", lib.pidsafe_pidfd_send_signal, pidfd, sig, 0)
+
+
+def pidfd_getfd(pidfd: int, targetfd: int) -> int:
+    """pidfd_getfd(2) (Linux 5.6): duplicate another process's fd, cloexec."""
+    return _retry("pidfd_getfd", lib.pidsafe_pidfd_getfd, pidfd, targetfd, 0)
+
+
+def waitid_pidfd(pidfd: int, options: int) -> Optional[Tuple[int, int, int]]:
+    """waitid(P_PIDFD) (Linux 5.4), always with ``__WALL``.
+
+    Returns ``(pid, si_code, si_status)``, or ``None`` if ``WNOHANG`` found
+    no change.
+
+    Raises:
+        ChildProcessError: not our child, or already reaped by someone else.
+    """
+    info = ffi.new("struct pidsafe_waitinfo *")
+    _retry("waitid(P_PIDFD)", lib.pidsafe_waitid_pidfd, pidfd, options | WALL, info)
+    if info.pid == 0:
+        return None
+    return int(info.pid), int(info.code), int(info.status)
+
+
+def pidfd_exit_info(pidfd: int) -> Optional[int]:
+    """ioctl(PIDFD_GET_INFO, PIDFD_INFO_EXIT) (Linux 6.15).
+
+    Returns the raw wait status the kernel kept when the process was reaped
+    (by anyone), or ``None`` if it has no exit information yet.
+    """
+    out = ffi.new("int32_t *")
+    ret = _retry("ioctl(PIDFD_GET_INFO)", lib.pidsafe_pidfd_exit_info, pidfd, out)
+    return int(out[0]) if ret == 1 else None
+
+
+def close_range(first: int, last: int, flags: int = 0) -> None:
+    """close_range(2) (Linux 5.9)."""
+    _retry("close_range", lib.pidsafe_close_range, first, last, flags)
+
+
+def probe_child() -> Tuple[int, int]:
+    """Create a child that exits at once; returns ``(pid, pidfd)``."""
+    pidfd = ffi.new("int *", -1)
+    pid = _retry("clone3(CLONE_PIDFD)", lib.pidsafe_probe_child, pidfd)
+    return pid, int(pidfd[0])
+
+
+def end_child(pidfd: int, free: Optional[Callable[[], None]] = None) -> None:
+    """Kill a child through its pidfd, reap it, close the pidfd, then ``free()``.
+
+    For children that share our memory: ``free`` (unmapping the child's
+    stack) runs only once the child is proven dead: reaped by us, or
+    ``ECHILD`` (a foreign reaper using ``__WALL`` already reaped it).  An
+    exception a signal handler raises during the wait (KeyboardInterrupt) is
+    held until the child is reaped, then re-raised.
+
+    Raises:
+        OSError: waitid failed otherwise; ``free`` is then not called (a
+            leak, never a use-after-unmap).
+    """
+    pending: Optional[BaseException] = None
+    dead = False
+    try:
+        try:
+            pidfd_send_signal(pidfd, 9)  # SIGKILL
+        except ProcessLookupError:
+            pass  # already reaped: waitid below says ECHILD
+        while True:
+            try:
+                waitid_pidfd(pidfd, WEXITED)
+            except ChildProcessError:
+                pass  # reaped by someone using __WALL: dead all the same
+            except OSError:
+                raise
+            except BaseException as exc:  # a signal handler raised mid-wait
+                if pending is None:
+                    pending = exc
+                continue
+            dead = True
+            break
+    finally:
+        os.close(pidfd)
+        if dead and free is not None:
+            free()
+    if pending is not None:
+        raise pending
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2) for the calling thread (a pidfd as ``fd`` since Linux 5.8).
+
+    With ``CLONE_NEWPID`` it changes only the thread's pid namespace for its
+    future children (csrc/ns.h).
+
+    Raises:
+        PermissionError: not allowed to join.
+        OSError: ``EINVAL`` for a namespace the thread cannot join.
+    """
+    _retry("setns", lib.pidsafe_setns, fd, nstype)

@@ -1,0 +1,212 @@
+"""spawn's kernel side: the typed child spec and csrc/spawn.c's clone3.
+
+:class:`ChildSpec` mirrors ``struct pidsafe_spawn_spec`` (csrc/pidsafe.h)
+field by field; :func:`spawn` turns one into the C struct and clones.  A
+spec with a :class:`HelperSpec` makes the child exec the static helper
+``pidsafe/_libexec/pidsafe-helper`` (csrc/helper/), which changes
+credentials in memory of its own; :func:`helper_go` builds the helper's
+instructions (``struct pidsafe_helper_go``, csrc/helper.h) that the caller
+sends it over the ctl socket.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+from ._core import CLONE_NEWPID, _retry, ffi, lib
+
+#: The helper binary, built next to the extension at install time (setup.py).
+HELPER_PATH: str = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "_libexec", "pidsafe-helper")
+
+# Child stages, as the spawn child and the helper report them.
+STAGE_NAMES = {
+    lib.PIDSAFE_STAGE_SIGNALS: "reset signals",
+    lib.PIDSAFE_STAGE_STDIO: "set up stdio",
+    lib.PIDSAFE_STAGE_PASS_FDS: "pass fds",
+    lib.PIDSAFE_STAGE_CLOSE_FDS: "close fds",
+    lib.PIDSAFE_STAGE_SETSID: "setsid",
+    lib.PIDSAFE_STAGE_PDEATHSIG: "set parent-death signal",
+    lib.PIDSAFE_STAGE_PARENT_GONE: "check parent",
+    lib.PIDSAFE_STAGE_CHDIR: "chdir",
+    lib.PIDSAFE_STAGE_EXEC: "exec",
+    lib.PIDSAFE_STAGE_USERNS: "join user namespace",
+    lib.PIDSAFE_STAGE_UNSHARE: "unshare namespaces",
+    lib.PIDSAFE_STAGE_SETID: "become root of the user namespace",
+    lib.PIDSAFE_STAGE_HELPER: f"exec the credentials helper {HELPER_PATH}",
+    lib.PIDSAFE_STAGE_HELPER_GO: "read the helper's instructions",
+}
+STAGE_CHDIR: int = lib.PIDSAFE_STAGE_CHDIR
+STAGE_EXEC: int = lib.PIDSAFE_STAGE_EXEC
+STAGE_LAST: int = lib.PIDSAFE_STAGE_LAST
+FAULT_SIGMASK: int = lib.PIDSAFE_FAULT_SIGMASK
+CHILD_ERROR_SIZE: int = ffi.sizeof("struct pidsafe_child_error")
+HELPER_READY: bytes = bytes([lib.PIDSAFE_HELPER_READY])
+
+#: TEST-ONLY.  ``(stage, errno)``: every child spawned while it is set fails
+#: at that stage (``STAGE_*``, in the spawn child or the helper) with that
+#: errno, or, for ``FAULT_SIGMASK``, the parent's pthread_sigmask fails.
+#: Never set it in production code.
+_test_fail: Optional[Tuple[int, int]] = None
+
+
+@dataclass(frozen=True)
+class HelperSpec:
+    """What the exec'd helper does before it execs the program.
+
+    Attributes:
+        ctl_fd: the helper's end of the ctl socket (csrc/helper.h), kept
+            open in the child; set by whoever runs the protocol.
+        userns_fd: a user namespace to join first (-1: none).
+        unshare_flags: ``CLONE_NEW*`` to unshare() after joining.
+        become_root: become uid/gid 0 of the user namespace, if mapped.
+        new_userns: the child is made with ``CLONE_NEWUSER``: carry its
+            capabilities across the exec into the helper (which needs them
+            to become root there) and drop the carried sets after.
+    """
+
+    ctl_fd: int = -1
+    userns_fd: int = -1
+    unshare_flags: int = 0
+    become_root: bool = True
+    new_userns: bool = False
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """Everything a spawned child needs; mirrors ``struct pidsafe_spawn_spec``.
+
+    Attributes:
+        exec_paths: candidates for the program, tried in order.
+        argv: the program's argument vector.
+        envp: its environment (``None``: inherit the C environment).
+        cwd: directory to change to (``None``: inherit).
+        stdio: fds to become 0, 1, 2 (-1 keeps ours).
+        keep_fds: fds >= 3 that survive exec (sorted); include the error
+            pipe and, with a helper, its ctl fd and userns fd.
+        close_fds: close every other fd >= 3.
+        new_session: setsid().
+        pdeathsig: signal on the parent thread's death (0: none).
+        restore_signals: SIGPIPE and SIGXFSZ back to SIG_DFL.
+        errpipe_write: the close-on-exec error pipe's write end, >= 3.
+        clone_flags: extra ``CLONE_NEW*`` for clone3.
+        cgroup_fd: a cgroup2 directory for CLONE_INTO_CGROUP (-1: none).
+        helper: exec the helper, which changes credentials (see
+            :class:`HelperSpec`), instead of the program.
+    """
+
+    exec_paths: Tuple[bytes, ...]
+    argv: Tuple[bytes, ...]
+    errpipe_write: int
+    envp: Optional[Tuple[bytes, ...]] = None
+    cwd: Optional[bytes] = None
+    stdio: Tuple[int, int, int] = (-1, -1, -1)
+    keep_fds: Tuple[int, ...] = ()
+    close_fds: bool = True
+    new_session: bool = False
+    pdeathsig: int = 0
+    restore_signals: bool = True
+    clone_flags: int = 0
+    cgroup_fd: int = -1
+    helper: Optional[HelperSpec] = None
+
+
+def _cstrings(items: Sequence[bytes], keep: List[Any]) -> Any:
+    # cffi frees an ffi.new() object when its Python owner dies, and a raw
+    # pointer stored in a struct does not own it: keep every owner alive.
+    arr = [ffi.new("char[]", b) for b in items]
+    ptrs = ffi.new("char *[]", arr + [ffi.NULL])
+    keep.append(arr)
+    keep.append(ptrs)
+    return ptrs
+
+
+def _helper_argv(spec: ChildSpec, helper: HelperSpec) -> List[bytes]:
+    # csrc/helper.h: [name, ctl fd, cwd, exec_paths..., program argv...]
+    return [b"pidsafe-helper", b"%d" % helper.ctl_fd, spec.cwd or b"",
+            *spec.exec_paths, *spec.argv]
+
+
+def spawn(spec: ChildSpec) -> Tuple[int, int]:
+    """Run csrc/spawn.c's pidsafe_spawn for ``spec``; returns ``(pid, pidfd)``.
+
+    clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|spec.clone_flags) (Linux 5.3).
+    When it returns, the child has exec'd (the program, or the helper) or
+    exited after writing its ``{stage, errno}`` record to the error pipe.
+
+    Raises:
+        OSError: clone3 itself failed (no child was created): EAGAIN,
+            ENOMEM, ENOSPC, EPERM, ENOSYS (no clone3 or no trampoline here),
+            or EINVAL.  Failures in the child arrive on the error pipe.
+    """
+    keep: List[Any] = []
+    c = ffi.new("struct pidsafe_spawn_spec *")
+    c.exec_paths = _cstrings(spec.exec_paths, keep)
+    c.argv = _cstrings(spec.argv, keep)
+    c.envp = _cstrings(spec.envp, keep) if spec.envp is not None else ffi.NULL
+    c.stdio = spec.stdio
+    keep_c = ffi.new("int[]", list(spec.keep_fds) or [0])
+    c.keep_fds = keep_c
+    c.n_keep_fds = len(spec.keep_fds)
+    c.close_fds = spec.close_fds
+    c.new_session = spec.new_session
+    c.pdeathsig = spec.pdeathsig
+    # pid 1 of a new pid namespace sees no parent: getppid() is 0.
+    c.parent_pid = 0 if spec.clone_flags & CLONE_NEWPID else os.getpid()
+    c.restore_signals = spec.restore_signals
+    c.errpipe_write = spec.errpipe_write
+    c.clone_flags = spec.clone_flags
+    c.cgroup_fd = spec.cgroup_fd
+    helper = spec.helper
+    if helper is None:
+        cwd_c = ffi.new("char[]", spec.cwd) if spec.cwd is not None else ffi.NULL
+        c.cwd = cwd_c
+        keep.append(cwd_c)
+    else:
+        # The helper changes directory, as the new user; pdeathsig too.
+        helper_c = ffi.new("char[]", os.fsencode(HELPER_PATH))
+        keep.append(helper_c)
+        c.helper_path = helper_c
+        c.helper_argv = _cstrings(_helper_argv(spec, helper), keep)
+        c.keep_caps = helper.new_userns
+    fail = _test_fail
+    if fail is not None:
+        c.fail_stage, c.fail_errno = fail
+    pidfd = ffi.new("int *", -1)
+    pid = _retry("clone3", lib.pidsafe_spawn, c, pidfd)
+    return pid, int(pidfd[0])
+
+
+def helper_go(spec: ChildSpec) -> bytes:
+    """The helper's instructions for ``spec`` (``struct pidsafe_helper_go``).
+
+    Raises:
+        ValueError: ``spec`` has no helper.
+    """
+    helper = spec.helper
+    if helper is None:
+        raise ValueError("helper_go: the spec has no helper")
+    go = ffi.new("struct pidsafe_helper_go *")
+    go.magic = lib.PIDSAFE_HELPER_MAGIC
+    go.size = ffi.sizeof(go[0])
+    flags = 0
+    if helper.userns_fd >= 0:
+        flags |= lib.PIDSAFE_HELPER_JOIN_USERNS
+    if helper.become_root:
+        flags |= lib.PIDSAFE_HELPER_BECOME_ROOT
+    if spec.cwd is not None:
+        flags |= lib.PIDSAFE_HELPER_CHDIR
+    if helper.new_userns:
+        flags |= lib.PIDSAFE_HELPER_DROP_CAPS
+    go.flags = flags
+    go.errpipe = spec.errpipe_write
+    go.userns_fd = helper.userns_fd
+    go.pdeathsig = spec.pdeathsig
+    go.unshare_flags = helper.unshare_flags
+    go.n_exec_paths = len(spec.exec_paths)
+    fail = _test_fail
+    if fail is not None:
+        go.fail_stage, go.fail_errno = fail
+    return bytes(ffi.buffer(go))
