@@ -538,9 +538,9 @@ def test_v2_fd_places_a_child_with_clone_into_cgroup(layout: CgroupLayout, name:
             assert os.get_inheritable(fd.fileno()) is False
             err_r, err_w = os.pipe2(os.O_CLOEXEC)
             try:
-                pid, pidfd = _sys.spawn([b"/bin/sleep"], [b"sleep", b"60"], None, None,
-                                        (0, 1, 2), [err_w], True, False, 0, True, err_w,
-                                        cgroup_fd=fd.fileno())
+                pid, pidfd = _sys.spawn(_sys.ChildSpec(
+                    exec_paths=(b"/bin/sleep",), argv=(b"sleep", b"60"), errpipe_write=err_w,
+                    stdio=(0, 1, 2), keep_fds=(err_w,), cgroup_fd=fd.fileno()))
             finally:
                 os.close(err_w)
                 os.close(err_r)
