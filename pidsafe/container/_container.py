@@ -75,7 +75,8 @@ class Container:
     @classmethod
     def create(cls, container_id: str, bundle: "str | os.PathLike[str]", *, state_dir: str,
                rootfs_mounts: Optional[Sequence[Mount]] = None, stdin: Any = None,
-               stdout: Any = None, stderr: Any = None, reaper: Any = None) -> "Container":
+               stdout: Any = None, stderr: Any = None, reaper: Any = None,
+               on_created: Optional[Callable[["Container"], None]] = None) -> "Container":
         """Create a container from the OCI bundle ``bundle``; its program waits for start().
 
         Args:
@@ -88,6 +89,9 @@ class Container:
                 the pipes are on :meth:`process` (``.stdin``...).
             reaper: a :class:`pidsafe.Reaper`; init is watched by it, so its
                 exit reaches the reaper's subscribers.
+            on_created: called with the container before init is registered
+                with ``reaper``: publish "created" there, and no exit of init
+                can reach the reaper's subscribers before it (seed 002).
 
         Raises:
             ConfigError, UnsupportedConfigError: config.json is bad or asks
@@ -127,6 +131,8 @@ class Container:
                 container = cls(state_dir, container_id, record, started.process,
                                 started.status, reaper)
                 container._spec = spec
+                if on_created is not None:
+                    on_created(container)
                 if reaper is not None:
                     reaper.watch(started.process)
                 state.unlock()
@@ -410,7 +416,8 @@ class Container:
 
     def exec(self, args: Sequence[str], *, exec_id: str, env: Optional[Sequence[str]] = None,
              cwd: Optional[str] = None, user: Optional[User] = None, stdin: Any = None,
-             stdout: Any = None, stderr: Any = None) -> Process:
+             stdout: Any = None, stderr: Any = None,
+             on_started: Optional[Callable[[Process], None]] = None) -> Process:
         """Run ``args`` in the container: all of init's namespaces and cgroups.
 
         The process takes the container's ``process`` settings (capabilities,
@@ -421,6 +428,10 @@ class Container:
             exec_id: reserved atomically for the container's lifetime in
                 this handle; a duplicate raises.
             env: ``NAME=VALUE`` strings (default: the container's).
+            on_started: called with the process once it has exec'd and before
+                it is registered with the container's reaper: publish
+                "started" there, and its exit reaches the reaper's subscribers
+                strictly after (seed 002), with no lock held.
 
         Raises:
             ContainerStateError: the id is in use, or init is not running.
@@ -435,10 +446,11 @@ class Container:
             cwd=cwd if cwd is not None else base.cwd,
             user=user if user is not None else base.user, rlimits=())
         return self.exec_process(process, exec_id=exec_id, stdin=stdin, stdout=stdout,
-                                 stderr=stderr)
+                                 stderr=stderr, on_started=on_started)
 
     def exec_process(self, process: ProcessSpec, *, exec_id: str, stdin: Any = None,
-                     stdout: Any = None, stderr: Any = None) -> Process:
+                     stdout: Any = None, stderr: Any = None,
+                     on_started: Optional[Callable[[Process], None]] = None) -> Process:
         """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it)."""
         with self._exec_lock:
             if exec_id in self._execs:
@@ -465,6 +477,8 @@ class Container:
                     proc.close()
                 raise
             proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
+            if on_started is not None:
+                on_started(proc)
             if self._reaper is not None:
                 self._reaper.watch(proc)
         except BaseException:

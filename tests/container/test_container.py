@@ -373,3 +373,67 @@ def test_kill_never_reaches_a_process_that_reused_inits_pid(make_bundle: Any,
             newcomer.close()
     finally:
         c.delete(force=True)
+
+
+def test_reaper_sees_started_before_exit_for_init_and_execs(make_bundle: Any,
+                                                           state_dir: pathlib.Path) -> None:
+    """Seed 002: "started" is published strictly before the exit, with no lock."""
+    with pidsafe.Reaper() as reaper, reaper.subscribe() as exits:
+        events = []
+        c = pidsafe.Container.create("order", make_bundle(["sleep", "1000"]),
+                                     state_dir=str(state_dir), reaper=reaper,
+                                     on_created=lambda c: events.append(("created", c.pid)))
+        try:
+            c.start()
+            for i in range(5):   # programs that exit at once: the race seed 002 is about
+                p = c.exec(["true"], exec_id=f"x{i}",
+                           on_started=lambda p: events.append(("started", p.pid)))
+                ev = exits.get(timeout=10)
+                events.append(("exit", ev.pid))
+                assert ev.process is p and ev.returncode == 0
+                p.close()
+            c.kill(signal.SIGKILL)
+            ev = exits.get(timeout=10)
+            events.append(("exit", ev.pid))
+            assert ev.returncode == -signal.SIGKILL
+        finally:
+            c.delete(force=True)
+    # Every pid's exit comes after its created/started, never before.
+    seen = set()
+    for kind, pid in events:
+        if kind == "exit":
+            assert pid in seen, events
+        else:
+            seen.add(pid)
+
+
+def test_every_bad_config_field_leaves_nothing(make_bundle: Any,
+                                               state_dir: pathlib.Path) -> None:
+    import json
+
+    from test_config import BAD
+
+    bundle = make_bundle(["true"])
+    good = json.loads((bundle / "config.json").read_text())
+    for edit, where, _ in BAD:
+        doc = json.loads(json.dumps(good))
+        edit(doc)
+        (bundle / "config.json").write_text(json.dumps(doc))
+        with pytest.raises(pidsafe.ConfigError) as info:
+            pidsafe.Container.create("bad", bundle, state_dir=str(state_dir),
+                                     rootfs_mounts=[pidsafe.Mount("bind", str(bundle / "rootfs"),
+                                                                  "", ["rbind"])])
+        assert info.value.json_path == where
+        assert os.listdir(state_dir) == [] and not os.path.ismount(bundle / "rootfs")
+
+
+def test_exec_env_cwd_and_user(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("ecu", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        with c.exec(["sh", "-c", "echo $FOO $(id -u):$(id -g) $(pwd)"], exec_id="a",
+                    env=["FOO=bar", "PATH=/bin"], cwd="/tmp",
+                    user=pidsafe.container.User(65534, 65534), stdout=PIPE) as e:
+            assert e.communicate(timeout=10)[0] == b"bar 65534:65534 /tmp\n"
+    finally:
+        c.delete(force=True)
