@@ -20,7 +20,7 @@ from .reaper._reaper import Reaper
 from .reaper._subscription import Exit, Subscription
 from .state._statefile import StateFile
 from .userns._idmap import IDMap, IDRange
-from .userns._userns import Namespace, UsernsCache, get_userns_fd
+from .userns import Namespace, UsernsCache, get_userns_fd
 
 __all__ = [
     "Claim",
