@@ -177,7 +177,14 @@ class StateFile:
                 # Only a valid holder removes the lock file, and nobody else
                 # can replace it while we hold it; check anyway, by identity.
                 if destroyed and _names(fd, self.lock_path):
-                    os.unlink(self.lock_path)
+                    try:
+                        os.unlink(self.lock_path)
+                    except FileNotFoundError:
+                        pass  # removed behind our back: what we wanted
+                    except OSError as exc:
+                        err = exc.errno or errno.EIO
+                        raise OSError(err, f"remove the lock file of destroyed state {self.id!r}"
+                                      f": {os.strerror(err)}", self.lock_path) from None
             finally:
                 os.close(fd)
 
