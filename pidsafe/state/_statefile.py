@@ -27,10 +27,16 @@ can take it.  Here that is ``ROOT/ID.lock``, beside ``ROOT/ID.json``.
   old inode find it gone from the path and lock the new one.  Two holders
   of a valid lock can never coexist.
 
-Every "fd created -> fd owned" and "temp file created -> temp file owned"
-step runs inside ``critical`` (pidsafe/_sigsafe.py), so a signal handler
-that raises cannot leak an fd or a temp file; blocking ``flock`` calls run
-outside it and stay interruptible.
+Signal handlers that raise (pidsafe/_sigsafe.py): ``save()``, ``destroy()``,
+the read of ``load()`` and every release of the lock are each one
+``critical`` section (they wait only for the disk), so a handler's
+exception comes out when the state is wholly old or wholly new, with no
+temp file and no fd left.  The lock fd belongs to the object from the
+moment it is open; the ``flock`` wait runs outside any section, so Ctrl-C
+interrupts it, and the fd is then released.  One residual window: a
+handler raising as ``with state.locked():`` calls ``__exit__`` (before any
+of our code runs) leaves the lock held by the object, which still releases
+it on ``unlock()`` or when dropped.
 """
 
 from __future__ import annotations
@@ -91,7 +97,10 @@ class StateFile:
         """Take a valid lock of ``mode``.
 
         Returns False if not ``create`` and there is no lock file, or if not
-        ``blocking`` and another holder has it.
+        ``blocking`` and another holder has it.  The fd belongs to this
+        object from the moment it is open (``_mode`` 0 until it is locked),
+        so if anything here raises (a handler interrupting the wait, among
+        others) the caller releases it with :meth:`_release`.
         """
         if self._lock_fd >= 0:
             raise StateError(f"state {self.id!r} is already locked by this object")
@@ -100,32 +109,29 @@ class StateFile:
         # Read-only: flock() needs no write access, and neither may load().
         flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         while True:
-            fd = -1
-            try:
+            with critical:
                 try:
-                    with critical:
-                        fd = os.open(self.lock_path, flags, 0o600)
+                    fd = os.open(self.lock_path, flags, 0o600)
                 except FileNotFoundError:
                     if create:
                         raise
                     return False
-                try:
-                    fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return False
-                if _names(fd, self.lock_path):
-                    with critical:
-                        self._lock_fd, self._mode, self._destroyed = fd, mode, False
-                        fd = -1
-                    return True
-                # The holder that destroyed the state unlinked the file we
-                # waited on (in unlock(), right before releasing it): that lock
-                # guards nothing any more.  Take the lock of whatever is
-                # there now.
-            finally:
-                if fd >= 0:
-                    with critical:
-                        os.close(fd)
+                self._lock_fd, self._mode, self._destroyed = fd, 0, False
+            try:
+                # May wait for ever: outside any critical section, so a
+                # handler (Ctrl-C) can interrupt it.
+                fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._release()
+                return False
+            if _names(fd, self.lock_path):
+                self._mode = mode
+                return True
+            # The holder that destroyed the state unlinked the file we
+            # waited on (in unlock(), right before releasing it): that lock
+            # guards nothing any more.  Take the lock of whatever is there
+            # now.
+            self._release()
 
     def lock(self, *, blocking: bool = True) -> bool:
         """Take the exclusive lock, waiting for other holders.
@@ -147,8 +153,7 @@ class StateFile:
         try:
             return self._acquire(fcntl.LOCK_EX, blocking=blocking)
         except BaseException:
-            # A handler's exception from the end of the section that
-            # recorded the lock: the caller never learns it has it.
+            # Interrupted while waiting, or failed: what was opened goes.
             if self._lock_fd >= 0:
                 self._release()
             raise
@@ -169,10 +174,11 @@ class StateFile:
         self._release()
 
     def _release(self) -> None:
+        """Close the lock fd (if destroyed, unlink the lock file first)."""
         with critical:
             fd, self._lock_fd = self._lock_fd, -1
-            destroyed, self._destroyed = self._destroyed, False
-            self._mode = 0
+            destroyed = self._destroyed and self._mode == fcntl.LOCK_EX
+            self._mode, self._destroyed = 0, False
             try:
                 # Only a valid holder removes the lock file, and nobody else
                 # can replace it while we hold it; check anyway, by identity.
@@ -222,41 +228,40 @@ class StateFile:
         """
         self._require_lock("save")
         data = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
-        fd = -1
-        tmp: Optional[str] = None
-        try:
-            for _ in range(_TEMP_TRIES):
-                name = os.path.join(self.root,
-                                    f".{self.id}.json.{os.urandom(_TOKEN_BYTES).hex()}.tmp")
-                try:
-                    with critical:
+        # One critical section for the whole save: it waits only for the
+        # disk, and a handler's exception then comes out after the state is
+        # wholly old or wholly new, the temp file gone, every fd closed.
+        with critical:
+            fd = -1
+            tmp: Optional[str] = None
+            try:
+                for _ in range(_TEMP_TRIES):
+                    name = os.path.join(self.root,
+                                        f".{self.id}.json.{os.urandom(_TOKEN_BYTES).hex()}.tmp")
+                    try:
                         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                                      0o600)
-                        tmp = name
+                    except FileExistsError:
+                        continue  # planted, or astronomically unlucky: draw again
+                    tmp = name
                     break
-                except FileExistsError:
-                    continue  # planted, or astronomically unlucky: draw again
-            else:
-                raise OSError(errno.EEXIST, f"create a temp file for state {self.id!r}: "
-                              f"{_TEMP_TRIES} random names were all taken", self.root)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-            with critical:
-                os.close(fd)
-                fd = -1
-            with critical:
+                else:
+                    raise OSError(errno.EEXIST, f"create a temp file for state {self.id!r}: "
+                                  f"{_TEMP_TRIES} random names were all taken", self.root)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+                fd, closing = -1, fd
+                os.close(closing)
                 os.rename(tmp, self.path)
                 tmp = None
-        except BaseException:
-            with critical:
+            finally:
                 if fd >= 0:
                     os.close(fd)
                 if tmp is not None:
                     _unlink_if_there(tmp)
-            raise
-        _fsync_dir(self.root)
+            _fsync_dir(self.root)
 
     def load(self) -> Dict[str, Any]:
         """The saved state.
@@ -276,12 +281,17 @@ class StateFile:
         try:
             if not held:
                 self._acquire(fcntl.LOCK_SH, create=False)
-            raw = _read_file(self.path)
-        finally:
-            # Also when a handler's exception came out of the section that
-            # recorded our shared lock.
+            with critical:
+                try:
+                    raw = _read_file(self.path)
+                finally:
+                    if not held and self._lock_fd >= 0:
+                        self._release()
+        except BaseException:
+            # Interrupted while waiting for the shared lock, or failed.
             if not held and self._lock_fd >= 0:
                 self._release()
+            raise
         try:
             value = json.loads(raw)
         except ValueError as exc:
@@ -310,7 +320,7 @@ class StateFile:
                     _unlink_if_there(os.path.join(self.root, name))
             _unlink_if_there(self.path)
             self._destroyed = True
-        _fsync_dir(self.root)
+            _fsync_dir(self.root)
 
     @staticmethod
     def list(root: StrPath) -> List[str]:
@@ -367,11 +377,12 @@ def _unlink_if_there(path: str) -> None:
 
 
 def _read_file(path: str) -> bytes:
-    """The whole content of ``path`` (opened read-only, close-on-exec)."""
-    fd = -1
+    """The whole content of ``path`` (opened read-only, close-on-exec).
+
+    Call inside ``critical``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with critical:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         chunks: List[bytes] = []
         while True:
             chunk = os.read(fd, 1 << 20)
@@ -379,19 +390,16 @@ def _read_file(path: str) -> bytes:
                 return b"".join(chunks)
             chunks.append(chunk)
     finally:
-        if fd >= 0:
-            with critical:
-                os.close(fd)
+        os.close(fd)
 
 
 def _fsync_dir(path: str) -> None:
-    """fsync a directory, so that a rename or unlink in it is durable."""
-    fd = -1
+    """fsync a directory, so that a rename or unlink in it is durable.
+
+    Call inside ``critical``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with critical:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         os.fsync(fd)
     finally:
-        if fd >= 0:
-            with critical:
-                os.close(fd)
+        os.close(fd)

@@ -2,13 +2,13 @@
 
 Safe against the three ways a cache of fds goes wrong in a Python process:
 
-* **Signal handlers.**  Every change to the table (an fd created or
-  closed, an entry added, moved or dropped) happens inside ``critical``
-  (pidsafe/_sigsafe.py) *and* under the lock, entered in that order: a
-  handler never runs in the main thread while the lock is held there, so a
-  handler that itself uses the cache cannot deadlock against the code it
-  interrupted, and one that raises cannot leave an fd that nothing owns.
-  The slow part (making a namespace) runs outside both.
+* **Signal handlers.**  Every method runs as one ``critical`` section
+  (pidsafe/_sigsafe.py), and takes the lock only inside it: a handler never
+  runs in the main thread while the lock is held there, so a handler that
+  itself uses the cache cannot deadlock against the code it interrupted,
+  and one that raises cannot leave an fd that nothing owns.  Making a
+  namespace (about a millisecond) runs inside the section but outside the
+  lock.
 * **Threads.**  One lock; a namespace is made outside it, and a thread that
   loses the race to insert the same key closes its own and uses the
   winner's.
@@ -81,46 +81,46 @@ class UsernsCache:
         """
         _check_setgroups(setgroups)
         key = (_as_idmap(uidmap, "uidmap"), _as_idmap(gidmap, "gidmap"), setgroups)
-        hit: Optional[OwnedFd] = None
-        try:
-            with critical, self._lock:
-                hit = self._dup(key)
-        except BaseException:
-            # A handler's exception from the end of the section: nobody
-            # will get the duplicate.
-            with critical:
-                if hit is not None:
-                    hit.close()
-            raise
-        if hit is not None:
-            return hit
-        # Make it without the lock: other keys (and hits) need not wait.
-        fresh: Optional[OwnedFd] = get_userns_fd(key[0], key[1], setgroups=setgroups)
+        # One critical section for the whole get(): the lookup, making a
+        # namespace on a miss (short, see get_userns_fd), the insertion,
+        # the eviction and the duplicate.  Inside it the try/finally is
+        # exact; a handler's exception comes out of its end, where only the
+        # duplicate is left to close.  The lock is taken inside the section
+        # and only for table work, never while a namespace is made.
         out: Optional[OwnedFd] = None
         try:
             with critical:
-                evicted: List[OwnedFd] = []
-                try:
-                    with self._lock:
-                        if key not in self._fds:  # else another thread won the race: use theirs
-                            self._check_open()
-                            assert fresh is not None
-                            self._fds[key], fresh = fresh, None
-                            evicted = self._evict()
-                        out = self._dup(key)
-                finally:
-                    if fresh is not None:
-                        fresh.close()
-                    _close_each(evicted)
+                with self._lock:
+                    out = self._dup(key)
+                if out is None:
+                    out = self._make(key)
         except BaseException:
-            with critical:
-                if fresh is not None:
-                    fresh.close()
-                if out is not None:
-                    out.close()
+            if out is not None:
+                out.close()
             raise
-        assert out is not None
         return out
+
+    def _make(self, key: _Key) -> OwnedFd:
+        """Make the namespace for ``key``, cache it, return a duplicate.
+
+        Call inside ``critical``, without the lock.
+        """
+        fresh: Optional[OwnedFd] = get_userns_fd(key[0], key[1], setgroups=key[2])
+        evicted: List[OwnedFd] = []
+        try:
+            with self._lock:
+                if key not in self._fds:  # else another thread won the race: use theirs
+                    self._check_open()
+                    assert fresh is not None
+                    self._fds[key], fresh = fresh, None
+                    evicted = self._evict()
+                out = self._dup(key)
+                assert out is not None
+                return out
+        finally:
+            if fresh is not None:
+                fresh.close()
+            _close_each(evicted)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -6,15 +6,16 @@ races and without forking:
 1. A helper child comes from ``clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD)``
    on its own small stack (csrc/userns.c): pid and pidfd are born together,
    no page table is copied, no Python runs in it.  It blocks until killed.
-2. Its cleanup is armed in the same critical section that made it: kill
-   through the pidfd, ``waitid(P_PIDFD)``, close the pidfd, and only once
-   the helper is proven dead, give its stack back.
+2. Its cleanup is armed at once, in the critical section that made it:
+   kill through the pidfd, ``waitid(P_PIDFD)``, close the pidfd, and only
+   once the helper is proven dead, give its stack back.
 3. :func:`~pidsafe.userns._userns._map_process` opens its ``/proc`` files,
    proves it alive through the pidfd, then writes the maps.
 
 A signal handler that raises (Ctrl-C, a ``SIGALRM`` timeout) at any point
-leaves nothing behind: every "resource created -> ownership recorded" step
-and every cleanup runs inside ``critical`` (pidsafe/_sigsafe.py).
+leaves nothing behind: the helper's whole life (about a millisecond, no
+unbounded wait) is one ``critical`` section (pidsafe/_sigsafe.py), so the
+handler runs when it is over, with only the returned fd left to close.
 """
 
 from __future__ import annotations
@@ -88,24 +89,25 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
     _check_size(um, "uidmap")
     _check_size(gm, "gidmap")
 
-    helper: Optional[_Helper] = None
+    # One critical section for the whole life of the helper: clone3, the
+    # /proc opens, the proof, the map writes, kill and reap.  All of it is
+    # short and none of it waits for anything but the kernel (the reap
+    # waits only for a SIGKILLed helper to finish dying), and inside it a
+    # signal handler cannot run, so the try/finally below is exact.  A
+    # handler's exception comes out of the section's end, where only the
+    # namespace fd is left: the except closes it.
     ns: Optional[OwnedFd] = None
     try:
         with critical:
             helper = _Helper.start()
-        ns = _map_process(helper.pid, helper.pidfd, um, gm, setgroups,
-                          "user-namespace helper", open_ns=True)
-        with critical:
-            helper.end()
-    except BaseException:
-        # Also reached when a handler's exception comes out of the end of a
-        # section above: end() is idempotent, so the helper is ended exactly
-        # once whatever had been done.
-        with critical:
-            if ns is not None:
-                ns.close()
-            if helper is not None:
+            try:
+                ns = _map_process(helper.pid, helper.pidfd, um, gm, setgroups,
+                                  "user-namespace helper", open_ns=True)
+            finally:
                 helper.end()
+    except BaseException:
+        if ns is not None:
+            ns.close()
         raise
     assert ns is not None
     return ns

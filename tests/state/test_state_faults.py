@@ -19,7 +19,7 @@ import pytest
 
 from pidsafe import StateFile
 from conftest import leak_check
-from faults import Faults, Interrupt
+from faults import Faults, Interrupt, interrupt_randomly
 
 OLD: Dict[str, Any] = {"status": "created", "payload": "o" * 100000}
 NEW: Dict[str, Any] = {"status": "running", "payload": "n" * 100000}
@@ -100,7 +100,7 @@ def test_fail_at_every_call(tmp_path: Path, faults: Faults, name: str, err: int)
         what = f"{name}: fail_at({k}) [{calls[k - 1]}]"
         st = fresh_state(tmp_path)
         exc: Optional[BaseException] = None
-        with leak_check(what):
+        with leak_check(what, check_mounts=False):
             try:
                 with faults.fail_at(k, err):
                     op(st)
@@ -123,7 +123,7 @@ def test_interrupt_at_every_call(tmp_path: Path, faults: Faults, name: str,
     for k in range(1, n + 1):
         what = f"{name}: interrupt_at({k}, before={before}) [{calls[k - 1]}]"
         st = fresh_state(tmp_path)
-        with leak_check(what):
+        with leak_check(what, check_mounts=False):
             try:
                 with faults.interrupt_at(k, before=before):
                     op(st)
@@ -152,7 +152,7 @@ def test_destroy_with_temp_files_of_crashed_saves_under_faults(tmp_path: Path,
     for k in range(1, n + 1):
         what = f"destroy: fail_at({k}) [{calls[k - 1]}]"
         st = plant()
-        with leak_check(what):
+        with leak_check(what, check_mounts=False):
             try:
                 with faults.fail_at(k, errno.EIO):
                     destroy(st)
@@ -162,3 +162,35 @@ def test_destroy_with_temp_files_of_crashed_saves_under_faults(tmp_path: Path,
             destroy(st)
             assert os.listdir(tmp_path) == [], what
             assert value_exists in (True, False)
+
+
+def test_save_load_destroy_under_random_interrupts(tmp_path: Path) -> None:
+    """Issue 7 (1a for StateFile): a handler raising at random points over
+    many rounds leaves no fd, no temp file, no lock held, no torn state."""
+    st = StateFile(tmp_path, "c1")
+    n = [0]
+    left_locked = [0]
+
+    def op() -> None:
+        if st._lock_fd >= 0:
+            # The one window StateFile cannot close: a handler raising as the
+            # with statement calls __exit__, before any of its code runs.
+            # The lock is still the object's, and unlock() releases it.
+            left_locked[0] += 1
+            st.unlock()
+        n[0] += 1
+        if n[0] % 4 == 0:
+            destroy(st)
+            return
+        with st.locked():
+            st.save(NEW if n[0] % 2 else OLD)
+        st.load()
+
+    with leak_check("StateFile under random interrupts", check_mounts=False):
+        hits = interrupt_randomly(op, 300)
+        if st._lock_fd >= 0:
+            left_locked[0] += 1
+            st.unlock()
+        check(tmp_path, st, [OLD, NEW, None], None, "random interrupts")
+    assert hits > 0
+    assert left_locked[0] <= hits // 10 + 2, (left_locked, hits)   # rare, not systematic
