@@ -132,14 +132,17 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
             if hook is not None:
                 hook("open " + name, HelperView(pid, pidfd))
             path = base + name.encode()
-            try:
-                with critical:
+            # The except is inside the section: an OSError a handler raises
+            # (TimeoutError from a SIGALRM timeout) comes out at its end and
+            # is never taken for the open's own failure.
+            with critical:
+                try:
                     fds[name] = os.open(path, _O_READ if name == "ns/user" else _O_WRITE)
-            except OSError as exc:
-                _raise_if_died(exc, pidfd, f"{what} {pid} died before its namespace could "
-                               f"be opened (open {name}: {os.strerror(exc.errno or 0)})")
-                raise _sys.make_oserror(exc.errno or errno.EIO, f"open {name} of {what} {pid}",
-                                        path.decode()) from None
+                except OSError as exc:
+                    _raise_if_died(exc, pidfd, f"{what} {pid} died before its namespace could "
+                                   f"be opened (open {name}: {os.strerror(exc.errno or 0)})")
+                    raise _sys.make_oserror(exc.errno or errno.EIO,
+                                            f"open {name} of {what} {pid}", path.decode()) from None
         if hook is not None:
             hook("opened", HelperView(pid, pidfd))
         if not _alive(pidfd):
@@ -152,12 +155,13 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
         for name, data, shown in writes:
             if hook is not None:
                 hook("write " + name, HelperView(pid, pidfd))
-            try:
-                _write_once(fds[name], data, pid, name, shown)
-            except OSError as exc:
-                _raise_if_died(exc, pidfd, f"{what} {pid} was reaped while its {name} was "
-                               f"written ({os.strerror(exc.errno or 0)})")
-                raise
+            with critical:
+                try:
+                    _write_once(fds[name], data, pid, name, shown)
+                except OSError as exc:
+                    _raise_if_died(exc, pidfd, f"{what} {pid} was reaped while its {name} was "
+                                   f"written ({os.strerror(exc.errno or 0)})")
+                    raise
         # Hand over the namespace fd and close the rest in one section.  A
         # handler's exception may still come out of the section's end: then
         # the except below closes what would have been returned.

@@ -212,6 +212,35 @@ def test_spawn_child_reaped_during_map_write_is_helper_died(
         pidsafe.spawn(["true"], uidmap=MAP, gidmap=MAP)
 
 
+def test_a_timeout_handler_during_a_map_open_is_not_taken_for_the_open(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGALRM-style handler raises TimeoutError (an OSError) right after
+    uid_map was opened: it must come out as itself, not be re-examined and
+    reported as the open's failure ("open uid_map ... [Errno 110]")."""
+    alarm = TimeoutError("alarm")
+
+    def handler(signum: int, frame: Any) -> None:
+        raise alarm
+
+    real_open = os.open
+
+    def open_then_signal(path: Any, *args: Any, **kw: Any) -> int:
+        fd = real_open(path, *args, **kw)
+        if isinstance(path, bytes) and path.endswith(b"/uid_map"):
+            signal.raise_signal(signal.SIGUSR1)
+        return fd
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        monkeypatch.setattr(os, "open", open_then_signal)
+        with pytest.raises(TimeoutError) as ei:
+            pidsafe.spawn(["true"], uidmap=MAP, gidmap=MAP)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGUSR1, old)
+    assert ei.value is alarm
+
+
 def test_helper_reaped_after_proof(hook: Callable[..., None]) -> None:
     """After the proof the fds are pinned: reaping changes nothing."""
     hook(lambda s, h: kill_helper(h, reap=True) if s == "proven" else None)
