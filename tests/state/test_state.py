@@ -18,6 +18,8 @@ import pidsafe
 from pidsafe import StateError, StateFile
 from pidsafe.state import _statefile
 
+from conftest import wait_until
+
 
 def test_save_load_list_destroy(tmp_path: Path) -> None:
     st = StateFile(tmp_path, "c1")
@@ -157,21 +159,32 @@ def test_never_torn_under_concurrent_writers_and_sigkill(tmp_path: Path) -> None
     assert os.listdir(tmp_path) == []
 
 
-def _blocks(st: StateFile, seconds: float) -> threading.Thread:
-    """Start st.lock() in a thread; assert it is still blocked after `seconds`."""
+def _waiters_on(path: str) -> int:
+    """How many flock requests are blocked on the file at ``path`` now
+    (/proc/locks lists each as ``N: -> FLOCK ... MAJ:MIN:INODE ...``)."""
+    ino = os.stat(path).st_ino
+    with open("/proc/locks") as f:
+        return sum(1 for line in f
+                   if " -> " in line and int(line.split()[6].rsplit(":", 1)[1]) == ino)
+
+
+def _blocks(st: StateFile) -> threading.Thread:
+    """Start st.lock() in a thread; return once it is blocked in flock()."""
+    before = _waiters_on(st.lock_path)
     t = threading.Thread(target=st.lock, daemon=True)
     t.start()
-    t.join(seconds)
-    assert t.is_alive(), "lock() did not block"
+    wait_until(lambda: _waiters_on(st.lock_path) > before or not t.is_alive(),
+               "lock() to wait on the lock file")
+    assert t.is_alive() and not st.is_locked, "lock() did not block"
     return t
 
 
 def test_lock_excludes_other_holders(tmp_path: Path) -> None:
     a, b = StateFile(tmp_path, "c1"), StateFile(tmp_path, "c1")
     a.lock()
-    t = _blocks(b, 0.2)
+    t = _blocks(b)
     a.unlock()
-    t.join(5)
+    t.join()
     assert not t.is_alive() and b.is_locked
     b.unlock()
 
@@ -183,18 +196,18 @@ def test_destroy_while_waiting_never_gives_two_holders(tmp_path: Path) -> None:
     holder, waiter, third = (StateFile(tmp_path, "c1") for _ in range(3))
     holder.lock()
     holder.save({"v": 1})
-    t = _blocks(waiter, 0.2)
+    t = _blocks(waiter)
     holder.destroy()
     holder.unlock()
-    t.join(5)
+    t.join()
     assert not t.is_alive() and waiter.is_locked
     # The waiter holds the lock of the file that now exists at the path.
     held = os.fstat(waiter._lock_fd)
     now = os.stat(waiter.lock_path)
     assert (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
-    t3 = _blocks(third, 0.2)
+    t3 = _blocks(third)
     waiter.unlock()
-    t3.join(5)
+    t3.join()
     assert not t3.is_alive() and third.is_locked
     third.unlock()
 
