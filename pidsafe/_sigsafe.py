@@ -135,8 +135,10 @@ class _Critical:
             # hold the exception for the section's end, like the signals
             # recorded after it, and finish diverting.  (Letting it escape
             # would leave the depth at 1 for good: no later section would
-            # ever deliver anything.)
-            while True:
+            # ever deliver anything.)  Each signal's handler can interrupt
+            # _divert() at most once before it is diverted itself; an
+            # exception that keeps coming (RecursionError) ends the tries.
+            for _ in range(len(_SIGNALS) + 1):
                 try:
                     _divert()
                     break

@@ -148,3 +148,36 @@ def test_cache_works_in_a_forked_child_while_a_thread_holds_its_lock() -> None:
         assert len(cache) == 1  # the parent's cache is untouched
     finally:
         cache.close()
+
+
+def test_a_signal_handler_may_use_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal arriving while get() holds the lock: its handler runs only
+    after the lock is released, so a handler calling get() cannot deadlock
+    against the get() it interrupted (a plain Lock is not re-entrant)."""
+    seen: List[str] = []
+    signalled: List[bool] = []
+    with pidsafe.UsernsCache() as cache:
+        def handler(signum: int, frame: object) -> None:
+            if cache._lock.locked():
+                seen.append("ran with the lock held: get() would deadlock")
+                return
+            with cache.get(MAP, MAP):
+                seen.append("handler got it")
+
+        real_dup = cache._dup
+
+        def dup_with_a_signal(key: object) -> object:
+            if not signalled:
+                signalled.append(True)
+                signal.raise_signal(signal.SIGUSR1)   # the lock is held here
+            return real_dup(key)  # type: ignore[arg-type]
+
+        old = signal.signal(signal.SIGUSR1, handler)
+        try:
+            monkeypatch.setattr(cache, "_dup", dup_with_a_signal)
+            with cache.get(MAP, MAP):
+                pass
+            monkeypatch.undo()
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+    assert seen and all(s == "handler got it" for s in seen), seen
