@@ -13,7 +13,7 @@ from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, Moun
                      TimeoutExpired, UnsupportedError)
 from .mount._mount import idmapped_bind
 from .mount._rootfs import Mount, mount_all, unmount_all
-from .process._plan import Namespace
+from .userns import Namespace
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
 from .reaper._claim import Claim
@@ -21,7 +21,7 @@ from .reaper._reaper import Reaper
 from .reaper._subscription import Exit, Subscription
 from .state._statefile import StateFile
 from .userns._idmap import IDMap, IDRange
-from .userns._userns import UsernsCache, get_userns_fd
+from .userns import UsernsCache, get_userns_fd
 
 __all__ = [
     "Claim",

@@ -56,7 +56,7 @@ _SIGNALS: Tuple[int, ...] = tuple(sorted(
 
 
 class _State:
-    __slots__ = ("depth", "saved", "pending", "main_ident")
+    __slots__ = ("depth", "saved", "pending", "raised", "main_ident")
 
     def __init__(self) -> None:
         self.depth = 0
@@ -64,6 +64,8 @@ class _State:
         self.saved: Dict[int, _Handler] = {}
         #: signals that arrived inside the section, in order, with their frame
         self.pending: List[Tuple[int, Optional[FrameType]]] = []
+        #: exceptions handlers raised while the section was being entered
+        self.raised: List[BaseException] = []
         self.main_ident = threading.main_thread().ident
 
 
@@ -128,7 +130,20 @@ class _Critical:
             return
         _state.depth += 1
         if _state.depth == 1:
-            _divert()
+            # A handler not diverted yet may run, and raise, between any two
+            # calls of _divert().  Its signal arrived inside the section:
+            # hold the exception for the section's end, like the signals
+            # recorded after it, and finish diverting.  (Letting it escape
+            # would leave the depth at 1 for good: no later section would
+            # ever deliver anything.)  Each signal's handler can interrupt
+            # _divert() at most once before it is diverted itself; an
+            # exception that keeps coming (RecursionError) ends the tries.
+            for _ in range(len(_SIGNALS) + 1):
+                try:
+                    _divert()
+                    break
+                except BaseException as exc:
+                    _state.raised.append(exc)
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -141,7 +156,12 @@ class _Critical:
             _restore()
         finally:
             pending, _state.pending = _state.pending, []
-            _run(pending)
+            raised, _state.raised = _state.raised, []
+            try:
+                _run(pending)
+            finally:
+                if raised:
+                    raise raised[0]
 
     @property
     def active(self) -> bool:

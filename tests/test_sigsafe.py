@@ -117,3 +117,30 @@ def test_fork_inside_a_section_gives_the_child_its_handlers(raising_usr1: List[i
     finally:
         os.close(r)
         os.waitpid(pid, 0)
+
+
+def test_a_handler_raising_while_the_section_is_entered_waits_for_the_end(
+        raising_usr1: List[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler not yet diverted can run between two calls of _divert();
+    its exception used to escape from __enter__ with the depth left at 1,
+    so no later section delivered anything again."""
+    real = _sigsafe._divert
+    calls: List[int] = []
+
+    def divert_with_a_signal_midway() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGUSR1)   # its handler runs right here
+        real()
+
+    monkeypatch.setattr(_sigsafe, "_divert", divert_with_a_signal_midway)
+    reached = []
+    with pytest.raises(Boom):
+        with critical:
+            reached.append("body")
+    assert reached == ["body"] and raising_usr1 == [signal.SIGUSR1]
+    assert _sigsafe._state.depth == 0 and not _sigsafe._state.saved
+    monkeypatch.undo()
+    with pytest.raises(Boom):                 # later sections still deliver
+        with critical:
+            signal.raise_signal(signal.SIGUSR1)

@@ -483,7 +483,7 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
         needed.append("mount_setattr_idmap")
     features().require(*needed)
     root = os.fspath(rootfs).rstrip("/") or "/"
-    from ..userns._userns import get_userns_fd  # late: only for uidmap=/gidmap=
+    from ..userns import get_userns_fd  # late: only for uidmap=/gidmap=
 
     done: List[_Done] = []
     namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
