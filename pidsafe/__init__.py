@@ -12,7 +12,8 @@ from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, Moun
                      ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedError)
 from .mount._mount import idmapped_bind
-from .mount._rootfs import Mount, mount_all, unmount_all
+from .mount._rootfs import mount_all, unmount_all
+from .mount._spec import Mount
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
 from .reaper._claim import Claim

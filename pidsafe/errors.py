@@ -16,7 +16,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type, Union, cast
 
 if TYPE_CHECKING:
-    from .mount._rootfs import Mount
+    from .mount._spec import Mount
 
 
 class Error(Exception):

@@ -21,7 +21,7 @@ from typing import Iterator, List, Sequence
 import pytest
 
 import pidsafe
-from pidsafe.mount import _mount
+from pidsafe.mount import _mount, _unmount
 from pidsafe import _sys
 from pidsafe.cli import main as cli_main
 
@@ -434,7 +434,7 @@ def test_mount_all_rolls_back(disk: Path, rootfs: Path, private_tmp: Path,
 
 def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001, 0.002))
+    monkeypatch.setattr(_unmount, "UNMOUNT_BACKOFF", (0.001, 0.002))
     mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/busy", []),
               pidsafe.Mount("tmpfs", "tmpfs", "/t", ["no-such-option=1"])]
     real_attach = _mount.attach
@@ -464,7 +464,7 @@ def test_overlay_temp_mount_busy_is_reported_and_left(disk: Path, rootfs: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from pidsafe.mount import _overlay
 
-    monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001,))
+    monkeypatch.setattr(_unmount, "UNMOUNT_BACKOFF", (0.001,))
     real_unmount_at = _overlay.unmount_at
     held: List[int] = []
 

@@ -1,0 +1,95 @@
+"""What the kernel says about mounts: ``/proc/self/mountinfo``, mount ids.
+
+Used for bookkeeping (which mount an fd lives on, what is mounted under
+what) and for error messages (which filesystem refused an idmap).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import List, Tuple, Union
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    """One line of ``/proc/self/mountinfo``."""
+
+    mount_id: int
+    parent_id: int
+    root: str
+    mountpoint: str
+    options: Tuple[str, ...]
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and i + 4 <= len(field):
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mountinfo() -> List[MountInfo]:
+    """Parse ``/proc/self/mountinfo`` (proc(5)), in the kernel's order."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            a, b = left.split(), right.split()
+            out.append(MountInfo(int(a[0]), int(a[1]), _unescape(a[3]), _unescape(a[4]),
+                                 tuple(a[5].split(",")), b[0] if b else "",
+                                 _unescape(b[1]) if len(b) > 1 else ""))
+    return out
+
+
+def mount_id_of(fd: int) -> int:
+    """The id of the mount an fd lives on (``mnt_id`` in fdinfo, Linux 3.15)."""
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(errno.ENOTSUP, f"/proc/self/fdinfo/{fd} has no mnt_id")
+
+
+def describe_fs(path: StrPath) -> str:
+    """``"ext4 (/dev/vda, mounted at /)"`` for the mount holding ``path``.
+
+    Only for error messages: never raises, says ``"unknown"`` instead.
+    """
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            mid = mount_id_of(fd)
+        finally:
+            os.close(fd)
+        for m in mountinfo():
+            if m.mount_id == mid:
+                return f"{m.fstype} ({m.source}, mounted at {m.mountpoint})"
+    except (OSError, ValueError):
+        pass  # an error message must not fail; say less instead
+    return "unknown"
+
+
+def is_idmapped(path: StrPath) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            mid = mount_id_of(fd)
+        finally:
+            os.close(fd)
+        return any(m.mount_id == mid and "idmapped" in m.options for m in mountinfo())
+    except (OSError, ValueError):
+        return False
