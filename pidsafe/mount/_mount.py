@@ -22,14 +22,15 @@ can act on where the errno alone says too little.
 from __future__ import annotations
 
 import os
-from typing import Optional, Protocol, Union
+from typing import List, Optional, Protocol, Union
 
 from .. import _sys
 from .._fd import OwnedFd
+from .._sigsafe import critical
 from ..errors import MountError, mount_error
 from ._hints import attach_error, idmap_error, note, open_tree_error, setattr_error
 from ._mountinfo import MountInfo, describe_fs, mount_id_of, mountinfo
-from ._unmount import UNMOUNT_BACKOFF, unmount_at
+from ._unmount import UNMOUNT_BACKOFF, retrying, unmount_at
 
 __all__ = ["HasFileno", "MountError", "MountInfo", "UNMOUNT_BACKOFF", "attach", "attach_error",
            "clone_idmapped", "describe_fs", "idmap_error", "idmapped_bind", "mount_error",
@@ -155,21 +156,72 @@ def idmapped_bind(source: StrPath, target: StrPath, userns: HasFileno, *,
     # 1.24-1.33x its C reference; with one, 1.07-1.16x.  A kernel without
     # the mount API or idmapped mounts fails with ENOSYS, which the
     # *_error() helpers turn into UnsupportedError naming the feature.
-    if recursive:
-        stage, err = _sys.idmapped_bind(source, target, _CLONE_RECURSIVE, _AT_RECURSIVE,
-                                        _IDMAP_RO if readonly else _IDMAP, _sys.MS_PRIVATE,
-                                        ufd, _sys.MOVE_MOUNT_F_EMPTY_PATH)
-    else:
-        stage, err = _sys.idmapped_bind(source, target, _CLONE, _AT,
-                                        _IDMAP_RO if readonly else _IDMAP, _sys.MS_PRIVATE,
-                                        ufd, _sys.MOVE_MOUNT_F_EMPTY_PATH)
+    #
+    # Exception safety: an exception from a signal handler can escape from
+    # inside the call, after the C code attached the mount.  A critical
+    # section would cost more than the bind itself (it diverts every
+    # signal's handler: ~8x the C call here), so the hot path only takes
+    # the target's identity (one lstat) and the rare exception path looks
+    # whether a mount of the source now covers the target.
+    try:
+        before: Optional[os.stat_result] = os.stat(target, follow_symlinks=False)
+    except OSError:
+        before = None
+    stage = -1
+    try:
+        if recursive:
+            stage, err = _sys.idmapped_bind(source, target, _CLONE_RECURSIVE, _AT_RECURSIVE,
+                                            _IDMAP_RO if readonly else _IDMAP, _sys.MS_PRIVATE,
+                                            ufd, _sys.MOVE_MOUNT_F_EMPTY_PATH)
+        else:
+            stage, err = _sys.idmapped_bind(source, target, _CLONE, _AT,
+                                            _IDMAP_RO if readonly else _IDMAP, _sys.MS_PRIVATE,
+                                            ufd, _sys.MOVE_MOUNT_F_EMPTY_PATH)
+    except BaseException as exc:
+        if stage == -1:  # the bind may have happened: undo it before raising
+            _undo_interrupted_bind(source, target, before, exc)
+        raise
     if stage:
-        exc = OSError(err, os.strerror(err))
+        error = OSError(err, os.strerror(err))
         if stage == _sys.BIND_STAGE_OPEN_TREE:
-            raise open_tree_error(exc, source)
+            raise open_tree_error(error, source)
         if stage == _sys.BIND_STAGE_MOUNT_SETATTR:
-            raise idmap_error(exc, source, ufd)
-        raise attach_error(exc, target, source=source)
+            raise idmap_error(error, source, ufd)
+        raise attach_error(error, target, source=source)
+
+
+def _undo_interrupted_bind(source: StrPath, target: StrPath,
+                           before: Optional[os.stat_result], exc: BaseException) -> None:
+    """Unmount what an interrupted :func:`idmapped_bind` attached, if it did.
+
+    It did if the target's identity changed to the source's root.  If the
+    target showed the source's root already (the same bind made twice), the
+    two cannot be told apart: the mount is left and ``exc`` says so.
+    """
+    path = os.fspath(target)
+    owned: List[OwnedFd] = []
+    try:
+        with critical:
+            try:
+                after = os.stat(target, follow_symlinks=False)
+                src = os.stat(source)
+            except OSError:
+                return  # the target or source is gone: nothing we could have attached
+            if (after.st_dev, after.st_ino) != (src.st_dev, src.st_ino):
+                return  # not attached
+            if before is not None and (before.st_dev, before.st_ino) == (src.st_dev, src.st_ino):
+                note(exc, f"idmapped_bind was interrupted; {path} showed {os.fspath(source)} "
+                          "before, so it may carry the new mount too")
+                return
+            owned.append(OwnedFd(os.open(os.path.dirname(path) or ".", os.O_PATH
+                                         | os.O_DIRECTORY | os.O_CLOEXEC), "mount parent"))
+        retrying(lambda: unmount_at(owned[0].fileno(), os.path.basename(path), path))
+    except OSError as err:
+        note(exc, f"idmapped_bind was interrupted and left {path} mounted: {err}")
+    finally:
+        with critical:
+            for fd in owned:
+                fd.close()
 
 
 # --- attaching onto fds ------------------------------------------------------------

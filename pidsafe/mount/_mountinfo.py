@@ -25,6 +25,8 @@ class MountInfo:
     options: Tuple[str, ...]
     fstype: str
     source: str
+    #: the filesystem's device (``st_dev``), from the ``major:minor`` field
+    dev: int = 0
 
 
 def _unescape(field: str) -> str:
@@ -49,9 +51,11 @@ def mountinfo() -> List[MountInfo]:
         for line in f:
             left, _, right = line.partition(" - ")
             a, b = left.split(), right.split()
+            major, _, minor = a[2].partition(":")
             out.append(MountInfo(int(a[0]), int(a[1]), _unescape(a[3]), _unescape(a[4]),
                                  tuple(a[5].split(",")), b[0] if b else "",
-                                 _unescape(b[1]) if len(b) > 1 else ""))
+                                 _unescape(b[1]) if len(b) > 1 else "",
+                                 os.makedev(int(major), int(minor))))
     return out
 
 

@@ -30,7 +30,7 @@ from typing import List, Optional, Sequence
 
 from .. import _sys
 from .._fd import OwnedFd
-from ..errors import mount_error
+from ..errors import MountError, mount_error
 from ._spec import components
 
 #: Symlinks followed per target before giving up with ELOOP (the kernel's 40).
@@ -99,6 +99,19 @@ def resolve(rootfd: int, parts: Sequence[str], rootfs: str,
     ``create`` is ``"dir"``, ``"file"`` (the last component is an empty
     file) or None (raise ``FileNotFoundError`` instead).
     """
+    try:
+        return _walk(rootfd, parts, rootfs, create)
+    except MountError:
+        raise
+    except OSError as exc:
+        # ENAMETOOLONG from a symlink's text, EACCES, ELOOP ...: a typed
+        # error naming the target, whichever lookup failed.
+        shown = rootfs + "/" + "/".join(parts)
+        raise mount_error(exc.errno or errno.EIO, f"unable to resolve {shown}",
+                          exc.filename if isinstance(exc.filename, str) else shown) from None
+
+
+def _walk(rootfd: int, parts: Sequence[str], rootfs: str, create: Optional[str]) -> Target:
     found = _resolve_existing(rootfd, parts, rootfs)
     if found is not None:
         return found

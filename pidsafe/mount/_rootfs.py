@@ -7,39 +7,106 @@ undoes them.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .. import _sys
 from .._features import features
 from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import mount_error
 from ..userns._idmap import IDMap
 from ._mount import (HasFileno, attach, clone_idmapped, mount_id_of, note, open_tree_error,
-                     set_attrs, unmount_at, userns_fileno)
+                     set_attrs, userns_fileno)
+from ._mountinfo import MountInfo, mountinfo
 from ._overlay import fs_mount, overlay_mount
 from ._resolve import resolve
 from ._spec import Mount, Plan, plan
+from ._unmount import retrying, unmount_at, unmount_identified
 
-__all__ = ["Mount", "mount_all", "unmount_all"]
+__all__ = ["Mount", "MountRecord", "Mounted", "mount_all", "unmount_all"]
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 
-# --- mount_all, unmount_all ------------------------------------------------------
+# --- what mount_all made: identities for unmount_all ------------------------------
 
-@dataclass
-class _Done:
-    parent: OwnedFd
-    name: str
+@dataclass(frozen=True)
+class MountRecord:
+    """One mount :func:`mount_all` attached, and how to find it again.
+
+    Plain values only, so a caller can store them (a container's state file)
+    and unmount from another process.
+
+    Attributes:
+        index: the mount's position in the list given to :func:`mount_all`.
+        mount: the :class:`Mount` itself.
+        target: where it was attached, inside the rootfs, symlinks resolved
+            (``"/run"``); only for messages, never resolved again.
+        mount_id: the kernel's id of the mount (``/proc/self/mountinfo``).
+        root: ``(st_dev, st_ino)`` of the mount's root, which tells the mount
+            apart from a later one that got the same (reused) id.
+    """
+
+    index: int
+    mount: Mount
+    target: str
     mount_id: int
-    shown: str
+    root: Tuple[int, int]
 
+
+@dataclass(frozen=True)
+class Mounted:
+    """What :func:`mount_all` returns: the mounts it made, in order.
+
+    Pass it to :func:`unmount_all` to unmount by identity: each mount is
+    found by its id wherever it is now, even after something in the rootfs
+    renamed a directory on its path.
+    """
+
+    rootfs: str
+    records: Tuple[MountRecord, ...]
+
+    def __iter__(self) -> Iterator[MountRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def _open_rootfs(root: str, owned: List[OwnedFd]) -> Tuple[OwnedFd, str]:
+    """An ``O_PATH`` fd of the rootfs (added to ``owned``), and its path as
+    mountinfo spells it."""
+    try:
+        with critical:  # os.open -> owned: nothing can come between
+            owned.append(OwnedFd(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
+                                 "rootfs"))
+        return owned[-1], os.readlink(f"/proc/self/fd/{owned[-1].fileno()}")
+    except OSError as exc:
+        raise mount_error(exc.errno or errno.EIO, f"unable to open the rootfs {root}",
+                          root) from None
+
+
+def _close_all(owned: Iterable[OwnedFd]) -> None:
+    with critical:
+        for fd in owned:
+            fd.close()
+
+
+# --- mount_all ---------------------------------------------------------------------
 
 def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
-               done: List[_Done]) -> None:
+               done: List[MountRecord]) -> None:
+    """Make one mount; record it in ``done`` the moment it is attached.
+
+    Runs inside ``with critical:`` (see :func:`mount_all`): every fd it
+    opens is closed on every path, and ``done`` is exact.
+    """
     m = p.mount
+    shown = rootfs + "/" + "/".join(p.target)
     if p.kind == "bind":
         if p.idmap:
             assert userns_fd is not None
@@ -61,37 +128,42 @@ def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
                 raise
     elif p.kind == "overlay":
         tree = overlay_mount(m.source, p.lowerdirs, p.params, p.attr_set,
-                             userns_fd if p.maps is not None else None,
-                             rootfs + "/" + "/".join(p.target))
+                             userns_fd if p.maps is not None else None, shown)
     else:
-        tree = fs_mount(m.type, m.source, p.params, p.attr_set, rootfs + "/" + "/".join(p.target))
+        tree = fs_mount(m.type, m.source, p.params, p.attr_set, shown)
     with tree:
-        create = "dir" if stat.S_ISDIR(os.fstat(tree.fileno()).st_mode) else "file"
+        st = os.fstat(tree.fileno())
+        create = "dir" if stat.S_ISDIR(st.st_mode) else "file"
         mount_id = mount_id_of(tree.fileno())  # move_mount() keeps the mount, and its id
         target = resolve(rootfd, p.target, rootfs, create)
         try:
             attach(tree.fileno(), target.fd.fileno(), target.shown)
-        except BaseException:
+            done.append(MountRecord(p.index, m, target.shown[len(rootfs):] or "/", mount_id,
+                                    (st.st_dev, st.st_ino)))
+        finally:
             target.close()
-            raise
-        target.fd.close()
-        done.append(_Done(target.parent, target.name, mount_id, target.shown))
         if p.propagation is not None:
             kind, recursive = p.propagation
             set_attrs(tree.fileno(), target.shown, 0, 0, recursive, kind, what="propagation")
 
 
 def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
-              userns: Optional[HasFileno] = None) -> None:
+              userns: Optional[HasFileno] = None) -> Mounted:
     """Mount each of ``mounts`` inside ``rootfs``, in order; all or nothing.
 
     Every mount is validated first: bad input raises
     :class:`InvalidMountError` before anything is mounted.  Each target is
     resolved inside ``rootfs`` by fd (symlinks cannot lead out of it) and
     created if missing.  On any error, the mounts already made are unmounted
-    in reverse order (plain ``umount2``, ``EBUSY`` retried with backoff) and
-    the error is raised; a mount that cannot be unmounted is reported in the
-    error's notes and left in place (no data is ever deleted).
+    in reverse order, each found by its identity (plain ``umount2``,
+    ``EBUSY`` retried with backoff), and the error is raised; a mount that
+    cannot be unmounted is reported in the error's notes and left in place
+    (no data is ever deleted).
+
+    Exception safety: each mount is made, and recorded, inside one critical
+    section (``pidsafe._sigsafe``), so an exception from a signal handler
+    (Ctrl-C, a ``SIGALRM`` timeout) lands between two mounts, and the
+    rollback above undoes everything made so far.
 
     Args:
         mounts: :class:`Mount` specs, in mounting order.
@@ -102,12 +174,17 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
             from :func:`pidsafe.get_userns_fd` (one per distinct pair of maps,
             closed before returning).
 
+    Returns:
+        The mounts made, with their identities: pass it to
+        :func:`unmount_all` to unmount exactly these, wherever they are now.
+
     Raises:
         InvalidMountError: a mount is malformed (nothing was done).
         MountError: a step failed (the errno's own OSError subclass too);
             everything already mounted was unmounted.
-        UnsupportedError: the kernel lacks the mount API, ``openat2`` or
-            idmapped mounts.
+        UnsupportedError: the kernel lacks the mount API, ``openat2``,
+            idmapped mounts, or (for an overlay with ``uidmap=``) overlayfs
+            layers given as fds of detached mounts.
     """
     mlist = list(mounts)
     for i, m in enumerate(mlist):
@@ -122,79 +199,176 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
     root = os.fspath(rootfs).rstrip("/") or "/"
     from ..userns._userns import get_userns_fd  # late: only for uidmap=/gidmap=
 
-    done: List[_Done] = []
+    done: List[MountRecord] = []
+    owned: List[OwnedFd] = []
     namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
     try:
-        with OwnedFd(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "rootfs") as rfd:
+        rfd, real_root = _open_rootfs(root, owned)
+        try:
             for p in plans:
                 ufd = userns_fd
                 if p.maps is not None:
                     ns = namespaces.get(p.maps)
                     if ns is None:
+                        # Blocking (a helper child): outside any critical
+                        # section; the store follows the return directly.
                         ns = namespaces[p.maps] = get_userns_fd(*p.maps)
                     ufd = ns.fileno()
-                try:
-                    _mount_one(p, rfd.fileno(), root, ufd, done)
-                except BaseException as exc:
-                    note(exc, f"while making mount {p.index} ({p.mount.type} "
-                               f"{p.mount.source!r} on {p.mount.target!r})")
-                    raise
-    except BaseException as exc:
-        for d in reversed(done):
-            try:
-                unmount_at(d.parent.fileno(), d.name, d.shown, expect_id=d.mount_id)
-            except OSError as err:
-                note(exc, f"rollback: {err}")
-            finally:
-                d.parent.close()
-        raise
+                with critical:
+                    try:
+                        _mount_one(p, rfd.fileno(), real_root, ufd, done)
+                    except BaseException as exc:
+                        note(exc, f"while making mount {p.index} ({p.mount.type} "
+                                  f"{p.mount.source!r} on {p.mount.target!r})")
+                        raise
+        except BaseException as exc:
+            _rollback(exc, done, rfd.fileno(), real_root)
+            raise
     finally:
-        for d in done:
-            d.parent.close()
-        for ns in namespaces.values():
-            ns.close()
+        _close_all([*owned, *namespaces.values()])
+    return Mounted(real_root, tuple(done))
 
 
-def unmount_all(mounts: Iterable[Mount], rootfs: StrPath) -> None:
+def _rollback(exc: BaseException, done: List[MountRecord], rootfd: int, root: str) -> None:
+    """Unmount ``done`` in reverse; what cannot be undone goes into ``exc``'s notes."""
+    for rec in reversed(done):
+        try:
+            retrying(lambda: unmount_identified(rootfd, root, rec.mount_id, rec.root,
+                                                root.rstrip("/") + rec.target))
+        except BaseException as err:  # an unmount that failed, or another signal
+            note(exc, f"rollback: {err}")
+
+
+# --- unmount_all -------------------------------------------------------------------
+
+def unmount_all(mounts: Union[Mounted, Iterable[Mount]], rootfs: Optional[StrPath] = None
+                ) -> None:
     """Unmount what :func:`mount_all` mounted, in reverse order.
 
-    Targets are resolved inside ``rootfs`` as :func:`mount_all` resolved
-    them (nothing is created); a target with nothing mounted on it is
-    skipped, so calling this twice is harmless.  Submounts under a target
-    are unmounted first.  Every target is tried; the first failure is
-    raised at the end, with the others in its notes.
+    Two ways:
+
+    * ``unmount_all(mounted)`` with what :func:`mount_all` returned (the
+      safe way): each mount is found by its identity (mount id and root),
+      wherever it is now; one that is gone already is skipped.  Nothing in
+      the rootfs can make it miss a mount: if a mount cannot be found and
+      unmounted, it raises.
+    * ``unmount_all(mounts, rootfs)`` with the :class:`Mount` list, for a
+      caller that kept nothing else: targets are resolved inside ``rootfs``
+      as :func:`mount_all` resolved them (nothing is created); a target with
+      nothing mounted on it is skipped, so calling this twice is harmless.
+      If a target has nothing mounted on it (or is gone) while a mount of
+      the same kind and name remains under ``rootfs`` (a directory on its
+      path was renamed), it raises instead of reporting success.
+
+    Submounts under a target are unmounted first.  Every mount is tried; the
+    first failure is raised at the end, with the others in its notes.
 
     Raises:
         InvalidMountError: a mount is malformed (nothing was done).
-        MountError: an unmount failed (``EBUSY`` after the retries); the
-            mount was left in place, nothing was deleted.
+        MountError: an unmount failed (``EBUSY`` after the retries), or a
+            mount could not be found where it was made; it was left in place,
+            nothing was deleted.
     """
-    mlist = list(mounts)
-    plans = [plan(i, m, True) for i, m in enumerate(mlist)]
+    if isinstance(mounts, Mounted):
+        root = os.fspath(rootfs if rootfs is not None else mounts.rootfs)
+        _unmount_records(mounts, root.rstrip("/") or "/")
+        return
+    if rootfs is None:
+        raise TypeError("unmount_all(mounts, rootfs) needs the rootfs with a list of Mount")
+    plans = [plan(i, m, True) for i, m in enumerate(list(mounts))]
     features().require("mount_api", "openat2")
     root = os.fspath(rootfs).rstrip("/") or "/"
-    first: Optional[BaseException] = None
-    with OwnedFd(os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "rootfs") as rfd:
+    errors: List[BaseException] = []
+    owned: List[OwnedFd] = []
+    try:
+        rfd, real_root = _open_rootfs(root, owned)
+        unfound: List[Plan] = []
         for p in reversed(plans):
             try:
-                target = resolve(rfd.fileno(), p.target, root, None)
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # nothing can be mounted there
+                if not retrying(lambda: _unmount_by_path(rfd.fileno(), real_root, p)):
+                    unfound.append(p)
             except OSError as exc:
-                if first is None:
-                    first = exc
-                else:
-                    note(first, f"also: {exc}")
-                continue
+                errors.append(exc)
+        errors.extend(_left_behind(unfound, real_root))
+    finally:
+        _close_all(owned)
+    _raise_first(errors)
+
+
+def _unmount_by_path(rootfd: int, root: str, p: Plan) -> bool:
+    try:
+        target = resolve(rootfd, p.target, root, None)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # nothing can be mounted there
+    try:
+        target.fd.close()  # it would keep the mount busy
+        return unmount_at(target.parent.fileno(), target.name, target.shown)
+    finally:
+        target.close()
+
+
+def _like(p: Plan, infos: List[MountInfo]) -> Callable[[MountInfo], bool]:
+    """A test for "this mount could be the one ``p`` made" (no identity known)."""
+    if p.kind != "bind":
+        source = p.mount.source or ("overlay" if p.kind == "overlay" else "")
+        return lambda m: m.fstype == p.mount.type and (not source or m.source == source)
+    # A bind's mount shows its source's filesystem and the source's path in it.
+    try:
+        real = os.path.realpath(p.mount.source)
+        fd = os.open(real, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return lambda m: True  # the source is gone: cannot tell, count every mount
+    try:
+        sid = mount_id_of(fd)
+    finally:
+        os.close(fd)
+    src = next((m for m in infos if m.mount_id == sid), None)
+    if src is None:
+        return lambda m: True
+    want = os.path.normpath(os.path.join(src.root, os.path.relpath(real, src.mountpoint)))
+    return lambda m: m.dev == src.dev and m.root == want
+
+
+def _left_behind(unfound: List[Plan], root: str) -> List[BaseException]:
+    """Errors for targets found unmounted while a mount like theirs remains."""
+    if not unfound:
+        return []
+    prefix = root.rstrip("/") + "/"
+    infos = mountinfo()
+    left = [m for m in infos if m.mountpoint.startswith(prefix)]
+    errors: List[BaseException] = []
+    for p in unfound:
+        shown = prefix + "/".join(p.target)
+        like = [m for m in left if _like(p, infos)(m)]
+        if like:
+            errors.append(mount_error(
+                errno.ENOENT, f"unable to unmount {shown}", shown,
+                f"nothing is mounted there any more, but a {like[0].fstype} mount like it "
+                f"remains at {like[0].mountpoint} (was a directory on the path renamed?); "
+                "left in place: pass what mount_all() returned to unmount_all() to unmount "
+                "by identity"))
+    return errors
+
+
+def _unmount_records(mounted: Mounted, root: str) -> None:
+    errors: List[BaseException] = []
+    owned: List[OwnedFd] = []
+    try:
+        rfd, real_root = _open_rootfs(root, owned)
+        for rec in reversed(mounted.records):
             try:
-                target.fd.close()  # it would keep the mount busy
-                unmount_at(target.parent.fileno(), target.name, target.shown)
+                retrying(lambda: unmount_identified(rfd.fileno(), real_root, rec.mount_id,
+                                                    rec.root, real_root.rstrip("/") + rec.target))
             except OSError as exc:
-                if first is None:
-                    first = exc
-                else:
-                    note(first, f"also: {exc}")
-            finally:
-                target.close()
-    if first is not None:
+                errors.append(exc)
+    finally:
+        _close_all(owned)
+    _raise_first(errors)
+
+
+def _raise_first(errors: List[BaseException]) -> None:
+    if errors:
+        first = errors[0]
+        for other in errors[1:]:
+            note(first, f"also: {other}")
         raise first

@@ -110,6 +110,21 @@ class Plan:
     lowerdirs: List[str] = field(default_factory=list)
 
 
+#: The longest file name, in bytes (limits.h); a longer target component
+#: would fail midway with ENAMETOOLONG.
+NAME_MAX = 255
+
+
+def _utf8(text: str) -> bool:
+    # fsopen() and fsconfig() take the type and option names as UTF-8: a str
+    # with surrogates (from undecodable bytes) cannot be passed at all.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def components(path: str) -> List[str]:
     return [c for c in path.split("/") if c and c != "."]
 
@@ -129,6 +144,13 @@ def plan(index: int, m: Mount, have_userns: bool) -> Plan:
     target = components(posixpath.normpath("/" + m.target))
     if not target:
         raise bad(f"target {m.target!r} is the rootfs itself")
+    for c in target:
+        if len(os.fsencode(c)) > NAME_MAX:
+            raise bad(f"target component {c[:16]!r}... is {len(os.fsencode(c))} bytes long, "
+                      f"over NAME_MAX ({NAME_MAX})")
+    if not _utf8(m.type):
+        raise bad(f"type {m.type!r} is not valid UTF-8 (the kernel names filesystem types "
+                  "in UTF-8)")
     opts = m.options
     is_bind = m.type == "bind" or "bind" in opts or "rbind" in opts
     kind = "bind" if is_bind else "overlay" if m.type == "overlay" else "fs"
@@ -142,6 +164,8 @@ def plan(index: int, m: Mount, have_userns: bool) -> Plan:
         key, eq, value = o.partition("=")
         if "\0" in o:
             raise bad(f"option {o!r} contains a NUL byte")
+        if not _utf8(key):
+            raise bad(f"option {o!r}: its name is not valid UTF-8")
         if key in ("uidmap", "gidmap") and eq:
             if key in maps:
                 raise bad(f"{key}= given twice")

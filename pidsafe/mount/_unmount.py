@@ -2,6 +2,24 @@
 
 Never ``MNT_DETACH``, never anything that deletes files: a mount that stays
 busy is reported and left in place.
+
+Two ways to find what to unmount:
+
+* :func:`unmount_at`: whatever is mounted on ``name`` in a directory fd
+  (optionally checked against an expected mount id);
+* :func:`unmount_identified`: one mount, by the identity recorded when it
+  was attached (its mount id, plus the device and inode of its root, which
+  tell a reused id apart).  Where it is now is read from
+  ``/proc/self/mountinfo`` (the kernel keeps a mount's path current when a
+  directory on it is renamed), resolved beneath the rootfs fd without
+  following symlinks, and checked to be that mount again before the
+  ``umount2()``; afterwards the id must be gone.  A rename in the rootfs
+  therefore cannot make pidsafe miss the mount, nor report it gone while it
+  is attached.
+
+Each attempt is one short, non-blocking pass meant to run inside
+``with critical:``; :func:`retrying` sleeps between ``EBUSY`` attempts,
+outside any critical section.
 """
 
 from __future__ import annotations
@@ -9,58 +27,91 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import _sys
-from ..errors import mount_error
+from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import MountError, mount_error
 from ._mountinfo import MountInfo, mount_id_of, mountinfo
 
 #: Delays between the tries of an unmount that keeps failing with EBUSY.
 UNMOUNT_BACKOFF: Tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
 
+#: How often a mount found by identity may move under us before we give up.
+MAX_MOVES = 16
+
+_BENEATH = _sys.RESOLVE_BENEATH | _sys.RESOLVE_NO_SYMLINKS | _sys.RESOLVE_NO_MAGICLINKS
+
 
 def open_beneath(dirfd: int, path: str) -> int:
+    """An ``O_PATH`` fd of ``path`` beneath ``dirfd``, following no symlink."""
     return _sys.openat2(dirfd, path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        resolve=_sys.RESOLVE_BENEATH | _sys.RESOLVE_NO_SYMLINKS
-                        | _sys.RESOLVE_NO_MAGICLINKS)
+                        resolve=_BENEATH)
 
 
-def _umount_retrying(parent_fd: int, name: str, shown: str) -> None:
+class _Busy(Exception):
+    """One attempt met EBUSY: :func:`retrying` tries again later."""
+
+    def __init__(self, err: OSError, shown: str) -> None:
+        super().__init__(shown)
+        self.err = err
+        self.shown = shown
+
+
+def _umount_once(parent_fd: int, name: str, shown: str) -> None:
     # "/proc/self/fd/N/name": the magic link pins the parent directory
     # exactly, and UMOUNT_NOFOLLOW keeps `name` from being a symlink.  An
     # O_PATH fd on the mount itself would keep it busy, so we hold none.
-    path = f"/proc/self/fd/{parent_fd}/{name}"
+    try:
+        _sys.umount2(f"/proc/self/fd/{parent_fd}/{name}", _sys.UMOUNT_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise _Busy(exc, shown) from None
+        raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown) from None
+
+
+def retrying(attempt: Callable[[], bool]) -> bool:
+    """Run ``attempt`` (one pass) in a critical section until it is not busy.
+
+    ``EBUSY`` is retried after each delay of :data:`UNMOUNT_BACKOFF`, the
+    sleeps outside the section, then raised as a :class:`MountError`.
+
+    Raises:
+        MountError: ``EBUSY`` after every try (nothing was deleted), or what
+            the attempt raised.
+    """
     for delay in UNMOUNT_BACKOFF + (None,):
         try:
-            _sys.umount2(path, _sys.UMOUNT_NOFOLLOW)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or delay is None:
-                hint = ""
-                if exc.errno == errno.EBUSY:
-                    hint = (f"still in use after {len(UNMOUNT_BACKOFF) + 1} tries; left "
-                            "mounted, nothing deleted")
-                raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}",
-                                  shown, hint) from None
+            with critical:
+                return attempt()
+        except _Busy as busy:
+            if delay is None:
+                raise mount_error(errno.EBUSY, f"unable to unmount {busy.shown}", busy.shown,
+                                  f"still in use after {len(UNMOUNT_BACKOFF) + 1} tries; left "
+                                  "mounted, nothing deleted") from None
         time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int] = None) -> bool:
+def unmount_at(parent_fd: int, name: str, shown: str,
+               expect_id: Optional[int] = None) -> bool:
     """Unmount the mount on ``name`` in ``parent_fd``, and everything under it.
 
     Submounts (an rbind's, or mounts made later inside it) are unmounted
     first, deepest first, each found by a lookup that stays beneath the
-    mount and follows no symlink.  Plain ``umount2()`` only: ``EBUSY`` is
-    retried with backoff (:data:`UNMOUNT_BACKOFF`) and then raised; no file
+    mount and follows no symlink.  Plain ``umount2()`` only, one pass: a
+    busy mount raises at once (wrap in :func:`retrying` to retry); no file
     is ever deleted.
 
     Returns:
-        False if nothing is mounted there (or the mount is not
-        ``expect_id``'s and ``expect_id`` is gone), True once unmounted.
+        False if nothing is mounted there (or the mount there is not
+        ``expect_id`` and that one is gone), True once unmounted.
 
     Raises:
-        MountError: an unmount failed (``EBUSY`` after the retries), or the
-            mount there is not ``expect_id`` while ``expect_id`` still exists.
+        MountError: an unmount failed, or the mount there is not
+            ``expect_id`` while ``expect_id`` still exists.
+        _Busy: ``EBUSY`` (only through :func:`retrying`).
     """
     try:
         fd = open_beneath(parent_fd, name)
@@ -82,30 +133,98 @@ def unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int] =
                           f"(id {expect_id}); left both in place")
     top = by_id.get(top_id)
     if top is not None:
-        kids: Dict[int, List[MountInfo]] = {}
-        for m in infos:
-            kids.setdefault(m.parent_id, []).append(m)
-        order: List[Tuple[int, int, MountInfo]] = []
-        stack = [(top_id, 0)]
-        while stack:
-            mid, depth = stack.pop()
-            for pos, child in enumerate(kids.get(mid, [])):
-                if child.mount_id != mid:
-                    order.append((depth + 1, pos, child))
-                    stack.append((child.mount_id, depth + 1))
-        # Deepest first; among siblings the later (upper) mount first.
-        order.sort(key=lambda t: (-t[0], -t[1]))
-        base = os.path.dirname(top.mountpoint)
-        for _, _, child in order:
-            rel = os.path.relpath(child.mountpoint, base)
-            if rel.startswith(".."):
-                continue  # not reachable beneath this mount: not ours to touch
-            sub_dir, sub_name = os.path.split(rel)
-            sub_fd = open_beneath(parent_fd, sub_dir) if sub_dir else os.dup(parent_fd)
-            try:
-                _umount_retrying(sub_fd, sub_name, os.path.join(shown, os.path.relpath(
-                    child.mountpoint, top.mountpoint)))
-            finally:
-                os.close(sub_fd)
-    _umount_retrying(parent_fd, name, shown)
+        _unmount_submounts(parent_fd, top, infos, shown)
+    _umount_once(parent_fd, name, shown)
     return True
+
+
+def _unmount_submounts(parent_fd: int, top: MountInfo, infos: List[MountInfo],
+                       shown: str) -> None:
+    kids: Dict[int, List[MountInfo]] = {}
+    for m in infos:
+        kids.setdefault(m.parent_id, []).append(m)
+    order: List[Tuple[int, int, MountInfo]] = []
+    stack = [(top.mount_id, 0)]
+    while stack:
+        mid, depth = stack.pop()
+        for pos, child in enumerate(kids.get(mid, [])):
+            if child.mount_id != mid:
+                order.append((depth + 1, pos, child))
+                stack.append((child.mount_id, depth + 1))
+    # Deepest first; among siblings the later (upper) mount first.
+    order.sort(key=lambda t: (-t[0], -t[1]))
+    base = os.path.dirname(top.mountpoint)
+    for _, _, child in order:
+        rel = os.path.relpath(child.mountpoint, base)
+        if rel.startswith(".."):
+            continue  # not reachable beneath this mount: not ours to touch
+        sub_dir, sub_name = os.path.split(rel)
+        with OwnedFd(open_beneath(parent_fd, sub_dir) if sub_dir else os.dup(parent_fd),
+                     "mount parent") as sub:
+            _umount_once(sub.fileno(), sub_name, os.path.join(shown, os.path.relpath(
+                child.mountpoint, top.mountpoint)))
+
+
+def unmount_identified(rootfd: int, root: str, mount_id: int, ident: Tuple[int, int],
+                       shown: str) -> bool:
+    """Unmount the mount ``mount_id`` (root ``ident``) found beneath ``rootfd``.
+
+    ``root`` is the rootfs's path as mountinfo spells it (the readlink of
+    its fd); ``shown`` the target as it was when attached, for messages.
+    One pass (see the module docstring); run through :func:`retrying`.
+
+    Returns:
+        False if that mount is gone already, True once unmounted.
+
+    Raises:
+        MountError: it is now outside the rootfs, covered by another mount,
+            keeps moving, or its unmount failed; it was left in place.
+    """
+    for _ in range(MAX_MOVES):
+        info = next((m for m in mountinfo() if m.mount_id == mount_id), None)
+        if info is None:
+            return False
+        where = shown if info.mountpoint == shown else f"{shown} (now at {info.mountpoint})"
+        rel = os.path.relpath(info.mountpoint, root)
+        if rel == "." or rel.startswith("../") or rel == "..":
+            if info.dev != ident[0]:
+                # Its id was reused by a mount of another filesystem: ours is
+                # gone.  (Only a hint, where we cannot look at the mount's
+                # root: mountinfo's device is the superblock's, which is not
+                # always the st_dev its root shows, e.g. on btrfs.)
+                return False
+            raise mount_error(errno.EXDEV, f"unable to unmount {where}", info.mountpoint,
+                              f"mount id {mount_id} is no longer beneath the rootfs {root}; "
+                              "left in place")
+        parent_rel, name = os.path.split(rel)
+        try:
+            parent = OwnedFd(_sys.openat2(rootfd, parent_rel or ".", os.O_PATH | os.O_DIRECTORY
+                                          | os.O_CLOEXEC, resolve=_BENEATH), "mount parent")
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+                continue  # moved while we looked: read mountinfo again
+            raise mount_error(exc.errno or errno.EIO, f"unable to unmount {where}",
+                              info.mountpoint) from None
+        with parent:
+            try:
+                top = OwnedFd(open_beneath(parent.fileno(), name), "mount")
+            except OSError:
+                continue  # moved while we looked
+            with top:
+                top_id = mount_id_of(top.fileno())
+                st = os.fstat(top.fileno())
+            if top_id == mount_id and (st.st_dev, st.st_ino) != ident:
+                return False  # the id was reused by another mount: ours is gone
+            done = unmount_at(parent.fileno(), name, where, mount_id)
+        gone = not any(m.mount_id == mount_id for m in mountinfo())
+        if gone:
+            return done
+        # Still attached: it moved before umount2(), or something else was
+        # swapped in under the name in between.  Look for it again.
+    raise mount_error(errno.EAGAIN, f"unable to unmount {shown}", shown,
+                      f"mount id {mount_id} kept moving while pidsafe looked it up "
+                      f"({MAX_MOVES} tries); left in place")
+
+
+__all__ = ["MountError", "UNMOUNT_BACKOFF", "open_beneath", "retrying", "unmount_at",
+           "unmount_identified"]
