@@ -126,9 +126,14 @@ class _Critical:
     def __enter__(self) -> None:
         if threading.get_ident() != _state.main_ident:
             return
-        _state.depth += 1
-        if _state.depth == 1:
+        if _state.depth == 0:
+            # Divert first, count after: a handler that raises while
+            # _divert() runs (for a signal not diverted yet) leaves the depth
+            # at 0, and what was diverted already heals itself in _record.
+            # Counted first, the depth would stay 1 for ever and no later
+            # section would divert anything.
             _divert()
+        _state.depth += 1
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
