@@ -13,7 +13,7 @@ import gc
 import os
 import time
 from subprocess import PIPE
-from typing import Any, Callable, Dict, Iterator, List, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import pytest
 
@@ -134,9 +134,19 @@ class Snapshot:
 
 
 @contextlib.contextmanager
-def leak_check(what: str) -> Iterator[None]:
-    """Fail naming ``what`` if the block leaves an fd, a child or a mount."""
-    snap = Snapshot()
+def leak_check(what: str, *, mounts_under: Optional[str] = None) -> Iterator[None]:
+    """Fail naming ``what`` if the block leaves an fd, a child or a mount.
+
+    ``mounts_under`` limits the mounts watched to those at or below that
+    path (other xdist workers mount and unmount meanwhile in the same mount
+    namespace); by default every mount is watched.
+    """
+    def relevant(points: Set[str]) -> Set[str]:
+        if mounts_under is None:
+            return points
+        return {p for p in points if p == mounts_under or p.startswith(mounts_under + "/")}
+
+    snap = Snapshot(relevant)
     yield
     problems = snap.leaks()
     if problems:

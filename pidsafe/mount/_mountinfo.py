@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import List, Tuple, Union
 
+from .. import _sys
+
 StrPath = Union[str, "os.PathLike[str]"]
 
 
@@ -97,3 +99,65 @@ def is_idmapped(path: StrPath) -> bool:
         return any(m.mount_id == mid and "idmapped" in m.options for m in mountinfo())
     except (OSError, ValueError):
         return False
+
+
+# --- identities that survive renames, and tell reused ids apart --------------------
+
+_unique_supported: List[bool] = []   # [] until known
+
+
+def unique_id_of(fd: int) -> int:
+    """The never-reused id of the mount ``fd`` is on (``STATX_MNT_ID_UNIQUE``,
+    Linux 6.8), or 0 where the kernel does not report it.
+
+    Raises:
+        OSError: statx(2) failed for another reason.
+    """
+    if _unique_supported == [False]:
+        return 0
+    try:
+        uid = _sys.mnt_id_unique(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        _unique_supported[:] = [False]
+        return 0
+    _unique_supported[:] = [True]
+    return uid
+
+
+@dataclass(frozen=True)
+class MountIdentity:
+    """Which mount: mountinfo's id, plus what tells a reused id apart.
+
+    Attributes:
+        mount_id: the id in ``/proc/self/mountinfo``; the kernel reuses it
+            once the mount is gone.
+        unique_id: the never-reused id (0 where the kernel lacks it).
+        root: ``(st_dev, st_ino)`` of the mount's root, the weaker check
+            used without ``unique_id`` (a new tmpfs can get a freed device
+            number, and its root is always inode 1 or 2).
+    """
+
+    mount_id: int
+    unique_id: int
+    root: Tuple[int, int]
+
+    @classmethod
+    def of(cls, fd: int) -> "MountIdentity":
+        """The identity of the mount whose root ``fd`` is.
+
+        Raises:
+            OSError: fstat, fdinfo or statx failed.
+        """
+        st = os.fstat(fd)
+        return cls(mount_id_of(fd), unique_id_of(fd), (st.st_dev, st.st_ino))
+
+    def is_mount_of(self, fd: int) -> bool:
+        """Whether ``fd`` (the root of a mount) is on this mount."""
+        if mount_id_of(fd) != self.mount_id:
+            return False
+        if self.unique_id:
+            return unique_id_of(fd) == self.unique_id
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == self.root

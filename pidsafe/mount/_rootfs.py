@@ -17,11 +17,11 @@ from .. import _sys
 from .._features import features
 from .._fd import OwnedFd
 from .._sigsafe import critical
-from ..errors import mount_error
+from ..errors import Error, mount_error
 from ..userns._idmap import IDMap
 from ._mount import (HasFileno, attach, clone_idmapped, mount_id_of, note, open_tree_error,
                      set_attrs, userns_fileno)
-from ._mountinfo import MountInfo, mountinfo
+from ._mountinfo import MountIdentity, MountInfo, mountinfo
 from ._overlay import fs_mount, overlay_mount
 from ._resolve import resolve
 from ._spec import Mount, Plan, plan
@@ -46,16 +46,26 @@ class MountRecord:
         mount: the :class:`Mount` itself.
         target: where it was attached, inside the rootfs, symlinks resolved
             (``"/run"``); only for messages, never resolved again.
-        mount_id: the kernel's id of the mount (``/proc/self/mountinfo``).
-        root: ``(st_dev, st_ino)`` of the mount's root, which tells the mount
-            apart from a later one that got the same (reused) id.
+        mount_id: the kernel's id of the mount (``/proc/self/mountinfo``),
+            which it reuses once the mount is gone.
+        unique_id: the never-reused id (``statx(STATX_MNT_ID_UNIQUE)``,
+            Linux 6.8; 0 where the kernel lacks it), which tells the mount
+            apart from a later one that got the same ``mount_id``.
+        root: ``(st_dev, st_ino)`` of the mount's root, the weaker check
+            used where ``unique_id`` is 0.
     """
 
     index: int
     mount: Mount
     target: str
     mount_id: int
+    unique_id: int
     root: Tuple[int, int]
+
+    @property
+    def identity(self) -> MountIdentity:
+        """The identity :func:`unmount_all` looks for."""
+        return MountIdentity(self.mount_id, self.unique_id, self.root)
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,21 @@ def _close_all(owned: Iterable[OwnedFd]) -> None:
             fd.close()
 
 
+def _close_last(owned: List[OwnedFd]) -> None:
+    """Close and forget ``owned``: the last step of a successful call.
+
+    A ``finally: _close_all(owned)`` alone would leave a window on the
+    success path: a signal handler raising on entry to ``_close_all`` (before
+    its section diverts anything) would leak the fds.  So the success path
+    closes in its own section, and the ``finally`` only cleans up (``if
+    owned:``, which checks for no signal) after an exception.
+    """
+    with critical:
+        for fd in owned:
+            fd.close()
+        owned.clear()
+
+
 # --- mount_all ---------------------------------------------------------------------
 
 def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
@@ -132,14 +157,17 @@ def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
     else:
         tree = fs_mount(m.type, m.source, p.params, p.attr_set, shown)
     with tree:
-        st = os.fstat(tree.fileno())
-        create = "dir" if stat.S_ISDIR(st.st_mode) else "file"
-        mount_id = mount_id_of(tree.fileno())  # move_mount() keeps the mount, and its id
+        try:
+            create = "dir" if stat.S_ISDIR(os.fstat(tree.fileno()).st_mode) else "file"
+            ident = MountIdentity.of(tree.fileno())  # move_mount() keeps the mount, its ids
+        except OSError as exc:
+            raise mount_error(exc.errno or errno.EIO, f"unable to identify the new mount for "
+                              f"{shown}", shown) from None
         target = resolve(rootfd, p.target, rootfs, create)
         try:
             attach(tree.fileno(), target.fd.fileno(), target.shown)
-            done.append(MountRecord(p.index, m, target.shown[len(rootfs):] or "/", mount_id,
-                                    (st.st_dev, st.st_ino)))
+            done.append(MountRecord(p.index, m, target.shown[len(rootfs.rstrip("/")):],
+                                    ident.mount_id, ident.unique_id, ident.root))
         finally:
             target.close()
         if p.propagation is not None:
@@ -202,9 +230,10 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
     done: List[MountRecord] = []
     owned: List[OwnedFd] = []
     namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
+    finished = False
     try:
-        rfd, real_root = _open_rootfs(root, owned)
         try:
+            rfd, real_root = _open_rootfs(root, owned)
             for p in plans:
                 ufd = userns_fd
                 if p.maps is not None:
@@ -212,7 +241,15 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
                     if ns is None:
                         # Blocking (a helper child): outside any critical
                         # section; the store follows the return directly.
-                        ns = namespaces[p.maps] = get_userns_fd(*p.maps)
+                        try:
+                            ns = namespaces[p.maps] = get_userns_fd(*p.maps)
+                        except OSError as exc:
+                            if isinstance(exc, Error):
+                                raise
+                            shown = real_root.rstrip("/") + "/" + "/".join(p.target)
+                            raise mount_error(exc.errno or errno.EIO, "unable to create a user "
+                                              f"namespace for the maps of {shown}", shown,
+                                              str(exc)) from None
                     ufd = ns.fileno()
                 with critical:
                     try:
@@ -221,22 +258,44 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
                         note(exc, f"while making mount {p.index} ({p.mount.type} "
                                   f"{p.mount.source!r} on {p.mount.target!r})")
                         raise
+            # The last section: a signal that arrives in it lands at its end,
+            # still inside this try (rollback); after it nothing in this
+            # function checks for signals before the caller has the result.
+            with critical:
+                for fd in [*owned, *namespaces.values()]:
+                    fd.close()
+                result = Mounted(real_root, tuple(done))
+                finished = True
         except BaseException as exc:
-            _rollback(exc, done, rfd.fileno(), real_root)
+            if done:
+                _rollback(exc, done, root)
             raise
     finally:
-        _close_all([*owned, *namespaces.values()])
-    return Mounted(real_root, tuple(done))
+        if not finished:
+            _close_all([*owned, *namespaces.values()])
+    return result
 
 
-def _rollback(exc: BaseException, done: List[MountRecord], rootfd: int, root: str) -> None:
-    """Unmount ``done`` in reverse; what cannot be undone goes into ``exc``'s notes."""
-    for rec in reversed(done):
-        try:
-            retrying(lambda: unmount_identified(rootfd, root, rec.mount_id, rec.root,
-                                                root.rstrip("/") + rec.target))
-        except BaseException as err:  # an unmount that failed, or another signal
-            note(exc, f"rollback: {err}")
+def _rollback(exc: BaseException, done: List[MountRecord], root: str) -> None:
+    """Unmount ``done`` in reverse; what cannot be undone goes into ``exc``'s notes.
+
+    With a rootfs fd of its own: the one :func:`mount_all` used may be
+    closed already.
+    """
+    owned: List[OwnedFd] = []
+    try:
+        rfd, real_root = _open_rootfs(root, owned)
+        for rec in reversed(done):
+            try:
+                retrying(lambda: unmount_identified(rfd.fileno(), real_root, rec.identity,
+                                                    real_root.rstrip("/") + rec.target))
+            except BaseException as err:  # an unmount that failed, or another signal
+                note(exc, f"rollback: {err}")
+    except BaseException as err:
+        note(exc, f"rollback: {err}; left mounted: "
+                  + ", ".join(root.rstrip("/") + rec.target for rec in done))
+    finally:
+        _close_all(owned)
 
 
 # --- unmount_all -------------------------------------------------------------------
@@ -290,8 +349,10 @@ def unmount_all(mounts: Union[Mounted, Iterable[Mount]], rootfs: Optional[StrPat
             except OSError as exc:
                 errors.append(exc)
         errors.extend(_left_behind(unfound, real_root))
+        _close_last(owned)
     finally:
-        _close_all(owned)
+        if owned:  # only when something raised before _close_last()
+            _close_all(owned)
     _raise_first(errors)
 
 
@@ -357,12 +418,14 @@ def _unmount_records(mounted: Mounted, root: str) -> None:
         rfd, real_root = _open_rootfs(root, owned)
         for rec in reversed(mounted.records):
             try:
-                retrying(lambda: unmount_identified(rfd.fileno(), real_root, rec.mount_id,
-                                                    rec.root, real_root.rstrip("/") + rec.target))
+                retrying(lambda: unmount_identified(rfd.fileno(), real_root, rec.identity,
+                                                    real_root.rstrip("/") + rec.target))
             except OSError as exc:
                 errors.append(exc)
+        _close_last(owned)
     finally:
-        _close_all(owned)
+        if owned:  # only when something raised before _close_last()
+            _close_all(owned)
     _raise_first(errors)
 
 

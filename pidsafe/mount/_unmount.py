@@ -33,13 +33,16 @@ from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import MountError, mount_error
-from ._mountinfo import MountInfo, mount_id_of, mountinfo
+from ._mountinfo import MountIdentity, MountInfo, mount_id_of, mountinfo
 
 #: Delays between the tries of an unmount that keeps failing with EBUSY.
 UNMOUNT_BACKOFF: Tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 #: How often a mount found by identity may move under us before we give up.
 MAX_MOVES = 16
+
+#: What a lookup gives when the path changed under it.
+_MOVED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV)
 
 _BENEATH = _sys.RESOLVE_BENEATH | _sys.RESOLVE_NO_SYMLINKS | _sys.RESOLVE_NO_MAGICLINKS
 
@@ -114,6 +117,15 @@ def unmount_at(parent_fd: int, name: str, shown: str,
         _Busy: ``EBUSY`` (only through :func:`retrying`).
     """
     try:
+        return _unmount_at(parent_fd, name, shown, expect_id)
+    except (MountError, _Busy):
+        raise
+    except OSError as exc:
+        raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown) from None
+
+
+def _unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int]) -> bool:
+    try:
         fd = open_beneath(parent_fd, name)
     except FileNotFoundError:
         return False
@@ -165,9 +177,8 @@ def _unmount_submounts(parent_fd: int, top: MountInfo, infos: List[MountInfo],
                 child.mountpoint, top.mountpoint)))
 
 
-def unmount_identified(rootfd: int, root: str, mount_id: int, ident: Tuple[int, int],
-                       shown: str) -> bool:
-    """Unmount the mount ``mount_id`` (root ``ident``) found beneath ``rootfd``.
+def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str) -> bool:
+    """Unmount the mount ``ident`` wherever it is now beneath ``rootfd``.
 
     ``root`` is the rootfs's path as mountinfo spells it (the readlink of
     its fd); ``shown`` the target as it was when attached, for messages.
@@ -180,50 +191,61 @@ def unmount_identified(rootfd: int, root: str, mount_id: int, ident: Tuple[int, 
         MountError: it is now outside the rootfs, covered by another mount,
             keeps moving, or its unmount failed; it was left in place.
     """
+    unmounted = False
     for _ in range(MAX_MOVES):
-        info = next((m for m in mountinfo() if m.mount_id == mount_id), None)
+        info = next((m for m in mountinfo() if m.mount_id == ident.mount_id), None)
         if info is None:
-            return False
+            return unmounted
         where = shown if info.mountpoint == shown else f"{shown} (now at {info.mountpoint})"
         rel = os.path.relpath(info.mountpoint, root)
         if rel == "." or rel.startswith("../") or rel == "..":
-            if info.dev != ident[0]:
-                # Its id was reused by a mount of another filesystem: ours is
-                # gone.  (Only a hint, where we cannot look at the mount's
-                # root: mountinfo's device is the superblock's, which is not
-                # always the st_dev its root shows, e.g. on btrfs.)
-                return False
+            if not _is_it(info.mountpoint, ident):
+                return unmounted  # the id was reused: ours is gone
             raise mount_error(errno.EXDEV, f"unable to unmount {where}", info.mountpoint,
-                              f"mount id {mount_id} is no longer beneath the rootfs {root}; "
-                              "left in place")
+                              f"mount id {ident.mount_id} is no longer beneath the rootfs "
+                              f"{root}; left in place")
         parent_rel, name = os.path.split(rel)
         try:
             parent = OwnedFd(_sys.openat2(rootfd, parent_rel or ".", os.O_PATH | os.O_DIRECTORY
                                           | os.O_CLOEXEC, resolve=_BENEATH), "mount parent")
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+            if exc.errno in _MOVED:
                 continue  # moved while we looked: read mountinfo again
             raise mount_error(exc.errno or errno.EIO, f"unable to unmount {where}",
                               info.mountpoint) from None
         with parent:
             try:
                 top = OwnedFd(open_beneath(parent.fileno(), name), "mount")
-            except OSError:
-                continue  # moved while we looked
+            except OSError as exc:
+                if exc.errno in _MOVED:
+                    continue  # moved while we looked
+                raise mount_error(exc.errno or errno.EIO, f"unable to unmount {where}",
+                                  info.mountpoint) from None
             with top:
-                top_id = mount_id_of(top.fileno())
-                st = os.fstat(top.fileno())
-            if top_id == mount_id and (st.st_dev, st.st_ino) != ident:
-                return False  # the id was reused by another mount: ours is gone
-            done = unmount_at(parent.fileno(), name, where, mount_id)
-        gone = not any(m.mount_id == mount_id for m in mountinfo())
-        if gone:
-            return done
-        # Still attached: it moved before umount2(), or something else was
-        # swapped in under the name in between.  Look for it again.
+                try:
+                    reused = (mount_id_of(top.fileno()) == ident.mount_id
+                              and not ident.is_mount_of(top.fileno()))
+                except OSError as exc:
+                    raise mount_error(exc.errno or errno.EIO, f"unable to unmount {where}",
+                                      info.mountpoint) from None
+            if reused:
+                return unmounted  # the id was reused by another mount: ours is gone
+            unmounted = unmount_at(parent.fileno(), name, where, ident.mount_id) or unmounted
+        # Still attached (the same id, and not reused)?  Then it moved before
+        # umount2(), or something else was swapped in under the name in
+        # between: look for it again.
     raise mount_error(errno.EAGAIN, f"unable to unmount {shown}", shown,
-                      f"mount id {mount_id} kept moving while pidsafe looked it up "
+                      f"mount id {ident.mount_id} kept moving while pidsafe looked it up "
                       f"({MAX_MOVES} tries); left in place")
+
+
+def _is_it(path: str, ident: MountIdentity) -> bool:
+    """Whether the mount on ``path`` (outside the rootfs: looked at only) is ``ident``."""
+    try:
+        with OwnedFd(os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC), "mount") as fd:
+            return ident.is_mount_of(fd.fileno())
+    except OSError:
+        return True  # cannot tell: say it may be ours
 
 
 __all__ = ["MountError", "UNMOUNT_BACKOFF", "open_beneath", "retrying", "unmount_at",
