@@ -12,7 +12,7 @@ from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, Moun
                      ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedError)
 from .mount._mount import idmapped_bind
-from .mount._rootfs import mount_all, unmount_all
+from .mount._rootfs import Mounted, MountRecord, mount_all, unmount_all
 from .mount._spec import Mount
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
@@ -36,6 +36,8 @@ __all__ = [
     "InvalidMountError",
     "Mount",
     "MountError",
+    "MountRecord",
+    "Mounted",
     "Namespace",
     "OwnedFd",
     "PIPE",

@@ -30,9 +30,6 @@ _FEATURES: Dict[str, Tuple[str, str]] = {
     "mount_setattr_idmap": ("mount_setattr(2) with MOUNT_ATTR_IDMAP", "5.12"),
     "openat2": ("openat2(2) with RESOLVE_IN_ROOT", "5.6"),
     "pidfd_info_exit": ("ioctl(PIDFD_GET_INFO) with PIDFD_INFO_EXIT", "6.15"),
-    # Probed by pidsafe.mount._overlay when first needed (it mounts), not here.
-    "overlay_layer_fds": ("overlayfs layers given as fds of detached mounts "
-                          "(fsconfig FSCONFIG_SET_FD, lowerdir+)", "6.15"),
 }
 
 #: What spawn() and Process cannot work without.

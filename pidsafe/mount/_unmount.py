@@ -53,13 +53,14 @@ def open_beneath(dirfd: int, path: str) -> int:
                         resolve=_BENEATH)
 
 
-class _Busy(Exception):
-    """One attempt met EBUSY: :func:`retrying` tries again later."""
+#: Marks the MountError of one attempt that met EBUSY: retrying() tries again.
+_RETRY = "_pidsafe_retry_busy"
 
-    def __init__(self, err: OSError, shown: str) -> None:
-        super().__init__(shown)
-        self.err = err
-        self.shown = shown
+
+def _busy(shown: str) -> MountError:
+    exc = mount_error(errno.EBUSY, f"unable to unmount {shown}", shown)
+    setattr(exc, _RETRY, True)
+    return exc
 
 
 def _umount_once(parent_fd: int, name: str, shown: str) -> None:
@@ -70,7 +71,7 @@ def _umount_once(parent_fd: int, name: str, shown: str) -> None:
         _sys.umount2(f"/proc/self/fd/{parent_fd}/{name}", _sys.UMOUNT_NOFOLLOW)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
-            raise _Busy(exc, shown) from None
+            raise _busy(shown) from None
         raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown) from None
 
 
@@ -88,9 +89,11 @@ def retrying(attempt: Callable[[], bool]) -> bool:
         try:
             with critical:
                 return attempt()
-        except _Busy as busy:
+        except MountError as busy:
+            if not getattr(busy, _RETRY, False):
+                raise
             if delay is None:
-                raise mount_error(errno.EBUSY, f"unable to unmount {busy.shown}", busy.shown,
+                raise mount_error(errno.EBUSY, f"unable to unmount {busy.path}", busy.path,
                                   f"still in use after {len(UNMOUNT_BACKOFF) + 1} tries; left "
                                   "mounted, nothing deleted") from None
         time.sleep(delay)
@@ -114,11 +117,10 @@ def unmount_at(parent_fd: int, name: str, shown: str,
     Raises:
         MountError: an unmount failed, or the mount there is not
             ``expect_id`` while ``expect_id`` still exists.
-        _Busy: ``EBUSY`` (only through :func:`retrying`).
     """
     try:
         return _unmount_at(parent_fd, name, shown, expect_id)
-    except (MountError, _Busy):
+    except MountError:
         raise
     except OSError as exc:
         raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown) from None
