@@ -12,7 +12,9 @@ from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, Moun
                      ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedError)
 from .mount._mount import idmapped_bind
-from .mount._rootfs import Mounted, MountRecord, mount_all, unmount_all
+from .mount._mounted import MountRecord, Mounted
+from .mount._rootfs import mount_all
+from .mount._unmount_all import unmount_all
 from .mount._spec import Mount
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn

@@ -6,7 +6,9 @@ Public names (re-exported by :mod:`pidsafe`): :func:`idmapped_bind`,
 """
 
 from ._mount import idmapped_bind
-from ._rootfs import MountRecord, Mounted, mount_all, unmount_all
+from ._mounted import MountRecord, Mounted
+from ._rootfs import mount_all
+from ._unmount_all import unmount_all
 from ._spec import Mount
 
 __all__ = ["Mount", "MountRecord", "Mounted", "idmapped_bind", "mount_all", "unmount_all"]

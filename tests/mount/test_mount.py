@@ -14,9 +14,8 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import List
 
 import pytest
 
