@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import List, Tuple, Union
 
 from .. import _sys
+from .._sigsafe import critical
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -70,17 +71,30 @@ def mount_id_of(fd: int) -> int:
     raise OSError(errno.ENOTSUP, f"/proc/self/fdinfo/{fd} has no mnt_id")
 
 
+def mount_id_of_path(path: StrPath) -> int:
+    """The id of the mount holding ``path`` (symlinks followed).
+
+    The fd it opens lives inside a critical section: no signal handler can
+    leak it.
+
+    Raises:
+        OSError: ``path`` cannot be opened.
+    """
+    with critical:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            return mount_id_of(fd)
+        finally:
+            os.close(fd)
+
+
 def describe_fs(path: StrPath) -> str:
     """``"ext4 (/dev/vda, mounted at /)"`` for the mount holding ``path``.
 
     Only for error messages: never raises, says ``"unknown"`` instead.
     """
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        try:
-            mid = mount_id_of(fd)
-        finally:
-            os.close(fd)
+        mid = mount_id_of_path(path)
         for m in mountinfo():
             if m.mount_id == mid:
                 return f"{m.fstype} ({m.source}, mounted at {m.mountpoint})"
@@ -90,12 +104,9 @@ def describe_fs(path: StrPath) -> str:
 
 
 def is_idmapped(path: StrPath) -> bool:
+    """Whether the mount holding ``path`` is idmapped (False if unknown)."""
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        try:
-            mid = mount_id_of(fd)
-        finally:
-            os.close(fd)
+        mid = mount_id_of_path(path)
         return any(m.mount_id == mid and "idmapped" in m.options for m in mountinfo())
     except (OSError, ValueError):
         return False

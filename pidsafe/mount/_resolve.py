@@ -85,7 +85,13 @@ def _resolve_existing(rootfd: int, parts: Sequence[str], rootfs: str) -> Optiona
     except BaseException:
         parent.close()
         raise
-    if stat.S_ISLNK(os.fstat(fd.fileno()).st_mode):
+    try:
+        link = stat.S_ISLNK(os.fstat(fd.fileno()).st_mode)
+    except BaseException:
+        fd.close()
+        parent.close()
+        raise
+    if link:
         fd.close()
         parent.close()
         return None

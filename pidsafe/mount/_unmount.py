@@ -8,8 +8,9 @@ Two ways to find what to unmount:
 * :func:`unmount_at`: whatever is mounted on ``name`` in a directory fd
   (optionally checked against an expected mount id);
 * :func:`unmount_identified`: one mount, by the identity recorded when it
-  was attached (its mount id, plus the device and inode of its root, which
-  tell a reused id apart).  Where it is now is read from
+  was attached (:class:`MountIdentity`: its mount id, plus the never-reused
+  ``statx`` id, or else the device and inode of its root, which tell a
+  reused id apart).  Where it is now is read from
   ``/proc/self/mountinfo`` (the kernel keeps a mount's path current when a
   directory on it is renamed), resolved beneath the rootfs fd without
   following symlinks, and checked to be that mount again before the

@@ -9,9 +9,9 @@ from typing import Callable, Iterable, List, Optional, Union
 from .._features import features
 from .._fd import OwnedFd
 from ..errors import mount_error
-from ._mount import mount_id_of, note
+from ._mount import note
 from ._mounted import Mounted, close_all, close_last, open_rootfs
-from ._mountinfo import MountInfo, mountinfo
+from ._mountinfo import MountInfo, mount_id_of_path, mountinfo
 from ._resolve import resolve
 from ._spec import Mount, Plan, plan
 from ._unmount import retrying, unmount_at, unmount_identified
@@ -97,13 +97,9 @@ def _like(p: Plan, infos: List[MountInfo]) -> Callable[[MountInfo], bool]:
     # A bind's mount shows its source's filesystem and the source's path in it.
     try:
         real = os.path.realpath(p.mount.source)
-        fd = os.open(real, os.O_PATH | os.O_CLOEXEC)
+        sid = mount_id_of_path(real)
     except OSError:
         return lambda m: True  # the source is gone: cannot tell, count every mount
-    try:
-        sid = mount_id_of(fd)
-    finally:
-        os.close(fd)
     src = next((m for m in infos if m.mount_id == sid), None)
     if src is None:
         return lambda m: True
