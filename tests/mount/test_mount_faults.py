@@ -42,7 +42,8 @@ def _check_error(exc: BaseException, faults: Faults) -> None:
 
 def _sweep(faults: Faults, op: Callable[[], Any], undo: Callable[[Any], None],
            clean: Callable[[], None], what: str, under: Path) -> int:
-    """Fail, then interrupt, each call of ``op``; ``undo`` what a success made.
+    """Fail each call of ``op``, then interrupt right after it, then right
+    before it; ``undo`` what a success made.
 
     ``clean()`` asserts that nothing is left (and may tidy up what a
     partial operation is allowed to leave, e.g. mounts an interrupted
@@ -53,7 +54,7 @@ def _sweep(faults: Faults, op: Callable[[], Any], undo: Callable[[Any], None],
     undo(made.pop())
     assert n > 0
     for k in range(1, n + 1):
-        for mode in ("fail", "interrupt"):
+        for mode in ("fail", "interrupt", "interrupt before"):
             with leak_check(f"{what}: {mode} at k={k}", mounts_under=str(under)):
                 out: List[Any] = []
                 try:
@@ -61,10 +62,10 @@ def _sweep(faults: Faults, op: Callable[[], Any], undo: Callable[[Any], None],
                         with faults.fail_at(k, errno.EIO):
                             out.append(op())
                     else:
-                        with faults.interrupt_at(k):
+                        with faults.interrupt_at(k, before=mode == "interrupt before"):
                             out.append(op())
                 except Interrupt:
-                    assert mode == "interrupt"
+                    assert mode != "fail"
                 except Exception as exc:  # noqa: BLE001 - checked right here
                     assert mode == "fail", f"{faults.fired}: {exc!r}"
                     _check_error(exc, faults)
