@@ -169,6 +169,8 @@ class MountIdentity:
         if mount_id_of(fd) != self.mount_id:
             return False
         if self.unique_id:
-            return unique_id_of(fd) == self.unique_id
+            unique = unique_id_of(fd)
+            if unique:
+                return unique == self.unique_id
         st = os.fstat(fd)
         return (st.st_dev, st.st_ino) == self.root

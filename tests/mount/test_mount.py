@@ -501,6 +501,18 @@ def test_unmount_all_by_identity_fails_loudly(disk: Path, rootfs: Path) -> None:
             pidsafe.unmount_all(mounted)
     finally:
         umount(cover)
+    # Moved out of the rootfs (a directory on its path renamed to a place
+    # outside): found, but not pidsafe's to unmount there: it says so.
+    moved = pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/m/t", [])], rootfs)
+    os.rename(rootfs / "m", disk / "outside")
+    try:
+        with pytest.raises(pidsafe.MountError) as ei:
+            pidsafe.unmount_all(moved)
+        assert ei.value.errno == errno.EXDEV
+        assert f"(now at {disk}/outside/t)" in str(ei.value)
+        assert "no longer beneath the rootfs" in str(ei.value)
+    finally:
+        umount(disk / "outside/t")
     # Someone else unmounts ours, and mounts something else there, which
     # may well get the same (reused) mount id: it is not ours to unmount.
     umount(cover)
