@@ -90,6 +90,10 @@ def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Value]],
              attr_flags: int, shown: str) -> OwnedFd:
     """A detached mount of a new ``fstype`` filesystem, configured by ``params``.
 
+    Meant to run inside ``with critical:`` (as :func:`mount_all` calls it):
+    the mount fd is wrapped, and the context fd closed, with no signal
+    handler in between.
+
     Args:
         fstype: the filesystem type, as in ``/proc/filesystems``.
         source: its source (``""`` for none).

@@ -35,9 +35,9 @@ pytestmark = pytest.mark.root
 
 def _check_error(exc: BaseException, faults: Faults) -> None:
     """The error an injected failure gives is typed, with a step and a path."""
-    assert isinstance(exc, pidsafe.Error), f"{faults.fired}: untyped {exc!r}"
-    if isinstance(exc, pidsafe.MountError):
-        assert exc.step and exc.path, f"{faults.fired}: {exc!r}"
+    assert isinstance(exc, pidsafe.MountError), f"{faults.fired}: {exc!r}"
+    assert exc.step and exc.path, f"{faults.fired}: {exc!r}"
+    assert exc.errno == errno.EIO, f"{faults.fired}: {exc!r}"
 
 
 def _sweep(faults: Faults, op: Callable[[], Any], undo: Callable[[Any], None],
