@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 from .._fd import OwnedFd
 from .._sigsafe import critical
@@ -72,6 +72,31 @@ class Mounted:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-able data (a container's state file keeps it)."""
+        return {"rootfs": self.rootfs, "records": [
+            {"index": r.index, "target": r.target, "mount_id": r.mount_id,
+             "unique_id": r.unique_id, "root": list(r.root),
+             "mount": {"type": r.mount.type, "source": r.mount.source,
+                       "target": r.mount.target, "options": list(r.mount.options)}}
+            for r in self.records]}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Mounted":
+        """The inverse of :meth:`to_dict`, for another process to unmount.
+
+        Raises:
+            ValueError: ``data`` is not what :meth:`to_dict` makes.
+        """
+        try:
+            return cls(str(data["rootfs"]), tuple(
+                MountRecord(int(r["index"]), Mount(**r["mount"]), str(r["target"]),
+                            int(r["mount_id"]), int(r["unique_id"]),
+                            (int(r["root"][0]), int(r["root"][1])))
+                for r in data["records"]))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"not a Mounted.to_dict(): {exc!r}") from None
 
 
 def open_rootfs(root: str, owned: List[OwnedFd]) -> Tuple[OwnedFd, str]:

@@ -10,6 +10,7 @@ mount, an fd or a child behind.  The user namespace is always
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -483,8 +484,11 @@ def test_unmount_all_finds_mounts_by_identity_after_renames(disk: Path, rootfs: 
     notes = "\n".join(getattr(ei.value, "__notes__", []))
     assert f"remains at {rootfs}/x/b/t" in notes
     assert mountpoints_under(rootfs) == moved             # left in place, nothing deleted
-    # By identity: found where they are now.
-    pidsafe.unmount_all(mounted)
+    # By identity (here as another process would, from stored data): found
+    # where they are now.
+    stored = json.loads(json.dumps(mounted.to_dict()))
+    assert pidsafe.Mounted.from_dict(stored) == mounted
+    pidsafe.unmount_all(pidsafe.Mounted.from_dict(stored))
     assert mountpoints_under(rootfs) == []
     pidsafe.unmount_all(mounted)                          # gone already: nothing to do
     pidsafe.unmount_all(mounts, rootfs)                   # by path too, now
