@@ -12,7 +12,10 @@ from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, Moun
                      ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedError)
 from .mount._mount import idmapped_bind
-from .mount._rootfs import Mount, mount_all, unmount_all
+from .mount._mounted import MountRecord, Mounted
+from .mount._rootfs import mount_all
+from .mount._spec import Mount
+from .mount._unmount_all import unmount_all
 from .userns import Namespace
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
@@ -36,6 +39,8 @@ __all__ = [
     "InvalidMountError",
     "Mount",
     "MountError",
+    "MountRecord",
+    "Mounted",
     "Namespace",
     "OwnedFd",
     "PIPE",

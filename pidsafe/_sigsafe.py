@@ -56,7 +56,7 @@ _SIGNALS: Tuple[int, ...] = tuple(sorted(
 
 
 class _State:
-    __slots__ = ("depth", "saved", "pending", "raised", "main_ident")
+    __slots__ = ("depth", "saved", "pending", "main_ident")
 
     def __init__(self) -> None:
         self.depth = 0
@@ -64,8 +64,6 @@ class _State:
         self.saved: Dict[int, _Handler] = {}
         #: signals that arrived inside the section, in order, with their frame
         self.pending: List[Tuple[int, Optional[FrameType]]] = []
-        #: exceptions handlers raised while the section was being entered
-        self.raised: List[BaseException] = []
         self.main_ident = threading.main_thread().ident
 
 
@@ -96,13 +94,14 @@ def _divert() -> None:
 
 
 def _restore() -> None:
-    # Pop before putting back: if a handler raises from inside
-    # signal.signal() (it runs pending handlers), what is left is still
-    # diverted and heals itself in _record.
+    # signal.signal() runs pending handlers *before* it installs the new
+    # one: if one raises, this signal is still diverted, so its entry must
+    # stay for _record to heal it (forget it only once it is put back).
     saved = _state.saved
     while saved:
-        sig, handler = saved.popitem()
-        signal.signal(sig, handler)
+        sig = next(iter(saved))
+        signal.signal(sig, saved[sig])
+        del saved[sig]
 
 
 def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
@@ -128,22 +127,16 @@ class _Critical:
     def __enter__(self) -> None:
         if threading.get_ident() != _state.main_ident:
             return
+        if _state.depth == 0:
+            # Divert first, count after.  A handler not diverted yet may run,
+            # and raise, between two steps of _divert(): its exception then
+            # leaves __enter__ with the depth still 0 (the body never runs, so
+            # nothing has been created yet), and whatever was diverted already
+            # heals itself in _record or is put back by the next section.
+            # Counted first, an escaping exception would leave the depth at 1
+            # for good: no later section would divert anything again.
+            _divert()
         _state.depth += 1
-        if _state.depth == 1:
-            # A handler not diverted yet may run, and raise, between any two
-            # calls of _divert().  Its signal arrived inside the section:
-            # hold the exception for the section's end, like the signals
-            # recorded after it, and finish diverting.  (Letting it escape
-            # would leave the depth at 1 for good: no later section would
-            # ever deliver anything.)  Each signal's handler can interrupt
-            # _divert() at most once before it is diverted itself; an
-            # exception that keeps coming (RecursionError) ends the tries.
-            for _ in range(len(_SIGNALS) + 1):
-                try:
-                    _divert()
-                    break
-                except BaseException as exc:
-                    _state.raised.append(exc)
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -156,12 +149,7 @@ class _Critical:
             _restore()
         finally:
             pending, _state.pending = _state.pending, []
-            raised, _state.raised = _state.raised, []
-            try:
-                _run(pending)
-            finally:
-                if raised:
-                    raise raised[0]
+            _run(pending)
 
     @property
     def active(self) -> bool:

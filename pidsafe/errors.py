@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type, Union, cast
 from ._feature_names import describe
 
 if TYPE_CHECKING:
-    from .mount._rootfs import Mount
+    from .mount._spec import Mount
 
 
 class Error(Exception):

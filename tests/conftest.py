@@ -13,7 +13,7 @@ import gc
 import os
 import time
 from subprocess import PIPE
-from typing import Any, Callable, Dict, Iterator, List, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import pytest
 
@@ -139,14 +139,25 @@ _relevant_mounts: Callable[[Set[str]], Set[str]] = lambda s: s
 
 
 @contextlib.contextmanager
-def leak_check(what: str, *, check_mounts: bool = True) -> Iterator[None]:
+def leak_check(what: str, *, check_mounts: bool = True,
+               mounts_under: Optional[str] = None) -> Iterator[None]:
     """Fail naming ``what`` if the block leaves an fd, a child or a mount.
 
     ``check_mounts=False`` for blocks that mount nothing: the mount table is
     shared with other pytest sessions on the machine, whose mounts come and
-    go meanwhile.
+    go meanwhile.  ``mounts_under`` limits the mounts watched to those at or
+    below that path (other xdist workers mount and unmount meanwhile in the
+    same mount namespace); by default every mount outside other sessions'
+    temp directories is watched.
     """
-    snap = Snapshot(_relevant_mounts) if check_mounts else Snapshot(lambda points: set())
+    def relevant(points: Set[str]) -> Set[str]:
+        if not check_mounts:
+            return set()
+        if mounts_under is None:
+            return _relevant_mounts(points)
+        return {p for p in points if p == mounts_under or p.startswith(mounts_under + "/")}
+
+    snap = Snapshot(relevant)
     yield
     problems = snap.leaks()
     if problems:
