@@ -9,44 +9,46 @@ a child that exited before it was registered is seen at once.  So
 registration can happen after ``spawn()`` returns, which is what orders
 "started" before "exited" without any lock held across clone3 or exec.
 
-Reaping an owned child is ``Process.poll()``: thread-safe and idempotent
-(whoever reaps first through the pidfd sets ``returncode``), so a user
-thread in ``Process.wait()`` and the reaper never steal from each other and
-both see the exact code.  The reaper never waits on a pid, never uses
+The reaper talks to ``Process`` only through its lease interface (lease the
+pidfd, try to reap it, end the lease; see the end of ``Process``): reaping
+is thread-safe and idempotent (whoever reaps first through the pidfd sets
+``returncode``), so a user thread in ``Process.wait()`` and the reaper never
+steal from each other and both see the exact code, and the reaper thread
+never waits for a user thread (see ``_thread``).  The reaper never waits on a pid, never uses
 ``waitid(P_ALL)`` and never reaps a child it was not given, so
 ``subprocess`` and ``os.waitpid`` keep their statuses.
 
 No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
 ``watch()`` then registers with a few dict operations and one
 ``epoll_ctl``, taking no lock at all (see ``_pidfdset``).  Publishing takes
-each subscription's own lock, only to append.  ``Reaper._lock`` guards only the lifecycle state and the tuple of
-subscriptions.
+each subscription's own lock, only to append, and happens in the reaper
+thread only.  ``Reaper._lock`` guards only the lifecycle state and the
+tuple of subscriptions.
 
 Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
-``_orphans`` for how they are found without stealing anyone's status.
+``_orphans`` for how they are found without stealing anyone's status, and
+``_foreign`` for the warning about ``subprocess``/``os.fork`` children.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
-import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
 from ..process import _spawn
 from ..process._process import Process
-from . import _orphans
+from . import _foreign, _orphans
 from ._claim import Claim, ClaimBook
-from ._pidfdset import PidfdSet, Reg, reap_owned
+from ._pidfdset import PidfdSet
+from ._thread import ReaperLoop
 from ._subscription import DEFAULT_MAXSIZE, Exit, Subscription
 from ..errors import ReaperError, SubscriptionClosed
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
     "new", "starting", "running", "stopping", "stopped", "forked")
-_RETRY_DELAY = 0.01
 
 # Reapers of this process, for the fork handler; the running subreaper.
 _reapers: "weakref.WeakSet[Reaper]" = weakref.WeakSet()
@@ -77,11 +79,18 @@ class Reaper:
     Children it does not own are never waited on in the default mode.  With
     ``subreaper=True`` the process becomes a child subreaper
     (``PR_SET_CHILD_SUBREAPER``) and the reaper also reaps orphans that are
-    reparented to it, publishing ``Exit(orphan=True)``; children started by
-    ``subprocess``/``os.fork``/``os.posix_spawn`` are then reaped like
-    orphans unless :meth:`claim`\\ ed.  At most one subreaper-mode Reaper runs
-    in a process; any number of default-mode ones may (each reaps what it
-    owns).
+    reparented to it, publishing ``Exit(orphan=True)``.
+
+    .. warning:: In subreaper mode, children started by ``subprocess``,
+       ``os.fork``, ``os.posix_spawn`` or ``os.system`` are reaped like
+       orphans unless :meth:`claim`\\ ed first: their own waiter then finds
+       nothing, and ``Popen.wait()`` returns **0** whatever the exit status
+       (Popen's rule for ``ECHILD``).  Each such unclaimed start is reported
+       with a :class:`pidsafe.ForeignChildWarning` at the call site (an
+       audit hook sees it).  Use :meth:`claim` (or ``pidsafe.spawn``).
+
+    At most one subreaper-mode Reaper runs in a process; any number of
+    default-mode ones may (each reaps what it owns).
 
     Lifecycle: :meth:`start` once, :meth:`stop` once (or use ``with``).  A
     child forked while it runs inherits a dead reaper: every call there
@@ -111,6 +120,7 @@ class Reaper:
         self._prev_subreaper: Optional[int] = None
         self._book = ClaimBook(self)
         self._scanner = _orphans.OrphanScanner(self, self._book)
+        self._loop: Optional[ReaperLoop] = None
         _reapers.add(self)
 
     # -- lifecycle ------------------------------------------------------------
@@ -165,11 +175,16 @@ class Reaper:
 
                 self._prev_subreaper = int(prctl.get_child_subreaper())
                 prctl.set_child_subreaper(1)
+            self._loop = ReaperLoop(self._set, self._scanner if self._subreaper else None,
+                                    self._book, self._publish,
+                                    lambda: self._state != _RUNNING, self._scan_interval)
             self._thread = threading.Thread(target=self._run, name="pidsafe-reaper",
                                             daemon=True)
             with self._lock:
                 self._state = _RUNNING
             self._thread.start()
+            if self._subreaper:
+                _foreign.watch_foreign_starts(self._book)
         except BaseException:
             with self._lock:
                 self._state = _STOPPING
@@ -220,9 +235,10 @@ class Reaper:
         self._set.wake(force=True)
         assert thread is not None
         thread.join()
+        # The thread's last pass ended the claims; if it failed, do it here.
+        self._book.finish(
+            lambda: ReaperError("the reaper stopped before the claimed child was reaped"))
         self._release_resources()
-        self._publish(self._book.finish(
-            lambda: ReaperError("the reaper stopped before the claimed child was reaped")))
         self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
         self._state = _STOPPED
         if self._failure is not None:
@@ -233,6 +249,7 @@ class Reaper:
         self._set.close()
         self._scanner.close()
         if self._subreaper:
+            _foreign.unwatch_foreign_starts(self._book)
             with _subreaper_lock:
                 if _subreaper_owner is self:
                     _subreaper_owner = None
@@ -247,14 +264,7 @@ class Reaper:
         """In a forked child: the thread is gone; close our copies of the fds."""
         self._lock = threading.Lock()
         self._set.forget_after_fork()
-        for fd in self._scanner.held.values():
-            try:
-                os.close(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
-        self._scanner.held.clear()
-        self._scanner.pinned.clear()
+        self._scanner.forget_after_fork()
         self._state = _FORKED
 
         owner = self._owner_pid
@@ -322,12 +332,7 @@ class Reaper:
         if not isinstance(process, Process):
             raise TypeError(f"watch() takes a pidsafe.Process, not {type(process).__name__}")
         self._check_running()
-        if process._child is not True:
-            process.poll()  # an adopted process: learns whether it is our child
-            if process._child is False:
-                raise ValueError(f"process {process.pid} is not a child of this process: "
-                                 "a reaper can only reap its own children")
-        self._set.add_owned(process)
+        self._set.add_owned(process)   # leases the pidfd: ValueError for a non-child
 
     def _check_running(self) -> None:
         self._check_usable()
@@ -382,16 +387,18 @@ class Reaper:
         if pid in self._set.owned_pids:
             raise ValueError(f"pid {pid} is a pidsafe process this reaper watches: "
                              "it needs no claim")
-        self._publish(self._book.resolve(claim, pid))
-        self._wake()  # scan now, so the claimed child is pinned before it exits
+        self._book.resolve(claim, pid)
+        self._wake()  # the thread reaps what the claim held back, and scans
 
     def _release_claim(self, claim: Claim) -> None:
-        self._publish(self._book.release(claim))
+        self._book.release(claim)
+        self._wake()
 
     def _wake(self) -> None:
         self._set.wake()
 
     def _publish(self, exits: Sequence[Exit]) -> None:
+        """Hand ``exits`` to every subscriber (the reaper thread only)."""
         if not exits:
             return
         for sub in self._subs:
@@ -402,86 +409,19 @@ class Reaper:
 
     def _run(self) -> None:
         try:
-            self._loop()
+            assert self._loop is not None
+            self._loop.run()
         except BaseException as exc:  # a bug: never die silently
             self._failure = exc
             self._end_stream(lambda: ReaperError(f"the reaper thread failed: {exc!r}"))
-
-    def _loop(self) -> None:
-        pidfds = self._set
-        wake = pidfds.wake_fd
-        subreaper = self._subreaper
-        next_scan = time.monotonic() if subreaper else float("inf")
-        retry: List[Reg] = []
-        retry_at = 0.0
-        final_scan_done = False
-        while True:
-            stopping = self._state != _RUNNING
-            now = time.monotonic()
-            timeout = -1.0
-            if stopping:
-                timeout = 0.0
-            else:
-                if subreaper:
-                    timeout = max(0.0, next_scan - now)
-                if retry:
-                    wait = max(0.0, retry_at - now)
-                    timeout = wait if timeout < 0 else min(timeout, wait)
-            events = pidfds.poll(timeout)
-            exits: List[Exit] = []
-            reaped: List[Reg] = []
-            scan = False
-            for fd, _ in events:
-                if fd == wake:
-                    pidfds.read_wake()
-                    scan = True
-                    continue
-                reg = pidfds.regs.get(fd)
-                if reg is None:
-                    continue
-                if reg.process is not None:
-                    done, returncode = reap_owned(reg)
-                    if done:
-                        exits.append(Exit(reg.pid, returncode, reg.process, False,
-                                          time.monotonic()))
-                        reaped.append(reg)
-                    else:
-                        if not retry:
-                            retry_at = time.monotonic() + _RETRY_DELAY
-                        retry.append(reg)
-                else:
-                    pidfds.drop(reg)   # the scanner owns the fd now
-                    exits.extend(self._scanner.exited(reg.pid, reg.fd))
-            if retry and time.monotonic() >= retry_at:
-                for reg in retry:
-                    pidfds.rearm(reg)
-                retry.clear()
-            if exits:
-                # Deliver first: giving a borrowed fd back may close it, and
-                # every syscall is a GIL round trip.
-                self._publish(exits)
-                scan = True   # their children may just have become ours
-            for reg in reaped:
-                pidfds.drop(reg)
-            if subreaper:
-                if stopping:
-                    if not final_scan_done:
-                        self._scanner.scan()
-                        final_scan_done = True
-                        continue  # reap the zombies the scan just pinned
-                elif scan or time.monotonic() >= next_scan:
-                    self._scanner.scan()
-                    next_scan = time.monotonic() + self._scan_interval
-            if stopping and not events:
-                return
 
     # -- the scanner's view of us (subreaper mode, reaper thread) -------------
 
     def _owns_pid(self, pid: int) -> bool:
         return pid in self._set.owned_pids
 
-    def _own_fds(self) -> Set[int]:
-        return self._set.own_fds()
+    def _knows_fd(self, fd: int) -> bool:
+        return self._set.knows_fd(fd)
 
     def _add_pinned(self, fd: int, pid: int) -> None:
         self._set.add_pinned(fd, pid)

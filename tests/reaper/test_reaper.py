@@ -26,6 +26,8 @@ import pytest
 import pidsafe
 from pidsafe import _sys
 
+from conftest import state, wait_until
+
 TRUE = "/bin/true"
 SH = "/bin/sh"
 
@@ -71,6 +73,20 @@ def unreaped_child(pid: int) -> bool:
     except ChildProcessError:
         return False
     return True
+
+
+def scans_seen_exit(r: pidsafe.Reaper, pid: int, scans: int = 3) -> None:
+    """Return once ``pid`` is a zombie and ``scans`` more orphan scans have run."""
+    wait_until(lambda: state(pid) == "Z", f"pid {pid} to exit")
+    done = threading.Semaphore(0)
+    assert r._loop is not None
+    r._loop.after_scan = done.release
+    try:
+        for _ in range(scans):
+            r._wake()
+            assert done.acquire(timeout=10)
+    finally:
+        r._loop.after_scan = None
 
 
 def wait_exited(p: pidsafe.Process, timeout: float = 5) -> None:
@@ -574,15 +590,14 @@ def test_claims(subreaper: pidsafe.Reaper) -> None:
                 os._exit(4)
             claim.pid = pid
             assert claim.wait(timeout=5) == 4
-        # The child exits and is reaped before the claim learns its pid.
+        # The child exits before the claim learns its pid: it stays a zombie
+        # (pinned, not reaped), so its pid cannot be reused meanwhile.
         with subreaper.claim() as claim:
             pid = foreign_spawn("kill -9 $$")
-            deadline = time.monotonic() + 5
-            while unreaped_child(pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert not unreaped_child(pid)   # reaped, held back for the claim
+            scans_seen_exit(subreaper, pid)
+            assert unreaped_child(pid)       # held back for the claim, unreaped
             claim.pid = pid
-            assert claim.wait(timeout=0) == -signal.SIGKILL
+            assert claim.wait(timeout=5) == -signal.SIGKILL
             assert claim.returncode == -signal.SIGKILL
         # A Popen child: the claim has its status (Popen itself must not wait).
         with subreaper.claim() as claim:
@@ -591,12 +606,14 @@ def test_claims(subreaper: pidsafe.Reaper) -> None:
             assert claim.wait(timeout=5) == 12
             popen.returncode = claim.returncode
         assert_quiet(exits, 0.1)     # claimed exits are not orphan events
-        # Unclaimed foreign children are reaped as orphans.
-        pid = foreign_spawn("exit 2")
+        # Unclaimed foreign children are reaped as orphans, loudly.
+        with pytest.warns(pidsafe.ForeignChildWarning, match="Popen.wait"):
+            pid = foreign_spawn("exit 2")
         ev = exits.get(timeout=5)
         assert (ev.pid, ev.returncode, ev.orphan) == (pid, 2, True)
         # A claim closed while its child runs gives the exit back.
-        pid, release = held_foreign_child(1)
+        with pytest.warns(pidsafe.ForeignChildWarning):
+            pid, release = held_foreign_child(1)
         with subreaper.claim() as claim:
             claim.pid = pid
         os.close(release)
