@@ -358,9 +358,16 @@ def main() -> None:
     print()
     worst = min(ratios[("reaper, exits via subscriber", t)] for t in (1, 16))
     p99 = pct(lat16[0], 99) * ms
+    p99_plain = pct(lat_plain16, 99) * ms
+    p99_ratio = p99 / p99_plain
+    print(f"p99 ratio reaper/no-reaper, 16 threads (same run): {p99:.2f} ms / "
+          f"{p99_plain:.2f} ms = {p99_ratio:.2f}x")
+    print()
     checks = [
         (f"throughput >= 0.9x plain (reaper via subscriber, worst of 1/16 threads: "
          f"{worst:.2f}x)", worst >= 0.9),
+        (f"p99 exit->delivery <= 2x no-reaper kill->wait p99 with 16 threads, same run "
+         f"({p99_ratio:.2f}x)", p99_ratio <= 2.0),
         (f"p99 exit->delivery <= 5 ms with 16 threads ({p99:.2f} ms)", p99 <= 5.0),
         (f"memory flat: <= 2 MiB growth 10k->{args.exits} ({growth:+.1f} MiB)", growth <= 2.0),
     ]

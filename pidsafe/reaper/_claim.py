@@ -21,10 +21,12 @@ import errno
 import os
 import threading
 import time
+import weakref
 from types import TracebackType
 from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple, Type
 
 from .. import _sys
+from .._sigsafe import critical
 from ..errors import TimeoutExpired
 from ._subscription import AsyncWaiters, Exit
 from ..errors import ReaperError
@@ -147,13 +149,14 @@ class Claim:
 
     def close(self) -> None:
         """Give the claim up.  Idempotent; ``returncode`` stays readable."""
-        if self._closed:
-            return
-        self._closed = True
-        self._owner._release_claim(self)
-        pid = self._pid
-        self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
-                                         "its child was reaped"))
+        with critical:   # a half-closed claim would stay pending for ever
+            if self._closed:
+                return
+            self._closed = True
+            self._owner._release_claim(self)
+            pid = self._pid
+            self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
+                                             "its child was reaped"))
 
     def __enter__(self) -> "Claim":
         return self
@@ -181,10 +184,12 @@ class ClaimBook:
     def __init__(self, owner: _ClaimOwner) -> None:
         self._owner = owner
         self._lock = threading.Lock()
-        self._pending: Set[Claim] = set()
+        self._pending: "weakref.WeakSet[Claim]" = weakref.WeakSet()
         self._by_pid: Dict[int, Claim] = {}
 
     def open(self) -> Claim:
+        # Held weakly: a claim dropped unclosed stops being pending (the
+        # reaper's next pass then reaps what it held back).
         claim = Claim(self._owner)
         with self._lock:
             self._pending.add(claim)
@@ -223,7 +228,7 @@ class ClaimBook:
 
     def resolve(self, claim: Claim, pid: int) -> None:
         """``claim.pid = pid`` (a user thread); the reaper is woken after."""
-        with self._lock:
+        with critical, self._lock:   # pending -> named as one step
             if claim._closed:
                 raise ValueError("the claim is closed")
             if claim._pid is not None:
@@ -253,7 +258,7 @@ class ClaimBook:
         """The reaper stops: end every open claim (nothing is pending after)."""
         with self._lock:
             claims = list(self._pending) + list(self._by_pid.values())
-            self._pending.clear()
+            self._pending = weakref.WeakSet()
             self._by_pid.clear()
         for claim in claims:
             claim._finish(reason)
@@ -261,7 +266,7 @@ class ClaimBook:
     def forget_after_fork(self, reason: Callable[[], BaseException]) -> None:
         self._lock = threading.Lock()
         claims = list(self._pending) + list(self._by_pid.values())
-        self._pending.clear()
+        self._pending = weakref.WeakSet()
         self._by_pid.clear()
         for claim in claims:
             claim._cond = threading.Condition(threading.Lock())

@@ -45,6 +45,7 @@ import weakref
 from typing import Dict, List, Optional, Tuple
 
 from .. import _sys
+from .._sigsafe import critical
 from ..process._process import Process
 from ..errors import ReaperError
 
@@ -83,8 +84,9 @@ class PidfdSet:
 
     def open(self) -> None:
         """Create the epoll instance and the wake eventfd (both close-on-exec)."""
-        self._epoll = select.epoll()
-        self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        with critical:   # each fd is recorded the moment it exists
+            self._epoll = select.epoll()
+            self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._epoll.register(self.wake_fd, select.EPOLLIN)
         with self.lock:
             self.accepting = True
@@ -103,28 +105,31 @@ class PidfdSet:
             ValueError: closed, or watched before.
             ReaperError: the set no longer accepts registrations.
         """
-        fd = process.lease_pidfd()
-        reg = Reg(fd, process.pid, process)
-        token = object()
-        self._in_flight.append(reg)
-        try:
-            if not self.accepting:
-                raise ReaperError("the reaper is not running")
-            if self.watched.setdefault(process, token) is not token:
-                raise ValueError(f"process {process.pid} is already watched by this reaper")
+        # Leased -> registered (or the lease ended) as one step for signal
+        # handlers: a KeyboardInterrupt in between would leak the lease.
+        with critical:
+            fd = process.lease_pidfd()
+            reg = Reg(fd, process.pid, process)
+            token = object()
+            self._in_flight.append(reg)
             try:
-                self.owned_pids[process.pid] = reg
-                self._add(reg)
+                if not self.accepting:
+                    raise ReaperError("the reaper is not running")
+                if self.watched.setdefault(process, token) is not token:
+                    raise ValueError(f"process {process.pid} is already watched by this reaper")
+                try:
+                    self.owned_pids[process.pid] = reg
+                    self._add(reg)
+                except BaseException:
+                    if self.owned_pids.get(process.pid) is reg:
+                        del self.owned_pids[process.pid]
+                    del self.watched[process]
+                    raise
             except BaseException:
-                if self.owned_pids.get(process.pid) is reg:
-                    del self.owned_pids[process.pid]
-                del self.watched[process]
+                _end_lease_blocking(reg)
                 raise
-        except BaseException:
-            _end_lease_blocking(reg)
-            raise
-        finally:
-            self._in_flight.remove(reg)
+            finally:
+                self._in_flight.remove(reg)
 
     def add_pinned(self, fd: int, pid: int) -> None:
         """Watch a pinned orphan (reaper thread; the set owns ``fd`` from now on)."""

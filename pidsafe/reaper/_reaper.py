@@ -38,6 +38,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
+from .._sigsafe import critical
 from ..process import _spawn
 from ..process._process import Process
 from . import _foreign, _orphans
@@ -111,6 +112,7 @@ class Reaper:
         self._subreaper = subreaper
         self._scan_interval = float(scan_interval)
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()   # one stop() finishes the work
         self._state = _NEW
         self._owner_pid = os.getpid()
         self._subs: Tuple[Subscription, ...] = ()
@@ -154,12 +156,20 @@ class Reaper:
             ReaperError: already started or stopped, a forked child's copy,
                 or (subreaper mode) another subreaper-mode Reaper is running.
         """
-        global _subreaper_owner
         self._check_usable()
         with self._lock:
             if self._state != _NEW:
                 raise ReaperError(f"a Reaper starts once; this one is {self._state}")
             self._state = _STARTING
+        # One step for signal handlers (short: no blocking call): an
+        # exception a handler raises lands after start() has finished, when
+        # stop() can undo all of it, never between two of its resources.
+        with critical:
+            self._start()
+        return self
+
+    def _start(self) -> None:
+        global _subreaper_owner
         try:
             if self._subreaper:
                 with _subreaper_lock:
@@ -175,16 +185,15 @@ class Reaper:
 
                 self._prev_subreaper = int(prctl.get_child_subreaper())
                 prctl.set_child_subreaper(1)
+                _foreign.watch_foreign_starts(self._book)
             self._loop = ReaperLoop(self._set, self._scanner if self._subreaper else None,
                                     self._book, self._publish,
                                     lambda: self._state != _RUNNING, self._scan_interval)
-            self._thread = threading.Thread(target=self._run, name="pidsafe-reaper",
-                                            daemon=True)
+            thread = threading.Thread(target=self._run, name="pidsafe-reaper", daemon=True)
             with self._lock:
                 self._state = _RUNNING
-            self._thread.start()
-            if self._subreaper:
-                _foreign.watch_foreign_starts(self._book)
+            thread.start()   # the last step: nothing can fail after it
+            self._thread = thread
         except BaseException:
             with self._lock:
                 self._state = _STOPPING
@@ -192,7 +201,6 @@ class Reaper:
             self._release_resources()
             self._state = _STOPPED
             raise
-        return self
 
     def _restore_subreaper(self) -> None:
         if self._prev_subreaper is not None:
@@ -224,23 +232,27 @@ class Reaper:
             self._end_stream(lambda: SubscriptionClosed("the reaper was stopped"))
             self._state = _STOPPED
             return
-        if state != _RUNNING:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join()   # a concurrent stop() is finishing
+        if state in (_STOPPED, _STARTING):
             return
-        # No new orphans from now on; the thread's last pass reaps the ones
-        # that are already zombies.
-        self._restore_subreaper()
-        self._set.stop_accepting()
-        self._set.wake(force=True)
-        assert thread is not None
-        thread.join()
-        # The thread's last pass ended the claims; if it failed, do it here.
-        self._book.finish(
-            lambda: ReaperError("the reaper stopped before the claimed child was reaped"))
-        self._release_resources()
-        self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
-        self._state = _STOPPED
+        # _RUNNING, or _STOPPING: another stop() is under way, or an earlier
+        # one was interrupted (a signal handler raised in join()): every step
+        # below is idempotent, so this call finishes the work.
+        with critical:
+            # No new orphans from now on; the thread's last pass reaps the
+            # ones that are already zombies.
+            self._restore_subreaper()
+            self._set.stop_accepting()
+            self._set.wake(force=True)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._stop_lock, critical:
+            if self._state != _STOPPED:
+                # The thread's last pass ended the claims; if it failed, do it here.
+                self._book.finish(
+                    lambda: ReaperError("the reaper stopped before the claimed child was reaped"))
+                self._release_resources()
+                self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
+                self._state = _STOPPED
         if self._failure is not None:
             raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
 
@@ -263,6 +275,7 @@ class Reaper:
     def _forget_after_fork(self) -> None:
         """In a forked child: the thread is gone; close our copies of the fds."""
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()
         self._set.forget_after_fork()
         self._scanner.forget_after_fork()
         self._state = _FORKED
@@ -280,8 +293,20 @@ class Reaper:
 
     def __enter__(self) -> "Reaper":
         if self._state == _NEW:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                # E.g. a KeyboardInterrupt delivered at the end of start():
+                # no __exit__ will run, so undo it here.
+                self._stop_quietly()
+                raise
         return self
+
+    def _stop_quietly(self) -> None:
+        try:
+            self.stop()
+        except ReaperError:
+            pass   # the thread's failure; the exception being raised says more
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -310,9 +335,10 @@ class Reaper:
         try:
             self.watch(proc)
         except BaseException:
-            proc.kill()
-            proc.wait()
-            proc.close()
+            with critical:   # a cleanup: a signal handler must not cut it short
+                proc.kill()
+                proc.wait()
+                proc.close()
             raise
         return proc
 

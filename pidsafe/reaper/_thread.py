@@ -178,8 +178,9 @@ class ReaperLoop:
                 woken = True           # an owned exit: its children may be ours now
             self._housekeeping(time.monotonic())
             if scanner is not None:
-                if woken:
-                    self._publish(scanner.flush_deferred())
+                # Cheap when nothing is held back, or a claim still pends
+                # (a claim dropped unclosed stops pending without a wake).
+                self._publish(scanner.flush_deferred())
                 if stopping:
                     if not final_scan_done:
                         self._scan()
