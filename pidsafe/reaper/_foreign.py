@@ -66,8 +66,8 @@ def unwatch_foreign_starts(book: _Book) -> None:
 
 def _caller_level() -> int:
     """``stacklevel`` for ``warnings.warn`` in ``_hook``: the first user frame."""
-    frame = sys._getframe(2)   # _hook's caller (sys.audit's caller, or C)
-    level = 3
+    frame = sys._getframe(2)   # _hook's caller: stacklevel 2 of a warn() in _hook
+    level = 2
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not any(name == m or (m.endswith(".") and name.startswith(m)) for m in _MACHINERY):

@@ -148,7 +148,7 @@ class ScanHost(Protocol):
 
     def _owns_pid(self, pid: int) -> bool: ...
 
-    def _knows_fd(self, fd: int) -> bool: ...
+    def _known_fds(self) -> Set[int]: ...
 
     def _add_pinned(self, fd: int, pid: int) -> None: ...
 
@@ -172,21 +172,19 @@ class OrphanScanner:
         self.deferred: Dict[int, int] = {}
         self.retry = False
 
-    def _known(self, ours: int) -> Callable[[int], bool]:
-        handles = handle_fds()
-        mine = set(self.held.values()) | set(self.deferred.values()) | {ours}
-        host = self._host
-        return lambda fd: fd in handles or fd in mine or host._knows_fd(fd)
-
     def _held_elsewhere(self, pid: int, ours: int) -> bool:
-        # The snapshot of the handles' fds first, the look-up second: a
-        # handle made in between (a spawn that had not finished) is then
-        # either found by the look-up or not skipped by the fd scan.
-        known = self._known(ours)
-        if handle_holds(pid):
+        # Snapshots of the fds we know first, the look-ups second: a handle
+        # made, or a registration done, in between (a spawn that had not
+        # finished) is then either found by the look-ups or not skipped by
+        # the fd scan.
+        known = handle_fds() | self._host._known_fds()
+        known.update(self.held.values())
+        known.update(self.deferred.values())
+        known.add(ours)
+        if handle_holds(pid) or self._host._owns_pid(pid):
             return True
         try:
-            return other_pidfd_holds(pid, known)
+            return other_pidfd_holds(pid, known.__contains__)
         except OSError:
             self.retry = True
             return True   # cannot tell now: keep it, decide at the next scan

@@ -42,7 +42,7 @@ import select
 import threading
 import time
 import weakref
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
@@ -91,10 +91,14 @@ class PidfdSet:
         with self.lock:
             self.accepting = True
 
-    def knows_fd(self, fd: int) -> bool:
-        """Whether ``fd`` is one of ours (a registered pidfd, the epoll or wake fd)."""
-        return (fd in self.regs or fd == self.wake_fd
-                or (self._epoll is not None and fd == self._epoll.fileno()))
+    def known_fds(self) -> Set[int]:
+        """Our fds (a snapshot): the registered pidfds, the epoll and wake fds."""
+        fds = set(self.regs)
+        fds.add(self.wake_fd)
+        epoll = self._epoll
+        if epoll is not None:
+            fds.add(epoll.fileno())
+        return fds
 
     # -- registration (any thread) -----------------------------------------------
 

@@ -36,7 +36,7 @@ import os
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Set, Tuple, Type
 
 from .._sigsafe import critical
 from ..process import _spawn
@@ -446,8 +446,8 @@ class Reaper:
     def _owns_pid(self, pid: int) -> bool:
         return pid in self._set.owned_pids
 
-    def _knows_fd(self, fd: int) -> bool:
-        return self._set.knows_fd(fd)
+    def _known_fds(self) -> Set[int]:
+        return self._set.known_fds()
 
     def _add_pinned(self, fd: int, pid: int) -> None:
         self._set.add_pinned(fd, pid)

@@ -61,8 +61,10 @@ class ReaperLoop:
         self._rearm_at = float("inf")
         self._next_scan = time.monotonic() if scanner is not None else float("inf")
         self._backoff = 0.0
-        #: Test hook: called after every orphan scan (in this thread).
-        self.after_scan: Optional[Callable[[], None]] = None
+        #: Test hook: called at the end of every pass of the loop (in this
+        #: thread), after publishing, ending leases and (subreaper mode)
+        #: scanning; a pass follows every wake.
+        self.after_pass: Optional[Callable[[], None]] = None
 
     # -- helpers ----------------------------------------------------------------
 
@@ -132,9 +134,6 @@ class ReaperLoop:
             else:
                 self._backoff, delay = 0.0, self._scan_interval
             self._next_scan = time.monotonic() + delay
-        hook = self.after_scan
-        if hook is not None:
-            hook()
 
     def _timeout(self, stopping: bool) -> float:
         if stopping or self._leases or self._close:
@@ -188,6 +187,9 @@ class ReaperLoop:
                         continue   # reap the zombies the scan just pinned
                 elif woken or time.monotonic() >= self._next_scan:
                     self._scan()
+            hook = self.after_pass
+            if hook is not None:
+                hook()
             if stopping and not events and not self._busy and not self._leases:
                 if scanner is not None:
                     self._book.finish(lambda: ReaperError(
