@@ -439,7 +439,9 @@ class Reaper:
             self._loop.run()
         except BaseException as exc:  # a bug: never die silently
             self._failure = exc
-            self._end_stream(lambda: ReaperError(f"the reaper thread failed: {exc!r}"))
+            # Format now: the name exc is unbound once the except block ends.
+            message = f"the reaper thread failed: {exc!r}"
+            self._end_stream(lambda: ReaperError(message))
 
     # -- the scanner's view of us (subreaper mode, reaper thread) -------------
 

@@ -285,3 +285,21 @@ def test_subreaper_warns_about_unclaimed_foreign_children(subreaper: pidsafe.Rea
 
 def test_default_mode_does_not_warn_about_subprocess(reaper: pidsafe.Reaper) -> None:
     assert subprocess.run([SH, "-c", "exit 6"]).returncode == 6   # filterwarnings=error
+
+
+def test_a_failed_reaper_thread_reports_its_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the subscription's end reason referred to the except block's
+    name after it was unbound: ``get()`` raised NameError, not ReaperError."""
+    from pidsafe.reaper import _thread
+
+    def broken(self: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_thread.ReaperLoop, "run", broken)
+    r = pidsafe.Reaper()
+    sub = r.subscribe()
+    r.start()
+    with pytest.raises(pidsafe.ReaperError, match="a bug"):
+        sub.get(timeout=30)
+    with pytest.raises(pidsafe.ReaperError, match="a bug"):
+        r.stop()
