@@ -136,10 +136,18 @@ class Snapshot:
         return problems
 
 
+#: The mount filter of the running test (set by ``no_leaks``; all mounts outside a test).
+_relevant_mounts: List[Callable[[Set[str]], Set[str]]] = [lambda s: s]
+
+
 @contextlib.contextmanager
 def leak_check(what: str) -> Iterator[None]:
-    """Fail naming ``what`` if the block leaves an fd, a child or a mount."""
-    snap = Snapshot()
+    """Fail naming ``what`` if the block leaves an fd, a child or a mount.
+
+    Mounts of other pytest sessions and xdist workers (which share our
+    mount namespace) are ignored, as in ``no_leaks``.
+    """
+    snap = Snapshot(_relevant_mounts[0])
     yield
     problems = snap.leaks()
     if problems:
@@ -168,6 +176,7 @@ def no_leaks(request: pytest.FixtureRequest,
                 if not p.startswith(shared_root + "/") or p == ours or p.startswith(ours + "/")}
 
     snap = Snapshot(relevant)
+    _relevant_mounts[0] = relevant
     yield
     problems = snap.leaks()
     if problems:
@@ -216,6 +225,18 @@ def reaper_passes(r: pidsafe.Reaper, n: int = 1) -> None:
         loop.after_pass = None
 
 
+def reaper_settled(r: pidsafe.Reaper) -> None:
+    """Return once ``r`` has nothing left to retry (see ``ReaperLoop.idle``):
+    every exit it has seen is published and every lease it could end ended."""
+    loop = r._loop
+    assert loop is not None
+    for _ in range(1000):
+        reaper_passes(r)
+        if loop.idle:
+            return
+    raise AssertionError("the reaper thread keeps retrying")
+
+
 def close_all(procs: List[pidsafe.Process]) -> None:
     for p in procs:
         p.wait()
@@ -262,3 +283,27 @@ def held_foreign_child(code: int) -> Tuple[int, int]:
     return pid, w
 
 
+
+
+def orphan_round(r: pidsafe.Reaper, exits: pidsafe.Subscription) -> None:
+    """A child of ``r`` that leaves an orphan (subreaper mode); both exits, exact."""
+    # An asynchronous list's stdin is /dev/null: hand it the pipe as fd 3.
+    p = r.spawn([SH, "-c", "exec 3<&0; (read x <&3; exit 3) >/dev/null & echo $!"],
+                stdin=PIPE, stdout=PIPE)
+    assert p.stdin is not None and p.stdout is not None
+    orphan = 0
+    ok = False
+    try:
+        orphan = int(p.stdout.readline())
+        assert p.wait() == 0          # the orphan is ours now; it exits on EOF
+        p.stdin.close()
+        got = {(e.pid, e.orphan): e.returncode for e in drain(exits, 2)}
+        assert got == {(p.pid, False): 0, (orphan, True): 3}
+        ok = True
+    finally:
+        with contextlib.ExitStack() as cleanup:   # e.g. an injected fault in wait()
+            cleanup.callback(p.close)
+            cleanup.callback(p.wait)
+            cleanup.callback(p.stdin.close)
+        if not ok and orphan:   # let the orphan finish, so its exit is not a later surprise
+            wait_until(lambda: state(orphan) == "", f"orphan {orphan} to be reaped", 30)

@@ -66,6 +66,14 @@ class ReaperLoop:
         #: scanning; a pass follows every wake.
         self.after_pass: Optional[Callable[[], None]] = None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing left to retry: every exit seen so far is published, every
+        lease ended, and the last scan (if any) did not fail (for tests)."""
+        scanner = self._scanner
+        return (not (self._busy or self._rearm or self._leases or self._close)
+                and (scanner is None or not scanner.retry))
+
     # -- helpers ----------------------------------------------------------------
 
     def _failed(self) -> float:
@@ -127,6 +135,7 @@ class ReaperLoop:
         try:
             self._publish(scanner.scan())
         except OSError:
+            scanner.retry = True
             self._next_scan = time.monotonic() + self._failed()
         else:
             if scanner.retry:

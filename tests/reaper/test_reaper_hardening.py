@@ -19,8 +19,8 @@ import pidsafe
 from pidsafe import _sys
 from pidsafe.process import _process
 
-from conftest import (SH, assert_quiet, drain, foreign_spawn, reaper_passes, state,
-                      unreaped_child, wait_exited, wait_until)
+from conftest import (SH, assert_quiet, drain, foreign_spawn, orphan_round, reaper_passes,
+                      state, unreaped_child, wait_exited, wait_until)
 from faults import Faults
 
 TRUE = "/bin/true"
@@ -139,31 +139,16 @@ def test_blocking_wait_in_a_user_thread_does_not_stall_the_reaper(
 
 # -- EMFILE and friends never kill the reaper thread ----------------------------------------
 
-def _orphan_round(r: pidsafe.Reaper, exits: pidsafe.Subscription) -> None:
-    """A reaper child that leaves an orphan; both exits, exact."""
-    p = r.spawn([SH, "-c", "exec 3<&0; (read x <&3; exit 3) >/dev/null & echo $!"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert p.stdin is not None and p.stdout is not None
-    try:
-        orphan = int(p.stdout.readline())
-        assert p.wait() == 0          # the orphan is ours now; it exits on EOF
-    finally:
-        p.stdin.close()
-    got = {(e.pid, e.orphan): e.returncode for e in drain(exits, 2)}
-    assert got == {(p.pid, False): 0, (orphan, True): 3}
-    p.close()
-
-
 def test_reaper_thread_survives_emfile(subreaper: pidsafe.Reaper, faults: Faults) -> None:
     """Before: EMFILE in a scan (opening /proc or a pidfd) ended the reaper
     thread for good.  Now every failure is retried: no exit is lost, and
     each is exact."""
     with subreaper.subscribe() as exits:
-        n = faults.count(lambda: _orphan_round(subreaper, exits))
+        n = faults.count(lambda: orphan_round(subreaper, exits))
         for k in range(1, n + 1):
             try:
                 with faults.fail_at(k, errno.EMFILE):
-                    _orphan_round(subreaper, exits)
+                    orphan_round(subreaper, exits)
             except OSError as exc:   # the k-th call was the spawn's own
                 assert exc.errno == errno.EMFILE, (k, exc)
                 reaper_passes(subreaper, 2)
@@ -184,7 +169,7 @@ def test_orphan_exit_does_not_read_every_handle(subreaper: pidsafe.Reaper,
     open handles cost thousands of syscalls per exit (seconds for 100)."""
     with subreaper.subscribe() as exits:
         def readlinks() -> int:
-            faults.count(lambda: _orphan_round(subreaper, exits))
+            faults.count(lambda: orphan_round(subreaper, exits))
             return faults.calls.count("os.readlink")
 
         without = readlinks()
