@@ -1,10 +1,10 @@
 """Reaper: one thread that reaps every child it owns, through pidfds.
 
 How it works: the reaper thread sleeps in ``epoll_wait`` on one epoll
-instance holding the pidfd of every child it owns (borrowed from its
+instance holding the pidfd of every child it owns (leased from its
 ``Process``), plus an eventfd that wakes it (stop, claims); see
-``_pidfdset``.  A pidfd
-becomes readable when its process exits, and readiness is level-triggered:
+``_pidfdset``.  A pidfd becomes readable when its process exits, and
+readiness is level-triggered:
 a child that exited before it was registered is seen at once.  So
 registration can happen after ``spawn()`` returns, which is what orders
 "started" before "exited" without any lock held across clone3 or exec.
@@ -14,8 +14,9 @@ pidfd, try to reap it, end the lease; see the end of ``Process``): reaping
 is thread-safe and idempotent (whoever reaps first through the pidfd sets
 ``returncode``), so a user thread in ``Process.wait()`` and the reaper never
 steal from each other and both see the exact code, and the reaper thread
-never waits for a user thread (see ``_thread``).  The reaper never waits on a pid, never uses
-``waitid(P_ALL)`` and never reaps a child it was not given, so
+never waits for a user thread (see ``_thread``).  The reaper never waits
+on a pid, never uses ``waitid(P_ALL)`` and never reaps a child it was not
+given, so
 ``subprocess`` and ``os.waitpid`` keep their statuses.
 
 No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
@@ -41,7 +42,7 @@ from typing import Any, Callable, Optional, Sequence, Set, Tuple, Type
 from .._sigsafe import critical
 from ..process import _spawn
 from ..process._process import Process
-from . import _foreign, _orphans
+from . import _foreign, _orphans, _slot
 from ._claim import Claim, ClaimBook
 from ._pidfdset import PidfdSet
 from ._thread import ReaperLoop
@@ -51,10 +52,8 @@ from ..errors import ReaperError, SubscriptionClosed
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
     "new", "starting", "running", "stopping", "stopped", "forked")
 
-# Reapers of this process, for the fork handler; the running subreaper.
+# Reapers of this process, for the fork handler.
 _reapers: "weakref.WeakSet[Reaper]" = weakref.WeakSet()
-_subreaper_lock = threading.Lock()
-_subreaper_owner: Optional["Reaper"] = None
 
 
 class Reaper:
@@ -169,22 +168,13 @@ class Reaper:
         return self
 
     def _start(self) -> None:
-        global _subreaper_owner
         try:
             if self._subreaper:
-                with _subreaper_lock:
-                    if _subreaper_owner is not None:
-                        raise ReaperError(
-                            "another Reaper(subreaper=True) is running in this process; two "
-                            "would split orphans and claims between them")
-                    _subreaper_owner = self
+                _slot.take(self)
             self._set.open()
             if self._subreaper:
                 _orphans.list_children()          # fails clearly if unsupported
-                import prctl
-
-                self._prev_subreaper = int(prctl.get_child_subreaper())
-                prctl.set_child_subreaper(1)
+                self._prev_subreaper = _slot.become_subreaper()
                 _foreign.watch_foreign_starts(self._book)
             self._loop = ReaperLoop(self._set, self._scanner if self._subreaper else None,
                                     self._book, self._publish,
@@ -204,9 +194,7 @@ class Reaper:
 
     def _restore_subreaper(self) -> None:
         if self._prev_subreaper is not None:
-            import prctl
-
-            prctl.set_child_subreaper(self._prev_subreaper)
+            _slot.restore(self._prev_subreaper)
             self._prev_subreaper = None
 
     def stop(self) -> None:
@@ -257,14 +245,11 @@ class Reaper:
             raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
 
     def _release_resources(self) -> None:
-        global _subreaper_owner
         self._set.close()
         self._scanner.close()
         if self._subreaper:
             _foreign.unwatch_foreign_starts(self._book)
-            with _subreaper_lock:
-                if _subreaper_owner is self:
-                    _subreaper_owner = None
+            _slot.give_back(self)
 
     def _end_stream(self, reason: Callable[[], BaseException]) -> None:
         with self._lock:
@@ -456,9 +441,6 @@ class Reaper:
 
 
 def _after_fork_in_child() -> None:
-    global _subreaper_lock, _subreaper_owner
-    _subreaper_lock = threading.Lock()
-    _subreaper_owner = None
     for reaper in list(_reapers):
         reaper._forget_after_fork()
 
