@@ -103,7 +103,7 @@ class PidfdSet:
     # -- registration (any thread) -----------------------------------------------
 
     def add_owned(self, process: Process) -> None:
-        """Watch ``process`` through its pidfd, borrowed until it is reaped.
+        """Watch ``process`` through its pidfd, leased until it is reaped.
 
         Raises:
             ValueError: closed, or watched before.

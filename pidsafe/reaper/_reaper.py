@@ -384,6 +384,10 @@ class Reaper:
 
         See :class:`Claim`.  Subreaper mode only: the default mode never
         reaps a child it does not own, so a foreign child needs no claim.
+        While the claim has no pid, no unknown child is reaped (exits wait
+        as zombies, so no pid can be reused): set ``claim.pid`` promptly.
+        Take a ``Popen`` child's status from the claim, never from
+        ``Popen.wait()`` (which returns 0 here).
 
         Raises:
             ReaperError: not in subreaper mode, or not running.
