@@ -548,8 +548,10 @@ class Process(PipesMixin):
             self._published = threading.Condition(self._lock)
         if self._block_lock is not None:
             self._block_lock = threading.Lock()
+        # Every borrow was a thread's that does not exist here (the lease's,
+        # a blocked wait()'s), whether or not it was being returned at fork.
         self._blocking = 0
-        self._borrowers -= 1
+        self._borrowers = 0
         self._close_if_unused()
 
 

@@ -92,7 +92,6 @@ class ReaperLoop:
         if state == LEASE_REAPED:
             self._backoff = 0.0
             self._publish([Exit(reg.pid, returncode, reg.process, False, time.monotonic())])
-            self._set.drop(reg)
             self._end_lease(reg)
         elif state == LEASE_BUSY:
             self._busy.append(reg)
@@ -102,11 +101,16 @@ class ReaperLoop:
             self._rearm_at = min(self._rearm_at, time.monotonic() + _RETRY_DELAY)
 
     def _end_lease(self, reg: Reg) -> None:
+        # The registration is forgotten only once the lease has ended: a
+        # fork meanwhile then finds the Process in ``regs`` and resets it
+        # (``Process.lease_after_fork``), even if this thread held its lock.
         fd = end_lease(reg)
         if fd is None:
             self._leases.append(reg)
-        elif fd >= 0:
-            self._close.append(fd)
+            return
+        self._set.drop(reg)
+        if fd >= 0:
+            self._close.append(fd)   # after drop: the number may be reused from now on
 
     def _housekeeping(self, now: float) -> None:
         if self._busy and now >= self._busy_at:
