@@ -446,7 +446,6 @@ class Process(PipesMixin):
         self.close()
         warnings.warn(f"unclosed pidsafe.Process {self.pid}", ResourceWarning, stacklevel=2)
 
-
     # == lease: the interface of pidsafe.reaper (it uses nothing else) =======
     #
     # A watcher (the reaper thread) borrows the pidfd for as long as it
@@ -477,9 +476,9 @@ class Process(PipesMixin):
     def try_lease_reap(self) -> Tuple[int, Optional[int]]:
         """Reap through the leased pidfd if the process has exited; never waits.
 
-        Thread-safe and idempotent with :meth:`poll`/:meth:`wait`: whoever
-        reaps first records ``returncode`` and the others see it.  For a
-        leased, exited child (its pidfd polled readable).
+        For a leased child whose pidfd polled readable.  Thread-safe and
+        idempotent with :meth:`poll`/:meth:`wait`: whoever reaps first
+        records ``returncode`` and the others see it.
 
         Returns:
             ``(LEASE_REAPED, returncode)``: done; ``returncode`` is ``None``
