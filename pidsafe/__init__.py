@@ -8,7 +8,7 @@ can never be signalled, waited on or opened by mistake.
 from ._fd import OwnedFd
 from ._features import Features, features
 from ._version import __version__
-from .errors import (Error, HelperDiedError, IDMapError, InvalidMountError, MountError,
+from .errors import (Error, ForeignChildWarning, HelperDiedError, IDMapError, InvalidMountError, MountError,
                      ReaperError, StateError, SubscriptionClosed, SubscriptionOverflow,
                      TimeoutExpired, UnsupportedError)
 from .mount._mount import idmapped_bind
@@ -32,6 +32,7 @@ __all__ = [
     "Error",
     "Exit",
     "Features",
+    "ForeignChildWarning",
     "HelperDiedError",
     "IDMap",
     "IDMapError",

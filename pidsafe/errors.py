@@ -162,6 +162,16 @@ class ReaperError(Error, RuntimeError):
     """
 
 
+class ForeignChildWarning(Error, RuntimeWarning):
+    """A child was started outside pidsafe while a subreaper-mode Reaper runs.
+
+    That reaper will reap it like an orphan, so its own waiter gets nothing
+    (``Popen.wait()`` returns 0).  Open ``reaper.claim()`` before starting
+    it.  Turn it into an error (``-W error::pidsafe.ForeignChildWarning``)
+    to refuse such starts.
+    """
+
+
 class SubscriptionClosed(Error, EOFError):
     """The subscription has ended and holds no more exits.
 

@@ -178,6 +178,21 @@ class Faults:
 
     # -- the public face --------------------------------------------------------
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within the block, calls are neither counted nor failed (any thread).
+
+        For a sweep that targets one part of an operation: the calls of the
+        other parts then do not shift ``k`` or take the injected failure.
+        """
+        with self._lock:
+            armed, self._armed = self._armed, False
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed = armed
+
     def count(self, op: Callable[[], Any]) -> int:
         """Run ``op`` (which must succeed) and return how many calls it made."""
         with self._armed_with(None, None):

@@ -23,6 +23,7 @@ BASES = {
     "ReaperError": RuntimeError,
     "SubscriptionClosed": EOFError,
     "SubscriptionOverflow": RuntimeError,
+    "ForeignChildWarning": RuntimeWarning,
 }
 
 
