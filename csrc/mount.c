@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/stat.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -53,6 +54,24 @@ int pidsafe_fsmount(int fd, unsigned int flags, unsigned int attr_flags)
 int pidsafe_umount2(const char *target, int flags)
 {
     return (int)syscall(SYS_umount2, target, flags);
+}
+
+/* See mount.h.  The kernel's struct statx, from linux/stat.h (not glibc's). */
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x00004000U
+#endif
+int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id)
+{
+    struct statx stx;
+
+    if (syscall(SYS_statx, dfd, path, flags, STATX_MNT_ID_UNIQUE, &stx) < 0)
+        return -1;
+    if (!(stx.stx_mask & STATX_MNT_ID_UNIQUE)) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    *id = stx.stx_mnt_id;
+    return 0;
 }
 
 /* See mount.h.  Syscalls only; no policy. */

@@ -58,6 +58,14 @@ int pidsafe_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
 int pidsafe_umount2(const char *target, int flags);
 
 /*
+ * statx(2) with STATX_MNT_ID_UNIQUE (Linux 6.8): the 64-bit id of the mount
+ * that path (or, with AT_EMPTY_PATH, the fd dfd) is on.  Unlike mountinfo's
+ * id it is never reused, so it tells a mount from a later one.  -1 and errno
+ * (EOPNOTSUPP when the kernel does not report it).
+ */
+int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id);
+
+/*
  * An idmapped bind in one call: open_tree(src_dfd, src, clone_flags) ->
  * mount_setattr(tree, "", setattr_flags, {attr_set, 0, propagation,
  * userns_fd}) -> move_mount(tree, "", dst_dfd, dst, move_flags), the tree fd

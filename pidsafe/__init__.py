@@ -10,14 +10,17 @@ from ._features import Features, features
 from ._version import __version__
 from .container._container import Container
 from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
-                     ContainerStateError, Error, HelperDiedError, IDMapError,
-                     InvalidMountError, MountError, ReaperError, StaleProcessError, StateError,
-                     SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
+                     ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
+                     IDMapError, InvalidMountError, MountError, ReaperError, StaleProcessError,
+                     StateError, SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
                      UnsupportedConfigError, UnsupportedError, UsageError)
 from .mount._mount import idmapped_bind
-from .mount._rootfs import Mount, mount_all, unmount_all
+from .mount._mounted import MountRecord, Mounted
+from .mount._rootfs import mount_all
+from .mount._spec import Mount
+from .mount._unmount_all import unmount_all
 from .process._identity import ProcessIdentity
-from .process._plan import Namespace
+from .userns import Namespace
 from .process._process import Process
 from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
 from .reaper._claim import Claim
@@ -25,7 +28,7 @@ from .reaper._reaper import Reaper
 from .reaper._subscription import Exit, Subscription
 from .state._statefile import StateFile
 from .userns._idmap import IDMap, IDRange
-from .userns._userns import UsernsCache, get_userns_fd
+from .userns import UsernsCache, get_userns_fd
 
 __all__ = [
     "CgroupError",
@@ -39,6 +42,7 @@ __all__ = [
     "Error",
     "Exit",
     "Features",
+    "ForeignChildWarning",
     "HelperDiedError",
     "IDMap",
     "IDMapError",
@@ -46,6 +50,8 @@ __all__ = [
     "InvalidMountError",
     "Mount",
     "MountError",
+    "MountRecord",
+    "Mounted",
     "Namespace",
     "OwnedFd",
     "PIPE",

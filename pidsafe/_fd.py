@@ -8,6 +8,8 @@ import warnings
 from types import TracebackType
 from typing import Optional, Type
 
+from ._sigsafe import critical
+
 
 class OwnedFd:
     """Owns one file descriptor and closes it exactly once.
@@ -46,11 +48,14 @@ class OwnedFd:
         return self._fd < 0
 
     def close(self) -> None:
-        """Close the fd.  Idempotent and safe to call from several threads."""
-        with self._lock:
-            fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        """Close the fd.  Idempotent, safe to call from several threads, and
+        a signal handler that raises cannot split "forget the number" from
+        "close the fd" (the fd would stay open with nothing owning it)."""
+        with critical:
+            with self._lock:
+                fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
 
     def detach(self) -> int:
         """Give up ownership: return the fd number, which the caller now owns.

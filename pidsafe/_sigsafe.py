@@ -94,13 +94,14 @@ def _divert() -> None:
 
 
 def _restore() -> None:
-    # Pop before putting back: if a handler raises from inside
-    # signal.signal() (it runs pending handlers), what is left is still
-    # diverted and heals itself in _record.
+    # signal.signal() runs pending handlers *before* it installs the new
+    # one: if one raises, this signal is still diverted, so its entry must
+    # stay for _record to heal it (forget it only once it is put back).
     saved = _state.saved
     while saved:
-        sig, handler = saved.popitem()
-        signal.signal(sig, handler)
+        sig = next(iter(saved))
+        signal.signal(sig, saved[sig])
+        del saved[sig]
 
 
 def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
@@ -126,9 +127,16 @@ class _Critical:
     def __enter__(self) -> None:
         if threading.get_ident() != _state.main_ident:
             return
-        _state.depth += 1
-        if _state.depth == 1:
+        if _state.depth == 0:
+            # Divert first, count after.  A handler not diverted yet may run,
+            # and raise, between two steps of _divert(): its exception then
+            # leaves __enter__ with the depth still 0 (the body never runs, so
+            # nothing has been created yet), and whatever was diverted already
+            # heals itself in _record or is put back by the next section.
+            # Counted first, an escaping exception would leave the depth at 1
+            # for good: no later section would divert anything again.
             _divert()
+        _state.depth += 1
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:

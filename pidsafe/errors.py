@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type, Union, cast
 from ._feature_names import describe
 
 if TYPE_CHECKING:
-    from .mount._rootfs import Mount
+    from .mount._spec import Mount
 
 
 class Error(Exception):
@@ -159,6 +159,16 @@ class ReaperError(Error, RuntimeError):
     Not started, already stopped, inherited by a forked child (whose reaper
     thread does not exist), a second subreaper, or a reaper thread that
     failed.
+    """
+
+
+class ForeignChildWarning(Error, RuntimeWarning):
+    """A child was started outside pidsafe while a subreaper-mode Reaper runs.
+
+    That reaper will reap it like an orphan, so its own waiter gets nothing
+    (``Popen.wait()`` returns 0).  Open ``reaper.claim()`` before starting
+    it.  Turn it into an error (``-W error::pidsafe.ForeignChildWarning``)
+    to refuse such starts.
     """
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import select
+import threading
 import time
 from subprocess import PIPE
-from typing import Any, Callable, Dict, Iterator, List, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
 import pidsafe
+from pidsafe import _sys
 
 from faults import Faults
 from bundles import busybox_rootfs, make_bundle, state_dir  # noqa: F401 - container fixtures
@@ -58,7 +61,7 @@ def children() -> Set[int]:
 
 def mounts() -> Set[str]:
     """Mount points (as mountinfo spells them) in our mount namespace."""
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:   # any bytes
         return {line.split()[4] for line in f}
 
 
@@ -140,9 +143,25 @@ _relevant_mounts: Callable[[Set[str]], Set[str]] = lambda s: s
 
 
 @contextlib.contextmanager
-def leak_check(what: str) -> Iterator[None]:
-    """Fail naming ``what`` if the block leaves an fd, a child or a mount."""
-    snap = Snapshot(_relevant_mounts)
+def leak_check(what: str, *, check_mounts: bool = True,
+               mounts_under: Optional[str] = None) -> Iterator[None]:
+    """Fail naming ``what`` if the block leaves an fd, a child or a mount.
+
+    ``check_mounts=False`` for blocks that mount nothing: the mount table is
+    shared with other pytest sessions on the machine, whose mounts come and
+    go meanwhile.  ``mounts_under`` limits the mounts watched to those at or
+    below that path (other xdist workers mount and unmount meanwhile in the
+    same mount namespace); by default every mount outside other sessions'
+    temp directories is watched.
+    """
+    def relevant(points: Set[str]) -> Set[str]:
+        if not check_mounts:
+            return set()
+        if mounts_under is None:
+            return _relevant_mounts(points)
+        return {p for p in points if p == mounts_under or p.startswith(mounts_under + "/")}
+
+    snap = Snapshot(relevant)
     yield
     problems = snap.leaks()
     if problems:
@@ -177,3 +196,142 @@ def no_leaks(request: pytest.FixtureRequest,
     problems = snap.leaks()
     if problems:
         pytest.fail("test leaked resources:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+# == reaper helpers (tests/reaper) ===============================================
+
+SH = "/bin/sh"
+
+
+@pytest.fixture
+def reaper() -> Iterator[pidsafe.Reaper]:
+    r = pidsafe.Reaper().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def subreaper() -> Iterator[pidsafe.Reaper]:
+    r = pidsafe.Reaper(subreaper=True, scan_interval=0.05).start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def reaper_passes(r: pidsafe.Reaper, n: int = 1) -> None:
+    """Wake the reaper thread and return after ``n`` full passes of its loop.
+
+    A pass publishes what it reaped, ends the leases it can, closes the fds
+    they hand back and (subreaper mode) scans for orphans: after one, the
+    reaper holds nothing for exits already delivered.
+    """
+    loop = r._loop
+    assert loop is not None and r.running
+    done = threading.Semaphore(0)
+    loop.after_pass = done.release
+    try:
+        for _ in range(n):
+            r._wake()
+            assert done.acquire(timeout=30), "the reaper thread made no pass"
+    finally:
+        loop.after_pass = None
+
+
+def reaper_settled(r: pidsafe.Reaper) -> None:
+    """Return once ``r`` has nothing left to retry (see ``ReaperLoop.idle``):
+    every exit it has seen is published and every lease it could end ended."""
+    loop = r._loop
+    assert loop is not None
+    for _ in range(1000):
+        reaper_passes(r)
+        if loop.idle:
+            return
+    raise AssertionError("the reaper thread keeps retrying")
+
+
+def close_all(procs: List[pidsafe.Process]) -> None:
+    for p in procs:
+        p.wait()
+        p.close()
+
+
+def drain(sub: pidsafe.Subscription, n: int, timeout: float = 30) -> List[pidsafe.Exit]:
+    deadline = time.monotonic() + timeout
+    return [sub.get(timeout=max(0.0, deadline - time.monotonic())) for _ in range(n)]
+
+
+def assert_quiet(sub: pidsafe.Subscription, wait: float = 0.2) -> None:
+    with pytest.raises(TimeoutError):
+        ev = sub.get(timeout=wait)
+        pytest.fail(f"unexpected exit: {ev}")
+
+
+def unreaped_child(pid: int) -> bool:
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT | _sys.WALL)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def wait_exited(p: pidsafe.Process, timeout: float = 5) -> None:
+    """Wait until the pidfd is readable, without reaping."""
+    assert select.select([p], [], [], timeout)[0], f"{p} did not exit"
+
+
+def foreign_spawn(script: str) -> int:
+    """A child the way subprocess/posix_spawn make them: no pidfd."""
+    return os.posix_spawn(SH, [SH, "-c", script], os.environ)
+
+
+def held_foreign_child(code: int) -> Tuple[int, int]:
+    """A foreign child that exits with ``code`` once we close the returned fd."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.posix_spawn(SH, [SH, "-c", f"read x; exit {code}"], os.environ,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)])
+    finally:
+        os.close(r)
+    return pid, w
+
+
+
+
+def orphan_round(r: pidsafe.Reaper, exits: pidsafe.Subscription,
+                 around_spawn: Callable[[], "contextlib.AbstractContextManager[Any]"]
+                 = contextlib.nullcontext) -> None:
+    """A child of ``r`` that leaves an orphan (subreaper mode); both exits, exact.
+
+    ``around_spawn``: a context for the spawn itself (e.g. ``faults.paused``).
+    """
+    # An asynchronous list's stdin is /dev/null: hand it the pipe as fd 3.
+    with around_spawn():
+        p = r.spawn([SH, "-c", "exec 3<&0; (read x <&3; exit 3) >/dev/null & echo $!"],
+                    stdin=PIPE, stdout=PIPE)
+    assert p.stdin is not None and p.stdout is not None
+    orphan = 0
+    ok = False
+    try:
+        orphan = int(p.stdout.readline())
+        assert p.wait() == 0          # the orphan is ours now; it exits on EOF
+        p.stdin.close()
+        want = {(p.pid, False): 0, (orphan, True): 3}
+        got: Dict[Tuple[int, bool], Optional[int]] = {}
+        while not want.keys() <= got.keys():
+            ev = exits.get(timeout=30)
+            got[(ev.pid, ev.orphan)] = ev.returncode
+            # Anything else: a stray orphan of an earlier round that failed
+            # under fault injection before it could learn its orphan's pid.
+            assert (ev.pid, ev.orphan) in want or ev.orphan, ev
+        assert {key: got[key] for key in want} == want
+        ok = True
+    finally:
+        with contextlib.ExitStack() as cleanup:   # e.g. an injected fault in wait()
+            cleanup.callback(p.close)
+            cleanup.callback(p.wait)
+            cleanup.callback(p.stdin.close)
+        if not ok and orphan:   # let the orphan finish, so its exit is not a later surprise
+            wait_until(lambda: state(orphan) == "", f"orphan {orphan} to be reaped", 30)

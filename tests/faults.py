@@ -178,6 +178,21 @@ class Faults:
 
     # -- the public face --------------------------------------------------------
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Within the block, calls are neither counted nor failed (any thread).
+
+        For a sweep that targets one part of an operation: the calls of the
+        other parts then do not shift ``k`` or take the injected failure.
+        """
+        with self._lock:
+            armed, self._armed = self._armed, False
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed = armed
+
     def count(self, op: Callable[[], Any]) -> int:
         """Run ``op`` (which must succeed) and return how many calls it made."""
         with self._armed_with(None, None):
@@ -194,5 +209,76 @@ class Faults:
         return self._armed_with(None, (k, before))
 
 
+class RandomInterrupt(KeyboardInterrupt):
+    """What :func:`interrupt_randomly` raises from its SIGPROF handler."""
+
+
+def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
+                       interval: float = 0.0001) -> int:
+    """Run ``op`` ``rounds`` times while a SIGPROF handler raises
+    :class:`RandomInterrupt` at whatever bytecode it lands on (at most once
+    per round); returns how many rounds were interrupted.
+
+    A profiling timer (process CPU time, so it also fires while the kernel
+    works for us) rather than ITIMER_REAL, which pytest-timeout uses.
+    ``ResourceWarning`` is ignored meanwhile: an interrupt between ``op``'s
+    own call returning a handle and ``op`` storing it (at the handle's
+    ``__enter__``) drops the handle, whose ``__del__`` closes it and warns;
+    the caller's leak check then shows whether anything was really left.
+    The cyclic GC runs only between rounds, unarmed, so that such a
+    ``__del__`` is never itself interrupted.  An interrupt that lands in a
+    ``__del__`` (of an object freed mid-round) is swallowed by Python
+    ("Exception ignored in"); that is not the library's doing, so it is not
+    reported as an unraisable exception here.
+    """
+    import gc
+    import warnings
+
+    from pidsafe._sigsafe import critical
+
+    armed = [False]
+
+    def on_sigprof(signum: int, frame: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise RandomInterrupt("random SIGPROF")
+
+    hits = 0
+    old = signal.signal(signal.SIGPROF, on_sigprof)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    old_hook = sys.unraisablehook
+
+    def unraisable(u: Any) -> None:
+        if not isinstance(u.exc_value, RandomInterrupt):
+            old_hook(u)
+
+    sys.unraisablehook = unraisable
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            signal.setitimer(signal.ITIMER_PROF, interval, interval)
+            for i in range(rounds):
+                try:
+                    armed[0] = True
+                    op()
+                    armed[0] = False
+                except RandomInterrupt:
+                    hits += 1
+                if i % 32 == 31:
+                    gc.collect()
+            gc.collect()
+    finally:
+        armed[0] = False
+        with critical:   # a last SIGPROF is diverted, then finds SIG_DFL gone
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            signal.signal(signal.SIGPROF, old)
+        if gc_was_enabled:
+            gc.enable()
+        sys.unraisablehook = old_hook
+    return hits
+
+
 Interrupt = _Interrupt
-__all__ = ["Faults", "Interrupt", "OS_CALLS", "pidsafe"]
+__all__ = ["Faults", "Interrupt", "OS_CALLS", "RandomInterrupt", "interrupt_randomly",
+           "pidsafe"]

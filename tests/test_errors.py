@@ -31,6 +31,7 @@ BASES = {
     "ContainerStateError": RuntimeError,
     "ContainerLookupError": LookupError,
     "UsageError": ValueError,
+    "ForeignChildWarning": RuntimeWarning,
 }
 
 

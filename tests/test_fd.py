@@ -131,3 +131,36 @@ def test_concurrent_close_closes_exactly_once() -> None:
     for t in threads:
         t.join()
     assert not errors and all(o.closed for o in owners)
+
+
+def test_a_handler_raising_inside_close_cannot_leave_the_fd_open() -> None:
+    """close() forgot the number, then a handler raised (at the lock's
+    release) before os.close: an open fd that nothing owned."""
+    import signal
+
+    class Boom(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Boom()
+
+    class SignallingLock:
+        def __enter__(self) -> None:
+            pass
+
+        def __exit__(self, *exc: object) -> None:
+            signal.raise_signal(signal.SIGUSR1)
+
+    r, w = os.pipe2(os.O_CLOEXEC)
+    os.close(w)
+    fd = OwnedFd(r, "pipe")
+    fd._lock = SignallingLock()  # type: ignore[assignment]
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with pytest.raises(Boom):
+            fd.close()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert fd.closed
+    with pytest.raises(OSError):
+        os.fstat(r)   # closed for real (the no_leaks fixture also checks)

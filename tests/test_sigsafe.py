@@ -117,3 +117,61 @@ def test_fork_inside_a_section_gives_the_child_its_handlers(raising_usr1: List[i
     finally:
         os.close(r)
         os.waitpid(pid, 0)
+
+
+def test_a_handler_raising_while_the_section_is_entered_leaves_no_section_open(
+        raising_usr1: List[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler not yet diverted can run between two calls of _divert();
+    its exception used to escape from __enter__ with the depth left at 1,
+    so no later section delivered anything again.  Now it escapes before the
+    body (nothing made yet) with the depth at 0."""
+    real = _sigsafe._divert
+    calls: List[int] = []
+
+    def divert_with_a_signal_midway() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGUSR1)   # its handler runs right here
+        real()
+
+    monkeypatch.setattr(_sigsafe, "_divert", divert_with_a_signal_midway)
+    reached = []
+    with pytest.raises(Boom):
+        with critical:
+            reached.append("body")   # pragma: no cover - never reached
+    assert reached == [] and raising_usr1 == [signal.SIGUSR1]
+    assert _sigsafe._state.depth == 0
+    monkeypatch.undo()
+    with pytest.raises(Boom):                 # later sections still deliver
+        with critical:
+            signal.raise_signal(signal.SIGUSR1)
+            assert raising_usr1 == [signal.SIGUSR1]
+    assert raising_usr1 == [signal.SIGUSR1] * 2
+    assert not _sigsafe._state.saved
+
+
+def test_a_handler_raising_while_entering_leaves_no_section_open(
+        raising_usr1: List[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression (found by the mount tests' random SIGALRM loop): a signal
+    # whose handler was not diverted yet, landing while __enter__ diverts,
+    # used to leave the depth at 1 for ever: no later section diverted
+    # anything, so handlers raised inside "critical" sections again.
+    real_getsignal = signal.getsignal
+
+    def getsignal(sig: int) -> Any:
+        if sig == signal.SIGUSR1:
+            monkeypatch.setattr(signal, "getsignal", real_getsignal)
+            signal.raise_signal(signal.SIGUSR1)  # SIGINT is diverted, SIGUSR1 not yet
+        return real_getsignal(sig)
+
+    monkeypatch.setattr(signal, "getsignal", getsignal)
+    with pytest.raises(Boom):
+        with critical:
+            pytest.fail("the body must not run")  # pragma: no cover
+    assert not critical.active
+    with pytest.raises(Boom):
+        with critical:
+            signal.raise_signal(signal.SIGUSR1)
+            assert raising_usr1 == [signal.SIGUSR1]   # deferred: still the first only
+    assert raising_usr1 == [signal.SIGUSR1] * 2
+    assert signal.getsignal(signal.SIGINT) is not _sigsafe._record

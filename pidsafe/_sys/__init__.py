@@ -35,7 +35,7 @@ from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SET
                      OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH, RESOLVE_IN_ROOT,
                      RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
                      UMOUNT_NOFOLLOW, fsconfig, fsmount, fsopen, idmapped_bind, mount_setattr,
-                     move_mount, open_tree, openat2, umount2)
+                     mnt_id_unique, move_mount, open_tree, openat2, umount2)
 from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
                      pidfd_send_signal, probe_child, setns, waitid_pidfd)
 from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY, STAGE_CHDIR,
@@ -60,7 +60,8 @@ __all__ = [
     "STAGE_NAMES", "StrPath", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG",
     "close_range", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
-    "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info", "pidfd_getfd",
-    "pidfd_open", "pidfd_send_signal", "probe_child", "setns", "spawn", "umount2",
+    "mnt_id_unique", "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info",
+    "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child", "setns", "spawn",
+    "umount2",
     "userns_helper_free", "userns_helper_start", "waitid_pidfd", "_retry",
 ]

@@ -115,6 +115,18 @@ def umount2(target: StrPath, flags: int, *, step: str = "umount2",
            filename=target if filename is None else filename)
 
 
+def mnt_id_unique(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> int:
+    """statx(2) ``STATX_MNT_ID_UNIQUE`` (Linux 6.8): a mount id never reused.
+
+    Raises:
+        OSError: ``EOPNOTSUPP`` (or ``EINVAL``) when the kernel lacks it.
+    """
+    out = ffi.new("uint64_t *")
+    _retry("statx", lib.pidsafe_mnt_id_unique, dfd, os.fsencode(path), flags, out,
+           filename=path or None)
+    return int(out[0])
+
+
 def idmapped_bind(source: StrPath, target: StrPath, clone_flags: int, setattr_flags: int,
                   attr_set: int, propagation: int, userns_fd: int,
                   move_flags: int) -> Tuple[int, int]:

@@ -128,7 +128,7 @@ def mount(source: str, target: str, uidmap: str, gidmap: str, *, readonly: bool,
           recursive: bool) -> int:
     """``pidsafe mount``: an idmapped bind through a new user namespace."""
     from ..mount._mount import idmapped_bind
-    from ..userns._userns import get_userns_fd
+    from ..userns import get_userns_fd
 
     try:
         with get_userns_fd(uidmap, gidmap) as userns:

@@ -24,11 +24,14 @@ from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
                       container_error)
-from ..mount._rootfs import Mount, mount_all, unmount_all
+from ..mount._mounted import Mounted
+from ..mount._rootfs import mount_all
+from ..mount._spec import Mount
+from ..mount._unmount_all import unmount_all
 from ..process._identity import ProcessIdentity
 from ..process._process import Process
 from ..state._statefile import StateFile
-from ..userns._userns import get_userns_fd
+from ..userns import get_userns_fd
 from ._cgroups import Cgroup
 from ._config import Spec, parse_spec, read_config
 from ._config_linux import DeviceRule, Resources
@@ -164,7 +167,10 @@ class Container:
             record["mounts"] = [_mount_to_json(m) for m in placed]
             record["mountRoot"] = parent
             state.save(record)
-            mount_all(placed, parent)
+            with critical:
+                mounted = mount_all(placed, parent)
+                record["mounted"] = mounted.to_dict()   # for delete: unmount by identity
+            state.save(record)
             _step("mounted")
         # 2. The cgroup, recorded as soon as it exists (its paths are known then).
         with critical:
@@ -604,9 +610,12 @@ class Container:
         if cg is not None:
             cg.kill(signal.SIGKILL)   # anything init left behind (with a pid namespace, none)
             cg.delete(timeout=KILL_TIMEOUT)
-        mounts = [_mount_from_json(m) for m in record.get("mounts", [])]
-        if mounts:
-            _unmount_present(mounts, record["mountRoot"])
+        if record.get("mounted"):
+            unmount_all(Mounted.from_dict(record["mounted"]))
+        else:   # killed between recording the mounts and knowing their identity
+            mounts = [_mount_from_json(m) for m in record.get("mounts", [])]
+            if mounts:
+                _unmount_present(mounts, record["mountRoot"])
         try:
             os.unlink(record["fifo"])
         except FileNotFoundError:

@@ -25,7 +25,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from .. import _sys
 from ..errors import ConfigError, InvalidMountError, UnsupportedConfigError
-from ..mount._rootfs import Mount, _Plan as MountPlan, _plan as plan_mount
+from ..mount._spec import Mount, Plan as MountPlan, plan as plan_mount
 from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
 from ._config_process import ProcessSpec

@@ -6,32 +6,45 @@ attaches the returned mount fd.  When ``fsconfig()`` refuses something the
 kernel usually explains why in the context's log (``read()`` on the fsopen
 fd); that text goes into the error.
 
-An overlay whose options carry ``uidmap=``/``gidmap=`` (containerd's
-``doPrepareIDMappedOverlay``): the lowerdirs' common parent is cloned
-(with its submounts only if a lowerdir lives on one), idmapped and made
-read-only, attached on a fresh private directory
-(``mkdtemp``, mode 0700), the overlay is created with its lowerdirs pointing
-inside that mount, and the temporary mount is unmounted and its (empty)
-directory removed before the overlay is returned.  The overlay does not need
-it any more: overlayfs takes private clones of its layers' mounts when it is
-created, and pidsafe closes the fs context (which holds the layer paths)
-before unmounting.  Cleanup is ``umount2`` + ``rmdir`` only, so no layer data
-can be deleted; if the unmount keeps failing (EBUSY), the mount and its
-directory are left where they are and the error says so.
+An overlay whose options carry ``uidmap=``/``gidmap=``: each lowerdir is
+cloned on its own (``open_tree(OPEN_TREE_CLONE)``, just the mount holding
+it), idmapped and made read-only, and handed to overlayfs as the fd of that
+*detached* mount (``fsconfig(FSCONFIG_SET_FD, "lowerdir+", fd)``).  The
+idmapped layers are never attached anywhere: no path, in any mount
+namespace, leads to them, so no other user can read through them or keep
+them busy, and there is nothing to unmount or remove afterwards.  (The
+first version attached an idmapped mount of the layers' common parent on a
+temporary directory: while it existed a mapped host uid could read
+root-only files through it, and any user could make its unmount fail.)
+overlayfs takes private clones of its layers when it is created, so the
+clones' fds are closed once the overlay is made.
+
+That needs overlayfs to take layers as fds (``lowerdir+`` with
+``FSCONFIG_SET_FD``) and to accept detached mounts as layers.  It is probed
+once, with the real calls on an empty detached tmpfs; a kernel without it
+gets :class:`UnsupportedError` (``"overlay_layer_fds"``), never the old
+attached temporary mount.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
-from typing import List, Optional, Sequence, Tuple
+import threading
+from typing import List, Optional, Sequence, Tuple, Union
 
 from .. import _sys
-from ..errors import UnsupportedError
 from .._fd import OwnedFd
-from ._mount import attach, clone_idmapped, mount_id_of, note, unmount_at
-from ..errors import mount_error
+from .._sigsafe import critical
+from ..errors import UnsupportedError, mount_error
+from ._hints import idmap_error
+
+#: fsconfig(2)'s FSCONFIG_SET_FD (linux/mount.h, uapi): set a parameter to an
+#: fd given in ``aux``.  A kernel ABI number, like the other FSCONFIG_*.
+FSCONFIG_SET_FD = 5
+
+#: A parameter's value: a string, ``None`` for a flag, or an fd object.
+Value = Union[str, None, OwnedFd]
 
 _NEEDS_CAP = "needs CAP_SYS_ADMIN in the user namespace that owns this process's mount namespace"
 
@@ -73,15 +86,20 @@ def _fs_log(fd: int) -> str:
     return "; ".join(msgs)
 
 
-def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Optional[str]]],
+def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Value]],
              attr_flags: int, shown: str) -> OwnedFd:
     """A detached mount of a new ``fstype`` filesystem, configured by ``params``.
+
+    Meant to run inside ``with critical:`` (as :func:`mount_all` calls it):
+    the mount fd is wrapped, and the context fd closed, with no signal
+    handler in between.
 
     Args:
         fstype: the filesystem type, as in ``/proc/filesystems``.
         source: its source (``""`` for none).
-        params: ``(key, value)`` pairs for ``FSCONFIG_SET_STRING``, or
-            ``(flag, None)`` for ``FSCONFIG_SET_FLAG``.
+        params: ``(key, value)`` pairs for ``FSCONFIG_SET_STRING``,
+            ``(flag, None)`` for ``FSCONFIG_SET_FLAG``, or ``(key, fd)``
+            (an :class:`OwnedFd`, which stays open) for ``FSCONFIG_SET_FD``.
         attr_flags: ``MOUNT_ATTR_*`` for ``fsmount()`` (ro, nosuid, ...).
         shown: the target, for messages.
 
@@ -109,6 +127,9 @@ def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Optional[str]
                 if value is None:
                     step = f"unable to set option {key!r} of a {fstype} filesystem for {shown}"
                     _sys.fsconfig(ctx.fileno(), _sys.FSCONFIG_SET_FLAG, key)
+                elif isinstance(value, OwnedFd):
+                    step = f"unable to set option {key} (an fd) of a {fstype} filesystem for {shown}"
+                    _sys.fsconfig(ctx.fileno(), FSCONFIG_SET_FD, key, None, value.fileno())
                 else:
                     step = (f"unable to set option {key}={value!r} of a {fstype} filesystem "
                             f"for {shown}")
@@ -124,79 +145,86 @@ def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Optional[str]
     return OwnedFd(mnt, f"{fstype} mount")
 
 
-def _mount_id(path: str, shown: str) -> int:
+
+
+# --- overlays with idmapped lowerdirs -------------------------------------------
+
+_probe_lock = threading.Lock()
+_probed: List[str] = []      # [] until probed, then [""] (supported) or [reason]
+
+
+def _probe_layer_fds() -> str:
+    """``""`` if overlayfs takes detached mounts as ``lowerdir+`` fds, else why not.
+
+    The real calls, once per process: two empty tmpfs are made detached, and
+    an overlay is created with them as its two layers (no upperdir: a
+    read-only overlay needs two).  Nothing is attached; every fd is closed.
+    """
+    with _probe_lock:
+        if not _probed:
+            try:
+                with critical, \
+                        fs_mount("tmpfs", "pidsafe-probe", [], 0, "(probe)") as upper, \
+                        fs_mount("tmpfs", "pidsafe-probe", [], 0, "(probe)") as lower:
+                    fs_mount("overlay", "pidsafe-probe", [("lowerdir+", upper),
+                                                          ("lowerdir+", lower)], 0,
+                             "(probe)").close()
+                _probed.append("")
+            except OSError as exc:
+                _probed.append(f"probe: {exc}")
+        return _probed[0]
+
+
+def _idmapped_layer(path: str, userns_fd: int, shown: str) -> OwnedFd:
+    """A detached, read-only, idmapped clone of the mount holding ``path``."""
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        tree = OwnedFd(_sys.open_tree(_sys.AT_FDCWD, path, _sys.OPEN_TREE_CLONE
+                                      | _sys.OPEN_TREE_CLOEXEC), "overlay layer")
     except OSError as exc:
         raise mount_error(exc.errno or errno.EIO, f"unable to open overlay layer {path} "
                           f"for {shown}", path) from None
     try:
-        return mount_id_of(fd)
-    finally:
-        os.close(fd)
-
-
-def _drop_temp(tmp: str, parent: OwnedFd, mounted: bool) -> None:
-    """Unmount the temporary idmapped mount and remove its empty directory."""
-    if mounted:
-        try:
-            unmount_at(parent.fileno(), os.path.basename(tmp), tmp)
-        except OSError as exc:
-            raise mount_error(exc.errno or errno.EIO, "unable to unmount the temporary "
-                              f"idmapped mount of the lowerdirs at {tmp}", tmp,
-                              f"{exc.strerror}; it and its directory were left in place, "
-                              "no layer data was deleted") from None
-    try:
-        os.rmdir(tmp)  # an empty directory only: never recursive
+        _sys.mount_setattr(tree.fileno(), "", _sys.AT_EMPTY_PATH,
+                           attr_set=_sys.MOUNT_ATTR_IDMAP | _sys.MOUNT_ATTR_RDONLY,
+                           propagation=_sys.MS_PRIVATE, userns_fd=userns_fd)
     except OSError as exc:
-        raise mount_error(exc.errno or errno.EIO, "unable to remove the temporary directory "
-                          f"{tmp}", tmp, "left in place, nothing deleted") from None
+        tree.close()
+        raise idmap_error(exc, path, userns_fd) from None
+    except BaseException:
+        tree.close()
+        raise
+    return tree
 
 
 def overlay_mount(source: str, lowerdirs: Sequence[str],
-                  params: Sequence[Tuple[str, Optional[str]]], attr_flags: int,
+                  params: Sequence[Tuple[str, Value]], attr_flags: int,
                   userns_fd: Optional[int], shown: str) -> OwnedFd:
     """A detached overlay mount; its lowerdirs idmapped if ``userns_fd`` is given.
 
+    Meant to run inside ``with critical:`` (as :func:`mount_all` calls it):
+    every fd it opens is closed on every path.
+
     Raises:
-        MountError: a step failed, or the temporary mount could not be
-            cleaned up (then it is left in place and the message says where).
+        MountError: a step failed (opening or idmapping a layer names it).
+        UnsupportedError: ``userns_fd`` is given and the kernel cannot take
+            overlay layers as fds of detached mounts (``"overlay_layer_fds"``).
     """
     if userns_fd is None:
         return fs_mount("overlay", source or "overlay",
                         [("lowerdir", join_lowerdir(lowerdirs)), *params], attr_flags, shown)
-    # Lexical prefixes of real paths: a symlink in a layer path cannot make
-    # a lowerdir point outside the idmapped tree.
-    real = [os.path.realpath(d) for d in lowerdirs]
-    common = os.path.commonpath(real)
-    # Clone just the mount holding the common parent, unless a lowerdir lives
-    # on a submount of it: a recursive clone would also idmap unrelated
-    # submounts, and fail on any that is already idmapped or cannot be.
-    recursive = len({_mount_id(d, shown) for d in [common, *real]}) > 1
-    base = tempfile.gettempdir()
-    mounted = False
-    with OwnedFd(os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
-                 "temp parent") as parent:
-        tmp = tempfile.mkdtemp(prefix="pidsafe-idmap-", dir=base)  # mode 0700
-        try:
-            with clone_idmapped(common, userns_fd, recursive=recursive, readonly=True) as tree, \
-                    OwnedFd(os.open(tmp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC),
-                            "temp dir") as tfd:
-                attach(tree.fileno(), tfd.fileno(), tmp)
-                mounted = True
-            lowers = [os.path.normpath(os.path.join(tmp, os.path.relpath(d, common)))
-                      for d in real]
-            overlay = fs_mount("overlay", source or "overlay",
-                               [("lowerdir", join_lowerdir(lowers)), *params], attr_flags, shown)
-        except BaseException as exc:
-            try:
-                _drop_temp(tmp, parent, mounted)
-            except OSError as err:
-                note(exc, f"cleanup: {err}")
-            raise
-        try:
-            _drop_temp(tmp, parent, mounted)
-        except BaseException:
-            overlay.close()  # a detached mount: closing its fd dissolves it
-            raise
-    return overlay
+    why = _probe_layer_fds()
+    if why:
+        raise UnsupportedError("overlay_layer_fds", "overlayfs layers given as fds of detached "
+                               f"mounts (fsconfig FSCONFIG_SET_FD, lowerdir+): {why}",
+                               errno.EINVAL)
+    layers: List[OwnedFd] = []
+    try:
+        for d in lowerdirs:  # topmost first, as in lowerdir=
+            with critical:
+                layers.append(_idmapped_layer(d, userns_fd, shown))
+        return fs_mount("overlay", source or "overlay",
+                        [*(("lowerdir+", fd) for fd in layers), *params], attr_flags, shown)
+    finally:
+        with critical:
+            for fd in layers:
+                fd.close()

@@ -7,7 +7,6 @@ case, whether the child execs the program directly or through the helper
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
 import os
@@ -16,28 +15,11 @@ from typing import Any, Optional, Tuple, Union
 
 from .. import _sys
 from ..userns._idmap import IDMap
+from ..userns._namespace import _ALL_NAMESPACES, Namespace
 from ..userns._userns import IDMapLike, spawn_map
 
 _NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
 
-
-class Namespace(enum.IntFlag):
-    """Namespaces a spawned child gets new ones of (``spawn(namespaces=)``).
-
-    The user namespace is not here: ``spawn(uidmap=, gidmap=)`` makes one,
-    ``spawn(userns=)`` joins one.
-    """
-
-    NEWNS = _sys.CLONE_NEWNS
-    NEWPID = _sys.CLONE_NEWPID
-    NEWNET = _sys.CLONE_NEWNET
-    NEWUTS = _sys.CLONE_NEWUTS
-    NEWIPC = _sys.CLONE_NEWIPC
-    NEWCGROUP = _sys.CLONE_NEWCGROUP
-
-
-_ALL_NAMESPACES = int(Namespace.NEWNS | Namespace.NEWPID | Namespace.NEWNET
-                      | Namespace.NEWUTS | Namespace.NEWIPC | Namespace.NEWCGROUP)
 
 
 @dataclass(frozen=True)

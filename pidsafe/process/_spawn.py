@@ -22,7 +22,8 @@ from ._pipes import open_pipe_files
 from ._process import Process, _abandoned, reap_abandoned
 from ..userns._userns import IDMapLike
 from ._child import start_child
-from ._plan import PLAIN, Namespace, plan_spawn
+from ..userns._namespace import Namespace
+from ._plan import PLAIN, plan_spawn
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,

@@ -6,9 +6,13 @@ children are reaped like orphans.  Code that needs such a child's status
 opens a :class:`Claim` *before* starting the child and gives it the pid
 after, as containerd's ``Monitor.Start`` subscribes before ``cmd.Start``.
 
-While any claim has no pid yet, exits of unknown children are held back
-("limbo") instead of being published: the claim takes its own when it learns
-the pid, and the rest are published as orphans once no claim is pending.
+While any claim has no pid yet, children nobody owns are *pinned, not
+reaped*: their exits wait as zombies (held through the reaper's pidfds), so
+no pid is freed, and none can be reused, before the pending claim learns
+its pid.  A claim's pid therefore names the very process it started (or a
+zombie of it).  Once no claim is pending, the reaper thread reaps the held
+zombies: a claimed one for its claim, the others as orphans.  Every exit is
+published by the reaper thread, so subscribers all see one order.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import errno
 import os
 import threading
 import time
+import weakref
 from types import TracebackType
 from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple, Type
 
 from .. import _sys
+from .._sigsafe import critical
 from ..errors import TimeoutExpired
 from ._subscription import AsyncWaiters, Exit
 from ..errors import ReaperError
@@ -45,8 +51,12 @@ class Claim:
     The reaper reaps the child and hands its return code (``Popen``'s
     convention) to the claim instead of publishing an orphan exit.  Its own
     waiter (``Popen.wait``, ``os.waitpid``) must not be used: the status is
-    the claim's.  Closing a claim whose child still runs gives that exit back
-    to the orphan stream.
+    the claim's, and ``Popen.wait()`` would return 0 (set
+    ``popen.returncode = claim.wait()`` instead).  Closing a claim whose
+    child still runs gives that exit back to the orphan stream.
+
+    While a claim has no pid yet, no unknown child is reaped (their exits
+    wait as zombies): set the pid promptly.
     """
 
     def __init__(self, owner: _ClaimOwner) -> None:
@@ -139,13 +149,14 @@ class Claim:
 
     def close(self) -> None:
         """Give the claim up.  Idempotent; ``returncode`` stays readable."""
-        if self._closed:
-            return
-        self._closed = True
-        self._owner._release_claim(self)
-        pid = self._pid
-        self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
-                                         "its child was reaped"))
+        with critical:   # a half-closed claim would stay pending for ever
+            if self._closed:
+                return
+            self._closed = True
+            self._owner._release_claim(self)
+            pid = self._pid
+            self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
+                                             "its child was reaped"))
 
     def __enter__(self) -> "Claim":
         return self
@@ -159,48 +170,65 @@ class Claim:
 
 
 class ClaimBook:
-    """Pending and named claims, and the exits held back for them.
+    """Pending and named claims.
 
-    ``_lock`` is held while the reaper reaps a pinned child and files its
-    exit, and while a claim learns its pid: so a claim never misses an exit
-    that is half reaped, and a recycled pid cannot confuse the two.
+    ``_lock`` is held while the reaper thread decides about (and reaps) an
+    exited unknown child, and while a claim learns its pid: so a claim never
+    misses an exit that is half reaped, and a child is never reaped while a
+    claim that may be its own is pending.
     """
+
+    #: :meth:`reap` results besides a list of exits.
+    DEFER = None
 
     def __init__(self, owner: _ClaimOwner) -> None:
         self._owner = owner
         self._lock = threading.Lock()
-        self._pending: Set[Claim] = set()
+        self._pending: "weakref.WeakSet[Claim]" = weakref.WeakSet()
         self._by_pid: Dict[int, Claim] = {}
-        self._limbo: List[Tuple[int, Optional[int], float]] = []
 
     def open(self) -> Claim:
+        # Held weakly: a claim dropped unclosed stops being pending (the
+        # reaper's next pass then reaps what it held back).
         claim = Claim(self._owner)
         with self._lock:
             self._pending.add(claim)
         return claim
 
+    @property
+    def pending(self) -> bool:
+        """Whether some claim has no pid yet."""
+        return bool(self._pending)
+
     def is_claimed(self, pid: int) -> bool:
         return pid in self._by_pid
 
-    def reap(self, pid: int, reap: Callable[[], Tuple[bool, Optional[int]]]) -> List[Exit]:
-        """Reap with ``reap()`` and file the exit; orphan exits to publish."""
+    def reap(self, pid: int, reap: Callable[[], Tuple[bool, Optional[int]]]
+             ) -> Optional[List[Exit]]:
+        """Reaper thread: an unknown child ``pid`` has exited (a zombie we pin).
+
+        Reaps it with ``reap()`` unless a claim is pending and it is not
+        claimed: then returns ``None`` (keep it pinned, ask again later).
+        Otherwise returns the orphan exits to publish (``[]`` if it went to
+        its claim, or if ``reap()`` found nothing to reap).
+        """
         with self._lock:
+            claim = self._by_pid.get(pid)
+            if claim is None and self._pending:
+                return self.DEFER
             done, returncode = reap()
             if not done:
                 return []
             ts = time.monotonic()
-            claim = self._by_pid.pop(pid, None)
             if claim is not None:
+                del self._by_pid[pid]
                 claim._deliver(returncode)
-                return []
-            if self._pending:
-                self._limbo.append((pid, returncode, ts))
                 return []
             return [Exit(pid, returncode, None, True, ts)]
 
-    def resolve(self, claim: Claim, pid: int) -> List[Exit]:
-        """``claim.pid = pid``; returns held-back exits that are orphans after all."""
-        with self._lock:
+    def resolve(self, claim: Claim, pid: int) -> None:
+        """``claim.pid = pid`` (a user thread); the reaper is woken after."""
+        with critical, self._lock:   # pending -> named as one step
             if claim._closed:
                 raise ValueError("the claim is closed")
             if claim._pid is not None:
@@ -210,54 +238,36 @@ class ClaimBook:
             self._pending.discard(claim)
             claim._pid = pid
             try:
-                # Still an unreaped child of ours: its exit is still to come.
-                # (Any held-back exit with this pid is then an older process.)
+                # An unreaped child of ours (running or a zombie we hold):
+                # nothing reaps unknown children while this claim was
+                # pending, so the pid still names the child it started.
                 os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT | _sys.WALL)
                 self._by_pid[pid] = claim
             except ChildProcessError:
-                # Reaped already: the newest held-back exit with this pid is
-                # its own (the child started after the claim was opened).
-                for i in range(len(self._limbo) - 1, -1, -1):
-                    if self._limbo[i][0] == pid:
-                        claim._deliver(self._limbo.pop(i)[1])
-                        break
-                else:
-                    claim._finish(lambda: _sys.make_oserror(
-                        errno.ECHILD, f"claim: pid {pid} is no child of this process, "
-                        "or another waiter reaped it"))
-            return self._flush_locked()
+                claim._finish(lambda: _sys.make_oserror(
+                    errno.ECHILD, f"claim: pid {pid} is no child of this process, "
+                    "or another waiter reaped it"))
 
-    def release(self, claim: Claim) -> List[Exit]:
+    def release(self, claim: Claim) -> None:
         with self._lock:
             self._pending.discard(claim)
             if claim._pid is not None and self._by_pid.get(claim._pid) is claim:
                 del self._by_pid[claim._pid]
-            return self._flush_locked()
 
-    def _flush_locked(self) -> List[Exit]:
-        if self._pending or not self._limbo:
-            return []
-        out = [Exit(pid, rc, None, True, ts) for pid, rc, ts in self._limbo]
-        self._limbo.clear()
-        return out
-
-    def finish(self, reason: Callable[[], BaseException]) -> List[Exit]:
-        """The reaper stops: end every open claim; held-back exits to publish."""
+    def finish(self, reason: Callable[[], BaseException]) -> None:
+        """The reaper stops: end every open claim (nothing is pending after)."""
         with self._lock:
             claims = list(self._pending) + list(self._by_pid.values())
-            self._pending.clear()
+            self._pending = weakref.WeakSet()
             self._by_pid.clear()
-            out = self._flush_locked()
         for claim in claims:
             claim._finish(reason)
-        return out
 
     def forget_after_fork(self, reason: Callable[[], BaseException]) -> None:
         self._lock = threading.Lock()
         claims = list(self._pending) + list(self._by_pid.values())
-        self._pending.clear()
+        self._pending = weakref.WeakSet()
         self._by_pid.clear()
-        self._limbo.clear()
         for claim in claims:
             claim._cond = threading.Condition(threading.Lock())
             claim._waiters = AsyncWaiters()

@@ -18,11 +18,18 @@ it, so every decision applies to the very process it reaps.
 
 When it exits, the reaper reaps it unless it is owned after all: watched by
 the reaper (a ``spawn()`` that had not registered yet), or held by another
-pidfd in this process (``pidfd`` fdinfo names its pid; a pidsafe
-``Process`` spawned outside the reaper, or an asyncio pidfd child watcher).
+pidfd in this process: an open ``Process`` handle (an O(1) look-up in the
+handles' index, ``Process`` lease section), or any other pidfd (a spawn
+between clone3 and its ``Process``, an asyncio pidfd child watcher), found
+by reading ``/proc/self/fd`` *skipping* every fd we already know (the
+handles', the reaper's), so an exit costs O(other fds), not O(handles).
 Those are left to their owner.  Checking at exit, not at discovery, matters:
 clone3 lists the child before it installs the parent's pidfd, but the child
-cannot run (let alone exit) before both are done.
+cannot run (let alone exit) before both are done.  While a claim is pending
+the exit is not reaped at all (see ``_claim``).
+
+Failures (``EMFILE`` while opening a pidfd or a ``/proc`` file) are never
+fatal: the child stays pinned or held, and the next scan tries again.
 
 When to look: orphans are reparented to us when their parent dies, before
 that parent's exit becomes visible.  So the reaper scans after every exit it
@@ -41,15 +48,16 @@ claimed: see ``_claim``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
-from typing import Collection, Dict, List, Optional, Protocol, Set, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from .. import _sys
-from ._claim import ClaimBook
-from ..process._process import _returncode
-from ._subscription import Exit
 from ..errors import ReaperError
+from ..process._process import handle_fds, handle_holds, waitid_returncode
+from ._claim import ClaimBook
+from ._subscription import Exit
 
 
 def list_children() -> Set[int]:
@@ -58,6 +66,7 @@ def list_children() -> Set[int]:
     Raises:
         ReaperError: the kernel has no ``/proc/PID/task/TID/children``
             (``CONFIG_PROC_CHILDREN``).
+        OSError: e.g. ``EMFILE``; the caller retries later.
     """
     kids: Set[int] = set()
     for tid in os.listdir("/proc/self/task"):
@@ -74,16 +83,19 @@ def list_children() -> Set[int]:
     return kids
 
 
-def pidfd_pids(exclude: Collection[int]) -> Set[int]:
-    """Pids that pidfds in our fd table (other than ``exclude``) refer to.
+def other_pidfd_holds(pid: int, known: Callable[[int], bool]) -> bool:
+    """Whether a pidfd in our fd table that is not ``known`` refers to ``pid``.
 
     A pidfd's fdinfo says ``Pid: N`` while its process exists, zombie
-    included, and ``Pid: -1`` once it has been reaped.
+    included, and ``Pid: -1`` once it has been reaped.  Only fds that
+    ``known`` does not claim are read (two syscalls each).
+
+    Raises:
+        OSError: e.g. ``EMFILE``; the caller keeps the child and retries.
     """
-    out: Set[int] = set()
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd in exclude:
+        if known(fd):
             continue
         try:
             if "pidfd" not in os.readlink(f"/proc/self/fd/{name}"):
@@ -94,15 +106,18 @@ def pidfd_pids(exclude: Collection[int]) -> Set[int]:
             continue  # closed meanwhile, or the fd listdir() itself used
         for line in info.splitlines():
             if line.startswith(b"Pid:"):
-                pid = int(line.split()[1])
-                if pid > 0:
-                    out.add(pid)
+                if int(line.split()[1]) == pid:
+                    return True
                 break
-    return out
+    return False
 
 
 def pin_child(pid: int) -> Optional[int]:
-    """A pidfd for ``pid`` if it is an unreaped child of ours, else ``None``."""
+    """A pidfd for ``pid`` if it is an unreaped child of ours, else ``None``.
+
+    Raises:
+        OSError: e.g. ``EMFILE`` from ``pidfd_open``; nothing is left open.
+    """
     try:
         fd = _sys.pidfd_open(pid)
     except ProcessLookupError:
@@ -133,11 +148,9 @@ class ScanHost(Protocol):
 
     def _owns_pid(self, pid: int) -> bool: ...
 
-    def _own_fds(self) -> Set[int]: ...
+    def _known_fds(self) -> Set[int]: ...
 
     def _add_pinned(self, fd: int, pid: int) -> None: ...
-
-    def _publish(self, exits: List[Exit]) -> None: ...
 
 
 class OrphanScanner:
@@ -145,7 +158,10 @@ class OrphanScanner:
 
     Only the reaper thread calls it.  ``pinned`` maps pid to the pidfd in the
     reaper's epoll set; ``held`` maps pid to our pidfd for a child that has
-    exited but that another pidfd in this process owns (its owner reaps it).
+    exited but that another pidfd in this process owns (its owner reaps it);
+    ``deferred`` maps pid to our pidfd for a child that has exited while a
+    claim was pending (reaped once none is).  ``retry`` says that a failure
+    (``EMFILE``...) left work for the next scan.
     """
 
     def __init__(self, host: ScanHost, book: ClaimBook) -> None:
@@ -153,70 +169,136 @@ class OrphanScanner:
         self._book = book
         self.pinned: Dict[int, int] = {}
         self.held: Dict[int, int] = {}
+        self.deferred: Dict[int, int] = {}
+        self.retry = False
 
-    def _others(self, *also: int) -> Set[int]:
-        return self._host._own_fds() | set(self.held.values()) | set(also)
+    def _held_elsewhere(self, pid: int, ours: int) -> bool:
+        # Snapshots of the fds we know first, the look-ups second: a handle
+        # made, or a registration done, in between (a spawn that had not
+        # finished) is then either found by the look-ups or not skipped by
+        # the fd scan.
+        known = handle_fds() | self._host._known_fds()
+        known.update(self.held.values())
+        known.update(self.deferred.values())
+        known.add(ours)
+        if handle_holds(pid) or self._host._owns_pid(pid):
+            return True
+        try:
+            return other_pidfd_holds(pid, known.__contains__)
+        except OSError:
+            self.retry = True
+            return True   # cannot tell now: keep it, decide at the next scan
 
-    def scan(self) -> None:
-        """Pin every child nobody we know of owns."""
+    def scan(self) -> List[Exit]:
+        """Pin every child nobody we know of owns; returns exits to publish.
+
+        Raises:
+            OSError: listing the children failed (``EMFILE``...): retry later.
+        """
+        self.retry = False
         kids = list_children()
+        out: List[Exit] = []
         if self.held:
-            self._recheck_held(kids)
-        for pid in kids - self.pinned.keys() - self.held.keys():
+            out += self._recheck_held(kids)
+        known = self.pinned.keys() | self.held.keys() | self.deferred.keys()
+        for pid in kids - known:
             if self._host._owns_pid(pid):
                 continue
-            fd = pin_child(pid)
+            try:
+                fd = pin_child(pid)
+            except OSError:
+                self.retry = True   # EMFILE...: the next scan pins it
+                continue
             if fd is None:
                 continue
             try:
                 self._host._add_pinned(fd, pid)
+            except OSError:
+                os.close(fd)
+                self.retry = True
+                continue
             except BaseException:
                 os.close(fd)
                 raise
             self.pinned[pid] = fd
+        return out
 
     def exited(self, pid: int, fd: int) -> List[Exit]:
         """A pinned child's pidfd (now ours, out of epoll) is readable."""
         if self.pinned.get(pid) == fd:
             del self.pinned[pid]
-        keep = False
-        try:
-            if self._host._owns_pid(pid):
-                return []   # a reaper spawn() registered it meanwhile
-            if not self._book.is_claimed(pid) and pid in pidfd_pids(self._others(fd)):
-                self.held[pid] = fd   # a pidsafe Process elsewhere owns it
-                keep = True
-                return []
-            return self._book.reap(pid, functools.partial(_reap_pinned, fd))
-        finally:
-            if not keep:
-                os.close(fd)
+        return self._settle(pid, fd)
 
-    def _recheck_held(self, kids: Set[int]) -> None:
-        """Forget held zombies their owner reaped; reap those it abandoned."""
-        holders: Optional[Set[int]] = None
+    def _settle(self, pid: int, fd: int) -> List[Exit]:
+        """Decide about an exited child whose pidfd ``fd`` we own."""
+        if self._host._owns_pid(pid):
+            os.close(fd)
+            return []   # a reaper spawn() registered it meanwhile
+        if not self._book.is_claimed(pid) and self._held_elsewhere(pid, fd):
+            self.held[pid] = fd   # a pidsafe Process (or spawn) elsewhere owns it
+            return []
+        try:
+            out = self._book.reap(pid, functools.partial(_reap_pinned, fd))
+        except OSError:
+            self.held[pid] = fd   # waitid failed (transiently): the next scan retries
+            self.retry = True
+            return []
+        if out is None:
+            self.deferred[pid] = fd   # a claim is pending: keep the zombie
+            return []
+        os.close(fd)
+        return out
+
+    def flush_deferred(self) -> List[Exit]:
+        """Reap the zombies held back for pending claims, if none is pending now."""
+        if not self.deferred or self._book.pending:
+            return []
+        out: List[Exit] = []
+        for pid, fd in list(self.deferred.items()):
+            del self.deferred[pid]
+            out += self._settle(pid, fd)
+        return out
+
+    def _recheck_held(self, kids: Set[int]) -> List[Exit]:
+        """Forget held zombies their owner reaped; settle those it abandoned."""
         out: List[Exit] = []
         for pid, fd in list(self.held.items()):
-            # Registered by a reaper spawn()/watch() since it was held (the
-            # pidfd it was held by is then one of our own fds, which the
-            # holder check below excludes): its reaping is the owned path's.
-            if pid in kids and not self._host._owns_pid(pid) and pinned_unreaped(fd):
-                if holders is None:
-                    holders = pidfd_pids(self._others())
-                if pid in holders:
-                    continue
-                out += self._book.reap(pid, functools.partial(_reap_pinned, fd))
             del self.held[pid]
-            os.close(fd)
-        self._host._publish(out)
+            # Registered by a reaper spawn()/watch() since it was held: its
+            # reaping is the owned path's (_settle leaves it).
+            try:
+                alive = pid in kids and pinned_unreaped(fd)
+            except OSError:
+                self.held[pid] = fd
+                self.retry = True
+                continue
+            if alive:
+                out += self._settle(pid, fd)
+            else:
+                os.close(fd)
+        return out
 
     def close(self) -> None:
         """Close the held pidfds (the pinned ones belong to the epoll set)."""
-        held = list(self.held.values())
+        fds = list(self.held.values()) + list(self.deferred.values())
         self.held.clear()
+        self.deferred.clear()
         self.pinned.clear()
-        for fd in held:
+        for fd in fds:
             os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close our copies of the held pidfds."""
+        fds = list(self.held.values()) + list(self.deferred.values())
+        self.held.clear()
+        self.deferred.clear()
+        self.pinned.clear()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError as exc:
+                if exc.errno != errno.EBADF:
+                    raise
 
 
 def _reap_pinned(fd: int) -> Tuple[bool, Optional[int]]:
@@ -226,4 +308,4 @@ def _reap_pinned(fd: int) -> Tuple[bool, Optional[int]]:
         return False, None   # its own waiter (e.g. Popen.wait) got there first
     if res is None:
         return False, None   # not exited after all: the next scan pins it again
-    return True, _returncode(res[1], res[2])
+    return True, waitid_returncode(res[1], res[2])

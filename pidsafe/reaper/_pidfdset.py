@@ -15,11 +15,11 @@ Kernel behaviour relied on:
   chance to lose the GIL for milliseconds.
 
 The fd registered for an owned child is the ``Process``'s own pidfd,
-*borrowed* (``Process._borrow_fd``): while borrowed, ``Process.close()``
-defers the real close, so the number can be neither closed under epoll nor
-reused, and the exit is never lost when the caller closes its ``Process``
-early.  The borrow is returned once the exit has been reaped.  Orphans are
-registered with the reaper's own pidfds (see ``_orphans``).
+leased (``Process.lease_pidfd``): while leased, ``Process.close()`` defers
+the real close, so the number can be neither closed under epoll nor reused,
+and the exit is never lost when the caller closes its ``Process`` early.
+The lease ends (``Process.try_end_lease``) once the exit has been reaped.
+Orphans are registered with the reaper's own pidfds (see ``_orphans``).
 
 Registration takes no lock: it is a few dict operations (atomic under the
 GIL) and one ``epoll_ctl``.  A lock held across ``epoll_ctl`` would be a big
@@ -45,6 +45,7 @@ import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
 from .. import _sys
+from .._sigsafe import critical
 from ..process._process import Process
 from ..errors import ReaperError
 
@@ -83,52 +84,56 @@ class PidfdSet:
 
     def open(self) -> None:
         """Create the epoll instance and the wake eventfd (both close-on-exec)."""
-        self._epoll = select.epoll()
-        self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        with critical:   # each fd is recorded the moment it exists
+            self._epoll = select.epoll()
+            self.wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._epoll.register(self.wake_fd, select.EPOLLIN)
         with self.lock:
             self.accepting = True
 
-    def own_fds(self) -> Set[int]:
+    def known_fds(self) -> Set[int]:
+        """Our fds (a snapshot): the registered pidfds, the epoll and wake fds."""
         fds = set(self.regs)
-        if self.wake_fd >= 0:
-            fds.add(self.wake_fd)
-        if self._epoll is not None:
-            fds.add(self._epoll.fileno())
+        fds.add(self.wake_fd)
+        epoll = self._epoll
+        if epoll is not None:
+            fds.add(epoll.fileno())
         return fds
 
     # -- registration (any thread) -----------------------------------------------
 
     def add_owned(self, process: Process) -> None:
-        """Watch ``process`` through its pidfd, borrowed until it is reaped.
+        """Watch ``process`` through its pidfd, leased until it is reaped.
 
         Raises:
             ValueError: closed, or watched before.
             ReaperError: the set no longer accepts registrations.
         """
-        with process._lock:
-            fd = process._borrow_fd()
-        reg = Reg(fd, process.pid, process)
-        token = object()
-        self._in_flight.append(reg)
-        try:
-            if not self.accepting:
-                raise ReaperError("the reaper is not running")
-            if self.watched.setdefault(process, token) is not token:
-                raise ValueError(f"process {process.pid} is already watched by this reaper")
+        # Leased -> registered (or the lease ended) as one step for signal
+        # handlers: a KeyboardInterrupt in between would leak the lease.
+        with critical:
+            fd = process.lease_pidfd()
+            reg = Reg(fd, process.pid, process)
+            token = object()
+            self._in_flight.append(reg)
             try:
-                self.owned_pids[process.pid] = reg
-                self._add(reg)
+                if not self.accepting:
+                    raise ReaperError("the reaper is not running")
+                if self.watched.setdefault(process, token) is not token:
+                    raise ValueError(f"process {process.pid} is already watched by this reaper")
+                try:
+                    self.owned_pids[process.pid] = reg
+                    self._add(reg)
+                except BaseException:
+                    if self.owned_pids.get(process.pid) is reg:
+                        del self.owned_pids[process.pid]
+                    del self.watched[process]
+                    raise
             except BaseException:
-                if self.owned_pids.get(process.pid) is reg:
-                    del self.owned_pids[process.pid]
-                del self.watched[process]
+                _end_lease_blocking(reg)
                 raise
-        except BaseException:
-            _give_back(reg)
-            raise
-        finally:
-            self._in_flight.remove(reg)
+            finally:
+                self._in_flight.remove(reg)
 
     def add_pinned(self, fd: int, pid: int) -> None:
         """Watch a pinned orphan (reaper thread; the set owns ``fd`` from now on)."""
@@ -147,15 +152,13 @@ class PidfdSet:
         """Forget a registration that has fired (reaper thread).
 
         No ``EPOLL_CTL_DEL``: the entry is disarmed (see the module
-        docstring).  An owned child's pidfd is given back to its Process
-        (which closes it now if its owner already called ``close()``); an
-        orphan's pidfd now belongs to the caller.
+        docstring).  An owned child's lease is *not* ended here: the caller
+        ends it (``end_lease``) when it has time; an orphan's pidfd now
+        belongs to the caller.
         """
         del self.regs[reg.fd]
-        if reg.process is not None:
-            if self.owned_pids.get(reg.pid) is reg:
-                del self.owned_pids[reg.pid]
-            _give_back(reg)
+        if reg.process is not None and self.owned_pids.get(reg.pid) is reg:
+            del self.owned_pids[reg.pid]
 
     def wake(self, force: bool = False) -> None:
         """Wake the reaper thread (while accepting, or always with ``force``)."""
@@ -188,7 +191,7 @@ class PidfdSet:
             time.sleep(0.0005)
 
     def close(self) -> None:
-        """Close our fds, give borrowed ones back (after the thread is joined)."""
+        """Close our fds, end the leases (after the thread is joined)."""
         self.stop_accepting()
         regs = list(self.regs.values())
         self.regs.clear()
@@ -198,7 +201,7 @@ class PidfdSet:
             self._epoll = None
         for reg in regs:
             if reg.process is not None:
-                _give_back(reg)
+                _end_lease_blocking(reg)
             else:
                 os.close(reg.fd)
         if self.wake_fd >= 0:
@@ -213,10 +216,9 @@ class PidfdSet:
         fds = [reg.fd for reg in self.regs.values() if reg.process is None]
         for reg in self.regs.values():
             if reg.process is not None:
-                # Only this thread exists here, and a Process lock may have
-                # been held by one that does not: give the borrow back bare.
-                reg.process._borrowers -= 1
-                reg.process._close_if_unused()
+                # Only this thread exists here, and the Process's lock may
+                # have been held by one that does not (the reaper thread).
+                reg.process.lease_after_fork()
         if self.wake_fd >= 0:
             fds.append(self.wake_fd)
         if self._epoll is not None:
@@ -233,45 +235,15 @@ class PidfdSet:
         self.wake_fd = -1
 
 
-def _give_back(reg: Reg) -> None:
-    proc = reg.process
-    assert proc is not None
-    with proc._lock:
-        proc._return_fd()
+def end_lease(reg: Reg) -> Optional[int]:
+    """End an owned child's lease without waiting (``Process.end_lease``)."""
+    assert reg.process is not None
+    return reg.process.end_lease()
 
 
-def reap_owned(reg: Reg) -> Tuple[bool, Optional[int]]:
-    """Reap an owned child whose pidfd is readable: ``(done, returncode)``.
-
-    Through ``Process.poll()``, thread-safe and idempotent: whoever reaps
-    first (the reaper, or a ``wait()`` in the caller's thread) sets
-    ``returncode`` and the other sees it.  ``returncode`` is ``None`` with
-    ``done`` only when another waiter in this process took the status and
-    the kernel kept none (``PIDFD_INFO_EXIT`` needs Linux 6.15).
-    """
-    proc = reg.process
-    assert proc is not None
-    try:
-        returncode = proc.poll()
-    except ValueError:
-        # The owner closed the Process: reap through the fd we still borrow.
-        return _reap_closed(proc, reg.fd)
-    except OSError:
-        return True, None
-    return returncode is not None, returncode
-
-
-def _reap_closed(proc: Process, fd: int) -> Tuple[bool, Optional[int]]:
-    # The owner closed the Process while we borrow its fd, which stays open
-    # until we give it back: reap through it as Process itself would.  A
-    # status the kernel cannot give (a foreign waiter reaped it on a kernel
-    # without PIDFD_INFO_EXIT, or a non-child's parent has not reaped it)
-    # counts as done: nobody is left to wait for it.
-    assert fd == proc._fd
-    with proc._lock:
-        try:
-            if proc._reap_locked(borrowed=True):
-                return True, proc.returncode
-        except OSError:
-            return True, None
-        return proc._child is False, None
+def _end_lease_blocking(reg: Reg) -> None:
+    """End a lease from a thread that may wait (not the reaper thread)."""
+    assert reg.process is not None
+    fd = reg.process.end_lease(wait=True)
+    if fd is not None and fd >= 0:
+        os.close(fd)

@@ -1,57 +1,59 @@
 """Reaper: one thread that reaps every child it owns, through pidfds.
 
 How it works: the reaper thread sleeps in ``epoll_wait`` on one epoll
-instance holding the pidfd of every child it owns (borrowed from its
+instance holding the pidfd of every child it owns (leased from its
 ``Process``), plus an eventfd that wakes it (stop, claims); see
-``_pidfdset``.  A pidfd
-becomes readable when its process exits, and readiness is level-triggered:
+``_pidfdset``.  A pidfd becomes readable when its process exits, and
+readiness is level-triggered:
 a child that exited before it was registered is seen at once.  So
 registration can happen after ``spawn()`` returns, which is what orders
 "started" before "exited" without any lock held across clone3 or exec.
 
-Reaping an owned child is ``Process.poll()``: thread-safe and idempotent
-(whoever reaps first through the pidfd sets ``returncode``), so a user
-thread in ``Process.wait()`` and the reaper never steal from each other and
-both see the exact code.  The reaper never waits on a pid, never uses
-``waitid(P_ALL)`` and never reaps a child it was not given, so
+The reaper talks to ``Process`` only through its lease interface (lease the
+pidfd, try to reap it, end the lease; see the end of ``Process``): reaping
+is thread-safe and idempotent (whoever reaps first through the pidfd sets
+``returncode``), so a user thread in ``Process.wait()`` and the reaper never
+steal from each other and both see the exact code, and the reaper thread
+never waits for a user thread (see ``_thread``).  The reaper never waits
+on a pid, never uses ``waitid(P_ALL)`` and never reaps a child it was not
+given, so
 ``subprocess`` and ``os.waitpid`` keep their statuses.
 
 No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
 ``watch()`` then registers with a few dict operations and one
 ``epoll_ctl``, taking no lock at all (see ``_pidfdset``).  Publishing takes
-each subscription's own lock, only to append.  ``Reaper._lock`` guards only the lifecycle state and the tuple of
-subscriptions.
+each subscription's own lock, only to append, and happens in the reaper
+thread only.  ``Reaper._lock`` guards only the lifecycle state and the
+tuple of subscriptions.
 
 Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
-``_orphans`` for how they are found without stealing anyone's status.
+``_orphans`` for how they are found without stealing anyone's status, and
+``_foreign`` for the warning about ``subprocess``/``os.fork`` children.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
-import time
 import weakref
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Set, Tuple, Type
 
+from .._sigsafe import critical
 from ..process import _spawn
 from ..process._process import Process
-from . import _orphans
+from . import _foreign, _orphans, _slot
 from ._claim import Claim, ClaimBook
-from ._pidfdset import PidfdSet, Reg, reap_owned
+from ._pidfdset import PidfdSet
+from ._thread import ReaperLoop
 from ._subscription import DEFAULT_MAXSIZE, Exit, Subscription
 from ..errors import ReaperError, SubscriptionClosed
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
     "new", "starting", "running", "stopping", "stopped", "forked")
-_RETRY_DELAY = 0.01
 
-# Reapers of this process, for the fork handler; the running subreaper.
+# Reapers of this process, for the fork handler.
 _reapers: "weakref.WeakSet[Reaper]" = weakref.WeakSet()
-_subreaper_lock = threading.Lock()
-_subreaper_owner: Optional["Reaper"] = None
 
 
 class Reaper:
@@ -77,11 +79,18 @@ class Reaper:
     Children it does not own are never waited on in the default mode.  With
     ``subreaper=True`` the process becomes a child subreaper
     (``PR_SET_CHILD_SUBREAPER``) and the reaper also reaps orphans that are
-    reparented to it, publishing ``Exit(orphan=True)``; children started by
-    ``subprocess``/``os.fork``/``os.posix_spawn`` are then reaped like
-    orphans unless :meth:`claim`\\ ed.  At most one subreaper-mode Reaper runs
-    in a process; any number of default-mode ones may (each reaps what it
-    owns).
+    reparented to it, publishing ``Exit(orphan=True)``.
+
+    .. warning:: In subreaper mode, children started by ``subprocess``,
+       ``os.fork``, ``os.posix_spawn`` or ``os.system`` are reaped like
+       orphans unless :meth:`claim`\\ ed first: their own waiter then finds
+       nothing, and ``Popen.wait()`` returns **0** whatever the exit status
+       (Popen's rule for ``ECHILD``).  Each such unclaimed start is reported
+       with a :class:`pidsafe.ForeignChildWarning` at the call site (an
+       audit hook sees it).  Use :meth:`claim` (or ``pidsafe.spawn``).
+
+    At most one subreaper-mode Reaper runs in a process; any number of
+    default-mode ones may (each reaps what it owns).
 
     Lifecycle: :meth:`start` once, :meth:`stop` once (or use ``with``).  A
     child forked while it runs inherits a dead reaper: every call there
@@ -102,6 +111,7 @@ class Reaper:
         self._subreaper = subreaper
         self._scan_interval = float(scan_interval)
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()   # one stop() finishes the work
         self._state = _NEW
         self._owner_pid = os.getpid()
         self._subs: Tuple[Subscription, ...] = ()
@@ -111,6 +121,7 @@ class Reaper:
         self._prev_subreaper: Optional[int] = None
         self._book = ClaimBook(self)
         self._scanner = _orphans.OrphanScanner(self, self._book)
+        self._loop: Optional[ReaperLoop] = None
         _reapers.add(self)
 
     # -- lifecycle ------------------------------------------------------------
@@ -144,32 +155,35 @@ class Reaper:
             ReaperError: already started or stopped, a forked child's copy,
                 or (subreaper mode) another subreaper-mode Reaper is running.
         """
-        global _subreaper_owner
         self._check_usable()
         with self._lock:
             if self._state != _NEW:
                 raise ReaperError(f"a Reaper starts once; this one is {self._state}")
             self._state = _STARTING
+        # One step for signal handlers (short: no blocking call): an
+        # exception a handler raises lands after start() has finished, when
+        # stop() can undo all of it, never between two of its resources.
+        with critical:
+            self._start()
+        return self
+
+    def _start(self) -> None:
         try:
             if self._subreaper:
-                with _subreaper_lock:
-                    if _subreaper_owner is not None:
-                        raise ReaperError(
-                            "another Reaper(subreaper=True) is running in this process; two "
-                            "would split orphans and claims between them")
-                    _subreaper_owner = self
+                _slot.take(self)
             self._set.open()
             if self._subreaper:
                 _orphans.list_children()          # fails clearly if unsupported
-                import prctl
-
-                self._prev_subreaper = int(prctl.get_child_subreaper())
-                prctl.set_child_subreaper(1)
-            self._thread = threading.Thread(target=self._run, name="pidsafe-reaper",
-                                            daemon=True)
+                self._prev_subreaper = _slot.become_subreaper()
+                _foreign.watch_foreign_starts(self._book)
+            self._loop = ReaperLoop(self._set, self._scanner if self._subreaper else None,
+                                    self._book, self._publish,
+                                    lambda: self._state != _RUNNING, self._scan_interval)
+            thread = threading.Thread(target=self._run, name="pidsafe-reaper", daemon=True)
             with self._lock:
                 self._state = _RUNNING
-            self._thread.start()
+            thread.start()   # the last step: nothing can fail after it
+            self._thread = thread
         except BaseException:
             with self._lock:
                 self._state = _STOPPING
@@ -177,13 +191,10 @@ class Reaper:
             self._release_resources()
             self._state = _STOPPED
             raise
-        return self
 
     def _restore_subreaper(self) -> None:
         if self._prev_subreaper is not None:
-            import prctl
-
-            prctl.set_child_subreaper(self._prev_subreaper)
+            _slot.restore(self._prev_subreaper)
             self._prev_subreaper = None
 
     def stop(self) -> None:
@@ -209,33 +220,36 @@ class Reaper:
             self._end_stream(lambda: SubscriptionClosed("the reaper was stopped"))
             self._state = _STOPPED
             return
-        if state != _RUNNING:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join()   # a concurrent stop() is finishing
+        if state in (_STOPPED, _STARTING):
             return
-        # No new orphans from now on; the thread's last pass reaps the ones
-        # that are already zombies.
-        self._restore_subreaper()
-        self._set.stop_accepting()
-        self._set.wake(force=True)
-        assert thread is not None
-        thread.join()
-        self._release_resources()
-        self._publish(self._book.finish(
-            lambda: ReaperError("the reaper stopped before the claimed child was reaped")))
-        self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
-        self._state = _STOPPED
+        # _RUNNING, or _STOPPING: another stop() is under way, or an earlier
+        # one was interrupted (a signal handler raised in join()): every step
+        # below is idempotent, so this call finishes the work.
+        with critical:
+            # No new orphans from now on; the thread's last pass reaps the
+            # ones that are already zombies.
+            self._restore_subreaper()
+            self._set.stop_accepting()
+            self._set.wake(force=True)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._stop_lock, critical:
+            if self._state != _STOPPED:
+                # The thread's last pass ended the claims; if it failed, do it here.
+                self._book.finish(
+                    lambda: ReaperError("the reaper stopped before the claimed child was reaped"))
+                self._release_resources()
+                self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
+                self._state = _STOPPED
         if self._failure is not None:
             raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
 
     def _release_resources(self) -> None:
-        global _subreaper_owner
         self._set.close()
         self._scanner.close()
         if self._subreaper:
-            with _subreaper_lock:
-                if _subreaper_owner is self:
-                    _subreaper_owner = None
+            _foreign.unwatch_foreign_starts(self._book)
+            _slot.give_back(self)
 
     def _end_stream(self, reason: Callable[[], BaseException]) -> None:
         with self._lock:
@@ -246,15 +260,9 @@ class Reaper:
     def _forget_after_fork(self) -> None:
         """In a forked child: the thread is gone; close our copies of the fds."""
         self._lock = threading.Lock()
+        self._stop_lock = threading.Lock()
         self._set.forget_after_fork()
-        for fd in self._scanner.held.values():
-            try:
-                os.close(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
-        self._scanner.held.clear()
-        self._scanner.pinned.clear()
+        self._scanner.forget_after_fork()
         self._state = _FORKED
 
         owner = self._owner_pid
@@ -270,8 +278,20 @@ class Reaper:
 
     def __enter__(self) -> "Reaper":
         if self._state == _NEW:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                # E.g. a KeyboardInterrupt delivered at the end of start():
+                # no __exit__ will run, so undo it here.
+                self._stop_quietly()
+                raise
         return self
+
+    def _stop_quietly(self) -> None:
+        try:
+            self.stop()
+        except ReaperError:
+            pass   # the thread's failure; the exception being raised says more
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -300,9 +320,10 @@ class Reaper:
         try:
             self.watch(proc)
         except BaseException:
-            proc.kill()
-            proc.wait()
-            proc.close()
+            with critical:   # a cleanup: a signal handler must not cut it short
+                proc.kill()
+                proc.wait()
+                proc.close()
             raise
         return proc
 
@@ -322,12 +343,7 @@ class Reaper:
         if not isinstance(process, Process):
             raise TypeError(f"watch() takes a pidsafe.Process, not {type(process).__name__}")
         self._check_running()
-        if process._child is not True:
-            process.poll()  # an adopted process: learns whether it is our child
-            if process._child is False:
-                raise ValueError(f"process {process.pid} is not a child of this process: "
-                                 "a reaper can only reap its own children")
-        self._set.add_owned(process)
+        self._set.add_owned(process)   # leases the pidfd: ValueError for a non-child
 
     def _check_running(self) -> None:
         self._check_usable()
@@ -368,6 +384,10 @@ class Reaper:
 
         See :class:`Claim`.  Subreaper mode only: the default mode never
         reaps a child it does not own, so a foreign child needs no claim.
+        While the claim has no pid, no unknown child is reaped (exits wait
+        as zombies, so no pid can be reused): set ``claim.pid`` promptly.
+        Take a ``Popen`` child's status from the claim, never from
+        ``Popen.wait()`` (which returns 0 here).
 
         Raises:
             ReaperError: not in subreaper mode, or not running.
@@ -382,16 +402,18 @@ class Reaper:
         if pid in self._set.owned_pids:
             raise ValueError(f"pid {pid} is a pidsafe process this reaper watches: "
                              "it needs no claim")
-        self._publish(self._book.resolve(claim, pid))
-        self._wake()  # scan now, so the claimed child is pinned before it exits
+        self._book.resolve(claim, pid)
+        self._wake()  # the thread reaps what the claim held back, and scans
 
     def _release_claim(self, claim: Claim) -> None:
-        self._publish(self._book.release(claim))
+        self._book.release(claim)
+        self._wake()
 
     def _wake(self) -> None:
         self._set.wake()
 
     def _publish(self, exits: Sequence[Exit]) -> None:
+        """Hand ``exits`` to every subscriber (the reaper thread only)."""
         if not exits:
             return
         for sub in self._subs:
@@ -402,95 +424,27 @@ class Reaper:
 
     def _run(self) -> None:
         try:
-            self._loop()
+            assert self._loop is not None
+            self._loop.run()
         except BaseException as exc:  # a bug: never die silently
             self._failure = exc
-            self._end_stream(lambda: ReaperError(f"the reaper thread failed: {exc!r}"))
-
-    def _loop(self) -> None:
-        pidfds = self._set
-        wake = pidfds.wake_fd
-        subreaper = self._subreaper
-        next_scan = time.monotonic() if subreaper else float("inf")
-        retry: List[Reg] = []
-        retry_at = 0.0
-        final_scan_done = False
-        while True:
-            stopping = self._state != _RUNNING
-            now = time.monotonic()
-            timeout = -1.0
-            if stopping:
-                timeout = 0.0
-            else:
-                if subreaper:
-                    timeout = max(0.0, next_scan - now)
-                if retry:
-                    wait = max(0.0, retry_at - now)
-                    timeout = wait if timeout < 0 else min(timeout, wait)
-            events = pidfds.poll(timeout)
-            exits: List[Exit] = []
-            reaped: List[Reg] = []
-            scan = False
-            for fd, _ in events:
-                if fd == wake:
-                    pidfds.read_wake()
-                    scan = True
-                    continue
-                reg = pidfds.regs.get(fd)
-                if reg is None:
-                    continue
-                if reg.process is not None:
-                    done, returncode = reap_owned(reg)
-                    if done:
-                        exits.append(Exit(reg.pid, returncode, reg.process, False,
-                                          time.monotonic()))
-                        reaped.append(reg)
-                    else:
-                        if not retry:
-                            retry_at = time.monotonic() + _RETRY_DELAY
-                        retry.append(reg)
-                else:
-                    pidfds.drop(reg)   # the scanner owns the fd now
-                    exits.extend(self._scanner.exited(reg.pid, reg.fd))
-            if retry and time.monotonic() >= retry_at:
-                for reg in retry:
-                    pidfds.rearm(reg)
-                retry.clear()
-            if exits:
-                # Deliver first: giving a borrowed fd back may close it, and
-                # every syscall is a GIL round trip.
-                self._publish(exits)
-                scan = True   # their children may just have become ours
-            for reg in reaped:
-                pidfds.drop(reg)
-            if subreaper:
-                if stopping:
-                    if not final_scan_done:
-                        self._scanner.scan()
-                        final_scan_done = True
-                        continue  # reap the zombies the scan just pinned
-                elif scan or time.monotonic() >= next_scan:
-                    self._scanner.scan()
-                    next_scan = time.monotonic() + self._scan_interval
-            if stopping and not events:
-                return
+            # Format now: the name exc is unbound once the except block ends.
+            message = f"the reaper thread failed: {exc!r}"
+            self._end_stream(lambda: ReaperError(message))
 
     # -- the scanner's view of us (subreaper mode, reaper thread) -------------
 
     def _owns_pid(self, pid: int) -> bool:
         return pid in self._set.owned_pids
 
-    def _own_fds(self) -> Set[int]:
-        return self._set.own_fds()
+    def _known_fds(self) -> Set[int]:
+        return self._set.known_fds()
 
     def _add_pinned(self, fd: int, pid: int) -> None:
         self._set.add_pinned(fd, pid)
 
 
 def _after_fork_in_child() -> None:
-    global _subreaper_lock, _subreaper_owner
-    _subreaper_lock = threading.Lock()
-    _subreaper_owner = None
     for reaper in list(_reapers):
         reaper._forget_after_fork()
 

@@ -7,28 +7,58 @@ can take it.  Here that is ``ROOT/ID.lock``, beside ``ROOT/ID.json``.
 - **Saving** writes a temp file in ``ROOT``, ``fsync``s it, ``rename``s it
   over ``ID.json`` and ``fsync``s ``ROOT``: a reader sees the old state or
   the new one, never a mix, and a crash at any point leaves one of the two.
-- **Locking** is ``flock(LOCK_EX)`` on ``ID.lock``.  ``destroy()`` unlinks
-  the lock file while holding it, so a process that was blocked on the old
-  file must notice that it now holds a lock on a file nobody else can find:
-  after every ``flock`` we check that the path still names the inode we
-  locked and start over if not.  So the lock file is never unlinked while
-  anyone can be using it.
+  The temp file is ``.ID.json.<16 random hex digits>.tmp``, created
+  ``O_EXCL`` (a name that exists is never reused: another is drawn).  Names
+  on disk are identities: a name made of our pid and thread id collides
+  for ever with the leftover of a crashed writer whose pid was reused; a
+  random one does not, and its fixed length makes the id part exact, so
+  ``destroy()`` of ``x`` never takes the temp files of ``x.json``.
+- **Locking** is ``flock(LOCK_EX)`` on ``ID.lock``, opened read-only (a
+  ``load()`` needs no write permission anywhere).  A lock is valid only
+  while the path names the inode it is on: after every ``flock`` we check
+  that and start over if not.
+- **Destroying** removes the state and the temp files of crashed saves at
+  once, but the lock file only at ``unlock()``, while still holding it, right
+  before the lock is released.  Until then the path keeps naming the
+  locked inode, so a new locker blocks on it like anybody else; had
+  ``destroy()`` unlinked it, a new locker would create a fresh lock file
+  and get in while the destroyer still held its lock.  After the unlink
+  the destroyer does nothing but close; lockers that were blocked on the
+  old inode find it gone from the path and lock the new one.  Two holders
+  of a valid lock can never coexist.
+
+Signal handlers that raise (pidsafe/_sigsafe.py): ``save()``, ``destroy()``,
+the read of ``load()`` and every release of the lock are each one
+``critical`` section (they wait only for the disk), so a handler's
+exception comes out when the state is wholly old or wholly new, with no
+temp file and no fd left.  The lock fd belongs to the object from the
+moment it is open; the ``flock`` wait runs outside any section, so Ctrl-C
+interrupts it, and the fd is then released.  One residual window: a
+handler raising as ``with state.locked():`` calls ``__exit__`` (before any
+of our code runs) leaves the lock held by the object, which still releases
+it on ``unlock()`` or when dropped.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
-import threading
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type, Union
+from typing import Any, Dict, List, Optional, Pattern, Type, Union
+
+from .._sigsafe import critical
 from ..errors import StateError
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+#: Random hex digits in a temp name (64 bits: a collision is a planted file).
+_TOKEN_BYTES = 8
+#: How many names save() draws before it gives up (each taken by O_EXCL).
+_TEMP_TRIES = 32
 
 
 class StateFile:
@@ -51,51 +81,118 @@ class StateFile:
         self.lock_path = os.path.join(self.root, container_id + ".lock")
         self._lock_fd = -1
         self._mode = 0
+        #: destroy() ran under the current lock: unlock() removes the lock file.
+        self._destroyed = False
+        # Exactly this id's temp files: ".ID.json." + token + ".tmp", the
+        # token being 16 hex digits, or "PID.TID" as older versions wrote
+        # it (a leftover of a crash before an upgrade).  Neither form
+        # contains "json", so another id's names (".x.json.json.<token>.tmp"
+        # for id "x.json") cannot match.
+        self._temp_re: Pattern[str] = re.compile(
+            re.escape(f".{container_id}.json.") + r"(?:[0-9a-f]{16}|[0-9]+\.[0-9]+)\.tmp\Z")
 
     # -- locking ------------------------------------------------------------
 
-    def _acquire(self, mode: int, create: bool = True) -> bool:
-        """Lock ``mode``; False if not ``create`` and there is no lock file."""
+    def _acquire(self, mode: int, *, create: bool = True, blocking: bool = True) -> bool:
+        """Take a valid lock of ``mode``.
+
+        Returns False if not ``create`` and there is no lock file, or if not
+        ``blocking`` and another holder has it.  The fd belongs to this
+        object from the moment it is open (``_mode`` 0 until it is locked),
+        so if anything here raises (a handler interrupting the wait, among
+        others) the caller releases it with :meth:`_release`.
+        """
         if self._lock_fd >= 0:
             raise StateError(f"state {self.id!r} is already locked by this object")
         if create:
             os.makedirs(self.root, mode=0o711, exist_ok=True)
-        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        # Read-only: flock() needs no write access, and neither may load().
+        flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         while True:
-            try:
-                fd = os.open(self.lock_path, flags, 0o600)
-            except FileNotFoundError:
-                if create:
-                    raise
-                return False
-            try:
-                fcntl.flock(fd, mode)
-                held = os.fstat(fd)
+            with critical:
                 try:
-                    now = os.stat(self.lock_path)
+                    fd = os.open(self.lock_path, flags, 0o600)
                 except FileNotFoundError:
-                    now = None
-            except BaseException:
-                os.close(fd)
-                raise
-            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-                self._lock_fd, self._mode = fd, mode
+                    if create:
+                        raise
+                    return False
+                self._lock_fd, self._mode, self._destroyed = fd, 0, False
+            try:
+                # May wait for ever: outside any critical section, so a
+                # handler (Ctrl-C) can interrupt it.
+                fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._release()
+                return False
+            if _names(fd, self.lock_path):
+                self._mode = mode
                 return True
-            # destroy() unlinked the file we waited on: that lock guards
-            # nothing any more.  Take the lock of whatever is there now.
-            os.close(fd)
+            # The holder that destroyed the state unlinked the file we
+            # waited on (in unlock(), right before releasing it): that lock
+            # guards nothing any more.  Take the lock of whatever is there
+            # now.
+            self._release()
 
-    def lock(self) -> None:
-        """Take the exclusive lock, waiting for other holders."""
-        self._acquire(fcntl.LOCK_EX)
+    def lock(self, *, blocking: bool = True) -> bool:
+        """Take the exclusive lock, waiting for other holders.
+
+        Args:
+            blocking: if False, do not wait: return False at once when
+                someone else holds the lock.
+
+        Returns:
+            True once the lock is held (always, when ``blocking``).
+
+        Raises:
+            StateError: this object already holds the lock.
+            PermissionError, OSError: the lock file cannot be created or
+                opened (``ROOT`` unwritable, EMFILE ...).
+        """
+        if self._lock_fd >= 0:
+            raise StateError(f"state {self.id!r} is already locked by this object")
+        try:
+            return self._acquire(fcntl.LOCK_EX, blocking=blocking)
+        except BaseException:
+            # Interrupted while waiting, or failed: what was opened goes.
+            if self._lock_fd >= 0:
+                self._release()
+            raise
 
     def unlock(self) -> None:
-        """Release the lock (closing the lock fd releases the flock)."""
-        fd, self._lock_fd = self._lock_fd, -1
-        if fd < 0:
+        """Release the lock (closing the lock fd releases the flock).
+
+        After :meth:`destroy` the lock file is unlinked first, while still
+        held (see the module docstring).
+
+        Raises:
+            StateError: the lock is not held.
+            OSError: the lock file of a destroyed state could not be
+                removed; the lock is released all the same.
+        """
+        if self._lock_fd < 0:
             raise StateError(f"state {self.id!r} is not locked")
-        self._mode = 0
-        os.close(fd)
+        self._release()
+
+    def _release(self) -> None:
+        """Close the lock fd (if destroyed, unlink the lock file first)."""
+        with critical:
+            fd, self._lock_fd = self._lock_fd, -1
+            destroyed = self._destroyed and self._mode == fcntl.LOCK_EX
+            self._mode, self._destroyed = 0, False
+            try:
+                # Only a valid holder removes the lock file, and nobody else
+                # can replace it while we hold it; check anyway, by identity.
+                if destroyed and _names(fd, self.lock_path):
+                    try:
+                        os.unlink(self.lock_path)
+                    except FileNotFoundError:
+                        pass  # removed behind our back: what we wanted
+                    except OSError as exc:
+                        err = exc.errno or errno.EIO
+                        raise OSError(err, f"remove the lock file of destroyed state {self.id!r}"
+                                      f": {os.strerror(err)}", self.lock_path) from None
+            finally:
+                os.close(fd)
 
     @property
     def is_locked(self) -> bool:
@@ -124,49 +221,77 @@ class StateFile:
             StateError: the lock is not held.
             TypeError, ValueError: ``state`` is not JSON-serialisable
                 (nothing is written).
-            OSError: writing, syncing or renaming failed; the old state is
-                intact and no temp file is left.
+            OSError: creating, writing, syncing or renaming the temp file
+                failed (ENOSPC, EIO, EMFILE ...); the old state is intact
+                and no temp file is left.  A failure of the final directory
+                fsync comes after the rename: the new state is in place.
         """
         self._require_lock("save")
         data = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
-        tmp = os.path.join(self.root, f".{self.id}.json.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
+        # One critical section for the whole save: it waits only for the
+        # disk, and a handler's exception then comes out after the state is
+        # wholly old or wholly new, the temp file gone, every fd closed.
+        with critical:
+            fd = -1
+            tmp: Optional[str] = None
             try:
+                for _ in range(_TEMP_TRIES):
+                    name = os.path.join(self.root,
+                                        f".{self.id}.json.{os.urandom(_TOKEN_BYTES).hex()}.tmp")
+                    try:
+                        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                     0o600)
+                    except FileExistsError:
+                        continue  # planted, or astronomically unlucky: draw again
+                    tmp = name
+                    break
+                else:
+                    raise OSError(errno.EEXIST, f"create a temp file for state {self.id!r}: "
+                                  f"{_TEMP_TRIES} random names were all taken", self.root)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)
+                fd, closing = -1, fd
+                os.close(closing)
+                os.rename(tmp, self.path)
+                tmp = None
             finally:
-                os.close(fd)
-            os.rename(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        _fsync_dir(self.root)
+                if fd >= 0:
+                    os.close(fd)
+                if tmp is not None:
+                    _unlink_if_there(tmp)
+            _fsync_dir(self.root)
 
     def load(self) -> Dict[str, Any]:
         """The saved state.
 
         Takes a shared lock for the read unless this object holds the lock
         (or nobody has ever locked this state: saves are atomic renames, so
-        the read cannot be torn either way).
+        the read cannot be torn either way).  Needs read permission only.
 
         Raises:
             FileNotFoundError: no state has been saved (or it was destroyed).
             StateError: the file is not a JSON object (never from a torn
                 write: writes are atomic; only from outside meddling).
+            PermissionError, OSError: the state or its lock file cannot be
+                opened or read.
         """
-        own = self._lock_fd < 0 and self._acquire(fcntl.LOCK_SH, create=False)
+        held = self._lock_fd >= 0
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read()
-        finally:
-            if own:
-                self.unlock()
+            if not held:
+                self._acquire(fcntl.LOCK_SH, create=False)
+            with critical:
+                try:
+                    raw = _read_file(self.path)
+                finally:
+                    if not held and self._lock_fd >= 0:
+                        self._release()
+        except BaseException:
+            # Interrupted while waiting for the shared lock, or failed.
+            if not held and self._lock_fd >= 0:
+                self._release()
+            raise
         try:
             value = json.loads(raw)
         except ValueError as exc:
@@ -176,22 +301,26 @@ class StateFile:
         return value
 
     def destroy(self) -> None:
-        """Remove the state, the lock file and temp files of crashed saves.
+        """Remove the state and the temp files of crashed saves of this id.
 
-        Call with the lock held; ``unlock()`` afterwards (the context manager
-        does).  Waiters on the old lock file notice it is gone and lock the
-        new one.  Idempotent: a missing state is not an error.
+        Call with the lock held; the lock file goes at ``unlock()`` (the
+        context manager does it), so nobody else can lock this id before
+        then.  Idempotent: a missing state is not an error.
+
+        Raises:
+            StateError: the lock is not held.
+            OSError: listing ``ROOT`` or an unlink failed; the state is
+                then still there (or already gone), never half-removed.
         """
         self._require_lock("destroy")
-        # Temp files of saves that crashed between create and rename.
-        prefix = f".{self.id}.json."
-        stale = [n for n in os.listdir(self.root) if n.startswith(prefix) and n.endswith(".tmp")]
-        for path in [os.path.join(self.root, n) for n in stale] + [self.path, self.lock_path]:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        _fsync_dir(self.root)
+        with critical:
+            # Temp files of saves that crashed between create and rename.
+            for name in os.listdir(self.root):
+                if self._temp_re.match(name):
+                    _unlink_if_there(os.path.join(self.root, name))
+            _unlink_if_there(self.path)
+            self._destroyed = True
+            _fsync_dir(self.root)
 
     @staticmethod
     def list(root: StrPath) -> List[str]:
@@ -230,8 +359,45 @@ class _Locked:
         self._state.unlock()
 
 
+def _names(fd: int, path: str) -> bool:
+    """Whether ``path`` names the inode open as ``fd`` right now."""
+    held = os.fstat(fd)
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # already gone: what we wanted
+
+
+def _read_file(path: str) -> bytes:
+    """The whole content of ``path`` (opened read-only, close-on-exec).
+
+    Call inside ``critical``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks: List[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: str) -> None:
-    """fsync a directory, so that a rename or unlink in it is durable."""
+    """fsync a directory, so that a rename or unlink in it is durable.
+
+    Call inside ``critical``.
+    """
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

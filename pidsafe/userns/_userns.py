@@ -1,41 +1,37 @@
-"""User namespaces with chosen uid/gid maps, as owned fds.
+"""Writing the maps of a child's new user namespace.
 
-:func:`get_userns_fd` is containerd's ``GetUsernsFD`` (see
-``shared/seeds/003_*``) done without its races and without forking:
+:func:`_map_process` is the heart of ``get_userns_fd`` (``_helper.py``) and
+of ``spawn(uidmap=, gidmap=)``: for a child of ours that sits in a user
+namespace of its own, it
 
-1. A helper child comes from ``clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD)``
-   on its own small stack (csrc/userns.c): pid and pidfd are born together,
-   no page table is copied, no Python runs in it.  It blocks until killed.
-2. Its cleanup is armed at once (``try``/``finally``): kill through the
-   pidfd, ``waitid(P_PIDFD)``, close the pidfd, unmap its stack.
-3. ``/proc/PID/ns/user``, ``uid_map``, ``gid_map`` (and ``setgroups``) are
-   opened close-on-exec **first**, **then** the helper is proven alive with
-   ``pidfd_send_signal(pidfd, 0)``.  See the block comment in
-   :func:`_map_process` for why this order is what makes the fds
-   trustworthy.
-4. Only then are the maps written, each in a single ``write()``.
+1. opens ``/proc/PID/ns/user``, ``uid_map``, ``gid_map`` (and
+   ``setgroups``) close-on-exec **first**, **then** proves the child alive
+   with ``pidfd_send_signal(pidfd, 0)`` (see the block comment there for
+   why this order makes the fds trustworthy);
+2. only then writes the maps, each in a single ``write()``;
+3. re-examines every failure to open or write against the pidfd: if the
+   child has been reaped meanwhile the failure is the child's death
+   (:class:`~pidsafe.HelperDiedError`), whatever errno the kernel chose
+   to report it with.
 
-:class:`UsernsCache` keeps one namespace per (uidmap, gidmap, setgroups) and
-hands out duplicates of its fd.  :func:`write_child_maps` writes the maps
-of a child made by ``spawn(uidmap=, gidmap=)`` (pidsafe/process/_plan.py).
+:func:`write_child_maps` writes the maps of a child made by
+``spawn(uidmap=, gidmap=)`` (pidsafe/process/_plan.py).
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import fcntl
 import os
-import threading
-from types import TracebackType
-from typing import Callable, NamedTuple, Optional, Tuple, Type, Union
+from typing import Callable, Dict, NamedTuple, Optional, Union
 
 from .. import _sys
-from ..errors import UnsupportedError
 from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import HelperDiedError, IDMapError
 from ._idmap import IDMap
-from ..errors import IDMapError
-from ..errors import HelperDiedError
+
+__all__ = ["HelperView", "IDMapLike", "spawn_map", "write_child_maps"]
 
 #: What the map arguments accept: an :class:`IDMap` or its ``c:h:s,...`` text.
 IDMapLike = Union[IDMap, str]
@@ -55,10 +51,13 @@ class HelperView(NamedTuple):
 
 
 #: TEST-ONLY.  When set, called as ``_test_hook(stage, HelperView)`` at the
-#: stages ``"cloned"`` (helper exists, nothing opened), ``"opened"`` (the
-#: /proc files are open, not yet proven) and ``"proven"`` (proof done, maps
-#: not yet written), so tests can kill or reap the helper (or the child of
-#: ``spawn(uidmap=)``) at each point.  Never set it in production code.
+#: stages ``"cloned"`` (helper exists, nothing opened), ``"open NAME"``
+#: (right before ``/proc/PID/NAME`` is opened; NAME is ``ns/user``,
+#: ``setgroups``, ``uid_map`` or ``gid_map``), ``"opened"`` (the /proc files
+#: are open, not yet proven), ``"proven"`` (proof done, maps not yet
+#: written) and ``"write NAME"`` (right before NAME is written), so tests can
+#: kill or reap the helper (or the child of ``spawn(uidmap=)``) at each
+#: point.  Never set it in production code.
 _test_hook: Optional[Callable[[str, HelperView], None]] = None
 
 
@@ -86,75 +85,33 @@ def _check_setgroups(setgroups: str) -> None:
         raise ValueError(f"setgroups must be 'deny' or 'allow', not {setgroups!r}")
 
 
-def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
-                  setgroups: str = "deny") -> OwnedFd:
-    """A new user namespace with the given maps, as an owned fd.
-
-    Use it for ``mount_setattr(MOUNT_ATTR_IDMAP)`` (:func:`pidsafe.idmapped_bind`),
-    ``setns(2)``, or ``spawn(..., userns=)``.  No process lives in the
-    namespace when this returns: the fd alone keeps it alive.
-
-    Args:
-        uidmap: the uid map (:class:`IDMap` or ``"0:100000:65536[,...]"``).
-        gidmap: the gid map.
-        setgroups: ``"deny"`` (default; as containerd does) or ``"allow"``:
-            whether ``setgroups(2)`` is allowed in the namespace
-            (written to ``/proc/PID/setgroups`` before the gid map).
-
-    Returns:
-        An :class:`OwnedFd` for ``/proc/PID/ns/user`` of the helper,
-        close-on-exec.
-
-    Raises:
-        IDMapError: a map is invalid (before anything is created).
-        ValueError: ``setgroups`` is neither ``"deny"`` nor ``"allow"``.
-        HelperDiedError: the helper was killed (or reaped) before its
-            namespace could be proven; nothing is returned or leaked.
-        PermissionError: the caller may not create the namespace, or may
-            not write those maps (``write uid_map ...``: mapping ids other
-            than your own needs CAP_SETUID/CAP_SETGID in our namespace).
-        OSError: ENOSPC/EUSERS (too many user namespaces), EINVAL from the
-            kernel for a map it refuses.
-        UnsupportedError: no clone3 (or no trampoline for this CPU).
-    """
-    um = _as_idmap(uidmap, "uidmap")
-    gm = _as_idmap(gidmap, "gidmap")
-    _check_setgroups(setgroups)
-    _check_size(um, "uidmap")
-    _check_size(gm, "gidmap")
-
-    try:
-        helper = _sys.userns_helper_start(os.getpid())
-    except OSError as exc:
-        if exc.errno == errno.ENOSYS:
-            raise UnsupportedError("clone3", "a user-namespace helper needs clone3 "
-                                   "with a child stack") from None
-        hint = _CLONE_HINTS.get(exc.errno or 0)
-        if hint is None:
-            raise
-        raise _sys.make_oserror(exc.errno or 0, f"clone3(CLONE_NEWUSER) [{hint}]") from None
-    pidfd = int(helper.pidfd)
-    try:
-        ns_fd = _map_process(int(helper.pid), pidfd, um, gm, setgroups, "user-namespace helper",
-                             open_ns=True)
-        return OwnedFd(ns_fd, "user namespace")
-    finally:
-        _sys.end_child(pidfd, lambda: _sys.userns_helper_free(helper))
-
-
 def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, what: str,
-                 *, open_ns: bool) -> int:
+                 *, open_ns: bool) -> Optional[OwnedFd]:
     """Write the maps of the new user namespace of our child ``pid``.
 
     The child (held by ``pidfd``) must be in a user namespace of its own
-    whose maps are not written yet.  Returns an fd for the namespace if
-    ``open_ns`` (else -1); every other fd is closed on return.
+    whose maps are not written yet.  Returns an owned fd for the namespace
+    if ``open_ns`` (else None); every other fd is closed on return, on every
+    error, and when a signal handler raises at any point.
 
     Raises:
-        HelperDiedError: the child was reaped before it could be proven.
+        HelperDiedError: the child was reaped before it could be proven, or
+            an open or write failed because the child had been reaped.
+        PermissionError: the kernel refused a map (EPERM; the message
+            says which capability is missing) or an open (EACCES), with the
+            child alive.
+        OSError: another open or write failure with the child alive
+            (EINVAL for a map the kernel refuses, EMFILE ...).
     """
-    ns_fd = uid_fd = gid_fd = sg_fd = -1
     hook = _test_hook
+    # Every fd opened here, by name, from the moment it exists: each open
+    # and its entry happen in one critical section, so a raising signal
+    # handler can never leave an fd that nothing owns.
+    fds: Dict[str, int] = {}
+    base = b"/proc/%d/" % pid
+    names = ((["ns/user"] if open_ns else []) + (["setgroups"] if setgroups != "allow" else [])
+             + ["uid_map", "gid_map"])
+    result: Optional[OwnedFd] = None
     try:
         if hook is not None:
             hook("cloned", HelperView(pid, pidfd))
@@ -169,21 +126,21 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
         # it until it is reaped), and a pid is never reused before its
         # process is reaped.  So if the proof succeeds, every fd opened
         # before it refers to our child, whatever happens to the pid later.
-        base = b"/proc/%d/" % pid
-        try:
-            if open_ns:
-                ns_fd = os.open(base + b"ns/user", _O_READ)
-            if setgroups != "allow":
-                sg_fd = os.open(base + b"setgroups", _O_WRITE)
-            uid_fd = os.open(base + b"uid_map", _O_WRITE)
-            gid_fd = os.open(base + b"gid_map", _O_WRITE)
-        except OSError as exc:
-            # ENOENT/ESRCH here usually means the child is gone; say so only
-            # if the pidfd confirms it, else report the open's own error.
-            if exc.errno in (errno.ENOENT, errno.ESRCH) and not _alive(pidfd):
-                raise HelperDiedError(errno.ESRCH, f"{what} {pid} died before its namespace "
-                                      "could be opened") from None
-            raise
+        for name in names:
+            if hook is not None:
+                hook("open " + name, HelperView(pid, pidfd))
+            path = base + name.encode()
+            # The except is inside the section: an OSError a handler raises
+            # (TimeoutError from a SIGALRM timeout) comes out at its end and
+            # is never taken for the open's own failure.
+            with critical:
+                try:
+                    fds[name] = os.open(path, _O_READ if name == "ns/user" else _O_WRITE)
+                except OSError as exc:
+                    _raise_if_died(exc, pidfd, f"{what} {pid} died before its namespace could "
+                                   f"be opened (open {name}: {os.strerror(exc.errno or 0)})")
+                    raise _sys.make_oserror(exc.errno or errno.EIO,
+                                            f"open {name} of {what} {pid}", path.decode()) from None
         if hook is not None:
             hook("opened", HelperView(pid, pidfd))
         if not _alive(pidfd):
@@ -191,16 +148,54 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
                                   "could be proven; its /proc fds are not trusted")
         if hook is not None:
             hook("proven", HelperView(pid, pidfd))
-        if sg_fd >= 0:
-            _write_once(sg_fd, b"deny", pid, "setgroups", setgroups)
-        _write_once(uid_fd, um._kernel, pid, "uid_map", um)
-        _write_once(gid_fd, gm._kernel, pid, "gid_map", gm)
-        result, ns_fd = ns_fd, -1
+        writes = ([("setgroups", b"deny", setgroups)] if "setgroups" in fds else []) + [
+            ("uid_map", um._kernel, um), ("gid_map", gm._kernel, gm)]
+        for name, data, shown in writes:
+            if hook is not None:
+                hook("write " + name, HelperView(pid, pidfd))
+            with critical:
+                try:
+                    _write_once(fds[name], data, pid, name, shown)
+                except OSError as exc:
+                    _raise_if_died(exc, pidfd, f"{what} {pid} was reaped while its {name} was "
+                                   f"written ({os.strerror(exc.errno or 0)})")
+                    raise
+        # Hand over the namespace fd and close the rest in one section.  A
+        # handler's exception may still come out of the section's end: then
+        # the except below closes what would have been returned.
+        with critical:
+            if open_ns:
+                result = OwnedFd(fds.pop("ns/user"), "user namespace")
+            _close_all(fds)
         return result
-    finally:
-        for fd in (uid_fd, gid_fd, sg_fd, ns_fd):
-            if fd >= 0:
-                os.close(fd)
+    except BaseException:
+        with critical:
+            if result is not None:
+                result.close()
+            _close_all(fds)
+        raise
+
+
+def _close_all(fds: Dict[str, int]) -> None:
+    """Close and forget every fd of ``fds`` (each exactly once)."""
+    while fds:
+        os.close(fds.popitem()[1])
+
+
+def _raise_if_died(exc: OSError, pidfd: int, message: str) -> None:
+    """Turn a failed open/write under /proc/PID into HelperDiedError if the
+    child has been reaped.
+
+    Once a child is reaped, the kernel reports the /proc files of a pid it
+    no longer has in several ways, depending on how far the open or write
+    had got: ENOENT or ESRCH (the pid is gone), EACCES (``ns/user``: the
+    task vanished between the lookup and the open), EINVAL (``uid_map``:
+    no task to take the namespace from) ...  None of them is a genuine
+    refusal, so ask the pidfd, which cannot be fooled by a reused pid; a
+    live child (a zombie included) keeps the original error.
+    """
+    if not _alive(pidfd):
+        raise HelperDiedError(errno.ESRCH, message) from exc
 
 
 def _alive(pidfd: int) -> bool:
@@ -211,17 +206,6 @@ def _alive(pidfd: int) -> bool:
         return False
     return True
 
-
-# Why clone(CLONE_NEWUSER) fails (clone(2), user_namespaces(7)).
-_CLONE_HINTS = {
-    errno.EPERM: "refused: creating a user namespace needs CAP_SYS_ADMIN unless "
-                 "unprivileged user namespaces are enabled (sysctls such as "
-                 "kernel.unprivileged_userns_clone, an LSM policy); chroot'ed callers and "
-                 "seccomp filters can also forbid it",
-    errno.ENOSPC: "too many user namespaces: see /proc/sys/user/max_user_namespaces "
-                  "(and the nesting limit of 32)",
-    errno.EUSERS: "too many nested user namespaces (the limit is 32)",
-}
 
 # Why a write to a map file is refused with EPERM (user_namespaces(7)).
 _EPERM_HINTS = {
@@ -275,102 +259,3 @@ def write_child_maps(pid: int, pidfd: int, uidmap: IDMap, gidmap: IDMap) -> None
         PermissionError, OSError: the kernel refused a map.
     """
     _map_process(pid, pidfd, uidmap, gidmap, "deny", "child", open_ns=False)
-
-
-# --- the cache ----------------------------------------------------------------
-
-_Key = Tuple[IDMap, IDMap, str]
-
-
-class UsernsCache:
-    """A bounded, thread-safe cache of user namespaces by their maps.
-
-    ``get()`` returns a *duplicate* of the cached fd (close-on-exec), which
-    the caller owns and closes; the namespace lives as long as any fd to it.
-    The key ignores the order ranges were written in
-    (``"0:0:1,1:100:5"`` and ``"1:100:5,0:0:1"`` are one namespace).  The
-    least recently used entry is evicted (its cached fd closed) beyond
-    ``maxsize``.
-
-    Use as a context manager, or call :meth:`close`.
-    """
-
-    def __init__(self, maxsize: int = 64) -> None:
-        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
-            raise ValueError(f"maxsize must be a positive int, not {maxsize!r}")
-        self.maxsize = maxsize
-        self._lock = threading.Lock()
-        self._fds: "collections.OrderedDict[_Key, OwnedFd]" = collections.OrderedDict()
-        self._closed = False
-
-    def get(self, uidmap: IDMapLike, gidmap: IDMapLike, *,
-            setgroups: str = "deny") -> OwnedFd:
-        """An fd for a user namespace with these maps, made on first use.
-
-        Raises:
-            ValueError: the cache is closed, or a bad ``setgroups``.
-            IDMapError, OSError: as :func:`get_userns_fd`.
-        """
-        _check_setgroups(setgroups)
-        key = (_as_idmap(uidmap, "uidmap"), _as_idmap(gidmap, "gidmap"), setgroups)
-        with self._lock:
-            if self._closed:
-                raise ValueError("UsernsCache is closed")
-            cached = self._fds.get(key)
-            if cached is not None:
-                self._fds.move_to_end(key)
-                return OwnedFd(fcntl.fcntl(cached.fileno(), fcntl.F_DUPFD_CLOEXEC, 0),
-                               "user namespace")
-        # Make it without the lock: other keys (and hits) need not wait.
-        fresh: Optional[OwnedFd] = get_userns_fd(key[0], key[1], setgroups=setgroups)
-        evicted = []
-        try:
-            with self._lock:
-                if self._closed:
-                    raise ValueError("UsernsCache is closed")
-                cached = self._fds.get(key)
-                if cached is None:  # else another thread won the race: use theirs
-                    assert fresh is not None
-                    cached, fresh = fresh, None
-                    self._fds[key] = cached
-                    while len(self._fds) > self.maxsize:
-                        evicted.append(self._fds.popitem(last=False)[1])
-                else:
-                    self._fds.move_to_end(key)
-                return OwnedFd(fcntl.fcntl(cached.fileno(), fcntl.F_DUPFD_CLOEXEC, 0),
-                               "user namespace")
-        finally:
-            if fresh is not None:
-                fresh.close()
-            for fd in evicted:
-                fd.close()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._fds)
-
-    def clear(self) -> None:
-        """Close every cached fd (fds handed out stay open)."""
-        with self._lock:
-            items = list(self._fds.values())
-            self._fds.clear()
-        for fd in items:
-            fd.close()
-
-    def close(self) -> None:
-        """Empty the cache and refuse further ``get()`` calls.  Idempotent."""
-        with self._lock:
-            self._closed = True
-        self.clear()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` has been called."""
-        return self._closed
-
-    def __enter__(self) -> "UsernsCache":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()

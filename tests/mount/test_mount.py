@@ -10,90 +10,27 @@ mount, an fd or a child behind.  The user namespace is always
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import List
 
 import pytest
 
 import pidsafe
-from pidsafe.mount import _mount
+from pidsafe.mount import _mount, _unmount
 from pidsafe import _sys
 from pidsafe.cli import main as cli_main
 
+from mounthelp import (IDMAP_OPTS, MAP, disk, in_userns, layers, mountpoints_under, owner,
+                       private_tmp, rootfs, run_tool, umount, userns)
+
+__all__ = ["disk", "private_tmp", "rootfs", "userns"]  # fixtures, used by name
+
 pytestmark = pytest.mark.root
-
-MAP = "0:100000:65536"
-IDMAP_OPTS = [f"uidmap={MAP}", f"gidmap={MAP}"]
-
-
-def mountpoints_under(path: Path) -> List[str]:
-    prefix = str(path) + "/"
-    return [m.mountpoint for m in _mount.mountinfo()
-            if m.mountpoint == str(path) or m.mountpoint.startswith(prefix)]
-
-
-def run_tool(args: Sequence[str]) -> None:
-    with pidsafe.spawn(list(args), stdout=subprocess.DEVNULL) as p:
-        assert p.wait() == 0, args
-
-
-def umount(path: Path) -> None:
-    _sys.umount2(str(path), 0)
-
-
-@pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
-    """A fresh tmpfs to play the disk, owned by root; unmounted afterwards."""
-    d = tmp_path / "disk"
-    d.mkdir()
-    run_tool(["mount", "-t", "tmpfs", "-o", "mode=755", "pidsafe-test-disk", str(d)])
-    try:
-        yield d
-    finally:
-        # umount -R would hide a leak from no_leaks: say what was left first.
-        left = [p for p in mountpoints_under(d) if p != str(d)]
-        run_tool(["umount", "-R", str(d)])
-    assert left == [], f"the test left mounts on the disk: {left}"
-
-
-@pytest.fixture
-def userns() -> Iterator[pidsafe.OwnedFd]:
-    with pidsafe.get_userns_fd(MAP, MAP) as fd:
-        yield fd
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """tempfile's directory, private to this test, to see what is left in it."""
-    t = tmp_path / "tmp"
-    t.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(t))
-    return t
-
-
-def in_userns(userns: pidsafe.OwnedFd, cwd: Path, args: Sequence[str]) -> str:
-    """Run ``args`` in ``cwd`` as root of ``userns`` (host uid 100000); its stdout.
-
-    ``cwd`` is entered as host root first: pytest's base directory is mode
-    0700, so host uid 100000 could not walk a path to it.
-    """
-    fd = userns.fileno()
-    with pidsafe.spawn(["nsenter", f"--user=/proc/self/fd/{fd}", "--", *args], cwd=cwd,
-                       pass_fds=[fd], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
-        out, err = p.communicate(timeout=30)
-        assert p.returncode == 0, (args, err)
-    return out.decode()
-
-
-def owner(path: Path) -> tuple[int, int]:
-    st = os.lstat(path)
-    return st.st_uid, st.st_gid
-
 
 # --- idmapped_bind ----------------------------------------------------------------
 
@@ -272,13 +209,6 @@ def test_mount_error_pickles() -> None:
 
 # --- mount_all / unmount_all --------------------------------------------------------
 
-@pytest.fixture
-def rootfs(disk: Path) -> Path:
-    r = disk / "rootfs"
-    (r / "etc").mkdir(parents=True)
-    return r
-
-
 def test_mount_all_idmapped_bind_and_unmount_all(disk: Path, rootfs: Path) -> None:
     data = disk / "data"
     data.mkdir()
@@ -343,20 +273,9 @@ def test_mount_all_idmap_ridmap_use_container_userns(disk: Path, rootfs: Path,
         umount(src / "sub")
 
 
-def _layers(disk: Path) -> List[str]:
-    (disk / "layers/l1/etc").mkdir(parents=True)
-    (disk / "layers/l2/bin").mkdir(parents=True)
-    (disk / "layers/l1/etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
-    (disk / "layers/l2/bin/sh").write_text("#!")
-    (disk / "up").mkdir()
-    (disk / "work").mkdir()
-    return [f"lowerdir={disk}/layers/l1:{disk}/layers/l2", f"upperdir={disk}/up",
-            f"workdir={disk}/work"]
-
-
 def test_overlay_with_idmapped_lowers(disk: Path, rootfs: Path, private_tmp: Path,
                                       userns: pidsafe.OwnedFd) -> None:
-    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [*_layers(disk), *IDMAP_OPTS])]
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [*layers(disk), *IDMAP_OPTS])]
     pidsafe.mount_all(ovl, rootfs)
     try:
         merged = rootfs / "merged"
@@ -379,7 +298,7 @@ def test_overlay_with_idmapped_lowers(disk: Path, rootfs: Path, private_tmp: Pat
 
 
 def test_overlay_plain_and_kernel_message(disk: Path, rootfs: Path) -> None:
-    opts = _layers(disk)
+    opts = layers(disk)
     ovl = [pidsafe.Mount("overlay", "overlay", "/merged", opts)]
     pidsafe.mount_all(ovl, rootfs)
     try:
@@ -416,7 +335,7 @@ def test_mount_all_rolls_back(disk: Path, rootfs: Path, private_tmp: Path,
     }[failure]
     mounts = [
         pidsafe.Mount("bind", str(data), "/data", ["rbind", *IDMAP_OPTS]),
-        pidsafe.Mount("overlay", "overlay", "/merged", [*_layers(disk), *IDMAP_OPTS]),
+        pidsafe.Mount("overlay", "overlay", "/merged", [*layers(disk), *IDMAP_OPTS]),
         third,
     ]
     with pytest.raises(pidsafe.MountError) as ei:
@@ -434,7 +353,7 @@ def test_mount_all_rolls_back(disk: Path, rootfs: Path, private_tmp: Path,
 
 def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001, 0.002))
+    monkeypatch.setattr(_unmount, "UNMOUNT_BACKOFF", (0.001, 0.002))
     mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/busy", []),
               pidsafe.Mount("tmpfs", "tmpfs", "/t", ["no-such-option=1"])]
     real_attach = _mount.attach
@@ -459,36 +378,184 @@ def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Pat
     assert mountpoints_under(rootfs) == []
 
 
-def test_overlay_temp_mount_busy_is_reported_and_left(disk: Path, rootfs: Path,
-                                                       private_tmp: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overlay_idmapped_layers_are_never_attached(disk: Path, rootfs: Path,
+                                                    private_tmp: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression (issue 7, 1i): the idmapped layers used to be one idmapped
+    # mount of their common parent, attached under /tmp while the overlay
+    # was built: a mapped host uid could read root-only files through it,
+    # and any user holding a directory in it made its unmount fail for good.
+    (disk / "layers/l1/etc").mkdir(parents=True)
+    (disk / "layers/l2/etc").mkdir(parents=True)
+    (disk / "layers/l1/etc/shadow").write_text("top\n")     # the upper layer wins
+    (disk / "layers/l2/etc/shadow").write_text("bottom\n")
+    os.chmod(disk / "layers/l1/etc/shadow", 0o600)
+    (disk / "up").mkdir()
+    (disk / "work").mkdir()
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [
+        f"lowerdir={disk}/layers/l1:{disk}/layers/l2", f"upperdir={disk}/up",
+        f"workdir={disk}/work", *IDMAP_OPTS])]
+    before = {m.mount_id for m in _mount.mountinfo()}
+    # Other pytest workers mount under their own directories meanwhile.
+    others = next(str(d) for d in disk.parents if d.name.startswith("pytest-of-"))
+
+    def new_mounts() -> List[_mount.MountInfo]:
+        return [m for m in _mount.mountinfo() if m.mount_id not in before and (
+            m.mountpoint.startswith((str(disk), str(private_tmp)))
+            or not m.mountpoint.startswith(others))]
+
+    during: List[List[str]] = []
+    held: List[int] = []
+    real_fsconfig = _sys.fsconfig
+
+    def hook(fd: int, cmd: int, *args: object, **kwargs: object) -> None:
+        if cmd == _sys.FSCONFIG_CMD_CREATE:  # the layers are ready: look around
+            new = new_mounts()
+            during.append([m.mountpoint for m in new] + os.listdir(private_tmp))
+            # Another user sitting in whatever was attached would keep it busy.
+            held.extend(os.open(m.mountpoint, os.O_RDONLY | os.O_CLOEXEC) for m in new)
+        real_fsconfig(fd, cmd, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_sys, "fsconfig", hook)
+    try:
+        mounted = pidsafe.mount_all(ovl, rootfs)
+    finally:
+        for fd in held:
+            os.close(fd)
+    try:
+        # While the overlay was being built nothing was attached anywhere
+        # (no path, for any user, led to the idmapped layers), and nothing
+        # was made in the temp dir.
+        assert during and all(seen == [] for seen in during)
+        new = new_mounts()
+        assert [m.mountpoint for m in new] == [str(rootfs / "merged")]
+        assert os.listdir(private_tmp) == []
+        merged = rootfs / "merged"
+        assert (merged / "etc/shadow").read_text() == "top\n"
+        assert owner(merged / "etc/shadow") == (100000, 100000)
+    finally:
+        pidsafe.unmount_all(mounted)
+    assert mountpoints_under(rootfs) == []
+
+
+def test_overlay_layer_fds_unsupported_says_so(disk: Path, rootfs: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from pidsafe.mount import _overlay
 
-    monkeypatch.setattr(_mount, "UNMOUNT_BACKOFF", (0.001,))
-    real_unmount_at = _overlay.unmount_at
-    held: List[int] = []
-
-    def busy_unmount_at(parent_fd: int, name: str, shown: str) -> bool:
-        held.append(os.open(shown, os.O_RDONLY | os.O_CLOEXEC))  # someone is in there
-        return real_unmount_at(parent_fd, name, shown)
-
-    monkeypatch.setattr(_overlay, "unmount_at", busy_unmount_at)
-    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [*_layers(disk), *IDMAP_OPTS])]
-    with pytest.raises(pidsafe.MountError) as ei:
+    monkeypatch.setattr(_overlay, "_probed", ["probe: [Errno 22] Invalid argument"])
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged", [*layers(disk), *IDMAP_OPTS])]
+    with pytest.raises(pidsafe.UnsupportedError) as ei:
         pidsafe.mount_all(ovl, rootfs)
-    (tmp,) = os.listdir(private_tmp)
-    tmp_path = str(private_tmp / tmp)
+    assert ei.value.feature == "overlay_layer_fds"
+    assert "fds of detached mounts" in str(ei.value)
+    assert mountpoints_under(disk) == [str(disk)]
+
+
+def _rename_mountpoint(old: Path, new: Path) -> None:
+    """Rename a directory a mount sits on, as a process of another mount
+    namespace can (in ours the kernel refuses with EBUSY): a private copy
+    of our namespace, without the mount, does it."""
+    run_tool(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'umount -R "$1" && mv "$1" "$2" && mkdir "$1"', "sh", str(old), str(new)])
+
+
+def test_unmount_all_finds_mounts_by_identity_after_renames(disk: Path, rootfs: Path) -> None:
+    # Regression (issue 7, 1i): unmount_all() re-resolved targets by path and
+    # reported success with the mounts still attached once something in the
+    # rootfs had renamed a directory on their path.
+    data = disk / "data"
+    data.mkdir()
+    mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/a/b/t", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "/a/b/t/inner", []),
+              pidsafe.Mount("bind", str(data), "/c/d", ["rbind"])]
+    mounted = pidsafe.mount_all(mounts, rootfs)
+    assert [(r.index, r.target) for r in mounted] == [(0, "/a/b/t"), (1, "/a/b/t/inner"),
+                                                      (2, "/c/d")]
+    os.rename(rootfs / "a", rootfs / "x")                 # a directory on the path
+    _rename_mountpoint(rootfs / "c/d", rootfs / "c/e")    # the mount point itself
+    moved = [str(rootfs / p) for p in ("x/b/t", "x/b/t/inner", "c/e")]
+    assert mountpoints_under(rootfs) == moved
+    # By path: the targets are gone or empty, but pidsafe must not say "done".
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.unmount_all(mounts, rootfs)
+    assert ei.value.errno == errno.ENOENT
+    assert ei.value.step == f"unable to unmount {rootfs}/c/d"
+    assert "unmount by identity" in str(ei.value)
+    notes = "\n".join(getattr(ei.value, "__notes__", []))
+    assert f"remains at {rootfs}/x/b/t" in notes
+    assert mountpoints_under(rootfs) == moved             # left in place, nothing deleted
+    # By identity (here as another process would, from stored data): found
+    # where they are now.
+    stored = json.loads(json.dumps(mounted.to_dict()))
+    assert pidsafe.Mounted.from_dict(stored) == mounted
+    pidsafe.unmount_all(pidsafe.Mounted.from_dict(stored))
+    assert mountpoints_under(rootfs) == []
+    pidsafe.unmount_all(mounted)                          # gone already: nothing to do
+    pidsafe.unmount_all(mounts, rootfs)                   # by path too, now
+    assert (data / ".").is_dir()
+
+
+def test_unmount_all_by_identity_fails_loudly(disk: Path, rootfs: Path) -> None:
+    mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/t", [])]
+    mounted = pidsafe.mount_all(mounts, rootfs)
+    cover = rootfs / "t"
+    run_tool(["mount", "-t", "tmpfs", "pidsafe-test-cover", str(cover)])
     try:
-        assert ei.value.errno == errno.EBUSY
-        assert f"temporary idmapped mount of the lowerdirs at {tmp_path}" in str(ei.value)
-        assert "left in place, no layer data was deleted" in str(ei.value)
-        assert mountpoints_under(rootfs) == []          # the overlay was not attached
-        assert mountpoints_under(private_tmp) == [tmp_path]
+        with pytest.raises(pidsafe.MountError, match="covers the one pidsafe made"):
+            pidsafe.unmount_all(mounted)
     finally:
-        os.close(held.pop())
-        umount(Path(tmp_path))
-        os.rmdir(tmp_path)
-    assert (disk / "layers/l1/etc/passwd").exists() and (disk / "layers/l2/bin/sh").exists()
+        umount(cover)
+    # Moved out of the rootfs (a directory on its path renamed to a place
+    # outside): found, but not pidsafe's to unmount there: it says so.
+    moved = pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/m/t", [])], rootfs)
+    os.rename(rootfs / "m", disk / "outside")
+    try:
+        with pytest.raises(pidsafe.MountError) as ei:
+            pidsafe.unmount_all(moved)
+        assert ei.value.errno == errno.EXDEV
+        assert f"(now at {disk}/outside/t)" in str(ei.value)
+        assert "no longer beneath the rootfs" in str(ei.value)
+    finally:
+        umount(disk / "outside/t")
+    # Someone else unmounts ours, and mounts something else there, which
+    # may well get the same (reused) mount id: it is not ours to unmount.
+    umount(cover)
+    (disk / "other").mkdir()
+    run_tool(["mount", "--bind", str(disk / "other"), str(cover)])
+    try:
+        pidsafe.unmount_all(mounted)
+        assert mountpoints_under(rootfs) == [str(cover)]
+    finally:
+        umount(cover)
+
+
+def test_bad_names_are_invalid_up_front(disk: Path, rootfs: Path) -> None:
+    # Regression (issue 7, 1i): a non-UTF-8 type or option name failed midway
+    # (UnicodeEncodeError after earlier mounts), a component over NAME_MAX
+    # raised a bare OSError.
+    good = pidsafe.Mount("tmpfs", "tmpfs", "/first", [])
+    for bad, message in [
+            (pidsafe.Mount("tmp\udcfffs", "tmpfs", "/t", []), "is not valid UTF-8"),
+            (pidsafe.Mount("tmpfs", "tmpfs", "/t", ["mo\udcffde=755"]), "name is not valid UTF-8"),
+            (pidsafe.Mount("tmpfs", "tmpfs", "/t", ["\udcff"]), "name is not valid UTF-8"),
+            (pidsafe.Mount("tmpfs", "tmpfs", "/d/" + "x" * 256, []), r"over NAME_MAX \(255\)")]:
+        with pytest.raises(pidsafe.InvalidMountError, match=message):
+            pidsafe.mount_all([good, bad], rootfs)
+        assert mountpoints_under(rootfs) == [] and not (rootfs / "first").exists()
+    # Non-UTF-8 option values and paths are fine: they go to the kernel as bytes.
+    odd = os.fsdecode(b"/caf\xe9")
+    pidsafe.unmount_all(pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", odd, [])], rootfs))
+
+
+def test_name_too_long_inside_the_rootfs_is_a_mount_error(disk: Path, rootfs: Path) -> None:
+    (rootfs / "etc/long").symlink_to("/" + "y" * 300 + "/z")
+    mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/first", []),
+              pidsafe.Mount("tmpfs", "tmpfs", "/etc/long/q", [])]
+    with pytest.raises(pidsafe.MountError) as ei:
+        pidsafe.mount_all(mounts, rootfs)
+    assert ei.value.errno == errno.ENAMETOOLONG
+    assert ei.value.step == f"unable to resolve {rootfs}/etc/long/q"
+    assert mountpoints_under(rootfs) == []
 
 
 def test_targets_cannot_escape_the_rootfs(disk: Path, rootfs: Path) -> None:

@@ -26,72 +26,10 @@ import pytest
 import pidsafe
 from pidsafe import _sys
 
+from conftest import (SH, assert_quiet, close_all, drain, foreign_spawn, held_foreign_child,
+                      reaper_passes, state, unreaped_child, wait_exited, wait_until)
+
 TRUE = "/bin/true"
-SH = "/bin/sh"
-
-
-@pytest.fixture
-def reaper() -> Iterator[pidsafe.Reaper]:
-    r = pidsafe.Reaper().start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture
-def subreaper() -> Iterator[pidsafe.Reaper]:
-    r = pidsafe.Reaper(subreaper=True, scan_interval=0.05).start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-def close_all(procs: List[pidsafe.Process]) -> None:
-    for p in procs:
-        p.wait()
-        p.close()
-
-
-def drain(sub: pidsafe.Subscription, n: int, timeout: float = 30) -> List[pidsafe.Exit]:
-    deadline = time.monotonic() + timeout
-    return [sub.get(timeout=max(0.0, deadline - time.monotonic())) for _ in range(n)]
-
-
-def assert_quiet(sub: pidsafe.Subscription, wait: float = 0.2) -> None:
-    with pytest.raises(TimeoutError):
-        ev = sub.get(timeout=wait)
-        pytest.fail(f"unexpected exit: {ev}")
-
-
-def unreaped_child(pid: int) -> bool:
-    try:
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT | _sys.WALL)
-    except ChildProcessError:
-        return False
-    return True
-
-
-def wait_exited(p: pidsafe.Process, timeout: float = 5) -> None:
-    """Wait until the pidfd is readable, without reaping."""
-    assert select.select([p], [], [], timeout)[0], f"{p} did not exit"
-
-
-def foreign_spawn(script: str) -> int:
-    """A child the way subprocess/posix_spawn make them: no pidfd."""
-    return os.posix_spawn(SH, [SH, "-c", script], os.environ)
-
-
-def held_foreign_child(code: int) -> Tuple[int, int]:
-    """A foreign child that exits with ``code`` once we close the returned fd."""
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        pid = os.posix_spawn(SH, [SH, "-c", f"read x; exit {code}"], os.environ,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, r, 0)])
-    finally:
-        os.close(r)
-    return pid, w
 
 
 # -- the basics ----------------------------------------------------------------
@@ -402,7 +340,7 @@ def test_subscription_bounds_and_close(reaper: pidsafe.Reaper) -> None:
 
     t = threading.Thread(target=blocked)
     t.start()
-    time.sleep(0.05)
+    wait_until(lambda: len(sub._cond._waiters) > 0, "get() to block")  # type: ignore[attr-defined]
     sub.close()
     t.join(5)
     assert not t.is_alive() and isinstance(result[0], pidsafe.SubscriptionClosed)
@@ -488,14 +426,11 @@ class _Host:
     def _owns_pid(self, pid: int) -> bool:
         return pid == self.process.pid
 
-    def _own_fds(self) -> Set[int]:
-        return {self.process.fileno()}   # the reaper borrows its pidfd
+    def _known_fds(self) -> Set[int]:
+        return {self.process.fileno()}   # the reaper leases its pidfd
 
     def _add_pinned(self, fd: int, pid: int) -> None:
         raise AssertionError("not expected to pin")
-
-    def _publish(self, exits: List[pidsafe.Exit]) -> None:
-        self.published += exits
 
 
 def test_held_child_registered_since_is_left_to_the_owned_path() -> None:
@@ -516,8 +451,7 @@ def test_held_child_registered_since_is_left_to_the_owned_path() -> None:
     scanner = OrphanScanner(host, ClaimBook(host))
     scanner.held[p.pid] = pinned
     try:
-        scanner._recheck_held({p.pid})
-        assert host.published == []
+        assert scanner._recheck_held({p.pid}) == []
         assert p.pid not in scanner.held        # forgotten, and its pidfd closed
     finally:
         scanner.close()
@@ -545,7 +479,7 @@ def test_subreaper_does_not_steal_pidsafe_children(subreaper: pidsafe.Reaper) ->
     with subreaper.subscribe() as exits:
         p = pidsafe.spawn([SH, "-c", "exit 6"])   # not the reaper's: its own owner reaps
         wait_exited(p)
-        time.sleep(0.2)   # several scans see the zombie
+        reaper_passes(subreaper, 3)   # several scans see the zombie
         assert unreaped_child(p.pid)
         assert_quiet(exits, 0.05)
         assert p.wait() == 6
@@ -554,7 +488,7 @@ def test_subreaper_does_not_steal_pidsafe_children(subreaper: pidsafe.Reaper) ->
         q = pidsafe.spawn([SH, "-c", "exit 8"])
         pid = q.pid
         wait_exited(q)
-        time.sleep(0.1)
+        reaper_passes(subreaper, 2)
         assert_quiet(exits, 0.05)
         q.close()
         ev = exits.get(timeout=5)
@@ -574,15 +508,15 @@ def test_claims(subreaper: pidsafe.Reaper) -> None:
                 os._exit(4)
             claim.pid = pid
             assert claim.wait(timeout=5) == 4
-        # The child exits and is reaped before the claim learns its pid.
+        # The child exits before the claim learns its pid: it stays a zombie
+        # (pinned, not reaped), so its pid cannot be reused meanwhile.
         with subreaper.claim() as claim:
             pid = foreign_spawn("kill -9 $$")
-            deadline = time.monotonic() + 5
-            while unreaped_child(pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert not unreaped_child(pid)   # reaped, held back for the claim
+            wait_until(lambda: state(pid) == "Z", f"pid {pid} to exit")
+            reaper_passes(subreaper, 3)   # several scans saw the zombie
+            assert unreaped_child(pid)       # held back for the claim, unreaped
             claim.pid = pid
-            assert claim.wait(timeout=0) == -signal.SIGKILL
+            assert claim.wait(timeout=5) == -signal.SIGKILL
             assert claim.returncode == -signal.SIGKILL
         # A Popen child: the claim has its status (Popen itself must not wait).
         with subreaper.claim() as claim:
@@ -591,12 +525,14 @@ def test_claims(subreaper: pidsafe.Reaper) -> None:
             assert claim.wait(timeout=5) == 12
             popen.returncode = claim.returncode
         assert_quiet(exits, 0.1)     # claimed exits are not orphan events
-        # Unclaimed foreign children are reaped as orphans.
-        pid = foreign_spawn("exit 2")
+        # Unclaimed foreign children are reaped as orphans, loudly.
+        with pytest.warns(pidsafe.ForeignChildWarning, match="Popen.wait"):
+            pid = foreign_spawn("exit 2")
         ev = exits.get(timeout=5)
         assert (ev.pid, ev.returncode, ev.orphan) == (pid, 2, True)
         # A claim closed while its child runs gives the exit back.
-        pid, release = held_foreign_child(1)
+        with pytest.warns(pidsafe.ForeignChildWarning):
+            pid, release = held_foreign_child(1)
         with subreaper.claim() as claim:
             claim.pid = pid
         os.close(release)
@@ -655,7 +591,7 @@ def test_stop_with_a_running_orphan() -> None:
         out, _ = p.communicate(timeout=5)
         orphan = int(out)
         assert exits.get(timeout=5).process is p
-        time.sleep(0.1)   # pinned by a scan
+        reaper_passes(r, 2)   # pinned by a scan
         r.stop()
         assert list(exits) == []
     p.close()
@@ -680,8 +616,7 @@ def test_stop_is_clean_and_final() -> None:
     threads = {t for t in threading.enumerate() if t.name == "pidsafe-reaper"}
     assert threads and r.running
     p.wait()
-    time.sleep(0.05)
-    r.stop()
+    r.stop()   # delivers the exits that have happened first
     assert not r.running and not any(t.is_alive() for t in threads)
     assert [e.process for e in sub] == [p]     # drained, then the stream ends
     with pytest.raises(pidsafe.SubscriptionClosed):
@@ -790,7 +725,7 @@ def test_reaper_spawn_after_stop_race_leaves_nothing() -> None:
     ts = [threading.Thread(target=spawner) for _ in range(4)]
     for t in ts:
         t.start()
-    time.sleep(0.1)
+    wait_until(lambda: len(spawned) >= 8, "the spawners to get going")
     r.stop()
     for t in ts:
         t.join()

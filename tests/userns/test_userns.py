@@ -140,6 +140,107 @@ def test_helper_reaped_before_proof(stage: str, hook: Callable[..., None]) -> No
     assert isinstance(ei.value, ProcessLookupError)
 
 
+STEPS = ["open ns/user", "open setgroups", "open uid_map", "open gid_map",
+         "write setgroups", "write uid_map", "write gid_map"]
+
+
+@pytest.fixture
+def fail_next_proc_call(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """``arm(err)``: the next os.open/os.write fails with ``err``, as the
+    kernel's own open or write does when it races with the helper's reaping
+    (EACCES from ns/user, EINVAL from uid_map: the task vanished between
+    the path lookup and the open)."""
+    armed: List[int] = []
+    real_open, real_write = os.open, os.write
+
+    def fail_or(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kw: Any) -> Any:
+            if armed:
+                err = armed.pop()
+                raise OSError(err, os.strerror(err))
+            return real(*args, **kw)
+        return call
+
+    monkeypatch.setattr(os, "open", fail_or(real_open))
+    monkeypatch.setattr(os, "write", fail_or(real_write))
+    return armed.append
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EINVAL, errno.ENOENT, errno.EPERM])
+@pytest.mark.parametrize("step", STEPS)
+def test_helper_reaped_during_open_or_write_is_helper_died(
+        step: str, err: int, hook: Callable[..., None],
+        fail_next_proc_call: Callable[[int], None]) -> None:
+    """Issue 7 (1g): whatever errno the open or write under /proc/PID fails
+    with, a helper that has been reaped meanwhile is HelperDiedError."""
+    def on_stage(s: str, h: _userns.HelperView) -> None:
+        if s == step:
+            kill_helper(h, reap=True)
+            fail_next_proc_call(err)
+
+    hook(on_stage)
+    with pytest.raises(pidsafe.HelperDiedError, match="user-namespace helper .* (died|reaped)") \
+            as ei:
+        pidsafe.get_userns_fd(MAP, MAP)
+    assert ei.value.errno == errno.ESRCH
+    assert isinstance(ei.value.__cause__, OSError) and ei.value.__cause__.errno == err
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EINVAL, errno.EPERM])
+@pytest.mark.parametrize("step", STEPS)
+def test_open_or_write_refused_with_live_helper_keeps_its_error(
+        step: str, err: int, hook: Callable[..., None],
+        fail_next_proc_call: Callable[[int], None]) -> None:
+    """A genuine refusal (the helper alive) stays what it is, naming the step."""
+    hook(lambda s, h: fail_next_proc_call(err) if s == step else None)
+    with pytest.raises(OSError) as ei:
+        pidsafe.get_userns_fd(MAP, MAP)
+    assert not isinstance(ei.value, pidsafe.HelperDiedError)
+    assert ei.value.errno == err
+    assert step.split()[1] in str(ei.value) and "/proc/" in str(ei.value.filename)
+
+
+def test_spawn_child_reaped_during_map_write_is_helper_died(
+        hook: Callable[..., None], fail_next_proc_call: Callable[[int], None]) -> None:
+    def on_stage(s: str, h: _userns.HelperView) -> None:
+        if s == "write uid_map":
+            kill_helper(h, reap=True)
+            fail_next_proc_call(errno.EINVAL)
+
+    hook(on_stage)
+    with pytest.raises(pidsafe.HelperDiedError, match="child .* reaped while its uid_map"):
+        pidsafe.spawn(["true"], uidmap=MAP, gidmap=MAP)
+
+
+def test_a_timeout_handler_during_a_map_open_is_not_taken_for_the_open(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGALRM-style handler raises TimeoutError (an OSError) right after
+    uid_map was opened: it must come out as itself, not be re-examined and
+    reported as the open's failure ("open uid_map ... [Errno 110]")."""
+    alarm = TimeoutError("alarm")
+
+    def handler(signum: int, frame: Any) -> None:
+        raise alarm
+
+    real_open = os.open
+
+    def open_then_signal(path: Any, *args: Any, **kw: Any) -> int:
+        fd = real_open(path, *args, **kw)
+        if isinstance(path, bytes) and path.endswith(b"/uid_map"):
+            signal.raise_signal(signal.SIGUSR1)
+        return fd
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        monkeypatch.setattr(os, "open", open_then_signal)
+        with pytest.raises(TimeoutError) as ei:
+            pidsafe.spawn(["true"], uidmap=MAP, gidmap=MAP)
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGUSR1, old)
+    assert ei.value is alarm
+
+
 def test_helper_reaped_after_proof(hook: Callable[..., None]) -> None:
     """After the proof the fds are pinned: reaping changes nothing."""
     hook(lambda s, h: kill_helper(h, reap=True) if s == "proven" else None)

@@ -1,0 +1,176 @@
+"""What the kernel says about mounts: ``/proc/self/mountinfo``, mount ids.
+
+Used for bookkeeping (which mount an fd lives on, what is mounted under
+what) and for error messages (which filesystem refused an idmap).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import List, Tuple, Union
+
+from .. import _sys
+from .._sigsafe import critical
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    """One line of ``/proc/self/mountinfo``."""
+
+    mount_id: int
+    parent_id: int
+    root: str
+    mountpoint: str
+    options: Tuple[str, ...]
+    fstype: str
+    source: str
+    #: the filesystem's device (``st_dev``), from the ``major:minor`` field
+    dev: int = 0
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and i + 4 <= len(field):
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mountinfo() -> List[MountInfo]:
+    """Parse ``/proc/self/mountinfo`` (proc(5)), in the kernel's order."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            a, b = left.split(), right.split()
+            major, _, minor = a[2].partition(":")
+            out.append(MountInfo(int(a[0]), int(a[1]), _unescape(a[3]), _unescape(a[4]),
+                                 tuple(a[5].split(",")), b[0] if b else "",
+                                 _unescape(b[1]) if len(b) > 1 else "",
+                                 os.makedev(int(major), int(minor))))
+    return out
+
+
+def mount_id_of(fd: int) -> int:
+    """The id of the mount an fd lives on (``mnt_id`` in fdinfo, Linux 3.15)."""
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(errno.ENOTSUP, f"/proc/self/fdinfo/{fd} has no mnt_id")
+
+
+def mount_id_of_path(path: StrPath) -> int:
+    """The id of the mount holding ``path`` (symlinks followed).
+
+    The fd it opens lives inside a critical section: no signal handler can
+    leak it.
+
+    Raises:
+        OSError: ``path`` cannot be opened.
+    """
+    with critical:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            return mount_id_of(fd)
+        finally:
+            os.close(fd)
+
+
+def describe_fs(path: StrPath) -> str:
+    """``"ext4 (/dev/vda, mounted at /)"`` for the mount holding ``path``.
+
+    Only for error messages: never raises, says ``"unknown"`` instead.
+    """
+    try:
+        mid = mount_id_of_path(path)
+        for m in mountinfo():
+            if m.mount_id == mid:
+                return f"{m.fstype} ({m.source}, mounted at {m.mountpoint})"
+    except (OSError, ValueError):
+        pass  # an error message must not fail; say less instead
+    return "unknown"
+
+
+def is_idmapped(path: StrPath) -> bool:
+    """Whether the mount holding ``path`` is idmapped (False if unknown)."""
+    try:
+        mid = mount_id_of_path(path)
+        return any(m.mount_id == mid and "idmapped" in m.options for m in mountinfo())
+    except (OSError, ValueError):
+        return False
+
+
+# --- identities that survive renames, and tell reused ids apart --------------------
+
+_unique_supported: List[bool] = []   # [] until known
+
+
+def unique_id_of(fd: int) -> int:
+    """The never-reused id of the mount ``fd`` is on (``STATX_MNT_ID_UNIQUE``,
+    Linux 6.8), or 0 where the kernel does not report it.
+
+    Raises:
+        OSError: statx(2) failed for another reason.
+    """
+    if _unique_supported == [False]:
+        return 0
+    try:
+        uid = _sys.mnt_id_unique(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        _unique_supported[:] = [False]
+        return 0
+    _unique_supported[:] = [True]
+    return uid
+
+
+@dataclass(frozen=True)
+class MountIdentity:
+    """Which mount: mountinfo's id, plus what tells a reused id apart.
+
+    Attributes:
+        mount_id: the id in ``/proc/self/mountinfo``; the kernel reuses it
+            once the mount is gone.
+        unique_id: the never-reused id (0 where the kernel lacks it).
+        root: ``(st_dev, st_ino)`` of the mount's root, the weaker check
+            used without ``unique_id`` (a new tmpfs can get a freed device
+            number, and its root is always inode 1 or 2).
+    """
+
+    mount_id: int
+    unique_id: int
+    root: Tuple[int, int]
+
+    @classmethod
+    def of(cls, fd: int) -> "MountIdentity":
+        """The identity of the mount whose root ``fd`` is.
+
+        Raises:
+            OSError: fstat, fdinfo or statx failed.
+        """
+        st = os.fstat(fd)
+        return cls(mount_id_of(fd), unique_id_of(fd), (st.st_dev, st.st_ino))
+
+    def is_mount_of(self, fd: int) -> bool:
+        """Whether ``fd`` (the root of a mount) is on this mount."""
+        if mount_id_of(fd) != self.mount_id:
+            return False
+        if self.unique_id:
+            unique = unique_id_of(fd)
+            if unique:
+                return unique == self.unique_id
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == self.root

@@ -1,0 +1,198 @@
+"""get_userns_fd: a user namespace with chosen maps, as an owned fd.
+
+containerd's ``GetUsernsFD`` (see ``shared/seeds/003_*``) done without its
+races and without forking:
+
+1. A helper child comes from ``clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD)``
+   on its own small stack (csrc/userns.c): pid and pidfd are born together,
+   no page table is copied, no Python runs in it.  It blocks until killed.
+2. Its cleanup is armed at once, in the critical section that made it:
+   kill through the pidfd, ``waitid(P_PIDFD)``, close the pidfd, and only
+   once the helper is proven dead, give its stack back.
+3. :func:`~pidsafe.userns._userns._map_process` opens its ``/proc`` files,
+   proves it alive through the pidfd, then writes the maps.
+
+A signal handler that raises (Ctrl-C, a ``SIGALRM`` timeout) at any point
+leaves nothing behind: the helper's whole life (about a millisecond, no
+unbounded wait) is one ``critical`` section (pidsafe/_sigsafe.py), so the
+handler runs when it is over, with only the returned fd left to close.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from typing import Any, Callable, Optional
+
+from .. import _sys
+from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import UnsupportedError
+from ._userns import IDMapLike, _as_idmap, _check_setgroups, _check_size, _map_process
+
+__all__ = ["get_userns_fd"]
+
+# Why clone(CLONE_NEWUSER) fails (clone(2), user_namespaces(7)).
+_CLONE_HINTS = {
+    errno.EPERM: "refused: creating a user namespace needs CAP_SYS_ADMIN unless "
+                 "unprivileged user namespaces are enabled (sysctls such as "
+                 "kernel.unprivileged_userns_clone, an LSM policy); chroot'ed callers and "
+                 "seccomp filters can also forbid it",
+    errno.ENOSPC: "too many user namespaces: see /proc/sys/user/max_user_namespaces "
+                  "(and the nesting limit of 32)",
+    errno.EUSERS: "too many nested user namespaces (the limit is 32)",
+}
+
+#: How often a cleanup step is tried before it is given up.  The steps
+#: (kill, waitid, munmap) cannot fail for a child of ours short of a kernel
+#: bug; a failure is retried rather than turned at once into a leak.
+_CLEANUP_TRIES = 3
+
+
+def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
+                  setgroups: str = "deny") -> OwnedFd:
+    """A new user namespace with the given maps, as an owned fd.
+
+    Use it for ``mount_setattr(MOUNT_ATTR_IDMAP)`` (:func:`pidsafe.idmapped_bind`),
+    ``setns(2)``, or ``spawn(..., userns=)``.  No process lives in the
+    namespace when this returns: the fd alone keeps it alive.
+
+    Args:
+        uidmap: the uid map (:class:`IDMap` or ``"0:100000:65536[,...]"``).
+        gidmap: the gid map.
+        setgroups: ``"deny"`` (default; as containerd does) or ``"allow"``:
+            whether ``setgroups(2)`` is allowed in the namespace
+            (written to ``/proc/PID/setgroups`` before the gid map).
+
+    Returns:
+        An :class:`OwnedFd` for ``/proc/PID/ns/user`` of the helper,
+        close-on-exec.
+
+    Raises:
+        IDMapError: a map is invalid (before anything is created).
+        ValueError: ``setgroups`` is neither ``"deny"`` nor ``"allow"``.
+        HelperDiedError: the helper was killed and reaped (by a foreign
+            reaper) before its namespace could be proven, or while its
+            /proc files were opened or written; nothing is returned or
+            leaked.  Retrying is safe.
+        PermissionError: the caller may not create the namespace, or may
+            not write those maps (``write uid_map ...``: mapping ids other
+            than your own needs CAP_SETUID/CAP_SETGID in our namespace).
+        OSError: ENOSPC/EUSERS (too many user namespaces), EINVAL from the
+            kernel for a map it refuses, EMFILE/ENFILE (no fd left).
+        UnsupportedError: no clone3 (or no trampoline for this CPU).
+    """
+    um = _as_idmap(uidmap, "uidmap")
+    gm = _as_idmap(gidmap, "gidmap")
+    _check_setgroups(setgroups)
+    _check_size(um, "uidmap")
+    _check_size(gm, "gidmap")
+
+    # One critical section for the whole life of the helper: clone3, the
+    # /proc opens, the proof, the map writes, kill and reap.  All of it is
+    # short and none of it waits for anything but the kernel (the reap
+    # waits only for a SIGKILLed helper to finish dying), and inside it a
+    # signal handler cannot run, so the try/finally below is exact.  A
+    # handler's exception comes out of the section's end, where only the
+    # namespace fd is left: the except closes it.
+    ns: Optional[OwnedFd] = None
+    try:
+        with critical:
+            helper = _Helper.start()
+            try:
+                ns = _map_process(helper.pid, helper.pidfd, um, gm, setgroups,
+                                  "user-namespace helper", open_ns=True)
+            finally:
+                helper.end()
+    except BaseException:
+        if ns is not None:
+            ns.close()
+        raise
+    assert ns is not None
+    return ns
+
+
+class _Helper:
+    """csrc/userns.c's helper child: its pid, its pidfd and its stack.
+
+    :meth:`end` kills it through the pidfd, reaps it through the pidfd,
+    closes the pidfd and then gives the stack back; it is idempotent, and a
+    step that failed is tried again by the next call.  Call both methods
+    inside ``critical``.
+    """
+
+    __slots__ = ("pid", "pidfd", "_handle", "_dead")
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.pid = int(handle.pid)
+        self.pidfd = int(handle.pidfd)
+        self._dead = False
+
+    @classmethod
+    def start(cls) -> "_Helper":
+        """clone3 the helper.
+
+        Raises:
+            PermissionError, OSError(ENOSPC, EUSERS): no new user namespace
+                (the message says why).
+            UnsupportedError: no clone3 with a child stack.
+        """
+        try:
+            handle = _sys.userns_helper_start(os.getpid())
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                raise UnsupportedError("clone3", "a user-namespace helper needs clone3 "
+                                       "with a child stack") from None
+            hint = _CLONE_HINTS.get(exc.errno or 0)
+            if hint is None:
+                raise
+            raise _sys.make_oserror(exc.errno or 0,
+                                    f"clone3(CLONE_NEWUSER) [{hint}]") from None
+        return cls(handle)
+
+    def end(self) -> None:
+        """Kill, reap, close the pidfd, free the stack: each step once.
+
+        The stack is given back only once the helper is proven dead (reaped
+        by us, or ``ECHILD``: a foreign ``__WALL`` reaper got it first):
+        the helper runs on it in our memory until then.
+
+        Raises:
+            OSError: a step failed :data:`_CLEANUP_TRIES` times; what is
+                left (the helper, its pidfd, its stack) stays for the next
+                call: a leak, never a use-after-unmap or a double close.
+        """
+        if self.pidfd >= 0:
+            if not self._dead:
+                _tries(self._kill)
+                _tries(self._reap)
+                self._dead = True
+            fd, self.pidfd = self.pidfd, -1
+            os.close(fd)
+        if self._dead:
+            _tries(lambda: _sys.userns_helper_free(self._handle))
+
+    def _kill(self) -> None:
+        try:
+            _sys.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # already reaped by someone else: _reap() sees ECHILD
+
+    def _reap(self) -> None:
+        try:
+            _sys.waitid_pidfd(self.pidfd, _sys.WEXITED)
+        except ChildProcessError:
+            pass  # reaped by a foreign __WALL reaper: dead all the same
+
+
+def _tries(step: Callable[[], None]) -> None:
+    """Run a cleanup step, trying again after an unexpected OSError."""
+    for attempt in range(_CLEANUP_TRIES):
+        try:
+            step()
+            return
+        except OSError:
+            if attempt == _CLEANUP_TRIES - 1:
+                raise

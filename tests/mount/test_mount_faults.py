@@ -1,0 +1,246 @@
+"""Mounts under faults: every call failed, every call interrupted, random alarms.
+
+For ``idmapped_bind``, ``mount_all`` (binds, idmapped binds, tmpfs, overlays
+with and without ``uidmap=``) and ``unmount_all`` (by identity and by path),
+the k-th call into the native layer (or a resource-making ``os`` call) is
+made to fail, or is followed at once by a SIGINT whose handler raises, for
+every k.  After each: the typed error, nothing left mounted, no fd, no
+child, nothing left in the temp dir; and an ``unmount_all`` that returned
+normally left nothing mounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional
+
+import pytest
+
+import pidsafe
+from conftest import leak_check
+from faults import Faults, Interrupt
+
+from mounthelp import (IDMAP_OPTS, disk, layers, mountpoints_under, private_tmp, rootfs, umount,
+                       userns)
+
+__all__ = ["disk", "private_tmp", "rootfs", "userns"]  # fixtures, used by name
+
+pytestmark = pytest.mark.root
+
+
+def _check_error(exc: BaseException, faults: Faults) -> None:
+    """The error an injected failure gives is typed, with a step and a path."""
+    assert isinstance(exc, pidsafe.MountError), f"{faults.fired}: {exc!r}"
+    assert exc.step and exc.path, f"{faults.fired}: {exc!r}"
+    assert exc.errno == errno.EIO, f"{faults.fired}: {exc!r}"
+
+
+def _sweep(faults: Faults, op: Callable[[], Any], undo: Callable[[Any], None],
+           clean: Callable[[], None], what: str, under: Path) -> int:
+    """Fail each call of ``op``, then interrupt right after it, then right
+    before it; ``undo`` what a success made.
+
+    ``clean()`` asserts that nothing is left (and may tidy up what a
+    partial operation is allowed to leave, e.g. mounts an interrupted
+    ``unmount_all`` had not reached yet).
+    """
+    made: List[Any] = []
+    n = faults.count(lambda: made.append(op()))
+    undo(made.pop())
+    assert n > 0
+    for k in range(1, n + 1):
+        for mode in ("fail", "interrupt", "interrupt before"):
+            with leak_check(f"{what}: {mode} at k={k}", mounts_under=str(under)):
+                out: List[Any] = []
+                try:
+                    if mode == "fail":
+                        with faults.fail_at(k, errno.EIO):
+                            out.append(op())
+                    else:
+                        with faults.interrupt_at(k, before=mode == "interrupt before"):
+                            out.append(op())
+                except Interrupt:
+                    assert mode != "fail"
+                except Exception as exc:  # noqa: BLE001 - checked right here
+                    assert mode == "fail", f"{faults.fired}: {exc!r}"
+                    _check_error(exc, faults)
+                if out:
+                    undo(out.pop())
+                clean()
+    return n
+
+
+def _nothing_under(rootfs: Path, private_tmp: Path) -> Callable[[], None]:
+    def clean() -> None:
+        assert mountpoints_under(rootfs) == []
+        assert os.listdir(private_tmp) == []
+    return clean
+
+
+def test_idmapped_bind_under_faults(disk: Path, userns: pidsafe.OwnedFd, faults: Faults,
+                                   private_tmp: Path) -> None:
+    src, dst = disk / "src", disk / "dst"
+    src.mkdir()
+    dst.mkdir()
+
+    def clean() -> None:
+        assert mountpoints_under(dst) == []
+
+    n = _sweep(faults, lambda: pidsafe.idmapped_bind(src, dst, userns),
+               lambda _: umount(dst), clean, "idmapped_bind", disk)
+    assert n == 1  # the fused C call
+
+
+def _mount_lists(disk: Path) -> dict[str, List[pidsafe.Mount]]:
+    data = disk / "data"
+    (data / "sub").mkdir(parents=True)
+    (disk / "file").write_text("x")
+    opts = layers(disk)
+    return {
+        "binds": [pidsafe.Mount("bind", str(data), "/b", ["rbind", "ro"]),
+                  pidsafe.Mount("none", str(disk / "file"), "/etc/hostname", ["bind"])],
+        "idmapped binds": [pidsafe.Mount("bind", str(data), "/i", ["rbind", "ridmap"]),
+                           pidsafe.Mount("bind", str(data), "/j", ["bind", "idmap", "ro"])],
+        "tmpfs": [pidsafe.Mount("tmpfs", "tmpfs", "/t", ["size=1m", "nosuid"]),
+                  pidsafe.Mount("tmpfs", "tmpfs", "/t/deep/sub", ["rprivate"])],
+        "overlay": [pidsafe.Mount("overlay", "overlay", "/o", opts)],
+        "overlay uidmap": [pidsafe.Mount("overlay", "overlay", "/o", [*opts, *IDMAP_OPTS])],
+    }
+
+
+CASES = ["binds", "idmapped binds", "tmpfs", "overlay", "overlay uidmap"]
+
+
+@pytest.fixture
+def userns_pool(userns: pidsafe.OwnedFd,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[List[pidsafe.OwnedFd]]:
+    """``get_userns_fd`` hands out ready-made fds (dups of ``userns``).
+
+    Its own faults (a helper child) are the user-namespace tests' to sweep;
+    here every k is a call of the mount code itself.
+    """
+    import pidsafe.userns as _userns   # mount_all looks get_userns_fd up there
+
+    pool: List[pidsafe.OwnedFd] = []
+
+    def fake(uidmap: object, gidmap: object) -> pidsafe.OwnedFd:
+        return pool.pop()
+
+    monkeypatch.setattr(_userns, "get_userns_fd", fake)
+    pool.extend(userns.dup() for _ in range(8))
+    try:
+        yield pool
+    finally:
+        for fd in pool:
+            fd.close()
+
+
+def _fill(pool: List[pidsafe.OwnedFd], userns: pidsafe.OwnedFd, n: int) -> None:
+    pool.extend(userns.dup() for _ in range(n))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mount_all_under_faults(disk: Path, rootfs: Path, userns: pidsafe.OwnedFd,
+                                userns_pool: List[pidsafe.OwnedFd], private_tmp: Path,
+                                faults: Faults, case: str) -> None:
+    mounts = _mount_lists(disk)[case]
+    _fill(userns_pool, userns, 4 * 200)
+    pidsafe.unmount_all(pidsafe.mount_all(mounts, rootfs, userns=userns))  # warm the caches
+    _sweep(faults, lambda: pidsafe.mount_all(mounts, rootfs, userns=userns),
+           pidsafe.unmount_all, _nothing_under(rootfs, private_tmp), f"mount_all {case}", disk)
+    assert (disk / "layers/l1/etc/passwd").exists() if case.startswith("overlay") else True
+
+
+@pytest.mark.parametrize("by", ["identity", "path"])
+@pytest.mark.parametrize("case", ["binds", "tmpfs", "overlay uidmap"])
+def test_unmount_all_under_faults(disk: Path, rootfs: Path, userns: pidsafe.OwnedFd,
+                                  userns_pool: List[pidsafe.OwnedFd], private_tmp: Path,
+                                  faults: Faults, case: str, by: str) -> None:
+    mounts = _mount_lists(disk)[case]
+    _fill(userns_pool, userns, 4 * 200)
+    mounted: List[pidsafe.Mounted] = []
+
+    def op() -> None:
+        if by == "identity":
+            pidsafe.unmount_all(mounted[0])
+        else:
+            pidsafe.unmount_all(mounts, rootfs)
+        # Returned normally: then nothing may be left mounted.
+        assert mountpoints_under(rootfs) == [], faults.fired
+
+    def remount() -> None:
+        mounted[:] = [pidsafe.mount_all(mounts, rootfs, userns=userns)]
+
+    remount()
+
+    def clean() -> None:
+        # An unmount_all that failed or was interrupted left some mounts:
+        # the same call, again, finds and unmounts them; then mount again
+        # for the next round.
+        pidsafe.unmount_all(mounted[0])
+        assert mountpoints_under(rootfs) == []
+        remount()
+
+    _sweep(faults, op, lambda _: remount(), clean, f"unmount_all by {by}, {case}", disk)
+    pidsafe.unmount_all(mounted[0])
+
+
+class _Alarm(Exception):
+    pass
+
+
+def test_mount_all_unmount_all_under_random_alarms(disk: Path, rootfs: Path,
+                                                   userns: pidsafe.OwnedFd) -> None:
+    """A SIGALRM handler raising at random points of mount_all/unmount_all."""
+    data = disk / "data"
+    (data / "inner").mkdir(parents=True)  # host root cannot mkdir through the idmap
+    mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/t", ["size=1m"]),
+              pidsafe.Mount("bind", str(data), "/b", ["rbind", "idmap"]),
+              pidsafe.Mount("tmpfs", "tmpfs", "/b/inner", [])]
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        f = frame
+        while f is not None:
+            if f.f_code.co_name == "__del__":
+                # Python swallows what a finalizer raises (and pytest fails
+                # the test for it): that is Python's limit, not pidsafe's.
+                # Land a moment later instead.
+                signal.setitimer(signal.ITIMER_REAL, 1e-5)
+                return
+            f = f.f_back
+        raise _Alarm()
+
+    # How long one round takes here, to spread the alarms over all of it.
+    t0 = time.monotonic()
+    pidsafe.unmount_all(pidsafe.mount_all(mounts, rootfs, userns=userns))
+    span = max(time.monotonic() - t0, 1e-4)
+    rng = random.Random(7)
+    hits = rounds = 0
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    deadline = time.monotonic() + 4  # a bound on the test's length, not an assertion
+    try:
+        while rounds < 400 and time.monotonic() < deadline:
+            rounds += 1
+            mounted: Optional[pidsafe.Mounted] = None
+            try:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, span * 1.2))
+                    mounted = pidsafe.mount_all(mounts, rootfs, userns=userns)
+                    pidsafe.unmount_all(mounted)
+                    mounted = None
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except _Alarm:
+                hits += 1
+            if mounted is not None:  # the alarm hit unmount_all: finish it
+                pidsafe.unmount_all(mounted)
+            assert mountpoints_under(rootfs) == [], f"round {rounds}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert hits > 0, (rounds, span)
