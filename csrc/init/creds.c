@@ -11,6 +11,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +189,33 @@ int psi_op_caps(struct psi_ctx *c, const struct psi_op *op)
             return -1;
     }
     return 0;
+}
+
+/*
+ * A new network namespace starts with lo down: nothing inside could reach
+ * 127.0.0.1.  SIOCSIFFLAGS on a socket of the namespace, as runc and crun
+ * do; needs CAP_NET_ADMIN over it (we are still privileged here).
+ */
+int psi_op_loopback_up(struct psi_ctx *c, const struct psi_op *op)
+{
+    struct ifreq ifr;
+    int s, ret = -1, saved;
+    (void)c;
+    (void)op;
+
+    s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        ret = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    saved = errno;
+    close(s);
+    errno = saved;
+    return ret;
 }
 
 int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op)

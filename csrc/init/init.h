@@ -58,6 +58,7 @@ int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_user(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_caps(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_loopback_up(struct psi_ctx *c, const struct psi_op *op);
 
 /* Write a whole buffer to a file (for /proc/sys, oom_score_adj). */
 int psi_write_file(const char *path, const char *data, size_t len);

@@ -288,6 +288,7 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_CLOSE_FD] = op_close_fd,
     [PSI_OP_SETNS] = op_setns,
     [PSI_OP_UNSHARE] = op_unshare,
+    [PSI_OP_LOOPBACK_UP] = psi_op_loopback_up,
 };
 
 /* execvpe with the *container's* PATH (from envp), like runc's lookup. */

@@ -69,7 +69,8 @@
 #define PSI_OP_CLOSE_FD      24   /* (fd) close an fd the parent passed for earlier ops */
 #define PSI_OP_SETNS         25   /* (fd, nstype) join a namespace the parent opened */
 #define PSI_OP_UNSHARE       26   /* (flags) */
-#define PSI_OP_MAX           26
+#define PSI_OP_LOOPBACK_UP   27   /* () set lo up in our (new) network namespace */
+#define PSI_OP_MAX           27
 
 /* Extra stages reported in the op field of an ERROR record. */
 #define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */

@@ -24,6 +24,7 @@ from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
                       container_error)
+from ..mount._hints import note
 from ..mount._mounted import Mounted
 from ..mount._rootfs import mount_all
 from ..mount._spec import Mount
@@ -40,7 +41,7 @@ from ._config_process import ProcessSpec, User
 from ._exec import exec_into
 from ._init import StartedInit, start_init
 from ._plan import plan_init
-from ._stdio import make_stdio
+from ._stdio import Stdio, make_stdio
 
 OCI_VERSION = "1.0.2"
 #: Tests: called with the name of each create step as it is reached.
@@ -174,7 +175,8 @@ class Container:
             _step("mounted")
         # 2. The cgroup, recorded as soon as it exists (its paths are known then).
         with critical:
-            cg = Cgroup.create(record["id"], spec.linux.cgroups_path,
+            cg = Cgroup.create(record["id"], spec.linux.cgroups_path or
+                               _default_cgroup(state.root, record["id"]),
                                _with_default_devices(spec))
             record["cgroup"] = cg.to_dict()
         state.save(record)
@@ -185,12 +187,15 @@ class Container:
             os.mkfifo(fifo, 0o600)
         _step("gate")
         fds: List[int] = []
-        userns_fds: List[OwnedFd] = []
-        v2_fd = cg.open_v2_fd()
-        if v2_fd is not None:
-            userns_fds.append(v2_fd)   # closed with them below
-        stdio = make_stdio(stdin, stdout, stderr)
+        userns_fds: List[OwnedFd] = []   # and the cgroup fd: closed with them below
+        stdio = Stdio()
         try:
+            with critical:
+                stdio = make_stdio(stdin, stdout, stderr)
+            with critical:
+                v2_fd = cg.open_v2_fd()
+                if v2_fd is not None:
+                    userns_fds.append(v2_fd)
             with critical:
                 gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
                 fds.append(gate)
@@ -244,19 +249,21 @@ class Container:
                                  cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                                  prepare=prepare,
                                  args=list(spec.process.args))
+        except BaseException:
+            with critical:
+                stdio.close_all()   # our pipe ends too: there is no process to own them
+            raise
         finally:
-            stdio.close_child_side()
-            for fd in fds:
-                os.close(fd)
-            for u in userns_fds:
-                u.close()
+            with critical:
+                stdio.close_child_side()
+                for fd in fds:
+                    os.close(fd)
+                for u in userns_fds:
+                    u.close()
         try:
             files = stdio.files()
             proc = started.process
             proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
-            if spec.linux.namespace("network") is not None and \
-                    spec.linux.namespace("network").path is None:  # type: ignore[union-attr]
-                _loopback(proc)
         except BaseException:
             with critical:
                 stdio.close_all()
@@ -605,21 +612,39 @@ class Container:
 
     @staticmethod
     def _undo(state: StateFile, record: Dict[str, Any]) -> None:
-        """Everything the record says exists, undone (state destroyed last)."""
+        """Everything the record says exists, undone; the state destroyed last.
+
+        Every step is tried even if an earlier one fails.  If any failed, the
+        state is kept (so that a later ``delete(force=True)`` finds what is
+        left) and the first error is raised, the others noted on it.
+        """
+        errors: List[BaseException] = []
+
+        def step(fn: Callable[[], None]) -> None:
+            try:
+                fn()
+            except (OSError, pidsafe_errors.Error) as exc:
+                errors.append(exc)
+
         cg = _cgroup_of(record)
         if cg is not None:
-            cg.kill(signal.SIGKILL)   # anything init left behind (with a pid namespace, none)
-            cg.delete(timeout=KILL_TIMEOUT)
+            def remove_cgroup() -> None:
+                assert cg is not None
+                cg.kill(signal.SIGKILL)   # anything init left (none, with a pid namespace)
+                cg.delete(timeout=KILL_TIMEOUT)
+
+            step(remove_cgroup)
         if record.get("mounted"):
-            unmount_all(Mounted.from_dict(record["mounted"]))
-        else:   # killed between recording the mounts and knowing their identity
-            mounts = [_mount_from_json(m) for m in record.get("mounts", [])]
-            if mounts:
-                _unmount_present(mounts, record["mountRoot"])
-        try:
-            os.unlink(record["fifo"])
-        except FileNotFoundError:
-            pass
+            step(lambda: unmount_all(Mounted.from_dict(record["mounted"])))
+        elif record.get("mounts"):
+            # Killed between recording the mounts and knowing their identity.
+            step(lambda: _unmount_present([_mount_from_json(m) for m in record["mounts"]],
+                                          record["mountRoot"]))
+        step(lambda: _unlink_if_there(record["fifo"]))
+        if errors:
+            for other in errors[1:]:
+                note(errors[0], f"also: {other}")
+            raise errors[0]
         state.destroy()
 
     def _close(self) -> None:
@@ -649,6 +674,25 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<pidsafe.Container {self.id} {self.status()}>"
+
+
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _default_cgroup(state_dir: str, container_id: str) -> str:
+    """``/pidsafe/<state dir tag>-<id>`` when config.json names no cgroupsPath.
+
+    Names on disk are identities: the same id under two state directories
+    (two runtimes, two test runs) must not share a cgroup.
+    """
+    import hashlib
+
+    tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    return f"/pidsafe/{tag}-{container_id}"
 
 
 def _cgroup_of(record: Dict[str, Any]) -> Optional[Cgroup]:
@@ -741,16 +785,6 @@ def _write_proc(proc: Process, name: str, value: str) -> None:
         os.write(fd, value.encode())
     finally:
         os.close(fd)
-
-
-def _loopback(proc: Process) -> None:
-    from ._network import loopback_up
-
-    with critical:
-        fd = OwnedFd(os.open(f"/proc/{proc.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC), "netns")
-    with fd:
-        _sys.pidfd_send_signal(proc.fileno(), 0)   # open, then prove
-        loopback_up(fd)
 
 
 def _unmount_present(mounts: List[Mount], root: str) -> None:

@@ -29,12 +29,11 @@ from ..mount._spec import Mount, Plan as MountPlan, plan as plan_mount
 from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
 from ._config_process import ProcessSpec
-from ._protocol import (KIND_DIR, KIND_FILE, OP_CAP_BOUNDING, OP_CAPS, OP_CHDIR,
-                        OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_MASK, OP_MKNOD,
-                        OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT,
-                        OP_PROPAGATION, OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY,
-                        OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER,
-                        Op, nul_list)
+from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_DOMAINNAME,
+                        OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_MKNOD,
+                        OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT, OP_PROPAGATION,
+                        OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SETID_ROOT,
+                        OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op, nul_list)
 
 CLONE_NEWTIME = 0x00000080
 #: OCI namespace type -> clone flag.
@@ -239,6 +238,9 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         b.add(OP_HOSTNAME, spec.hostname, field_="hostname", what=spec.hostname)
     if spec.domainname:
         b.add(OP_DOMAINNAME, spec.domainname, field_="domainname", what=spec.domainname)
+    net = linux.namespace("network")
+    if net is not None and net.path is None:
+        b.add(OP_LOOPBACK_UP, field_="linux.namespaces", what="lo")
     for key, value in linux.sysctl:
         b.add(OP_SYSCTL, key, value, field_=f"linux.sysctl.{key}", what=key)
 

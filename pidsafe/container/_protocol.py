@@ -39,6 +39,7 @@ OP_EXEC = 23
 OP_CLOSE_FD = 24
 OP_SETNS = 25
 OP_UNSHARE = 26
+OP_LOOPBACK_UP = 27
 
 STAGE_PROTOCOL = 100
 STAGE_GATE = 101
@@ -80,6 +81,7 @@ OP_NAMES = {
     OP_CLOSE_FD: "close fd",
     OP_SETNS: "join namespace",
     OP_UNSHARE: "unshare namespaces",
+    OP_LOOPBACK_UP: "bring up lo",
     STAGE_PROTOCOL: "read pidsafe-init's instructions",
     STAGE_GATE: "wait for start",
     STAGE_EXEC: "exec",

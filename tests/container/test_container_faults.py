@@ -20,14 +20,18 @@ def _sweep(faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt:
     bundle = make_bundle(["true"])
 
     def create() -> pidsafe.Container:
-        return pidsafe.Container.create("f", bundle, state_dir=str(state_dir))
+        # Pipes for stdio: a failure must close our ends too.
+        return pidsafe.Container.create("f", bundle, state_dir=str(state_dir),
+                                        stdout=pidsafe.PIPE, stderr=pidsafe.PIPE)
 
     made = []
     n = faults.count(lambda: made.append(create()))
     made.pop().delete(force=True)
-    assert n > 20, faults.calls
+    calls = list(faults.calls)
+    assert n > 20, calls
     for k in range(1, n + 1):
-        with leak_check(f"create with call {k} of {n} {'interrupted' if interrupt else 'failed'}"):
+        with leak_check(f"create with call {k} of {n} ({calls[k - 1]}) "
+                        f"{'interrupted' if interrupt else 'failed'}"):
             c = None
             ctx = faults.interrupt_at(k) if interrupt else faults.fail_at(k, errno.EIO)
             try:
@@ -40,6 +44,14 @@ def _sweep(faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt:
             if c is not None:
                 c.delete(force=True)
             left = sorted(os.listdir(state_dir))
+            if left == ["f.lock"]:
+                # A lock() that failed before it held the lock leaves the
+                # (empty) lock file: never a state, never a held lock.
+                st = pidsafe.StateFile(str(state_dir), "f")
+                assert st.lock(blocking=False), f"call {k} ({faults.fired}): lock still held"
+                st.destroy()
+                st.unlock()
+                left = sorted(os.listdir(state_dir))
             assert left == [], f"call {k} ({faults.fired}) left {left}"
 
 
