@@ -41,6 +41,7 @@ protected) generalised to every Python handler.
 
 from __future__ import annotations
 
+import _signal
 import os
 import signal
 import threading
@@ -69,38 +70,51 @@ class _State:
 
 _state = _State()
 
+# The C functions themselves: signal.getsignal()/signal.signal() wrap them in
+# enum conversions that cost ~0.5 us a call, and a section visits every signal.
+_getsignal = _signal.getsignal
+_setsignal = _signal.signal
+
 
 def _record(signum: int, frame: Optional[FrameType]) -> None:
     """The stand-in handler while a section is open."""
     if _state.depth > 0:
         _state.pending.append((signum, frame))
         return
-    # Outside any section: a diversion an interrupted restore left behind.
+    # Outside any section: a diversion an interrupted enter or restore left
+    # behind.  Its entry in ``saved`` is still there (_restore removes an
+    # entry only once the handler is back): put it back and call it.
     handler = _state.saved.pop(signum, None)
     if handler is None:  # pragma: no cover - only if a user installed _record
         return
-    signal.signal(signum, handler)
+    _setsignal(signum, handler)
     if callable(handler):
         handler(signum, frame)
 
 
 def _divert() -> None:
-    getsignal = signal.getsignal
+    saved = _state.saved
     for sig in _SIGNALS:
-        handler = getsignal(sig)
+        handler = _getsignal(sig)
         if callable(handler) and handler is not _record:
-            _state.saved[sig] = handler
-            signal.signal(sig, _record)
+            saved[sig] = handler
+            _setsignal(sig, _record)
 
 
 def _restore() -> None:
-    # Pop before putting back: if a handler raises from inside
-    # signal.signal() (it runs pending handlers), what is left is still
-    # diverted and heals itself in _record.
+    # An entry leaves ``saved`` only after its handler is back.
+    # signal.signal() runs pending handlers before it installs, and _record
+    # then finds the entry and heals the diversion itself; popping first
+    # would lose such a signal.  An entry whose signal is no longer diverted
+    # (its handler raised right after being put back, before the pop; or
+    # the caller replaced the diversion) is dropped, never installed again.
     saved = _state.saved
     while saved:
-        sig, handler = saved.popitem()
-        signal.signal(sig, handler)
+        sig = next(iter(saved))
+        handler = saved[sig]
+        if _getsignal(sig) is _record:
+            _setsignal(sig, handler)
+        saved.pop(sig, None)
 
 
 def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
@@ -118,6 +132,15 @@ def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
         _run(rest)
 
 
+def _leave() -> None:
+    """Leave the outermost section: handlers back, then the recorded ones run."""
+    try:
+        _restore()
+    finally:
+        pending, _state.pending = _state.pending, []
+        _run(pending)
+
+
 class _Critical:
     """``with critical:`` (reentrant); see the module docstring."""
 
@@ -128,7 +151,15 @@ class _Critical:
             return
         _state.depth += 1
         if _state.depth == 1:
-            _divert()
+            try:
+                _divert()
+            except BaseException:
+                # A handler not diverted yet ran and raised: the section
+                # never opened.  No call before the depth is back to 0 (a
+                # handler can only run after a call), then undo as __exit__.
+                _state.depth = 0
+                _leave()
+                raise
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -137,11 +168,7 @@ class _Critical:
         _state.depth -= 1
         if _state.depth:
             return
-        try:
-            _restore()
-        finally:
-            pending, _state.pending = _state.pending, []
-            _run(pending)
+        _leave()
 
     @property
     def active(self) -> bool:
