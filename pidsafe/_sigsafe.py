@@ -41,7 +41,7 @@ protected) generalised to every Python handler.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # no stubs: signal's C half
 import os
 import signal
 import threading
@@ -72,8 +72,8 @@ _state = _State()
 
 # The C functions themselves: signal.getsignal()/signal.signal() wrap them in
 # enum conversions that cost ~0.5 us a call, and a section visits every signal.
-_getsignal = _signal.getsignal
-_setsignal = _signal.signal
+_getsignal: Callable[[int], _Handler] = _signal.getsignal
+_setsignal: Callable[[int, _Handler], _Handler] = _signal.signal
 
 
 def _record(signum: int, frame: Optional[FrameType]) -> None:
@@ -108,10 +108,13 @@ def _restore() -> None:
     # would lose such a signal.  An entry whose signal is no longer diverted
     # (its handler raised right after being put back, before the pop; or
     # the caller replaced the diversion) is dropped, never installed again.
+    # A handler may run between any two calls here, and _record may heal
+    # (pop) any entry: iterate over a copy, taken in one call.
     saved = _state.saved
-    while saved:
-        sig = next(iter(saved))
-        handler = saved[sig]
+    for sig in list(saved):
+        handler = saved.get(sig)
+        if handler is None:
+            continue
         if _getsignal(sig) is _record:
             _setsignal(sig, handler)
         saved.pop(sig, None)
