@@ -89,6 +89,12 @@ def started_cat(**kw: Any) -> pidsafe.Process:
     return p
 
 
+def spawn_and_wait(args: Any = ("true",)) -> None:
+    """One spawn() (which reaps abandoned children first) and its wait()."""
+    with pidsafe.spawn(list(args)) as p:
+        p.wait()
+
+
 def _describe_child(pid: int) -> str:
     letter = state(pid)
     try:

@@ -14,6 +14,7 @@ import selectors
 import time
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
+from .._sigsafe import critical
 from ..errors import TimeoutExpired
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
@@ -115,25 +116,33 @@ class PipesMixin:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutExpired(self.args, timeout or 0, *self._partial())
                 for key, _ in sel.select(remaining):
-                    if key.fileobj is self.stdin:
-                        assert self._input is not None and self.stdin is not None
-                        chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
-                        try:
-                            self._input_offset += os.write(key.fd, chunk)
-                        except BrokenPipeError:
-                            sel.unregister(key.fileobj)
-                            self.stdin.close()
-                        else:
-                            if self._input_offset >= len(self._input):
-                                sel.unregister(key.fileobj)
-                                self.stdin.close()
-                    else:
-                        data = os.read(key.fd, 32768)
-                        if not data:
-                            sel.unregister(key.fileobj)
-                            key.fileobj.close()  # type: ignore[union-attr]
-                        self._fileobj2output[key.fileobj].append(data)
+                    # A write and its offset, a read and its data, are kept
+                    # together: after an exception a signal handler raises,
+                    # calling again goes on exactly where this call stopped.
+                    with critical:
+                        self._transfer(sel, key)
         return self._partial()
+
+    def _transfer(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        """One write of input, or one read of output, for a ready pipe."""
+        if key.fileobj is self.stdin:
+            assert self._input is not None and self.stdin is not None
+            chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
+            try:
+                self._input_offset += os.write(key.fd, chunk)
+            except BrokenPipeError:
+                sel.unregister(key.fileobj)
+                self.stdin.close()
+            else:
+                if self._input_offset >= len(self._input):
+                    sel.unregister(key.fileobj)
+                    self.stdin.close()
+        else:
+            data = os.read(key.fd, 32768)
+            self._fileobj2output[key.fileobj].append(data)
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
 
     def _partial(self) -> Tuple[Optional[bytes], Optional[bytes]]:
         out = b"".join(self._fileobj2output[self.stdout]) if self.stdout is not None else None

@@ -20,7 +20,7 @@ from pidsafe.process import _process
 
 from pidsafe import _sys
 
-from conftest import children, open_fds, state, wait_until
+from conftest import children, open_fds, spawn_and_wait, started_cat, state, wait_until
 
 PIPE = subprocess.PIPE
 PY = sys.executable
@@ -429,6 +429,31 @@ def test_close_is_idempotent_and_does_not_wait() -> None:
     with pidsafe.Process.from_pid(p.pid) as again:
         again.kill()
         assert again.wait(10) == -signal.SIGKILL
+    # The closed handle kept its pidfd to reap the child later; the next
+    # spawn() finds it reaped and lets the pidfd go.
+    assert _process._abandoned
+    spawn_and_wait()
+    assert not _process._abandoned
+
+
+def test_closing_a_running_child_leaves_no_zombie() -> None:
+    p = started_cat()
+    pid = p.pid
+    assert p.stdin is not None
+    stdin = os.dup(p.stdin.fileno())   # keeps cat reading after close()
+    p.close()
+    assert state(pid) in ("S", "R") and _process._abandoned
+    os.close(stdin)                    # now cat exits
+    wait_until(lambda: state(pid) == "Z", "cat to exit")
+    spawn_and_wait()                   # reaps it, as Popen reaps dropped children
+    assert pid not in children() and not _process._abandoned
+
+
+def test_closing_an_exited_child_reaps_it_at_once() -> None:
+    p = pidsafe.spawn(["sh", "-c", "exit 3"])
+    wait_until(lambda: state(p.pid) == "Z", "the child to exit")
+    p.close()
+    assert p.pid not in children() and p.returncode == 3 and not _process._abandoned
 
 
 def test_unclosed_reaped_process_warns_and_closes_its_fd() -> None:
