@@ -9,15 +9,20 @@ process has an fd, a child (zombie or not) or a mount it did not have before.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import os
+import random
+import signal
 import time
 from subprocess import PIPE
-from typing import Any, Callable, Dict, Iterator, List, Set
+from types import FrameType
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import pytest
 
 import pidsafe
+from pidsafe.process import _process
 
 from faults import Faults
 
@@ -95,6 +100,112 @@ def spawn_and_wait(args: Any = ("true",)) -> None:
         p.wait()
 
 
+def is_cloexec(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+
+
+def assert_nothing_left(fds_before: Dict[int, str], kids_before: Set[int]) -> None:
+    """Right after an operation, not after the leak fixture's grace period."""
+    assert children() == kids_before
+    assert open_fds() == fds_before
+
+
+def settle_abandoned(timeout: float = 10) -> None:
+    """Let every child whose handle was closed running exit, then reap them
+    (as the next spawn() would)."""
+    pids = [p.pid for p in list(_process._abandoned.values())]
+    for pid in pids:
+        wait_until(lambda: state(pid) in ("Z", ""), f"abandoned child {pid} to exit", timeout)
+    _process.reap_abandoned()
+    assert not _process._abandoned
+
+
+class Boom(Exception):
+    """What a test's own signal handler raises."""
+
+
+@pytest.fixture
+def alarm() -> Iterator[Callable[[float, Callable[[int, Any], None]], None]]:
+    """alarm(interval, handler): SIGALRM every interval seconds until the test ends.
+
+    Takes pytest-timeout's SIGALRM timer for the test and gives it back after.
+    """
+    old = signal.getsignal(signal.SIGALRM)
+    old_timer = signal.getitimer(signal.ITIMER_REAL)
+    t0 = time.monotonic()
+
+    def start(interval: float, handler: Callable[[int, Any], None]) -> None:
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, interval, interval)
+
+    yield start
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+    signal.signal(signal.SIGALRM, old)
+    if old_timer[0] > 0:
+        signal.setitimer(signal.ITIMER_REAL,
+                         max(0.001, old_timer[0] - (time.monotonic() - t0)), old_timer[1])
+
+
+class Alarm(Exception):
+    """Raised by :class:`RandomAlarms` inside pidsafe code."""
+
+
+_PIDSAFE_DIR = os.path.dirname(pidsafe.__file__) + os.sep
+
+
+def _in_pidsafe(frame: Optional[FrameType]) -> bool:
+    """Whether pidsafe code is on the stack (and no finaliser, which cannot raise)."""
+    inside = False
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return False
+        inside = inside or frame.f_code.co_filename.startswith(_PIDSAFE_DIR)
+        frame = frame.f_back
+    return inside
+
+
+class RandomAlarms:
+    """A SIGALRM after a random delay whose handler raises :class:`Alarm`.
+
+    It raises only while pidsafe code is on the stack: a signal landing in
+    the test's own code between two pidsafe calls (say, after spawn()
+    returned, before its result is assigned) is a window of the caller's,
+    which no library can close, so it is counted in ``missed`` instead.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.raised = 0
+        self.missed = 0
+
+    def handler(self, signum: int, frame: Optional[FrameType]) -> None:
+        if not self.armed:
+            return
+        if not _in_pidsafe(frame):
+            self.missed += 1
+            return
+        self.armed = False
+        self.raised += 1
+        raise Alarm()
+
+    def arm(self, max_delay: float) -> None:
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, random.uniform(0, max_delay))
+
+    def disarm(self) -> None:
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+@pytest.fixture
+def random_alarms(alarm: Any) -> Iterator[RandomAlarms]:
+    """A :class:`RandomAlarms`; its handler is SIGALRM's for the test."""
+    r = RandomAlarms()
+    alarm(0, r.handler)
+    yield r
+    r.disarm()
+
+
 def _describe_child(pid: int) -> str:
     letter = state(pid)
     try:
@@ -139,10 +250,14 @@ class Snapshot:
         return problems
 
 
+#: Which mount points a test watches (set by ``no_leaks`` for the test).
+_relevant_mounts: Callable[[Set[str]], Set[str]] = lambda s: s
+
+
 @contextlib.contextmanager
 def leak_check(what: str) -> Iterator[None]:
     """Fail naming ``what`` if the block leaves an fd, a child or a mount."""
-    snap = Snapshot()
+    snap = Snapshot(_relevant_mounts)
     yield
     problems = snap.leaks()
     if problems:
@@ -170,6 +285,8 @@ def no_leaks(request: pytest.FixtureRequest,
         return {p for p in points
                 if not p.startswith(shared_root + "/") or p == ours or p.startswith(ours + "/")}
 
+    global _relevant_mounts
+    _relevant_mounts = relevant
     snap = Snapshot(relevant)
     yield
     problems = snap.leaks()

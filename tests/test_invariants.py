@@ -30,15 +30,11 @@ from pidsafe.process import _process
 
 from pidsafe import _sys
 
-from conftest import children, open_fds, started_cat, state, wait_until
+from conftest import children, is_cloexec, open_fds, started_cat, state, wait_until
 
 PIPE = subprocess.PIPE
 PY = sys.executable
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def is_cloexec(fd: int) -> bool:
-    return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
 
 
 def abandon_a_child_then_spawn() -> None:

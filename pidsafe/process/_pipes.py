@@ -75,33 +75,38 @@ class PipesMixin:
             self.wait()
             return out, err
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            out, err = self._communicate(input, deadline, timeout)
-        finally:
-            self._communication_started = True
+        if not self._communication_started:
+            self._start_communication(input)
+        out, err = self._communicate(deadline, timeout)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         self.wait(remaining)
         return out, err
 
-    def _communicate(self, input: Optional[bytes], deadline: Optional[float],
-                     timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
-        if self.stdin and not self._communication_started:
+    def _start_communication(self, input: Optional[bytes]) -> None:
+        if self.stdin:
             try:
-                self.stdin.flush()
+                self.stdin.flush()  # what the caller wrote itself (may block)
             except BrokenPipeError:
                 pass
-            if not input:
+        # The input is taken, or stdin closed, together with marking the
+        # start: a later call (after an exception) goes on from here.
+        with critical:
+            if self._communication_started:
+                return
+            for f in (self.stdout, self.stderr):
+                if f is not None:
+                    self._fileobj2output[f] = []
+            self._input_offset = 0
+            self._input = memoryview(input) if input and self.stdin else None
+            self._communication_started = True
+            if self.stdin and not input:
                 try:
                     self.stdin.close()
                 except BrokenPipeError:
                     pass
-        for f in (self.stdout, self.stderr):
-            if f is not None and f not in self._fileobj2output:
-                self._fileobj2output[f] = []
-        if self.stdin and self._input is None:
-            self._input_offset = 0
-            self._input = memoryview(input) if input else None
 
+    def _communicate(self, deadline: Optional[float],
+                     timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
         with selectors.PollSelector() as sel:
             # Input left over from a call that timed out is sent too: a
             # second call cannot pass input again, and without the rest the

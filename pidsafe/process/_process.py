@@ -56,7 +56,7 @@ import threading
 import time
 import warnings
 from types import TracebackType
-from typing import IO, Any, Callable, Dict, Optional, Type, TypeVar
+from typing import IO, Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 from .. import _sys
 from .._sigsafe import critical
@@ -428,6 +428,25 @@ class Process(PipesMixin):
                 # to give us yet, and nothing to poll for that, so back off.
                 time.sleep(backoff if remaining is None else min(backoff, remaining))
                 backoff = min(backoff * 2, 0.05)
+
+    def communicate(self, input: Optional[bytes] = None,
+                    timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
+
+        After a :class:`pidsafe.TimeoutExpired`, or an exception a signal
+        handler raised, call again (without ``input``) to go on: nothing
+        sent or read so far is lost.
+
+        Returns:
+            ``(stdout, stderr)``: bytes for each stream that is a pipe.
+
+        Raises:
+            pidsafe.TimeoutExpired: not done within ``timeout`` seconds.
+            ValueError: ``input`` again after communication began; a closed
+                handle, or one that came through fork().
+        """
+        self._check_owner()
+        return super().communicate(input, timeout)
 
     async def wait_async(self) -> int:
         """``await`` the exit without blocking the event loop.

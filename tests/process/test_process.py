@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from typing import Any, Callable, List, Optional
 
 import pytest
@@ -20,14 +22,12 @@ from pidsafe.process import _process
 
 from pidsafe import _sys
 
-from conftest import children, open_fds, spawn_and_wait, started_cat, state, wait_until
+from conftest import (Boom, children, leak_check, open_fds, settle_abandoned, spawn_and_wait,
+                      started_cat, state, wait_until)
+from faults import Faults, Interrupt
 
 PIPE = subprocess.PIPE
 PY = sys.executable
-
-
-class Boom(Exception):
-    pass
 
 
 # -- return codes and signals ------------------------------------------------------
@@ -197,20 +197,6 @@ def test_wait_of_an_exited_child_returns_at_once_and_again() -> None:
 
 
 # -- EINTR ------------------------------------------------------------------------
-
-@pytest.fixture
-def alarm() -> Any:
-    """alarm(interval, handler): SIGALRM every interval seconds until the test ends."""
-    old = signal.getsignal(signal.SIGALRM)
-
-    def start(interval: float, handler: Callable[[int, Any], None]) -> None:
-        signal.signal(signal.SIGALRM, handler)
-        signal.setitimer(signal.ITIMER_REAL, interval, interval)
-
-    yield start
-    signal.setitimer(signal.ITIMER_REAL, 0, 0)
-    signal.signal(signal.SIGALRM, old)
-
 
 @pytest.mark.parametrize("timeout", [None, 30.0])
 def test_eintr_during_wait_is_retried(alarm: Any, timeout: Optional[float]) -> None:
@@ -726,3 +712,300 @@ def test_kill_after_reap_never_reaches_a_process_that_reuses_the_pid() -> None:
                        stdout=PIPE, stderr=PIPE) as p:
         out, err = p.communicate(timeout=60)
     assert (p.returncode, out) == (0, b"OK\n"), err.decode()
+
+
+# -- asynchronous exceptions: wait() and communicate() under faults ---------------
+
+def _sweep(faults: Faults, make: Callable[[], pidsafe.Process],
+           op: Callable[[pidsafe.Process], Any], finish: Callable[[pidsafe.Process], None]) -> int:
+    """For every k: fail the k-th call of ``op`` (EIO), or land a Ctrl-C
+    right before or after it.  Then ``finish`` must still get everything
+    right (no status, input or output lost), and nothing may be left."""
+    p = make()
+    n = faults.count(lambda: op(p))
+    finish(p)
+    modes = [("fail", lambda k: faults.fail_at(k, errno.EIO)),
+             ("interrupt", lambda k: faults.interrupt_at(k)),
+             ("interrupt before", lambda k: faults.interrupt_at(k, before=True))]
+    for mode, inject in modes:
+        for k in range(1, n + 2):   # the count may differ a little run to run
+            with leak_check(f"{mode} at call {k}"):
+                p = make()
+                with inject(k) as f:
+                    try:
+                        op(p)
+                    except (OSError, Interrupt) as exc:
+                        assert f.fired is not None, exc
+                        assert (isinstance(exc, Interrupt) if mode != "fail"
+                                else exc.errno == errno.EIO), (f.fired, exc)
+                finish(p)
+                settle_abandoned()
+    return n
+
+
+def test_wait_under_faults_never_loses_the_status(faults: Faults) -> None:
+    def make() -> pidsafe.Process:
+        # Exits once its stdin is closed: still running when the wait begins.
+        return pidsafe.spawn(["sh", "-c", "read x; exit 5"], stdin=PIPE)
+
+    def op(p: pidsafe.Process) -> None:
+        assert p.stdin is not None
+        p.stdin.close()
+        p.wait()
+
+    def finish(p: pidsafe.Process) -> None:
+        with p:
+            assert p.wait() == 5
+
+    assert _sweep(faults, make, op, finish) >= 3
+
+
+def test_timed_wait_under_faults_never_loses_the_status(faults: Faults) -> None:
+    def make() -> pidsafe.Process:
+        return pidsafe.spawn(["sh", "-c", "read x; exit 6"], stdin=PIPE)
+
+    def op(p: pidsafe.Process) -> None:
+        assert p.stdin is not None
+        p.stdin.close()
+        assert p.wait(timeout=30) == 6
+
+    def finish(p: pidsafe.Process) -> None:
+        with p:
+            assert p.wait(timeout=30) == 6
+
+    assert _sweep(faults, make, op, finish) >= 3
+
+
+def test_communicate_under_faults_loses_no_byte(faults: Faults) -> None:
+    data = bytes(range(256)) * 64    # several writes and reads
+
+    def make() -> pidsafe.Process:
+        return pidsafe.spawn(["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE,
+                             stderr=PIPE)
+
+    def op(p: pidsafe.Process) -> None:
+        p.communicate(data, timeout=30)
+
+    def finish(p: pidsafe.Process) -> None:
+        with p:
+            try:
+                out = p.communicate(data, timeout=30)
+            except ValueError:   # the interrupted call had taken the input
+                out = p.communicate(timeout=30)
+            assert out == (data, b"err\n") and p.returncode == 0
+
+    assert _sweep(faults, make, op, finish) >= 6
+
+
+def test_an_interrupted_blocking_wait_leaves_the_child_to_a_later_one(
+        alarm: Any) -> None:
+    # The exception lands while wait() sleeps in waitid(WNOWAIT): nothing has
+    # been reaped, so the status is still there for the next wait().
+    def handler(*a: Any) -> None:
+        raise Boom()
+
+    p = started_cat()
+    with p:
+        alarm(0.05, handler)
+        with pytest.raises(Boom):
+            p.wait()
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        assert p.returncode is None and state(p.pid) in ("S", "R")
+        assert p.stdin is not None
+        p.stdin.close()
+        assert p.wait() == 0
+
+
+# -- threads and signal handlers --------------------------------------------------
+
+def test_concurrent_spawns_with_dropped_handles() -> None:
+    # Every spawn() reaps the handles dropped before it: from many threads at
+    # once, each abandoned child is reaped (and its pidfd closed) exactly once.
+    errors: List[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(40):
+                p = pidsafe.spawn(["true"])
+                del p           # dropped while (probably) running
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    settle_abandoned()
+
+
+SEND_FROM_HANDLER = textwrap.dedent("""
+    import signal, sys
+    import pidsafe
+    from pidsafe import _sys
+    from pidsafe.process import _process
+
+    p = pidsafe.spawn(["cat"], stdin=-1)
+    sent = []
+
+    def on_usr1(signum, frame):
+        p.send_signal(signal.SIGTERM)      # the lock may be held right now
+        p.poll()
+        sent.append(signum)
+
+    signal.signal(signal.SIGUSR1, on_usr1)
+    # 1. The handler runs while wait() holds the process's lock (it reaps
+    #    under it): a signal lands right after the reaping waitid returns.
+    real = _sys.waitid_pidfd
+    def waitid_then_signal(fd, options):
+        res = real(fd, options)
+        if options & _sys.WNOHANG and not sent:
+            signal.raise_signal(signal.SIGUSR1)
+        return res
+    _sys.waitid_pidfd = waitid_then_signal
+    assert p.wait() == -signal.SIGTERM, p.returncode
+    _sys.waitid_pidfd = real
+    # 2. ... and while code outside pidsafe's sections holds it.
+    q = pidsafe.spawn(["cat"], stdin=-1)
+    p, sent = q, []
+    with q._lock:
+        signal.raise_signal(signal.SIGUSR1)
+    assert sent and q.wait() == -signal.SIGTERM
+    print("OK")
+""")
+
+
+def test_send_signal_from_a_handler_does_not_deadlock_against_wait() -> None:
+    # In a child Python: a deadlock there is a timeout here, not a hung suite.
+    with pidsafe.spawn([PY, "-c", SEND_FROM_HANDLER], stdout=PIPE, stderr=PIPE) as p:
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            pytest.fail("deadlock: send_signal() from a handler interrupting wait()")
+    assert (p.returncode, out) == (0, b"OK\n"), err.decode()
+
+
+# -- fork --------------------------------------------------------------------------
+
+def _in_forked_child(body: Callable[[], str]) -> str:
+    """Run ``body`` in a forked child; its result (or error) as text."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            out = body()
+        except BaseException as exc:
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    with pidsafe.Process.from_pid(pid) as child:
+        with os.fdopen(r, "rb") as f:
+            text = f.read().decode()
+        assert child.wait() == 0
+    return text
+
+
+def test_after_fork_a_handle_refuses_use_and_closes_its_copy() -> None:
+    with started_cat() as p:
+        fd = p.fileno()
+
+        def body() -> str:
+            results = []
+            for call in (p.poll, p.wait, p.kill, p.is_alive, p.fileno,
+                         lambda: p.wait(timeout=1), lambda: p.communicate(timeout=1)):
+                try:
+                    call()
+                except ValueError as exc:
+                    results.append("fork()" in str(exc))
+            p.close()   # works: closes this process's copy of the pidfd
+            return f"{results} {os.path.exists(f'/proc/self/fd/{fd}')} {p.closed}"
+
+        assert _in_forked_child(body) == f"{[True] * 7} False True"
+        # The parent's handle is untouched.
+        assert p.is_alive()
+        assert p.communicate(timeout=10) == (b"", None) and p.returncode == 0
+
+
+def test_after_fork_the_abandoned_registry_starts_empty_and_unlocked() -> None:
+    p = started_cat()
+    assert p.stdin is not None
+    stdin = os.dup(p.stdin.fileno())
+    p.close()                             # running: abandoned, pidfd kept
+    (abandoned_fd,) = _process._abandoned
+    _process._abandoned_lock.acquire()    # as if another thread held it at fork()
+    try:
+        def body() -> str:
+            before = (dict(_process._abandoned), os.path.exists(f"/proc/self/fd/{abandoned_fd}"))
+            q = pidsafe.spawn(["cat"], stdin=PIPE)
+            q.close()                     # abandoned here: reaped once it exits
+            settle_abandoned()            # (the lock the parent held is not held here)
+            return f"{before} {dict(_process._abandoned)}"
+
+        assert _in_forked_child(body) == "({}, False) {}"
+    finally:
+        _process._abandoned_lock.release()
+    os.close(stdin)
+    settle_abandoned()
+
+
+# -- lifecycle ---------------------------------------------------------------------
+
+def test_with_from_pid_of_a_non_child_does_not_wait_for_it() -> None:
+    with pidsafe.spawn(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=PIPE) as sh:
+        assert sh.stdout is not None
+        grand_pid = int(sh.stdout.readline())
+        with pidsafe.Process.from_pid(grand_pid):
+            pass
+        assert state(grand_pid) in ("S", "R")   # left alone, not waited for
+        with pidsafe.Process.from_pid(grand_pid) as grand:
+            grand.kill()
+            assert grand.wait(timeout=30) == -signal.SIGKILL
+        assert sh.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("timeout", [2**31 / 1000, 2**40, float("inf")])
+def test_wait_takes_timeouts_too_long_for_poll(timeout: float) -> None:
+    p = started_cat()
+    with p:
+        assert p.stdin is not None
+        p.stdin.close()
+        assert p.wait(timeout=timeout) == 0
+    # ... also while the process still runs, and from another thread.
+    p = started_cat()
+    with p:
+        result: List[int] = []
+        t = threading.Thread(target=lambda: result.append(p.wait(timeout=timeout)))
+        t.start()
+        assert p.stdin is not None
+        p.stdin.close()
+        t.join()
+        assert result == [0]
+
+
+def test_an_error_while_reaping_a_failed_exec_still_raises_the_exec_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _sys.waitid_pidfd
+
+    def failing(fd: int, options: int) -> Any:
+        if not options & _sys.WNOHANG:
+            raise _sys.make_oserror(errno.EIO, "waitid(P_PIDFD)")
+        return real(fd, options)
+
+    monkeypatch.setattr(_sys, "waitid_pidfd", failing)
+    fds = open_fds()
+    with pytest.raises(FileNotFoundError) as info:
+        pidsafe.spawn(["pidsafe-no-such-program"])
+    assert info.value.filename == "pidsafe-no-such-program"
+    # The child it could not reap is left to the next spawn(), never leaked.
+    assert len(_process._abandoned) == 1 and set(open_fds()) - set(fds) == set(_process._abandoned)
+    monkeypatch.setattr(_sys, "waitid_pidfd", real)
+    settle_abandoned()
+    assert open_fds() == fds
