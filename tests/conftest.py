@@ -14,6 +14,7 @@ import gc
 import os
 import random
 import signal
+import threading
 import time
 from subprocess import PIPE
 from types import FrameType
@@ -144,6 +145,83 @@ def alarm() -> Iterator[Callable[[float, Callable[[int, Any], None]], None]]:
     if old_timer[0] > 0:
         signal.setitimer(signal.ITIMER_REAL,
                          max(0.001, old_timer[0] - (time.monotonic() - t0)), old_timer[1])
+
+
+class BlockingCalls:
+    """The calls in which a Process waits (poll(2) on the pidfd, waitid with
+    WNOWAIT), counted; and a way to wait until N threads are inside one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pidsafe import _sys
+
+        self.calls: List[Any] = []    # ("poll", timeout, ready) or ("waitid", None, None)
+        self.inside = 0
+        self._cond = threading.Condition()
+        real_readable, real_waitid = _process._readable, _sys.waitid_pidfd
+
+        def readable(fd: int, timeout: Optional[float]) -> bool:
+            with self._inside():
+                ready = real_readable(fd, timeout)
+            self.calls.append(("poll", timeout, ready))
+            return ready
+
+        def waitid(fd: int, options: int) -> Any:
+            if not options & _sys.WNOWAIT:
+                return real_waitid(fd, options)
+            with self._inside():
+                res = real_waitid(fd, options)
+            self.calls.append(("waitid", None, None))
+            return res
+
+        monkeypatch.setattr(_process, "_readable", readable)
+        monkeypatch.setattr(_sys, "waitid_pidfd", waitid)
+
+    @contextlib.contextmanager
+    def _inside(self) -> Iterator[None]:
+        with self._cond:
+            self.inside += 1
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.inside -= 1
+
+    def wait_inside(self, n: int = 1) -> None:
+        """Until ``n`` threads are in (or about to enter) a blocking call."""
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.inside >= n, timeout=60), self.inside
+
+
+@pytest.fixture
+def blocking_calls(monkeypatch: pytest.MonkeyPatch) -> BlockingCalls:
+    return BlockingCalls(monkeypatch)
+
+
+def drop_running_child() -> int:
+    """Drop the handle of a running child (ResourceWarning); let the child exit.
+
+    Returns its pid: a zombie now, that the next spawn() must reap.
+    """
+    p = started_cat()
+    pid = p.pid
+    assert p.stdin is not None
+    stdin = os.dup(p.stdin.fileno())   # keeps cat reading through the drop
+    with pytest.warns(ResourceWarning, match="still running"):
+        del p
+        gc.collect()
+    assert state(pid) not in ("Z", "")
+    os.close(stdin)
+    wait_until(lambda: state(pid) == "Z", "the abandoned child to exit")
+    return pid
+
+
+def pending_signals(pid: int) -> Set[int]:
+    """Signals pending for ``pid`` (thread and process), from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    bits = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    return {n for n in range(1, 65) if bits & (1 << (n - 1))}
 
 
 class Alarm(Exception):

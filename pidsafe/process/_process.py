@@ -615,6 +615,7 @@ class Process(PipesMixin):
             fd, self._fd = self._fd, -1   # the parent's handle: close our copy quietly
             os.close(fd)
             return
+        self._close_pipes()  # (the registry may keep this object alive)
         with critical:
             was_closed, self._closing, self._borrowers = self._closing, True, 0
             abandoned = self._close_if_unused()
