@@ -15,6 +15,14 @@ dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
 # libc6-dev: headers, and libc.a for the static helper (csrc/helper/).
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# Optional: a test watches spawn's clone3 flags through strace (skipped without).
+if ! command -v strace >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        missing+=(strace)
+    else
+        echo "pidsafe: optional: strace (apt-get install strace) for one test" >&2
+    fi
+fi
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ]; then
         echo "pidsafe: installing Debian packages: ${missing[*]}" >&2
