@@ -41,6 +41,7 @@ protected) generalised to every Python handler.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # no stubs: signal's C half
 import os
 import signal
 import threading
@@ -69,39 +70,54 @@ class _State:
 
 _state = _State()
 
+# The C functions themselves: signal.getsignal()/signal.signal() wrap them in
+# enum conversions that cost ~0.5 us a call, and a section visits every signal.
+_getsignal: Callable[[int], _Handler] = _signal.getsignal
+_setsignal: Callable[[int, _Handler], _Handler] = _signal.signal
+
 
 def _record(signum: int, frame: Optional[FrameType]) -> None:
     """The stand-in handler while a section is open."""
     if _state.depth > 0:
         _state.pending.append((signum, frame))
         return
-    # Outside any section: a diversion an interrupted restore left behind.
+    # Outside any section: a diversion an interrupted enter or restore left
+    # behind.  Its entry in ``saved`` is still there (_restore removes an
+    # entry only once the handler is back): put it back and call it.
     handler = _state.saved.pop(signum, None)
     if handler is None:  # pragma: no cover - only if a user installed _record
         return
-    signal.signal(signum, handler)
+    _setsignal(signum, handler)
     if callable(handler):
         handler(signum, frame)
 
 
 def _divert() -> None:
-    getsignal = signal.getsignal
+    saved = _state.saved
     for sig in _SIGNALS:
-        handler = getsignal(sig)
+        handler = _getsignal(sig)
         if callable(handler) and handler is not _record:
-            _state.saved[sig] = handler
-            signal.signal(sig, _record)
+            saved[sig] = handler
+            _setsignal(sig, _record)
 
 
 def _restore() -> None:
-    # signal.signal() runs pending handlers *before* it installs the new
-    # one: if one raises, this signal is still diverted, so its entry must
-    # stay for _record to heal it (forget it only once it is put back).
+    # An entry leaves ``saved`` only after its handler is back.
+    # signal.signal() runs pending handlers before it installs, and _record
+    # then finds the entry and heals the diversion itself; popping first
+    # would lose such a signal.  An entry whose signal is no longer diverted
+    # (its handler raised right after being put back, before the pop; or
+    # the caller replaced the diversion) is dropped, never installed again.
+    # A handler may run between any two calls here, and _record may heal
+    # (pop) any entry: iterate over a copy, taken in one call.
     saved = _state.saved
-    while saved:
-        sig = next(iter(saved))
-        signal.signal(sig, saved[sig])
-        del saved[sig]
+    for sig in list(saved):
+        handler = saved.get(sig)
+        if handler is None:
+            continue
+        if _getsignal(sig) is _record:
+            _setsignal(sig, handler)
+        saved.pop(sig, None)
 
 
 def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
@@ -119,6 +135,15 @@ def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
         _run(rest)
 
 
+def _leave() -> None:
+    """Leave the outermost section: handlers back, then the recorded ones run."""
+    try:
+        _restore()
+    finally:
+        pending, _state.pending = _state.pending, []
+        _run(pending)
+
+
 class _Critical:
     """``with critical:`` (reentrant); see the module docstring."""
 
@@ -127,16 +152,17 @@ class _Critical:
     def __enter__(self) -> None:
         if threading.get_ident() != _state.main_ident:
             return
-        if _state.depth == 0:
-            # Divert first, count after.  A handler not diverted yet may run,
-            # and raise, between two steps of _divert(): its exception then
-            # leaves __enter__ with the depth still 0 (the body never runs, so
-            # nothing has been created yet), and whatever was diverted already
-            # heals itself in _record or is put back by the next section.
-            # Counted first, an escaping exception would leave the depth at 1
-            # for good: no later section would divert anything again.
-            _divert()
         _state.depth += 1
+        if _state.depth == 1:
+            try:
+                _divert()
+            except BaseException:
+                # A handler not diverted yet ran and raised: the section
+                # never opened.  No call before the depth is back to 0 (a
+                # handler can only run after a call), then undo as __exit__.
+                _state.depth = 0
+                _leave()
+                raise
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -145,11 +171,7 @@ class _Critical:
         _state.depth -= 1
         if _state.depth:
             return
-        try:
-            _restore()
-        finally:
-            pending, _state.pending = _state.pending, []
-            _run(pending)
+        _leave()
 
     @property
     def active(self) -> bool:

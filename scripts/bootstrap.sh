@@ -20,6 +20,14 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if [ "$(id -u)" = 0 ] && ! dpkg -s busybox-static >/dev/null 2>&1; then
     missing+=(busybox-static)
 fi
+# Optional: a test watches spawn's clone3 flags through strace (skipped without).
+if ! command -v strace >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        missing+=(strace)
+    else
+        echo "pidsafe: optional: strace (apt-get install strace) for one test" >&2
+    fi
+fi
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ]; then
         echo "pidsafe: installing Debian packages: ${missing[*]}" >&2

@@ -11,11 +11,10 @@ import ast
 import asyncio
 import errno
 import fcntl
-import gc
-import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,27 +29,18 @@ from pidsafe.process import _process
 
 from pidsafe import _sys
 
-from conftest import children, open_fds, started_cat, state, wait_until
+from conftest import (children, drop_running_child, is_cloexec, open_fds, spawn_and_wait,
+                      started_cat, state, wait_until)
 
 PIPE = subprocess.PIPE
 PY = sys.executable
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def is_cloexec(fd: int) -> bool:
-    return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
-
-
 def abandon_a_child_then_spawn() -> None:
     """Drop a running child's handle (ResourceWarning); the next spawn reaps it."""
-    p = pidsafe.spawn(["sleep", "0.05"])
-    pid = p.pid
-    with pytest.warns(ResourceWarning):
-        del p
-        gc.collect()
-    wait_until(lambda: state(pid) == "Z", "the abandoned child to exit")
-    with pidsafe.spawn(["true"]) as q:  # reaps the abandoned child
-        q.wait()
+    pid = drop_running_child()
+    spawn_and_wait()
     assert pid not in children()
 
 
@@ -196,52 +186,35 @@ def test_whole_lifecycle_uses_only_the_pidfd(no_pid_apis: None,
 
 # == 3. Cost independent of the caller's memory =====================================
 
-COST = """
-import json, os, sys, time
-import pidsafe
+# The cost itself is measured by benchmarks/bench_spawn.py (1 GiB heap / empty
+# heap, against os.fork): a benchmark, not a timed test.  What a test can
+# prove without a clock is the reason the cost stays flat: the child shares
+# our memory (CLONE_VM) and we sleep until it has exec'd (CLONE_VFORK).
 
-def best(fn, n=15):
-    # The minimum: noise from a busy machine only ever adds time.
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-def spawn():
-    with pidsafe.spawn(["/bin/true"]) as p:
-        p.wait()
-
-def fork():
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-spawn(); fork()
-res = {"spawn_small": best(spawn), "fork_small": best(fork)}
-heap = b"\\x01" * (1 << 30)   # 1 GiB, every page touched
-res["spawn_big"] = best(spawn)
-res["fork_big"] = best(fork)
-print(json.dumps(res))
-"""
+SPAWN_TRUE = "import pidsafe; p = pidsafe.spawn(['true']); p.wait(); p.close()"
 
 
-def test_spawn_cost_does_not_grow_with_the_heap() -> None:
-    # In a separate process: a 1 GiB heap here would slow every later test's
-    # forks (pytest's, other libraries') and the leak fixture.
-    with pidsafe.spawn([PY, "-c", COST], stdout=PIPE) as p:
-        out, _ = p.communicate(timeout=120)
-    assert p.returncode == 0
-    r = json.loads(out)
-    if r["fork_big"] < 5 * r["fork_small"]:
-        pytest.skip(f"os.fork() does not slow down with a 1 GiB heap here ({r}): "
-                    "the comparison would prove nothing")
-    # fork copies the page tables (~30x slower here); a CLONE_VM child does
-    # not.  Generous bounds: a shared, noisy machine.
-    assert r["spawn_big"] < 3 * r["spawn_small"] + 0.002, r
-    assert r["spawn_big"] < r["fork_big"] / 3, r
+def test_spawn_clones_with_clone_vm_and_clone_vfork(tmp_path: pathlib.Path) -> None:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    trace = tmp_path / "trace"
+    with pidsafe.spawn([strace, "-f", "-qq", "-e", "trace=clone3,execve", "-o", str(trace),
+                        PY, "-c", SPAWN_TRUE], stdout=PIPE, stderr=PIPE) as p:
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    text = trace.read_text()
+    # "1234 clone3({flags=CLONE_VM|CLONE_PIDFD|CLONE_VFORK, ...} <unfinished ...>"
+    # and, once the child has exec'd, "1234 <... clone3 resumed> ...) = 1240".
+    flags = re.findall(r"^\d+\s+clone3\(\{flags=([A-Z_|]+)", text, re.M)
+    children_made = re.findall(r"clone3.*\) = (\d+)$", text, re.M)
+    assert len(flags) == len(children_made) == 1, text
+    assert {"CLONE_VM", "CLONE_VFORK", "CLONE_PIDFD"} <= set(flags[0].split("|")), text
+    # That child is the program: its last execve() (a PATH search) succeeded.
+    child = children_made[0]
+    tried = re.findall(rf"^{child}\s+execve\(\"([^\"]+)\"", text, re.M)
+    assert tried and os.path.basename(tried[-1]) == "true", text
+    assert re.search(rf"^{child}\s+(<\.\.\. execve resumed>|execve\(.*)\) += 0$", text, re.M), text
 
 
 # == 4. Exactly one reaper per child, no stolen statuses ================================
@@ -286,12 +259,13 @@ def test_reaper_thread_and_sigchld_handler_do_not_make_statuses_wrong() -> None:
     def reaper() -> None:  # what a careless library does in its own thread
         while not stop.is_set():
             try:
+                # Sleep until some child has exited, then reap whatever is there.
+                os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
                 pid, _ = os.waitpid(-1, os.WNOHANG)
                 if pid:
                     reaped.append(pid)
             except ChildProcessError:
                 pass
-            time.sleep(0.0005)
 
     def on_sigchld(signum: int, frame: Any) -> None:
         try:
@@ -324,6 +298,7 @@ def test_reaper_thread_and_sigchld_handler_do_not_make_statuses_wrong() -> None:
         victim.wait()  # 0: its real status went to the foreign reaper
     finally:
         stop.set()
+        spawn_and_wait()   # an exit, to wake the reaper thread up
         t.join()
         signal.signal(signal.SIGCHLD, old)
 
@@ -423,7 +398,7 @@ def test_status_never_filed_after_a_steal_is_reported_lost(
         t0 = time.monotonic()
         with pytest.raises(ChildProcessError, match="kept no exit status"):
             p.wait(timeout=5)
-        assert 0.2 <= time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 >= 0.2   # the grace was given
         p.close()
 
 
@@ -519,7 +494,7 @@ def test_every_fd_pidsafe_hands_out_is_cloexec() -> None:
 
             async def main() -> None:
                 task = asyncio.create_task(q.wait_async())
-                await asyncio.sleep(0.05)  # wait_async holds a dup now
+                await asyncio.sleep(0)  # one loop step: wait_async holds a dup now
                 new_fds_are_cloexec()
                 p.kill()
                 assert await task == -signal.SIGKILL

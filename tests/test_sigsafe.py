@@ -156,15 +156,15 @@ def test_a_handler_raising_while_entering_leaves_no_section_open(
     # whose handler was not diverted yet, landing while __enter__ diverts,
     # used to leave the depth at 1 for ever: no later section diverted
     # anything, so handlers raised inside "critical" sections again.
-    real_getsignal = signal.getsignal
+    real_getsignal = _sigsafe._getsignal
 
     def getsignal(sig: int) -> Any:
         if sig == signal.SIGUSR1:
-            monkeypatch.setattr(signal, "getsignal", real_getsignal)
+            monkeypatch.setattr(_sigsafe, "_getsignal", real_getsignal)
             signal.raise_signal(signal.SIGUSR1)  # SIGINT is diverted, SIGUSR1 not yet
         return real_getsignal(sig)
 
-    monkeypatch.setattr(signal, "getsignal", getsignal)
+    monkeypatch.setattr(_sigsafe, "_getsignal", getsignal)
     with pytest.raises(Boom):
         with critical:
             pytest.fail("the body must not run")  # pragma: no cover
@@ -175,3 +175,65 @@ def test_a_handler_raising_while_entering_leaves_no_section_open(
             assert raising_usr1 == [signal.SIGUSR1]   # deferred: still the first only
     assert raising_usr1 == [signal.SIGUSR1] * 2
     assert signal.getsignal(signal.SIGINT) is not _sigsafe._record
+
+@pytest.fixture
+def raising_usr2() -> Iterator[List[int]]:
+    seen: List[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyError(signum)
+
+    old = signal.signal(signal.SIGUSR2, handler)
+    yield seen
+    signal.signal(signal.SIGUSR2, old)
+
+
+def test_a_handler_raising_while_the_section_opens_leaves_none_open(
+        raising_usr1: List[int], raising_usr2: List[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Handlers are diverted one signal after another.  SIGUSR1 (10) is
+    # diverted by the time SIGUSR2 (12) is looked at; land both there.
+    real = _sigsafe._getsignal
+
+    def getsignal(sig: int) -> Any:
+        if sig == signal.SIGUSR2 and not raising_usr2:
+            signal.raise_signal(signal.SIGUSR1)   # diverted: recorded
+            signal.raise_signal(signal.SIGUSR2)   # not yet: raises right here
+        return real(sig)
+
+    monkeypatch.setattr(_sigsafe, "_getsignal", getsignal)
+    body = []
+    with pytest.raises((KeyError, Boom)):
+        with critical:
+            body.append(1)   # pragma: no cover - never reached
+    assert body == [] and raising_usr2 == [signal.SIGUSR2]
+    # The section did not stay open, and what it recorded was delivered.
+    assert not critical.active and raising_usr1 == [signal.SIGUSR1]
+    assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record
+    with pytest.raises(Boom):
+        with critical:
+            signal.raise_signal(signal.SIGUSR1)
+    assert raising_usr1 == [signal.SIGUSR1] * 2
+
+
+def test_a_signal_landing_while_its_handler_is_put_back_is_not_lost(
+        raising_usr1: List[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    import _signal
+
+    real = _signal.signal
+
+    def setsignal(sig: int, handler: Any) -> Any:
+        # signal.signal() runs pending handlers before it installs: the
+        # recorder is still in place then, outside any section.
+        if sig == signal.SIGUSR1 and handler is not _sigsafe._record:
+            signal.raise_signal(signal.SIGUSR1)
+        return real(sig, handler)
+
+    monkeypatch.setattr(_signal, "signal", setsignal)
+    monkeypatch.setattr(_sigsafe, "_setsignal", setsignal, raising=False)
+    with pytest.raises(Boom):
+        with critical:
+            pass
+    assert raising_usr1 == [signal.SIGUSR1]
+    assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record

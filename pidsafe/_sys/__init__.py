@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
                     CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
-                    CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG, StrPath,
+                    CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG, WNOWAIT,
+                    StrPath,
                     _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
 from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SETATTR,
                      BIND_STAGE_MOVE_MOUNT, BIND_STAGE_OPEN_TREE, FSCONFIG_CMD_CREATE,
@@ -57,7 +58,7 @@ __all__ = [
     "MS_PRIVATE", "MS_SHARED", "MS_SLAVE", "MS_UNBINDABLE", "OPEN_TREE_CLOEXEC",
     "OPEN_TREE_CLONE", "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST",
-    "STAGE_NAMES", "StrPath", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG",
+    "STAGE_NAMES", "StrPath", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG", "WNOWAIT",
     "close_range", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
     "mnt_id_unique", "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info",

@@ -51,6 +51,8 @@ CLONE_NEWPID: int = lib.PIDSAFE_CLONE_NEWPID
 CLONE_NEWNET: int = lib.PIDSAFE_CLONE_NEWNET
 WEXITED: int = lib.PIDSAFE_WEXITED
 WNOHANG: int = lib.PIDSAFE_WNOHANG
+#: waitid(2): report the exit but leave the child waitable (reaps nothing).
+WNOWAIT: int = os.WNOWAIT
 WALL: int = lib.PIDSAFE_WALL
 CLD_EXITED: int = lib.PIDSAFE_CLD_EXITED
 CLD_KILLED: int = lib.PIDSAFE_CLD_KILLED

@@ -5,7 +5,9 @@
     something spawn() needs is missing.
 ``pidsafe run -- PROG [ARGS...]``
     Run a program as a pidsafe child and exit with its status (128+N when
-    killed by signal N, as shells do).
+    killed by signal N, as shells do).  SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+    SIGUSR1, SIGUSR2, SIGWINCH and SIGCONT sent to ``pidsafe`` go to the
+    program.
 ``pidsafe mount --uidmap MAP --gidmap MAP [--readonly] [--no-recursive] SOURCE TARGET``
     Bind SOURCE onto TARGET as an idmapped mount, through a new user
     namespace with those maps (containerd's ``c:h:s[,c:h:s...]`` form).
@@ -87,22 +89,31 @@ def doctor() -> int:
     return 0
 
 
+#: What ``pidsafe run`` passes on to its program, as a supervisor expects of
+#: a process it starts (Ctrl-C and job control from a terminal, ``kill``,
+#: ``docker stop``, systemd, a window resize).
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
+                     "SIGWINCH", "SIGCONT")
+
+
 def run(argv: Sequence[str], **spawn_kw: Any) -> int:
     """Spawn ``argv`` through pidsafe, wait through its pidfd, return its status.
 
-    ``spawn_kw`` goes to :func:`pidsafe.spawn` (``pidsafe userns`` passes
-    ``uidmap`` and ``gidmap``).
+    The signals in :data:`FORWARDED_SIGNALS` that reach this process go to
+    the program, which decides whether to exit.  ``spawn_kw`` goes to
+    :func:`pidsafe.spawn` (``pidsafe userns`` passes ``uidmap`` and
+    ``gidmap``).
     """
     import signal
 
     from ..process._process import Process
     from ..process._spawn import spawn
 
-    # Ctrl-C goes to the child, which decides whether to exit.  A handler
-    # rather than `except KeyboardInterrupt` around the wait: the signal may
-    # arrive before the wait has begun (even before spawn() has returned),
-    # and then it must still be forwarded.  Handlers run between bytecodes,
-    # so a signal is either sent directly or queued and sent just below.
+    # Handlers rather than `except KeyboardInterrupt` around the wait: a
+    # signal may arrive before the wait has begun (even before spawn() has
+    # returned), and then it must still be forwarded.  Handlers run between
+    # bytecodes, so a signal is either sent directly or queued and sent
+    # just below.  send_signal() is safe to call from a handler.
     child: List[Process] = []
     pending: List[int] = []
 
@@ -112,15 +123,19 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
         else:
             pending.append(signum)
 
-    old = signal.signal(signal.SIGINT, forward)
+    signums = [getattr(signal, name) for name in FORWARDED_SIGNALS]
+    old = {}
     try:
+        for signum in signums:
+            old[signum] = signal.signal(signum, forward)
         with spawn(list(argv), **spawn_kw) as p:
             child.append(p)
-            for signum in pending:
-                p.send_signal(signum)
+            while pending:
+                p.send_signal(pending.pop(0))
             code = p.wait()
     finally:
-        signal.signal(signal.SIGINT, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
     return code if code >= 0 else 128 - code
 
 

@@ -14,6 +14,7 @@ import selectors
 import time
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
+from .._sigsafe import critical
 from ..errors import TimeoutExpired
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
@@ -74,33 +75,38 @@ class PipesMixin:
             self.wait()
             return out, err
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            out, err = self._communicate(input, deadline, timeout)
-        finally:
-            self._communication_started = True
+        if not self._communication_started:
+            self._start_communication(input)
+        out, err = self._communicate(deadline, timeout)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         self.wait(remaining)
         return out, err
 
-    def _communicate(self, input: Optional[bytes], deadline: Optional[float],
-                     timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
-        if self.stdin and not self._communication_started:
+    def _start_communication(self, input: Optional[bytes]) -> None:
+        if self.stdin:
             try:
-                self.stdin.flush()
+                self.stdin.flush()  # what the caller wrote itself (may block)
             except BrokenPipeError:
                 pass
-            if not input:
+        # The input is taken, or stdin closed, together with marking the
+        # start: a later call (after an exception) goes on from here.
+        with critical:
+            if self._communication_started:
+                return
+            for f in (self.stdout, self.stderr):
+                if f is not None:
+                    self._fileobj2output[f] = []
+            self._input_offset = 0
+            self._input = memoryview(input) if input and self.stdin else None
+            self._communication_started = True
+            if self.stdin and not input:
                 try:
                     self.stdin.close()
                 except BrokenPipeError:
                     pass
-        for f in (self.stdout, self.stderr):
-            if f is not None and f not in self._fileobj2output:
-                self._fileobj2output[f] = []
-        if self.stdin and self._input is None:
-            self._input_offset = 0
-            self._input = memoryview(input) if input else None
 
+    def _communicate(self, deadline: Optional[float],
+                     timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
         with selectors.PollSelector() as sel:
             # Input left over from a call that timed out is sent too: a
             # second call cannot pass input again, and without the rest the
@@ -115,25 +121,33 @@ class PipesMixin:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutExpired(self.args, timeout or 0, *self._partial())
                 for key, _ in sel.select(remaining):
-                    if key.fileobj is self.stdin:
-                        assert self._input is not None and self.stdin is not None
-                        chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
-                        try:
-                            self._input_offset += os.write(key.fd, chunk)
-                        except BrokenPipeError:
-                            sel.unregister(key.fileobj)
-                            self.stdin.close()
-                        else:
-                            if self._input_offset >= len(self._input):
-                                sel.unregister(key.fileobj)
-                                self.stdin.close()
-                    else:
-                        data = os.read(key.fd, 32768)
-                        if not data:
-                            sel.unregister(key.fileobj)
-                            key.fileobj.close()  # type: ignore[union-attr]
-                        self._fileobj2output[key.fileobj].append(data)
+                    # A write and its offset, a read and its data, are kept
+                    # together: after an exception a signal handler raises,
+                    # calling again goes on exactly where this call stopped.
+                    with critical:
+                        self._transfer(sel, key)
         return self._partial()
+
+    def _transfer(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        """One write of input, or one read of output, for a ready pipe."""
+        if key.fileobj is self.stdin:
+            assert self._input is not None and self.stdin is not None
+            chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
+            try:
+                self._input_offset += os.write(key.fd, chunk)
+            except BrokenPipeError:
+                sel.unregister(key.fileobj)
+                self.stdin.close()
+            else:
+                if self._input_offset >= len(self._input):
+                    sel.unregister(key.fileobj)
+                    self.stdin.close()
+        else:
+            data = os.read(key.fd, 32768)
+            self._fileobj2output[key.fileobj].append(data)
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
 
     def _partial(self) -> Tuple[Optional[bytes], Optional[bytes]]:
         out = b"".join(self._fileobj2output[self.stdout]) if self.stdout is not None else None

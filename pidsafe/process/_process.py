@@ -8,25 +8,50 @@ no process at all, so a recycled pid can never be signalled or waited on.
 Locking.  ``_lock`` guards the fd, ``returncode`` and the counters below,
 and is held only around non-blocking syscalls, so a thread blocked in
 ``wait()`` never stops ``poll()``, ``send_signal()`` or ``close()`` in
-another.  Blocking work happens outside it on a *borrowed* fd:
-``_borrow_fd()`` counts the borrower, and ``close()`` while the fd is
-borrowed only marks the handle closed; the last borrower closes the fd.  So
-an fd number can never be closed, reused by another open, and then waited
-on or polled by us.
+another.  It is reentrant: a signal handler runs in the main thread,
+between two bytecodes of whatever that thread was doing, and may call
+``send_signal()`` or ``poll()`` on the very process whose lock it holds.
 
-Reaping.  ``wait()`` without a timeout blocks in ``waitid(P_PIDFD)`` (the
-cheapest way to sleep until exit); at most one thread at a time does that
-(``_block_lock``).  Everything else reaps with ``WNOHANG`` under ``_lock``.
-If a ``WNOHANG`` reap finds the child gone while a blocking waiter is in
-``waitid``, that waiter reaped it and will publish the status under
-``_lock``: a user thread waits on ``_published`` for it; the reaper never
-waits (see the lease section at the end of the class).
+Asynchronous exceptions.  A signal handler may raise at any bytecode.
+Every sequence in which an fd or an exit status changes hands (created ->
+owned, reaped -> recorded, owned -> closed) runs inside one
+``pidsafe._sigsafe.critical`` section, where handlers are held back until
+the end; nothing blocks inside one.  So ``wait()`` blocks *without reaping*
+(``waitid(WEXITED|WNOWAIT)`` for our child, ``poll(2)`` on the pidfd
+otherwise), outside any section and outside the lock, then reaps with
+``WNOHANG`` and records ``returncode`` in one section: an exception can
+interrupt the wait, never lose the status.
+
+Blocking on a duplicate.  The blocking call works on a private duplicate
+of the pidfd made under the lock, so ``close()`` in another thread may
+close the handle's own fd meanwhile without the number being reused under
+us, and the status is then still reaped through the duplicate.  The
+duplicate is closed by the first call of a ``finally`` clause: a handler can
+only run after a call returns, so no exception can come between.
+
+Borrowing.  ``_borrow_fd()`` lends the fd itself to a long-lived watcher
+(``pidsafe.Reaper``'s epoll set): ``close()`` while it is borrowed only
+marks the handle closed, and the last borrower closes the fd.
+
+Closed or dropped while running.  A child we spawned whose handle is closed
+(or garbage-collected) before it has been reaped is not left a zombie: its
+pidfd goes to a registry that the next ``spawn()`` reaps without blocking,
+as ``subprocess`` does with the ``Popen`` objects it drops.
+
+After fork().  A handle made before ``os.fork()`` belongs to the parent: in
+the child every method raises ``ValueError`` (its lock may be held by a
+thread that does not exist there, and the process is not the child's to
+reap), except ``close()``, which closes the child's copy of the pidfd.
+
+The reaper.  ``pidsafe.Reaper`` uses only the lease interface at the end of
+the class; its thread never waits on a handle's lock or on a blocking waiter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 import select
 import signal
@@ -34,9 +59,10 @@ import threading
 import time
 import warnings
 from types import TracebackType
-from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type
+from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
 from .. import _sys
+from .._sigsafe import critical
 from ..errors import TimeoutExpired
 from ._pipes import PipesMixin
 
@@ -44,6 +70,14 @@ from ._pipes import PipesMixin
 #: How long a child another waiter took may go without the kernel's record
 #: of its status before we call the status lost (see _reap_locked).
 _STOLEN_GRACE = 1.0
+
+#: poll(2) takes an int of milliseconds: longer timeouts are waited in turns.
+_POLL_MAX_MS = 2**31 - 1
+
+#: Bumped in a forked child: a handle made before the fork is the parent's.
+_generation = 0
+
+_T = TypeVar("_T")
 
 
 def _returncode(code: int, status: int) -> int:
@@ -53,6 +87,79 @@ def _returncode(code: int, status: int) -> int:
     if code in (_sys.CLD_KILLED, _sys.CLD_DUMPED):
         return -status
     raise ValueError(f"unexpected waitid si_code {code}")  # pragma: no cover
+
+
+def _readable(fd: int, timeout: Optional[float]) -> bool:
+    """poll(2) ``fd`` for ``POLLIN``: ``timeout`` seconds, ``None`` for ever.
+
+    PEP 475: poll() retries EINTR itself, recomputing the timeout, and lets
+    a signal handler's exception through.  A timeout too long for poll(2)
+    (2**31 ms or more, ``inf``) waits its longest and says "not ready": the
+    caller's deadline decides whether to go on.
+    """
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    if timeout is None:
+        return bool(p.poll())
+    return bool(p.poll(min(max(0.0, timeout) * 1000, _POLL_MAX_MS)))
+
+
+def _dup(fd: int) -> int:
+    """A close-on-exec duplicate of ``fd`` (above stdio)."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def _end_child(pidfd: int, pid: int) -> None:
+    """Kill a child nobody will own, reap it through ``pidfd``, close ``pidfd``.
+
+    For error paths, inside a critical section: it never raises, so the
+    error being handled is the one reported.  If the child cannot be killed
+    or reaped now, its pidfd goes to :func:`reap_abandoned` instead.
+    """
+    try:
+        _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
+        _sys.waitid_pidfd(pidfd, _sys.WEXITED)
+    except ChildProcessError:
+        pass  # a foreign waiter reaped it: gone all the same
+    except ProcessLookupError:
+        pass  # reaped already, by a foreign waiter
+    except OSError:
+        # Not killed or not reaped: never block on it here.
+        p = Process(pid, pidfd, child=True)
+        p._closing = True
+        _abandoned[pidfd] = p
+        return
+    os.close(pidfd)
+
+
+def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
+    """``make()`` inside a critical section; return what it made.
+
+    Signals that arrive meanwhile are delivered when the section ends,
+    before the result reaches the caller: if a handler raises then, the
+    result is ``discard()``-ed and the exception propagates, so nothing
+    made here is left without an owner.  (Once this returns, the caller
+    owns the result.)
+    """
+    made: Optional[_T] = None
+    try:
+        with critical:
+            made = make()
+        return made
+    except BaseException:
+        if made is not None:
+            discard(made)
+        raise
+
+
+def _discard(p: "Process") -> None:
+    """Undo a spawn whose caller never got the handle: kill, reap, close."""
+    p._discard()
+
+
+def _set_done(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class Process(PipesMixin):
@@ -77,14 +184,13 @@ class Process(PipesMixin):
         self._fd = pidfd
         self._closing = False     # close() called; the fd may still be borrowed
         self._borrowers = 0
-        self._blocking = 0        # threads inside a blocking waitid()
         self._stolen_since: Optional[float] = None
-        self._lock = threading.Lock()
-        # Made by the first blocking wait (most handles never need them).
-        self._published: Optional[threading.Condition] = None
-        self._block_lock: Optional[threading.Lock] = None
+        self._lock = threading.RLock()
         # True: our child.  None: adopted, not known yet.  False: not ours.
         self._child = child
+        # Spawned by us: reaped later if closed or dropped while it runs.
+        self._spawned = child is True
+        self._generation = _generation
         self._init_pipes()
         _index_pidfd(pidfd, pid)   # lease section: who holds which child
 
@@ -101,22 +207,24 @@ class Process(PipesMixin):
         For a process that is not your child, ``wait()`` waits for it to
         exit and returns the status the kernel keeps once its real parent
         has reaped it (``PIDFD_INFO_EXIT``, Linux 6.15); until then it keeps
-        waiting, and a timeout applies as usual.
+        waiting, and a timeout applies as usual.  Leaving a ``with`` block
+        waits only for a process that is your child.
 
         Raises:
             ProcessLookupError: no such process.
         """
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise ValueError(f"pid must be a positive int, got {pid!r}")
-        fd = _sys.pidfd_open(pid)
-        return cls(pid, fd, args=None, child=None)
+        return hand_out(lambda: cls(pid, _sys.pidfd_open(pid), args=None, child=None),
+                        cls.close)
 
     def fileno(self) -> int:
         """The pidfd (close-on-exec).  Readable once the process has exited.
 
         Raises:
-            ValueError: the handle has been closed.
+            ValueError: the handle has been closed (or came through fork()).
         """
+        self._check_owner()
         if self._closing:
             raise ValueError(f"Process {self.pid} is closed")
         return self._fd
@@ -130,6 +238,14 @@ class Process(PipesMixin):
         return (f"<pidsafe.Process pid={self.pid} returncode={self.returncode} "
                 f"args={self.args!r}{' closed' if self._closing else ''}>")
 
+    def _check_owner(self) -> None:
+        """Raise ``ValueError`` in a forked child: the handle is the parent's."""
+        if self._generation != _generation:
+            raise ValueError(
+                f"pidsafe.Process {self.pid} came through fork() from the parent process, "
+                f"whose handle it is: it cannot be used in the child (pid {os.getpid()}); "
+                "only close() works here")
+
     def _borrow_fd(self) -> int:
         """With ``_lock`` held: the fd, kept open until ``_return_fd()``."""
         if self._closing:
@@ -142,37 +258,58 @@ class Process(PipesMixin):
         self._borrowers -= 1
         self._close_if_unused()
 
-    def _close_if_unused(self) -> None:
-        if self._closing and self._borrowers == 0 and self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            _unindex_pidfd(fd)   # lease section
-            os.close(fd)
+    def _close_if_unused(self) -> bool:
+        """With ``_lock`` held: once closed and not borrowed, close the fd.
+
+        A child we spawned that nobody has reaped yet is reaped now if it
+        has exited; if it still runs, the handle goes to the registry that
+        :func:`reap_abandoned` works through, fd open (a closed pidfd could
+        no longer reap it), and this returns True.  Whoever reaps it later
+        (a waiter in another thread, or reap_abandoned) closes the fd.
+        """
+        if not (self._closing and self._borrowers == 0 and self._fd >= 0):
+            return False
+        if self._spawned and self.returncode is None and self._generation == _generation:
+            try:
+                res = _sys.waitid_pidfd(self._fd, _sys.WEXITED | _sys.WNOHANG)
+            except ChildProcessError:
+                pass  # a foreign waiter took it: nothing left to reap
+            except OSError:
+                _abandoned[self._fd] = self  # reap_abandoned() tries again
+                return True
+            else:
+                if res is None:
+                    _abandoned[self._fd] = self
+                    return True
+                self.returncode = _returncode(res[1], res[2])
+        fd, self._fd = self._fd, -1
+        if _abandoned.get(fd) is self:
+            del _abandoned[fd]
+        _unindex_pidfd(fd)   # lease section
+        os.close(fd)
+        return False
 
     # -- reaping --------------------------------------------------------------
 
-    def _reap_locked(self, borrowed: bool = False) -> bool:
+    def _reap_locked(self, borrowed: bool = False, fd: int = -1) -> bool:
         """With ``_lock`` held: reap if exited; True once returncode is known.
 
         ``borrowed``: the caller holds a borrow of the fd (``_borrow_fd``),
         so it is still open even if the handle has been closed meanwhile.
+        ``fd``: reap through this duplicate of the pidfd instead (open even
+        if the handle has been closed meanwhile).
         """
         if self.returncode is not None:
             return True
-        if self._closing and not borrowed:
-            raise ValueError(f"Process {self.pid} is closed")
-        fd = self._fd
+        if fd < 0:
+            if self._closing and not borrowed:
+                raise ValueError(f"Process {self.pid} is closed")
+            fd = self._fd
         stolen = False
         if self._child is not False:
             try:
                 res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
             except ChildProcessError:
-                if self._blocking:
-                    # Our own blocking waiter reaped it: wait for its status.
-                    assert self._published is not None
-                    while self.returncode is None and self._blocking:
-                        self._published.wait()
-                    if self.returncode is not None:
-                        return True
                 if self._child is None:
                     self._child = False   # adopted, and not ours
                 else:
@@ -218,67 +355,55 @@ class Process(PipesMixin):
     def poll(self) -> Optional[int]:
         """Reap the process if it has exited; its return code, else ``None``."""
         if self.returncode is None:
-            with self._lock:
+            self._check_owner()
+            with critical, self._lock:
                 self._reap_locked()
         return self.returncode
 
-    def _wait_readable(self, timeout: Optional[float]) -> bool:
-        with self._lock:
-            fd = self._borrow_fd()
-        try:
-            p = select.poll()
-            p.register(fd, select.POLLIN)
-            # PEP 475: poll() retries EINTR itself, recomputing the timeout,
-            # and lets a signal handler's exception through.
-            return bool(p.poll(None if timeout is None else max(0, timeout) * 1000))
-        finally:
-            with self._lock:
-                self._return_fd()
+    def _wait_step(self, timeout: Optional[float]) -> bool:
+        """Reap if exited, else block up to ``timeout`` (``None``: until exit)
+        and try again.  True once ``returncode`` is known.
 
-    def _wait_blocking(self) -> None:
-        """Block in ``waitid(P_PIDFD)`` until exit; publish the status.
-
-        Returns without a status if the process is not (or no longer) ours
-        to reap; the caller then falls back to polling.
+        Blocks outside any critical section and outside the lock, on a
+        duplicate of the pidfd (see the module docstring), and reaps nothing
+        while blocked.
         """
-        block_lock = self._block_lock
-        if block_lock is None:
-            with self._lock:
-                if self._block_lock is None:
-                    self._block_lock = threading.Lock()
-                    self._published = threading.Condition(self._lock)
-                block_lock = self._block_lock
-        with block_lock:
-            with self._lock:
-                if self.returncode is not None or self._child is False:
-                    return
-                fd = self._borrow_fd()
-                self._blocking += 1
-            res = None
-            try:
-                # Blocks with the GIL released; EINTR is retried in _sys.
-                res = _sys.waitid_pidfd(fd, _sys.WEXITED)
-            except ChildProcessError:
-                pass  # reaped by a WNOHANG poll of ours, or not our child
-            finally:
-                with self._lock:
-                    self._blocking -= 1
-                    if res is not None and self.returncode is None:
-                        self._child = True
-                        self.returncode = _returncode(res[1], res[2])
-                    assert self._published is not None
-                    self._published.notify_all()
-                    self._return_fd()
+        dup = -1
+        try:
+            with critical, self._lock:
+                if self._reap_locked():
+                    return True
+                if timeout is not None and timeout <= 0:
+                    return False
+                dup = _dup(self._fd)
+            if timeout is None and self._child:
+                try:
+                    # Sleeps until exit with the GIL released; reaps nothing.
+                    _sys.waitid_pidfd(dup, _sys.WEXITED | _sys.WNOWAIT)
+                except ChildProcessError:
+                    pass  # a foreign waiter took it: _reap_locked says what is left
+            elif not _readable(dup, timeout):
+                return False
+            with critical, self._lock:
+                done = self._reap_locked(fd=dup)
+                if done:
+                    self._close_if_unused()  # closed meanwhile: the fd can go now
+                return done
+        finally:
+            if dup >= 0:
+                os.close(dup)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait for the process to exit and reap it through its pidfd.
 
-        Blocks in ``waitid(P_PIDFD)`` (without a timeout) or ``poll(2)`` on
-        the pidfd (with one): no busy loop.  Exits are never lost: a process
-        that exited before ``wait()`` was called is reaped at once.
+        Blocks in ``waitid(P_PIDFD, WNOWAIT)`` (our child, no timeout) or
+        ``poll(2)`` on the pidfd: no busy loop.  Exits are never lost: a
+        process that exited before ``wait()`` was called is reaped at once,
+        and an exception a signal handler raises during the wait leaves the
+        process unreaped (or reaped with ``returncode`` set).
 
         Args:
-            timeout: seconds; ``None`` waits for ever.
+            timeout: seconds; ``None`` (or ``inf``) waits for ever.
 
         Returns:
             The return code: the exit status, or ``-N`` for signal ``N``.
@@ -286,70 +411,84 @@ class Process(PipesMixin):
         Raises:
             pidsafe.TimeoutExpired: (a ``subprocess.TimeoutExpired``) the
                 process is still running after ``timeout`` seconds.
-            ValueError: the handle has been closed.
+            ValueError: the handle has been closed (or came through fork()).
         """
         if self.returncode is not None:
             return self.returncode
-        if timeout is None:
-            self._wait_blocking()
-            if self.returncode is not None:
-                return self.returncode
+        self._check_owner()
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = 0.001
         while True:
-            if self.poll() is not None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if self._wait_step(remaining):
                 assert self.returncode is not None
                 return self.returncode
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutExpired(self.args, timeout if timeout is not None else 0)
-            if self._wait_readable(remaining):
-                if self._child is False or self._stolen_since is not None:
-                    # Exited, but its parent (or the foreign waiter that
-                    # took it) has not finished reaping it: the kernel has
-                    # no status to give us yet, and nothing to poll for
-                    # that, so back off.
-                    time.sleep(backoff if remaining is None else min(backoff, remaining))
-                    backoff = min(backoff * 2, 0.05)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutExpired(self.args, timeout if timeout is not None else 0)
+            if self._child is False or self._stolen_since is not None:
+                # Exited, but its parent (or the foreign waiter that took
+                # it) has not finished reaping it: the kernel has no status
+                # to give us yet, and nothing to poll for that, so back off.
+                time.sleep(backoff if remaining is None else min(backoff, remaining))
+                backoff = min(backoff * 2, 0.05)
+
+    def communicate(self, input: Optional[bytes] = None,
+                    timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
+
+        After a :class:`pidsafe.TimeoutExpired`, or an exception a signal
+        handler raised, call again (without ``input``) to go on: nothing
+        sent or read so far is lost.
+
+        Returns:
+            ``(stdout, stderr)``: bytes for each stream that is a pipe.
+
+        Raises:
+            pidsafe.TimeoutExpired: not done within ``timeout`` seconds.
+            ValueError: ``input`` again after communication began; a closed
+                handle, or one that came through fork().
+        """
+        self._check_owner()
+        return super().communicate(input, timeout)
 
     async def wait_async(self) -> int:
         """``await`` the exit without blocking the event loop.
 
-        Watches the pidfd with the running loop's ``add_reader`` (no thread
-        per wait).  Any number of coroutines may await the same process.
+        Watches a duplicate of the pidfd with the running loop's
+        ``add_reader`` (no thread per wait).  Any number of coroutines may
+        await the same process.
         """
         if self.returncode is not None:
             return self.returncode
+        self._check_owner()
         loop = asyncio.get_running_loop()
         backoff = 0.001
-        while self.poll() is None:
+        while True:
             # A private dup: add_reader() allows one callback per fd, and
             # several coroutines may be waiting on this process.
-            import fcntl
-
-            with self._lock:
-                borrowed = self._borrow_fd()
-                try:
-                    fd = fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0)
-                finally:
-                    self._return_fd()
+            dup = -1
             try:
+                with critical, self._lock:
+                    if self._reap_locked():
+                        break
+                    dup = _dup(self._fd)
                 fut: "asyncio.Future[None]" = loop.create_future()
-
-                def ready(fut: "asyncio.Future[None]" = fut) -> None:
-                    if not fut.done():
-                        fut.set_result(None)
-
-                loop.add_reader(fd, ready)
+                loop.add_reader(dup, _set_done, fut)
                 try:
                     await fut
                 finally:
-                    loop.remove_reader(fd)
+                    loop.remove_reader(dup)
+                with critical, self._lock:
+                    if self._reap_locked(fd=dup):
+                        self._close_if_unused()  # closed meanwhile: the fd can go now
+                        break
             finally:
-                os.close(fd)
-            if self.poll() is None:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 0.05)
+                if dup >= 0:
+                    os.close(dup)
+            await asyncio.sleep(backoff)  # exited, no status yet: see wait()
+            backoff = min(backoff * 2, 0.05)
         assert self.returncode is not None
         return self.returncode
 
@@ -357,10 +496,14 @@ class Process(PipesMixin):
         """Whether the process is still running (a zombie is not alive)."""
         if self.returncode is not None:
             return False
-        if self._wait_readable(0):
-            self.poll()
-            return False
-        return True
+        self._check_owner()
+        with critical, self._lock:
+            if self._closing:
+                raise ValueError(f"Process {self.pid} is closed")
+            if not _readable(self._fd, 0):
+                return True
+            self._reap_locked()
+        return False
 
     # -- signals ----------------------------------------------------------------
 
@@ -369,12 +512,15 @@ class Process(PipesMixin):
 
         Does nothing once the process has been reaped, like ``Popen``; the
         pidfd guarantees that it can never reach another process that has
-        since been given the same pid.
+        since been given the same pid.  Safe to call from a signal handler.
 
         Raises:
-            ValueError: the handle has been closed.
+            ValueError: the handle has been closed (or came through fork()).
         """
-        with self._lock:
+        if self.returncode is not None:
+            return
+        self._check_owner()
+        with critical, self._lock:
             if self.returncode is not None:
                 return
             if self._closing:
@@ -396,55 +542,96 @@ class Process(PipesMixin):
 
     # -- lifetime -----------------------------------------------------------
 
-    def close(self) -> None:
-        """Close the pidfd and any pipes.  Idempotent.
-
-        Closing does not wait: a child that has not been reaped is left to
-        the kernel's usual rules (it stays a zombie until we exit).  Use the
-        context manager, or ``wait()`` first.
-        """
-        for f in (self.stdin, self.stdout, self.stderr):
+    def _close_pipes(self, order: Any = None) -> None:
+        for f in order or (self.stdin, self.stdout, self.stderr):
             if f is not None:
                 try:
                     f.close()
                 except BrokenPipeError:
                     pass
-        with self._lock:
+
+    def close(self) -> None:
+        """Close the pidfd and any pipes.  Idempotent.
+
+        Closing does not wait.  A child spawned by pidsafe that has not been
+        reaped yet is reaped now if it has exited, else by a later
+        ``spawn()`` once it exits (as ``subprocess`` does with dropped
+        ``Popen`` objects): it never stays a zombie.  Use the context
+        manager, or ``wait()`` first, to get its status.
+        """
+        self._close_pipes()
+        if self._generation != _generation:
+            # The parent's handle: close this process's copy of the pidfd,
+            # without its lock (a thread of the parent may have held it).
+            with critical:
+                self._closing = True
+                fd, self._fd = self._fd, -1
+                if fd >= 0:
+                    os.close(fd)
+            return
+        with critical, self._lock:
             self._closing = True
             self._close_if_unused()
+
+    def _discard(self) -> None:
+        """Undo a spawn whose caller never got the handle: kill, reap, close."""
+        with critical:
+            self._close_pipes()
+            with self._lock:
+                self._closing = True
+                fd, self._fd = self._fd, -1
+                if fd >= 0:
+                    _end_child(fd, self.pid)
 
     def __enter__(self) -> "Process":
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        """Close the pipes, wait for the process (like Popen), close the pidfd."""
+        """Close the pipes, wait for the process if it is our child (like
+        Popen), close the pidfd."""
         try:
-            for f in (self.stdout, self.stderr, self.stdin):
-                if f is not None:
-                    try:
-                        f.close()
-                    except BrokenPipeError:
-                        pass
-            if not self._closing and self._child is not False:
+            self._close_pipes((self.stdout, self.stderr, self.stdin))
+            if not self._closing and self._is_our_child():
                 self.wait()
         finally:
             self.close()
 
+    def _is_our_child(self) -> bool:
+        """Whether waiting would reap (adopted: asks the kernel, reaps nothing)."""
+        if self._child is None and self.returncode is None:
+            self._check_owner()
+            with critical, self._lock:
+                if self._child is None and not self._closing:
+                    try:
+                        _sys.waitid_pidfd(self._fd,
+                                          _sys.WEXITED | _sys.WNOHANG | _sys.WNOWAIT)
+                    except ChildProcessError:
+                        self._child = False
+                    else:
+                        self._child = True
+        return bool(self._child)
+
     def __del__(self) -> None:
         # No thread can be borrowing the fd: a borrower holds a reference.
-        if getattr(self, "_closing", True) or self._fd < 0:
+        if getattr(self, "_fd", -1) < 0:
             return
-        if (self.returncode is None and self._child is not False and not _try_reap(self)
-                and self._child):
-            # Still running: keep the handle so that a later spawn() reaps
-            # it, as subprocess does with its _active list.
-            _abandoned.append(self)
+        if self._generation != _generation:
+            fd, self._fd = self._fd, -1   # the parent's handle: close our copy quietly
+            os.close(fd)
+            return
+        self._close_pipes()  # (the registry may keep this object alive)
+        with critical:
+            was_closed, self._closing, self._borrowers = self._closing, True, 0
+            abandoned = self._close_if_unused()
+        if was_closed:
+            return
+        if abandoned:
             warnings.warn(f"pidsafe child {self.pid} is still running",
                           ResourceWarning, stacklevel=2)
-            return
-        self.close()
-        warnings.warn(f"unclosed pidsafe.Process {self.pid}", ResourceWarning, stacklevel=2)
+        else:
+            warnings.warn(f"unclosed pidsafe.Process {self.pid}", ResourceWarning,
+                          stacklevel=2)
 
     # == lease: the interface of pidsafe.reaper (it uses nothing else) =======
     #
@@ -500,8 +687,8 @@ class Process(PipesMixin):
                 hook(self)
             if self.returncode is not None:
                 return LEASE_REAPED, self.returncode
-            if self._blocking:
-                return LEASE_BUSY, None   # a blocking wait() reaps it and publishes
+            # A blocking wait() never reaps (it waits with WNOWAIT, then reaps
+            # under this lock like us): whoever gets the lock first reaps.
             try:
                 done = self._reap_locked(borrowed=True)
             except OSError as exc:
@@ -542,43 +729,51 @@ class Process(PipesMixin):
         handle held at fork time is held by nobody: it is replaced, and the
         lease's borrow is dropped (closing the fd if the handle was closed).
         """
-        self._lock = threading.Lock()
-        if self._published is not None:
-            self._published = threading.Condition(self._lock)
-        if self._block_lock is not None:
-            self._block_lock = threading.Lock()
-        # Every borrow was a thread's that does not exist here (the lease's,
-        # a blocked wait()'s), whether or not it was being returned at fork.
-        self._blocking = 0
+        self._lock = threading.RLock()
+        # Every borrow was a thread's that does not exist here (the lease's),
+        # whether or not it was being returned at fork.
         self._borrowers = 0
         self._close_if_unused()
 
 
-# Handles dropped while their child still ran: reaped by reap_abandoned().
-_abandoned: List[Process] = []
-
-
-def _try_reap(p: Process) -> bool:
-    """Reap without blocking; True if there is nothing left to wait for.
-
-    For abandoned handles only: nobody is left to receive an error, so a
-    process whose status cannot be had (reaped by a foreign waiter on a
-    kernel without PIDFD_INFO_EXIT) counts as done.
-    """
-    with p._lock:
-        try:
-            return p._reap_locked()
-        except OSError as exc:
-            return exc.errno in (errno.ECHILD, errno.ENOTTY, errno.EINVAL)
+# Handles of children we spawned, closed or dropped while the child ran, by
+# their (still open) pidfd; see Process._close_if_unused().
+_abandoned: Dict[int, Process] = {}
+_abandoned_lock = threading.Lock()
 
 
 def reap_abandoned() -> None:
-    """Reap, without blocking, children whose handles were dropped running."""
-    for p in list(_abandoned):
-        if _try_reap(p):
-            _abandoned.remove(p)
-            p.close()
+    """Reap, without blocking, the children whose handles were closed running.
 
+    ``spawn()`` calls it, as ``Popen`` cleans up its dropped children.  One
+    caller at a time: another thread, or a signal handler that spawns while
+    the main thread is in here, skips it, and the next call catches up.
+    """
+    with critical:
+        if not _abandoned_lock.acquire(blocking=False):
+            return
+        try:
+            for p in list(_abandoned.values()):
+                with p._lock:
+                    p._close_if_unused()
+        finally:
+            _abandoned_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _generation, _abandoned_lock
+    _generation += 1
+    _abandoned_lock = threading.Lock()
+    # The parent's children: not ours to reap.  Only this thread exists here.
+    handles = list(_abandoned.values())
+    _abandoned.clear()
+    for p in handles:
+        fd, p._fd = p._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # == lease: module-level support (see the lease methods of Process) ===========

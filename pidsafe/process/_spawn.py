@@ -14,16 +14,17 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Any, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, IO, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .. import _sys
 from ..errors import UnsupportedError
+from .._sigsafe import critical
 from ._pipes import open_pipe_files
-from ._process import Process, _abandoned, reap_abandoned
+from ..userns._namespace import Namespace
 from ..userns._userns import IDMapLike
 from ._child import start_child
-from ..userns._namespace import Namespace
-from ._plan import PLAIN, plan_spawn
+from ._plan import PLAIN, SpawnPlan, plan_spawn
+from ._process import Process, _abandoned, _discard, _end_child, hand_out, reap_abandoned
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
@@ -238,6 +239,22 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     if _abandoned:
         reap_abandoned()
 
+    # Everything below runs in one critical section: a signal handler that
+    # raises is held back until every fd and the child have an owner (the
+    # Process, or the cleanup of the error being raised).
+    return hand_out(lambda: _start(
+        args, exe_arg, cwd, exec_paths, argv, envp, cwd_b, (stdin, stdout, stderr),
+        inherit_stdio, caller_fds, keep, close_fds, start_new_session, sig,
+        restore_signals, bufsize, plan), _discard)
+
+
+def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: List[bytes],
+           envp: Optional[List[bytes]], cwd_b: Optional[bytes], stdio: Sequence[StdioArg],
+           inherit_stdio: bool, caller_fds: Dict[int, int], keep: Set[int], close_fds: bool,
+           start_new_session: bool, sig: int, restore_signals: bool, bufsize: int,
+           plan: SpawnPlan) -> Process:
+    """spawn()'s clone sequence, inside a critical section; see spawn()."""
+    stdin, stdout, stderr = stdio
     # ---- fds: everything we create is closed on every path ----------------
     to_close: List[int] = []   # child-side ends, closed in the parent after the clone
     parent_ends = [-1, -1, -1]  # our ends of PIPEs, closed only on failure
@@ -295,22 +312,21 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         # write end may still be open for a moment (exec releases our memory
         # before it closes close-on-exec fds), and a blocking read would
         # sleep until it is.  No data (EAGAIN) or EOF both mean exec ran.
-        for fd in to_close:
-            os.close(fd)
-        to_close.clear()
+        while to_close:
+            os.close(to_close.pop())
         try:
             record = os.read(err_r, _sys.CHILD_ERROR_SIZE)
         except BlockingIOError:
             record = b""
-        os.close(err_r)
-        err_r = -1
+        fd, err_r = err_r, -1
+        os.close(fd)
 
         if record:
             stage, err = _decode_child_error(record)
-            # The child has exited (status 127); reap it before raising.
-            _sys.waitid_pidfd(pidfd, _sys.WEXITED)
-            os.close(pidfd)
-            pidfd = -1
+            # The child has exited (status 127): reap it, then raise its
+            # error (a failure to reap leaves the pidfd to reap_abandoned()).
+            fd, pidfd = pidfd, -1
+            _end_child(fd, pid)
             filename = cwd if stage == _sys.STAGE_CHDIR else (
                 exe_arg if stage == _sys.STAGE_EXEC else None)
             raise _sys.make_oserror(err, _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
@@ -322,20 +338,21 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             # open_pipe_files() owns our ends from here, on failure too.
             ends, parent_ends = parent_ends, [-1, -1, -1]
             files = open_pipe_files(ends, ("wb", "rb", "rb"), bufsize)
-            proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
-                           stderr=files[2], child=True)
+            try:
+                proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
+                               stderr=files[2], child=True)
+            except BaseException:
+                for f in files:
+                    if f is not None:
+                        f.close()
+                raise
         pidfd = -1
         return proc
     except BaseException:
         if pidfd >= 0:
             # Created, but we cannot hand it out: kill and reap through the
             # pidfd, so no zombie and no fd is left behind.
-            try:
-                _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _sys.waitid_pidfd(pidfd, _sys.WEXITED)
-            os.close(pidfd)
+            _end_child(pidfd, pid)
         for fd in to_close + parent_ends + [err_r]:
             if fd >= 0:
                 os.close(fd)

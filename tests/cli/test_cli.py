@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import signal
 import subprocess
 import sys
-import time
 from typing import Any, List, Tuple
 
 import pytest
@@ -34,7 +34,6 @@ def test_console_script_is_installed() -> None:
 def test_doctor_reports_kernel_features_and_capabilities() -> None:
     code, out, err = pidsafe_cli("doctor")
     assert (code, err) == (0, "")
-    import os
 
     assert f"kernel    Linux {os.uname().release}" in out
     assert f"euid      {os.geteuid()}" in out
@@ -104,14 +103,35 @@ def test_usage_errors(argv: List[str]) -> None:
     assert code == 2 and "usage: pidsafe" in err
 
 
-def test_run_forwards_ctrl_c_to_the_child() -> None:
-    prog = "trap 'exit 42' INT; echo ready; while :; do sleep 0.01; done"
-    with pidsafe.spawn([SCRIPT, "run", "--", "sh", "-c", prog], stdout=PIPE,
-                       stderr=PIPE) as p:
+# The program says it is ready, then exits 40 on the one signal, and only
+# once it has it (a signal it does not expect kills it: another status).
+TRAP = ("import signal, sys; signal.signal({sig}, lambda *a: sys.exit(40)); "
+        "print('ready', flush=True); signal.pause()")
+
+
+@pytest.mark.parametrize("name", cli.FORWARDED_SIGNALS)
+def test_run_forwards_signals_to_the_child(name: str) -> None:
+    sig = getattr(signal, name)
+    with pidsafe.spawn([SCRIPT, "run", "--", sys.executable, "-c", TRAP.format(sig=int(sig))],
+                       stdout=PIPE, stderr=PIPE) as p:
         assert p.stdout is not None and p.stdout.readline() == b"ready\n"
-        p.send_signal(signal.SIGINT)  # to the pidsafe process only
-        out, err = p.communicate(timeout=20)
-    assert p.returncode == 42, err
+        p.send_signal(sig)  # to the pidsafe process only
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 40, err
+
+
+def test_run_ends_with_its_program_on_sigterm() -> None:
+    # What a supervisor (systemd, docker stop, timeout(1)) does: SIGTERM to
+    # the one process it started.  The program must not be left running.
+    with pidsafe.spawn([SCRIPT, "run", "--", "sh", "-c", "echo $$; exec cat"],
+                       stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
+        assert p.stdout is not None
+        cat = pidsafe.Process.from_pid(int(p.stdout.readline()))
+        with cat:
+            p.terminate()
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 128 + signal.SIGTERM, err
+            assert not cat.is_alive()
 
 
 def test_module_entry_point() -> None:
@@ -142,7 +162,12 @@ def test_run_forwards_ctrl_c_that_arrives_right_after_spawn(
         return p
 
     monkeypatch.setattr(_spawn, "spawn", spawn_then_ctrl_c)
-    t0 = time.monotonic()
-    assert cli.run(["sleep", "5"]) == 128 + signal.SIGINT
-    assert time.monotonic() - t0 < 4
+    # cat on a pipe we hold: only the forwarded signal can end it.
+    r, w = os.pipe()
+    try:
+        assert cli.run(["cat"], stdin=r) == 128 + signal.SIGINT
+    finally:
+        os.close(r)
+        os.close(w)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -16,16 +16,18 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 import pidsafe
-from pidsafe.process import _pipes, _spawn
+from pidsafe.process import _pipes, _process, _spawn
 
 from pidsafe import _sys
 
-from conftest import children, open_fds, started_cat
+from conftest import (Alarm, RandomAlarms, assert_nothing_left, children, leak_check, open_fds,
+                      pending_signals, settle_abandoned, started_cat)
+from faults import Faults, Interrupt
 
 PIPE = subprocess.PIPE
 PY = sys.executable
@@ -140,12 +142,6 @@ def test_cwd(tmp_path: pathlib.Path, kind: Any) -> None:
 
 # -- exec and set-up failures ------------------------------------------------
 
-def assert_nothing_left(fds_before: dict[int, str], kids_before: set[int]) -> None:
-    """Right after the error, not after the leak fixture's grace period."""
-    assert children() == kids_before
-    assert open_fds() == fds_before
-
-
 def test_missing_program_raises_file_not_found() -> None:
     fds, kids = open_fds(), children()
     with pytest.raises(FileNotFoundError) as info:
@@ -234,17 +230,24 @@ def test_failure_after_the_clone_kills_and_reaps_the_child(
     def broken_process(*a: Any, **kw: Any) -> Any:
         raise RuntimeError("injected after the clone")
 
+    real_send = _sys.pidfd_send_signal
+    sent: List[int] = []
+
+    def recording_send(fd: int, sig: int) -> None:
+        sent.append(sig)
+        real_send(fd, sig)
+
     monkeypatch.setattr(_sys, "spawn", recording_spawn)
+    monkeypatch.setattr(_sys, "pidfd_send_signal", recording_send)
     monkeypatch.setattr(_spawn, "open_pipe_files", broken_files)
     monkeypatch.setattr(_spawn, "Process", broken_process)
     fds, kids = open_fds(), children()
     for kw in (dict(stdin=PIPE, stdout=PIPE, stderr=PIPE), dict(stdout=subprocess.DEVNULL)):
-        t0 = time.monotonic()
         with pytest.raises(RuntimeError, match="injected"):
             pidsafe.spawn(["sleep", "60"], **kw)
-        assert time.monotonic() - t0 < 10, "the child was waited for, not killed"
         assert_nothing_left(fds, kids)
     assert len(spawned) == 2
+    assert sent == [signal.SIGKILL] * 2, "the child was waited for, not killed"
 
 
 class _FlakyIo:
@@ -527,11 +530,11 @@ def subreaper() -> Iterator[None]:
 
 
 MIDDLE = """
-import sys, time, pidsafe
+import signal, sys, pidsafe
 sig = int(sys.argv[1]) or None
 p = pidsafe.spawn(["sleep", "60"], pdeathsig=sig)
 print(p.pid, flush=True)
-time.sleep(60)
+signal.pause()   # until killed
 """
 
 
@@ -549,8 +552,10 @@ def test_pdeathsig_kills_the_child_when_its_parent_dies(
     with grand:
         # Orphaned, it is reparented to us (the subreaper): wait() reaps it.
         if pdeathsig is None:
-            time.sleep(0.3)
-            assert grand.is_alive(), "the control child died without pdeathsig"
+            # The kernel sends the parent-death signal while the parent
+            # exits, before it can be reaped: none is on its way now.
+            assert grand.is_alive() and not pending_signals(grand.pid), \
+                "the control child got a signal without pdeathsig"
             grand.kill()
             assert grand.wait(10) == -signal.SIGKILL
         else:
@@ -664,3 +669,127 @@ def test_pdeathsig_follows_the_spawning_thread() -> None:
     t.join()
     with box[0] as p:
         assert p.wait(timeout=10) == -signal.SIGKILL
+
+
+# -- asynchronous exceptions: a signal handler that raises anywhere -----------------
+
+# (kwargs, program, what the finished child gives: communicate()'s output)
+SPAWN_VARIANTS: List[Tuple[str, Dict[str, Any], List[str], Any]] = [
+    ("inherit", dict(), ["true"], (None, None)),
+    ("pipes", dict(stdin=PIPE, stdout=PIPE, stderr=PIPE), ["cat"], (b"", b"")),
+    ("devnull-stdout-pass_fds-cwd-session-pdeathsig",
+     dict(stdin=subprocess.DEVNULL, stdout=PIPE, stderr=subprocess.STDOUT, cwd="/",
+          start_new_session=True, pdeathsig=signal.SIGKILL), ["pwd"], (b"/\n", None)),
+    ("exec-error", dict(stdout=PIPE), ["pidsafe-no-such-program"], FileNotFoundError),
+]
+
+
+def _spawn_variant(kw: Dict[str, Any], args: List[str], passed: int) -> pidsafe.Process:
+    if "cwd" in kw:
+        kw = dict(kw, pass_fds=[passed])
+    return pidsafe.spawn(args, **kw)
+
+
+def _finish(p: pidsafe.Process, expected: Any) -> None:
+    """Outside any fault or alarm: the child ends as it would have."""
+    with p:
+        assert p.communicate(timeout=30) == expected
+        assert p.returncode == 0
+
+
+@pytest.fixture
+def passed_fd() -> Iterator[int]:
+    r, w = os.pipe()
+    yield w
+    os.close(r)
+    os.close(w)
+
+
+@pytest.mark.parametrize("kw,args,expected",
+                         [pytest.param(kw, a, e, id=n) for n, kw, a, e in SPAWN_VARIANTS])
+def test_spawn_under_faults_leaves_nothing(faults: Faults, passed_fd: int, kw: Dict[str, Any],
+                                           args: List[str], expected: Any) -> None:
+    """Fail each call spawn() makes, then land a Ctrl-C right before and right
+    after each: an error or KeyboardInterrupt comes out, and nothing is left."""
+    def op() -> Optional[pidsafe.Process]:
+        try:
+            return _spawn_variant(kw, args, passed_fd)
+        except FileNotFoundError:
+            if expected is not FileNotFoundError:
+                raise
+            return None
+
+    n = faults.count(lambda: (lambda p: p and _finish(p, expected))(op()))
+    assert n >= 4, faults.calls
+    modes = [("fail", lambda k: faults.fail_at(k, errno.EIO)),
+             ("interrupt", lambda k: faults.interrupt_at(k)),
+             ("interrupt before", lambda k: faults.interrupt_at(k, before=True))]
+    for mode, inject in modes:
+        for k in range(1, n + 1):
+            p = None
+            with leak_check(f"{mode} at call {k}"):
+                with inject(k) as f:
+                    try:
+                        p = op()
+                    except (OSError, Interrupt) as exc:
+                        assert (isinstance(exc, Interrupt) if mode != "fail"
+                                else exc.errno == errno.EIO), (f.fired, exc)
+                if p is not None:
+                    assert f.fired is None or f.fired.startswith(f"call {k}: pidsafe_wait")
+                    _finish(p, expected)
+                settle_abandoned()
+
+
+@pytest.mark.parametrize("kind", ["wait", "wait-timeout", "communicate", "exec-error"])
+def test_random_raising_signals_never_leak_or_lose_anything(random_alarms: RandomAlarms,
+                                                            passed_fd: int, kind: str) -> None:
+    """A SIGALRM handler raises at a random point of spawn() and wait() or
+    communicate(), 500 times for each: every child is reaped with its real
+    status, every byte of input and output arrives, no fd is left (the
+    fixture checks, and that nothing was left to reap_abandoned())."""
+    def one(i: int) -> Optional[pidsafe.Process]:
+        p = None
+        try:
+            if kind == "wait":
+                p = pidsafe.spawn(["sh", "-c", "exit 3"], stdin=subprocess.DEVNULL)
+                p.wait()
+            elif kind == "wait-timeout":
+                p = pidsafe.spawn(["sh", "-c", "exit 3"], pass_fds=[passed_fd], cwd="/",
+                                  start_new_session=True, pdeathsig=signal.SIGKILL)
+                p.wait(timeout=30)
+            elif kind == "communicate":
+                p = pidsafe.spawn(["cat"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+                p.communicate(b"%d" % i, timeout=30)
+            else:
+                with pytest.raises(FileNotFoundError):
+                    pidsafe.spawn(["pidsafe-no-such-program"], stdout=PIPE, stderr=PIPE)
+        except Alarm:
+            pass
+        finally:
+            random_alarms.disarm()
+        if p is not None:
+            with p:
+                if kind == "communicate":
+                    try:
+                        out = p.communicate(b"%d" % i, timeout=30)
+                    except ValueError:   # the interrupted call had taken the input
+                        out = p.communicate(timeout=30)
+                    assert out == (b"%d" % i, b"") and p.returncode == 0
+                else:
+                    assert p.wait() == 3
+        return p
+
+    # Spread the alarms over the time one round takes on this machine.
+    times = []
+    for i in range(20):
+        t0 = time.perf_counter()
+        one(i)
+        times.append(time.perf_counter() - t0)
+    span = 1.2 * min(times)
+    rounds = 500
+    for i in range(rounds):
+        random_alarms.arm(span)
+        one(i)
+    assert not _process._abandoned
+    # Enough landed inside pidsafe to prove something.
+    assert random_alarms.raised > rounds // 5, (random_alarms.raised, random_alarms.missed)

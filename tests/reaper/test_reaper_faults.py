@@ -127,8 +127,6 @@ def test_reaper_spawn_under_emfile(reaper: pidsafe.Reaper, faults: Faults) -> No
     _sweep_spawn(reaper, faults, lambda k: faults.fail_at(k, errno.EMFILE), OSError)
 
 
-@pytest.mark.xfail(strict=False, reason="pidsafe.spawn itself leaks when interrupted right "
-                   "after pipe2/clone3 (k=1, 2): the process layer's part of issue #7")
 def test_reaper_spawn_under_interrupts(reaper: pidsafe.Reaper, faults: Faults) -> None:
     _sweep_spawn(reaper, faults, lambda k: faults.interrupt_at(k), Interrupt)
 

@@ -126,7 +126,13 @@ def test_blocking_wait_in_a_user_thread_does_not_stall_the_reaper(
         got: List[int] = []
         waiter = threading.Thread(target=lambda: got.append(a.wait()))
         waiter.start()
-        wait_until(lambda: a._blocking > 0, "wait() to block")
+
+        def blocked_in_waitid() -> bool:
+            assert waiter.native_id is not None
+            with open(f"/proc/self/task/{waiter.native_id}/wchan") as f:
+                return f.read() == "do_wait"
+
+        wait_until(blocked_in_waitid, "wait() to block in the kernel")
         assert a.stdin is not None
         a.stdin.close()
         b = reaper.spawn([SH, "-c", "exit 4"])
@@ -179,7 +185,9 @@ def test_orphan_exit_does_not_read_every_handle(subreaper: pidsafe.Reaper,
         finally:
             for h in handles:
                 h.close()
-    assert with_handles <= without + 20, (without, with_handles)
+    # The old code read every fd for each exit: 300 or more more here.  The
+    # margin absorbs the periodic scans a loaded machine adds to one round.
+    assert with_handles <= without + 100, (without, with_handles)
 
 
 # -- fork() while the reaper thread holds a Process lock --------------------------------------
@@ -207,7 +215,9 @@ def test_fork_while_the_reaper_thread_holds_a_process_lock(
         reaper: pidsafe.Reaper,
         reaper_inside_a_lock: "tuple[threading.Event, threading.Event]") -> None:
     """Before: the child inherited the Process lock held by the (vanished)
-    reaper thread: poll()/close()/__del__ hung for ever there."""
+    reaper thread: poll()/close()/__del__ hung for ever there.  Now the
+    parent's handle refuses use in the child with a clear error, at once,
+    and close() and __del__ work."""
     inside, release = reaper_inside_a_lock
     p = pidsafe.spawn([TRUE])
     inside.target[0] = p  # type: ignore[attr-defined]
@@ -221,7 +231,11 @@ def test_fork_while_the_reaper_thread_holds_a_process_lock(
         try:
             signal.alarm(20)      # a hang ends as SIGALRM, not as a stuck test
             os.close(r)
-            rc = p.poll()         # not our child here: None, or its status
+            try:
+                p.poll()          # the parent's handle: refused, never a hang
+                rc = "poll() worked"
+            except ValueError as exc:
+                rc = "refused" if "fork()" in str(exc) else repr(exc)
             p.close()
             q = pidsafe.Process.from_pid(os.getpid())
             del q                 # __del__ of a handle: no hang either
@@ -237,7 +251,7 @@ def test_fork_while_the_reaper_thread_holds_a_process_lock(
     os.close(r)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, data
-    assert data.startswith(b"ok"), data
+    assert data.startswith(b"ok refused"), data
     assert p.wait() == 0
     p.close()
 
