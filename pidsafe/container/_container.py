@@ -19,43 +19,24 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import _sys
-from .. import errors as pidsafe_errors
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
                       container_error)
-from ..mount._hints import note
-from ..mount._mounted import Mounted
-from ..mount._rootfs import mount_all
 from ..mount._spec import Mount
-from ..mount._unmount_all import unmount_all
 from ..process._identity import ProcessIdentity
 from ..process._process import Process
 from ..state._statefile import StateFile
-from ..userns import get_userns_fd
-from ._cgroups import Cgroup
+from . import _create
 from ._config import Spec, parse_spec, read_config
-from ._config_linux import DeviceRule, Resources
-from ._plan import DEFAULT_DEVICES
 from ._config_process import ProcessSpec, User
+from ._create import create_locked
 from ._exec import exec_into
-from ._init import StartedInit, start_init
-from ._plan import plan_init
-from ._stdio import Stdio, make_stdio
+from ._init import StartedInit
+from ._records import cgroup_of, end, undo
+from ._stdio import make_stdio
 
 OCI_VERSION = "1.0.2"
-#: Tests: called with the name of each create step as it is reached.
-_test_hook: Optional[Callable[[str], None]] = None
-#: How long delete(force=True) waits for a killed init to be gone.
-KILL_TIMEOUT = 10.0
-
-
-def _mount_to_json(m: Mount) -> Dict[str, Any]:
-    return {"type": m.type, "source": m.source, "target": m.target, "options": list(m.options)}
-
-
-def _mount_from_json(d: Dict[str, Any]) -> Mount:
-    return Mount(d["type"], d["source"], d["target"], d["options"])
 
 
 class Container:
@@ -125,13 +106,13 @@ class Container:
             }
             try:
                 state.save(record)
-                _step("recorded")
-                started = cls._create_locked(state, record, spec, bundle, rootfs, mounts,
+                _create._step("recorded")
+                started = create_locked(state, record, spec, bundle, rootfs, mounts,
                                              stdin, stdout, stderr)
-                _step("ready")
+                _create._step("ready")
                 record["status"] = "created"
                 state.save(record)
-                _step("saved")
+                _create._step("saved")
                 container = cls(state_dir, container_id, record, started.process,
                                 started.status, reaper)
                 container._spec = spec
@@ -145,132 +126,16 @@ class Container:
                 # Whatever was interrupted, nothing stays: init, mounts, state.
                 with critical:
                     if started is not None:
-                        _end(started.process)
+                        end(started.process)
                         started.process.close()
                         started.status.close()
                     if not state.is_locked:
                         state.lock()
-                    cls._undo(state, record)
+                    undo(state, record)
                 raise
         finally:
             if state.is_locked:
                 state.unlock()
-
-    @classmethod
-    def _create_locked(cls, state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,
-                       rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
-                       stderr: Any) -> StartedInit:
-        # 1. The rootfs mounts, recorded before they are made.
-        if mounts:
-            parent, name = os.path.split(rootfs)
-            placed = [Mount(m.type, m.source, os.path.join(name, m.target.lstrip("/")),
-                            m.options) for m in mounts]
-            record["mounts"] = [_mount_to_json(m) for m in placed]
-            record["mountRoot"] = parent
-            state.save(record)
-            with critical:
-                mounted = mount_all(placed, parent)
-                record["mounted"] = mounted.to_dict()   # for delete: unmount by identity
-            state.save(record)
-            _step("mounted")
-        # 2. The cgroup, recorded as soon as it exists (its paths are known then).
-        with critical:
-            cg = Cgroup.create(record["id"], spec.linux.cgroups_path or
-                               _default_cgroup(state.root, record["id"]),
-                               _with_default_devices(spec))
-            record["cgroup"] = cg.to_dict()
-        state.save(record)
-        _step("cgroup")
-        # 3. The gate: a FIFO that outlives us; init holds it read-write.
-        fifo = record["fifo"]
-        with critical:
-            os.mkfifo(fifo, 0o600)
-        _step("gate")
-        fds: List[int] = []
-        userns_fds: List[OwnedFd] = []   # and the cgroup fd: closed with them below
-        stdio = Stdio()
-        try:
-            with critical:
-                stdio = make_stdio(stdin, stdout, stderr)
-            with critical:
-                v2_fd = cg.open_v2_fd()
-                if v2_fd is not None:
-                    userns_fds.append(v2_fd)
-            with critical:
-                gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
-                fds.append(gate)
-            os.set_blocking(gate, True)
-            join: Dict[str, int] = {}
-            user = spec.linux.namespace("user")
-            if user is not None and user.path is None:
-                assert spec.linux.uid_mappings is not None
-                assert spec.linux.gid_mappings is not None
-                with critical:
-                    userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
-                                           setgroups="allow")
-                    userns_fds.append(userns)
-                join["user"] = userns.fileno()
-            for ns in spec.linux.namespaces:
-                if ns.path is not None:
-                    with critical:
-                        fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
-                        fds.append(fd)
-                    join[ns.type] = fd
-            idmap: Dict[int, int] = {}
-            for i, m in enumerate(spec.mounts):
-                maps = (m.uid_mappings, m.gid_mappings)
-                if maps[0] is None and ("idmap" in m.options or "ridmap" in m.options):
-                    maps = (spec.linux.uid_mappings, spec.linux.gid_mappings)
-                if maps[0] is not None and maps[1] is not None:
-                    with critical:
-                        userns = get_userns_fd(maps[0], maps[1])
-                        userns_fds.append(userns)
-                    idmap[i] = userns.fileno()
-
-            def open_tree(source: str, recursive: bool, attr_set: int, attr_clr: int,
-                          userns_fd: int, field: str) -> int:
-                return _open_tree(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
-
-            plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
-                             idmap_fds=idmap, open_tree=open_tree)
-
-            def prepare(proc: Process) -> None:
-                with critical:
-                    record["init"] = ProcessIdentity.of(proc).to_json()
-                    record["pid"] = proc.pid
-                state.save(record)
-                cg.add(proc, v2=v2_fd is None)   # every v1 hierarchy, before it runs
-                _step("cloned")
-                if spec.process.oom_score_adj is not None:
-                    _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
-
-            started = start_init(plan, stdio=stdio.child,
-                                 pass_fds=[*fds, *(u.fileno() for u in userns_fds)],
-                                 cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
-                                 prepare=prepare,
-                                 args=list(spec.process.args))
-        except BaseException:
-            with critical:
-                stdio.close_all()   # our pipe ends too: there is no process to own them
-            raise
-        finally:
-            with critical:
-                stdio.close_child_side()
-                for fd in fds:
-                    os.close(fd)
-                for u in userns_fds:
-                    u.close()
-        try:
-            files = stdio.files()
-            proc = started.process
-            proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
-        except BaseException:
-            with critical:
-                stdio.close_all()
-                _end(started.process)
-                started.status.close()
-            raise
-        return started
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -476,7 +341,7 @@ class Container:
             spec = self.spec()
             stdio = make_stdio(stdin, stdout, stderr)
             try:
-                proc = exec_into(self._init, spec, process, stdio, _cgroup_of(self._record))
+                proc = exec_into(self._init, spec, process, stdio, cgroup_of(self._record))
             except BaseException:
                 with critical:
                     stdio.close_all()
@@ -486,7 +351,7 @@ class Container:
                 files = stdio.files()
             except BaseException:
                 with critical:
-                    _end(proc)
+                    end(proc)
                     proc.close()
                 raise
             proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
@@ -507,7 +372,7 @@ class Container:
 
         Without a pid namespace of its own, init and its descendants.
         """
-        cg = _cgroup_of(self._record)
+        cg = cgroup_of(self._record)
         if cg is not None:
             return sorted(cg.pids())
         if self._init is None or not self._alive():
@@ -550,7 +415,7 @@ class Container:
             ContainerStateError: init is gone.
         """
         if all:
-            cg = _cgroup_of(self._record)
+            cg = cgroup_of(self._record)
             if cg is not None:
                 cg.kill(sig)
                 return
@@ -605,47 +470,10 @@ class Container:
                 if not force and record.get("status") != "creating":
                     raise ContainerStateError(f"cannot delete container {self.id!r}: it is "
                                               f"{self.status()} (use force=True)")
-                _end(self._init)
+                end(self._init)
             with critical:
-                self._undo(state, record)
+                undo(state, record)
         self._close()
-
-    @staticmethod
-    def _undo(state: StateFile, record: Dict[str, Any]) -> None:
-        """Everything the record says exists, undone; the state destroyed last.
-
-        Every step is tried even if an earlier one fails.  If any failed, the
-        state is kept (so that a later ``delete(force=True)`` finds what is
-        left) and the first error is raised, the others noted on it.
-        """
-        errors: List[BaseException] = []
-
-        def step(fn: Callable[[], None]) -> None:
-            try:
-                fn()
-            except (OSError, pidsafe_errors.Error) as exc:
-                errors.append(exc)
-
-        cg = _cgroup_of(record)
-        if cg is not None:
-            def remove_cgroup() -> None:
-                assert cg is not None
-                cg.kill(signal.SIGKILL)   # anything init left (none, with a pid namespace)
-                cg.delete(timeout=KILL_TIMEOUT)
-
-            step(remove_cgroup)
-        if record.get("mounted"):
-            step(lambda: unmount_all(Mounted.from_dict(record["mounted"])))
-        elif record.get("mounts"):
-            # Killed between recording the mounts and knowing their identity.
-            step(lambda: _unmount_present([_mount_from_json(m) for m in record["mounts"]],
-                                          record["mountRoot"]))
-        step(lambda: _unlink_if_there(record["fifo"]))
-        if errors:
-            for other in errors[1:]:
-                note(errors[0], f"also: {other}")
-            raise errors[0]
-        state.destroy()
 
     def _close(self) -> None:
         if self._status is not None:
@@ -676,46 +504,6 @@ class Container:
         return f"<pidsafe.Container {self.id} {self.status()}>"
 
 
-def _unlink_if_there(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _default_cgroup(state_dir: str, container_id: str) -> str:
-    """``/pidsafe/<state dir tag>-<id>`` when config.json names no cgroupsPath.
-
-    Names on disk are identities: the same id under two state directories
-    (two runtimes, two test runs) must not share a cgroup.
-    """
-    import hashlib
-
-    tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
-    return f"/pidsafe/{tag}-{container_id}"
-
-
-def _cgroup_of(record: Dict[str, Any]) -> Optional[Cgroup]:
-    data = record.get("cgroup")
-    return Cgroup.load(data) if data else None
-
-
-def _with_default_devices(spec: Spec) -> Resources:
-    """The device rules, plus what every container may use (as runc allows them).
-
-    The config's rules come first; then the default devices, the config's
-    own ``linux.devices``, ``/dev/pts/*`` and ``/dev/ptmx`` are allowed.
-    """
-    r = spec.linux.resources
-    if not r.devices:
-        return r
-    allowed = [DeviceRule(True, "c", major, minor, "rwm") for _, major, minor in DEFAULT_DEVICES]
-    allowed += [DeviceRule(True, "c", 136, None, "rwm"), DeviceRule(True, "c", 5, 2, "rwm")]
-    allowed += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
-                for d in spec.linux.devices if d.type != "p"]
-    return dataclasses.replace(r, devices=r.devices + tuple(allowed))
-
-
 def _descends(pid: int, ancestor: int) -> bool:
     """Whether ``pid``'s parent chain (read now from /proc) reaches ``ancestor``."""
     seen = 0
@@ -727,70 +515,3 @@ def _descends(pid: int, ancestor: int) -> bool:
             return True
         seen += 1
     return False
-
-
-def _step(name: str) -> None:
-    hook = _test_hook
-    if hook is not None:
-        hook(name)
-
-
-def _end(proc: Process) -> None:
-    """SIGKILL init through its pidfd and wait until it is gone."""
-    try:
-        proc.kill()
-    except (ProcessLookupError, ValueError):
-        pass
-    try:
-        proc.wait(KILL_TIMEOUT)
-    except ChildProcessError:  # pragma: no cover - not our child: poll its pidfd
-        pass
-
-
-def _open_tree(fds: List[int], source: str, recursive: bool, attr_set: int, attr_clr: int,
-               userns_fd: int, field: str) -> int:
-    """A detached bind of ``source`` with its attributes, for init to attach.
-
-    Opened here, as host root in the host's mount namespace: init never
-    resolves a host path (in a user namespace it could not reach root-only
-    directories, and it must not be steered by the container's contents).
-    """
-    flags = _sys.OPEN_TREE_CLONE | _sys.OPEN_TREE_CLOEXEC
-    at = _sys.AT_EMPTY_PATH
-    if recursive:
-        flags |= _sys.AT_RECURSIVE
-        at |= _sys.AT_RECURSIVE
-    try:
-        with critical:
-            fd = _sys.open_tree(_sys.AT_FDCWD, source, flags)
-            fds.append(fd)
-        if attr_set or attr_clr or userns_fd >= 0:
-            _sys.mount_setattr(fd, "", at, attr_set=attr_set | (
-                _sys.MOUNT_ATTR_IDMAP if userns_fd >= 0 else 0), attr_clr=attr_clr,
-                userns_fd=max(userns_fd, 0), filename=source)
-    except OSError as exc:
-        if isinstance(exc, pidsafe_errors.ContainerError):
-            raise
-        raise container_error(exc.errno or errno.EIO, f"bind mount {source}", source,
-                              field) from None
-    return fd
-
-
-def _write_proc(proc: Process, name: str, value: str) -> None:
-    """Write /proc/PID/NAME of our child: open first, then prove it is ours."""
-    path = f"/proc/{proc.pid}/{name}"
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        _sys.pidfd_send_signal(proc.fileno(), 0)
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _unmount_present(mounts: List[Mount], root: str) -> None:
-    """unmount_all() of the rootfs mounts that are still there."""
-    try:
-        unmount_all(mounts, root)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOENT):
-            raise

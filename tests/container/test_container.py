@@ -317,11 +317,11 @@ def test_a_creator_killed_at_any_step_leaves_what_delete_cleans(
     code = f"""
 import json, os, signal, sys
 import pidsafe
-from pidsafe.container import _container
+from pidsafe.container import _create
 def hook(name):
     if name == {step!r}:
         os.kill(os.getpid(), signal.SIGKILL)
-_container._test_hook = hook
+_create._test_hook = hook
 mounts = [pidsafe.Mount(*m) for m in json.loads(sys.argv[3])]
 pidsafe.Container.create("k", sys.argv[1], state_dir=sys.argv[2], rootfs_mounts=mounts)
 """

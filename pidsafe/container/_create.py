@@ -1,0 +1,233 @@
+"""Creating a container, step by step, each resource recorded before it exists.
+
+The sequence of :meth:`pidsafe.Container.create` once the id is locked and
+the state saved: the rootfs mounts, the cgroup, the FIFO gate, the fds
+init needs (user namespace, namespaces to join, idmapped binds, the cgroup
+directory), the plan, and init itself (:mod:`._init`).  Every resource is
+written into the state record as soon as it exists, so that
+``delete(force=True)`` from any process can undo a create that was killed
+at any step (:func:`._records.undo`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import os
+from typing import Any, Callable, Dict, List, Optional
+
+from .. import _sys
+from .. import errors as pidsafe_errors
+from .._fd import OwnedFd
+from .._sigsafe import critical
+from ..errors import container_error
+from ..mount._rootfs import mount_all
+from ..mount._spec import Mount
+from ..process._identity import ProcessIdentity
+from ..process._process import Process
+from ..state._statefile import StateFile
+from ..userns import get_userns_fd
+from ._cgroups import Cgroup
+from ._config import Spec
+from ._config_linux import DeviceRule, Resources
+from ._init import StartedInit, start_init
+from ._plan import DEFAULT_DEVICES, plan_init
+from ._records import end
+from ._stdio import Stdio, make_stdio
+
+#: Tests: called with the name of each create step as it is reached.
+_test_hook: Optional[Callable[[str], None]] = None
+
+
+def _step(name: str) -> None:
+    hook = _test_hook
+    if hook is not None:
+        hook(name)
+
+
+def _mount_to_json(m: Mount) -> Dict[str, Any]:
+    return {"type": m.type, "source": m.source, "target": m.target, "options": list(m.options)}
+
+
+
+def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,
+                   rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
+                   stderr: Any) -> StartedInit:
+    # 1. The rootfs mounts, recorded before they are made.
+    if mounts:
+        parent, name = os.path.split(rootfs)
+        placed = [Mount(m.type, m.source, os.path.join(name, m.target.lstrip("/")),
+                        m.options) for m in mounts]
+        record["mounts"] = [_mount_to_json(m) for m in placed]
+        record["mountRoot"] = parent
+        state.save(record)
+        with critical:
+            mounted = mount_all(placed, parent)
+            record["mounted"] = mounted.to_dict()   # for delete: unmount by identity
+        state.save(record)
+        _step("mounted")
+    # 2. The cgroup, recorded as soon as it exists (its paths are known then).
+    with critical:
+        cg = Cgroup.create(record["id"], spec.linux.cgroups_path or
+                           _default_cgroup(state.root, record["id"]),
+                           _with_default_devices(spec))
+        record["cgroup"] = cg.to_dict()
+    state.save(record)
+    _step("cgroup")
+    # 3. The gate: a FIFO that outlives us; init holds it read-write.
+    fifo = record["fifo"]
+    with critical:
+        os.mkfifo(fifo, 0o600)
+    _step("gate")
+    fds: List[int] = []
+    userns_fds: List[OwnedFd] = []   # and the cgroup fd: closed with them below
+    stdio = Stdio()
+    try:
+        with critical:
+            stdio = make_stdio(stdin, stdout, stderr)
+        with critical:
+            v2_fd = cg.open_v2_fd()
+            if v2_fd is not None:
+                userns_fds.append(v2_fd)
+        with critical:
+            gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+            fds.append(gate)
+        os.set_blocking(gate, True)
+        join: Dict[str, int] = {}
+        user = spec.linux.namespace("user")
+        if user is not None and user.path is None:
+            assert spec.linux.uid_mappings is not None
+            assert spec.linux.gid_mappings is not None
+            with critical:
+                userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
+                                       setgroups="allow")
+                userns_fds.append(userns)
+            join["user"] = userns.fileno()
+        for ns in spec.linux.namespaces:
+            if ns.path is not None:
+                with critical:
+                    fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+                    fds.append(fd)
+                join[ns.type] = fd
+        idmap: Dict[int, int] = {}
+        for i, m in enumerate(spec.mounts):
+            maps = (m.uid_mappings, m.gid_mappings)
+            if maps[0] is None and ("idmap" in m.options or "ridmap" in m.options):
+                maps = (spec.linux.uid_mappings, spec.linux.gid_mappings)
+            if maps[0] is not None and maps[1] is not None:
+                with critical:
+                    userns = get_userns_fd(maps[0], maps[1])
+                    userns_fds.append(userns)
+                idmap[i] = userns.fileno()
+
+        def open_tree(source: str, recursive: bool, attr_set: int, attr_clr: int,
+                      userns_fd: int, field: str) -> int:
+            return _open_tree(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
+
+        plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
+                         idmap_fds=idmap, open_tree=open_tree)
+
+        def prepare(proc: Process) -> None:
+            with critical:
+                record["init"] = ProcessIdentity.of(proc).to_json()
+                record["pid"] = proc.pid
+            state.save(record)
+            cg.add(proc, v2=v2_fd is None)   # every v1 hierarchy, before it runs
+            _step("cloned")
+            if spec.process.oom_score_adj is not None:
+                _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
+
+        started = start_init(plan, stdio=stdio.child,
+                             pass_fds=[*fds, *(u.fileno() for u in userns_fds)],
+                             cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
+                             prepare=prepare,
+                             args=list(spec.process.args))
+    except BaseException:
+        with critical:
+            stdio.close_all()   # our pipe ends too: there is no process to own them
+        raise
+    finally:
+        with critical:
+            stdio.close_child_side()
+            for fd in fds:
+                os.close(fd)
+            for u in userns_fds:
+                u.close()
+    try:
+        files = stdio.files()
+        proc = started.process
+        proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
+    except BaseException:
+        with critical:
+            stdio.close_all()
+            end(started.process)
+            started.status.close()
+        raise
+    return started
+
+
+def _default_cgroup(state_dir: str, container_id: str) -> str:
+    """``/pidsafe/<state dir tag>-<id>`` when config.json names no cgroupsPath.
+
+    Names on disk are identities: the same id under two state directories
+    (two runtimes, two test runs) must not share a cgroup.
+    """
+    tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    return f"/pidsafe/{tag}-{container_id}"
+
+
+def _with_default_devices(spec: Spec) -> Resources:
+    """The device rules, plus what every container may use (as runc allows them).
+
+    The config's rules come first; then the default devices, the config's
+    own ``linux.devices``, ``/dev/pts/*`` and ``/dev/ptmx`` are allowed.
+    """
+    r = spec.linux.resources
+    if not r.devices:
+        return r
+    allowed = [DeviceRule(True, "c", major, minor, "rwm") for _, major, minor in DEFAULT_DEVICES]
+    allowed += [DeviceRule(True, "c", 136, None, "rwm"), DeviceRule(True, "c", 5, 2, "rwm")]
+    allowed += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
+                for d in spec.linux.devices if d.type != "p"]
+    return dataclasses.replace(r, devices=r.devices + tuple(allowed))
+
+
+def _open_tree(fds: List[int], source: str, recursive: bool, attr_set: int, attr_clr: int,
+               userns_fd: int, field: str) -> int:
+    """A detached bind of ``source`` with its attributes, for init to attach.
+
+    Opened here, as host root in the host's mount namespace: init never
+    resolves a host path (in a user namespace it could not reach root-only
+    directories, and it must not be steered by the container's contents).
+    """
+    flags = _sys.OPEN_TREE_CLONE | _sys.OPEN_TREE_CLOEXEC
+    at = _sys.AT_EMPTY_PATH
+    if recursive:
+        flags |= _sys.AT_RECURSIVE
+        at |= _sys.AT_RECURSIVE
+    try:
+        with critical:
+            fd = _sys.open_tree(_sys.AT_FDCWD, source, flags)
+            fds.append(fd)
+        if attr_set or attr_clr or userns_fd >= 0:
+            _sys.mount_setattr(fd, "", at, attr_set=attr_set | (
+                _sys.MOUNT_ATTR_IDMAP if userns_fd >= 0 else 0), attr_clr=attr_clr,
+                userns_fd=max(userns_fd, 0), filename=source)
+    except OSError as exc:
+        if isinstance(exc, pidsafe_errors.ContainerError):
+            raise
+        raise container_error(exc.errno or errno.EIO, f"bind mount {source}", source,
+                              field) from None
+    return fd
+
+
+def _write_proc(proc: Process, name: str, value: str) -> None:
+    """Write /proc/PID/NAME of our child: open first, then prove it is ours."""
+    path = f"/proc/{proc.pid}/{name}"
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _sys.pidfd_send_signal(proc.fileno(), 0)
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)

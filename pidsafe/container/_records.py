@@ -1,0 +1,95 @@
+"""What a container's state records, and undoing it (delete, failed create)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from typing import Any, Callable, Dict, List, Optional
+
+from .. import errors as pidsafe_errors
+from ..mount._hints import note
+from ..mount._mounted import Mounted
+from ..mount._spec import Mount
+from ..mount._unmount_all import unmount_all
+from ..process._process import Process
+from ..state._statefile import StateFile
+from ._cgroups import Cgroup
+
+#: How long delete(force=True) waits for a killed init to be gone.
+KILL_TIMEOUT = 10.0
+
+
+def _mount_from_json(d: Dict[str, Any]) -> Mount:
+    return Mount(d["type"], d["source"], d["target"], d["options"])
+
+
+
+def cgroup_of(record: Dict[str, Any]) -> Optional[Cgroup]:
+    data = record.get("cgroup")
+    return Cgroup.load(data) if data else None
+
+
+def undo(state: StateFile, record: Dict[str, Any]) -> None:
+    """Everything the record says exists, undone; the state destroyed last.
+
+    Every step is tried even if an earlier one fails.  If any failed, the
+    state is kept (so that a later ``delete(force=True)`` finds what is
+    left) and the first error is raised, the others noted on it.
+    """
+    errors: List[BaseException] = []
+
+    def step(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except (OSError, pidsafe_errors.Error) as exc:
+            errors.append(exc)
+
+    cg = cgroup_of(record)
+    if cg is not None:
+        def remove_cgroup() -> None:
+            assert cg is not None
+            cg.kill(signal.SIGKILL)   # anything init left (none, with a pid namespace)
+            cg.delete(timeout=KILL_TIMEOUT)
+
+        step(remove_cgroup)
+    if record.get("mounted"):
+        step(lambda: unmount_all(Mounted.from_dict(record["mounted"])))
+    elif record.get("mounts"):
+        # Killed between recording the mounts and knowing their identity.
+        step(lambda: _unmount_present([_mount_from_json(m) for m in record["mounts"]],
+                                      record["mountRoot"]))
+    step(lambda: _unlink_if_there(record["fifo"]))
+    if errors:
+        for other in errors[1:]:
+            note(errors[0], f"also: {other}")
+        raise errors[0]
+    state.destroy()
+
+
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def end(proc: Process) -> None:
+    """SIGKILL init through its pidfd and wait until it is gone."""
+    try:
+        proc.kill()
+    except (ProcessLookupError, ValueError):
+        pass
+    try:
+        proc.wait(KILL_TIMEOUT)
+    except ChildProcessError:  # pragma: no cover - not our child: poll its pidfd
+        pass
+
+
+def _unmount_present(mounts: List[Mount], root: str) -> None:
+    """unmount_all() of the rootfs mounts that are still there."""
+    try:
+        unmount_all(mounts, root)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
