@@ -129,8 +129,11 @@ def test_run_ends_with_its_program_on_sigterm() -> None:
         cat = pidsafe.Process.from_pid(int(p.stdout.readline()))
         with cat:
             p.terminate()
+            # Wait before closing its stdin: cat would exit on EOF (status
+            # 0) if that reached it before the forwarded SIGTERM.
+            code = p.wait(timeout=60)
             out, err = p.communicate(timeout=60)
-            assert p.returncode == 128 + signal.SIGTERM, err
+            assert code == 128 + signal.SIGTERM, err
             assert not cat.is_alive()
 
 

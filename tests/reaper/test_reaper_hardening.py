@@ -17,7 +17,7 @@ import pytest
 
 import pidsafe
 from pidsafe import _sys
-from pidsafe.process import _process
+from pidsafe.process import _lease, _process
 
 from conftest import (SH, assert_quiet, drain, foreign_spawn, orphan_round, reaper_passes,
                       state, unreaped_child, wait_exited, wait_until)
@@ -203,7 +203,7 @@ def reaper_inside_a_lock(monkeypatch: pytest.MonkeyPatch
             inside.set()
             release.wait(30)
 
-    monkeypatch.setattr(_process, "_lease_test_hook", hook)
+    monkeypatch.setattr(_lease, "_lease_test_hook", hook)
     inside.target = target  # type: ignore[attr-defined]
     try:
         yield inside, release
