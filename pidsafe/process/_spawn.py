@@ -18,7 +18,6 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple,
 
 from .. import _sys
 from ..errors import UnsupportedError
-from .._sigsafe import critical
 from ._pipes import open_pipe_files
 from ._process import Process, _abandoned, _discard, _end_child, hand_out, reap_abandoned
 from ..userns._userns import IDMapLike, Namespace, plan_spawn
