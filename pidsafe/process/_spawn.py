@@ -18,7 +18,6 @@ from typing import Any, Dict, IO, List, Mapping, Optional, Sequence, Set, Tuple,
 
 from .. import _sys
 from ..errors import UnsupportedError
-from .._sigsafe import critical
 from ._pipes import open_pipe_files
 from ..userns._namespace import Namespace
 from ..userns._userns import IDMapLike

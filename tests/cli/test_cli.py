@@ -123,18 +123,21 @@ def test_run_forwards_signals_to_the_child(name: str) -> None:
 def test_run_ends_with_its_program_on_sigterm() -> None:
     # What a supervisor (systemd, docker stop, timeout(1)) does: SIGTERM to
     # the one process it started.  The program must not be left running.
-    with pidsafe.spawn([SCRIPT, "run", "--", "sh", "-c", "echo $$; exec cat"],
-                       stdin=PIPE, stdout=PIPE, stderr=PIPE) as p:
-        assert p.stdout is not None
-        cat = pidsafe.Process.from_pid(int(p.stdout.readline()))
-        with cat:
-            p.terminate()
-            # Wait before closing its stdin: cat would exit on EOF (status
-            # 0) if that reached it before the forwarded SIGTERM.
-            code = p.wait(timeout=60)
-            out, err = p.communicate(timeout=60)
-            assert code == 128 + signal.SIGTERM, err
-            assert not cat.is_alive()
+    # cat reads a pipe we hold open: only the signal can end it.
+    r, w = os.pipe()
+    try:
+        with pidsafe.spawn([SCRIPT, "run", "--", "sh", "-c", "echo $$; exec cat"],
+                           stdin=r, stdout=PIPE, stderr=PIPE) as p:
+            assert p.stdout is not None
+            cat = pidsafe.Process.from_pid(int(p.stdout.readline()))
+            with cat:
+                p.terminate()
+                out, err = p.communicate(timeout=60)
+                assert p.returncode == 128 + signal.SIGTERM, err
+                assert not cat.is_alive()
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_module_entry_point() -> None:
