@@ -437,3 +437,26 @@ def test_exec_env_cwd_and_user(make_bundle: Any, state_dir: pathlib.Path) -> Non
             assert e.communicate(timeout=10)[0] == b"bar 65534:65534 /tmp\n"
     finally:
         c.delete(force=True)
+
+
+def test_inits_exit_is_delivered_after_the_execs_that_ended_with_it(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """When init of a pid namespace exits, the kernel kills every other
+    process in it and init's own exit completes only once they have all
+    been reaped (zap_pid_namespace); the reaper reaps and publishes each
+    exec's exit as it happens, so init's exit comes last."""
+    with pidsafe.Reaper() as reaper, reaper.subscribe() as exits:
+        c = pidsafe.Container.create("last", make_bundle(["sleep", "1000"]),
+                                     state_dir=str(state_dir), reaper=reaper)
+        try:
+            c.start()
+            execs = [c.exec(["sleep", "1000"], exec_id=f"s{i}") for i in range(3)]
+            c.kill(signal.SIGKILL)
+            order = [exits.get(timeout=10) for _ in range(4)]
+            assert sorted(id(e.process) for e in order[:3]) == sorted(id(p) for p in execs)
+            assert order[3].process is c.process()
+            assert all(e.returncode == -signal.SIGKILL for e in order)
+            for p in execs:
+                p.close()
+        finally:
+            c.delete(force=True)
