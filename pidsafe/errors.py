@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type, Union, cast
+from typing import Any, Dict, Optional, TYPE_CHECKING, Tuple, Type, TypeVar, Union, cast
 
 from ._feature_names import describe
 
@@ -120,7 +120,25 @@ class MountError(Error, OSError):
         return (_rebuild_mount_error, (self.errno, self.strerror, self.path, self.step))
 
 
-_MOUNT_ERROR_TYPES: Dict[Type[OSError], Type[MountError]] = {OSError: MountError}
+_E = TypeVar("_E", bound=OSError)
+_ERRNO_SUBCLASSES: Dict[Tuple[type, Type[OSError]], type] = {}
+
+
+def _errno_subclass(family: Type[_E], err: int) -> Type[_E]:
+    """``family`` crossed with the errno's own OSError subclass, made once.
+
+    ``MountError`` x ``PermissionError`` -> ``MountPermissionError``, so that
+    ``except PermissionError`` and ``except MountError`` both catch it.
+    """
+    base = type(OSError(err, ""))
+    if base is OSError:
+        return family
+    cls = _ERRNO_SUBCLASSES.get((family, base))
+    if cls is None:
+        name = family.__name__.replace("Error", "") + base.__name__
+        cls = _ERRNO_SUBCLASSES[(family, base)] = type(name, (family, base),
+                                                       {"__module__": __name__})
+    return cast(Type[_E], cls)
 
 
 def _rebuild_mount_error(err: int, message: str, path: Optional[str],
@@ -134,12 +152,7 @@ def mount_error(err: int, step: str, path: Union[None, str, "os.PathLike[str]"] 
 
     The message is ``"<step>: <strerror>"``, then `` (<hint>)`` if given.
     """
-    base = type(OSError(err, ""))
-    cls = _MOUNT_ERROR_TYPES.get(base)
-    if cls is None:
-        cls = cast(Type[MountError], type(f"Mount{base.__name__}", (MountError, base),
-                                          {"__module__": __name__}))
-        _MOUNT_ERROR_TYPES[base] = cls
+    cls = _errno_subclass(MountError, err)
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
     return cls(err, message, os.fspath(path) if path is not None else None, step)
@@ -244,9 +257,6 @@ class ContainerError(Error, OSError):
                 (self.errno, self.strerror, self.path, self.step, self.field))
 
 
-_CONTAINER_ERROR_TYPES: Dict[Type[OSError], Type[ContainerError]] = {OSError: ContainerError}
-
-
 def _rebuild_container_error(err: int, message: str, path: Optional[str], step: str,
                              field: str) -> ContainerError:
     return container_error(err, step, path, field, message=message)
@@ -258,12 +268,7 @@ def container_error(err: int, step: str, path: Optional[str] = None, field: str 
 
     The message is ``"<step> (<field>): <strerror>"``.
     """
-    base = type(OSError(err, ""))
-    cls = _CONTAINER_ERROR_TYPES.get(base)
-    if cls is None:
-        cls = cast(Type[ContainerError], type(f"Container{base.__name__}",
-                                              (ContainerError, base), {"__module__": __name__}))
-        _CONTAINER_ERROR_TYPES[base] = cls
+    cls = _errno_subclass(ContainerError, err)
     if message is None:
         message = f"{step}{f' ({field})' if field else ''}: {os.strerror(err)}"
     return cls(err, message, path, step, field)
@@ -326,9 +331,6 @@ class CgroupError(Error, OSError):
                 (self.errno, self.strerror, self.path, self.step, self.value))
 
 
-_CGROUP_ERROR_TYPES: Dict[Type[OSError], Type[CgroupError]] = {OSError: CgroupError}
-
-
 def _rebuild_cgroup_error(err: int, message: str, path: Optional[str], step: str,
                           value: Optional[str]) -> CgroupError:
     return cgroup_error(err, step, path, value=value, message=message)
@@ -340,12 +342,7 @@ def cgroup_error(err: int, step: str, path: Optional[str] = None, hint: str = ""
 
     The message is ``"<step>: <strerror>"``, then `` (<hint>)`` if given.
     """
-    base = type(OSError(err, ""))
-    cls = _CGROUP_ERROR_TYPES.get(base)
-    if cls is None:
-        cls = cast(Type[CgroupError], type(f"Cgroup{base.__name__}", (CgroupError, base),
-                                           {"__module__": __name__}))
-        _CGROUP_ERROR_TYPES[base] = cls
+    cls = _errno_subclass(CgroupError, err)
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
     return cls(err, message, path, step, value)

@@ -270,16 +270,10 @@ class Container:
         status, self._status = self._status, None
         if status is None:
             return
-        from ._protocol import RECORD, decode_record, OP_NAMES, STAGE_EXEC
+        from ._protocol import OP_NAMES, STAGE_EXEC, read_record
 
         with status:
-            data = b""
-            while len(data) < RECORD.size:
-                chunk = os.read(status.fileno(), RECORD.size - len(data))
-                if not chunk:
-                    break
-                data += chunk
-        rec = decode_record(data)
+            rec = read_record(status.fileno())
         if rec is not None:
             args = self._init.args if self._init is not None else None
             prog = args[0] if args else None

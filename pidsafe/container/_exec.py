@@ -23,7 +23,7 @@ from ._config import Spec
 from ._config_process import ProcessSpec
 from ._init import start_init
 from ._plan import plan_exec
-from ._protocol import OP_NAMES, RECORD, STAGE_EXEC, decode_record
+from ._protocol import OP_NAMES, STAGE_EXEC, read_record
 from ._stdio import Stdio
 
 
@@ -105,13 +105,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
     proc = started.process
     try:
         with started.status:
-            data = b""
-            while len(data) < RECORD.size:
-                chunk = os.read(started.status.fileno(), RECORD.size - len(data))
-                if not chunk:
-                    break
-                data += chunk
-        rec = decode_record(data)
+            rec = read_record(started.status.fileno())
         if rec is not None:
             proc.wait()
             raise container_error(rec.err, f"exec: {OP_NAMES.get(rec.op, 'exec')}",

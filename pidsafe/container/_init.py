@@ -32,7 +32,7 @@ from .._sigsafe import critical
 from ..errors import UnsupportedError, container_error
 from ..process._process import Process
 from ._plan import InitPlan
-from ._protocol import OP_NAMES, RECORD, RECORD_ERROR, RECORD_READY, decode_record, encode
+from ._protocol import OP_NAMES, RECORD_ERROR, RECORD_READY, encode, read_record
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_libexec",
                       "pidsafe-init")
@@ -170,13 +170,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             view = view[n:]
         fds.remove(ops_w)
         os.close(ops_w)
-        data = b""
-        while len(data) < RECORD.size:
-            chunk = os.read(st_r, RECORD.size - len(data))
-            if not chunk:
-                break
-            data += chunk
-        rec = decode_record(data)
+        rec = read_record(st_r)
         if rec is None or rec.kind != RECORD_READY:
             status_code = None
             if rec is None:

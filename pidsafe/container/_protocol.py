@@ -138,6 +138,21 @@ class Record:
     err: int
 
 
+def read_record(fd: int) -> Optional[Record]:
+    """One status record from ``fd``, or ``None`` at EOF (a short read).
+
+    EOF with no record means: init exec'd its program (the status pipe is
+    close-on-exec), or init died.
+    """
+    data = b""
+    while len(data) < RECORD.size:
+        chunk = os.read(fd, RECORD.size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return decode_record(data)
+
+
 def decode_record(data: bytes) -> Optional[Record]:
     """A status record, or ``None`` for a short read (EOF)."""
     if len(data) != RECORD.size:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, List, Optional, Tuple
 
 from ..process._pipes import open_pipe_files
+from ..process._spawn import _stdio_fd   # one reading of an fd-like argument
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -40,23 +41,6 @@ class Stdio:
         return open_pipe_files(ends, ("wb", "rb", "rb"), -1)
 
 
-def _fd_of(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{name}: bad file descriptor {value}")
-        return value
-    fileno = getattr(value, "fileno", None)
-    if fileno is None:
-        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL, "
-                        f"not {type(value).__name__}")
-    fd = fileno()
-    if not isinstance(fd, int) or fd < 0:
-        raise ValueError(f"{name}: fileno() gave {fd!r}")
-    return fd
-
-
 def make_stdio(stdin: Any, stdout: Any, stderr: Any) -> Stdio:
     """Resolve the three arguments; on failure nothing stays open."""
     if stdin is STDOUT or stdout is STDOUT:
@@ -83,7 +67,7 @@ def make_stdio(stdin: Any, stdout: Any, stderr: Any) -> Stdio:
             elif value is STDOUT:
                 child[2] = child[1] if child[1] >= 0 else 1
             else:
-                child[i] = _fd_of(value, name)
+                child[i] = _stdio_fd(value, name)
     except BaseException:
         s.close_all()
         raise
