@@ -3,32 +3,104 @@
 Every process pidsafe touches is held by a pidfd from birth
 (``clone3(CLONE_PIDFD)``) to reaping (``waitid(P_PIDFD)``), so a recycled pid
 can never be signalled, waited on or opened by mistake.
+
+Names are imported on first use (PEP 562): a program that needs one layer
+(``pidsafe-runc`` needs the container layer, not the reaper) does not pay
+for the others at start-up.
 """
 
-from ._fd import OwnedFd
-from ._features import Features, features
+import importlib
+from typing import TYPE_CHECKING, Any, List
+
 from ._version import __version__
-from .container._container import Container
-from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
-                     ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
-                     IDMapError, InvalidMountError, MountError, ReaperError, StaleProcessError,
-                     StateError, SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
-                     UnsupportedConfigError, UnsupportedError, UsageError)
-from .mount._mount import idmapped_bind
-from .mount._mounted import MountRecord, Mounted
-from .mount._rootfs import mount_all
-from .mount._spec import Mount
-from .mount._unmount_all import unmount_all
-from .process._identity import ProcessIdentity
-from .userns import Namespace
-from .process._process import Process
-from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
-from .reaper._claim import Claim
-from .reaper._reaper import Reaper
-from .reaper._subscription import Exit, Subscription
-from .state._statefile import StateFile
-from .userns._idmap import IDMap, IDRange
-from .userns import UsernsCache, get_userns_fd
+
+if TYPE_CHECKING:
+    from ._fd import OwnedFd
+    from ._features import Features, features
+    from .container._container import Container
+    from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
+                         ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
+                         IDMapError, InvalidMountError, MountError, ReaperError, StaleProcessError,
+                         StateError, SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
+                         UnsupportedConfigError, UnsupportedError, UsageError)
+    from .mount._mount import idmapped_bind
+    from .mount._mounted import MountRecord, Mounted
+    from .mount._rootfs import mount_all
+    from .mount._spec import Mount
+    from .mount._unmount_all import unmount_all
+    from .process._identity import ProcessIdentity
+    from .userns import Namespace
+    from .process._process import Process
+    from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
+    from .reaper._claim import Claim
+    from .reaper._reaper import Reaper
+    from .reaper._subscription import Exit, Subscription
+    from .state._statefile import StateFile
+    from .userns._idmap import IDMap, IDRange
+    from .userns import UsernsCache, get_userns_fd
+
+_EXPORTS = {
+    "CgroupError": ".errors",
+    "Claim": ".reaper._claim",
+    "ConfigError": ".errors",
+    "Container": ".container._container",
+    "ContainerError": ".errors",
+    "ContainerLookupError": ".errors",
+    "ContainerStateError": ".errors",
+    "DEVNULL": ".process._spawn",
+    "Error": ".errors",
+    "Exit": ".reaper._subscription",
+    "Features": "._features",
+    "ForeignChildWarning": ".errors",
+    "HelperDiedError": ".errors",
+    "IDMap": ".userns._idmap",
+    "IDMapError": ".errors",
+    "IDRange": ".userns._idmap",
+    "InvalidMountError": ".errors",
+    "Mount": ".mount._spec",
+    "MountError": ".errors",
+    "MountRecord": ".mount._mounted",
+    "Mounted": ".mount._mounted",
+    "Namespace": ".userns",
+    "OwnedFd": "._fd",
+    "PIPE": ".process._spawn",
+    "Process": ".process._process",
+    "ProcessIdentity": ".process._identity",
+    "Reaper": ".reaper._reaper",
+    "ReaperError": ".errors",
+    "STDOUT": ".process._spawn",
+    "StaleProcessError": ".errors",
+    "StateError": ".errors",
+    "StateFile": ".state._statefile",
+    "Subscription": ".reaper._subscription",
+    "SubscriptionClosed": ".errors",
+    "SubscriptionOverflow": ".errors",
+    "TimeoutExpired": ".errors",
+    "UnsupportedConfigError": ".errors",
+    "UnsupportedError": ".errors",
+    "UsageError": ".errors",
+    "UsernsCache": ".userns",
+    "features": "._features",
+    "get_userns_fd": ".userns",
+    "idmapped_bind": ".mount._mount",
+    "mount_all": ".mount._rootfs",
+    "spawn": ".process._spawn",
+    "unmount_all": ".mount._unmount_all",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pidsafe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "CgroupError",

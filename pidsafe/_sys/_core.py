@@ -19,7 +19,9 @@ from typing import Any, Callable, Optional, Union
 from .._version import __version__
 
 try:
-    from .. import _native  # type: ignore[attr-defined]
+    import importlib
+
+    _native: Any = importlib.import_module("pidsafe._native")
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "pidsafe's compiled extension pidsafe._native is missing; "

@@ -35,7 +35,6 @@ from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
 from . import _cgroup_freezer as freezer
-from ._cgroup_devices_bpf import attach_device_filter
 from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_all,
                             rmdir_busy, subtree, write_file)
 from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
@@ -119,6 +118,9 @@ class Cgroup:
             for w in writes:
                 write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
             if device_filter_on_v2(layout, resources) and self._v2 is not None:
+                # Late: ctypes and the BPF structures, only for v2 device rules.
+                from ._cgroup_devices_bpf import attach_device_filter
+
                 attach_device_filter(self._v2.path, resources.devices)
         except BaseException:
             with critical:

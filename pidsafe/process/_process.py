@@ -49,7 +49,6 @@ the class; its thread never waits on a handle's lock or on a blocking waiter.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import os
@@ -59,6 +58,7 @@ import threading
 import time
 import warnings
 from types import TracebackType
+from typing import TYPE_CHECKING
 from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
 from .. import _sys
@@ -67,6 +67,9 @@ from ..errors import TimeoutExpired
 from ._lease import (LEASE_BUSY, LEASE_REAPED, LEASE_RUNNING, LeaseMixin, _index_pidfd,
                      _unindex_pidfd, handle_fds, handle_holds)
 from ._pipes import PipesMixin
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 #: How long a child another waiter took may go without the kernel's record
@@ -465,6 +468,8 @@ class Process(PipesMixin, LeaseMixin):
         if self.returncode is not None:
             return self.returncode
         self._check_owner()
+        import asyncio   # here: the CLI and most callers never load it
+
         loop = asyncio.get_running_loop()
         backoff = 0.001
         while True:

@@ -684,8 +684,15 @@ def test_an_interrupt_anywhere_in_kill_leaves_no_fd_and_no_freeze(
             for k in range(1, n + 1):
                 for before in (False, True):
                     fds = open_fds()
-                    with pytest.raises(Interrupt), faults.interrupt_at(k, before=before):
-                        cg.kill(signal.SIGCONT)
+                    with faults.interrupt_at(k, before=before) as f:
+                        try:
+                            cg.kill(signal.SIGCONT)
+                        except Interrupt:
+                            pass
+                        else:
+                            # The v1 freezer is polled: a quicker run makes
+                            # fewer calls, and then call k never came.
+                            assert f.fired is None, f.fired
                     assert open_fds() == fds, faults.fired
                     assert not cg.frozen, faults.fired
             cg.kill()
