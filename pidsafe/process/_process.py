@@ -296,6 +296,17 @@ class Process(PipesMixin, LeaseMixin):
 
     # -- reaping --------------------------------------------------------------
 
+    def _reaped(self, returncode: int) -> None:
+        """With ``_lock`` held: record the status of a process that is gone.
+
+        Its pid is free from here on, and may be given to another process:
+        the handle index stops answering for it (else a subreaper would take
+        a recycled orphan with that pid for this handle's, and never reap it).
+        """
+        self.returncode = returncode
+        if self._fd >= 0:
+            _unindex_pidfd(self._fd)
+
     def _reap_locked(self, borrowed: bool = False, fd: int = -1) -> bool:
         """With ``_lock`` held: reap if exited; True once returncode is known.
 
@@ -323,7 +334,7 @@ class Process(PipesMixin, LeaseMixin):
                 self._child = True
                 if res is None:
                     return False
-                self.returncode = _returncode(res[1], res[2])
+                self._reaped(_returncode(res[1], res[2]))
                 return True
         # The kernel keeps the exit status of a reaped process on its pidfd
         # (PIDFD_INFO_EXIT, Linux 6.15), whoever reaped it.
@@ -340,7 +351,7 @@ class Process(PipesMixin, LeaseMixin):
                 + ("which another waiter reaped" if stolen else "which is not our child"),
                 exc.errno) from None
         if status is not None:
-            self.returncode = os.waitstatus_to_exitcode(status)
+            self._reaped(os.waitstatus_to_exitcode(status))
             return True
         if stolen:
             # A foreign waiter marks the zombie dead (from then on our waitid

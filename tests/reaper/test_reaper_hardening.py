@@ -302,3 +302,19 @@ def test_a_failed_reaper_thread_reports_its_failure(monkeypatch: pytest.MonkeyPa
         sub.get(timeout=30)
     with pytest.raises(pidsafe.ReaperError, match="a bug"):
         r.stop()
+
+
+def test_a_reaped_handle_no_longer_holds_its_pid() -> None:
+    """The handle index answers "does a pidsafe handle hold this child?" for
+    the subreaper.  Once the handle's process is reaped its pid is free: a
+    recycled orphan with that pid must not look held (it would never be
+    reaped while the handle stays open)."""
+    from pidsafe.process._lease import handle_holds
+
+    p = pidsafe.spawn([TRUE])
+    try:
+        assert handle_holds(p.pid)
+        assert p.wait() == 0
+        assert not handle_holds(p.pid)
+    finally:
+        p.close()
