@@ -8,6 +8,7 @@ process has an fd, a child (zombie or not) or a mount it did not have before.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import gc
@@ -335,7 +336,24 @@ class Snapshot:
                 problems.append(f"fd {fd} changed: {self.fds[fd]} -> {fds_after[fd]}")
         new_mounts = self._relevant(mounts()) - self.mounts
         problems += [f"leaked mount: {m}" for m in sorted(new_mounts)]
+        problems += _handle_index_problems(fds_after)
         return problems
+
+
+def _handle_index_problems(fds: Dict[int, str]) -> List[str]:
+    """The handle index (which pids pidsafe handles hold) must describe
+    exactly the open handles: a stale pid in it would make a subreaper leave
+    a recycled orphan with that pid unreaped for good."""
+    from pidsafe.process import _lease
+    with _lease._index_lock:
+        fd_pid = dict(_lease._fd_pid)
+        pid_fds = dict(_lease._pid_fds)
+    problems = [f"handle index: fd {fd} (pid {pid}) is not open" for fd, pid in
+                sorted(fd_pid.items()) if fd not in fds]
+    if dict(collections.Counter(fd_pid.values())) != pid_fds:
+        stale = sorted(set(pid_fds) - set(fd_pid.values()))
+        problems.append(f"handle index: pid counts disagree with its fds (stale pids {stale[:10]})")
+    return problems
 
 
 #: Which mounts are ours to watch (set per test by ``no_leaks``): other

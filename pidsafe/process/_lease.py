@@ -54,9 +54,10 @@ def _unindex_pidfd(fd: int) -> None:
 def handle_holds(pid: int) -> bool:
     """Whether an open :class:`Process` handle's pidfd refers to ``pid``.
 
-    A handle whose process was reaped keeps its entry until it is closed;
-    callers use this for children that have not been reaped, whose pid
-    cannot have been reused.
+    A handle drops its entry when it reaps its process (the pid is free
+    from then on) or is closed.  A handle whose process another waiter
+    reaped keeps it until it learns of that, so callers ask only about
+    children that have not been reaped, whose pid cannot have been reused.
     """
     return pid in _pid_fds
 

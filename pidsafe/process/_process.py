@@ -286,7 +286,7 @@ class Process(PipesMixin, LeaseMixin):
                 if res is None:
                     _abandoned[self._fd] = self
                     return True
-                self.returncode = _returncode(res[1], res[2])
+                self._reaped(_returncode(res[1], res[2]))
         fd, self._fd = self._fd, -1
         if _abandoned.get(fd) is self:
             del _abandoned[fd]
@@ -599,6 +599,7 @@ class Process(PipesMixin, LeaseMixin):
                 self._closing = True
                 fd, self._fd = self._fd, -1
                 if fd >= 0:
+                    _unindex_pidfd(fd)   # lease section; _end_child may re-index it
                     _end_child(fd, self.pid)
 
     def __enter__(self) -> "Process":
