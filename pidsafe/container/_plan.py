@@ -249,6 +249,17 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     for i, r in enumerate(proc.rlimits):
         b.add(OP_RLIMIT, r.resource, _rlim(r.soft), _rlim(r.hard),
               field_=f"process.rlimits[{i}]", what=r.type)
+    _take_process_identity(b, proc)
+    b.add(OP_GATE, gate_fd, field_="", what="")
+    b.add(OP_EXEC, nul_list(proc.args), nul_list(proc.env), field_="process.args",
+          what=proc.args[0])
+    return InitPlan(flags, tuple(b.ops), root_in_userns=in_userns)
+
+
+def _take_process_identity(b: _Builder, proc: ProcessSpec) -> None:
+    """The ops that make the process who ``proc`` says, for create and exec
+    alike: the bounding set while still privileged, then the user, the
+    capabilities, no_new_privs and the working directory."""
     caps = proc.capabilities
     if caps is not None:
         b.add(OP_CAP_BOUNDING, _mask(caps.bounding), field_="process.capabilities.bounding")
@@ -261,10 +272,6 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     if proc.no_new_privileges:
         b.add(OP_NO_NEW_PRIVS, field_="process.noNewPrivileges")
     b.add(OP_CHDIR, proc.cwd, field_="process.cwd", what=proc.cwd)
-    b.add(OP_GATE, gate_fd, field_="", what="")
-    b.add(OP_EXEC, nul_list(proc.args), nul_list(proc.env), field_="process.args",
-          what=proc.args[0])
-    return InitPlan(flags, tuple(b.ops), root_in_userns=in_userns)
 
 
 def _mount(b: _Builder, spec: Spec, bundle: str, i: int, m: MountSpec,
@@ -347,8 +354,6 @@ def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
               what=sub)
 
 
-__all__ = ["CgroupLayout", "InitPlan", "NAMESPACE_TYPES", "plan_init"]
-
 
 def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int) -> InitPlan:
     """The plan for a process exec'd into the running container of ``spec``.
@@ -365,18 +370,7 @@ def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int) -> InitPlan:
             flags |= CLONE_FLAGS[ns.type]
     if flags:
         b.add(OP_SETNS, pidfd, flags, field_="linux.namespaces", what="init's namespaces")
-    caps = process.capabilities
-    if caps is not None:
-        b.add(OP_CAP_BOUNDING, _mask(caps.bounding), field_="process.capabilities.bounding")
-    u = process.user
-    b.add(OP_USER, u.uid, u.gid, -1 if u.umask is None else u.umask, list(u.additional_gids),
-          field_="process.user", what=f"{u.uid}:{u.gid}")
-    if caps is not None:
-        b.add(OP_CAPS, _mask(caps.effective), _mask(caps.permitted), _mask(caps.inheritable),
-              _mask(caps.ambient), field_="process.capabilities")
-    if process.no_new_privileges:
-        b.add(OP_NO_NEW_PRIVS, field_="process.noNewPrivileges")
-    b.add(OP_CHDIR, process.cwd, field_="process.cwd", what=process.cwd)
+    _take_process_identity(b, process)
     b.add(OP_EXEC, nul_list(process.args), nul_list(process.env), field_="process.args",
           what=process.args[0])
     return InitPlan(0, tuple(b.ops), root_in_userns=spec.linux.namespace("user") is not None)
@@ -385,3 +379,6 @@ def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int) -> InitPlan:
 def _no_tree(source: str, recursive: bool, attr_set: int, attr_clr: int, userns_fd: int,
              field: str) -> int:  # pragma: no cover - exec makes no mounts
     raise AssertionError("exec makes no mounts")
+
+
+__all__ = ["CgroupLayout", "InitPlan", "NAMESPACE_TYPES", "plan_init"]
