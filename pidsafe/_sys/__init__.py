@@ -40,8 +40,8 @@ from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SET
 from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
                      pidfd_send_signal, probe_child, setns, waitid_pidfd)
 from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY, STAGE_CHDIR,
-                     STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec, helper_go,
-                     spawn)
+                     STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec,
+                     decode_child_error, helper_go, spawn)
 from ._userns import userns_helper_free, userns_helper_start
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
     "OPEN_TREE_CLONE", "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST",
     "STAGE_NAMES", "StrPath", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG", "WNOWAIT",
-    "close_range", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
+    "close_range", "decode_child_error", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
     "mnt_id_unique", "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info",
     "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child", "setns", "spawn",

@@ -11,7 +11,9 @@ sends it over the ctl socket.
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -44,6 +46,16 @@ STAGE_LAST: int = lib.PIDSAFE_STAGE_LAST
 FAULT_SIGMASK: int = lib.PIDSAFE_FAULT_SIGMASK
 CHILD_ERROR_SIZE: int = ffi.sizeof("struct pidsafe_child_error")
 HELPER_READY: bytes = bytes([lib.PIDSAFE_HELPER_READY])
+
+
+def decode_child_error(record: bytes) -> Tuple[int, int]:
+    """``(stage, errno)`` from the record a failed spawn child wrote to its
+    error pipe (``struct pidsafe_child_error``)."""
+    if len(record) != CHILD_ERROR_SIZE:
+        return 0, errno.EIO  # pragma: no cover - a torn record cannot happen
+    stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
+    err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
+    return stage, err
 
 #: TEST-ONLY.  ``(stage, errno)``: every child spawned while it is set fails
 #: at that stage (``STAGE_*``, in the spawn child or the helper) with that

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -156,8 +155,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         fds.remove(err_r)
         os.close(err_r)
         if record:
-            stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
-            err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
+            stage, err = _sys.decode_child_error(record)
             raise _sys.make_oserror(err, "container init: "
                                     + _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
                                     HELPER if stage == _sys.STAGE_EXEC else None)

@@ -13,7 +13,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 from typing import Any, Dict, IO, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .. import _sys
@@ -321,7 +320,7 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
         os.close(fd)
 
         if record:
-            stage, err = _decode_child_error(record)
+            stage, err = _sys.decode_child_error(record)
             # The child has exited (status 127): reap it, then raise its
             # error (a failure to reap leaves the pidfd to reap_abandoned()).
             fd, pidfd = pidfd, -1
@@ -356,11 +355,3 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
             if fd >= 0:
                 os.close(fd)
         raise
-
-
-def _decode_child_error(record: bytes) -> Tuple[int, int]:
-    if len(record) != _sys.CHILD_ERROR_SIZE:
-        return 0, errno.EIO  # pragma: no cover - a torn record cannot happen
-    stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
-    err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
-    return stage, err
