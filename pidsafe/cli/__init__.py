@@ -19,12 +19,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .._features import REQUIRED, _FEATURES, features
+# No imports of argparse or of pidsafe's layers here: this package also
+# holds pidsafe-runc (cli/runc.py), whose every command pays for what its
+# parent package imports.
 
 #: Capabilities that matter for what pidsafe does, and what for.
 _CAPS: Tuple[Tuple[str, str], ...] = (
@@ -59,6 +60,8 @@ def doctor() -> int:
     print(f"python    {sys.version.split()[0]}")
     print(f"euid      {os.geteuid()}")
     print()
+    from .._features import REQUIRED, _FEATURES, features
+
     f = features()
     rows: List[Sequence[str]] = [("feature", "status", "needs", "what")]
     for name in f.names():
@@ -159,6 +162,8 @@ def mount(source: str, target: str, uidmap: str, gidmap: str, *, readonly: bool,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pidsafe`` console script."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="pidsafe", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     sub.add_parser("doctor", help="report kernel features and capabilities")

@@ -13,7 +13,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import pidsafe
-from pidsafe import cli
+from pidsafe import _features, cli
 
 PIPE = subprocess.PIPE
 SCRIPT = pathlib.Path(sys.executable).parent / "pidsafe"
@@ -50,7 +50,7 @@ def test_doctor_fails_when_a_required_feature_is_missing(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     broken = dataclasses.replace(pidsafe.features(), clone_pidfd=False,
                                  reasons={"clone_pidfd": "EINVAL"})
-    monkeypatch.setattr(cli, "features", lambda: broken)
+    monkeypatch.setattr(_features, "features", lambda: broken)
     assert cli.main(["doctor"]) == 1
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("clone_pidfd"))
@@ -62,7 +62,7 @@ def test_doctor_succeeds_when_only_optional_features_are_missing(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     partial = dataclasses.replace(pidsafe.features(), openat2=False,
                                   reasons={"openat2": "ENOSYS"})
-    monkeypatch.setattr(cli, "features", lambda: partial)
+    monkeypatch.setattr(_features, "features", lambda: partial)
     assert cli.main(["doctor"]) == 0
     assert "ok: spawn works; unavailable: openat2" in capsys.readouterr().out
 
