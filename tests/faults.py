@@ -32,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import errno as errno_mod
 import fcntl
+import importlib
 import os
+import pkgutil
 import signal
 import sys
 import threading
@@ -140,6 +142,11 @@ class Faults:
 
         proxy = LibProxy()
         patched: List[Tuple[Any, str, Any]] = []
+        # Every _sys module holds `lib`; some load on first use (PEP 562 in
+        # _sys/__init__): load them all now, or one first used inside the
+        # operation would call the real lib, uncounted.
+        for info in pkgutil.iter_modules(_sys.__path__, "pidsafe._sys."):
+            importlib.import_module(info.name)
         for mod in [m for n, m in list(sys.modules.items())
                     if n.startswith("pidsafe._sys") and m is not None]:
             if getattr(mod, "lib", None) is real_lib:

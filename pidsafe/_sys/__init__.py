@@ -16,9 +16,17 @@ One module per concept; every name is available as ``_sys.<name>``:
   instructions;
 * ``_mount``: the new mount API, openat2, umount2, idmapped binds;
 * ``_userns``: csrc/userns.c's user-namespace helper child.
+
+``_spawn``'s names are imported on first use (PEP 562): its typed specs
+are dataclasses, and a program that only holds, signals and waits for
+processes (pidsafe-runc's start, state, kill, delete) should not pay for
+importing :mod:`dataclasses` and building them at every start-up.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
                     CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
@@ -39,10 +47,24 @@ from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SET
                      mnt_id_unique, move_mount, open_tree, openat2, umount2)
 from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
                      pidfd_send_signal, probe_child, setns, waitid_pidfd)
-from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY, STAGE_CHDIR,
-                     STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec,
-                     decode_child_error, helper_go, spawn)
 from ._userns import userns_helper_free, userns_helper_start
+
+if TYPE_CHECKING:
+    from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY,
+                         STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec,
+                         HelperSpec, decode_child_error, helper_go, spawn)
+
+_LAZY = frozenset({"CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_PATH", "HELPER_READY",
+                   "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "ChildSpec",
+                   "HelperSpec", "decode_child_error", "helper_go", "spawn"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pidsafe._sys' has no attribute {name!r}")
+    value = getattr(importlib.import_module("._spawn", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "AT_EMPTY_PATH", "AT_FDCWD", "AT_RECURSIVE", "BIND_STAGE_MOUNT_SETATTR",

@@ -28,7 +28,7 @@ import os
 import posixpath
 import signal
 import time
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Set, Union
 
 from .. import _sys
 from .._fd import OwnedFd
@@ -39,10 +39,13 @@ from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_al
                             rmdir_busy, subtree, write_file)
 from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
                              check_cgroups_path)
-from ._cgroup_resources import controllers, device_filter_on_v2, plan
 from ._cgroup_signal import pidfd_pid, signal_all
-from ._cgroup_stats import CgroupStats, read_stats
-from ._config_linux import Resources
+
+# Limits (and the config types they come in) only for create and update:
+# load, kill and delete, all that pidsafe-runc's delete needs, do without.
+if TYPE_CHECKING:
+    from ._cgroup_stats import CgroupStats
+    from ._config_linux import Resources
 
 #: v2 controllers enabled for a container where v2 holds them (stats, limits).
 _DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
@@ -71,10 +74,10 @@ class Cgroup:
 
     @classmethod
     def create(cls, container_id: str, cgroups_path: Optional[str] = None,
-               resources: Resources = Resources(), *, shared: bool = False,
+               resources: Optional[Resources] = None, *, shared: bool = False,
                layout: Optional[CgroupLayout] = None,
                default_parent: str = "/pidsafe") -> "Cgroup":
-        """Make the cgroup in every relevant hierarchy and apply ``resources``.
+        """Make the cgroup in every relevant hierarchy and apply ``resources`` (default: none).
 
         Directories are made in the v1 hierarchies that hold memory, pids,
         cpu, cpuacct, devices, freezer (and cpuset when cpus/mems are set),
@@ -93,6 +96,10 @@ class Cgroup:
                 the value); ``errno`` ``EBUSY`` for a cgroup that already
                 holds processes without ``shared``.
         """
+        from ._cgroup_resources import controllers, device_filter_on_v2, plan
+        from ._config_linux import Resources
+
+        resources = Resources() if resources is None else resources
         path = check_cgroups_path(cgroups_path, container_id, default_parent)
         layout = CgroupLayout.detect() if layout is None else layout
         writes = plan(layout, resources)
@@ -393,6 +400,8 @@ class Cgroup:
             ConfigError, UnsupportedConfigError: as for :meth:`create`.
             CgroupError: a write failed (earlier writes stay applied).
         """
+        from ._cgroup_resources import device_filter_on_v2, plan
+
         layout = CgroupLayout.detect() if layout is None else layout
         if device_filter_on_v2(layout, resources):
             raise UnsupportedConfigError("linux.resources.devices", "changing device rules on "
@@ -415,6 +424,8 @@ class Cgroup:
         Raises:
             CgroupError: a file exists but cannot be read.
         """
+        from ._cgroup_stats import read_stats
+
         return read_stats(self._v1, self._v2)
 
     # -- removal ---------------------------------------------------------------------

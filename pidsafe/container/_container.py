@@ -11,30 +11,31 @@ from __future__ import annotations
 
 import errno
 import os
-import dataclasses
 import select
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from .. import _sys
-from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
                       container_error)
-from ..mount._spec import Mount
 from ..process._identity import ProcessIdentity
 from ..process._process import Process
 from ..state._statefile import StateFile
-from . import _create
-from ._config import Spec, parse_spec, read_config
-from ._config_process import ProcessSpec, User
-from ._create import create_locked
-from ._exec import exec_into
-from ._init import StartedInit
-from ._records import cgroup_of, end, undo
-from ._stdio import make_stdio
+
+# What only create, exec and undo need (the config parser and planner, the
+# mount and cgroup layers, pidsafe-init's protocol) is imported where it is
+# used: pidsafe-runc runs once per command, and start, state, kill and
+# delete of a container must not pay for create's imports
+# (tests/cli/test_runc_imports.py).
+if TYPE_CHECKING:
+    from .._fd import OwnedFd
+    from ..mount._spec import Mount
+    from ._config import Spec
+    from ._config_process import ProcessSpec, User
+    from ._init import StartedInit
 
 OCI_VERSION = "1.0.2"
 
@@ -86,6 +87,10 @@ class Container:
                 field and the path are named); nothing is left behind.
             MountError: a rootfs mount failed; nothing is left behind.
         """
+        from . import _create
+        from ._config import read_config
+        from ._records import end, undo
+
         bundle = os.path.abspath(os.fspath(bundle))
         document, spec = read_config(bundle)
         rootfs = spec.rootfs(bundle)
@@ -107,8 +112,8 @@ class Container:
             try:
                 state.save(record)
                 _create._step("recorded")
-                started = create_locked(state, record, spec, bundle, rootfs, mounts,
-                                             stdin, stdout, stderr)
+                started = _create.create_locked(state, record, spec, bundle, rootfs, mounts,
+                                                stdin, stdout, stderr)
                 _create._step("ready")
                 record["status"] = "created"
                 state.save(record)
@@ -283,6 +288,8 @@ class Container:
     def spec(self) -> Spec:
         """The config the container was created with (later edits of the bundle do not count)."""
         if self._spec is None:
+            from ._config import parse_spec
+
             self._spec = parse_spec(self._record["config"])
         return self._spec
 
@@ -312,6 +319,8 @@ class Container:
         """
         if isinstance(args, (str, bytes)) or not args:
             raise ValueError("args must be a non-empty list of strings")
+        import dataclasses
+
         base = self.spec().process
         process = dataclasses.replace(
             base, args=tuple(args), env=tuple(env) if env is not None else base.env,
@@ -324,6 +333,10 @@ class Container:
                      stdout: Any = None, stderr: Any = None,
                      on_started: Optional[Callable[[Process], None]] = None) -> Process:
         """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it)."""
+        from ._exec import exec_into
+        from ._records import cgroup_of, end
+        from ._stdio import make_stdio
+
         with self._exec_lock:
             if exec_id in self._execs:
                 raise ContainerStateError(f"exec id {exec_id!r} is already in use in "
@@ -366,6 +379,8 @@ class Container:
 
         Without a pid namespace of its own, init and its descendants.
         """
+        from ._records import cgroup_of
+
         cg = cgroup_of(self._record)
         if cg is not None:
             return sorted(cg.pids())
@@ -409,6 +424,8 @@ class Container:
             ContainerStateError: init is gone.
         """
         if all:
+            from ._records import cgroup_of
+
             cg = cgroup_of(self._record)
             if cg is not None:
                 cg.kill(sig)
@@ -449,6 +466,8 @@ class Container:
         if not state.exists():   # deleted already: do not even create a lock file
             self._close()
             return
+        from ._records import end, undo
+
         with state.locked():
             if not state.exists():
                 self._close()

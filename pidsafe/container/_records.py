@@ -5,22 +5,26 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .. import errors as pidsafe_errors
-from ..mount._hints import note
-from ..mount._mounted import Mounted
-from ..mount._spec import Mount
-from ..mount._unmount_all import unmount_all
 from ..process._process import Process
 from ..state._statefile import StateFile
 from ._cgroups import Cgroup
+
+# The mount layer only for records that hold rootfs mounts (containerd's
+# rootfs, given to create): pidsafe-runc's delete of a bundle's container
+# does not import it (tests/cli/test_runc_imports.py).
+if TYPE_CHECKING:
+    from ..mount._spec import Mount
 
 #: How long delete(force=True) waits for a killed init to be gone.
 KILL_TIMEOUT = 10.0
 
 
 def _mount_from_json(d: Dict[str, Any]) -> Mount:
+    from ..mount._spec import Mount
+
     return Mount(d["type"], d["source"], d["target"], d["options"])
 
 
@@ -54,6 +58,9 @@ def undo(state: StateFile, record: Dict[str, Any]) -> None:
 
         step(remove_cgroup)
     if record.get("mounted"):
+        from ..mount._mounted import Mounted
+        from ..mount._unmount_all import unmount_all
+
         step(lambda: unmount_all(Mounted.from_dict(record["mounted"])))
     elif record.get("mounts"):
         # Killed between recording the mounts and knowing their identity.
@@ -61,6 +68,8 @@ def undo(state: StateFile, record: Dict[str, Any]) -> None:
                                       record["mountRoot"]))
     step(lambda: _unlink_if_there(record["fifo"]))
     if errors:
+        from ..mount._hints import note
+
         for other in errors[1:]:
             note(errors[0], f"also: {other}")
         raise errors[0]
@@ -88,6 +97,8 @@ def end(proc: Process) -> None:
 
 def _unmount_present(mounts: List[Mount], root: str) -> None:
     """unmount_all() of the rootfs mounts that are still there."""
+    from ..mount._unmount_all import unmount_all
+
     try:
         unmount_all(mounts, root)
     except OSError as exc:

@@ -128,3 +128,20 @@ def test_a_recycled_pid_is_never_reached() -> None:
     finally:
         _kill_and_reap(newcomer)
         newcomer.close()
+
+
+def test_an_identity_is_an_immutable_value() -> None:
+    import pickle
+
+    a = ProcessIdentity(123, 456, "b" * 36)
+    same, other = ProcessIdentity(123, 456, "b" * 36), ProcessIdentity(123, 457, "b" * 36)
+    assert a == same and hash(a) == hash(same) and len({a, same, other}) == 2
+    assert a != other and a != (123, 456, "b" * 36)
+    assert repr(a) == f"ProcessIdentity(pid=123, start_time=456, boot_id='{'b' * 36}')"
+    with pytest.raises(AttributeError, match="immutable"):
+        a.pid = 1   # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del a.boot_id
+    with pytest.raises(AttributeError):
+        a.other = 1   # type: ignore[attr-defined]
+    assert pickle.loads(pickle.dumps(a)) == a

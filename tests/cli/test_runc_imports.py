@@ -1,0 +1,94 @@
+"""pidsafe-runc's commands import only what they use (issue #9: start-up is its cost).
+
+Every command is a new interpreter.  start, state, kill and delete of a
+container load it from its state file: they must not import the config
+parser, the planner, pidsafe-init's protocol, the spawn machinery, the
+mount layer or :mod:`dataclasses` again.  Each command runs in a
+subprocess that writes its ``sys.modules`` to a file.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import tempfile
+from typing import Any, Iterator, List, Set
+
+import pytest
+
+import pidsafe
+
+pytestmark = pytest.mark.root
+
+ENTRY = ("import sys\n"
+         "from pidsafe.cli.runc import main\n"
+         "code = main(sys.argv[2:])\n"
+         "with open(sys.argv[1], 'w') as f:\n"
+         "    f.write('\\n'.join(sorted(sys.modules)))\n"
+         "sys.exit(code)\n")
+
+#: What only create (or exec) needs.
+CREATE_ONLY = (
+    "pidsafe.container._config", "pidsafe.container._config_linux",
+    "pidsafe.container._config_process", "pidsafe.container._reader",
+    "pidsafe.container._plan", "pidsafe.container._create", "pidsafe.container._init",
+    "pidsafe.container._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
+    "pidsafe.container._cgroup_resources", "pidsafe.container._cgroup_stats",
+    "pidsafe._sys._spawn", "pidsafe.process._spawn", "pidsafe.process._child",
+    "pidsafe.userns", "pidsafe.mount", "pidsafe._features", "pidsafe.reaper",
+    "hashlib", "socket", "argparse", "asyncio", "ctypes",
+)
+#: start, state, kill: a state file, a pidfd, a signal.
+LOAD_ONLY = CREATE_ONLY + (
+    "pidsafe.container._records", "pidsafe.container._cgroups",
+    "pidsafe.container._cgroup_files", "pidsafe.container._cgroup_layout",
+    "pidsafe.container._cgroup_freezer", "pidsafe.container._cgroup_signal",
+    "dataclasses", "inspect")
+
+
+def heavy(modules: Set[str], forbidden: Any) -> List[str]:
+    return sorted(m for m in modules for f in forbidden if m == f or m.startswith(f + "."))
+
+
+@pytest.fixture
+def subreaper() -> Iterator[pidsafe.Reaper]:
+    with pidsafe.Reaper(subreaper=True) as r:
+        yield r
+
+
+def run(reaper: pidsafe.Reaper, root: pathlib.Path, *args: str) -> Set[str]:
+    """One CLI command in a new interpreter: the modules it imported."""
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryFile() as out:
+        mods = pathlib.Path(d) / "modules"
+        # Files, not pipes: a created container inherits the CLI's stdio.
+        with reaper.spawn([sys.executable, "-c", ENTRY, str(mods), "--root", str(root), *args],
+                          stdout=out, stderr=out, stdin=pidsafe.DEVNULL) as p:
+            code = p.wait(timeout=60)
+        out.seek(0)
+        assert code == 0, (args, out.read().decode())
+        return set(mods.read_text().split())
+
+
+def test_commands_on_a_container_import_only_what_they_use(
+        subreaper: pidsafe.Reaper, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "root"
+    bundle = str(make_bundle(["sleep", "1000"]))
+    try:
+        created = run(subreaper, root, "create", "--bundle", bundle, "c1")
+        # The guard sees imports: create has the heavy modules.
+        assert {"pidsafe.container._create", "pidsafe.container._config",
+                "dataclasses"} <= created
+        for args in (("state", "c1"), ("start", "c1"), ("state", "c1"),
+                     ("kill", "c1", "KILL")):
+            assert heavy(run(subreaper, root, *args), LOAD_ONLY) == [], args
+        deleted = run(subreaper, root, "delete", "--force", "c1")
+        assert "pidsafe.container._cgroups" in deleted   # it removed the cgroup
+        assert heavy(deleted, CREATE_ONLY) == []
+    finally:
+        for cid in pidsafe.Container.list(str(root)):
+            run(subreaper, root, "delete", "--force", cid)
+
+
+def test_heavy_matches_packages_and_modules() -> None:
+    assert heavy({"pidsafe.mount._spec", "pidsafe.mountx", "socket", "socketserver"},
+                 ("pidsafe.mount", "socket")) == ["pidsafe.mount._spec", "socket"]
