@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
+import importlib
 import os
 from typing import Any, Callable, Dict, List, Optional
 
@@ -22,12 +22,10 @@ from .. import errors as pidsafe_errors
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import container_error
-from ..mount._rootfs import mount_all
 from ..mount._spec import Mount
 from ..process._identity import ProcessIdentity
 from ..process._process import Process
 from ..state._statefile import StateFile
-from ..userns import get_userns_fd
 from ._cgroups import Cgroup
 from ._config import Spec
 from ._config_linux import DeviceRule, Resources
@@ -62,6 +60,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
         record["mounts"] = [_mount_to_json(m) for m in placed]
         record["mountRoot"] = parent
         state.save(record)
+        from ..mount._rootfs import mount_all   # only for rootfs mounts (containerd's)
+
         with critical:
             mounted = mount_all(placed, parent)
             record["mounted"] = mounted.to_dict()   # for delete: unmount by identity
@@ -99,6 +99,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
         if user is not None and user.path is None:
             assert spec.linux.uid_mappings is not None
             assert spec.linux.gid_mappings is not None
+            from ..userns import get_userns_fd   # its helper: only for user namespaces
+
             with critical:
                 userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
                                        setgroups="allow")
@@ -116,6 +118,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
             if maps[0] is None and ("idmap" in m.options or "ridmap" in m.options):
                 maps = (spec.linux.uid_mappings, spec.linux.gid_mappings)
             if maps[0] is not None and maps[1] is not None:
+                from ..userns import get_userns_fd
+
                 with critical:
                     userns = get_userns_fd(maps[0], maps[1])
                     userns_fds.append(userns)
@@ -167,13 +171,30 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
     return started
 
 
+def _sha256(data: bytes) -> Any:
+    """``hashlib.sha256(data)``, from CPython's own SHA-256 where it has one.
+
+    ``import hashlib`` loads OpenSSL's libcrypto (3 ms or more at every
+    pidsafe-runc create); the built-in module gives the same digest.  It is
+    ``_sha256`` up to Python 3.11 and ``_sha2`` from 3.12; hashlib otherwise.
+    """
+    for name in ("_sha2", "_sha256"):
+        try:
+            return importlib.import_module(name).sha256(data)
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 def _default_cgroup(state_dir: str, container_id: str) -> str:
     """``/pidsafe/<state dir tag>-<id>`` when config.json names no cgroupsPath.
 
     Names on disk are identities: the same id under two state directories
     (two runtimes, two test runs) must not share a cgroup.
     """
-    tag = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    tag = _sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
     return f"/pidsafe/{tag}-{container_id}"
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import IO, Any, List, Optional, Tuple
 
 from ..process._pipes import open_pipe_files
-from ..process._spawn import _stdio_fd   # one reading of an fd-like argument
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -67,6 +66,10 @@ def make_stdio(stdin: Any, stdout: Any, stderr: Any) -> Stdio:
             elif value is STDOUT:
                 child[2] = child[1] if child[1] >= 0 else 1
             else:
+                # One reading of an fd-like argument, spawn()'s; imported here,
+                # as the rest of the spawn machinery is not needed by create.
+                from ..process._spawn import _stdio_fd
+
                 child[i] = _stdio_fd(value, name)
     except BaseException:
         s.close_all()

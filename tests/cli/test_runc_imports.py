@@ -38,6 +38,15 @@ CREATE_ONLY = (
     "pidsafe.userns", "pidsafe.mount", "pidsafe._features", "pidsafe.reaper",
     "hashlib", "socket", "argparse", "asyncio", "ctypes",
 )
+#: What create of a plain bundle (no user namespace, no rootfs mounts, stdio
+#: inherited) does without: OpenSSL, spawn()'s machinery, the mount and
+#: user-namespace helpers, the feature probes.
+CREATE_AVOIDS = (
+    "hashlib", "_hashlib", "socket", "argparse", "asyncio", "ctypes",
+    "pidsafe.process._spawn", "pidsafe.process._child", "pidsafe.userns._helper",
+    "pidsafe.userns._cache", "pidsafe.mount._rootfs", "pidsafe.mount._mount",
+    "pidsafe.mount._unmount_all", "pidsafe._features", "pidsafe.reaper",
+)
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + (
     "pidsafe.container._records", "pidsafe.container._cgroups",
@@ -78,6 +87,7 @@ def test_commands_on_a_container_import_only_what_they_use(
         # The guard sees imports: create has the heavy modules.
         assert {"pidsafe.container._create", "pidsafe.container._config",
                 "dataclasses"} <= created
+        assert heavy(created, CREATE_AVOIDS) == []
         for args in (("state", "c1"), ("start", "c1"), ("state", "c1"),
                      ("kill", "c1", "KILL")):
             assert heavy(run(subreaper, root, *args), LOAD_ONLY) == [], args

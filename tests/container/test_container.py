@@ -460,3 +460,14 @@ def test_inits_exit_is_delivered_after_the_execs_that_ended_with_it(
                 p.close()
         finally:
             c.delete(force=True)
+
+
+def test_default_cgroup_names_hash_the_state_dir_with_sha256(tmp_path: pathlib.Path) -> None:
+    # _create hashes without importing hashlib (OpenSSL): the names stay what they were.
+    import hashlib
+
+    from pidsafe.container import _create
+
+    tag = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
+    assert _create._default_cgroup(str(tmp_path), "c1") == f"/pidsafe/{tag}-c1"
+    assert _create._sha256(b"").hexdigest() == hashlib.sha256(b"").hexdigest()
