@@ -11,16 +11,15 @@ import os
 import posixpath
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
 from .._sigsafe import critical
+from .._value import Frozen, init_fields
 from ..errors import CgroupError, cgroup_error
 
 
-@dataclass(frozen=True)
-class CgroupDir:
-    """The container's cgroup in one hierarchy.
+class CgroupDir(Frozen):
+    """The container's cgroup in one hierarchy (an immutable value, pidsafe/_value.py).
 
     Attributes:
         key: the hierarchy, as ``/proc/PID/cgroup`` names it (``""``: v2).
@@ -28,9 +27,13 @@ class CgroupDir:
         cgroup: the cgroup as ``/proc/PID/cgroup`` shows it, e.g. ``/a/c1``.
     """
 
+    __slots__ = ("key", "path", "cgroup")
     key: str
     path: str
     cgroup: str
+
+    def __init__(self, key: str, path: str, cgroup: str) -> None:
+        init_fields(self, key, path, cgroup)
 
     def file(self, name: str) -> str:
         return posixpath.join(self.path, name)

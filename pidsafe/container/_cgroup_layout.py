@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from .._value import Frozen, init_fields
 from ..errors import ConfigError, UnsupportedConfigError
 from ._cgroup_files import read_file
 
@@ -35,9 +35,8 @@ DEFAULT_V1 = frozenset({"memory", "pids", "cpu", "cpuacct", "devices", "freezer"
 _SYSTEMD_FORM = re.compile(r"[^/:]+:[^/:]*:[^/:]+")
 
 
-@dataclass(frozen=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy.
+class Hierarchy(Frozen):
+    """One mounted cgroup hierarchy (an immutable value, pidsafe/_value.py).
 
     Attributes:
         key: the controller field of ``/proc/PID/cgroup`` (``"memory"``,
@@ -49,11 +48,16 @@ class Hierarchy:
         own: this process's cgroup in it, as ``/proc/self/cgroup`` says.
     """
 
+    __slots__ = ("key", "controllers", "mountpoint", "root", "own")
     key: str
     controllers: FrozenSet[str]
     mountpoint: str
     root: str
     own: str
+
+    def __init__(self, key: str, controllers: FrozenSet[str], mountpoint: str, root: str,
+                 own: str) -> None:
+        init_fields(self, key, controllers, mountpoint, root, own)
 
     @property
     def v2(self) -> bool:
@@ -82,9 +86,8 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-@dataclass(frozen=True)
-class CgroupLayout:
-    """The cgroup hierarchies this process sees.
+class CgroupLayout(Frozen):
+    """The cgroup hierarchies this process sees (an immutable value, pidsafe/_value.py).
 
     Attributes:
         v1: the v1 hierarchies (``name=`` ones included), in
@@ -92,8 +95,12 @@ class CgroupLayout:
         v2: the v2 hierarchy, or ``None`` if none is mounted.
     """
 
+    __slots__ = ("v1", "v2")
     v1: Tuple[Hierarchy, ...]
     v2: Optional[Hierarchy]
+
+    def __init__(self, v1: Tuple[Hierarchy, ...], v2: Optional[Hierarchy]) -> None:
+        init_fields(self, v1, v2)
 
     @classmethod
     def detect(cls, mountinfo: str = "/proc/self/mountinfo",

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from .. import _sys
 from .._sigsafe import critical
+from .._value import Frozen, init_fields
 from ..errors import StaleProcessError
 from ._process import Process
 
@@ -64,13 +65,11 @@ def start_time(pid: int) -> int:
     return int(fields[22 - 3])
 
 
-class ProcessIdentity:
+class ProcessIdentity(Frozen):
     """What names one process for good: pid, start time and boot id.
 
-    An immutable value (equal and hashing alike when its three fields are).
-    Written out rather than a frozen dataclass: loading a container's init
-    from its state needs this and nothing else of :mod:`dataclasses`, whose
-    import alone costs several milliseconds at every pidsafe-runc start.
+    An immutable value (pidsafe/_value.py): equal, and hashing alike, when
+    its three fields are.
     """
 
     __slots__ = ("pid", "start_time", "boot_id")
@@ -79,34 +78,7 @@ class ProcessIdentity:
     boot_id: str
 
     def __init__(self, pid: int, start_time: int, boot_id: str) -> None:
-        object.__setattr__(self, "pid", pid)
-        object.__setattr__(self, "start_time", start_time)
-        object.__setattr__(self, "boot_id", boot_id)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}: ProcessIdentity is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}: ProcessIdentity is immutable")
-
-    def _fields(self) -> Tuple[int, int, str]:
-        return (self.pid, self.start_time, self.boot_id)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, ProcessIdentity)
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return (f"ProcessIdentity(pid={self.pid!r}, start_time={self.start_time!r}, "
-                f"boot_id={self.boot_id!r})")
-
-    def __reduce__(self) -> Tuple[Any, Tuple[int, int, str]]:
-        return (self.__class__, self._fields())
+        init_fields(self, pid, start_time, boot_id)
 
     @classmethod
     def of(cls, process: Process) -> "ProcessIdentity":

@@ -54,7 +54,7 @@ def test_cgroups_path_default_absolute_and_relative() -> None:
     assert cgroup_path_in(h, "/default/c1") == "/default/c1"
     assert cgroup_path_in(h, "a/b") == "/user/1/a/b"
     assert h.directory("/user/1/a/b") == "/sys/fs/cgroup/memory/user/1/a/b"
-    sub = replace(h, root="/user")       # a sub-tree mounted (as in a cgroup namespace)
+    sub = h.replace(root="/user")        # a sub-tree mounted (as in a cgroup namespace)
     assert sub.directory("/user/1/a") == "/sys/fs/cgroup/memory/1/a"
     with pytest.raises(pidsafe.ConfigError, match="outside"):
         sub.directory("/other/a")
