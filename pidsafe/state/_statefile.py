@@ -47,7 +47,7 @@ import json
 import os
 import re
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Pattern, Type, Union
+from typing import Any, Dict, List, Optional, Type, Union
 
 from .._sigsafe import critical
 from ..errors import StateError
@@ -83,13 +83,6 @@ class StateFile:
         self._mode = 0
         #: destroy() ran under the current lock: unlock() removes the lock file.
         self._destroyed = False
-        # Exactly this id's temp files: ".ID.json." + token + ".tmp", the
-        # token being 16 hex digits, or "PID.TID" as older versions wrote
-        # it (a leftover of a crash before an upgrade).  Neither form
-        # contains "json", so another id's names (".x.json.json.<token>.tmp"
-        # for id "x.json") cannot match.
-        self._temp_re: Pattern[str] = re.compile(
-            re.escape(f".{container_id}.json.") + r"(?:[0-9a-f]{16}|[0-9]+\.[0-9]+)\.tmp\Z")
 
     # -- locking ------------------------------------------------------------
 
@@ -313,10 +306,18 @@ class StateFile:
                 then still there (or already gone), never half-removed.
         """
         self._require_lock("destroy")
+        # Exactly this id's temp files: ".ID.json." + token + ".tmp", the
+        # token being 16 hex digits, or "PID.TID" as older versions wrote
+        # it (a leftover of a crash before an upgrade).  Neither form
+        # contains "json", so another id's names (".x.json.json.<token>.tmp"
+        # for id "x.json") cannot match.  Compiled here, not per object:
+        # only destroy() needs it (pidsafe-runc's other commands skip it).
+        temp_re = re.compile(
+            re.escape(f".{self.id}.json.") + r"(?:[0-9a-f]{16}|[0-9]+\.[0-9]+)\.tmp\Z")
         with critical:
             # Temp files of saves that crashed between create and rename.
             for name in os.listdir(self.root):
-                if self._temp_re.match(name):
+                if temp_re.match(name):
                     _unlink_if_there(os.path.join(self.root, name))
             _unlink_if_there(self.path)
             self._destroyed = True
