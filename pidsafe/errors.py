@@ -348,6 +348,15 @@ def cgroup_error(err: int, step: str, path: Optional[str] = None, hint: str = ""
     return cls(err, message, path, step, value)
 
 
+def note(exc: BaseException, text: str) -> None:
+    """``exc.add_note(text)``, also on Python 3.10 (which only stores it)."""
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(text)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
+
+
 # --- command lines ---------------------------------------------------------------
 
 class UsageError(Error, ValueError):

@@ -8,6 +8,7 @@ import signal
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .. import errors as pidsafe_errors
+from ..errors import note
 from ..process._process import Process
 from ..state._statefile import StateFile
 from ._cgroups import Cgroup
@@ -68,8 +69,6 @@ def undo(state: StateFile, record: Dict[str, Any]) -> None:
                                       record["mountRoot"]))
     step(lambda: _unlink_if_there(record["fifo"]))
     if errors:
-        from ..mount._hints import note
-
         for other in errors[1:]:
             note(errors[0], f"also: {other}")
         raise errors[0]

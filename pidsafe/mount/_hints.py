@@ -15,18 +15,10 @@ import stat
 from typing import Optional, Union, cast
 
 from ..errors import MountError, UnsupportedError, mount_error
+from ..errors import note as note   # re-exported: the mount layer's name for it
 from ._mountinfo import describe_fs, is_idmapped
 
 StrPath = Union[str, "os.PathLike[str]"]
-
-
-def note(exc: BaseException, text: str) -> None:
-    """``exc.add_note(text)``, also on Python 3.10 (which only stores it)."""
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(text)
-    else:
-        exc.__notes__ = [*getattr(exc, "__notes__", []), text]  # type: ignore[attr-defined]
 
 
 def _ns_link(fd: int) -> str:
