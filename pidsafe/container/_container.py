@@ -17,21 +17,22 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
-from .. import _sys
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
                       container_error)
-from ..process._identity import ProcessIdentity
-from ..process._process import Process
 from ..state._statefile import StateFile
 
 # What only create, exec and undo need (the config parser and planner, the
 # mount and cgroup layers, pidsafe-init's protocol) is imported where it is
 # used: pidsafe-runc runs once per command, and start, state, kill and
 # delete of a container must not pay for create's imports
-# (tests/cli/test_runc_imports.py).
+# (tests/cli/test_runc_imports.py).  Even the process layer (and with it
+# the compiled module) loads only once a recorded init is to be opened:
+# `delete --force` of a container that is gone, which containerd runs
+# after every delete, needs none of it.
 if TYPE_CHECKING:
     from .._fd import OwnedFd
+    from ..process._process import Process
     from ..mount._spec import Mount
     from ._config import Spec
     from ._config_process import ProcessSpec, User
@@ -179,6 +180,8 @@ class Container:
             raise ContainerLookupError(f"no container {cid!r} in {state_dir}") from None
         init = None
         if record.get("init"):
+            from ..process._identity import ProcessIdentity
+
             try:
                 init = ProcessIdentity.from_json(record["init"]).open()
             except StaleProcessError:
@@ -386,6 +389,8 @@ class Container:
             return sorted(cg.pids())
         if self._init is None or not self._alive():
             return []
+        from .. import _sys
+
         init = self._init.pid
         try:
             own = os.stat(f"/proc/{init}/ns/pid").st_ino
@@ -475,6 +480,8 @@ class Container:
             record = state.load()
             self._record = record
             if self._init is None and record.get("init"):
+                from ..process._identity import ProcessIdentity
+
                 try:
                     self._init = ProcessIdentity.from_json(record["init"]).open()
                 except StaleProcessError:

@@ -94,6 +94,9 @@ def test_commands_on_a_container_import_only_what_they_use(
         deleted = run(subreaper, root, "delete", "--force", "c1")
         assert "pidsafe.container._cgroups" in deleted   # it removed the cgroup
         assert heavy(deleted, CREATE_ONLY + ("dataclasses", "inspect")) == []
+        # containerd's shim deletes again, with --force, once it is gone.
+        again = run(subreaper, root, "delete", "--force", "c1")
+        assert heavy(again, LOAD_ONLY + ("pidsafe._sys", "pidsafe.process", "_cffi_backend")) == []
     finally:
         for cid in pidsafe.Container.list(str(root)):
             run(subreaper, root, "delete", "--force", cid)
