@@ -54,7 +54,17 @@ from ..errors import StateError
 
 StrPath = Union[str, "os.PathLike[str]"]
 
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")
+
+
+def _valid_id(name: str) -> bool:
+    """``[A-Za-z0-9][A-Za-z0-9_.-]{0,127}``, checked without compiling a regex.
+
+    (Compiling one costs about a millisecond at every pidsafe-runc start.)
+    """
+    return (0 < len(name) <= 128 and name[0] in _ALNUM
+            and all(c in _ID_CHARS for c in name))
 #: Random hex digits in a temp name (64 bits: a collision is a planted file).
 _TOKEN_BYTES = 8
 #: How many names save() draws before it gives up (each taken by O_EXCL).
@@ -71,7 +81,7 @@ class StateFile:
     """
 
     def __init__(self, root: StrPath, container_id: str) -> None:
-        if not isinstance(container_id, str) or not _ID_RE.match(container_id):
+        if not isinstance(container_id, str) or not _valid_id(container_id):
             raise StateError(
                 f"container id {container_id!r} is invalid: use 1-128 characters of "
                 "[A-Za-z0-9_.-], starting with a letter or digit")
@@ -331,7 +341,7 @@ class StateFile:
         except FileNotFoundError:
             return []
         ids = [n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")]
-        return sorted(i for i in ids if _ID_RE.match(i))
+        return sorted(i for i in ids if _valid_id(i))
 
     def __repr__(self) -> str:
         return f"<pidsafe.StateFile {self.path}{' locked' if self.is_locked else ''}>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import stat
 import sys
 import threading
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pidsafe
 from pidsafe import StateError, StateFile
@@ -361,3 +364,10 @@ def test_the_lock_fd_is_read_only(tmp_path: Path) -> None:
     st = StateFile(tmp_path, "c1")
     with st.locked():
         assert fcntl.fcntl(st._lock_fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+
+
+@given(st.one_of(st.text(alphabet="aZ09_.-/\né \x00", max_size=130),
+                 st.text(max_size=8), st.sampled_from(["x" * 128, "x" * 129, "x\n"])))
+def test_id_rule_is_exactly_the_documented_pattern(name: str) -> None:
+    expected = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name) is not None
+    assert _statefile._valid_id(name) is expected
