@@ -1,6 +1,8 @@
 """Only here for what pyproject.toml cannot express.
 
-* ``cffi_modules``: the extension pidsafe._native, from csrc/*.c.
+* ``cffi_modules``: the extension pidsafe._native, from csrc/*.c, and
+  pidsafe._libseccomp (csrc/seccomp/: seccomp filters compiled with
+  libseccomp when its headers are there, csrc/seccomp/build.py).
 * The static helper programs pidsafe execs, in ``pidsafe/_libexec/``:
   ``pidsafe-helper`` (csrc/helper/: credentials for ``spawn(uidmap=,
   userns=)``, csrc/helper.h) and ``pidsafe-init`` (csrc/init/: a
@@ -52,4 +54,4 @@ class BuildExtAndHelpers(build_ext):
         return list(super().get_outputs()) + [self._helper_path(n) for n in HELPERS]
 
 
-setup(cffi_modules=["csrc/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndHelpers})
+setup(cffi_modules=["csrc/build.py:ffibuilder", "csrc/seccomp/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndHelpers})

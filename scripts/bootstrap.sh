@@ -3,6 +3,8 @@
 # machine.  Idempotent: a second run only rebuilds the extension.
 #
 #   - Debian packages: libcap-dev (python-prctl builds against it), gcc,
+#     libseccomp-dev (linux.seccomp filters; without it pidsafe builds but
+#     refuses them),
 #     libc6-dev (static libc.a for the helper programs, csrc/helper/ and
 #     csrc/init/), busybox-static (the container tests' image, as root).
 #     Installed with apt-get when we are root; otherwise we say what to run.
@@ -16,6 +18,15 @@ dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
 # libc6-dev: headers, and libc.a for the static helper (csrc/helper/).
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+# libseccomp's headers: pidsafe._libseccomp compiles seccomp filters with them.
+# Optional: without, pidsafe builds and refuses linux.seccomp by name.
+if ! dpkg -s libseccomp-dev >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        missing+=(libseccomp-dev)
+    else
+        echo "pidsafe: optional: libseccomp-dev (apt-get install libseccomp-dev) for seccomp filters" >&2
+    fi
+fi
 # Only the (root-only) container tests need busybox: install it when we can.
 if [ "$(id -u)" = 0 ] && ! dpkg -s busybox-static >/dev/null 2>&1; then
     missing+=(busybox-static)
