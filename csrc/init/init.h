@@ -29,6 +29,8 @@ struct psi_ctx {
     int gate_fd;        /* -1: no gate */
     char **exec_argv;
     char **exec_envp;
+    const struct psi_op *seccomp_late;  /* PSI_OP_SECCOMP to load right before exec */
+    int32_t seccomp_late_index;         /* its position in the stream */
 };
 
 /* Argument accessors; they fail (errno EINVAL) on a malformed op. */
@@ -59,6 +61,10 @@ int psi_op_user(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_caps(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_loopback_up(struct psi_ctx *c, const struct psi_op *op);
+
+/* seccomp.c */
+int psi_op_seccomp(struct psi_ctx *c, const struct psi_op *op);
+int psi_seccomp_load(const struct psi_op *op);
 
 /* Write a whole buffer to a file (for /proc/sys, oom_score_adj). */
 int psi_write_file(const char *path, const char *data, size_t len);

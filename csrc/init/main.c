@@ -289,6 +289,7 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_SETNS] = op_setns,
     [PSI_OP_UNSHARE] = op_unshare,
     [PSI_OP_LOOPBACK_UP] = psi_op_loopback_up,
+    [PSI_OP_SECCOMP] = psi_op_seccomp,
 };
 
 /* execvpe with the *container's* PATH (from envp), like runc's lookup. */
@@ -325,7 +326,8 @@ static void exec_program(char **argv, char **envp)
 
 int main(int argc, char **argv)
 {
-    struct psi_ctx ctx = {.root_fd = -1, .pivoted = 0, .gate_fd = -1};
+    struct psi_ctx ctx = {.root_fd = -1, .pivoted = 0, .gate_fd = -1,
+                          .seccomp_late_index = -1};
     struct psi_op *ops = NULL;
     struct sigaction sa;
     size_t len = 0;
@@ -363,6 +365,8 @@ int main(int argc, char **argv)
         errno = 0;
         if (fn(&ctx, &ops[i]) < 0)
             fail((int32_t)i, (int32_t)ops[i].code, errno ? errno : EIO);
+        if (ctx.seccomp_late == &ops[i])
+            ctx.seccomp_late_index = (int32_t)i;   /* for a failure after the gate */
     }
     if (ctx.exec_argv == NULL)
         fail(-1, PSI_STAGE_PROTOCOL, EINVAL);
@@ -382,6 +386,10 @@ int main(int argc, char **argv)
     }
     sa.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &sa, NULL);
+    /* With no_new_privs the filter comes last: as few of our own syscalls
+     * as possible run under it (runc does the same). */
+    if (ctx.seccomp_late != NULL && psi_seccomp_load(ctx.seccomp_late) < 0)
+        fail(ctx.seccomp_late_index, PSI_OP_SECCOMP, errno ? errno : EIO);
     exec_program(ctx.exec_argv, ctx.exec_envp);
     fail(-1, PSI_STAGE_EXEC, errno);
     return 127;

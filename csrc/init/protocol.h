@@ -13,11 +13,12 @@
  *      nothing below runs in a user namespace without its maps.  A stream
  *      that does not end with OP_END means the parent died: exit quietly;
  *   2. runs the ops in order (mounts, devices, pivot_root, paths, hostname,
- *      sysctls, rlimits, capabilities, user, cwd);
+ *      sysctls, rlimits, capabilities, user, cwd; a seccomp filter before
+ *      the capabilities, or kept for last);
  *   3. writes a READY record to STATUS_FD, waits at the gate (reads one
  *      byte from the exec FIFO it holds open read-write, so the gate
- *      outlives the process that created the container), then execs the
- *      program.
+ *      outlives the process that created the container), loads a seccomp
+ *      filter kept for last, then execs the program.
  *
  * Any failure writes one ERROR record {op index, op code, errno} to
  * STATUS_FD and exits 127; the parent turns it into a typed error naming
@@ -70,7 +71,13 @@
 #define PSI_OP_SETNS         25   /* (fd, nstype) join a namespace the parent opened */
 #define PSI_OP_UNSHARE       26   /* (flags) */
 #define PSI_OP_LOOPBACK_UP   27   /* () set lo up in our (new) network namespace */
-#define PSI_OP_MAX           27
+#define PSI_OP_SECCOMP       40   /* (flags, program, late) a classic BPF program (struct
+                                      sock_filter[]) the parent compiled with libseccomp,
+                                      loaded with seccomp(SECCOMP_SET_MODE_FILTER, flags).
+                                      late=0: now (without no_new_privs loading needs
+                                      CAP_SYS_ADMIN, so before the user and capabilities);
+                                      late=1: after the gate, right before execve */
+#define PSI_OP_MAX           40
 
 /* Extra stages reported in the op field of an ERROR record. */
 #define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */

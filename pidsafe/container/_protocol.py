@@ -40,6 +40,7 @@ OP_CLOSE_FD = 24
 OP_SETNS = 25
 OP_UNSHARE = 26
 OP_LOOPBACK_UP = 27
+OP_SECCOMP = 40
 
 STAGE_PROTOCOL = 100
 STAGE_GATE = 101
@@ -82,6 +83,7 @@ OP_NAMES = {
     OP_SETNS: "join namespace",
     OP_UNSHARE: "unshare namespaces",
     OP_LOOPBACK_UP: "bring up lo",
+    OP_SECCOMP: "load the seccomp filter",
     STAGE_PROTOCOL: "read pidsafe-init's instructions",
     STAGE_GATE: "wait for start",
     STAGE_EXEC: "exec",
