@@ -53,11 +53,16 @@ OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
 )
 
 #: What a native function returns on failure, where it is not -1.
-_FAIL_VALUE: Dict[str, int] = {
+_FAIL_VALUE: Dict[str, Any] = {
     "pidsafe_idmapped_bind": 1,   # BIND_STAGE_OPEN_TREE: "failed at the first step"
+    "pidsafe_seccomp_new": _sys.ffi.NULL,
 }
 #: Native functions that are not system calls: neither counted nor failed.
-_NOT_SYSCALLS = frozenset({"pidsafe_version", "pidsafe_has_clone3_trampoline"})
+_NOT_SYSCALLS = frozenset({
+    "pidsafe_version", "pidsafe_has_clone3_trampoline",
+    # pidsafe._libseccomp: lookups and release, which cannot fail.
+    "pidsafe_seccomp_version", "pidsafe_seccomp_available", "pidsafe_seccomp_lib_version",
+    "pidsafe_seccomp_arch_resolve", "pidsafe_seccomp_syscall_resolve", "pidsafe_seccomp_free"})
 
 
 class _Interrupt(KeyboardInterrupt):
@@ -130,17 +135,24 @@ class Faults:
 
     @contextlib.contextmanager
     def _installed(self) -> Iterator[None]:
-        real_lib = _sys.lib
         faults = self
 
         class LibProxy:
+            def __init__(self, real_lib: Any) -> None:
+                self._real_lib = real_lib
+
             def __getattr__(self, attr: str) -> Any:
-                value = getattr(real_lib, attr)
+                value = getattr(self._real_lib, attr)
                 if attr.startswith("pidsafe_") and callable(value) and attr not in _NOT_SYSCALLS:
                     return faults._wrap_native(attr, value)
                 return value
 
-        proxy = LibProxy()
+        # pidsafe._native's lib, and pidsafe._libseccomp's once it is loaded.
+        real_libs = [_sys.lib]
+        seccomp = sys.modules.get("pidsafe._sys._seccomp")
+        if seccomp is not None:
+            real_libs.append(seccomp.lib)
+        proxies = {id(lib): LibProxy(lib) for lib in real_libs}
         patched: List[Tuple[Any, str, Any]] = []
         # Every _sys module holds `lib`; some load on first use (PEP 562 in
         # _sys/__init__): load them all now, or one first used inside the
@@ -149,9 +161,10 @@ class Faults:
             importlib.import_module(info.name)
         for mod in [m for n, m in list(sys.modules.items())
                     if n.startswith("pidsafe._sys") and m is not None]:
-            if getattr(mod, "lib", None) is real_lib:
-                patched.append((mod, "lib", real_lib))
-                setattr(mod, "lib", proxy)
+            lib = getattr(mod, "lib", None)
+            if id(lib) in proxies and any(lib is r for r in real_libs):
+                patched.append((mod, "lib", lib))
+                setattr(mod, "lib", proxies[id(lib)])
         for mod, attr in OS_CALLS:
             real = getattr(mod, attr, None)
             if real is not None:

@@ -1,7 +1,7 @@
 """``linux`` of config.json: namespaces, maps, devices, cgroups, paths, sysctl.
 
 runtime-spec config-linux.md.  What pidsafe does not implement yet
-(seccomp, mount labels, blockIO, hugepages, network classes, RDMA, Intel
+(mount labels, blockIO, hugepages, network classes, RDMA, Intel
 RDT, personality ...) is refused by its JSON path.
 """
 
@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
 from ..userns._idmap import IDMap
+from ._config_seccomp import SeccompSpec, parse_seccomp
 from ._reader import MAX_U32, JsonObject, check_abs_path, one_of
 
 #: OCI namespace types -> the /proc/PID/ns/ file name.
@@ -107,6 +108,7 @@ class LinuxSpec:
     readonly_paths: Tuple[str, ...] = ()
     rootfs_propagation: Optional[str] = None
     sysctl: Tuple[Tuple[str, str], ...] = ()
+    seccomp: Optional[SeccompSpec] = None
 
     def namespace(self, kind: str) -> Optional[NamespaceSpec]:
         """The entry for namespace ``kind`` ("pid", "user" ...), or ``None``."""
@@ -247,7 +249,7 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     for key, _ in sysctl:
         if not key or "/" in key or ".." in key.split("."):
             raise ConfigError(f"{o.where('sysctl')}.{key}", "is not a sysctl name")
-    o.unsupported("seccomp", "seccomp filters")
+    seccomp = parse_seccomp(o.get_obj("seccomp"))
     o.unsupported("mountLabel", "SELinux mount labels", allow=lambda v: v == "")
     o.unsupported("intelRdt", "Intel RDT")
     o.unsupported("personality", "execution domains")
@@ -255,5 +257,5 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     o.unsupported("memoryPolicy", "NUMA memory policy")
     o.finish()
     return LinuxSpec(namespaces, uid_map, gid_map, devices, cgroups_path, resources,
-                     masked, readonly, propagation, sysctl)
+                     masked, readonly, propagation, sysctl, seccomp)
 

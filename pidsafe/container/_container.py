@@ -278,15 +278,16 @@ class Container:
         status, self._status = self._status, None
         if status is None:
             return
-        from ._protocol import OP_NAMES, STAGE_EXEC, read_record
+        from ._protocol import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
 
         with status:
             rec = read_record(status.fileno())
         if rec is not None:
             args = self._init.args if self._init is not None else None
             prog = args[0] if args else None
+            field = {STAGE_EXEC: "process.args", OP_SECCOMP: "linux.seccomp"}.get(rec.op, "")
             raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
-                                  prog, "process.args" if rec.op == STAGE_EXEC else "")
+                                  prog, field)
 
     def spec(self) -> Spec:
         """The config the container was created with (later edits of the bundle do not count)."""

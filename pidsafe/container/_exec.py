@@ -110,7 +110,9 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
             proc.wait()
             raise container_error(rec.err, f"exec: {OP_NAMES.get(rec.op, 'exec')}",
                                   process.args[0],
-                                  "process.args" if rec.op == STAGE_EXEC else "")
+                                  "process.args" if rec.op == STAGE_EXEC
+                                  else plan.ops[rec.index].field
+                                  if 0 <= rec.index < len(plan.ops) else "")
     except BaseException:
         with critical:
             if proc.returncode is None:

@@ -12,7 +12,9 @@ first; then propagation, the root bound onto itself, the config's mounts
 in order, devices and /dev links, pivot_root, masked and read-only paths,
 the read-only root, hostname and sysctls; then, still privileged,
 rlimits and the bounding set; then the user and the other capability
-sets, no_new_privs and the working directory; the gate; exec.
+sets, no_new_privs and the working directory; the gate; exec.  The
+seccomp filter is loaded before the bounding set, or, with no_new_privs,
+right before exec.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from ._config_process import ProcessSpec
 from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_DOMAINNAME,
                         OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_MKNOD,
                         OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT, OP_PROPAGATION,
-                        OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SETID_ROOT,
-                        OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op, nul_list)
+                        OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SECCOMP,
+                        OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op,
+                        nul_list)
 
 CLONE_NEWTIME = 0x00000080
 #: OCI namespace type -> clone flag.
@@ -259,7 +262,20 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
 def _take_process_identity(b: _Builder, proc: ProcessSpec) -> None:
     """The ops that make the process who ``proc`` says, for create and exec
     alike: the bounding set while still privileged, then the user, the
-    capabilities, no_new_privs and the working directory."""
+    capabilities, no_new_privs and the working directory.
+
+    The container's seccomp filter (compiled here, in the parent) is loaded
+    where runc loads it: without no_new_privs loading needs CAP_SYS_ADMIN,
+    so before the bounding set and the user; with it, as late as possible,
+    after the gate, right before execve."""
+    seccomp = b.spec.linux.seccomp
+    prog = None
+    if seccomp is not None:
+        from ._seccomp import compile_filter
+
+        prog = compile_filter(seccomp)
+        if not proc.no_new_privileges:
+            b.add(OP_SECCOMP, prog.flags, prog.bpf, 0, field_="linux.seccomp")
     caps = proc.capabilities
     if caps is not None:
         b.add(OP_CAP_BOUNDING, _mask(caps.bounding), field_="process.capabilities.bounding")
@@ -272,6 +288,8 @@ def _take_process_identity(b: _Builder, proc: ProcessSpec) -> None:
     if proc.no_new_privileges:
         b.add(OP_NO_NEW_PRIVS, field_="process.noNewPrivileges")
     b.add(OP_CHDIR, proc.cwd, field_="process.cwd", what=proc.cwd)
+    if prog is not None and proc.no_new_privileges:
+        b.add(OP_SECCOMP, prog.flags, prog.bpf, 1, field_="linux.seccomp")
 
 
 def _mount(b: _Builder, spec: Spec, bundle: str, i: int, m: MountSpec,

@@ -1,0 +1,148 @@
+"""``linux.seccomp`` compiled, in the parent, into the program pidsafe-init loads.
+
+libseccomp (through :mod:`pidsafe._sys._seccomp`) turns the checked
+:class:`SeccompSpec` into a classic BPF program (``struct sock_filter[]``);
+pidsafe-init, which links no libseccomp, loads those bytes with seccomp(2)
+(csrc/init/seccomp.c, op ``OP_SECCOMP``).  Compiling in the parent means
+every mistake libseccomp finds is reported before the container exists.
+
+What pidsafe does the way runc does, so that profiles written for it work:
+
+* a syscall name libseccomp does not know is skipped (profiles list
+  syscalls newer than the library; the kernel would not have them either);
+* a rule whose action is the default action is skipped (libseccomp refuses
+  it, and it changes nothing);
+* the conditions of one rule are ANDed, unless two of them test the same
+  argument: then each condition is a rule of its own, ORed (libseccomp
+  cannot AND two tests of one argument);
+* ``SCMP_ACT_ERRNO``/``SCMP_ACT_TRACE`` without ``errnoRet`` use ``EPERM``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import List
+
+from .._sigsafe import critical
+from .._sys import _seccomp as sc
+from ..errors import UnsupportedConfigError, container_error
+from ._config_seccomp import (ACTIONS, ERRNO_ACTIONS, FLAGS, OPERATORS, SeccompSpec,
+                              SeccompSyscall)
+
+FIELD = "linux.seccomp"
+_STEP = "compile the seccomp filter"
+#: sizeof(struct sock_filter)
+BPF_INSN_SIZE = 8
+
+
+@dataclass(frozen=True)
+class SeccompProgram:
+    """A compiled filter: seccomp(2)'s flags and the BPF instructions."""
+
+    flags: int
+    bpf: bytes
+
+
+def action_value(name: str, errno_ret: "int | None") -> int:
+    """The SECCOMP_RET_* value of an OCI action (its errno in the low 16 bits)."""
+    value = ACTIONS[name]
+    if name in ERRNO_ACTIONS:
+        value |= (errno.EPERM if errno_ret is None else errno_ret) & 0xFFFF
+    return value
+
+
+def _unavailable() -> UnsupportedConfigError:
+    return UnsupportedConfigError(
+        FIELD, "seccomp filters: this pidsafe was built without libseccomp's headers; "
+               "install libseccomp-dev and reinstall pidsafe")
+
+
+def compile_filter(spec: SeccompSpec) -> SeccompProgram:
+    """Compile ``spec`` with libseccomp.
+
+    Raises:
+        UnsupportedConfigError: pidsafe was built without libseccomp, or
+            libseccomp does not know an architecture (its path is named).
+        ContainerError: libseccomp refused a rule or failed (the field, the
+            syscall and libseccomp's errno are named).
+    """
+    if not sc.available():
+        raise _unavailable()
+    default = action_value(spec.default_action, spec.default_errno_ret)
+    tokens = []
+    for i, arch in enumerate(spec.architectures):
+        token = sc.arch_token(arch[len("SCMP_ARCH_"):].lower())
+        if token == 0:
+            raise UnsupportedConfigError(f"{FIELD}.architectures[{i}]",
+                                         f"{arch}: unknown to this libseccomp")
+        tokens.append((i, token))
+    flags = 0
+    for name in spec.flags:
+        flags |= FLAGS[name]
+    try:
+        filt = sc.Filter(default)
+    except OSError as exc:
+        raise container_error(exc.errno or errno.EIO, f"{_STEP}: seccomp_init", None,
+                              f"{FIELD}.defaultAction") from None
+    with filt:
+        for i, token in tokens:
+            try:
+                filt.add_arch(token)
+            except OSError as exc:
+                raise container_error(exc.errno or errno.EIO, f"{_STEP}: seccomp_arch_add",
+                                      spec.architectures[i],
+                                      f"{FIELD}.architectures[{i}]") from None
+        for i, rule in enumerate(spec.syscalls):
+            action = action_value(rule.action, rule.errno_ret)
+            if action == default:
+                continue
+            _add_rule(filt, action, rule, f"{FIELD}.syscalls[{i}]")
+        return SeccompProgram(flags, _export(filt))
+
+
+def _add_rule(filt: sc.Filter, action: int, rule: SeccompSyscall, where: str) -> None:
+    cmps: List[sc.Comparison] = [(a.index, OPERATORS[a.op], a.value, a.value_two) for a in rule.args]
+    indexes = [c[0] for c in cmps]
+    # libseccomp cannot AND two tests of one argument: such tests are ORed.
+    groups = [[c] for c in cmps] if len(set(indexes)) < len(indexes) else [cmps]
+    for name in rule.names:
+        nr = sc.syscall_number(name)
+        if nr is None:
+            continue   # newer than this libseccomp (and so, likely, the kernel)
+        for group in groups:
+            try:
+                filt.add_rule(action, nr, group)
+            except OSError as exc:
+                raise container_error(exc.errno or errno.EIO, f"{_STEP}: seccomp_rule_add",
+                                      name, where) from None
+
+
+def _export(filt: sc.Filter) -> bytes:
+    """The program's bytes, through a memfd (no pipe to fill, no file on disk)."""
+    with critical:
+        fd = os.memfd_create("pidsafe-seccomp", os.MFD_CLOEXEC)
+    try:
+        try:
+            filt.export_bpf(fd)
+        except OSError as exc:
+            raise container_error(exc.errno or errno.EIO, f"{_STEP}: seccomp_export_bpf",
+                                  None, FIELD) from None
+        size = os.lseek(fd, 0, os.SEEK_END)
+        chunks: List[bytes] = []
+        got = 0
+        while got < size:
+            chunk = os.pread(fd, size - got, got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    finally:
+        with critical:
+            os.close(fd)
+    data = b"".join(chunks)
+    if not data or len(data) % BPF_INSN_SIZE:
+        raise container_error(errno.EIO, f"{_STEP}: seccomp_export_bpf wrote {len(data)} "
+                                         "bytes, not whole instructions", None, FIELD)
+    return data
