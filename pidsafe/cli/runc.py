@@ -409,7 +409,7 @@ def cmd_features(root: str, argv: Sequence[str]) -> int:
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": sorted(CAPABILITIES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": _seccomp_features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
@@ -419,6 +419,25 @@ def cmd_features(root: str, argv: Sequence[str]) -> int:
     }
     print(json.dumps(doc, indent=2))
     return 0
+
+
+def _seccomp_features() -> Dict[str, Any]:
+    """features' ``linux.seccomp``: what this build and this kernel can do."""
+    from ..container._config_seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
+    from .._sys import _seccomp as sc
+
+    if not sc.available():
+        return {"enabled": False}
+    known = sorted(FLAGS)
+    return {
+        "enabled": True,
+        "actions": sorted(a for a, v in ACTIONS.items() if sc.kernel_has_action(v)),
+        "operators": sorted(OPERATORS),
+        "archs": sorted(a for a in ARCHITECTURES
+                        if sc.arch_token(a[len("SCMP_ARCH_"):].lower()) != 0),
+        "knownFlags": known,
+        "supportedFlags": [f for f in known if sc.kernel_has_flag(FLAGS[f])],
+    }
 
 
 COMMANDS = {"create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,

@@ -138,3 +138,23 @@ def test_usage_does_not_need_root_or_a_root_dir(capsys: pytest.CaptureFixture[st
     assert "create" in capsys.readouterr().out
     assert runc.main([]) == 1
 
+
+
+def test_features_reports_seccomp(capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe._sys import _seccomp
+
+    assert runc.main(["features"]) == 0
+    sec = json.loads(capsys.readouterr().out)["linux"]["seccomp"]
+    assert sec["enabled"] is True
+    assert {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS"} <= set(sec["actions"])
+    assert "SCMP_ACT_NOTIFY" not in sec["actions"]   # refused: no listenerPath support
+    assert "SCMP_CMP_MASKED_EQ" in sec["operators"] and "SCMP_ARCH_X86_64" in sec["archs"]
+    assert sec["knownFlags"] == ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                                 "SECCOMP_FILTER_FLAG_TSYNC"]
+    assert set(sec["supportedFlags"]) <= set(sec["knownFlags"])
+    assert "SECCOMP_FILTER_FLAG_TSYNC" in sec["supportedFlags"]   # Linux 3.17
+    # A build without libseccomp's headers says so.
+    monkeypatch.setattr(_seccomp, "available", lambda: False)
+    assert runc.main(["features"]) == 0
+    assert json.loads(capsys.readouterr().out)["linux"]["seccomp"] == {"enabled": False}

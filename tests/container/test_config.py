@@ -146,7 +146,46 @@ BAD = [
     (_set("linux.namespaces[0].path", "relative/ns"), "linux.namespaces[0].path", False),
     (_set("linux.uidMappings", [{"containerID": 0, "hostID": 1, "size": 1}]),
      "linux.gidMappings", False),
-    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}), "linux.seccomp", True),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_SOMETIMES"}),
+     "linux.seccomp.defaultAction", False),
+    (_set("linux.seccomp", {}), "linux.seccomp.defaultAction", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_NOTIFY"}),
+     "linux.seccomp.defaultAction", True),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}),
+     "linux.seccomp.defaultErrnoRet", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x86_64"]}),
+     "linux.seccomp.architectures[0]", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW",
+                            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_X"]}),
+     "linux.seccomp.flags[1]", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW",
+                            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}),
+     "linux.seccomp.flags[0]", True),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/s"}),
+     "linux.seccomp.listenerPath", True),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": [], "action": "SCMP_ACT_ERRNO"}]}), "linux.seccomp.syscalls[0].names", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_KILL", "errnoRet": 1}]}),
+     "linux.seccomp.syscalls[0].errnoRet", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}),
+     "linux.seccomp.syscalls[0].errnoRet", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
+     "linux.seccomp.syscalls[0].args[0].index", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]}),
+     "linux.seccomp.syscalls[0].args[0].value", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}),
+     "linux.seccomp.syscalls[0].args[0].op", False),
+    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "comment": "x"}]}),
+     "linux.seccomp.syscalls[0].comment", True),
     (_set("linux.mountLabel", "system_u:object_r:container_file_t"), "linux.mountLabel", True),
     (_set("linux.intelRdt", {"closID": "x"}), "linux.intelRdt", True),
     (_set("linux.resources.blockIO", {"weight": 10}), "linux.resources.blockIO", True),
@@ -213,6 +252,31 @@ def test_null_and_empty_values_count_as_absent() -> None:
     doc["process"]["apparmorProfile"] = ""
     doc["linux"]["resources"]["blockIO"] = {}
     parse_spec(doc)
+
+
+def test_seccomp_is_read_into_typed_values() -> None:
+    from pidsafe.container._config_seccomp import SeccompArg, SeccompSpec, SeccompSyscall
+
+    doc = runc_spec()
+    doc["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"], "listenerPath": "",
+        "syscalls": [
+            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [
+                {"index": 0, "value": 2**64 - 1, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 255, "valueTwo": 8, "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["ptrace"], "action": "SCMP_ACT_TRACE", "errnoRet": 0}]}
+    assert parse_spec(doc).linux.seccomp == SeccompSpec(
+        "SCMP_ACT_ERRNO", 38, ("SCMP_ARCH_X86_64", "SCMP_ARCH_X86"),
+        ("SECCOMP_FILTER_FLAG_SPEC_ALLOW",), (
+            SeccompSyscall(("read", "write"), "SCMP_ACT_ALLOW"),
+            SeccompSyscall(("personality",), "SCMP_ACT_ALLOW", None, (
+                SeccompArg(0, 2**64 - 1, "SCMP_CMP_EQ"),
+                SeccompArg(1, 255, "SCMP_CMP_MASKED_EQ", 8))),
+            SeccompSyscall(("ptrace",), "SCMP_ACT_TRACE", 0)))
+    assert parse_spec(runc_spec()).linux.seccomp is None
 
 
 def test_relative_mount_destinations_are_relative_to_the_root() -> None:

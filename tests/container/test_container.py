@@ -85,10 +85,10 @@ def test_a_failing_step_inside_names_its_field_and_leaves_nothing(
 
 def test_bad_config_is_refused_before_anything_exists(make_bundle: Any,
                                                       state_dir: pathlib.Path) -> None:
-    bundle = make_bundle(["true"], lambda d: d["linux"].update(seccomp={"defaultAction": "x"}))
+    bundle = make_bundle(["true"], lambda d: d["linux"].update(intelRdt={"closID": "x"}))
     with pytest.raises(pidsafe.UnsupportedConfigError) as info:
         pidsafe.Container.create("cfg", bundle, state_dir=str(state_dir))
-    assert info.value.json_path == "linux.seccomp"
+    assert info.value.json_path == "linux.intelRdt"
 
 
 def test_a_second_create_of_the_same_id_is_refused(make_bundle: Any,
