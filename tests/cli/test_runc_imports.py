@@ -34,7 +34,8 @@ CREATE_ONLY = (
     "pidsafe.container._plan", "pidsafe.container._create", "pidsafe.container._init",
     "pidsafe.container._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
     "pidsafe.container._cgroup_resources", "pidsafe.container._cgroup_stats",
-    "pidsafe._sys._spawn", "pidsafe.process._spawn", "pidsafe.process._child",
+    "pidsafe.container._config_seccomp", "pidsafe.container._seccomp", "pidsafe._sys._seccomp",
+    "pidsafe._libseccomp", "pidsafe._sys._spawn", "pidsafe.process._spawn", "pidsafe.process._child",
     "pidsafe.userns", "pidsafe.mount", "pidsafe._features", "pidsafe.reaper",
     "hashlib", "socket", "argparse", "asyncio", "ctypes",
 )
@@ -46,6 +47,8 @@ CREATE_AVOIDS = (
     "pidsafe.process._spawn", "pidsafe.process._child", "pidsafe.userns._helper",
     "pidsafe.userns._cache", "pidsafe.mount._rootfs", "pidsafe.mount._mount",
     "pidsafe.mount._unmount_all", "pidsafe._features", "pidsafe.reaper",
+    # No linux.seccomp: libseccomp is not even loaded.
+    "pidsafe.container._seccomp", "pidsafe._sys._seccomp", "pidsafe._libseccomp",
 )
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + (
