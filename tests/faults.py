@@ -62,7 +62,9 @@ _NOT_SYSCALLS = frozenset({
     "pidsafe_version", "pidsafe_has_clone3_trampoline",
     # pidsafe._libseccomp: lookups and release, which cannot fail.
     "pidsafe_seccomp_version", "pidsafe_seccomp_available", "pidsafe_seccomp_lib_version",
-    "pidsafe_seccomp_arch_resolve", "pidsafe_seccomp_syscall_resolve", "pidsafe_seccomp_free"})
+    "pidsafe_seccomp_arch_resolve", "pidsafe_seccomp_syscall_resolve",
+    "pidsafe_seccomp_syscall_resolve_arch", "pidsafe_seccomp_arch_native",
+    "pidsafe_seccomp_free"})
 
 
 class _Interrupt(KeyboardInterrupt):

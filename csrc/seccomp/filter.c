@@ -99,6 +99,16 @@ int pidsafe_seccomp_syscall_resolve(const char *name)
     return seccomp_syscall_resolve_name(name);
 }
 
+int pidsafe_seccomp_syscall_resolve_arch(uint32_t arch, const char *name)
+{
+    return seccomp_syscall_resolve_name_arch(arch, name);
+}
+
+uint32_t pidsafe_seccomp_arch_native(void)
+{
+    return seccomp_arch_native();
+}
+
 int pidsafe_seccomp_rule_add(void *ctx, uint32_t action, int syscall,
                              unsigned int count, const struct pidsafe_seccomp_cmp *cmps)
 {
@@ -167,6 +177,17 @@ int pidsafe_seccomp_syscall_resolve(const char *name)
 {
     (void)name;
     return -1;
+}
+
+int pidsafe_seccomp_syscall_resolve_arch(uint32_t arch, const char *name)
+{
+    (void)arch, (void)name;
+    return -1;
+}
+
+uint32_t pidsafe_seccomp_arch_native(void)
+{
+    return 0;
 }
 
 int pidsafe_seccomp_rule_add(void *ctx, uint32_t action, int syscall,

@@ -41,6 +41,10 @@ int pidsafe_seccomp_arch_add(void *ctx, uint32_t arch);
 /* The syscall number (negative for libseccomp's pseudo numbers), or -1
  * (__NR_SCMP_ERROR) for a name libseccomp does not know. */
 int pidsafe_seccomp_syscall_resolve(const char *name);
+/* The same for one architecture (its token); -1 if unknown there. */
+int pidsafe_seccomp_syscall_resolve_arch(uint32_t arch, const char *name);
+/* The native architecture's token (0 without libseccomp). */
+uint32_t pidsafe_seccomp_arch_native(void);
 int pidsafe_seccomp_rule_add(void *ctx, uint32_t action, int syscall,
                              unsigned int count, const struct pidsafe_seccomp_cmp *cmps);
 /* Write the filter's BPF program (struct sock_filter[]) to fd. */

@@ -117,6 +117,17 @@ def syscall_number(name: str) -> Optional[int]:
     return None if nr == -1 else nr   # -1: __NR_SCMP_ERROR
 
 
+def syscall_number_on(arch: int, name: str) -> Optional[int]:
+    """The syscall's number on architecture ``arch`` (a token), ``None`` if unknown there."""
+    nr = int(lib.pidsafe_seccomp_syscall_resolve_arch(arch, os.fsencode(name)))
+    return None if nr == -1 else nr
+
+
+def native_arch() -> int:
+    """The token of the architecture we run on (0 without libseccomp)."""
+    return int(lib.pidsafe_seccomp_arch_native())
+
+
 def kernel_has_flag(flag: int) -> bool:
     """Whether seccomp(SECCOMP_SET_MODE_FILTER) takes ``flag`` (installs nothing)."""
     r = lib.pidsafe_seccomp_probe_flag(flag)
@@ -134,4 +145,5 @@ def kernel_has_action(action: int) -> bool:
 
 
 __all__ = ["Comparison", "Filter", "arch_token", "available", "kernel_has_action",
-           "kernel_has_flag", "library_version", "syscall_number"]
+           "kernel_has_flag", "library_version", "native_arch", "syscall_number",
+           "syscall_number_on"]

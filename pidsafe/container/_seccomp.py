@@ -15,7 +15,10 @@ What pidsafe does the way runc does, so that profiles written for it work:
 * the conditions of one rule are ANDed, unless two of them test the same
   argument: then each condition is a rule of its own, ORed (libseccomp
   cannot AND two tests of one argument);
-* ``SCMP_ACT_ERRNO``/``SCMP_ACT_TRACE`` without ``errnoRet`` use ``EPERM``.
+* ``SCMP_ACT_ERRNO``/``SCMP_ACT_TRACE`` without ``errnoRet`` use ``EPERM``;
+* a syscall newer than every one the profile names fails with ENOSYS, not
+  the default action, so that libc falls back to an older one
+  (:mod:`._seccomp_enosys`).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
-from typing import List
+from typing import Dict, List
 
 from .._sigsafe import critical
 from .._sys import _seccomp as sc
 from ..errors import UnsupportedConfigError, container_error
 from ._config_seccomp import (ACTIONS, ERRNO_ACTIONS, FLAGS, OPERATORS, SeccompSpec,
                               SeccompSyscall)
+from ._seccomp_enosys import needs_stub, with_stub
 
 FIELD = "linux.seccomp"
 _STEP = "compile the seccomp filter"
@@ -99,7 +103,22 @@ def compile_filter(spec: SeccompSpec) -> SeccompProgram:
             if action == default:
                 continue
             _add_rule(filt, action, rule, f"{FIELD}.syscalls[{i}]")
-        return SeccompProgram(flags, _export(filt))
+        program = _export(filt)
+    if needs_stub(default):
+        program = with_stub(program, _maxima(spec, [sc.native_arch()] + [t for _, t in tokens]))
+    return SeccompProgram(flags, program)
+
+
+def _maxima(spec: SeccompSpec, arches: List[int]) -> Dict[int, int]:
+    """Architecture token -> the largest syscall number ``spec`` names there."""
+    names = {name for rule in spec.syscalls for name in rule.names}
+    out: Dict[int, int] = {}
+    for arch in dict.fromkeys(arches):
+        numbers = [nr for nr in (sc.syscall_number_on(arch, n) for n in names)
+                   if nr is not None and nr >= 0]   # < 0: libseccomp's pseudo numbers
+        if numbers:
+            out[arch] = max(numbers)
+    return out
 
 
 def _add_rule(filt: sc.Filter, action: int, rule: SeccompSyscall, where: str) -> None:
