@@ -31,6 +31,8 @@ struct psi_ctx {
     char **exec_envp;
     const struct psi_op *seccomp_late;  /* PSI_OP_SECCOMP to load right before exec */
     int32_t seccomp_late_index;         /* its position in the stream */
+    const char *exec_path;   /* PSI_OP_EXEC_PATH, or NULL: look argv[0] up */
+    int32_t index;           /* the running op's position (for PSI_OP_HOOKS' record) */
 };
 
 /* Argument accessors; they fail (errno EINVAL) on a malformed op. */

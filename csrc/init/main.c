@@ -239,6 +239,39 @@ static int op_exec(struct psi_ctx *c, const struct psi_op *op)
     return 0;
 }
 
+static int op_exec_path(struct psi_ctx *c, const struct psi_op *op)
+{
+    c->exec_path = psi_str(op, 0);
+    if (c->exec_path == NULL || c->exec_path[0] != '/') {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Tell the parent the environment is ready for the create hooks (mounts made,
+ * not yet pivoted) and wait until it says go on with one byte. */
+static int op_hooks(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t fd;
+    char byte;
+    ssize_t r;
+
+    if (psi_int(op, 0, &fd) < 0)
+        return -1;
+    report(PSI_RECORD_HOOKS, c->index, PSI_OP_HOOKS, 0);
+    do
+        r = read((int)fd, &byte, 1);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -1;
+    if (r == 0 || byte != 1) {
+        errno = ECANCELED;   /* the parent went away, or gave up after a failed hook */
+        return -1;
+    }
+    return close((int)fd);
+}
+
 static int op_setns(struct psi_ctx *c, const struct psi_op *op)
 {
     int64_t fd, type;
@@ -290,6 +323,8 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_UNSHARE] = op_unshare,
     [PSI_OP_LOOPBACK_UP] = psi_op_loopback_up,
     [PSI_OP_SECCOMP] = psi_op_seccomp,
+    [PSI_OP_HOOKS] = op_hooks,
+    [PSI_OP_EXEC_PATH] = op_exec_path,
 };
 
 /* execvpe with the *container's* PATH (from envp), like runc's lookup. */
@@ -363,6 +398,7 @@ int main(int argc, char **argv)
         if (fn == NULL)
             fail((int32_t)i, PSI_STAGE_PROTOCOL, EINVAL);
         errno = 0;
+        ctx.index = (int32_t)i;
         if (fn(&ctx, &ops[i]) < 0)
             fail((int32_t)i, (int32_t)ops[i].code, errno ? errno : EIO);
         if (ctx.seccomp_late == &ops[i])
@@ -382,7 +418,8 @@ int main(int argc, char **argv)
         while (r < 0 && errno == EINTR);
         if (r != 1)
             fail(-1, PSI_STAGE_GATE, r < 0 ? errno : EPIPE);
-        close(ctx.gate_fd);
+        /* The gate stays open (close-on-exec) until execve commits: `start`
+         * sees the FIFO lose its last reader exactly when the program runs. */
     }
     sa.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &sa, NULL);
@@ -390,7 +427,10 @@ int main(int argc, char **argv)
      * as possible run under it (runc does the same). */
     if (ctx.seccomp_late != NULL && psi_seccomp_load(ctx.seccomp_late) < 0)
         fail(ctx.seccomp_late_index, PSI_OP_SECCOMP, errno ? errno : EIO);
-    exec_program(ctx.exec_argv, ctx.exec_envp);
+    if (ctx.exec_path != NULL)
+        execve(ctx.exec_path, ctx.exec_argv, ctx.exec_envp);
+    else
+        exec_program(ctx.exec_argv, ctx.exec_envp);
     fail(-1, PSI_STAGE_EXEC, errno);
     return 127;
 }

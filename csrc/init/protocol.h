@@ -77,7 +77,15 @@
                                       late=0: now (without no_new_privs loading needs
                                       CAP_SYS_ADMIN, so before the user and capabilities);
                                       late=1: after the gate, right before execve */
-#define PSI_OP_MAX           40
+/* 45-49: OCI hooks */
+#define PSI_OP_HOOKS         45   /* (fd) write a HOOKS record, then wait for one byte on
+                                      fd (a pipe from the parent): the parent runs the
+                                      create hooks meanwhile (prestart, createRuntime in its
+                                      namespaces, createContainer in ours).  EOF: the
+                                      parent gave up, fail */
+#define PSI_OP_EXEC_PATH     46   /* (path) execve this file: PSI_OP_EXEC's argv[0] is only
+                                      the name (a hook's path and args) */
+#define PSI_OP_MAX           46
 
 /* Extra stages reported in the op field of an ERROR record. */
 #define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */
@@ -91,6 +99,7 @@
 
 #define PSI_RECORD_READY  1
 #define PSI_RECORD_ERROR  2
+#define PSI_RECORD_HOOKS  3   /* at PSI_OP_HOOKS: ready for the create hooks (index: the op) */
 
 struct psi_record {
     int32_t kind;     /* PSI_RECORD_* */

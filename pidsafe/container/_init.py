@@ -31,7 +31,7 @@ from .._sigsafe import critical
 from ..errors import UnsupportedError, container_error
 from ..process._process import Process
 from ._plan import InitPlan
-from ._protocol import OP_NAMES, RECORD_ERROR, RECORD_READY, encode, read_record
+from ._protocol import OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, encode, read_record
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_libexec",
                       "pidsafe-init")
@@ -67,7 +67,13 @@ def _children_in(pidfd: Optional[int]) -> Iterator[None]:
         try:
             yield
         finally:
-            _sys.setns(own, _sys.CLONE_NEWPID)
+            # Going back can only fail for want of memory (ENOMEM): try
+            # again once, for a thread left spawning into the container
+            # would put every later child of ours there.
+            try:
+                _sys.setns(own, _sys.CLONE_NEWPID)
+            except OSError:
+                _sys.setns(own, _sys.CLONE_NEWPID)
     finally:
         os.close(own)
 
@@ -107,8 +113,13 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                cgroup_fd: int = -1,
                prepare: Optional[Callable[[Process], None]] = None,
                args: Optional[List[str]] = None,
-               pid_namespace: Optional[int] = None) -> StartedInit:
+               pid_namespace: Optional[int] = None,
+               on_hooks: Optional[Callable[[Process], None]] = None) -> StartedInit:
     """Clone init, send its ops, and wait until it is READY.
+
+    With ``on_hooks``, init stops at the plan's OP_HOOKS and reports it;
+    ``on_hooks(proc)`` runs then (the create hooks) and lets init go on
+    through the pipe the op names.
 
     With ``pid_namespace`` (a pidfd of a process in it), the child is born
     in that pid namespace (exec into a container): the calling thread
@@ -144,7 +155,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                     if exc.errno == errno.ENOSYS:
                         raise UnsupportedError("clone3", "containers need clone3") from None
                     raise
-            proc = Process(pid, pidfd, args=args, child=True)
+                # Owned before the thread goes back to its own pid namespace,
+                # which may raise.
+                proc = Process(pid, pidfd, args=args, child=True)
         for fd in (ops_r, st_w, err_w):
             fds.remove(fd)
             os.close(fd)
@@ -169,6 +182,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         fds.remove(ops_w)
         os.close(ops_w)
         rec = read_record(st_r)
+        while rec is not None and rec.kind == RECORD_HOOKS and on_hooks is not None:
+            on_hooks(proc)
+            rec = read_record(st_r)
         if rec is None or rec.kind != RECORD_READY:
             status_code = None
             if rec is None:

@@ -37,6 +37,7 @@ from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR,
                         OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SECCOMP,
                         OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op,
                         nul_list)
+from ._protocol import OP_HOOKS
 
 CLONE_NEWTIME = 0x00000080
 #: OCI namespace type -> clone flag.
@@ -129,7 +130,7 @@ def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[Mount
 
 def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: Dict[str, int],
               idmap_fds: Dict[int, int], open_tree: OpenTree,
-              layout: Optional[CgroupLayout] = None) -> InitPlan:
+              layout: Optional[CgroupLayout] = None, hooks_fd: int = -1) -> InitPlan:
     """The plan for ``spec`` with the root at ``rootfs`` (absolute, on the host).
 
     Args:
@@ -140,6 +141,8 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
             host root in the host's mount namespace, never by init).
         gate_fd: the exec FIFO, open read-write, passed to init.
         layout: the host's cgroup mounts (read from /proc when None).
+        hooks_fd: a pipe's read end: init stops before pivot_root, reports,
+            and waits for a byte on it while the caller runs the create hooks.
 
     Raises:
         ConfigError, UnsupportedConfigError: what cannot be done, named by
@@ -229,7 +232,10 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     if devpts_at_dev_pts:
         b.add(OP_SYMLINK, "pts/ptmx", "/dev/ptmx", field_="linux.devices", what="/dev/ptmx")
 
-    # 4. Into the root; what is done by container paths from here on.
+    # 4. The create hooks (runtime-spec: environment made, not yet pivoted),
+    # then into the root; what is done by container paths from here on.
+    if hooks_fd >= 0:
+        b.add(OP_HOOKS, hooks_fd, field_="hooks", what="")
     b.add(OP_PIVOT, field_="root.path", what=rootfs)
     for i, path in enumerate(linux.masked_paths):
         b.add(OP_MASK, path, field_=f"linux.maskedPaths[{i}]", what=path)

@@ -41,6 +41,9 @@ OP_SETNS = 25
 OP_UNSHARE = 26
 OP_LOOPBACK_UP = 27
 OP_SECCOMP = 40
+# 45-49: OCI hooks.
+OP_HOOKS = 45
+OP_EXEC_PATH = 46
 
 STAGE_PROTOCOL = 100
 STAGE_GATE = 101
@@ -52,6 +55,7 @@ KIND_FILE = 1
 
 RECORD_READY = 1
 RECORD_ERROR = 2
+RECORD_HOOKS = 3
 RECORD = struct.Struct("=iiii")
 
 #: What each op does, for error messages ("<step> <what>: <strerror>").
@@ -84,6 +88,8 @@ OP_NAMES = {
     OP_UNSHARE: "unshare namespaces",
     OP_LOOPBACK_UP: "bring up lo",
     OP_SECCOMP: "load the seccomp filter",
+    OP_HOOKS: "wait for the create hooks",
+    OP_EXEC_PATH: "exec",
     STAGE_PROTOCOL: "read pidsafe-init's instructions",
     STAGE_GATE: "wait for start",
     STAGE_EXEC: "exec",
