@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 from .._sigsafe import critical
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
 from ..userns._idmap import IDMap
+from ._config_hooks import Hooks, parse_hooks
 from ._config_linux import LinuxSpec, parse_linux
 from ._config_process import ProcessSpec, parse_process
 from ._reader import JsonObject, check_str
@@ -67,6 +68,7 @@ class Spec:
     mounts: Tuple[MountSpec, ...] = ()
     linux: LinuxSpec = field(default_factory=LinuxSpec)
     annotations: Tuple[Tuple[str, str], ...] = ()
+    hooks: Hooks = field(default_factory=Hooks)
 
     def rootfs(self, bundle: Union[str, "os.PathLike[str]"]) -> str:
         """``root.path`` made absolute: relative paths are relative to the bundle."""
@@ -139,8 +141,7 @@ def parse_spec(document: Any) -> Spec:
     mounts = tuple(o.get_list("mounts", _mount))
     linux = parse_linux(o.get_obj("linux"))
     annotations = tuple(sorted(o.get_str_map("annotations").items()))
-    o.unsupported("hooks", "hooks", allow=lambda v: isinstance(v, dict)
-                  and not any(v.values()))
+    hooks = parse_hooks(o.get_obj("hooks"))
     for key in ("solaris", "windows", "vm", "zos"):
         o.unsupported(key, f"{key} containers")
     o.finish()
@@ -149,7 +150,8 @@ def parse_spec(document: Any) -> Spec:
             raise ConfigError(key, "needs a uts namespace in linux.namespaces")
     for key, _ in linux.sysctl:
         _check_sysctl_namespace(key, linux)
-    return Spec(version, process, root, hostname, domainname, mounts, linux, annotations)
+    return Spec(version, process, root, hostname, domainname, mounts, linux, annotations,
+                hooks)
 
 
 def _check_sysctl_namespace(key: str, linux: LinuxSpec) -> None:

@@ -204,7 +204,18 @@ BAD = [
     (_set("linux.rootfsPropagation", "sideways"), "linux.rootfsPropagation", False),
     (_set("linux.sysctl", {"vm.swappiness": "1"}), "linux.sysctl.vm.swappiness", False),
     (_set("linux.sysctl", {"net.core.somaxconn": 5}), "linux.sysctl.net.core.somaxconn", False),
-    (_set("hooks", {"prestart": [{"path": "/bin/true"}]}), "hooks", True),
+    (_set("hooks", {"prestart": [{"path": "bin/true"}]}), "hooks.prestart[0].path", False),
+    (_set("hooks", {"prestart": [{"args": ["true"]}]}), "hooks.prestart[0].path", False),
+    (_set("hooks", {"poststop": [{"path": "/bin/true", "timeout": 0}]}),
+     "hooks.poststop[0].timeout", False),
+    (_set("hooks", {"createRuntime": [{"path": "/x", "env": ["NOEQUALS"]}]}),
+     "hooks.createRuntime[0].env[0]", False),
+    (_set("hooks", {"startContainer": [{"path": "/x", "args": "sh"}]}),
+     "hooks.startContainer[0].args", False),
+    (_set("hooks", {"createContainer": [{"path": "/x", "user": "root"}]}),
+     "hooks.createContainer[0].user", True),
+    (_set("hooks", {"postStart": []}), "hooks.postStart", True),
+    (_set("hooks", [{"path": "/x"}]), "hooks", False),
     (_set("windows", {"layerFolders": []}), "windows", True),
     (_set("unknownTopLevel", {}), "unknownTopLevel", True),
 ]
@@ -283,3 +294,25 @@ def test_relative_mount_destinations_are_relative_to_the_root() -> None:
     doc = runc_spec()
     doc["mounts"][0]["destination"] = "proc"
     assert parse_spec(doc).mounts[0].destination == "/proc"
+
+
+def test_hooks_are_read_in_lifecycle_order_with_every_field() -> None:
+    from pidsafe.container._config_hooks import Hook, Hooks
+
+    doc = runc_spec()
+    doc["hooks"] = {
+        "poststop": [{"path": "/c", "args": ["c", "-f"]}],
+        "prestart": [{"path": "/p1", "args": ["p1", "x"], "env": ["A=1", "A=2"],
+                      "timeout": 5}, {"path": "/p2"}],
+        "createRuntime": [{"path": "/r"}], "createContainer": [{"path": "/cc"}],
+        "startContainer": [{"path": "/sc"}], "poststart": [{"path": "/ps", "timeout": 1}],
+    }
+    hooks = parse_spec(doc).hooks
+    assert hooks == Hooks(
+        prestart=(Hook("/p1", ("p1", "x"), ("A=1", "A=2"), 5), Hook("/p2")),
+        create_runtime=(Hook("/r"),), create_container=(Hook("/cc"),),
+        start_container=(Hook("/sc"),), poststart=(Hook("/ps", timeout=1),),
+        poststop=(Hook("/c", ("c", "-f")),))
+    assert hooks.prestart[1].argv == ("/p2",) and hooks.prestart[0].env_dict() == {"A": "2"}
+    assert hooks.of("createRuntime") == (Hook("/r"),) and hooks.during_create
+    assert parse_spec(runc_spec()).hooks == Hooks() and not Hooks().during_create
