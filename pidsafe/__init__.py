@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .container._container import Container
     from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
                          ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
+                         HookError,
                          IDMapError, InvalidMountError, MountError, ReaperError, StaleProcessError,
                          StateError, SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
                          UnsupportedConfigError, UnsupportedError, UsageError)
@@ -53,6 +54,7 @@ _EXPORTS = {
     "Features": "._features",
     "ForeignChildWarning": ".errors",
     "HelperDiedError": ".errors",
+    "HookError": ".errors",
     "IDMap": ".userns._idmap",
     "IDMapError": ".errors",
     "IDRange": ".userns._idmap",
@@ -106,6 +108,7 @@ __all__ = [
     "Features",
     "ForeignChildWarning",
     "HelperDiedError",
+    "HookError",
     "IDMap",
     "IDMapError",
     "IDRange",

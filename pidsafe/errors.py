@@ -274,6 +274,66 @@ def container_error(err: int, step: str, path: Optional[str] = None, field: str 
     return cls(err, message, path, step, field)
 
 
+class HookError(ContainerError):
+    """An OCI hook (config.json ``hooks``) failed: it could not be started,
+    exited non-zero, was killed, or ran past its ``timeout``.
+
+    A :class:`ContainerError` (and the errno's own ``OSError`` subclass):
+    ``errno`` is the spawn's errno when the hook could not be started,
+    ``ETIMEDOUT`` when it was killed for its timeout, ``ECHILD`` when it
+    exited non-zero or was killed.
+
+    Attributes:
+        kind: the hook list, e.g. ``"createRuntime"``.
+        index: its position in that list (``field`` is ``hooks.KIND[INDEX]``).
+        returncode: its exit status (``-N``: killed by signal ``N``), or
+            ``None`` if it never ran.
+        output: the end of what it wrote to stdout and stderr.
+    """
+
+    kind: str
+    index: int
+    returncode: Optional[int]
+    output: bytes
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return (_rebuild_hook_error, (self.errno, self.strerror, self.path, self.kind,
+                                      self.index, self.returncode, self.output))
+
+
+def _rebuild_hook_error(err: int, message: str, path: Optional[str], kind: str, index: int,
+                        returncode: Optional[int], output: bytes) -> HookError:
+    return hook_error(err, kind, index, path or "", returncode, output, message=message)
+
+
+def hook_error(err: int, kind: str, index: int, path: str, returncode: Optional[int] = None,
+               output: bytes = b"", *, message: Optional[str] = None) -> HookError:
+    """A :class:`HookError` that is also the errno's own OSError subclass.
+
+    The message says what happened (``"createRuntime hook /bin/x
+    (hooks.createRuntime[0]) exited with status 2: <output>"``).
+    """
+    cls = _errno_subclass(HookError, err)
+    field = f"hooks.{kind}[{index}]"
+    if message is None:
+        if returncode is None:
+            what = f"could not be run: {os.strerror(err)}"
+        elif err == errno.ETIMEDOUT:
+            what = "timed out and was killed"
+        elif returncode < 0:
+            what = f"was killed by signal {-returncode}"
+        else:
+            what = f"exited with status {returncode}"
+        tail = output.decode(errors="replace").strip()
+        message = f"{kind} hook {path} ({field}) {what}" + (f": {tail}" if tail else "")
+    exc = cls(err, message, path, f"{kind} hook", field)
+    exc.kind = kind
+    exc.index = index
+    exc.returncode = returncode
+    exc.output = output
+    return exc
+
+
 class ContainerStateError(Error, RuntimeError):
     """A container operation that its current state does not allow.
 

@@ -62,11 +62,33 @@ class _Log:
                     os.close(fd)
             except OSError:
                 pass   # the log is best effort; stderr below always gets it
-        if level == "error" or self.debug:
-            sys.stderr.write(f"pidsafe-runc: {msg}\n")
+        if level in ("error", "warning") or self.debug:
+            sys.stderr.write(f"pidsafe-runc: {level}: {msg}\n" if level == "warning"
+                             else f"pidsafe-runc: {msg}\n")
 
 
 LOG = _Log()
+
+
+def _log_hook_warnings(c: Any) -> None:
+    """Send the ``pidsafe.container`` logger's warnings (a failed poststart or
+    poststop hook) to --log and stderr, if the container has hooks at all
+    (``logging`` costs a few ms to import: commands without hooks skip it).
+
+    Without this (create: its poststop hooks run only after a failed create
+    hook), logging's last-resort handler still prints them on stderr.
+    """
+    if not c.has_hooks("poststart", "poststop"):
+        return
+    import logging
+
+    class Bridge(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            LOG.write("warning", record.getMessage())
+
+    logger = logging.getLogger("pidsafe.container")
+    if not any(type(h).__name__ == "Bridge" for h in logger.handlers):
+        logger.addHandler(Bridge(logging.WARNING))
 
 
 # --- argument parsing: runc's flag spelling (-x, --long, --long=value) ---------
@@ -195,6 +217,7 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
             _send_pidfd(args.get("pidfd-socket"), c)
         if not run:
             return 0
+        _log_hook_warnings(c)
         c.start()
         if args.get("detach"):
             return 0
@@ -225,6 +248,7 @@ def cmd_start(root: str, argv: Sequence[str]) -> int:
         return 0
     c = _load(root, _one_id(args, "start"))
     try:
+        _log_hook_warnings(c)
         c.start()
     finally:
         c.close()
@@ -286,6 +310,7 @@ def cmd_delete(root: str, argv: Sequence[str]) -> int:
         if args.get("force"):
             return 0   # runc: delete --force of a missing container succeeds
         raise
+    _log_hook_warnings(c)
     c.delete(force=bool(args.get("force")))
     return 0
 
@@ -399,7 +424,9 @@ def cmd_features(root: str, argv: Sequence[str]) -> int:
     from ..container._config_linux import NAMESPACE_TYPES
 
     doc = {
-        "ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0", "hooks": [],
+        "ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                  "poststop"],
         "mountOptions": sorted({
             "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime",
             "noatime", "strictatime", "nodiratime", "diratime", "nosymfollow", "bind", "rbind",

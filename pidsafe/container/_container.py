@@ -18,8 +18,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from .._sigsafe import critical
-from ..errors import (ContainerLookupError, ContainerStateError, StaleProcessError,
-                      container_error)
+from ..errors import (ContainerLookupError, ContainerStateError, HookError,
+                      StaleProcessError, container_error)
 from ..state._statefile import StateFile
 
 # What only create, exec and undo need (the config parser and planner, the
@@ -128,7 +128,7 @@ class Container:
                     reaper.watch(started.process)
                 state.unlock()
                 return container
-            except BaseException:
+            except BaseException as exc:
                 # Whatever was interrupted, nothing stays: init, mounts, state.
                 with critical:
                     if started is not None:
@@ -138,6 +138,14 @@ class Container:
                     if not state.is_locked:
                         state.lock()
                     undo(state, record)
+                if isinstance(exc, HookError):
+                    # runtime-spec lifecycle: a failed create hook stops the
+                    # container and continues at "destroy" (done above), then
+                    # the poststop hooks.
+                    from ._hooks import hook_state, run_hooks
+
+                    run_hooks("poststop", spec.hooks.poststop,
+                              hook_state(record, "stopped", None), fatal=False)
                 raise
         finally:
             if state.is_locked:
@@ -242,37 +250,107 @@ class Container:
     def start(self) -> None:
         """Let the program run: open the gate, then learn whether its exec worked.
 
+        The config's hooks run as runtime-spec's lifecycle says: the
+        ``startContainer`` hooks in the container before the gate opens (a
+        failure kills init, deletes the container, runs the ``poststop``
+        hooks and raises); with ``poststart`` hooks, start waits until the
+        program has been executed, then runs them (a failure is logged as
+        a warning on the ``pidsafe.container`` logger).
+
         Raises:
             ContainerStateError: not in the created state.
             ContainerError: the program could not be executed (only seen by
                 the process that created the container).
+            HookError: a ``startContainer`` hook failed; the container is gone.
         """
         state = StateFile(self.state_dir, self.id)
+        failed: Optional[HookError] = None
         with state.locked():
             record = state.load()
             self._record = record
             if self.status() != "created":
                 raise ContainerStateError(f"cannot start container {self.id!r}: it is "
                                           f"{self.status()}")
-            try:
-                w = os.open(record["fifo"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:   # no reader: init is gone
-                    raise ContainerStateError(f"container {self.id!r} is not waiting to "
-                                              "start (its init is gone)") from None
-                raise
-            try:
-                os.write(w, b"\0")
-            finally:
-                os.close(w)
-            record["started"] = True
-            state.save(record)
-            with critical:
-                try:
-                    os.unlink(record["fifo"])
-                except FileNotFoundError:
-                    pass
+            if self.has_hooks("startContainer"):
+                failed = self._run_start_hooks(state, record)
+            if failed is None:
+                self._open_gate(record, wait_exec=self.has_hooks("poststart"))
+                record["started"] = True
+                state.save(record)
+                with critical:
+                    try:
+                        os.unlink(record["fifo"])
+                    except FileNotFoundError:
+                        pass
+        if failed is not None:
+            self._close()
+            self._run_poststop(record)
+            raise failed
         self._check_exec()
+        if self.has_hooks("poststart"):
+            from ._hooks import hook_state, run_hooks
+
+            run_hooks("poststart", self.spec().hooks.poststart,
+                      hook_state(record, "running", self.pid), fatal=False)
+
+    def has_hooks(self, *kinds: str) -> bool:
+        """Whether config.json has hooks of these kinds (``"poststop"``...), or of
+        any kind if none is named; read from the state, nothing parsed."""
+        config = self._record.get("config")
+        hooks = config.get("hooks") if isinstance(config, dict) else None
+        if not isinstance(hooks, dict):
+            return False
+        return any(hooks.get(k) for k in (kinds or tuple(hooks)))
+
+    def _run_start_hooks(self, state: StateFile, record: Dict[str, Any]) -> Optional[HookError]:
+        """The startContainer hooks, in the container; on failure, the container destroyed."""
+        from ._hooks import hook_state, run_hooks
+        from ._records import end, undo
+
+        assert self._init is not None
+        try:
+            run_hooks("startContainer", self.spec().hooks.start_container,
+                      hook_state(record, "created", self._init.pid), fatal=True,
+                      init=self._init, spec=self.spec())
+        except HookError as exc:
+            with critical:
+                end(self._init)
+                undo(state, record)
+            return exc
+        return None
+
+    def _run_poststop(self, record: Dict[str, Any]) -> None:
+        """runtime-spec: after the container is deleted, before delete returns; a
+        failure is a warning and the other hooks still run."""
+        if self.has_hooks("poststop"):
+            from ._hooks import hook_state, run_hooks
+
+            run_hooks("poststop", self.spec().hooks.poststop,
+                      hook_state(record, "stopped", None), fatal=False)
+
+    def _open_gate(self, record: Dict[str, Any], wait_exec: bool) -> None:
+        """Write the byte init waits for; with ``wait_exec``, return once it has exec'd.
+
+        Init holds the FIFO open (close-on-exec) until its execve commits,
+        so the FIFO losing its last reader (POLLERR on our write end) means
+        the program runs, or init is gone.
+        """
+        try:
+            w = os.open(record["fifo"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:   # no reader: init is gone
+                raise ContainerStateError(f"container {self.id!r} is not waiting to "
+                                          "start (its init is gone)") from None
+            raise
+        try:
+            os.write(w, b"\0")
+            if wait_exec and self._init is not None:
+                poller = select.poll()
+                poller.register(w, 0)   # POLLERR: no reader left
+                poller.register(self._init.fileno(), select.POLLIN)   # init exited
+                poller.poll()
+        finally:
+            os.close(w)
 
     def _check_exec(self) -> None:
         status, self._status = self._status, None
@@ -495,6 +573,7 @@ class Container:
             with critical:
                 undo(state, record)
         self._close()
+        self._run_poststop(record)
 
     def _close(self) -> None:
         if self._status is not None:

@@ -83,6 +83,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
     fds: List[int] = []
     userns_fds: List[OwnedFd] = []   # and the cgroup fd: closed with them below
     stdio = Stdio()
+    hooks_go: List[int] = []   # the write end of init's hooks pipe: never passed to init
     try:
         with critical:
             stdio = make_stdio(stdin, stdout, stderr)
@@ -129,8 +130,14 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                       userns_fd: int, field: str) -> int:
             return _open_tree(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
 
+        hooks_fd = -1
+        if spec.hooks.during_create:
+            with critical:
+                hooks_fd, go = os.pipe2(os.O_CLOEXEC)
+                fds.append(hooks_fd)
+                hooks_go.append(go)
         plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
-                         idmap_fds=idmap, open_tree=open_tree)
+                         idmap_fds=idmap, open_tree=open_tree, hooks_fd=hooks_fd)
 
         def prepare(proc: Process) -> None:
             with critical:
@@ -142,11 +149,17 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
             if spec.process.oom_score_adj is not None:
                 _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
 
+        def on_hooks(proc: Process) -> None:
+            _step("hooks")
+            run_create_hooks(spec, record, proc)
+            os.write(hooks_go[0], b"\1")
+
         started = start_init(plan, stdio=stdio.child,
                              pass_fds=[*fds, *(u.fileno() for u in userns_fds)],
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                              prepare=prepare,
-                             args=list(spec.process.args))
+                             args=list(spec.process.args),
+                             on_hooks=on_hooks if hooks_fd >= 0 else None)
     except BaseException:
         with critical:
             stdio.close_all()   # our pipe ends too: there is no process to own them
@@ -154,7 +167,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
     finally:
         with critical:
             stdio.close_child_side()
-            for fd in fds:
+            for fd in fds + hooks_go:
                 os.close(fd)
             for u in userns_fds:
                 u.close()
@@ -186,6 +199,26 @@ def _sha256(data: bytes) -> Any:
     import hashlib
 
     return hashlib.sha256(data)
+
+
+def run_create_hooks(spec: Spec, record: Dict[str, Any], init: Process) -> None:
+    """prestart and createRuntime here, then createContainer in init's namespaces.
+
+    Init waits before pivot_root meanwhile (runtime-spec lifecycle steps
+    3-5).  The state they read says ``created`` (the environment is made,
+    step 2) and gives init's pid.
+
+    Raises:
+        HookError: the first hook that failed (the rest do not run).
+    """
+    from ._hooks import hook_state, run_hooks
+
+    state = hook_state(record, "created", init.pid)
+    hooks = spec.hooks
+    run_hooks("prestart", hooks.prestart, state, fatal=True)
+    run_hooks("createRuntime", hooks.create_runtime, state, fatal=True)
+    run_hooks("createContainer", hooks.create_container, state, fatal=True, init=init,
+              spec=spec)
 
 
 def _default_cgroup(state_dir: str, container_id: str) -> str:

@@ -6,7 +6,7 @@ import json
 import pathlib
 import signal
 import sys
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -114,6 +114,8 @@ def test_errors_exit_1_and_reach_the_json_log(cli: Cli, tmp_path: pathlib.Path) 
 def test_features_is_json(cli: Cli) -> None:
     doc = json.loads(cli("features")[1])
     assert doc["ociVersionMax"].startswith("1.") and "user" in doc["linux"]["namespaces"]
+    assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
+                            "poststart", "poststop"]
 
 
 @pytest.mark.parametrize("text, sig", [("15", 15), ("TERM", signal.SIGTERM),
@@ -158,3 +160,42 @@ def test_features_reports_seccomp(capsys: pytest.CaptureFixture[str],
     monkeypatch.setattr(_seccomp, "available", lambda: False)
     assert runc.main(["features"]) == 0
     assert json.loads(capsys.readouterr().out)["linux"]["seccomp"] == {"enabled": False}
+
+
+def _hook(name: str, out: pathlib.Path, fail: bool = False) -> Dict[str, Any]:
+    script = f"echo {name} >> {out}; cat > /dev/null" + ("; exit 4" if fail else "")
+    return {"path": "/bin/sh", "args": ["sh", "-c", script]}
+
+
+def test_hooks_across_create_start_and_delete_processes(cli: Cli, make_bundle: Any,
+                                                        tmp_path: pathlib.Path) -> None:
+    """Each command is its own process: start and delete find the hooks in the state."""
+    out = tmp_path / "order"
+    log = tmp_path / "log.json"
+    hooks = {"prestart": [_hook("prestart", out)], "createRuntime": [_hook("createRuntime", out)],
+             "poststart": [_hook("poststart-broken", out, fail=True), _hook("poststart", out)],
+             "poststop": [_hook("poststop", out)]}
+    bundle = make_bundle(["sleep", "1000"], lambda d: d.update(hooks=hooks))
+    cli("create", "--bundle", str(bundle), "h1")
+    assert out.read_text().split() == ["prestart", "createRuntime"]
+    code, _, err = cli("--log", str(log), "--log-format", "json", "start", "h1")
+    assert "warning: poststart hook /bin/sh (hooks.poststart[0]) exited with status 4" in err
+    [entry] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["level"] == "warning" and "hooks.poststart[0]" in entry["msg"]
+    assert json.loads(cli("state", "h1")[1])["status"] == "running"
+    cli("delete", "--force", "h1")
+    assert out.read_text().split() == ["prestart", "createRuntime", "poststart-broken",
+                                       "poststart", "poststop"]
+    assert cli("list", "-q")[1] == ""
+
+
+def test_a_failing_prestart_hook_fails_create_and_leaves_no_container(
+        cli: Cli, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "order"
+    hooks = {"prestart": [_hook("prestart", out, fail=True)], "poststop": [_hook("poststop", out)]}
+    bundle = make_bundle(["true"], lambda d: d.update(hooks=hooks))
+    code, _, err = cli("create", "--bundle", str(bundle), "h2", check=False)
+    assert code == 1 and "prestart hook /bin/sh (hooks.prestart[0]) exited with status 4" in err
+    assert out.read_text().split() == ["prestart", "poststop"]
+    assert cli("state", "h2", check=False)[0] == 1
+    assert cli("list", "-q")[1] == ""

@@ -1,0 +1,235 @@
+"""Running OCI hooks: processes pidsafe starts, each held by a pidfd from birth.
+
+Every hook gets the container's state (runtime-spec runtime.md, "State")
+as JSON on stdin, runs ``path`` with exactly its ``args`` and ``env``, and
+is SIGKILLed through its pidfd once its ``timeout`` has passed.  Its
+stdin and its output are memfds, not pipes: a hook that leaves a
+background child holding stdout open cannot make the runtime wait for
+ever, and nothing blocks on a hook that never reads its input.
+
+Where each runs (config.md, "POSIX-platform Hooks"):
+
+* in the runtime's namespaces (``prestart``, ``createRuntime``,
+  ``poststart``, ``poststop``): :func:`pidsafe.spawn` from here;
+* in the container's namespaces (``createContainer``, ``startContainer``):
+  pidsafe-init born in init's pid namespace joins every other namespace of
+  init with one ``setns(pidfd, flags)`` (as exec does, :mod:`._exec`), then
+  becomes root of the container's user namespace if it has one, and execs
+  ``path``.  During create this happens before pivot_root: the container's
+  mount namespace still shows the runtime's tree, so ``path`` resolves as
+  it does for the runtime; at start, after pivot_root, ``path`` resolves in
+  the container's root.
+
+A hook fails when it cannot be started, exits non-zero, is killed, or
+times out: :class:`pidsafe.HookError`.  Whether that fails the operation
+is the caller's choice (``fatal``); a non-fatal failure is logged as a
+warning on the ``pidsafe.container`` logger and the next hook runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .._sigsafe import critical
+from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
+from ..process._process import Process
+from ..process._spawn import spawn
+from ._config import Spec
+from ._config_hooks import Hook
+from ._init import start_init
+from ._plan import CLONE_FLAGS, InitPlan
+from ._protocol import OP_EXEC, OP_EXEC_PATH, OP_SETID_ROOT, OP_SETNS, Op, nul_list, read_record
+
+#: How much of a failed hook's output its error message keeps (the end of it).
+OUTPUT_TAIL = 4096
+LOGGER = "pidsafe.container"
+
+
+def hook_state(record: Mapping[str, Any], status: str, pid: Optional[int]) -> Dict[str, Any]:
+    """The OCI state a hook reads on stdin: ociVersion, id, status, pid, bundle, annotations.
+
+    ``status`` is the container's as of the hook's point in the lifecycle
+    (``created`` for the create and startContainer hooks, ``running`` for
+    poststart, ``stopped`` for poststop), not re-read: a program that has
+    already exited by the time a poststart hook runs was still started.
+    """
+    out: Dict[str, Any] = {"ociVersion": record.get("ociVersion", "1.0.2"),
+                           "id": record["id"], "status": status}
+    if pid is not None:
+        out["pid"] = pid
+    out["bundle"] = record.get("bundle", "")
+    annotations = record.get("annotations")
+    if annotations:
+        out["annotations"] = dict(annotations)
+    return out
+
+
+def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
+              fatal: bool, init: Optional[Process] = None,
+              spec: Optional[Spec] = None) -> None:
+    """Run ``hooks`` (the list named ``kind``) one after the other.
+
+    Args:
+        state: what each hook reads on stdin (see :func:`hook_state`).
+        fatal: raise the first failure (the rest do not run); otherwise
+            log it as a warning and go on.
+        init, spec: run the hooks in ``init``'s namespaces (the container
+            ``spec`` says which there are).
+
+    Raises:
+        HookError: a hook failed and ``fatal``.
+    """
+    if not hooks:
+        return
+    data = json.dumps(state).encode()
+    for i, hook in enumerate(hooks):
+        try:
+            run_hook(kind, i, hook, data, init=init, spec=spec)
+        except HookError as exc:
+            if fatal:
+                raise
+            import logging
+
+            logging.getLogger(LOGGER).warning("%s (ignored: the lifecycle goes on)",
+                                              exc.strerror)
+
+
+def run_hook(kind: str, index: int, hook: Hook, state: bytes, *,
+             init: Optional[Process] = None, spec: Optional[Spec] = None) -> None:
+    """Run one hook with ``state`` on its stdin and wait for it (or its timeout).
+
+    Raises:
+        HookError: it could not be started, failed, or timed out (and was
+            killed); ``output`` has the end of its stdout and stderr.
+    """
+    deadline = None if hook.timeout is None else time.monotonic() + hook.timeout
+    fds = []
+    try:
+        try:
+            with critical:
+                stdin = os.memfd_create("pidsafe-hook-state", os.MFD_CLOEXEC)
+                fds.append(stdin)
+            _write_all(stdin, state)
+            os.lseek(stdin, 0, os.SEEK_SET)
+            with critical:
+                output = os.memfd_create("pidsafe-hook-output", os.MFD_CLOEXEC)
+                fds.append(output)
+            if init is None:
+                proc = spawn(list(hook.argv), executable=hook.path, env=hook.env_dict(),
+                             stdin=stdin, stdout=output, stderr=output)
+            else:
+                assert spec is not None
+                proc = _spawn_in(init, spec, hook, (stdin, output, output))
+        except OSError as exc:
+            if isinstance(exc, HookError):
+                raise
+            raise hook_error(exc.errno or errno.EIO, kind, index, hook.path) from exc
+        with proc:
+            try:
+                timed_out = False
+                try:
+                    proc.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
+                except TimeoutExpired:
+                    timed_out = True
+                    proc.kill()
+                    proc.wait()
+            except BaseException:
+                with critical:
+                    if proc.returncode is None:
+                        proc.kill()
+                        proc.wait()
+                raise
+        code = proc.returncode
+        assert code is not None
+        if timed_out or code != 0:
+            raise hook_error(errno.ETIMEDOUT if timed_out else errno.ECHILD, kind, index,
+                             hook.path, code, _tail(output))
+    finally:
+        with critical:
+            for fd in fds:
+                os.close(fd)
+
+
+def plan_hook(spec: Spec, hook: Hook, pidfd: int) -> InitPlan:
+    """pidsafe-init's ops for ``hook`` in the namespaces of the init ``pidfd`` refers to.
+
+    The pid (and time) namespace is the caller's to give, at clone3 time.
+    """
+    flags = 0
+    for ns in spec.linux.namespaces:
+        if ns.type not in ("pid", "time"):
+            flags |= CLONE_FLAGS[ns.type]
+    ops = []
+    if flags:
+        ops.append(Op(OP_SETNS, (pidfd, flags), "linux.namespaces", "init's namespaces"))
+    in_userns = spec.linux.namespace("user") is not None
+    if in_userns:
+        ops.append(Op(OP_SETID_ROOT, (), "linux.uidMappings"))
+    ops.append(Op(OP_EXEC_PATH, (hook.path,), "", hook.path))
+    ops.append(Op(OP_EXEC, (nul_list(hook.argv), nul_list(hook.env)), "", hook.path))
+    return InitPlan(0, tuple(ops), root_in_userns=in_userns)
+
+
+def _spawn_in(init: Process, spec: Spec, hook: Hook, stdio: Any) -> Process:
+    """``hook`` started in ``init``'s namespaces; returns once it has exec'd.
+
+    Raises:
+        OSError: joining the namespaces or the exec failed (the errno says
+            why).
+    """
+    dup: List[int] = []   # init's pidfd at a number of our own, for the ops to name
+    proc: Optional[Process] = None
+    try:
+        with critical:
+            dup.append(fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3))
+        try:
+            started = start_init(plan_hook(spec, hook, dup[0]), stdio=stdio, pass_fds=dup,
+                                 args=list(hook.argv),
+                                 pid_namespace=init.fileno()
+                                 if spec.linux.namespace("pid") is not None else None)
+        except ContainerError as exc:
+            raise OSError(exc.errno or errno.EIO, exc.strerror, hook.path) from None
+        proc = started.process
+        with started.status:
+            rec = read_record(started.status.fileno())
+        if rec is not None:   # exec failed: the program is not there, or not executable
+            raise OSError(rec.err or errno.EIO, os.strerror(rec.err or errno.EIO), hook.path)
+    except BaseException:
+        with critical:
+            if proc is not None:
+                if proc.returncode is None:
+                    try:
+                        proc.kill()
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+                proc.close()
+        raise
+    finally:
+        with critical:
+            for fd in dup:
+                os.close(fd)
+    return proc
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _tail(fd: int) -> bytes:
+    """The last :data:`OUTPUT_TAIL` bytes written to the memfd ``fd``."""
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, OUTPUT_TAIL, max(size - OUTPUT_TAIL, 0))
+    except OSError:
+        return b""
+
+
+__all__ = ["HookError", "hook_state", "run_hook", "run_hooks"]
