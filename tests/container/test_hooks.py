@@ -227,7 +227,8 @@ def test_hooks_run_by_a_container_loaded_in_another_handle(
     log = tmp_path / "log"
     log.mkdir()
     hooks = {k: [_recorder(k, str(log))] for k in ("poststart", "poststop")}
-    c = pidsafe.Container.create("l", make_bundle(["true"], _with_hooks(hooks)),
+    hooks["startContainer"] = [_recorder("startContainer", "/hooks")]
+    c = pidsafe.Container.create("l", make_bundle(["true"], _with_hooks(hooks, log)),
                                  state_dir=str(state_dir))
     try:
         other = pidsafe.Container.load(str(state_dir), "l")
@@ -237,7 +238,22 @@ def test_hooks_run_by_a_container_loaded_in_another_handle(
         pidsafe.Container.load(str(state_dir), "l").delete()
     finally:
         c.delete(force=True)
-    assert (log / "order").read_text().split() == ["poststart", "poststop"]
+    assert (log / "order").read_text().split() == ["startContainer", "poststart", "poststop"]
+
+
+def test_container_hooks_in_a_user_namespace_are_its_root(make_bundle: Any,
+                                                          state_dir: pathlib.Path) -> None:
+    def userns(doc: Dict[str, Any]) -> None:
+        doc["linux"]["namespaces"].append({"type": "user"})
+        m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        doc["linux"]["uidMappings"] = doc["linux"]["gidMappings"] = m
+        # Fails on purpose: what it printed comes back in the error.
+        doc["hooks"] = {"createContainer": [{"path": HOST_SH, "args": [
+            "sh", "-c", "echo $(id -u):$(id -g) $(cat /proc/self/uid_map); exit 1"]}]}
+
+    with pytest.raises(pidsafe.HookError) as info:
+        pidsafe.Container.create("u", make_bundle(["true"], userns), state_dir=str(state_dir))
+    assert info.value.output.split() == [b"0:0", b"0", b"100000", b"65536"]
 
 
 # -- fault injection on the hook spawn --------------------------------------------------
