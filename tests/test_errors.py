@@ -28,6 +28,7 @@ BASES = {
     "UnsupportedConfigError": ValueError,
     "StaleProcessError": ProcessLookupError,
     "ContainerError": OSError,
+    "HookError": OSError,
     "ContainerStateError": RuntimeError,
     "ContainerLookupError": LookupError,
     "UsageError": ValueError,
@@ -78,3 +79,22 @@ def test_cgroup_error_is_the_errnos_own_subclass_and_pickles(err: int, base: typ
     assert exc.step == "unable to write '1' to /c/x" and exc.path == "/c/x" and exc.value == "1"
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is type(exc) and str(back) == str(exc) and back.value == "1"
+
+
+@pytest.mark.parametrize("err, code, base, says", [
+    (errno.ECHILD, 3, ChildProcessError, "exited with status 3: out"),
+    (errno.ETIMEDOUT, -9, TimeoutError, "timed out and was killed"),
+    (errno.ECHILD, -15, ChildProcessError, "was killed by signal 15"),
+    (errno.ENOENT, None, FileNotFoundError, "could not be run: No such file or directory")])
+def test_hook_error_says_what_happened_and_pickles(err: int, code: "int | None", base: type,
+                                                   says: str) -> None:
+    exc = errors.hook_error(err, "poststart", 1, "/bin/h", code, b"out\n")
+    assert isinstance(exc, pidsafe.HookError) and isinstance(exc, pidsafe.ContainerError)
+    assert isinstance(exc, base)
+    assert str(exc).startswith(f"[Errno {err}] poststart hook /bin/h (hooks.poststart[1]) {says}")
+    assert (exc.kind, exc.index, exc.returncode, exc.output) == ("poststart", 1, code, b"out\n")
+    assert exc.field == "hooks.poststart[1]" and exc.path == "/bin/h"
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is type(exc) and str(back) == str(exc)
+    assert (back.kind, back.index, back.returncode, back.output, back.field) == \
+        (exc.kind, exc.index, exc.returncode, exc.output, exc.field)
