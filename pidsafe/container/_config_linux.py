@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
 from ..userns._idmap import IDMap
-from ._config_seccomp import SeccompSpec, parse_seccomp
 from ._reader import MAX_U32, JsonObject, check_abs_path, one_of
+
+# The seccomp config (its dataclasses) only for a config that has one: most
+# bundles do not, and pidsafe-runc create pays for every import.
+if TYPE_CHECKING:
+    from ._config_seccomp import SeccompSpec
 
 #: OCI namespace types -> the /proc/PID/ns/ file name.
 NAMESPACE_TYPES: Dict[str, str] = {
@@ -249,7 +253,12 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     for key, _ in sysctl:
         if not key or "/" in key or ".." in key.split("."):
             raise ConfigError(f"{o.where('sysctl')}.{key}", "is not a sysctl name")
-    seccomp = parse_seccomp(o.get_obj("seccomp"))
+    seccomp_obj = o.get_obj("seccomp")
+    seccomp: Optional[SeccompSpec] = None
+    if seccomp_obj is not None:
+        from ._config_seccomp import parse_seccomp
+
+        seccomp = parse_seccomp(seccomp_obj)
     o.unsupported("mountLabel", "SELinux mount labels", allow=lambda v: v == "")
     o.unsupported("intelRdt", "Intel RDT")
     o.unsupported("personality", "execution domains")

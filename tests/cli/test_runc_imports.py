@@ -49,6 +49,7 @@ CREATE_AVOIDS = (
     "pidsafe.mount._unmount_all", "pidsafe._features", "pidsafe.reaper",
     # No linux.seccomp: libseccomp is not even loaded.
     "pidsafe.container._seccomp", "pidsafe._sys._seccomp", "pidsafe._libseccomp",
+    "pidsafe.container._config_seccomp",
 )
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + (
