@@ -292,6 +292,29 @@ static int op_unshare(struct psi_ctx *c, const struct psi_op *op)
     return unshare((int)flags);
 }
 
+/*
+ * The caller's fds 3 .. 3+count-1 reach the program (everything else >= 3 is
+ * close-on-exec since main()).  None of our own fds may be among them: the
+ * parent opened those after the preserved ones, so one in the range means a
+ * preserved fd was not open.
+ */
+static int op_preserve_fds(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t n, fd;
+
+    if (psi_int(op, 0, &n) < 0)
+        return -1;
+    if (n < 0 || n > 1 << 20 || (status_fd >= 3 && status_fd < 3 + n)
+        || (c->gate_fd >= 3 && c->gate_fd < 3 + n) || (c->root_fd >= 3 && c->root_fd < 3 + n)) {
+        errno = EBADF;
+        return -1;
+    }
+    for (fd = 3; fd < 3 + n; fd++)
+        if (fcntl((int)fd, F_SETFD, 0) < 0)
+            return -1;
+    return 0;
+}
+
 typedef int (*op_fn)(struct psi_ctx *, const struct psi_op *);
 
 static const op_fn OPS[PSI_OP_MAX + 1] = {
@@ -325,6 +348,7 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_SECCOMP] = psi_op_seccomp,
     [PSI_OP_HOOKS] = op_hooks,
     [PSI_OP_EXEC_PATH] = op_exec_path,
+    [PSI_OP_PRESERVE_FDS] = op_preserve_fds,
 };
 
 /* execvpe with the *container's* PATH (from envp), like runc's lookup. */

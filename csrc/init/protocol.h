@@ -85,7 +85,10 @@
                                       parent gave up, fail */
 #define PSI_OP_EXEC_PATH     46   /* (path) execve this file: PSI_OP_EXEC's argv[0] is only
                                       the name (a hook's path and args) */
-#define PSI_OP_MAX           46
+/* 60-64: containerd / runc CLI surface */
+#define PSI_OP_PRESERVE_FDS  60   /* (count) fds 3 .. 3+count-1, as the parent's caller passed
+                                      them, stay open across the exec (runc --preserve-fds) */
+#define PSI_OP_MAX           60
 
 /* Extra stages reported in the op field of an ERROR record. */
 #define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */

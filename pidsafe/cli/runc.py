@@ -36,8 +36,27 @@ commands:
   exec     run a process in a running container
   list     list containers
   ps       list the processes of a container
+  pause    freeze every process of a container (its cgroup freezer)
+  resume   thaw a paused container
+  update   change a container's cgroup limits (--resources FILE|-, --memory, ...)
   features print what this runtime supports, as JSON
+  help     this text, or 'help COMMAND': a command's options
 Run 'pidsafe-runc COMMAND --help' for a command's options."""
+
+#: Options of create and run that runc has, as they behave here.
+CREATE_HELP = """
+  -b, --bundle DIR        the bundle (default: the current directory)
+  --pid-file FILE         write init's pid to FILE (atomically)
+  --console-socket SOCK   send the terminal's master over SOCK (process.terminal)
+  --preserve-fds N        pass this process's fds 3 .. 3+N-1 to the container's
+                          program at the same numbers (each must be open)
+  --pidfd-socket SOCK     send init's pidfd over the unix socket SOCK
+  --no-pivot              accepted for runc compatibility and ignored: the root is
+                          always entered with pivot_root(2), so a rootfs on the
+                          initial ramfs cannot be used
+  --no-new-keyring        accepted for runc compatibility: pidsafe never makes a new
+                          session keyring, so the container always shares the
+                          caller's (runc's default would give it a new one)"""
 
 
 class _Log:
@@ -198,18 +217,19 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
     if args.get("help"):
         print("usage: pidsafe-runc " + ("run" if run else "create") + " [--bundle DIR] "
               "[--pid-file FILE] [--console-socket SOCK] [--no-pivot] [--no-new-keyring] "
-              "[--preserve-fds N] [--pidfd-socket SOCK]" + (" [--detach]" if run else "")
-              + " ID")
+              "[--preserve-fds N] [--pidfd-socket SOCK]" + (" [--detach] [--keep]" if run else "")
+              + " ID\n" + CREATE_HELP + ("\n  -d, --detach            do not wait for the "
+                                          "container\n  --keep                  do not delete "
+                                          "it when it exits" if run else ""))
         return 0
     cid = _one_id(args, "run" if run else "create")
     if args.get("console-socket"):
         raise UsageError("--console-socket: terminals are not supported yet")
-    if args.get("preserve-fds") not in (None, "0"):
-        raise UsageError("--preserve-fds is not supported yet")
+    preserve = _preserve_fds(args)
     from ..container._container import Container
 
     os.makedirs(root, mode=0o711, exist_ok=True)
-    c = Container.create(cid, args.get("bundle", "."), state_dir=root)
+    c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve)
     try:
         if args.get("pid-file") and c.pid is not None:
             _write_pid_file(args.get("pid-file"), c.pid)
@@ -227,6 +247,15 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         return status if status >= 0 else 128 - status
     finally:
         c.close()
+
+
+def _preserve_fds(args: Args) -> int:
+    text = args.get("preserve-fds")
+    if text is None:
+        return 0
+    if not text.isdigit():
+        raise UsageError(f"--preserve-fds: not a non-negative integer: {text!r}")
+    return int(text)
 
 
 def _send_pidfd(path: str, c: Any) -> None:
@@ -355,12 +384,25 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
                               "t": "tty", "h": "help", "g": "additional-gids", "c": "cap"})
     if args.get("help"):
         print("usage: pidsafe-runc exec [--process FILE] [--detach] [--pid-file FILE] "
-              "[--env K=V] [--cwd DIR] [--user UID[:GID]] ID [-- COMMAND ARGS...]")
+              "[--env K=V] [--cwd DIR] [--user UID[:GID]] [--preserve-fds N] "
+              "ID [-- COMMAND ARGS...]\n\n"
+              "  -p, --process FILE      an OCI process object (JSON) instead of COMMAND\n"
+              "  -d, --detach            do not wait for the process\n"
+              "  --pid-file FILE         write its pid to FILE\n"
+              "  -e, --env K=V           add to its environment (repeatable)\n"
+              "  --cwd DIR               its working directory\n"
+              "  -u, --user UID[:GID]    its user\n"
+              "  --no-new-privs          set no_new_privs\n"
+              "  --preserve-fds N        pass this process's fds 3 .. 3+N-1 to it\n"
+              "  --pidfd-socket SOCK     send its pidfd over the unix socket SOCK")
         return 0
     if args.get("tty") or args.get("console-socket"):
         raise UsageError("exec: terminals are not supported yet")
     if not args.positional:
         raise UsageError("exec: expected a container id")
+    if args.get("ignore-paused"):
+        raise UsageError("exec --ignore-paused: a process started in a paused container "
+                         "would be frozen before it could run; resume it first")
     cid, command = args.positional[0], args.positional[1:] + args.rest
     import dataclasses
 
@@ -386,7 +428,8 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
             process = dataclasses.replace(process, user=User(int(uid), int(gid or 0)))
         if args.get("no-new-privs"):
             process = dataclasses.replace(process, no_new_privileges=True)
-        proc = c.exec_process(process, exec_id=f"cli-{os.getpid()}-{time.monotonic_ns()}")
+        proc = c.exec_process(process, exec_id=f"cli-{os.getpid()}-{time.monotonic_ns()}",
+                              preserve_fds=_preserve_fds(args))
         try:
             if args.get("pid-file"):
                 _write_pid_file(args.get("pid-file"), proc.pid)
@@ -510,15 +553,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _fail(f"flag provided but not defined: {argv[i]}")
         i += 1
     if i >= len(argv):
-        print(USAGE, file=sys.stderr)
-        return 1
+        print(USAGE)   # as runc: no command shows the help
+        return 0
     cmd, rest = argv[i], argv[i + 1:]
+    if cmd in ("help", "h"):
+        if not rest:
+            print(USAGE)
+            return 0
+        cmd, rest = rest[0], ["--help"]
     if cmd == "run":
         fn: Any = lambda r, a: cmd_create(r, a, run=True)   # noqa: E731
+    elif cmd in ("pause", "resume", "update"):
+        from ._runc_cgroup import COMMANDS as CGROUP_COMMANDS
+
+        fn = CGROUP_COMMANDS[cmd]
     else:
         fn = COMMANDS.get(cmd)
     if fn is None:
-        return _fail(f"unknown command {cmd!r}\n{USAGE}")
+        LOG.write("error", f"No help topic for {cmd!r}\n{USAGE}")
+        return 3   # runc's status for an unknown command
     try:
         return int(fn(root, rest))
     except UsageError as exc:

@@ -213,6 +213,15 @@ def _resources(o: Optional[JsonObject]) -> Resources:
     return Resources(memory, pids_limit, cpu, devices)
 
 
+def parse_resources(value: Any, path: str = "linux.resources") -> Resources:
+    """A ``linux.resources`` object on its own (``runc update --resources``).
+
+    Raises:
+        ConfigError, UnsupportedConfigError: as for config.json (``path`` names it).
+    """
+    return _resources(JsonObject(value, path))
+
+
 def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     """Parse the ``linux`` object.
 
@@ -259,7 +268,10 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
         from ._config_seccomp import parse_seccomp
 
         seccomp = parse_seccomp(seccomp_obj)
-    o.unsupported("mountLabel", "SELinux mount labels", allow=lambda v: v == "")
+    if o.raw("mountLabel") not in (None, ""):
+        from ._lsm import selinux_refusal
+
+        o.unsupported("mountLabel", selinux_refusal("mount labels"))
     o.unsupported("intelRdt", "Intel RDT")
     o.unsupported("personality", "execution domains")
     o.unsupported("timeOffsets", "time namespace offsets")

@@ -170,8 +170,14 @@ def parse_process(o: JsonObject) -> ProcessSpec:
     caps = _capabilities(caps_obj) if caps_obj is not None else None
     nnp = o.get_bool("noNewPrivileges", False)
     oom = o.get_int("oomScoreAdj", None, lo=-1000, hi=1000)
-    o.unsupported("apparmorProfile", "AppArmor is not available here", allow=lambda v: v == "")
-    o.unsupported("selinuxLabel", "SELinux is not available here", allow=lambda v: v == "")
+    if o.raw("apparmorProfile") not in (None, ""):
+        from ._lsm import apparmor_refusal
+
+        o.unsupported("apparmorProfile", apparmor_refusal())
+    if o.raw("selinuxLabel") not in (None, ""):
+        from ._lsm import selinux_refusal
+
+        o.unsupported("selinuxLabel", selinux_refusal("process labels"))
     o.unsupported("ioPriority", "I/O priorities")
     o.unsupported("scheduler", "scheduling policies")
     o.unsupported("execCPUAffinity", "CPU affinity at exec")

@@ -63,7 +63,8 @@ class Container:
     def create(cls, container_id: str, bundle: "str | os.PathLike[str]", *, state_dir: str,
                rootfs_mounts: Optional[Sequence[Mount]] = None, stdin: Any = None,
                stdout: Any = None, stderr: Any = None, reaper: Any = None,
-               on_created: Optional[Callable[["Container"], None]] = None) -> "Container":
+               on_created: Optional[Callable[["Container"], None]] = None,
+               preserve_fds: int = 0) -> "Container":
         """Create a container from the OCI bundle ``bundle``; its program waits for start().
 
         Args:
@@ -79,6 +80,9 @@ class Container:
             on_created: called with the container before init is registered
                 with ``reaper``: publish "created" there, and no exit of init
                 can reach the reaper's subscribers before it (seed 002).
+            preserve_fds: this process's fds 3 .. 3+N-1 are open in the
+                container's program at the same numbers (runc's
+                ``--preserve-fds``); each must be open (``EBADF`` otherwise).
 
         Raises:
             ConfigError, UnsupportedConfigError: config.json is bad or asks
@@ -90,8 +94,10 @@ class Container:
         """
         from . import _create
         from ._config import read_config
+        from ._preserve_fds import preserved_fds
         from ._records import end, undo
 
+        preserved_fds(preserve_fds)   # bad input before anything exists
         bundle = os.path.abspath(os.fspath(bundle))
         document, spec = read_config(bundle)
         rootfs = spec.rootfs(bundle)
@@ -114,7 +120,7 @@ class Container:
                 state.save(record)
                 _create._step("recorded")
                 started = _create.create_locked(state, record, spec, bundle, rootfs, mounts,
-                                                stdin, stdout, stderr)
+                                                stdin, stdout, stderr, preserve_fds)
                 _create._step("ready")
                 record["status"] = "created"
                 state.save(record)
@@ -208,12 +214,23 @@ class Container:
         return self._init
 
     def status(self) -> str:
-        """``creating``, ``created``, ``running`` or ``stopped`` (OCI's values)."""
+        """``creating``, ``created``, ``running``, ``paused`` or ``stopped``.
+
+        ``paused``: the container's cgroup is frozen (:meth:`pause`), as
+        runc reports it.
+        """
         if self._record.get("status") == "creating":
             return "creating"
         if self._init is None or not self._alive():
             return "stopped"
+        if self._frozen():
+            return "paused"
         return "running" if self._record.get("started") else "created"
+
+    def _frozen(self) -> bool:
+        from ._paused import is_paused
+
+        return is_paused(self._record)
 
     def _alive(self) -> bool:
         """Whether init still runs: its pidfd turns readable when it exits.
@@ -238,7 +255,7 @@ class Container:
         out: Dict[str, Any] = {"ociVersion": self._record.get("ociVersion", OCI_VERSION),
                                "id": self.id, "status": status,
                                "bundle": self._record.get("bundle", "")}
-        if status in ("created", "running") and self._init is not None:
+        if status in ("created", "running", "paused") and self._init is not None:
             out["pid"] = self._init.pid
         annotations = self._record.get("annotations")
         if annotations:
@@ -395,7 +412,8 @@ class Container:
                 strictly after (seed 002), with no lock held.
 
         Raises:
-            ContainerStateError: the id is in use, or init is not running.
+            ContainerStateError: the id is in use, init is not running, or the
+                container is paused.
             ContainerError: the process could not be started (the field and
                 path are named).
         """
@@ -413,8 +431,12 @@ class Container:
 
     def exec_process(self, process: ProcessSpec, *, exec_id: str, stdin: Any = None,
                      stdout: Any = None, stderr: Any = None,
-                     on_started: Optional[Callable[[Process], None]] = None) -> Process:
-        """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it)."""
+                     on_started: Optional[Callable[[Process], None]] = None,
+                     preserve_fds: int = 0) -> Process:
+        """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it).
+
+        ``preserve_fds`` as for :meth:`create`.
+        """
         from ._exec import exec_into
         from ._records import cgroup_of, end
         from ._stdio import make_stdio
@@ -427,10 +449,15 @@ class Container:
         try:
             if self._init is None or not self._alive():
                 raise ContainerStateError(f"container {self.id!r} is not running")
+            if self._frozen():
+                # Born into the frozen cgroup, the process could never report back.
+                raise ContainerStateError(f"cannot exec in container {self.id!r}: it is "
+                                          "paused")
             spec = self.spec()
             stdio = make_stdio(stdin, stdout, stderr)
             try:
-                proc = exec_into(self._init, spec, process, stdio, cgroup_of(self._record))
+                proc = exec_into(self._init, spec, process, stdio, cgroup_of(self._record),
+                                 preserve_fds)
             except BaseException:
                 with critical:
                     stdio.close_all()
@@ -520,6 +547,95 @@ class Container:
             self._init.send_signal(sig)
         except ValueError:
             raise ContainerStateError(f"container {self.id!r} is not running") from None
+        if sig == signal.SIGKILL and self._frozen():
+            # In a frozen v1 cgroup even SIGKILL waits for a thaw (runc thaws too).
+            from ._records import cgroup_of
+
+            cg = cgroup_of(self._record)
+            if cg is not None:
+                cg.thaw()
+
+    # -- pause, resume, update ---------------------------------------------------------
+
+    def pause(self, timeout: float = 10.0) -> None:
+        """Freeze every process of the container (its cgroup's freezer).
+
+        Returns once the kernel reports the cgroup frozen; :meth:`status`
+        then says ``paused``.  On timeout the cgroup is thawed again.
+
+        Raises:
+            ContainerStateError: not created or running (paused, stopped).
+            CgroupError: no freezer, or the freeze failed or timed out.
+        """
+        self._frozen_op("pause", ("created", "running"), lambda cg: cg.freeze(timeout))
+
+    def resume(self) -> None:
+        """Thaw a paused container.
+
+        Raises:
+            ContainerStateError: it is not paused.
+            CgroupError: the thaw failed.
+        """
+        self._frozen_op("resume", ("paused",), lambda cg: cg.thaw())
+
+    def _frozen_op(self, what: str, allowed: Sequence[str], fn: Callable[[Any], None]) -> None:
+        from ._records import cgroup_of
+
+        state = StateFile(self.state_dir, self.id)
+        with state.locked():
+            self._record = state.load()
+            status = self.status()
+            if status not in allowed:
+                raise ContainerStateError(f"cannot {what} container {self.id!r}: it is "
+                                          f"{status}")
+            cg = cgroup_of(self._record)
+            if cg is None:   # pragma: no cover - every container made here has one
+                raise ContainerStateError(f"container {self.id!r} has no cgroup")
+            fn(cg)
+
+    def update(self, resources: Dict[str, Any]) -> None:
+        """Change the cgroup limits of a live container (``runc update``).
+
+        Args:
+            resources: a ``linux.resources`` object as config.json spells
+                it (``{"memory": {"limit": ...}, "pids": {"limit": ...}}``).
+                Only the fields given change; ``devices`` are left as they
+                were created (as runc does).  The new values are also kept
+                in the container's recorded config.
+
+        Raises:
+            ConfigError, UnsupportedConfigError: a bad or unsupported field
+                (named as ``linux.resources....``).
+            ContainerStateError: the container is stopped.
+            CgroupError: a write failed; nothing is recorded then.
+        """
+        import dataclasses
+
+        from ._config_linux import parse_resources
+        from ._records import cgroup_of
+
+        parsed = dataclasses.replace(parse_resources(resources), devices=())
+        given = {k: v for k, v in resources.items() if k != "devices"}
+        state = StateFile(self.state_dir, self.id)
+        with state.locked():
+            record = state.load()
+            self._record = record
+            if self.status() in ("stopped", "creating"):
+                raise ContainerStateError(f"cannot update container {self.id!r}: it is "
+                                          f"{self.status()}")
+            cg = cgroup_of(record)
+            if cg is None:   # pragma: no cover - every container made here has one
+                raise ContainerStateError(f"container {self.id!r} has no cgroup")
+            cg.update(parsed)
+            linux = record["config"].setdefault("linux", {})
+            kept = linux.setdefault("resources", {})
+            for key, value in given.items():
+                if isinstance(value, dict) and isinstance(kept.get(key), dict):
+                    kept[key] = {**kept[key], **value}
+                else:
+                    kept[key] = value
+            state.save(record)
+            self._spec = None
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Init's exit status (minus the signal number if killed).
@@ -569,6 +685,11 @@ class Container:
                 if not force and record.get("status") != "creating":
                     raise ContainerStateError(f"cannot delete container {self.id!r}: it is "
                                               f"{self.status()} (use force=True)")
+                if self._frozen():
+                    from ._records import cgroup_of
+
+                    self._init.kill()           # a frozen v1 init dies only once thawed
+                    cgroup_of(record).thaw()    # type: ignore[union-attr]
                 end(self._init)
             with critical:
                 undo(state, record)

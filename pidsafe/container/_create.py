@@ -31,6 +31,7 @@ from ._config import Spec
 from ._config_linux import DeviceRule, Resources
 from ._init import StartedInit, start_init
 from ._plan import DEFAULT_DEVICES, plan_init
+from ._preserve_fds import preserved_fds, with_preserved
 from ._records import end
 from ._stdio import Stdio, make_stdio
 
@@ -51,7 +52,7 @@ def _mount_to_json(m: Mount) -> Dict[str, Any]:
 
 def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,
                    rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
-                   stderr: Any) -> StartedInit:
+                   stderr: Any, preserve_fds: int = 0) -> StartedInit:
     # 1. The rootfs mounts, recorded before they are made.
     if mounts:
         parent, name = os.path.split(rootfs)
@@ -138,6 +139,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                 hooks_go.append(go)
         plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
                          idmap_fds=idmap, open_tree=open_tree, hooks_fd=hooks_fd)
+        kept = preserved_fds(preserve_fds)
+        plan = with_preserved(plan, preserve_fds)
 
         def prepare(proc: Process) -> None:
             with critical:
@@ -155,7 +158,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
             os.write(hooks_go[0], b"\1")
 
         started = start_init(plan, stdio=stdio.child,
-                             pass_fds=[*fds, *(u.fileno() for u in userns_fds)],
+                             pass_fds=[*fds, *(u.fileno() for u in userns_fds), *kept],
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                              prepare=prepare,
                              args=list(spec.process.args),

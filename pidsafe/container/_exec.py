@@ -24,6 +24,7 @@ from ._config_process import ProcessSpec
 from ._init import start_init
 from ._plan import plan_exec
 from ._protocol import OP_NAMES, STAGE_EXEC, read_record
+from ._preserve_fds import preserved_fds, with_preserved
 from ._stdio import Stdio
 
 
@@ -71,7 +72,7 @@ def join_cgroups_of(init: Process, proc: Process) -> None:
 
 
 def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
-              cgroup: Optional[Cgroup] = None) -> Process:
+              cgroup: Optional[Cgroup] = None, preserve_fds: int = 0) -> Process:
     """Start ``process`` in init's namespaces and cgroups; return once it has exec'd.
 
     Raises:
@@ -81,7 +82,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
     with critical:
         pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
     try:
-        plan = plan_exec(spec, process, pidfd=pidfd)
+        kept = preserved_fds(preserve_fds)
+        plan = with_preserved(plan_exec(spec, process, pidfd=pidfd), preserve_fds)
         v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
 
         def prepare(p: Process) -> None:
@@ -91,7 +93,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                 join_cgroups_of(init, p)
 
         try:
-            started = start_init(plan, stdio=stdio.child, pass_fds=[pidfd],
+            started = start_init(plan, stdio=stdio.child, pass_fds=[pidfd, *kept],
                                  cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                                  prepare=prepare,
                                  args=list(process.args),

@@ -1,0 +1,41 @@
+"""Whether a container is paused, read from the cgroup paths its state records.
+
+``state``, ``start`` and ``kill`` report or check ``paused`` on every call,
+and each is a new interpreter (pidsafe-runc): this reads the kernel's two
+freezer files with plain ``open()``, without importing the cgroup layer
+(tests/cli/test_runc_imports.py).  The cgroup layer's own check is
+:func:`._cgroup_freezer.is_frozen`; both say frozen when either freezer
+says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:   # gone (stopped, deleted) or no such freezer
+        return None
+
+
+def is_paused(record: Dict[str, Any]) -> bool:
+    """Whether the cgroup ``record["cgroup"]`` describes is frozen now."""
+    cg = record.get("cgroup")
+    if not isinstance(cg, dict):
+        return False
+    v2 = cg.get("v2")
+    if isinstance(v2, dict) and isinstance(v2.get("path"), str):
+        events = _read(v2["path"] + "/cgroup.events")
+        if events is not None and "frozen 1" in events.splitlines():
+            return True
+    v1 = cg.get("v1")
+    if isinstance(v1, dict):
+        for key, d in v1.items():
+            if "freezer" in key.split(",") and isinstance(d, dict) and \
+                    isinstance(d.get("path"), str):
+                state = _read(d["path"] + "/freezer.state")
+                return state is not None and state.strip() == "FROZEN"
+    return False
