@@ -6,7 +6,7 @@ import json
 import pathlib
 import signal
 import sys
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import pytest
 
@@ -28,15 +28,20 @@ class Cli:
         self.reaper = reaper
         self.root = root
 
-    def __call__(self, *args: str, check: bool = True) -> Tuple[int, str, str]:
+    def __call__(self, *args: str, check: bool = True, stdin: Any = pidsafe.DEVNULL,
+                 fds: Sequence[str] = ()) -> Tuple[int, str, str]:
+        """Run the CLI; ``fds``: files it gets open (read-only) at fds 3, 4, ..."""
         # Files, not pipes: a created container inherits the CLI's stdio and
         # would hold a pipe open until it exits (as with runc).
         import tempfile
 
+        entry = "".join(f"import os; f = os.open({path!r}, os.O_RDONLY); "
+                        f"f == {3 + i} or (os.dup2(f, {3 + i}), os.close(f)); "
+                        for i, path in enumerate(fds)) + ENTRY
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            with self.reaper.spawn([sys.executable, "-c", ENTRY, "--root", str(self.root),
+            with self.reaper.spawn([sys.executable, "-c", entry, "--root", str(self.root),
                                     *args], stdout=out, stderr=err,
-                                   stdin=pidsafe.DEVNULL) as p:
+                                   stdin=stdin) as p:
                 code = p.wait(timeout=60)
             out.seek(0)
             err.seek(0)
@@ -199,3 +204,224 @@ def test_a_failing_prestart_hook_fails_create_and_leaves_no_container(
     assert out.read_text().split() == ["prestart", "poststop"]
     assert cli("state", "h2", check=False)[0] == 1
     assert cli("list", "-q")[1] == ""
+
+
+# --- pause / resume / update / preserve-fds / labels (containerd's shim uses them) ----
+
+def _cgroup_dir(pid: int, controller: str) -> pathlib.Path:
+    """Where ``controller`` of ``pid``'s cgroup is, as pidsafe lays it out here."""
+    from pidsafe.container._cgroup_layout import CgroupLayout
+
+    h = CgroupLayout.detect().location(controller)
+    assert h is not None, f"no {controller} controller here"
+    for line in pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, key, path = line.split(":", 2)
+        if key == h.key:
+            return pathlib.Path(h.directory(path))
+    raise AssertionError(f"{pid} is in no {h.key or 'v2'} cgroup")
+
+
+def _kernel_frozen(pid: int) -> bool:
+    """Whether the kernel says the cgroup of ``pid`` is frozen (v2 or v1 freezer)."""
+    for line in pathlib.Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, key, path = line.split(":", 2)
+        if key == "":
+            for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+                events = pathlib.Path(mount + path) / "cgroup.events"
+                if events.exists() and "frozen 1" in events.read_text().splitlines():
+                    return True
+        elif "freezer" in key.split(","):
+            state = pathlib.Path("/sys/fs/cgroup/freezer" + path) / "freezer.state"
+            if state.exists() and state.read_text().strip() == "FROZEN":
+                return True
+    return False
+
+
+#: Where a frozen task sleeps (v2: in the signal-delivery freezer trap; v1: the refrigerator).
+FROZEN_WCHAN = {"get_signal", "do_freezer_trap", "do_signal_stop", "__refrigerator"}
+
+
+def test_pause_freezes_every_process_and_resume_thaws(cli: Cli, make_bundle: Any) -> None:
+    cli("run", "--detach", "--bundle", str(make_bundle(["sh", "-c", "sleep 1000 & wait"])), "p1")
+    pid = json.loads(cli("state", "p1")[1])["pid"]
+    assert not _kernel_frozen(pid)
+    cli("pause", "p1")
+    state = json.loads(cli("state", "p1")[1])
+    assert state["status"] == "paused" and state["pid"] == pid
+    assert _kernel_frozen(pid)
+    pids = json.loads(cli("ps", "--format", "json", "p1")[1])
+    assert len(pids) == 2
+    for p in pids:   # really stopped in the kernel's freezer, not merely marked
+        assert pathlib.Path(f"/proc/{p}/wchan").read_text() in FROZEN_WCHAN, p
+    assert json.loads(cli("list", "--format", "json")[1])[0]["status"] == "paused"
+    code, _, err = cli("pause", "p1", check=False)
+    assert code == 1 and "paused" in err
+    code, _, err = cli("exec", "p1", "--", "true", check=False)
+    assert code == 1 and "paused" in err
+    cli("resume", "p1")
+    assert json.loads(cli("state", "p1")[1])["status"] == "running"
+    assert not _kernel_frozen(pid)
+    code, _, err = cli("resume", "p1", check=False)
+    assert code == 1 and "running" in err
+    assert cli("exec", "p1", "--", "true")[0] == 0   # it runs again
+
+
+def test_a_paused_container_is_killed_and_deleted(cli: Cli, make_bundle: Any) -> None:
+    bundle = str(make_bundle(["sleep", "1000"]))
+    cli("run", "--detach", "--bundle", bundle, "k1")
+    cli("pause", "k1")
+    cli("kill", "k1", "KILL")      # a frozen v1 init dies only once thawed: kill thaws
+    assert json.loads(cli("state", "k1")[1])["status"] == "stopped"
+    cli("delete", "k1")
+    cli("run", "--detach", "--bundle", bundle, "k2")
+    cli("pause", "k2")
+    cli("delete", "--force", "k2")
+    assert cli("list", "-q")[1] == ""
+
+
+def test_pause_and_resume_of_a_stopped_container_fail(cli: Cli, make_bundle: Any) -> None:
+    cli("run", "--keep", "--bundle", str(make_bundle(["true"])), "s1")
+    for cmd in ("pause", "resume"):
+        code, _, err = cli(cmd, "s1", check=False)
+        assert code == 1 and "stopped" in err, (cmd, err)
+    code, _, err = cli("update", "--pids-limit", "5", "s1", check=False)
+    assert code == 1 and "stopped" in err
+
+
+def test_update_resources_json_changes_the_cgroup_files(cli: Cli, make_bundle: Any,
+                                                        tmp_path: pathlib.Path) -> None:
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "u1")
+    pid = json.loads(cli("state", "u1")[1])["pid"]
+    mem, pids = _cgroup_dir(pid, "memory"), _cgroup_dir(pid, "pids")
+    v1_mem = (mem / "memory.limit_in_bytes").exists()
+    mem_file = mem / ("memory.limit_in_bytes" if v1_mem else "memory.max")
+    resources = tmp_path / "r.json"
+    resources.write_text(json.dumps({"memory": {"limit": 32 << 20}, "pids": {"limit": 50}}))
+    with open(resources, "rb") as stdin:   # '-': from stdin, as containerd's shim sends it
+        cli("update", "--resources", "-", "u1", stdin=stdin)
+    assert mem_file.read_text().strip() == str(32 << 20)
+    assert (pids / "pids.max").read_text().strip() == "50"
+    resources.write_text(json.dumps({"pids": {"limit": -1}}))
+    cli("update", "-r", str(resources), "u1")
+    assert (pids / "pids.max").read_text().strip() == "max"
+    assert mem_file.read_text().strip() == str(32 << 20)   # only what is given changes
+    c = pidsafe.Container.load(str(cli.root), "u1")
+    try:   # the recorded config follows
+        res = c.spec().linux.resources
+        assert res.pids_limit == -1 and res.memory is not None and res.memory.limit == 32 << 20
+    finally:
+        c.close()
+
+
+def test_update_flags_change_the_cgroup_files(cli: Cli, make_bundle: Any) -> None:
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "u2")
+    pid = json.loads(cli("state", "u2")[1])["pid"]
+    cli("update", "--memory", "64m", "--pids-limit", "7", "--cpu-share", "512", "u2")
+    mem = _cgroup_dir(pid, "memory")
+    limit = mem / "memory.limit_in_bytes"
+    assert (limit if limit.exists() else mem / "memory.max").read_text().strip() == str(64 << 20)
+    assert (_cgroup_dir(pid, "pids") / "pids.max").read_text().strip() == "7"
+    cpu = _cgroup_dir(pid, "cpu")
+    if (cpu / "cpu.shares").exists():
+        assert (cpu / "cpu.shares").read_text().strip() == "512"
+    else:
+        assert (cpu / "cpu.weight").read_text().strip() == str(runc_cpu_weight(512))
+
+
+def runc_cpu_weight(shares: int) -> int:
+    from pidsafe.container._cgroup_resources import cpu_weight
+
+    return cpu_weight(shares)
+
+
+@pytest.mark.parametrize("doc, field", [
+    ({"blockIO": {"weight": 10}}, "blockIO"),
+    ({"memory": {"limit": "lots"}}, "memory.limit"),
+    ({"pids": {"limit": 5, "max": 3}}, "pids.max"),
+])
+def test_update_refuses_bad_resources_and_changes_nothing(cli: Cli, make_bundle: Any,
+                                                          tmp_path: pathlib.Path,
+                                                          doc: Any, field: str) -> None:
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "u3")
+    pid = json.loads(cli("state", "u3")[1])["pid"]
+    before = (_cgroup_dir(pid, "pids") / "pids.max").read_text()
+    (tmp_path / "r.json").write_text(json.dumps({**doc, "pids": doc.get("pids", {"limit": 9})}))
+    code, _, err = cli("update", "-r", str(tmp_path / "r.json"), "u3", check=False)
+    assert code == 1 and f"linux.resources.{field}" in err, err
+    assert (_cgroup_dir(pid, "pids") / "pids.max").read_text() == before
+    code, _, err = cli("update", "-r", str(tmp_path / "missing.json"), "u3", check=False)
+    assert code == 1 and "missing.json" in err
+    code, _, err = cli("update", "--blkio-weight", "10", "u3", check=False)
+    assert code == 1 and "--blkio-weight" in err
+
+
+def test_preserve_fds_reach_the_container_program(cli: Cli, make_bundle: Any,
+                                                  tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a").write_text("from fd 3\n")
+    (tmp_path / "b").write_text("from fd 4\n")
+    fds = [str(tmp_path / "a"), str(tmp_path / "b")]
+    bundle = str(make_bundle(["sh", "-c", "cat <&3; cat <&4; ls /proc/self/fd"]))
+    code, out, err = cli("run", "--preserve-fds", "2", "--bundle", bundle, "f1", fds=fds,
+                         check=False)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == ["from fd 3", "from fd 4"]
+    assert sorted(lines[2:], key=int) == ["0", "1", "2", "3", "4", "5"]   # 5: ls's own
+    # Without the flag the same fds stay out of the container.
+    code, out, err = cli("run", "--bundle", bundle, "f2", fds=fds, check=False)
+    assert out.splitlines() == ["0", "1", "2", "3"] and "Bad file descriptor" in err, (out, err)
+    # exec too.
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "f3")
+    code, out, err = cli("exec", "--preserve-fds", "1", "f3", "--", "sh", "-c", "cat <&3",
+                         fds=fds[1:], check=False)
+    assert (code, out) == (0, "from fd 4\n"), err
+
+
+def test_preserve_fds_that_are_not_open_are_refused_leaving_nothing(
+        cli: Cli, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a").write_text("x")
+    bundle = str(make_bundle(["true"]))
+    code, _, err = cli("run", "--preserve-fds", "2", "--bundle", bundle, "f4",
+                       fds=[str(tmp_path / "a")], check=False)
+    assert code == 1 and "fd 4 is not open" in err
+    code, _, err = cli("create", "--preserve-fds", "x", "--bundle", bundle, "f4", check=False)
+    assert code == 1 and "--preserve-fds" in err
+    assert cli("list", "-q")[1] == ""
+    assert not any(p.name.startswith("f4") for p in cli.root.iterdir())
+
+
+@pytest.mark.parametrize("where, key, value, lsm", [
+    ("linux", "mountLabel", "system_u:object_r:container_file_t:s0:c1,c2", "SELinux"),
+    ("process", "selinuxLabel", "system_u:system_r:container_t:s0:c1,c2", "SELinux"),
+    ("process", "apparmorProfile", "docker-default", "AppArmor"),
+])
+def test_security_labels_are_refused_leaving_nothing(cli: Cli, make_bundle: Any, where: str,
+                                                     key: str, value: str, lsm: str) -> None:
+    from pidsafe.container._lsm import apparmor_enabled, selinux_enabled
+
+    bundle = make_bundle(["true"], lambda d: d[where].__setitem__(key, value))
+    code, _, err = cli("create", "--bundle", str(bundle), "l1", check=False)
+    assert code == 1 and f"{where}.{key}" in err and lsm in err, err
+    enabled = selinux_enabled() if lsm == "SELinux" else apparmor_enabled()
+    assert ("is not enabled on this machine" in err) == (not enabled), err
+    assert cli("list", "-q")[1] == ""
+    assert list(cli.root.iterdir()) == []
+    cgroups = pathlib.Path("/sys/fs/cgroup/pids/pidsafe")
+    assert not cgroups.exists() or not [p for p in cgroups.iterdir() if p.name.endswith("-l1")]
+
+
+def test_no_pivot_and_no_new_keyring_are_accepted(cli: Cli, make_bundle: Any) -> None:
+    code, out, err = cli("run", "--no-pivot", "--no-new-keyring", "--bundle",
+                         str(make_bundle(["sh", "-c", "echo in"])), "n1", check=False)
+    assert (code, out) == (0, "in\n"), err
+
+
+@pytest.mark.parametrize("cmd", ["create", "run", "start", "state", "kill", "delete", "exec",
+                                 "list", "ps", "features", "pause", "resume", "update"])
+def test_every_command_has_help(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert runc.main([cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pidsafe-runc " + cmd) or cmd == "features", out
+    assert runc.main(["help", cmd]) == 0
+    assert capsys.readouterr().out == out
+    assert cmd in runc.USAGE
