@@ -230,6 +230,7 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
 
     os.makedirs(root, mode=0o711, exist_ok=True)
     c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve)
+    waited = False
     try:
         if args.get("pid-file") and c.pid is not None:
             _write_pid_file(args.get("pid-file"), c.pid)
@@ -241,12 +242,25 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         c.start()
         if args.get("detach"):
             return 0
+        waited = True
         status = c.wait()
         if not args.get("keep"):
             c.delete(force=True)
         return status if status >= 0 else 128 - status
     finally:
+        _release(c.process(), waited)
         c.close()
+
+
+def _release(proc: Any, waited: bool) -> None:
+    """Leave a process we do not wait for to whoever inherits it when we exit.
+
+    Whatever reaps it gets its exit status: a shim (a subreaper) that ran us
+    waits for exactly that, so we must never reap it ourselves, not even
+    when it has already exited by the time we close its handle.
+    """
+    if proc is not None and not waited:
+        proc.release()
 
 
 def _preserve_fds(args: Args) -> int:
@@ -438,6 +452,7 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
             status: int = proc.wait()
             return status if status >= 0 else 128 - status
         finally:
+            _release(proc, not args.get("detach"))
             proc.close()
     finally:
         c.close()

@@ -591,6 +591,18 @@ class Process(PipesMixin, LeaseMixin):
             self._closing = True
             self._close_if_unused()
 
+    def release(self) -> None:
+        """Close like :meth:`close`, but never reap the child: its exit is left alone.
+
+        The exited child stays a zombie for whoever inherits it once this
+        process exits (the nearest subreaper, else init), who collects the
+        status.  A runtime CLI does this with a detached container process,
+        whose exit a shim waits for.
+        """
+        with critical, self._lock:
+            self._spawned = False
+        self.close()
+
     def _discard(self) -> None:
         """Undo a spawn whose caller never got the handle: kill, reap, close."""
         with critical:

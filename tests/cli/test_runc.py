@@ -425,3 +425,28 @@ def test_every_command_has_help(cmd: str, capsys: pytest.CaptureFixture[str]) ->
     assert runc.main(["help", cmd]) == 0
     assert capsys.readouterr().out == out
     assert cmd in runc.USAGE
+
+
+def _orphan_exit(sub: Any, pid: int) -> Any:
+    while True:
+        e = sub.get(timeout=30)
+        if e.pid == pid:
+            return e
+
+
+def test_detached_processes_leave_their_exit_status_to_the_subreaper(
+        cli: Cli, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    """containerd's shim (a subreaper) waits for these exits: the CLI must never reap them,
+    not even when the process is gone before the CLI closes its handle."""
+    pid_file = tmp_path / "pid"
+    with cli.reaper.subscribe() as sub:
+        cli("run", "--detach", "--pid-file", str(pid_file), "--bundle",
+            str(make_bundle(["sh", "-c", "exit 9"])), "d1")
+        e = _orphan_exit(sub, int(pid_file.read_text()))
+        assert (e.orphan, e.returncode) == (True, 9)
+        cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "d2")
+        for i in range(3):   # quick ones: most are gone before the CLI exits
+            cli("exec", "--detach", "--pid-file", str(pid_file), "d2", "--", "sh", "-c",
+                f"exit {20 + i}")
+            e = _orphan_exit(sub, int(pid_file.read_text()))
+            assert (e.orphan, e.returncode) == (True, 20 + i)

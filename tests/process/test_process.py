@@ -1079,3 +1079,24 @@ def test_an_error_while_reaping_a_failed_exec_still_raises_the_exec_error(
     monkeypatch.setattr(_sys, "waitid_pidfd", real)
     settle_abandoned()
     assert open_fds() == fds
+
+
+def test_release_leaves_the_exit_status_to_whoever_reaps() -> None:
+    """A runtime CLI's detached process: its status is for the shim, never for us."""
+    import select
+
+    p = pidsafe.spawn(["true"])
+    pid = p.pid
+    assert select.select([p.fileno()], [], [], 10)[0]   # exited, not reaped
+    p.release()
+    assert p.closed
+    res = os.waitid(os.P_PID, pid, os.WEXITED)   # still our zombie
+    assert res is not None and (res.si_code, res.si_status) == (os.CLD_EXITED, 0)
+    q = pidsafe.spawn(["sleep", "1000"])
+    pid = q.pid
+    q.release()
+    with pidsafe.spawn(["true"]) as r:   # reap_abandoned(): not this one
+        r.wait()
+    os.kill(pid, signal.SIGKILL)     # our unreaped child: the pid is still it
+    res = os.waitid(os.P_PID, pid, os.WEXITED)
+    assert res is not None and (res.si_code, res.si_status) == (os.CLD_KILLED, signal.SIGKILL)
