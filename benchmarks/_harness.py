@@ -101,6 +101,25 @@ def run_interleaved(methods: Dict[str, Method], *, rounds: int, heap_mib: int,
     return results
 
 
+def run_rounds(methods: Dict[str, Method], *, rounds: int, batch: int,
+               warmup: int = 1) -> Results:
+    """Time every method in interleaved rounds, in a fresh random order each round.
+
+    For methods that run in other processes (a runtime's CLI), where this
+    process's heap does not matter: one heap column, named ``"-"``.
+    """
+    results = Results((("-", 0),))
+    for name in methods:   # page cache, first-run set-up
+        methods[name](warmup)
+    for rnd in range(rounds):
+        order = list(methods)
+        random.shuffle(order)
+        for name in order:
+            results.runs.setdefault((name, "-"), []).append(methods[name](batch))
+        print(f"round {rnd + 1}/{rounds} done", file=sys.stderr)
+    return results
+
+
 def print_heap_table(results: Results, methods: Sequence[str], ref: str, ref_label: str,
                      width: int = 28) -> None:
     """Times at both heaps, big/empty, and each method against ``ref``."""
