@@ -1,6 +1,8 @@
-"""``pidsafe-runc pause``, ``resume`` and ``update``: a live container's cgroup.
+"""What ``pidsafe-runc pause``, ``resume`` and ``update`` need beyond a container.
 
-Loaded only for these commands (``runc.py`` imports it on demand).
+Their help, and ``update``'s reading of ``--resources`` and of runc's
+individual flags.  Loaded only for these commands (``runc.py`` imports it
+on demand).
 """
 
 from __future__ import annotations
@@ -8,10 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 from ..errors import UsageError
-from .runc import _load, _one_id, parse
 
 PAUSE_HELP = """usage: pidsafe-runc pause ID
 
@@ -43,37 +44,6 @@ Change the cgroup limits of a created, running or paused container.
 Not supported here (refused when non-zero): --blkio-weight, --cpu-rt-period,
 --cpu-rt-runtime, --l3-cache-schema, --mem-bw-schema, --kernel-memory,
 --kernel-memory-tcp."""
-
-
-def _help(args: Any, text: str) -> bool:
-    if args.get("help"):
-        print(text)
-        return True
-    return False
-
-
-def cmd_pause(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"help": "flag"}, {"h": "help"})
-    if _help(args, PAUSE_HELP):
-        return 0
-    c = _load(root, _one_id(args, "pause"))
-    try:
-        c.pause()
-    finally:
-        c.close()
-    return 0
-
-
-def cmd_resume(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"help": "flag"}, {"h": "help"})
-    if _help(args, RESUME_HELP):
-        return 0
-    c = _load(root, _one_id(args, "resume"))
-    try:
-        c.resume()
-    finally:
-        c.close()
-    return 0
 
 
 _SIZE = re.compile(r"(-?\d+)\s*([kmgtp]?)i?b?", re.IGNORECASE)
@@ -138,25 +108,14 @@ def _read_resources(source: str) -> Dict[str, Any]:
     return data
 
 
-def cmd_update(root: str, argv: Sequence[str]) -> int:
-    spec = {name: "value" for name in (
-        "resources", "memory", "memory-reservation", "memory-swap", "cpu-share", "cpu-quota",
-        "cpu-period", "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight",
-        "cpu-rt-period", "cpu-rt-runtime", "kernel-memory", "kernel-memory-tcp",
-        "l3-cache-schema", "mem-bw-schema")}
-    spec["help"] = "flag"
-    args = parse(argv, spec, {"r": "resources", "h": "help"})
-    if _help(args, UPDATE_HELP):
-        return 0
-    cid = _one_id(args, "update")
+#: update's options (all take a value).
+UPDATE_OPTIONS = (
+    "resources", "memory", "memory-reservation", "memory-swap", "cpu-share", "cpu-quota",
+    "cpu-period", "cpuset-cpus", "cpuset-mems", "pids-limit", "blkio-weight", "cpu-rt-period",
+    "cpu-rt-runtime", "kernel-memory", "kernel-memory-tcp", "l3-cache-schema", "mem-bw-schema")
+
+
+def update_resources(args: Any) -> Dict[str, Any]:
+    """The linux.resources object ``update`` asks for: ``--resources``, else the flags."""
     source: Optional[str] = args.get("resources")
-    resources = _read_resources(source) if source is not None else _from_flags(args)
-    c = _load(root, cid)
-    try:
-        c.update(resources)
-    finally:
-        c.close()
-    return 0
-
-
-COMMANDS = {"pause": cmd_pause, "resume": cmd_resume, "update": cmd_update}
+    return _read_resources(source) if source is not None else _from_flags(args)

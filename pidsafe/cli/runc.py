@@ -525,7 +525,48 @@ def _seccomp_features() -> Dict[str, Any]:
     }
 
 
-COMMANDS = {"create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
+def _cgroup_command(root: str, argv: Sequence[str], what: str) -> int:
+    """pause, resume, update: the container's cgroup (see _runc_cgroup)."""
+    from . import _runc_cgroup as more
+
+    spec = {"help": "flag"}
+    if what == "update":
+        spec.update({name: "value" for name in more.UPDATE_OPTIONS})
+    args = parse(argv, spec, {"r": "resources", "h": "help"} if what == "update"
+                 else {"h": "help"})
+    if args.get("help"):
+        print({"pause": more.PAUSE_HELP, "resume": more.RESUME_HELP,
+               "update": more.UPDATE_HELP}[what])
+        return 0
+    cid = _one_id(args, what)
+    resources = more.update_resources(args) if what == "update" else None
+    c = _load(root, cid)
+    try:
+        if what == "pause":
+            c.pause()
+        elif what == "resume":
+            c.resume()
+        else:
+            c.update(resources)
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_pause(root: str, argv: Sequence[str]) -> int:
+    return _cgroup_command(root, argv, "pause")
+
+
+def cmd_resume(root: str, argv: Sequence[str]) -> int:
+    return _cgroup_command(root, argv, "resume")
+
+
+def cmd_update(root: str, argv: Sequence[str]) -> int:
+    return _cgroup_command(root, argv, "update")
+
+
+COMMANDS = {"pause": cmd_pause, "resume": cmd_resume, "update": cmd_update,
+            "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
             "delete": cmd_delete, "list": cmd_list, "exec": cmd_exec, "ps": cmd_ps,
             "features": cmd_features}
 
@@ -578,10 +619,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cmd, rest = rest[0], ["--help"]
     if cmd == "run":
         fn: Any = lambda r, a: cmd_create(r, a, run=True)   # noqa: E731
-    elif cmd in ("pause", "resume", "update"):
-        from ._runc_cgroup import COMMANDS as CGROUP_COMMANDS
-
-        fn = CGROUP_COMMANDS[cmd]
     else:
         fn = COMMANDS.get(cmd)
     if fn is None:
