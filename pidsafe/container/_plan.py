@@ -8,13 +8,13 @@ failure inside the container names it.
 
 The order follows runc's (libcontainer/rootfs_linux.go,
 standard_init_linux.go): namespaces joined and the user namespace's root
-first; then propagation, the root bound onto itself, the config's mounts
-in order, devices and /dev links, pivot_root, masked and read-only paths,
-the read-only root, hostname and sysctls; then, still privileged,
-rlimits and the bounding set; then the user and the other capability
-sets, no_new_privs and the working directory; the gate; exec.  The
-seccomp filter is loaded before the bounding set, or, with no_new_privs,
-right before exec.
+first; then every mount made a slave, the root bound onto itself, the
+config's mounts in order, devices and /dev links, pivot_root, masked and
+read-only paths, the read-only root, the root's propagation, hostname and
+sysctls; then, still privileged, rlimits and the bounding set; then the
+user and the other capability sets, no_new_privs and the working
+directory; the gate; exec.  The seccomp filter is loaded before the
+bounding set, or, with no_new_privs, right before exec.
 """
 
 from __future__ import annotations
@@ -188,8 +188,12 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         for kind in sorted(join_fds):
             if kind != "user":
                 joined(kind)
-    prop = _ROOT_PROPAGATION[linux.rootfs_propagation or "rslave"]
-    b.add(OP_PROPAGATION, "/", prop, field_="linux.rootfsPropagation", what="/")
+    # Before the root is bound: every mount a slave (rslave), so that nothing
+    # done in this namespace propagates back to the host.  The config's
+    # rootfsPropagation is for the container's own "/", so it is applied
+    # after pivot_root (step 4): pivot_root refuses a shared new root or
+    # parent (EINVAL), and an unbindable host "/" cannot be bound at all.
+    b.add(OP_PROPAGATION, "/", MS_SLAVE | MS_REC, field_="linux.rootfsPropagation", what="/")
     early = set()
     if not in_userns:
         b.add(OP_ROOT, rootfs, 1, field_="root.path", what=rootfs)
@@ -243,6 +247,12 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         b.add(OP_READONLY, path, field_=f"linux.readonlyPaths[{i}]", what=path)
     if spec.root.readonly:
         b.add(OP_ROOT_READONLY, field_="root.readonly", what="/")
+    if linux.rootfs_propagation is not None:
+        # Last of the mount changes (an unbindable tree cannot be cloned
+        # for a read-only path).  "shared" gives the new root a peer group
+        # of its own: its mounts are slaves of the host's, never peers.
+        b.add(OP_PROPAGATION, "/", _ROOT_PROPAGATION[linux.rootfs_propagation],
+              field_="linux.rootfsPropagation", what="/")
     if spec.hostname:
         b.add(OP_HOSTNAME, spec.hostname, field_="hostname", what=spec.hostname)
     if spec.domainname:

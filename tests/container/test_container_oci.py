@@ -1,0 +1,86 @@
+"""Container behaviours the OCI runtime-tools validation suite checks (root).
+
+Each test here failed before the fix it names; the suite itself lives in
+peers/ (oci_validation.sh) and is not run from CI.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Dict, List, Set
+
+import pytest
+
+import pidsafe
+from pidsafe import PIPE
+
+pytestmark = pytest.mark.root
+
+
+def _run(make_bundle: Any, state_dir: pathlib.Path, script: str,
+         edit: Any = lambda d: None) -> str:
+    """Create, start and wait for ``sh -c script``; its stdout."""
+    c = pidsafe.Container.create("oci", make_bundle(["sh", "-c", script], edit),
+                                 state_dir=str(state_dir), stdout=PIPE)
+    try:
+        c.start()
+        proc = c.process()
+        assert proc is not None and proc.stdout is not None
+        out = proc.stdout.read()
+        assert c.wait(timeout=10) == 0, out
+        return out.decode()
+    finally:
+        c.delete(force=True)
+
+
+def _root_mount_fields(mountinfo: str) -> List[str]:
+    """The optional fields (shared:N, master:N, unbindable) of the mount at /."""
+    found = [line.partition(" - ")[0].split()[6:] for line in mountinfo.splitlines()
+             if line.split()[4] == "/"]
+    assert len(found) == 1, mountinfo
+    return found[0]
+
+
+def _host_peer_groups() -> Set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {field for line in f for field in line.partition(" - ")[0].split()[6:]
+                if field.startswith("shared:")}
+
+
+@pytest.mark.parametrize("mode", ["shared", "rshared"])
+def test_rootfs_propagation_shared_is_applied_to_the_new_root(
+        make_bundle: Any, state_dir: pathlib.Path, mode: str) -> None:
+    """pivot_root refuses a shared new root (EINVAL): the propagation is applied
+    after it, to the container's /, in a peer group of its own."""
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["linux"]["rootfsPropagation"] = mode
+
+    fields = _root_mount_fields(_run(make_bundle, state_dir, "cat /proc/self/mountinfo", edit))
+    shared = [f for f in fields if f.startswith("shared:")]
+    assert shared, fields
+    assert not set(shared) & _host_peer_groups()   # never a peer of a host mount
+
+
+@pytest.mark.parametrize("mode", ["unbindable", "runbindable"])
+def test_rootfs_propagation_unbindable(make_bundle: Any, state_dir: pathlib.Path,
+                                       mode: str) -> None:
+    """An unbindable host / made the bind of the rootfs onto itself fail."""
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["linux"]["rootfsPropagation"] = mode
+
+    assert "unbindable" in _root_mount_fields(
+        _run(make_bundle, state_dir, "cat /proc/self/mountinfo", edit))
+
+
+@pytest.mark.parametrize("mode", ["slave", "private", None])
+def test_rootfs_propagation_never_shares_with_the_host(make_bundle: Any,
+                                                       state_dir: pathlib.Path,
+                                                       mode: Any) -> None:
+    def edit(doc: Dict[str, Any]) -> None:
+        if mode is not None:
+            doc["linux"]["rootfsPropagation"] = mode
+
+    fields = _root_mount_fields(_run(make_bundle, state_dir, "cat /proc/self/mountinfo", edit))
+    assert not [f for f in fields if f.startswith("shared:")]
+    if mode == "private":
+        assert fields == []
