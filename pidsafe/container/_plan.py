@@ -119,10 +119,15 @@ class _Builder:
 
 
 def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[MountPlan, str]:
-    """Validate one config mount with the mount layer's own option rules."""
+    """Validate one config mount with the mount layer's own option rules.
+
+    Filesystem options on a bind (``mode=755`` ...) are ignored, as runc
+    and crun ignore them: they pass them to mount(2) with ``MS_BIND``,
+    which takes no data.
+    """
     try:
         p = plan_mount(index, Mount(m.type or "bind", m.source, m.destination, m.options),
-                       have_userns)
+                       have_userns, bind_ignores_fs_options=True)
     except InvalidMountError as exc:
         raise ConfigError(f"mounts[{index}]", str(exc).split(": ", 1)[-1]) from None
     return p, m.destination

@@ -67,7 +67,8 @@ class Mount:
       overlay ``lowerdir=``, ``upperdir=``, ``workdir=`` ...) goes to the
       kernel with ``fsconfig()``: ``key=value`` as a string, a bare word as
       a flag.  The kernel's own complaint ends up in the error.  Binds take
-      no such options.
+      no such options (:func:`plan` refuses them, unless told to ignore
+      them as OCI runtimes do).
     """
 
     type: str
@@ -108,6 +109,7 @@ class Plan:
     propagation: Optional[Tuple[int, bool]] = None
     params: List[Tuple[str, Optional[str]]] = field(default_factory=list)
     lowerdirs: List[str] = field(default_factory=list)
+    ignored: List[str] = field(default_factory=list)   # filesystem options of a bind
 
 
 #: The longest file name, in bytes (limits.h); a longer target component
@@ -129,7 +131,18 @@ def components(path: str) -> List[str]:
     return [c for c in path.split("/") if c and c != "."]
 
 
-def plan(index: int, m: Mount, have_userns: bool) -> Plan:
+def plan(index: int, m: Mount, have_userns: bool, *, bind_ignores_fs_options: bool = False
+         ) -> Plan:
+    """Validate ``m`` (the ``index``-th of its list) into a :class:`Plan`.
+
+    ``bind_ignores_fs_options``: a filesystem option on a bind (``mode=``,
+    ``size=`` ...) goes to :attr:`Plan.ignored` instead of being refused.
+    OCI runtimes pass a config's options to mount(2), which ignores the
+    data of an ``MS_BIND``; a config.json written for runc relies on that.
+
+    Raises:
+        InvalidMountError: what is wrong with ``m``.
+    """
     def bad(reason: str) -> InvalidMountError:
         return InvalidMountError(index, m, reason)
 
@@ -189,7 +202,9 @@ def plan(index: int, m: Mount, have_userns: bool) -> Plan:
         elif o in _PROPAGATION or (o[:1] == "r" and o[1:] in _PROPAGATION):
             p.propagation = (_PROPAGATION[o.lstrip("r")], o[0] == "r")
         elif kind == "bind":
-            raise bad(f"option {o!r} does not apply to a bind mount")
+            if not bind_ignores_fs_options:
+                raise bad(f"option {o!r} does not apply to a bind mount")
+            p.ignored.append(o)
         elif kind == "overlay" and key == "lowerdir" and eq:
             p.lowerdirs = split_lowerdir(value)
             if not all(os.path.isabs(d) for d in p.lowerdirs):

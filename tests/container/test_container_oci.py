@@ -84,3 +84,33 @@ def test_rootfs_propagation_never_shares_with_the_host(make_bundle: Any,
     assert not [f for f in fields if f.startswith("shared:")]
     if mode == "private":
         assert fields == []
+
+
+def test_filesystem_options_on_a_bind_are_ignored_as_runc_does(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """runc and crun pass options to mount(2), which ignores the data of a
+    bind: configs (the suite's `mounts` test) put tmpfs options on binds."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hello").write_text("hi\n")
+
+    def edit(doc: Dict[str, Any]) -> None:
+        for i, (opt, dest) in enumerate((("bind", "/mnt/b"), ("rbind", "/mnt/r"))):
+            doc["mounts"].append({"destination": dest, "source": str(src), "options": [
+                "nosuid", "strictatime", "mode=755", "size=1k", opt, "rprivate"]})
+
+    out = _run(make_bundle, state_dir, "cat /mnt/b/hello /mnt/r/hello; "
+               "grep -E ' /mnt/(b|r) ' /proc/self/mountinfo", edit)
+    lines = out.splitlines()
+    assert lines[:2] == ["hi", "hi"]
+    assert len(lines) == 4 and all("nosuid" in ln.split()[5] for ln in lines[2:]), lines
+
+
+def test_filesystem_options_on_a_bind_are_still_refused_by_the_mount_layer() -> None:
+    from pidsafe.mount._spec import Mount, plan
+
+    with pytest.raises(pidsafe.InvalidMountError, match="does not apply to a bind"):
+        plan(0, Mount("bind", "/etc", "/x", ("bind", "size=1k")), False)
+    p = plan(0, Mount("bind", "/etc", "/x", ("bind", "size=1k", "ro")), False,
+             bind_ignores_fs_options=True)
+    assert p.ignored == ["size=1k"] and p.attr_set
