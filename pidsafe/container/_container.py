@@ -503,7 +503,8 @@ class Container:
             _sys.pidfd_send_signal(self._init.fileno(), 0)   # the stat was of our init
         except (FileNotFoundError, ProcessLookupError):
             return []
-        has_ns = self.spec().linux.namespace("pid") is not None
+        pid_ns = self.spec().linux.namespace("pid")
+        has_ns = pid_ns is not None and pid_ns.path is None   # one of its own
         out = []
         for name in os.listdir("/proc"):
             if not name.isdigit():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import importlib
 import os
 from typing import Any, Callable, Dict, List, Optional
@@ -30,7 +31,7 @@ from ._cgroups import Cgroup
 from ._config import Spec
 from ._config_linux import DeviceRule, Resources
 from ._init import StartedInit, start_init
-from ._plan import DEFAULT_DEVICES, plan_init
+from ._plan import CLONE_FLAGS, DEFAULT_DEVICES, plan_init
 from ._preserve_fds import preserved_fds, with_preserved
 from ._records import end
 from ._stdio import Stdio, make_stdio
@@ -108,11 +109,12 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                                        setgroups="allow")
                 userns_fds.append(userns)
             join["user"] = userns.fileno()
-        for ns in spec.linux.namespaces:
+        for i, ns in enumerate(spec.linux.namespaces):
             if ns.path is not None:
                 with critical:
                     fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
                     fds.append(fd)
+                _check_namespace(fd, ns.type, ns.path, f"linux.namespaces[{i}].path")
                 join[ns.type] = fd
         idmap: Dict[int, int] = {}
         for i, m in enumerate(spec.mounts):
@@ -162,7 +164,9 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                              prepare=prepare,
                              args=list(spec.process.args),
-                             on_hooks=on_hooks if hooks_fd >= 0 else None)
+                             on_hooks=on_hooks if hooks_fd >= 0 else None,
+                             pid_namespace=join.get("pid"),
+                             pid_namespace_field=_field_of(spec, "pid"))
     except BaseException:
         with critical:
             stdio.close_all()   # our pipe ends too: there is no process to own them
@@ -222,6 +226,37 @@ def run_create_hooks(spec: Spec, record: Dict[str, Any], init: Process) -> None:
     run_hooks("createRuntime", hooks.create_runtime, state, fatal=True)
     run_hooks("createContainer", hooks.create_container, state, fatal=True, init=init,
               spec=spec)
+
+
+#: ioctl(2) on a namespace file: its CLONE_NEW* type (ioctl_ns(2), Linux 4.11).
+NS_GET_NSTYPE = 0xB703
+
+
+def _check_namespace(fd: int, kind: str, path: str, field: str) -> None:
+    """Check that ``fd`` (opened from ``path``) is a namespace of type ``kind``.
+
+    The fd itself is what init (or, for a pid namespace, our thread) joins,
+    so the file checked is the one joined, whatever ``path`` names later.
+    """
+    try:
+        nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError as exc:
+        if exc.errno != errno.ENOTTY:
+            raise container_error(exc.errno or errno.EIO, f"join {kind} namespace", path,
+                                  field) from None
+        nstype = None
+    if nstype != CLONE_FLAGS[kind]:
+        what = next((k for k, v in CLONE_FLAGS.items() if v == nstype), None)
+        raise container_error(errno.EINVAL, f"join {kind} namespace", path, field,
+                              message=f"join {kind} namespace ({field}): {path} is "
+                              + (f"a {what} namespace" if what else "not a namespace file"))
+
+
+def _field_of(spec: Spec, kind: str) -> str:
+    for i, ns in enumerate(spec.linux.namespaces):
+        if ns.type == kind:
+            return f"linux.namespaces[{i}].path"
+    return ""
 
 
 def _default_cgroup(state_dir: str, container_id: str) -> str:

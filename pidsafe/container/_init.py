@@ -50,20 +50,29 @@ class StartedInit:
 
 
 @contextlib.contextmanager
-def _children_in(pidfd: Optional[int]) -> Iterator[None]:
+def _children_in(pidfd: Optional[int], field: str = "") -> Iterator[None]:
     """Make the calling thread's next children be born in ``pidfd``'s pid namespace.
 
+    ``pidfd``: a pidfd of a process in it, or a pid namespace's own fd.
     setns(CLONE_NEWPID) changes only the thread's pid namespace *for
     children* (its own stays), and a thread may always go back to its own
     one.  Callers hold ``critical``: a raising signal handler must not leave
     the thread spawning into the container.
+
+    Raises:
+        ContainerError: the namespace cannot be joined (EINVAL: it is not
+            ours or a descendant of ours); ``field`` names the config entry.
     """
     if pidfd is None:
         yield
         return
     own = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _sys.setns(pidfd, _sys.CLONE_NEWPID)
+        try:
+            _sys.setns(pidfd, _sys.CLONE_NEWPID)
+        except OSError as exc:
+            raise container_error(exc.errno or errno.EIO, "join pid namespace", None,
+                                  field) from None
         try:
             yield
         finally:
@@ -114,16 +123,19 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                prepare: Optional[Callable[[Process], None]] = None,
                args: Optional[List[str]] = None,
                pid_namespace: Optional[int] = None,
-               on_hooks: Optional[Callable[[Process], None]] = None) -> StartedInit:
+               on_hooks: Optional[Callable[[Process], None]] = None,
+               pid_namespace_field: str = "") -> StartedInit:
     """Clone init, send its ops, and wait until it is READY.
 
     With ``on_hooks``, init stops at the plan's OP_HOOKS and reports it;
     ``on_hooks(proc)`` runs then (the create hooks) and lets init go on
     through the pipe the op names.
 
-    With ``pid_namespace`` (a pidfd of a process in it), the child is born
-    in that pid namespace (exec into a container): the calling thread
-    joins it for its children around clone3, and goes back at once.
+    With ``pid_namespace`` (a pidfd of a process in it, for exec into a
+    container; or a pid namespace's fd, for a config that joins one by
+    path, ``pid_namespace_field``), the child is born in that pid
+    namespace: the calling thread joins it for its children around
+    clone3, and goes back at once.
 
     Raises:
         ContainerError: a step inside the container failed (``field``
@@ -145,7 +157,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         keep = sorted({ops_r, st_w, err_w, *pass_fds})
         argv = [helper, str(ops_r).encode(), str(st_w).encode()]
         with critical:
-            with _children_in(pid_namespace):
+            with _children_in(pid_namespace, pid_namespace_field):
                 try:
                     pid, pidfd = _sys.spawn(_sys.ChildSpec(
                         exec_paths=(helper,), argv=tuple(argv), errpipe_write=err_w, envp=(),
@@ -155,8 +167,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                     if exc.errno == errno.ENOSYS:
                         raise UnsupportedError("clone3", "containers need clone3") from None
                     raise
-                # Owned before the thread goes back to its own pid namespace,
-                # which may raise.
+                # Owned before our thread leaves the namespace: if that
+                # failed, the child would be left unreaped (and a pid
+                # namespace with a zombie in it cannot finish dying).
                 proc = Process(pid, pidfd, args=args, child=True)
         for fd in (ops_r, st_w, err_w):
             fds.remove(fd)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from .. import _sys
-from ..errors import ConfigError, InvalidMountError, UnsupportedConfigError
+from ..errors import ConfigError, InvalidMountError
 from ..mount._spec import Mount, Plan as MountPlan, plan as plan_mount
 from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
@@ -140,7 +140,8 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
 
     Args:
         join_fds: OCI namespace type -> an fd (open in the caller, passed to
-            init at the same number) for each namespace given by path.
+            init at the same number) for each namespace given by path; that
+            of a pid namespace is for the caller to clone init into.
         idmap_fds: mount index -> a user-namespace fd for idmapped binds.
         open_tree: makes each bind (host paths are opened by the caller, as
             host root in the host's mount namespace, never by init).
@@ -150,16 +151,11 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
             and waits for a byte on it while the caller runs the create hooks.
 
     Raises:
-        ConfigError, UnsupportedConfigError: what cannot be done, named by
-            its JSON path.
+        ConfigError: what cannot be done, named by its JSON path.
     """
     b = _Builder(spec, open_tree)
     linux = spec.linux
     user = linux.namespace("user")
-    for i, ns in enumerate(linux.namespaces):
-        if ns.type == "pid" and ns.path is not None:
-            raise UnsupportedConfigError(f"linux.namespaces[{i}].path",
-                                         "joining an existing pid namespace")
     if linux.namespace("mount") is None:
         raise ConfigError("linux.namespaces", "a mount namespace is required")
     new = {ns.type for ns in linux.namespaces if ns.path is None}
@@ -167,6 +163,9 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     if in_userns and "user" not in join_fds:
         raise ValueError("a container in a user namespace needs join_fds['user']")
 
+    # A pid namespace given by path is not joined by init (setns changes
+    # only the pid namespace of one's children): the creator's thread joins
+    # it around clone3 (start_init(pid_namespace=)), so init is born in it.
     def joined(kind: str) -> None:
         idx = next(i for i, ns in enumerate(linux.namespaces) if ns.type == kind)
         b.add(OP_SETNS, join_fds[kind], CLONE_FLAGS[kind], field_=f"linux.namespaces[{idx}]",
@@ -185,13 +184,14 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     if not in_userns:
         flags = sum(CLONE_FLAGS[k] for k in new if k != "cgroup")
         for kind in sorted(join_fds):
-            joined(kind)
+            if kind != "pid":
+                joined(kind)
         if "cgroup" in new:
             b.add(OP_UNSHARE, CLONE_FLAGS["cgroup"], field_="linux.namespaces")
     else:
         flags = sum(CLONE_FLAGS[k] for k in new if k in ("pid", "time")) | _sys.CLONE_NEWNS
         for kind in sorted(join_fds):
-            if kind != "user":
+            if kind not in ("user", "pid"):
                 joined(kind)
     # Before the root is bound: every mount a slave (rslave), so that nothing
     # done in this namespace propagates back to the host.  The config's

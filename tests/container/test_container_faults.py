@@ -16,8 +16,9 @@ from faults import Faults, Interrupt
 pytestmark = pytest.mark.root
 
 
-def _sweep(faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt: bool) -> None:
-    bundle = make_bundle(["true"])
+def _sweep(faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt: bool,
+           edit: Any = lambda doc: None) -> None:
+    bundle = make_bundle(["true"], edit)
 
     def create() -> pidsafe.Container:
         # Pipes for stdio: a failure must close our ends too.
@@ -63,3 +64,28 @@ def test_create_with_each_call_failing(faults: Faults, make_bundle: Any,
 def test_create_with_each_call_interrupted(faults: Faults, make_bundle: Any,
                                            state_dir: pathlib.Path) -> None:
     _sweep(faults, make_bundle, state_dir, interrupt=True)
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["failing", "interrupted"])
+def test_create_joining_a_pid_namespace_with_each_call(faults: Faults, make_bundle: Any,
+                                                      state_dir: pathlib.Path,
+                                                      tmp_path: pathlib.Path,
+                                                      interrupt: bool) -> None:
+    """The namespace file opened and checked, our thread in and out of it."""
+    holder_state = tmp_path / "holder-state"
+    holder = pidsafe.Container.create("holder", make_bundle(["sleep", "1000"]),
+                                      state_dir=str(holder_state))
+    try:
+        holder.start()
+
+        def edit(doc: Any) -> None:
+            for ns in doc["linux"]["namespaces"]:
+                if ns["type"] == "pid":
+                    ns["path"] = f"/proc/{holder.pid}/ns/pid"
+
+        own = os.readlink("/proc/thread-self/ns/pid_for_children")
+        _sweep(faults, make_bundle, state_dir, interrupt, edit)
+        assert os.readlink("/proc/thread-self/ns/pid_for_children") == own
+    finally:
+        holder.delete(force=True)
+    assert pidsafe.Container.list(str(holder_state)) == []

@@ -6,6 +6,8 @@ peers/ (oci_validation.sh) and is not run from CI.
 
 from __future__ import annotations
 
+import errno
+import os
 import pathlib
 from typing import Any, Dict, List, Set
 
@@ -114,3 +116,73 @@ def test_filesystem_options_on_a_bind_are_still_refused_by_the_mount_layer() -> 
     p = plan(0, Mount("bind", "/etc", "/x", ("bind", "size=1k", "ro")), False,
              bind_ignores_fs_options=True)
     assert p.ignored == ["size=1k"] and p.attr_set
+
+
+def _userns(doc: Dict[str, Any]) -> None:
+    doc["linux"]["namespaces"].append({"type": "user"})
+    m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    doc["linux"]["uidMappings"] = m
+    doc["linux"]["gidMappings"] = m
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-user", "userns"])
+def test_join_a_pid_namespace_by_path(make_bundle: Any, state_dir: pathlib.Path,
+                                      userns: bool) -> None:
+    """init is born in the namespace (our thread joins it around clone3): it is
+    not that namespace's pid 1, and it sees the processes already there."""
+    holder = pidsafe.Container.create("holder", make_bundle(["sleep", "1000"]),
+                                      state_dir=str(state_dir))
+    try:
+        holder.start()
+        assert holder.pid is not None
+        ns_path = f"/proc/{holder.pid}/ns/pid"
+
+        def edit(doc: Dict[str, Any]) -> None:
+            for ns in doc["linux"]["namespaces"]:
+                if ns["type"] == "pid":
+                    ns["path"] = ns_path
+            if userns:
+                _userns(doc)
+
+        c = pidsafe.Container.create("joiner", make_bundle(
+            ["sh", "-c", "echo $$; cat /proc/1/comm 2>&1"], edit), state_dir=str(state_dir),
+            stdout=PIPE)
+        try:
+            assert c.pid is not None
+            assert os.readlink(f"/proc/{c.pid}/ns/pid") == os.readlink(ns_path)
+            c.start()
+            proc = c.process()
+            assert proc is not None and proc.stdout is not None
+            out = proc.stdout.read().decode().split()
+            assert c.wait(timeout=10) == 0
+            assert int(out[0]) > 1
+            if not userns:   # in a user namespace /proc is the pid namespace's all the same
+                assert out[1] == "sleep"
+            # our own thread went back to our pid namespace for its children
+            assert os.readlink("/proc/thread-self/ns/pid_for_children") == \
+                os.readlink("/proc/self/ns/pid")
+        finally:
+            c.delete(force=True)
+    finally:
+        holder.delete(force=True)
+
+
+@pytest.mark.parametrize("kind,path,says", [
+    ("pid", "/proc/self/ns/net", "is a network namespace"),
+    ("network", "/proc/self/ns/pid", "is a pid namespace"),
+    ("ipc", "/etc/hostname", "is not a namespace file"),
+])
+def test_a_namespace_path_of_the_wrong_kind_is_refused_and_leaves_nothing(
+        make_bundle: Any, state_dir: pathlib.Path, kind: str, path: str, says: str) -> None:
+    def edit(doc: Dict[str, Any]) -> None:
+        for ns in doc["linux"]["namespaces"]:
+            if ns["type"] == kind:
+                ns["path"] = path
+
+    bundle = make_bundle(["true"], edit)
+    with pytest.raises(pidsafe.ContainerError, match=says) as info:
+        pidsafe.Container.create("wrong", bundle, state_dir=str(state_dir))
+    assert info.value.errno == errno.EINVAL
+    assert info.value.field.startswith("linux.namespaces[") and info.value.field.endswith(
+        "].path")
+    assert pidsafe.Container.list(str(state_dir)) == []
