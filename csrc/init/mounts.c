@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -252,7 +253,8 @@ int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *target = psi_str(op, 1);
     int64_t tree, recursive, propagation, kind;
-    int tfd, ret = -1, saved;
+    int tfd, fresh = -1, ret = -1, saved;
+    char self[64];
 
     if (target == NULL || psi_int(op, 0, &tree) < 0 || psi_int(op, 2, &recursive) < 0
         || psi_int(op, 3, &propagation) < 0 || psi_int(op, 4, &kind) < 0)
@@ -262,12 +264,29 @@ int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op)
         return -1;
     if (attach_((int)tree, tfd) < 0)
         goto out;
-    if (propagation && setattr_((int)tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0),
+    /*
+     * The parent cloned this tree before init made any mount, and Linux
+     * 6.8+ lists a namespace's mounts (/proc/self/mountinfo) in mount-id
+     * order: it would show before the config's earlier mounts.  Once it is
+     * attached here it may be cloned again (a detached tree of another
+     * namespace may not): the fresh clone, attributes and idmap included,
+     * has ids in config order and takes the first one's place.
+     */
+    fresh = (int)syscall(SYS_open_tree, (int)tree, "", OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_
+                         | AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0));
+    if (fresh < 0)
+        goto out;
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", (int)tree);
+    if (umount2(self, MNT_DETACH) < 0 || attach_(fresh, tfd) < 0)
+        goto out;
+    if (propagation && setattr_(fresh, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE_ : 0),
                                 0, 0, (uint64_t)propagation, -1) < 0)
         goto out;
     ret = 0;
 out:
     saved = errno;
+    if (fresh >= 0)
+        close(fresh);
     close((int)tree);
     close(tfd);
     errno = saved;

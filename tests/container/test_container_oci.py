@@ -186,3 +186,24 @@ def test_a_namespace_path_of_the_wrong_kind_is_refused_and_leaves_nothing(
     assert info.value.field.startswith("linux.namespaces[") and info.value.field.endswith(
         "].path")
     assert pidsafe.Container.list(str(state_dir)) == []
+
+
+@pytest.mark.parametrize("bind", ["bind", "rbind"])
+def test_mounts_are_listed_in_config_order(make_bundle: Any, state_dir: pathlib.Path,
+                                           tmp_path: pathlib.Path, bind: str) -> None:
+    """Binds are cloned by the creator before init mounts anything, and Linux
+    6.8+ lists mounts by id: init clones each again where it belongs."""
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["mounts"] += [
+            {"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/mnt/b", "source": str(src), "options": [bind, "ro", "rprivate"]},
+            {"destination": "/mnt/c", "type": "tmpfs", "source": "tmpfs"}]
+
+    out = _run(make_bundle, state_dir, "cat /proc/self/mountinfo", edit)
+    points = [line.split()[4] for line in out.splitlines()]
+    assert [p for p in points if p.startswith("/mnt/")] == ["/mnt/a", "/mnt/b", "/mnt/c"]
+    b = next(line for line in out.splitlines() if line.split()[4] == "/mnt/b")
+    assert "ro" in b.split()[5].split(",")   # the clone kept the creator's attributes
