@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import subprocess
 from typing import Any, Dict, List, Set
 
 import pytest
@@ -207,3 +208,32 @@ def test_mounts_are_listed_in_config_order(make_bundle: Any, state_dir: pathlib.
     assert [p for p in points if p.startswith("/mnt/")] == ["/mnt/a", "/mnt/b", "/mnt/c"]
     b = next(line for line in out.splitlines() if line.split()[4] == "/mnt/b")
     assert "ro" in b.split()[5].split(",")   # the clone kept the creator's attributes
+
+
+@pytest.mark.parametrize("bind", ["bind", "rbind"])
+def test_mounts_under_a_bind_of_a_shared_host_mount_do_not_reach_the_host(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path, bind: str) -> None:
+    """A detached clone of a shared mount is a peer of it (in its own
+    namespace); init's second clone of each bind must not make the
+    container's bind a peer of the host's either: it stays a slave."""
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "shared-src", str(src)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(src)], check=True)
+        (src / "inner").mkdir()
+
+        def edit(doc: Dict[str, Any]) -> None:
+            doc["mounts"].append({"destination": "/mnt/s", "source": str(src),
+                                  "options": [bind]})
+            for caps in doc["process"]["capabilities"].values():
+                caps.append("CAP_SYS_ADMIN")
+
+        out = _run(make_bundle, state_dir, "mount -t tmpfs inner /mnt/s/inner && "
+                   "grep ' /mnt/s ' /proc/self/mountinfo", edit)
+        with open("/proc/self/mountinfo") as f:
+            host = [line.split()[4] for line in f]
+        assert str(src / "inner") not in host
+        assert "master:" in out.partition(" - ")[0]   # host mounts still propagate in
+    finally:
+        subprocess.run(["umount", "-R", str(src)], check=True)
