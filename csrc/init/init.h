@@ -44,6 +44,7 @@ int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_root(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_fs(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_chroot(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_symlink(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op);

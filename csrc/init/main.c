@@ -348,6 +348,7 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_SECCOMP] = psi_op_seccomp,
     [PSI_OP_HOOKS] = op_hooks,
     [PSI_OP_EXEC_PATH] = op_exec_path,
+    [PSI_OP_CHROOT] = psi_op_chroot,
     [PSI_OP_PRESERVE_FDS] = op_preserve_fds,
 };
 

@@ -390,6 +390,22 @@ int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op)
     return c->root_fd < 0 ? -1 : 0;
 }
 
+/*
+ * Without a mount namespace of its own the container shares the runtime's:
+ * pivot_root would move the root of every process in it, so init only
+ * changes its own root.  (The parent undoes the mounts init made here.)
+ */
+int psi_op_chroot(struct psi_ctx *c, const struct psi_op *op)
+{
+    (void)op;
+    if (c->root_fd < 0 || fchdir(c->root_fd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+        return -1;
+    close(c->root_fd);
+    c->root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    c->pivoted = 1;
+    return c->root_fd < 0 ? -1 : 0;
+}
+
 int psi_op_mask(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *path = psi_str(op, 0);

@@ -85,6 +85,8 @@
                                       parent gave up, fail */
 #define PSI_OP_EXEC_PATH     46   /* (path) execve this file: PSI_OP_EXEC's argv[0] is only
                                       the name (a hook's path and args) */
+/* 55-59: validation-rest */
+#define PSI_OP_CHROOT        55   /* () chroot into the root: no mount namespace of our own */
 /* 60-64: containerd / runc CLI surface */
 #define PSI_OP_PRESERVE_FDS  60   /* (count) fds 3 .. 3+count-1, as the parent's caller passed
                                       them, stay open across the exec (runc --preserve-fds) */

@@ -141,6 +141,12 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                 hooks_go.append(go)
         plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
                          idmap_fds=idmap, open_tree=open_tree, hooks_fd=hooks_fd)
+        if spec.linux.namespace("mount") is None:
+            # init mounts in our namespace: what is under the root now stays.
+            from ._shared_mounts import record as shared_mounts
+
+            record["sharedMounts"] = shared_mounts(rootfs)
+            state.save(record)
         kept = preserved_fds(preserve_fds)
         plan = with_preserved(plan, preserve_fds)
 

@@ -79,11 +79,19 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         ContainerError: joining, the user, the cwd or the exec failed
             (``field`` names the process field).
     """
+    root_fd = None
     with critical:
         pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
     try:
+        if spec.linux.namespace("mount") is None:
+            # init's root (its chroot): opened first, then init proven alive.
+            with critical:
+                root_fd = os.open(f"/proc/{init.pid}/root",
+                                  os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            _sys.pidfd_send_signal(init.fileno(), 0)
         kept = preserved_fds(preserve_fds)
-        plan = with_preserved(plan_exec(spec, process, pidfd=pidfd), preserve_fds)
+        plan = with_preserved(plan_exec(spec, process, pidfd=pidfd, root_fd=root_fd),
+                              preserve_fds)
         v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
 
         def prepare(p: Process) -> None:
@@ -93,7 +101,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                 join_cgroups_of(init, p)
 
         try:
-            started = start_init(plan, stdio=stdio.child, pass_fds=[pidfd, *kept],
+            started = start_init(plan, stdio=stdio.child,
+                                 pass_fds=[pidfd, *kept] + ([] if root_fd is None else [root_fd]),
                                  cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                                  prepare=prepare,
                                  args=list(process.args),
@@ -103,7 +112,10 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
             if v2_fd is not None:
                 v2_fd.close()
     finally:
-        os.close(pidfd)
+        with critical:
+            os.close(pidfd)
+            if root_fd is not None:
+                os.close(root_fd)
     proc = started.process
     try:
         with started.status:

@@ -31,8 +31,8 @@ from ..mount._spec import Mount, Plan as MountPlan, plan as plan_mount
 from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
 from ._config_process import ProcessSpec
-from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_DOMAINNAME,
-                        OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_MKNOD,
+from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_CHROOT,
+                        OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_MKNOD,
                         OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT, OP_PROPAGATION,
                         OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SECCOMP,
                         OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op,
@@ -156,8 +156,9 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     b = _Builder(spec, open_tree)
     linux = spec.linux
     user = linux.namespace("user")
-    if linux.namespace("mount") is None:
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    shared_mounts = linux.namespace("mount") is None
+    if shared_mounts:
+        _check_shared_mount_namespace(spec)
     new = {ns.type for ns in linux.namespaces if ns.path is None}
     in_userns = user is not None
     if in_userns and "user" not in join_fds:
@@ -198,10 +199,14 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     # rootfsPropagation is for the container's own "/", so it is applied
     # after pivot_root (step 4): pivot_root refuses a shared new root or
     # parent (EINVAL), and an unbindable host "/" cannot be bound at all.
-    b.add(OP_PROPAGATION, "/", MS_SLAVE | MS_REC, field_="linux.rootfsPropagation", what="/")
+    # (Without a mount namespace of its own, nothing may change the runtime's
+    # mounts: no propagation, no bind of the root, chroot for pivot_root.)
+    if not shared_mounts:
+        b.add(OP_PROPAGATION, "/", MS_SLAVE | MS_REC, field_="linux.rootfsPropagation",
+              what="/")
     early = set()
     if not in_userns:
-        b.add(OP_ROOT, rootfs, 1, field_="root.path", what=rootfs)
+        b.add(OP_ROOT, rootfs, int(not shared_mounts), field_="root.path", what=rootfs)
     else:
         # /proc of the new pid namespace, mounted while init is host root.
         b.add(OP_ROOT, rootfs, 0, field_="root.path", what=rootfs)
@@ -245,7 +250,7 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     # then into the root; what is done by container paths from here on.
     if hooks_fd >= 0:
         b.add(OP_HOOKS, hooks_fd, field_="hooks", what="")
-    b.add(OP_PIVOT, field_="root.path", what=rootfs)
+    b.add(OP_CHROOT if shared_mounts else OP_PIVOT, field_="root.path", what=rootfs)
     for i, path in enumerate(linux.masked_paths):
         b.add(OP_MASK, path, field_=f"linux.maskedPaths[{i}]", what=path)
     for i, path in enumerate(linux.readonly_paths):
@@ -278,6 +283,26 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     b.add(OP_EXEC, nul_list(proc.args), nul_list(proc.env), field_="process.args",
           what=proc.args[0])
     return InitPlan(flags, tuple(b.ops), root_in_userns=in_userns)
+
+
+def _check_shared_mount_namespace(spec: Spec) -> None:
+    """What a container without a mount namespace of its own cannot have.
+
+    It shares the runtime's mount namespace (runtime-spec: inherits it).
+    Its mounts, masked and read-only paths are made there, under the root,
+    and undone by delete; anything that would change the runtime's own
+    mounts is refused.
+    """
+    linux = spec.linux
+    if linux.namespace("user") is not None:
+        raise ConfigError("linux.namespaces", "a user namespace needs a mount namespace of "
+                                              "its own")
+    if linux.rootfs_propagation is not None:
+        raise ConfigError("linux.rootfsPropagation", "needs a mount namespace of its own "
+                                                     "(it would change the runtime's)")
+    if spec.root.readonly:
+        raise ConfigError("root.readonly", "needs a mount namespace of its own (the root "
+                                           "would be remounted for everyone)")
 
 
 def _take_process_identity(b: _Builder, proc: ProcessSpec) -> None:
@@ -394,13 +419,16 @@ def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
 
 
 
-def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int) -> InitPlan:
+def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int,
+              root_fd: Optional[int] = None) -> InitPlan:
     """The plan for a process exec'd into the running container of ``spec``.
 
     pidsafe-init joins every namespace of init in one ``setns(pidfd, flags)``
     (Linux 5.8) (the pid and time namespaces are joined by the caller's
     thread for its children, around clone3), then takes ``process``'s
-    user, capabilities, no_new_privs and cwd, and execs.
+    user, capabilities, no_new_privs and cwd, and execs.  Without a mount
+    namespace of its own, it chroots into ``root_fd`` (init's root,
+    ``/proc/INIT/root`` opened by the caller), as init did.
     """
     b = _Builder(spec, _no_tree)
     flags = 0
@@ -409,6 +437,11 @@ def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int) -> InitPlan:
             flags |= CLONE_FLAGS[ns.type]
     if flags:
         b.add(OP_SETNS, pidfd, flags, field_="linux.namespaces", what="init's namespaces")
+    if spec.linux.namespace("mount") is None:
+        if root_fd is None:
+            raise ValueError("a container without a mount namespace needs root_fd")
+        b.add(OP_ROOT, f"/proc/self/fd/{root_fd}", 0, field_="root.path", what="init's root")
+        b.add(OP_CHROOT, field_="root.path", what="init's root")
     _take_process_identity(b, process)
     b.add(OP_EXEC, nul_list(process.args), nul_list(process.env), field_="process.args",
           what=process.args[0])

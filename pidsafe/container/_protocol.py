@@ -44,6 +44,7 @@ OP_SECCOMP = 40
 # 45-49: OCI hooks.
 OP_HOOKS = 45
 OP_EXEC_PATH = 46
+OP_CHROOT = 55
 OP_PRESERVE_FDS = 60
 
 STAGE_PROTOCOL = 100
@@ -91,6 +92,7 @@ OP_NAMES = {
     OP_SECCOMP: "load the seccomp filter",
     OP_HOOKS: "wait for the create hooks",
     OP_EXEC_PATH: "exec",
+    OP_CHROOT: "chroot",
     OP_PRESERVE_FDS: "keep the preserved fds open",
     STAGE_PROTOCOL: "read pidsafe-init's instructions",
     STAGE_GATE: "wait for start",

@@ -58,6 +58,11 @@ def undo(state: StateFile, record: Dict[str, Any]) -> None:
             cg.delete(timeout=KILL_TIMEOUT)
 
         step(remove_cgroup)
+    if record.get("sharedMounts"):
+        # Made by init in the runtime's mount namespace, on top of the rest.
+        from ._shared_mounts import unmount_new
+
+        step(lambda: unmount_new(record["sharedMounts"]))
     if record.get("mounted"):
         from ..mount._mounted import Mounted
         from ..mount._unmount_all import unmount_all

@@ -89,3 +89,17 @@ def test_create_joining_a_pid_namespace_with_each_call(faults: Faults, make_bund
     finally:
         holder.delete(force=True)
     assert pidsafe.Container.list(str(holder_state)) == []
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["failing", "interrupted"])
+def test_create_without_a_mount_namespace_with_each_call(faults: Faults, make_bundle: Any,
+                                                        state_dir: pathlib.Path,
+                                                        interrupt: bool) -> None:
+    """init mounts in our namespace: every failure leaves none of them (the
+    leak check compares our mounts)."""
+    def edit(doc: Any) -> None:
+        doc["linux"]["namespaces"] = []
+        doc.pop("hostname", None)
+        doc["root"]["readonly"] = False
+
+    _sweep(faults, make_bundle, state_dir, interrupt, edit)

@@ -237,3 +237,92 @@ def test_mounts_under_a_bind_of_a_shared_host_mount_do_not_reach_the_host(
         assert "master:" in out.partition(" - ")[0]   # host mounts still propagate in
     finally:
         subprocess.run(["umount", "-R", str(src)], check=True)
+
+
+def _no_namespaces(doc: Dict[str, Any]) -> None:
+    doc["linux"]["namespaces"] = []
+    doc.pop("hostname", None)
+    doc["root"]["readonly"] = False
+
+
+def _mounts_under(path: pathlib.Path) -> List[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f
+                if line.split()[4].startswith(str(path) + "/")]
+
+
+def test_no_mount_namespace_shares_ours_and_delete_unmounts_what_init_made(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """runtime-spec: without a namespace entry the container inherits the
+    runtime's namespace. init chroots (pivot_root would move everyone's root);
+    its mounts are made in our namespace, and delete undoes them (runc and
+    crun leave them behind)."""
+    bundle = make_bundle(["sh", "-c", "readlink /proc/self/ns/mnt; cat /marker; "
+                          "cat /proc/kcore | wc -c; cat >/dev/null"], _no_namespaces)
+    (bundle / "rootfs/marker").write_text("in the rootfs\n")
+    c = pidsafe.Container.create("shared", bundle, state_dir=str(state_dir), stdin=PIPE,
+                                 stdout=PIPE)
+    try:
+        assert c.pid is not None
+        assert os.readlink(f"/proc/{c.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+        made = _mounts_under(bundle / "rootfs")
+        assert str(bundle / "rootfs/proc") in made and str(bundle / "rootfs/dev") in made
+        c.start()
+        proc = c.process()
+        assert proc is not None and proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().decode().strip() == os.readlink("/proc/self/ns/mnt")
+        assert proc.stdout.readline() == b"in the rootfs\n"
+        assert proc.stdout.readline() == b"0\n"   # masked: /dev/null over /proc/kcore
+        with c.exec(["cat", "/marker"], exec_id="x", stdout=PIPE) as e:
+            assert e.stdout is not None
+            assert e.stdout.read() == b"in the rootfs\n"   # the exec is chrooted too
+            assert e.wait(timeout=10) == 0
+        proc.stdin.close()
+        assert c.wait(timeout=10) == 0
+    finally:
+        c.delete(force=True)
+    assert _mounts_under(bundle / "rootfs") == []
+
+
+def test_no_mount_namespace_a_failing_create_leaves_no_mount(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    def edit(doc: Dict[str, Any]) -> None:
+        _no_namespaces(doc)
+        doc["mounts"].append({"destination": "/late", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["size=not-a-size"]})
+
+    bundle = make_bundle(["true"], edit)
+    with pytest.raises(pidsafe.ContainerError) as info:
+        pidsafe.Container.create("shared", bundle, state_dir=str(state_dir))
+    assert info.value.field == f"mounts[{len(json_mounts(bundle)) - 1}]"
+    assert _mounts_under(bundle / "rootfs") == []
+    assert pidsafe.Container.list(str(state_dir)) == []
+
+
+def json_mounts(bundle: pathlib.Path) -> List[Any]:
+    import json
+
+    return list(json.loads((bundle / "config.json").read_text())["mounts"])
+
+
+@pytest.mark.parametrize("field,edit", [
+    ("linux.rootfsPropagation", lambda d: d["linux"].update(rootfsPropagation="shared")),
+    ("root.readonly", lambda d: d["root"].update(readonly=True)),
+    ("linux.namespaces", lambda d: (d["linux"]["namespaces"].append({"type": "user"}),
+                                    d["linux"].update(uidMappings=[{"containerID": 0,
+                                    "hostID": 100000, "size": 65536}], gidMappings=[
+                                        {"containerID": 0, "hostID": 100000,
+                                         "size": 65536}]))),
+])
+def test_no_mount_namespace_refuses_what_would_change_ours(
+        make_bundle: Any, state_dir: pathlib.Path, field: str, edit: Any) -> None:
+    def both(doc: Dict[str, Any]) -> None:
+        _no_namespaces(doc)
+        edit(doc)
+
+    bundle = make_bundle(["true"], both)
+    with pytest.raises(pidsafe.ConfigError) as info:
+        pidsafe.Container.create("shared", bundle, state_dir=str(state_dir))
+    assert info.value.json_path == field and "mount namespace of its own" in str(info.value)
+    assert _mounts_under(bundle / "rootfs") == []
+    assert pidsafe.Container.list(str(state_dir)) == []

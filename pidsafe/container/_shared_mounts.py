@@ -1,0 +1,95 @@
+"""The mounts of a container that has no mount namespace of its own.
+
+runtime-spec: without a ``mount`` entry in ``linux.namespaces`` the
+container inherits the runtime's mount namespace.  Its init then makes the
+config's mounts, masked and read-only paths there, under the root, where
+they outlive it; runc and crun leave them behind.  pidsafe records which
+mounts were under the root before init ran (their ids) and, on delete or a
+failed create, detaches every other mount under the root.
+
+Each one is unmounted by identity: its mount point (as mountinfo spells it
+now, after any rename) is opened with ``O_PATH``, the fd is checked to be
+the root of that very mount id, and ``umount2`` is given the fd's
+``/proc/self/fd`` path, so a rename or a symlink planted in the rootfs can
+never steer the unmount elsewhere.  The container's processes are gone by
+then (delete kills them first).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any, Dict, List, Set
+
+from .. import _sys
+from .._sigsafe import critical
+from ..mount._mountinfo import MountInfo, mount_id_of, mountinfo
+
+#: How many rounds of unmounting (stacked mounts surface one round at a time).
+MAX_ROUNDS = 64
+MNT_DETACH = 2
+
+
+def _under(path: str, root: str) -> bool:
+    root = root.rstrip("/") or "/"
+    return path == root or path.startswith(root + "/") or root == "/"
+
+
+def record(rootfs: str) -> Dict[str, Any]:
+    """What to keep in the state before init runs: the mounts under ``rootfs`` now."""
+    root = os.path.realpath(rootfs)
+    return {"root": root, "before": sorted(m.mount_id for m in mountinfo()
+                                           if _under(m.mountpoint, root))}
+
+
+def _new_mounts(root: str, before: Set[int]) -> List[MountInfo]:
+    return [m for m in mountinfo() if _under(m.mountpoint, root) and m.mount_id not in before
+            and m.mountpoint != root]
+
+
+def unmount_new(rec: Dict[str, Any]) -> None:
+    """Detach every mount under the root that :func:`record` did not see.
+
+    Top-level ones first (a lazy detach takes their submounts along), the
+    latest first; a mount covered by another at the same point surfaces in
+    the next round.
+
+    Raises:
+        OSError: a mount could not be unmounted (it is left in place).
+    """
+    root, before = rec["root"], set(rec["before"])
+    for _ in range(MAX_ROUNDS):
+        new = _new_mounts(root, before)
+        if not new:
+            return
+        ids = {m.mount_id for m in new}
+        done = 0
+        for m in reversed([m for m in new if m.parent_id not in ids]):
+            done += _detach(m)
+        if not done:
+            break
+    left = _new_mounts(root, before)
+    if left:
+        raise _sys.make_oserror(errno.EBUSY, "unmount the container's mounts",
+                                left[0].mountpoint)
+
+
+def _detach(m: MountInfo) -> int:
+    """Detach ``m`` if its mount point still leads to it; 1 if done."""
+    try:
+        with critical:
+            fd = os.open(m.mountpoint, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0   # gone already, or covered by a sibling's rename
+    try:
+        if mount_id_of(fd) != m.mount_id:
+            return 0   # covered by a later mount at the same point
+        try:
+            _sys.umount2(f"/proc/self/fd/{fd}", MNT_DETACH, filename=m.mountpoint)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:   # EINVAL: not a mount point any more
+                raise
+            return 0
+        return 1
+    finally:
+        os.close(fd)
