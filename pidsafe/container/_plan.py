@@ -32,7 +32,8 @@ from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
 from ._config_process import ProcessSpec
 from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_CHROOT,
-                        OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_MKNOD,
+                        OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK,
+                        OP_MKNOD,
                         OP_MOUNT_FS, OP_MOUNT_TREE, OP_NO_NEW_PRIVS, OP_PIVOT, OP_PROPAGATION,
                         OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SECCOMP,
                         OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op,
