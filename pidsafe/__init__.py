@@ -17,6 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._fd import OwnedFd
     from ._features import Features, features
+    from .container._console import Terminal, receive_terminal
     from .container._container import Container
     from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
                          ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
@@ -77,6 +78,7 @@ _EXPORTS = {
     "Subscription": ".reaper._subscription",
     "SubscriptionClosed": ".errors",
     "SubscriptionOverflow": ".errors",
+    "Terminal": ".container._console",
     "TimeoutExpired": ".errors",
     "UnsupportedConfigError": ".errors",
     "UnsupportedError": ".errors",
@@ -86,6 +88,7 @@ _EXPORTS = {
     "get_userns_fd": ".userns",
     "idmapped_bind": ".mount._mount",
     "mount_all": ".mount._rootfs",
+    "receive_terminal": ".container._console",
     "spawn": ".process._spawn",
     "unmount_all": ".mount._unmount_all",
 }
@@ -131,6 +134,7 @@ __all__ = [
     "Subscription",
     "SubscriptionClosed",
     "SubscriptionOverflow",
+    "Terminal",
     "TimeoutExpired",
     "UnsupportedConfigError",
     "UnsupportedError",
@@ -141,6 +145,7 @@ __all__ = [
     "get_userns_fd",
     "idmapped_bind",
     "mount_all",
+    "receive_terminal",
     "spawn",
     "unmount_all",
 ]

@@ -27,6 +27,8 @@ struct psi_ctx {
     int root_fd;        /* O_PATH fd of the container's root, -1 before PSI_OP_ROOT */
     int pivoted;
     int gate_fd;        /* -1: no gate */
+    int pty_master;     /* -1: none (terminal.c) */
+    int pty_peer;
     char **exec_argv;
     char **exec_envp;
     const struct psi_op *seccomp_late;  /* PSI_OP_SECCOMP to load right before exec */
@@ -68,6 +70,11 @@ int psi_op_loopback_up(struct psi_ctx *c, const struct psi_op *op);
 /* seccomp.c */
 int psi_op_seccomp(struct psi_ctx *c, const struct psi_op *op);
 int psi_seccomp_load(const struct psi_op *op);
+/* terminal.c */
+int psi_op_terminal(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_console(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op);
 
 /* Write a whole buffer to a file (for /proc/sys, oom_score_adj). */
 int psi_write_file(const char *path, const char *data, size_t len);

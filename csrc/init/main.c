@@ -350,6 +350,10 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_EXEC_PATH] = op_exec_path,
     [PSI_OP_CHROOT] = psi_op_chroot,
     [PSI_OP_PRESERVE_FDS] = op_preserve_fds,
+    [PSI_OP_TERMINAL] = psi_op_terminal,
+    [PSI_OP_CONSOLE] = psi_op_console,
+    [PSI_OP_TERMINAL_SEND] = psi_op_terminal_send,
+    [PSI_OP_TERMINAL_STDIO] = psi_op_terminal_stdio,
 };
 
 /* execvpe with the *container's* PATH (from envp), like runc's lookup. */
@@ -387,7 +391,7 @@ static void exec_program(char **argv, char **envp)
 int main(int argc, char **argv)
 {
     struct psi_ctx ctx = {.root_fd = -1, .pivoted = 0, .gate_fd = -1,
-                          .seccomp_late_index = -1};
+                          .seccomp_late_index = -1, .pty_master = -1, .pty_peer = -1};
     struct psi_op *ops = NULL;
     struct sigaction sa;
     size_t len = 0;

@@ -85,6 +85,15 @@
                                       parent gave up, fail */
 #define PSI_OP_EXEC_PATH     46   /* (path) execve this file: PSI_OP_EXEC's argv[0] is only
                                       the name (a hook's path and args) */
+/* 50-54: the process's terminal (csrc/init/terminal.c), in this order. */
+#define PSI_OP_TERMINAL      50   /* (rows, cols, uid) allocate a pty in the container's devpts
+                                      (/dev/pts/ptmx), size it (0: leave it), chown the peer
+                                      to uid (-1: leave it) */
+#define PSI_OP_CONSOLE       51   /* () bind the peer on /dev/console */
+#define PSI_OP_TERMINAL_SEND 52   /* (socket_fd) send the master over the console socket
+                                      (SCM_RIGHTS); close both */
+#define PSI_OP_TERMINAL_STDIO 53  /* () the peer becomes stdin/stdout/stderr; setsid; it
+                                      becomes the controlling terminal */
 /* 55-59: validation-rest */
 #define PSI_OP_CHROOT        55   /* () chroot into the root: no mount namespace of our own */
 /* 60-64: containerd / runc CLI surface */

@@ -223,13 +223,29 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
                                           "it when it exits" if run else ""))
         return 0
     cid = _one_id(args, "run" if run else "create")
-    if args.get("console-socket"):
-        raise UsageError("--console-socket: terminals are not supported yet")
     preserve = _preserve_fds(args)
     from ..container._container import Container
 
+    foreground = run and not args.get("detach")
+    console = _console_target(args, foreground,
+                              lambda: _config_terminal(args.get("bundle", ".")))
     os.makedirs(root, mode=0o711, exist_ok=True)
-    c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve)
+    term = None
+    c = None
+    try:
+        c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve,
+                             console_socket=console[0] if console
+                             else args.get("console-socket"))
+        if console:
+            console[0].close()
+            term = _receive(console[1])
+    except BaseException:
+        if c is not None:
+            c.delete(force=True)
+        raise
+    finally:
+        for sock in console:
+            sock.close()
     waited = False
     try:
         if args.get("pid-file") and c.pid is not None:
@@ -239,7 +255,17 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         if not run:
             return 0
         _log_hook_warnings(c)
-        c.start()
+        if term is not None:
+            from ._relay import Relay
+
+            with Relay(term) as relay:   # sized and raw before the program runs
+                c.start()
+                init = c.process()
+                if init is not None:
+                    relay.pump(init.fileno())
+            term.close()
+        else:
+            c.start()
         if args.get("detach"):
             return 0
         waited = True
@@ -248,6 +274,8 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
             c.delete(force=True)
         return status if status >= 0 else 128 - status
     finally:
+        if term is not None:
+            term.close()
         _release(c.process(), waited)
         c.close()
 
@@ -270,6 +298,43 @@ def _preserve_fds(args: Args) -> int:
     if not text.isdigit():
         raise UsageError(f"--preserve-fds: not a non-negative integer: {text!r}")
     return int(text)
+
+
+def _console_target(args: Args, foreground: bool, terminal: Any) -> List[Any]:
+    """runc's rules for ``--console-socket``; a socketpair when we relay the terminal.
+
+    ``terminal()`` says whether the process has one (read only if needed).
+    A detached process's terminal goes to ``--console-socket`` (the library
+    refuses a terminal without one); a foreground one is relayed here
+    through a socketpair: [our end for init, our end to receive].
+    """
+    if args.get("console-socket"):
+        if foreground:
+            raise UsageError("--console-socket: cannot use a console socket if pidsafe-runc "
+                             "will not detach (use --detach)")
+        return []
+    if foreground and terminal():
+        import socket
+
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        return [a, b]
+    return []
+
+
+def _config_terminal(bundle: str) -> bool:
+    """Whether the bundle's process asks for a terminal (``run`` in the foreground)."""
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+            doc = json.load(f)
+        return doc.get("process", {}).get("terminal") is True
+    except (OSError, ValueError, AttributeError):
+        return False   # create reports what is wrong with the bundle
+
+
+def _receive(sock: Any) -> Any:
+    from ..container._console import receive_terminal
+
+    return receive_terminal(sock)
 
 
 def _send_pidfd(path: str, c: Any) -> None:
@@ -398,11 +463,13 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
                               "t": "tty", "h": "help", "g": "additional-gids", "c": "cap"})
     if args.get("help"):
         print("usage: pidsafe-runc exec [--process FILE] [--detach] [--pid-file FILE] "
-              "[--env K=V] [--cwd DIR] [--user UID[:GID]] [--preserve-fds N] "
-              "ID [-- COMMAND ARGS...]\n\n"
+              "[--tty] [--console-socket SOCK] [--env K=V] [--cwd DIR] [--user UID[:GID]] "
+              "[--preserve-fds N] ID [-- COMMAND ARGS...]\n\n"
               "  -p, --process FILE      an OCI process object (JSON) instead of COMMAND\n"
               "  -d, --detach            do not wait for the process\n"
               "  --pid-file FILE         write its pid to FILE\n"
+              "  -t, --tty               give it a terminal (detached: sent to --console-socket)\n"
+              "  --console-socket SOCK   where its terminal's master goes (SCM_RIGHTS)\n"
               "  -e, --env K=V           add to its environment (repeatable)\n"
               "  --cwd DIR               its working directory\n"
               "  -u, --user UID[:GID]    its user\n"
@@ -410,8 +477,6 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
               "  --preserve-fds N        pass this process's fds 3 .. 3+N-1 to it\n"
               "  --pidfd-socket SOCK     send its pidfd over the unix socket SOCK")
         return 0
-    if args.get("tty") or args.get("console-socket"):
-        raise UsageError("exec: terminals are not supported yet")
     if not args.positional:
         raise UsageError("exec: expected a container id")
     if args.get("ignore-paused"):
@@ -432,7 +497,9 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
             if not command:
                 raise UsageError("exec: expected a command (or --process)")
             base = c.spec().process
-            process = dataclasses.replace(base, args=tuple(command), rlimits=())
+            # runc: no terminal unless --tty (whatever config.json says).
+            process = dataclasses.replace(base, args=tuple(command), rlimits=(),
+                                          terminal=bool(args.get("tty")))
         if args.get("env"):
             process = dataclasses.replace(process, env=process.env + tuple(args.get("env")))
         if args.get("cwd"):
@@ -442,16 +509,46 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
             process = dataclasses.replace(process, user=User(int(uid), int(gid or 0)))
         if args.get("no-new-privs"):
             process = dataclasses.replace(process, no_new_privileges=True)
-        proc = c.exec_process(process, exec_id=f"cli-{os.getpid()}-{time.monotonic_ns()}",
-                              preserve_fds=_preserve_fds(args))
+        console = _console_target(args, not args.get("detach"), lambda: process.terminal)
+        if console and process.console_size is None:
+            from ._relay import terminal_size
+
+            # Relayed: the pty starts with our terminal's size.
+            process = dataclasses.replace(process, console_size=terminal_size(0))
+        term = None
+        proc = None
+        try:
+            proc = c.exec_process(process, exec_id=f"cli-{os.getpid()}-{time.monotonic_ns()}",
+                                  preserve_fds=_preserve_fds(args),
+                                  console_socket=console[0] if console
+                                  else args.get("console-socket"))
+            if console:
+                console[0].close()
+                term = _receive(console[1])
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+                proc.close()
+            raise
+        finally:
+            for sock in console:
+                sock.close()
         try:
             if args.get("pid-file"):
                 _write_pid_file(args.get("pid-file"), proc.pid)
             if args.get("detach"):
                 return 0
+            if term is not None:
+                from ._relay import Relay
+
+                with Relay(term) as relay:
+                    relay.pump(proc.fileno())
             status: int = proc.wait()
             return status if status >= 0 else 128 - status
         finally:
+            if term is not None:
+                term.close()
             _release(proc, not args.get("detach"))
             proc.close()
     finally:

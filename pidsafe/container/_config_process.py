@@ -85,6 +85,8 @@ class ProcessSpec:
     no_new_privileges: bool = False
     capabilities: Optional[Capabilities] = None
     oom_score_adj: Optional[int] = None
+    #: ``consoleSize`` as (rows, columns): ``height`` and ``width``.
+    console_size: Optional[Tuple[int, int]] = None
 
     def env_dict(self) -> Dict[str, str]:
         """``env`` as a mapping (the last of duplicate names wins, as in execve users)."""
@@ -150,9 +152,7 @@ def parse_process(o: JsonObject) -> ProcessSpec:
         UnsupportedConfigError: a field pidsafe does not implement.
     """
     terminal = o.get_bool("terminal", False)
-    if terminal:
-        raise UnsupportedConfigError(o.where("terminal"), "a pseudo-terminal for the process")
-    o.unsupported("consoleSize", "only meaningful with terminal")
+    console_size = _console_size(o.get_obj("consoleSize"))
     args = tuple(o.get_list("args", check_str))
     if not args:
         raise ConfigError(o.where("args"), "is required: at least the program to run")
@@ -185,5 +185,15 @@ def parse_process(o: JsonObject) -> ProcessSpec:
     o.finish()
     return ProcessSpec(args=args, cwd=cwd, env=env, user=user, terminal=terminal,
                        rlimits=rlimits, no_new_privileges=nnp, capabilities=caps,
-                       oom_score_adj=oom)
+                       oom_score_adj=oom, console_size=console_size)
+
+
+def _console_size(o: Optional[JsonObject]) -> Optional[Tuple[int, int]]:
+    """``consoleSize``: {height, width} in characters (a winsize holds 16 bits each)."""
+    if o is None:
+        return None
+    rows = o.get_int("height", lo=0, hi=0xFFFF)
+    cols = o.get_int("width", lo=0, hi=0xFFFF)
+    o.finish()
+    return rows, cols
 

@@ -15,7 +15,7 @@ import select
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, HookError,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..mount._spec import Mount
     from ._config import Spec
     from ._config_process import ProcessSpec, User
+    from ._console import ConsoleSocket
     from ._init import StartedInit
 
 OCI_VERSION = "1.0.2"
@@ -64,7 +65,8 @@ class Container:
                rootfs_mounts: Optional[Sequence[Mount]] = None, stdin: Any = None,
                stdout: Any = None, stderr: Any = None, reaper: Any = None,
                on_created: Optional[Callable[["Container"], None]] = None,
-               preserve_fds: int = 0) -> "Container":
+               preserve_fds: int = 0,
+               console_socket: Optional[ConsoleSocket] = None) -> "Container":
         """Create a container from the OCI bundle ``bundle``; its program waits for start().
 
         Args:
@@ -83,6 +85,13 @@ class Container:
             preserve_fds: this process's fds 3 .. 3+N-1 are open in the
                 container's program at the same numbers (runc's
                 ``--preserve-fds``); each must be open (``EBADF`` otherwise).
+            console_socket: with ``process.terminal`` (and only then), where
+                the pty master goes: a socket path, or a connected AF_UNIX
+                stream socket (e.g. one end of ``socket.socketpair()``;
+                :func:`pidsafe.receive_terminal` on the other).  It has been
+                sent when create() returns; the process has the pty as its
+                stdio, controlling terminal and /dev/console.  No pidsafe
+                process keeps the master.
 
         Raises:
             ConfigError, UnsupportedConfigError: config.json is bad or asks
@@ -95,6 +104,7 @@ class Container:
         from . import _create
         from ._config import read_config
         from ._preserve_fds import preserved_fds
+        from ._console import console_for
         from ._records import end, undo
 
         preserved_fds(preserve_fds)   # bad input before anything exists
@@ -103,7 +113,16 @@ class Container:
         rootfs = spec.rootfs(bundle)
         mounts = list(rootfs_mounts or [])
         state = StateFile(state_dir, container_id)
-        state.lock()
+        consoles: List[OwnedFd] = []
+        try:
+            console_fd = console_for(spec.process, console_socket, (stdin, stdout, stderr),
+                                     consoles)
+            state.lock()
+        except BaseException:
+            with critical:
+                for sock in consoles:
+                    sock.close()
+            raise
         started: Optional[StartedInit] = None
         try:
             if state.exists():
@@ -120,7 +139,10 @@ class Container:
                 state.save(record)
                 _create._step("recorded")
                 started = _create.create_locked(state, record, spec, bundle, rootfs, mounts,
-                                                stdin, stdout, stderr, preserve_fds)
+                                                stdin, stdout, stderr, preserve_fds, console_fd)
+                with critical:   # init has sent the master, or failed
+                    for sock in consoles:
+                        sock.close()
                 _create._step("ready")
                 record["status"] = "created"
                 state.save(record)
@@ -154,6 +176,9 @@ class Container:
                               hook_state(record, "stopped", None), fatal=False)
                 raise
         finally:
+            with critical:
+                for sock in consoles:
+                    sock.close()
             if state.is_locked:
                 state.unlock()
 
@@ -395,7 +420,9 @@ class Container:
     def exec(self, args: Sequence[str], *, exec_id: str, env: Optional[Sequence[str]] = None,
              cwd: Optional[str] = None, user: Optional[User] = None, stdin: Any = None,
              stdout: Any = None, stderr: Any = None,
-             on_started: Optional[Callable[[Process], None]] = None) -> Process:
+             on_started: Optional[Callable[[Process], None]] = None,
+             terminal: bool = False, console_size: Optional[Tuple[int, int]] = None,
+             console_socket: Optional[ConsoleSocket] = None) -> Process:
         """Run ``args`` in the container: all of init's namespaces and cgroups.
 
         The process takes the container's ``process`` settings (capabilities,
@@ -410,6 +437,9 @@ class Container:
                 it is registered with the container's reaper: publish
                 "started" there, and its exit reaches the reaper's subscribers
                 strictly after (seed 002), with no lock held.
+            terminal: give the process a pty (as ``runc exec --tty``), sent
+                to ``console_socket`` (see :meth:`create`), sized
+                ``console_size`` (rows, columns) if given.
 
         Raises:
             ContainerStateError: the id is in use, init is not running, or the
@@ -425,18 +455,37 @@ class Container:
         process = dataclasses.replace(
             base, args=tuple(args), env=tuple(env) if env is not None else base.env,
             cwd=cwd if cwd is not None else base.cwd,
-            user=user if user is not None else base.user, rlimits=())
+            user=user if user is not None else base.user, rlimits=(), terminal=terminal,
+            console_size=console_size)
         return self.exec_process(process, exec_id=exec_id, stdin=stdin, stdout=stdout,
-                                 stderr=stderr, on_started=on_started)
+                                 stderr=stderr, on_started=on_started,
+                                 console_socket=console_socket)
 
     def exec_process(self, process: ProcessSpec, *, exec_id: str, stdin: Any = None,
                      stdout: Any = None, stderr: Any = None,
                      on_started: Optional[Callable[[Process], None]] = None,
-                     preserve_fds: int = 0) -> Process:
+                     preserve_fds: int = 0,
+                     console_socket: Optional[ConsoleSocket] = None) -> Process:
         """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it).
 
-        ``preserve_fds`` as for :meth:`create`.
+        ``preserve_fds`` as for :meth:`create`.  With ``process.terminal``, the
+        pty master is sent to ``console_socket`` (see :meth:`create`).
         """
+        from ._console import console_for
+
+        consoles: List[OwnedFd] = []
+        try:
+            console_fd = console_for(process, console_socket, (stdin, stdout, stderr), consoles)
+            return self._exec_process(process, exec_id, stdin, stdout, stderr, on_started,
+                                      preserve_fds, console_fd)
+        finally:
+            with critical:
+                for sock in consoles:
+                    sock.close()
+
+    def _exec_process(self, process: ProcessSpec, exec_id: str, stdin: Any, stdout: Any,
+                      stderr: Any, on_started: Optional[Callable[[Process], None]],
+                      preserve_fds: int, console_fd: int) -> Process:
         from ._exec import exec_into
         from ._records import cgroup_of, end
         from ._stdio import make_stdio
@@ -457,7 +506,7 @@ class Container:
             stdio = make_stdio(stdin, stdout, stderr)
             try:
                 proc = exec_into(self._init, spec, process, stdio, cgroup_of(self._record),
-                                 preserve_fds)
+                                 preserve_fds, console_fd)
             except BaseException:
                 with critical:
                     stdio.close_all()

@@ -53,7 +53,7 @@ def _mount_to_json(m: Mount) -> Dict[str, Any]:
 
 def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,
                    rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
-                   stderr: Any, preserve_fds: int = 0) -> StartedInit:
+                   stderr: Any, preserve_fds: int = 0, console_fd: int = -1) -> StartedInit:
     # 1. The rootfs mounts, recorded before they are made.
     if mounts:
         parent, name = os.path.split(rootfs)
@@ -140,7 +140,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                 fds.append(hooks_fd)
                 hooks_go.append(go)
         plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
-                         idmap_fds=idmap, open_tree=open_tree, hooks_fd=hooks_fd)
+                         idmap_fds=idmap, open_tree=open_tree, hooks_fd=hooks_fd,
+                         console_fd=console_fd)
         if spec.linux.namespace("mount") is None:
             # init mounts in our namespace: what is under the root now stays.
             from ._shared_mounts import record as shared_mounts
@@ -166,7 +167,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
             os.write(hooks_go[0], b"\1")
 
         started = start_init(plan, stdio=stdio.child,
-                             pass_fds=[*fds, *(u.fileno() for u in userns_fds), *kept],
+                             pass_fds=[*fds, *(u.fileno() for u in userns_fds), *kept,
+                                       *([console_fd] if console_fd >= 0 else [])],
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                              prepare=prepare,
                              args=list(spec.process.args),

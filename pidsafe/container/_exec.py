@@ -72,7 +72,8 @@ def join_cgroups_of(init: Process, proc: Process) -> None:
 
 
 def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
-              cgroup: Optional[Cgroup] = None, preserve_fds: int = 0) -> Process:
+              cgroup: Optional[Cgroup] = None, preserve_fds: int = 0,
+              console_fd: int = -1) -> Process:
     """Start ``process`` in init's namespaces and cgroups; return once it has exec'd.
 
     Raises:
@@ -90,7 +91,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                                   os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             _sys.pidfd_send_signal(init.fileno(), 0)
         kept = preserved_fds(preserve_fds)
-        plan = with_preserved(plan_exec(spec, process, pidfd=pidfd, root_fd=root_fd),
+        plan = with_preserved(plan_exec(spec, process, pidfd=pidfd, root_fd=root_fd,
+                                        console_fd=console_fd),
                               preserve_fds)
         v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
 
@@ -102,7 +104,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
 
         try:
             started = start_init(plan, stdio=stdio.child,
-                                 pass_fds=[pidfd, *kept] + ([] if root_fd is None else [root_fd]),
+                                 pass_fds=[pidfd, *kept] + ([] if root_fd is None else [root_fd])
+                                 + ([console_fd] if console_fd >= 0 else []),
                                  cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                                  prepare=prepare,
                                  args=list(process.args),

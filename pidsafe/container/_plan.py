@@ -39,6 +39,7 @@ from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR,
                         OP_SETID_ROOT, OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, OP_USER, Op,
                         nul_list)
 from ._protocol import OP_HOOKS
+from ._protocol import OP_CONSOLE, OP_TERMINAL, OP_TERMINAL_SEND, OP_TERMINAL_STDIO
 
 CLONE_NEWTIME = 0x00000080
 #: OCI namespace type -> clone flag.
@@ -136,7 +137,8 @@ def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[Mount
 
 def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: Dict[str, int],
               idmap_fds: Dict[int, int], open_tree: OpenTree,
-              layout: Optional[CgroupLayout] = None, hooks_fd: int = -1) -> InitPlan:
+              layout: Optional[CgroupLayout] = None, hooks_fd: int = -1,
+              console_fd: int = -1) -> InitPlan:
     """The plan for ``spec`` with the root at ``rootfs`` (absolute, on the host).
 
     Args:
@@ -150,6 +152,8 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         layout: the host's cgroup mounts (read from /proc when None).
         hooks_fd: a pipe's read end: init stops before pivot_root, reports,
             and waits for a byte on it while the caller runs the create hooks.
+        console_fd: with ``process.terminal``, the connected console socket
+            (passed to init at the same number) the pty master is sent over.
 
     Raises:
         ConfigError: what cannot be done, named by its JSON path.
@@ -251,7 +255,12 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     # then into the root; what is done by container paths from here on.
     if hooks_fd >= 0:
         b.add(OP_HOOKS, hooks_fd, field_="hooks", what="")
+    # The terminal comes from the container's devpts, once every mount is
+    # made and before the masks and the read-only root (as runc orders it).
+    # Without a mount namespace of our own, /dev/console is not bound: that
+    # mount would be made in the runtime's namespace.
     b.add(OP_CHROOT if shared_mounts else OP_PIVOT, field_="root.path", what=rootfs)
+    _terminal(b, spec.process, console_fd, console=not shared_mounts)
     for i, path in enumerate(linux.masked_paths):
         b.add(OP_MASK, path, field_=f"linux.maskedPaths[{i}]", what=path)
     for i, path in enumerate(linux.readonly_paths):
@@ -284,6 +293,23 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     b.add(OP_EXEC, nul_list(proc.args), nul_list(proc.env), field_="process.args",
           what=proc.args[0])
     return InitPlan(flags, tuple(b.ops), root_in_userns=in_userns)
+
+
+def _terminal(b: _Builder, proc: ProcessSpec, console_fd: int, *, console: bool) -> None:
+    """The ops of ``process.terminal``: allocate, [bind on /dev/console], send, take."""
+    if not proc.terminal:
+        if console_fd >= 0:
+            raise ValueError("a console socket without process.terminal")
+        return
+    if console_fd < 0:
+        raise ValueError("process.terminal needs a console socket fd")
+    rows, cols = proc.console_size or (0, 0)
+    b.add(OP_TERMINAL, rows, cols, proc.user.uid, field_="process.terminal",
+          what="/dev/pts/ptmx")
+    if console:
+        b.add(OP_CONSOLE, field_="process.terminal", what="/dev/console")
+    b.add(OP_TERMINAL_SEND, console_fd, field_="process.terminal")
+    b.add(OP_TERMINAL_STDIO, field_="process.terminal")
 
 
 def _check_shared_mount_namespace(spec: Spec) -> None:
@@ -421,7 +447,7 @@ def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
 
 
 def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int,
-              root_fd: Optional[int] = None) -> InitPlan:
+              root_fd: Optional[int] = None, console_fd: int = -1) -> InitPlan:
     """The plan for a process exec'd into the running container of ``spec``.
 
     pidsafe-init joins every namespace of init in one ``setns(pidfd, flags)``
@@ -430,6 +456,9 @@ def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int,
     user, capabilities, no_new_privs and cwd, and execs.  Without a mount
     namespace of its own, it chroots into ``root_fd`` (init's root,
     ``/proc/INIT/root`` opened by the caller), as init did.
+    With ``process.terminal``, it then allocates the terminal in the
+    container's devpts and sends the master over ``console_fd`` (see
+    :func:`plan_init`).
     """
     b = _Builder(spec, _no_tree)
     flags = 0
@@ -443,6 +472,11 @@ def plan_exec(spec: Spec, process: ProcessSpec, *, pidfd: int,
             raise ValueError("a container without a mount namespace needs root_fd")
         b.add(OP_ROOT, f"/proc/self/fd/{root_fd}", 0, field_="root.path", what="init's root")
         b.add(OP_CHROOT, field_="root.path", what="init's root")
+    if process.terminal and spec.linux.namespace("user") is not None:
+        # The pty's peer is owned by whoever opens ptmx: it must be the
+        # container's root (mapped), not host root (unmapped in there).
+        b.add(OP_SETID_ROOT, field_="linux.uidMappings")
+    _terminal(b, process, console_fd, console=False)
     _take_process_identity(b, process)
     b.add(OP_EXEC, nul_list(process.args), nul_list(process.env), field_="process.args",
           what=process.args[0])

@@ -44,6 +44,11 @@ OP_SECCOMP = 40
 # 45-49: OCI hooks.
 OP_HOOKS = 45
 OP_EXEC_PATH = 46
+# 50-54: the process's terminal (csrc/init/terminal.c).
+OP_TERMINAL = 50
+OP_CONSOLE = 51
+OP_TERMINAL_SEND = 52
+OP_TERMINAL_STDIO = 53
 OP_CHROOT = 55
 OP_PRESERVE_FDS = 60
 
@@ -92,6 +97,10 @@ OP_NAMES = {
     OP_SECCOMP: "load the seccomp filter",
     OP_HOOKS: "wait for the create hooks",
     OP_EXEC_PATH: "exec",
+    OP_TERMINAL: "allocate the terminal",
+    OP_CONSOLE: "bind the terminal on",
+    OP_TERMINAL_SEND: "send the terminal to the console socket",
+    OP_TERMINAL_STDIO: "make the terminal the controlling terminal",
     OP_CHROOT: "chroot",
     OP_PRESERVE_FDS: "keep the preserved fds open",
     STAGE_PROTOCOL: "read pidsafe-init's instructions",

@@ -38,6 +38,15 @@ def test_runc_spec_parses_to_typed_values() -> None:
     assert spec.linux.masked_paths[1] == "/proc/kcore"
     with pytest.raises(Exception):
         spec.hostname = "x"  # type: ignore[misc]  # frozen
+    assert not spec.process.terminal and spec.process.console_size is None
+
+
+def test_terminal_and_console_size() -> None:
+    doc = runc_spec()
+    doc["process"]["terminal"] = True
+    doc["process"]["consoleSize"] = {"height": 24, "width": 80}
+    spec = parse_spec(doc)
+    assert spec.process.terminal and spec.process.console_size == (24, 80)
 
 
 def test_user_namespace_bind_mounts_and_resources() -> None:
@@ -112,7 +121,11 @@ BAD = [
     (_set("process.args", ["sh", 3]), "process.args[1]", False),
     (_set("process.cwd", "relative"), "process.cwd", False),
     (_set("process.env", ["NOEQUALS"]), "process.env[0]", False),
-    (_set("process.terminal", True), "process.terminal", True),
+    (_set("process.terminal", "yes"), "process.terminal", False),
+    (_set("process.consoleSize", {"height": -1, "width": 80}), "process.consoleSize.height",
+     False),
+    (_set("process.consoleSize", {"height": 24, "width": 80, "depth": 1}),
+     "process.consoleSize.depth", True),
     (_set("process.user.uid", -1), "process.user.uid", False),
     (_set("process.user.gid", "0"), "process.user.gid", False),
     (_set("process.user.additionalGids", [1, 2**32]), "process.user.additionalGids[1]", False),
