@@ -36,6 +36,7 @@ import importlib
 import os
 import pkgutil
 import signal
+import socket
 import sys
 import threading
 from types import ModuleType
@@ -50,6 +51,7 @@ OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
     (os, "mkdir"), (os, "rename"), (os, "replace"), (os, "fsync"), (os, "unlink"),
     (os, "rmdir"), (os, "listdir"), (os, "scandir"), (os, "readlink"), (os, "openpty"),
     (fcntl, "fcntl"), (fcntl, "flock"), (fcntl, "ioctl"),
+    (socket, "recv_fds"),
 )
 
 #: What a native function returns on failure, where it is not -1.

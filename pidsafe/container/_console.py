@@ -176,10 +176,12 @@ def receive_terminal(sock: socket.socket) -> Terminal:
         OSError: ``EPROTO`` for a message that is not one fd of a pty
             master; ``recvmsg`` errors.
     """
-    with critical:
-        data, fds, flags, _ = socket.recv_fds(sock, _MAX_NAME, 1, socket.MSG_CMSG_CLOEXEC)
-        owned = [Terminal(fd, "terminal") for fd in fds]
+    owned: List[Terminal] = []
     try:
+        # (An interrupt deferred by ``critical`` is raised on leaving it: in the try.)
+        with critical:
+            data, fds, flags, _ = socket.recv_fds(sock, _MAX_NAME, 1, socket.MSG_CMSG_CLOEXEC)
+            owned.extend(Terminal(fd, "terminal") for fd in fds)
         if not data and not owned:
             raise EOFError("the console socket was closed with no terminal sent")
         if len(owned) != 1 or flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
