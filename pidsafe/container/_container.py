@@ -104,7 +104,6 @@ class Container:
         from . import _create
         from ._config import read_config
         from ._preserve_fds import preserved_fds
-        from ._console import console_for
         from ._records import end, undo
 
         preserved_fds(preserve_fds)   # bad input before anything exists
@@ -115,7 +114,7 @@ class Container:
         state = StateFile(state_dir, container_id)
         consoles: List[OwnedFd] = []
         try:
-            console_fd = console_for(spec.process, console_socket, (stdin, stdout, stderr),
+            console_fd = _console_fd(spec.process, console_socket, (stdin, stdout, stderr),
                                      consoles)
             state.lock()
         except BaseException:
@@ -471,11 +470,9 @@ class Container:
         ``preserve_fds`` as for :meth:`create`.  With ``process.terminal``, the
         pty master is sent to ``console_socket`` (see :meth:`create`).
         """
-        from ._console import console_for
-
         consoles: List[OwnedFd] = []
         try:
-            console_fd = console_for(process, console_socket, (stdin, stdout, stderr), consoles)
+            console_fd = _console_fd(process, console_socket, (stdin, stdout, stderr), consoles)
             return self._exec_process(process, exec_id, stdin, stdout, stderr, on_started,
                                       preserve_fds, console_fd)
         finally:
@@ -773,6 +770,16 @@ class Container:
 
     def __repr__(self) -> str:
         return f"<pidsafe.Container {self.id} {self.status()}>"
+
+
+def _console_fd(process: ProcessSpec, console_socket: Optional[ConsoleSocket],
+                stdio: Sequence[Any], into: List[OwnedFd]) -> int:
+    """:func:`._console.console_for`, whose module (and ``socket``) loads only for a terminal."""
+    if not process.terminal and console_socket is None:
+        return -1
+    from ._console import console_for
+
+    return console_for(process, console_socket, stdio, into)
 
 
 def _descends(pid: int, ancestor: int) -> bool:

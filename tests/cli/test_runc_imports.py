@@ -50,6 +50,8 @@ CREATE_AVOIDS = (
     # No linux.seccomp: libseccomp is not even loaded.
     "pidsafe.container._seccomp", "pidsafe._sys._seccomp", "pidsafe._libseccomp",
     "pidsafe.container._config_seccomp",
+    # No process.terminal: no console socket.
+    "pidsafe.container._console",
 )
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + (
