@@ -258,3 +258,25 @@ def test_receive_terminal_refuses_what_is_not_a_master(
     a.close()
     with pytest.raises(EOFError):
         pidsafe.receive_terminal(b)
+
+
+def test_a_terminal_without_a_mount_namespace_binds_no_console(
+        make_bundle: Any, state_dir: pathlib.Path,
+        pair: Tuple[socket.socket, socket.socket]) -> None:
+    def shared(doc: Dict[str, Any]) -> None:
+        terminal_config((10, 40))(doc)
+        doc["linux"]["namespaces"] = [ns for ns in doc["linux"]["namespaces"]
+                                      if ns["type"] != "mount"]
+        doc["root"]["readonly"] = False
+
+    a, b = pair
+    bundle = make_bundle(["sh", "-c", "tty; stty size; [ -c /dev/console ] || echo no-console"],
+                         shared)
+    c = pidsafe.Container.create("n", bundle, state_dir=str(state_dir), console_socket=a)
+    try:
+        with pidsafe.receive_terminal(b) as term:
+            c.start()
+            assert read_all(term) == "/dev/pts/0\n10 40\nno-console\n"
+        assert c.wait(timeout=10) == 0
+    finally:
+        c.delete(force=True)
