@@ -3,7 +3,7 @@
 # shim (io.containerd.runc.v2), end to end.  Opt-in, root only, not part of CI: it installs containerd and busybox-static
 # with apt-get when missing, starts a private containerd (own root, state and socket under $WORK, default
 # /tmp/pidsafe-containerd), imports a hand-made OCI image of busybox (no network), and checks, through `ctr`:
-#   run --rm (stdout, exit status), run -d, task exec, task ps, the cgroup containerd asks for (/<namespace>/<id>),
+#   run --rm (stdout, exit status), run -d, task exec (also with a terminal), task ps, the cgroup containerd asks for (/<namespace>/<id>),
 #   pause (the kernel's freezer says frozen) and resume, metrics (real memory and pids figures from that cgroup),
 #   an out-of-memory kill reaching `ctr events` as /tasks/oom, kill --all, rm, and run -t (a terminal).
 # Every argv the shim passes to the runtime is logged (through a wrapper) and printed at the end.
@@ -165,6 +165,7 @@ step "run -d"                0 '^$'        $C run -d $RUNTIME "$IMAGE" t-d /bin/
 PID=$(task_pid t-d)
 check "its cgroup is /$NS/t-d, as containerd asked" test "$(cgroup_path "$PID")" = "/$NS/t-d"
 step "task exec"             5 'exec-ok'   $C task exec --exec-id e1 t-d /bin/sh -c 'echo exec-ok; exit 5'
+step "task exec -t"          6 '/dev/pts/[0-9]' script -qec "$C task exec -t --exec-id e2 t-d /bin/sh -c 'tty; exit 6'" /dev/null
 step "task ps"               0 "$PID"      $C task ps t-d
 step "task pause"            0 '^$'        $C task pause t-d
 step "task ls: PAUSED"       0 't-d +[0-9]+ +PAUSED' $C task ls
