@@ -413,6 +413,12 @@ int main(int argc, char **argv)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* A session (and process group) of our own: we were born in the
+     * caller's, and kill(0, sig) or a terminal's signal reaches every member
+     * of a process group whatever its pid namespace, so a container program
+     * signalling "its" group would otherwise signal the runtime's callers.
+     * A fresh clone is never a group leader, so this cannot fail. */
+    setsid();
 
     buf = read_all(ops_fd, &len);
     close(ops_fd);

@@ -257,8 +257,7 @@ int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op)
             return -1;
     close(peer);
     c->pty_peer = -1;
-    /* A new session whose controlling terminal is the pty (as login does). */
-    if (setsid() < 0)
-        return -1;
+    /* main() made us a session leader without a terminal: the pty becomes
+     * its controlling terminal (as login does). */
     return ioctl(0, TIOCSCTTY, 0);
 }

@@ -471,3 +471,29 @@ def test_default_cgroup_names_hash_the_state_dir_with_sha256(tmp_path: pathlib.P
     tag = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
     assert _create._default_cgroup(str(tmp_path), "c1") == f"/pidsafe/{tag}-c1"
     assert _create._sha256(b"").hexdigest() == hashlib.sha256(b"").hexdigest()
+
+
+def _session_and_group(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[3]), int(fields[2])   # session, process group
+
+
+def test_init_and_execs_lead_sessions_of_their_own(make_bundle: Any,
+                                                   state_dir: pathlib.Path) -> None:
+    """kill(0) or a terminal's signal inside never reaches the runtime's caller."""
+    c = pidsafe.Container.create("sid", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        assert c.pid is not None
+        assert _session_and_group(c.pid) == (c.pid, c.pid)   # created: waiting at the gate
+        c.start()
+        e = c.exec(["sleep", "1000"], exec_id="e1")
+        try:
+            assert _session_and_group(e.pid) == (e.pid, e.pid)
+            assert os.getsid(0) not in (c.pid, e.pid) and os.getpgrp() not in (c.pid, e.pid)
+        finally:
+            e.kill()
+            e.wait()
+            e.close()
+    finally:
+        c.delete(force=True)
