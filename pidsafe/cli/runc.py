@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
-from ..errors import UsageError
+from ..errors import Error, UsageError
 
 DEFAULT_ROOT = "/run/pidsafe-runc"
 USAGE = """usage: pidsafe-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
@@ -725,7 +725,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(fn(root, rest))
     except UsageError as exc:
         return _fail(str(exc))
-    except (OSError, ValueError, LookupError, RuntimeError) as exc:
+    except (Error, OSError, ValueError, LookupError, RuntimeError) as exc:
+        # Error: pidsafe's own, e.g. TimeoutExpired when delete waits for an
+        # init whose parent (the shim) does not reap it.
         return _fail(str(exc))
 
 

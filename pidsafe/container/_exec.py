@@ -80,29 +80,36 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         ContainerError: joining, the user, the cwd or the exec failed
             (``field`` names the process field).
     """
+    # Every fd we open is recorded inside the same critical section that
+    # opens it, so an exception raised by a signal handler anywhere after
+    # that still reaches the ``finally`` that closes it.
+    owned: List[int] = []
     root_fd = None
-    with critical:
-        pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
     try:
+        with critical:
+            pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            owned.append(pidfd)
         if spec.linux.namespace("mount") is None:
             # init's root (its chroot): opened first, then init proven alive.
             with critical:
                 root_fd = os.open(f"/proc/{init.pid}/root",
                                   os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                owned.append(root_fd)
             _sys.pidfd_send_signal(init.fileno(), 0)
         kept = preserved_fds(preserve_fds)
         plan = with_preserved(plan_exec(spec, process, pidfd=pidfd, root_fd=root_fd,
                                         console_fd=console_fd),
                               preserve_fds)
-        v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
-
-        def prepare(p: Process) -> None:
-            if cgroup is not None:
-                cgroup.add(p, v2=v2_fd is None)
-            else:
-                join_cgroups_of(init, p)
-
+        v2_fd = None
         try:
+            v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
+
+            def prepare(p: Process) -> None:
+                if cgroup is not None:
+                    cgroup.add(p, v2=v2_fd is None)
+                else:
+                    join_cgroups_of(init, p)
+
             started = start_init(plan, stdio=stdio.child,
                                  pass_fds=[pidfd, *kept] + ([] if root_fd is None else [root_fd])
                                  + ([console_fd] if console_fd >= 0 else []),
@@ -116,9 +123,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                 v2_fd.close()
     finally:
         with critical:
-            os.close(pidfd)
-            if root_fd is not None:
-                os.close(root_fd)
+            while owned:
+                os.close(owned.pop())
     proc = started.process
     try:
         with started.status:

@@ -450,3 +450,14 @@ def test_detached_processes_leave_their_exit_status_to_the_subreaper(
                 f"exit {20 + i}")
             e = _orphan_exit(sub, int(pid_file.read_text()))
             assert (e.orphan, e.returncode) == (True, 20 + i)
+
+
+def test_a_pidsafe_error_exits_1_with_its_message(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Not a traceback: e.g. delete's wait for an init its parent never reaps."""
+    def slow(root: str, argv: Sequence[str]) -> int:
+        raise pidsafe.TimeoutExpired(["init"], 10.0)
+
+    monkeypatch.setitem(runc.COMMANDS, "delete", slow)
+    assert runc.main(["--root", "/nonexistent", "delete", "--force", "c1"]) == 1
+    assert "timed out after 10" in capsys.readouterr().err
