@@ -255,21 +255,23 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         if not run:
             return 0
         _log_hook_warnings(c)
-        if term is not None:
-            from ._relay import Relay
-
-            with Relay(term) as relay:   # sized and raw before the program runs
-                c.start()
-                init = c.process()
-                if init is not None:
-                    relay.pump(init.fileno())
-            term.close()
-        else:
+        if not foreground:
             c.start()
-        if args.get("detach"):
             return 0
-        waited = True
-        status = c.wait()
+        with _forwarding(c.process(), tty=term is not None):
+            if term is not None:
+                from ._relay import Relay
+
+                with Relay(term) as relay:   # sized and raw before the program runs
+                    c.start()
+                    init = c.process()
+                    if init is not None:
+                        relay.pump(init.fileno())
+                term.close()
+            else:
+                c.start()
+            waited = True
+            status = c.wait()
         if not args.get("keep"):
             c.delete(force=True)
         return status if status >= 0 else 128 - status
@@ -278,6 +280,40 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
             term.close()
         _release(c.process(), waited)
         c.close()
+
+
+class _forwarding:
+    """While in the foreground, signals that reach us go to init (as ``runc run``).
+
+    Handlers, not ``except KeyboardInterrupt``: a signal that arrives at any
+    point, before start included, is passed on and never raises here.
+    ``Process.send_signal`` goes through init's pidfd and is safe to call
+    from a handler.  With a terminal, ``SIGWINCH`` is the relay's.
+    """
+
+    def __init__(self, init: Any, *, tty: bool) -> None:
+        from . import FORWARDED_SIGNALS
+
+        self.init = init
+        self.signums = [int(getattr(signal, name)) for name in FORWARDED_SIGNALS
+                        if not (tty and name == "SIGWINCH")]
+        self.old: Dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.init is not None and self.init.returncode is None:
+            try:
+                self.init.send_signal(signum)
+            except ProcessLookupError:
+                pass   # exited meanwhile: the wait below sees it
+
+    def __enter__(self) -> "_forwarding":
+        for signum in self.signums:
+            self.old[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.old.items():
+            signal.signal(signum, handler)
 
 
 def _release(proc: Any, waited: bool) -> None:

@@ -461,3 +461,19 @@ def test_a_pidsafe_error_exits_1_with_its_message(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(runc.COMMANDS, "delete", slow)
     assert runc.main(["--root", "/nonexistent", "delete", "--force", "c1"]) == 1
     assert "timed out after 10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+def test_run_in_the_foreground_forwards_signals_to_init(cli: Cli, make_bundle: Any,
+                                                        sig: int) -> None:
+    """As ``runc run``: a signal to the runtime reaches the program, which decides."""
+    name = signal.Signals(sig).name[3:]
+    bundle = make_bundle(["sh", "-c", f'trap "exit 7" {name}; sleep 1000 & echo ready; wait'])
+    with cli.reaper.spawn([sys.executable, "-c", ENTRY, "--root", str(cli.root), "run",
+                           "--bundle", str(bundle), "fwd"], stdout=pidsafe.PIPE,
+                          stdin=pidsafe.DEVNULL) as p:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        p.send_signal(sig)
+        assert p.wait(timeout=60) == 7
+    assert pidsafe.Container.list(str(cli.root)) == []
