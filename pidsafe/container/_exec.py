@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 from .. import _sys
 from .._sigsafe import critical
 from ..errors import container_error
-from ..process._process import Process
+from ..process._process import Process, discard
 from ._cgroups import Cgroup
 from ._config import Spec
 from ._config_process import ProcessSpec
@@ -137,14 +137,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                                   else plan.ops[rec.index].field
                                   if 0 <= rec.index < len(plan.ops) else "")
     except BaseException:
-        with critical:
-            if proc.returncode is None:
-                try:
-                    proc.kill()
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-            proc.close()
+        discard(proc)
         raise
     return proc
 

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .._sigsafe import critical
 from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
-from ..process._process import Process
+from ..process._process import Process, discard
 from ..process._spawn import spawn
 from ._config import Spec
 from ._config_hooks import Hook
@@ -200,15 +200,8 @@ def _spawn_in(init: Process, spec: Spec, hook: Hook, stdio: Any) -> Process:
         if rec is not None:   # exec failed: the program is not there, or not executable
             raise OSError(rec.err or errno.EIO, os.strerror(rec.err or errno.EIO), hook.path)
     except BaseException:
-        with critical:
-            if proc is not None:
-                if proc.returncode is None:
-                    try:
-                        proc.kill()
-                    except ProcessLookupError:
-                        pass
-                    proc.wait()
-                proc.close()
+        if proc is not None:
+            discard(proc)
         raise
     finally:
         with critical:

@@ -29,7 +29,7 @@ from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import UnsupportedError, container_error
-from ..process._process import Process
+from ..process._process import Process, discard
 from ._plan import InitPlan
 from ._protocol import OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, encode, read_record
 
@@ -210,13 +210,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
     except BaseException:
         with critical:
             if proc is not None:
-                if proc.returncode is None:
-                    try:
-                        proc.kill()
-                    except ProcessLookupError:
-                        pass
-                proc.wait()
-                proc.close()
+                discard(proc)
             for fd in fds:
                 os.close(fd)
             if status is not None:

@@ -157,8 +157,15 @@ def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
         raise
 
 
-def _discard(p: "Process") -> None:
-    """Undo a spawn whose caller never got the handle: kill, reap, close."""
+def discard(p: "Process") -> None:
+    """Undo a start that is failing: kill ``p``, reap it, close the handle.
+
+    For error paths (a spawn whose caller never got the handle, a container
+    process whose set-up failed): it never raises, so the error being
+    handled is the one reported, and a child it cannot kill or reap now goes
+    to :func:`reap_abandoned`.  A handle already reaped or closed is only
+    closed.
+    """
     p._discard()
 
 

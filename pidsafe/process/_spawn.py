@@ -22,7 +22,7 @@ from ..userns._namespace import Namespace
 from ..userns._userns import IDMapLike
 from ._child import start_child
 from ._plan import PLAIN, SpawnPlan, plan_spawn
-from ._process import Process, _abandoned, _discard, _end_child, hand_out, reap_abandoned
+from ._process import Process, _abandoned, _end_child, discard, hand_out, reap_abandoned
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
@@ -243,7 +243,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     return hand_out(lambda: _start(
         args, exe_arg, cwd, exec_paths, argv, envp, cwd_b, (stdin, stdout, stderr),
         inherit_stdio, caller_fds, keep, close_fds, start_new_session, sig,
-        restore_signals, bufsize, plan), _discard)
+        restore_signals, bufsize, plan), discard)
 
 
 def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: List[bytes],
