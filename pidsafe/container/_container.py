@@ -377,14 +377,16 @@ class Container(ExecMixin, CgroupMixin):
         so the FIFO losing its last reader (POLLERR on our write end) means
         the program runs, or init is gone.
         """
+        w = -1
         try:
-            w = os.open(record["fifo"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:   # no reader: init is gone
-                raise ContainerStateError(f"container {self.id!r} is not waiting to "
-                                          "start (its init is gone)") from None
-            raise
-        try:
+            try:
+                with critical:   # owned by the finally below before a handler can raise
+                    w = os.open(record["fifo"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:   # no reader: init is gone
+                    raise ContainerStateError(f"container {self.id!r} is not waiting to "
+                                              "start (its init is gone)") from None
+                raise
             os.write(w, b"\0")
             if wait_exec and self._init is not None:
                 poller = select.poll()
@@ -392,7 +394,9 @@ class Container(ExecMixin, CgroupMixin):
                 poller.register(self._init.fileno(), select.POLLIN)   # init exited
                 poller.poll()
         finally:
-            os.close(w)
+            if w >= 0:
+                with critical:
+                    os.close(w)
 
     def _check_exec(self) -> None:
         status, self._status = self._status, None
