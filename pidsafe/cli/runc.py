@@ -110,6 +110,19 @@ def _log_hook_warnings(c: Any) -> None:
         logger.addHandler(Bridge(logging.WARNING))
 
 
+def _log_ignored(what: str, paths: Sequence[str]) -> None:
+    """A warning for each property of ``what`` that pidsafe ignored (runtime-spec
+    "Extensibility": a runtime MAY log unknown properties and MUST ignore them)."""
+    if not paths:
+        return
+    from ..container._reader import OTHER_PLATFORMS
+
+    for path in paths:
+        why = ("a section for another platform" if path in OTHER_PLATFORMS
+               else "runtime-spec does not define it (a misspelt field?)")
+        LOG.write("warning", f"{what}: {path} ignored: {why}")
+
+
 # --- argument parsing: runc's flag spelling (-x, --long, --long=value) ---------
 
 class Args:
@@ -236,6 +249,7 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve,
                              console_socket=console[0] if console
                              else args.get("console-socket"))
+        _log_ignored("config.json", c.spec().ignored)
         if console:
             console[0].close()
             term = _receive(console[1])
@@ -522,13 +536,15 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
     import dataclasses
 
     from ..container._config_process import User, parse_process
-    from ..container._reader import JsonObject
+    from ..container._reader import JsonObject, ignored_properties
 
     c = _load(root, cid)
     try:
         if args.get("process"):
             with open(args.get("process"), encoding="utf-8") as f:
-                process = parse_process(JsonObject(json.load(f), "process"))
+                document = json.load(f)
+            process = parse_process(JsonObject(document, "process"))
+            _log_ignored(args.get("process"), ignored_properties(document, "process"))
         else:
             if not command:
                 raise UsageError("exec: expected a command (or --process)")

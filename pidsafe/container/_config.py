@@ -3,9 +3,11 @@
 :func:`load_spec` reads and checks the whole document before anything is
 created: a malformed field raises :class:`~pidsafe.ConfigError` naming its
 JSON path (``linux.namespaces[2].type: must be one of ...``), and every
-field pidsafe does not implement raises
+field runtime-spec defines that pidsafe does not implement raises
 :class:`~pidsafe.UnsupportedConfigError` naming its path, never silently
-ignored.  See README.md, "Containers", for the supported fields.
+ignored.  A property the spec does not define is ignored, as the spec
+requires, and listed in :attr:`Spec.ignored`.  See README.md,
+"Containers", for the supported fields.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..userns._idmap import IDMap
 from ._config_hooks import Hooks, parse_hooks
 from ._config_linux import LinuxSpec, parse_linux
 from ._config_process import ProcessSpec, parse_process
-from ._reader import JsonObject, check_str
+from ._reader import OTHER_PLATFORMS, JsonObject, check_str, id_mappings, ignored_properties
 
 #: Mount types config.json may use (anything with a bind/rbind option is a bind).
 MOUNT_TYPES = frozenset({"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
@@ -69,6 +71,11 @@ class Spec:
     linux: LinuxSpec = field(default_factory=LinuxSpec)
     annotations: Tuple[Tuple[str, str], ...] = ()
     hooks: Hooks = field(default_factory=Hooks)
+    #: JSON paths of the properties pidsafe ignored, in document order:
+    #: those runtime-spec does not define (its "Extensibility" section says
+    #: a runtime MUST ignore them) and sections for other platforms
+    #: (``windows`` ...).  A misspelt field (``linux.namespace``) lands here.
+    ignored: Tuple[str, ...] = ()
 
     def rootfs(self, bundle: Union[str, "os.PathLike[str]"]) -> str:
         """``root.path`` made absolute: relative paths are relative to the bundle."""
@@ -100,7 +107,7 @@ def _mount(value: Any, path: str) -> MountSpec:
     for key in ("uidMappings", "gidMappings"):
         raw = o.raw(key)
         try:
-            maps.append(None if raw is None else IDMap.from_oci(raw))
+            maps.append(None if raw is None else IDMap.from_oci(id_mappings(raw)))
         except IDMapError as exc:
             raise ConfigError(o.where(key), str(exc)) from None
     if (maps[0] is None) != (maps[1] is None):
@@ -142,8 +149,9 @@ def parse_spec(document: Any) -> Spec:
     linux = parse_linux(o.get_obj("linux"))
     annotations = tuple(sorted(o.get_str_map("annotations").items()))
     hooks = parse_hooks(o.get_obj("hooks"))
-    for key in ("solaris", "windows", "vm", "zos"):
-        o.unsupported(key, f"{key} containers")
+    o.unsupported("vm", "hardware-virtualised (vm) containers")
+    if any(o.raw(key) is not None for key in OTHER_PLATFORMS):
+        from ._spec_keys import DEFINED  # noqa: F401  (ignored, listed: see OTHER_PLATFORMS)
     o.finish()
     for key, value in (("hostname", hostname), ("domainname", domainname)):
         if value and linux.namespace("uts") is None:
@@ -151,7 +159,7 @@ def parse_spec(document: Any) -> Spec:
     for key, _ in linux.sysctl:
         _check_sysctl_namespace(key, linux)
     return Spec(version, process, root, hostname, domainname, mounts, linux, annotations,
-                hooks)
+                hooks, ignored_properties(document))
 
 
 def _check_sysctl_namespace(key: str, linux: LinuxSpec) -> None:

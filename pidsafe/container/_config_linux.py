@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
 from ..userns._idmap import IDMap
-from ._reader import MAX_U32, JsonObject, check_abs_path, one_of
+from ._reader import MAX_U32, JsonObject, check_abs_path, id_mappings, one_of
 
 # The seccomp config (its dataclasses) only for a config that has one: most
 # bundles do not, and pidsafe-runc create pays for every import.
@@ -138,7 +138,7 @@ def _idmap(o: JsonObject, key: str) -> Optional[IDMap]:
     if value is None:
         return None
     try:
-        return IDMap.from_oci(value)
+        return IDMap.from_oci(id_mappings(value))
     except IDMapError as exc:
         raise ConfigError(o.where(key), str(exc)) from None
 

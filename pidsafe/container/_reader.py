@@ -3,13 +3,16 @@
 Every value is read through a :class:`JsonObject` that knows where it is in
 the document (``linux.namespaces[2].type``) and which of its keys have been
 read.  Once a section is parsed, :meth:`JsonObject.finish` refuses every key
-nobody read: a field pidsafe does not implement is an error naming its JSON
-path, never silently ignored.  ``null`` counts as absent, as Go's
+nobody read that runtime-spec defines: a field pidsafe does not implement is
+an error naming its JSON path, never silently ignored.  A key the spec does
+not define is ignored, as its "Extensibility" section requires, and listed by
+:func:`ignored_properties`.  ``null`` counts as absent, as Go's
 ``omitempty`` producers (containerd, runc) would have left the key out.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
 
 from ..errors import ConfigError, UnsupportedConfigError
@@ -19,6 +22,12 @@ _MISSING: Any = object()
 
 #: Largest uid/gid/major/minor etc. the kernel takes (uint32 - 1 for ids).
 MAX_U32 = 2**32 - 1
+
+#: Top-level sections for other operating systems, ignored on Linux (see
+#: :data:`._spec_keys.OTHER_PLATFORMS` for why).
+OTHER_PLATFORMS = ("windows", "solaris", "zos", "freebsd")
+#: The properties of an OCI id mapping (``linux.uidMappings[]`` ...).
+ID_MAPPING_KEYS = ("containerID", "hostID", "size")
 
 
 def _type_name(value: Any) -> str:
@@ -101,10 +110,54 @@ class JsonObject:
             raise UnsupportedConfigError(self.where(key), what)
 
     def finish(self, ignored: Tuple[str, ...] = ()) -> None:
-        """Refuse every key that was not read.  ``ignored``: read-and-ignore keys."""
-        for key in self.value:
-            if key not in self._read and key not in ignored and self.value[key] is not None:
-                raise UnsupportedConfigError(self.where(key), "is not a field pidsafe knows")
+        """Refuse every unread key that runtime-spec defines for this object.
+
+        ``ignored``: keys this object reads and ignores on purpose.  A key
+        the spec does not define is left alone, as the spec's
+        "Extensibility" requires (:func:`ignored_properties` lists it); in
+        an object the table does not know, every unread key is refused.
+        """
+        unread = [key for key, value in self.value.items()
+                  if key not in self._read and key not in ignored and value is not None]
+        if not unread:
+            return
+        from ._spec_keys import defined_keys
+
+        defined = defined_keys(self.path)
+        for key in unread:
+            if defined is None or key in defined:
+                raise UnsupportedConfigError(
+                    self.where(key), "runtime-spec defines it; pidsafe does not implement it")
+
+
+def ignored_properties(document: Any, root: str = "") -> Tuple[str, ...]:
+    """:func:`._spec_keys.ignored_paths` of a document just parsed, without
+    loading the table when no parser needed it.
+
+    Every parser that lets a property through loads :mod:`._spec_keys` first
+    (:meth:`JsonObject.finish` to tell the spec's from the unknown,
+    :func:`id_mappings`, ``parse_spec`` for :data:`OTHER_PLATFORMS`).  So
+    while the table is not loaded no document has had anything to ignore, and
+    a config without unknown properties costs pidsafe-runc no import.
+    """
+    table = sys.modules.get(f"{__package__}._spec_keys")
+    if table is None:
+        return ()
+    paths: Tuple[str, ...] = table.ignored_paths(document, root)
+    return paths
+
+
+def id_mappings(value: Any) -> Any:
+    """OCI id mappings with the properties runtime-spec does not define left
+    out (they are ignored, and listed by :func:`ignored_properties`), for
+    :meth:`~pidsafe.userns.IDMap.from_oci`, which refuses them."""
+    if not isinstance(value, list) or all(
+            not isinstance(m, dict) or all(k in ID_MAPPING_KEYS for k in m) for m in value):
+        return value
+    from ._spec_keys import DEFINED  # noqa: F401  (see ignored_properties)
+
+    return [{k: v for k, v in m.items() if k in ID_MAPPING_KEYS} if isinstance(m, dict) else m
+            for m in value]
 
 
 def check_str(value: Any, path: str) -> str:

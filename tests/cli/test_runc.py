@@ -116,6 +116,42 @@ def test_errors_exit_1_and_reach_the_json_log(cli: Cli, tmp_path: pathlib.Path) 
     assert cli("kill", "nope", "NOSUCHSIG", check=False)[0] == 1
 
 
+def test_ignored_properties_are_warnings_in_the_log(cli: Cli, make_bundle: Any,
+                                                    tmp_path: pathlib.Path) -> None:
+    """runtime-spec "Extensibility": unknown properties are ignored; pidsafe says so."""
+    log = tmp_path / "log.json"
+
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["unknown"] = "x"
+        doc["linux"]["namespace"] = []
+        doc["windows"] = {"layerFolders": []}
+
+    bundle = make_bundle(["true"], edit)
+    code, _, err = cli("--log", str(log), "--log-format", "json", "run", "--bundle",
+                       str(bundle), "x1", check=False)
+    assert code == 0, err
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["level"] for e in entries] == ["warning"] * 3
+    assert [e["msg"].split(" ignored: ")[0] for e in entries] == [
+        "config.json: linux.namespace", "config.json: unknown", "config.json: windows"]
+    assert "another platform" in entries[2]["msg"]
+    assert "warning: config.json: unknown ignored: runtime-spec does not define it" in err
+    assert cli("list", "-q")[1] == ""
+
+
+def test_exec_process_json_with_an_unknown_property_is_a_warning(
+        cli: Cli, make_bundle: Any, tmp_path: pathlib.Path) -> None:
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "e2")
+    (tmp_path / "p.json").write_text(json.dumps(
+        {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0, "nick": "root"}}))
+    log = tmp_path / "log.txt"
+    code, _, err = cli("--log", str(log), "exec", "--process", str(tmp_path / "p.json"), "e2",
+                       check=False)
+    assert code == 0, err
+    [line] = log.read_text().splitlines()
+    assert "level=warning" in line and "process.user.nick ignored" in line
+
+
 def test_features_is_json(cli: Cli) -> None:
     doc = json.loads(cli("features")[1])
     assert doc["ociVersionMax"].startswith("1.") and "user" in doc["linux"]["namespaces"]

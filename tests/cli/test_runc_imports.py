@@ -31,6 +31,7 @@ ENTRY = ("import sys\n"
 CREATE_ONLY = (
     "pidsafe.container._config", "pidsafe.container._config_linux",
     "pidsafe.container._config_process", "pidsafe.container._reader",
+    "pidsafe.container._spec_keys",
     "pidsafe.container._plan", "pidsafe.container._create", "pidsafe.container._init",
     "pidsafe.container._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
     "pidsafe.container._cgroup_resources", "pidsafe.container._cgroup_stats",
@@ -52,6 +53,8 @@ CREATE_AVOIDS = (
     "pidsafe.container._config_seccomp",
     # No process.terminal: no console socket.
     "pidsafe.container._console",
+    # Nothing in config.json to ignore or refuse: no table of the spec's properties.
+    "pidsafe.container._spec_keys",
 )
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pathlib
 import resource
@@ -36,6 +37,7 @@ def test_runc_spec_parses_to_typed_values() -> None:
     (rule,) = spec.linux.resources.devices
     assert not rule.allow and rule.type == "a" and rule.major is None and rule.access == "rwm"
     assert spec.linux.masked_paths[1] == "/proc/kcore"
+    assert spec.ignored == ()
     with pytest.raises(Exception):
         spec.hostname = "x"  # type: ignore[misc]  # frozen
     assert not spec.process.terminal and spec.process.console_size is None
@@ -80,6 +82,7 @@ def test_user_namespace_bind_mounts_and_resources() -> None:
     assert data.is_bind and data.uid_mappings == pidsafe.IDMap.parse("0:1000:1")
     assert spec.process.user.additional_gids == (5,) and spec.process.user.umask == 0o22
     assert spec.annotation_dict() == {"io.example/a": "b"}
+    assert spec.ignored == ()   # annotations are free-form: none of their keys is listed
 
 
 def test_load_spec_reads_the_bundle_and_resolves_root(tmp_path: pathlib.Path) -> None:
@@ -106,7 +109,7 @@ def _set(path: str, value: Any) -> Callable[[Dict[str, Any]], None]:
         if value is DELETE:
             del node[key]
         else:
-            node[key] = value
+            node[key] = copy.deepcopy(value)   # edits never share (or change) their value
     return edit
 
 
@@ -124,8 +127,6 @@ BAD = [
     (_set("process.terminal", "yes"), "process.terminal", False),
     (_set("process.consoleSize", {"height": -1, "width": 80}), "process.consoleSize.height",
      False),
-    (_set("process.consoleSize", {"height": 24, "width": 80, "depth": 1}),
-     "process.consoleSize.depth", True),
     (_set("process.user.uid", -1), "process.user.uid", False),
     (_set("process.user.gid", "0"), "process.user.gid", False),
     (_set("process.user.additionalGids", [1, 2**32]), "process.user.additionalGids[1]", False),
@@ -143,7 +144,6 @@ BAD = [
     (_set("process.selinuxLabel", "system_u:system_r:container_t"), "process.selinuxLabel",
      True),
     (_set("process.noNewPrivileges", "yes"), "process.noNewPrivileges", False),
-    (_set("process.frobnicate", 1), "process.frobnicate", True),
     (_set("root", DELETE), "root", False),
     (_set("root.path", ""), "root.path", False),
     (_set("root.readonly", 1), "root.readonly", False),
@@ -153,7 +153,6 @@ BAD = [
     (_set("mounts[1].options", "nosuid"), "mounts[1].options", False),
     (_set("mounts[0].uidMappings", [{"containerID": 0, "hostID": 1, "size": 1}]),
      "mounts[0].gidMappings", False),
-    (_set("mounts[0].extra", True), "mounts[0].extra", True),
     (_set("linux.namespaces[0].type", "pidx"), "linux.namespaces[0].type", False),
     (_set("linux.namespaces[1]", {"type": "pid"}), "linux.namespaces[1].type", False),
     (_set("linux.namespaces[0].path", "relative/ns"), "linux.namespaces[0].path", False),
@@ -196,9 +195,6 @@ BAD = [
         {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
          "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}),
      "linux.seccomp.syscalls[0].args[0].op", False),
-    (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["kill"], "action": "SCMP_ACT_ERRNO", "comment": "x"}]}),
-     "linux.seccomp.syscalls[0].comment", True),
     (_set("linux.mountLabel", "system_u:object_r:container_file_t"), "linux.mountLabel", True),
     (_set("linux.intelRdt", {"closID": "x"}), "linux.intelRdt", True),
     (_set("linux.resources.blockIO", {"weight": 10}), "linux.resources.blockIO", True),
@@ -225,12 +221,7 @@ BAD = [
      "hooks.createRuntime[0].env[0]", False),
     (_set("hooks", {"startContainer": [{"path": "/x", "args": "sh"}]}),
      "hooks.startContainer[0].args", False),
-    (_set("hooks", {"createContainer": [{"path": "/x", "user": "root"}]}),
-     "hooks.createContainer[0].user", True),
-    (_set("hooks", {"postStart": []}), "hooks.postStart", True),
     (_set("hooks", [{"path": "/x"}]), "hooks", False),
-    (_set("windows", {"layerFolders": []}), "windows", True),
-    (_set("unknownTopLevel", {}), "unknownTopLevel", True),
 ]
 
 
@@ -329,3 +320,231 @@ def test_hooks_are_read_in_lifecycle_order_with_every_field() -> None:
     assert hooks.prestart[1].argv == ("/p2",) and hooks.prestart[0].env_dict() == {"A": "2"}
     assert hooks.of("createRuntime") == (Hook("/r"),) and hooks.during_create
     assert parse_spec(runc_spec()).hooks == Hooks() and not Hooks().during_create
+
+
+# --- Extensibility: unknown properties are ignored and listed; the spec's own are not -----
+
+def _user_ns(doc: Dict[str, Any]) -> None:
+    doc["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        doc["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def _idmapped_bind(doc: Dict[str, Any]) -> None:
+    doc["mounts"].append({"destination": "/data", "type": "bind", "source": "/srv",
+                          "options": ["rbind"]})
+    for key in ("uidMappings", "gidMappings"):
+        doc["mounts"][-1][key] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+
+
+_SECCOMP = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+    {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+     "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}]}
+
+#: (what the config needs first, the unknown property's JSON path, its value).
+UNKNOWN = [
+    (None, "unknownTopLevel", {}),
+    (None, "x-vendor", {"linux": {"anything": [1, 2]}}),   # listed once, not looked into
+    (None, "process.frobnicate", 1),
+    (_set("process.consoleSize", {"height": 24, "width": 80}), "process.consoleSize.depth", 1),
+    (None, "process.user.nickname", "nobody"),
+    (None, "process.capabilities.sometimes", ["CAP_KILL"]),
+    (None, "process.rlimits[0].comment", "files"),
+    (None, "root.fstype", "ext4"),
+    (None, "mounts[0].extra", True),
+    (_idmapped_bind, "mounts[7].uidMappings[0].note", "x"),
+    (None, "linux.namespace", []),   # a typo of namespaces: the spec says ignore it
+    (None, "linux.namespaces[2].flags", 0),
+    (_user_ns, "linux.gidMappings[0].comment", "x"),
+    (_set("linux.devices", [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
+     "linux.devices[0].comment", "fuse"),
+    (None, "linux.resources.frobnicate", {}),
+    (_set("linux.resources.memory", {"limit": 1 << 28}), "linux.resources.memory.high", 1),
+    (_set("linux.resources.cpu", {"shares": 2}), "linux.resources.cpu.weight", 10),
+    (_set("linux.resources.pids", {"limit": 5}), "linux.resources.pids.max", 5),
+    (None, "linux.resources.devices[0].comment", "deny all"),
+    (_set("linux.seccomp", _SECCOMP), "linux.seccomp.comment", "x"),
+    (_set("linux.seccomp", _SECCOMP), "linux.seccomp.syscalls[0].comment", "x"),
+    (_set("linux.seccomp", _SECCOMP), "linux.seccomp.syscalls[0].args[0].comment", "x"),
+    (None, "hooks.postStart", []),
+    (_set("hooks", {"poststop": [{"path": "/x"}]}), "hooks.poststop[0].user", "root"),
+    # Sections for other operating systems: nothing to do on Linux.
+    (None, "windows", {"layerFolders": []}),
+    (None, "solaris", {"milestone": "x"}),
+    (None, "zos", {"namespaces": []}),
+    (None, "freebsd", {"jail": {}}),
+]
+
+
+def _delete(path: str) -> Callable[[Dict[str, Any]], None]:
+    return _set(path, DELETE)
+
+
+@pytest.mark.parametrize("prepare, where, value", UNKNOWN, ids=[u[1] for u in UNKNOWN])
+def test_unknown_properties_are_ignored_and_listed(
+        prepare: Any, where: str, value: Any) -> None:
+    """runtime-spec "Extensibility": a runtime MUST ignore a property it does not know."""
+    doc = copy.deepcopy(runc_spec())
+    if prepare is not None:
+        prepare(doc)
+    clean = parse_spec(copy.deepcopy(doc))
+    assert clean.ignored == ()
+    _set(where, value)(doc)
+    spec = parse_spec(doc)
+    assert spec.ignored == (where,)
+    assert dataclasses.replace(spec, ignored=()) == clean   # it changed nothing else
+    _delete(where)(doc)
+    assert parse_spec(doc) == clean
+
+
+def test_the_table_is_loaded_only_for_a_config_with_something_to_ignore(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pidsafe-runc create pays no import for a config without unknown
+    properties, and still lists every one when the table was not loaded."""
+    import sys
+
+    name = "pidsafe.container._spec_keys"
+    for prepare, where, value in UNKNOWN:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        doc = copy.deepcopy(runc_spec())
+        if prepare is not None:
+            prepare(doc)
+        parse_spec(doc)
+        assert name not in sys.modules, where
+        _set(where, value)(doc)
+        assert parse_spec(doc).ignored == (where,)
+        assert name in sys.modules
+
+
+def test_ignored_paths_are_listed_in_document_order() -> None:
+    doc = runc_spec()
+    doc["zzz"] = 1
+    doc["linux"]["namespace"] = [{"type": "pid"}]
+    doc["process"]["capabilities"]["sometimes"] = []
+    doc["mounts"][2]["note"] = "pts"
+    doc["linux"]["resources"]["nope"] = None   # null is absent: not listed
+    assert parse_spec(doc).ignored == (
+        "process.capabilities.sometimes", "mounts[2].note", "linux.namespace", "zzz")
+
+
+def test_a_misspelt_field_is_ignored_not_refused() -> None:
+    """The spec's consequence: ``linux.namespace`` is not ``linux.namespaces``, so
+    the container gets no namespaces from it; the warning is all a user sees."""
+    doc = runc_spec()
+    doc["linux"]["namespace"] = doc["linux"].pop("namespaces")
+    doc["hostname"] = ""   # without a uts namespace
+    spec = parse_spec(doc)
+    assert spec.linux.namespaces == () and spec.ignored == ("linux.namespace",)
+
+
+def _seccomp_with(key: str, value: Any) -> Callable[[Dict[str, Any]], None]:
+    return _set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", key: value})
+
+
+#: Every property runtime-spec defines that pidsafe does not implement and that
+#: a Linux config can carry: (JSON path, a valid value).  Written out here, not
+#: taken from the table, so that dropping a name from the table fails.
+UNIMPLEMENTED = [
+    ("vm", {"hypervisor": {"path": "/usr/bin/qemu"}}),
+    ("process.commandLine", "sh"),
+    ("process.apparmorProfile", "docker-default"),
+    ("process.selinuxLabel", "system_u:system_r:container_t"),
+    ("process.scheduler", {"policy": "SCHED_BATCH", "nice": 1}),
+    ("process.ioPriority", {"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+    ("process.execCPUAffinity", {"initial": "0", "final": "0-1"}),
+    ("process.user.username", "root"),
+    ("linux.timeOffsets", {"monotonic": {"secs": 1, "nanosecs": 0}}),
+    ("linux.netDevices", {"eth1": {"name": "eth0"}}),
+    ("linux.mountLabel", "system_u:object_r:container_file_t"),
+    ("linux.intelRdt", {"closID": "guaranteed"}),
+    ("linux.personality", {"domain": "LINUX32"}),
+    ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0"}),
+    ("linux.resources.blockIO", {"weight": 10}),
+    ("linux.resources.hugepageLimits", [{"pageSize": "2MB", "limit": 1 << 21}]),
+    ("linux.resources.network", {"classID": 1}),
+    ("linux.resources.rdma", {"mlx5_1": {"hcaHandles": 3}}),
+    ("linux.resources.unified", {"memory.high": "1000000"}),
+    ("linux.resources.memory.kernel", 1 << 20),
+    ("linux.resources.memory.kernelTCP", 1 << 20),
+    ("linux.resources.cpu.realtimeRuntime", 1000),
+    ("linux.resources.cpu.realtimePeriod", 1000),
+    ("linux.seccomp.listenerPath", "/run/notify.sock"),
+    ("linux.seccomp.listenerMetadata", "x"),
+]
+
+
+@pytest.mark.parametrize("where, value", UNIMPLEMENTED, ids=[u[0] for u in UNIMPLEMENTED])
+def test_spec_fields_pidsafe_does_not_implement_are_refused(where: str, value: Any) -> None:
+    from pidsafe.container._spec_keys import DEFINED, ignored_paths
+
+    doc = copy.deepcopy(runc_spec())
+    parent, _, key = where.rpartition(".")
+    if parent == "linux.seccomp":
+        _seccomp_with(key, value)(doc)
+    else:
+        _set(where, value)(doc)
+    assert key in DEFINED[parent], f"{where} is missing from _spec_keys.DEFINED"
+    assert where not in ignored_paths(doc)
+    with pytest.raises(pidsafe.UnsupportedConfigError) as info:
+        parse_spec(doc)
+    assert info.value.json_path == where, str(info.value)
+
+
+def test_a_spec_field_nobody_reads_is_refused_by_name() -> None:
+    """What a parser does not read is refused when the spec defines it, even
+    without a refusal of its own (``linux.netDevices`` has none)."""
+    doc = runc_spec()
+    doc["linux"]["netDevices"] = {"eth1": {}}
+    with pytest.raises(pidsafe.UnsupportedConfigError,
+                       match=r"^linux\.netDevices: .*runtime-spec defines it; pidsafe does not"):
+        parse_spec(doc)
+
+
+def test_an_object_the_table_does_not_know_refuses_every_unread_key() -> None:
+    from pidsafe.container._reader import JsonObject
+
+    o = JsonObject({"a": 1, "b": None}, "somewhere.new")
+    with pytest.raises(pidsafe.UnsupportedConfigError, match=r"^somewhere\.new\.a: "):
+        o.finish()
+    o.raw("a")
+    o.finish()
+
+
+def test_the_table_knows_every_object_pidsafe_parses() -> None:
+    """A full config (every implemented object, each with an unknown key) lists
+    exactly those keys: no object pidsafe reads is missing from the table."""
+    from pidsafe.container._spec_keys import DEFINED, object_path
+
+    doc = runc_spec()
+    _user_ns(doc)
+    _idmapped_bind(doc)
+    doc["process"]["consoleSize"] = {"height": 1, "width": 1}
+    doc["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    doc["linux"]["resources"].update(memory={"limit": 1 << 28}, cpu={"shares": 2},
+                                     pids={"limit": 5})
+    doc["linux"]["seccomp"] = copy.deepcopy(_SECCOMP)
+    doc["hooks"] = {kind: [{"path": "/x"}] for kind in DEFINED["hooks"]}
+    assert parse_spec(doc).ignored == ()
+    objects = []
+
+    def mark(node: Any, path: str) -> None:
+        if isinstance(node, dict) and object_path(path) in DEFINED:
+            for key, child in list(node.items()):
+                mark(child, f"{path}.{key}" if path else key)
+            node["zz-unknown"] = 1
+            objects.append(f"{path}.zz-unknown" if path else "zz-unknown")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                mark(item, f"{path}[{i}]")
+
+    mark(doc, "")
+    spec = parse_spec(doc)
+    assert sorted(spec.ignored) == sorted(objects)
+    assert {object_path(p.rpartition(".")[0]) for p in objects} == {
+        o for o in DEFINED if not o.startswith(("linux.timeOffsets", "linux.intelRdt",
+                                                "linux.personality", "linux.memoryPolicy",
+                                                "linux.resources.blockIO",
+                                                "linux.resources.hugepageLimits",
+                                                "linux.resources.network", "process.scheduler",
+                                                "process.ioPriority",
+                                                "process.execCPUAffinity"))}
