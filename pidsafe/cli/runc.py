@@ -697,6 +697,9 @@ def _cgroup_command(root: str, argv: Sequence[str], what: str) -> int:
             c.resume()
         else:
             c.update(resources)
+            from ..container._reader import ignored_properties
+
+            _log_ignored("--resources", ignored_properties(resources, "linux.resources"))
     finally:
         c.close()
     return 0
