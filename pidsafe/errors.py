@@ -223,7 +223,8 @@ class ConfigError(Error, ValueError):
 
 
 class UnsupportedConfigError(ConfigError):
-    """A ``config.json`` field pidsafe does not implement (refused, never ignored)."""
+    """A ``config.json`` field runtime-spec defines and pidsafe does not implement
+    (refused, never ignored; a property the spec does not define is ignored)."""
 
     def __init__(self, json_path: str, what: str) -> None:
         super().__init__(json_path, f"not supported by pidsafe ({what})")
