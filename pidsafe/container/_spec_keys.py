@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
-from . import _reader
-
 _HOOK = frozenset({"path", "args", "env", "timeout"})
-_ID_MAPPING = frozenset(_reader.ID_MAPPING_KEYS)
+#: As ``_reader.ID_MAPPING_KEYS`` (this module imports nothing of pidsafe's).
+_ID_MAPPING = frozenset({"containerID", "hostID", "size"})
 _THROTTLE = frozenset({"major", "minor", "rate"})
 _TIME_OFFSET = frozenset({"secs", "nanosecs"})
 
@@ -40,7 +39,8 @@ _TIME_OFFSET = frozenset({"secs", "nanosecs"})
 #: among them: it asks a Linux host for a hardware-virtualised container
 #: (hypervisor, guest kernel), which pidsafe does not provide, so it is
 #: refused.
-OTHER_PLATFORMS: FrozenSet[str] = frozenset(_reader.OTHER_PLATFORMS)
+#: ``_reader.OTHER_PLATFORMS`` holds the same names.
+OTHER_PLATFORMS: FrozenSet[str] = frozenset({"windows", "solaris", "zos", "freebsd"})
 
 #: Object path -> the properties runtime-spec defines for it.
 DEFINED: Dict[str, FrozenSet[str]] = {
@@ -119,7 +119,7 @@ DEFINED: Dict[str, FrozenSet[str]] = {
     "linux.seccomp.syscalls[].args[]": frozenset({"index", "value", "valueTwo", "op"}),
     "linux.intelRdt": frozenset({
         "closID", "l3CacheSchema", "memBwSchema", "schemata", "enableMonitoring",
-        # runtime-spec 1.1 and 1.2; main merged them into enableMonitoring.
+        # runtime-spec 1.1 and 1.2; 1.3 replaced them by enableMonitoring.
         "enableCMT", "enableMBM"}),
     "linux.personality": frozenset({"domain", "flags"}),
     "linux.memoryPolicy": frozenset({"mode", "nodes", "flags"}),

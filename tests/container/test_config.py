@@ -416,6 +416,13 @@ def test_the_table_is_loaded_only_for_a_config_with_something_to_ignore(
         assert name in sys.modules
 
 
+def test_the_reader_and_the_table_agree_on_their_shared_names() -> None:
+    from pidsafe.container import _reader, _spec_keys
+
+    assert frozenset(_reader.OTHER_PLATFORMS) == _spec_keys.OTHER_PLATFORMS
+    assert frozenset(_reader.ID_MAPPING_KEYS) == _spec_keys.DEFINED["linux.uidMappings[]"]
+
+
 def test_ignored_paths_are_listed_in_document_order() -> None:
     doc = runc_spec()
     doc["zzz"] = 1
