@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-from typing import Any, Dict, Optional, TYPE_CHECKING, Tuple, Type, TypeVar, Union, cast
+from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple, Type, TypeVar, Union, cast
 
 from ._feature_names import describe
 
@@ -43,15 +42,44 @@ class UnsupportedError(Error, OSError):
         self.feature = feature
 
 
-class TimeoutExpired(Error, subprocess.TimeoutExpired):
-    """``wait()`` or ``communicate()`` ran out of time.
+if TYPE_CHECKING:
+    import subprocess
 
-    A subclass of ``subprocess.TimeoutExpired``, so existing handlers catch it.
-    """
+    class TimeoutExpired(Error, subprocess.TimeoutExpired):
+        """``wait()`` or ``communicate()`` ran out of time (see :func:`_timeout_expired`)."""
 
-    def __init__(self, cmd: Any, timeout: float, output: Optional[bytes] = None,
-                 stderr: Optional[bytes] = None) -> None:
-        super().__init__(cmd, timeout, output, stderr)
+        def __init__(self, cmd: Any, timeout: float, output: Optional[bytes] = None,
+                     stderr: Optional[bytes] = None) -> None: ...
+else:
+    def __getattr__(name: str) -> Any:
+        """``TimeoutExpired``, made on first use: its base class is in
+        :mod:`subprocess`, whose import (threading, selectors, locale ...) is
+        a tenth of a ``pidsafe-runc state`` (issue #9), and most uses of
+        this module never need it."""
+        if name != "TimeoutExpired":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        cls = globals()["TimeoutExpired"] = _timeout_expired()
+        return cls
+
+    def __dir__() -> List[str]:
+        return sorted(set(globals()) | {"TimeoutExpired"})
+
+
+def _timeout_expired() -> Any:
+    import subprocess
+
+    class TimeoutExpired(Error, subprocess.TimeoutExpired):
+        """``wait()`` or ``communicate()`` ran out of time.
+
+        A subclass of ``subprocess.TimeoutExpired``, so existing handlers catch it.
+        """
+
+        def __init__(self, cmd: Any, timeout: float, output: Optional[bytes] = None,
+                     stderr: Optional[bytes] = None) -> None:
+            super().__init__(cmd, timeout, output, stderr)
+
+    TimeoutExpired.__qualname__ = "TimeoutExpired"   # pickle finds it as errors.TimeoutExpired
+    return TimeoutExpired
 
 
 # --- user namespaces ----------------------------------------------------------

@@ -529,7 +529,7 @@ class Container(ExecMixin, CgroupMixin):
                 return   # still running: keep the handle (delete refused or not forced)
             if self._init.returncode is None:
                 try:
-                    self._init.wait(0)
+                    self._init.poll()
                 except Exception:   # not ours to reap: the pidfd still closes below
                     pass
             self._init.close()

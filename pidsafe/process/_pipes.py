@@ -15,7 +15,7 @@ import time
 from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from .._sigsafe import critical
-from ..errors import TimeoutExpired
+from .. import errors   # errors.TimeoutExpired: made on first use (subprocess)
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
@@ -119,7 +119,7 @@ class PipesMixin:
             while sel.get_map():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise TimeoutExpired(self.args, timeout or 0, *self._partial())
+                    raise errors.TimeoutExpired(self.args, timeout or 0, *self._partial())
                 for key, _ in sel.select(remaining):
                     # A write and its offset, a read and its data, are kept
                     # together: after an exception a signal handler raises,

@@ -63,7 +63,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type, Ty
 
 from .. import _sys
 from .._sigsafe import critical
-from ..errors import TimeoutExpired
+from .. import errors   # errors.TimeoutExpired: made on first use (subprocess)
 from ._lease import (LEASE_BUSY, LEASE_REAPED, LEASE_RUNNING, LeaseMixin, _index_pidfd,
                      _unindex_pidfd, handle_fds, handle_holds)
 from ._pipes import PipesMixin
@@ -449,7 +449,7 @@ class Process(PipesMixin, LeaseMixin):
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutExpired(self.args, timeout if timeout is not None else 0)
+                    raise errors.TimeoutExpired(self.args, timeout if timeout is not None else 0)
             if self._child is False or self._stolen_since is not None:
                 # Exited, but its parent (or the foreign waiter that took
                 # it) has not finished reaping it: the kernel has no status
