@@ -1,8 +1,8 @@
-"""What ``pidsafe-runc pause``, ``resume`` and ``update`` need beyond a container.
+"""``pidsafe-runc pause``, ``resume`` and ``update``: a container's cgroup.
 
-Their help, and ``update``'s reading of ``--resources`` and of runc's
-individual flags.  Loaded only for these commands (``runc.py`` imports it
-on demand).
+Their help, ``update``'s reading of ``--resources`` and of runc's
+individual flags, and the commands.  Loaded only for these commands
+(``runc.COMMANDS`` imports it on demand).
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from ..errors import UsageError
+from .runc import load, log_ignored, one_id, parse
 
 PAUSE_HELP = """usage: pidsafe-runc pause ID
 
@@ -119,3 +120,44 @@ def update_resources(args: Any) -> Dict[str, Any]:
     """The linux.resources object ``update`` asks for: ``--resources``, else the flags."""
     source: Optional[str] = args.get("resources")
     return _read_resources(source) if source is not None else _from_flags(args)
+
+
+def _cgroup_command(root: str, argv: Sequence[str], what: str) -> int:
+    """pause, resume, update: the container's cgroup."""
+    spec = {"help": "flag"}
+    if what == "update":
+        spec.update({name: "value" for name in UPDATE_OPTIONS})
+    args = parse(argv, spec, {"r": "resources", "h": "help"} if what == "update"
+                 else {"h": "help"})
+    if args.get("help"):
+        print({"pause": PAUSE_HELP, "resume": RESUME_HELP,
+               "update": UPDATE_HELP}[what])
+        return 0
+    cid = one_id(args, what)
+    resources = update_resources(args) if what == "update" else None
+    c = load(root, cid)
+    try:
+        if what == "pause":
+            c.pause()
+        elif what == "resume":
+            c.resume()
+        else:
+            c.update(resources)
+            from ..container._reader import ignored_properties
+
+            log_ignored("--resources", ignored_properties(resources, "linux.resources"))
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_pause(root: str, argv: Sequence[str]) -> int:
+    return _cgroup_command(root, argv, "pause")
+
+
+def cmd_resume(root: str, argv: Sequence[str]) -> int:
+    return _cgroup_command(root, argv, "resume")
+
+
+def cmd_update(root: str, argv: Sequence[str]) -> int:
+    return _cgroup_command(root, argv, "update")

@@ -3,8 +3,9 @@
 Every command is a new interpreter.  start, state, kill and delete of a
 container load it from its state file: they must not import the config
 parser, the planner, pidsafe-init's protocol, the spawn machinery, the
-mount layer or :mod:`dataclasses` again.  Each command runs in a
-subprocess that writes its ``sys.modules`` to a file.
+mount layer, :mod:`dataclasses` or :mod:`subprocess` again, nor the CLI
+modules of other commands (runc.py is only the dispatcher).  Each command
+runs in a subprocess that writes its ``sys.modules`` to a file.
 """
 
 from __future__ import annotations
@@ -56,12 +57,16 @@ CREATE_AVOIDS = (
     # Nothing in config.json to ignore or refuse: no table of the spec's properties.
     "pidsafe.container._spec_keys",
 )
+#: The CLI's modules for commands other than start, state, kill, delete.
+OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
+                  "pidsafe.cli._runc_process", "pidsafe.cli._relay", "pidsafe.cli._runc_cgroup",
+                  "pidsafe.cli._runc_features")
 #: start, state, kill: a state file, a pidfd, a signal.
-LOAD_ONLY = CREATE_ONLY + (
+LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + (
     "pidsafe.container._records", "pidsafe.container._cgroups",
     "pidsafe.container._cgroup_files", "pidsafe.container._cgroup_layout",
     "pidsafe.container._cgroup_freezer", "pidsafe.container._cgroup_signal",
-    "dataclasses", "inspect")
+    "dataclasses", "inspect", "subprocess", "logging")
 
 
 def heavy(modules: Set[str], forbidden: Any) -> List[str]:
@@ -97,12 +102,19 @@ def test_commands_on_a_container_import_only_what_they_use(
         assert {"pidsafe.container._create", "pidsafe.container._config",
                 "dataclasses"} <= created
         assert heavy(created, CREATE_AVOIDS) == []
+        assert "pidsafe.cli._runc_create" in created
+        assert heavy(created, ("pidsafe.cli._runc_ops", "pidsafe.cli._runc_exec",
+                               "pidsafe.cli._runc_cgroup", "pidsafe.cli._runc_features",
+                               "pidsafe.cli._relay")) == []
         for args in (("state", "c1"), ("start", "c1"), ("state", "c1"),
                      ("kill", "c1", "KILL")):
-            assert heavy(run(subreaper, root, *args), LOAD_ONLY) == [], args
+            loaded = run(subreaper, root, *args)
+            assert "pidsafe.cli._runc_ops" in loaded, args
+            assert heavy(loaded, LOAD_ONLY) == [], args
         deleted = run(subreaper, root, "delete", "--force", "c1")
         assert "pidsafe.container._cgroups" in deleted   # it removed the cgroup
-        assert heavy(deleted, CREATE_ONLY + ("dataclasses", "inspect")) == []
+        assert heavy(deleted, CREATE_ONLY + OTHER_COMMANDS
+                     + ("dataclasses", "inspect", "subprocess", "logging")) == []
         # containerd's shim deletes again, with --force, once it is gone.
         again = run(subreaper, root, "delete", "--force", "c1")
         assert heavy(again, LOAD_ONLY + ("pidsafe._sys", "pidsafe.process", "_cffi_backend")) == []

@@ -1,0 +1,165 @@
+"""``pidsafe-runc create`` and ``run``: :meth:`pidsafe.Container.create`, and for
+``run`` start, wait and delete, relaying signals (and a terminal) in the
+foreground."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any, Dict, Sequence
+
+from ..errors import UsageError
+from ._runc_process import console_target, preserve_fds, receive, release, write_pid_file
+from .runc import log_hook_warnings, log_ignored, one_id, parse
+
+#: Options of create and run that runc has, as they behave here.
+CREATE_HELP = """
+  -b, --bundle DIR        the bundle (default: the current directory)
+  --pid-file FILE         write init's pid to FILE (atomically)
+  --console-socket SOCK   send the terminal's master over SOCK (process.terminal)
+  --preserve-fds N        pass this process's fds 3 .. 3+N-1 to the container's
+                          program at the same numbers (each must be open)
+  --pidfd-socket SOCK     send init's pidfd over the unix socket SOCK
+  --no-pivot              accepted for runc compatibility and ignored: the root is
+                          always entered with pivot_root(2), so a rootfs on the
+                          initial ramfs cannot be used
+  --no-new-keyring        accepted for runc compatibility: pidsafe never makes a new
+                          session keyring, so the container always shares the
+                          caller's (runc's default would give it a new one)"""
+
+
+
+def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
+    spec = {"bundle": "value", "pid-file": "value", "console-socket": "value",
+            "no-pivot": "flag", "no-new-keyring": "flag", "preserve-fds": "value",
+            "pidfd-socket": "value", "detach": "flag", "keep": "flag", "help": "flag"}
+    args = parse(argv, spec, {"b": "bundle", "d": "detach", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc " + ("run" if run else "create") + " [--bundle DIR] "
+              "[--pid-file FILE] [--console-socket SOCK] [--no-pivot] [--no-new-keyring] "
+              "[--preserve-fds N] [--pidfd-socket SOCK]" + (" [--detach] [--keep]" if run else "")
+              + " ID\n" + CREATE_HELP + ("\n  -d, --detach            do not wait for the "
+                                          "container\n  --keep                  do not delete "
+                                          "it when it exits" if run else ""))
+        return 0
+    cid = one_id(args, "run" if run else "create")
+    preserve = preserve_fds(args)
+    from ..container._container import Container
+
+    foreground = run and not args.get("detach")
+    console = console_target(args, foreground,
+                              lambda: _config_terminal(args.get("bundle", ".")))
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    term = None
+    c = None
+    try:
+        c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve,
+                             console_socket=console[0] if console
+                             else args.get("console-socket"))
+        log_ignored("config.json", c.spec().ignored)
+        if console:
+            console[0].close()
+            term = receive(console[1])
+    except BaseException:
+        if c is not None:
+            c.delete(force=True)
+        raise
+    finally:
+        for sock in console:
+            sock.close()
+    waited = False
+    try:
+        if args.get("pid-file") and c.pid is not None:
+            write_pid_file(args.get("pid-file"), c.pid)
+        if args.get("pidfd-socket"):
+            _send_pidfd(args.get("pidfd-socket"), c)
+        if not run:
+            return 0
+        log_hook_warnings(c)
+        if not foreground:
+            c.start()
+            return 0
+        with _forwarding(c.process(), tty=term is not None):
+            if term is not None:
+                from ._relay import Relay
+
+                with Relay(term) as relay:   # sized and raw before the program runs
+                    c.start()
+                    init = c.process()
+                    if init is not None:
+                        relay.pump(init.fileno())
+                term.close()
+            else:
+                c.start()
+            waited = True
+            status = c.wait()
+        if not args.get("keep"):
+            c.delete(force=True)
+        return status if status >= 0 else 128 - status
+    finally:
+        if term is not None:
+            term.close()
+        release(c.process(), waited)
+        c.close()
+
+
+def cmd_run(root: str, argv: Sequence[str]) -> int:
+    """``run``: create, start and (unless ``--detach``) wait and delete."""
+    return cmd_create(root, argv, run=True)
+
+
+class _forwarding:
+    """While in the foreground, signals that reach us go to init (as ``runc run``).
+
+    Handlers, not ``except KeyboardInterrupt``: a signal that arrives at any
+    point, before start included, is passed on and never raises here.
+    ``Process.send_signal`` goes through init's pidfd and is safe to call
+    from a handler.  With a terminal, ``SIGWINCH`` is the relay's.
+    """
+
+    def __init__(self, init: Any, *, tty: bool) -> None:
+        from . import FORWARDED_SIGNALS
+
+        self.init = init
+        self.signums = [int(getattr(signal, name)) for name in FORWARDED_SIGNALS
+                        if not (tty and name == "SIGWINCH")]
+        self.old: Dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.init is not None and self.init.returncode is None:
+            try:
+                self.init.send_signal(signum)
+            except ProcessLookupError:
+                pass   # exited meanwhile: the wait below sees it
+
+    def __enter__(self) -> "_forwarding":
+        for signum in self.signums:
+            self.old[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.old.items():
+            signal.signal(signum, handler)
+
+
+def _config_terminal(bundle: str) -> bool:
+    """Whether the bundle's process asks for a terminal (``run`` in the foreground)."""
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+            doc = json.load(f)
+        return doc.get("process", {}).get("terminal") is True
+    except (OSError, ValueError, AttributeError):
+        return False   # create reports what is wrong with the bundle
+
+
+def _send_pidfd(path: str, c: Any) -> None:
+    """Send init's pidfd over the unix socket at ``path`` (SCM_RIGHTS), as runc >= 1.2."""
+    import socket
+
+    proc = c.process()
+    if proc is None:
+        raise UsageError("--pidfd-socket: the container has no init")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+        s.connect(path)
+        socket.send_fds(s, [c.id.encode()], [proc.fileno()])

@@ -1,0 +1,142 @@
+"""``pidsafe-runc`` start, state, kill, delete, list, ps: one call on a saved container.
+
+Each loads the container from its state file (:meth:`pidsafe.Container.load`)
+and makes one call; nothing of create's (the config parser, the planner,
+spawn) is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any, Dict, Sequence
+
+from ..errors import UsageError
+from .runc import load, log_hook_warnings, one_id, parse, parse_signal
+
+
+def _state_json(c: Any) -> Dict[str, Any]:
+    """runc's ``state`` object of ``c``."""
+    st = c.state()
+    created = c.created
+    out: Dict[str, Any] = {
+        "ociVersion": st["ociVersion"], "id": st["id"], "pid": st.get("pid", 0),
+        "status": st["status"], "bundle": st["bundle"], "rootfs": c.rootfs,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created % 1 * 1e9):09d}Z",
+        "owner": ""}
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
+
+
+def cmd_start(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"help": "flag"}, {"h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc start ID")
+        return 0
+    c = load(root, one_id(args, "start"))
+    try:
+        log_hook_warnings(c)
+        c.start()
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_state(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"help": "flag"}, {"h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc state ID")
+        return 0
+    c = load(root, one_id(args, "state"))
+    try:
+        print(json.dumps(_state_json(c), indent=2))
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_kill(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"all": "flag", "help": "flag"}, {"a": "all", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc kill [--all] ID [SIGNAL]")
+        return 0
+    if not 1 <= len(args.positional) <= 2:
+        raise UsageError("kill: expected ID [SIGNAL]")
+    sig = parse_signal(args.positional[1]) if len(args.positional) == 2 else signal.SIGTERM
+    c = load(root, args.positional[0])
+    try:
+        c.kill(sig, all=bool(args.get("all")))
+    finally:
+        c.close()
+    return 0
+
+
+def cmd_delete(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"force": "flag", "help": "flag"}, {"f": "force", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc delete [--force] ID")
+        return 0
+    from ..errors import ContainerLookupError
+
+    try:
+        c = load(root, one_id(args, "delete"))
+    except ContainerLookupError:
+        if args.get("force"):
+            return 0   # runc: delete --force of a missing container succeeds
+        raise
+    log_hook_warnings(c)
+    c.delete(force=bool(args.get("force")))
+    return 0
+
+
+def cmd_list(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"format": "value", "quiet": "flag", "help": "flag"},
+                 {"f": "format", "q": "quiet", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc list [--format table|json] [--quiet]")
+        return 0
+    from ..container._container import Container
+
+    rows = []
+    for cid in Container.list(root):
+        try:
+            c = Container.load(root, cid)
+        except Exception:   # deleted meanwhile
+            continue
+        try:
+            rows.append(_state_json(c))
+        finally:
+            c.close()
+    if args.get("quiet"):
+        for r in rows:
+            print(r["id"])
+    elif args.get("format") == "json":
+        print(json.dumps(rows))
+    else:
+        print(f"{'ID':<20}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<30}OWNER")
+        for r in rows:
+            print(f"{r['id']:<20}{r['pid']:<10}{r['status']:<10}{r['bundle']:<40}"
+                  f"{r['created']:<30}{r['owner']}")
+    return 0
+
+
+def cmd_ps(root: str, argv: Sequence[str]) -> int:
+    args = parse(argv, {"format": "value", "help": "flag"}, {"f": "format", "h": "help"})
+    if args.get("help"):
+        print("usage: pidsafe-runc ps [--format table|json] ID")
+        return 0
+    c = load(root, one_id(args, "ps"))
+    try:
+        pids = c.pids()
+    finally:
+        c.close()
+    if args.get("format") == "json":
+        print(json.dumps(pids))
+    else:
+        print("PID")
+        for p in pids:
+            print(p)
+    return 0
