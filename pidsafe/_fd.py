@@ -6,9 +6,12 @@ import os
 import threading
 import warnings
 from types import TracebackType
-from typing import Optional, Type
 
 from ._sigsafe import critical
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Optional, Type
 
 
 class OwnedFd:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple, Type, TypeVar, Union, cast
 
 from ._feature_names import describe
 
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
+
     from .mount._spec import Mount
 
 
@@ -148,8 +150,9 @@ class MountError(Error, OSError):
         return (_rebuild_mount_error, (self.errno, self.strerror, self.path, self.step))
 
 
-_E = TypeVar("_E", bound=OSError)
-_ERRNO_SUBCLASSES: Dict[Tuple[type, Type[OSError]], type] = {}
+if TYPE_CHECKING:
+    _E = TypeVar("_E", bound=OSError)
+_ERRNO_SUBCLASSES: Dict[Tuple[type, Type[OSError]], Any] = {}
 
 
 def _errno_subclass(family: Type[_E], err: int) -> Type[_E]:
@@ -166,7 +169,8 @@ def _errno_subclass(family: Type[_E], err: int) -> Type[_E]:
         name = family.__name__.replace("Error", "") + base.__name__
         cls = _ERRNO_SUBCLASSES[(family, base)] = type(name, (family, base),
                                                        {"__module__": __name__})
-    return cast(Type[_E], cls)
+    made: Type[_E] = cls
+    return made
 
 
 def _rebuild_mount_error(err: int, message: str, path: Optional[str],

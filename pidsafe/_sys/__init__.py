@@ -26,12 +26,10 @@ importing :mod:`dataclasses` and building them at every start-up.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
                     CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
                     CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG, WNOWAIT,
-                    StrPath,
                     _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
 from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SETATTR,
                      BIND_STAGE_MOVE_MOUNT, BIND_STAGE_OPEN_TREE, FSCONFIG_CMD_CREATE,
@@ -49,7 +47,10 @@ from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd
                      pidfd_send_signal, probe_child, setns, waitid_pidfd)
 from ._userns import userns_helper_free, userns_helper_start
 
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY,
                          STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec,
                          HelperSpec, decode_child_error, helper_go, spawn)
@@ -80,7 +81,7 @@ __all__ = [
     "MS_PRIVATE", "MS_SHARED", "MS_SLAVE", "MS_UNBINDABLE", "OPEN_TREE_CLOEXEC",
     "OPEN_TREE_CLONE", "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
     "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST",
-    "STAGE_NAMES", "StrPath", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG", "WNOWAIT",
+    "STAGE_NAMES", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG", "WNOWAIT",
     "close_range", "decode_child_error", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
     "mnt_id_unique", "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info",

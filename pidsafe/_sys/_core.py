@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Callable, Optional, Union
 
 from .._version import __version__
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, Union
 
 try:
     import importlib
@@ -61,7 +64,8 @@ CLD_KILLED: int = lib.PIDSAFE_CLD_KILLED
 CLD_DUMPED: int = lib.PIDSAFE_CLD_DUMPED
 
 
-StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+if TYPE_CHECKING:
+    StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
 def make_oserror(err: int, step: str, filename: Optional[Any] = None,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Tuple
 
 from ._core import WALL, WEXITED, _retry, ffi, lib
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Callable, Optional, Tuple
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # No imports of argparse or of pidsafe's layers here: this package also
 # holds pidsafe-runc (cli/runc.py), whose every command pays for what its

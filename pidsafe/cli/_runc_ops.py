@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import time
-from typing import Any, Dict, Sequence
 
 from ..errors import UsageError
 from .runc import load, log_hook_warnings, one_id, parse, parse_signal
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Dict, Sequence
 
 
 def _state_json(c: Any) -> Dict[str, Any]:

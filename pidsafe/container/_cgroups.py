@@ -28,7 +28,6 @@ import os
 import posixpath
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Set, Union
 
 from .. import _sys
 from .._fd import OwnedFd
@@ -41,6 +40,10 @@ from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in
                              check_cgroups_path)
 from ._cgroup_signal import pidfd_pid, signal_all
 
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
+
 # Limits (and the config types they come in) only for create and update:
 # load, kill and delete, all that pidsafe-runc's delete needs, do without.
 if TYPE_CHECKING:
@@ -51,10 +54,11 @@ if TYPE_CHECKING:
 _DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
 
 
-class SupportsFileno(Protocol):
-    """Anything that holds a pidfd: :class:`pidsafe.Process`, :class:`pidsafe.OwnedFd`."""
+if TYPE_CHECKING:
+    class SupportsFileno(Protocol):
+        """Anything that holds a pidfd: :class:`pidsafe.Process`, :class:`pidsafe.OwnedFd`."""
 
-    def fileno(self) -> int: ...
+        def fileno(self) -> int: ...
 
 
 class Cgroup:

@@ -58,8 +58,6 @@ import threading
 import time
 import warnings
 from types import TracebackType
-from typing import TYPE_CHECKING
-from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type, TypeVar
 
 from .. import _sys
 from .._sigsafe import critical
@@ -68,7 +66,10 @@ from ._lease import (LEASE_BUSY, LEASE_REAPED, LEASE_RUNNING, LeaseMixin, _index
                      _unindex_pidfd, handle_fds, handle_holds)
 from ._pipes import PipesMixin
 
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type, TypeVar
+
     import asyncio
 
 
@@ -82,7 +83,8 @@ _POLL_MAX_MS = 2**31 - 1
 #: Bumped in a forked child: a handle made before the fork is the parent's.
 _generation = 0
 
-_T = TypeVar("_T")
+if TYPE_CHECKING:
+    _T = TypeVar("_T")
 
 
 def _returncode(code: int, status: int) -> int:

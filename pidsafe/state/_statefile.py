@@ -47,12 +47,15 @@ import json
 import os
 import re
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Type, Union
 
 from .._sigsafe import critical
 from ..errors import StateError
 
-StrPath = Union[str, "os.PathLike[str]"]
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Type, Union
+
+    StrPath = Union[str, "os.PathLike[str]"]
 
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _ID_CHARS = _ALNUM | frozenset("_.-")

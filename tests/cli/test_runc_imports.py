@@ -3,8 +3,9 @@
 Every command is a new interpreter.  start, state, kill and delete of a
 container load it from its state file: they must not import the config
 parser, the planner, pidsafe-init's protocol, the spawn machinery, the
-mount layer, :mod:`dataclasses` or :mod:`subprocess` again, nor the CLI
-modules of other commands (runc.py is only the dispatcher).  Each command
+mount layer, :mod:`dataclasses`, :mod:`subprocess` or even :mod:`typing`
+(the modules they use import it only for mypy, ``TYPE_CHECKING``), nor
+the CLI modules of other commands (runc.py is only the dispatcher).  Each command
 runs in a subprocess that writes its ``sys.modules`` to a file.
 """
 
@@ -66,7 +67,7 @@ LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + (
     "pidsafe.container._records", "pidsafe.container._cgroups",
     "pidsafe.container._cgroup_files", "pidsafe.container._cgroup_layout",
     "pidsafe.container._cgroup_freezer", "pidsafe.container._cgroup_signal",
-    "dataclasses", "inspect", "subprocess", "logging")
+    "dataclasses", "inspect", "subprocess", "logging", "typing")
 
 
 def heavy(modules: Set[str], forbidden: Any) -> List[str]:
@@ -114,7 +115,7 @@ def test_commands_on_a_container_import_only_what_they_use(
         deleted = run(subreaper, root, "delete", "--force", "c1")
         assert "pidsafe.container._cgroups" in deleted   # it removed the cgroup
         assert heavy(deleted, CREATE_ONLY + OTHER_COMMANDS
-                     + ("dataclasses", "inspect", "subprocess", "logging")) == []
+                     + ("dataclasses", "inspect", "subprocess", "logging", "typing")) == []
         # containerd's shim deletes again, with --force, once it is gone.
         again = run(subreaper, root, "delete", "--force", "c1")
         assert heavy(again, LOAD_ONLY + ("pidsafe._sys", "pidsafe.process", "_cffi_backend")) == []
