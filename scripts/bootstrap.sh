@@ -57,8 +57,14 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-# Editable install: builds pidsafe/_native in place from csrc/.
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Editable install: builds pidsafe/_native in place from csrc/.  "compat"
+# mode: a plain .pth line (this checkout on sys.path) instead of setuptools'
+# default import finder, whose module imports pathlib (and re, fnmatch,
+# urllib ...) at every interpreter start: ~13 ms CPU of each pidsafe-runc
+# command (issue #9).  The checkout's other top-level folders (tests,
+# scripts, benchmarks, csrc) become importable namespaces; nothing uses them.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
+    --config-settings editable_mode=compat
 # Bytecode now, as pip does for a regular install: an editable install only
 # writes it on first import, and never under PYTHONDONTWRITEBYTECODE; without
 # it every pidsafe-runc command compiles the package from source (~100 ms).
