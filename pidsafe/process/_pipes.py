@@ -10,14 +10,14 @@ import errno
 import io
 import os
 import select
-import selectors
 import time
 
-from .._sigsafe import critical
 from .. import errors   # errors.TimeoutExpired: made on first use (subprocess)
+from .._sigsafe import critical
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    import selectors
     from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
@@ -110,6 +110,8 @@ class PipesMixin:
 
     def _communicate(self, deadline: Optional[float],
                      timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
+        import selectors   # here: every pidsafe-runc command imports this module (issue #9)
+
         with selectors.PollSelector() as sel:
             # Input left over from a call that timed out is sent too: a
             # second call cannot pass input again, and without the rest the

@@ -59,9 +59,8 @@ import time
 import warnings
 from types import TracebackType
 
-from .. import _sys
+from .. import _sys, errors   # errors.TimeoutExpired: made on first use (subprocess)
 from .._sigsafe import critical
-from .. import errors   # errors.TimeoutExpired: made on first use (subprocess)
 from ._lease import (LEASE_BUSY, LEASE_REAPED, LEASE_RUNNING, LeaseMixin, _index_pidfd,
                      _unindex_pidfd, handle_fds, handle_holds)
 from ._pipes import PipesMixin

@@ -67,7 +67,7 @@ LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + (
     "pidsafe.container._records", "pidsafe.container._cgroups",
     "pidsafe.container._cgroup_files", "pidsafe.container._cgroup_layout",
     "pidsafe.container._cgroup_freezer", "pidsafe.container._cgroup_signal",
-    "dataclasses", "inspect", "subprocess", "logging", "typing")
+    "dataclasses", "inspect", "subprocess", "logging", "typing", "selectors")
 
 
 def heavy(modules: Set[str], forbidden: Any) -> List[str]:
@@ -115,7 +115,8 @@ def test_commands_on_a_container_import_only_what_they_use(
         deleted = run(subreaper, root, "delete", "--force", "c1")
         assert "pidsafe.container._cgroups" in deleted   # it removed the cgroup
         assert heavy(deleted, CREATE_ONLY + OTHER_COMMANDS
-                     + ("dataclasses", "inspect", "subprocess", "logging", "typing")) == []
+                     + ("dataclasses", "inspect", "subprocess", "logging", "typing",
+                        "selectors")) == []
         # containerd's shim deletes again, with --force, once it is gone.
         again = run(subreaper, root, "delete", "--force", "c1")
         assert heavy(again, LOAD_ONLY + ("pidsafe._sys", "pidsafe.process", "_cffi_backend")) == []
