@@ -46,7 +46,7 @@ CREATE_ONLY = (
 #: inherited) does without: OpenSSL, spawn()'s machinery, the mount and
 #: user-namespace helpers, the feature probes.
 CREATE_AVOIDS = (
-    "hashlib", "_hashlib", "socket", "argparse", "asyncio", "ctypes",
+    "hashlib", "_hashlib", "socket", "argparse", "asyncio", "ctypes", "subprocess",
     "pidsafe.process._spawn", "pidsafe.process._child", "pidsafe.userns._helper",
     "pidsafe.userns._cache", "pidsafe.mount._rootfs", "pidsafe.mount._mount",
     "pidsafe.mount._unmount_all", "pidsafe._features", "pidsafe.reaper",
