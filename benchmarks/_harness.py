@@ -16,6 +16,7 @@ import gc
 import os
 import pathlib
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -142,3 +143,31 @@ def print_checks(checks: Sequence[Tuple[str, float, float, str]]) -> None:
     for what, value, limit, unit in checks:
         print(f"{what:<56}{value:>8.2f}{unit or ' '}{limit:>8.2f}{unit or ' '}  "
               f"{'ok' if value <= limit else 'MISSED'}")
+
+
+def private_mounts() -> None:
+    """Re-exec in a private mount namespace (our tmpfs mounts stay ours), and
+    there without the cgroup2 mount on a hybrid host: crun 1.8 refuses those."""
+    if os.environ.get("BENCH_PRIVATE"):
+        return
+    os.environ["BENCH_PRIVATE"] = "1"
+    fix = "true"
+    if os.path.ismount("/sys/fs/cgroup/unified"):
+        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+            if f.read().strip():
+                fix = "umount /sys/fs/cgroup/unified"
+                os.environ["BENCH_CGFIX"] = "1"
+    os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          f'{fix} && exec "$0" "$@"', sys.executable, *sys.argv])
+
+
+def ensure_tools(packages: Dict[str, str]) -> None:
+    """Install with apt-get the Debian ``packages`` (tool -> package) missing, and busybox."""
+    missing = [pkg for tool, pkg in packages.items() if shutil.which(tool) is None]
+    if not any(os.access(p, os.X_OK) for p in ("/bin/busybox", "/usr/bin/busybox")):
+        missing.append("busybox-static")
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})

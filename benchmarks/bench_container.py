@@ -40,40 +40,14 @@ from typing import Dict, List
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from _harness import Method, print_checks, run_interleaved, timed  # noqa: E402
+from _harness import (Method, ensure_tools, print_checks, private_mounts,  # noqa: E402
+                      run_interleaved, timed)
 from bundles import build_busybox_rootfs, runc_spec  # noqa: E402  (the tests' own image)
 
 import pidsafe  # noqa: E402
 
 MAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 PACKAGES = {"crun": "crun", "runc": "runc", "bwrap": "bubblewrap"}
-
-
-def _private_mounts() -> None:
-    """Re-exec in a private mount namespace (our tmpfs mounts stay ours), and
-    there without the cgroup2 mount on a hybrid host: crun 1.8 refuses those."""
-    if os.environ.get("BENCH_PRIVATE"):
-        return
-    os.environ["BENCH_PRIVATE"] = "1"
-    fix = "true"
-    if os.path.ismount("/sys/fs/cgroup/unified"):
-        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
-            if f.read().strip():
-                fix = "umount /sys/fs/cgroup/unified"
-                os.environ["BENCH_CGFIX"] = "1"
-    os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                          f'{fix} && exec "$0" "$@"', sys.executable, *sys.argv])
-
-
-def _ensure_tools() -> None:
-    missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None]
-    if not any(os.access(p, os.X_OK) for p in ("/bin/busybox", "/usr/bin/busybox")):
-        missing.append("busybox-static")
-    if missing:
-        print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
 def make_bundle(work: pathlib.Path) -> pathlib.Path:
@@ -100,8 +74,8 @@ def main() -> None:
     opts = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_container.py needs root")
-    _private_mounts()
-    _ensure_tools()
+    private_mounts()
+    ensure_tools(PACKAGES)
     work = pathlib.Path(tempfile.mkdtemp(prefix="pidsafe-bench-container-"))
     os.chmod(work, 0o755)   # runc and crun reach the rootfs as the mapped root
     try:

@@ -44,7 +44,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "scripts"))
-from _harness import Method, print_checks, run_rounds, timed  # noqa: E402
+from _harness import (Method, ensure_tools, print_checks, private_mounts,  # noqa: E402
+                      run_rounds, timed)
 from bundles import build_busybox_rootfs, runc_spec  # noqa: E402  (the tests' own image)
 import oci_image  # noqa: E402
 
@@ -53,33 +54,6 @@ PACKAGES = {"crun": "crun", "runc": "runc"}
 TIMEOUT = 60
 NS = "bench"
 IMAGE = "localhost/pidsafe-bench-busybox:latest"
-
-
-def _private_mounts() -> None:
-    """Re-exec in a private mount namespace (our tmpfs mounts stay ours), and
-    there without the cgroup2 mount on a hybrid host: crun 1.8 refuses those."""
-    if os.environ.get("BENCH_PRIVATE"):
-        return
-    os.environ["BENCH_PRIVATE"] = "1"
-    fix = "true"
-    if os.path.ismount("/sys/fs/cgroup/unified"):
-        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
-            if f.read().strip():
-                fix = "umount /sys/fs/cgroup/unified"
-                os.environ["BENCH_CGFIX"] = "1"
-    os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                          f'{fix} && exec "$0" "$@"', sys.executable, *sys.argv])
-
-
-def _ensure_tools() -> None:
-    missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None]
-    if not any(os.access(p, os.X_OK) for p in ("/bin/busybox", "/usr/bin/busybox")):
-        missing.append("busybox-static")
-    if missing:
-        print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
 def _call(argv: List[str]) -> None:
@@ -241,8 +215,8 @@ def main() -> None:
         sys.exit("bench_runtime_cli.py needs root")
     if not os.access(PIDSAFE_RUNC, os.X_OK):
         sys.exit(f"{PIDSAFE_RUNC} is missing: run scripts/bootstrap.sh first")
-    _private_mounts()
-    _ensure_tools()
+    private_mounts()
+    ensure_tools(PACKAGES)
     # Orphaned container inits (their CLI exits) come to us, as to a shim.
     ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
     work = pathlib.Path(tempfile.mkdtemp(prefix="pidsafe-bench-cli-"))
