@@ -4,30 +4,48 @@
 ``__hash__``, ``__repr__``, ``__setattr__`` and ``__delattr__`` with
 ``exec`` for every class, and ``import dataclasses`` pulls in
 :mod:`inspect` (with ``ast``, ``dis`` and ``tokenize``): several
-milliseconds at every start of pidsafe-runc.  The few records that the
-commands other than create need (a process identity, a cgroup directory
-and layout) derive from :class:`Frozen` instead: fields in ``__slots__``,
-set once by a typed ``__init__`` through :func:`init_fields`; equality,
-hashing, ``repr``, pickling and :meth:`Frozen.replace` from the fields, in
-that order.
+milliseconds at every start of pidsafe-runc.  Its records derive instead
+from :class:`Frozen` (fields in ``__slots__``, set once by a typed
+``__init__`` through :func:`init_fields`) or from :class:`Record` (fields
+declared by annotations, as for a dataclass, with defaults; one shared
+``__init__``, no generated code).  Equality, hashing, ``repr``, pickling
+and :meth:`Frozen.replace` come from the fields, in that order.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Tuple, TypeVar
+    from typing import Any, Callable, ClassVar, Dict, Tuple, TypeVar
+
+    from typing_extensions import dataclass_transform
 
     _F = TypeVar("_F", bound="Frozen")
+    _T = TypeVar("_T")
+else:
+    def dataclass_transform(**_kwargs):   # mypy reads typing's; at run time a no-op
+        return lambda cls: cls
 
 
 class Frozen:
-    """Base of an immutable value: subclasses list their fields in ``__slots__``."""
+    """Base of an immutable value: subclasses list their fields in ``__slots__``.
+
+    A subclass may set ``_fields`` itself to a prefix of its slots: the
+    others are caches that take no part in equality, ``repr`` or pickling.
+    """
 
     __slots__: Tuple[str, ...] = ()
+    #: The field names, in order (a subclass's ``__slots__`` unless it sets them).
+    _fields: ClassVar[Tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        slots = cls.__dict__.get("__slots__")
+        if slots and "_fields" not in cls.__dict__:
+            cls._fields = (slots,) if isinstance(slots, str) else tuple(slots)
 
     def _values(self) -> Tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._fields)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: "
@@ -47,7 +65,7 @@ class Frozen:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({fields})"
 
     def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
@@ -55,17 +73,98 @@ class Frozen:
 
     def replace(self: _F, **changes: Any) -> _F:
         """A copy with ``changes`` made (``dataclasses.replace``)."""
-        unknown = set(changes) - set(self.__slots__)
+        unknown = set(changes) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
         return self.__class__(*(changes.get(name, getattr(self, name))
-                                for name in self.__slots__))
+                                for name in self._fields))
 
 
 def init_fields(obj: Frozen, *values: Any) -> None:
-    """Set ``obj``'s fields, in ``__slots__`` order (for its ``__init__`` only)."""
-    names = obj.__slots__
+    """Set ``obj``'s fields, in ``_fields`` order (for its ``__init__`` only)."""
+    names = obj._fields
     if len(values) != len(names):
         raise TypeError(f"{type(obj).__name__} has {len(names)} fields, not {len(values)}")
     for name, value in zip(names, values):
         object.__setattr__(obj, name, value)
+
+
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], _T]) -> _T:
+    """A :class:`Record` field whose default is made anew for each instance."""
+    return _Factory(default_factory)  # type: ignore[return-value]
+
+
+@dataclass_transform(eq_default=True, frozen_default=True, field_specifiers=(field,))
+class Record(Frozen):
+    """A :class:`Frozen` whose fields are its annotations, as in a dataclass.
+
+    ``x: int`` declares a field; ``x: int = 0`` one with a default;
+    ``x: List[int] = field(default_factory=list)`` one with a fresh default.
+    Fields of a base Record come first.  The constructor takes them
+    positionally or by name, then calls ``__post_init__`` if the class has
+    one.  ``class R(Record, frozen=False)`` makes a mutable record (no
+    hash), like ``@dataclass`` without ``frozen``.
+    """
+
+    __slots__ = ()
+    _defaults: ClassVar[Dict[str, Any]] = {}
+
+    def __init_subclass__(cls, frozen: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = list(cls._fields)
+        defaults = dict(cls._defaults)
+        for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+            if "ClassVar" in str(annotation):
+                continue
+            if name not in names:
+                names.append(name)
+            if name in cls.__dict__:
+                defaults[name] = cls.__dict__[name]
+                if isinstance(defaults[name], _Factory):
+                    delattr(cls, name)
+        with_default = False
+        for name in names:
+            if name in defaults:
+                with_default = True
+            elif with_default:
+                raise TypeError(f"{cls.__name__}: field {name!r} without a default "
+                                "follows one with a default")
+        cls._fields = tuple(names)
+        cls._defaults = defaults
+        if not frozen:
+            cls.__setattr__ = object.__setattr__  # type: ignore[method-assign,assignment]
+            cls.__delattr__ = object.__delattr__  # type: ignore[method-assign]
+            cls.__hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = self._fields
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}() takes {len(names)} arguments, "
+                            f"not {len(args)}")
+        for name, value in zip(names, args):
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__}() got {name!r} twice")
+            object.__setattr__(self, name, value)
+        defaults = self._defaults
+        for name in names[len(args):]:
+            if name in kwargs:
+                value = kwargs.pop(name)
+            elif name in defaults:
+                value = defaults[name]
+                if isinstance(value, _Factory):
+                    value = value.make()
+            else:
+                raise TypeError(f"{type(self).__name__}() misses field {name!r}")
+            object.__setattr__(self, name, value)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}() has no field {sorted(kwargs)[0]!r}")
+        post_init = getattr(self, "__post_init__", None)
+        if post_init is not None:
+            post_init()

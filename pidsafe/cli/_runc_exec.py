@@ -42,8 +42,6 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
         raise UsageError("exec --ignore-paused: a process started in a paused container "
                          "would be frozen before it could run; resume it first")
     cid, command = args.positional[0], args.positional[1:] + args.rest
-    import dataclasses
-
     from ..container._config_process import User, parse_process
     from ..container._reader import JsonObject, ignored_properties
 
@@ -59,23 +57,23 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
                 raise UsageError("exec: expected a command (or --process)")
             base = c.spec().process
             # runc: no terminal unless --tty (whatever config.json says).
-            process = dataclasses.replace(base, args=tuple(command), rlimits=(),
-                                          terminal=bool(args.get("tty")))
+            process = base.replace(args=tuple(command), rlimits=(),
+                                   terminal=bool(args.get("tty")))
         if args.get("env"):
-            process = dataclasses.replace(process, env=process.env + tuple(args.get("env")))
+            process = process.replace(env=process.env + tuple(args.get("env")))
         if args.get("cwd"):
-            process = dataclasses.replace(process, cwd=args.get("cwd"))
+            process = process.replace(cwd=args.get("cwd"))
         if args.get("user"):
             uid, _, gid = args.get("user").partition(":")
-            process = dataclasses.replace(process, user=User(int(uid), int(gid or 0)))
+            process = process.replace(user=User(int(uid), int(gid or 0)))
         if args.get("no-new-privs"):
-            process = dataclasses.replace(process, no_new_privileges=True)
+            process = process.replace(no_new_privileges=True)
         console = console_target(args, not args.get("detach"), lambda: process.terminal)
         if console and process.console_size is None:
             from ._relay import terminal_size
 
             # Relayed: the pty starts with our terminal's size.
-            process = dataclasses.replace(process, console_size=terminal_size(0))
+            process = process.replace(console_size=terminal_size(0))
         term = None
         proc = None
         try:

@@ -9,9 +9,9 @@ utils.go), which is what containerd and the OCI tests expect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import List, Optional
 
+from .._value import Record
 from ..errors import ConfigError, UnsupportedConfigError
 from ._cgroup_layout import CgroupLayout, Hierarchy
 from ._config_linux import DeviceRule, Resources
@@ -19,8 +19,7 @@ from ._config_linux import DeviceRule, Resources
 _RES = "linux.resources"
 
 
-@dataclass(frozen=True)
-class Write:
+class Write(Record):
     """Write ``value`` to ``file`` of the container's cgroup in ``hierarchy``.
 
     ``field`` is the config field it comes from (for error messages).

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from .._value import Record
 from ._cgroup_files import CgroupDir, keyed, read_optional
 
 
-@dataclass(frozen=True)
-class CgroupStats:
+class CgroupStats(Record):
     """What a cgroup has used; ``None`` where this machine does not say."""
 
     memory_usage: Optional[int]

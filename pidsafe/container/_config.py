@@ -1,4 +1,4 @@
-"""An OCI bundle's ``config.json`` as typed, frozen dataclasses.
+"""An OCI bundle's ``config.json`` as typed, frozen records (:class:`~pidsafe._value.Record`).
 
 :func:`load_spec` reads and checks the whole document before anything is
 created: a malformed field raises :class:`~pidsafe.ConfigError` naming its
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple, Union
+from .._value import Record, field
 
 from .._sigsafe import critical
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
@@ -25,6 +24,10 @@ from ._config_linux import LinuxSpec, parse_linux
 from ._config_process import ProcessSpec, parse_process
 from ._reader import OTHER_PLATFORMS, JsonObject, check_str, id_mappings, ignored_properties
 
+TYPE_CHECKING = False   # not typing's: typing is only for mypy here
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple, Union
+
 #: Mount types config.json may use (anything with a bind/rbind option is a bind).
 MOUNT_TYPES = frozenset({"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
                          "bind", "none", ""})
@@ -33,16 +36,14 @@ _BIND_OPTIONS = frozenset({"bind", "rbind"})
 MAX_CONFIG_SIZE = 16 << 20
 
 
-@dataclass(frozen=True)
-class Root:
+class Root(Record):
     """``root``: the container's root filesystem."""
 
     path: str
     readonly: bool = False
 
 
-@dataclass(frozen=True)
-class MountSpec:
+class MountSpec(Record):
     """One ``mounts`` entry, in order; ``destination`` is inside the container."""
 
     destination: str
@@ -58,8 +59,7 @@ class MountSpec:
         return self.type == "bind" or bool(_BIND_OPTIONS.intersection(self.options))
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(Record):
     """A whole ``config.json`` (runtime-spec 1.x), checked."""
 
     oci_version: str

@@ -12,11 +12,14 @@ Running them is :mod:`._hooks`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from .._value import Record
 
 from ..errors import ConfigError
 from ._reader import JsonObject, check_abs_path, check_str
+
+TYPE_CHECKING = False   # not typing's: typing is only for mypy here
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
 
 #: The hook lists in lifecycle order: (JSON key, attribute of :class:`Hooks`).
 HOOK_KINDS: Tuple[Tuple[str, str], ...] = (
@@ -25,8 +28,7 @@ HOOK_KINDS: Tuple[Tuple[str, str], ...] = (
     ("poststart", "poststart"), ("poststop", "poststop"))
 
 
-@dataclass(frozen=True)
-class Hook:
+class Hook(Record):
     """One hook: ``path`` run with ``args`` and exactly ``env``.
 
     ``args`` is the whole argv (``args[0]`` included); when config.json
@@ -52,8 +54,7 @@ class Hook:
         return out
 
 
-@dataclass(frozen=True)
-class Hooks:
+class Hooks(Record):
     """``hooks``: each list in the order config.json gives it."""
 
     prestart: Tuple[Hook, ...] = ()

@@ -8,16 +8,18 @@ RDT, personality ...) is refused by its JSON path.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from .._value import Record, field
 
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
 from ..userns._idmap import IDMap
 from ._reader import MAX_U32, JsonObject, check_abs_path, id_mappings, one_of
 
-# The seccomp config (its dataclasses) only for a config that has one: most
-# bundles do not, and pidsafe-runc create pays for every import.
+TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
+
+    # The seccomp config (its records) only for a config that has one: most
+    # bundles do not, and pidsafe-runc create pays for every import.
     from ._config_seccomp import SeccompSpec
 
 #: OCI namespace types -> the /proc/PID/ns/ file name.
@@ -31,16 +33,14 @@ PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared",
 _DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-@dataclass(frozen=True)
-class NamespaceSpec:
+class NamespaceSpec(Record):
     """One ``linux.namespaces`` entry: a new namespace, or ``path`` to join one."""
 
     type: str
     path: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(Record):
     """One ``linux.devices`` entry (a node to create or bind into ``/dev``)."""
 
     path: str
@@ -57,8 +57,7 @@ class Device:
         return _DEVICE_TYPES[self.type]
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(Record):
     """One ``linux.resources.devices`` cgroup rule."""
 
     allow: bool
@@ -68,8 +67,7 @@ class DeviceRule:
     access: str = "rwm"
 
 
-@dataclass(frozen=True)
-class MemoryLimits:
+class MemoryLimits(Record):
     limit: Optional[int] = None
     reservation: Optional[int] = None
     swap: Optional[int] = None
@@ -77,8 +75,7 @@ class MemoryLimits:
     disable_oom_killer: bool = False
 
 
-@dataclass(frozen=True)
-class CpuLimits:
+class CpuLimits(Record):
     shares: Optional[int] = None
     quota: Optional[int] = None
     burst: Optional[int] = None
@@ -88,8 +85,7 @@ class CpuLimits:
     idle: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(Record):
     """``linux.resources``: what pidsafe can apply on cgroup v1 and v2."""
 
     memory: Optional[MemoryLimits] = None
@@ -98,8 +94,7 @@ class Resources:
     devices: Tuple[DeviceRule, ...] = ()
 
 
-@dataclass(frozen=True)
-class LinuxSpec:
+class LinuxSpec(Record):
     """``linux`` of config.json."""
 
     namespaces: Tuple[NamespaceSpec, ...] = ()

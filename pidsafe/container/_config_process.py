@@ -8,11 +8,14 @@ and rlimit types are turned into numbers here, so that a misspelt one is a
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, Optional, Tuple
+from .._value import Record, field
 
 from ..errors import ConfigError, UnsupportedConfigError
 from ._reader import JsonObject, check_abs_path, check_id, check_str, one_of
+
+TYPE_CHECKING = False   # not typing's: typing is only for mypy here
+if TYPE_CHECKING:
+    from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 #: Linux capability numbers (linux/capability.h), by their OCI names.
 CAPABILITIES: Dict[str, int] = {f"CAP_{name}": number for number, name in enumerate((
@@ -37,8 +40,7 @@ RLIMITS: Dict[str, int] = {
 _RLIM_MAX = 2**64 - 1   # RLIM_INFINITY as OCI writes it (uint64)
 
 
-@dataclass(frozen=True)
-class User:
+class User(Record):
     """``process.user``: who the program runs as, inside the container."""
 
     uid: int = 0
@@ -47,8 +49,7 @@ class User:
     additional_gids: Tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rlimit:
+class Rlimit(Record):
     """One ``process.rlimits`` entry; ``resource`` is the setrlimit(2) number."""
 
     type: str
@@ -57,8 +58,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Record):
     """``process.capabilities``: the five sets, as capability numbers.
 
     ``None`` for a set means the spec left it out (it is then empty, as runc
@@ -72,8 +72,7 @@ class Capabilities:
     ambient: FrozenSet[int] = frozenset()
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(Record):
     """``process``: what runs in the container, and how."""
 
     args: Tuple[str, ...]

@@ -1,4 +1,4 @@
-"""``linux.seccomp`` of config.json as typed, frozen dataclasses.
+"""``linux.seccomp`` of config.json as typed, frozen records (:class:`~pidsafe._value.Record`).
 
 runtime-spec config-linux.md, "Seccomp".  Names are checked here, before
 anything exists: an unknown action, operator, architecture or flag is a
@@ -15,11 +15,14 @@ both headers at build time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from .._value import Record
 
 from ..errors import ConfigError, UnsupportedConfigError
 from ._reader import JsonObject, check_str, one_of
+
+TYPE_CHECKING = False   # not typing's: typing is only for mypy here
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
 
 #: SCMP_ACT_* -> SECCOMP_RET_* (the errno / trace message goes in the low 16 bits).
 ACTIONS: Dict[str, int] = {
@@ -57,8 +60,7 @@ MAX_ERRNO_RET = 0xFFFF
 _MAX_U64 = 2**64 - 1
 
 
-@dataclass(frozen=True)
-class SeccompArg:
+class SeccompArg(Record):
     """One ``args`` entry: ``op`` compares argument ``index`` with ``value``
     (for ``SCMP_CMP_MASKED_EQ``: ``arg & value == value_two``)."""
 
@@ -68,8 +70,7 @@ class SeccompArg:
     value_two: int = 0
 
 
-@dataclass(frozen=True)
-class SeccompSyscall:
+class SeccompSyscall(Record):
     """One ``syscalls`` entry: ``action`` for these names when every arg holds."""
 
     names: Tuple[str, ...]
@@ -78,8 +79,7 @@ class SeccompSyscall:
     args: Tuple[SeccompArg, ...] = ()
 
 
-@dataclass(frozen=True)
-class SeccompSpec:
+class SeccompSpec(Record):
     """``linux.seccomp``."""
 
     default_action: str

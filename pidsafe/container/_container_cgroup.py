@@ -77,12 +77,10 @@ class CgroupMixin:
             ContainerStateError: the container is stopped.
             CgroupError: a write failed; nothing is recorded then.
         """
-        import dataclasses
-
         from ._config_linux import parse_resources
         from ._records import cgroup_of
 
-        parsed = dataclasses.replace(parse_resources(resources), devices=())
+        parsed = parse_resources(resources).replace(devices=())
         given = {k: v for k, v in resources.items() if k != "devices"}
         state = StateFile(self.state_dir, self.id)
         with state.locked():

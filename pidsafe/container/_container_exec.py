@@ -76,11 +76,9 @@ class ExecMixin:
         """
         if isinstance(args, (str, bytes)) or not args:
             raise ValueError("args must be a non-empty list of strings")
-        import dataclasses
-
         base = self.spec().process
-        process = dataclasses.replace(
-            base, args=tuple(args), env=tuple(env) if env is not None else base.env,
+        process = base.replace(
+            args=tuple(args), env=tuple(env) if env is not None else base.env,
             cwd=cwd if cwd is not None else base.cwd,
             user=user if user is not None else base.user, rlimits=(), terminal=terminal,
             console_size=console_size)

@@ -11,7 +11,6 @@ at any step (:func:`._records.undo`).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import importlib
@@ -290,7 +289,7 @@ def _with_default_devices(spec: Spec) -> Resources:
     allowed += [DeviceRule(True, "c", 136, None, "rwm"), DeviceRule(True, "c", 5, 2, "rwm")]
     allowed += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
                 for d in spec.linux.devices if d.type != "p"]
-    return dataclasses.replace(r, devices=r.devices + tuple(allowed))
+    return r.replace(devices=r.devices + tuple(allowed))
 
 
 def _open_tree(fds: List[int], source: str, recursive: bool, attr_set: int, attr_clr: int,

@@ -22,12 +22,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
+from .._value import Record
 from ..errors import UnsupportedError, container_error
 from ..process._process import Process, discard
 from ._plan import InitPlan
@@ -37,8 +37,7 @@ HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "pidsafe-init")
 
 
-@dataclass
-class StartedInit:
+class StartedInit(Record, frozen=False):
     """An init waiting at the gate, and the read end of its status pipe.
 
     After ``start``, the status pipe says whether the exec succeeded: EOF

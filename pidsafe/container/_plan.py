@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from .. import _sys
+from .._value import Record, field
 from ..errors import ConfigError, InvalidMountError
 from ..mount._spec import Mount, Plan as MountPlan, plan as plan_mount
 from ._config import MountSpec, Spec
@@ -67,8 +67,7 @@ DEV_LINKS: Tuple[Tuple[str, str], ...] = (
     ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
 
-@dataclass(frozen=True)
-class CgroupLayout:
+class CgroupLayout(Record):
     """The host's cgroup mounts, for ``cgroup`` entries of ``mounts``."""
 
     v2_only: bool
@@ -96,8 +95,7 @@ class CgroupLayout:
         return cls(root_v2 and not v1, tuple(v1), unified)
 
 
-@dataclass(frozen=True)
-class InitPlan:
+class InitPlan(Record):
     """What creating the container takes: clone flags, fds to open, ops."""
 
     clone_flags: int
@@ -110,8 +108,7 @@ class InitPlan:
 OpenTree = Callable[[str, bool, int, int, int, str], int]
 
 
-@dataclass
-class _Builder:
+class _Builder(Record, frozen=False):
     spec: Spec
     open_tree: OpenTree
     ops: List[Op] = field(default_factory=list)

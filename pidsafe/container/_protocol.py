@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
+
+from .._value import Record as _Record
 
 # Op codes: csrc/init/protocol.h (tests/container/test_protocol.py checks them).
 OP_END = 0
@@ -114,8 +115,7 @@ _I64 = struct.Struct("=q")
 _U32 = struct.Struct("=I")
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(_Record):
     """One instruction, and where in the config it comes from (for errors)."""
 
     code: int
@@ -151,8 +151,7 @@ def nul_list(items: Sequence[str]) -> bytes:
     return b"".join(os.fsencode(s) + b"\0" for s in items)
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(_Record):
     kind: int
     index: int
     op: int

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from typing import Dict, List
 
 from .._sigsafe import critical
 from .._sys import _seccomp as sc
+from .._value import Record
 from ..errors import UnsupportedConfigError, container_error
 from ._config_seccomp import (ACTIONS, ERRNO_ACTIONS, FLAGS, OPERATORS, SeccompSpec,
                               SeccompSyscall)
@@ -41,8 +41,7 @@ _STEP = "compile the seccomp filter"
 BPF_INSN_SIZE = 8
 
 
-@dataclass(frozen=True)
-class SeccompProgram:
+class SeccompProgram(Record):
     """A compiled filter: seccomp(2)'s flags and the BPF instructions."""
 
     flags: int

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import IO, Any, List, Optional, Tuple
 
+from .._value import Record, field
 from ..process._pipes import open_pipe_files
 
 # subprocess's values (tests/container/test_stdio.py checks), without its
@@ -15,8 +15,7 @@ STDOUT = -2
 DEVNULL = -3
 
 
-@dataclass
-class Stdio:
+class Stdio(Record, frozen=False):
     """The child's three fds, and what the parent keeps (pipe ends) or must close."""
 
     child: Tuple[int, int, int] = (-1, -1, -1)

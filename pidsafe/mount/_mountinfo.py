@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from typing import List, Tuple, Union
 
 from .. import _sys
 from .._sigsafe import critical
+from .._value import Record
 
 StrPath = Union[str, "os.PathLike[str]"]
 
 
-@dataclass(frozen=True)
-class MountInfo:
+class MountInfo(Record):
     """One line of ``/proc/self/mountinfo``."""
 
     mount_id: int
@@ -137,8 +136,7 @@ def unique_id_of(fd: int) -> int:
     return uid
 
 
-@dataclass(frozen=True)
-class MountIdentity:
+class MountIdentity(Record):
     """Which mount: mountinfo's id, plus what tells a reused id apart.
 
     Attributes:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .. import _sys
+from .._value import Record, field
 from ..errors import IDMapError, InvalidMountError
 from ..userns._idmap import IDMap
 from ._overlay import split_lowerdir
@@ -38,8 +38,7 @@ _PROPAGATION = {
 }
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """One mount, as containerd and OCI spell it.
 
     ``type`` is a filesystem type (``"tmpfs"``, ``"proc"``, ``"overlay"``
@@ -74,7 +73,7 @@ class Mount:
     type: str
     source: str
     target: str
-    options: Tuple[str, ...] = field(default=())
+    options: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         opts = self.options
@@ -92,8 +91,7 @@ class Mount:
                 raise TypeError(f"Mount options must be str, not {type(o).__name__}: {o!r}")
 
 
-@dataclass
-class Plan:
+class Plan(Record, frozen=False):
     """A validated :class:`Mount`, ready to mount."""
 
     index: int

@@ -25,8 +25,9 @@ kernel gives ranges no order either.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
+
+from .._value import Frozen, Record
 from ..errors import IDMapError
 
 #: The largest valid id: 2**32 - 2.  ``(uid_t)-1`` means "no id" to the kernel.
@@ -37,8 +38,7 @@ _MAX_DIGITS = len(str(MAX_ID))
 _OCI_KEYS = ("containerID", "hostID", "size")
 
 
-@dataclass(frozen=True)
-class IDRange:
+class IDRange(Record):
     """One range of a map: ``size`` ids from ``container`` map to ``host``."""
 
     container: int
@@ -78,8 +78,7 @@ def _check_range(r: IDRange, where: str) -> None:
         raise IDMapError(f"{where}: host range ends at {r.host_end}, past {MAX_ID}")
 
 
-@dataclass(frozen=True, init=False)
-class IDMap:
+class IDMap(Frozen):
     """An immutable, validated uid or gid map of a user namespace.
 
     Build one with :meth:`parse`, :meth:`from_oci`, :meth:`from_kernel`, or
@@ -92,10 +91,15 @@ class IDMap:
             or there are more than 340 ranges.
     """
 
+    # Only ``ranges`` is a field (equality, hash, pickling); the others are
+    # caches derived from it.
+    __slots__ = ("ranges", "_by_host", "_kernel")
+    _fields = ("ranges",)
+
     ranges: Tuple[IDRange, ...]
-    _by_host: Tuple[IDRange, ...] = field(init=False, repr=False, compare=False)
+    _by_host: Tuple[IDRange, ...]
     #: to_kernel(), encoded once: what get_userns_fd() writes.
-    _kernel: bytes = field(init=False, repr=False, compare=False)
+    _kernel: bytes
 
     def __init__(self, ranges: Iterable[IDRange]) -> None:
         items = list(ranges)

@@ -15,7 +15,6 @@ import pathlib
 import select
 import signal
 import uuid
-from dataclasses import replace
 from subprocess import PIPE
 from typing import Dict, Iterator, List, Tuple
 
@@ -145,8 +144,8 @@ def _files(writes: List[Write]) -> List[tuple[str, str]]:
 
 
 def test_plan_on_v2_converts_as_runc() -> None:
-    res = replace(FULL, devices=(), memory=replace(FULL.memory, swappiness=None,
-                                                     disable_oom_killer=False))
+    res = FULL.replace(devices=(), memory=FULL.memory.replace(swappiness=None,
+                                                              disable_oom_killer=False))
     assert _files(plan(_v2_only(), res)) == [
         ("memory.max", str(64 << 20)), ("memory.swap.max", str(64 << 20)),
         ("memory.low", str(32 << 20)), ("pids.max", "50"),
@@ -330,7 +329,7 @@ def test_default_and_relative_paths(layout: CgroupLayout, name: str) -> None:
 
 @pytest.mark.root
 def test_a_bad_value_in_the_middle_leaves_nothing(layout: CgroupLayout, name: str) -> None:
-    bad = replace(FULL, cpu=replace(FULL.cpu, cpus="not-cpus"))
+    bad = FULL.replace(cpu=FULL.cpu.replace(cpus="not-cpus"))
     with pytest.raises(pidsafe.CgroupError) as info:
         Cgroup.create("c1", f"/{name}/c1", bad, layout=layout)
     exc = info.value

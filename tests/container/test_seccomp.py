@@ -176,9 +176,8 @@ def test_exec_gets_the_container_filter(make_bundle: Any, state_dir: pathlib.Pat
         for nnp in (True, False):
             assert c.pid is not None
             proc = c.spec().process
-            import dataclasses
-            spec_proc = dataclasses.replace(
-                proc, args=("sh", "-c", "read x; mkdir /dev/shm/d 2>&1; touch /dev/shm/f; "
+            spec_proc = proc.replace(
+                args=("sh", "-c", "read x; mkdir /dev/shm/d 2>&1; touch /dev/shm/f; "
                             "echo rc=$?"), no_new_privileges=nnp)
             with c.exec_process(spec_proc, exec_id=f"e{nnp}", stdin=PIPE, stdout=PIPE) as e:
                 assert e.stdin is not None and e.stdout is not None
