@@ -18,9 +18,10 @@ One module per concept; every name is available as ``_sys.<name>``:
 * ``_userns``: csrc/userns.c's user-namespace helper child.
 
 ``_spawn``'s names are imported on first use (PEP 562): its typed specs
-are dataclasses, and a program that only holds, signals and waits for
-processes (pidsafe-runc's start, state, kill, delete) should not pay for
-importing :mod:`dataclasses` and building them at every start-up.
+are records (:class:`pidsafe._value.Record`), and a program that only
+holds, signals and waits for processes (pidsafe-runc's start, state,
+kill, delete) should not pay for importing and building them at every
+start-up.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .._value import Record
 from ._core import CLONE_NEWPID, _retry, ffi, lib
 
 #: The helper binary, built next to the extension at install time (setup.py).
@@ -64,8 +64,7 @@ def decode_child_error(record: bytes) -> Tuple[int, int]:
 _test_fail: Optional[Tuple[int, int]] = None
 
 
-@dataclass(frozen=True)
-class HelperSpec:
+class HelperSpec(Record):
     """What the exec'd helper does before it execs the program.
 
     Attributes:
@@ -86,8 +85,7 @@ class HelperSpec:
     new_userns: bool = False
 
 
-@dataclass(frozen=True)
-class ChildSpec:
+class ChildSpec(Record):
     """Everything a spawned child needs; mirrors ``struct pidsafe_spawn_spec``.
 
     Attributes:

@@ -1,7 +1,7 @@
 """pidsafe.container: OCI containers in-process (see DESIGN.md, "Layers").
 
 ``load_spec(bundle)`` reads and checks a bundle's ``config.json`` into
-typed, frozen dataclasses (:class:`Spec`), refusing by JSON path every
+typed, frozen records (:class:`Spec`), refusing by JSON path every
 field pidsafe does not implement.  :class:`Cgroup` is a container's cgroup
 on cgroup v1, v2 or both (hybrid).
 

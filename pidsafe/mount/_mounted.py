@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 from .._fd import OwnedFd
 from .._sigsafe import critical
+from .._value import Record
 from ..errors import mount_error
 from ._mountinfo import MountIdentity
 from ._spec import Mount
@@ -21,8 +21,7 @@ from ._spec import Mount
 __all__ = ["MountRecord", "Mounted", "close_all", "close_last", "open_rootfs"]
 
 
-@dataclass(frozen=True)
-class MountRecord:
+class MountRecord(Record):
     """One mount :func:`mount_all` attached, and how to find it again.
 
     Plain values only, so a caller can store them (a container's state file)
@@ -55,8 +54,7 @@ class MountRecord:
         return MountIdentity(self.mount_id, self.unique_id, self.root)
 
 
-@dataclass(frozen=True)
-class Mounted:
+class Mounted(Record):
     """What :func:`mount_all` returns: the mounts it made, in order.
 
     Pass it to :func:`unmount_all` to unmount by identity: each mount is

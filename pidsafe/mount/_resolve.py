@@ -25,11 +25,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from .. import _sys
 from .._fd import OwnedFd
+from .._value import Record
 from ..errors import MountError, mount_error
 from ._spec import components
 
@@ -39,8 +39,7 @@ MAX_SYMLINKS = 40
 _BENEATH = _sys.RESOLVE_BENEATH | _sys.RESOLVE_NO_MAGICLINKS
 
 
-@dataclass
-class Target:
+class Target(Record, frozen=False):
     """A resolved target: the fd of its directory, its name there, and itself."""
 
     parent: OwnedFd

@@ -25,7 +25,6 @@ critical section, so Ctrl-C stays prompt and still leaves nothing behind.
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
 from typing import Optional, Tuple
 
 from .. import _sys
@@ -55,12 +54,12 @@ def start_child(spec: _sys.ChildSpec,
         with critical:
             if spec.helper is not None:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                helper = replace(spec.helper, ctl_fd=theirs.fileno())
+                helper = spec.helper.replace(ctl_fd=theirs.fileno())
                 extra = {theirs.fileno()}
                 if helper.userns_fd >= 0:
                     extra.add(helper.userns_fd)
-                spec = replace(spec, helper=helper,
-                               keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
+                spec = spec.replace(helper=helper,
+                                    keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
             pid, pidfd = _sys.spawn(spec)
         # A signal handler that raised inside the section raises here, with
         # pidfd recorded: the except below ends the child.

@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from dataclasses import dataclass
 from typing import Any, Optional, Tuple, Union
 
 from .. import _sys
+from .._value import Record
 from ..userns._idmap import IDMap
 from ..userns._namespace import _ALL_NAMESPACES, Namespace
 from ..userns._userns import IDMapLike, spawn_map
@@ -22,8 +22,7 @@ _NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
 
 
 
-@dataclass(frozen=True)
-class SpawnPlan:
+class SpawnPlan(Record):
     """How spawn() sets up the child's namespaces (see :func:`plan_spawn`).
 
     Attributes:
