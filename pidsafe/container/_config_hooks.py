@@ -15,7 +15,7 @@ from __future__ import annotations
 from .._value import Record
 
 from ..errors import ConfigError
-from ._reader import JsonObject, check_abs_path, check_str
+from ._reader import JsonObject, check_abs_path, check_env, check_str
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
@@ -78,20 +78,12 @@ class Hooks(Record):
         return bool(self.prestart or self.create_runtime or self.create_container)
 
 
-def _env(value: Any, path: str) -> str:
-    item = check_str(value, path)
-    name, eq, _ = item.partition("=")
-    if not eq or not name:
-        raise ConfigError(path, f"must be NAME=VALUE, not {item!r}")
-    return item
-
-
 def _hook(value: Any, path: str) -> Hook:
     o = JsonObject(value, path)
     hook_path = o.get_str("path")
     check_abs_path(hook_path, o.where("path"))
     args = tuple(o.get_list("args", check_str))
-    env = tuple(o.get_list("env", _env))
+    env = tuple(o.get_list("env", check_env))
     timeout = o.get_int("timeout", None, lo=1)
     o.finish()
     return Hook(hook_path, args, env, timeout)

@@ -11,7 +11,7 @@ import resource
 from .._value import Record, field
 
 from ..errors import ConfigError, UnsupportedConfigError
-from ._reader import JsonObject, check_abs_path, check_id, check_str, one_of
+from ._reader import JsonObject, check_abs_path, check_env, check_id, check_str, one_of
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
@@ -104,14 +104,6 @@ def _cap(value: Any, path: str) -> int:
     return number
 
 
-def _env(value: Any, path: str) -> str:
-    item = check_str(value, path)
-    name, eq, _ = item.partition("=")
-    if not eq or not name:
-        raise ConfigError(path, f"must be NAME=VALUE, not {item!r}")
-    return item
-
-
 def _rlimit(value: Any, path: str) -> Rlimit:
     o = JsonObject(value, path)
     kind = o.get_str("type")
@@ -156,7 +148,7 @@ def parse_process(o: JsonObject) -> ProcessSpec:
     if not args:
         raise ConfigError(o.where("args"), "is required: at least the program to run")
     cwd = check_abs_path(o.get_str("cwd"), o.where("cwd"))
-    env = tuple(o.get_list("env", _env))
+    env = tuple(o.get_list("env", check_env))
     user = _user(o.get_obj("user"))
     rlimits = tuple(o.get_list("rlimits", _rlimit))
     seen: Dict[str, int] = {}

@@ -196,6 +196,15 @@ def check_abs_path(value: Any, path: str) -> str:
     return s
 
 
+def check_env(value: Any, path: str) -> str:
+    """A ``NAME=VALUE`` environment entry (``process.env``, a hook's ``env``)."""
+    item = check_str(value, path)
+    name, eq, _ = item.partition("=")
+    if not eq or not name:
+        raise ConfigError(path, f"must be NAME=VALUE, not {item!r}")
+    return item
+
+
 def check_id(value: Any, path: str) -> int:
     """A uid or gid: 0 .. 2**32 - 2."""
     return check_int(value, path, 0, MAX_U32 - 1)
