@@ -118,6 +118,14 @@ def test_native_version_matches_the_package() -> None:
     assert _sys.ffi.string(_sys.lib.pidsafe_version()).decode() == pidsafe.__version__
 
 
+def test_a_stale_extension_fails_loudly_naming_itself() -> None:
+    from pidsafe._sys._core import check_built_for
+
+    check_built_for("pidsafe._libseccomp", pidsafe.__version__)
+    with pytest.raises(ImportError, match=r"pidsafe\._libseccomp was built for pidsafe 0\.0\.1"):
+        check_built_for("pidsafe._libseccomp", "0.0.1")
+
+
 def test_every_child_stage_has_a_name() -> None:
     stages = {getattr(_sys.lib, n): n for n in dir(_sys.lib) if n.startswith("PIDSAFE_STAGE_")}
     assert len(stages) >= 9

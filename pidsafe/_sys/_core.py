@@ -35,13 +35,19 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 ffi = _native.ffi
 lib = _native.lib
 
-_native_version = ffi.string(lib.pidsafe_version()).decode()
-if _native_version != __version__:  # pragma: no cover - stale builds only
-    raise ImportError(
-        f"pidsafe._native was built for pidsafe {_native_version} but the "
-        f"Python package is {__version__}; rebuild the extension "
-        "(pip install --force-reinstall .)"
-    )
+
+def check_built_for(module: str, built_for: str) -> None:
+    """Fail loudly when a compiled module and the Python package disagree.
+
+    ``built_for``: the version the extension carries (compiled in).
+    """
+    if built_for != __version__:  # pragma: no cover - stale builds only
+        raise ImportError(
+            f"{module} was built for pidsafe {built_for} but the Python package is "
+            f"{__version__}; rebuild the extension (pip install --force-reinstall .)")
+
+
+check_built_for("pidsafe._native", ffi.string(lib.pidsafe_version()).decode())
 
 # Kernel ABI constants (csrc/pidsafe.h checks them against system headers).
 CLONE_VM: int = lib.PIDSAFE_CLONE_VM

@@ -17,8 +17,7 @@ import importlib
 import os
 from typing import Any, Optional, Sequence, Tuple
 
-from .._version import __version__
-from ._core import make_oserror
+from ._core import check_built_for, make_oserror
 
 try:
     _native: Any = importlib.import_module("pidsafe._libseccomp")
@@ -30,11 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 ffi = _native.ffi
 lib = _native.lib
 
-_built_for = ffi.string(lib.pidsafe_seccomp_version()).decode()
-if _built_for != __version__:  # pragma: no cover - stale builds only
-    raise ImportError(
-        f"pidsafe._libseccomp was built for pidsafe {_built_for} but the Python "
-        f"package is {__version__}; rebuild the extension (pip install --force-reinstall .)")
+check_built_for("pidsafe._libseccomp", ffi.string(lib.pidsafe_seccomp_version()).decode())
 
 #: One argument comparison: (argument index, SCMP_CMP_* value, datum_a, datum_b).
 Comparison = Tuple[int, int, int, int]
