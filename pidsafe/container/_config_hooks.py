@@ -15,7 +15,7 @@ from __future__ import annotations
 from .._value import Record
 
 from ..errors import ConfigError
-from ._reader import JsonObject, check_abs_path, check_env, check_str
+from ._reader import JsonObject, check_abs_path, check_env, check_str, env_dict
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
@@ -47,11 +47,7 @@ class Hook(Record):
 
     def env_dict(self) -> Dict[str, str]:
         """``env`` as a mapping (the last of duplicate names wins)."""
-        out: Dict[str, str] = {}
-        for item in self.env:
-            name, _, value = item.partition("=")
-            out[name] = value
-        return out
+        return env_dict(self.env)
 
 
 class Hooks(Record):

@@ -11,7 +11,8 @@ import resource
 from .._value import Record, field
 
 from ..errors import ConfigError, UnsupportedConfigError
-from ._reader import JsonObject, check_abs_path, check_env, check_id, check_str, one_of
+from ._reader import (JsonObject, check_abs_path, check_env, check_id, check_str, env_dict,
+                      one_of)
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
@@ -89,11 +90,7 @@ class ProcessSpec(Record):
 
     def env_dict(self) -> Dict[str, str]:
         """``env`` as a mapping (the last of duplicate names wins, as in execve users)."""
-        out: Dict[str, str] = {}
-        for item in self.env:
-            name, _, value = item.partition("=")
-            out[name] = value
-        return out
+        return env_dict(self.env)
 
 
 def _cap(value: Any, path: str) -> int:

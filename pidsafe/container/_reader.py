@@ -205,6 +205,16 @@ def check_env(value: Any, path: str) -> str:
     return item
 
 
+def env_dict(entries: Tuple[str, ...]) -> Dict[str, str]:
+    """``NAME=VALUE`` entries (each passed :func:`check_env`) as a mapping; the
+    last of duplicate names wins, as for the programs that read them."""
+    out: Dict[str, str] = {}
+    for item in entries:
+        name, _, value = item.partition("=")
+        out[name] = value
+    return out
+
+
 def check_id(value: Any, path: str) -> int:
     """A uid or gid: 0 .. 2**32 - 2."""
     return check_int(value, path, 0, MAX_U32 - 1)
