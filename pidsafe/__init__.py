@@ -17,68 +17,57 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from ._fd import OwnedFd
     from ._features import Features, features
-    from .container._console import Terminal, receive_terminal
-    from .container._container import Container
+    from .container import Container, Terminal, receive_terminal
     from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
                          ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
                          HookError,
                          IDMapError, InvalidMountError, MountError, ReaperError, StaleProcessError,
                          StateError, SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
                          UnsupportedConfigError, UnsupportedError, UsageError)
-    from .mount._mount import idmapped_bind
-    from .mount._mounted import MountRecord, Mounted
-    from .mount._rootfs import mount_all
-    from .mount._spec import Mount
-    from .mount._unmount_all import unmount_all
-    from .process._identity import ProcessIdentity
-    from .userns import Namespace
-    from .process._process import Process
-    from .process._spawn import DEVNULL, PIPE, STDOUT, spawn
-    from .reaper._claim import Claim
-    from .reaper._reaper import Reaper
-    from .reaper._subscription import Exit, Subscription
-    from .state._statefile import StateFile
-    from .userns._idmap import IDMap, IDRange
-    from .userns import UsernsCache, get_userns_fd
+    from .mount import Mount, MountRecord, Mounted, idmapped_bind, mount_all, unmount_all
+    from .process import DEVNULL, PIPE, STDOUT, Process, ProcessIdentity, spawn
+    from .reaper import Claim, Exit, Reaper, Subscription
+    from .state import StateFile
+    from .userns import IDMap, IDRange, Namespace, UsernsCache, get_userns_fd
 
 _EXPORTS = {
     "CgroupError": ".errors",
-    "Claim": ".reaper._claim",
+    "Claim": ".reaper",
     "ConfigError": ".errors",
-    "Container": ".container._container",
+    "Container": ".container",
     "ContainerError": ".errors",
     "ContainerLookupError": ".errors",
     "ContainerStateError": ".errors",
-    "DEVNULL": ".process._spawn",
+    "DEVNULL": ".process",
     "Error": ".errors",
-    "Exit": ".reaper._subscription",
+    "Exit": ".reaper",
     "Features": "._features",
     "ForeignChildWarning": ".errors",
     "HelperDiedError": ".errors",
     "HookError": ".errors",
-    "IDMap": ".userns._idmap",
+    "IDMap": ".userns",
     "IDMapError": ".errors",
-    "IDRange": ".userns._idmap",
+    "IDRange": ".userns",
     "InvalidMountError": ".errors",
-    "Mount": ".mount._spec",
+    "Mount": ".mount",
     "MountError": ".errors",
-    "MountRecord": ".mount._mounted",
-    "Mounted": ".mount._mounted",
+    "MountRecord": ".mount",
+    "Mounted": ".mount",
     "Namespace": ".userns",
     "OwnedFd": "._fd",
-    "PIPE": ".process._spawn",
-    "Process": ".process._process",
-    "ProcessIdentity": ".process._identity",
-    "Reaper": ".reaper._reaper",
+    "PIPE": ".process",
+    "Process": ".process",
+    "ProcessIdentity": ".process",
+    "Reaper": ".reaper",
     "ReaperError": ".errors",
-    "STDOUT": ".process._spawn",
+    "STDOUT": ".process",
     "StaleProcessError": ".errors",
     "StateError": ".errors",
-    "StateFile": ".state._statefile",
-    "Subscription": ".reaper._subscription",
+    "StateFile": ".state",
+    "Subscription": ".reaper",
     "SubscriptionClosed": ".errors",
     "SubscriptionOverflow": ".errors",
-    "Terminal": ".container._console",
+    "Terminal": ".container",
     "TimeoutExpired": ".errors",
     "UnsupportedConfigError": ".errors",
     "UnsupportedError": ".errors",
@@ -86,11 +75,11 @@ _EXPORTS = {
     "UsernsCache": ".userns",
     "features": "._features",
     "get_userns_fd": ".userns",
-    "idmapped_bind": ".mount._mount",
-    "mount_all": ".mount._rootfs",
-    "receive_terminal": ".container._console",
-    "spawn": ".process._spawn",
-    "unmount_all": ".mount._unmount_all",
+    "idmapped_bind": ".mount",
+    "mount_all": ".mount",
+    "receive_terminal": ".container",
+    "spawn": ".process",
+    "unmount_all": ".mount",
 }
 
 

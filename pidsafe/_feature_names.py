@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from typing import Dict, Tuple
 
 # name -> (what it is, the first kernel that has it)
-_FEATURES: Dict[str, Tuple[str, str]] = {
+FEATURES: Dict[str, Tuple[str, str]] = {
     "clone3": ("clone3(2) with a child stack", "5.3"),
     "clone_pidfd": ("clone3(CLONE_PIDFD): pid and pidfd created together", "5.3"),
     "waitid_pidfd": ("waitid(P_PIDFD): reaping through a pidfd", "5.4"),
@@ -29,5 +29,5 @@ _FEATURES: Dict[str, Tuple[str, str]] = {
 
 def describe(feature: str) -> str:
     """A readable name for a feature, with the kernel that brought it."""
-    what, since = _FEATURES.get(feature, (feature, "?"))
+    what, since = FEATURES.get(feature, (feature, "?"))
     return f"{what} (Linux {since})"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
 from . import _sys
-from ._feature_names import _FEATURES as _FEATURES  # re-exported: the CLI lists them
+from ._feature_names import FEATURES as FEATURES  # re-exported: the CLI lists them
 from ._feature_names import describe as describe
 from .errors import UnsupportedError
 

@@ -26,14 +26,16 @@ def exports(package: str, names: Dict[str, str]
     Args:
         package: the package's ``__name__``.
         names: public name -> the module (relative to ``package``) that
-            defines it.  A name is imported on first read, then kept in the
+            defines it, or ``"module:name"`` where the module calls it
+            otherwise.  A name is imported on first read, then kept in the
             package's namespace (later reads are plain lookups).
     """
     def __getattr__(name: str) -> Any:
-        module = names.get(name)
-        if module is None:
+        where = names.get(name)
+        if where is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module, package), name)
+        module, _, attr = where.partition(":")
+        value = getattr(importlib.import_module(module, package), attr or name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -17,9 +17,20 @@ from ._feature_names import describe
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar, Union
+    from typing import Any, Dict, List, Optional, Protocol, Tuple, Type, TypeVar, Union
 
-    from .mount._spec import Mount
+    class _Mount(Protocol):
+        """What :class:`InvalidMountError` reads of a :class:`pidsafe.Mount`
+        (this module is a leaf: it imports no layer)."""
+
+        @property
+        def type(self) -> str: ...
+
+        @property
+        def source(self) -> str: ...
+
+        @property
+        def target(self) -> str: ...
 
 
 class Error(Exception):
@@ -116,7 +127,7 @@ class InvalidMountError(Error, ValueError):
         mount: the :class:`Mount` itself.
     """
 
-    def __init__(self, index: int, mount: "Mount", reason: str) -> None:
+    def __init__(self, index: int, mount: "_Mount", reason: str) -> None:
         super().__init__(f"mount {index} ({mount.type or 'bind'} {mount.source!r} on "
                          f"{mount.target!r}): {reason}")
         self.index = index

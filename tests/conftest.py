@@ -453,7 +453,7 @@ def reaper_passes(r: pidsafe.Reaper, n: int = 1) -> None:
     loop.after_pass = done.release
     try:
         for _ in range(n):
-            r._wake()
+            r._set.wake()
             assert done.acquire(timeout=30), "the reaper thread made no pass"
     finally:
         loop.after_pass = None

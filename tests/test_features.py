@@ -33,7 +33,7 @@ def test_features_are_probed_once_and_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         f.clone3 = False  # type: ignore[misc]
     assert set(ISSUE_FEATURES) <= set(f.names())
-    assert set(f.names()) == set(_features._FEATURES)
+    assert set(f.names()) == set(_features.FEATURES)
     assert set(_features.REQUIRED) <= set(f.names())
     assert "reasons" not in f.names()
 

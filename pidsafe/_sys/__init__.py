@@ -15,7 +15,8 @@ One module per concept; every name is available as ``_sys.<name>``:
 * ``_spawn``: the typed child spec and csrc/spawn.c's clone3, the helper's
   instructions;
 * ``_mount``: the new mount API, openat2, umount2, idmapped binds;
-* ``_userns``: csrc/userns.c's user-namespace helper child.
+* ``_userns``: csrc/userns.c's user-namespace helper child;
+* ``_seccomp``: libseccomp's filters, as ``_sys.seccomp`` (loaded on demand).
 
 ``_spawn``'s names are imported on first use (PEP 562): its typed specs
 are records (:class:`pidsafe._value.Record`), and a program that only
@@ -52,6 +53,7 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from typing import Any
 
+    from . import _seccomp as seccomp
     from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY,
                          STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec,
                          HelperSpec, decode_child_error, helper_go, spawn)
@@ -62,9 +64,12 @@ _LAZY = frozenset({"CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_PATH", "HELPER_R
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    if name == "seccomp":
+        value = importlib.import_module("._seccomp", __name__)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module("._spawn", __name__), name)
+    else:
         raise AttributeError(f"module 'pidsafe._sys' has no attribute {name!r}")
-    value = getattr(importlib.import_module("._spawn", __name__), name)
     globals()[name] = value
     return value
 
@@ -86,7 +91,7 @@ __all__ = [
     "close_range", "decode_child_error", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
     "mnt_id_unique", "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info",
-    "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child", "setns", "spawn",
+    "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child", "seccomp", "setns", "spawn",
     "umount2",
-    "userns_helper_free", "userns_helper_start", "waitid_pidfd", "_retry",
+    "userns_helper_free", "userns_helper_start", "waitid_pidfd",
 ]

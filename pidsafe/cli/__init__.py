@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # holds pidsafe-runc (cli/runc.py), whose every command pays for what its
 # parent package imports.
 
+__all__ = ["main"]
+
 #: Capabilities that matter for what pidsafe does, and what for.
 _CAPS: Tuple[Tuple[str, str], ...] = (
     ("sys_admin", "mounts, idmapped mounts, most namespaces"),
@@ -63,12 +65,12 @@ def doctor() -> int:
     print(f"python    {sys.version.split()[0]}")
     print(f"euid      {os.geteuid()}")
     print()
-    from .._features import REQUIRED, _FEATURES, features
+    from .._features import FEATURES, REQUIRED, features
 
     f = features()
     rows: List[Sequence[str]] = [("feature", "status", "needs", "what")]
     for name in f.names():
-        what, since = _FEATURES[name]
+        what, since = FEATURES[name]
         ok = getattr(f, name)
         status = "yes" if ok else f"NO ({f.reasons.get(name, '?')})"
         need = "required" if name in REQUIRED else "optional"
@@ -112,8 +114,7 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
     """
     import signal
 
-    from ..process._process import Process
-    from ..process._spawn import spawn
+    from ..process import Process, spawn
 
     # Handlers rather than `except KeyboardInterrupt` around the wait: a
     # signal may arrive before the wait has begun (even before spawn() has
@@ -148,7 +149,7 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
 def mount(source: str, target: str, uidmap: str, gidmap: str, *, readonly: bool,
           recursive: bool) -> int:
     """``pidsafe mount``: an idmapped bind through a new user namespace."""
-    from ..mount._mount import idmapped_bind
+    from ..mount import idmapped_bind
     from ..userns import get_userns_fd
 
     try:
@@ -192,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      recursive=ns.recursive)
     spawn_kw: Dict[str, Any] = {}
     if ns.cmd == "userns":
-        from ..userns._idmap import IDMap
+        from ..userns import IDMap
         from ..errors import IDMapError
 
         try:

@@ -17,7 +17,7 @@ import termios
 import tty
 from typing import Any, List, Optional, Tuple
 
-from ..container._console import Terminal
+from ..container import Terminal
 
 
 class Relay:

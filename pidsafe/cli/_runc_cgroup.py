@@ -143,7 +143,7 @@ def _cgroup_command(root: str, argv: Sequence[str], what: str) -> int:
             c.resume()
         else:
             c.update(resources)
-            from ..container._reader import ignored_properties
+            from ..container import ignored_properties
 
             log_ignored("--resources", ignored_properties(resources, "linux.resources"))
     finally:

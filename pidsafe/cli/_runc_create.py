@@ -45,7 +45,7 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         return 0
     cid = one_id(args, "run" if run else "create")
     preserve = preserve_fds(args)
-    from ..container._container import Container
+    from ..container import Container
 
     foreground = run and not args.get("detach")
     console = console_target(args, foreground,

@@ -42,8 +42,8 @@ def cmd_exec(root: str, argv: Sequence[str]) -> int:
         raise UsageError("exec --ignore-paused: a process started in a paused container "
                          "would be frozen before it could run; resume it first")
     cid, command = args.positional[0], args.positional[1:] + args.rest
-    from ..container._config_process import User, parse_process
-    from ..container._reader import JsonObject, ignored_properties
+    from ..container import User, parse_process
+    from ..container import JsonObject, ignored_properties
 
     c = load(root, cid)
     try:

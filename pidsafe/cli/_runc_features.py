@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Sequence
+from typing import Sequence
 
 
 def cmd_features(root: str, argv: Sequence[str]) -> int:
-    from ..container._config_process import CAPABILITIES
-    from ..container._config_linux import NAMESPACE_TYPES
+    from ..container import CAPABILITIES, NAMESPACE_TYPES, seccomp_features
 
     doc = {
         "ociVersionMin": "1.0.0", "ociVersionMax": "1.1.0",
@@ -23,7 +22,7 @@ def cmd_features(root: str, argv: Sequence[str]) -> int:
             "namespaces": sorted(NAMESPACE_TYPES),
             "capabilities": sorted(CAPABILITIES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": _seccomp_features(),
+            "seccomp": seccomp_features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
@@ -33,22 +32,3 @@ def cmd_features(root: str, argv: Sequence[str]) -> int:
     }
     print(json.dumps(doc, indent=2))
     return 0
-
-
-def _seccomp_features() -> Dict[str, Any]:
-    """features' ``linux.seccomp``: what this build and this kernel can do."""
-    from ..container._config_seccomp import ACTIONS, ARCHITECTURES, FLAGS, OPERATORS
-    from .._sys import _seccomp as sc
-
-    if not sc.available():
-        return {"enabled": False}
-    known = sorted(FLAGS)
-    return {
-        "enabled": True,
-        "actions": sorted(a for a, v in ACTIONS.items() if sc.kernel_has_action(v)),
-        "operators": sorted(OPERATORS),
-        "archs": sorted(a for a in ARCHITECTURES
-                        if sc.arch_token(a[len("SCMP_ARCH_"):].lower()) != 0),
-        "knownFlags": known,
-        "supportedFlags": [f for f in known if sc.kernel_has_flag(FLAGS[f])],
-    }

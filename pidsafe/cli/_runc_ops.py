@@ -101,7 +101,7 @@ def cmd_list(root: str, argv: Sequence[str]) -> int:
     if args.get("help"):
         print("usage: pidsafe-runc list [--format table|json] [--quiet]")
         return 0
-    from ..container._container import Container
+    from ..container import Container
 
     rows = []
     for cid in Container.list(root):

@@ -67,6 +67,6 @@ def console_target(args: Args, foreground: bool, terminal: Any) -> List[Any]:
 
 def receive(sock: Any) -> Any:
     """The terminal master init sends over ``sock``."""
-    from ..container._console import receive_terminal
+    from ..container import receive_terminal
 
     return receive_terminal(sock)

@@ -112,7 +112,7 @@ def log_ignored(what: str, paths: Sequence[str]) -> None:
     "Extensibility": a runtime MAY log unknown properties and MUST ignore them)."""
     if not paths:
         return
-    from ..container._reader import OTHER_PLATFORMS
+    from ..container import OTHER_PLATFORMS
 
     for path in paths:
         why = ("a section for another platform" if path in OTHER_PLATFORMS
@@ -187,7 +187,7 @@ def one_id(args: Args, cmd: str) -> str:
 
 def load(root: str, cid: str) -> Any:
     """The container ``cid`` from its state file under ``root``."""
-    from ..container._container import Container
+    from ..container import Container
 
     return Container.load(root, cid)
 

@@ -18,7 +18,7 @@ from .._value import Record, field
 
 from .._sigsafe import critical
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
-from ..userns._idmap import IDMap
+from ..userns import IDMap
 from ._config_hooks import Hooks, parse_hooks
 from ._config_linux import LinuxSpec, parse_linux
 from ._config_process import ProcessSpec, parse_process

@@ -11,7 +11,7 @@ import stat
 from .._value import Record, field
 
 from ..errors import ConfigError, IDMapError, UnsupportedConfigError
-from ..userns._idmap import IDMap
+from ..userns import IDMap
 from ._reader import MAX_U32, JsonObject, check_abs_path, id_mappings, one_of
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here

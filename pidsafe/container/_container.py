@@ -19,7 +19,7 @@ import time
 from .._sigsafe import critical
 from ..errors import (ContainerLookupError, ContainerStateError, HookError,
                       StaleProcessError, container_error)
-from ..state._statefile import StateFile
+from ..state import StateFile
 from ._container_cgroup import CgroupMixin
 from ._container_exec import ExecMixin, _console_fd
 
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 # after every delete, needs none of it.
 if TYPE_CHECKING:
     from .._fd import OwnedFd
-    from ..process._process import Process
-    from ..mount._spec import Mount
+    from ..process import Process
+    from ..mount import Mount
     from ._config import Spec
     from ._console import ConsoleSocket
     from ._init import StartedInit
@@ -222,7 +222,7 @@ class Container(ExecMixin, CgroupMixin):
             raise ContainerLookupError(f"no container {cid!r} in {state_dir}") from None
         init = None
         if record.get("init"):
-            from ..process._identity import ProcessIdentity
+            from ..process import ProcessIdentity
 
             try:
                 init = ProcessIdentity.from_json(record["init"]).open()
@@ -499,7 +499,7 @@ class Container(ExecMixin, CgroupMixin):
             record = state.load()
             self._record = record
             if self._init is None and record.get("init"):
-                from ..process._identity import ProcessIdentity
+                from ..process import ProcessIdentity
 
                 try:
                     self._init = ProcessIdentity.from_json(record["init"]).open()

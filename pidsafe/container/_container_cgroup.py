@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ContainerStateError
-from ..state._statefile import StateFile
+from ..state import StateFile
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
     from .._fd import OwnedFd
-    from ..process._process import Process
+    from ..process import Process
     from ._config import Spec
     from ._config_process import ProcessSpec, User
     from ._console import ConsoleSocket

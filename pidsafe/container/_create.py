@@ -22,10 +22,10 @@ from .. import errors as pidsafe_errors
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import container_error
-from ..mount._spec import Mount
-from ..process._identity import ProcessIdentity
-from ..process._process import Process
-from ..state._statefile import StateFile
+from ..mount import Mount
+from ..process import ProcessIdentity
+from ..process import Process
+from ..state import StateFile
 from ._cgroups import Cgroup
 from ._config import Spec
 from ._config_linux import DeviceRule, Resources
@@ -61,7 +61,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
         record["mounts"] = [_mount_to_json(m) for m in placed]
         record["mountRoot"] = parent
         state.save(record)
-        from ..mount._rootfs import mount_all   # only for rootfs mounts (containerd's)
+        from ..mount import mount_all   # only for rootfs mounts (containerd's)
 
         with critical:
             mounted = mount_all(placed, parent)

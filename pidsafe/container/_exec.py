@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 from .. import _sys
 from .._sigsafe import critical
 from ..errors import container_error
-from ..process._process import Process, discard
+from ..process import Process, discard
 from ._cgroups import Cgroup
 from ._config import Spec
 from ._config_process import ProcessSpec

@@ -37,8 +37,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .._sigsafe import critical
 from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
-from ..process._process import Process, discard
-from ..process._spawn import spawn
+from ..process import Process, discard
+from ..process import spawn
 from ._config import Spec
 from ._config_hooks import Hook
 from ._init import start_init

@@ -29,7 +29,7 @@ from .._fd import OwnedFd
 from .._sigsafe import critical
 from .._value import Record
 from ..errors import UnsupportedError, container_error
-from ..process._process import Process, discard
+from ..process import Process, discard
 from ._plan import InitPlan
 from ._protocol import OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, encode, read_record
 

@@ -27,7 +27,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 from .. import _sys
 from .._value import Record, field
 from ..errors import ConfigError, InvalidMountError
-from ..mount._spec import Mount, Plan as MountPlan, plan as plan_mount
+from ..mount import Mount, MountPlan, plan_mount
 from ._config import MountSpec, Spec
 from ._config_linux import NAMESPACE_TYPES, Device
 from ._config_process import ProcessSpec

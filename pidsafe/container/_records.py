@@ -8,8 +8,8 @@ import signal
 
 from .. import errors as pidsafe_errors
 from ..errors import note
-from ..process._process import Process
-from ..state._statefile import StateFile
+from ..process import Process
+from ..state import StateFile
 from ._cgroups import Cgroup
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -20,14 +20,14 @@ if TYPE_CHECKING:
 # rootfs, given to create): pidsafe-runc's delete of a bundle's container
 # does not import it (tests/cli/test_runc_imports.py).
 if TYPE_CHECKING:
-    from ..mount._spec import Mount
+    from ..mount import Mount
 
 #: How long delete(force=True) waits for a killed init to be gone.
 KILL_TIMEOUT = 10.0
 
 
 def _mount_from_json(d: Dict[str, Any]) -> Mount:
-    from ..mount._spec import Mount
+    from ..mount import Mount
 
     return Mount(d["type"], d["source"], d["target"], d["options"])
 
@@ -67,8 +67,8 @@ def undo(state: StateFile, record: Dict[str, Any]) -> None:
 
         step(lambda: unmount_new(record["sharedMounts"]))
     if record.get("mounted"):
-        from ..mount._mounted import Mounted
-        from ..mount._unmount_all import unmount_all
+        from ..mount import Mounted
+        from ..mount import unmount_all
 
         step(lambda: unmount_all(Mounted.from_dict(record["mounted"])))
     elif record.get("mounts"):
@@ -104,7 +104,7 @@ def end(proc: Process) -> None:
 
 def _unmount_present(mounts: List[Mount], root: str) -> None:
     """unmount_all() of the rootfs mounts that are still there."""
-    from ..mount._unmount_all import unmount_all
+    from ..mount import unmount_all
 
     try:
         unmount_all(mounts, root)

@@ -1,6 +1,6 @@
 """``linux.seccomp`` compiled, in the parent, into the program pidsafe-init loads.
 
-libseccomp (through :mod:`pidsafe._sys._seccomp`) turns the checked
+libseccomp (through ``pidsafe._sys.seccomp``) turns the checked
 :class:`SeccompSpec` into a classic BPF program (``struct sock_filter[]``);
 pidsafe-init, which links no libseccomp, loads those bytes with seccomp(2)
 (csrc/init/seccomp.c, op ``OP_SECCOMP``).  Compiling in the parent means
@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from .._sigsafe import critical
-from .._sys import _seccomp as sc
+from .._sys import seccomp as sc
 from .._value import Record
 from ..errors import UnsupportedConfigError, container_error
-from ._config_seccomp import (ACTIONS, ERRNO_ACTIONS, FLAGS, OPERATORS, SeccompSpec,
-                              SeccompSyscall)
+from ._config_seccomp import (ACTIONS, ARCHITECTURES, ERRNO_ACTIONS, FLAGS, OPERATORS,
+                              SeccompSpec, SeccompSyscall)
 from ._seccomp_enosys import needs_stub, with_stub
 
 FIELD = "linux.seccomp"
@@ -164,3 +164,19 @@ def _export(filt: sc.Filter) -> bytes:
         raise container_error(errno.EIO, f"{_STEP}: seccomp_export_bpf wrote {len(data)} "
                                          "bytes, not whole instructions", None, FIELD)
     return data
+
+
+def seccomp_features() -> Dict[str, Any]:
+    """``pidsafe-runc features``' ``linux.seccomp``: what this build and kernel can do."""
+    if not sc.available():
+        return {"enabled": False}
+    known = sorted(FLAGS)
+    return {
+        "enabled": True,
+        "actions": sorted(a for a, v in ACTIONS.items() if sc.kernel_has_action(v)),
+        "operators": sorted(OPERATORS),
+        "archs": sorted(a for a in ARCHITECTURES
+                        if sc.arch_token(a[len("SCMP_ARCH_"):].lower()) != 0),
+        "knownFlags": known,
+        "supportedFlags": [f for f in known if sc.kernel_has_flag(FLAGS[f])],
+    }

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Set
 
 from .. import _sys
 from .._sigsafe import critical
-from ..mount._mountinfo import MountInfo, mount_id_of, mountinfo
+from ..mount import MountInfo, mount_id_of, mountinfo
 
 #: How many rounds of unmounting (stacked mounts surface one round at a time).
 MAX_ROUNDS = 64

@@ -6,7 +6,7 @@ import os
 from typing import IO, Any, List, Optional, Tuple
 
 from .._value import Record, field
-from ..process._pipes import open_pipe_files
+from ..process import open_pipe_files, stdio_fd
 
 # subprocess's values (tests/container/test_stdio.py checks), without its
 # import: threading, selectors, locale ... ~2 ms of each pidsafe-runc create.
@@ -66,11 +66,8 @@ def make_stdio(stdin: Any, stdout: Any, stderr: Any) -> Stdio:
             elif value is STDOUT:
                 child[2] = child[1] if child[1] >= 0 else 1
             else:
-                # One reading of an fd-like argument, spawn()'s; imported here,
-                # as the rest of the spawn machinery is not needed by create.
-                from ..process._spawn import _stdio_fd
-
-                child[i] = _stdio_fd(value, name)
+                # One reading of an fd-like argument, spawn()'s.
+                child[i] = stdio_fd(value, name)
     except BaseException:
         s.close_all()
         raise

@@ -2,8 +2,11 @@
 
 Public names (re-exported by :mod:`pidsafe`): :func:`idmapped_bind`,
 :class:`Mount`, :func:`mount_all` (returns :class:`Mounted`, a tuple of
-:class:`MountRecord`), :func:`unmount_all`.  Imported on first use
-(pidsafe/_lazy.py): a user of one module does not load the others.
+:class:`MountRecord`), :func:`unmount_all`.  For the container layer:
+:func:`plan_mount` (how one :class:`Mount` is made: its :class:`MountPlan`)
+and the mountinfo parser (:func:`mountinfo`, :class:`MountInfo`,
+:func:`mount_id_of`).  Imported on first use (pidsafe/_lazy.py): a user of
+one module does not load the others.
 """
 
 from typing import TYPE_CHECKING
@@ -13,17 +16,24 @@ from .. import _lazy
 if TYPE_CHECKING:
     from ._mount import idmapped_bind
     from ._mounted import MountRecord, Mounted
+    from ._mountinfo import MountInfo, mount_id_of, mountinfo
     from ._rootfs import mount_all
-    from ._spec import Mount
+    from ._spec import Mount, Plan as MountPlan, plan as plan_mount
     from ._unmount_all import unmount_all
 
 __getattr__, __dir__ = _lazy.exports(__name__, {
     "Mount": "._spec",
+    "MountInfo": "._mountinfo",
+    "MountPlan": "._spec:Plan",
     "MountRecord": "._mounted",
     "Mounted": "._mounted",
     "idmapped_bind": "._mount",
     "mount_all": "._rootfs",
+    "mount_id_of": "._mountinfo",
+    "mountinfo": "._mountinfo",
+    "plan_mount": "._spec:plan",
     "unmount_all": "._unmount_all",
 })
 
-__all__ = ["Mount", "MountRecord", "Mounted", "idmapped_bind", "mount_all", "unmount_all"]
+__all__ = ["Mount", "MountInfo", "MountPlan", "MountRecord", "Mounted", "idmapped_bind",
+           "mount_all", "mount_id_of", "mountinfo", "plan_mount", "unmount_all"]

@@ -18,7 +18,7 @@ from .._features import features
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import Error, mount_error
-from ..userns._idmap import IDMap
+from ..userns import IDMap
 from ._mount import (HasFileno, attach, clone_idmapped, note, open_tree_error, set_attrs,
                      userns_fileno)
 from ._mounted import MountRecord, Mounted, close_all, open_rootfs

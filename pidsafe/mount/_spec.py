@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 from .. import _sys
 from .._value import Record, field
 from ..errors import IDMapError, InvalidMountError
-from ..userns._idmap import IDMap
+from ..userns import IDMap
 from ._overlay import split_lowerdir
 
 

@@ -29,8 +29,7 @@ from typing import Optional, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
-from ..userns._idmap import IDMap
-from ..userns._userns import write_child_maps
+from ..userns import IDMap, write_child_maps
 
 
 def start_child(spec: _sys.ChildSpec,

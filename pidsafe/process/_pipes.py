@@ -6,8 +6,6 @@ the pidfd; ``communicate()`` only ends with ``Process.wait()``.
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import select
 import time
@@ -18,7 +16,7 @@ from .._sigsafe import critical
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     import selectors
-    from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
+    from typing import IO, Any, Dict, List, Optional, Tuple
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
@@ -159,32 +157,3 @@ class PipesMixin:
         err = b"".join(self._fileobj2output[self.stderr]) if self.stderr is not None else None
         return out, err
 
-
-def open_pipe_files(parent_fds: Sequence[int], modes: Sequence[str],
-                    bufsize: int) -> List[Optional[IO[bytes]]]:
-    """File objects for the parent's ends of stdio pipes (-1: none).
-
-    Takes ownership of every fd in ``parent_fds``, also when it raises: then
-    each fd is closed exactly once, by its file object if one was made (a
-    second close could hit an fd number another thread has reused since).
-    """
-    out: List[Optional[IO[bytes]]] = []
-    try:
-        for fd, mode in zip(parent_fds, modes):
-            out.append(None if fd < 0 else io.open(fd, mode, bufsize))
-    except BaseException:
-        for f in out:
-            if f is not None:
-                f.close()
-        for i, fd in enumerate(parent_fds[len(out):]):
-            if fd < 0:
-                continue
-            try:
-                os.close(fd)
-            except OSError as exc:
-                # io.open() closes the fd itself if it fails after making
-                # the raw file: only the fd it failed on can be gone.
-                if i != 0 or exc.errno != errno.EBADF:
-                    raise
-        raise
-    return out

@@ -14,9 +14,7 @@ from typing import Any, Optional, Tuple, Union
 
 from .. import _sys
 from .._value import Record
-from ..userns._idmap import IDMap
-from ..userns._namespace import _ALL_NAMESPACES, Namespace
-from ..userns._userns import IDMapLike, spawn_map
+from ..userns import ALL_NAMESPACES, IDMap, IDMapLike, Namespace, spawn_map
 
 _NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
 
@@ -102,8 +100,8 @@ def plan_spawn(userns: Any, uidmap: Optional[IDMapLike], gidmap: Optional[IDMapL
     if flags & _sys.CLONE_NEWUSER:
         raise ValueError("namespaces: a user namespace is made with uidmap= and gidmap= "
                          "(or joined with userns=), not with a flag")
-    if flags & ~_ALL_NAMESPACES:
-        raise ValueError(f"namespaces: unknown flags {flags & ~_ALL_NAMESPACES:#x} "
+    if flags & ~ALL_NAMESPACES:
+        raise ValueError(f"namespaces: unknown flags {flags & ~ALL_NAMESPACES:#x} "
                          f"(use pidsafe.Namespace)")
     if (uidmap is None) != (gidmap is None):
         raise ValueError("uidmap and gidmap go together: give both or neither")

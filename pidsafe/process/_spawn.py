@@ -13,21 +13,17 @@ import errno
 import os
 import signal
 import subprocess
-from typing import Any, Dict, IO, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _sys
 from ..errors import UnsupportedError
-from ._pipes import open_pipe_files
-from ..userns._namespace import Namespace
-from ..userns._userns import IDMapLike
+from ..userns import IDMapLike, Namespace
 from ._child import start_child
 from ._plan import PLAIN, SpawnPlan, plan_spawn
 from ._process import Process, _abandoned, _end_child, discard, hand_out, reap_abandoned
+from ._stdio import StdioArg, open_pipe_files, stdio_fd
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
-#: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
-#: subprocess.PIPE, subprocess.DEVNULL, and (stderr only) subprocess.STDOUT.
-StdioArg = Union[None, int, IO[Any]]
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -67,25 +63,6 @@ def _exec_paths(executable: bytes, env: Optional[Mapping[Any, Any]]) -> List[byt
     return [os.path.join(os.fsencode(d), executable) for d in os.get_exec_path(path_env)]
 
 
-def _stdio_fd(value: StdioArg, name: str) -> int:
-    """The fd number behind a caller's stdio argument (not PIPE/DEVNULL)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{name}: bad file descriptor {value}")
-        return value
-    fileno = getattr(value, "fileno", None)
-    if fileno is None:
-        raise TypeError(f"{name} must be None, an fd, a file object, PIPE or DEVNULL, "
-                        f"not {type(value).__name__}")
-    try:
-        fd = fileno()
-    except (ValueError, OSError) as exc:  # closed, or no fd behind it (BytesIO)
-        raise ValueError(f"{name}: {value!r} has no usable fileno(): {exc}") from None
-    if not isinstance(fd, int) or fd < 0:
-        raise ValueError(f"{name}: fileno() gave {fd!r}")
-    return fd
 
 
 def _check_open(fd: int, what: str) -> None:
@@ -225,7 +202,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
                                            (stderr, "stderr"))):
             if not (value is None or value is PIPE or value is DEVNULL or value is STDOUT):
-                caller_fds[i] = _stdio_fd(value, name)
+                caller_fds[i] = stdio_fd(value, name)
                 _check_open(caller_fds[i], name)
 
     if (userns is None and uidmap is None and gidmap is None

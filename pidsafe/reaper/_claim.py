@@ -23,19 +23,13 @@ import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple, Type
+from typing import Callable, Dict, List, Optional, Set, Tuple, Type
 
 from .. import _sys
 from .._sigsafe import critical
 from ..errors import TimeoutExpired
 from ._subscription import AsyncWaiters, Exit
 from ..errors import ReaperError
-
-
-class _ClaimOwner(Protocol):
-    def _resolve_claim(self, claim: "Claim", pid: int) -> None: ...
-
-    def _release_claim(self, claim: "Claim") -> None: ...
 
 
 class Claim:
@@ -59,8 +53,8 @@ class Claim:
     wait as zombies): set the pid promptly.
     """
 
-    def __init__(self, owner: _ClaimOwner) -> None:
-        self._owner = owner
+    def __init__(self, book: "ClaimBook") -> None:
+        self._book = book
         self._pid: Optional[int] = None
         self.returncode: Optional[int] = None
         self._cond = threading.Condition(threading.Lock())
@@ -82,7 +76,7 @@ class Claim:
     def pid(self, pid: int) -> None:
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise ValueError(f"claim.pid must be a positive int, got {pid!r}")
-        self._owner._resolve_claim(self, pid)
+        self._book.resolve(self, pid)
 
     # -- reaper side ----------------------------------------------------------
 
@@ -153,7 +147,7 @@ class Claim:
             if self._closed:
                 return
             self._closed = True
-            self._owner._release_claim(self)
+            self._book.release(self)
             pid = self._pid
             self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
                                              "its child was reaped"))
@@ -181,8 +175,12 @@ class ClaimBook:
     #: :meth:`reap` results besides a list of exits.
     DEFER = None
 
-    def __init__(self, owner: _ClaimOwner) -> None:
-        self._owner = owner
+    def __init__(self, owns_pid: Callable[[int], bool], wake: Callable[[], None]) -> None:
+        """``owns_pid``: whether the reaper watches a pid (it needs no claim);
+        ``wake``: wake the reaper thread, which then reaps what a claim held
+        back, and scans."""
+        self._owns_pid = owns_pid
+        self._wake = wake
         self._lock = threading.Lock()
         self._pending: "weakref.WeakSet[Claim]" = weakref.WeakSet()
         self._by_pid: Dict[int, Claim] = {}
@@ -190,7 +188,7 @@ class ClaimBook:
     def open(self) -> Claim:
         # Held weakly: a claim dropped unclosed stops being pending (the
         # reaper's next pass then reaps what it held back).
-        claim = Claim(self._owner)
+        claim = Claim(self)
         with self._lock:
             self._pending.add(claim)
         return claim
@@ -228,6 +226,13 @@ class ClaimBook:
 
     def resolve(self, claim: Claim, pid: int) -> None:
         """``claim.pid = pid`` (a user thread); the reaper is woken after."""
+        if self._owns_pid(pid):
+            raise ValueError(f"pid {pid} is a pidsafe process this reaper watches: "
+                             "it needs no claim")
+        self._resolve(claim, pid)
+        self._wake()
+
+    def _resolve(self, claim: Claim, pid: int) -> None:
         with critical, self._lock:   # pending -> named as one step
             if claim._closed:
                 raise ValueError("the claim is closed")
@@ -249,10 +254,12 @@ class ClaimBook:
                     "or another waiter reaped it"))
 
     def release(self, claim: Claim) -> None:
+        """``claim.close()``; the reaper is woken after."""
         with self._lock:
             self._pending.discard(claim)
             if claim._pid is not None and self._by_pid.get(claim._pid) is claim:
                 del self._by_pid[claim._pid]
+        self._wake()
 
     def finish(self, reason: Callable[[], BaseException]) -> None:
         """The reaper stops: end every open claim (nothing is pending after)."""

@@ -55,7 +55,7 @@ from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from .. import _sys
 from ..errors import ReaperError
-from ..process._process import handle_fds, handle_holds, waitid_returncode
+from ..process import handle_fds, handle_holds, waitid_returncode
 from ._claim import ClaimBook
 from ._subscription import Exit
 
@@ -144,13 +144,17 @@ def pinned_unreaped(fd: int) -> bool:
 
 
 class ScanHost(Protocol):
-    """What the scanner needs from its reaper (called in the reaper thread)."""
+    """What the scanner needs from its reaper's pidfd set (``PidfdSet``),
+    called in the reaper thread."""
 
-    def _owns_pid(self, pid: int) -> bool: ...
+    def owns_pid(self, pid: int) -> bool:
+        """Whether the reaper watches ``pid`` as an owned child."""
 
-    def _known_fds(self) -> Set[int]: ...
+    def known_fds(self) -> Set[int]:
+        """The reaper's own fds (a snapshot)."""
 
-    def _add_pinned(self, fd: int, pid: int) -> None: ...
+    def add_pinned(self, fd: int, pid: int) -> None:
+        """Watch a pinned orphan through ``fd`` (the set owns it from now on)."""
 
 
 class OrphanScanner:
@@ -177,11 +181,11 @@ class OrphanScanner:
         # made, or a registration done, in between (a spawn that had not
         # finished) is then either found by the look-ups or not skipped by
         # the fd scan.
-        known = handle_fds() | self._host._known_fds()
+        known = handle_fds() | self._host.known_fds()
         known.update(self.held.values())
         known.update(self.deferred.values())
         known.add(ours)
-        if handle_holds(pid) or self._host._owns_pid(pid):
+        if handle_holds(pid) or self._host.owns_pid(pid):
             return True
         try:
             return other_pidfd_holds(pid, known.__contains__)
@@ -202,7 +206,7 @@ class OrphanScanner:
             out += self._recheck_held(kids)
         known = self.pinned.keys() | self.held.keys() | self.deferred.keys()
         for pid in kids - known:
-            if self._host._owns_pid(pid):
+            if self._host.owns_pid(pid):
                 continue
             try:
                 fd = pin_child(pid)
@@ -212,7 +216,7 @@ class OrphanScanner:
             if fd is None:
                 continue
             try:
-                self._host._add_pinned(fd, pid)
+                self._host.add_pinned(fd, pid)
             except OSError:
                 os.close(fd)
                 self.retry = True
@@ -231,7 +235,7 @@ class OrphanScanner:
 
     def _settle(self, pid: int, fd: int) -> List[Exit]:
         """Decide about an exited child whose pidfd ``fd`` we own."""
-        if self._host._owns_pid(pid):
+        if self._host.owns_pid(pid):
             os.close(fd)
             return []   # a reaper spawn() registered it meanwhile
         if not self._book.is_claimed(pid) and self._held_elsewhere(pid, fd):

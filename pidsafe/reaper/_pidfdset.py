@@ -46,7 +46,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
-from ..process._process import Process
+from ..process import Process
 from ..errors import ReaperError
 
 _EVENTS = select.EPOLLIN | select.EPOLLONESHOT
@@ -90,6 +90,10 @@ class PidfdSet:
         self._epoll.register(self.wake_fd, select.EPOLLIN)
         with self.lock:
             self.accepting = True
+
+    def owns_pid(self, pid: int) -> bool:
+        """Whether an owned child with this pid is registered (a hint; see ``owned_pids``)."""
+        return pid in self.owned_pids
 
     def known_fds(self) -> Set[int]:
         """Our fds (a snapshot): the registered pidfds, the epoll and wake fds."""

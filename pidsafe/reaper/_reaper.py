@@ -37,11 +37,10 @@ import os
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Optional, Sequence, Set, Tuple, Type
+from typing import Any, Callable, Optional, Sequence, Tuple, Type
 
 from .._sigsafe import critical
-from ..process import _spawn
-from ..process._process import Process
+from ..process import Process, spawn
 from . import _foreign, _orphans, _slot
 from ._claim import Claim, ClaimBook
 from ._pidfdset import PidfdSet
@@ -119,8 +118,8 @@ class Reaper:
         self._thread: Optional[threading.Thread] = None
         self._failure: Optional[BaseException] = None
         self._prev_subreaper: Optional[int] = None
-        self._book = ClaimBook(self)
-        self._scanner = _orphans.OrphanScanner(self, self._book)
+        self._book = ClaimBook(self._set.owns_pid, self._set.wake)
+        self._scanner = _orphans.OrphanScanner(self._set, self._book)
         self._loop: Optional[ReaperLoop] = None
         _reapers.add(self)
 
@@ -316,7 +315,7 @@ class Reaper:
             OSError, ValueError, TypeError: as :func:`pidsafe.spawn`.
         """
         self._check_running()
-        proc = _spawn.spawn(args, **kwargs)
+        proc = spawn(args, **kwargs)
         try:
             self.watch(proc)
         except BaseException:
@@ -398,20 +397,6 @@ class Reaper:
                               "reaps children it does not own")
         return self._book.open()
 
-    def _resolve_claim(self, claim: Claim, pid: int) -> None:
-        if pid in self._set.owned_pids:
-            raise ValueError(f"pid {pid} is a pidsafe process this reaper watches: "
-                             "it needs no claim")
-        self._book.resolve(claim, pid)
-        self._wake()  # the thread reaps what the claim held back, and scans
-
-    def _release_claim(self, claim: Claim) -> None:
-        self._book.release(claim)
-        self._wake()
-
-    def _wake(self) -> None:
-        self._set.wake()
-
     def _publish(self, exits: Sequence[Exit]) -> None:
         """Hand ``exits`` to every subscriber (the reaper thread only)."""
         if not exits:
@@ -431,17 +416,6 @@ class Reaper:
             # Format now: the name exc is unbound once the except block ends.
             message = f"the reaper thread failed: {exc!r}"
             self._end_stream(lambda: ReaperError(message))
-
-    # -- the scanner's view of us (subreaper mode, reaper thread) -------------
-
-    def _owns_pid(self, pid: int) -> bool:
-        return pid in self._set.owned_pids
-
-    def _known_fds(self) -> Set[int]:
-        return self._set.known_fds()
-
-    def _add_pinned(self, fd: int, pid: int) -> None:
-        self._set.add_pinned(fd, pid)
 
 
 def _after_fork_in_child() -> None:

@@ -27,7 +27,7 @@ from typing import (TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tu
 from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
 
 if TYPE_CHECKING:
-    from ..process._process import Process
+    from ..process import Process
 
 #: Default bound of a subscription's queue (see the module docstring).
 DEFAULT_MAXSIZE = 10_000

@@ -29,7 +29,7 @@ import os
 import time
 from typing import Callable, List, Optional, Sequence
 
-from ..process._process import LEASE_BUSY, LEASE_REAPED
+from ..process import LEASE_BUSY, LEASE_REAPED
 from ._claim import ClaimBook
 from ._orphans import OrphanScanner
 from ._pidfdset import PidfdSet, Reg, end_lease

@@ -22,5 +22,6 @@ class Namespace(enum.IntFlag):
     NEWCGROUP = _sys.CLONE_NEWCGROUP
 
 
-_ALL_NAMESPACES = int(Namespace.NEWNS | Namespace.NEWPID | Namespace.NEWNET
-                      | Namespace.NEWUTS | Namespace.NEWIPC | Namespace.NEWCGROUP)
+#: Every flag of :class:`Namespace`, as an int.
+ALL_NAMESPACES = int(Namespace.NEWNS | Namespace.NEWPID | Namespace.NEWNET
+                     | Namespace.NEWUTS | Namespace.NEWIPC | Namespace.NEWCGROUP)

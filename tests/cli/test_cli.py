@@ -158,16 +158,16 @@ def test_run_forwards_ctrl_c_that_arrives_right_after_spawn(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The signal lands before run() is waiting: between spawn() returning and
     # the wait.  It must still reach the child, and run() must not hang.
-    from pidsafe.process import _spawn
+    from pidsafe import process
 
-    real_spawn = _spawn.spawn
+    real_spawn = process.spawn
 
     def spawn_then_ctrl_c(*a: Any, **kw: Any) -> pidsafe.Process:
         p = real_spawn(*a, **kw)
         signal.raise_signal(signal.SIGINT)
         return p
 
-    monkeypatch.setattr(_spawn, "spawn", spawn_then_ctrl_c)
+    monkeypatch.setattr(process, "spawn", spawn_then_ctrl_c)
     # cat on a pipe we hold: only the forwarded signal can end it.
     r, w = os.pipe()
     try:

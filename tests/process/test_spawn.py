@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe.process import _pipes, _process, _spawn
+from pidsafe.process import _process, _spawn, _stdio
 
 from pidsafe import _sys
 
@@ -251,7 +251,7 @@ def test_failure_after_the_clone_kills_and_reaps_the_child(
 
 
 class _FlakyIo:
-    """Stands in for the io module in pidsafe.process._pipes: open() fails once."""
+    """Stands in for the io module in pidsafe.process._stdio: open() fails once."""
 
     def __init__(self, fail_at: int) -> None:
         self.calls = 0
@@ -268,7 +268,7 @@ class _FlakyIo:
 def test_failure_while_wrapping_pipes_closes_each_fd_once(
         monkeypatch: pytest.MonkeyPatch, fail_at: int) -> None:
     flaky = _FlakyIo(fail_at)
-    monkeypatch.setattr(_pipes, "io", flaky)
+    monkeypatch.setattr(_stdio, "io", flaky)
     fds, kids = open_fds(), children()
     with pytest.raises(MemoryError):
         pidsafe.spawn(["sleep", "60"], stdin=PIPE, stdout=PIPE, stderr=PIPE)

@@ -423,13 +423,13 @@ class _Host:
         self.process = process
         self.published: List[pidsafe.Exit] = []
 
-    def _owns_pid(self, pid: int) -> bool:
+    def owns_pid(self, pid: int) -> bool:
         return pid == self.process.pid
 
-    def _known_fds(self) -> Set[int]:
+    def known_fds(self) -> Set[int]:
         return {self.process.fileno()}   # the reaper leases its pidfd
 
-    def _add_pinned(self, fd: int, pid: int) -> None:
+    def add_pinned(self, fd: int, pid: int) -> None:
         raise AssertionError("not expected to pin")
 
 
@@ -448,7 +448,7 @@ def test_held_child_registered_since_is_left_to_the_owned_path() -> None:
     pinned = pin_child(p.pid)
     assert pinned is not None
     host = _Host(p)
-    scanner = OrphanScanner(host, ClaimBook(host))
+    scanner = OrphanScanner(host, ClaimBook(host.owns_pid, lambda: None))
     scanner.held[p.pid] = pinned
     try:
         assert scanner._recheck_held({p.pid}) == []
