@@ -1,25 +1,127 @@
-"""The package's import graph: no cycle, data flows down the layers."""
+"""The package's import graph: no cycle, data flows down the layers, faces only.
+
+DESIGN.md, "Layers": ``cli``, ``shim`` -> ``container`` -> ``reaper`` ->
+``process`` -> (``userns``, ``mount``, ``state``) -> ``_sys``.  Every package
+has a face (``__init__`` with ``__all__``), and another package imports only
+that face and its public names, never an underscore module or name.  Below
+every package sit the foundation modules at the top of ``pidsafe/`` (see
+:data:`FOUNDATION`).  The checker reads every import of ``pidsafe/``, those
+under ``if TYPE_CHECKING`` and inside functions included.
+"""
 
 from __future__ import annotations
 
 import ast
 import pathlib
-from typing import Dict, List, Set
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Set
+
+import pytest
 
 import pidsafe
 from pidsafe import _sys
 
 ROOT = pathlib.Path(pidsafe.__file__).parent
 
+#: The compiled modules: only ``_sys`` imports them (the one gate to the kernel).
+COMPILED = {"pidsafe._native": "pidsafe._sys", "pidsafe._libseccomp": "pidsafe._sys"}
 
-def _modules() -> Dict[str, pathlib.Path]:
+#: Modules at the top of ``pidsafe/`` that every layer may import, ``_sys``
+#: included: each imports nothing of pidsafe but other foundation modules.
+LEAVES = frozenset({
+    "pidsafe._version",        # the version string
+    "pidsafe._value",          # Frozen and Record: immutable values, cheap to import
+    "pidsafe._lazy",           # a face's names imported on first use (PEP 562)
+    "pidsafe._sigsafe",        # critical sections a raising signal handler cannot split
+    "pidsafe._owned",          # the owned-resource base (close, with, ResourceWarning)
+    "pidsafe._feature_names",  # kernel features by name, with their first kernel
+    "pidsafe._fd",             # OwnedFd
+    "pidsafe.errors",          # every exception
+})
+
+#: Layers, top to bottom: a package imports packages of lower layers (any
+#: number of layers down), its own modules, and the leaves.  ``_features``
+#: probes the kernel through ``_sys``, so it sits just above it.
+LAYERS = (
+    ("pidsafe",),                                     # the top-level face
+    ("pidsafe.cli", "pidsafe.shim"),
+    ("pidsafe.container",),
+    ("pidsafe.reaper",),
+    ("pidsafe.process",),
+    ("pidsafe.userns", "pidsafe.mount", "pidsafe.state"),
+    ("pidsafe._features",),
+    ("pidsafe._sys",),
+)
+
+#: Imports within one layer: an idmapped mount takes a user namespace's IDMap.
+SIDEWAYS = frozenset({("pidsafe.mount", "pidsafe.userns")})
+
+FOUNDATION = LEAVES | {"pidsafe._features"}
+
+
+def _modules(root: pathlib.Path = ROOT) -> Dict[str, pathlib.Path]:
     mods = {}
-    for f in ROOT.rglob("*.py"):
-        parts = ["pidsafe", *f.relative_to(ROOT).with_suffix("").parts]
+    for f in root.rglob("*.py"):
+        parts = ["pidsafe", *f.relative_to(root).with_suffix("").parts]
         if parts[-1] == "__init__":
             parts = parts[:-1]
         mods[".".join(parts)] = f
     return mods
+
+
+def _typing_only(tree: ast.AST) -> Set[int]:
+    return {id(n) for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)}
+
+
+class Import(NamedTuple):
+    """One name one module imports: ``from target import name`` (or ``import target``)."""
+
+    module: str
+    line: int
+    target: str            # a module of pidsafe
+    name: Optional[str]    # a name in ``target`` that is not a module, or None
+    typing_only: bool
+
+
+def imports(mods: Optional[Dict[str, pathlib.Path]] = None) -> Iterator[Import]:
+    """Every import of a pidsafe module by a pidsafe module.
+
+    ``from pkg import mod`` imports the module ``pkg.mod``; ``from pkg import
+    name`` the name ``name`` of ``pkg``.  ``importlib.import_module("pidsafe.x")``
+    with a constant name counts too.
+    """
+    mods = _modules() if mods is None else mods
+    known = set(mods) | set(COMPILED)
+    for name, f in sorted(mods.items()):
+        pkg = name if f.name == "__init__.py" else name.rsplit(".", 1)[0]
+        tree = ast.parse(f.read_text())
+        typing = _typing_only(tree)
+        for node in ast.walk(tree):
+            t = id(node) in typing
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")
+                if node.level:
+                    base = base[:len(base) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if target.split(".")[0] != "pidsafe":
+                    continue
+                for a in node.names:
+                    sub = f"{target}.{a.name}"
+                    if sub in known:
+                        yield Import(name, node.lineno, sub, None, t)
+                    else:
+                        yield Import(name, node.lineno, target, a.name, t)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "pidsafe":
+                        yield Import(name, node.lineno, a.name, None, t)
+            elif (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module")
+                  and node.args and isinstance(node.args[0], ast.Constant)
+                  and str(node.args[0].value).startswith("pidsafe.")):
+                yield Import(name, node.lineno, str(node.args[0].value), None, t)
 
 
 def import_graph() -> Dict[str, Set[str]]:
@@ -30,33 +132,73 @@ def import_graph() -> Dict[str, Set[str]]:
     package's own parents (imported first anyway) do not count.
     """
     mods = _modules()
-    graph: Dict[str, Set[str]] = {}
-    for name, f in mods.items():
-        pkg = name if f.name == "__init__.py" else name.rsplit(".", 1)[0]
-        tree = ast.parse(f.read_text())
-        typing_only = {id(n) for node in ast.walk(tree)
-                       if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                       for n in ast.walk(node)}
-        deps: Set[str] = set()
-        for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
-            if isinstance(node, ast.ImportFrom):
-                base = pkg.split(".")
-                if node.level:
-                    base = base[:len(base) - (node.level - 1)]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                subs = {f"{target}.{a.name}" for a in node.names} & set(mods)
-                deps |= subs
-                if (len(subs) < len(node.names) and target in mods
-                        and not name.startswith(target + ".")):
-                    deps.add(target)
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names} & set(mods)
-        graph[name] = deps - {name}
+    graph: Dict[str, Set[str]] = {name: set() for name in mods}
+    for imp in imports(mods):
+        if imp.typing_only or imp.target not in mods:
+            continue
+        if imp.name is not None and imp.module.startswith(imp.target + "."):
+            continue   # a name of one's own parent package
+        graph[imp.module].add(imp.target)
+    for name in graph:
+        graph[name].discard(name)
     return graph
+
+
+def package_of(module: str) -> str:
+    """The package a module belongs to: ``pidsafe.X`` for a subpackage's
+    modules, the module itself for one at the top of ``pidsafe/``."""
+    parts = module.split(".")
+    head = ".".join(parts[:2])
+    if len(parts) >= 2 and ((ROOT / parts[1]).is_dir() or any(head in l for l in LAYERS)):
+        return head
+    return module
+
+
+def _rank(package: str) -> Optional[int]:
+    for i, layer in enumerate(LAYERS):
+        if package in layer:
+            return i
+    return None
+
+
+def violations(found: List[Import], packages: FrozenSet[str]) -> List[str]:
+    """What breaks DESIGN.md's layers in ``found`` (``packages``: the
+    subpackages that exist, each of which must have a layer)."""
+    out = []
+    for p in sorted(packages):
+        if _rank(p) is None:
+            out.append(f"{p}: a package with no layer in tests/test_imports.py")
+    for imp in found:
+        src, dst = package_of(imp.module), package_of(imp.target)
+        where = f"{imp.module}:{imp.line}: imports {imp.target}" + (
+            f".{imp.name}" if imp.name else "")
+        if src == dst:
+            continue
+        if imp.target in COMPILED:
+            if src != COMPILED[imp.target]:
+                out.append(f"{where}: only {COMPILED[imp.target]} imports a compiled module")
+            continue
+        if imp.target != dst:
+            out.append(f"{where}: another package's underscore module; import its face {dst}")
+        elif imp.name is not None and imp.name.startswith("_") and not imp.name.endswith("__"):
+            out.append(f"{where}: an underscore name of another package")
+        if src in LEAVES:
+            if dst not in LEAVES:
+                out.append(f"{where}: a leaf imports only leaves")
+            continue
+        if dst in LEAVES:
+            continue
+        rs, rd = _rank(src), _rank(dst)
+        if rs is None or rd is None:
+            out.append(f"{where}: {src if rs is None else dst} has no layer")
+        elif rd <= rs and (src, dst) not in SIDEWAYS:
+            out.append(f"{where}: {dst} is not below {src} (DESIGN.md, \"Layers\")")
+    return out
+
+
+def _subpackages() -> FrozenSet[str]:
+    return frozenset(f"pidsafe.{d.name}" for d in ROOT.iterdir()
+                     if d.is_dir() and (d / "__init__.py").exists())
 
 
 def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
@@ -100,6 +242,72 @@ def test_data_flows_down() -> None:
                 (name, deps)
         if name.startswith("pidsafe.userns"):
             assert not any(d.startswith("pidsafe.process") for d in deps), (name, deps)
+
+
+def test_layers_and_faces() -> None:
+    """Every import of pidsafe/ keeps DESIGN.md's layers and goes through faces."""
+    assert violations(list(imports()), _subpackages()) == []
+
+
+def test_the_checker_sees_the_imports() -> None:
+    found = list(imports())
+    # One of each kind it reads: a plain, a typing-only, a compiled-module import.
+    assert any(i.module == "pidsafe.reaper._reaper" and i.target == "pidsafe.process"
+               for i in found)
+    assert any(i.typing_only and i.module.startswith("pidsafe.container") for i in found)
+    assert any(i.target == "pidsafe._native" and i.module == "pidsafe._sys._core" for i in found)
+
+
+@pytest.mark.parametrize("imp, why", [
+    (Import("pidsafe.process._spawn", 1, "pidsafe.reaper", "Reaper", False), "not below"),
+    (Import("pidsafe.userns._idmap", 1, "pidsafe.mount", "Mount", True), "not below"),
+    (Import("pidsafe.state._statefile", 1, "pidsafe.userns", "IDMap", False), "not below"),
+    (Import("pidsafe.container._seccomp", 1, "pidsafe._sys._seccomp", None, False),
+     "underscore module"),
+    (Import("pidsafe.container._plan", 1, "pidsafe.mount._spec", "Mount", False),
+     "underscore module"),
+    (Import("pidsafe.cli", 1, "pidsafe.process", "_abandoned", False), "underscore name"),
+    (Import("pidsafe.cli", 1, "pidsafe._features", "_probe", False), "underscore name"),
+    (Import("pidsafe.errors", 1, "pidsafe.mount", "Mount", True), "a leaf imports only"),
+    (Import("pidsafe._sys._core", 1, "pidsafe._features", "features", False), "not below"),
+    (Import("pidsafe.container._seccomp", 1, "pidsafe._libseccomp", None, False),
+     "only pidsafe._sys"),
+    (Import("pidsafe.shim._x", 1, "pidsafe.cli", "main", False), "not below"),
+])
+def test_the_checker_finds_a_wrong_import(imp: Import, why: str) -> None:
+    found = violations([imp], frozenset())
+    assert len(found) == 1 and why in found[0], found
+
+
+def test_the_checker_passes_right_imports() -> None:
+    right = [
+        Import("pidsafe.reaper._reaper", 1, "pidsafe.process", "Process", False),
+        Import("pidsafe.mount._spec", 1, "pidsafe.userns", "IDMap", False),
+        Import("pidsafe.cli", 1, "pidsafe.userns", "IDMap", False),
+        Import("pidsafe._sys._core", 1, "pidsafe._native", None, False),
+        Import("pidsafe._sys._core", 1, "pidsafe._version", None, False),
+        Import("pidsafe.process._process", 1, "pidsafe.process._lease", None, False),
+        Import("pidsafe.mount._rootfs", 1, "pidsafe._features", "features", False),
+        Import("pidsafe", 1, "pidsafe.container", "Container", True),
+    ]
+    assert violations(right, frozenset({"pidsafe.process"})) == []
+    assert violations([], frozenset({"pidsafe.newpkg"})) == [
+        "pidsafe.newpkg: a package with no layer in tests/test_imports.py"]
+
+
+def test_every_package_has_a_face() -> None:
+    for pkg in sorted(_subpackages()):
+        mod = __import__(pkg, fromlist=["__all__"])
+        assert mod.__all__, pkg
+        assert all(not n.startswith("_") for n in mod.__all__), pkg
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None, (pkg, name)
+
+
+def test_the_top_level_face_uses_faces() -> None:
+    for name, module in pidsafe._EXPORTS.items():
+        target = f"pidsafe{module}"
+        assert target == package_of(target), (name, module)
 
 
 def test_unsafe_clone3_is_not_in_the_cffi_surface() -> None:
