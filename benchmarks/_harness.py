@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
+import math
 import os
 import pathlib
 import random
@@ -21,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -39,6 +41,45 @@ def compile_cref(name: str) -> ctypes.CDLL:
         subprocess.run(["gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), str(src)],
                        check=True)
     return ctypes.CDLL(str(out))
+
+
+def compile_cref_exe(name: str) -> str:
+    """Build ``benchmarks/<name>.c`` into a program (if stale); its path."""
+    src = HERE / f"{name}.c"
+    out = HERE / ".build" / name
+    out.parent.mkdir(exist_ok=True)
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def p90(xs: Sequence[float]) -> float:
+    """The 90th percentile (nearest rank)."""
+    s = sorted(xs)
+    return s[max(0, math.ceil(0.9 * len(s)) - 1)]
+
+
+def machine() -> Dict[str, Any]:
+    """What a result depends on: kernel, CPUs, Python, load average now."""
+    return {"kernel": os.uname().release, "cpus": os.cpu_count(),
+            "python": sys.version.split()[0], "loadavg": list(os.getloadavg())}
+
+
+def add_json_arg(ap: Any) -> None:
+    """``--json FILE``: also write the results there, machine-readable."""
+    ap.add_argument("--json", metavar="FILE", default=None,
+                    help="also write the results to FILE as JSON (for benchmarks/report.py)")
+
+
+def write_json(path: Optional[str], doc: Dict[str, Any]) -> None:
+    """Write ``doc`` (plus ``argv`` and the machine) to ``path``, if given."""
+    if path is None:
+        return
+    doc = {"benchmark": pathlib.Path(sys.argv[0]).stem, "argv": sys.argv[1:],
+           "machine_end": machine(), **doc}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
 
 
 def timed(body: Callable[[], None]) -> Method:
@@ -74,6 +115,27 @@ class Results:
     def ratio(self, a: Key, b: Key) -> float:
         """Median over rounds of a/b, each pair measured in the same round."""
         return statistics.median(x / y for x, y in zip(self.runs[a], self.runs[b]))
+
+    def to_json(self, ref: Optional[str] = None) -> Dict[str, Any]:
+        """Per method and heap: ns/op of each round, the median in us, and (with
+        ``ref``) the ratio to ``ref`` at the same heap; big/empty per method."""
+        names = list(dict.fromkeys(name for name, _ in self.runs))
+        out: Dict[str, Any] = {"heaps": [h for h, _ in self.heaps], "ref": ref, "methods": {}}
+        for name in names:
+            m: Dict[str, Any] = {}
+            for heap, _ in self.heaps:
+                if (name, heap) not in self.runs:
+                    continue
+                cell: Dict[str, Any] = {"rounds_ns": self.runs[(name, heap)],
+                                        "median_us": self.us(name, heap)}
+                if ref is not None and (ref, heap) in self.runs:
+                    cell["vs_ref"] = self.ratio((name, heap), (ref, heap))
+                m[heap] = cell
+            if len(self.heaps) == 2:
+                (small, _), (big, _) = self.heaps
+                m["big_vs_empty"] = self.ratio((name, big), (name, small))
+            out["methods"][name] = m
+        return out
 
 
 def run_interleaved(methods: Dict[str, Method], *, rounds: int, heap_mib: int,
@@ -137,6 +199,12 @@ def print_heap_table(results: Results, methods: Sequence[str], ref: str, ref_lab
               f"{results.ratio((name, big), (ref, big)):>21.2f}x")
 
 
+def checks_json(checks: Sequence[Tuple[str, float, float, str]]) -> List[Dict[str, Any]]:
+    """``print_checks``' rows as JSON."""
+    return [{"target": what, "value": value, "limit": limit, "unit": unit, "ok": value <= limit}
+            for what, value, limit, unit in checks]
+
+
 def print_checks(checks: Sequence[Tuple[str, float, float, str]]) -> None:
     """``(what, value, limit, unit)`` rows with an ok/MISSED verdict."""
     print(f"{'target':<56}{'value':>9}{'limit':>9}  verdict")
@@ -147,7 +215,12 @@ def print_checks(checks: Sequence[Tuple[str, float, float, str]]) -> None:
 
 def private_mounts() -> None:
     """Re-exec in a private mount namespace (our tmpfs mounts stay ours), and
-    there without the cgroup2 mount on a hybrid host: crun 1.8 refuses those."""
+    there without the cgroup2 mount on a hybrid host: crun 1.8 refuses those.
+
+    A small tmpfs takes the cgroup2 mount's place: crun (in that pure v1
+    view) still makes a directory per container under
+    ``/sys/fs/cgroup/unified`` and never removes it; on the host's tmpfs
+    those would pile up, hidden under the real cgroup2 mount."""
     if os.environ.get("BENCH_PRIVATE"):
         return
     os.environ["BENCH_PRIVATE"] = "1"
@@ -155,7 +228,8 @@ def private_mounts() -> None:
     if os.path.ismount("/sys/fs/cgroup/unified"):
         with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
             if f.read().strip():
-                fix = "umount /sys/fs/cgroup/unified"
+                fix = ("umount /sys/fs/cgroup/unified && "
+                       "mount -t tmpfs -o size=1m,mode=755 tmpfs /sys/fs/cgroup/unified")
                 os.environ["BENCH_CGFIX"] = "1"
     os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c",
                           f'{fix} && exec "$0" "$@"', sys.executable, *sys.argv])
