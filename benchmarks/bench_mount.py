@@ -39,7 +39,8 @@ from typing import Callable, Dict, List, Tuple
 
 import pidsafe
 from pidsafe import _sys
-from _harness import compile_cref
+from pidsafe.mount._mount import describe_fs
+from _harness import add_json_arg, compile_cref, machine, write_json
 
 MAP = "0:100000:65536"
 
@@ -87,7 +88,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--batch", type=int, default=200, help="binds per method per round")
     ap.add_argument("--dir", default=None, help="where to make the source and target dirs")
+    add_json_arg(ap)
     ns = ap.parse_args()
+    start = machine()
     if os.geteuid() != 0:
         print("bench_mount: run as root (mounts)", file=sys.stderr)
         return 2
@@ -97,7 +100,7 @@ def main() -> int:
         src, dst = os.path.join(tmp, "src"), os.path.join(tmp, "dst")
         os.mkdir(src)
         os.mkdir(dst)
-        fs = pidsafe.mount._mount.describe_fs(src)
+        fs = describe_fs(src)
         methods: Dict[str, Method] = {
             "C reference": build_cref(src, dst, userns.fileno()),
             "pidsafe.idmapped_bind": pidsafe_method(src, dst, userns),
@@ -150,6 +153,16 @@ def main() -> int:
           f"{'ok' if r <= 1.3 else 'MISSED'}")
     print(f"{'(no target) idmapped_bind alone / C reference':<48}"
           f"{ratio('pidsafe.idmapped_bind', bind):>7.2f}x")
+    write_json(ns.json, {
+        "title": f"idmapped bind {MAP} + umount", "machine_start": start, "rounds": ns.rounds,
+        "batch": ns.batch, "fs": str(fs), "ref": ref,
+        "methods": {name: {"bind_us": med(name, bind), "bind_umount_us": med(name, both),
+                           "bind_vs_ref": ratio(name, bind), "bind_umount_vs_ref": ratio(name, both),
+                           "rounds_ns": [list(x) for x in results[name]]}
+                    for name in methods},
+        "checks": [{"target": "idmapped_bind + umount / C reference", "value": r, "limit": 1.3,
+                    "unit": "x", "ok": r <= 1.3}],
+    })
     return 0
 
 

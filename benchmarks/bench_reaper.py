@@ -62,6 +62,7 @@ import time
 from typing import Callable, Dict, List, Tuple
 
 import pidsafe
+from _harness import add_json_arg, machine, write_json
 
 TRUE = "/bin/true"
 SLEEP = ["sleep", "1000"]
@@ -327,7 +328,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--latency-spawns", type=int, default=2000)
     ap.add_argument("--exits", type=int, default=100_000, help="children for the memory test")
+    add_json_arg(ap)
     args = ap.parse_args()
+    start = machine()
     for name in ("spawns", "rounds", "latency_spawns", "exits"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be positive")
@@ -426,6 +429,25 @@ def main() -> None:
     print("Targets:")
     for text, ok in checks:
         print(f"  {'met ' if ok else 'MISS'}  {text}")
+
+    def lat_json(xs: List[float]) -> Dict[str, float]:
+        return {"p50_ms": pct(xs, 50) * ms, "p99_ms": pct(xs, 99) * ms, "max_ms": max(xs) * ms}
+
+    write_json(args.json, {
+        "title": "pidsafe.Reaper", "machine_start": start, "rounds": args.rounds,
+        "spawns": args.spawns, "latency_spawns": args.latency_spawns, "exits": args.exits,
+        "throughput": {name: {str(t): {"per_s": args.spawns / statistics.median(times[(name, t)]),
+                                       "vs_plain": ratios[(name, t)]} for t in (1, 16)}
+                       for name in ("plain spawn+wait", "reaper, exits via subscriber",
+                                    "reaper + Process.wait")},
+        "latency": {"no reaper, 1 thread": lat_json(lat_plain1),
+                    "no reaper, 16 threads": lat_json(lat_plain16),
+                    "reaper, 1 thread": lat_json(lat1[0]),
+                    "reaper, 16 threads": lat_json(lat16[0]),
+                    "reaper, 16 threads, closed loop": lat_json(lat16c[0])},
+        "memory": [{"exits": n, "rss_mib": mib} for n, mib in mem],
+        "checks": [{"target": text, "ok": ok} for text, ok in checks],
+    })
 
 
 if __name__ == "__main__":

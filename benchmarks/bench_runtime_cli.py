@@ -38,14 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "scripts"))
-from _harness import (Method, ensure_tools, print_checks, private_mounts,  # noqa: E402
-                      run_rounds, timed)
+from _harness import (Method, add_json_arg, checks_json, ensure_tools, machine,  # noqa: E402
+                      print_checks, private_mounts, run_rounds, timed, write_json)
 from bundles import build_busybox_rootfs, runc_spec  # noqa: E402  (the tests' own image)
 import oci_image  # noqa: E402
 
@@ -210,6 +210,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=3)
     ap.add_argument("--no-ctr", action="store_true", help="skip the containerd part")
+    add_json_arg(ap)
     opts = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_runtime_cli.py needs root")
@@ -228,6 +229,7 @@ def main() -> None:
 
 
 def run(work: pathlib.Path, opts: argparse.Namespace) -> None:
+    start = machine()
     bundle = work / "bundle"
     bundle.mkdir()
     busybox = next(p for p in ("/bin/busybox", "/usr/bin/busybox") if os.access(p, os.X_OK))
@@ -293,6 +295,19 @@ def run(work: pathlib.Path, opts: argparse.Namespace) -> None:
                        results.ratio(("pidsafe-runc ctr run --rm", "-"),
                                      ("runc ctr run --rm", "-")), 1.0, "x"))
     print_checks(checks)
+    rows: Dict[str, Any] = {}
+    for kind in kinds:
+        for n in binaries:
+            name = f"{n} {kind}"
+            rows[name] = {"runtime": n, "kind": kind, "median_ms": results.us(name, "-") / 1000,
+                          "vs_runc": results.ratio((name, "-"), (f"runc {kind}", "-")),
+                          "vs_crun": results.ratio((name, "-"), (f"crun {kind}", "-")),
+                          "rounds_ns": results.runs[(name, "-")]}
+    write_json(opts.json, {
+        "title": "runtime CLI: busybox /bin/true", "machine_start": start,
+        "rounds": opts.rounds, "batch": opts.batch, "kinds": kinds,
+        "versions": {n: version(b) for n, b in binaries.items()},
+        "ctr": skipped or "measured", "methods": rows, "checks": checks_json(checks)})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import subprocess
 import sys
 
 import pidsafe
-from _harness import Method, compile_cref, print_checks, print_heap_table, run_interleaved, timed
+from _harness import (Method, add_json_arg, checks_json, compile_cref, machine, print_checks,
+                      print_heap_table, run_interleaved, timed, write_json)
 
 TRUE = "/bin/true"
 
@@ -87,7 +88,9 @@ def main() -> int:
     ap.add_argument("--fork-big-batch", type=int, default=3,
                     help="spawns per round for os.fork with the big heap (slow by design)")
     ap.add_argument("--heap-mib", type=int, default=1024)
+    add_json_arg(ap)
     ns = ap.parse_args()
+    start = machine()
 
     ref = "C posix_spawn+waitid"
     methods = {
@@ -125,6 +128,9 @@ def main() -> int:
     checks.append((f"pidsafe.spawn / os.fork+exec, {big} heap",
                    res.ratio((ps, big), ("os.fork+exec", big)), 0.33, "x"))
     print_checks(checks)
+    write_json(ns.json, {"title": f"spawn + wait of {TRUE}", "machine_start": start,
+                         "rounds": ns.rounds, "batch": ns.batch, "ref": ref,
+                         "results": res.to_json(ref), "checks": checks_json(checks)})
     return 0
 
 

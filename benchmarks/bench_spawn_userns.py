@@ -24,7 +24,8 @@ import os
 import sys
 
 import pidsafe
-from _harness import print_checks, print_heap_table, run_interleaved, timed
+from _harness import (add_json_arg, checks_json, machine, print_checks, print_heap_table,
+                      run_interleaved, timed, write_json)
 from bench_spawn import TRUE, build_cref
 
 MAP = "0:100000:65536"
@@ -35,7 +36,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--batch", type=int, default=30, help="spawns per method per round")
     ap.add_argument("--heap-mib", type=int, default=1024)
+    add_json_arg(ap)
     ns = ap.parse_args()
+    start = machine()
     if os.geteuid() != 0:
         print("bench_spawn_userns: run as root (the maps map other users' ids)", file=sys.stderr)
         return 2
@@ -79,6 +82,9 @@ def main() -> int:
         checks.append((f"{name} {big} heap / empty heap",
                        res.ratio((name, big), (name, small)), 1.15, "x"))
     print_checks(checks)
+    write_json(ns.json, {"title": f"spawn + wait of {TRUE} into user namespaces",
+                         "machine_start": start, "rounds": ns.rounds, "batch": ns.batch,
+                         "ref": ref, "results": res.to_json(ref), "checks": checks_json(checks)})
     return 0
 
 

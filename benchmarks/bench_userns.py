@@ -34,7 +34,8 @@ import sys
 from typing import Callable, Dict, Tuple
 
 import pidsafe
-from _harness import Method, compile_cref, print_checks, print_heap_table, run_interleaved, timed
+from _harness import (Method, add_json_arg, checks_json, compile_cref, machine, print_checks,
+                      print_heap_table, run_interleaved, timed, write_json)
 
 MAP = "0:100000:65536"
 
@@ -67,7 +68,9 @@ def main() -> int:
                     help="calls per round for the fork-style helper with the big heap")
     ap.add_argument("--hit-batch", type=int, default=2000, help="cache hits per round")
     ap.add_argument("--heap-mib", type=int, default=1024)
+    add_json_arg(ap)
     ns = ap.parse_args()
+    start = machine()
     if os.geteuid() != 0:
         print("bench_userns: run as root (the maps map other users' ids)", file=sys.stderr)
         return 2
@@ -124,6 +127,9 @@ def main() -> int:
         checks.append((f"UsernsCache hit, {heap_name} heap (us)",
                        res.us("UsernsCache hit", heap_name), 20.0, ""))
     print_checks(checks)
+    write_json(ns.json, {"title": f"user namespace {MAP} as an fd", "machine_start": start,
+                         "rounds": ns.rounds, "batch": ns.batch, "ref": ref,
+                         "results": res.to_json(ref), "checks": checks_json(checks)})
     return 0
 
 
