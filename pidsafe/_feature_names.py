@@ -9,7 +9,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Dict, Tuple
+    from typing import Dict, Optional, Tuple
 
 # name -> (what it is, the first kernel that has it)
 FEATURES: Dict[str, Tuple[str, str]] = {
@@ -26,8 +26,19 @@ FEATURES: Dict[str, Tuple[str, str]] = {
     "pidfd_info_exit": ("ioctl(PIDFD_GET_INFO) with PIDFD_INFO_EXIT", "6.15"),
 }
 
+# Features :func:`pidsafe.features` does not list, named by UnsupportedError:
+# probed where they are used (overlay_layer_fds, once per process), or not
+# the kernel's at all (pidsafe_init: part of this install; no version).
+OTHER_FEATURES: Dict[str, Tuple[str, Optional[str]]] = {
+    # lowerdir+ with FSCONFIG_SET_FD came in 6.13; detached mounts as
+    # layers, which pidsafe's idmapped layers are, in 6.15.
+    "overlay_layer_fds": ("overlayfs layers given as fds of detached mounts", "6.15"),
+    "pidsafe_init": ("pidsafe-init, the container init program installed with pidsafe",
+                     None),
+}
+
 
 def describe(feature: str) -> str:
-    """A readable name for a feature, with the kernel that brought it."""
-    what, since = FEATURES.get(feature, (feature, "?"))
-    return f"{what} (Linux {since})"
+    """A readable name for a feature, with the kernel that brought it (if a kernel's)."""
+    what, since = FEATURES.get(feature) or OTHER_FEATURES.get(feature) or (feature, None)
+    return f"{what} (Linux {since})" if since else what

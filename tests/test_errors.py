@@ -98,3 +98,35 @@ def test_hook_error_says_what_happened_and_pickles(err: int, code: "int | None",
     assert type(back) is type(exc) and str(back) == str(exc)
     assert (back.kind, back.index, back.returncode, back.output, back.field) == \
         (exc.kind, exc.index, exc.returncode, exc.output, exc.field)
+
+
+def _features_named_in_unsupported_errors() -> "set[str]":
+    """Every literal feature name the package passes to UnsupportedError (or to the
+    mount layer's ``_unsupported`` helper, which makes one)."""
+    import ast
+    import pathlib
+
+    names = set()
+    for path in pathlib.Path(pidsafe.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("UnsupportedError", "_unsupported")):
+                for arg in node.args:
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        names.add(arg.value)
+                        break
+    return names
+
+
+def test_every_unsupported_feature_is_described_without_a_question_mark() -> None:
+    from pidsafe._feature_names import FEATURES, OTHER_FEATURES, describe
+
+    named = _features_named_in_unsupported_errors()
+    assert {"clone3", "pidfd_info_exit", "overlay_layer_fds", "pidsafe_init"} <= named
+    for feature in named | set(FEATURES):
+        assert feature in FEATURES or feature in OTHER_FEATURES, feature
+        assert "?" not in describe(feature), feature
+    assert str(pidsafe.UnsupportedError("overlay_layer_fds")).endswith("(Linux 6.15)")
+    # Not a kernel feature: no kernel version at all.
+    assert "Linux" not in str(pidsafe.UnsupportedError("pidsafe_init"))
+    assert describe("no_such_feature") == "no_such_feature"

@@ -214,8 +214,7 @@ def overlay_mount(source: str, lowerdirs: Sequence[str],
                         [("lowerdir", join_lowerdir(lowerdirs)), *params], attr_flags, shown)
     why = _probe_layer_fds()
     if why:
-        raise UnsupportedError("overlay_layer_fds", "overlayfs layers given as fds of detached "
-                               f"mounts (fsconfig FSCONFIG_SET_FD, lowerdir+): {why}",
+        raise UnsupportedError("overlay_layer_fds", f"fsconfig FSCONFIG_SET_FD, lowerdir+: {why}",
                                errno.EINVAL)
     layers: List[OwnedFd] = []
     try:
