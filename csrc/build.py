@@ -1,7 +1,9 @@
 """cffi build script for pidsafe._native (API, out-of-line mode).
 
-Reads the declarations between the CDEF markers of every ``csrc/*.h`` into
-``ffi.cdef`` and compiles every ``csrc/*.c`` into the extension.  The package
+Reads the declarations between the CDEF markers of every ``csrc/*.h``, and
+of pidsafe-init's protocol (``csrc/init/protocol.h``: its op codes and
+records reach Python from the header, never as a copy), into ``ffi.cdef``
+and compiles every ``csrc/*.c`` into the extension.  The package
 version from ``pidsafe/_version.py`` is compiled in, so that ``pidsafe._sys``
 can refuse a stale ``.so`` (see STYLE.md, "The compiled module carries the
 package version").
@@ -27,9 +29,12 @@ def _version() -> str:
     return m.group(1)
 
 
+HEADERS = sorted(HERE.glob("*.h")) + [HERE / "init" / "protocol.h"]
+
+
 def _cdef() -> str:
     parts = []
-    for header in sorted(HERE.glob("*.h")):
+    for header in HEADERS:
         m = CDEF_RE.search(header.read_text())
         if m is None:
             raise RuntimeError(f"{header}: no CDEF BEGIN/END markers")
@@ -41,7 +46,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "pidsafe._native",
-    "".join(f'#include "{h.name}"\n' for h in sorted(HERE.glob("*.h"))),
+    "".join(f'#include "{h.relative_to(HERE)}"\n' for h in HEADERS),
     sources=[str(p.relative_to(ROOT)) for p in sorted(HERE.glob("*.c"))],
     include_dirs=[str(HERE.relative_to(ROOT))],
     define_macros=[("PIDSAFE_VERSION", '"%s"' % _version())],

@@ -19,6 +19,7 @@ _Static_assert(UMOUNT_NOFOLLOW == PIDSAFE_UMOUNT_NOFOLLOW, "UMOUNT_NOFOLLOW");
 _Static_assert(MS_SHARED == PIDSAFE_MS_SHARED, "MS_SHARED");
 _Static_assert(MS_SLAVE == PIDSAFE_MS_SLAVE, "MS_SLAVE");
 _Static_assert(MS_UNBINDABLE == PIDSAFE_MS_UNBINDABLE, "MS_UNBINDABLE");
+_Static_assert(MS_REC == PIDSAFE_MS_REC, "MS_REC");
 
 /* Syscall numbers: asm-generic numbering, shared by x86_64 and aarch64. */
 #ifndef SYS_fsopen

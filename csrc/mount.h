@@ -39,12 +39,15 @@
 #define PIDSAFE_MS_UNBINDABLE          0x00020000
 #define PIDSAFE_MS_SLAVE               0x00080000
 #define PIDSAFE_MS_SHARED              0x00100000
+/* mount(2)'s recursive flag, for the propagation of a container's root. */
+#define PIDSAFE_MS_REC                 0x00004000
 
 /* fsopen(), fsconfig(), fsmount(). */
 #define PIDSAFE_FSOPEN_CLOEXEC         0x00000001
 #define PIDSAFE_FSMOUNT_CLOEXEC        0x00000001
 #define PIDSAFE_FSCONFIG_SET_FLAG      0
 #define PIDSAFE_FSCONFIG_SET_STRING    1
+#define PIDSAFE_FSCONFIG_SET_FD        5
 #define PIDSAFE_FSCONFIG_CMD_CREATE    6
 
 /* umount2() flags. */

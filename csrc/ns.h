@@ -14,6 +14,12 @@
  */
 int pidsafe_setns(int fd, int nstype);
 
+/*
+ * ioctl(NS_GET_NSTYPE) (ioctl_ns(2), Linux 4.11): the CLONE_NEW* type of the
+ * namespace fd refers to, or -1 and errno (ENOTTY: not a namespace file).
+ */
+int pidsafe_ns_type(int fd);
+
 /* CDEF END */
 
 #endif /* PIDSAFE_NS_H */

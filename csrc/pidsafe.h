@@ -40,6 +40,7 @@
 #define PIDSAFE_CLONE_NEWPID        0x20000000
 #define PIDSAFE_CLONE_NEWNET        0x40000000
 #define PIDSAFE_CLONE_INTO_CGROUP   0x200000000
+#define PIDSAFE_CLONE_NEWTIME       0x00000080
 #define PIDSAFE_CLONE_ARGS_SIZE_VER2 88
 
 #define PIDSAFE_P_PIDFD             3
@@ -176,6 +177,8 @@ struct pidsafe_spawn_spec {
 };
 
 const char *pidsafe_version(void);
+/* pidsafe-init's stream magic (PSI_MAGIC of csrc/init/protocol.h). */
+const char *pidsafe_psi_magic(void);
 int pidsafe_has_clone3_trampoline(void);
 
 /* Syscall shims: -1 and errno on failure. */
@@ -192,6 +195,8 @@ int pidsafe_mount_setattr(int dfd, const char *path, unsigned int flags,
                           struct pidsafe_mount_attr *attr, size_t size);
 int pidsafe_openat2(int dfd, const char *path, struct pidsafe_open_how *how,
                     size_t size);
+/* ioctl(TIOCGPTN): the number of a pty master's peer (/dev/pts/N). */
+int pidsafe_pty_number(int fd, unsigned int *out);
 
 /*
  * Spawn: clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|extra) on a private stack.

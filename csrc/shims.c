@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "pidsafe.h"
+#include "init/protocol.h"
 
 #ifndef PIDSAFE_VERSION
 #error "PIDSAFE_VERSION must be defined by csrc/build.py"
@@ -34,6 +35,9 @@ _Static_assert(CLONE_VFORK == PIDSAFE_CLONE_VFORK, "CLONE_VFORK");
 _Static_assert(CLONE_NEWUSER == PIDSAFE_CLONE_NEWUSER, "CLONE_NEWUSER");
 _Static_assert(CLONE_NEWNS == PIDSAFE_CLONE_NEWNS, "CLONE_NEWNS");
 _Static_assert(CLONE_NEWPID == PIDSAFE_CLONE_NEWPID, "CLONE_NEWPID");
+#ifdef CLONE_NEWTIME
+_Static_assert(CLONE_NEWTIME == PIDSAFE_CLONE_NEWTIME, "CLONE_NEWTIME");
+#endif
 _Static_assert(WEXITED == PIDSAFE_WEXITED, "WEXITED");
 _Static_assert(WNOHANG == PIDSAFE_WNOHANG, "WNOHANG");
 _Static_assert(__WALL == PIDSAFE_WALL, "__WALL");
@@ -73,6 +77,11 @@ _Static_assert(sizeof(struct pidsafe_mount_attr) == PIDSAFE_MOUNT_ATTR_SIZE_VER0
 const char *pidsafe_version(void)
 {
     return PIDSAFE_VERSION;
+}
+
+const char *pidsafe_psi_magic(void)
+{
+    return PSI_MAGIC;
 }
 
 /* pidfd_open(2), Linux 5.3. */
@@ -172,4 +181,10 @@ int pidsafe_openat2(int dfd, const char *path, struct pidsafe_open_how *how,
                     size_t size)
 {
     return (int)syscall(SYS_openat2, dfd, path, how, size);
+}
+
+/* ioctl(TIOCGPTN), pty(7): fails (ENOTTY) unless fd is a pty master. */
+int pidsafe_pty_number(int fd, unsigned int *out)
+{
+    return ioctl(fd, TIOCGPTN, out);
 }

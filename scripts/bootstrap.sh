@@ -2,7 +2,7 @@
 # Set up everything pidsafe needs, from a fresh clone on a fresh Debian
 # machine.  Idempotent: a second run only rebuilds the extension.
 #
-#   - Debian packages: libcap-dev (python-prctl builds against it), gcc,
+#   - Debian packages: gcc,
 #     libseccomp-dev (linux.seccomp filters; without it pidsafe builds but
 #     refuses them),
 #     libc6-dev (static libc.a for the helper programs, csrc/helper/ and
@@ -14,7 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-dpkg -s libcap-dev >/dev/null 2>&1 || missing+=(libcap-dev)
 # libc6-dev: headers, and libc.a for the static helper (csrc/helper/).
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
@@ -46,7 +45,7 @@ if ((${#missing[@]})); then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "pidsafe: missing Debian packages: ${missing[*]}" >&2
-        echo "pidsafe: python-prctl needs libcap-dev to build, pidsafe-init a static libc;" >&2
+        echo "pidsafe: the helper programs need gcc and a static libc;" >&2
         echo "pidsafe: as root run:" >&2
         echo "    apt-get update && apt-get install -y ${missing[*]}" >&2
         exit 1

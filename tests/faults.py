@@ -61,7 +61,7 @@ _FAIL_VALUE: Dict[str, Any] = {
 }
 #: Native functions that are not system calls: neither counted nor failed.
 _NOT_SYSCALLS = frozenset({
-    "pidsafe_version", "pidsafe_has_clone3_trampoline",
+    "pidsafe_version", "pidsafe_has_clone3_trampoline", "pidsafe_psi_magic",
     # pidsafe._libseccomp: lookups and release, which cannot fail.
     "pidsafe_seccomp_version", "pidsafe_seccomp_available", "pidsafe_seccomp_lib_version",
     "pidsafe_seccomp_arch_resolve", "pidsafe_seccomp_syscall_resolve",

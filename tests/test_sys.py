@@ -8,6 +8,7 @@ import os
 import pathlib
 import select
 import signal
+import struct
 import subprocess
 from typing import Any, List
 
@@ -286,3 +287,151 @@ def test_fault_harness_sees_every_submodule(faults: Any) -> None:
     for name in ("pidsafe_pidfd_open", "pidsafe_openat2", "pidsafe_spawn",
                  "pidsafe_waitid_pidfd"):
         assert name in faults.calls
+
+
+# -- namespaces, terminals --------------------------------------------------------
+
+def test_ns_type_tells_a_namespace_fd(tmp_path: pathlib.Path) -> None:
+    with open("/proc/self/ns/user") as ns, open("/proc/self/ns/mnt") as mnt:
+        assert _sys.ns_type(ns.fileno()) == _sys.CLONE_NEWUSER
+        assert _sys.ns_type(mnt.fileno()) == _sys.CLONE_NEWNS
+    (tmp_path / "f").write_text("")
+    with open(tmp_path / "f") as f:
+        with pytest.raises(OSError) as info:
+            _sys.ns_type(f.fileno())
+    assert info.value.errno == errno.ENOTTY and "NS_GET_NSTYPE" in str(info.value)
+
+
+def test_pty_number_tells_a_pty_master() -> None:
+    master, peer = os.openpty()
+    try:
+        n = _sys.pty_number(master)
+        assert os.ttyname(peer) == f"/dev/pts/{n}"
+        with pytest.raises(OSError, match="TIOCGPTN"):
+            _sys.pty_number(peer)
+    finally:
+        os.close(master)
+        os.close(peer)
+
+
+# -- prctl, capabilities ----------------------------------------------------------
+
+def test_child_subreaper_flag_round_trips() -> None:
+    assert not _sys.child_subreaper()
+    _sys.set_child_subreaper(True)
+    try:
+        assert _sys.child_subreaper()
+    finally:
+        _sys.set_child_subreaper(False)
+    assert not _sys.child_subreaper()
+
+
+def test_dumpable_and_pdeathsig() -> None:
+    assert _sys.dumpable()
+    _sys.set_dumpable(False)
+    try:
+        assert not _sys.dumpable()
+    finally:
+        _sys.set_dumpable(True)
+    assert _sys.dumpable()
+    assert _sys.pdeathsig() == 0
+
+
+def test_capget_and_capset() -> None:
+    caps = _sys.capget()
+    assert caps.effective & ~caps.permitted == 0
+    assert caps.has("SYS_ADMIN") == bool(caps.effective >> 21 & 1)   # CAP_SYS_ADMIN is 21
+    if caps.has("KILL"):
+        _sys.capset(caps.replace(effective=caps.effective & ~(1 << 5)))
+        try:
+            assert not _sys.capget().has("KILL")
+        finally:
+            _sys.capset(caps)
+        assert _sys.capget() == caps
+    # More than permitted: refused, naming the step.
+    with pytest.raises(PermissionError, match="capset"):
+        _sys.capset(caps.replace(permitted=(1 << 64) - 1, effective=(1 << 64) - 1))
+    assert _sys.capget() == caps
+
+
+# -- bpf --------------------------------------------------------------------------
+
+#: r0 = 1; exit: a cgroup device program that allows everything.
+ALLOW_ALL = bytes([0xB7, 0, 0, 0, 1, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.root
+def test_bpf_prog_load_gives_a_cloexec_fd() -> None:
+    fd = _sys.bpf_prog_load(_sys.BPF_PROG_TYPE_CGROUP_DEVICE, ALLOW_ALL, "GPL", "pidsafe_test")
+    try:
+        assert is_cloexec(fd)
+        assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-prog"
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.root
+def test_bpf_prog_load_refused_fills_the_verifier_log() -> None:
+    log = bytearray(4096)
+    exit_only = ALLOW_ALL[8:]   # r0 never set
+    with pytest.raises(OSError) as info:
+        _sys.bpf_prog_load(_sys.BPF_PROG_TYPE_CGROUP_DEVICE, exit_only, "GPL", "pidsafe_test",
+                           log)
+    assert info.value.errno == errno.EACCES and "bpf(BPF_PROG_LOAD)" in str(info.value)
+    assert b"R0" in log.split(b"\0", 1)[0]
+    with pytest.raises(ValueError):
+        _sys.bpf_prog_load(_sys.BPF_PROG_TYPE_CGROUP_DEVICE, ALLOW_ALL[:5], "GPL", "x")
+
+
+@pytest.mark.root
+def test_bpf_prog_attach_to_a_non_cgroup_is_refused(tmp_path: pathlib.Path) -> None:
+    prog = _sys.bpf_prog_load(_sys.BPF_PROG_TYPE_CGROUP_DEVICE, ALLOW_ALL, "GPL", "pidsafe_test")
+    target = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(OSError, match=r"bpf\(BPF_PROG_ATTACH\)"):
+            _sys.bpf_prog_attach(target, prog, _sys.BPF_CGROUP_DEVICE, _sys.BPF_F_ALLOW_MULTI)
+    finally:
+        os.close(target)
+        os.close(prog)
+
+
+# -- the static programs, the child's failure record ------------------------------
+
+def test_program_locates_the_installed_helpers() -> None:
+    for name in ("pidsafe-helper", "pidsafe-init"):
+        prog = _sys.program(name)
+        assert prog.name == name and os.path.basename(prog.path) == name
+        assert os.access(prog.exec_path, os.X_OK)
+        assert _sys.program(name) is prog   # found once
+    with pytest.raises(ValueError):
+        _sys.program("sh")
+
+
+def test_program_says_what_is_missing(tmp_path: pathlib.Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe._sys import _libexec
+
+    monkeypatch.setattr(_libexec, "LIBEXEC", str(tmp_path))
+    monkeypatch.setattr(_libexec, "_found", {})
+    with pytest.raises(FileNotFoundError) as info:
+        _sys.program("pidsafe-init")
+    assert info.value.filename == str(tmp_path / "pidsafe-init")
+    assert "reinstall pidsafe" in str(info.value)
+
+
+def test_read_child_error() -> None:
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        assert _sys.read_child_error(r) is None   # nothing yet: exec ran
+        os.write(w, struct.pack("=ii", _sys.STAGE_CHDIR, errno.ENOENT))
+        assert _sys.read_child_error(r) == (_sys.STAGE_CHDIR, errno.ENOENT)
+        os.close(w)
+        w = -1
+        assert _sys.read_child_error(r) is None   # EOF
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    exc = _sys.child_error(_sys.STAGE_CHDIR, errno.ENOENT, "/x", who="container init")
+    assert isinstance(exc, FileNotFoundError) and exc.filename == "/x"
+    assert exc.strerror == f"container init: chdir: {os.strerror(errno.ENOENT)}"

@@ -30,7 +30,10 @@
  *   op      := u32 code, u32 nargs, arg*
  *   arg     := u32 length, byte[length]      (ints: 8-byte int64)
  *
- * The op codes below are read by pidsafe/container/_protocol.py's test.
+ * Everything between the CDEF markers reaches Python through cffi (the
+ * extension's build reads it into ffi.cdef): pidsafe._sys.psi.  So it
+ * stays within what cffi's parser accepts: integer #defines and a plain
+ * struct.
  */
 #ifndef PIDSAFE_INIT_PROTOCOL_H
 #define PIDSAFE_INIT_PROTOCOL_H
@@ -38,6 +41,8 @@
 #include <stdint.h>
 
 #define PSI_MAGIC "PSI1"
+
+/* CDEF BEGIN */
 
 #define PSI_OP_END            0   /* () */
 #define PSI_OP_SETID_ROOT     1   /* () become uid/gid 0 of the user namespace */
@@ -121,5 +126,7 @@ struct psi_record {
     int32_t op;       /* its code, or a PSI_STAGE_* */
     int32_t err;      /* errno */
 };
+
+/* CDEF END */
 
 #endif /* PIDSAFE_INIT_PROTOCOL_H */

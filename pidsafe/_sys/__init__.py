@@ -12,17 +12,24 @@ One module per concept; every name is available as ``_sys.<name>``:
 * ``_core``: the compiled module, constants, errno -> OSError, EINTR;
 * ``_pidfd``: pidfd_open/send_signal/getfd, waitid(P_PIDFD), exit info,
   ending a child through its pidfd;
+* ``_ns``: setns, a namespace fd's type;
 * ``_spawn``: the typed child spec and csrc/spawn.c's clone3, the helper's
-  instructions;
+  instructions, the child's failure record;
+* ``_libexec``: the one locator of the static programs pidsafe execs;
 * ``_mount``: the new mount API, openat2, umount2, idmapped binds;
 * ``_userns``: csrc/userns.c's user-namespace helper child;
-* ``_seccomp``: libseccomp's filters, as ``_sys.seccomp`` (loaded on demand).
+* ``_prctl``: the subreaper flag and other prctl(2) flags, capabilities;
+* ``_bpf``: bpf(2), for a cgroup v2 device filter;
+* ``_tty``: what a pty master is;
+* ``_seccomp``: libseccomp's filters, as ``_sys.seccomp`` (loaded on demand);
+* ``_psi``: pidsafe-init's protocol, from its header, as ``_sys.psi``
+  (loaded on demand).
 
-``_spawn``'s names are imported on first use (PEP 562): its typed specs
-are records (:class:`pidsafe._value.Record`), and a program that only
-holds, signals and waits for processes (pidsafe-runc's start, state,
-kill, delete) should not pay for importing and building them at every
-start-up.
+The names of ``_spawn``, ``_libexec``, ``_prctl``, ``_bpf`` and ``_tty``
+are imported on first use (PEP 562): some hold records
+(:class:`pidsafe._value.Record`), and a program that only holds, signals
+and waits for processes (pidsafe-runc's start, state, kill, delete) should
+not pay for importing and building them at every start-up.
 """
 
 from __future__ import annotations
@@ -30,44 +37,66 @@ from __future__ import annotations
 import importlib
 
 from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
-                    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
-                    CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG, WNOWAIT,
-                    _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
+                    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER,
+                    CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG,
+                    WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
 from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SETATTR,
                      BIND_STAGE_MOVE_MOUNT, BIND_STAGE_OPEN_TREE, FSCONFIG_CMD_CREATE,
-                     FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC, FSOPEN_CLOEXEC,
-                     MOUNT_ATTR__ATIME, MOUNT_ATTR_IDMAP, MOUNT_ATTR_NOATIME,
+                     FSCONFIG_SET_FD, FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC,
+                     FSOPEN_CLOEXEC, MOUNT_ATTR__ATIME, MOUNT_ATTR_IDMAP, MOUNT_ATTR_NOATIME,
                      MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
                      MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
                      MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH,
-                     MOVE_MOUNT_T_EMPTY_PATH, MS_PRIVATE, MS_SHARED, MS_SLAVE, MS_UNBINDABLE,
-                     OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH, RESOLVE_IN_ROOT,
+                     MOVE_MOUNT_T_EMPTY_PATH, MS_PRIVATE, MS_REC, MS_SHARED, MS_SLAVE,
+                     MS_UNBINDABLE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH, RESOLVE_IN_ROOT,
                      RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
                      UMOUNT_NOFOLLOW, fsconfig, fsmount, fsopen, idmapped_bind, mount_setattr,
                      mnt_id_unique, move_mount, open_tree, openat2, umount2)
+from ._ns import ns_type, setns
 from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
-                     pidfd_send_signal, probe_child, setns, waitid_pidfd)
+                     pidfd_send_signal, probe_child, waitid_pidfd)
 from ._userns import userns_helper_free, userns_helper_start
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Dict
 
+    from . import _psi as psi
     from . import _seccomp as seccomp
-    from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_PATH, HELPER_READY,
-                         STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec,
-                         HelperSpec, decode_child_error, helper_go, spawn)
+    from ._bpf import (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE,
+                       bpf_prog_attach, bpf_prog_load)
+    from ._libexec import Program, program
+    from ._prctl import (CAPABILITIES, CapSets, capget, capset, child_subreaper, dumpable,
+                         pdeathsig, set_child_subreaper, set_dumpable)
+    from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_READY, STAGE_CHDIR,
+                         STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec,
+                         child_error, helper_go, read_child_error, spawn)
+    from ._tty import pty_number
 
-_LAZY = frozenset({"CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_PATH", "HELPER_READY",
-                   "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "ChildSpec",
-                   "HelperSpec", "decode_child_error", "helper_go", "spawn"})
+#: Names imported on first use -> their module.
+_LAZY: Dict[str, str] = {
+    **dict.fromkeys(("BPF_CGROUP_DEVICE", "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPE_CGROUP_DEVICE",
+                     "bpf_prog_attach", "bpf_prog_load"), "._bpf"),
+    **dict.fromkeys(("Program", "program"), "._libexec"),
+    **dict.fromkeys(("CAPABILITIES", "CapSets", "capget", "capset", "child_subreaper",
+                     "dumpable", "pdeathsig", "set_child_subreaper", "set_dumpable"),
+                    "._prctl"),
+    **dict.fromkeys(("CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_READY", "STAGE_CHDIR",
+                     "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "ChildSpec", "HelperSpec",
+                     "child_error", "helper_go", "read_child_error", "spawn"), "._spawn"),
+    "pty_number": "._tty",
+}
+
+
+#: Modules given as names of the face, imported on first use.
+_MODULES = {"psi": "._psi", "seccomp": "._seccomp"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "seccomp":
-        value = importlib.import_module("._seccomp", __name__)
+    if name in _MODULES:
+        value: Any = importlib.import_module(_MODULES[name], __name__)
     elif name in _LAZY:
-        value = getattr(importlib.import_module("._spawn", __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     else:
         raise AttributeError(f"module 'pidsafe._sys' has no attribute {name!r}")
     globals()[name] = value
@@ -75,23 +104,28 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AT_EMPTY_PATH", "AT_FDCWD", "AT_RECURSIVE", "BIND_STAGE_MOUNT_SETATTR",
-    "BIND_STAGE_MOVE_MOUNT", "BIND_STAGE_OPEN_TREE", "CHILD_ERROR_SIZE", "CLD_DUMPED",
-    "CLD_EXITED", "CLD_KILLED", "CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET",
-    "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER", "CLONE_NEWUTS", "CLONE_PIDFD",
-    "CLONE_VFORK", "CLONE_VM", "ChildSpec", "FAULT_SIGMASK", "FSCONFIG_CMD_CREATE",
-    "FSCONFIG_SET_FLAG", "FSCONFIG_SET_STRING", "FSMOUNT_CLOEXEC", "FSOPEN_CLOEXEC",
-    "HELPER_PATH", "HELPER_READY", "HelperSpec", "MOUNT_ATTR__ATIME", "MOUNT_ATTR_IDMAP",
-    "MOUNT_ATTR_NOATIME", "MOUNT_ATTR_NODEV", "MOUNT_ATTR_NODIRATIME", "MOUNT_ATTR_NOEXEC",
-    "MOUNT_ATTR_NOSUID", "MOUNT_ATTR_NOSYMFOLLOW", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_RELATIME",
-    "MOUNT_ATTR_STRICTATIME", "MOVE_MOUNT_F_EMPTY_PATH", "MOVE_MOUNT_T_EMPTY_PATH",
-    "MS_PRIVATE", "MS_SHARED", "MS_SLAVE", "MS_UNBINDABLE", "OPEN_TREE_CLOEXEC",
-    "OPEN_TREE_CLONE", "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
-    "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST",
-    "STAGE_NAMES", "UMOUNT_NOFOLLOW", "WALL", "WEXITED", "WNOHANG", "WNOWAIT",
-    "close_range", "decode_child_error", "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
+    "BIND_STAGE_MOVE_MOUNT", "BIND_STAGE_OPEN_TREE", "BPF_CGROUP_DEVICE",
+    "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPE_CGROUP_DEVICE", "CAPABILITIES", "CHILD_ERROR_SIZE",
+    "CLD_DUMPED", "CLD_EXITED", "CLD_KILLED", "CLONE_NEWCGROUP", "CLONE_NEWIPC",
+    "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWTIME", "CLONE_NEWUSER",
+    "CLONE_NEWUTS", "CLONE_PIDFD", "CLONE_VFORK", "CLONE_VM", "CapSets", "ChildSpec",
+    "FAULT_SIGMASK", "FSCONFIG_CMD_CREATE", "FSCONFIG_SET_FD", "FSCONFIG_SET_FLAG",
+    "FSCONFIG_SET_STRING", "FSMOUNT_CLOEXEC", "FSOPEN_CLOEXEC", "HELPER_READY",
+    "HelperSpec", "MOUNT_ATTR_IDMAP", "MOUNT_ATTR_NOATIME", "MOUNT_ATTR_NODEV",
+    "MOUNT_ATTR_NODIRATIME", "MOUNT_ATTR_NOEXEC", "MOUNT_ATTR_NOSUID",
+    "MOUNT_ATTR_NOSYMFOLLOW", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_RELATIME",
+    "MOUNT_ATTR_STRICTATIME", "MOUNT_ATTR__ATIME", "MOVE_MOUNT_F_EMPTY_PATH",
+    "MOVE_MOUNT_T_EMPTY_PATH", "MS_PRIVATE", "MS_REC", "MS_SHARED", "MS_SLAVE",
+    "MS_UNBINDABLE", "OPEN_TREE_CLOEXEC", "OPEN_TREE_CLONE", "Program", "RESOLVE_BENEATH",
+    "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV",
+    "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "UMOUNT_NOFOLLOW", "WALL",
+    "WEXITED", "WNOHANG", "WNOWAIT", "bpf_prog_attach", "bpf_prog_load",
+    "capget", "capset", "child_error", "child_subreaper", "close_range", "dumpable",
+    "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
-    "mnt_id_unique", "mount_setattr", "move_mount", "open_tree", "openat2", "pidfd_exit_info",
-    "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child", "seccomp", "setns", "spawn",
-    "umount2",
-    "userns_helper_free", "userns_helper_start", "waitid_pidfd",
+    "mnt_id_unique", "mount_setattr", "move_mount", "ns_type", "open_tree", "openat2",
+    "pdeathsig", "pidfd_exit_info", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",
+    "probe_child", "program", "psi", "pty_number", "read_child_error", "seccomp",
+    "set_child_subreaper", "set_dumpable", "setns", "spawn", "umount2", "userns_helper_free",
+    "userns_helper_start", "waitid_pidfd",
 ]

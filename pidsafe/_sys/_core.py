@@ -60,6 +60,7 @@ CLONE_NEWIPC: int = lib.PIDSAFE_CLONE_NEWIPC
 CLONE_NEWUSER: int = lib.PIDSAFE_CLONE_NEWUSER
 CLONE_NEWPID: int = lib.PIDSAFE_CLONE_NEWPID
 CLONE_NEWNET: int = lib.PIDSAFE_CLONE_NEWNET
+CLONE_NEWTIME: int = lib.PIDSAFE_CLONE_NEWTIME
 WEXITED: int = lib.PIDSAFE_WEXITED
 WNOHANG: int = lib.PIDSAFE_WNOHANG
 #: waitid(2): report the exit but leave the child waitable (reaps nothing).

@@ -117,15 +117,3 @@ def end_child(pidfd: int, free: Optional[Callable[[], None]] = None) -> None:
     if pending is not None:
         raise pending
 
-
-def setns(fd: int, nstype: int) -> None:
-    """setns(2) for the calling thread (a pidfd as ``fd`` since Linux 5.8).
-
-    With ``CLONE_NEWPID`` it changes only the thread's pid namespace for its
-    future children (csrc/ns.h).
-
-    Raises:
-        PermissionError: not allowed to join.
-        OSError: ``EINVAL`` for a namespace the thread cannot join.
-    """
-    _retry("setns", lib.pidsafe_setns, fd, nstype)

@@ -3,7 +3,7 @@
 :class:`ChildSpec` mirrors ``struct pidsafe_spawn_spec`` (csrc/pidsafe.h)
 field by field; :func:`spawn` turns one into the C struct and clones.  A
 spec with a :class:`HelperSpec` makes the child exec the static helper
-``pidsafe/_libexec/pidsafe-helper`` (csrc/helper/), which changes
+``pidsafe-helper`` (csrc/helper/, found by :mod:`._libexec`), which changes
 credentials in memory of its own; :func:`helper_go` builds the helper's
 instructions (``struct pidsafe_helper_go``, csrc/helper.h) that the caller
 sends it over the ctl socket.
@@ -17,11 +17,8 @@ import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
 from .._value import Record
-from ._core import CLONE_NEWPID, _retry, ffi, lib
-
-#: The helper binary, built next to the extension at install time (setup.py).
-HELPER_PATH: str = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "_libexec", "pidsafe-helper")
+from ._core import CLONE_NEWPID, _retry, ffi, lib, make_oserror
+from ._libexec import installed_path, program
 
 # Child stages, as the spawn child and the helper report them.
 STAGE_NAMES = {
@@ -37,7 +34,7 @@ STAGE_NAMES = {
     lib.PIDSAFE_STAGE_USERNS: "join user namespace",
     lib.PIDSAFE_STAGE_UNSHARE: "unshare namespaces",
     lib.PIDSAFE_STAGE_SETID: "become root of the user namespace",
-    lib.PIDSAFE_STAGE_HELPER: f"exec the credentials helper {HELPER_PATH}",
+    lib.PIDSAFE_STAGE_HELPER: f"exec the credentials helper {installed_path('pidsafe-helper')}",
     lib.PIDSAFE_STAGE_HELPER_GO: "read the helper's instructions",
 }
 STAGE_CHDIR: int = lib.PIDSAFE_STAGE_CHDIR
@@ -56,6 +53,33 @@ def decode_child_error(record: bytes) -> Tuple[int, int]:
     stage = int.from_bytes(record[:4], sys.byteorder, signed=True)
     err = int.from_bytes(record[4:8], sys.byteorder, signed=True)
     return stage, err
+
+
+def read_child_error(fd: int) -> Optional[Tuple[int, int]]:
+    """``(stage, errno)`` of a child that failed before exec, or ``None``.
+
+    ``fd``: the read end (non-blocking) of the child's error pipe, read once
+    :func:`spawn` has returned.  CLONE_VFORK: clone3() returned because the
+    child either exited (after writing its record, if it failed) or reached
+    exec's point of no return, so the record, if there is one, is already in
+    the pipe: never wait for EOF.  The child's copy of the write end may
+    still be open for a moment (exec releases our memory before it closes
+    close-on-exec fds), and a blocking read would sleep until it is.  No
+    data (EAGAIN) or EOF both mean exec ran.
+    """
+    try:
+        record = os.read(fd, CHILD_ERROR_SIZE)
+    except BlockingIOError:
+        return None
+    return decode_child_error(record) if record else None
+
+
+def child_error(stage: int, err: int, filename: Optional[Any] = None,
+                who: str = "") -> OSError:
+    """The ``OSError`` for a child's failure record: the errno's subclass,
+    naming the stage (``who``, e.g. ``"container init"``, before it)."""
+    step = STAGE_NAMES.get(stage, f"stage {stage}")
+    return make_oserror(err, f"{who}: {step}" if who else step, filename)
 
 #: TEST-ONLY.  ``(stage, errno)``: every child spawned while it is set fails
 #: at that stage (``STAGE_*``, in the spawn child or the helper) with that
@@ -150,6 +174,8 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
         OSError: clone3 itself failed (no child was created): EAGAIN,
             ENOMEM, ENOSPC, EPERM, ENOSYS (no clone3 or no trampoline here),
             or EINVAL.  Failures in the child arrive on the error pipe.
+        FileNotFoundError: the spec needs pidsafe-helper and this install
+            has none.
     """
     keep: List[Any] = []
     c = ffi.new("struct pidsafe_spawn_spec *")
@@ -176,7 +202,7 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
         keep.append(cwd_c)
     else:
         # The helper changes directory, as the new user; pdeathsig too.
-        helper_c = ffi.new("char[]", os.fsencode(HELPER_PATH))
+        helper_c = ffi.new("char[]", program("pidsafe-helper").exec_path)
         keep.append(helper_c)
         c.helper_path = helper_c
         c.helper_argv = _cstrings(_helper_argv(spec, helper), keep)

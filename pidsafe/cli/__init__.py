@@ -43,14 +43,13 @@ _CAPS: Tuple[Tuple[str, str], ...] = (
 
 
 def _capabilities() -> Tuple[Optional[List[Tuple[str, bool, str]]], str]:
+    from .. import _sys
+
     try:
-        import prctl
-    except ImportError as exc:
-        return None, f"python-prctl is not importable ({exc})"
-    rows = []
-    for name, why in _CAPS:
-        rows.append((name, bool(getattr(prctl.cap_effective, name)), why))
-    return rows, ""
+        caps = _sys.capget()
+    except OSError as exc:
+        return None, str(exc)
+    return [(name, caps.has(name.upper()), why) for name, why in _CAPS], ""
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -15,31 +15,21 @@ the low 16 bits of ``access_type`` and the access (``MKNOD`` 1, ``READ`` 2,
 The rules keep exactly their v1 meaning: they are first played through
 v1's own algorithm (:func:`effective`, as runc's devices emulator does),
 and the program then checks the resulting exceptions against the default.
-
-bpf(2) is called here through ``ctypes`` because ``pidsafe._sys`` has no
-shim for it yet; it belongs there (``bpf_prog_load``, ``bpf_prog_attach``).
+Loading and attaching it are bpf(2) calls through ``pidsafe._sys``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
 import struct
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .. import _sys
 from .._sigsafe import critical
 from ..errors import CgroupError, cgroup_error
 from ._config_linux import DeviceRule
-
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "ppc64": 361,
-            "s390x": 351, "i686": 357, "armv7l": 386, "armv8l": 386}
-_BPF_PROG_LOAD, _BPF_PROG_ATTACH = 5, 8
-_PROG_TYPE_CGROUP_DEVICE = 15
-_ATTACH_CGROUP_DEVICE = 6
-_F_ALLOW_MULTI = 2
 
 _DEV_TYPE = {"b": 1, "c": 2}
 _ACCESS = {"m": 1, "r": 2, "w": 4}
@@ -133,38 +123,6 @@ def program(rules: Sequence[DeviceRule]) -> List[Insn]:
     return insns + [(_MOV_K, 0, 0, 0, int(default)), (_EXIT, 0, 0, 0, 0)]
 
 
-class _ProgLoad(ctypes.Structure):
-    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
-                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
-                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
-                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
-                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
-                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
-
-
-class _ProgAttach(ctypes.Structure):
-    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
-                ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
-                ("replace_bpf_fd", ctypes.c_uint32)]
-
-
-def _bpf(cmd: int, attr: ctypes.Structure) -> int:
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise cgroup_error(errno.ENOSYS, f"bpf(2) on {platform.machine()}",
-                           hint="pidsafe does not know its system call number")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    while True:
-        ret = int(libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), ctypes.byref(attr),
-                               ctypes.c_uint(ctypes.sizeof(attr))))
-        if ret >= 0:
-            return ret
-        err = ctypes.get_errno()
-        if err != errno.EINTR:
-            raise OSError(err, os.strerror(err))
-
-
 def attach_device_filter(cgroup_dir: str, rules: Sequence[DeviceRule]) -> None:
     """Load the program for ``rules`` and attach it to the v2 ``cgroup_dir``.
 
@@ -174,30 +132,23 @@ def attach_device_filter(cgroup_dir: str, rules: Sequence[DeviceRule]) -> None:
 
     Raises:
         CgroupError: loading (the verifier's log is in the message) or
-            attaching failed; ``ENOSYS`` on an unknown architecture.
+            attaching failed; ``ENOSYS`` without bpf(2).
     """
     code = _encode(program(rules))
-    insns = ctypes.create_string_buffer(code, len(code))
-    license = ctypes.create_string_buffer(b"Apache-2.0")
-    log = ctypes.create_string_buffer(1 << 16)
-    load = _ProgLoad(prog_type=_PROG_TYPE_CGROUP_DEVICE, insn_cnt=len(code) // 8,
-                     insns=ctypes.addressof(insns), license=ctypes.addressof(license),
-                     log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
-                     prog_name=b"pidsafe_devices")
+    log = bytearray(1 << 16)
     dfd = prog = -1
     try:
         with critical:
             try:
-                prog = _bpf(_BPF_PROG_LOAD, load)
+                prog = _sys.bpf_prog_load(_sys.BPF_PROG_TYPE_CGROUP_DEVICE, code, "Apache-2.0",
+                                          "pidsafe_devices", log)
             except OSError as exc:
-                verifier = log.value.decode(errors="replace").strip()[-400:]
+                verifier = log.split(b"\0", 1)[0].decode(errors="replace").strip()[-400:]
                 raise cgroup_error(exc.errno or errno.EIO, "unable to load the device filter "
                                    "for linux.resources.devices (bpf BPF_PROG_LOAD)",
                                    cgroup_dir, verifier) from None
             dfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        attach = _ProgAttach(target_fd=dfd, attach_bpf_fd=prog,
-                             attach_type=_ATTACH_CGROUP_DEVICE, attach_flags=_F_ALLOW_MULTI)
-        _bpf(_BPF_PROG_ATTACH, attach)
+        _sys.bpf_prog_attach(dfd, prog, _sys.BPF_CGROUP_DEVICE, _sys.BPF_F_ALLOW_MULTI)
     except CgroupError:
         raise
     except OSError as exc:

@@ -129,7 +129,7 @@ class Cgroup:
             for w in writes:
                 write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
             if device_filter_on_v2(layout, resources) and self._v2 is not None:
-                # Late: ctypes and the BPF structures, only for v2 device rules.
+                # Late: the program generator, only for v2 device rules.
                 from ._cgroup_devices_bpf import attach_device_filter
 
                 attach_device_filter(self._v2.path, resources.devices)

@@ -8,8 +8,9 @@ and rlimit types are turned into numbers here, so that a misspelt one is a
 from __future__ import annotations
 
 import resource
-from .._value import Record, field
 
+from .. import _sys
+from .._value import Record, field
 from ..errors import ConfigError, UnsupportedConfigError
 from ._reader import (JsonObject, check_abs_path, check_env, check_id, check_str, env_dict,
                       one_of)
@@ -19,14 +20,8 @@ if TYPE_CHECKING:
     from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 #: Linux capability numbers (linux/capability.h), by their OCI names.
-CAPABILITIES: Dict[str, int] = {f"CAP_{name}": number for number, name in enumerate((
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"))}
+CAPABILITIES: Dict[str, int] = {
+    f"CAP_{name}": number for number, name in enumerate(_sys.CAPABILITIES)}
 CAPABILITY_NAMES: Dict[int, str] = {v: k for k, v in CAPABILITIES.items()}
 
 #: setrlimit(2) resources, by their OCI names.

@@ -33,7 +33,6 @@ from ._config_process import ProcessSpec
 ConsoleSocket = Union[str, "os.PathLike[str]", socket.socket]
 
 _WINSIZE = struct.Struct("HHHH")
-TIOCGPTN = 0x80045430   # _IOR('T', 0x30, unsigned int): the pty number (masters only)
 _MAX_NAME = 4096   # runc's limit on the message's data
 _SUN_PATH_MAX = 107   # sizeof(sun_path) - 1
 
@@ -189,7 +188,7 @@ def receive_terminal(sock: socket.socket) -> Terminal:
                                     f"(got {len(owned)}, flags {flags:#x})")
         term = owned[0]
         try:
-            fcntl.ioctl(term.fileno(), TIOCGPTN, b"\0" * 4)   # a pty master?
+            _sys.pty_number(term.fileno())   # a pty master?
         except OSError as exc:
             raise _sys.make_oserror(errno.EPROTO, "receive the terminal: the fd is not a "
                                     f"pty master ({os.strerror(exc.errno or 0)})") from None

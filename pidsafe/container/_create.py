@@ -12,7 +12,6 @@ at any step (:func:`._records.undo`).
 from __future__ import annotations
 
 import errno
-import fcntl
 import importlib
 import os
 from typing import Any, Callable, Dict, List, Optional
@@ -235,10 +234,6 @@ def run_create_hooks(spec: Spec, record: Dict[str, Any], init: Process) -> None:
               spec=spec)
 
 
-#: ioctl(2) on a namespace file: its CLONE_NEW* type (ioctl_ns(2), Linux 4.11).
-NS_GET_NSTYPE = 0xB703
-
-
 def _check_namespace(fd: int, kind: str, path: str, field: str) -> None:
     """Check that ``fd`` (opened from ``path``) is a namespace of type ``kind``.
 
@@ -246,7 +241,7 @@ def _check_namespace(fd: int, kind: str, path: str, field: str) -> None:
     so the file checked is the one joined, whatever ``path`` names later.
     """
     try:
-        nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        nstype: Optional[int] = _sys.ns_type(fd)
     except OSError as exc:
         if exc.errno != errno.ENOTTY:
             raise container_error(exc.errno or errno.EIO, f"join {kind} namespace", path,

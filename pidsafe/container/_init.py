@@ -31,10 +31,8 @@ from .._value import Record
 from ..errors import UnsupportedError, container_error
 from ..process import Process, discard
 from ._plan import InitPlan
-from ._protocol import OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, encode, read_record
-
-HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_libexec",
-                      "pidsafe-init")
+from ._protocol import (OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, StatusRecord,
+                        encode, read_record)
 
 
 class StartedInit(Record, frozen=False):
@@ -86,25 +84,24 @@ def _children_in(pidfd: Optional[int], field: str = "") -> Iterator[None]:
         os.close(own)
 
 
-def helper_path() -> str:
-    """Where pidsafe-init is installed.
+def init_program() -> _sys.Program:
+    """pidsafe-init, as :func:`pidsafe._sys.program` says to exec it.
 
     Raises:
         UnsupportedError: this install has no pidsafe-init (it is built by
             ``pip install``; a source tree without a build has none).
     """
-    if not os.access(HELPER, os.X_OK):
-        raise UnsupportedError("pidsafe_init", f"{HELPER} is missing: reinstall pidsafe",
-                               errno.ENOENT)
-    return HELPER
+    try:
+        return _sys.program("pidsafe-init")
+    except FileNotFoundError as exc:
+        raise UnsupportedError("pidsafe_init", f"{exc.filename} is missing: reinstall pidsafe",
+                               errno.ENOENT) from None
 
 
 def error_from_record(record: Optional[object], plan: InitPlan,
                       exit_status: Optional[int]) -> BaseException:
     """The exception for a failed init: its ERROR record, or its death."""
-    from ._protocol import Record
-
-    if isinstance(record, Record) and record.kind == RECORD_ERROR:
+    if isinstance(record, StatusRecord) and record.kind == RECORD_ERROR:
         op = plan.ops[record.index] if 0 <= record.index < len(plan.ops) else None
         name = OP_NAMES.get(record.op, f"stage {record.op}")
         what = op.what if op is not None else ""
@@ -141,7 +138,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             names the config entry, ``path`` what it acted on).
         OSError: clone3 or a step in the parent failed.
     """
-    helper = os.fsencode(helper_path())
+    init = init_program()
     fds: List[int] = []
     proc: Optional[Process] = None
     status: Optional[OwnedFd] = None
@@ -154,12 +151,12 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             fds += [err_r, err_w]
         keep = sorted({ops_r, st_w, err_w, *pass_fds})
-        argv = [helper, str(ops_r).encode(), str(st_w).encode()]
+        argv = [init.exec_path, str(ops_r).encode(), str(st_w).encode()]
         with critical:
             with _children_in(pid_namespace, pid_namespace_field):
                 try:
                     pid, pidfd = _sys.spawn(_sys.ChildSpec(
-                        exec_paths=(helper,), argv=tuple(argv), errpipe_write=err_w, envp=(),
+                        exec_paths=(init.exec_path,), argv=tuple(argv), errpipe_write=err_w, envp=(),
                         stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
                         cgroup_fd=cgroup_fd))
                 except OSError as exc:
@@ -173,17 +170,13 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         for fd in (ops_r, st_w, err_w):
             fds.remove(fd)
             os.close(fd)
-        try:
-            record = os.read(err_r, _sys.CHILD_ERROR_SIZE)
-        except BlockingIOError:
-            record = b""
+        failed = _sys.read_child_error(err_r)
         fds.remove(err_r)
         os.close(err_r)
-        if record:
-            stage, err = _sys.decode_child_error(record)
-            raise _sys.make_oserror(err, "container init: "
-                                    + _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
-                                    HELPER if stage == _sys.STAGE_EXEC else None)
+        if failed is not None:
+            stage, err = failed
+            raise _sys.child_error(stage, err, init.path if stage == _sys.STAGE_EXEC else None,
+                                   who="container init")
         if prepare is not None:
             prepare(proc)
         stream = encode(plan.ops)

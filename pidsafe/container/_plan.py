@@ -41,22 +41,17 @@ from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR,
 from ._protocol import OP_HOOKS
 from ._protocol import OP_CONSOLE, OP_TERMINAL, OP_TERMINAL_SEND, OP_TERMINAL_STDIO
 
-CLONE_NEWTIME = 0x00000080
 #: OCI namespace type -> clone flag.
 CLONE_FLAGS: Dict[str, int] = {
     "pid": _sys.CLONE_NEWPID, "network": _sys.CLONE_NEWNET, "mount": _sys.CLONE_NEWNS,
     "ipc": _sys.CLONE_NEWIPC, "uts": _sys.CLONE_NEWUTS, "user": _sys.CLONE_NEWUSER,
-    "cgroup": _sys.CLONE_NEWCGROUP, "time": CLONE_NEWTIME}
+    "cgroup": _sys.CLONE_NEWCGROUP, "time": _sys.CLONE_NEWTIME}
 
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
-MS_UNBINDABLE = 1 << 17
 _ROOT_PROPAGATION = {
-    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "slave": MS_SLAVE,
-    "rslave": MS_SLAVE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
-    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC}
+    "private": _sys.MS_PRIVATE, "rprivate": _sys.MS_PRIVATE | _sys.MS_REC,
+    "slave": _sys.MS_SLAVE, "rslave": _sys.MS_SLAVE | _sys.MS_REC,
+    "shared": _sys.MS_SHARED, "rshared": _sys.MS_SHARED | _sys.MS_REC,
+    "unbindable": _sys.MS_UNBINDABLE, "runbindable": _sys.MS_UNBINDABLE | _sys.MS_REC}
 
 #: runtime-spec config-linux.md, "Default Devices" (major, minor).
 DEFAULT_DEVICES: Tuple[Tuple[str, int, int], ...] = (
@@ -204,7 +199,7 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     # (Without a mount namespace of its own, nothing may change the runtime's
     # mounts: no propagation, no bind of the root, chroot for pivot_root.)
     if not shared_mounts:
-        b.add(OP_PROPAGATION, "/", MS_SLAVE | MS_REC, field_="linux.rootfsPropagation",
+        b.add(OP_PROPAGATION, "/", _sys.MS_SLAVE | _sys.MS_REC, field_="linux.rootfsPropagation",
               what="/")
     early = set()
     if not in_userns:

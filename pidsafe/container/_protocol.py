@@ -2,69 +2,74 @@
 
 The parent builds the whole stream before init exists; init reads it to
 EOF, so a stream cut short by the parent's death never runs.
+
+The op codes, stages, kinds and the status record are the header's own,
+through cffi (``pidsafe._sys.psi``), named here again for the container's
+modules; this module adds what each op is called in an error message and
+how an op is encoded.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
+from .._sys import psi as _psi
 from .._value import Record as _Record
 
-# Op codes: csrc/init/protocol.h (tests/container/test_protocol.py checks them).
-OP_END = 0
-OP_SETID_ROOT = 1
-OP_PROPAGATION = 2
-OP_ROOT = 3
-OP_MOUNT_FS = 4
-OP_MOUNT_TREE = 5
-OP_MKNOD = 6
-OP_SYMLINK = 7
-OP_PIVOT = 8
-OP_MASK = 9
-OP_READONLY = 10
-OP_ROOT_READONLY = 11
-OP_HOSTNAME = 12
-OP_DOMAINNAME = 13
-OP_SYSCTL = 14
-OP_OOM_SCORE_ADJ = 15
-OP_RLIMIT = 16
-OP_CAP_BOUNDING = 17
-OP_USER = 18
-OP_CAPS = 19
-OP_NO_NEW_PRIVS = 20
-OP_CHDIR = 21
-OP_GATE = 22
-OP_EXEC = 23
-OP_CLOSE_FD = 24
-OP_SETNS = 25
-OP_UNSHARE = 26
-OP_LOOPBACK_UP = 27
-OP_SECCOMP = 40
-# 45-49: OCI hooks.
-OP_HOOKS = 45
-OP_EXEC_PATH = 46
-# 50-54: the process's terminal (csrc/init/terminal.c).
-OP_TERMINAL = 50
-OP_CONSOLE = 51
-OP_TERMINAL_SEND = 52
-OP_TERMINAL_STDIO = 53
-OP_CHROOT = 55
-OP_PRESERVE_FDS = 60
-
-STAGE_PROTOCOL = 100
-STAGE_GATE = 101
-STAGE_EXEC = 102
-STAGE_SETUP = 103
-
-KIND_DIR = 0
-KIND_FILE = 1
-
-RECORD_READY = 1
-RECORD_ERROR = 2
-RECORD_HOOKS = 3
-RECORD = struct.Struct("=iiii")
+# csrc/init/protocol.h's values, through cffi.
+OP_END = _psi.OP_END
+OP_SETID_ROOT = _psi.OP_SETID_ROOT
+OP_PROPAGATION = _psi.OP_PROPAGATION
+OP_ROOT = _psi.OP_ROOT
+OP_MOUNT_FS = _psi.OP_MOUNT_FS
+OP_MOUNT_TREE = _psi.OP_MOUNT_TREE
+OP_MKNOD = _psi.OP_MKNOD
+OP_SYMLINK = _psi.OP_SYMLINK
+OP_PIVOT = _psi.OP_PIVOT
+OP_MASK = _psi.OP_MASK
+OP_READONLY = _psi.OP_READONLY
+OP_ROOT_READONLY = _psi.OP_ROOT_READONLY
+OP_HOSTNAME = _psi.OP_HOSTNAME
+OP_DOMAINNAME = _psi.OP_DOMAINNAME
+OP_SYSCTL = _psi.OP_SYSCTL
+OP_OOM_SCORE_ADJ = _psi.OP_OOM_SCORE_ADJ
+OP_RLIMIT = _psi.OP_RLIMIT
+OP_CAP_BOUNDING = _psi.OP_CAP_BOUNDING
+OP_USER = _psi.OP_USER
+OP_CAPS = _psi.OP_CAPS
+OP_NO_NEW_PRIVS = _psi.OP_NO_NEW_PRIVS
+OP_CHDIR = _psi.OP_CHDIR
+OP_GATE = _psi.OP_GATE
+OP_EXEC = _psi.OP_EXEC
+OP_CLOSE_FD = _psi.OP_CLOSE_FD
+OP_SETNS = _psi.OP_SETNS
+OP_UNSHARE = _psi.OP_UNSHARE
+OP_LOOPBACK_UP = _psi.OP_LOOPBACK_UP
+OP_SECCOMP = _psi.OP_SECCOMP
+OP_HOOKS = _psi.OP_HOOKS
+OP_EXEC_PATH = _psi.OP_EXEC_PATH
+OP_TERMINAL = _psi.OP_TERMINAL
+OP_CONSOLE = _psi.OP_CONSOLE
+OP_TERMINAL_SEND = _psi.OP_TERMINAL_SEND
+OP_TERMINAL_STDIO = _psi.OP_TERMINAL_STDIO
+OP_CHROOT = _psi.OP_CHROOT
+OP_PRESERVE_FDS = _psi.OP_PRESERVE_FDS
+OP_MAX = _psi.OP_MAX
+STAGE_PROTOCOL = _psi.STAGE_PROTOCOL
+STAGE_GATE = _psi.STAGE_GATE
+STAGE_EXEC = _psi.STAGE_EXEC
+STAGE_SETUP = _psi.STAGE_SETUP
+KIND_DIR = _psi.KIND_DIR
+KIND_FILE = _psi.KIND_FILE
+RECORD_READY = _psi.RECORD_READY
+RECORD_ERROR = _psi.RECORD_ERROR
+RECORD_HOOKS = _psi.RECORD_HOOKS
+RECORD_SIZE = _psi.RECORD_SIZE
+StatusRecord = _psi.StatusRecord
+decode_record = _psi.decode_record
+read_record = _psi.read_record
 
 #: What each op does, for error messages ("<step> <what>: <strerror>").
 OP_NAMES = {
@@ -143,39 +148,9 @@ class Op(_Record):
 
 def encode(ops: Sequence[Op]) -> bytes:
     """The whole stream: magic, the ops, OP_END."""
-    return b"PSI1" + b"".join(op.encode() for op in ops) + Op(OP_END).encode()
+    return _psi.MAGIC + b"".join(op.encode() for op in ops) + Op(OP_END).encode()
 
 
 def nul_list(items: Sequence[str]) -> bytes:
     """A list of strings as OP_EXEC wants it: each NUL-terminated."""
     return b"".join(os.fsencode(s) + b"\0" for s in items)
-
-
-class Record(_Record):
-    kind: int
-    index: int
-    op: int
-    err: int
-
-
-def read_record(fd: int) -> Optional[Record]:
-    """One status record from ``fd``, or ``None`` at EOF (a short read).
-
-    EOF with no record means: init exec'd its program (the status pipe is
-    close-on-exec), or init died.
-    """
-    data = b""
-    while len(data) < RECORD.size:
-        chunk = os.read(fd, RECORD.size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return decode_record(data)
-
-
-def decode_record(data: bytes) -> Optional[Record]:
-    """A status record, or ``None`` for a short read (EOF)."""
-    if len(data) != RECORD.size:
-        return None
-    return Record(*RECORD.unpack(data))
-

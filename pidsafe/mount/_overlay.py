@@ -39,10 +39,6 @@ from .._sigsafe import critical
 from ..errors import UnsupportedError, mount_error
 from ._hints import idmap_error
 
-#: fsconfig(2)'s FSCONFIG_SET_FD (linux/mount.h, uapi): set a parameter to an
-#: fd given in ``aux``.  A kernel ABI number, like the other FSCONFIG_*.
-FSCONFIG_SET_FD = 5
-
 #: A parameter's value: a string, ``None`` for a flag, or an fd object.
 Value = Union[str, None, OwnedFd]
 
@@ -129,7 +125,7 @@ def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Value]],
                     _sys.fsconfig(ctx.fileno(), _sys.FSCONFIG_SET_FLAG, key)
                 elif isinstance(value, OwnedFd):
                     step = f"unable to set option {key} (an fd) of a {fstype} filesystem for {shown}"
-                    _sys.fsconfig(ctx.fileno(), FSCONFIG_SET_FD, key, None, value.fileno())
+                    _sys.fsconfig(ctx.fileno(), _sys.FSCONFIG_SET_FD, key, None, value.fileno())
                 else:
                     step = (f"unable to set option {key}={value!r} of a {fstype} filesystem "
                             f"for {shown}")

@@ -8,16 +8,12 @@ case, whether the child execs the program directly or through the helper
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 from typing import Any, Optional, Tuple, Union
 
 from .. import _sys
 from .._value import Record
 from ..userns import ALL_NAMESPACES, IDMap, IDMapLike, Namespace, spawn_map
-
-_NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
-
 
 
 class SpawnPlan(Record):
@@ -50,7 +46,7 @@ def _userns_fd_of(userns: Any) -> int:
         raise TypeError(f"userns must be a user namespace fd or an object with fileno(), "
                         f"not {type(userns).__name__}")
     try:
-        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+        nstype = _sys.ns_type(fd)
     except OSError as exc:
         if exc.errno not in (errno.ENOTTY, errno.EINVAL):  # EBADF, ...
             raise _sys.make_oserror(exc.errno or errno.EIO, f"userns: fd {fd}") from None

@@ -280,32 +280,23 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
                 raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None
             raise
 
-        # CLONE_VFORK: clone3() returned because the child either exited
-        # (after writing its error record, if it failed) or reached exec's
-        # point of no return.  So the record, if there is one, is already in
-        # the pipe and we never need to wait for EOF: the child's copy of the
-        # write end may still be open for a moment (exec releases our memory
-        # before it closes close-on-exec fds), and a blocking read would
-        # sleep until it is.  No data (EAGAIN) or EOF both mean exec ran.
+        # CLONE_VFORK: the child has exec'd, or exited after writing its
+        # failure record (read_child_error says why that needs no EOF).
         while to_close:
             os.close(to_close.pop())
-        try:
-            record = os.read(err_r, _sys.CHILD_ERROR_SIZE)
-        except BlockingIOError:
-            record = b""
+        failed = _sys.read_child_error(err_r)
         fd, err_r = err_r, -1
         os.close(fd)
 
-        if record:
-            stage, err = _sys.decode_child_error(record)
+        if failed is not None:
+            stage, err = failed
             # The child has exited (status 127): reap it, then raise its
             # error (a failure to reap leaves the pidfd to reap_abandoned()).
             fd, pidfd = pidfd, -1
             _end_child(fd, pid)
             filename = cwd if stage == _sys.STAGE_CHDIR else (
                 exe_arg if stage == _sys.STAGE_EXEC else None)
-            raise _sys.make_oserror(err, _sys.STAGE_NAMES.get(stage, f"stage {stage}"),
-                                    filename)
+            raise _sys.child_error(stage, err, filename)
 
         if parent_ends == [-1, -1, -1]:
             proc = Process(pid, pidfd, args=args, child=True)

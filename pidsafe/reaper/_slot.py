@@ -12,6 +12,7 @@ import os
 import threading
 from typing import Optional
 
+from .. import _sys
 from ..errors import ReaperError
 
 _lock = threading.Lock()
@@ -42,18 +43,14 @@ def give_back(owner: object) -> None:
 
 def become_subreaper() -> int:
     """Set ``PR_SET_CHILD_SUBREAPER``; returns the previous value for :func:`restore`."""
-    import prctl
-
-    previous = int(prctl.get_child_subreaper())
-    prctl.set_child_subreaper(1)
+    previous = int(_sys.child_subreaper())
+    _sys.set_child_subreaper(True)
     return previous
 
 
 def restore(previous: int) -> None:
     """Put the flag back as :func:`become_subreaper` found it."""
-    import prctl
-
-    prctl.set_child_subreaper(previous)
+    _sys.set_child_subreaper(bool(previous))
 
 
 def _after_fork_in_child() -> None:

@@ -21,7 +21,6 @@ namespace of its own, it
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 from typing import Callable, Dict, NamedTuple, Optional, Union
 
@@ -40,7 +39,6 @@ _SETGROUPS = ("deny", "allow")
 _PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 _O_WRITE = os.O_WRONLY | os.O_CLOEXEC
-_NS_GET_NSTYPE = 0xB703  # ioctl_ns(2), Linux 4.11
 
 
 class HelperView(NamedTuple):

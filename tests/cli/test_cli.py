@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import pathlib
 import signal
@@ -13,6 +14,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import pidsafe
+from faults import Faults
 from pidsafe import _features, cli
 
 PIPE = subprocess.PIPE
@@ -67,11 +69,16 @@ def test_doctor_succeeds_when_only_optional_features_are_missing(
     assert "ok: spawn works; unavailable: openat2" in capsys.readouterr().out
 
 
-def test_doctor_without_python_prctl(monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "prctl", None)  # import prctl -> ImportError
-    assert cli.main(["doctor"]) == 0
-    assert "capabilities: unknown: python-prctl is not importable" in capsys.readouterr().out
+def test_doctor_when_capabilities_cannot_be_read(faults: Faults,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    n = faults.count(lambda: cli.main(["doctor"]))
+    capsys.readouterr()
+    k = faults.calls.index("pidsafe_capget") + 1
+    with faults.fail_at(k, errno.EPERM):
+        assert cli.main(["doctor"]) == 0
+    assert faults.fired == f"call {k}: pidsafe_capget" and n >= k
+    out = capsys.readouterr().out
+    assert "capabilities: unknown: [Errno 1] capget: Operation not permitted" in out
 
 
 @pytest.mark.parametrize("argv,code", [

@@ -38,7 +38,8 @@ CREATE_ONLY = (
     "pidsafe.container._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
     "pidsafe.container._cgroup_resources", "pidsafe.container._cgroup_stats",
     "pidsafe.container._config_seccomp", "pidsafe.container._seccomp", "pidsafe._sys._seccomp",
-    "pidsafe._libseccomp", "pidsafe._sys._spawn", "pidsafe.process._spawn", "pidsafe.process._child",
+    "pidsafe._libseccomp", "pidsafe._sys._spawn", "pidsafe._sys._libexec", "pidsafe._sys._psi",
+    "pidsafe._sys._prctl", "pidsafe._sys._bpf", "pidsafe.process._spawn", "pidsafe.process._child",
     "pidsafe.userns", "pidsafe.mount", "pidsafe._features", "pidsafe.reaper",
     "hashlib", "socket", "argparse", "asyncio", "ctypes",
 )

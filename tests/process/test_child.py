@@ -17,7 +17,6 @@ import subprocess
 import sys
 from typing import Any, Dict, Iterator, List, Tuple
 
-import prctl
 import pytest
 
 import pidsafe
@@ -32,11 +31,11 @@ STAGES = sorted(_sys.STAGE_NAMES)
 @pytest.fixture
 def dumpable() -> Iterator[None]:
     """The test starts dumpable and leaves the process dumpable."""
-    prctl.set_dumpable(True)
+    _sys.set_dumpable(True)
     try:
         yield
     finally:
-        prctl.set_dumpable(True)
+        _sys.set_dumpable(True)
 
 
 def run(args: List[str], **kw: Any) -> Tuple[int, bytes]:
@@ -59,7 +58,7 @@ def test_spawn_new_userns_leaves_the_caller_dumpable(dumpable: None,
     # from birth (no commit_creds on our mm); the helper changes the rest.
     rc, out = run(["sh", "-c", "id -u; id -g"], uidmap=MAP, gidmap=MAP, namespaces=namespaces)
     assert (rc, out) == (0, b"0\n0\n")
-    assert prctl.get_dumpable(), "spawn(uidmap=) made the caller non-dumpable"
+    assert _sys.dumpable(), "spawn(uidmap=) made the caller non-dumpable"
 
 
 @pytest.mark.root
@@ -68,7 +67,7 @@ def test_spawn_join_userns_leaves_the_caller_dumpable(dumpable: None) -> None:
         rc, out = run(["sh", "-c", "id -u; cat /proc/self/uid_map"], userns=ns)
     assert rc == 0 and out.split(b"\n")[0] == b"0"
     assert out.split()[1:] == [b"0", b"100000", b"65536"]
-    assert prctl.get_dumpable(), "spawn(userns=) made the caller non-dumpable"
+    assert _sys.dumpable(), "spawn(userns=) made the caller non-dumpable"
 
 
 @pytest.mark.root
@@ -136,8 +135,8 @@ pidsafe.spawn(["sleep", "1000"], uidmap=%r, gidmap=%r, namespaces=pidsafe.Namesp
 # 1 here reaps no orphans).  It watches the helper through a pidfd.
 _OUTER = """
 import os, select, signal, subprocess, sys
-import prctl
-prctl.set_child_subreaper(True)
+from pidsafe import _sys
+_sys.set_child_subreaper(True)
 inner = subprocess.Popen([sys.executable, "-c", %r], stdout=subprocess.PIPE)
 pid = int(inner.stdout.readline())
 assert inner.wait() == -signal.SIGKILL

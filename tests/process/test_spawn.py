@@ -6,7 +6,6 @@ proven in test_invariants.py; this file covers what spawn() promises to do.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import io
 import os
@@ -515,18 +514,14 @@ def test_ignored_signals_stay_ignored_and_handlers_do_not_survive() -> None:
         p.communicate(timeout=10)
 
 
-PR_SET_CHILD_SUBREAPER = 36
-
-
 @pytest.fixture
 def subreaper() -> Iterator[None]:
     """Make us the subreaper, so orphaned grandchildren are ours to reap."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    _sys.set_child_subreaper(True)
     try:
         yield
     finally:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        _sys.set_child_subreaper(False)
 
 
 MIDDLE = """

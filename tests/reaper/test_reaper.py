@@ -20,7 +20,6 @@ import time
 import warnings
 from typing import Dict, Iterator, List, Set, Tuple
 
-import prctl
 import pytest
 
 import pidsafe
@@ -635,17 +634,17 @@ def test_stop_is_clean_and_final() -> None:
 
 
 def test_subreaper_flag_is_restored() -> None:
-    assert prctl.get_child_subreaper() == 0
+    assert not _sys.child_subreaper()
     with pidsafe.Reaper(subreaper=True):
-        assert prctl.get_child_subreaper() == 1
-    assert prctl.get_child_subreaper() == 0
-    prctl.set_child_subreaper(1)
+        assert _sys.child_subreaper()
+    assert not _sys.child_subreaper()
+    _sys.set_child_subreaper(True)
     try:
         with pidsafe.Reaper(subreaper=True):
             pass
-        assert prctl.get_child_subreaper() == 1
+        assert _sys.child_subreaper()
     finally:
-        prctl.set_child_subreaper(0)
+        _sys.set_child_subreaper(False)
 
 
 def test_second_reaper() -> None:

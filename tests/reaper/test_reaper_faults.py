@@ -15,10 +15,10 @@ import errno
 import signal
 from typing import Callable, Iterator, List
 
-import prctl
 import pytest
 
 import pidsafe
+from pidsafe import _sys
 from conftest import (SH, foreign_spawn, leak_check, orphan_round, reaper_passes,
                       reaper_settled)
 from faults import Faults, Interrupt
@@ -66,7 +66,7 @@ def test_start_stop_under_emfile(faults: Faults, subreaper: bool) -> None:
                 assert exc.errno == errno.EMFILE, (k, exc)
             r.stop()
             assert not r.running
-        assert prctl.get_child_subreaper() == 0
+        assert not _sys.child_subreaper()
 
 
 @pytest.mark.parametrize("subreaper", [False, True], ids=["default", "subreaper"])
@@ -87,7 +87,7 @@ def test_start_stop_under_interrupts(faults: Faults, subreaper: bool) -> None:
                 pass
             r.stop()   # finishes a stop() that was interrupted
             assert not r.running
-        assert prctl.get_child_subreaper() == 0
+        assert not _sys.child_subreaper()
 
 
 # -- spawn / watch ---------------------------------------------------------------------------

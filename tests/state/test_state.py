@@ -330,12 +330,10 @@ def test_destroy_then_save_again_under_the_same_lock(tmp_path: Path) -> None:
 
 LOADER = r"""
 import sys, pidsafe
-try:
-    import prctl
-    for cap in ("dac_override", "dac_read_search", "fowner"):
-        setattr(prctl.cap_effective, cap, False)
-except (ImportError, OSError):
-    pass  # not root: nothing to drop
+from pidsafe import _sys
+caps = _sys.capget()
+drop = sum(1 << _sys.CAPABILITIES.index(c) for c in ("DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"))
+_sys.capset(caps.replace(effective=caps.effective & ~drop))   # not root: nothing to drop
 print(pidsafe.StateFile(sys.argv[1], "c1").load())
 """
 

@@ -558,7 +558,7 @@ def test_spawn_new_userns_without_root_mapping_keeps_overflow_ids() -> None:
 
 def test_spawn_pdeathsig_is_cleared_unless_asked() -> None:
     """The phase-1 SIGKILL-on-parent-death must not survive into the program."""
-    code = "import prctl; print(prctl.get_pdeathsig())"
+    code = "from pidsafe import _sys; print(_sys.pdeathsig())"
     # Host root stays root inside, so it can run our interpreter wherever it is.
     ident = "0:0:65536"
     assert run([sys.executable, "-c", code], uidmap=ident, gidmap=ident) == (0, "0\n")
