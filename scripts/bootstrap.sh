@@ -6,7 +6,9 @@
 #     libseccomp-dev (linux.seccomp filters; without it pidsafe builds but
 #     refuses them),
 #     libc6-dev (static libc.a for the helper programs, csrc/helper/ and
-#     csrc/init/), busybox-static (the container tests' image, as root).
+#     csrc/init/), busybox-static (the container tests' image, as root),
+#     containerd and runc (the containerd and CRI tests, as root: Debian 12
+#     has containerd 1.6.20 and runc 1.1.5).
 #     Installed with apt-get when we are root; otherwise we say what to run.
 #   - .venv with pidsafe (editable, the cffi extension built in place) and
 #     the test tools.
@@ -30,6 +32,14 @@ fi
 if [ "$(id -u)" = 0 ] && ! dpkg -s busybox-static >/dev/null 2>&1; then
     missing+=(busybox-static)
 fi
+# The containerd and CRI tests (tests/containerd.py, as root) start a private
+# containerd and drive runc through its runc shim; without, they skip.
+# Installed without recommends (runc's would bring criu).
+bare=()
+if [ "$(id -u)" = 0 ]; then
+    command -v containerd >/dev/null 2>&1 || bare+=(containerd)
+    command -v runc >/dev/null 2>&1 || bare+=(runc)
+fi
 # Optional: a test watches spawn's clone3 flags through strace (skipped without).
 if ! command -v strace >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
@@ -38,11 +48,25 @@ if ! command -v strace >/dev/null 2>&1; then
         echo "pidsafe: optional: strace (apt-get install strace) for one test" >&2
     fi
 fi
-if ((${#missing[@]})); then
+if ((${#missing[@]} + ${#bare[@]})); then
     if [ "$(id -u)" = 0 ]; then
-        echo "pidsafe: installing Debian packages: ${missing[*]}" >&2
+        echo "pidsafe: installing Debian packages: ${missing[*]} ${bare[*]}" >&2
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        if ((${#missing[@]})); then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        fi
+        if ((${#bare[@]})); then
+            # Debian's containerd ships only a systemd unit, which its postinst
+            # starts only when systemd runs (/run/systemd/system) and
+            # policy-rc.d allows it.  The tests never use a system containerd:
+            # theirs has its own sockets, root and state (tests/containerd.py).
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${bare[@]}" >/dev/null
+            if [ -S /run/containerd/containerd.sock ]; then
+                echo "pidsafe: note: a system containerd runs (/run/containerd/containerd.sock);" \
+                     "the tests use a private one and leave it alone" >&2
+            fi
+        fi
     else
         echo "pidsafe: missing Debian packages: ${missing[*]}" >&2
         echo "pidsafe: the helper programs need gcc and a static libc;" >&2
