@@ -2,7 +2,8 @@
 
 One gzip layer (the rootfs, reproducible: sorted, mtime 0, owner 0), its
 config, manifest and index, as ``ctr images import`` reads them.  Used by
-scripts/containerd.sh and benchmarks/bench_runtime_cli.py; stdlib only.
+scripts/containerd.sh, benchmarks/bench_runtime_cli.py and the tests' private
+containerd (tests/containerd.py); stdlib only.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 
-def build(rootfs: str, out: str, name: str) -> None:
-    """Write the image archive ``out`` of ``rootfs`` under the reference ``name``."""
+def build(rootfs: str, out: str, name: str, *, entrypoint: Optional[List[str]] = None,
+          cmd: Optional[List[str]] = None) -> None:
+    """Write the image archive ``out`` of ``rootfs`` under the reference ``name``.
+
+    ``entrypoint`` and ``cmd`` go into the image config (default: no
+    entrypoint, ``cmd`` ``/bin/sh``); tests/cri builds its pause image so.
+    """
+    run_config: Dict[str, Any] = {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                                  "Cmd": ["/bin/sh"] if cmd is None else cmd, "WorkingDir": "/"}
+    if entrypoint is not None:
+        run_config["Entrypoint"] = entrypoint
     layer_tar = subprocess.run(
         ["tar", "-C", rootfs, "--sort=name", "--mtime=@0", "--owner=0", "--group=0",
          "--numeric-owner", "-cf", "-", "."], check=True, capture_output=True).stdout
@@ -34,8 +44,7 @@ def build(rootfs: str, out: str, name: str) -> None:
     layer = put(gzip.compress(layer_tar, mtime=0))
     config = put(json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"],
-                   "WorkingDir": "/"},
+        "config": run_config,
         "rootfs": {"type": "layers",
                    "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
     }, sort_keys=True).encode())
