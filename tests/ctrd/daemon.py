@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -157,6 +158,50 @@ class Containerd:
             raise AssertionError(f"{' '.join(argv)!r} timed out after {timeout} s; "
                                  f"stdout {e.stdout!r} stderr {e.stderr!r}") from None
         return CtrResult(argv, p.returncode, p.stdout, p.stderr)
+
+    def ctr_handshake(self, *args: str, stdout: str, stderr: str = "",
+                      namespace: Optional[str] = None, timeout: float = 60) -> CtrResult:
+        """``ctr ARGS`` for a process that prints, then reads its stdin, then exits.
+
+        ctr 1.6 can lose the output of a process that exits at once: when
+        the process ends, ctr's Delete cancels its stdio fifos, and a fifo
+        whose open(2) ctr's goroutine has not yet been seen to return is
+        closed unread (containerd v1.6.20 process.go:224-227, task.go:324,
+        vendor/github.com/containerd/fifo/fifo.go:111-121); on a loaded
+        machine that happens.  So the process waits: this reads ``stdout``
+        and ``stderr`` (exactly those texts) from ctr first, and only then
+        closes ctr's stdin, which the process reads to EOF
+        (``sh -c 'echo hi; read _; exit 3'``).  Its exit code and all output.
+        """
+        argv = self.ctr_argv(*args, namespace=namespace)
+        deadline = time.monotonic() + timeout
+        with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=self.env) as proc:
+            assert proc.stdin and proc.stdout and proc.stderr
+            out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+            want = {out_fd: stdout.encode(), err_fd: stderr.encode()}
+            got = {fd: b"" for fd in want}
+            try:
+                while any(len(got[fd]) < len(want[fd]) for fd in want):
+                    pending = [fd for fd in want if len(got[fd]) < len(want[fd])]
+                    left = deadline - time.monotonic()
+                    ready = select.select(pending, [], [], max(0.0, left))[0]
+                    if not ready:
+                        raise AssertionError(f"{' '.join(argv)!r}: no {stdout!r}/{stderr!r} "
+                                             f"in {timeout} s, got {got}")
+                    for fd in ready:
+                        chunk = os.read(fd, len(want[fd]) - len(got[fd]))
+                        if not chunk:
+                            raise AssertionError(f"{' '.join(argv)!r}: EOF before "
+                                                 f"{want[fd]!r}, got {got[fd]!r}")
+                        got[fd] += chunk
+                # communicate() closes stdin first: the process reads EOF and exits
+                out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except BaseException:
+                proc.kill()
+                raise
+        return CtrResult(argv, proc.returncode, (got[out_fd] + out).decode(errors="replace"),
+                         (got[err_fd] + err).decode(errors="replace"))
 
     # -- life cycle ---------------------------------------------------------
 
