@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
-from types import TracebackType
 
+from ._owned import Closable
 from ._sigsafe import critical
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Optional, Type
+    from typing import Optional
 
 
-class OwnedFd:
+class OwnedFd(Closable):
     """Owns one file descriptor and closes it exactly once.
 
     Public pidsafe APIs never return bare ``int`` fds.  The number is thrown
@@ -78,20 +77,14 @@ class OwnedFd:
 
         return type(self)(fcntl.fcntl(self.fileno(), fcntl.F_DUPFD_CLOEXEC, 0), self._what)
 
-    def __enter__(self) -> "OwnedFd":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         return f"<{type(self).__name__} {self._what} {state}>"
 
-    def __del__(self) -> None:
+    def _release_dropped(self) -> Optional[str]:
         fd = getattr(self, "_fd", -1)
-        if fd >= 0:
-            self._fd = -1
-            os.close(fd)
-            warnings.warn(f"unclosed {self._what} (fd {fd})", ResourceWarning, stacklevel=2)
+        if fd < 0:
+            return None
+        self._fd = -1
+        os.close(fd)
+        return f"unclosed {self._what} (fd {fd})"

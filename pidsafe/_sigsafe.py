@@ -49,8 +49,9 @@ from types import FrameType, TracebackType
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
+    _T = TypeVar("_T")
     _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 #: Signals a Python handler can be installed for.
@@ -184,6 +185,26 @@ class _Critical:
 
 #: The one critical-section object: ``with critical: ...``.
 critical = _Critical()
+
+
+def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
+    """``make()`` inside a critical section; return what it made.
+
+    Signals that arrive meanwhile are delivered when the section ends,
+    before the result reaches the caller: if a handler raises then, the
+    result is ``discard()``-ed and the exception propagates, so nothing
+    made here is left without an owner.  (Once this returns, the caller
+    owns the result.)
+    """
+    made: Optional[_T] = None
+    try:
+        with critical:
+            made = make()
+        return made
+    except BaseException:
+        if made is not None:
+            discard(made)
+        raise
 
 
 def _after_fork_in_child() -> None:

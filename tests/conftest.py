@@ -26,7 +26,7 @@ import pytest
 
 import pidsafe
 from pidsafe import _sys
-from pidsafe.process import _process
+from pidsafe.process import _abandoned, _wait
 
 import session_owned
 from faults import Faults
@@ -128,11 +128,11 @@ def assert_nothing_left(fds_before: Dict[int, str], kids_before: Set[int]) -> No
 def settle_abandoned(timeout: float = 10) -> None:
     """Let every child whose handle was closed running exit, then reap them
     (as the next spawn() would)."""
-    pids = [p.pid for p in list(_process._abandoned.values())]
+    pids = [p.pid for p in list(_abandoned.registry.values())]
     for pid in pids:
         wait_until(lambda: state(pid) in ("Z", ""), f"abandoned child {pid} to exit", timeout)
-    _process.reap_abandoned()
-    assert not _process._abandoned
+    _abandoned.reap_abandoned()
+    assert not _abandoned.registry
 
 
 class Boom(Exception):
@@ -171,7 +171,7 @@ class BlockingCalls:
         self.calls: List[Any] = []    # ("poll", timeout, ready) or ("waitid", None, None)
         self.inside = 0
         self._cond = threading.Condition()
-        real_readable, real_waitid = _process._readable, _sys.waitid_pidfd
+        real_readable, real_waitid = _wait._readable, _sys.waitid_pidfd
 
         def readable(fd: int, timeout: Optional[float]) -> bool:
             with self._inside():
@@ -187,7 +187,7 @@ class BlockingCalls:
             self.calls.append(("waitid", None, None))
             return res
 
-        monkeypatch.setattr(_process, "_readable", readable)
+        monkeypatch.setattr(_wait, "_readable", readable)
         monkeypatch.setattr(_sys, "waitid_pidfd", waitid)
 
     @contextlib.contextmanager

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 import pytest
 
 import pidsafe
-from pidsafe.process import _process
+from pidsafe.process import _process, _wait
 
 from pidsafe import _sys
 
@@ -391,7 +391,7 @@ def test_status_filed_late_after_a_steal_is_still_recovered(
 @needs_exit_info
 def test_status_never_filed_after_a_steal_is_reported_lost(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_process, "_STOLEN_GRACE", 0.2)
+    monkeypatch.setattr(_wait, "_STOLEN_GRACE", 0.2)
     with pidsafe.spawn(["sh", "-c", "exit 12"]) as p:
         _steal(p, 12)
         monkeypatch.setattr(_sys, "pidfd_exit_info", lambda fd: None)

@@ -1,10 +1,11 @@
-"""The lease interface: what ``pidsafe.reaper`` uses of a :class:`Process`.
+"""A pidfd lease: what ``pidsafe.reaper`` holds of a :class:`Process` it watches.
 
 A watcher (the reaper thread) borrows the pidfd for as long as it watches
-the process, and must never wait for another thread: a user thread may hold
-the handle's lock across a syscall and then wait milliseconds for the GIL.
-So every call here that runs in the watcher's thread only *tries* the lock
-and says "busy" instead of waiting; the watcher retries a moment later.
+the process (:class:`PidfdLease`), and must never wait for another thread:
+a user thread may hold the handle's lock across a syscall and then wait
+milliseconds for the GIL.  So every call here that runs in the watcher's
+thread only *tries* the lock and says "busy" instead of waiting; the
+watcher retries a moment later.
 
 Module level: an index of every open handle's pidfd, so that the subreaper
 answers "does a pidsafe handle hold this child?" in O(1) instead of reading
@@ -17,14 +18,18 @@ import errno
 import os
 import threading
 
+from ._wait import reap_locked
+
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Set, Tuple
 
-#: States returned by :meth:`Process.try_lease_reap`.
+    from ._process import Process
+
+#: States returned by :meth:`PidfdLease.try_reap`.
 LEASE_REAPED, LEASE_BUSY, LEASE_RUNNING = 0, 1, 2
 
-#: Test hook: called with the Process inside :meth:`Process.try_lease_reap`
+#: Test hook: called with the Process inside :meth:`PidfdLease.try_reap`
 #: while its lock is held (tests use it to fork at exactly that moment).
 _lease_test_hook: Optional[Callable[[Any], None]] = None
 
@@ -37,13 +42,15 @@ _fd_pid: Dict[int, int] = {}
 _pid_fds: Dict[int, int] = {}
 
 
-def _index_pidfd(fd: int, pid: int) -> None:
+def index_pidfd(fd: int, pid: int) -> None:
+    """A handle holds ``fd``, a pidfd of ``pid``."""
     with _index_lock:
         _fd_pid[fd] = pid
         _pid_fds[pid] = _pid_fds.get(pid, 0) + 1
 
 
-def _unindex_pidfd(fd: int) -> None:
+def unindex_pidfd(fd: int) -> None:
+    """The handle's ``fd`` closes, or its process has been reaped (its pid is free)."""
     with _index_lock:
         pid = _fd_pid.pop(fd, None)
         if pid is not None:
@@ -79,48 +86,42 @@ def _lease_index_after_fork() -> None:
 os.register_at_fork(after_in_child=_lease_index_after_fork)
 
 
-class LeaseMixin:
-    """The lease methods of :class:`~pidsafe.process._process.Process`."""
+class PidfdLease:
+    """A watcher's borrow of a child's pidfd, from :meth:`take` to :meth:`end`.
 
-    if TYPE_CHECKING:   # provided by Process
-        pid: int
-        returncode: Optional[int]
-        _lock: "threading.RLock"
-        _fd: int
-        _closing: bool
-        _borrowers: int
-        _child: Optional[bool]
-        _stolen_since: Optional[float]
+    While leased, :meth:`Process.close` only marks the handle closed: the fd
+    stays open (and its number unused) until the last lease ends.
+    """
 
-        def poll(self) -> Optional[int]: ...
-        def _borrow_fd(self) -> int: ...
-        def _reap_locked(self, borrowed: bool = False, fd: int = -1) -> bool: ...
-        def _close_if_unused(self) -> bool: ...
+    __slots__ = ("process", "fd")
 
-    def lease_pidfd(self) -> int:
-        """Borrow the pidfd of a child until :meth:`end_lease` (a reaper's watch).
+    def __init__(self, process: Process, fd: int) -> None:
+        self.process = process
+        self.fd = fd   # the handle's own pidfd, borrowed
 
-        While leased, :meth:`close` only marks the handle closed: the fd
-        stays open (and its number unused) until the last lease ends.
+    @classmethod
+    def take(cls, process: Process) -> "PidfdLease":
+        """Borrow the pidfd of a child until :meth:`end` (a reaper's watch).
 
         Raises:
             ValueError: the handle has been closed, or the process is not a
                 child of this process (only a child can be reaped).
         """
-        if self._child is not True:
-            self.poll()   # an adopted process: learns whether it is our child
-        with self._lock:
-            if self._child is False:
-                raise ValueError(f"process {self.pid} is not a child of this process: "
+        p = process
+        if p._child is not True:
+            p.poll()   # an adopted process: learns whether it is our child
+        with p._lock:
+            if p._child is False:
+                raise ValueError(f"process {p.pid} is not a child of this process: "
                                  "a reaper can only reap its own children")
-            return self._borrow_fd()
+            return cls(p, p._borrow_fd())
 
-    def try_lease_reap(self) -> Tuple[int, Optional[int]]:
+    def try_reap(self) -> Tuple[int, Optional[int]]:
         """Reap through the leased pidfd if the process has exited; never waits.
 
         For a leased child whose pidfd polled readable.  Thread-safe and
-        idempotent with :meth:`poll`/:meth:`wait`: whoever reaps first
-        records ``returncode`` and the others see it.
+        idempotent with :meth:`Process.poll`/:meth:`Process.wait`: whoever
+        reaps first records ``returncode`` and the others see it.
 
         Returns:
             ``(LEASE_REAPED, returncode)``: done; ``returncode`` is ``None``
@@ -132,32 +133,33 @@ class LeaseMixin:
         Raises:
             OSError: a transient failure of ``waitid``; try again later.
         """
-        if self.returncode is not None:
-            return LEASE_REAPED, self.returncode
-        if not self._lock.acquire(blocking=False):
+        p = self.process
+        if p.returncode is not None:
+            return LEASE_REAPED, p.returncode
+        if not p._lock.acquire(blocking=False):
             return LEASE_BUSY, None
         try:
             hook = _lease_test_hook
             if hook is not None:
-                hook(self)
-            if self.returncode is not None:
-                return LEASE_REAPED, self.returncode
+                hook(p)
+            if p.returncode is not None:
+                return LEASE_REAPED, p.returncode
             # A blocking wait() never reaps (it waits with WNOWAIT, then reaps
             # under this lock like us): whoever gets the lock first reaps.
             try:
-                done = self._reap_locked(borrowed=True)
+                done = reap_locked(p, borrowed=True)
             except OSError as exc:
                 if exc.errno in (errno.ECHILD, errno.ENOTTY, errno.EINVAL):
                     return LEASE_REAPED, None   # the status is lost for good
                 raise
             if done:
-                return LEASE_REAPED, self.returncode
-            return (LEASE_BUSY if self._stolen_since is not None else LEASE_RUNNING), None
+                return LEASE_REAPED, p.returncode
+            return (LEASE_BUSY if p._stolen_since is not None else LEASE_RUNNING), None
         finally:
-            self._lock.release()
+            p._lock.release()
 
-    def end_lease(self, *, wait: bool = False) -> Optional[int]:
-        """End a lease of :meth:`lease_pidfd`; without ``wait``, never waits.
+    def end(self, *, wait: bool = False) -> Optional[int]:
+        """End the lease; without ``wait``, never waits.
 
         Returns:
             ``None``: busy (only without ``wait``), call again shortly; the
@@ -165,27 +167,29 @@ class LeaseMixin:
             had been closed meanwhile, so that fd is now the caller's to
             close (after its more urgent work).
         """
-        if not self._lock.acquire(blocking=wait):
+        p = self.process
+        if not p._lock.acquire(blocking=wait):
             return None
         try:
-            self._borrowers -= 1
-            if self._closing and self._borrowers == 0 and self._fd >= 0:
-                fd, self._fd = self._fd, -1
-                _unindex_pidfd(fd)
+            p._borrowers -= 1
+            if p._closing and p._borrowers == 0 and p._fd >= 0:
+                fd, p._fd = p._fd, -1
+                unindex_pidfd(fd)
                 return fd
             return -1
         finally:
-            self._lock.release()
+            p._lock.release()
 
-    def lease_after_fork(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child: end a lease whose holder (a thread) is gone.
 
-        Only the forking thread exists in the child, so any lock of this
+        Only the forking thread exists in the child, so any lock of the
         handle held at fork time is held by nobody: it is replaced, and the
         lease's borrow is dropped (closing the fd if the handle was closed).
         """
-        self._lock = threading.RLock()
+        p = self.process
+        p._lock = threading.RLock()
         # Every borrow was a thread's that does not exist here (the lease's),
         # whether or not it was being returned at fork.
-        self._borrowers = 0
-        self._close_if_unused()
+        p._borrowers = 0
+        p._close_if_unused()

@@ -1,4 +1,4 @@
-"""Pipes to a child's stdio, and communicate(), for pidsafe.Process.
+"""A Process's pipes: ``communicate()``, and closing them.
 
 Kept apart from the pidfd handling in ``_process``: nothing here touches
 the pidfd; ``communicate()`` only ends with ``Process.wait()``.
@@ -16,144 +16,154 @@ from .._sigsafe import critical
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     import selectors
-    from typing import IO, Any, Dict, List, Optional, Tuple
+    from typing import IO, Any, Dict, Iterable, List, Optional, Tuple
+
+    from ._process import Process
 
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
 
-class PipesMixin:
-    """``stdin``/``stdout``/``stderr`` and ``communicate()``, as in ``Popen``."""
+def close_pipes(files: Iterable[Optional[IO[bytes]]]) -> None:
+    """Close each pipe that is there; a child gone before reading its stdin is no error."""
+    for f in files:
+        if f is not None:
+            try:
+                f.close()
+            except BrokenPipeError:
+                pass
 
-    args: Any
-    stdin: Optional[IO[bytes]]
-    stdout: Optional[IO[bytes]]
-    stderr: Optional[IO[bytes]]
 
-    def _init_pipes(self) -> None:
-        self._communication_started = False
-        self._fileobj2output: Dict[Any, List[bytes]] = {}
+def _stdin_write(stdin: IO[bytes], data: Optional[bytes]) -> None:
+    try:
+        if data:
+            stdin.write(data)
+    except BrokenPipeError:
+        pass  # the child closed its stdin: what Popen does too
+    try:
+        stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+class Communication:
+    """``Process.communicate()``: what was sent and read so far, kept across calls.
+
+    A :class:`Process` makes one on its first ``communicate()``; after a
+    :class:`pidsafe.TimeoutExpired`, or an exception a signal handler raised,
+    the next call goes on where the last one stopped.  It holds no reference
+    to the process (each call is given it), so a dropped handle is still
+    finalised at once.
+    """
+
+    __slots__ = ("_started", "_output", "_input", "_offset")
+
+    def __init__(self) -> None:
+        self._started = False
+        self._output: Dict[Any, List[bytes]] = {}
         self._input: Optional[memoryview] = None
-        self._input_offset = 0
+        self._offset = 0
 
-    def wait(self, timeout: Optional[float] = None) -> int:  # pragma: no cover
-        raise NotImplementedError
-
-    def _stdin_write(self, data: Optional[bytes]) -> None:
-        assert self.stdin is not None
-        try:
-            if data:
-                self.stdin.write(data)
-        except BrokenPipeError:
-            pass  # the child closed its stdin: what Popen does too
-        try:
-            self.stdin.close()
-        except BrokenPipeError:
-            pass
-
-    def communicate(self, input: Optional[bytes] = None,
-                    timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
+    def communicate(self, p: Process, input: Optional[bytes],
+                    timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
         """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
-
-        After a :class:`pidsafe.TimeoutExpired`, call again to go on: output
-        read so far is kept.
 
         Returns:
             ``(stdout, stderr)``: bytes for each stream that is a pipe.
         """
-        if self._communication_started and input:
+        if self._started and input:
             raise ValueError("Cannot send input after starting communication")
-        if (timeout is None and not self._communication_started
-                and [self.stdin, self.stdout, self.stderr].count(None) >= 2):
+        if (timeout is None and not self._started
+                and [p.stdin, p.stdout, p.stderr].count(None) >= 2):
             out = err = None
-            if self.stdin:
-                self._stdin_write(input)
-            elif self.stdout:
-                out = self.stdout.read()
-                self.stdout.close()
-            elif self.stderr:
-                err = self.stderr.read()
-                self.stderr.close()
-            self.wait()
+            if p.stdin:
+                _stdin_write(p.stdin, input)
+            elif p.stdout:
+                out = p.stdout.read()
+                p.stdout.close()
+            elif p.stderr:
+                err = p.stderr.read()
+                p.stderr.close()
+            p.wait()
             return out, err
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._communication_started:
-            self._start_communication(input)
-        out, err = self._communicate(deadline, timeout)
+        if not self._started:
+            self._start(p, input)
+        out, err = self._communicate(p, deadline, timeout)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self.wait(remaining)
+        p.wait(remaining)
         return out, err
 
-    def _start_communication(self, input: Optional[bytes]) -> None:
-        if self.stdin:
+    def _start(self, p: Process, input: Optional[bytes]) -> None:
+        if p.stdin:
             try:
-                self.stdin.flush()  # what the caller wrote itself (may block)
+                p.stdin.flush()  # what the caller wrote itself (may block)
             except BrokenPipeError:
                 pass
         # The input is taken, or stdin closed, together with marking the
         # start: a later call (after an exception) goes on from here.
         with critical:
-            if self._communication_started:
+            if self._started:
                 return
-            for f in (self.stdout, self.stderr):
+            for f in (p.stdout, p.stderr):
                 if f is not None:
-                    self._fileobj2output[f] = []
-            self._input_offset = 0
-            self._input = memoryview(input) if input and self.stdin else None
-            self._communication_started = True
-            if self.stdin and not input:
+                    self._output[f] = []
+            self._offset = 0
+            self._input = memoryview(input) if input and p.stdin else None
+            self._started = True
+            if p.stdin and not input:
                 try:
-                    self.stdin.close()
+                    p.stdin.close()
                 except BrokenPipeError:
                     pass
 
-    def _communicate(self, deadline: Optional[float],
+    def _communicate(self, p: Process, deadline: Optional[float],
                      timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
-        import selectors   # here: every pidsafe-runc command imports this module (issue #9)
+        import selectors   # here: every pidsafe-runc command imports this module
 
         with selectors.PollSelector() as sel:
             # Input left over from a call that timed out is sent too: a
             # second call cannot pass input again, and without the rest the
             # child would wait for EOF on its stdin for ever.
-            if self.stdin and self._input is not None and not self.stdin.closed:
-                sel.register(self.stdin, selectors.EVENT_WRITE)
-            for f in (self.stdout, self.stderr):
+            if p.stdin and self._input is not None and not p.stdin.closed:
+                sel.register(p.stdin, selectors.EVENT_WRITE)
+            for f in (p.stdout, p.stderr):
                 if f is not None and not f.closed:
                     sel.register(f, selectors.EVENT_READ)
             while sel.get_map():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise errors.TimeoutExpired(self.args, timeout or 0, *self._partial())
+                    raise errors.TimeoutExpired(p.args, timeout or 0, *self._partial(p))
                 for key, _ in sel.select(remaining):
                     # A write and its offset, a read and its data, are kept
                     # together: after an exception a signal handler raises,
                     # calling again goes on exactly where this call stopped.
                     with critical:
-                        self._transfer(sel, key)
-        return self._partial()
+                        self._transfer(p, sel, key)
+        return self._partial(p)
 
-    def _transfer(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+    def _transfer(self, p: Process, sel: selectors.BaseSelector,
+                  key: selectors.SelectorKey) -> None:
         """One write of input, or one read of output, for a ready pipe."""
-        if key.fileobj is self.stdin:
-            assert self._input is not None and self.stdin is not None
-            chunk = self._input[self._input_offset:self._input_offset + _PIPE_BUF]
+        if key.fileobj is p.stdin:
+            assert self._input is not None and p.stdin is not None
+            chunk = self._input[self._offset:self._offset + _PIPE_BUF]
             try:
-                self._input_offset += os.write(key.fd, chunk)
+                self._offset += os.write(key.fd, chunk)
             except BrokenPipeError:
                 sel.unregister(key.fileobj)
-                self.stdin.close()
+                p.stdin.close()
             else:
-                if self._input_offset >= len(self._input):
+                if self._offset >= len(self._input):
                     sel.unregister(key.fileobj)
-                    self.stdin.close()
+                    p.stdin.close()
         else:
             data = os.read(key.fd, 32768)
-            self._fileobj2output[key.fileobj].append(data)
+            self._output[key.fileobj].append(data)
             if not data:
                 sel.unregister(key.fileobj)
                 key.fileobj.close()  # type: ignore[union-attr]
 
-    def _partial(self) -> Tuple[Optional[bytes], Optional[bytes]]:
-        out = b"".join(self._fileobj2output[self.stdout]) if self.stdout is not None else None
-        err = b"".join(self._fileobj2output[self.stderr]) if self.stderr is not None else None
+    def _partial(self, p: Process) -> Tuple[Optional[bytes], Optional[bytes]]:
+        out = b"".join(self._output[p.stdout]) if p.stdout is not None else None
+        err = b"".join(self._output[p.stderr]) if p.stderr is not None else None
         return out, err
-

@@ -16,18 +16,8 @@ Asynchronous exceptions.  A signal handler may raise at any bytecode.
 Every sequence in which an fd or an exit status changes hands (created ->
 owned, reaped -> recorded, owned -> closed) runs inside one
 ``pidsafe._sigsafe.critical`` section, where handlers are held back until
-the end; nothing blocks inside one.  So ``wait()`` blocks *without reaping*
-(``waitid(WEXITED|WNOWAIT)`` for our child, ``poll(2)`` on the pidfd
-otherwise), outside any section and outside the lock, then reaps with
-``WNOHANG`` and records ``returncode`` in one section: an exception can
-interrupt the wait, never lose the status.
-
-Blocking on a duplicate.  The blocking call works on a private duplicate
-of the pidfd made under the lock, so ``close()`` in another thread may
-close the handle's own fd meanwhile without the number being reused under
-us, and the status is then still reaped through the duplicate.  The
-duplicate is closed by the first call of a ``finally`` clause: a handler can
-only run after a call returns, so no exception can come between.
+the end; nothing blocks inside one.  How waits block without reaping:
+``_wait``.
 
 Borrowing.  ``_borrow_fd()`` lends the fd itself to a long-lived watcher
 (``pidsafe.Reaper``'s epoll set): ``close()`` while it is borrowed only
@@ -36,146 +26,42 @@ marks the handle closed, and the last borrower closes the fd.
 Closed or dropped while running.  A child we spawned whose handle is closed
 (or garbage-collected) before it has been reaped is not left a zombie: its
 pidfd goes to a registry that the next ``spawn()`` reaps without blocking,
-as ``subprocess`` does with the ``Popen`` objects it drops.
+as ``subprocess`` does with the ``Popen`` objects it drops (``_abandoned``).
 
 After fork().  A handle made before ``os.fork()`` belongs to the parent: in
 the child every method raises ``ValueError`` (its lock may be held by a
 thread that does not exist there, and the process is not the child's to
 reap), except ``close()``, which closes the child's copy of the pidfd.
 
-The reaper.  ``pidsafe.Reaper`` uses only the lease interface at the end of
-the class; its thread never waits on a handle's lock or on a blocking waiter.
+The reaper.  ``pidsafe.Reaper`` holds a :class:`~pidsafe.process.PidfdLease`
+on a process it watches (``_lease``); its thread never waits on a handle's
+lock or on a blocking waiter.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import select
 import signal
 import threading
-import time
-import warnings
 from types import TracebackType
 
-from .. import _sys, errors   # errors.TimeoutExpired: made on first use (subprocess)
-from .._sigsafe import critical
-from ._lease import (LEASE_BUSY, LEASE_REAPED, LEASE_RUNNING, LeaseMixin, _index_pidfd,
-                     _unindex_pidfd, handle_fds, handle_holds)
-from ._pipes import PipesMixin
+from .. import _sys
+from .._owned import Closable
+from .._sigsafe import critical, hand_out
+from . import _abandoned, _wait
+from ._lease import index_pidfd, unindex_pidfd
+from ._pipes import Communication, close_pipes
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import IO, Any, Callable, Dict, List, Optional, Set, Tuple, Type, TypeVar
+    from typing import IO, Any, Optional, Tuple, Type
 
-    import asyncio
-
-
-#: How long a child another waiter took may go without the kernel's record
-#: of its status before we call the status lost (see _reap_locked).
-_STOLEN_GRACE = 1.0
-
-#: poll(2) takes an int of milliseconds: longer timeouts are waited in turns.
-_POLL_MAX_MS = 2**31 - 1
 
 #: Bumped in a forked child: a handle made before the fork is the parent's.
 _generation = 0
 
-if TYPE_CHECKING:
-    _T = TypeVar("_T")
 
-
-def _returncode(code: int, status: int) -> int:
-    """Popen's convention: exit status, or minus the signal number."""
-    if code == _sys.CLD_EXITED:
-        return status
-    if code in (_sys.CLD_KILLED, _sys.CLD_DUMPED):
-        return -status
-    raise ValueError(f"unexpected waitid si_code {code}")  # pragma: no cover
-
-
-def _readable(fd: int, timeout: Optional[float]) -> bool:
-    """poll(2) ``fd`` for ``POLLIN``: ``timeout`` seconds, ``None`` for ever.
-
-    PEP 475: poll() retries EINTR itself, recomputing the timeout, and lets
-    a signal handler's exception through.  A timeout too long for poll(2)
-    (2**31 ms or more, ``inf``) waits its longest and says "not ready": the
-    caller's deadline decides whether to go on.
-    """
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    if timeout is None:
-        return bool(p.poll())
-    return bool(p.poll(min(max(0.0, timeout) * 1000, _POLL_MAX_MS)))
-
-
-def _dup(fd: int) -> int:
-    """A close-on-exec duplicate of ``fd`` (above stdio)."""
-    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-
-
-def _end_child(pidfd: int, pid: int) -> None:
-    """Kill a child nobody will own, reap it through ``pidfd``, close ``pidfd``.
-
-    For error paths, inside a critical section: it never raises, so the
-    error being handled is the one reported.  If the child cannot be killed
-    or reaped now, its pidfd goes to :func:`reap_abandoned` instead.
-    """
-    try:
-        _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
-        _sys.waitid_pidfd(pidfd, _sys.WEXITED)
-    except ChildProcessError:
-        pass  # a foreign waiter reaped it: gone all the same
-    except ProcessLookupError:
-        pass  # reaped already, by a foreign waiter
-    except OSError:
-        # Not killed or not reaped: never block on it here.
-        p = Process(pid, pidfd, child=True)
-        p._closing = True
-        _abandoned[pidfd] = p
-        return
-    os.close(pidfd)
-
-
-def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
-    """``make()`` inside a critical section; return what it made.
-
-    Signals that arrive meanwhile are delivered when the section ends,
-    before the result reaches the caller: if a handler raises then, the
-    result is ``discard()``-ed and the exception propagates, so nothing
-    made here is left without an owner.  (Once this returns, the caller
-    owns the result.)
-    """
-    made: Optional[_T] = None
-    try:
-        with critical:
-            made = make()
-        return made
-    except BaseException:
-        if made is not None:
-            discard(made)
-        raise
-
-
-def discard(p: "Process") -> None:
-    """Undo a start that is failing: kill ``p``, reap it, close the handle.
-
-    For error paths (a spawn whose caller never got the handle, a container
-    process whose set-up failed): it never raises, so the error being
-    handled is the one reported, and a child it cannot kill or reap now goes
-    to :func:`reap_abandoned`.  A handle already reaped or closed is only
-    closed.
-    """
-    p._discard()
-
-
-def _set_done(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-class Process(PipesMixin, LeaseMixin):
+class Process(Closable):
     """A process held by a pidfd from birth (:func:`pidsafe.spawn`) or adoption.
 
     Mirrors ``subprocess.Popen`` where it can: ``pid``, ``args``,
@@ -204,8 +90,8 @@ class Process(PipesMixin, LeaseMixin):
         # Spawned by us: reaped later if closed or dropped while it runs.
         self._spawned = child is True
         self._generation = _generation
-        self._init_pipes()
-        _index_pidfd(pidfd, pid)   # lease section: who holds which child
+        self._communication: Optional[Communication] = None
+        index_pidfd(pidfd, pid)   # who holds which child (see _lease)
 
     # -- identity -----------------------------------------------------------
 
@@ -260,25 +146,21 @@ class Process(PipesMixin, LeaseMixin):
                 "only close() works here")
 
     def _borrow_fd(self) -> int:
-        """With ``_lock`` held: the fd, kept open until ``_return_fd()``."""
+        """With ``_lock`` held: the fd, kept open until the borrow ends
+        (:meth:`PidfdLease.end <pidsafe.process.PidfdLease.end>`)."""
         if self._closing:
             raise ValueError(f"Process {self.pid} is closed")
         self._borrowers += 1
         return self._fd
 
-    def _return_fd(self) -> None:
-        """With ``_lock`` held: end a borrow; the last one may close the fd."""
-        self._borrowers -= 1
-        self._close_if_unused()
-
     def _close_if_unused(self) -> bool:
         """With ``_lock`` held: once closed and not borrowed, close the fd.
 
         A child we spawned that nobody has reaped yet is reaped now if it
-        has exited; if it still runs, the handle goes to the registry that
-        :func:`reap_abandoned` works through, fd open (a closed pidfd could
-        no longer reap it), and this returns True.  Whoever reaps it later
-        (a waiter in another thread, or reap_abandoned) closes the fd.
+        has exited; if it still runs, the handle goes to the abandoned
+        registry, fd open (a closed pidfd could no longer reap it), and this
+        returns True.  Whoever reaps it later (a waiter in another thread, or
+        ``reap_abandoned``) closes the fd.
         """
         if not (self._closing and self._borrowers == 0 and self._fd >= 0):
             return False
@@ -288,17 +170,16 @@ class Process(PipesMixin, LeaseMixin):
             except ChildProcessError:
                 pass  # a foreign waiter took it: nothing left to reap
             except OSError:
-                _abandoned[self._fd] = self  # reap_abandoned() tries again
+                _abandoned.abandon(self._fd, self)  # reap_abandoned() tries again
                 return True
             else:
                 if res is None:
-                    _abandoned[self._fd] = self
+                    _abandoned.abandon(self._fd, self)
                     return True
-                self._reaped(_returncode(res[1], res[2]))
+                self._reaped(_wait.waitid_returncode(res[1], res[2]))
         fd, self._fd = self._fd, -1
-        if _abandoned.get(fd) is self:
-            del _abandoned[fd]
-        _unindex_pidfd(fd)   # lease section
+        _abandoned.forget(fd, self)
+        unindex_pidfd(fd)
         os.close(fd)
         return False
 
@@ -313,109 +194,15 @@ class Process(PipesMixin, LeaseMixin):
         """
         self.returncode = returncode
         if self._fd >= 0:
-            _unindex_pidfd(self._fd)
-
-    def _reap_locked(self, borrowed: bool = False, fd: int = -1) -> bool:
-        """With ``_lock`` held: reap if exited; True once returncode is known.
-
-        ``borrowed``: the caller holds a borrow of the fd (``_borrow_fd``),
-        so it is still open even if the handle has been closed meanwhile.
-        ``fd``: reap through this duplicate of the pidfd instead (open even
-        if the handle has been closed meanwhile).
-        """
-        if self.returncode is not None:
-            return True
-        if fd < 0:
-            if self._closing and not borrowed:
-                raise ValueError(f"Process {self.pid} is closed")
-            fd = self._fd
-        stolen = False
-        if self._child is not False:
-            try:
-                res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
-            except ChildProcessError:
-                if self._child is None:
-                    self._child = False   # adopted, and not ours
-                else:
-                    stolen = True         # a foreign reaper (exec made it SIGCHLD)
-            else:
-                self._child = True
-                if res is None:
-                    return False
-                self._reaped(_returncode(res[1], res[2]))
-                return True
-        # The kernel keeps the exit status of a reaped process on its pidfd
-        # (PIDFD_INFO_EXIT, Linux 6.15), whoever reaped it.
-        try:
-            status = _sys.pidfd_exit_info(fd)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                raise
-            from ..errors import UnsupportedError
-
-            raise UnsupportedError(
-                "pidfd_info_exit",
-                f"needed for the status of process {self.pid}, "
-                + ("which another waiter reaped" if stolen else "which is not our child"),
-                exc.errno) from None
-        if status is not None:
-            self._reaped(os.waitstatus_to_exitcode(status))
-            return True
-        if stolen:
-            # A foreign waiter marks the zombie dead (from then on our waitid
-            # says ECHILD) a moment before the kernel files its status on the
-            # pidfd (in release_task()).  Give it that moment before calling
-            # the status lost; callers that wait back off meanwhile.
-            now = time.monotonic()
-            if self._stolen_since is None:
-                self._stolen_since = now
-            if now - self._stolen_since < _STOLEN_GRACE:
-                return False
-            raise _sys.make_oserror(
-                errno.ECHILD, f"child {self.pid} was reaped by another waiter and the "
-                "kernel kept no exit status")
-        return False
+            unindex_pidfd(self._fd)
 
     def poll(self) -> Optional[int]:
         """Reap the process if it has exited; its return code, else ``None``."""
         if self.returncode is None:
             self._check_owner()
             with critical, self._lock:
-                self._reap_locked()
+                _wait.reap_locked(self)
         return self.returncode
-
-    def _wait_step(self, timeout: Optional[float]) -> bool:
-        """Reap if exited, else block up to ``timeout`` (``None``: until exit)
-        and try again.  True once ``returncode`` is known.
-
-        Blocks outside any critical section and outside the lock, on a
-        duplicate of the pidfd (see the module docstring), and reaps nothing
-        while blocked.
-        """
-        dup = -1
-        try:
-            with critical, self._lock:
-                if self._reap_locked():
-                    return True
-                if timeout is not None and timeout <= 0:
-                    return False
-                dup = _dup(self._fd)
-            if timeout is None and self._child:
-                try:
-                    # Sleeps until exit with the GIL released; reaps nothing.
-                    _sys.waitid_pidfd(dup, _sys.WEXITED | _sys.WNOWAIT)
-                except ChildProcessError:
-                    pass  # a foreign waiter took it: _reap_locked says what is left
-            elif not _readable(dup, timeout):
-                return False
-            with critical, self._lock:
-                done = self._reap_locked(fd=dup)
-                if done:
-                    self._close_if_unused()  # closed meanwhile: the fd can go now
-                return done
-        finally:
-            if dup >= 0:
-                os.close(dup)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait for the process to exit and reap it through its pidfd.
@@ -440,23 +227,7 @@ class Process(PipesMixin, LeaseMixin):
         if self.returncode is not None:
             return self.returncode
         self._check_owner()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = 0.001
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if self._wait_step(remaining):
-                assert self.returncode is not None
-                return self.returncode
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise errors.TimeoutExpired(self.args, timeout if timeout is not None else 0)
-            if self._child is False or self._stolen_since is not None:
-                # Exited, but its parent (or the foreign waiter that took
-                # it) has not finished reaping it: the kernel has no status
-                # to give us yet, and nothing to poll for that, so back off.
-                time.sleep(backoff if remaining is None else min(backoff, remaining))
-                backoff = min(backoff * 2, 0.05)
+        return _wait.wait(self, timeout)
 
     def communicate(self, input: Optional[bytes] = None,
                     timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
@@ -475,7 +246,9 @@ class Process(PipesMixin, LeaseMixin):
                 handle, or one that came through fork().
         """
         self._check_owner()
-        return super().communicate(input, timeout)
+        if self._communication is None:
+            self._communication = Communication()
+        return self._communication.communicate(self, input, timeout)
 
     async def wait_async(self) -> int:
         """``await`` the exit without blocking the event loop.
@@ -487,36 +260,7 @@ class Process(PipesMixin, LeaseMixin):
         if self.returncode is not None:
             return self.returncode
         self._check_owner()
-        import asyncio   # here: the CLI and most callers never load it
-
-        loop = asyncio.get_running_loop()
-        backoff = 0.001
-        while True:
-            # A private dup: add_reader() allows one callback per fd, and
-            # several coroutines may be waiting on this process.
-            dup = -1
-            try:
-                with critical, self._lock:
-                    if self._reap_locked():
-                        break
-                    dup = _dup(self._fd)
-                fut: "asyncio.Future[None]" = loop.create_future()
-                loop.add_reader(dup, _set_done, fut)
-                try:
-                    await fut
-                finally:
-                    loop.remove_reader(dup)
-                with critical, self._lock:
-                    if self._reap_locked(fd=dup):
-                        self._close_if_unused()  # closed meanwhile: the fd can go now
-                        break
-            finally:
-                if dup >= 0:
-                    os.close(dup)
-            await asyncio.sleep(backoff)  # exited, no status yet: see wait()
-            backoff = min(backoff * 2, 0.05)
-        assert self.returncode is not None
-        return self.returncode
+        return await _wait.wait_async(self)
 
     def is_alive(self) -> bool:
         """Whether the process is still running (a zombie is not alive)."""
@@ -526,9 +270,9 @@ class Process(PipesMixin, LeaseMixin):
         with critical, self._lock:
             if self._closing:
                 raise ValueError(f"Process {self.pid} is closed")
-            if not _readable(self._fd, 0):
+            if not _wait._readable(self._fd, 0):
                 return True
-            self._reap_locked()
+            _wait.reap_locked(self)
         return False
 
     # -- signals ----------------------------------------------------------------
@@ -568,14 +312,6 @@ class Process(PipesMixin, LeaseMixin):
 
     # -- lifetime -----------------------------------------------------------
 
-    def _close_pipes(self, order: Any = None) -> None:
-        for f in order or (self.stdin, self.stdout, self.stderr):
-            if f is not None:
-                try:
-                    f.close()
-                except BrokenPipeError:
-                    pass
-
     def close(self) -> None:
         """Close the pidfd and any pipes.  Idempotent.
 
@@ -585,7 +321,7 @@ class Process(PipesMixin, LeaseMixin):
         ``Popen`` objects): it never stays a zombie.  Use the context
         manager, or ``wait()`` first, to get its status.
         """
-        self._close_pipes()
+        close_pipes((self.stdin, self.stdout, self.stderr))
         if self._generation != _generation:
             # The parent's handle: close this process's copy of the pidfd,
             # without its lock (a thread of the parent may have held it).
@@ -611,112 +347,42 @@ class Process(PipesMixin, LeaseMixin):
             self._spawned = False
         self.close()
 
-    def _discard(self) -> None:
-        """Undo a spawn whose caller never got the handle: kill, reap, close."""
-        with critical:
-            self._close_pipes()
-            with self._lock:
-                self._closing = True
-                fd, self._fd = self._fd, -1
-                if fd >= 0:
-                    _unindex_pidfd(fd)   # lease section; _end_child may re-index it
-                    _end_child(fd, self.pid)
-
-    def __enter__(self) -> "Process":
-        return self
-
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
         """Close the pipes, wait for the process if it is our child (like
         Popen), close the pidfd."""
         try:
-            self._close_pipes((self.stdout, self.stderr, self.stdin))
-            if not self._closing and self._is_our_child():
+            close_pipes((self.stdout, self.stderr, self.stdin))
+            if not self._closing and _wait.is_our_child(self):
                 self.wait()
         finally:
             self.close()
 
-    def _is_our_child(self) -> bool:
-        """Whether waiting would reap (adopted: asks the kernel, reaps nothing)."""
-        if self._child is None and self.returncode is None:
-            self._check_owner()
-            with critical, self._lock:
-                if self._child is None and not self._closing:
-                    try:
-                        _sys.waitid_pidfd(self._fd,
-                                          _sys.WEXITED | _sys.WNOHANG | _sys.WNOWAIT)
-                    except ChildProcessError:
-                        self._child = False
-                    else:
-                        self._child = True
-        return bool(self._child)
-
-    def __del__(self) -> None:
+    def _release_dropped(self) -> Optional[str]:
         # No thread can be borrowing the fd: a borrower holds a reference.
         if getattr(self, "_fd", -1) < 0:
-            return
+            return None
         if self._generation != _generation:
             fd, self._fd = self._fd, -1   # the parent's handle: close our copy quietly
             os.close(fd)
-            return
-        self._close_pipes()  # (the registry may keep this object alive)
+            return None
+        close_pipes((self.stdin, self.stdout, self.stderr))  # (the registry may keep us alive)
         with critical:
             was_closed, self._closing, self._borrowers = self._closing, True, 0
             abandoned = self._close_if_unused()
         if was_closed:
-            return
+            return None
         if abandoned:
-            warnings.warn(f"pidsafe child {self.pid} is still running",
-                          ResourceWarning, stacklevel=2)
-        else:
-            warnings.warn(f"unclosed pidsafe.Process {self.pid}", ResourceWarning,
-                          stacklevel=2)
-
-
-# Handles of children we spawned, closed or dropped while the child ran, by
-# their (still open) pidfd; see Process._close_if_unused().
-_abandoned: Dict[int, Process] = {}
-_abandoned_lock = threading.Lock()
-
-
-def reap_abandoned() -> None:
-    """Reap, without blocking, the children whose handles were closed running.
-
-    ``spawn()`` calls it, as ``Popen`` cleans up its dropped children.  One
-    caller at a time: another thread, or a signal handler that spawns while
-    the main thread is in here, skips it, and the next call catches up.
-    """
-    with critical:
-        if not _abandoned_lock.acquire(blocking=False):
-            return
-        try:
-            for p in list(_abandoned.values()):
-                with p._lock:
-                    p._close_if_unused()
-        finally:
-            _abandoned_lock.release()
+            return f"pidsafe child {self.pid} is still running"
+        return f"unclosed pidsafe.Process {self.pid}"
 
 
 def _after_fork_in_child() -> None:
-    global _generation, _abandoned_lock
+    global _generation
     _generation += 1
-    _abandoned_lock = threading.Lock()
-    # The parent's children: not ours to reap.  Only this thread exists here.
-    handles = list(_abandoned.values())
-    _abandoned.clear()
-    for p in handles:
-        fd, p._fd = p._fd, -1
-        if fd >= 0:
-            os.close(fd)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def waitid_returncode(code: int, status: int) -> int:
-    """``Popen``'s return code from a ``waitid`` ``(si_code, si_status)``."""
-    return _returncode(code, status)
-
-
-__all__ = ["LEASE_BUSY", "LEASE_REAPED", "LEASE_RUNNING", "Process", "hand_out",
-           "handle_fds", "handle_holds", "reap_abandoned", "waitid_returncode"]
+__all__ = ["Process"]

@@ -20,7 +20,11 @@ from ..errors import UnsupportedError
 from ..userns import IDMapLike, Namespace
 from ._child import start_child
 from ._plan import PLAIN, SpawnPlan, plan_spawn
-from ._process import Process, _abandoned, _end_child, discard, hand_out, reap_abandoned
+from .._sigsafe import hand_out
+from . import _abandoned
+from ._abandoned import reap_abandoned
+from ._process import Process
+from ._undo import discard, end_child
 from ._stdio import StdioArg, open_pipe_files, stdio_fd
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
@@ -211,7 +215,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     else:
         plan = plan_spawn(userns, uidmap, gidmap, namespaces)
 
-    if _abandoned:
+    if _abandoned.registry:
         reap_abandoned()
 
     # Everything below runs in one critical section: a signal handler that
@@ -293,7 +297,7 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
             # The child has exited (status 127): reap it, then raise its
             # error (a failure to reap leaves the pidfd to reap_abandoned()).
             fd, pidfd = pidfd, -1
-            _end_child(fd, pid)
+            end_child(fd, pid)
             filename = cwd if stage == _sys.STAGE_CHDIR else (
                 exe_arg if stage == _sys.STAGE_EXEC else None)
             raise _sys.child_error(stage, err, filename)
@@ -318,7 +322,7 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
         if pidfd >= 0:
             # Created, but we cannot hand it out: kill and reap through the
             # pidfd, so no zombie and no fd is left behind.
-            _end_child(pidfd, pid)
+            end_child(pidfd, pid)
         for fd in to_close + parent_ends + [err_r]:
             if fd >= 0:
                 os.close(fd)

@@ -22,17 +22,17 @@ import os
 import threading
 import time
 import weakref
-from types import TracebackType
-from typing import Callable, Dict, List, Optional, Set, Tuple, Type
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import _sys
+from .._owned import Closable
 from .._sigsafe import critical
 from ..errors import TimeoutExpired
 from ._subscription import AsyncWaiters, Exit
 from ..errors import ReaperError
 
 
-class Claim:
+class Claim(Closable):
     """A foreign child's exit status, reserved before the child starts.
 
     Subreaper mode only (:meth:`pidsafe.Reaper.claim`)::
@@ -151,13 +151,6 @@ class Claim:
             pid = self._pid
             self._finish(lambda: ReaperError(f"the claim for pid {pid} was closed before "
                                              "its child was reaped"))
-
-    def __enter__(self) -> "Claim":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<pidsafe.Claim pid={self._pid} returncode={self.returncode}>"

@@ -15,10 +15,10 @@ Kernel behaviour relied on:
   chance to lose the GIL for milliseconds.
 
 The fd registered for an owned child is the ``Process``'s own pidfd,
-leased (``Process.lease_pidfd``): while leased, ``Process.close()`` defers
+leased (``PidfdLease.take``): while leased, ``Process.close()`` defers
 the real close, so the number can be neither closed under epoll nor reused,
 and the exit is never lost when the caller closes its ``Process`` early.
-The lease ends (``Process.try_end_lease``) once the exit has been reaped.
+The lease ends (``PidfdLease.end``) once the exit has been reaped.
 Orphans are registered with the reaper's own pidfds (see ``_orphans``).
 
 Registration takes no lock: it is a few dict operations (atomic under the
@@ -44,23 +44,22 @@ import time
 import weakref
 from typing import Dict, List, Optional, Set, Tuple
 
-from .. import _sys
 from .._sigsafe import critical
-from ..process import Process
+from ..process import PidfdLease, Process
 from ..errors import ReaperError
 
 _EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class Reg:
-    """One pidfd in the set: an owned child (``process``) or a pinned orphan."""
+    """One pidfd in the set: an owned child (its ``lease``) or a pinned orphan."""
 
-    __slots__ = ("fd", "pid", "process")
+    __slots__ = ("fd", "pid", "lease")
 
-    def __init__(self, fd: int, pid: int, process: Optional[Process]) -> None:
+    def __init__(self, fd: int, pid: int, lease: Optional[PidfdLease]) -> None:
         self.fd = fd
         self.pid = pid
-        self.process = process
+        self.lease = lease
 
 
 class PidfdSet:
@@ -116,8 +115,8 @@ class PidfdSet:
         # Leased -> registered (or the lease ended) as one step for signal
         # handlers: a KeyboardInterrupt in between would leak the lease.
         with critical:
-            fd = process.lease_pidfd()
-            reg = Reg(fd, process.pid, process)
+            lease = PidfdLease.take(process)
+            reg = Reg(lease.fd, process.pid, lease)
             token = object()
             self._in_flight.append(reg)
             try:
@@ -134,7 +133,7 @@ class PidfdSet:
                     del self.watched[process]
                     raise
             except BaseException:
-                _end_lease_blocking(reg)
+                _end_lease_blocking(lease)
                 raise
             finally:
                 self._in_flight.remove(reg)
@@ -161,7 +160,7 @@ class PidfdSet:
         belongs to the caller.
         """
         del self.regs[reg.fd]
-        if reg.process is not None and self.owned_pids.get(reg.pid) is reg:
+        if reg.lease is not None and self.owned_pids.get(reg.pid) is reg:
             del self.owned_pids[reg.pid]
 
     def wake(self, force: bool = False) -> None:
@@ -204,8 +203,8 @@ class PidfdSet:
             self._epoll.close()
             self._epoll = None
         for reg in regs:
-            if reg.process is not None:
-                _end_lease_blocking(reg)
+            if reg.lease is not None:
+                _end_lease_blocking(reg.lease)
             else:
                 os.close(reg.fd)
         if self.wake_fd >= 0:
@@ -217,12 +216,12 @@ class PidfdSet:
         self.lock = threading.Lock()
         self.accepting = False
         self._in_flight.clear()
-        fds = [reg.fd for reg in self.regs.values() if reg.process is None]
+        fds = [reg.fd for reg in self.regs.values() if reg.lease is None]
         for reg in self.regs.values():
-            if reg.process is not None:
+            if reg.lease is not None:
                 # Only this thread exists here, and the Process's lock may
                 # have been held by one that does not (the reaper thread).
-                reg.process.lease_after_fork()
+                reg.lease.after_fork()
         if self.wake_fd >= 0:
             fds.append(self.wake_fd)
         if self._epoll is not None:
@@ -239,15 +238,8 @@ class PidfdSet:
         self.wake_fd = -1
 
 
-def end_lease(reg: Reg) -> Optional[int]:
-    """End an owned child's lease without waiting (``Process.end_lease``)."""
-    assert reg.process is not None
-    return reg.process.end_lease()
-
-
-def _end_lease_blocking(reg: Reg) -> None:
+def _end_lease_blocking(lease: PidfdLease) -> None:
     """End a lease from a thread that may wait (not the reaper thread)."""
-    assert reg.process is not None
-    fd = reg.process.end_lease(wait=True)
+    fd = lease.end(wait=True)
     if fd is not None and fd >= 0:
         os.close(fd)

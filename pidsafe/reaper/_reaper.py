@@ -23,8 +23,8 @@ No big lock: ``spawn()`` runs ``pidsafe.spawn`` with no reaper lock held;
 ``watch()`` then registers with a few dict operations and one
 ``epoll_ctl``, taking no lock at all (see ``_pidfdset``).  Publishing takes
 each subscription's own lock, only to append, and happens in the reaper
-thread only.  ``Reaper._lock`` guards only the lifecycle state and the
-tuple of subscriptions.
+thread only (``_publisher``).  ``Reaper._lock`` guards only the lifecycle
+state.
 
 Subreaper mode (``Reaper(subreaper=True)``) also reaps orphans; see
 ``_orphans`` for how they are found without stealing anyone's status, and
@@ -37,15 +37,16 @@ import os
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Optional, Sequence, Tuple, Type
+from typing import Any, Optional, Type
 
 from .._sigsafe import critical
 from ..process import Process, spawn
 from . import _foreign, _orphans, _slot
 from ._claim import Claim, ClaimBook
 from ._pidfdset import PidfdSet
+from ._publisher import ExitPublisher
+from ._subscription import DEFAULT_MAXSIZE, Subscription
 from ._thread import ReaperLoop
-from ._subscription import DEFAULT_MAXSIZE, Exit, Subscription
 from ..errors import ReaperError, SubscriptionClosed
 
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED, _FORKED = (
@@ -113,7 +114,7 @@ class Reaper:
         self._stop_lock = threading.Lock()   # one stop() finishes the work
         self._state = _NEW
         self._owner_pid = os.getpid()
-        self._subs: Tuple[Subscription, ...] = ()
+        self._publisher = ExitPublisher()
         self._set = PidfdSet()
         self._thread: Optional[threading.Thread] = None
         self._failure: Optional[BaseException] = None
@@ -176,7 +177,7 @@ class Reaper:
                 self._prev_subreaper = _slot.become_subreaper()
                 _foreign.watch_foreign_starts(self._book)
             self._loop = ReaperLoop(self._set, self._scanner if self._subreaper else None,
-                                    self._book, self._publish,
+                                    self._book, self._publisher,
                                     lambda: self._state != _RUNNING, self._scan_interval)
             thread = threading.Thread(target=self._run, name="pidsafe-reaper", daemon=True)
             with self._lock:
@@ -216,7 +217,7 @@ class Reaper:
             if state in (_NEW, _RUNNING):
                 self._state = _STOPPING
         if state == _NEW:
-            self._end_stream(lambda: SubscriptionClosed("the reaper was stopped"))
+            self._publisher.end(lambda: SubscriptionClosed("the reaper was stopped"))
             self._state = _STOPPED
             return
         if state in (_STOPPED, _STARTING):
@@ -238,7 +239,7 @@ class Reaper:
                 self._book.finish(
                     lambda: ReaperError("the reaper stopped before the claimed child was reaped"))
                 self._release_resources()
-                self._end_stream(lambda: SubscriptionClosed("the reaper stopped"))
+                self._publisher.end(lambda: SubscriptionClosed("the reaper stopped"))
                 self._state = _STOPPED
         if self._failure is not None:
             raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
@@ -249,12 +250,6 @@ class Reaper:
         if self._subreaper:
             _foreign.unwatch_foreign_starts(self._book)
             _slot.give_back(self)
-
-    def _end_stream(self, reason: Callable[[], BaseException]) -> None:
-        with self._lock:
-            subs, self._subs = self._subs, ()
-        for sub in subs:
-            sub._finish(reason)
 
     def _forget_after_fork(self) -> None:
         """In a forked child: the thread is gone; close our copies of the fds."""
@@ -270,9 +265,7 @@ class Reaper:
             return ReaperError(f"this subscription belongs to a Reaper of process {owner}; "
                                "a forked child does not inherit its thread")
 
-        for sub in self._subs:
-            sub._forget_after_fork(reason)
-        self._subs = ()
+        self._publisher.forget_after_fork(reason)
         self._book.forget_after_fork(reason)
 
     def __enter__(self) -> "Reaper":
@@ -370,13 +363,7 @@ class Reaper:
         with self._lock:
             if self._state not in (_NEW, _STARTING, _RUNNING):
                 raise ReaperError(f"the reaper is {self._state}")
-            sub = Subscription(self._unsubscribe, maxsize)
-            self._subs = self._subs + (sub,)
-        return sub
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            self._subs = tuple(s for s in self._subs if s is not sub)
+            return self._publisher.subscribe(maxsize)
 
     def claim(self) -> Claim:
         """Reserve a foreign child's status; open it *before* starting the child.
@@ -397,14 +384,6 @@ class Reaper:
                               "reaps children it does not own")
         return self._book.open()
 
-    def _publish(self, exits: Sequence[Exit]) -> None:
-        """Hand ``exits`` to every subscriber (the reaper thread only)."""
-        if not exits:
-            return
-        for sub in self._subs:
-            if sub._put_many(exits):
-                self._unsubscribe(sub)
-
     # -- the reaper thread -----------------------------------------------------
 
     def _run(self) -> None:
@@ -415,7 +394,7 @@ class Reaper:
             self._failure = exc
             # Format now: the name exc is unbound once the except block ends.
             message = f"the reaper thread failed: {exc!r}"
-            self._end_stream(lambda: ReaperError(message))
+            self._publisher.end(lambda: ReaperError(message))
 
 
 def _after_fork_in_child() -> None:

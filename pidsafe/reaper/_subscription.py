@@ -22,8 +22,9 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import (TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tuple, Type)
+from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tuple
+
+from .._owned import Closable
 from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _resolve(fut: "asyncio.Future[None]") -> None:
         fut.set_result(None)
 
 
-class Subscription:
+class Subscription(Closable):
     """Every exit its reaper publishes after :meth:`pidsafe.Reaper.subscribe`.
 
     Each subscriber gets each exit once, in the order the reaper published
@@ -249,13 +250,6 @@ class Subscription:
             self._cond.notify_all()
             self._waiters.wake_all()
         self._detach(self)
-
-    def __enter__(self) -> "Subscription":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<pidsafe.Subscription queued={len(self._queue)} maxsize={self._maxsize}>"

@@ -5,7 +5,7 @@ releases the GIL, and getting it back can take milliseconds while busy
 threads hold it.  The delivery path is therefore as short as it can be:
 
 - one ``epoll_wait`` for a batch of exits, then per exit one ``waitid``
-  (``Process.try_lease_reap``) and the exit is published *at once*, before
+  (``PidfdLease.try_reap``) and the exit is published *at once*, before
   the next one is reaped;
 - ending the lease and closing fds come after publishing;
 - the thread never blocks on a ``Process`` lock or on another thread: a
@@ -15,7 +15,8 @@ threads hold it.  The delivery path is therefore as short as it can be:
   while every other exit goes on being delivered.
 
 Every exit, orphans' and claims' included, is published from this thread
-only, so every subscriber sees one order.
+only, through the reaper's :class:`~._publisher.Publisher`, so every
+subscriber sees one order.
 
 Failures of a syscall (``EMFILE``, ``ENOMEM``...) never end the thread: the
 work is kept and tried again with a growing delay (``_MAX_BACKOFF``).  Only
@@ -27,12 +28,13 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional
 
 from ..process import LEASE_BUSY, LEASE_REAPED
 from ._claim import ClaimBook
 from ._orphans import OrphanScanner
-from ._pidfdset import PidfdSet, Reg, end_lease
+from ._pidfdset import PidfdSet, Reg
+from ._publisher import Publisher
 from ._subscription import Exit
 from ..errors import ReaperError
 
@@ -45,12 +47,12 @@ class ReaperLoop:
     """The state of one reaper thread; :meth:`run` is its body."""
 
     def __init__(self, pidfds: PidfdSet, scanner: Optional[OrphanScanner], book: ClaimBook,
-                 publish: Callable[[Sequence[Exit]], None], stopping: Callable[[], bool],
+                 publisher: Publisher, stopping: Callable[[], bool],
                  scan_interval: float) -> None:
         self._set = pidfds
         self._scanner = scanner
         self._book = book
-        self._publish = publish
+        self._publisher = publisher
         self._stopping = stopping
         self._scan_interval = scan_interval
         self._busy: List[Reg] = []       # owned, exited, to reap again soon
@@ -82,16 +84,18 @@ class ReaperLoop:
         return self._backoff
 
     def _reap_owned(self, reg: Reg) -> None:
-        assert reg.process is not None
+        lease = reg.lease
+        assert lease is not None
         try:
-            state, returncode = reg.process.try_lease_reap()
+            state, returncode = lease.try_reap()
         except OSError:
             self._busy.append(reg)
             self._busy_at = min(self._busy_at, time.monotonic() + self._failed())
             return
         if state == LEASE_REAPED:
             self._backoff = 0.0
-            self._publish([Exit(reg.pid, returncode, reg.process, False, time.monotonic())])
+            self._publisher.publish(
+                [Exit(reg.pid, returncode, lease.process, False, time.monotonic())])
             self._end_lease(reg)
         elif state == LEASE_BUSY:
             self._busy.append(reg)
@@ -103,8 +107,9 @@ class ReaperLoop:
     def _end_lease(self, reg: Reg) -> None:
         # The registration is forgotten only once the lease has ended: a
         # fork meanwhile then finds the Process in ``regs`` and resets it
-        # (``Process.lease_after_fork``), even if this thread held its lock.
-        fd = end_lease(reg)
+        # (``PidfdLease.after_fork``), even if this thread held its lock.
+        assert reg.lease is not None
+        fd = reg.lease.end()
         if fd is None:
             self._leases.append(reg)
             return
@@ -137,7 +142,7 @@ class ReaperLoop:
         scanner = self._scanner
         assert scanner is not None
         try:
-            self._publish(scanner.scan())
+            self._publisher.publish(scanner.scan())
         except OSError:
             scanner.retry = True
             self._next_scan = time.monotonic() + self._failed()
@@ -179,12 +184,12 @@ class ReaperLoop:
                 reg = pidfds.regs.get(fd)
                 if reg is None:
                     continue
-                if reg.process is not None:
+                if reg.lease is not None:
                     self._reap_owned(reg)
                 else:
                     assert scanner is not None
                     pidfds.drop(reg)   # the scanner owns the fd now
-                    self._publish(scanner.exited(reg.pid, reg.fd))
+                    self._publisher.publish(scanner.exited(reg.pid, reg.fd))
                     woken = True       # its children may just have become ours
             if events and not woken and scanner is not None:
                 woken = True           # an owned exit: its children may be ours now
@@ -192,7 +197,7 @@ class ReaperLoop:
             if scanner is not None:
                 # Cheap when nothing is held back, or a claim still pends
                 # (a claim dropped unclosed stops pending without a wake).
-                self._publish(scanner.flush_deferred())
+                self._publisher.publish(scanner.flush_deferred())
                 if stopping:
                     if not final_scan_done:
                         self._scan()
@@ -207,6 +212,6 @@ class ReaperLoop:
                 if scanner is not None:
                     self._book.finish(lambda: ReaperError(
                         "the reaper stopped before the claimed child was reaped"))
-                    self._publish(scanner.flush_deferred())
+                    self._publisher.publish(scanner.flush_deferred())
                 self._housekeeping(time.monotonic())
                 return

@@ -48,6 +48,7 @@ import os
 import re
 from types import TracebackType
 
+from .._owned import Owned
 from .._sigsafe import critical
 from ..errors import StateError
 
@@ -74,7 +75,7 @@ _TOKEN_BYTES = 8
 _TEMP_TRIES = 32
 
 
-class StateFile:
+class StateFile(Owned):
     """The state of one container under ``root``: save, load, lock, destroy.
 
     ``save()`` and ``destroy()`` need the lock (``with state.locked():``);
@@ -349,15 +350,13 @@ class StateFile:
     def __repr__(self) -> str:
         return f"<pidsafe.StateFile {self.path}{' locked' if self.is_locked else ''}>"
 
-    def __del__(self) -> None:
+    def _release_dropped(self) -> Optional[str]:
         fd = getattr(self, "_lock_fd", -1)
-        if fd >= 0:
-            self._lock_fd = -1
-            os.close(fd)
-            import warnings
-
-            warnings.warn(f"StateFile {self.id!r} dropped while locked", ResourceWarning,
-                          stacklevel=2)
+        if fd < 0:
+            return None
+        self._lock_fd = -1
+        os.close(fd)
+        return f"StateFile {self.id!r} dropped while locked"
 
 
 class _Locked:

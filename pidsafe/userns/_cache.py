@@ -26,10 +26,10 @@ import fcntl
 import os
 import threading
 import weakref
-from types import TracebackType
-from typing import List, Optional, Tuple, Type
+from typing import List, Optional, Tuple
 
 from .._fd import OwnedFd
+from .._owned import Closable
 from .._sigsafe import critical
 from ._helper import get_userns_fd
 from ._idmap import IDMap
@@ -43,7 +43,7 @@ _Key = Tuple[IDMap, IDMap, str]
 _caches: "weakref.WeakSet[UsernsCache]" = weakref.WeakSet()
 
 
-class UsernsCache:
+class UsernsCache(Closable):
     """A bounded, thread-safe cache of user namespaces by their maps.
 
     ``get()`` returns a *duplicate* of the cached fd (close-on-exec), which
@@ -168,13 +168,6 @@ class UsernsCache:
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
         return self._closed
-
-    def __enter__(self) -> "UsernsCache":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]],
-                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
 
     def _after_fork_in_child(self) -> None:
         # The thread that held the lock at fork time does not exist here.

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe.process import _process
+from pidsafe.process import _abandoned
 
 from pidsafe import _sys
 
@@ -322,7 +322,7 @@ def test_close_while_another_thread_waits(blocking_calls: BlockingCalls) -> None
     t.join()
     assert results == [0]
     # The waiter reaped it, and let the closed handle's pidfd go.
-    assert not _process._abandoned
+    assert not _abandoned.registry
     assert (not os.path.exists(f"/proc/self/fd/{fd}")
             or os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[pidfd]")
 
@@ -441,9 +441,9 @@ def test_close_is_idempotent_and_does_not_wait() -> None:
         assert again.wait(10) == -signal.SIGKILL
     # The closed handle kept its pidfd to reap the child later; the next
     # spawn() finds it reaped and lets the pidfd go.
-    assert _process._abandoned
+    assert _abandoned.registry
     spawn_and_wait()
-    assert not _process._abandoned
+    assert not _abandoned.registry
 
 
 def test_closing_a_running_child_leaves_no_zombie() -> None:
@@ -452,18 +452,18 @@ def test_closing_a_running_child_leaves_no_zombie() -> None:
     assert p.stdin is not None
     stdin = os.dup(p.stdin.fileno())   # keeps cat reading after close()
     p.close()
-    assert state(pid) not in ("Z", "") and _process._abandoned
+    assert state(pid) not in ("Z", "") and _abandoned.registry
     os.close(stdin)                    # now cat exits
     wait_until(lambda: state(pid) == "Z", "cat to exit")
     spawn_and_wait()                   # reaps it, as Popen reaps dropped children
-    assert pid not in children() and not _process._abandoned
+    assert pid not in children() and not _abandoned.registry
 
 
 def test_closing_an_exited_child_reaps_it_at_once() -> None:
     p = pidsafe.spawn(["sh", "-c", "exit 3"])
     wait_until(lambda: state(p.pid) == "Z", "the child to exit")
     p.close()
-    assert p.pid not in children() and p.returncode == 3 and not _process._abandoned
+    assert p.pid not in children() and p.returncode == 3 and not _abandoned.registry
 
 
 def test_unclosed_reaped_process_warns_and_closes_its_fd() -> None:
@@ -482,7 +482,7 @@ def test_dropped_running_child_is_reaped_by_a_later_spawn() -> None:
     assert pid in children()
     spawn_and_wait()
     assert pid not in children(), "the abandoned child is still a zombie"
-    assert not _process._abandoned
+    assert not _abandoned.registry
 
 
 def test_dropped_exited_child_is_reaped_at_once() -> None:
@@ -492,7 +492,7 @@ def test_dropped_exited_child_is_reaped_at_once() -> None:
     with pytest.warns(ResourceWarning, match="unclosed"):
         del p
         gc.collect()
-    assert pid not in children() and not _process._abandoned
+    assert pid not in children() and not _abandoned.registry
 
 
 def test_dropped_adopted_non_child_closes_its_pidfd_at_once() -> None:
@@ -504,7 +504,7 @@ def test_dropped_adopted_non_child_closes_its_pidfd_at_once() -> None:
         with pytest.warns(ResourceWarning, match="unclosed"):
             del q
             gc.collect()
-        assert open_fds() == fds and not _process._abandoned
+        assert open_fds() == fds and not _abandoned.registry
         with pidsafe.Process.from_pid(grand_pid) as q:
             q.kill()
         sh.wait(10)
@@ -1009,19 +1009,19 @@ def test_after_fork_the_abandoned_registry_starts_empty_and_unlocked() -> None:
     assert p.stdin is not None
     stdin = os.dup(p.stdin.fileno())
     p.close()                             # running: abandoned, pidfd kept
-    (abandoned_fd,) = _process._abandoned
-    _process._abandoned_lock.acquire()    # as if another thread held it at fork()
+    (abandoned_fd,) = _abandoned.registry
+    _abandoned._lock.acquire()    # as if another thread held it at fork()
     try:
         def body() -> str:
-            before = (dict(_process._abandoned), os.path.exists(f"/proc/self/fd/{abandoned_fd}"))
+            before = (dict(_abandoned.registry), os.path.exists(f"/proc/self/fd/{abandoned_fd}"))
             q = pidsafe.spawn(["cat"], stdin=PIPE)
             q.close()                     # abandoned here: reaped once it exits
             settle_abandoned()            # (the lock the parent held is not held here)
-            return f"{before} {dict(_process._abandoned)}"
+            return f"{before} {dict(_abandoned.registry)}"
 
         assert _in_forked_child(body) == "({}, False) {}"
     finally:
-        _process._abandoned_lock.release()
+        _abandoned._lock.release()
     os.close(stdin)
     settle_abandoned()
 
@@ -1075,7 +1075,7 @@ def test_an_error_while_reaping_a_failed_exec_still_raises_the_exec_error(
         pidsafe.spawn(["pidsafe-no-such-program"])
     assert info.value.filename == "pidsafe-no-such-program"
     # The child it could not reap is left to the next spawn(), never leaked.
-    assert len(_process._abandoned) == 1 and set(open_fds()) - set(fds) == set(_process._abandoned)
+    assert len(_abandoned.registry) == 1 and set(open_fds()) - set(fds) == set(_abandoned.registry)
     monkeypatch.setattr(_sys, "waitid_pidfd", real)
     settle_abandoned()
     assert open_fds() == fds
@@ -1100,3 +1100,13 @@ def test_release_leaves_the_exit_status_to_whoever_reaps() -> None:
     os.kill(pid, signal.SIGKILL)     # our unreaped child: the pid is still it
     res = os.waitid(os.P_PID, pid, os.WEXITED)
     assert res is not None and (res.si_code, res.si_status) == (os.CLD_KILLED, signal.SIGKILL)
+
+
+def test_the_reapers_lease_is_not_part_of_process() -> None:
+    """A reaper holds a PidfdLease on a Process; Process itself has no
+    lease methods, and no mixin brings its host's fields along."""
+    names = {n for n in dir(pidsafe.Process)
+             if "lease" in n.replace("release", "")}
+    assert names == set()
+    assert [c.__name__ for c in pidsafe.Process.__mro__] == ["Process", "Closable", "Owned",
+                                                             "object"]

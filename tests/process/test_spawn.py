@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe.process import _process, _spawn, _stdio
+from pidsafe.process import _abandoned, _spawn, _stdio
 
 from pidsafe import _sys
 
@@ -785,6 +785,6 @@ def test_random_raising_signals_never_leak_or_lose_anything(random_alarms: Rando
     for i in range(rounds):
         random_alarms.arm(span)
         one(i)
-    assert not _process._abandoned
+    assert not _abandoned.registry
     # Enough landed inside pidsafe to prove something.
     assert random_alarms.raised > rounds // 5, (random_alarms.raised, random_alarms.missed)

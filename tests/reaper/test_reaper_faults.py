@@ -136,17 +136,19 @@ def test_interrupt_between_lease_and_registration(reaper: pidsafe.Reaper,
     """The reaper's own part of spawn: a signal handler raising right after
     the pidfd is leased must not leak the lease (the fd would stay open for
     ever after close()); the spawn raises, its child killed and reaped."""
-    real = pidsafe.Process.lease_pidfd
+    from pidsafe.process import PidfdLease
 
-    def lease_then_ctrl_c(self: pidsafe.Process) -> int:
-        fd = real(self)
+    real = PidfdLease.take
+
+    def lease_then_ctrl_c(process: pidsafe.Process) -> PidfdLease:
+        lease = real(process)
         signal.raise_signal(signal.SIGINT)   # the handler runs right here
-        return fd
+        return lease
 
     def on_sigint(signum: int, frame: object) -> None:
         raise Interrupt("Ctrl-C")
 
-    monkeypatch.setattr(pidsafe.Process, "lease_pidfd", lease_then_ctrl_c)
+    monkeypatch.setattr(PidfdLease, "take", staticmethod(lease_then_ctrl_c))
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
         with reaper.subscribe() as exits, leak_check("interrupted watch"):

@@ -1,0 +1,249 @@
+"""Reaping a :class:`Process` through its pidfd, and waiting for it without reaping.
+
+Asynchronous exceptions.  A signal handler may raise at any bytecode.  An
+exit status changes hands (reaped -> recorded) inside one
+``pidsafe._sigsafe.critical`` section, where handlers are held back until
+the end; nothing blocks inside one.  So a wait blocks *without reaping*
+(``waitid(WEXITED|WNOWAIT)`` for our child, ``poll(2)`` on the pidfd
+otherwise), outside any section and outside the handle's lock, then reaps
+with ``WNOHANG`` and records ``returncode`` in one section: an exception can
+interrupt the wait, never lose the status.
+
+Blocking on a duplicate.  The blocking call works on a private duplicate
+of the pidfd made under the lock, so ``close()`` in another thread may
+close the handle's own fd meanwhile without the number being reused under
+us, and the status is then still reaped through the duplicate.  The
+duplicate is closed by the first call of a ``finally`` clause: a handler can
+only run after a call returns, so no exception can come between.
+
+A process that is not our child (adopted with ``Process.from_pid``), or
+our child that another waiter reaped: the kernel keeps the status on the
+pidfd once its real parent has reaped it (``PIDFD_INFO_EXIT``, Linux 6.15).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import time
+
+from .. import _sys, errors   # errors.TimeoutExpired: made on first use (subprocess)
+from .._sigsafe import critical
+from ..errors import UnsupportedError
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Optional
+
+    import asyncio
+
+    from ._process import Process
+
+
+#: How long a child another waiter took may go without the kernel's record
+#: of its status before we call the status lost (see reap_locked).
+_STOLEN_GRACE = 1.0
+
+#: poll(2) takes an int of milliseconds: longer timeouts are waited in turns.
+_POLL_MAX_MS = 2**31 - 1
+
+
+def waitid_returncode(code: int, status: int) -> int:
+    """``Popen``'s return code from a ``waitid`` ``(si_code, si_status)``:
+    the exit status, or minus the signal number."""
+    if code == _sys.CLD_EXITED:
+        return status
+    if code in (_sys.CLD_KILLED, _sys.CLD_DUMPED):
+        return -status
+    raise ValueError(f"unexpected waitid si_code {code}")  # pragma: no cover
+
+
+def _readable(fd: int, timeout: Optional[float]) -> bool:
+    """poll(2) ``fd`` for ``POLLIN``: ``timeout`` seconds, ``None`` for ever.
+
+    PEP 475: poll() retries EINTR itself, recomputing the timeout, and lets
+    a signal handler's exception through.  A timeout too long for poll(2)
+    (2**31 ms or more, ``inf``) waits its longest and says "not ready": the
+    caller's deadline decides whether to go on.
+    """
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    if timeout is None:
+        return bool(p.poll())
+    return bool(p.poll(min(max(0.0, timeout) * 1000, _POLL_MAX_MS)))
+
+
+def _dup(fd: int) -> int:
+    """A close-on-exec duplicate of ``fd`` (above stdio)."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
+    """With ``p``'s lock held: reap if exited; True once returncode is known.
+
+    ``borrowed``: the caller holds a borrow of the fd (``_borrow_fd``),
+    so it is still open even if the handle has been closed meanwhile.
+    ``fd``: reap through this duplicate of the pidfd instead (open even
+    if the handle has been closed meanwhile).
+    """
+    if p.returncode is not None:
+        return True
+    if fd < 0:
+        if p._closing and not borrowed:
+            raise ValueError(f"Process {p.pid} is closed")
+        fd = p._fd
+    stolen = False
+    if p._child is not False:
+        try:
+            res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
+        except ChildProcessError:
+            if p._child is None:
+                p._child = False   # adopted, and not ours
+            else:
+                stolen = True      # a foreign reaper (exec made it SIGCHLD)
+        else:
+            p._child = True
+            if res is None:
+                return False
+            p._reaped(waitid_returncode(res[1], res[2]))
+            return True
+    # The kernel keeps the exit status of a reaped process on its pidfd
+    # (PIDFD_INFO_EXIT, Linux 6.15), whoever reaped it.
+    try:
+        status = _sys.pidfd_exit_info(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise
+        raise UnsupportedError(
+            "pidfd_info_exit",
+            f"needed for the status of process {p.pid}, "
+            + ("which another waiter reaped" if stolen else "which is not our child"),
+            exc.errno) from None
+    if status is not None:
+        p._reaped(os.waitstatus_to_exitcode(status))
+        return True
+    if stolen:
+        # A foreign waiter marks the zombie dead (from then on our waitid
+        # says ECHILD) a moment before the kernel files its status on the
+        # pidfd (in release_task()).  Give it that moment before calling
+        # the status lost; callers that wait back off meanwhile.
+        now = time.monotonic()
+        if p._stolen_since is None:
+            p._stolen_since = now
+        if now - p._stolen_since < _STOLEN_GRACE:
+            return False
+        raise _sys.make_oserror(
+            errno.ECHILD, f"child {p.pid} was reaped by another waiter and the "
+            "kernel kept no exit status")
+    return False
+
+
+def is_our_child(p: Process) -> bool:
+    """Whether waiting for ``p`` would reap (adopted: asks the kernel, reaps nothing)."""
+    if p._child is None and p.returncode is None:
+        p._check_owner()
+        with critical, p._lock:
+            if p._child is None and not p._closing:
+                try:
+                    _sys.waitid_pidfd(p._fd, _sys.WEXITED | _sys.WNOHANG | _sys.WNOWAIT)
+                except ChildProcessError:
+                    p._child = False
+                else:
+                    p._child = True
+    return bool(p._child)
+
+
+def _wait_step(p: Process, timeout: Optional[float]) -> bool:
+    """Reap if exited, else block up to ``timeout`` (``None``: until exit)
+    and try again.  True once ``returncode`` is known.
+
+    Blocks outside any critical section and outside the lock, on a
+    duplicate of the pidfd (see the module docstring), and reaps nothing
+    while blocked.
+    """
+    dup = -1
+    try:
+        with critical, p._lock:
+            if reap_locked(p):
+                return True
+            if timeout is not None and timeout <= 0:
+                return False
+            dup = _dup(p._fd)
+        if timeout is None and p._child:
+            try:
+                # Sleeps until exit with the GIL released; reaps nothing.
+                _sys.waitid_pidfd(dup, _sys.WEXITED | _sys.WNOWAIT)
+            except ChildProcessError:
+                pass  # a foreign waiter took it: reap_locked says what is left
+        elif not _readable(dup, timeout):
+            return False
+        with critical, p._lock:
+            done = reap_locked(p, fd=dup)
+            if done:
+                p._close_if_unused()  # closed meanwhile: the fd can go now
+            return done
+    finally:
+        if dup >= 0:
+            os.close(dup)
+
+
+def wait(p: Process, timeout: Optional[float]) -> int:
+    """:meth:`Process.wait` (see there), once the handle is known to be ours."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    backoff = 0.001
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if _wait_step(p, remaining):
+            assert p.returncode is not None
+            return p.returncode
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.TimeoutExpired(p.args, timeout if timeout is not None else 0)
+        if p._child is False or p._stolen_since is not None:
+            # Exited, but its parent (or the foreign waiter that took
+            # it) has not finished reaping it: the kernel has no status
+            # to give us yet, and nothing to poll for that, so back off.
+            time.sleep(backoff if remaining is None else min(backoff, remaining))
+            backoff = min(backoff * 2, 0.05)
+
+
+def _set_done(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def wait_async(p: Process) -> int:
+    """:meth:`Process.wait_async` (see there), once the handle is known to be ours."""
+    import asyncio   # here: the CLI and most callers never load it
+
+    loop = asyncio.get_running_loop()
+    backoff = 0.001
+    while True:
+        # A private dup: add_reader() allows one callback per fd, and
+        # several coroutines may be waiting on this process.
+        dup = -1
+        try:
+            with critical, p._lock:
+                if reap_locked(p):
+                    break
+                dup = _dup(p._fd)
+            fut: "asyncio.Future[None]" = loop.create_future()
+            loop.add_reader(dup, _set_done, fut)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(dup)
+            with critical, p._lock:
+                if reap_locked(p, fd=dup):
+                    p._close_if_unused()  # closed meanwhile: the fd can go now
+                    break
+        finally:
+            if dup >= 0:
+                os.close(dup)
+        await asyncio.sleep(backoff)  # exited, no status yet: see wait()
+        backoff = min(backoff * 2, 0.05)
+    assert p.returncode is not None
+    return p.returncode
