@@ -3,7 +3,10 @@
 DESIGN.md, "Layers": ``cli``, ``shim`` -> ``container`` -> ``reaper`` ->
 ``process`` -> (``userns``, ``mount``, ``state``) -> ``_sys``.  Every package
 has a face (``__init__`` with ``__all__``), and another package imports only
-that face and its public names, never an underscore module or name.  Below
+that face and its public names, never an underscore module or name.  A
+package's own subpackages (``container``'s ``config``, ``cgroup``, ``init``)
+are layered the same way inside it (:data:`INNER`): each is a package with
+a face, and its siblings import it only through that face.  Below
 every package sit the foundation modules at the top of ``pidsafe/`` (see
 :data:`FOUNDATION`).  The checker reads every import of ``pidsafe/``, those
 under ``if TYPE_CHECKING`` and inside functions included.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
-from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Set
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import pytest
 
@@ -54,6 +57,19 @@ LAYERS = (
 
 #: Imports within one layer: an idmapped mount takes a user namespace's IDMap.
 SIDEWAYS = frozenset({("pidsafe.mount", "pidsafe.userns")})
+
+#: Layers inside a package, top to bottom: the package's own modules (for
+#: ``container``, the lifecycle) over its subpackages.  A subpackage imports
+#: the subpackages below it (through their faces) and the packages below
+#: its package; never its package's own modules.
+INNER = {
+    "pidsafe.container": (
+        ("pidsafe.container",),           # the lifecycle: Container, create, exec, hooks
+        ("pidsafe.container.init",),      # plan, protocol, start
+        ("pidsafe.container.cgroup",),    # v1, v2, hybrid
+        ("pidsafe.container.config",),    # OCI JSON -> typed spec
+    ),
+}
 
 FOUNDATION = LEAVES | {"pidsafe._features"}
 
@@ -146,7 +162,13 @@ def import_graph() -> Dict[str, Set[str]]:
 
 def package_of(module: str) -> str:
     """The package a module belongs to: ``pidsafe.X`` for a subpackage's
-    modules, the module itself for one at the top of ``pidsafe/``."""
+    modules (``pidsafe.X.Y`` for those of a subpackage of its own in
+    :data:`INNER`), the module itself for one at the top of ``pidsafe/``."""
+    for layers in INNER.values():
+        for layer in layers[1:]:
+            for inner in layer:
+                if module == inner or module.startswith(inner + "."):
+                    return inner
     parts = module.split(".")
     head = ".".join(parts[:2])
     if len(parts) >= 2 and ((ROOT / parts[1]).is_dir() or any(head in l for l in LAYERS)):
@@ -154,8 +176,14 @@ def package_of(module: str) -> str:
     return module
 
 
-def _rank(package: str) -> Optional[int]:
-    for i, layer in enumerate(LAYERS):
+def outer_of(package: str) -> str:
+    """The package of :data:`LAYERS` that ``package`` is, or is inside."""
+    return next((outer for outer, layers in INNER.items()
+                 if any(package in layer for layer in layers)), package)
+
+
+def _rank(package: str, layers: Tuple[Tuple[str, ...], ...] = LAYERS) -> Optional[int]:
+    for i, layer in enumerate(layers):
         if package in layer:
             return i
     return None
@@ -166,7 +194,7 @@ def violations(found: List[Import], packages: FrozenSet[str]) -> List[str]:
     subpackages that exist, each of which must have a layer)."""
     out = []
     for p in sorted(packages):
-        if _rank(p) is None:
+        if _rank(outer_of(p)) is None:
             out.append(f"{p}: a package with no layer in tests/test_imports.py")
     for imp in found:
         src, dst = package_of(imp.module), package_of(imp.target)
@@ -188,17 +216,23 @@ def violations(found: List[Import], packages: FrozenSet[str]) -> List[str]:
             continue
         if dst in LEAVES:
             continue
-        rs, rd = _rank(src), _rank(dst)
+        if outer_of(src) == outer_of(dst):   # two parts of one package
+            ri, rj = _rank(src, INNER[outer_of(src)]), _rank(dst, INNER[outer_of(src)])
+            if ri is None or rj is None or rj <= ri:
+                out.append(f"{where}: {dst} is not below {src} (INNER)")
+            continue
+        rs, rd = _rank(outer_of(src)), _rank(outer_of(dst))
         if rs is None or rd is None:
             out.append(f"{where}: {src if rs is None else dst} has no layer")
-        elif rd <= rs and (src, dst) not in SIDEWAYS:
+        elif rd <= rs and (outer_of(src), outer_of(dst)) not in SIDEWAYS:
             out.append(f"{where}: {dst} is not below {src} (DESIGN.md, \"Layers\")")
     return out
 
 
 def _subpackages() -> FrozenSet[str]:
-    return frozenset(f"pidsafe.{d.name}" for d in ROOT.iterdir()
-                     if d.is_dir() and (d / "__init__.py").exists())
+    """Every package under ``pidsafe/``, those inside subpackages included."""
+    return frozenset(".".join(("pidsafe", *f.parent.relative_to(ROOT).parts))
+                     for f in ROOT.rglob("__init__.py") if f.parent != ROOT)
 
 
 def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
@@ -256,23 +290,40 @@ def test_the_checker_sees_the_imports() -> None:
                for i in found)
     assert any(i.typing_only and i.module.startswith("pidsafe.container") for i in found)
     assert any(i.target == "pidsafe._native" and i.module == "pidsafe._sys._core" for i in found)
+    # A subpackage importing a sibling's face.
+    assert any(i.module == "pidsafe.container.cgroup._resources"
+               and i.target == "pidsafe.container.config" for i in found)
 
 
 @pytest.mark.parametrize("imp, why", [
     (Import("pidsafe.process._spawn", 1, "pidsafe.reaper", "Reaper", False), "not below"),
     (Import("pidsafe.userns._idmap", 1, "pidsafe.mount", "Mount", True), "not below"),
     (Import("pidsafe.state._statefile", 1, "pidsafe.userns", "IDMap", False), "not below"),
-    (Import("pidsafe.container._seccomp", 1, "pidsafe._sys._seccomp", None, False),
+    (Import("pidsafe.container.init._seccomp_filter", 1, "pidsafe._sys._seccomp", None, False),
      "underscore module"),
-    (Import("pidsafe.container._plan", 1, "pidsafe.mount._spec", "Mount", False),
+    (Import("pidsafe.container.init._plan", 1, "pidsafe.mount._spec", "Mount", False),
      "underscore module"),
     (Import("pidsafe.cli", 1, "pidsafe.process", "_abandoned", False), "underscore name"),
     (Import("pidsafe.cli", 1, "pidsafe._features", "_probe", False), "underscore name"),
     (Import("pidsafe.errors", 1, "pidsafe.mount", "Mount", True), "a leaf imports only"),
     (Import("pidsafe._sys._core", 1, "pidsafe._features", "features", False), "not below"),
-    (Import("pidsafe.container._seccomp", 1, "pidsafe._libseccomp", None, False),
+    (Import("pidsafe.container.init._seccomp_filter", 1, "pidsafe._libseccomp", None, False),
      "only pidsafe._sys"),
     (Import("pidsafe.shim._x", 1, "pidsafe.cli", "main", False), "not below"),
+    # Inside container: the lifecycle over init over cgroup over config, faces only.
+    (Import("pidsafe.container._create", 1, "pidsafe.container.init._plan", "plan_init", False),
+     "underscore module"),
+    (Import("pidsafe.container.cgroup._cgroup", 1, "pidsafe.container.config._linux",
+            "Resources", True), "underscore module"),
+    (Import("pidsafe.container.config._spec", 1, "pidsafe.container.cgroup", "Cgroup", False),
+     "not below"),
+    (Import("pidsafe.container.cgroup._cgroup", 1, "pidsafe.container.init", "Op", False),
+     "not below"),
+    (Import("pidsafe.container.init._start", 1, "pidsafe.container", "Container", False),
+     "not below"),
+    (Import("pidsafe.container.init._start", 1, "pidsafe.container.config", "_reader", False),
+     "underscore name"),
+    (Import("pidsafe.container.config._spec", 1, "pidsafe.shim", "Shim", False), "not below"),
 ])
 def test_the_checker_finds_a_wrong_import(imp: Import, why: str) -> None:
     found = violations([imp], frozenset())
@@ -289,10 +340,30 @@ def test_the_checker_passes_right_imports() -> None:
         Import("pidsafe.process._process", 1, "pidsafe.process._lease", None, False),
         Import("pidsafe.mount._rootfs", 1, "pidsafe._features", "features", False),
         Import("pidsafe", 1, "pidsafe.container", "Container", True),
+        Import("pidsafe.container._create", 1, "pidsafe.container.init", "plan_init", False),
+        Import("pidsafe.container.init._plan", 1, "pidsafe.container.config", "Spec", False),
+        Import("pidsafe.container.cgroup._cgroup", 1, "pidsafe.container.config", "Resources",
+               True),
+        Import("pidsafe.container.config._spec", 1, "pidsafe.userns", "IDMap", False),
+        Import("pidsafe.container.cgroup._cgroup", 1, "pidsafe.container.cgroup._files", None,
+               False),
+        Import("pidsafe.cli", 1, "pidsafe.container", "Container", False),
     ]
     assert violations(right, frozenset({"pidsafe.process"})) == []
     assert violations([], frozenset({"pidsafe.newpkg"})) == [
         "pidsafe.newpkg: a package with no layer in tests/test_imports.py"]
+    assert violations([], frozenset({"pidsafe.container.config", "pidsafe.process"})) == []
+    assert violations([], frozenset({"pidsafe.mount.newsub"})) == [
+        "pidsafe.mount.newsub: a package with no layer in tests/test_imports.py"]
+
+
+def test_subpackages_are_packages_of_their_own() -> None:
+    assert package_of("pidsafe.container.config._spec") == "pidsafe.container.config"
+    assert package_of("pidsafe.container.config") == "pidsafe.container.config"
+    assert package_of("pidsafe.container._create") == "pidsafe.container"
+    assert package_of("pidsafe.container") == "pidsafe.container"
+    assert {"pidsafe.container.config", "pidsafe.container.cgroup",
+            "pidsafe.container.init"} <= _subpackages()
 
 
 def test_every_package_has_a_face() -> None:

@@ -27,7 +27,7 @@ from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import ConfigError
-from ._config_process import ProcessSpec
+from .config import ProcessSpec
 
 #: Where to send a terminal: a socket path, or a connected AF_UNIX stream socket.
 ConsoleSocket = Union[str, "os.PathLike[str]", socket.socket]

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from .._fd import OwnedFd
     from ..process import Process
     from ..mount import Mount
-    from ._config import Spec
+    from .config import Spec
     from ._console import ConsoleSocket
-    from ._init import StartedInit
+    from .init import StartedInit
 
 OCI_VERSION = "1.0.2"
 
@@ -106,8 +106,8 @@ class Container(ExecMixin, CgroupMixin):
             MountError: a rootfs mount failed; nothing is left behind.
         """
         from . import _create
-        from ._config import read_config
-        from ._preserve_fds import preserved_fds
+        from .config import read_config
+        from .init import preserved_fds
         from ._records import end, undo
 
         preserved_fds(preserve_fds)   # bad input before anything exists
@@ -256,7 +256,7 @@ class Container(ExecMixin, CgroupMixin):
         return "running" if self._record.get("started") else "created"
 
     def _frozen(self) -> bool:
-        from ._paused import is_paused
+        from .cgroup import is_paused
 
         return is_paused(self._record)
 
@@ -405,7 +405,7 @@ class Container(ExecMixin, CgroupMixin):
         status, self._status = self._status, None
         if status is None:
             return
-        from ._protocol import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
+        from .init import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
 
         with status:
             rec = read_record(status.fileno())
@@ -419,7 +419,7 @@ class Container(ExecMixin, CgroupMixin):
     def spec(self) -> Spec:
         """The config the container was created with (later edits of the bundle do not count)."""
         if self._spec is None:
-            from ._config import parse_spec
+            from .config import parse_spec
 
             self._spec = parse_spec(self._record["config"])
         return self._spec

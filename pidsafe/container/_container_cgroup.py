@@ -9,7 +9,7 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Sequence
 
-    from ._config import Spec
+    from .config import Spec
 
 
 class CgroupMixin:
@@ -77,7 +77,7 @@ class CgroupMixin:
             ContainerStateError: the container is stopped.
             CgroupError: a write failed; nothing is recorded then.
         """
-        from ._config_linux import parse_resources
+        from .config import parse_resources
         from ._records import cgroup_of
 
         parsed = parse_resources(resources).replace(devices=())

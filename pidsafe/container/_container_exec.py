@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
     from .._fd import OwnedFd
     from ..process import Process
-    from ._config import Spec
-    from ._config_process import ProcessSpec, User
+    from .config import ProcessSpec, Spec, User
     from ._console import ConsoleSocket
 
 

@@ -25,12 +25,10 @@ from ..mount import Mount
 from ..process import ProcessIdentity
 from ..process import Process
 from ..state import StateFile
-from ._cgroups import Cgroup
-from ._config import Spec
-from ._config_linux import DeviceRule, Resources
-from ._init import StartedInit, start_init
-from ._plan import CLONE_FLAGS, DEFAULT_DEVICES, plan_init
-from ._preserve_fds import preserved_fds, with_preserved
+from .cgroup import Cgroup
+from .config import DeviceRule, Resources, Spec
+from .init import (CLONE_FLAGS, DEFAULT_DEVICES, StartedInit, plan_init, preserved_fds,
+                   start_init, with_preserved)
 from ._records import end
 from ._stdio import Stdio, make_stdio
 

@@ -18,13 +18,10 @@ from .. import _sys
 from .._sigsafe import critical
 from ..errors import container_error
 from ..process import Process, discard
-from ._cgroups import Cgroup
-from ._config import Spec
-from ._config_process import ProcessSpec
-from ._init import start_init
-from ._plan import plan_exec
-from ._protocol import OP_NAMES, STAGE_EXEC, read_record
-from ._preserve_fds import preserved_fds, with_preserved
+from .cgroup import Cgroup
+from .config import ProcessSpec, Spec
+from .init import (OP_NAMES, STAGE_EXEC, plan_exec, preserved_fds, read_record, start_init,
+                   with_preserved)
 from ._stdio import Stdio
 
 

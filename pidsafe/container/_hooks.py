@@ -39,11 +39,9 @@ from .._sigsafe import critical
 from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
 from ..process import Process, discard
 from ..process import spawn
-from ._config import Spec
-from ._config_hooks import Hook
-from ._init import start_init
-from ._plan import CLONE_FLAGS, InitPlan
-from ._protocol import OP_EXEC, OP_EXEC_PATH, OP_SETID_ROOT, OP_SETNS, Op, nul_list, read_record
+from .config import Hook, Spec
+from .init import (CLONE_FLAGS, OP_EXEC, OP_EXEC_PATH, OP_SETID_ROOT, OP_SETNS, InitPlan, Op,
+                   nul_list, read_record, start_init)
 
 #: How much of a failed hook's output its error message keeps (the end of it).
 OUTPUT_TAIL = 4096

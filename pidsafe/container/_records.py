@@ -10,7 +10,7 @@ from .. import errors as pidsafe_errors
 from ..errors import note
 from ..process import Process
 from ..state import StateFile
-from ._cgroups import Cgroup
+from .cgroup import Cgroup
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:

@@ -246,7 +246,7 @@ def test_a_failing_prestart_hook_fails_create_and_leaves_no_container(
 
 def _cgroup_dir(pid: int, controller: str) -> pathlib.Path:
     """Where ``controller`` of ``pid``'s cgroup is, as pidsafe lays it out here."""
-    from pidsafe.container._cgroup_layout import CgroupLayout
+    from pidsafe.container.cgroup._layout import CgroupLayout
 
     h = CgroupLayout.detect().location(controller)
     assert h is not None, f"no {controller} controller here"
@@ -375,7 +375,7 @@ def test_update_flags_change_the_cgroup_files(cli: Cli, make_bundle: Any) -> Non
 
 
 def runc_cpu_weight(shares: int) -> int:
-    from pidsafe.container._cgroup_resources import cpu_weight
+    from pidsafe.container.cgroup._resources import cpu_weight
 
     return cpu_weight(shares)
 
@@ -443,7 +443,7 @@ def test_preserve_fds_that_are_not_open_are_refused_leaving_nothing(
 ])
 def test_security_labels_are_refused_leaving_nothing(cli: Cli, make_bundle: Any, where: str,
                                                      key: str, value: str, lsm: str) -> None:
-    from pidsafe.container._lsm import apparmor_enabled, selinux_enabled
+    from pidsafe.container.config._lsm import apparmor_enabled, selinux_enabled
 
     bundle = make_bundle(["true"], lambda d: d[where].__setitem__(key, value))
     code, _, err = cli("create", "--bundle", str(bundle), "l1", check=False)

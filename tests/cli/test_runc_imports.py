@@ -31,17 +31,17 @@ ENTRY = ("import sys\n"
 
 #: What only create (or exec) needs.
 CREATE_ONLY = (
-    "pidsafe.container._config", "pidsafe.container._config_linux",
-    "pidsafe.container._config_process", "pidsafe.container._reader",
-    "pidsafe.container._spec_keys",
-    "pidsafe.container._plan", "pidsafe.container._create", "pidsafe.container._init",
-    "pidsafe.container._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
-    "pidsafe.container._cgroup_resources", "pidsafe.container._cgroup_stats",
-    "pidsafe.container._config_seccomp", "pidsafe.container._seccomp", "pidsafe._sys._seccomp",
-    "pidsafe._libseccomp", "pidsafe._sys._spawn", "pidsafe._sys._libexec", "pidsafe._sys._psi",
-    "pidsafe._sys._prctl", "pidsafe._sys._bpf", "pidsafe.process._spawn", "pidsafe.process._child",
-    "pidsafe.userns", "pidsafe.mount", "pidsafe._features", "pidsafe.reaper",
-    "hashlib", "socket", "argparse", "asyncio", "ctypes",
+    "pidsafe.container.config._spec", "pidsafe.container.config._linux",
+    "pidsafe.container.config._process", "pidsafe.container.config._reader",
+    "pidsafe.container.config._spec_keys",
+    "pidsafe.container.init._plan", "pidsafe.container._create", "pidsafe.container.init._start",
+    "pidsafe.container.init._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
+    "pidsafe.container.cgroup._resources", "pidsafe.container.cgroup._stats",
+    "pidsafe.container.config._seccomp", "pidsafe.container.init._seccomp_filter",
+    "pidsafe._sys._seccomp", "pidsafe._libseccomp", "pidsafe._sys._spawn", "pidsafe._sys._libexec",
+    "pidsafe._sys._psi", "pidsafe._sys._prctl", "pidsafe._sys._bpf", "pidsafe.process._spawn",
+    "pidsafe.process._child", "pidsafe.userns", "pidsafe.mount", "pidsafe._features",
+    "pidsafe.reaper", "hashlib", "socket", "argparse", "asyncio", "ctypes",
 )
 #: What create of a plain bundle (no user namespace, no rootfs mounts, stdio
 #: inherited) does without: OpenSSL, spawn()'s machinery, the mount and
@@ -52,12 +52,12 @@ CREATE_AVOIDS = (
     "pidsafe.userns._cache", "pidsafe.mount._rootfs", "pidsafe.mount._mount",
     "pidsafe.mount._unmount_all", "pidsafe._features", "pidsafe.reaper",
     # No linux.seccomp: libseccomp is not even loaded.
-    "pidsafe.container._seccomp", "pidsafe._sys._seccomp", "pidsafe._libseccomp",
-    "pidsafe.container._config_seccomp",
+    "pidsafe.container.init._seccomp_filter", "pidsafe._sys._seccomp", "pidsafe._libseccomp",
+    "pidsafe.container.config._seccomp",
     # No process.terminal: no console socket.
     "pidsafe.container._console",
     # Nothing in config.json to ignore or refuse: no table of the spec's properties.
-    "pidsafe.container._spec_keys",
+    "pidsafe.container.config._spec_keys",
     # The config model and the plan are Records (pidsafe/_value.py), not dataclasses:
     # dataclasses and the inspect it imports (ast, dis, tokenize) cost ~5 ms.
     "dataclasses", "inspect", "ast", "dis", "tokenize",
@@ -68,9 +68,9 @@ OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
                   "pidsafe.cli._runc_features")
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + (
-    "pidsafe.container._records", "pidsafe.container._cgroups",
-    "pidsafe.container._cgroup_files", "pidsafe.container._cgroup_layout",
-    "pidsafe.container._cgroup_freezer", "pidsafe.container._cgroup_signal",
+    "pidsafe.container._records", "pidsafe.container.cgroup._cgroup",
+    "pidsafe.container.cgroup._files", "pidsafe.container.cgroup._layout",
+    "pidsafe.container.cgroup._freezer", "pidsafe.container.cgroup._signal",
     "dataclasses", "inspect", "subprocess", "logging", "typing", "selectors")
 
 
@@ -104,8 +104,8 @@ def test_commands_on_a_container_import_only_what_they_use(
     try:
         created = run(subreaper, root, "create", "--bundle", bundle, "c1")
         # The guard sees imports: create has the heavy modules.
-        assert {"pidsafe.container._create", "pidsafe.container._config",
-                "pidsafe.container._plan"} <= created
+        assert {"pidsafe.container._create", "pidsafe.container.config._spec",
+                "pidsafe.container.init._plan"} <= created
         assert heavy(created, CREATE_AVOIDS) == []
         assert "pidsafe.cli._runc_create" in created
         assert heavy(created, ("pidsafe.cli._runc_ops", "pidsafe.cli._runc_exec",
@@ -117,7 +117,7 @@ def test_commands_on_a_container_import_only_what_they_use(
             assert "pidsafe.cli._runc_ops" in loaded, args
             assert heavy(loaded, LOAD_ONLY) == [], args
         deleted = run(subreaper, root, "delete", "--force", "c1")
-        assert "pidsafe.container._cgroups" in deleted   # it removed the cgroup
+        assert "pidsafe.container.cgroup._cgroup" in deleted   # it removed the cgroup
         assert heavy(deleted, CREATE_ONLY + OTHER_COMMANDS
                      + ("dataclasses", "inspect", "subprocess", "logging", "typing",
                         "selectors")) == []

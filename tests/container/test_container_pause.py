@@ -101,7 +101,7 @@ def test_update_with_each_call_failing_never_records_what_is_not_applied(
 
 
 def _pids_dir(pid: Any) -> str:
-    from pidsafe.container._cgroup_layout import CgroupLayout
+    from pidsafe.container.cgroup._layout import CgroupLayout
 
     h = CgroupLayout.detect().location("pids")
     assert h is not None

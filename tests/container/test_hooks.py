@@ -16,7 +16,7 @@ import pytest
 import pidsafe
 from conftest import leak_check
 from faults import Faults, Interrupt
-from pidsafe.container._config_hooks import Hook
+from pidsafe.container.config._hooks import Hook
 from pidsafe.container._create import _default_cgroup
 from pidsafe.container._hooks import run_hook
 

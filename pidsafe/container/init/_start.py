@@ -24,12 +24,12 @@ import errno
 import os
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
-from .. import _sys
-from .._fd import OwnedFd
-from .._sigsafe import critical
-from .._value import Record
-from ..errors import UnsupportedError, container_error
-from ..process import Process, discard
+from ... import _sys
+from ..._fd import OwnedFd
+from ..._sigsafe import critical
+from ..._value import Record
+from ...errors import UnsupportedError, container_error
+from ...process import Process, discard
 from ._plan import InitPlan
 from ._protocol import (OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, StatusRecord,
                         encode, read_record)

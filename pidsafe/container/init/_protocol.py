@@ -15,8 +15,8 @@ import os
 import struct
 from typing import Sequence, Tuple, Union
 
-from .._sys import psi as _psi
-from .._value import Record as _Record
+from ..._sys import psi as _psi
+from ..._value import Record as _Record
 
 # csrc/init/protocol.h's values, through cffi.
 OP_END = _psi.OP_END

@@ -17,9 +17,9 @@ import os
 import select
 import time
 
-from .._sigsafe import critical
-from ..errors import CgroupError, cgroup_error
-from ._cgroup_files import CgroupDir, read_file, write_file
+from ..._sigsafe import critical
+from ...errors import CgroupError, cgroup_error
+from ._files import CgroupDir, read_file, write_file
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:

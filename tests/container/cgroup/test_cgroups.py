@@ -23,11 +23,11 @@ import pytest
 import pidsafe
 from pidsafe import _sys
 from pidsafe.container import CpuLimits, DeviceRule, MemoryLimits, Resources
-from pidsafe.container._cgroup_layout import (CgroupLayout, Hierarchy, cgroup_path_in,
+from pidsafe.container.cgroup._layout import (CgroupLayout, Hierarchy, cgroup_path_in,
                                               check_cgroups_path)
-from pidsafe.container._cgroup_devices_bpf import effective, program
-from pidsafe.container._cgroup_resources import Write, cpu_weight, device_filter_on_v2, plan
-from pidsafe.container._cgroups import Cgroup
+from pidsafe.container.cgroup._devices_bpf import effective, program
+from pidsafe.container.cgroup._resources import Write, cpu_weight, device_filter_on_v2, plan
+from pidsafe.container.cgroup._cgroup import Cgroup
 
 from conftest import open_fds, started_cat
 from faults import Faults, Interrupt

@@ -20,9 +20,9 @@ import pytest
 import pidsafe
 from pidsafe import PIPE
 from pidsafe._sys import _seccomp as sc
-from pidsafe.container import _seccomp as compiler
-from pidsafe.container import _seccomp_enosys as enosys
-from pidsafe.container._config_seccomp import SeccompSpec, SeccompSyscall
+from pidsafe.container.init import _seccomp_filter as compiler
+from pidsafe.container.init import _seccomp_enosys as enosys
+from pidsafe.container.config._seccomp import SeccompSpec, SeccompSyscall
 
 X86_64 = enosys.AUDIT_ARCH_X86_64
 I386 = 0x40000003

@@ -27,12 +27,12 @@ import errno
 import os
 from typing import Any, Dict, List
 
-from .._sigsafe import critical
-from .._sys import seccomp as sc
-from .._value import Record
-from ..errors import UnsupportedConfigError, container_error
-from ._config_seccomp import (ACTIONS, ARCHITECTURES, ERRNO_ACTIONS, FLAGS, OPERATORS,
-                              SeccompSpec, SeccompSyscall)
+from ..._sigsafe import critical
+from ..._sys import seccomp as sc
+from ..._value import Record
+from ...errors import UnsupportedConfigError, container_error
+from ..config import (ACTIONS, ARCHITECTURES, ERRNO_ACTIONS, FLAGS, OPERATORS, SeccompSpec,
+                      SeccompSyscall)
 from ._seccomp_enosys import needs_stub, with_stub
 
 FIELD = "linux.seccomp"

@@ -19,9 +19,9 @@ from __future__ import annotations
 import posixpath
 import re
 
-from .._value import Frozen, init_fields
-from ..errors import ConfigError, UnsupportedConfigError
-from ._cgroup_files import read_file
+from ..._value import Frozen, init_fields
+from ...errors import ConfigError, UnsupportedConfigError
+from ._files import read_file
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-from .._value import Record, field
+from ..._value import Record, field
 
-from .._sigsafe import critical
-from ..errors import ConfigError, IDMapError, UnsupportedConfigError
-from ..userns import IDMap
-from ._config_hooks import Hooks, parse_hooks
-from ._config_linux import LinuxSpec, parse_linux
-from ._config_process import ProcessSpec, parse_process
+from ..._sigsafe import critical
+from ...errors import ConfigError, IDMapError, UnsupportedConfigError
+from ...userns import IDMap
+from ._hooks import Hooks, parse_hooks
+from ._linux import LinuxSpec, parse_linux
+from ._process import ProcessSpec, parse_process
 from ._reader import OTHER_PLATFORMS, JsonObject, check_str, id_mappings, ignored_properties
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here

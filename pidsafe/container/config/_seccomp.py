@@ -15,9 +15,9 @@ both headers at build time.
 
 from __future__ import annotations
 
-from .._value import Record
+from ..._value import Record
 
-from ..errors import ConfigError, UnsupportedConfigError
+from ...errors import ConfigError, UnsupportedConfigError
 from ._reader import JsonObject, check_str, one_of
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here

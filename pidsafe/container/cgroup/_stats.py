@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from .._value import Record
-from ._cgroup_files import CgroupDir, keyed, read_optional
+from ..._value import Record
+from ._files import CgroupDir, keyed, read_optional
 
 
 class CgroupStats(Record):

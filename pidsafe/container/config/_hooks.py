@@ -12,9 +12,9 @@ Running them is :mod:`._hooks`.
 
 from __future__ import annotations
 
-from .._value import Record
+from ..._value import Record
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from ._reader import JsonObject, check_abs_path, check_env, check_str, env_dict
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here

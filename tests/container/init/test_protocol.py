@@ -16,8 +16,8 @@ import pytest
 
 import pidsafe
 from pidsafe import _sys
-from pidsafe.container import _protocol
-from pidsafe.container._protocol import Op, StatusRecord, nul_list
+from pidsafe.container.init import _protocol
+from pidsafe.container.init._protocol import Op, StatusRecord, nul_list
 
 #: Ops that take no argument: each would act, so the dispatch test skips them.
 NO_ARGS = frozenset({_protocol.OP_SETID_ROOT, _protocol.OP_PIVOT, _protocol.OP_ROOT_READONLY,
@@ -135,7 +135,7 @@ def test_encoding_layout() -> None:
 def test_a_missing_pidsafe_init_is_unsupported(tmp_path: Any,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from pidsafe._sys import _libexec
-    from pidsafe.container._init import init_program
+    from pidsafe.container.init._start import init_program
 
     assert init_program() == _sys.program("pidsafe-init")
     monkeypatch.setattr(_libexec, "LIBEXEC", str(tmp_path))

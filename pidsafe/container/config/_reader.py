@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
 
-from ..errors import ConfigError, UnsupportedConfigError
+from ...errors import ConfigError, UnsupportedConfigError
 
 T = TypeVar("T")
 _MISSING: Any = object()

@@ -29,16 +29,16 @@ import posixpath
 import signal
 import time
 
-from .. import _sys
-from .._fd import OwnedFd
-from .._sigsafe import critical
-from ..errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
-from . import _cgroup_freezer as freezer
-from ._cgroup_files import (CgroupDir, procs, read_file, read_optional, rmdir_all,
-                            rmdir_busy, subtree, write_file)
-from ._cgroup_layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
-                             check_cgroups_path)
-from ._cgroup_signal import pidfd_pid, signal_all
+from ... import _sys
+from ..._fd import OwnedFd
+from ..._sigsafe import critical
+from ...errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
+from . import _freezer as freezer
+from ._files import (CgroupDir, procs, read_file, read_optional, rmdir_all, rmdir_busy,
+                     subtree, write_file)
+from ._layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
+                      check_cgroups_path)
+from ._signal import pidfd_pid, signal_all
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 # Limits (and the config types they come in) only for create and update:
 # load, kill and delete, all that pidsafe-runc's delete needs, do without.
 if TYPE_CHECKING:
-    from ._cgroup_stats import CgroupStats
-    from ._config_linux import Resources
+    from ._stats import CgroupStats
+    from ..config import Resources
 
 #: v2 controllers enabled for a container where v2 holds them (stats, limits).
 _DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
@@ -100,8 +100,8 @@ class Cgroup:
                 the value); ``errno`` ``EBUSY`` for a cgroup that already
                 holds processes without ``shared``.
         """
-        from ._cgroup_resources import controllers, device_filter_on_v2, plan
-        from ._config_linux import Resources
+        from ._resources import controllers, device_filter_on_v2, plan
+        from ..config import Resources
 
         resources = Resources() if resources is None else resources
         path = check_cgroups_path(cgroups_path, container_id, default_parent)
@@ -130,7 +130,7 @@ class Cgroup:
                 write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
             if device_filter_on_v2(layout, resources) and self._v2 is not None:
                 # Late: the program generator, only for v2 device rules.
-                from ._cgroup_devices_bpf import attach_device_filter
+                from ._devices_bpf import attach_device_filter
 
                 attach_device_filter(self._v2.path, resources.devices)
         except BaseException:
@@ -404,7 +404,7 @@ class Cgroup:
             ConfigError, UnsupportedConfigError: as for :meth:`create`.
             CgroupError: a write failed (earlier writes stay applied).
         """
-        from ._cgroup_resources import device_filter_on_v2, plan
+        from ._resources import device_filter_on_v2, plan
 
         layout = CgroupLayout.detect() if layout is None else layout
         if device_filter_on_v2(layout, resources):
@@ -428,7 +428,7 @@ class Cgroup:
         Raises:
             CgroupError: a file exists but cannot be read.
         """
-        from ._cgroup_stats import read_stats
+        from ._stats import read_stats
 
         return read_stats(self._v1, self._v2)
 

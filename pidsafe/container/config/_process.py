@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import resource
 
-from .. import _sys
-from .._value import Record, field
-from ..errors import ConfigError, UnsupportedConfigError
+from ... import _sys
+from ..._value import Record, field
+from ...errors import ConfigError, UnsupportedConfigError
 from ._reader import (JsonObject, check_abs_path, check_env, check_id, check_str, env_dict,
                       one_of)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from .._value import Record
-from ..errors import ConfigError, UnsupportedConfigError
-from ._cgroup_layout import CgroupLayout, Hierarchy
-from ._config_linux import DeviceRule, Resources
+from ..._value import Record
+from ...errors import ConfigError, UnsupportedConfigError
+from ._layout import CgroupLayout, Hierarchy
+from ..config import DeviceRule, Resources
 
 _RES = "linux.resources"
 

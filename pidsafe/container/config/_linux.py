@@ -8,10 +8,10 @@ RDT, personality ...) is refused by its JSON path.
 from __future__ import annotations
 
 import stat
-from .._value import Record, field
+from ..._value import Record, field
 
-from ..errors import ConfigError, IDMapError, UnsupportedConfigError
-from ..userns import IDMap
+from ...errors import ConfigError, IDMapError, UnsupportedConfigError
+from ...userns import IDMap
 from ._reader import MAX_U32, JsonObject, check_abs_path, id_mappings, one_of
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     # The seccomp config (its records) only for a config that has one: most
     # bundles do not, and pidsafe-runc create pays for every import.
-    from ._config_seccomp import SeccompSpec
+    from ._seccomp import SeccompSpec
 
 #: OCI namespace types -> the /proc/PID/ns/ file name.
 NAMESPACE_TYPES: Dict[str, str] = {
@@ -260,7 +260,7 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     seccomp_obj = o.get_obj("seccomp")
     seccomp: Optional[SeccompSpec] = None
     if seccomp_obj is not None:
-        from ._config_seccomp import parse_seccomp
+        from ._seccomp import parse_seccomp
 
         seccomp = parse_seccomp(seccomp_obj)
     if o.raw("mountLabel") not in (None, ""):

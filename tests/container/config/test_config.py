@@ -12,7 +12,7 @@ import pytest
 
 import pidsafe
 from pidsafe.container import Spec, load_spec, parse_spec
-from pidsafe.container._config_process import CAPABILITIES
+from pidsafe.container.config._process import CAPABILITIES
 
 from bundles import CAPS, runc_spec
 
@@ -269,7 +269,7 @@ def test_null_and_empty_values_count_as_absent() -> None:
 
 
 def test_seccomp_is_read_into_typed_values() -> None:
-    from pidsafe.container._config_seccomp import SeccompArg, SeccompSpec, SeccompSyscall
+    from pidsafe.container.config._seccomp import SeccompArg, SeccompSpec, SeccompSyscall
 
     doc = runc_spec()
     doc["linux"]["seccomp"] = {
@@ -300,7 +300,7 @@ def test_relative_mount_destinations_are_relative_to_the_root() -> None:
 
 
 def test_hooks_are_read_in_lifecycle_order_with_every_field() -> None:
-    from pidsafe.container._config_hooks import Hook, Hooks
+    from pidsafe.container.config._hooks import Hook, Hooks
 
     doc = runc_spec()
     doc["hooks"] = {
@@ -402,7 +402,7 @@ def test_the_table_is_loaded_only_for_a_config_with_something_to_ignore(
     properties, and still lists every one when the table was not loaded."""
     import sys
 
-    name = "pidsafe.container._spec_keys"
+    name = "pidsafe.container.config._spec_keys"
     for prepare, where, value in UNKNOWN:
         monkeypatch.delitem(sys.modules, name, raising=False)
         doc = copy.deepcopy(runc_spec())
@@ -416,7 +416,7 @@ def test_the_table_is_loaded_only_for_a_config_with_something_to_ignore(
 
 
 def test_the_reader_and_the_table_agree_on_their_shared_names() -> None:
-    from pidsafe.container import _reader, _spec_keys
+    from pidsafe.container.config import _reader, _spec_keys
 
     assert frozenset(_reader.OTHER_PLATFORMS) == _spec_keys.OTHER_PLATFORMS
     assert frozenset(_reader.ID_MAPPING_KEYS) == _spec_keys.DEFINED["linux.uidMappings[]"]
@@ -481,7 +481,7 @@ UNIMPLEMENTED = [
 
 @pytest.mark.parametrize("where, value", UNIMPLEMENTED, ids=[u[0] for u in UNIMPLEMENTED])
 def test_spec_fields_pidsafe_does_not_implement_are_refused(where: str, value: Any) -> None:
-    from pidsafe.container._spec_keys import DEFINED, ignored_paths
+    from pidsafe.container.config._spec_keys import DEFINED, ignored_paths
 
     doc = copy.deepcopy(runc_spec())
     parent, _, key = where.rpartition(".")
@@ -507,7 +507,7 @@ def test_a_spec_field_nobody_reads_is_refused_by_name() -> None:
 
 
 def test_an_object_the_table_does_not_know_refuses_every_unread_key() -> None:
-    from pidsafe.container._reader import JsonObject
+    from pidsafe.container.config._reader import JsonObject
 
     o = JsonObject({"a": 1, "b": None}, "somewhere.new")
     with pytest.raises(pidsafe.UnsupportedConfigError, match=r"^somewhere\.new\.a: "):
@@ -519,7 +519,7 @@ def test_an_object_the_table_does_not_know_refuses_every_unread_key() -> None:
 def test_the_table_knows_every_object_pidsafe_parses() -> None:
     """A full config (every implemented object, each with an unknown key) lists
     exactly those keys: no object pidsafe reads is missing from the table."""
-    from pidsafe.container._spec_keys import DEFINED, object_path
+    from pidsafe.container.config._spec_keys import DEFINED, object_path
 
     doc = runc_spec()
     _user_ns(doc)

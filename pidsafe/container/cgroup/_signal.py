@@ -14,10 +14,10 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import _sys
-from .._sigsafe import critical
-from ..errors import cgroup_error
-from ._cgroup_files import CgroupDir, keyed, procs, read_file
+from ... import _sys
+from ..._sigsafe import critical
+from ...errors import cgroup_error
+from ._files import CgroupDir, keyed, procs, read_file
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:

@@ -26,10 +26,10 @@ import struct
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .. import _sys
-from .._sigsafe import critical
-from ..errors import CgroupError, cgroup_error
-from ._config_linux import DeviceRule
+from ... import _sys
+from ..._sigsafe import critical
+from ...errors import CgroupError, cgroup_error
+from ..config import DeviceRule
 
 _DEV_TYPE = {"b": 1, "c": 2}
 _ACCESS = {"m": 1, "r": 2, "w": 4}

@@ -12,9 +12,9 @@ import posixpath
 import time
 import warnings
 
-from .._sigsafe import critical
-from .._value import Frozen, init_fields
-from ..errors import CgroupError, cgroup_error
+from ..._sigsafe import critical
+from ..._value import Frozen, init_fields
+from ...errors import CgroupError, cgroup_error
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:

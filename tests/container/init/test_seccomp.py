@@ -15,7 +15,7 @@ from conftest import leak_check
 from faults import Faults, Interrupt
 from pidsafe import PIPE
 from pidsafe._sys import _seccomp as sys_seccomp   # loaded before faults install
-from pidsafe.container import _seccomp as compiler
+from pidsafe.container.init import _seccomp_filter as compiler
 
 pytestmark = pytest.mark.root
 
@@ -328,7 +328,7 @@ def test_a_program_the_kernel_refuses_is_reported_as_linux_seccomp(
 
 
 def test_compiled_programs_skip_unknown_names_and_default_actions() -> None:
-    from pidsafe.container._config_seccomp import SeccompSpec, SeccompSyscall
+    from pidsafe.container.config._seccomp import SeccompSpec, SeccompSyscall
 
     # (Both name mkdir: the ENOSYS stub in front of them is the same.)
     plain = compiler.compile_filter(SeccompSpec("SCMP_ACT_ERRNO", syscalls=(

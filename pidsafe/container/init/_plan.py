@@ -24,13 +24,11 @@ import posixpath
 import stat
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
-from .. import _sys
-from .._value import Record, field
-from ..errors import ConfigError, InvalidMountError
-from ..mount import Mount, MountPlan, plan_mount
-from ._config import MountSpec, Spec
-from ._config_linux import NAMESPACE_TYPES, Device
-from ._config_process import ProcessSpec
+from ... import _sys
+from ..._value import Record, field
+from ...errors import ConfigError, InvalidMountError
+from ...mount import Mount, MountPlan, plan_mount
+from ..config import NAMESPACE_TYPES, Device, MountSpec, ProcessSpec, Spec
 from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_CHROOT,
                         OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK,
                         OP_MKNOD,
@@ -336,7 +334,7 @@ def _take_process_identity(b: _Builder, proc: ProcessSpec) -> None:
     seccomp = b.spec.linux.seccomp
     prog = None
     if seccomp is not None:
-        from ._seccomp import compile_filter
+        from ._seccomp_filter import compile_filter
 
         prog = compile_filter(seccomp)
         if not proc.no_new_privileges:
