@@ -298,9 +298,14 @@ def test_reaper_thread_and_sigchld_handler_do_not_make_statuses_wrong() -> None:
         victim.wait()  # 0: its real status went to the foreign reaper
     finally:
         stop.set()
-        spawn_and_wait()   # an exit, to wake the reaper thread up
-        t.join()
+        # Wake the thread with an exit that only it will reap.  One that we
+        # reap first may not wake it, and then, if this process has another
+        # child that lives on (a session fixture's daemon), its waitid(P_ALL)
+        # blocks for ever instead of failing with ECHILD.
         signal.signal(signal.SIGCHLD, old)
+        waker = subprocess.Popen(["true"])
+        t.join()
+        waker.wait()
 
 
 @needs_exit_info
