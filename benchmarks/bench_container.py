@@ -59,8 +59,7 @@ hierarchies and attach to each; ``C floor`` does what pidsafe does.  For
 the ``cgroup`` mount in a user namespace, runc and crun bind every v1
 hierarchy under a tmpfs; pidsafe and the floor mount the tmpfs only.
 
-crun 1.8 refuses this machine's hybrid cgroups, so (as ../shared/peers
-does) the benchmark re-runs itself in a private mount namespace with
+crun 1.8 refuses this machine's hybrid cgroups, so the benchmark re-runs itself in a private mount namespace with
 ``/sys/fs/cgroup/unified`` unmounted; every method runs in that view.
 """
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_reaper.py [--spawns N] [--rounds N]
                                                 [--latency-spawns N] [--exits N]
 
-One command, one run; prints a table with ratios and the issue's targets.
+One command, one run; prints a table with ratios and their targets.
 
 Throughput (``--spawns`` children of /bin/true per method per round, with 1
 and with 16 spawning threads):
@@ -409,7 +409,7 @@ def main() -> None:
     p99_closed = pct(lat16c[0], 99) * ms
     p99_closed_ratio = p99_closed / p99_plain
     print("p99 ratio reaper/no-reaper, 16 threads (same run):")
-    print(f"  open loop (spawners never wait; the issue's row): {p99:.2f} ms / "
+    print(f"  open loop (spawners never wait; the target's row): {p99:.2f} ms / "
           f"{p99_plain:.2f} ms = {p99_ratio:.2f}x")
     print(f"  closed loop (each spawner awaits its delivery, as the no-reaper row awaits "
           f"wait()): {p99_closed:.2f} ms / {p99_plain:.2f} ms = {p99_closed_ratio:.2f}x")

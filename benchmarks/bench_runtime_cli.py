@@ -18,8 +18,7 @@ and crun (installed with apt-get when missing).  Methods are timed in
 interleaved rounds in a random order; a ratio is the median of per-round
 ratios against runc's same method.
 
-crun 1.8 refuses this machine's hybrid cgroups, so (as ../shared/peers
-does) the benchmark re-runs itself in a private mount namespace with
+crun 1.8 refuses this machine's hybrid cgroups, so the benchmark re-runs itself in a private mount namespace with
 ``/sys/fs/cgroup/unified`` unmounted; everything, containerd included, runs
 in that view.  State directories live on a tmpfs, as under /run.
 """

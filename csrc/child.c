@@ -7,7 +7,7 @@
  * the error pipe.  errno is the suspended parent thread's (TLS is shared);
  * the parent does not rely on it across clone3().
  *
- * It never changes credentials (DESIGN.md invariant 8): no setns into a
+ * It never changes credentials (invariant 8): no setns into a
  * user namespace, no set*id, no setgroups.  When the program needs any of
  * that, the child execs the helper instead (spec->helper_path, csrc/helper/),
  * which does it in memory of its own.

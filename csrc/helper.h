@@ -6,7 +6,7 @@
  * Why a helper: changing credentials (setns into a user namespace, setuid,
  * setgroups) in a child that shares the caller's memory would make the
  * kernel clear "dumpable" on that memory, the caller's, and would let an
- * unprivileged uid share root's memory until exec (DESIGN.md invariant 8).
+ * unprivileged uid share root's memory until exec (invariant 8).
  * So the CLONE_VM|CLONE_VFORK spawn child only moves fds and execs this
  * helper, and the helper, in memory of its own, changes credentials and
  * execs the program.

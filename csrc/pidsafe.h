@@ -6,7 +6,7 @@
  * #defines, plain structs with fixed-width fields, and prototypes.  System
  * headers are included by the .c files, never here.
  *
- * Two kinds of functions live in C (DESIGN.md, "The C/Python boundary"):
+ * Two kinds of functions live in this extension:
  *   1. thin syscall shims that return -1 and leave errno, and
  *   2. the child path between clone3() and execve()/_exit(), which is
  *      async-signal-safe only.

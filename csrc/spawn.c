@@ -4,7 +4,7 @@
  *
  * Why CLONE_VM|CLONE_VFORK on a private stack: the child shares the parent's
  * address space instead of copying its page tables, so the cost of a spawn
- * does not grow with the caller's memory (DESIGN.md invariant 3).  The
+ * does not grow with the caller's memory (invariant 3).  The
  * calling thread is suspended until the child has exec'd or exited, which is
  * what makes sharing memory safe: nothing the child reads can change under
  * it, and the stack is free again as soon as clone3() returns.

@@ -1,5 +1,5 @@
 /*
- * The user-namespace helper child (DESIGN.md invariants 2 and 3).
+ * The user-namespace helper child (invariants 2 and 3).
  *
  * To get an fd for a new user namespace with chosen maps, something must
  * live in that namespace while /proc/PID/ns/user and the map files are

@@ -1,5 +1,5 @@
 /*
- * pidsafe native layer: user namespaces (issue 3).
+ * pidsafe native layer: user namespaces.
  *
  * The CDEF section is read by csrc/build.py into ffi.cdef().  Below it, and
  * invisible to cffi, are raw-syscall helpers for child code that runs in our

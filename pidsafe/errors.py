@@ -67,7 +67,7 @@ else:
     def __getattr__(name: str) -> Any:
         """``TimeoutExpired``, made on first use: its base class is in
         :mod:`subprocess`, whose import (threading, selectors, locale ...) is
-        a tenth of a ``pidsafe-runc state`` (issue #9), and most uses of
+        a tenth of a ``pidsafe-runc state``, and most uses of
         this module never need it."""
         if name != "TimeoutExpired":
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

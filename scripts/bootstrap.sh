@@ -84,7 +84,7 @@ fi
 # mode: a plain .pth line (this checkout on sys.path) instead of setuptools'
 # default import finder, whose module imports pathlib (and re, fnmatch,
 # urllib ...) at every interpreter start: ~13 ms CPU of each pidsafe-runc
-# command (issue #9).  The checkout's other top-level folders (tests,
+# command.  The checkout's other top-level folders (tests,
 # scripts, benchmarks, csrc) become importable namespaces; nothing uses them.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' \
     --config-settings editable_mode=compat

@@ -1,18 +1,20 @@
 #!/bin/bash
 # conformance.sh [--peers] [--only REGEX]: the OCI runtime-tools validation suite (58 tests) against this checkout's
 # pidsafe-runc, and with --peers against Debian's runc and crun too, then one table: test, then each runtime's result.
-# Opt-in, root only, slow (minutes), not part of CI. The suite's source, its build and its runner are the shared
-# yardstick beside the project (../shared/peers/oci_validation.sh, see its README); this script only points it at
-# absolute paths and puts the per-runtime summaries side by side.
+# Opt-in, root only, slow (minutes), not part of CI. The suite's source, its build and its runner are not in this
+# repository: they come from a harness, oci_validation.sh, in the folder PIDSAFE_PEERS names (by default the one the
+# development machines keep beside the checkout); this script only points it at absolute paths and puts the
+# per-runtime summaries side by side.
 #   --peers        also run /usr/sbin/runc and /usr/bin/crun (installed with apt-get when missing)
 #   --only REGEX   only the tests whose name matches
-# Environment: PEERS_WORK (scratch, default /tmp/pidsafe-peers), TEST_TIMEOUT (seconds per test, default 60).
+# Environment: PIDSAFE_PEERS (the harness's folder), PEERS_WORK (scratch, default /tmp/pidsafe-peers), TEST_TIMEOUT
+# (seconds per test, default 60).
 # Exit status 0 iff pidsafe-runc passes every test that crun passes in the same run (with --peers), else iff the
 # suite ran.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-PEERS=$HERE/../shared/peers
+PEERS=${PIDSAFE_PEERS:-$HERE/../shared/peers}
 ONLY=.
 WITH_PEERS=0
 while [ $# -gt 0 ]; do
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 2; }
-[ -x "$PEERS/oci_validation.sh" ] || { echo "no $PEERS/oci_validation.sh (../shared beside the project)" >&2; exit 2; }
+[ -x "$PEERS/oci_validation.sh" ] || { echo "no $PEERS/oci_validation.sh: set PIDSAFE_PEERS to the harness's folder" >&2; exit 2; }
 [ -x "$HERE/.venv/bin/pidsafe-runc" ] || bash "$HERE/scripts/bootstrap.sh"
 
 RUNTIMES=("$HERE/.venv/bin/pidsafe-runc")

@@ -9,7 +9,7 @@
 # Every argv the shim passes to the runtime is logged (through a wrapper) and printed at the end.
 #   --runtime BINARY  the runtime to drive (default: this checkout's .venv/bin/pidsafe-runc; runc or crun work too)
 #   --v1-view         run everything in a private mount namespace without /sys/fs/cgroup/unified (a pure cgroup v1 view,
-#                     as shared/peers does for crun 1.8, which refuses hybrid cgroups)
+#                     for crun 1.8, which refuses hybrid cgroups)
 #   --keep            keep $WORK (logs, argv log) afterwards
 # Exit status 0 iff every check passed.
 set -euo pipefail

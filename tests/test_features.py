@@ -19,7 +19,7 @@ ISSUE_FEATURES = ("clone3", "clone_pidfd", "waitid_pidfd", "pidfd_getfd", "close
 
 
 def test_everything_is_supported_here() -> None:
-    # The development and CI machines: root on Linux 6.18 (DESIGN.md).
+    # The development and CI machines: root on Linux 6.18.
     f = pidsafe.features()
     assert f.missing() == [], f.reasons
     assert all(getattr(f, n) is True for n in f.names())

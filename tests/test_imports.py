@@ -1,6 +1,6 @@
 """The package's import graph: no cycle, data flows down the layers, faces only.
 
-DESIGN.md, "Layers": ``cli``, ``shim`` -> ``container`` -> ``reaper`` ->
+The layers ("Layout" in README.md): ``cli``, ``shim`` -> ``container`` -> ``reaper`` ->
 ``process`` -> (``userns``, ``mount``, ``state``) -> ``_sys``.  Every package
 has a face (``__init__`` with ``__all__``), and another package imports only
 that face and its public names, never an underscore module or name.  A
@@ -190,7 +190,7 @@ def _rank(package: str, layers: Tuple[Tuple[str, ...], ...] = LAYERS) -> Optiona
 
 
 def violations(found: List[Import], packages: FrozenSet[str]) -> List[str]:
-    """What breaks DESIGN.md's layers in ``found`` (``packages``: the
+    """What breaks the layers in ``found`` (``packages``: the
     subpackages that exist, each of which must have a layer)."""
     out = []
     for p in sorted(packages):
@@ -225,7 +225,7 @@ def violations(found: List[Import], packages: FrozenSet[str]) -> List[str]:
         if rs is None or rd is None:
             out.append(f"{where}: {src if rs is None else dst} has no layer")
         elif rd <= rs and (outer_of(src), outer_of(dst)) not in SIDEWAYS:
-            out.append(f"{where}: {dst} is not below {src} (DESIGN.md, \"Layers\")")
+            out.append(f"{where}: {dst} is not below {src} (README.md, \"Layout\")")
     return out
 
 
@@ -279,7 +279,7 @@ def test_data_flows_down() -> None:
 
 
 def test_layers_and_faces() -> None:
-    """Every import of pidsafe/ keeps DESIGN.md's layers and goes through faces."""
+    """Every import of pidsafe/ keeps the layers and goes through faces."""
     assert violations(list(imports()), _subpackages()) == []
 
 

@@ -1,4 +1,4 @@
-"""DESIGN.md's invariants that the foundation owns, one section each.
+"""The invariants (README.md, "Invariants") that the foundation owns, one section each.
 
 1. Pidfd from birth.   3. Cost independent of the caller's memory.
 4. No stolen statuses. 5. Nothing leaks.   6. Bad input: typed error, nothing started.

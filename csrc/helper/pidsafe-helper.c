@@ -1,6 +1,6 @@
 /*
  * pidsafe-helper: changes credentials in memory of its own, then execs the
- * program (DESIGN.md invariant 8; the protocol is in csrc/helper.h).
+ * program (invariant 8; the protocol is in csrc/helper.h).
  *
  * The spawn child (csrc/child.c) shares the caller's memory, so it must not
  * setns into a user namespace, set*id or setgroups: the kernel would clear

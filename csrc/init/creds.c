@@ -2,7 +2,7 @@
  * pidsafe-init: identity and limits of the container's process.
  *
  * pidsafe-init runs in memory of its own and single-threaded, so changing
- * its credentials affects no one else (DESIGN.md, invariant 8).  Order, as
+ * its credentials affects no one else (invariant 8).  Order, as
  * runc applies it: rlimits and oom_score_adj while still privileged; drop
  * the bounding set (needs CAP_SETPCAP); keep capabilities across the uid
  * change; setgroups/setresgid/setresuid; then set the effective,

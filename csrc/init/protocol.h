@@ -5,8 +5,8 @@
  * pidsafe-init is a small static program.  The parent creates the
  * container's init with clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|namespaces)
  * and that child only sets up its fds and execs pidsafe-init: no credential
- * change ever happens in memory shared with the caller (DESIGN.md,
- * invariant 8).  pidsafe-init then, in its own memory:
+ * change ever happens in memory shared with the caller (invariant 8).
+ * pidsafe-init then, in its own memory:
  *
  *   1. reads the whole op stream from OPS_FD up to EOF.  The parent writes
  *      the uid/gid maps (open-then-prove) *before* it writes the stream, so

@@ -1,4 +1,4 @@
-"""The user-namespace helper child of csrc/userns.c (issue 3)."""
+"""The user-namespace helper child of csrc/userns.c."""
 
 from __future__ import annotations
 

@@ -22,8 +22,9 @@ CREATE_HELP = """
                           program at the same numbers (each must be open)
   --pidfd-socket SOCK     send init's pidfd over the unix socket SOCK
   --no-pivot              accepted for runc compatibility and ignored: the root is
-                          always entered with pivot_root(2), so a rootfs on the
-                          initial ramfs cannot be used
+                          entered with pivot_root(2) when the container has a mount
+                          namespace (so a rootfs on the initial ramfs cannot be
+                          used), with chroot(2) when it shares the runtime's
   --no-new-keyring        accepted for runc compatibility: pidsafe never makes a new
                           session keyring, so the container always shares the
                           caller's (runc's default would give it a new one)"""

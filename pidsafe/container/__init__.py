@@ -1,4 +1,4 @@
-"""pidsafe.container: OCI containers in-process (see DESIGN.md, "Layers").
+"""pidsafe.container: OCI containers in-process (see "Layout" in README.md).
 
 ``load_spec(bundle)`` reads and checks a bundle's ``config.json`` into
 typed, frozen records (:class:`Spec`), refusing by JSON path every field

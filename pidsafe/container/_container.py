@@ -1,7 +1,7 @@
 """Container: an OCI container created in-process, its init held by a pidfd.
 
-Seed 002's ``NewContainer``, with pidfds: lock the id (StateFile, seed
-001), mount the rootfs, create init held by a pidfd from birth, set it up
+The ``NewContainer`` of containerd's runc shim, with pidfds: lock the id
+(StateFile), mount the rootfs, create init held by a pidfd from birth, set it up
 inside, and roll everything back on any error.  The state file records
 every resource as soon as it exists, so that ``delete(force=True)`` from
 any process can undo a create that was killed half-way.
@@ -85,7 +85,7 @@ class Container(ExecMixin, CgroupMixin):
                 exit reaches the reaper's subscribers.
             on_created: called with the container before init is registered
                 with ``reaper``: publish "created" there, and no exit of init
-                can reach the reaper's subscribers before it (seed 002).
+                can reach the reaper's subscribers before it.
             preserve_fds: this process's fds 3 .. 3+N-1 are open in the
                 container's program at the same numbers (runc's
                 ``--preserve-fds``); each must be open (``EBADF`` otherwise).

@@ -62,7 +62,7 @@ class ExecMixin:
             on_started: called with the process once it has exec'd and before
                 it is registered with the container's reaper: publish
                 "started" there, and its exit reaches the reaper's subscribers
-                strictly after (seed 002), with no lock held.
+                strictly after, with no lock held.
             terminal: give the process a pty (as ``runc exec --tty``), sent
                 to ``console_socket`` (see :meth:`create`), sized
                 ``console_size`` (rows, columns) if given.

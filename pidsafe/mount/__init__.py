@@ -1,4 +1,4 @@
-"""pidsafe.mount: see DESIGN.md, "Layers".
+"""pidsafe.mount: a layer of pidsafe (see "Layout" in README.md).
 
 Public names (re-exported by :mod:`pidsafe`): :func:`idmapped_bind`,
 :class:`Mount`, :func:`mount_all` (returns :class:`Mounted`, a tuple of

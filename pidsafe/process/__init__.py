@@ -1,4 +1,4 @@
-"""pidsafe.process: see DESIGN.md, "Layers".
+"""pidsafe.process: a layer of pidsafe (see "Layout" in README.md).
 
 For users (re-exported by :mod:`pidsafe`): :class:`Process`,
 :class:`ProcessIdentity`, :func:`spawn` with ``PIPE``, ``DEVNULL`` and

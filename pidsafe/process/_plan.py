@@ -63,7 +63,7 @@ def plan_spawn(userns: Any, uidmap: Optional[IDMapLike], gidmap: Optional[IDMapL
     """Validate spawn()'s namespace arguments; nothing is created here.
 
     Three designs, one per case.  None copies our address space, and none
-    changes credentials in a child that shares it (DESIGN.md invariant 8):
+    changes credentials in a child that shares it (invariant 8):
 
     * ``uidmap``/``gidmap``: the child comes from
       clone3(CLONE_NEWUSER|namespaces|CLONE_VM|CLONE_VFORK|CLONE_PIDFD) and

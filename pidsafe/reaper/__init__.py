@@ -1,4 +1,4 @@
-"""pidsafe.reaper: see DESIGN.md, "Layers".
+"""pidsafe.reaper: a layer of pidsafe (see "Layout" in README.md).
 
 Public names (re-exported by :mod:`pidsafe`): :class:`Reaper`,
 :class:`Subscription` and the :class:`Exit` records it delivers,

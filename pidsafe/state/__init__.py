@@ -1,4 +1,4 @@
-"""pidsafe.state: see DESIGN.md, "Layers".
+"""pidsafe.state: a layer of pidsafe (see "Layout" in README.md).
 
 Public names (re-exported by :mod:`pidsafe`): :class:`StateFile`.
 Imported on first use (pidsafe/_lazy.py).

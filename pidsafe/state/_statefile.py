@@ -1,6 +1,6 @@
-"""StateFile: container state that is never torn (DESIGN.md invariant 7).
+"""StateFile: container state that is never torn (invariant 7).
 
-The lesson of gVisor's "Fix container locking" (shared/seeds/001): one
+The lesson of gVisor's "Fix container locking": one
 object owns save, load, lock and destroy, and the lock lives where destroy
 can take it.  Here that is ``ROOT/ID.lock``, beside ``ROOT/ID.json``.
 

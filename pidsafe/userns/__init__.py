@@ -1,4 +1,4 @@
-"""pidsafe.userns: see DESIGN.md, "Layers".
+"""pidsafe.userns: a layer of pidsafe (see "Layout" in README.md).
 
 ``_idmap`` (IDMap), ``_namespace`` (Namespace flags), ``_userns`` (writing a
 child's maps; spawn()'s namespace plan), ``_helper`` (get_userns_fd),

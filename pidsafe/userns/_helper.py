@@ -1,6 +1,6 @@
 """get_userns_fd: a user namespace with chosen maps, as an owned fd.
 
-containerd's ``GetUsernsFD`` (see ``shared/seeds/003_*``) done without its
+containerd's ``GetUsernsFD`` (its mount package) done without its
 races and without forking:
 
 1. A helper child comes from ``clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD)``

@@ -1,4 +1,4 @@
-"""pidsafe-runc's commands import only what they use (issue #9: start-up is its cost).
+"""pidsafe-runc's commands import only what they use (start-up is their cost).
 
 Every command is a new interpreter.  start, state, kill and delete of a
 container load it from its state file: they must not import the config

@@ -377,7 +377,8 @@ def test_kill_never_reaches_a_process_that_reused_inits_pid(make_bundle: Any,
 
 def test_reaper_sees_started_before_exit_for_init_and_execs(make_bundle: Any,
                                                            state_dir: pathlib.Path) -> None:
-    """Seed 002: "started" is published strictly before the exit, with no lock."""
+    """As containerd's runc shim needs it: "started" is published strictly
+    before the exit, with no lock."""
     with pidsafe.Reaper() as reaper, reaper.subscribe() as exits:
         events = []
         c = pidsafe.Container.create("order", make_bundle(["sleep", "1000"]),
@@ -385,7 +386,7 @@ def test_reaper_sees_started_before_exit_for_init_and_execs(make_bundle: Any,
                                      on_created=lambda c: events.append(("created", c.pid)))
         try:
             c.start()
-            for i in range(5):   # programs that exit at once: the race seed 002 is about
+            for i in range(5):   # programs that exit at once: an exit before start returns
                 p = c.exec(["true"], exec_id=f"x{i}",
                            on_started=lambda p: events.append(("started", p.pid)))
                 ev = exits.get(timeout=10)

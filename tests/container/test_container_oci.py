@@ -1,7 +1,7 @@
 """Container behaviours the OCI runtime-tools validation suite checks (root).
 
-Each test here failed before the fix it names; the suite itself lives in
-peers/ (oci_validation.sh) and is not run from CI.
+Each test here failed before the fix it names; the suite itself is run by
+scripts/conformance.sh, not from CI.
 """
 
 from __future__ import annotations

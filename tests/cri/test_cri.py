@@ -1,4 +1,4 @@
-"""Pods through containerd's CRI plugin, over gRPC, on a real containerd (issue 14).
+"""Pods through containerd's CRI plugin, over gRPC, on a real containerd.
 
 Host-network pods (no CNI here) in the worker's private containerd
 (tests/ctrd), once per runtime handler in ``HANDLERS`` (tests/ctrd/fixtures.py).

@@ -1,4 +1,4 @@
-"""Idmapped mounts, mount lists, targets resolved inside the rootfs (issue 3).
+"""Idmapped mounts, mount lists, targets resolved inside the rootfs.
 
 Everything here mounts for real, as root, on a tmpfs "disk" mounted under
 ``tmp_path`` (tmpfs supports idmapped mounts since Linux 6.3), and unmounts
@@ -381,7 +381,7 @@ def test_rollback_reports_busy_mount_and_deletes_nothing(disk: Path, rootfs: Pat
 def test_overlay_idmapped_layers_are_never_attached(disk: Path, rootfs: Path,
                                                     private_tmp: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # Regression (issue 7, 1i): the idmapped layers used to be one idmapped
+    # Regression: the idmapped layers used to be one idmapped
     # mount of their common parent, attached under /tmp while the overlay
     # was built: a mapped host uid could read root-only files through it,
     # and any user holding a directory in it made its unmount fail for good.
@@ -460,7 +460,7 @@ def _rename_mountpoint(old: Path, new: Path) -> None:
 
 
 def test_unmount_all_finds_mounts_by_identity_after_renames(disk: Path, rootfs: Path) -> None:
-    # Regression (issue 7, 1i): unmount_all() re-resolved targets by path and
+    # Regression: unmount_all() re-resolved targets by path and
     # reported success with the mounts still attached once something in the
     # rootfs had renamed a directory on their path.
     data = disk / "data"
@@ -530,7 +530,7 @@ def test_unmount_all_by_identity_fails_loudly(disk: Path, rootfs: Path) -> None:
 
 
 def test_bad_names_are_invalid_up_front(disk: Path, rootfs: Path) -> None:
-    # Regression (issue 7, 1i): a non-UTF-8 type or option name failed midway
+    # Regression: a non-UTF-8 type or option name failed midway
     # (UnicodeEncodeError after earlier mounts), a component over NAME_MAX
     # raised a bare OSError.
     good = pidsafe.Mount("tmpfs", "tmpfs", "/first", [])

@@ -1,7 +1,7 @@
 """The child side of spawn: the exec'd credentials helper, every child stage.
 
-Credentials never change in a child that shares our memory (DESIGN.md
-invariant 8): spawn(uidmap=) and spawn(userns=) go through the static helper
+Credentials never change in a child that shares our memory (invariant
+8): spawn(uidmap=) and spawn(userns=) go through the static helper
 (csrc/helper/), so the caller stays dumpable; a parent killed before the
 helper's go leaves nothing asleep; every stage of the spawn child and of the
 helper can be made to fail (``_sys._spawn._test_fail``) and reports a typed

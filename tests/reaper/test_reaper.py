@@ -1,6 +1,6 @@
 """pidsafe.Reaper: no lost exit, no stolen status, no big lock.
 
-The stress test runs the issue's 16 threads x 500 spawns (about 7 s on two
+The stress test runs 16 threads x 500 spawns (about 7 s on two
 cores); ``PIDSAFE_REAPER_THREADS`` / ``PIDSAFE_REAPER_SPAWNS`` resize it.
 Repeat everything with ``--count N``.
 """
@@ -33,7 +33,7 @@ TRUE = "/bin/true"
 
 # -- the basics ----------------------------------------------------------------
 
-def test_issue_example(reaper: pidsafe.Reaper) -> None:
+def test_the_docstring_example(reaper: pidsafe.Reaper) -> None:
     with reaper.subscribe() as exits:
         p = reaper.spawn([SH, "-c", "exit 7"])
         ev = exits.get(timeout=5)

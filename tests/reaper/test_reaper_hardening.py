@@ -1,4 +1,4 @@
-"""Regressions of the hardening issue (#7) for the reaper: claims, threads, fork.
+"""Hardening regressions of the reaper: claims, threads, fork.
 
 Each test fails on the code before the fix it names.
 """

@@ -1,4 +1,4 @@
-"""StateFile: DESIGN.md invariant 7, state is never torn."""
+"""StateFile: invariant 7, state is never torn."""
 
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def test_dropping_a_locked_state_warns_and_releases(tmp_path: Path) -> None:
         pass
 
 
-# -- issue 7 (1j): names on disk are identities; destroy keeps the lock; read-only load ---
+# -- names on disk are identities; destroy keeps the lock; read-only load ---
 
 
 def test_leftover_temp_of_a_crashed_writer_with_our_pid_does_not_block_saves(

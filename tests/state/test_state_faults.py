@@ -1,4 +1,4 @@
-"""Fault sweeps for StateFile save/lock/destroy/load (issue 7, 1j and section 2).
+"""Fault sweeps for StateFile save/lock/destroy/load.
 
 For every k, the k-th resource-making os/fcntl call of the operation fails
 with an errno, or a SIGINT whose handler raises lands right after (or
@@ -165,7 +165,7 @@ def test_destroy_with_temp_files_of_crashed_saves_under_faults(tmp_path: Path,
 
 
 def test_save_load_destroy_under_random_interrupts(tmp_path: Path) -> None:
-    """Issue 7 (1a for StateFile): a handler raising at random points over
+    """A handler raising at random points over
     many rounds leaves no fd, no temp file, no lock held, no torn state."""
     st = StateFile(tmp_path, "c1")
     n = [0]

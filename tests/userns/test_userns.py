@@ -171,7 +171,7 @@ def fail_next_proc_call(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None
 def test_helper_reaped_during_open_or_write_is_helper_died(
         step: str, err: int, hook: Callable[..., None],
         fail_next_proc_call: Callable[[int], None]) -> None:
-    """Issue 7 (1g): whatever errno the open or write under /proc/PID fails
+    """Whatever errno the open or write under /proc/PID fails
     with, a helper that has been reaped meanwhile is HelperDiedError."""
     def on_stage(s: str, h: _userns.HelperView) -> None:
         if s == step:

@@ -1,4 +1,4 @@
-"""UsernsCache under faults, signal handlers and fork() (issue 7, 1a, 1c, 2).
+"""UsernsCache under faults, signal handlers and fork().
 
 UsernsCache has get(), clear() and close(); eviction happens in get().
 clear()/close() only close fds (os.close is not a counted call), so their
@@ -107,7 +107,7 @@ def test_get_hit_fails_or_is_interrupted_at_its_dup(faults: Faults) -> None:
 
 
 def test_cache_works_in_a_forked_child_while_a_thread_holds_its_lock() -> None:
-    """Issue 7 (1c): a lock another thread held at fork() time must not stay
+    """A lock another thread held at fork() time must not stay
     held for ever in the child."""
     cache = pidsafe.UsernsCache()
     try:

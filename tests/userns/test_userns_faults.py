@@ -1,4 +1,4 @@
-"""Fault sweeps for get_userns_fd (issue 7, 1a and section 2).
+"""Fault sweeps for get_userns_fd.
 
 For every k, the k-th call get_userns_fd makes into the native layer or a
 resource-making os function either fails with an errno or is followed (or
@@ -111,7 +111,7 @@ def test_spawn_uidmap_interrupted_at_every_map_step(faults: Faults) -> None:
 
 
 def test_get_userns_fd_and_cache_under_random_interrupts(helper_handles: List[Any]) -> None:
-    """Issue 7 (1a): a handler raising at random points over many rounds
+    """A handler raising at random points over many rounds
     leaves no fd, no helper and no stack behind."""
     def op() -> None:
         with pidsafe.get_userns_fd(MAP, MAP):

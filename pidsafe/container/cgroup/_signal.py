@@ -6,7 +6,7 @@ the cgroup.  So each pid is opened with ``pidfd_open`` (which pins one
 process), that process's ``/proc/PID/cgroup`` is checked, and only then is
 it signalled through the pidfd; a successful signal proves the process was
 alive, hence still the pidfd's, when its cgroup was read (open, then
-prove: DESIGN.md invariant 2).
+prove: invariant 2).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 1. ``clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|namespaces[|CLONE_INTO_CGROUP])``:
    the child shares our memory only until it execs pidsafe-init, and
-   changes no credential before that (DESIGN.md, invariant 8); the cost
+   changes no credential before that (invariant 8); the cost
    does not grow with our heap (invariant 3).  pid and pidfd are born
    together (invariant 1).
 2. pidsafe-init blocks reading its op stream.  Meanwhile ``prepare(proc)``
