@@ -3,8 +3,8 @@
  *
  * cgroup v2 has no devices.allow: the kernel asks the BPF_CGROUP_DEVICE
  * programs attached to the task's cgroup and its ancestors (Linux 4.15).
- * pidsafe.container generates the program (pidsafe/container/
- * _cgroup_devices_bpf.py); these shims only load and attach it.
+ * pidsafe.container generates the program (pidsafe/container/cgroup/
+ * _devices_bpf.py); these shims only load and attach it.
  *
  * CDEF rules as in pidsafe.h.
  */

@@ -2,7 +2,7 @@
  * pidsafe-init: PSI_OP_SECCOMP, a seccomp filter the parent compiled.
  *
  * pidsafe-init links no libseccomp: the parent compiles linux.seccomp with
- * it (pidsafe/container/_seccomp.py) into the classic BPF program that
+ * it (pidsafe/container/init/_seccomp_filter.py) into the classic BPF program that
  * seccomp(2) takes, and this file only loads that program.
  *
  * Loading a filter needs either no_new_privs or CAP_SYS_ADMIN in our user

@@ -3,7 +3,7 @@
 The extension's build reads the header's op codes, stages, target kinds,
 record kinds and status record into cffi, so every value here is the one
 pidsafe-init is compiled with: nothing is copied by hand.  The parent
-builds the op stream (``pidsafe.container._protocol``); this module only
+builds the op stream (``pidsafe.container.init._protocol``); this module only
 names the numbers and decodes the status records init writes.
 
 Wire format (native endianness; both ends run on one machine)::

@@ -3,7 +3,7 @@
 The sequence of :meth:`pidsafe.Container.create` once the id is locked and
 the state saved: the rootfs mounts, the cgroup, the FIFO gate, the fds
 init needs (user namespace, namespaces to join, idmapped binds, the cgroup
-directory), the plan, and init itself (:mod:`._init`).  Every resource is
+directory), the plan, and init itself (:mod:`.init`).  Every resource is
 written into the state record as soon as it exists, so that
 ``delete(force=True)`` from any process can undo a create that was killed
 at any step (:func:`._records.undo`).

@@ -3,7 +3,7 @@
 One :class:`Cgroup` is one ``cgroupsPath`` made real: a directory in each v1
 hierarchy a container needs and in the v2 hierarchy when one is mounted
 (so, on a hybrid machine, both).  Limits go to whichever hierarchy holds
-their controller (:mod:`._cgroup_resources`).  Processes are signalled
+their controller (:mod:`._resources`).  Processes are signalled
 through pidfds only; removal is idempotent; a failed creation removes what
 it made.  :meth:`Cgroup.to_dict` / :meth:`Cgroup.load` carry it between
 processes through container state.

@@ -4,7 +4,7 @@
 and each is a new interpreter (pidsafe-runc): this reads the kernel's two
 freezer files with plain ``open()``, without importing the cgroup layer
 (tests/cli/test_runc_imports.py).  The cgroup layer's own check is
-:func:`._cgroup_freezer.is_frozen`; both say frozen when either freezer
+:func:`._freezer.is_frozen`; both say frozen when either freezer
 says so.
 """
 

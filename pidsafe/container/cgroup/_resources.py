@@ -160,7 +160,7 @@ def device_filter_on_v2(layout: CgroupLayout, res: Resources) -> bool:
 
 def _devices(layout: CgroupLayout, res: Resources) -> List[Write]:
     if not res.devices or device_filter_on_v2(layout, res):
-        return []       # none, or the eBPF filter (_cgroup_devices_bpf)
+        return []       # none, or the eBPF filter (_devices_bpf)
     f = f"{_RES}.devices"
     h = layout.v1_for("devices")
     if h is None:

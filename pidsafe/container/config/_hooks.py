@@ -7,7 +7,7 @@ before pivot_root, in the runtime's namespaces), ``createContainer``
 ``startContainer`` (during start, before the program, in the container),
 ``poststart`` (after the program started, before start returns) and
 ``poststop`` (after the container is deleted, before delete returns).
-Running them is :mod:`._hooks`.
+Running them is :mod:`pidsafe.container._hooks`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ENOSYS stub before a compiled seccomp filter (pidsafe/container/_seccomp_enosys.py).
+"""The ENOSYS stub before a compiled seccomp filter (pidsafe/container/init/_seccomp_enosys.py).
 
 Programs are run through a small classic-BPF interpreter over a
 ``struct seccomp_data``, with and without the stub: the stub may only
