@@ -25,7 +25,7 @@ from ..mount import Mount
 from ..process import ProcessIdentity
 from ..process import Process
 from ..state import StateFile
-from .cgroup import Cgroup
+from .cgroup import Cgroup, CgroupLayout
 from .config import DeviceRule, Resources, Spec
 from .init import (CLONE_FLAGS, DEFAULT_DEVICES, StartedInit, plan_init, preserved_fds,
                    start_init, with_preserved)
@@ -66,10 +66,11 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
         state.save(record)
         _step("mounted")
     # 2. The cgroup, recorded as soon as it exists (its paths are known then).
+    layout = CgroupLayout.detect()   # the host's hierarchies: for the cgroup mount too
     with critical:
         cg = Cgroup.create(record["id"], spec.linux.cgroups_path or
                            _default_cgroup(state.root, record["id"]),
-                           _with_default_devices(spec))
+                           _with_default_devices(spec), layout=layout)
         record["cgroup"] = cg.to_dict()
     state.save(record)
     _step("cgroup")
@@ -136,8 +137,8 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                 fds.append(hooks_fd)
                 hooks_go.append(go)
         plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
-                         idmap_fds=idmap, open_tree=open_tree, hooks_fd=hooks_fd,
-                         console_fd=console_fd)
+                         idmap_fds=idmap, open_tree=open_tree, layout=layout,
+                         hooks_fd=hooks_fd, console_fd=console_fd)
         if spec.linux.namespace("mount") is None:
             # init mounts in our namespace: what is under the root now stays.
             from ._shared_mounts import record as shared_mounts

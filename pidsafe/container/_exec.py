@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from .. import _sys
 from .._sigsafe import critical
@@ -23,49 +23,6 @@ from .config import ProcessSpec, Spec
 from .init import (OP_NAMES, STAGE_EXEC, plan_exec, preserved_fds, read_record, start_init,
                    with_preserved)
 from ._stdio import Stdio
-
-
-def _cgroup_mounts() -> Tuple[Optional[str], List[Tuple[str, frozenset[str]]]]:
-    """(cgroup2 mount point or None, [(v1 mount point, its options)])."""
-    v2: Optional[str] = None
-    v1: List[Tuple[str, frozenset[str]]] = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            point = left.split()[4]
-            fstype, _, opts = right.split()[:3]
-            if fstype == "cgroup2" and v2 is None:
-                v2 = point
-            elif fstype == "cgroup":
-                v1.append((point, frozenset(opts.split(","))))
-    return v2, v1
-
-
-def join_cgroups_of(init: Process, proc: Process) -> None:
-    """Put ``proc`` (our child, not yet running its program) in every cgroup of ``init``.
-
-    ``/proc/INIT/cgroup`` is opened first, then init is proven alive
-    through its pidfd, so the paths read are init's.
-    """
-    with open(f"/proc/{init.pid}/cgroup", encoding="utf-8") as f:
-        _sys.pidfd_send_signal(init.fileno(), 0)
-        lines = f.read().splitlines()
-    v2, v1 = _cgroup_mounts()
-    for line in lines:
-        hid, controllers, path = line.split(":", 2)
-        if hid == "0":
-            base = v2
-        else:
-            want = set(controllers.split(",")) if controllers else set()
-            base = next((point for point, opts in v1 if want and want <= opts), None)
-        if base is None:
-            continue
-        procs = os.path.join(base, path.lstrip("/"), "cgroup.procs")
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(proc.pid).encode())
-        finally:
-            os.close(fd)
 
 
 def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
@@ -97,15 +54,15 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         plan = with_preserved(plan_exec(spec, process, pidfd=pidfd, root_fd=root_fd,
                                         console_fd=console_fd),
                               preserve_fds)
+        if cgroup is None:   # a container recorded without one: init's own cgroups
+            cgroup = Cgroup.of_process(init)
         v2_fd = None
         try:
-            v2_fd = cgroup.open_v2_fd() if cgroup is not None else None
+            v2_fd = cgroup.open_v2_fd()
 
             def prepare(p: Process) -> None:
-                if cgroup is not None:
-                    cgroup.add(p, v2=v2_fd is None)
-                else:
-                    join_cgroups_of(init, p)
+                assert cgroup is not None
+                cgroup.add(p, v2=v2_fd is None)
 
             started = start_init(plan, stdio=stdio.child,
                                  pass_fds=[pidfd, *kept] + ([] if root_fd is None else [root_fd])

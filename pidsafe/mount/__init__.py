@@ -4,19 +4,20 @@ Public names (re-exported by :mod:`pidsafe`): :func:`idmapped_bind`,
 :class:`Mount`, :func:`mount_all` (returns :class:`Mounted`, a tuple of
 :class:`MountRecord`), :func:`unmount_all`.  For the container layer:
 :func:`plan_mount` (how one :class:`Mount` is made: its :class:`MountPlan`)
-and the mountinfo parser (:func:`mountinfo`, :class:`MountInfo`,
-:func:`mount_id_of`).  Imported on first use (pidsafe/_lazy.py): a user of
-one module does not load the others.
+and pidsafe's one mountinfo parser (:func:`mountinfo`,
+:func:`parse_mountinfo`, :class:`MountInfo`, :func:`mount_id_of`).
+Imported on first use (pidsafe/_lazy.py): a user of one module does not
+load the others (pidsafe-runc's delete loads the parser only, for the
+cgroup layout).
 """
-
-from typing import TYPE_CHECKING
 
 from .. import _lazy
 
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from ._mount import idmapped_bind
     from ._mounted import MountRecord, Mounted
-    from ._mountinfo import MountInfo, mount_id_of, mountinfo
+    from ._mountinfo import MountInfo, mount_id_of, mountinfo, parse_mountinfo
     from ._rootfs import mount_all
     from ._spec import Mount, Plan as MountPlan, plan as plan_mount
     from ._unmount_all import unmount_all
@@ -31,9 +32,11 @@ __getattr__, __dir__ = _lazy.exports(__name__, {
     "mount_all": "._rootfs",
     "mount_id_of": "._mountinfo",
     "mountinfo": "._mountinfo",
+    "parse_mountinfo": "._mountinfo",
     "plan_mount": "._spec:plan",
     "unmount_all": "._unmount_all",
 })
 
 __all__ = ["Mount", "MountInfo", "MountPlan", "MountRecord", "Mounted", "idmapped_bind",
-           "mount_all", "mount_id_of", "mountinfo", "plan_mount", "unmount_all"]
+           "mount_all", "mount_id_of", "mountinfo", "parse_mountinfo", "plan_mount",
+           "unmount_all"]

@@ -1,20 +1,26 @@
 """What the kernel says about mounts: ``/proc/self/mountinfo``, mount ids.
 
 Used for bookkeeping (which mount an fd lives on, what is mounted under
-what) and for error messages (which filesystem refused an idmap).
+what), for error messages (which filesystem refused an idmap) and by the
+container's cgroup layer (where each cgroup hierarchy is mounted).  This is
+pidsafe's one mountinfo parser.  pidsafe-runc's ``delete`` imports it (for
+the cgroup layout), so it imports no more than that needs.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from typing import List, Tuple, Union
 
 from .. import _sys
 from .._sigsafe import critical
 from .._value import Record
 
-StrPath = Union[str, "os.PathLike[str]"]
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import List, Tuple, Union
+
+    StrPath = Union[str, "os.PathLike[str]"]
 
 
 class MountInfo(Record):
@@ -29,36 +35,71 @@ class MountInfo(Record):
     source: str
     #: the filesystem's device (``st_dev``), from the ``major:minor`` field
     dev: int = 0
+    #: the superblock's options (for a v1 cgroup, its controllers)
+    super_options: Tuple[str, ...] = ()
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
+#: What the kernel escapes in mountinfo's paths and names, and how: space,
+#: tab, newline and backslash become ``\ooo`` (fs/proc_namespace.c, mangle()).
+#: A backslash is itself escaped, so every other ``\`` stands for itself.
+_ESCAPES = {"\\040": " ", "\\011": "\t", "\\012": "\n", "\\134": "\\"}
+
+
+def unescape(field: str) -> str:
+    """One field of mountinfo as the path (or name) it spells."""
     if "\\" not in field:
         return field
     out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and i + 4 <= len(field):
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
+    while True:
+        j = field.find("\\", i)
+        if j < 0:
+            out.append(field[i:])
+            return "".join(out)
+        out.append(field[i:j])
+        code = field[j:j + 4]
+        if code in _ESCAPES:
+            out.append(_ESCAPES[code])
+            i = j + 4
         else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+            out.append("\\")
+            i = j + 1
 
 
-def mountinfo() -> List[MountInfo]:
-    """Parse ``/proc/self/mountinfo`` (proc(5)), in the kernel's order."""
+def parse_mountinfo(text: str) -> List[MountInfo]:
+    """The lines of a ``/proc/PID/mountinfo`` (proc(5)), in the kernel's order.
+
+    Each line: mount id, parent id, ``major:minor``, root, mount point,
+    mount options, optional fields, ``-``, filesystem type, source,
+    superblock options.
+
+    Raises:
+        ValueError: a line is not in that form.
+    """
     out = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            a, b = left.split(), right.split()
-            major, _, minor = a[2].partition(":")
-            out.append(MountInfo(int(a[0]), int(a[1]), _unescape(a[3]), _unescape(a[4]),
-                                 tuple(a[5].split(",")), b[0] if b else "",
-                                 _unescape(b[1]) if len(b) > 1 else "",
-                                 os.makedev(int(major), int(minor))))
+    for line in text.splitlines():
+        if not line:
+            continue
+        left, _, right = line.partition(" - ")
+        a, b = left.split(" "), right.split(" ")
+        if len(a) < 6:
+            raise ValueError(f"not a mountinfo line: {line!r}")
+        major, _, minor = a[2].partition(":")
+        out.append(MountInfo(int(a[0]), int(a[1]), unescape(a[3]), unescape(a[4]),
+                             tuple(a[5].split(",")), unescape(b[0]),
+                             unescape(b[1]) if len(b) > 1 else "",
+                             os.makedev(int(major), int(minor)),
+                             tuple(b[2].split(",")) if len(b) > 2 else ()))
     return out
+
+
+def mountinfo(path: str = "/proc/self/mountinfo") -> List[MountInfo]:
+    """The mounts of ``path`` (this process's by default), in the kernel's order.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return parse_mountinfo(f.read())
 
 
 def mount_id_of(fd: int) -> int:

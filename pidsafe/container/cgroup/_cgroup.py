@@ -32,17 +32,16 @@ import time
 from ... import _sys
 from ..._fd import OwnedFd
 from ..._sigsafe import critical
-from ...errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
+from ...errors import StateError, UnsupportedConfigError, cgroup_error
 from . import _freezer as freezer
-from ._files import (CgroupDir, procs, read_file, read_optional, rmdir_all, rmdir_busy,
-                     subtree, write_file)
+from ._files import CgroupDir, procs, read_optional, rmdir_all, rmdir_busy, subtree, write_file
 from ._layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
                       check_cgroups_path)
-from ._signal import pidfd_pid, signal_all
+from ._signal import cgroups_of, pidfd_pid, signal_all
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Union
+    from typing import Any, Dict, List, Mapping, Optional, Protocol, Union
 
 # Limits (and the config types they come in) only for create and update:
 # load, kill and delete, all that pidsafe-runc's delete needs, do without.
@@ -100,8 +99,9 @@ class Cgroup:
                 the value); ``errno`` ``EBUSY`` for a cgroup that already
                 holds processes without ``shared``.
         """
-        from ._resources import controllers, device_filter_on_v2, plan
         from ..config import Resources
+        from ._make import enable_v2, init_cpuset, make_dir
+        from ._resources import controllers, device_filter_on_v2, plan
 
         resources = Resources() if resources is None else resources
         path = check_cgroups_path(cgroups_path, container_id, default_parent)
@@ -118,14 +118,14 @@ class Cgroup:
         made: List[str] = []
         try:
             for h, t in zip(hierarchies, targets):
-                self._make(h, t, shared, made)
-            if layout.v2 is not None:
+                make_dir(h, t, shared, made, self._remove, self._parents)
+            if layout.v2 is not None and self._v2 is not None:
                 v2_needs = {c for c in _DEFAULT_V2 | controllers(resources)
                             if layout.location(c) is layout.v2}
-                self._enable_v2(layout.v2, v2_needs)
+                enable_v2(layout.v2, self._v2.path, v2_needs)
             cpuset = layout.v1_for("cpuset")
             if cpuset is not None and cpuset.key in self._v1:
-                self._init_cpuset(cpuset, self._v1[cpuset.key])
+                init_cpuset(cpuset, self._v1[cpuset.key])
             for w in writes:
                 write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
             if device_filter_on_v2(layout, resources) and self._v2 is not None:
@@ -138,88 +138,6 @@ class Cgroup:
                 rmdir_all(made)
             raise
         return self
-
-    def _make(self, h: Hierarchy, t: CgroupDir, shared: bool, made: List[str]) -> None:
-        """mkdir -p ``t.path``, recording each directory made."""
-        top = h.mountpoint.rstrip("/")
-        parts = t.path[len(top):].strip("/").split("/")
-        for attempt in range(5):
-            d = top
-            try:
-                for i, part in enumerate(parts):
-                    d = f"{d}/{part}"
-                    leaf = i == len(parts) - 1
-                    with critical:
-                        try:
-                            os.mkdir(d, 0o755)
-                        except FileExistsError:
-                            continue
-                        made.append(d)
-                        (self._remove if leaf else self._parents).append(d)
-                break
-            except FileNotFoundError:
-                # A concurrent delete() of a sibling removed a shared parent
-                # between our mkdirs: walk down again.
-                if attempt == 4:
-                    raise cgroup_error(errno.ENOENT, f"unable to create cgroup {d}", d,
-                                       "its parent keeps disappearing") from None
-            except OSError as exc:
-                raise cgroup_error(exc.errno or errno.EIO, f"unable to create cgroup {d}",
-                                   d) from None
-        if t.path in self._remove:
-            return
-        inside = procs(t.path)
-        if inside and not shared:
-            raise cgroup_error(errno.EBUSY, f"cgroup {t.path} already holds processes", t.path,
-                               f"pids {inside[:10]}; pass shared=True to join it")
-        if not shared:
-            self._remove.append(t.path)    # an empty leftover: ours from now on
-
-    def _enable_v2(self, h: Hierarchy, needed: Set[str]) -> None:
-        """Enable ``needed`` in cgroup.subtree_control from the top to our parent.
-
-        v2 offers a controller's files in a cgroup only when its parent has
-        it in ``cgroup.subtree_control``.  A parent that holds processes
-        itself refuses (``EBUSY``, "no internal processes").  Enabling is
-        not undone: other cgroups may rely on it.
-        """
-        if not needed or self._v2 is None:
-            return
-        top = h.mountpoint.rstrip("/")
-        d = top or "/"
-        self._enable_in(d, needed)
-        for part in self._v2.path[len(top):].strip("/").split("/")[:-1]:
-            d = f"{top}/{part}" if d == "/" else f"{d}/{part}"
-            self._enable_in(d, needed)
-
-    @staticmethod
-    def _enable_in(d: str, needed: Set[str]) -> None:
-        f = posixpath.join(d, "cgroup.subtree_control")
-        missing = needed - set(read_file(f).split())
-        if not missing:
-            return
-        value = " ".join(f"+{c}" for c in sorted(missing))
-        try:
-            write_file(f, value, "controllers for the container's cgroup")
-        except CgroupError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            raise cgroup_error(errno.EBUSY, exc.step, f, "cgroup v2 allows no controllers "
-                               f"below a cgroup that holds processes itself ({d}): use an "
-                               "absolute linux.cgroupsPath", value=value) from None
-
-    @staticmethod
-    def _init_cpuset(h: Hierarchy, t: CgroupDir) -> None:
-        """v1 cpuset starts empty: copy cpus/mems down from the parent where unset."""
-        top = h.mountpoint.rstrip("/")
-        d = top
-        for part in t.path[len(top):].strip("/").split("/"):
-            parent, d = d, f"{d}/{part}"
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                if not read_file(posixpath.join(d, name)).strip():
-                    write_file(posixpath.join(d, name),
-                               read_file(posixpath.join(parent, name)).strip(),
-                               f"inherited from {parent}")
 
     def _dir(self, h: Hierarchy) -> CgroupDir:
         return self._v2 if h.v2 and self._v2 is not None else self._v1[h.key]
@@ -243,6 +161,20 @@ class Cgroup:
         return {"v1": {k: one(d) for k, d in self._v1.items()},
                 "v2": None if self._v2 is None else one(self._v2),
                 "remove": list(self._remove), "parents": list(self._parents)}
+
+    @classmethod
+    def of_process(cls, process: Union[int, SupportsFileno], *,
+                   layout: Optional[CgroupLayout] = None) -> "Cgroup":
+        """The cgroups a running process is in (given by its pidfd), to :meth:`add`
+        others to; :meth:`delete` of it removes nothing.
+
+        Raises:
+            CgroupError: ``/proc/PID/cgroup`` cannot be read, or ``ESRCH``:
+                the process has exited.
+        """
+        layout = CgroupLayout.detect() if layout is None else layout
+        v1, v2 = cgroups_of(process if isinstance(process, int) else process.fileno(), layout)
+        return cls(v1, v2, [], [])
 
     @classmethod
     def load(cls, data: Mapping[str, Any], *, layout: Optional[CgroupLayout] = None

@@ -5,8 +5,10 @@ A machine has cgroup v1 hierarchies (one mount per controller set, e.g.
 ``cgroup2``), or both ("hybrid": v1 controllers plus a v2 mount, often at
 ``/sys/fs/cgroup/unified``, whose ``cgroup.controllers`` lists only what no
 v1 hierarchy holds).  The layout is read at run time from
-``/proc/self/mountinfo`` and ``/proc/self/cgroup``; kernel versions are
-never compared.  A controller is used where it is mounted: on its v1
+``/proc/self/mountinfo`` (with :func:`pidsafe.mount.parse_mountinfo`) and
+``/proc/self/cgroup``; kernel versions are never compared.  It is the one
+description of the host's cgroups: the cgroup of a container, the cgroups
+an exec joins and the ``cgroup`` mounts in a container all come from it.  A controller is used where it is mounted: on its v1
 hierarchy if it has one, else on v2 if the v2 root lists it.
 
 ``cgroupsPath`` is resolved as runc's cgroupfs driver does: an absolute path
@@ -21,6 +23,7 @@ import re
 
 from ..._value import Frozen, init_fields
 from ...errors import ConfigError, UnsupportedConfigError
+from ...mount import parse_mountinfo
 from ._files import read_file
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -49,18 +52,22 @@ class Hierarchy(Frozen):
         mountpoint: where it is mounted.
         root: the cgroup mounted there (``"/"`` unless a sub-tree is mounted).
         own: this process's cgroup in it, as ``/proc/self/cgroup`` says.
+        options: v1: what mounting it again takes, its superblock options
+            but ``rw``/``ro`` and ``release_agent`` (the controllers,
+            ``name=``, ``xattr`` ...); ``()`` for v2.
     """
 
-    __slots__ = ("key", "controllers", "mountpoint", "root", "own")
+    __slots__ = ("key", "controllers", "mountpoint", "root", "own", "options")
     key: str
     controllers: FrozenSet[str]
     mountpoint: str
     root: str
     own: str
+    options: Tuple[str, ...]
 
     def __init__(self, key: str, controllers: FrozenSet[str], mountpoint: str, root: str,
-                 own: str) -> None:
-        init_fields(self, key, controllers, mountpoint, root, own)
+                 own: str, options: Tuple[str, ...] = ()) -> None:
+        init_fields(self, key, controllers, mountpoint, root, own, options)
 
     @property
     def v2(self) -> bool:
@@ -82,11 +89,6 @@ class Hierarchy(Frozen):
                                           f"{self.key or 'v2'} hierarchy mounted at "
                                           f"{self.mountpoint} ({self.root})")
         return self.mountpoint.rstrip("/") + (rel if rel != "/" else "")
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 class CgroupLayout(Frozen):
@@ -112,6 +114,7 @@ class CgroupLayout(Frozen):
 
         Raises:
             CgroupError: a file could not be read (``filename`` names it).
+            ValueError: ``mountinfo`` is not in mountinfo's form.
         """
         own: Dict[str, str] = {}
         for line in read_file(proc_cgroup).splitlines():
@@ -124,24 +127,19 @@ class CgroupLayout(Frozen):
         v1: List[Hierarchy] = []
         v2: Optional[Hierarchy] = None
         seen = set()
-        for line in read_file(mountinfo).splitlines():
-            fields = line.split(" ")
-            try:
-                sep = fields.index("-", 6)
-            except ValueError:
-                continue
-            fstype, super_opts = fields[sep + 1], fields[sep + 3]
-            root, point = _unescape(fields[3]), _unescape(fields[4])
-            if fstype == "cgroup2" and v2 is None and "" in own:
-                ctrl = frozenset(read_file(posixpath.join(point, "cgroup.controllers")).split())
-                v2 = Hierarchy("", ctrl, point, root, own[""])
-            elif fstype == "cgroup":
-                opts = set(super_opts.split(","))
+        for m in parse_mountinfo(read_file(mountinfo)):
+            if m.fstype == "cgroup2" and v2 is None and "" in own:
+                ctrl = frozenset(read_file(posixpath.join(m.mountpoint,
+                                                          "cgroup.controllers")).split())
+                v2 = Hierarchy("", ctrl, m.mountpoint, m.root, own[""])
+            elif m.fstype == "cgroup":
+                options = tuple(o for o in m.super_options
+                                if o not in ("rw", "ro") and not o.startswith("release_agent"))
                 for key in own:
-                    if key and key not in seen and set(key.split(",")) <= opts:
+                    if key and key not in seen and set(key.split(",")) <= set(options):
                         seen.add(key)
-                        v1.append(Hierarchy(key, frozenset(key.split(",")), point, root,
-                                            own[key]))
+                        v1.append(Hierarchy(key, frozenset(key.split(",")), m.mountpoint,
+                                            m.root, own[key], options))
                         break
         order = list(own)
         v1.sort(key=lambda h: order.index(h.key))

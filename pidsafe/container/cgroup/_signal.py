@@ -1,4 +1,5 @@
-"""Signalling every process of a cgroup through pidfds, and pids from pidfds.
+"""Processes and cgroups through pidfds: signalling every process of a cgroup,
+pids from pidfds, and the cgroups a process is in.
 
 A pid read from ``cgroup.procs`` is only a number: by the time it is used
 the process may have exited and the pid been reused by a process outside
@@ -18,10 +19,11 @@ from ... import _sys
 from ..._sigsafe import critical
 from ...errors import cgroup_error
 from ._files import CgroupDir, keyed, procs, read_file
+from ._layout import CgroupLayout
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Dict
+    from typing import Dict, Optional, Tuple
 
 
 def pidfd_pid(pidfd: int) -> int:
@@ -46,6 +48,46 @@ def in_cgroup(pid: int, d: CgroupDir) -> bool:
         if key == d.key:
             return path == d.cgroup or path.startswith(d.cgroup.rstrip("/") + "/")
     return False
+
+
+def cgroups_of(pidfd: int, layout: CgroupLayout
+               ) -> Tuple[Dict[str, CgroupDir], Optional[CgroupDir]]:
+    """The cgroups of the process ``pidfd`` refers to: (v1 by hierarchy, v2).
+
+    ``/proc/PID/cgroup`` is read first, then the process is proven alive
+    through its pidfd, so the paths read are its own (DESIGN.md, invariant
+    2).  Hierarchies that ``layout`` has no mount for are left out.
+
+    Raises:
+        CgroupError: a file cannot be read; ``ESRCH`` (also a
+            ``ProcessLookupError``) if the process has exited; ``ENOENT`` if
+            its cgroup lies outside the part of a hierarchy mounted here.
+    """
+    pid = pidfd_pid(pidfd)
+    path = f"/proc/{pid}/cgroup"
+    text = read_file(path)
+    try:
+        _sys.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        raise cgroup_error(errno.ESRCH, f"process {pid} exited while its cgroups were read",
+                           path) from None
+    v1: Dict[str, CgroupDir] = {}
+    v2: Optional[CgroupDir] = None
+    for line in text.splitlines():
+        hid, key, cgroup = line.split(":", 2)
+        h = layout.v2 if hid == "0" else next((h for h in layout.v1 if h.key == key), None)
+        if h is None:
+            continue
+        top = h.root.rstrip("/")
+        if h.root != "/" and cgroup != h.root and not cgroup.startswith(top + "/"):
+            raise cgroup_error(errno.ENOENT, f"cgroup {cgroup} of process {pid} is outside "
+                               f"the part of its hierarchy mounted at {h.mountpoint}", path)
+        d = CgroupDir(h.key, h.directory(cgroup), cgroup)
+        if h.v2:
+            v2 = d
+        else:
+            v1[h.key] = d
+    return v1, v2
 
 
 def signal_all(d: CgroupDir, sig: int, rounds: int) -> None:

@@ -28,6 +28,7 @@ from ... import _sys
 from ..._value import Record, field
 from ...errors import ConfigError, InvalidMountError
 from ...mount import Mount, MountPlan, plan_mount
+from ..cgroup import CgroupLayout
 from ..config import NAMESPACE_TYPES, Device, MountSpec, ProcessSpec, Spec
 from ._protocol import (KIND_DIR, KIND_FILE, OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_CHROOT,
                         OP_DOMAINNAME, OP_EXEC, OP_GATE, OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK,
@@ -60,32 +61,8 @@ DEV_LINKS: Tuple[Tuple[str, str], ...] = (
     ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
 
-class CgroupLayout(Record):
-    """The host's cgroup mounts, for ``cgroup`` entries of ``mounts``."""
-
-    v2_only: bool
-    v1: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # (dir name, mount options)
-    has_unified: bool = False                          # hybrid: cgroup2 beside v1
-
-    @classmethod
-    def of_host(cls) -> "CgroupLayout":
-        v1: List[Tuple[str, Tuple[str, ...]]] = []
-        unified = root_v2 = False
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                point = left.split()[4]
-                fstype, _, super_opts = right.split()[:3]
-                if fstype == "cgroup2":
-                    if point == "/sys/fs/cgroup":
-                        root_v2 = True
-                    else:
-                        unified = True
-                elif fstype == "cgroup" and point.startswith("/sys/fs/cgroup/"):
-                    opts = tuple(o for o in super_opts.split(",")
-                                 if o not in ("rw", "ro") and not o.startswith("release_agent"))
-                    v1.append((posixpath.basename(point), opts))
-        return cls(root_v2 and not v1, tuple(v1), unified)
+#: Where a host mounts its cgroup hierarchies, and a container sees them.
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 class InitPlan(Record):
@@ -139,7 +116,8 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         open_tree: makes each bind (host paths are opened by the caller, as
             host root in the host's mount namespace, never by init).
         gate_fd: the exec FIFO, open read-write, passed to init.
-        layout: the host's cgroup mounts (read from /proc when None).
+        layout: the host's cgroup hierarchies, for ``cgroup`` mounts (read
+            from /proc when None).
         hooks_fd: a pipe's read end: init stops before pivot_root, reports,
             and waits for a byte on it while the caller runs the create hooks.
         console_fd: with ``process.terminal``, the connected console socket
@@ -359,7 +337,7 @@ def _mount(b: _Builder, spec: Spec, bundle: str, i: int, m: MountSpec,
            idmap_fds: Dict[int, int], layout: Optional[CgroupLayout], in_userns: bool) -> None:
     where = f"mounts[{i}]"
     if m.type == "cgroup" and not m.is_bind:
-        _cgroup_mount(b, i, m, layout or CgroupLayout.of_host(), in_userns)
+        _cgroup_mount(b, i, m, layout or CgroupLayout.detect(), in_userns)
         return
     p, dest = _attr_and_params(i, m, have_userns=i in idmap_fds)
     if p.kind == "bind":
@@ -412,12 +390,19 @@ def _device(b: _Builder, d: Device, in_userns: bool, where: str) -> None:
 
 def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
                   in_userns: bool) -> None:
-    """``cgroup`` in config.json: cgroup2 on a v2 host; per-hierarchy v1 mounts otherwise."""
+    """``cgroup`` in config.json: cgroup2 on a v2 host; per-hierarchy v1 mounts otherwise.
+
+    The v1 hierarchies mounted under ``/sys/fs/cgroup/`` each get a mount of
+    their own under the destination, by the same name; a v2 hierarchy
+    mounted beside them (hybrid) is mounted at ``unified``.
+    """
     where = f"mounts[{index}]"
     p, dest = _attr_and_params(index, MountSpec(m.destination, "tmpfs", "tmpfs", m.options),
                                have_userns=False)
     attr = p.attr_set
-    if layout.v2_only:
+    v1 = [h for h in layout.v1 if h.mountpoint.startswith(CGROUP_ROOT + "/")]
+    v2 = layout.v2
+    if v2 is not None and v2.mountpoint == CGROUP_ROOT and not v1:
         b.add(OP_MOUNT_FS, "cgroup2", "cgroup2", dest, attr, 0, b"", KIND_DIR, field_=where,
               what=dest)
         return
@@ -425,11 +410,11 @@ def _cgroup_mount(b: _Builder, index: int, m: MountSpec, layout: CgroupLayout,
           nul_list(["mode=755"]), KIND_DIR, field_=where, what=dest)
     if in_userns:
         return   # cgroup v1 cannot be mounted from a non-initial user namespace
-    for name, opts in layout.v1:
-        sub = posixpath.join(dest, name)
-        b.add(OP_MOUNT_FS, "cgroup", "cgroup", sub, attr, 0, nul_list(list(opts)), KIND_DIR,
-              field_=where, what=sub)
-    if layout.has_unified:
+    for h in v1:
+        sub = posixpath.join(dest, posixpath.basename(h.mountpoint))
+        b.add(OP_MOUNT_FS, "cgroup", "cgroup", sub, attr, 0, nul_list(list(h.options)),
+              KIND_DIR, field_=where, what=sub)
+    if v2 is not None and v2.mountpoint != CGROUP_ROOT:
         sub = posixpath.join(dest, "unified")
         b.add(OP_MOUNT_FS, "cgroup2", "cgroup2", sub, attr, 0, b"", KIND_DIR, field_=where,
               what=sub)
@@ -478,4 +463,4 @@ def _no_tree(source: str, recursive: bool, attr_set: int, attr_clr: int, userns_
     raise AssertionError("exec makes no mounts")
 
 
-__all__ = ["CgroupLayout", "InitPlan", "NAMESPACE_TYPES", "plan_init"]
+__all__ = ["InitPlan", "NAMESPACE_TYPES", "plan_exec", "plan_init"]

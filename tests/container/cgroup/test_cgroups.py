@@ -28,6 +28,7 @@ from pidsafe.container.cgroup._layout import (CgroupLayout, Hierarchy, cgroup_pa
 from pidsafe.container.cgroup._devices_bpf import effective, program
 from pidsafe.container.cgroup._resources import Write, cpu_weight, device_filter_on_v2, plan
 from pidsafe.container.cgroup._cgroup import Cgroup
+from pidsafe.container.cgroup._make import enable_v2
 
 from conftest import open_fds, started_cat
 from faults import Faults, Interrupt
@@ -124,6 +125,9 @@ def test_layout_with_joint_v1_controllers_and_a_mounted_subtree(tmp_path: pathli
                                           "name=systemd"]
     assert layout.v2 is None                      # no cgroup2 mount: v1 only
     assert layout.v1[-1].mountpoint == "/sys/fs/cgroup/sys temd"    # octal escape undone
+    # What mounting each again takes (a container's cgroup mount): no rw, ro.
+    assert [h.options for h in layout.v1] == [("memory",), ("cpu", "cpuacct"),
+                                              ("net_cls", "net_prio"), ("xattr", "name=systemd")]
     cpu = layout.location("cpuacct")
     assert cpu is not None and cpu.key == "cpu,cpuacct"
     mem = layout.v1_for("memory")
@@ -573,6 +577,34 @@ def test_add_refuses_an_exited_process(layout: CgroupLayout, name: str) -> None:
 
 
 @pytest.mark.root
+def test_the_cgroups_of_a_process_are_found_and_joined(layout: CgroupLayout,
+                                                       name: str) -> None:
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        with sleeper() as init, sleeper() as other:
+            cg.add(init)
+            found = Cgroup.of_process(init, layout=layout)
+            assert found.v2_path == cg.v2_path
+            # Every hierarchy init is in: the container's, and the others at ours.
+            assert {k: p for k, p in found.v1_paths.items() if k in cg.v1_paths} == cg.v1_paths
+            assert set(found.v1_paths) == {h.key for h in layout.v1}
+            found.add(other)
+            assert cg.pids() == sorted([init.pid, other.pid])
+            found.delete()              # not its own: removes nothing
+            assert os.path.isdir(next(iter(cg.v1_paths.values())))
+            init.kill()
+            other.kill()
+            init.wait()
+            other.wait()
+        with pidsafe.spawn(["true"]) as gone:
+            gone.wait()                 # reaped: its pidfd names no pid
+            with pytest.raises(ProcessLookupError):
+                Cgroup.of_process(gone, layout=layout)
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
 def test_description_reloads_in_another_process(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", Resources(pids_limit=7), layout=layout)
     try:
@@ -711,7 +743,7 @@ def test_v2_controllers_are_enabled_down_to_the_container(layout: CgroupLayout,
     try:
         assert cg.v2_path is not None
         assert not any(f.startswith("hugetlb.") for f in os.listdir(cg.v2_path))
-        cg._enable_v2(layout.v2, {"hugetlb"})
+        enable_v2(layout.v2, cg.v2_path, {"hugetlb"})
         assert any(f.startswith("hugetlb.") for f in os.listdir(cg.v2_path))
         parent = os.path.dirname(cg.v2_path)
         with open(os.path.join(parent, "cgroup.subtree_control")) as f:
@@ -723,7 +755,7 @@ def test_v2_controllers_are_enabled_down_to_the_container(layout: CgroupLayout,
             with open(os.path.join(parent, "cgroup.procs"), "w") as f:
                 f.write(str(p.pid))
             with pytest.raises(pidsafe.CgroupError) as info:
-                cg._enable_v2(layout.v2, {"hugetlb"})
+                enable_v2(layout.v2, cg.v2_path, {"hugetlb"})
             assert info.value.errno == errno.EBUSY
             assert "linux.cgroupsPath" in str(info.value)
             p.kill()

@@ -1,0 +1,123 @@
+"""Making a new cgroup's directories: one per hierarchy, then what each needs.
+
+The first half of :meth:`Cgroup.create <._cgroup.Cgroup.create>`: ``mkdir
+-p`` of the cgroup in every hierarchy it goes in (each directory recorded as
+it is made, so that a failure removes exactly those), the v2 controllers
+enabled from the top of the hierarchy down to its parent, and the v1 cpuset
+filled in.  The limits are written afterwards, by ``create`` itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+
+from ..._sigsafe import critical
+from ...errors import CgroupError, cgroup_error
+from ._files import CgroupDir, procs, read_file, write_file
+from ._layout import Hierarchy
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import List, Set
+
+
+def make_dir(h: Hierarchy, t: CgroupDir, shared: bool, made: List[str], remove: List[str],
+             parents: List[str]) -> None:
+    """mkdir -p ``t.path`` in ``h``, recording each directory made.
+
+    Each directory made goes to ``made`` (undone on a failure of create), and
+    to ``remove`` (the cgroup itself) or ``parents`` (its ancestors), what
+    :meth:`Cgroup.delete <._cgroup.Cgroup.delete>` removes.  An existing
+    cgroup that holds processes is refused unless ``shared``; an empty one
+    is taken over.
+
+    Raises:
+        CgroupError: mkdir failed, or ``EBUSY``: the cgroup holds processes.
+    """
+    top = h.mountpoint.rstrip("/")
+    parts = t.path[len(top):].strip("/").split("/")
+    for attempt in range(5):
+        d = top
+        try:
+            for i, part in enumerate(parts):
+                d = f"{d}/{part}"
+                leaf = i == len(parts) - 1
+                with critical:
+                    try:
+                        os.mkdir(d, 0o755)
+                    except FileExistsError:
+                        continue
+                    made.append(d)
+                    (remove if leaf else parents).append(d)
+            break
+        except FileNotFoundError:
+            # A concurrent delete() of a sibling removed a shared parent
+            # between our mkdirs: walk down again.
+            if attempt == 4:
+                raise cgroup_error(errno.ENOENT, f"unable to create cgroup {d}", d,
+                                   "its parent keeps disappearing") from None
+        except OSError as exc:
+            raise cgroup_error(exc.errno or errno.EIO, f"unable to create cgroup {d}",
+                               d) from None
+    if t.path in remove:
+        return
+    inside = procs(t.path)
+    if inside and not shared:
+        raise cgroup_error(errno.EBUSY, f"cgroup {t.path} already holds processes", t.path,
+                           f"pids {inside[:10]}; pass shared=True to join it")
+    if not shared:
+        remove.append(t.path)    # an empty leftover: ours from now on
+
+
+def enable_v2(h: Hierarchy, cgroup: str, needed: Set[str]) -> None:
+    """Enable ``needed`` in cgroup.subtree_control from the top of ``h`` to
+    the parent of the directory ``cgroup``.
+
+    v2 offers a controller's files in a cgroup only when its parent has
+    it in ``cgroup.subtree_control``.  A parent that holds processes
+    itself refuses (``EBUSY``, "no internal processes").  Enabling is
+    not undone: other cgroups may rely on it.
+
+    Raises:
+        CgroupError: a write failed; ``EBUSY`` names the parent that holds
+            processes.
+    """
+    if not needed:
+        return
+    top = h.mountpoint.rstrip("/")
+    d = top or "/"
+    _enable_in(d, needed)
+    for part in cgroup[len(top):].strip("/").split("/")[:-1]:
+        d = f"{top}/{part}" if d == "/" else f"{d}/{part}"
+        _enable_in(d, needed)
+
+
+def _enable_in(d: str, needed: Set[str]) -> None:
+    f = posixpath.join(d, "cgroup.subtree_control")
+    missing = needed - set(read_file(f).split())
+    if not missing:
+        return
+    value = " ".join(f"+{c}" for c in sorted(missing))
+    try:
+        write_file(f, value, "controllers for the container's cgroup")
+    except CgroupError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        raise cgroup_error(errno.EBUSY, exc.step, f, "cgroup v2 allows no controllers "
+                           f"below a cgroup that holds processes itself ({d}): use an "
+                           "absolute linux.cgroupsPath", value=value) from None
+
+
+def init_cpuset(h: Hierarchy, t: CgroupDir) -> None:
+    """v1 cpuset starts empty: copy cpus/mems down from the parent where unset."""
+    top = h.mountpoint.rstrip("/")
+    d = top
+    for part in t.path[len(top):].strip("/").split("/"):
+        parent, d = d, f"{d}/{part}"
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not read_file(posixpath.join(d, name)).strip():
+                write_file(posixpath.join(d, name),
+                           read_file(posixpath.join(parent, name)).strip(),
+                           f"inherited from {parent}")

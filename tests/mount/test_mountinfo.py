@@ -1,0 +1,89 @@
+"""The one mountinfo parser (pidsafe/mount/_mountinfo.py): fields, escapes, real mounts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pidsafe import _sys
+from pidsafe.mount import MountInfo, mountinfo, parse_mountinfo
+from pidsafe.mount._mountinfo import unescape
+
+from mounthelp import run_tool
+
+HYBRID = (
+    "25 1 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw\n"
+    "30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755\n"
+    "31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - "
+    "cgroup2 cgroup2 rw,nsdelegate\n"
+    "35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:15 - "
+    "cgroup cgroup rw,cpu,cpuacct\n"
+    "36 30 0:32 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd\n"
+)
+
+
+def test_fields_of_each_line() -> None:
+    infos = parse_mountinfo(HYBRID)
+    assert [m.mount_id for m in infos] == [25, 30, 31, 35, 36]
+    cpu = infos[3]
+    assert cpu == MountInfo(35, 30, "/", "/sys/fs/cgroup/cpu,cpuacct",
+                            ("rw", "nosuid", "nodev", "noexec", "relatime"), "cgroup", "cgroup",
+                            os.makedev(0, 31), ("rw", "cpu", "cpuacct"))
+    # No optional fields before the separator.
+    assert infos[4].fstype == "cgroup" and infos[4].super_options == ("rw", "xattr", "name=systemd")
+
+
+@pytest.mark.parametrize("field, path", [
+    ("/a\\040b", "/a b"),
+    ("/tab\\011x", "/tab\tx"),
+    ("/nl\\012x", "/nl\nx"),
+    ("/back\\134slash", "/back\\slash"),
+    ("/back\\134040", "/back\\040"),       # an escaped backslash before digits
+    ("/a\\040\\040b\\040", "/a  b "),
+    ("/not\\101escaped", "/not\\101escaped"),  # the kernel escapes only those four
+    ("/end\\", "/end\\"),
+    ("/plain", "/plain"),
+])
+def test_unescape_what_the_kernel_escapes(field: str, path: str) -> None:
+    assert unescape(field) == path
+
+
+def test_escaped_fields_of_a_line() -> None:
+    [m] = parse_mountinfo("40 1 0:50 /r\\040oot /mnt/a\\040b\\011c rw - tmpfs my\\040disk rw\n")
+    assert (m.root, m.mountpoint, m.source) == ("/r oot", "/mnt/a b\tc", "my disk")
+
+
+def test_an_empty_source_keeps_the_fields_in_place() -> None:
+    [m] = parse_mountinfo("40 1 0:50 / /mnt rw - tmpfs  rw,size=4k\n")
+    assert (m.fstype, m.source, m.super_options) == ("tmpfs", "", ("rw", "size=4k"))
+
+
+def test_a_malformed_line_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_mountinfo("40 1 0:50 /\n")
+
+
+@pytest.fixture
+def spaced(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs mounted on a directory whose name has a space, a tab and a backslash."""
+    d = tmp_path / "a b\tc\\d"
+    d.mkdir()
+    run_tool(["mount", "-t", "tmpfs", "-o", "size=64k", "pidsafe test", str(d)])
+    try:
+        yield d
+    finally:
+        _sys.umount2(str(d), 0)
+
+
+@pytest.mark.root
+def test_a_mount_point_with_a_space_is_found(spaced: Path) -> None:
+    st = os.stat(spaced)
+    found = [m for m in mountinfo() if m.mountpoint == str(spaced)]
+    assert len(found) == 1, [m.mountpoint for m in mountinfo() if "a b" in m.mountpoint]
+    assert found[0].fstype == "tmpfs" and found[0].source == "pidsafe test"
+    assert found[0].dev == st.st_dev
+    with open("/proc/self/mountinfo") as f:
+        assert "a\\040b\\011c\\134d" in f.read()   # as the kernel spells it
