@@ -129,17 +129,8 @@ class Claim(Closable):
 
     async def wait_async(self) -> int:
         """``await`` :meth:`wait` without blocking the loop (no thread)."""
-        while True:
-            with self._cond:
-                if self._ready_locked():
-                    assert self.returncode is not None
-                    return self.returncode
-                fut = self._waiters.add()
-            try:
-                await fut
-            finally:
-                with self._cond:
-                    self._waiters.discard(fut)
+        return await self._waiters.until(
+            self._cond, lambda: self.returncode if self._ready_locked() else None)
 
     def close(self) -> None:
         """Give the claim up.  Idempotent; ``returncode`` stays readable."""

@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import warnings
-from typing import Any, List, Optional, Protocol, Tuple
+from typing import Any, Protocol, Tuple
 
 from ..errors import ForeignChildWarning
 

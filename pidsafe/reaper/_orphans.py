@@ -48,7 +48,6 @@ claimed: see ``_claim``.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
@@ -57,6 +56,7 @@ from .. import _sys
 from ..errors import ReaperError
 from ..process import handle_fds, handle_holds, waitid_returncode
 from ._claim import ClaimBook
+from ._pidfdset import close_copies
 from ._subscription import Exit
 
 
@@ -282,27 +282,23 @@ class OrphanScanner:
                 os.close(fd)
         return out
 
-    def close(self) -> None:
-        """Close the held pidfds (the pinned ones belong to the epoll set)."""
+    def _forget(self) -> List[int]:
+        """Forget every child; the pidfds we own (the pinned ones belong to the
+        epoll set) are the caller's to close."""
         fds = list(self.held.values()) + list(self.deferred.values())
         self.held.clear()
         self.deferred.clear()
         self.pinned.clear()
-        for fd in fds:
+        return fds
+
+    def close(self) -> None:
+        """Close the held pidfds (the pinned ones belong to the epoll set)."""
+        for fd in self._forget():
             os.close(fd)
 
     def forget_after_fork(self) -> None:
         """In a forked child: close our copies of the held pidfds."""
-        fds = list(self.held.values()) + list(self.deferred.values())
-        self.held.clear()
-        self.deferred.clear()
-        self.pinned.clear()
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
+        close_copies(self._forget())
 
 
 def _reap_pinned(fd: int) -> Tuple[bool, Optional[int]]:

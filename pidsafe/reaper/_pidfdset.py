@@ -227,12 +227,7 @@ class PidfdSet:
         if self._epoll is not None:
             self._epoll.close()   # the object, or its __del__ would close a reused number
             self._epoll = None
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:
-                    raise
+        close_copies(fds)
         self.regs.clear()
         self.owned_pids.clear()
         self.wake_fd = -1
@@ -243,3 +238,13 @@ def _end_lease_blocking(lease: PidfdLease) -> None:
     fd = lease.end(wait=True)
     if fd is not None and fd >= 0:
         os.close(fd)
+
+
+def close_copies(fds: List[int]) -> None:
+    """In a forked child: close our copies of ``fds`` (one already gone is no error)."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise

@@ -22,13 +22,15 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, List, Optional, Sequence, Tuple, TypeVar
 
 from .._owned import Closable
 from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
 
 if TYPE_CHECKING:
     from ..process import Process
+
+_T = TypeVar("_T")
 
 #: Default bound of a subscription's queue (see the module docstring).
 DEFAULT_MAXSIZE = 10_000
@@ -78,6 +80,24 @@ class AsyncWaiters:
 
     def discard(self, fut: "asyncio.Future[None]") -> None:
         self._futs = [(lp, f) for lp, f in self._futs if f is not fut]
+
+    async def until(self, cond: threading.Condition, ready: Callable[[], Optional[_T]]) -> _T:
+        """Await until ``ready()``, called with ``cond`` held, gives a value.
+
+        ``ready`` may raise (the stream ended); each time it gives ``None``
+        this coroutine sleeps until :meth:`wake_all`.
+        """
+        while True:
+            with cond:
+                value = ready()
+                if value is not None:
+                    return value
+                fut = self.add()
+            try:
+                await fut
+            finally:
+                with cond:
+                    self.discard(fut)
 
     def wake_all(self) -> None:
         futs, self._futs = self._futs, []
@@ -187,10 +207,9 @@ class Subscription(Closable):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                if self._queue:
-                    return self._queue.popleft()
-                if self._end is not None:
-                    raise self._end()
+                ev = self._next_locked()
+                if ev is not None:
+                    return ev
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"no exit within {timeout} s")
@@ -207,18 +226,20 @@ class Subscription(Closable):
             SubscriptionClosed, SubscriptionOverflow, ReaperError: as
                 :meth:`get`.
         """
-        while True:
-            with self._cond:
-                if self._queue:
-                    return self._queue.popleft()
-                if self._end is not None:
-                    raise self._end()
-                fut = self._waiters.add()
-            try:
-                await fut
-            finally:
-                with self._cond:
-                    self._waiters.discard(fut)
+        return await self._waiters.until(self._cond, self._next_locked)
+
+    def _next_locked(self) -> Optional[Exit]:
+        """With ``_cond`` held: the next exit, ``None`` if there is none yet.
+
+        Raises:
+            SubscriptionClosed, SubscriptionOverflow, ReaperError: why the
+                stream ended, once nothing is left to read.
+        """
+        if self._queue:
+            return self._queue.popleft()
+        if self._end is not None:
+            raise self._end()
+        return None
 
     def __iter__(self) -> "Subscription":
         return self
