@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     from ._fd import OwnedFd
     from ._features import Features, features
     from .container import Container, Terminal, receive_terminal
-    from .errors import (CgroupError, ConfigError, ContainerError, ContainerLookupError,
-                         ContainerStateError, Error, ForeignChildWarning, HelperDiedError,
-                         HookError,
-                         IDMapError, InvalidMountError, MountError, ReaperError, StaleProcessError,
-                         StateError, SubscriptionClosed, SubscriptionOverflow, TimeoutExpired,
-                         UnsupportedConfigError, UnsupportedError, UsageError)
+    from .errors import (CgroupError, ConfigError, ConnectionClosedError, ContainerError,
+                         ContainerLookupError, ContainerStateError, DecodeError, Error,
+                         ForeignChildWarning, HelperDiedError, HookError,
+                         IDMapError, InvalidMountError, MountError, ReaperError, RpcError,
+                         StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
+                         TimeoutExpired, UnsupportedConfigError, UnsupportedError, UsageError)
     from .mount import Mount, MountRecord, Mounted, idmapped_bind, mount_all, unmount_all
     from .process import DEVNULL, PIPE, STDOUT, Process, ProcessIdentity, spawn
     from .reaper import Claim, Exit, Reaper, Subscription
@@ -34,11 +34,13 @@ _EXPORTS = {
     "CgroupError": ".errors",
     "Claim": ".reaper",
     "ConfigError": ".errors",
+    "ConnectionClosedError": ".errors",
     "Container": ".container",
     "ContainerError": ".errors",
     "ContainerLookupError": ".errors",
     "ContainerStateError": ".errors",
     "DEVNULL": ".process",
+    "DecodeError": ".errors",
     "Error": ".errors",
     "Exit": ".reaper",
     "Features": "._features",
@@ -60,6 +62,7 @@ _EXPORTS = {
     "ProcessIdentity": ".process",
     "Reaper": ".reaper",
     "ReaperError": ".errors",
+    "RpcError": ".errors",
     "STDOUT": ".process",
     "StaleProcessError": ".errors",
     "StateError": ".errors",
@@ -91,10 +94,12 @@ __all__ = [
     "Claim",
     "Container",
     "ConfigError",
+    "ConnectionClosedError",
     "ContainerError",
     "ContainerLookupError",
     "ContainerStateError",
     "DEVNULL",
+    "DecodeError",
     "Error",
     "Exit",
     "Features",
@@ -116,6 +121,7 @@ __all__ = [
     "ProcessIdentity",
     "Reaper",
     "ReaperError",
+    "RpcError",
     "STDOUT",
     "StaleProcessError",
     "StateError",

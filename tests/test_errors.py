@@ -33,6 +33,9 @@ BASES = {
     "ContainerLookupError": LookupError,
     "UsageError": ValueError,
     "ForeignChildWarning": RuntimeWarning,
+    "DecodeError": ValueError,
+    "RpcError": RuntimeError,
+    "ConnectionClosedError": ConnectionError,
 }
 
 
