@@ -47,7 +47,10 @@ in rounds, at an empty heap and with ``--heap-mib`` MiB touched in this
 process, in a fresh random order each round, ``--batch`` containers each,
 with ``--settle`` seconds of quiet before each batch (the kernel tears
 namespaces and cgroups down after the fact, in workers: a pause keeps one
-method's teardown out of the next one's times).  Reported: median and
+method's teardown out of the next one's times) and ``--heap-settle``
+seconds after touching the heap.  The runtimes run in other processes, so
+their big-heap/empty ratio is what touching the heap does to the machine,
+not to the caller: read pidsafe's against it.  Reported: median and
 p90 over all containers, per phase where there are phases; a ratio is the
 median over rounds of the ratio of two methods' medians in the same round.
 
@@ -259,9 +262,11 @@ class Bench:
         self._bind(cb / "rootfs")
         root = str(self.roots / "crun")
         pidfile = str(self.roots / "keeper.pid")
-        subprocess.run(["crun", "--root", root, "create", "--bundle", str(cb), "--pid-file",
-                        pidfile, "keeper"], check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL)
+        # Its output to a file: the sleeping program keeps crun's stdio open.
+        with open(self.work / "keeper.log", "wb") as log:
+            subprocess.run(["crun", "--root", root, "create", "--bundle", str(cb), "--pid-file",
+                            pidfile, "keeper"], check=True, stdin=subprocess.DEVNULL,
+                           stdout=log, stderr=log)
         pid = int(pathlib.Path(pidfile).read_text())
         self.crun_keeper = (pid, os.pidfd_open(pid))
         subprocess.run(["crun", "--root", root, "start", "keeper"], check=True)
@@ -369,6 +374,8 @@ def run_rounds(methods: Dict[str, Method], opts: argparse.Namespace) -> Tuple[Ru
         for rnd in range(opts.rounds):
             for heap in heaps:
                 mem = touch_heap(opts.heap_mib) if heap != "empty" else None
+                if mem is not None:
+                    time.sleep(opts.heap_settle)   # what touching 1 GiB set off in the kernel
                 order = list(methods)
                 random.shuffle(order)
                 for name in order:
@@ -404,6 +411,8 @@ def main() -> None:
     ap.add_argument("--heap-mib", type=int, default=1024, help="0: the empty heap only")
     ap.add_argument("--settle", type=float, default=0.1,
                     help="seconds of quiet before each batch")
+    ap.add_argument("--heap-settle", type=float, default=1.0,
+                    help="seconds of quiet after touching the heap")
     add_json_arg(ap)
     opts = ap.parse_args()
     if os.geteuid() != 0:
@@ -440,7 +449,7 @@ def report(methods: Dict[str, Method], runs: Runs, heaps: List[str], opts: argpa
     end = machine()
     print(f"\npidsafe {pidsafe.__version__} container benchmark: busybox /bin/true, runc spec "
           f"+ user namespace, idmapped rootfs; {opts.rounds} rounds x {opts.batch} containers, "
-          f"settle {opts.settle} s")
+          f"settle {opts.settle} s (after the heap: {opts.heap_settle} s)")
     print(f"kernel {end['kernel']}, {end['cpus']} CPUs, load average {start['loadavg'][0]:.2f} "
           f"at start, {end['loadavg'][0]:.2f} at end; cgroup v1 view: "
           f"{'yes' if os.environ.get('BENCH_CGFIX') else 'no'}; "
@@ -518,7 +527,8 @@ def report(methods: Dict[str, Method], runs: Runs, heaps: List[str], opts: argpa
               f"{ratio(runs, 'crun', 'crun', big, empty):>8.2f}x")
     write_json(opts.json, {
         "title": "container cycle", "machine_start": start, "rounds": opts.rounds,
-        "batch": opts.batch, "settle": opts.settle, "heaps": heaps, "phases": list(PHASES),
+        "batch": opts.batch, "settle": opts.settle, "heap_settle": opts.heap_settle,
+        "heaps": heaps, "phases": list(PHASES),
         "versions": {t: version(t) for t in ("crun", "runc", "bwrap")},
         "pidsafe": pidsafe.__version__, "config": config, "methods": summary,
         "checks": checks_json(checks),

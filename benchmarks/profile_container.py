@@ -30,7 +30,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _harness import machine, private_mounts  # noqa: E402
+from _harness import ensure_tools, machine, private_mounts  # noqa: E402
 from bench_container import Bench  # noqa: E402
 
 import pidsafe  # noqa: E402
@@ -46,6 +46,7 @@ def main() -> None:
         sys.exit("profile_container.py needs root")
     command = " ".join([".venv/bin/python", "benchmarks/profile_container.py", *sys.argv[1:]])
     private_mounts()
+    ensure_tools({"runc": "runc"})   # `runc spec` writes the bundle's config.json
     start = machine()
     work = pathlib.Path(tempfile.mkdtemp(prefix="pidsafe-profile-container-"))
     os.chmod(work, 0o755)

@@ -403,7 +403,8 @@ def write_report(out: pathlib.Path, plt: Any, infos: Dict[str, Dict[str, Any]],
                   f"the busybox rootfs an idmapped bind made per container; state and runtime "
                   f"roots on tmpfs; crun, runc and bwrap timed by a C loop of their own; "
                   f"{c['rounds']} rounds x {c['batch']} containers per method and heap, "
-                  f"{c['settle']} s of quiet before each batch. {', '.join(c['versions'].values())}. "
+                  f"{c['settle']} s of quiet before each batch, {c.get('heap_settle', 0)} s after touching "
+                  f"the heap. {', '.join(c['versions'].values())}. "
                   "What each side does (cgroups included) is in the benchmark's docstring and "
                   "`cref_container.c`.\n")
         md.append("![container cycle](container.png)\n")
