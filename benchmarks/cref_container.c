@@ -205,7 +205,7 @@ static void idmapped_bind(const char *src, const char *dst, int userns)
 static void unmount(const char *path)
 {
     for (int i = 0; umount2(path, 0) < 0; i++) {
-        if (errno != EBUSY || i == 100)
+        if (errno != EBUSY || i == 2000)
             die("umount2", path);
         usleep(1000);
     }
@@ -471,7 +471,7 @@ static void cgroup_remove(char **dirs, int ndirs, const char *name)
     for (int i = 0; i < ndirs; i++) {
         snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
         for (int k = 0; rmdir(path) < 0; k++) {
-            if (errno != EBUSY || k == 100)
+            if (errno != EBUSY || k == 2000)
                 die("rmdir", path);
             usleep(1000);
         }

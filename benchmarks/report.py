@@ -5,8 +5,8 @@
 One command: each benchmark (spawn, spawn into user namespaces, user
 namespaces, idmapped mounts, the reaper, containers, the runtime CLI, and
 the shim's when ``benchmarks/bench_shim.py`` exists) runs in turn with
-``--json``, its printed output kept in ``DIR/raw/NAME.txt`` and its numbers
-in ``DIR/raw/NAME.json``; then ``DIR/README.md`` gets a table per benchmark
+``--json``, its printed output kept in ``DIR/raw/NAME.txt`` (stderr: ``NAME.err.txt``) and its
+numbers in ``DIR/raw/NAME.json``; then ``DIR/README.md`` gets a table per benchmark
 and PNG charts (``DIR/*.png``): pidsafe against the C floors,
 ``subprocess``, crun, runc and bwrap, and cost against the caller's heap
 size (``bench_spawn`` is run at three heap sizes for that).  The load
@@ -105,16 +105,18 @@ def run_bench(b: Bench, raw: pathlib.Path, quick: bool) -> Dict[str, Any]:
     print(f"report: {' '.join(cmd)}", file=sys.stderr)
     load0 = os.getloadavg()[0]
     t0 = time.monotonic()
-    with open(out, "w") as f:
+    with open(out, "w") as f, open(raw / f"{b.name}.err.txt", "w+") as err:
         r = subprocess.run([sys.executable, str(HERE / b.script), *args, "--json", str(js)],
-                           cwd=ROOT, stdout=f, stderr=subprocess.PIPE, text=True)
+                           cwd=ROOT, stdout=f, stderr=err, text=True)
+        err.seek(0)
+        stderr = err.read()
     info: Dict[str, Any] = {"name": b.name, "command": " ".join(cmd), "rc": r.returncode,
                             "seconds": time.monotonic() - t0, "load_before": load0,
                             "load_after": os.getloadavg()[0]}
     if r.returncode != 0:
-        info["error"] = r.stderr.strip().splitlines()[-5:]
-        print(f"report: {b.name} failed ({r.returncode}): {r.stderr.strip()[-500:]}",
-              file=sys.stderr)
+        info["error"] = stderr.strip().splitlines()[-3:]
+        print(f"report: {b.name} failed ({r.returncode}); its stderr is in "
+              f"{raw / (b.name + '.err.txt')}", file=sys.stderr)
     (raw / f"{b.name}.run.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
