@@ -218,9 +218,10 @@ def private_mounts() -> None:
     there without the cgroup2 mount on a hybrid host: crun 1.8 refuses those.
 
     A small tmpfs takes the cgroup2 mount's place: crun (in that pure v1
-    view) still makes a directory per container under
-    ``/sys/fs/cgroup/unified`` and never removes it; on the host's tmpfs
-    those would pile up, hidden under the real cgroup2 mount."""
+    view) still makes a directory and a ``cgroup.procs`` file per container
+    under ``/sys/fs/cgroup/unified`` and never removes them; on the host's
+    tmpfs those would pile up, hidden under the real cgroup2 mount.  A page
+    each: 256 MiB is room for some 30 000 containers."""
     if os.environ.get("BENCH_PRIVATE"):
         return
     os.environ["BENCH_PRIVATE"] = "1"
@@ -229,7 +230,7 @@ def private_mounts() -> None:
         with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
             if f.read().strip():
                 fix = ("umount /sys/fs/cgroup/unified && "
-                       "mount -t tmpfs -o size=1m,mode=755 tmpfs /sys/fs/cgroup/unified")
+                       "mount -t tmpfs -o size=256m,mode=755 tmpfs /sys/fs/cgroup/unified")
                 os.environ["BENCH_CGFIX"] = "1"
     os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c",
                           f'{fix} && exec "$0" "$@"', sys.executable, *sys.argv])
