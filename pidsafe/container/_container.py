@@ -193,28 +193,35 @@ class Container(ExecMixin, CgroupMixin):
         return StateFile.list(state_dir)
 
     @classmethod
-    def load(cls, state_dir: str, id_or_prefix: str) -> "Container":
-        """The container named by its id, or by a prefix of exactly one id.
+    def load(cls, state_dir: str, container_id: str, *, prefix: bool = False) -> "Container":
+        """The container whose id is ``container_id``.
 
         Init is turned back into a pidfd with open-then-prove
         (:class:`pidsafe.ProcessIdentity`); a pid from the file is never
         trusted bare.  A container whose init is gone loads as stopped.
 
+        Args:
+            prefix: also accept a prefix of exactly one id (an exact id
+                still wins).  A convenience for people typing ids; a program
+                that names a container passes its id, and must not reach
+                ``web2`` when ``web`` is gone, so it is off by default.
+
         Raises:
-            ContainerLookupError: no such container, or the prefix matches
-                several (they are named).
+            ContainerLookupError: no such container, or (``prefix``) the
+                prefix matches several (they are named).
+            StateError: ``container_id`` is not a valid id.
         """
-        ids = StateFile.list(state_dir)
-        if id_or_prefix in ids:
-            cid = id_or_prefix
-        else:
-            matches = [i for i in ids if i.startswith(id_or_prefix)] if id_or_prefix else []
-            if not matches:
-                raise ContainerLookupError(f"no container {id_or_prefix!r} in {state_dir}")
-            if len(matches) > 1:
-                raise ContainerLookupError(f"{id_or_prefix!r} is ambiguous: it matches "
-                                           + ", ".join(matches))
-            cid = matches[0]
+        cid = container_id
+        if prefix:
+            ids = StateFile.list(state_dir)
+            if container_id not in ids:
+                matches = [i for i in ids if i.startswith(container_id)] if container_id else []
+                if not matches:
+                    raise ContainerLookupError(f"no container {container_id!r} in {state_dir}")
+                if len(matches) > 1:
+                    raise ContainerLookupError(f"{container_id!r} is ambiguous: it matches "
+                                               + ", ".join(matches))
+                cid = matches[0]
         state = StateFile(state_dir, cid)
         try:
             record = state.load()

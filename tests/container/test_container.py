@@ -61,7 +61,7 @@ def test_start_from_another_process(make_bundle: Any, state_dir: pathlib.Path) -
     bundle = make_bundle(["sh", "-c", "exit 7"])
     c = pidsafe.Container.create("other", bundle, state_dir=str(state_dir))
     try:
-        code = ("import sys, pidsafe; c = pidsafe.Container.load(sys.argv[1], 'oth'); "
+        code = ("import sys, pidsafe; c = pidsafe.Container.load(sys.argv[1], 'other'); "
                 "assert c.state()['status'] == 'created', c.state(); c.start(); c.close()")
         subprocess.run([sys.executable, "-c", code, str(state_dir)], check=True, timeout=60)
         assert c.wait(timeout=10) == 7
@@ -101,21 +101,43 @@ def test_a_second_create_of_the_same_id_is_refused(make_bundle: Any,
         c.delete(force=True)
 
 
+def test_load_takes_an_exact_id_and_a_prefix_only_when_asked(make_bundle: Any,
+                                                              state_dir: pathlib.Path) -> None:
+    """load("web") returned web2 (the only id it prefixed): a program naming a
+    container that is gone reached another one."""
+    w = pidsafe.Container.create("web2", make_bundle(["true"]), state_dir=str(state_dir))
+    try:
+        for wrong in ("web", "we", "web2x", "eb2"):
+            with pytest.raises(pidsafe.ContainerLookupError, match=f"no container '{wrong}'"):
+                pidsafe.Container.load(str(state_dir), wrong)
+        again = pidsafe.Container.load(str(state_dir), "web", prefix=True)   # asked for
+        assert again.id == "web2" and again.pid == w.pid
+        again.close()
+    finally:
+        w.delete(force=True)
+
+
 def test_load_by_unique_prefix_and_ambiguity(make_bundle: Any,
                                              state_dir: pathlib.Path) -> None:
     a = pidsafe.Container.create("alpha1", make_bundle(["true"]), state_dir=str(state_dir))
     b = pidsafe.Container.create("alpha2", make_bundle(["true"]), state_dir=str(state_dir))
+    c = pidsafe.Container.create("alpha", make_bundle(["true"]), state_dir=str(state_dir))
     try:
-        with pytest.raises(pidsafe.ContainerLookupError, match="alpha1, alpha2"):
-            pidsafe.Container.load(str(state_dir), "alpha")
+        exact = pidsafe.Container.load(str(state_dir), "alpha", prefix=True)   # exact wins
+        assert exact.pid == c.pid
+        exact.close()
         with pytest.raises(pidsafe.ContainerLookupError):
-            pidsafe.Container.load(str(state_dir), "beta")
-        again = pidsafe.Container.load(str(state_dir), "alpha2")
+            pidsafe.Container.load(str(state_dir), "beta", prefix=True)
+        again = pidsafe.Container.load(str(state_dir), "alpha2", prefix=True)
         assert again.pid == b.pid and again.state()["status"] == "created"
         again.close()
+        c.delete(force=True)
+        with pytest.raises(pidsafe.ContainerLookupError, match="alpha1, alpha2"):
+            pidsafe.Container.load(str(state_dir), "alpha", prefix=True)
     finally:
         a.delete(force=True)
         b.delete(force=True)
+        c.delete(force=True)
 
 
 def test_user_namespace_maps_root_to_100000(make_bundle: Any, state_dir: pathlib.Path) -> None:
