@@ -75,7 +75,8 @@ class CgroupMixin:
             ConfigError, UnsupportedConfigError: a bad or unsupported field
                 (named as ``linux.resources....``).
             ContainerStateError: the container is stopped.
-            CgroupError: a write failed; nothing is recorded then.
+            CgroupError: a write failed.  Whenever update raises, the
+                cgroup files and the record are as they were.
         """
         from .config import parse_resources
         from ._records import cgroup_of
@@ -92,13 +93,32 @@ class CgroupMixin:
             cg = cgroup_of(record)
             if cg is None:   # pragma: no cover - every container made here has one
                 raise ContainerStateError(f"container {self.id!r} has no cgroup")
-            cg.update(parsed)
-            linux = record["config"].setdefault("linux", {})
-            kept = linux.setdefault("resources", {})
-            for key, value in given.items():
-                if isinstance(value, dict) and isinstance(kept.get(key), dict):
-                    kept[key] = {**kept[key], **value}
-                else:
-                    kept[key] = value
-            state.save(record)
+            previous = cg.update(parsed)   # all or nothing
+            try:
+                linux = record["config"].setdefault("linux", {})
+                kept = linux.setdefault("resources", {})
+                for key, value in given.items():
+                    if isinstance(value, dict) and isinstance(kept.get(key), dict):
+                        kept[key] = {**kept[key], **value}
+                    else:
+                        kept[key] = value
+                state.save(record)
+            except BaseException as exc:
+                # The files follow the record: limits it does not hold are put
+                # back.  (save() can fail after its rename, in the directory's
+                # fsync: the new record is then in place, and so are the limits.)
+                if not _saved(state, record):
+                    cg.put_back(previous, exc)
+                raise
             self._spec = None
+
+
+def _saved(state: StateFile, record: Dict[str, Any]) -> bool:
+    """Whether the state on disk is ``record`` (read under the lock we hold)."""
+    import json
+
+    try:
+        # As JSON sees it: a caller's tuple is saved as a list.
+        return bool(state.load() == json.loads(json.dumps(record)))
+    except (OSError, ValueError):
+        return False   # unreadable: not what we saved

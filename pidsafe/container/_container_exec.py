@@ -68,6 +68,7 @@ class ExecMixin:
                 ``console_size`` (rows, columns) if given.
 
         Raises:
+            ConfigError: an ``env`` entry is not ``NAME=VALUE`` (nothing is started).
             ContainerStateError: the id is in use, init is not running, or the
                 container is paused.
             ContainerError: the process could not be started (the field and
@@ -93,8 +94,18 @@ class ExecMixin:
         """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it).
 
         ``preserve_fds`` as for :meth:`create`.  With ``process.terminal``, the
-        pty master is sent to ``console_socket`` (see :meth:`create`).
+        pty master is sent to ``console_socket`` (see :meth:`create`).  If
+        anything fails once the process exists (``on_started`` raising
+        included), it is killed and reaped before the error propagates.
+
+        Raises:
+            ConfigError: a ``process.env`` entry is not ``NAME=VALUE``.
+            ContainerStateError, ContainerError: as for :meth:`exec`.
         """
+        from .config import check_env
+
+        for i, item in enumerate(process.env):   # bad input before anything exists
+            check_env(item, f"process.env[{i}]")
         consoles: List[OwnedFd] = []
         try:
             console_fd = _console_fd(process, console_socket, (stdin, stdout, stderr), consoles)
@@ -142,10 +153,17 @@ class ExecMixin:
                     proc.close()
                 raise
             proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
-            if on_started is not None:
-                on_started(proc)
-            if self._reaper is not None:
-                self._reaper.watch(proc)
+            try:
+                if on_started is not None:
+                    on_started(proc)
+                if self._reaper is not None:
+                    self._reaper.watch(proc)
+            except BaseException:
+                # The caller gets no handle: the process must not outlive this.
+                with critical:
+                    end(proc)
+                    proc.close()
+                raise
         except BaseException:
             with self._exec_lock:
                 del self._execs[exec_id]

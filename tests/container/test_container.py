@@ -520,3 +520,40 @@ def test_init_and_execs_lead_sessions_of_their_own(make_bundle: Any,
             e.close()
     finally:
         c.delete(force=True)
+
+
+def test_exec_in_the_library_refuses_env_without_a_value(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("lib", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        with pytest.raises(pidsafe.ConfigError, match=r"process.env\[1\]"):
+            c.exec(["true"], exec_id="e1", env=["A=1", "B"])
+        assert c.pids() == [c.pid]
+    finally:
+        c.delete(force=True)
+
+
+def test_an_exec_whose_on_started_raises_leaves_no_process(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """The process was left running, its handle dropped, when on_started raised."""
+    class Boom(Exception):
+        pass
+
+    seen = []
+
+    def on_started(p: pidsafe.Process) -> None:
+        seen.append(p.pid)
+        raise Boom()
+
+    c = pidsafe.Container.create("onst", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        with pytest.raises(Boom):
+            c.exec(["sleep", "1000"], exec_id="e1", on_started=on_started)
+        assert len(seen) == 1 and c.pids() == [c.pid]
+        with c.exec(["true"], exec_id="e1") as again:   # the id is free again
+            assert again.wait() == 0
+    finally:
+        c.delete(force=True)

@@ -34,7 +34,8 @@ from ..._fd import OwnedFd
 from ..._sigsafe import critical
 from ...errors import StateError, UnsupportedConfigError, cgroup_error
 from . import _freezer as freezer
-from ._files import CgroupDir, procs, read_optional, rmdir_all, rmdir_busy, subtree, write_file
+from ._files import (CgroupDir, current_setting, procs, put_back, read_optional, rmdir_all,
+                     rmdir_busy, subtree, write_file)
 from ._layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
                       check_cgroups_path)
 from ._signal import cgroups_of, pidfd_pid, signal_all
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 # Limits (and the config types they come in) only for create and update:
 # load, kill and delete, all that pidsafe-runc's delete needs, do without.
 if TYPE_CHECKING:
+    from ._files import Previous
     from ._stats import CgroupStats
     from ..config import Resources
 
@@ -329,12 +331,21 @@ class Cgroup:
 
     # -- limits and usage -----------------------------------------------------------
 
-    def update(self, resources: Resources, *, layout: Optional[CgroupLayout] = None) -> None:
+    def update(self, resources: Resources, *, layout: Optional[CgroupLayout] = None
+               ) -> List[Previous]:
         """Apply ``resources`` to the existing cgroup (``runc update``).
+
+        All or nothing: if a write fails (or a signal handler raises), the
+        files already written are put back as they were.
+
+        Returns:
+            The writes that put every changed file back
+            (:meth:`put_back`), for a caller whose own next step
+            fails.
 
         Raises:
             ConfigError, UnsupportedConfigError: as for :meth:`create`.
-            CgroupError: a write failed (earlier writes stay applied).
+            CgroupError: a write failed; nothing is left changed.
         """
         from ._resources import device_filter_on_v2, plan
 
@@ -347,12 +358,28 @@ class Cgroup:
         if mem is not None and mem.key in self._v1:
             text = read_optional(self._v1[mem.key].file("memory.memsw.limit_in_bytes"))
             memsw = int(text) if text else None
-        for w in plan(layout, resources, memsw_now=memsw):
-            d = self._v2 if w.hierarchy.v2 else self._v1.get(w.hierarchy.key)
-            if d is None:
-                raise cgroup_error(errno.ENOENT, f"the cgroup has no {w.hierarchy.key} "
-                                                 f"directory for {w.field}")
-            write_file(d.file(w.file), w.value, w.field)
+        previous: List[Previous] = []
+        try:
+            for w in plan(layout, resources, memsw_now=memsw):
+                d = self._v2 if w.hierarchy.v2 else self._v1.get(w.hierarchy.key)
+                if d is None:
+                    raise cgroup_error(errno.ENOENT, f"the cgroup has no {w.hierarchy.key} "
+                                                     f"directory for {w.field}")
+                path = d.file(w.file)
+                old = current_setting(path)
+                with critical:   # written and recorded as one step
+                    write_file(path, w.value, w.field)
+                    if old is not None:
+                        previous.append((path, old, w.field))
+        except BaseException as exc:
+            put_back(previous, exc)
+            raise
+        return previous
+
+    def put_back(self, previous: List[Previous], exc: BaseException) -> None:
+        """Undo an :meth:`update` (its return value) whose caller's own next
+        step failed with ``exc``; a write that fails is noted on ``exc``."""
+        put_back(previous, exc)
 
     def stats(self) -> CgroupStats:
         """Memory, OOM kills, pids and CPU time, from v1 or v2 files.

@@ -14,11 +14,11 @@ import warnings
 
 from ..._sigsafe import critical
 from ..._value import Frozen, init_fields
-from ...errors import CgroupError, cgroup_error
+from ...errors import CgroupError, cgroup_error, note
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Iterator, List, Optional
+    from typing import Iterator, List, Optional, Tuple
 
 
 class CgroupDir(Frozen):
@@ -105,6 +105,46 @@ def read_optional(path: str) -> Optional[str]:
         return read_file(path)
     except FileNotFoundError:
         return None
+
+
+#: A write that puts a control file back as it was: (path, value, config field).
+if TYPE_CHECKING:
+    Previous = Tuple[str, str, str]
+
+
+def current_setting(path: str) -> Optional[str]:
+    """What to write to the control file ``path`` to put back its setting as
+    it is now; ``None`` if there is no such file.
+
+    Most files read back as they are written (``max 100000``,
+    ``9223372036854771712``, ``0-1``); ``memory.oom_control`` reads as keyed
+    lines and is written as the value of ``oom_kill_disable``.
+
+    Raises:
+        CgroupError: it exists and cannot be read.
+    """
+    text = read_optional(path)
+    if text is None:
+        return None
+    if posixpath.basename(path) == "memory.oom_control":
+        return str(keyed(text, "oom_kill_disable") or 0)
+    return text.strip()
+
+
+def put_back(previous: List[Previous], exc: BaseException) -> None:
+    """Undo writes, newest first, after ``exc`` stopped the change they were part of.
+
+    Newest first, each intermediate state is one that existed before (the
+    kernel's rules, such as v1's memsw >= limit, held there).  A write that
+    fails is noted on ``exc`` and the others are still tried.  One critical
+    section: a signal handler's exception waits until every file is back.
+    """
+    with critical:
+        for path, value, field in reversed(previous):
+            try:
+                write_file(path, value, field)
+            except CgroupError as failed:
+                note(exc, f"also: could not put {path} back: {failed}")
 
 
 def keyed(text: Optional[str], key: str) -> Optional[int]:

@@ -378,6 +378,58 @@ def test_an_interrupt_at_any_call_of_create_leaves_nothing(
             assert _leftovers(layout, name) == [], faults.fired
 
 
+#: What the update sweeps start from, and change every file of (the OOM killer too).
+_BEFORE = FULL.replace(memory=FULL.memory.replace(disable_oom_killer=False), devices=())
+_UPDATE = Resources(
+    memory=MemoryLimits(limit=256 << 20, reservation=64 << 20, swap=512 << 20, swappiness=20,
+                        disable_oom_killer=True),
+    pids_limit=-1, cpu=CpuLimits(shares=256, quota=20000, period=50000, burst=0, idle=0))
+
+
+def _settings(cg: Cgroup, layout: CgroupLayout) -> Dict[str, str]:
+    """The files _UPDATE writes, as they read now."""
+    out = {}
+    for w in plan(layout, _UPDATE, memsw_now=0):
+        d = cg.v2_path if w.hierarchy.v2 else cg.v1_paths[w.hierarchy.key]
+        assert d is not None
+        with open(os.path.join(d, w.file)) as f:
+            out[w.file] = f.read()
+    return out
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("how", ["fail", "interrupt-before", "interrupt-after"])
+def test_a_failing_or_interrupted_update_changes_nothing(
+        layout: CgroupLayout, name: str, faults: Faults, how: str) -> None:
+    """update wrote its files one by one and left the earlier ones changed
+    when a later one failed (runc update exiting 1 with half the limits new)."""
+    cg = Cgroup.create("c1", f"/{name}/c1", _BEFORE, layout=layout)
+    try:
+        before = _settings(cg, layout)
+        n = faults.count(lambda: cg.update(_UPDATE, layout=layout))
+        after = _settings(cg, layout)
+        assert {f for f in before if before[f] != after[f]} >= {
+            "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.oom_control",
+            "pids.max", "cpu.shares", "cpu.cfs_quota_us"}
+    finally:
+        cg.delete()
+    for k in range(1, n + 1):
+        cg = Cgroup.create("c1", f"/{name}/c1", _BEFORE, layout=layout)
+        try:
+            arm = (faults.fail_at(k, errno.EIO) if how == "fail" else
+                   faults.interrupt_at(k, before=how == "interrupt-before"))
+            with pytest.raises((OSError, Interrupt)) as info, arm:
+                cg.update(_UPDATE, layout=layout)
+            assert faults.fired is not None
+            if how == "fail":
+                assert info.value.errno == errno.EIO, faults.fired
+            else:
+                assert isinstance(info.value, Interrupt), faults.fired
+            assert _settings(cg, layout) == before, faults.fired
+        finally:
+            cg.delete()
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("v2", [True, False], ids=["hybrid", "v1-only"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
