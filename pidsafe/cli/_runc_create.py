@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-from typing import Any, Dict, Sequence
+from typing import Optional, Sequence
 
-from ..errors import UsageError
-from ._runc_process import console_target, preserve_fds, receive, release, write_pid_file
+from ._runc_process import (console_target, forwarding, preserve_fds, receive, release,
+                            remove_pid_file, send_pidfd, undo, write_pid_file)
 from .runc import log_hook_warnings, log_ignored, one_id, parse
 
 #: Options of create and run that runc has, as they behave here.
@@ -51,97 +50,74 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
     foreground = run and not args.get("detach")
     console = console_target(args, foreground,
                               lambda: _config_terminal(args.get("bundle", ".")))
-    os.makedirs(root, mode=0o711, exist_ok=True)
     term = None
     c = None
-    try:
-        c = Container.create(cid, args.get("bundle", "."), state_dir=root, preserve_fds=preserve,
-                             console_socket=console[0] if console
-                             else args.get("console-socket"))
-        log_ignored("config.json", c.spec().ignored)
-        if console:
-            console[0].close()
-            term = receive(console[1])
-    except BaseException:
-        if c is not None:
-            c.delete(force=True)
-        raise
-    finally:
-        for sock in console:
-            sock.close()
+    pid_file = args.get("pid-file")
+    wrote_pid: Optional[int] = None
     waited = False
     try:
-        if args.get("pid-file") and c.pid is not None:
-            write_pid_file(args.get("pid-file"), c.pid)
-        if args.get("pidfd-socket"):
-            _send_pidfd(args.get("pidfd-socket"), c)
-        if not run:
-            return 0
-        log_hook_warnings(c)
-        if not foreground:
-            c.start()
-            return 0
-        with _forwarding(c.process(), tty=term is not None):
-            if term is not None:
-                from ._relay import Relay
-
-                with Relay(term) as relay:   # sized and raw before the program runs
-                    c.start()
-                    init = c.process()
-                    if init is not None:
-                        relay.pump(init.fileno())
-                term.close()
-            else:
+        try:
+            # Every step until the command has done what it was asked is
+            # undone if a later one fails: a command that exits non-zero
+            # leaves nothing.  (Container.create undoes its own steps.)
+            try:
+                c = Container.create(cid, args.get("bundle", "."), state_dir=root,
+                                     preserve_fds=preserve, console_socket=console[0]
+                                     if console else args.get("console-socket"))
+                if console:
+                    console[0].close()
+                    term = receive(console[1])
+            finally:
+                for sock in console:
+                    sock.close()
+            log_ignored("config.json", c.spec().ignored)
+            if args.get("pidfd-socket"):
+                send_pidfd(args.get("pidfd-socket"), c.id, c.process())
+            if pid_file and c.pid is not None:
+                # create's last step: once there is a pid file, the container is.
+                wrote_pid = c.pid   # the undo first: it removes only a file with this pid
+                write_pid_file(pid_file, c.pid)
+            if not run:
+                return 0
+            log_hook_warnings(c)
+            if not foreground:
                 c.start()
-            waited = True
-            status = c.wait()
+                return 0
+            with forwarding(c.process(), tty=term is not None):
+                if term is not None:
+                    from ._relay import Relay
+
+                    with Relay(term) as relay:   # sized and raw before the program runs
+                        c.start()
+                        init = c.process()
+                        if init is not None:
+                            relay.pump(init.fileno())
+                    term.close()
+                else:
+                    c.start()
+                status = c.wait()
+                waited = True
+        except BaseException as exc:
+            if c is not None:
+                waited = True   # delete kills and reaps init
+                undo(exc, c.delete, force=True)
+            if wrote_pid is not None:
+                undo(exc, remove_pid_file, pid_file, wrote_pid)
+            raise
         if not args.get("keep"):
             c.delete(force=True)
         return status if status >= 0 else 128 - status
     finally:
         if term is not None:
             term.close()
-        release(c.process(), waited)
-        c.close()
+        if c is not None:
+            release(c.process(), waited)
+            c.close()
 
 
 def cmd_run(root: str, argv: Sequence[str]) -> int:
     """``run``: create, start and (unless ``--detach``) wait and delete."""
     return cmd_create(root, argv, run=True)
-
-
-class _forwarding:
-    """While in the foreground, signals that reach us go to init (as ``runc run``).
-
-    Handlers, not ``except KeyboardInterrupt``: a signal that arrives at any
-    point, before start included, is passed on and never raises here.
-    ``Process.send_signal`` goes through init's pidfd and is safe to call
-    from a handler.  With a terminal, ``SIGWINCH`` is the relay's.
-    """
-
-    def __init__(self, init: Any, *, tty: bool) -> None:
-        from . import FORWARDED_SIGNALS
-
-        self.init = init
-        self.signums = [int(getattr(signal, name)) for name in FORWARDED_SIGNALS
-                        if not (tty and name == "SIGWINCH")]
-        self.old: Dict[int, Any] = {}
-
-    def _forward(self, signum: int, frame: Any) -> None:
-        if self.init is not None and self.init.returncode is None:
-            try:
-                self.init.send_signal(signum)
-            except ProcessLookupError:
-                pass   # exited meanwhile: the wait below sees it
-
-    def __enter__(self) -> "_forwarding":
-        for signum in self.signums:
-            self.old[signum] = signal.signal(signum, self._forward)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.old.items():
-            signal.signal(signum, handler)
 
 
 def _config_terminal(bundle: str) -> bool:
@@ -152,15 +128,3 @@ def _config_terminal(bundle: str) -> bool:
         return doc.get("process", {}).get("terminal") is True
     except (OSError, ValueError, AttributeError):
         return False   # create reports what is wrong with the bundle
-
-
-def _send_pidfd(path: str, c: Any) -> None:
-    """Send init's pidfd over the unix socket at ``path`` (SCM_RIGHTS), as runc >= 1.2."""
-    import socket
-
-    proc = c.process()
-    if proc is None:
-        raise UsageError("--pidfd-socket: the container has no init")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
-        s.connect(path)
-        socket.send_fds(s, [c.id.encode()], [proc.fileno()])

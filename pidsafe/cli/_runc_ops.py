@@ -82,16 +82,27 @@ def cmd_delete(root: str, argv: Sequence[str]) -> int:
     if args.get("help"):
         print("usage: pidsafe-runc delete [--force] ID")
         return 0
-    from ..errors import ContainerLookupError
+    from ..errors import ContainerLookupError, ContainerStateError
 
+    force = bool(args.get("force"))
+    cid = one_id(args, "delete")
     try:
-        c = load(root, one_id(args, "delete"))
+        c = load(root, cid)
     except ContainerLookupError:
-        if args.get("force"):
+        if force:
             return 0   # runc: delete --force of a missing container succeeds
         raise
     log_hook_warnings(c)
-    c.delete(force=bool(args.get("force")))
+    try:
+        c.delete(force=force)
+    except ContainerStateError:
+        if force:
+            raise
+        # The library's words are its API's ("force=True"); a shell user's are --force.
+        raise ContainerStateError(f"cannot delete container {cid!r}: it is {c.status()}; "
+                                  "stop it first (kill), or use --force") from None
+    finally:
+        c.close()
     return 0
 
 

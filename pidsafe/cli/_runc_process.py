@@ -1,26 +1,103 @@
-"""What ``pidsafe-runc`` create, run and exec share: pid files, terminals,
-``--preserve-fds``, and leaving a process to its reaper."""
+"""What ``pidsafe-runc`` create, run and exec share: pid files, pidfd sockets,
+terminals, ``--preserve-fds``, signals in the foreground, and leaving a
+process to its reaper."""
 
 from __future__ import annotations
 
 import os
-import time
-from typing import Any, List
+import signal
+from typing import Any, Callable, Dict, List
 
-from ..errors import UsageError
+from .._sigsafe import critical
+from ..errors import UsageError, note
 from .runc import Args
 
 
-def write_pid_file(path: str, pid: int) -> None:
-    """The pid file, atomically: a temp file renamed over it."""
-    path = os.path.abspath(path)
-    tmp = f"{path}.{os.getpid()}.{time.monotonic_ns()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+def flag_error(exc: OSError, flag: str, path: str, step: str) -> OSError:
+    """``exc`` as the flag's error: ``--pid-file /x/pid: write the pid: No such file ...``.
+
+    The errno (and with it the ``OSError`` subclass) is kept; the message
+    names the flag and the path the user gave, not a temp file of ours.
+    """
+    err = exc.errno or 0
+    return OSError(err, f"{flag} {path}: {step}: {os.strerror(err) if err else exc}")
+
+
+def undo(exc: BaseException, step: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """One step of undoing what a failed command made, ``exc`` being why it
+    failed.  The caller re-raises ``exc``; a failure of the step is noted
+    on it (and printed with it), never raised in its place."""
     try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        step(*args, **kwargs)
+    except Exception as failed:
+        note(exc, f"undoing it failed too: {failed}")
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """``--pid-file``: the pid, atomically (a temp file beside it, renamed over it).
+
+    Nothing is left when it fails: the temp file goes.  One critical
+    section (it waits only for the disk): a signal handler's exception
+    comes out once the file is wholly there or not, and no temp file is.
+
+    Raises:
+        OSError: naming ``--pid-file`` and ``path``.
+    """
+    full = os.path.abspath(path)
+    # Random, not our pid: a crashed writer's leftover cannot collide with it.
+    tmp = f"{full}.{os.urandom(8).hex()}.tmp"
+    with critical:
+        fd = -1
+        made = False
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            made = True
+            os.write(fd, str(pid).encode())   # a few bytes to a regular file: written whole
+            fd, closing = -1, fd
+            os.close(closing)
+            os.rename(tmp, full)
+            made = False
+        except OSError as exc:
+            raise flag_error(exc, "--pid-file", path, "write the pid") from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if made:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass   # gone already: what we wanted
+
+
+def remove_pid_file(path: str, pid: int) -> None:
+    """Undo :func:`write_pid_file`: remove ``path`` if it holds ``pid`` (not
+    a file someone else wrote there, nor one a failed write never made)."""
+    full = os.path.abspath(path)
+    try:
+        with open(full, "rb") as f:
+            if f.read() != str(pid).encode():
+                return
+        os.unlink(full)
+    except FileNotFoundError:
+        pass   # removed meanwhile
+
+
+def send_pidfd(path: str, name: str, proc: Any) -> None:
+    """``--pidfd-socket``: send ``proc``'s pidfd over the unix socket at
+    ``path`` (SCM_RIGHTS, with ``name`` as the message), as runc >= 1.2.
+
+    Raises:
+        OSError: naming ``--pidfd-socket`` and ``path`` (nobody listens
+            there: ``ECONNREFUSED``; no such socket: ``ENOENT``).
+    """
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(path)
+            socket.send_fds(s, [name.encode()], [proc.fileno()])
+    except OSError as exc:
+        raise flag_error(exc, "--pidfd-socket", path, "send the pidfd") from None
 
 
 def release(proc: Any, waited: bool) -> None:
@@ -35,13 +112,19 @@ def release(proc: Any, waited: bool) -> None:
 
 
 def preserve_fds(args: Args) -> int:
-    """``--preserve-fds N`` (0 without it)."""
+    """``--preserve-fds N`` (0 without it); each of fds 3 .. 3+N-1 must be open."""
     text = args.get("preserve-fds")
     if text is None:
         return 0
     if not text.isdigit():
         raise UsageError(f"--preserve-fds: not a non-negative integer: {text!r}")
-    return int(text)
+    count = int(text)
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise UsageError(f"--preserve-fds {count}: fd {fd} is not open") from None
+    return count
 
 
 def console_target(args: Args, foreground: bool, terminal: Any) -> List[Any]:
@@ -70,3 +153,38 @@ def receive(sock: Any) -> Any:
     from ..container import receive_terminal
 
     return receive_terminal(sock)
+
+
+class forwarding:
+    """While in the foreground, signals that reach us go to the process (as
+    ``runc run`` and ``runc exec`` do).
+
+    Handlers, not ``except KeyboardInterrupt``: a signal that arrives at any
+    point, before start included, is passed on and never raises here.
+    ``Process.send_signal`` goes through the pidfd and is safe to call
+    from a handler.  With a terminal, ``SIGWINCH`` is the relay's.
+    """
+
+    def __init__(self, proc: Any, *, tty: bool) -> None:
+        from . import FORWARDED_SIGNALS
+
+        self.proc = proc
+        self.signums = [int(getattr(signal, name)) for name in FORWARDED_SIGNALS
+                        if not (tty and name == "SIGWINCH")]
+        self.old: Dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                self.proc.send_signal(signum)
+            except (ProcessLookupError, ValueError):
+                pass   # exited (or closed) meanwhile: the wait sees it
+
+    def __enter__(self) -> "forwarding":
+        for signum in self.signums:
+            self.old[signum] = signal.signal(signum, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.old.items():
+            signal.signal(signum, handler)

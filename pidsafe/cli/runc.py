@@ -123,59 +123,67 @@ def log_ignored(what: str, paths: Sequence[str]) -> None:
 # --- argument parsing: runc's flag spelling (-x, --long, --long=value) ---------
 
 class Args:
-    """Parsed options of one command."""
+    """Parsed options of one command: ``flags`` by long name, then the
+    positional arguments in order."""
 
-    def __init__(self, flags: Dict[str, Any], positional: List[str], rest: List[str]) -> None:
+    def __init__(self, flags: Dict[str, Any], positional: List[str]) -> None:
         self.flags = flags
         self.positional = positional
-        self.rest = rest
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.flags.get(name, default)
 
 
-def parse(argv: Sequence[str], spec: Dict[str, str], aliases: Dict[str, str]) -> Args:
-    """``spec``: option -> "flag" | "value" | "list"; ``aliases``: short -> long."""
+def parse(argv: Sequence[str], spec: Dict[str, str], aliases: Dict[str, str], *,
+          stop_after: Optional[int] = None) -> Args:
+    """runc's flag spelling (``-x``, ``--long``, ``--long=value``, ``--long value``).
+
+    ``spec``: option -> "flag" | "value" | "list"; ``aliases``: short -> long.
+    As runc (urfave/cli), flags may come after positional arguments too
+    (``delete ID --force``), and ``--`` ends the flags: every argument after
+    it is positional (``create --bundle B -- ID``).  ``stop_after=N`` ends
+    the flags after the N-th positional argument as well: ``exec ID CMD
+    ARGS...`` (runc's ``StopOnNthArg``), whose command's own flags (``sh -c
+    X``) are its, not ours.
+
+    Raises:
+        UsageError: a flag that is not in ``spec``, or one without its value.
+    """
     flags: Dict[str, Any] = {}
     positional: List[str] = []
-    rest: List[str] = []
-    i = 0
     argv = list(argv)
+    i = 0
     while i < len(argv):
         a = argv[i]
-        if a == "--":
-            rest = argv[i + 1:]
+        if stop_after is not None and len(positional) >= stop_after:
+            positional += argv[i:]
             break
-        if a.startswith("-") and a != "-" and not positional:
-            name, eq, value = a.lstrip("-").partition("=")
-            name = aliases.get(name, name)
-            kind = spec.get(name)
-            if kind is None:
-                raise UsageError(f"flag provided but not defined: {a}")
-            if kind == "flag":
-                flags[name] = value.lower() not in ("false", "0") if eq else True
-            else:
-                if not eq:
-                    i += 1
-                    if i >= len(argv):
-                        raise UsageError(f"flag needs an argument: {a}")
-                    value = argv[i]
-                if kind == "list":
-                    flags.setdefault(name, []).append(value)
-                else:
-                    flags[name] = value
-        elif positional and not rest and a.startswith("-") and a != "-" and \
-                spec.get(aliases.get(a.lstrip("-").partition("=")[0],
-                                     a.lstrip("-").partition("=")[0])):
-            # runc (urfave/cli) takes flags after the id too for some commands.
-            positional_done = positional
-            sub = parse(argv[i:], spec, aliases)
-            flags.update(sub.flags)
-            return Args(flags, positional_done + sub.positional, sub.rest)
-        else:
+        if a == "--":
+            positional += argv[i + 1:]
+            break
+        if not a.startswith("-") or a == "-":
             positional.append(a)
+            i += 1
+            continue
+        name, eq, value = a.lstrip("-").partition("=")
+        name = aliases.get(name, name)
+        kind = spec.get(name)
+        if kind is None:
+            raise UsageError(f"flag provided but not defined: {a}")
+        if kind == "flag":
+            flags[name] = value.lower() not in ("false", "0") if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: {a}")
+                value = argv[i]
+            if kind == "list":
+                flags.setdefault(name, []).append(value)
+            else:
+                flags[name] = value
         i += 1
-    return Args(flags, positional, rest)
+    return Args(flags, positional)
 
 
 def one_id(args: Args, cmd: str) -> str:
@@ -186,7 +194,11 @@ def one_id(args: Args, cmd: str) -> str:
 
 
 def load(root: str, cid: str) -> Any:
-    """The container ``cid`` from its state file under ``root``."""
+    """The container whose id is exactly ``cid`` under ``root``.
+
+    Never a prefix match: a script's ``delete --force web`` must not reach
+    ``web2`` once ``web`` is gone (runc takes exact ids too).
+    """
     from ..container import Container
 
     return Container.load(root, cid)
@@ -240,11 +252,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         name, eq, value = argv[i].lstrip("-").partition("=")
-        if name in ("root", "log", "log-format", "criu") and not eq:
+        if name in ("root", "log", "log-format", "criu", "rootless") and not eq:
+            # runc's value flags take the next argument (--rootless too:
+            # `--rootless false list` is not the command "false").
             if i + 1 >= len(argv):
                 return _fail(f"flag needs an argument: {argv[i]}")
             value = argv[i + 1]
             i += 1
+        off = bool(eq) and value.lower() in ("false", "0")   # a boolean flag given "=false"
         if name == "root":
             root = value
         elif name == "log":
@@ -254,10 +269,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return _fail(f"--log-format must be text or json, not {value!r}")
             LOG.json = value == "json"
         elif name == "debug":
-            LOG.debug = True
+            LOG.debug = not off
         elif name == "systemd-cgroup":
-            return _fail("--systemd-cgroup is not supported: pidsafe-runc manages cgroupfs "
-                         "directly")
+            if not off:
+                return _fail("--systemd-cgroup is not supported: pidsafe-runc manages "
+                             "cgroupfs directly")
         elif name in ("v", "version"):
             from .._version import __version__
 
@@ -266,8 +282,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif name in ("h", "help"):
             print(USAGE)
             return 0
-        elif name in ("rootless", "criu"):
-            pass
+        elif name == "rootless":
+            if value not in ("true", "false", "auto"):
+                return _fail(f"--rootless must be true, false or auto, not {value!r}")
+        elif name == "criu":
+            pass   # no checkpoint/restore here: where criu is does not matter
         else:
             return _fail(f"flag provided but not defined: {argv[i]}")
         i += 1
@@ -286,12 +305,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 3   # runc's status for an unknown command
     try:
         return int(fn(root, rest))
-    except UsageError as exc:
-        return _fail(str(exc))
     except (Error, OSError, ValueError, LookupError, RuntimeError) as exc:
-        # Error: pidsafe's own, e.g. TimeoutExpired when delete waits for an
-        # init whose parent (the shim) does not reap it.
-        return _fail(str(exc))
+        # Error: pidsafe's own (UsageError among them), e.g. TimeoutExpired
+        # when delete waits for an init whose parent (the shim) does not
+        # reap it.  Its notes too: what else failed while undoing.
+        return _fail("; ".join([str(exc), *getattr(exc, "__notes__", ())]))
 
 
 def _fail(msg: str) -> int:

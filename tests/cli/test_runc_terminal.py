@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator
 import pytest
 
 import pidsafe
-from test_runc import Cli, cli, subreaper  # noqa: F401 - fixtures
+from runc_cli import Cli, cli, subreaper  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.root
 
@@ -134,7 +134,7 @@ def test_run_from_a_terminal_goes_raw_and_copies_the_window_size(
     import sys
     import termios
 
-    from test_runc import ENTRY
+    from runc_cli import ENTRY
 
     bundle = make_bundle(["sh", "-c", "stty size; read x; echo got:$x; exit 2"],
                          lambda d: d["process"].update(terminal=True))
