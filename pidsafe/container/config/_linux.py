@@ -12,7 +12,7 @@ from ..._value import Record, field
 
 from ...errors import ConfigError, IDMapError, UnsupportedConfigError
 from ...userns import IDMap
-from ._reader import MAX_U32, JsonObject, check_abs_path, id_mappings, one_of
+from ._reader import MAX_U32, JsonObject, check_abs_path, check_unique, id_mappings, one_of
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
@@ -217,6 +217,11 @@ def parse_resources(value: Any, path: str = "linux.resources") -> Resources:
     return _resources(JsonObject(value, path))
 
 
+#: Properties of ``linux`` pidsafe refuses when set, and what they are.
+_UNSUPPORTED = {"intelRdt": "Intel RDT", "personality": "execution domains",
+                "timeOffsets": "time namespace offsets", "memoryPolicy": "NUMA memory policy"}
+
+
 def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     """Parse the ``linux`` object.
 
@@ -227,12 +232,7 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
     if o is None:
         return LinuxSpec()
     namespaces = tuple(o.get_list("namespaces", _namespace))
-    seen: Dict[str, int] = {}
-    for i, ns in enumerate(namespaces):
-        if ns.type in seen:
-            raise ConfigError(f"{o.where('namespaces')}[{i}].type",
-                              f"namespace {ns.type!r} appears twice (also at [{seen[ns.type]}])")
-        seen[ns.type] = i
+    check_unique(o.where("namespaces"), [ns.type for ns in namespaces], "namespace {!r}")
     uid_map, gid_map = _idmap(o, "uidMappings"), _idmap(o, "gidMappings")
     user = next((ns for ns in namespaces if ns.type == "user"), None)
     if (uid_map is None) != (gid_map is None):
@@ -263,14 +263,9 @@ def parse_linux(o: Optional[JsonObject]) -> LinuxSpec:
         from ._seccomp import parse_seccomp
 
         seccomp = parse_seccomp(seccomp_obj)
-    if o.raw("mountLabel") not in (None, ""):
-        from ._lsm import selinux_refusal
-
-        o.unsupported("mountLabel", selinux_refusal("mount labels"))
-    o.unsupported("intelRdt", "Intel RDT")
-    o.unsupported("personality", "execution domains")
-    o.unsupported("timeOffsets", "time namespace offsets")
-    o.unsupported("memoryPolicy", "NUMA memory policy")
+    o.refuse_label("mountLabel")
+    for key, what in _UNSUPPORTED.items():
+        o.unsupported(key, what)
     o.finish()
     return LinuxSpec(namespaces, uid_map, gid_map, devices, cgroups_path, resources,
                      masked, readonly, propagation, sysctl, seccomp)

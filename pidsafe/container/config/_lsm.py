@@ -14,9 +14,10 @@ from __future__ import annotations
 
 def selinux_enabled() -> bool:
     """Whether SELinux is enabled (selinuxfs is mounted)."""
+    from ...mount import mountinfo
+
     try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
-            return any(line.split()[2:3] == ["selinuxfs"] for line in f)
+        return any(m.fstype == "selinuxfs" for m in mountinfo())
     except OSError:
         return False
 
@@ -32,6 +33,18 @@ def apparmor_enabled() -> bool:
             return f.read(1) == b"Y"
     except OSError:
         return False
+
+
+#: The fields that name a label or profile: the LSM, and what the message calls them.
+LABELS = {"mountLabel": ("SELinux", "mount labels"),
+          "selinuxLabel": ("SELinux", "process labels"),
+          "apparmorProfile": ("AppArmor", "")}
+
+
+def refusal(key: str) -> str:
+    """Why the field ``key`` (of :data:`LABELS`) is refused here."""
+    lsm, what = LABELS[key]
+    return selinux_refusal(what) if lsm == "SELinux" else apparmor_refusal()
 
 
 def selinux_refusal(what: str) -> str:

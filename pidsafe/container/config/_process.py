@@ -12,8 +12,8 @@ import resource
 from ... import _sys
 from ..._value import Record, field
 from ...errors import ConfigError, UnsupportedConfigError
-from ._reader import (JsonObject, check_abs_path, check_env, check_id, check_str, env_dict,
-                      one_of)
+from ._reader import (JsonObject, check_abs_path, check_env, check_id, check_str, check_unique,
+                      env_dict, one_of)
 
 TYPE_CHECKING = False   # not typing's: typing is only for mypy here
 if TYPE_CHECKING:
@@ -127,6 +127,12 @@ def _user(o: Optional[JsonObject]) -> User:
     return User(uid, gid, umask, extra)
 
 
+#: Properties of ``process`` pidsafe refuses when set, and what they are.
+_UNSUPPORTED = {"ioPriority": "I/O priorities", "scheduler": "scheduling policies",
+                "execCPUAffinity": "CPU affinity at exec",
+                "commandLine": "a command line is for Windows"}
+
+
 def parse_process(o: JsonObject) -> ProcessSpec:
     """Parse a ``process`` object (config.json's, or an exec's process.json).
 
@@ -143,28 +149,15 @@ def parse_process(o: JsonObject) -> ProcessSpec:
     env = tuple(o.get_list("env", check_env))
     user = _user(o.get_obj("user"))
     rlimits = tuple(o.get_list("rlimits", _rlimit))
-    seen: Dict[str, int] = {}
-    for i, r in enumerate(rlimits):
-        if r.type in seen:
-            raise ConfigError(f"{o.where('rlimits')}[{i}].type",
-                              f"{r.type} appears twice (also at [{seen[r.type]}])")
-        seen[r.type] = i
+    check_unique(o.where("rlimits"), [r.type for r in rlimits])
     caps_obj = o.get_obj("capabilities")
     caps = _capabilities(caps_obj) if caps_obj is not None else None
     nnp = o.get_bool("noNewPrivileges", False)
     oom = o.get_int("oomScoreAdj", None, lo=-1000, hi=1000)
-    if o.raw("apparmorProfile") not in (None, ""):
-        from ._lsm import apparmor_refusal
-
-        o.unsupported("apparmorProfile", apparmor_refusal())
-    if o.raw("selinuxLabel") not in (None, ""):
-        from ._lsm import selinux_refusal
-
-        o.unsupported("selinuxLabel", selinux_refusal("process labels"))
-    o.unsupported("ioPriority", "I/O priorities")
-    o.unsupported("scheduler", "scheduling policies")
-    o.unsupported("execCPUAffinity", "CPU affinity at exec")
-    o.unsupported("commandLine", "a command line is for Windows")
+    o.refuse_label("apparmorProfile")
+    o.refuse_label("selinuxLabel")
+    for key, what in _UNSUPPORTED.items():
+        o.unsupported(key, what)
     o.finish()
     return ProcessSpec(args=args, cwd=cwd, env=env, user=user, terminal=terminal,
                        rlimits=rlimits, no_new_privileges=nnp, capabilities=caps,

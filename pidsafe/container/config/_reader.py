@@ -109,6 +109,14 @@ class JsonObject:
         if value is not None and not allow(value):
             raise UnsupportedConfigError(self.where(key), what)
 
+    def refuse_label(self, key: str) -> None:
+        """Refuse ``key``, an SELinux label or AppArmor profile, when it is set
+        (``""`` is not): the message says whether the LSM is enabled here."""
+        if self.raw(key) not in (None, ""):
+            from ._lsm import refusal
+
+            raise UnsupportedConfigError(self.where(key), refusal(key))
+
     def finish(self, ignored: Tuple[str, ...] = ()) -> None:
         """Refuse every unread key that runtime-spec defines for this object.
 
@@ -226,3 +234,19 @@ def one_of(value: str, path: str, choices: Mapping[str, T]) -> T:
     except KeyError:
         raise ConfigError(path, f"must be one of {', '.join(sorted(choices))}, "
                                 f"not {value!r}") from None
+
+
+def check_unique(path: str, types: List[str], what: str = "{}") -> None:
+    """Refuse a ``type`` that appears twice in the list at ``path``.
+
+    ``what`` formats the type for the message (``"namespace {!r}"``).
+
+    Raises:
+        ConfigError: naming the second one (``path[i].type``) and the first.
+    """
+    seen: Dict[str, int] = {}
+    for i, t in enumerate(types):
+        if t in seen:
+            raise ConfigError(f"{path}[{i}].type",
+                              f"{what.format(t)} appears twice (also at [{seen[t]}])")
+        seen[t] = i
