@@ -55,8 +55,8 @@ def cgroups_of(pidfd: int, layout: CgroupLayout
     """The cgroups of the process ``pidfd`` refers to: (v1 by hierarchy, v2).
 
     ``/proc/PID/cgroup`` is read first, then the process is proven alive
-    through its pidfd, so the paths read are its own (DESIGN.md, invariant
-    2).  Hierarchies that ``layout`` has no mount for are left out.
+    through its pidfd, so the paths read are its own (invariant 2).
+    Hierarchies that ``layout`` has no mount for are left out.
 
     Raises:
         CgroupError: a file cannot be read; ``ESRCH`` (also a
