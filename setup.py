@@ -1,15 +1,19 @@
 """Only here for what pyproject.toml cannot express.
 
-* ``cffi_modules``: the extension pidsafe._native, from csrc/*.c, and
+csrc/ has one folder per build product, and csrc/shared/ for the headers
+more than one of them reads:
+
+* ``cffi_modules``: the extension pidsafe._native (csrc/native/) and
   pidsafe._libseccomp (csrc/seccomp/: seccomp filters compiled with
-  libseccomp when its headers are there, csrc/seccomp/build.py).
+  libseccomp when its headers are there), both through one build helper,
+  csrc/cffi_build.py.
 * The static helper programs pidsafe execs, in ``pidsafe/_libexec/``:
   ``pidsafe-helper`` (csrc/helper/: credentials for ``spawn(uidmap=,
-  userns=)``, csrc/helper.h) and ``pidsafe-init`` (csrc/init/: a
-  container's set-up, csrc/init/protocol.h).  Built together with the
-  extension, by ``pip install .`` and by editable installs alike; static,
-  so that exec'ing one costs no dynamic loading.  They need a C compiler
-  and static glibc (libc6-dev's libc.a).
+  userns=)``, csrc/shared/helper_protocol.h) and ``pidsafe-init``
+  (csrc/init/: a container's set-up, csrc/shared/init_protocol.h).  Built
+  together with the extensions, by ``pip install .`` and by editable
+  installs alike; static, so that exec'ing one costs no dynamic loading.
+  They need a C compiler and static glibc (libc6-dev's libc.a).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class BuildExtAndHelpers(build_ext):
             os.makedirs(os.path.dirname(out), exist_ok=True)
             sources = sorted(glob.glob(os.path.join(HERE, "csrc", folder, "*.c")))
             cmd = cc + ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-static",
-                        "-I", os.path.join(HERE, "csrc"), "-o", out + ".tmp", *sources]
+                        "-I", os.path.join(HERE, "csrc", "shared"), "-o", out + ".tmp", *sources]
             print(" ".join(shlex.quote(c) for c in cmd))
             subprocess.run(cmd, check=True)
             os.chmod(out + ".tmp", 0o755)
@@ -54,4 +58,5 @@ class BuildExtAndHelpers(build_ext):
         return list(super().get_outputs()) + [self._helper_path(n) for n in HELPERS]
 
 
-setup(cffi_modules=["csrc/build.py:ffibuilder", "csrc/seccomp/build.py:ffibuilder"], cmdclass={"build_ext": BuildExtAndHelpers})
+setup(cffi_modules=["csrc/native/build.py:ffibuilder", "csrc/seccomp/build.py:ffibuilder"],
+      cmdclass={"build_ext": BuildExtAndHelpers})

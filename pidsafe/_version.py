@@ -1,3 +1,3 @@
-"""The package version; csrc/build.py compiles it into pidsafe._native."""
+"""The package version; csrc/cffi_build.py compiles it into both extensions."""
 
 __version__ = "0.1.0"

@@ -128,14 +128,14 @@ def _strip_c(text: str) -> str:
 
 def test_no_library_code_signals_or_waits_by_pid_c() -> None:
     offenders = []
-    for path in sorted((ROOT / "csrc").glob("*.c")):
+    for path in sorted((ROOT / "csrc").rglob("*.c")):
         code = _strip_c(path.read_text())
         for m in re.finditer(r"\b(kill|killpg|tgkill|tkill|waitpid|wait|wait3|wait4|waitid)"
                              r"\s*\(|\bSYS_(kill|tgkill|tkill|wait4|waitid)\b[^;]*", code):
             text = m.group(0)
             if text.startswith("SYS_waitid") and "P_PIDFD" in text:
                 continue  # waitid(P_PIDFD, pidfd): the one allowed way to reap
-            offenders.append(f"{path.name}: {text.strip()}")
+            offenders.append(f"{path.relative_to(ROOT)}: {text.strip()}")
     assert not offenders, offenders
 
 

@@ -1,8 +1,8 @@
 /*
  * pidsafe-helper: changes credentials in memory of its own, then execs the
- * program (invariant 8; the protocol is in csrc/helper.h).
+ * program (invariant 8; the protocol is in csrc/shared/helper_protocol.h).
  *
- * The spawn child (csrc/child.c) shares the caller's memory, so it must not
+ * The spawn child (csrc/native/child.c) shares the caller's memory, so it must not
  * setns into a user namespace, set*id or setgroups: the kernel would clear
  * "dumpable" on the caller's memory, and an unprivileged uid would share
  * root's memory until exec.  It execs this static program instead, which
@@ -10,7 +10,7 @@
  * needs no loader or library from a filesystem the new credentials might not
  * be allowed to read, and so that the exec is cheap.
  *
- * Each step is a stage of csrc/pidsafe.h; a failure is written to the error
+ * Each step is a stage of csrc/native/pidsafe.h; a failure is written to the error
  * pipe as the same {stage, errno} record the spawn child writes, and the
  * helper exits with 127.  EOF on the error pipe with no record = the program
  * runs.  No Python, no allocation.
@@ -29,8 +29,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "pidsafe.h"
-#include "helper.h"
+#include "child_error.h"
+#include "helper_protocol.h"
 
 extern char **environ;
 
@@ -92,7 +92,7 @@ static int become_root(void)
 
 /*
  * Undo what the spawn child did to carry its capabilities across the exec
- * into us (keep_caps_across_exec in csrc/child.c): no ambient and no
+ * into us (keep_caps_across_exec in csrc/native/child.c): no ambient and no
  * inheritable capabilities reach the program.  As root of the namespace it
  * gets its full set at exec all the same (capabilities(7)).
  */

@@ -1,7 +1,8 @@
 /*
- * pidsafe-init internals shared by its .c files (see protocol.h for what
- * the program does).  pidsafe-init runs in memory of its own (it was
- * exec'd), single-threaded: it may use libc freely, malloc included.
+ * pidsafe-init internals shared by its .c files (see
+ * csrc/shared/init_protocol.h for what the program does).  pidsafe-init runs
+ * in memory of its own (it was exec'd), single-threaded: it may use libc
+ * freely, malloc included.
  */
 #ifndef PIDSAFE_INIT_H
 #define PIDSAFE_INIT_H
@@ -9,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "protocol.h"
+#include "init_protocol.h"
 
 struct psi_arg {
     const char *data;   /* NUL-terminated copy (for strings) */

@@ -1,6 +1,6 @@
 /*
  * pidsafe-init: read the op stream, run it, report, wait at the gate, exec.
- * See protocol.h.  Usage (by pidsafe.container only):
+ * See csrc/shared/init_protocol.h.  Usage (by pidsafe.container only):
  *
  *     pidsafe-init OPS_FD STATUS_FD
  */

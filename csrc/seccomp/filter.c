@@ -29,7 +29,7 @@ _Static_assert(sizeof(scmp_datum_t) == sizeof(uint64_t), "scmp_datum_t is 64 bit
 #endif
 
 #ifndef PIDSAFE_VERSION
-#error "PIDSAFE_VERSION must be defined by the build (csrc/seccomp/build.py)"
+#error "PIDSAFE_VERSION must be defined by the build (csrc/cffi_build.py)"
 #endif
 
 const char *pidsafe_seccomp_version(void)

@@ -13,11 +13,11 @@ One module per concept; every name is available as ``_sys.<name>``:
 * ``_pidfd``: pidfd_open/send_signal/getfd, waitid(P_PIDFD), exit info,
   ending a child through its pidfd;
 * ``_ns``: setns, a namespace fd's type;
-* ``_spawn``: the typed child spec and csrc/spawn.c's clone3, the helper's
+* ``_spawn``: the typed child spec and csrc/native/spawn.c's clone3, the helper's
   instructions, the child's failure record;
 * ``_libexec``: the one locator of the static programs pidsafe execs;
 * ``_mount``: the new mount API, openat2, umount2, idmapped binds;
-* ``_userns``: csrc/userns.c's user-namespace helper child;
+* ``_userns``: csrc/native/userns.c's user-namespace helper child;
 * ``_prctl``: the subreaper flag and other prctl(2) flags, capabilities;
 * ``_bpf``: bpf(2), for a cgroup v2 device filter;
 * ``_tty``: what a pty master is;

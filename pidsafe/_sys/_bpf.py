@@ -1,4 +1,4 @@
-"""bpf(2): load a program and attach it to a cgroup (csrc/bpf.h).
+"""bpf(2): load a program and attach it to a cgroup (csrc/native/bpf.h).
 
 Only what a cgroup v2 device filter needs; the program itself is
 generated above (``pidsafe.container``).

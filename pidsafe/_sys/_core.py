@@ -49,7 +49,7 @@ def check_built_for(module: str, built_for: str) -> None:
 
 check_built_for("pidsafe._native", ffi.string(lib.pidsafe_version()).decode())
 
-# Kernel ABI constants (csrc/pidsafe.h checks them against system headers).
+# Kernel ABI constants (csrc/native/pidsafe.h checks them against system headers).
 CLONE_VM: int = lib.PIDSAFE_CLONE_VM
 CLONE_VFORK: int = lib.PIDSAFE_CLONE_VFORK
 CLONE_PIDFD: int = lib.PIDSAFE_CLONE_PIDFD

@@ -137,7 +137,7 @@ def mnt_id_unique(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> i
 def idmapped_bind(source: StrPath, target: StrPath, clone_flags: int, setattr_flags: int,
                   attr_set: int, propagation: int, userns_fd: int,
                   move_flags: int) -> Tuple[int, int]:
-    """open_tree -> mount_setattr -> move_mount in one C call (csrc/mount.c).
+    """open_tree -> mount_setattr -> move_mount in one C call (csrc/native/mount.c).
 
     Returns ``(0, 0)``, or ``(stage, errno)`` for the step that failed
     (``BIND_STAGE_*``); the tree fd is closed either way.

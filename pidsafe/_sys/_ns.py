@@ -9,7 +9,7 @@ def setns(fd: int, nstype: int) -> None:
     """setns(2) for the calling thread (a pidfd as ``fd`` since Linux 5.8).
 
     With ``CLONE_NEWPID`` it changes only the thread's pid namespace for its
-    future children (csrc/ns.h).
+    future children (csrc/native/ns.h).
 
     Raises:
         PermissionError: not allowed to join.

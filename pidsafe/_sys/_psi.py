@@ -1,4 +1,4 @@
-"""pidsafe-init's protocol, from its header (csrc/init/protocol.h).
+"""pidsafe-init's protocol, from its header (csrc/shared/init_protocol.h).
 
 The extension's build reads the header's op codes, stages, target kinds,
 record kinds and status record into cffi, so every value here is the one

@@ -1,11 +1,11 @@
-"""spawn's kernel side: the typed child spec and csrc/spawn.c's clone3.
+"""spawn's kernel side: the typed child spec and csrc/native/spawn.c's clone3.
 
-:class:`ChildSpec` mirrors ``struct pidsafe_spawn_spec`` (csrc/pidsafe.h)
+:class:`ChildSpec` mirrors ``struct pidsafe_spawn_spec`` (csrc/native/pidsafe.h)
 field by field; :func:`spawn` turns one into the C struct and clones.  A
 spec with a :class:`HelperSpec` makes the child exec the static helper
 ``pidsafe-helper`` (csrc/helper/, found by :mod:`._libexec`), which changes
 credentials in memory of its own; :func:`helper_go` builds the helper's
-instructions (``struct pidsafe_helper_go``, csrc/helper.h) that the caller
+instructions (``struct pidsafe_helper_go``, csrc/shared/helper_protocol.h) that the caller
 sends it over the ctl socket.
 """
 
@@ -92,7 +92,7 @@ class HelperSpec(Record):
     """What the exec'd helper does before it execs the program.
 
     Attributes:
-        ctl_fd: the helper's end of the ctl socket (csrc/helper.h), kept
+        ctl_fd: the helper's end of the ctl socket (csrc/shared/helper_protocol.h), kept
             open in the child; set by whoever runs the protocol.
         userns_fd: a user namespace to join first (-1: none).
         unshare_flags: ``CLONE_NEW*`` to unshare() after joining.
@@ -158,13 +158,13 @@ def _cstrings(items: Sequence[bytes], keep: List[Any]) -> Any:
 
 
 def _helper_argv(spec: ChildSpec, helper: HelperSpec) -> List[bytes]:
-    # csrc/helper.h: [name, ctl fd, cwd, exec_paths..., program argv...]
+    # csrc/shared/helper_protocol.h: [name, ctl fd, cwd, exec_paths..., program argv...]
     return [b"pidsafe-helper", b"%d" % helper.ctl_fd, spec.cwd or b"",
             *spec.exec_paths, *spec.argv]
 
 
 def spawn(spec: ChildSpec) -> Tuple[int, int]:
-    """Run csrc/spawn.c's pidsafe_spawn for ``spec``; returns ``(pid, pidfd)``.
+    """Run csrc/native/spawn.c's pidsafe_spawn for ``spec``; returns ``(pid, pidfd)``.
 
     clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|spec.clone_flags) (Linux 5.3).
     When it returns, the child has exec'd (the program, or the helper) or

@@ -1,4 +1,4 @@
-"""The user-namespace helper child of csrc/userns.c."""
+"""The user-namespace helper child of csrc/native/userns.c."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 
 def userns_helper_start(parent_pid: int, extra_flags: int = 0) -> Any:
-    """Start csrc/userns.c's helper: a child in a new user namespace.
+    """Start csrc/native/userns.c's helper: a child in a new user namespace.
 
     clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD) (Linux 5.3).  Returns the
     ``struct pidsafe_userns_helper`` (``.pid``, ``.pidfd``); hand it to

@@ -1,6 +1,6 @@
 """Start a child from a :class:`pidsafe._sys.ChildSpec`, through the helper if any.
 
-Without a helper this is ``_sys.spawn(spec)``.  With one (csrc/helper.h has
+Without a helper this is ``_sys.spawn(spec)``.  With one (csrc/shared/helper_protocol.h has
 the protocol), the CLONE_VM|CLONE_VFORK child execs the static helper at
 once, and we:
 

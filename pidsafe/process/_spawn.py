@@ -1,7 +1,7 @@
 """spawn(): start a program as a child held by a pidfd from birth.
 
 The parent does all the work that can fail or allocate (argument encoding,
-the PATH search, pipes, fd lists) before the clone; the child (csrc/spawn.c)
+the PATH search, pipes, fd lists) before the clone; the child (csrc/native/spawn.c)
 only moves fds, changes directory and execs.  A child that fails reports
 ``{stage, errno}`` over a close-on-exec pipe; EOF with no record means exec
 succeeded.

@@ -4,7 +4,7 @@ containerd's ``GetUsernsFD`` (its mount package) done without its
 races and without forking:
 
 1. A helper child comes from ``clone3(CLONE_NEWUSER|CLONE_VM|CLONE_PIDFD)``
-   on its own small stack (csrc/userns.c): pid and pidfd are born together,
+   on its own small stack (csrc/native/userns.c): pid and pidfd are born together,
    no page table is copied, no Python runs in it.  It blocks until killed.
 2. Its cleanup is armed at once, in the critical section that made it:
    kill through the pidfd, ``waitid(P_PIDFD)``, close the pidfd, and only
@@ -114,7 +114,7 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
 
 
 class _Helper:
-    """csrc/userns.c's helper child: its pid, its pidfd and its stack.
+    """csrc/native/userns.c's helper child: its pid, its pidfd and its stack.
 
     :meth:`end` kills it through the pidfd, reaps it through the pidfd,
     closes the pidfd and then gives the stack back; it is idempotent, and a

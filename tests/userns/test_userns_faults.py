@@ -4,7 +4,7 @@ For every k, the k-th call get_userns_fd makes into the native layer or a
 resource-making os function either fails with an errno or is followed (or
 preceded) by a SIGINT whose handler raises.  After each: the typed error,
 and nothing left behind: no fd, no helper child (running or zombie), and
-every helper stack given back (csrc/userns.c zeroes a handle's map_addr
+every helper stack given back (csrc/native/userns.c zeroes a handle's map_addr
 once its stack is unmapped or back in its thread's cache).
 """
 

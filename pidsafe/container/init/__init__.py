@@ -9,7 +9,7 @@ the ops and waits until it is ready (:class:`StartedInit`) or has failed
 (the config field is named).
 
 _plan.py            InitPlan, plan_init, plan_exec: the op stream, in runc's order
-_protocol.py        the op codes, stages and records of csrc/init/protocol.h; Op
+_protocol.py        the op codes, stages and records of csrc/shared/init_protocol.h; Op
 _start.py           start_init: clone, send the ops, wait for READY
 _preserve_fds.py    preserve_fds: the caller's fds 3.. reach the program
 _seccomp_filter.py  linux.seccomp compiled to BPF in the parent

@@ -1,4 +1,4 @@
-"""The op stream pidsafe-init reads (csrc/init/protocol.h), and its records.
+"""The op stream pidsafe-init reads (csrc/shared/init_protocol.h), and its records.
 
 The parent builds the whole stream before init exists; init reads it to
 EOF, so a stream cut short by the parent's death never runs.
@@ -18,7 +18,7 @@ from typing import Sequence, Tuple, Union
 from ..._sys import psi as _psi
 from ..._value import Record as _Record
 
-# csrc/init/protocol.h's values, through cffi.
+# csrc/shared/init_protocol.h's values, through cffi.
 OP_END = _psi.OP_END
 OP_SETID_ROOT = _psi.OP_SETID_ROOT
 OP_PROPAGATION = _psi.OP_PROPAGATION

@@ -1,6 +1,6 @@
 """pidsafe-init's protocol: the header's values in Python, and an op round trip.
 
-The op codes, stages and records reach Python from csrc/init/protocol.h
+The op codes, stages and records reach Python from csrc/shared/init_protocol.h
 through cffi (pidsafe._sys.psi); these tests run a real pidsafe-init on
 streams Python encoded and check what it reports back.
 """

@@ -1,10 +1,12 @@
 /*
  * pidsafe native layer: the declarations shared by C and by cffi.
  *
- * Everything between the CDEF markers is read by csrc/build.py into
- * ffi.cdef(), so it must stay within what cffi's parser accepts: integer
- * #defines, plain structs with fixed-width fields, and prototypes.  System
- * headers are included by the .c files, never here.
+ * Everything between the CDEF markers is read into ffi.cdef() by the
+ * extension's build (csrc/native/build.py, through csrc/cffi_build.py), so
+ * it must stay within what cffi's parser accepts: integer #defines, plain
+ * structs with fixed-width fields, and prototypes.  System headers are
+ * included by the .c files, never here; headers shared with the static
+ * programs are in csrc/shared/.
  *
  * Two kinds of functions live in this extension:
  *   1. thin syscall shims that return -1 and leave errno, and
@@ -20,11 +22,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "child_error.h"
+
 /* CDEF BEGIN */
 
 /*
  * Kernel ABI constants, spelled out so that an older libc/kernel header set
- * cannot hide them.  csrc/shims.c checks each against the system header when
+ * cannot hide them.  csrc/native/shims.c checks each against the system header when
  * the header does define it.
  */
 #define PIDSAFE_CLONE_VM            0x00000100
@@ -73,27 +77,6 @@
 #define PIDSAFE_RESOLVE_IN_ROOT     0x10
 
 /*
- * Stages of a child, reported to the parent with an errno.  1-9 and 13 run
- * in the spawn child (csrc/child.c); with a helper (csrc/helper/), 6-12 and
- * 14 run in the exec'd helper instead.
- */
-#define PIDSAFE_STAGE_SIGNALS       1
-#define PIDSAFE_STAGE_STDIO         2
-#define PIDSAFE_STAGE_PASS_FDS      3
-#define PIDSAFE_STAGE_CLOSE_FDS     4
-#define PIDSAFE_STAGE_SETSID        5
-#define PIDSAFE_STAGE_PDEATHSIG     6
-#define PIDSAFE_STAGE_PARENT_GONE   7
-#define PIDSAFE_STAGE_CHDIR         8
-#define PIDSAFE_STAGE_EXEC          9
-#define PIDSAFE_STAGE_USERNS        10  /* setns(userns_fd, CLONE_NEWUSER) */
-#define PIDSAFE_STAGE_UNSHARE       11  /* unshare(unshare_flags) */
-#define PIDSAFE_STAGE_SETID         12  /* become uid/gid 0 of the user namespace */
-#define PIDSAFE_STAGE_HELPER        13  /* keep capabilities, exec the helper */
-#define PIDSAFE_STAGE_HELPER_GO     14  /* the helper's instructions */
-#define PIDSAFE_STAGE_LAST          14
-
-/*
  * Test-only fault knob (struct pidsafe_spawn_spec.fail_stage): a stage
  * number above makes that stage of the child fail with fail_errno; this one
  * makes the parent's pthread_sigmask() fail with it.
@@ -137,12 +120,6 @@ struct pidsafe_waitinfo {
     int32_t status;  /* exit status or signal number */
 };
 
-/* The record a failing spawn child writes to the error pipe. */
-struct pidsafe_child_error {
-    int32_t stage;
-    int32_t err;
-};
-
 /*
  * Everything the spawn child needs, prepared by the parent before clone3().
  * Pointers reference memory the parent keeps alive until clone3() returns
@@ -177,7 +154,7 @@ struct pidsafe_spawn_spec {
 };
 
 const char *pidsafe_version(void);
-/* pidsafe-init's stream magic (PSI_MAGIC of csrc/init/protocol.h). */
+/* pidsafe-init's stream magic (PSI_MAGIC of csrc/shared/init_protocol.h). */
 const char *pidsafe_psi_magic(void);
 int pidsafe_has_clone3_trampoline(void);
 
@@ -226,7 +203,7 @@ long pidsafe_clone3(struct pidsafe_clone_args *args, size_t size,
                     pidsafe_child_fn fn, void *arg);
 
 /*
- * Child stacks (csrc/stack.c): one cache for every CLONE_VM child.
+ * Child stacks (csrc/native/stack.c): one cache for every CLONE_VM child.
  *
  * pidsafe_stack_get: a stack of PIDSAFE_STACK_SIZE usable bytes above a
  * PROT_NONE guard page, so that a child overflowing its stack faults
@@ -245,7 +222,7 @@ int pidsafe_stack_get(struct pidsafe_stack *st);
 __attribute__((visibility("hidden")))
 void pidsafe_stack_put(struct pidsafe_stack *st);
 
-/* The child side of pidsafe_spawn (csrc/child.c). */
+/* The child side of pidsafe_spawn (csrc/native/child.c). */
 struct pidsafe_spawn_ctx {
     const struct pidsafe_spawn_spec *spec;
     const void *parent_mask;  /* sigset_t: restored in the child just before exec */

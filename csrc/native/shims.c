@@ -1,6 +1,6 @@
 /*
  * Thin syscall shims.  Each returns -1 and leaves errno on failure; EINTR
- * is retried by the one Python helper in pidsafe/_sys.py, not here.
+ * is retried by the one Python helper in pidsafe/_sys, not here.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "pidsafe.h"
-#include "init/protocol.h"
+#include "init_protocol.h"
 
 #ifndef PIDSAFE_VERSION
-#error "PIDSAFE_VERSION must be defined by csrc/build.py"
+#error "PIDSAFE_VERSION must be defined by the build (csrc/cffi_build.py)"
 #endif
 
 /* The constants we spell out must agree with any header that has them. */

@@ -1,7 +1,7 @@
 /*
  * Mount shims: fsopen(2), fsconfig(2), fsmount(2) (Linux 5.2) and
  * umount2(2).  Each returns -1 and leaves errno; EINTR is retried by
- * pidsafe/_sys.py.  See mount.h for why pidsafe uses the new mount API.
+ * pidsafe/_sys.  See mount.h for why pidsafe uses the new mount API.
  */
 #define _GNU_SOURCE
 #include <errno.h>

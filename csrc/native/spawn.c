@@ -1,6 +1,6 @@
 /*
  * spawn: clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK), the parent's side.  The
- * child's side, up to execve, is csrc/child.c.
+ * child's side, up to execve, is csrc/native/child.c.
  *
  * Why CLONE_VM|CLONE_VFORK on a private stack: the child shares the parent's
  * address space instead of copying its page tables, so the cost of a spawn
@@ -35,7 +35,7 @@ static int exit_at_once(void *arg)
     return 0;
 }
 
-/* clone3 on a stack from the cache (csrc/stack.c), given back at once. */
+/* clone3 on a stack from the cache (csrc/native/stack.c), given back at once. */
 static long clone_vfork(uint64_t flags, int cgroup_fd, pidsafe_child_fn fn, void *arg,
                         int *pidfd_out)
 {

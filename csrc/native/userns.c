@@ -47,7 +47,7 @@ struct helper_block {
 
 /*
  * The helper's stack comes from the one cache of child stacks
- * (csrc/stack.c): get_userns_fd() reaps its helper before it returns, so
+ * (csrc/native/stack.c): get_userns_fd() reaps its helper before it returns, so
  * the cached stack is idle again by then.  It stays busy while the helper
  * may run on it; a helper that could not be proven dead keeps it for good.
  */

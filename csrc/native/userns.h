@@ -1,7 +1,7 @@
 /*
  * pidsafe native layer: user namespaces.
  *
- * The CDEF section is read by csrc/build.py into ffi.cdef().  Below it, and
+ * The CDEF section is read by csrc/native/build.py into ffi.cdef().  Below it, and
  * invisible to cffi, are raw-syscall helpers for child code that runs in our
  * address space *concurrently* with the thread that created it
  * (clone3(CLONE_VM) without CLONE_VFORK).  Such a child shares that thread's
