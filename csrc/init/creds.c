@@ -1,29 +1,27 @@
 /*
- * pidsafe-init: identity and limits of the container's process.
+ * pidsafe-init: who the container's process is: uid, gid, groups,
+ * capabilities, no_new_privs.
  *
  * pidsafe-init runs in memory of its own and single-threaded, so changing
  * its credentials affects no one else (invariant 8).  Order, as
- * runc applies it: rlimits and oom_score_adj while still privileged; drop
- * the bounding set (needs CAP_SETPCAP); keep capabilities across the uid
- * change; setgroups/setresgid/setresuid; then set the effective,
- * permitted, inheritable and ambient sets.
+ * runc applies it (the plan puts the ops in it): rlimits and oom_score_adj
+ * while still privileged (system.c); drop the bounding set (needs
+ * CAP_SETPCAP); keep capabilities across the uid change;
+ * setgroups/setresgid/setresuid; then set the effective, permitted,
+ * inheritable and ambient sets.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <linux/capability.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "init.h"
 
 #ifndef PR_CAP_AMBIENT
@@ -42,58 +40,6 @@ int psi_op_setid_root(struct psi_ctx *c, const struct psi_op *op)
     if (setresgid(0, 0, 0) < 0)
         return -1;
     return setresuid(0, 0, 0);
-}
-
-int psi_op_hostname(struct psi_ctx *c, const struct psi_op *op)
-{
-    const char *name = psi_str(op, 0);
-    (void)c;
-    return name == NULL ? -1 : sethostname(name, strlen(name));
-}
-
-int psi_op_domainname(struct psi_ctx *c, const struct psi_op *op)
-{
-    const char *name = psi_str(op, 0);
-    (void)c;
-    return name == NULL ? -1 : setdomainname(name, strlen(name));
-}
-
-int psi_op_sysctl(struct psi_ctx *c, const struct psi_op *op)
-{
-    const char *key = psi_str(op, 0), *value = psi_str(op, 1);
-    char path[512];
-    size_t i, n;
-    (void)c;
-    if (key == NULL || value == NULL)
-        return -1;
-    n = (size_t)snprintf(path, sizeof(path), "/proc/sys/%s", key);
-    if (n >= sizeof(path)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (i = strlen("/proc/sys/"); i < n; i++)
-        if (path[i] == '.')
-            path[i] = '/';
-    return psi_write_file(path, value, strlen(value));
-}
-
-int psi_op_oom_score_adj(struct psi_ctx *c, const struct psi_op *op)
-{
-    const char *value = psi_str(op, 0);
-    (void)c;
-    return value == NULL ? -1 : psi_write_file("/proc/self/oom_score_adj", value, strlen(value));
-}
-
-int psi_op_rlimit(struct psi_ctx *c, const struct psi_op *op)
-{
-    int64_t resource, soft, hard;
-    struct rlimit rl;
-    (void)c;
-    if (psi_int(op, 0, &resource) < 0 || psi_int(op, 1, &soft) < 0 || psi_int(op, 2, &hard) < 0)
-        return -1;
-    rl.rlim_cur = (rlim_t)(uint64_t)soft;
-    rl.rlim_max = (rlim_t)(uint64_t)hard;
-    return setrlimit((int)resource, &rl);
 }
 
 int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op)
@@ -118,9 +64,8 @@ int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op)
 int psi_op_user(struct psi_ctx *c, const struct psi_op *op)
 {
     int64_t uid, gid, mask;
-    gid_t *gids = NULL;
+    _cleanup_free_ gid_t *gids = NULL;
     size_t n = 0, i;
-    int ret;
     (void)c;
 
     if (psi_int(op, 0, &uid) < 0 || psi_int(op, 1, &gid) < 0 || psi_int(op, 2, &mask) < 0
@@ -141,10 +86,8 @@ int psi_op_user(struct psi_ctx *c, const struct psi_op *op)
     }
     if (mask >= 0)
         umask((mode_t)mask);
-    ret = setgroups(n, gids);
-    free(gids);
     /* No supplementary groups asked for, and setgroups denied: nothing to drop. */
-    if (ret < 0 && !(errno == EPERM && n == 0))
+    if (setgroups(n, gids) < 0 && !(errno == EPERM && n == 0))
         return -1;
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return -1;
@@ -189,33 +132,6 @@ int psi_op_caps(struct psi_ctx *c, const struct psi_op *op)
             return -1;
     }
     return 0;
-}
-
-/*
- * A new network namespace starts with lo down: nothing inside could reach
- * 127.0.0.1.  SIOCSIFFLAGS on a socket of the namespace, as runc and crun
- * do; needs CAP_NET_ADMIN over it (we are still privileged here).
- */
-int psi_op_loopback_up(struct psi_ctx *c, const struct psi_op *op)
-{
-    struct ifreq ifr;
-    int s, ret = -1, saved;
-    (void)c;
-    (void)op;
-
-    s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return -1;
-    memset(&ifr, 0, sizeof(ifr));
-    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        ret = ioctl(s, SIOCSIFFLAGS, &ifr);
-    }
-    saved = errno;
-    close(s);
-    errno = saved;
-    return ret;
 }
 
 int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op)

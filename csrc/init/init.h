@@ -38,9 +38,16 @@ struct psi_ctx {
     int32_t index;           /* the running op's position (for PSI_OP_HOOKS' record) */
 };
 
+/* reader.c: the op stream, and the ops' arguments. */
+/* Read the stream from fd to EOF and split it into ops: their count (the
+ * end op not included), or -1 if it is malformed, truncated (the parent died
+ * mid-stream) or unreadable. */
+long psi_read_ops(int fd, struct psi_op **ops_out);
 /* Argument accessors; they fail (errno EINVAL) on a malformed op. */
 int psi_int(const struct psi_op *op, uint32_t i, int64_t *out);
 const char *psi_str(const struct psi_op *op, uint32_t i);
+/* A list of NUL-terminated strings as a NULL-terminated array (NULL: ENOMEM). */
+char **psi_split_list(const struct psi_arg *a);
 
 /* mounts.c */
 int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op);
@@ -57,15 +64,17 @@ int psi_op_root_readonly(struct psi_ctx *c, const struct psi_op *op);
 
 /* creds.c */
 int psi_op_setid_root(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_user(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_caps(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op);
+
+/* system.c */
 int psi_op_hostname(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_domainname(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_sysctl(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_oom_score_adj(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_rlimit(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_user(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_caps(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_no_new_privs(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_loopback_up(struct psi_ctx *c, const struct psi_op *op);
 
 /* seccomp.c */
@@ -76,8 +85,5 @@ int psi_op_terminal(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_console(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op);
-
-/* Write a whole buffer to a file (for /proc/sys, oom_score_adj). */
-int psi_write_file(const char *path, const char *data, size_t len);
 
 #endif /* PIDSAFE_INIT_H */

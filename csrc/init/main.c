@@ -3,6 +3,11 @@
  * See csrc/shared/init_protocol.h.  Usage (by pidsafe.container only):
  *
  *     pidsafe-init OPS_FD STATUS_FD
+ *
+ * reader.c reads the stream; the ops are in mounts.c, creds.c (who the
+ * process is), system.c (the container's settings, the process's limits),
+ * seccomp.c and terminal.c; here are the ops on init's own state (the gate,
+ * the hooks, what to exec), the table from op code to op, and the run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,164 +46,6 @@ static void fail(int32_t index, int32_t op, int32_t err)
     _exit(127);
 }
 
-int psi_int(const struct psi_op *op, uint32_t i, int64_t *out)
-{
-    if (i >= op->nargs || op->args[i].len != sizeof(int64_t)) {
-        errno = EINVAL;
-        return -1;
-    }
-    memcpy(out, op->args[i].data, sizeof(int64_t));
-    return 0;
-}
-
-const char *psi_str(const struct psi_op *op, uint32_t i)
-{
-    if (i >= op->nargs) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return op->args[i].data;
-}
-
-int psi_write_file(const char *path, const char *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-    ssize_t n;
-    int saved;
-
-    if (fd < 0)
-        return -1;
-    do
-        n = write(fd, data, len);
-    while (n < 0 && errno == EINTR);
-    saved = errno;
-    close(fd);
-    if (n < 0) {
-        errno = saved;
-        return -1;
-    }
-    if ((size_t)n != len) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
-}
-
-/* Read the whole stream; NULL if it is short (the parent died) or unreadable. */
-static char *read_all(int fd, size_t *len_out)
-{
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-
-    if (buf == NULL)
-        return NULL;
-    for (;;) {
-        ssize_t n;
-        if (len == cap) {
-            char *bigger;
-            if (cap > ((size_t)64 << 20))
-                goto bad;
-            bigger = realloc(buf, cap * 2);
-            if (bigger == NULL)
-                goto bad;
-            buf = bigger;
-            cap *= 2;
-        }
-        n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto bad;
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    *len_out = len;
-    return buf;
-bad:
-    free(buf);
-    return NULL;
-}
-
-static int take_u32(const char **p, const char *end, uint32_t *out)
-{
-    if ((size_t)(end - *p) < sizeof(uint32_t))
-        return -1;
-    memcpy(out, *p, sizeof(uint32_t));
-    *p += sizeof(uint32_t);
-    return 0;
-}
-
-/* Parse the stream into ops; the count, or -1 if malformed or truncated. */
-static long parse(const char *buf, size_t len, struct psi_op **ops_out)
-{
-    const char *p = buf, *end = buf + len;
-    struct psi_op *ops = NULL;
-    long n = 0, cap = 0;
-
-    if (len < 4 || memcmp(p, PSI_MAGIC, 4) != 0)
-        return -1;
-    p += 4;
-    for (;;) {
-        struct psi_op op;
-        uint32_t i;
-        if (take_u32(&p, end, &op.code) < 0 || take_u32(&p, end, &op.nargs) < 0)
-            return -1;
-        if (op.code > PSI_OP_MAX || op.nargs > 4096)
-            return -1;
-        op.args = calloc(op.nargs ? op.nargs : 1, sizeof(struct psi_arg));
-        if (op.args == NULL)
-            return -1;
-        for (i = 0; i < op.nargs; i++) {
-            uint32_t alen;
-            char *copy;
-            if (take_u32(&p, end, &alen) < 0 || (size_t)(end - p) < alen)
-                return -1;
-            copy = malloc((size_t)alen + 1);
-            if (copy == NULL)
-                return -1;
-            memcpy(copy, p, alen);
-            copy[alen] = '\0';
-            op.args[i].data = copy;
-            op.args[i].len = alen;
-            p += alen;
-        }
-        if (op.code == PSI_OP_END)
-            break;
-        if (n == cap) {
-            struct psi_op *bigger;
-            cap = cap ? cap * 2 : 64;
-            bigger = realloc(ops, (size_t)cap * sizeof(*ops));
-            if (bigger == NULL)
-                return -1;
-            ops = bigger;
-        }
-        ops[n++] = op;
-    }
-    if (p != end)
-        return -1;
-    *ops_out = ops;
-    return n;
-}
-
-/* A NUL-separated list (each item NUL-terminated) as a NULL-terminated array. */
-static char **split_list(const struct psi_arg *a)
-{
-    size_t count = 0, i, k = 0;
-    char **out;
-
-    for (i = 0; i < a->len; i++)
-        if (a->data[i] == '\0')
-            count++;
-    out = calloc(count + 1, sizeof(char *));
-    if (out == NULL)
-        return NULL;
-    for (i = 0; i < a->len; i += strlen(a->data + i) + 1)
-        out[k++] = (char *)(a->data + i);
-    out[k] = NULL;
-    return out;
-}
-
 static int op_gate(struct psi_ctx *c, const struct psi_op *op)
 {
     int64_t fd;
@@ -230,8 +77,8 @@ static int op_exec(struct psi_ctx *c, const struct psi_op *op)
         errno = EINVAL;
         return -1;
     }
-    c->exec_argv = split_list(&op->args[0]);
-    c->exec_envp = split_list(&op->args[1]);
+    c->exec_argv = psi_split_list(&op->args[0]);
+    c->exec_envp = psi_split_list(&op->args[1]);
     if (c->exec_argv == NULL || c->exec_envp == NULL || c->exec_argv[0] == NULL) {
         errno = EINVAL;
         return -1;
@@ -394,9 +241,7 @@ int main(int argc, char **argv)
                           .seccomp_late_index = -1, .pty_master = -1, .pty_peer = -1};
     struct psi_op *ops = NULL;
     struct sigaction sa;
-    size_t len = 0;
     long n, i;
-    char *buf;
     int ops_fd;
 
     if (argc != 3)
@@ -420,13 +265,10 @@ int main(int argc, char **argv)
      * A fresh clone is never a group leader, so this cannot fail. */
     setsid();
 
-    buf = read_all(ops_fd, &len);
+    n = psi_read_ops(ops_fd, &ops);
     close(ops_fd);
-    if (buf == NULL)
-        _exit(127);   /* the parent died before it finished: nobody to tell */
-    n = parse(buf, len, &ops);
     if (n < 0)
-        _exit(127);   /* truncated: the parent died mid-stream */
+        _exit(127);   /* truncated: the parent died mid-stream; nobody to tell */
 
     for (i = 0; i < n; i++) {
         op_fn fn = OPS[ops[i].code];

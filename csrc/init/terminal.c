@@ -40,6 +40,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "init.h"
 
 #ifndef TIOCGPTPEER
@@ -63,14 +64,6 @@ struct open_how_t {
     uint64_t resolve;
 };
 
-static void close_keep_errno(int fd)
-{
-    int saved = errno;
-    if (fd >= 0)
-        close(fd);
-    errno = saved;
-}
-
 /*
  * The container's /dev/pts/ptmx, opened with no symlink on the way (the
  * image cannot steer us to another device), and proven to be the ptmx
@@ -80,29 +73,26 @@ static int open_ptmx(void)
 {
     struct open_how_t how = {O_RDWR | O_NOCTTY | O_CLOEXEC, 0,
                              RESOLVE_NO_SYMLINKS_ | RESOLVE_NO_MAGICLINKS_};
+    _cleanup_close_ int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/dev/pts/ptmx", &how,
+                                          sizeof(how));
     struct statfs sfs;
     struct stat st;
-    int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/dev/pts/ptmx", &how, sizeof(how));
 
-    if (fd < 0)
+    if (fd < 0 || fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0)
         return -1;
-    if (fstatfs(fd, &sfs) < 0 || fstat(fd, &st) < 0) {
-        close_keep_errno(fd);
-        return -1;
-    }
     if (sfs.f_type != DEVPTS_SUPER_MAGIC_ || !S_ISCHR(st.st_mode)
         || st.st_rdev != makedev(PTMX_MAJOR_, PTMX_MINOR_)) {
-        close(fd);
         errno = ENODEV;
         return -1;
     }
-    return fd;
+    return TAKE_FD(fd);
 }
 
 int psi_op_terminal(struct psi_ctx *c, const struct psi_op *op)
 {
+    _cleanup_close_ int master = -1, peer = -1;
     int64_t rows, cols, uid;
-    int master, peer, unlock = 0;
+    int unlock = 0;
     struct stat st;
 
     if (psi_int(op, 0, &rows) < 0 || psi_int(op, 1, &cols) < 0 || psi_int(op, 2, &uid) < 0)
@@ -116,40 +106,35 @@ int psi_op_terminal(struct psi_ctx *c, const struct psi_op *op)
         return -1;
     /* unlockpt(), then the peer by fd: no lookup of /dev/pts/N by name. */
     if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
-        goto bad;
+        return -1;
     peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (peer < 0)
-        goto bad;
+        return -1;
     if (rows > 0 && cols > 0) {
         struct winsize ws;
         memset(&ws, 0, sizeof(ws));
         ws.ws_row = (unsigned short)rows;
         ws.ws_col = (unsigned short)cols;
         if (ioctl(master, TIOCSWINSZ, &ws) < 0)
-            goto bad_peer;
+            return -1;
     }
     /* The process's user owns its terminal (the group stays devpts' gid=). */
     if (uid >= 0) {
         if (fstat(peer, &st) < 0)
-            goto bad_peer;
+            return -1;
         if (st.st_uid != (uid_t)uid && fchown(peer, (uid_t)uid, (gid_t)-1) < 0)
-            goto bad_peer;
+            return -1;
     }
-    c->pty_master = master;
-    c->pty_peer = peer;
+    c->pty_master = TAKE_FD(master);
+    c->pty_peer = TAKE_FD(peer);
     return 0;
-bad_peer:
-    close_keep_errno(peer);
-bad:
-    close_keep_errno(master);
-    return -1;
 }
 
 /* Bind the peer on /dev/console (created as an empty file if missing). */
 int psi_op_console(struct psi_ctx *c, const struct psi_op *op)
 {
+    _cleanup_close_ int target = -1, tree = -1;
     struct stat st;
-    int target, tree, ret;
 
     (void)op;
     if (c->pty_peer < 0) {
@@ -158,32 +143,24 @@ int psi_op_console(struct psi_ctx *c, const struct psi_op *op)
     }
     target = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (target < 0 && errno == ENOENT) {
-        int f = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-                     0666);
+        _cleanup_close_ int f = open("/dev/console",
+                                     O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
         if (f < 0 && errno != EEXIST)
             return -1;
-        if (f >= 0)
-            close(f);
         target = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
     }
-    if (target < 0)
+    if (target < 0 || fstat(target, &st) < 0)
         return -1;
-    if (fstat(target, &st) < 0) {
-        close_keep_errno(target);
-        return -1;
-    }
     if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) {
-        close(target);
         errno = S_ISDIR(st.st_mode) ? EISDIR : ELOOP;   /* never mount over a symlink */
         return -1;
     }
     tree = (int)syscall(SYS_open_tree, c->pty_peer, "",
                         OPEN_TREE_CLONE_ | O_CLOEXEC | AT_EMPTY_PATH);
-    ret = tree < 0 ? -1 : (int)syscall(SYS_move_mount, tree, "", target, "",
-                                       MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_);
-    close_keep_errno(tree);
-    close_keep_errno(target);
-    return ret;
+    if (tree < 0)
+        return -1;
+    return (int)syscall(SYS_move_mount, tree, "", target, "",
+                        MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_);
 }
 
 /* One message: MASTER_NAME as data, the master as SCM_RIGHTS (runc's format). */
@@ -196,9 +173,9 @@ int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op)
     struct iovec iov = {(void *)MASTER_NAME, sizeof(MASTER_NAME) - 1};
     struct msghdr msg;
     struct cmsghdr *cm;
+    _cleanup_close_ int master = -1, sock_fd = -1;
     int64_t sock;
     ssize_t n;
-    int saved;
 
     if (psi_int(op, 0, &sock) < 0)
         return -1;
@@ -206,6 +183,9 @@ int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op)
         errno = EBADF;
         return -1;
     }
+    /* Sent or not, neither stays here: the receiver owns the master now. */
+    sock_fd = (int)sock;
+    master = TAKE_FD(c->pty_master);
     memset(&control, 0, sizeof(control));
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = &iov;
@@ -216,19 +196,12 @@ int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op)
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &c->pty_master, sizeof(int));
+    memcpy(CMSG_DATA(cm), &master, sizeof(int));
     do
-        n = sendmsg((int)sock, &msg, MSG_NOSIGNAL);
+        n = sendmsg(sock_fd, &msg, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    saved = errno;
-    /* Sent or not, neither stays here: the receiver owns the master now. */
-    close(c->pty_master);
-    c->pty_master = -1;
-    close((int)sock);
-    if (n < 0) {
-        errno = saved;
+    if (n < 0)
         return -1;
-    }
     if ((size_t)n != iov.iov_len) {
         errno = EIO;
         return -1;

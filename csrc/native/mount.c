@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "pidsafe.h"
 #include "mount.h"
 
@@ -86,22 +87,13 @@ int pidsafe_idmapped_bind(int src_dfd, const char *src, unsigned int clone_flags
         .propagation = propagation,
         .userns_fd = (uint64_t)userns_fd,
     };
-    int tree, stage, err;
+    _cleanup_close_ int tree = pidsafe_open_tree(src_dfd, src, clone_flags);
 
-    tree = pidsafe_open_tree(src_dfd, src, clone_flags);
     if (tree < 0)
         return PIDSAFE_BIND_STAGE_OPEN_TREE;
-    stage = PIDSAFE_BIND_STAGE_MOUNT_SETATTR;
     if (pidsafe_mount_setattr(tree, "", setattr_flags, &attr, sizeof(attr)) < 0)
-        goto fail;
-    stage = PIDSAFE_BIND_STAGE_MOVE_MOUNT;
+        return PIDSAFE_BIND_STAGE_MOUNT_SETATTR;
     if (pidsafe_move_mount(tree, "", dst_dfd, dst, move_flags) < 0)
-        goto fail;
-    close(tree);
-    return 0;
-fail:
-    err = errno;
-    close(tree);
-    errno = err;
-    return stage;
+        return PIDSAFE_BIND_STAGE_MOVE_MOUNT;
+    return 0;   /* closing the tree (on every path) dissolves it if it was not attached */
 }

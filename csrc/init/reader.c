@@ -1,0 +1,158 @@
+/*
+ * pidsafe-init: the op stream's reader (the format is in
+ * csrc/shared/init_protocol.h).  It knows nothing of what the ops do: it
+ * reads the stream to EOF, splits it into ops, and gives the ops' code
+ * their arguments.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "init.h"
+
+int psi_int(const struct psi_op *op, uint32_t i, int64_t *out)
+{
+    if (i >= op->nargs || op->args[i].len != sizeof(int64_t)) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(out, op->args[i].data, sizeof(int64_t));
+    return 0;
+}
+
+const char *psi_str(const struct psi_op *op, uint32_t i)
+{
+    if (i >= op->nargs) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return op->args[i].data;
+}
+
+/* The whole stream; NULL if it cannot be read (or is too big). */
+static char *read_all(int fd, size_t *len_out)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+
+    if (buf == NULL)
+        return NULL;
+    for (;;) {
+        ssize_t n;
+        if (len == cap) {
+            char *bigger;
+            if (cap > ((size_t)64 << 20))
+                goto bad;
+            bigger = realloc(buf, cap * 2);
+            if (bigger == NULL)
+                goto bad;
+            buf = bigger;
+            cap *= 2;
+        }
+        n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto bad;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    *len_out = len;
+    return buf;
+bad:
+    free(buf);
+    return NULL;
+}
+
+static int take_u32(const char **p, const char *end, uint32_t *out)
+{
+    if ((size_t)(end - *p) < sizeof(uint32_t))
+        return -1;
+    memcpy(out, *p, sizeof(uint32_t));
+    *p += sizeof(uint32_t);
+    return 0;
+}
+
+/* Parse the stream into ops; the count, or -1 if malformed or truncated. */
+static long parse(const char *buf, size_t len, struct psi_op **ops_out)
+{
+    const char *p = buf, *end = buf + len;
+    struct psi_op *ops = NULL;
+    long n = 0, cap = 0;
+
+    if (len < 4 || memcmp(p, PSI_MAGIC, 4) != 0)
+        return -1;
+    p += 4;
+    for (;;) {
+        struct psi_op op;
+        uint32_t i;
+        if (take_u32(&p, end, &op.code) < 0 || take_u32(&p, end, &op.nargs) < 0)
+            return -1;
+        if (op.code > PSI_OP_MAX || op.nargs > 4096)
+            return -1;
+        op.args = calloc(op.nargs ? op.nargs : 1, sizeof(struct psi_arg));
+        if (op.args == NULL)
+            return -1;
+        for (i = 0; i < op.nargs; i++) {
+            uint32_t alen;
+            char *copy;
+            if (take_u32(&p, end, &alen) < 0 || (size_t)(end - p) < alen)
+                return -1;
+            copy = malloc((size_t)alen + 1);
+            if (copy == NULL)
+                return -1;
+            memcpy(copy, p, alen);
+            copy[alen] = '\0';
+            op.args[i].data = copy;
+            op.args[i].len = alen;
+            p += alen;
+        }
+        if (op.code == PSI_OP_END)
+            break;
+        if (n == cap) {
+            struct psi_op *bigger;
+            cap = cap ? cap * 2 : 64;
+            bigger = realloc(ops, (size_t)cap * sizeof(*ops));
+            if (bigger == NULL)
+                return -1;
+            ops = bigger;
+        }
+        ops[n++] = op;
+    }
+    if (p != end)
+        return -1;
+    *ops_out = ops;
+    return n;
+}
+
+long psi_read_ops(int fd, struct psi_op **ops_out)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0;
+
+    buf = read_all(fd, &len);
+    if (buf == NULL)
+        return -1;
+    return parse(buf, len, ops_out);   /* the ops hold copies of their arguments */
+}
+
+char **psi_split_list(const struct psi_arg *a)
+{
+    size_t count = 0, i, k = 0;
+    char **out;
+
+    for (i = 0; i < a->len; i++)
+        if (a->data[i] == '\0')
+            count++;
+    out = calloc(count + 1, sizeof(char *));
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < a->len; i += strlen(a->data + i) + 1)
+        out[k++] = (char *)(a->data + i);
+    out[k] = NULL;
+    return out;
+}
