@@ -19,16 +19,21 @@
 
 #include "pidsafe.h"
 
+/*
+ * long pidsafe_clone3_raw(args, size, fn, arg): pid, or -errno.  Written in
+ * assembly for each architecture that has a trampoline, between the same
+ * head and tail (TYPE: how the assembler spells "a function").
+ */
+long pidsafe_clone3_raw(void *args, size_t size, pidsafe_child_fn fn, void *arg);
+#define TRAMPOLINE_HEAD(type) \
+    ".text\n.globl pidsafe_clone3_raw\n.hidden pidsafe_clone3_raw\n" \
+    ".type pidsafe_clone3_raw," type "\npidsafe_clone3_raw:\n"
+#define TRAMPOLINE_TAIL ".size pidsafe_clone3_raw, .-pidsafe_clone3_raw\n"
+
 #if defined(__x86_64__)
 #define PIDSAFE_HAS_CLONE3_TRAMPOLINE 1
-/* long pidsafe_clone3_raw(args, size, fn, arg): pid, or -errno. */
-long pidsafe_clone3_raw(void *args, size_t size, pidsafe_child_fn fn, void *arg);
 __asm__(
-    ".text\n"
-    ".globl pidsafe_clone3_raw\n"
-    ".hidden pidsafe_clone3_raw\n"
-    ".type pidsafe_clone3_raw,@function\n"
-    "pidsafe_clone3_raw:\n"
+    TRAMPOLINE_HEAD("@function")
     "    mov %rdx, %r8\n"        /* fn: r8 and r9 survive syscall */
     "    mov %rcx, %r9\n"        /* arg (syscall clobbers rcx, r11) */
     "    mov $435, %eax\n"       /* __NR_clone3 */
@@ -43,16 +48,11 @@ __asm__(
     "    syscall\n"
     "    hlt\n"
     "1:  ret\n"
-    ".size pidsafe_clone3_raw, .-pidsafe_clone3_raw\n");
+    TRAMPOLINE_TAIL);
 #elif defined(__aarch64__)
 #define PIDSAFE_HAS_CLONE3_TRAMPOLINE 1
-long pidsafe_clone3_raw(void *args, size_t size, pidsafe_child_fn fn, void *arg);
 __asm__(
-    ".text\n"
-    ".globl pidsafe_clone3_raw\n"
-    ".hidden pidsafe_clone3_raw\n"
-    ".type pidsafe_clone3_raw,%function\n"
-    "pidsafe_clone3_raw:\n"
+    TRAMPOLINE_HEAD("%function")
     "    mov x4, x2\n"
     "    mov x5, x3\n"
     "    mov x8, #435\n"
@@ -65,7 +65,7 @@ __asm__(
     "    mov x8, #94\n"          /* __NR_exit_group */
     "    svc #0\n"
     "1:  ret\n"
-    ".size pidsafe_clone3_raw, .-pidsafe_clone3_raw\n");
+    TRAMPOLINE_TAIL);
 #else
 #define PIDSAFE_HAS_CLONE3_TRAMPOLINE 0
 #endif
