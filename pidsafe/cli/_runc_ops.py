@@ -12,7 +12,7 @@ import signal
 import time
 
 from ..errors import UsageError
-from .runc import load, log_hook_warnings, one_id, parse, parse_signal
+from .runc import LOG, load, log_hook_warnings, one_id, parse, parse_signal
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -32,6 +32,15 @@ def _state_json(c: Any) -> Dict[str, Any]:
     if st.get("annotations"):
         out["annotations"] = st["annotations"]
     return out
+
+
+def _format(args: Any) -> str:
+    """``--format table|json`` (table without it); anything else is refused,
+    not printed as a table."""
+    fmt: str = args.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt!r}: must be table or json")
+    return fmt
 
 
 def cmd_start(root: str, argv: Sequence[str]) -> int:
@@ -112,13 +121,21 @@ def cmd_list(root: str, argv: Sequence[str]) -> int:
     if args.get("help"):
         print("usage: pidsafe-runc list [--format table|json] [--quiet]")
         return 0
+    if args.positional:
+        raise UsageError(f"list: takes no arguments, got {' '.join(args.positional)!r}")
+    fmt = _format(args)
     from ..container import Container
+    from ..errors import ContainerLookupError, Error
 
     rows = []
     for cid in Container.list(root):
         try:
             c = Container.load(root, cid)
-        except Exception:   # deleted meanwhile
+        except ContainerLookupError:   # deleted meanwhile
+            continue
+        except (Error, OSError, ValueError) as exc:
+            # Listed, not hidden: delete still reaches it by its id.
+            LOG.write("warning", f"container {cid!r} cannot be loaded: {exc}")
             continue
         try:
             rows.append(_state_json(c))
@@ -127,7 +144,7 @@ def cmd_list(root: str, argv: Sequence[str]) -> int:
     if args.get("quiet"):
         for r in rows:
             print(r["id"])
-    elif args.get("format") == "json":
+    elif fmt == "json":
         print(json.dumps(rows))
     else:
         print(f"{'ID':<20}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<30}OWNER")
@@ -142,12 +159,13 @@ def cmd_ps(root: str, argv: Sequence[str]) -> int:
     if args.get("help"):
         print("usage: pidsafe-runc ps [--format table|json] ID")
         return 0
+    fmt = _format(args)
     c = load(root, one_id(args, "ps"))
     try:
         pids = c.pids()
     finally:
         c.close()
-    if args.get("format") == "json":
+    if fmt == "json":
         print(json.dumps(pids))
     else:
         print("PID")

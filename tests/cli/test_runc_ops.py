@@ -61,3 +61,27 @@ def test_global_rootless_takes_a_value(cli: Cli) -> None:
     assert code == 1 and "--rootless" in err
     assert cli("--systemd-cgroup=false", "list", "-q")[0] == 0
     assert cli("--systemd-cgroup", "list", check=False)[0] == 1
+
+
+def test_format_is_table_or_json_and_list_takes_no_arguments(cli: Cli,
+                                                             make_bundle: Any) -> None:
+    """`list --format yaml` and `ps --format yaml ID` printed a table; `list ID`
+    ignored the id."""
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "t1")
+    for args in (["list", "--format", "yaml"], ["ps", "--format", "yaml", "t1"],
+                 ["list", "t1"]):
+        code, out, err = cli(*args, check=False)
+        assert (code, out) == (1, ""), (args, out, err)
+        assert ("--format 'yaml'" in err) if "yaml" in args else "list: takes no" in err, err
+    assert cli("list", "--format", "table")[1].startswith("ID")
+    assert cli("ps", "-f", "table", "t1")[1].startswith("PID\n")
+
+
+def test_list_names_a_container_it_cannot_load(cli: Cli, make_bundle: Any) -> None:
+    """A state it could not load was left out of `list` without a word."""
+    cli("run", "--detach", "--bundle", str(make_bundle(["sleep", "1000"])), "good")
+    (cli.root / "bad.json").write_text("{not json")
+    code, out, err = cli("list", "-q", check=False)
+    assert (code, out) == (0, "good\n"), err
+    assert "warning: container 'bad' cannot be loaded" in err and "not valid JSON" in err, err
+    (cli.root / "bad.json").unlink()
