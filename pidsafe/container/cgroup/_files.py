@@ -74,6 +74,13 @@ def write_file(path: str, value: str, field: str = "") -> None:
 def read_file(path: str) -> str:
     """The text of the control file ``path``.
 
+    Bytes that are not UTF-8 come back as surrogates (``surrogateescape``,
+    as ``os.fsdecode`` gives them): ``/proc/self/mountinfo`` and
+    ``/proc/self/cgroup`` hold paths, and one mount point with such a name
+    anywhere in our mount namespace (a container can make one, through
+    shared propagation) must not stop every cgroup operation.  Paths so
+    decoded reach the same files when passed back to ``os``.
+
     Raises:
         CgroupError: it cannot be opened or read.
     """
@@ -87,7 +94,7 @@ def read_file(path: str) -> str:
             while True:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    return b"".join(chunks).decode()
+                    return b"".join(chunks).decode("utf-8", "surrogateescape")
                 chunks.append(chunk)
         except OSError as exc:
             raise _err(exc, f"unable to read {path}", path) from None

@@ -96,6 +96,21 @@ def _fake_layout(tmp_path: pathlib.Path, mounts: List[str], cgroups: List[str],
     return CgroupLayout.detect(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
 
 
+def test_a_mount_point_that_is_not_utf8_does_not_stop_the_layout(
+        tmp_path: pathlib.Path) -> None:
+    """One mount point with a name that is not UTF-8, anywhere, made every
+    cgroup operation (pidsafe-runc delete, update, create) fail with
+    "'utf-8' codec can't decode byte 0xe9"."""
+    (tmp_path / "cgroup.controllers").write_text("memory pids\n")
+    (tmp_path / "mountinfo").write_bytes(
+        b"30 23 0:40 / /tmp/caf\xe9 rw - tmpfs tmpfs rw\n"
+        + f"31 23 0:41 / {tmp_path} rw - cgroup2 cgroup2 rw\n".encode())
+    (tmp_path / "cgroup").write_bytes(b"0::/caf\xe9/c1\n")
+    layout = CgroupLayout.detect(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
+    assert layout.v2 is not None and layout.v2.mountpoint == str(tmp_path)
+    assert os.fsencode(layout.v2.own) == b"/caf\xe9/c1"   # the same bytes, back in os
+
+
 def test_layout_of_a_pure_v2_machine(tmp_path: pathlib.Path) -> None:
     layout = _fake_layout(
         tmp_path, [f"/ {tmp_path} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate",
