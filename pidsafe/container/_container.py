@@ -2,30 +2,30 @@
 
 The ``NewContainer`` of containerd's runc shim, with pidfds: lock the id
 (StateFile), mount the rootfs, create init held by a pidfd from birth, set it up
-inside, and roll everything back on any error.  The state file records
-every resource as soon as it exists, so that ``delete(force=True)`` from
-any process can undo a create that was killed half-way.
+inside, and roll everything back on any error (:mod:`._create`).  The state
+file records every resource as soon as it exists
+(:class:`._record.ContainerRecord`), so that ``delete(force=True)`` from
+any process can undo a create that was killed half-way.  A container owns
+its execs (:class:`._container_exec.Execs`) and the operations on its
+cgroup (:class:`._container_cgroup.CgroupControl`).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import signal
-import threading
-import time
 
 from .._sigsafe import critical
-from ..errors import (ContainerLookupError, ContainerStateError, HookError,
-                      StaleProcessError, container_error)
+from ..errors import ContainerLookupError, ContainerStateError, HookError
 from ..state import StateFile
-from ._container_cgroup import CgroupMixin
-from ._container_exec import ExecMixin, _console_fd
+from ._container_cgroup import CgroupControl
+from ._container_exec import Execs
+from ._record import ContainerRecord, find_id
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 # What only create, exec and undo need (the config parser and planner, the
 # mount and cgroup layers, pidsafe-init's protocol) is imported where it is
@@ -39,30 +39,26 @@ if TYPE_CHECKING:
     from .._fd import OwnedFd
     from ..process import Process
     from ..mount import Mount
-    from .config import Spec
+    from .cgroup import Cgroup
+    from .config import ProcessSpec, Spec, User
     from ._console import ConsoleSocket
-    from .init import StartedInit
-
-OCI_VERSION = "1.0.2"
 
 
-class Container(ExecMixin, CgroupMixin):
+class Container:
     """One container under a state directory.  See :meth:`create` and :meth:`load`."""
 
-    def __init__(self, state_dir: str, container_id: str, record: Dict[str, Any],
+    def __init__(self, state_dir: str, container_id: str, record: ContainerRecord,
                  init: Optional[Process], status_fd: Optional[OwnedFd] = None,
-                 reaper: Any = None) -> None:
+                 reaper: Any = None, spec: Optional[Spec] = None) -> None:
         self.id = container_id
         self.state_dir = state_dir
         self._record = record
         self._init = init
         self._status = status_fd
         self._reaper = reaper
-        self._spec: Optional[Spec] = None
-        self._exec_lock = threading.Lock()
-        self._execs: Dict[str, Optional[Process]] = {}
-
-    # -- create ----------------------------------------------------------------
+        self._spec = spec
+        self._execs = Execs(container_id)
+        self._cgroup_control = CgroupControl(state_dir, container_id, self._status_of)
 
     @classmethod
     def create(cls, container_id: str, bundle: "str | os.PathLike[str]", *, state_dir: str,
@@ -105,87 +101,11 @@ class Container(ExecMixin, CgroupMixin):
                 field and the path are named); nothing is left behind.
             MountError: a rootfs mount failed; nothing is left behind.
         """
-        from . import _create
-        from .config import read_config
-        from .init import preserved_fds
-        from ._records import end, undo
+        from ._create import create_container
 
-        preserved_fds(preserve_fds)   # bad input before anything exists
-        bundle = os.path.abspath(os.fspath(bundle))
-        document, spec = read_config(bundle)
-        rootfs = spec.rootfs(bundle)
-        mounts = list(rootfs_mounts or [])
-        state = StateFile(state_dir, container_id)
-        consoles: List[OwnedFd] = []
-        try:
-            console_fd = _console_fd(spec.process, console_socket, (stdin, stdout, stderr),
-                                     consoles)
-            state.lock()
-        except BaseException:
-            with critical:
-                for sock in consoles:
-                    sock.close()
-            raise
-        started: Optional[StartedInit] = None
-        try:
-            if state.exists():
-                raise ContainerStateError(f"container {container_id!r} already exists in "
-                                          f"{state_dir}")
-            record: Dict[str, Any] = {
-                "ociVersion": OCI_VERSION, "id": container_id, "bundle": bundle,
-                "rootfs": rootfs, "status": "creating", "created": time.time(),
-                "annotations": spec.annotation_dict(), "started": False,
-                "mounts": [], "fifo": os.path.join(state_dir, f"{container_id}.fifo"),
-                "init": None, "config": document,
-            }
-            try:
-                state.save(record)
-                _create._step("recorded")
-                started = _create.create_locked(state, record, spec, bundle, rootfs, mounts,
-                                                stdin, stdout, stderr, preserve_fds, console_fd)
-                with critical:   # init has sent the master, or failed
-                    for sock in consoles:
-                        sock.close()
-                _create._step("ready")
-                record["status"] = "created"
-                state.save(record)
-                _create._step("saved")
-                container = cls(state_dir, container_id, record, started.process,
-                                started.status, reaper)
-                container._spec = spec
-                if on_created is not None:
-                    on_created(container)
-                if reaper is not None:
-                    reaper.watch(started.process)
-                state.unlock()
-                return container
-            except BaseException as exc:
-                # Whatever was interrupted, nothing stays: init, mounts, state.
-                with critical:
-                    if started is not None:
-                        end(started.process)
-                        started.process.close()
-                        started.status.close()
-                    if not state.is_locked:
-                        state.lock()
-                    undo(state, record)
-                if isinstance(exc, HookError):
-                    # runtime-spec lifecycle: a failed create hook stops the
-                    # container and continues at "destroy" (done above), then
-                    # the poststop hooks.
-                    from ._hooks import hook_state, run_hooks
-
-                    run_hooks("poststop", spec.hooks.poststop,
-                              hook_state(record, "stopped", None), fatal=False)
-                raise
-        finally:
-            with critical:
-                for sock in consoles:
-                    sock.close()
-            if state.is_locked:
-                state.unlock()
-
-    # -- lookups ---------------------------------------------------------------------
+        return create_container(cls, container_id, bundle, state_dir, rootfs_mounts or (),
+                                (stdin, stdout, stderr), reaper, on_created, preserve_fds,
+                                console_socket)
 
     @staticmethod
     def list(state_dir: str) -> List[str]:
@@ -209,33 +129,15 @@ class Container(ExecMixin, CgroupMixin):
         Raises:
             ContainerLookupError: no such container, or (``prefix``) the
                 prefix matches several (they are named).
-            StateError: ``container_id`` is not a valid id.
+            StateError: ``container_id`` is not a valid id, or its state is
+                malformed.
         """
-        cid = container_id
-        if prefix:
-            ids = StateFile.list(state_dir)
-            if container_id not in ids:
-                matches = [i for i in ids if i.startswith(container_id)] if container_id else []
-                if not matches:
-                    raise ContainerLookupError(f"no container {container_id!r} in {state_dir}")
-                if len(matches) > 1:
-                    raise ContainerLookupError(f"{container_id!r} is ambiguous: it matches "
-                                               + ", ".join(matches))
-                cid = matches[0]
-        state = StateFile(state_dir, cid)
+        cid = find_id(state_dir, container_id) if prefix else container_id
         try:
-            record = state.load()
+            record = ContainerRecord.load(StateFile(state_dir, cid))
         except FileNotFoundError:
             raise ContainerLookupError(f"no container {cid!r} in {state_dir}") from None
-        init = None
-        if record.get("init"):
-            from ..process import ProcessIdentity
-
-            try:
-                init = ProcessIdentity.from_json(record["init"]).open()
-            except StaleProcessError:
-                init = None
-        return cls(state_dir, cid, record, init)
+        return cls(state_dir, cid, record, record.open_init())
 
     # -- state -----------------------------------------------------------------------
 
@@ -254,18 +156,16 @@ class Container(ExecMixin, CgroupMixin):
         ``paused``: the container's cgroup is frozen (:meth:`pause`), as
         runc reports it.
         """
-        if self._record.get("status") == "creating":
+        return self._status_of(self._record)
+
+    def _status_of(self, record: ContainerRecord) -> str:
+        if record.status == "creating":
             return "creating"
         if self._init is None or not self._alive():
             return "stopped"
-        if self._frozen():
+        if record.frozen():
             return "paused"
-        return "running" if self._record.get("started") else "created"
-
-    def _frozen(self) -> bool:
-        from .cgroup import is_paused
-
-        return is_paused(self._record)
+        return "running" if record.started else "created"
 
     def _alive(self) -> bool:
         """Whether init still runs: its pidfd turns readable when it exits.
@@ -287,15 +187,36 @@ class Container(ExecMixin, CgroupMixin):
     def state(self) -> Dict[str, Any]:
         """The OCI state: ociVersion, id, status, pid, bundle, annotations."""
         status = self.status()
-        out: Dict[str, Any] = {"ociVersion": self._record.get("ociVersion", OCI_VERSION),
-                               "id": self.id, "status": status,
-                               "bundle": self._record.get("bundle", "")}
+        out: Dict[str, Any] = {"ociVersion": self._record.oci_version, "id": self.id,
+                               "status": status, "bundle": self._record.bundle}
         if status in ("created", "running", "paused") and self._init is not None:
             out["pid"] = self._init.pid
-        annotations = self._record.get("annotations")
-        if annotations:
-            out["annotations"] = dict(annotations)
+        if self._record.annotations:
+            out["annotations"] = dict(self._record.annotations)
         return out
+
+    def spec(self) -> Spec:
+        """The config the container was created with (later edits of the bundle do not count)."""
+        if self._spec is None:
+            from .config import parse_spec
+
+            self._spec = parse_spec(self._record.config)
+        return self._spec
+
+    def has_hooks(self, *kinds: str) -> bool:
+        """Whether config.json has hooks of these kinds (``"poststop"``...), or of
+        any kind if none is named; read from the state, nothing parsed."""
+        return self._record.has_hooks(*kinds)
+
+    @property
+    def rootfs(self) -> str:
+        """The rootfs path on the host."""
+        return self._record.rootfs
+
+    @property
+    def created(self) -> float:
+        """When create() began, as a Unix time."""
+        return float(self._record.created)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -315,131 +236,42 @@ class Container(ExecMixin, CgroupMixin):
                 the process that created the container).
             HookError: a ``startContainer`` hook failed; the container is gone.
         """
-        state = StateFile(self.state_dir, self.id)
+        from ._gate import check_exec, open_gate
+
         failed: Optional[HookError] = None
+        state = StateFile(self.state_dir, self.id)   # one per call: one per thread
         with state.locked():
-            record = state.load()
-            self._record = record
+            record = self._record = ContainerRecord.load(state)
             if self.status() != "created":
                 raise ContainerStateError(f"cannot start container {self.id!r}: it is "
                                           f"{self.status()}")
-            if self.has_hooks("startContainer"):
-                failed = self._run_start_hooks(state, record)
+            if record.has_hooks("startContainer") and self._init is not None:
+                from ._hooks import run_start_hooks
+
+                failed = run_start_hooks(self.spec(), record, self._init, state)
             if failed is None:
-                self._open_gate(record, wait_exec=self.has_hooks("poststart"))
-                record["started"] = True
-                state.save(record)
+                open_gate(record.fifo, self._init, self.id,
+                          wait_exec=record.has_hooks("poststart"))
+                record.started = True
+                record.save(state)
                 with critical:
-                    try:
-                        os.unlink(record["fifo"])
-                    except FileNotFoundError:
-                        pass
+                    _unlink(record.fifo)
         if failed is not None:
             self._close()
-            self._run_poststop(record)
+            self._run_hooks("poststop", record.hook_state("stopped", None))
             raise failed
-        self._check_exec()
-        if self.has_hooks("poststart"):
-            from ._hooks import hook_state, run_hooks
-
-            run_hooks("poststart", self.spec().hooks.poststart,
-                      hook_state(record, "running", self.pid), fatal=False)
-
-    def has_hooks(self, *kinds: str) -> bool:
-        """Whether config.json has hooks of these kinds (``"poststop"``...), or of
-        any kind if none is named; read from the state, nothing parsed."""
-        config = self._record.get("config")
-        hooks = config.get("hooks") if isinstance(config, dict) else None
-        if not isinstance(hooks, dict):
-            return False
-        return any(hooks.get(k) for k in (kinds or tuple(hooks)))
-
-    def _run_start_hooks(self, state: StateFile, record: Dict[str, Any]) -> Optional[HookError]:
-        """The startContainer hooks, in the container; on failure, the container destroyed."""
-        from ._hooks import hook_state, run_hooks
-        from ._records import end, undo
-
-        assert self._init is not None
-        try:
-            run_hooks("startContainer", self.spec().hooks.start_container,
-                      hook_state(record, "created", self._init.pid), fatal=True,
-                      init=self._init, spec=self.spec())
-        except HookError as exc:
-            with critical:
-                end(self._init)
-                undo(state, record)
-            return exc
-        return None
-
-    def _run_poststop(self, record: Dict[str, Any]) -> None:
-        """runtime-spec: after the container is deleted, before delete returns; a
-        failure is a warning and the other hooks still run."""
-        if self.has_hooks("poststop"):
-            from ._hooks import hook_state, run_hooks
-
-            run_hooks("poststop", self.spec().hooks.poststop,
-                      hook_state(record, "stopped", None), fatal=False)
-
-    def _open_gate(self, record: Dict[str, Any], wait_exec: bool) -> None:
-        """Write the byte init waits for; with ``wait_exec``, return once it has exec'd.
-
-        Init holds the FIFO open (close-on-exec) until its execve commits,
-        so the FIFO losing its last reader (POLLERR on our write end) means
-        the program runs, or init is gone.
-        """
-        w = -1
-        try:
-            try:
-                with critical:   # owned by the finally below before a handler can raise
-                    w = os.open(record["fifo"], os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:   # no reader: init is gone
-                    raise ContainerStateError(f"container {self.id!r} is not waiting to "
-                                              "start (its init is gone)") from None
-                raise
-            os.write(w, b"\0")
-            if wait_exec and self._init is not None:
-                poller = select.poll()
-                poller.register(w, 0)   # POLLERR: no reader left
-                poller.register(self._init.fileno(), select.POLLIN)   # init exited
-                poller.poll()
-        finally:
-            if w >= 0:
-                with critical:
-                    os.close(w)
-
-    def _check_exec(self) -> None:
         status, self._status = self._status, None
-        if status is None:
-            return
-        from .init import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
+        if status is not None:
+            check_exec(status, self._init)
+        self._run_hooks("poststart", record.hook_state("running", self.pid))
 
-        with status:
-            rec = read_record(status.fileno())
-        if rec is not None:
-            args = self._init.args if self._init is not None else None
-            prog = args[0] if args else None
-            field = {STAGE_EXEC: "process.args", OP_SECCOMP: "linux.seccomp"}.get(rec.op, "")
-            raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
-                                  prog, field)
+    def _run_hooks(self, kind: str, state: Dict[str, Any]) -> None:
+        """The hooks of ``kind`` that run in the runtime after the fact (poststart,
+        poststop): a failure is a warning and the other hooks still run."""
+        if self._record.has_hooks(kind):
+            from ._hooks import run_hooks
 
-    def spec(self) -> Spec:
-        """The config the container was created with (later edits of the bundle do not count)."""
-        if self._spec is None:
-            from .config import parse_spec
-
-            self._spec = parse_spec(self._record["config"])
-        return self._spec
-
-    @property
-    def rootfs(self) -> str:
-        """The rootfs path on the host."""
-        return str(self._record.get("rootfs", ""))
-
-    @property
-    def created(self) -> float:
-        """When create() began, as a Unix time."""
-        return float(self._record.get("created", 0.0))
+            run_hooks(kind, getattr(self.spec().hooks, kind), state, fatal=False)
 
     def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
         """Signal init through its pidfd (never by pid).
@@ -448,9 +280,7 @@ class Container(ExecMixin, CgroupMixin):
             ContainerStateError: init is gone.
         """
         if all:
-            from ._records import cgroup_of
-
-            cg = cgroup_of(self._record)
+            cg = self._recorded_cgroup()
             if cg is not None:
                 cg.kill(sig)
                 return
@@ -460,11 +290,9 @@ class Container(ExecMixin, CgroupMixin):
             self._init.send_signal(sig)
         except ValueError:
             raise ContainerStateError(f"container {self.id!r} is not running") from None
-        if sig == signal.SIGKILL and self._frozen():
+        if sig == signal.SIGKILL and self._record.frozen():
             # In a frozen v1 cgroup even SIGKILL waits for a thaw (runc thaws too).
-            from ._records import cgroup_of
-
-            cg = cgroup_of(self._record)
+            cg = self._recorded_cgroup()
             if cg is not None:
                 cg.thaw()
 
@@ -503,29 +331,22 @@ class Container(ExecMixin, CgroupMixin):
             if not state.exists():
                 self._close()
                 return
-            record = state.load()
-            self._record = record
-            if self._init is None and record.get("init"):
-                from ..process import ProcessIdentity
-
-                try:
-                    self._init = ProcessIdentity.from_json(record["init"]).open()
-                except StaleProcessError:
-                    self._init = None
+            record = self._record = ContainerRecord.load(state)
+            if self._init is None:
+                self._init = record.open_init()
             if self._init is not None and self._alive():
-                if not force and record.get("status") != "creating":
+                if not force and record.status != "creating":
                     raise ContainerStateError(f"cannot delete container {self.id!r}: it is "
                                               f"{self.status()} (use force=True)")
-                if self._frozen():
-                    from ._records import cgroup_of
-
-                    self._init.kill()           # a frozen v1 init dies only once thawed
-                    cgroup_of(record).thaw()    # type: ignore[union-attr]
+                cg = self._recorded_cgroup() if record.frozen() else None
+                if cg is not None:
+                    self._init.kill()   # a frozen v1 init dies only once thawed
+                    cg.thaw()
                 end(self._init)
             with critical:
                 undo(state, record)
         self._close()
-        self._run_poststop(record)
+        self._run_hooks("poststop", record.hook_state("stopped", None))
 
     def _close(self) -> None:
         if self._status is not None:
@@ -554,3 +375,142 @@ class Container(ExecMixin, CgroupMixin):
 
     def __repr__(self) -> str:
         return f"<pidsafe.Container {self.id} {self.status()}>"
+
+    # -- processes in the container --------------------------------------------------
+
+    def exec(self, args: Sequence[str], *, exec_id: str, env: Optional[Sequence[str]] = None,
+             cwd: Optional[str] = None, user: Optional[User] = None, stdin: Any = None,
+             stdout: Any = None, stderr: Any = None,
+             on_started: Optional[Callable[[Process], None]] = None,
+             terminal: bool = False, console_size: Optional[Tuple[int, int]] = None,
+             console_socket: Optional[ConsoleSocket] = None) -> Process:
+        """Run ``args`` in the container: all of init's namespaces and cgroups.
+
+        The process takes the container's ``process`` settings (capabilities,
+        no_new_privileges, env, cwd, user) unless overridden.  Its exit
+        reaches the container's reaper, if it has one.
+
+        Args:
+            exec_id: reserved atomically for the container's lifetime in
+                this handle; a duplicate raises.
+            env: ``NAME=VALUE`` strings (default: the container's).
+            on_started: called with the process once it has exec'd and before
+                it is registered with the container's reaper: publish
+                "started" there, and its exit reaches the reaper's subscribers
+                strictly after, with no lock held.
+            terminal: give the process a pty (as ``runc exec --tty``), sent
+                to ``console_socket`` (see :meth:`create`), sized
+                ``console_size`` (rows, columns) if given.
+
+        Raises:
+            ConfigError: an ``env`` entry is not ``NAME=VALUE`` (nothing is started).
+            ContainerStateError: the id is in use, init is not running, or the
+                container is paused.
+            ContainerError: the process could not be started (the field and
+                path are named).
+        """
+        if isinstance(args, (str, bytes)) or not args:
+            raise ValueError("args must be a non-empty list of strings")
+        base = self.spec().process
+        process = base.replace(
+            args=tuple(args), env=tuple(env) if env is not None else base.env,
+            cwd=cwd if cwd is not None else base.cwd,
+            user=user if user is not None else base.user, rlimits=(), terminal=terminal,
+            console_size=console_size)
+        return self.exec_process(process, exec_id=exec_id, stdin=stdin, stdout=stdout,
+                                 stderr=stderr, on_started=on_started,
+                                 console_socket=console_socket)
+
+    def exec_process(self, process: ProcessSpec, *, exec_id: str, stdin: Any = None,
+                     stdout: Any = None, stderr: Any = None,
+                     on_started: Optional[Callable[[Process], None]] = None,
+                     preserve_fds: int = 0,
+                     console_socket: Optional[ConsoleSocket] = None) -> Process:
+        """:meth:`exec` of a whole OCI ``process`` (as ``runc exec --process`` reads it).
+
+        ``preserve_fds`` as for :meth:`create`.  With ``process.terminal``, the
+        pty master is sent to ``console_socket`` (see :meth:`create`).  If
+        anything fails once the process exists (``on_started`` raising
+        included), it is killed and reaped before the error propagates.
+
+        Raises:
+            ConfigError: a ``process.env`` entry is not ``NAME=VALUE``.
+            ContainerStateError, ContainerError: as for :meth:`exec`.
+        """
+        return self._execs.start(
+            exec_id, process, ready=self._running_init, spec=self.spec, cgroup=self._recorded_cgroup(),
+            reaper=self._reaper, stdio=(stdin, stdout, stderr), on_started=on_started,
+            preserve_fds=preserve_fds, console_socket=console_socket)
+
+    def _running_init(self) -> Process:
+        if self._init is None or not self._alive():
+            raise ContainerStateError(f"container {self.id!r} is not running")
+        if self._record.frozen():
+            # Born into the frozen cgroup, the process could never report back.
+            raise ContainerStateError(f"cannot exec in container {self.id!r}: it is paused")
+        return self._init
+
+    def pids(self) -> List[int]:
+        """Host pids of the container's processes (those in init's pid namespace).
+
+        Without a pid namespace of its own, init and its descendants.
+        """
+        from ._container_exec import container_pids
+
+        alive = self._init is not None and self._alive()
+        return container_pids(self._init if alive else None, self.spec, self._recorded_cgroup())
+
+    # -- its cgroup ------------------------------------------------------------------
+
+    def _recorded_cgroup(self) -> Optional[Cgroup]:
+        from ._records import cgroup_of
+
+        return cgroup_of(self._record)
+
+    def pause(self, timeout: float = 10.0) -> None:
+        """Freeze every process of the container (its cgroup's freezer).
+
+        Returns once the kernel reports the cgroup frozen; :meth:`status`
+        then says ``paused``.  On timeout the cgroup is thawed again.
+
+        Raises:
+            ContainerStateError: not created or running (paused, stopped).
+            CgroupError: no freezer, or the freeze failed or timed out.
+        """
+        self._record = self._cgroup_control.pause(timeout)
+
+    def resume(self) -> None:
+        """Thaw a paused container.
+
+        Raises:
+            ContainerStateError: it is not paused.
+            CgroupError: the thaw failed.
+        """
+        self._record = self._cgroup_control.resume()
+
+    def update(self, resources: Dict[str, Any]) -> None:
+        """Change the cgroup limits of a live container (``runc update``).
+
+        Args:
+            resources: a ``linux.resources`` object as config.json spells
+                it (``{"memory": {"limit": ...}, "pids": {"limit": ...}}``).
+                Only the fields given change; ``devices`` are left as they
+                were created (as runc does).  The new values are also kept
+                in the container's recorded config.
+
+        Raises:
+            ConfigError, UnsupportedConfigError: a bad or unsupported field
+                (named as ``linux.resources....``).
+            ContainerStateError: the container is stopped.
+            CgroupError: a write failed.  Whenever update raises, the
+                cgroup files and the record are as they were.
+        """
+        self._record = self._cgroup_control.update(resources)
+        self._spec = None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,36 +1,42 @@
 """Creating a container, step by step, each resource recorded before it exists.
 
-The sequence of :meth:`pidsafe.Container.create` once the id is locked and
-the state saved: the rootfs mounts, the cgroup, the FIFO gate, the fds
-init needs (user namespace, namespaces to join, idmapped binds, the cgroup
-directory), the plan, and init itself (:mod:`.init`).  Every resource is
-written into the state record as soon as it exists, so that
-``delete(force=True)`` from any process can undo a create that was killed
-at any step (:func:`._records.undo`).
+:meth:`pidsafe.Container.create`: the config read and checked, the id
+locked, the record saved (:class:`._record.ContainerRecord`); then the
+rootfs mounts, the cgroup, the FIFO gate, the fds init needs (user
+namespace, namespaces to join, idmapped binds, the cgroup directory), the
+plan, and init itself (:mod:`.init`).  Every resource is written into the
+record as soon as it exists, so that ``delete(force=True)`` from any
+process can undo a create that was killed at any step
+(:func:`._records.undo`); a create that fails undoes it all itself.
 """
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
-from typing import Any, Callable, Dict, List, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TYPE_CHECKING
 
-from .. import _sys
-from .. import errors as pidsafe_errors
 from .._fd import OwnedFd
 from .._sigsafe import critical
-from ..errors import container_error
+from ..errors import ContainerStateError, HookError
 from ..mount import Mount
 from ..process import ProcessIdentity
 from ..process import Process
 from ..state import StateFile
 from .cgroup import Cgroup, CgroupLayout
 from .config import DeviceRule, Resources, Spec
-from .init import (CLONE_FLAGS, DEFAULT_DEVICES, StartedInit, plan_init, preserved_fds,
-                   start_init, with_preserved)
-from ._records import end
+from .init import (DEFAULT_DEVICES, StartedInit, plan_init, preserved_fds, start_init,
+                   with_preserved)
+from ._container_exec import console_for
+from ._init_fds import check_namespace, field_of, open_tree as open_tree_fd, write_proc
+from ._record import ContainerRecord
+from ._records import end, undo
 from ._stdio import Stdio, make_stdio
+
+if TYPE_CHECKING:
+    from ._console import ConsoleSocket
+    from ._container import Container
 
 #: Tests: called with the name of each create step as it is reached.
 _test_hook: Optional[Callable[[str], None]] = None
@@ -47,35 +53,113 @@ def _mount_to_json(m: Mount) -> Dict[str, Any]:
 
 
 
-def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: str,
-                   rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
-                   stderr: Any, preserve_fds: int = 0, console_fd: int = -1) -> StartedInit:
+def create_container(cls: Type[Container], container_id: str,
+                     bundle: "str | os.PathLike[str]", state_dir: str,
+                     rootfs_mounts: Sequence[Mount], stdio: Sequence[Any], reaper: Any,
+                     on_created: Optional[Callable[[Container], None]], preserve_fds: int,
+                     console_socket: Optional[ConsoleSocket]) -> Container:
+    """:meth:`pidsafe.Container.create` (see there)."""
+    from .config import read_config
+
+    preserved_fds(preserve_fds)   # bad input before anything exists
+    path = os.path.abspath(os.fspath(bundle))
+    document, spec = read_config(path)
+    rootfs = spec.rootfs(path)
+    mounts = list(rootfs_mounts)
+    state = StateFile(state_dir, container_id)
+    consoles: List[OwnedFd] = []
+    try:
+        console_fd = console_for(spec.process, console_socket, stdio, consoles)
+        state.lock()
+    except BaseException:
+        with critical:
+            for sock in consoles:
+                sock.close()
+        raise
+    started: Optional[StartedInit] = None
+    try:
+        if state.exists():
+            raise ContainerStateError(f"container {container_id!r} already exists in "
+                                      f"{state_dir}")
+        record = ContainerRecord(container_id, path, rootfs,
+                                 os.path.join(state_dir, f"{container_id}.fifo"), document,
+                                 created=time.time(), annotations=spec.annotation_dict())
+        try:
+            record.save(state)
+            _step("recorded")
+            started = create_locked(state, record, spec, path, rootfs, mounts, stdio[0],
+                                    stdio[1], stdio[2], preserve_fds, console_fd)
+            with critical:   # init has sent the master, or failed
+                for sock in consoles:
+                    sock.close()
+            _step("ready")
+            record.status = "created"
+            record.save(state)
+            _step("saved")
+            container = cls(state_dir, container_id, record, started.process, started.status,
+                            reaper, spec)
+            if on_created is not None:
+                on_created(container)
+            if reaper is not None:
+                reaper.watch(started.process)
+            state.unlock()
+            return container
+        except BaseException as exc:
+            # Whatever was interrupted, nothing stays: init, mounts, state.
+            with critical:
+                if started is not None:
+                    end(started.process)
+                    started.process.close()
+                    started.status.close()
+                if not state.is_locked:
+                    state.lock()
+                undo(state, record)
+            if isinstance(exc, HookError):
+                # runtime-spec lifecycle: a failed create hook stops the
+                # container and continues at "destroy" (done above), then
+                # the poststop hooks.
+                from ._hooks import run_hooks
+
+                run_hooks("poststop", spec.hooks.poststop, record.hook_state("stopped", None),
+                          fatal=False)
+            raise
+    finally:
+        with critical:
+            for sock in consoles:
+                sock.close()
+        if state.is_locked:
+            state.unlock()
+
+
+def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,
+                  rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
+                  stderr: Any, preserve_fds: int = 0, console_fd: int = -1) -> StartedInit:
     # 1. The rootfs mounts, recorded before they are made.
     if mounts:
         parent, name = os.path.split(rootfs)
         placed = [Mount(m.type, m.source, os.path.join(name, m.target.lstrip("/")),
                         m.options) for m in mounts]
-        record["mounts"] = [_mount_to_json(m) for m in placed]
-        record["mountRoot"] = parent
-        state.save(record)
+        record.mounts = [_mount_to_json(m) for m in placed]
+        record.mount_root = parent
+        record.save(state)
         from ..mount import mount_all   # only for rootfs mounts (containerd's)
 
         with critical:
             mounted = mount_all(placed, parent)
-            record["mounted"] = mounted.to_dict()   # for delete: unmount by identity
-        state.save(record)
+            record.mounted = mounted.to_dict()   # for delete: unmount by identity
+        record.save(state)
         _step("mounted")
     # 2. The cgroup, recorded as soon as it exists (its paths are known then).
     layout = CgroupLayout.detect()   # the host's hierarchies: for the cgroup mount too
     with critical:
-        cg = Cgroup.create(record["id"], spec.linux.cgroups_path or
-                           _default_cgroup(state.root, record["id"]),
+        cg = Cgroup.create(record.id, spec.linux.cgroups_path or
+                           _default_cgroup(state.root, record.id),
                            _with_default_devices(spec), layout=layout)
-        record["cgroup"] = cg.to_dict()
-    state.save(record)
+        record.cgroup = cg.to_dict()
+    record.save(state)
     _step("cgroup")
     # 3. The gate: a FIFO that outlives us; init holds it read-write.
-    fifo = record["fifo"]
+    fifo = record.fifo
     with critical:
         os.mkfifo(fifo, 0o600)
     _step("gate")
@@ -111,7 +195,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                 with critical:
                     fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
                     fds.append(fd)
-                _check_namespace(fd, ns.type, ns.path, f"linux.namespaces[{i}].path")
+                check_namespace(fd, ns.type, ns.path, f"linux.namespaces[{i}].path")
                 join[ns.type] = fd
         idmap: Dict[int, int] = {}
         for i, m in enumerate(spec.mounts):
@@ -128,7 +212,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
 
         def open_tree(source: str, recursive: bool, attr_set: int, attr_clr: int,
                       userns_fd: int, field: str) -> int:
-            return _open_tree(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
+            return open_tree_fd(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
 
         hooks_fd = -1
         if spec.hooks.during_create:
@@ -143,20 +227,20 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
             # init mounts in our namespace: what is under the root now stays.
             from ._shared_mounts import record as shared_mounts
 
-            record["sharedMounts"] = shared_mounts(rootfs)
-            state.save(record)
+            record.shared_mounts = shared_mounts(rootfs)
+            record.save(state)
         kept = preserved_fds(preserve_fds)
         plan = with_preserved(plan, preserve_fds)
 
         def prepare(proc: Process) -> None:
             with critical:
-                record["init"] = ProcessIdentity.of(proc).to_json()
-                record["pid"] = proc.pid
-            state.save(record)
+                record.init = ProcessIdentity.of(proc).to_json()
+                record.pid = proc.pid
+            record.save(state)
             cg.add(proc, v2=v2_fd is None)   # every v1 hierarchy, before it runs
             _step("cloned")
             if spec.process.oom_score_adj is not None:
-                _write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
+                write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
 
         def on_hooks(proc: Process) -> None:
             _step("hooks")
@@ -171,7 +255,7 @@ def create_locked(state: StateFile, record: Dict[str, Any], spec: Spec, bundle: 
                              args=list(spec.process.args),
                              on_hooks=on_hooks if hooks_fd >= 0 else None,
                              pid_namespace=join.get("pid"),
-                             pid_namespace_field=_field_of(spec, "pid"))
+                             pid_namespace_field=field_of(spec, "pid"))
     except BaseException:
         with critical:
             stdio.close_all()   # our pipe ends too: there is no process to own them
@@ -213,7 +297,7 @@ def _sha256(data: bytes) -> Any:
     return hashlib.sha256(data)
 
 
-def run_create_hooks(spec: Spec, record: Dict[str, Any], init: Process) -> None:
+def run_create_hooks(spec: Spec, record: ContainerRecord, init: Process) -> None:
     """prestart and createRuntime here, then createContainer in init's namespaces.
 
     Init waits before pivot_root meanwhile (runtime-spec lifecycle steps
@@ -223,41 +307,14 @@ def run_create_hooks(spec: Spec, record: Dict[str, Any], init: Process) -> None:
     Raises:
         HookError: the first hook that failed (the rest do not run).
     """
-    from ._hooks import hook_state, run_hooks
+    from ._hooks import run_hooks
 
-    state = hook_state(record, "created", init.pid)
+    state = record.hook_state("created", init.pid)
     hooks = spec.hooks
     run_hooks("prestart", hooks.prestart, state, fatal=True)
     run_hooks("createRuntime", hooks.create_runtime, state, fatal=True)
     run_hooks("createContainer", hooks.create_container, state, fatal=True, init=init,
               spec=spec)
-
-
-def _check_namespace(fd: int, kind: str, path: str, field: str) -> None:
-    """Check that ``fd`` (opened from ``path``) is a namespace of type ``kind``.
-
-    The fd itself is what init (or, for a pid namespace, our thread) joins,
-    so the file checked is the one joined, whatever ``path`` names later.
-    """
-    try:
-        nstype: Optional[int] = _sys.ns_type(fd)
-    except OSError as exc:
-        if exc.errno != errno.ENOTTY:
-            raise container_error(exc.errno or errno.EIO, f"join {kind} namespace", path,
-                                  field) from None
-        nstype = None
-    if nstype != CLONE_FLAGS[kind]:
-        what = next((k for k, v in CLONE_FLAGS.items() if v == nstype), None)
-        raise container_error(errno.EINVAL, f"join {kind} namespace", path, field,
-                              message=f"join {kind} namespace ({field}): {path} is "
-                              + (f"a {what} namespace" if what else "not a namespace file"))
-
-
-def _field_of(spec: Spec, kind: str) -> str:
-    for i, ns in enumerate(spec.linux.namespaces):
-        if ns.type == kind:
-            return f"linux.namespaces[{i}].path"
-    return ""
 
 
 def _default_cgroup(state_dir: str, container_id: str) -> str:
@@ -284,43 +341,3 @@ def _with_default_devices(spec: Spec) -> Resources:
     allowed += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
                 for d in spec.linux.devices if d.type != "p"]
     return r.replace(devices=r.devices + tuple(allowed))
-
-
-def _open_tree(fds: List[int], source: str, recursive: bool, attr_set: int, attr_clr: int,
-               userns_fd: int, field: str) -> int:
-    """A detached bind of ``source`` with its attributes, for init to attach.
-
-    Opened here, as host root in the host's mount namespace: init never
-    resolves a host path (in a user namespace it could not reach root-only
-    directories, and it must not be steered by the container's contents).
-    """
-    flags = _sys.OPEN_TREE_CLONE | _sys.OPEN_TREE_CLOEXEC
-    at = _sys.AT_EMPTY_PATH
-    if recursive:
-        flags |= _sys.AT_RECURSIVE
-        at |= _sys.AT_RECURSIVE
-    try:
-        with critical:
-            fd = _sys.open_tree(_sys.AT_FDCWD, source, flags)
-            fds.append(fd)
-        if attr_set or attr_clr or userns_fd >= 0:
-            _sys.mount_setattr(fd, "", at, attr_set=attr_set | (
-                _sys.MOUNT_ATTR_IDMAP if userns_fd >= 0 else 0), attr_clr=attr_clr,
-                userns_fd=max(userns_fd, 0), filename=source)
-    except OSError as exc:
-        if isinstance(exc, pidsafe_errors.ContainerError):
-            raise
-        raise container_error(exc.errno or errno.EIO, f"bind mount {source}", source,
-                              field) from None
-    return fd
-
-
-def _write_proc(proc: Process, name: str, value: str) -> None:
-    """Write /proc/PID/NAME of our child: open first, then prove it is ours."""
-    path = f"/proc/{proc.pid}/{name}"
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        _sys.pidfd_send_signal(proc.fileno(), 0)
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)

@@ -33,7 +33,7 @@ import fcntl
 import json
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
 from .._sigsafe import critical
 from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
@@ -43,28 +43,13 @@ from .config import Hook, Spec
 from .init import (CLONE_FLAGS, OP_EXEC, OP_EXEC_PATH, OP_SETID_ROOT, OP_SETNS, InitPlan, Op,
                    nul_list, read_record, start_init)
 
+if TYPE_CHECKING:
+    from ..state import StateFile
+    from ._record import ContainerRecord
+
 #: How much of a failed hook's output its error message keeps (the end of it).
 OUTPUT_TAIL = 4096
 LOGGER = "pidsafe.container"
-
-
-def hook_state(record: Mapping[str, Any], status: str, pid: Optional[int]) -> Dict[str, Any]:
-    """The OCI state a hook reads on stdin: ociVersion, id, status, pid, bundle, annotations.
-
-    ``status`` is the container's as of the hook's point in the lifecycle
-    (``created`` for the create and startContainer hooks, ``running`` for
-    poststart, ``stopped`` for poststop), not re-read: a program that has
-    already exited by the time a poststart hook runs was still started.
-    """
-    out: Dict[str, Any] = {"ociVersion": record.get("ociVersion", "1.0.2"),
-                           "id": record["id"], "status": status}
-    if pid is not None:
-        out["pid"] = pid
-    out["bundle"] = record.get("bundle", "")
-    annotations = record.get("annotations")
-    if annotations:
-        out["annotations"] = dict(annotations)
-    return out
 
 
 def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
@@ -73,7 +58,8 @@ def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
     """Run ``hooks`` (the list named ``kind``) one after the other.
 
     Args:
-        state: what each hook reads on stdin (see :func:`hook_state`).
+        state: what each hook reads on stdin
+            (:meth:`._record.ContainerRecord.hook_state`).
         fatal: raise the first failure (the rest do not run); otherwise
             log it as a warning and go on.
         init, spec: run the hooks in ``init``'s namespaces (the container
@@ -95,6 +81,27 @@ def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
 
             logging.getLogger(LOGGER).warning("%s (ignored: the lifecycle goes on)",
                                               exc.strerror)
+
+
+def run_start_hooks(spec: Spec, record: ContainerRecord, init: Process,
+                    state: StateFile) -> Optional[HookError]:
+    """The startContainer hooks, in the container; on failure, the container destroyed.
+
+    Returns:
+        The first hook's failure (the rest did not run), once init is gone and
+        the container deleted (runtime-spec: the poststop hooks follow).
+    """
+    from ._records import end, undo
+
+    try:
+        run_hooks("startContainer", spec.hooks.start_container,
+                  record.hook_state("created", init.pid), fatal=True, init=init, spec=spec)
+    except HookError as exc:
+        with critical:
+            end(init)
+            undo(state, record)
+        return exc
+    return None
 
 
 def run_hook(kind: str, index: int, hook: Hook, state: bytes, *,
@@ -223,4 +230,4 @@ def _tail(fd: int) -> bytes:
         return b""
 
 
-__all__ = ["HookError", "hook_state", "run_hook", "run_hooks"]
+__all__ = ["HookError", "run_hook", "run_hooks", "run_start_hooks"]

@@ -16,11 +16,14 @@ pidsafe's leaves.
 from __future__ import annotations
 
 from .._value import Record, field
-from ..errors import StateError
+from ..errors import ContainerLookupError, StaleProcessError, StateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Mapping, Optional
+
+    from ..process import Process
+    from ..state import StateFile
 
 #: The runtime-spec version a container's state reports (``state()``, hooks).
 OCI_VERSION = "1.0.2"
@@ -105,6 +108,67 @@ class ContainerRecord(Record, frozen=False):
         return out
 
     @classmethod
+    def load(cls, state: StateFile) -> "ContainerRecord":
+        """The record ``state`` holds.
+
+        Raises:
+            FileNotFoundError: there is none.
+            StateError: it is malformed (see :meth:`from_json`).
+        """
+        return cls.from_json(state.load())
+
+    def save(self, state: StateFile) -> None:
+        """Replace what ``state`` holds with this record (``state`` locked).
+
+        Raises:
+            OSError: as :meth:`pidsafe.StateFile.save`; the old state is then intact.
+        """
+        state.save(self.to_json())
+
+    def has_hooks(self, *kinds: str) -> bool:
+        """Whether the config has hooks of these kinds (``"poststop"``...), or of
+        any kind if none is named; read from the document, nothing parsed."""
+        hooks = self.config.get("hooks")
+        if not isinstance(hooks, dict):
+            return False
+        return any(hooks.get(k) for k in (kinds or tuple(hooks)))
+
+    def hook_state(self, status: str, pid: Optional[int]) -> Dict[str, Any]:
+        """The OCI state a hook reads on stdin: ociVersion, id, status, pid, bundle,
+        annotations.
+
+        ``status`` is the container's as of the hook's point in the lifecycle
+        (``created`` for the create and startContainer hooks, ``running`` for
+        poststart, ``stopped`` for poststop), not re-read: a program that has
+        already exited by the time a poststart hook runs was still started.
+        """
+        out: Dict[str, Any] = {"ociVersion": self.oci_version, "id": self.id, "status": status}
+        if pid is not None:
+            out["pid"] = pid
+        out["bundle"] = self.bundle
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    def open_init(self) -> Optional[Process]:
+        """The recorded init, opened and proven (:class:`pidsafe.ProcessIdentity`),
+        or None if it is gone: its recorded pid is never trusted bare."""
+        if not self.init:
+            return None
+        from ..process import ProcessIdentity
+
+        try:
+            return ProcessIdentity.from_json(self.init).open()
+        except StaleProcessError:
+            return None
+
+    def frozen(self) -> bool:
+        """Whether the recorded cgroup is frozen now (the container is paused)."""
+        from .cgroup import is_paused
+
+        return is_paused(self.cgroup)
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ContainerRecord":
         """The record a state file holds (written by this or an earlier pidsafe).
 
@@ -133,3 +197,23 @@ class ContainerRecord(Record, frozen=False):
         if missing:
             raise StateError(f"container state has no {missing[0]}")
         return cls(**values, extra=extra)
+
+
+def find_id(state_dir: str, prefix: str) -> str:
+    """The container id that is ``prefix``, or the one id under ``state_dir`` that
+    starts with it.
+
+    Raises:
+        ContainerLookupError: none does, or several do (they are named).
+    """
+    from ..state import StateFile
+
+    ids = StateFile.list(state_dir)
+    if prefix in ids:
+        return prefix
+    matches = [i for i in ids if i.startswith(prefix)] if prefix else []
+    if not matches:
+        raise ContainerLookupError(f"no container {prefix!r} in {state_dir}")
+    if len(matches) > 1:
+        raise ContainerLookupError(f"{prefix!r} is ambiguous: it matches " + ", ".join(matches))
+    return matches[0]

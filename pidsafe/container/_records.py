@@ -1,4 +1,4 @@
-"""What a container's state records, and undoing it (delete, failed create)."""
+"""Undoing what a container's record says exists (delete, a failed create)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from .cgroup import Cgroup
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional
+
+    from ._record import ContainerRecord
 
 # The mount layer only for records that hold rootfs mounts (containerd's
 # rootfs, given to create): pidsafe-runc's delete of a bundle's container
@@ -33,12 +35,12 @@ def _mount_from_json(d: Dict[str, Any]) -> Mount:
 
 
 
-def cgroup_of(record: Dict[str, Any]) -> Optional[Cgroup]:
-    data = record.get("cgroup")
-    return Cgroup.load(data) if data else None
+def cgroup_of(record: ContainerRecord) -> Optional[Cgroup]:
+    """The cgroup ``record`` describes, or None if it has none (yet)."""
+    return Cgroup.load(record.cgroup) if record.cgroup else None
 
 
-def undo(state: StateFile, record: Dict[str, Any]) -> None:
+def undo(state: StateFile, record: ContainerRecord) -> None:
     """Everything the record says exists, undone; the state destroyed last.
 
     Every step is tried even if an earlier one fails.  If any failed, the
@@ -61,21 +63,23 @@ def undo(state: StateFile, record: Dict[str, Any]) -> None:
             cg.delete(timeout=KILL_TIMEOUT)
 
         step(remove_cgroup)
-    if record.get("sharedMounts"):
+    shared = record.shared_mounts
+    if shared:
         # Made by init in the runtime's mount namespace, on top of the rest.
         from ._shared_mounts import unmount_new
 
-        step(lambda: unmount_new(record["sharedMounts"]))
-    if record.get("mounted"):
+        step(lambda: unmount_new(shared))
+    mounted = record.mounted
+    if mounted:
         from ..mount import Mounted
         from ..mount import unmount_all
 
-        step(lambda: unmount_all(Mounted.from_dict(record["mounted"])))
-    elif record.get("mounts"):
+        step(lambda: unmount_all(Mounted.from_dict(mounted)))
+    elif record.mounts:
         # Killed between recording the mounts and knowing their identity.
-        step(lambda: _unmount_present([_mount_from_json(m) for m in record["mounts"]],
-                                      record["mountRoot"]))
-    step(lambda: _unlink_if_there(record["fifo"]))
+        root = record.mount_root or ""
+        step(lambda: _unmount_present([_mount_from_json(m) for m in record.mounts], root))
+    step(lambda: _unlink_if_there(record.fifo))
     if errors:
         for other in errors[1:]:
             note(errors[0], f"also: {other}")

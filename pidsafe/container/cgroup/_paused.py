@@ -23,9 +23,10 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def is_paused(record: Dict[str, Any]) -> bool:
-    """Whether the cgroup ``record["cgroup"]`` describes is frozen now."""
-    cg = record.get("cgroup")
+def is_paused(cg: Optional[Dict[str, Any]]) -> bool:
+    """Whether the cgroup ``cg`` describes (:meth:`Cgroup.to_dict
+    <pidsafe.container.Cgroup.to_dict>`, as a container's state records it)
+    is frozen now."""
     if not isinstance(cg, dict):
         return False
     v2 = cg.get("v2")

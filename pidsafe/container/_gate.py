@@ -1,0 +1,74 @@
+"""Start's gate: the byte that lets init exec the program, and what init says after.
+
+Init waits at the gate, a FIFO in the state directory that it holds open
+read-write (close-on-exec).  ``start`` writes one byte into it; init then
+execs the program.  The FIFO losing its last reader (``POLLERR`` on our
+write end) means the program runs, or init is gone.  Only the process that
+created the container holds init's status pipe: EOF on it means the exec
+worked, a record says why it did not.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+
+from .._sigsafe import critical
+from ..errors import ContainerStateError, container_error
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from .._fd import OwnedFd
+    from ..process import Process
+
+
+def open_gate(fifo: str, init: Optional[Process], container_id: str, *,
+              wait_exec: bool) -> None:
+    """Write the byte init waits for; with ``wait_exec``, return once it has exec'd.
+
+    Raises:
+        ContainerStateError: nobody reads the FIFO (init is gone).
+        OSError: the FIFO cannot be opened or written.
+    """
+    w = -1
+    try:
+        try:
+            with critical:   # owned by the finally below before a handler can raise
+                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:   # no reader: init is gone
+                raise ContainerStateError(f"container {container_id!r} is not waiting to "
+                                          "start (its init is gone)") from None
+            raise
+        os.write(w, b"\0")
+        if wait_exec and init is not None:
+            poller = select.poll()
+            poller.register(w, 0)   # POLLERR: no reader left
+            poller.register(init.fileno(), select.POLLIN)   # init exited
+            poller.poll()
+    finally:
+        if w >= 0:
+            with critical:
+                os.close(w)
+
+
+def check_exec(status: OwnedFd, init: Optional[Process]) -> None:
+    """Read init's status pipe (closing it) to learn whether the program was exec'd.
+
+    Raises:
+        ContainerError: the exec (or what init does right before it: the
+            seccomp filter) failed; the program and the field are named.
+    """
+    from .init import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
+
+    with status:
+        rec = read_record(status.fileno())
+    if rec is not None:
+        args = init.args if init is not None else None
+        prog = args[0] if args else None
+        field = {STAGE_EXEC: "process.args", OP_SECCOMP: "linux.seccomp"}.get(rec.op, "")
+        raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
+                              prog, field)
