@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "init_protocol.h"
 
@@ -26,6 +27,7 @@ struct psi_op {
 /* The state the ops share. */
 struct psi_ctx {
     int root_fd;        /* O_PATH fd of the container's root, -1 before PSI_OP_ROOT */
+    int devnull_fd;     /* the container's /dev/null, proven char 1:3; -1 until a mask */
     int pivoted;
     int gate_fd;        /* -1: no gate */
     int pty_master;     /* -1: none (terminal.c) */
@@ -85,5 +87,10 @@ int psi_op_terminal(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_console(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op);
+
+/* byfd.c: act on what was opened, never on a name looked up again. */
+int psi_chmod_fd(int fd, mode_t mode);
+int psi_open_procfs(const char *rel, int flags);
+int psi_write_fd(int fd, const char *data, size_t len);
 
 #endif /* PIDSAFE_INIT_H */

@@ -237,7 +237,7 @@ static void exec_program(char **argv, char **envp)
 
 int main(int argc, char **argv)
 {
-    struct psi_ctx ctx = {.root_fd = -1, .pivoted = 0, .gate_fd = -1,
+    struct psi_ctx ctx = {.root_fd = -1, .devnull_fd = -1, .pivoted = 0, .gate_fd = -1,
                           .seccomp_late_index = -1, .pty_master = -1, .pty_peer = -1};
     struct psi_op *ops = NULL;
     struct sigaction sa;
@@ -285,6 +285,8 @@ int main(int argc, char **argv)
         fail(-1, PSI_STAGE_PROTOCOL, EINVAL);
     if (ctx.root_fd >= 0)
         close(ctx.root_fd);
+    if (ctx.devnull_fd >= 0)
+        close(ctx.devnull_fd);
 
     report(PSI_RECORD_READY, -1, 0, 0);
     if (ctx.gate_fd >= 0) {

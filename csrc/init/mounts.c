@@ -9,6 +9,14 @@
  * are built detached (fsopen/fsconfig/fsmount, or open_tree for binds),
  * given their attributes (mount_setattr: read-only, nosuid, idmap ...) and
  * attached last onto the target's fd (move_mount).
+ *
+ * A name is resolved once.  Whatever the container's files are made of may
+ * change between two lookups of one path (another container sharing the
+ * rootfs or a volume, a racing rename): so what init creates is opened
+ * right away without following a symlink, checked on that fd (type, device
+ * number), and acted on through the fd, never looked up again by name.
+ * Before pivot_root a name looked up again would even resolve from the
+ * host's root (CVE-2025-31133 and its runc siblings are this mistake).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,7 +45,10 @@
 #define FSCONFIG_CMD_CREATE_ 6
 #define MOUNT_ATTR_RDONLY_ 0x00000001
 #define MOUNT_ATTR_IDMAP_ 0x00100000
+#define RESOLVE_NO_XDEV_ 0x01
 #define RESOLVE_NO_MAGICLINKS_ 0x02
+#define RESOLVE_NO_SYMLINKS_ 0x04
+#define RESOLVE_BENEATH_ 0x08
 #define RESOLVE_IN_ROOT_ 0x10
 
 struct mount_attr_ {
@@ -74,6 +85,14 @@ static int attach_(int mnt_fd, int target_fd)
                         MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_);
 }
 
+static void close_keep_errno(int fd)
+{
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+}
+
 /* Resolve PATH in the root: an O_PATH fd, or -1 and errno. */
 static int in_root(struct psi_ctx *c, const char *path)
 {
@@ -85,8 +104,21 @@ static int in_root(struct psi_ctx *c, const char *path)
 }
 
 /*
+ * The component NAME just created in DIR, opened without following
+ * anything: a symlink or a mount swapped in since mkdirat() is refused
+ * (ELOOP, EXDEV), never followed.
+ */
+static int open_created(int dir, const char *name, int flags)
+{
+    return openat2_(dir, name, O_PATH | flags, RESOLVE_BENEATH_ | RESOLVE_NO_SYMLINKS_
+                    | RESOLVE_NO_MAGICLINKS_ | RESOLVE_NO_XDEV_);
+}
+
+/*
  * Resolve PATH in the root, creating what is missing: directories on the
- * way, and a directory or an empty file (kind) at the end.
+ * way, and a directory or an empty file (kind) at the end.  What exists is
+ * resolved in the root (an image's symlinks are followed, inside it); what
+ * we create is opened by fd relative to its parent, never by name again.
  */
 static int in_root_create(struct psi_ctx *c, const char *path, int kind)
 {
@@ -130,20 +162,25 @@ static int in_root_create(struct psi_ctx *c, const char *path, int kind)
         last = (*p == '\0');
         next = in_root(c, prefix);
         if (next < 0 && errno == ENOENT) {
+            int made;
             if (last && kind == PSI_KIND_FILE) {
                 int f = openat(dir, comp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
                                0644);
-                if (f < 0 && errno != EEXIST) {
+                if (f >= 0) {   /* the file itself: the target, by fd */
                     close(dir);
-                    return -1;
+                    return f;
                 }
-                if (f >= 0)
-                    close(f);
-            } else if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) {
+                made = 0;
+            } else {
+                made = mkdirat(dir, comp, 0755) == 0;
+            }
+            if (!made && errno != EEXIST) {
                 close(dir);
                 return -1;
             }
-            next = in_root(c, prefix);
+            /* Made by us: open it by fd.  EEXIST (made meanwhile by someone
+             * else): only a lookup in the root, like any existing name. */
+            next = made ? open_created(dir, comp, O_DIRECTORY) : in_root(c, prefix);
         }
         close(dir);
         if (next < 0)
@@ -293,12 +330,39 @@ out:
     return ret;
 }
 
+/*
+ * The node just made at DIR/NAME, opened without following a symlink and
+ * proven on the fd to be what we made (type, device number): if a racing
+ * rename put anything else under the name, fail (ELOOP for a symlink,
+ * EEXIST otherwise) rather than act on it.
+ */
+static int open_made_node(int dir, const char *name, mode_t mode, dev_t dev)
+{
+    struct stat st;
+    int fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0) {
+        close_keep_errno(fd);
+        return -1;
+    }
+    if ((st.st_mode & S_IFMT) != (mode & S_IFMT)
+        || ((S_ISCHR(mode) || S_ISBLK(mode)) && st.st_rdev != dev)) {
+        close(fd);
+        errno = S_ISLNK(st.st_mode) ? ELOOP : EEXIST;
+        return -1;
+    }
+    return fd;
+}
+
 int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *target = psi_str(op, 0);
     int64_t mode, major_, minor_, uid, gid;
     char *copy, *base;
-    int dir, ret;
+    int dir, node = -1, ret = -1;
+    dev_t dev;
 
     if (target == NULL || psi_int(op, 1, &mode) < 0 || psi_int(op, 2, &major_) < 0
         || psi_int(op, 3, &minor_) < 0 || psi_int(op, 4, &uid) < 0 || psi_int(op, 5, &gid) < 0)
@@ -318,19 +382,22 @@ int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op)
         free(copy);
         return -1;
     }
+    dev = makedev((unsigned)major_, (unsigned)minor_);
     /* O_PATH dir fds work with *at calls.  An existing node is replaced. */
     unlinkat(dir, base, 0);
-    ret = mknodat(dir, base, (mode_t)mode, makedev((unsigned)major_, (unsigned)minor_));
-    if (ret == 0 && (uid >= 0 || gid >= 0))
-        ret = fchownat(dir, base, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW);
-    if (ret == 0)   /* mknod's mode is filtered by the umask: set it exactly */
-        ret = fchmodat(dir, base, (mode_t)mode & 07777, 0);
-    {
-        int saved = errno;
-        close(dir);
-        free(copy);
-        errno = saved;
-    }
+    if (mknodat(dir, base, (mode_t)mode, dev) < 0)
+        goto out;
+    node = open_made_node(dir, base, (mode_t)mode, dev);
+    if (node < 0)
+        goto out;
+    if ((uid >= 0 || gid >= 0) && fchownat(node, "", (uid_t)uid, (gid_t)gid, AT_EMPTY_PATH) < 0)
+        goto out;
+    /* mknod's mode is filtered by the umask: set it exactly, on the node. */
+    ret = psi_chmod_fd(node, (mode_t)mode & 07777);
+out:
+    close_keep_errno(node);
+    close_keep_errno(dir);
+    free(copy);
     return ret;
 }
 
@@ -406,6 +473,41 @@ int psi_op_chroot(struct psi_ctx *c, const struct psi_op *op)
     return c->root_fd < 0 ? -1 : 0;
 }
 
+/*
+ * The container's /dev/null, opened once (no symlink on the way) and proven
+ * on the fd to be the null device, char 1:3: every masked file is a bind of
+ * this fd.  Looked up by name, a /dev/null swapped for a symlink to
+ * /proc/sys/kernel/core_pattern would turn a masked path into a writable
+ * copy of it (CVE-2025-31133).  ENODEV: it is something else.
+ */
+static int devnull(struct psi_ctx *c)
+{
+    struct stat st;
+    int fd;
+
+    if (c->devnull_fd >= 0)
+        return c->devnull_fd;
+    if (c->root_fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    fd = openat2_(c->root_fd, "/dev/null", O_PATH, RESOLVE_IN_ROOT_ | RESOLVE_NO_SYMLINKS_
+                  | RESOLVE_NO_MAGICLINKS_);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0) {
+        close_keep_errno(fd);
+        return -1;
+    }
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) {
+        close(fd);
+        errno = ENODEV;
+        return -1;
+    }
+    c->devnull_fd = fd;
+    return fd;
+}
+
 int psi_op_mask(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *path = psi_str(op, 0);
@@ -428,29 +530,17 @@ int psi_op_mask(struct psi_ctx *c, const struct psi_op *op)
             && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE_, NULL, NULL, 0) == 0
             && (mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC_, MOUNT_ATTR_RDONLY_)) >= 0)
             ret = attach_(mnt, fd);
-        {
-            int saved = errno;
-            if (mnt >= 0)
-                close(mnt);
-            if (fs >= 0)
-                close(fs);
-            errno = saved;
-        }
+        close_keep_errno(mnt);
+        close_keep_errno(fs);
     } else {
-        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/null",
-                                OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_);
+        int null = devnull(c), tree = -1;
+        if (null >= 0)
+            tree = (int)syscall(SYS_open_tree, null, "", OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_
+                                | AT_EMPTY_PATH);
         ret = tree < 0 ? -1 : attach_(tree, fd);
-        if (tree >= 0) {
-            int saved = errno;
-            close(tree);
-            errno = saved;
-        }
+        close_keep_errno(tree);
     }
-    {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
+    close_keep_errno(fd);
     return ret;
 }
 

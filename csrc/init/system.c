@@ -17,24 +17,15 @@
 #include "cleanup.h"
 #include "init.h"
 
-/* Write a whole buffer to a file (a /proc/sys entry, oom_score_adj). */
-static int write_file(const char *path, const char *data, size_t len)
+/* A file of the container's procfs, written through an fd proven to be
+ * there (byfd.c): never by a path a mount or a symlink could redirect. */
+static int write_procfs(const char *rel, const char *value)
 {
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-    ssize_t n;
+    _cleanup_close_ int fd = psi_open_procfs(rel, O_WRONLY);
 
     if (fd < 0)
         return -1;
-    do
-        n = write(fd, data, len);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != len) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
+    return psi_write_fd(fd, value, strlen(value));
 }
 
 int psi_op_hostname(struct psi_ctx *c, const struct psi_op *op)
@@ -54,27 +45,32 @@ int psi_op_domainname(struct psi_ctx *c, const struct psi_op *op)
 int psi_op_sysctl(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *key = psi_str(op, 0), *value = psi_str(op, 1);
-    char path[512];
+    char rel[512];
     size_t i, n;
     (void)c;
     if (key == NULL || value == NULL)
         return -1;
-    n = (size_t)snprintf(path, sizeof(path), "/proc/sys/%s", key);
-    if (n >= sizeof(path)) {
+    n = (size_t)snprintf(rel, sizeof(rel), "sys/%s", key);
+    if (n >= sizeof(rel)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    for (i = strlen("/proc/sys/"); i < n; i++)
-        if (path[i] == '.')
-            path[i] = '/';
-    return write_file(path, value, strlen(value));
+    for (i = strlen("sys/"); i < n; i++)
+        if (rel[i] == '.')
+            rel[i] = '/';
+    return write_procfs(rel, value);
 }
 
 int psi_op_oom_score_adj(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *value = psi_str(op, 0);
+    char rel[64];
     (void)c;
-    return value == NULL ? -1 : write_file("/proc/self/oom_score_adj", value, strlen(value));
+    if (value == NULL)
+        return -1;
+    /* Our own pid in the container's procfs ("self" is a symlink). */
+    snprintf(rel, sizeof(rel), "%d/oom_score_adj", (int)getpid());
+    return write_procfs(rel, value);
 }
 
 int psi_op_rlimit(struct psi_ctx *c, const struct psi_op *op)

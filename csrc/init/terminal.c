@@ -143,11 +143,12 @@ int psi_op_console(struct psi_ctx *c, const struct psi_op *op)
     }
     target = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (target < 0 && errno == ENOENT) {
-        _cleanup_close_ int f = open("/dev/console",
-                                     O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (f < 0 && errno != EEXIST)
-            return -1;
-        target = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        /* The file we create is the target itself, by fd: never looked up
+         * again (a racing rename could have put a symlink there). */
+        target = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                      0666);
+        if (target < 0 && errno == EEXIST)
+            target = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
     }
     if (target < 0 || fstat(target, &st) < 0)
         return -1;

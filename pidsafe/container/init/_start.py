@@ -31,8 +31,8 @@ from ..._value import Record
 from ...errors import UnsupportedError, container_error
 from ...process import Process, discard
 from ._plan import InitPlan
-from ._protocol import (OP_NAMES, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, StatusRecord,
-                        encode, read_record)
+from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
+                        RECORD_READY, StatusRecord, encode, read_record)
 
 
 class StartedInit(Record, frozen=False):
@@ -98,6 +98,20 @@ def init_program() -> _sys.Program:
                                errno.ENOENT) from None
 
 
+#: (op, errno) -> what it means, where pidsafe-init refused something it found
+#: in the container's files (csrc/init/mounts.c, byfd.c) and the errno alone
+#: would puzzle.
+_REFUSALS = {
+    (OP_MASK, errno.ENODEV): "the container's /dev/null is not the null device (char 1:3)",
+    (OP_MASK, errno.ELOOP): "the container's /dev/null is a symlink",
+    (OP_MKNOD, errno.ELOOP): "replaced by a symlink while it was made",
+    (OP_MKNOD, errno.EEXIST): "replaced by something else while it was made",
+    (OP_SYSCTL, errno.EXDEV): "another mount hides it: it is not the container's procfs",
+    (OP_SYSCTL, errno.ELOOP): "a symlink on the way: it is not the container's procfs",
+    (OP_SYSCTL, errno.ENODEV): "it is not on the container's procfs (/proc)",
+}
+
+
 def error_from_record(record: Optional[object], plan: InitPlan,
                       exit_status: Optional[int]) -> BaseException:
     """The exception for a failed init: its ERROR record, or its death."""
@@ -106,8 +120,12 @@ def error_from_record(record: Optional[object], plan: InitPlan,
         name = OP_NAMES.get(record.op, f"stage {record.op}")
         what = op.what if op is not None else ""
         step = f"container init: {name}" + (f" {what}" if what else "")
-        return container_error(record.err or errno.EIO, step, what or None,
-                               op.field if op is not None else "")
+        err = record.err or errno.EIO
+        field = op.field if op is not None else ""
+        why = _REFUSALS.get((record.op, err))
+        message = None if why is None else (f"{step}{f' ({field})' if field else ''}: "
+                                            f"{os.strerror(err)} ({why})")
+        return container_error(err, step, what or None, field, message=message)
     how = (f"exited with status {exit_status}" if exit_status is not None and exit_status >= 0
            else f"was killed by signal {-exit_status}" if exit_status is not None
            else "died")

@@ -1,0 +1,303 @@
+/*
+ * escape_probe: the attacker of tests/container/test_escapes.py.
+ *
+ * A static program, built once per test session and run either on the host
+ * (the racers, standing for another container that shares a rootfs) or
+ * inside a container (the probes).  Every mode prints one line per finding
+ * on stdout, "KIND detail", and the test decides what is an escape; the
+ * probes never modify what they reach (a write test rewrites a byte with
+ * its own value, on a copy of the binary the test owns).
+ *
+ *   swap DIR NAME LINK TARGET
+ *       Race: exchange DIR/NAME with DIR/LINK (a symlink to TARGET) with
+ *       renameat2(RENAME_EXCHANGE) until killed, re-making the symlink
+ *       whenever the victim removed it.
+ *   scan MARKER HOST_ROOT_DEV:INO INIT_DEV:INO
+ *       Race, inside: until stdin reaches EOF, look at every other process
+ *       in /proc and try to reach the host through it: /proc/PID/root and
+ *       /proc/PID/cwd (can MARKER, a host path absent from the container,
+ *       be opened beneath them? is the directory the host's root?),
+ *       /proc/PID/exe (the installed pidsafe-init?), every /proc/PID/fd/N
+ *       (any of those), and ptrace(PTRACE_SEIZE).  Prints "HOST what" for
+ *       each way in, "PTRACE pid exe" for each process it could attach
+ *       to (then detaches), and "SCANNED rounds pids" at the end.
+ *   exe PID INIT_DEV:INO
+ *       Open /proc/PID/exe (O_PATH); say whether it is the installed
+ *       pidsafe-init ("HOST exe"), then kill PID, wait until it is gone,
+ *       and try to write the binary through the fd ("WRITABLE exe" if a
+ *       byte could be written back, "SEALED errno" otherwise).
+ *   stopper
+ *       kill(-1, SIGSTOP) in a loop until stdin reaches EOF (every process
+ *       it may signal: an exec's helper, if it could see one).
+ *   forge FD...
+ *       Try to write a forged ERROR record to /proc/1/fd/FD (init's status
+ *       pipe): "FORGED fd" if the write went through, "DENIED fd errno".
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+struct ident {
+    unsigned long long dev, ino;
+};
+
+static int parse_ident(const char *s, struct ident *out)
+{
+    return sscanf(s, "%llu:%llu", &out->dev, &out->ino) == 2 ? 0 : -1;
+}
+
+static int is(const struct stat *st, const struct ident *id)
+{
+    return (unsigned long long)st->st_dev == id->dev && (unsigned long long)st->st_ino == id->ino;
+}
+
+static int swap_mode(const char *dir, const char *name, const char *link, const char *target)
+{
+    int d = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char buf[8];
+    unsigned long n = 0;
+
+    if (d < 0) {
+        perror(dir);
+        return 2;
+    }
+    for (;;) {
+        if (syscall(SYS_renameat2, d, name, d, link, RENAME_EXCHANGE) < 0) {
+            symlinkat(target, d, link);   /* the victim removed whichever was "name" */
+            continue;
+        }
+        /* Both are there, but the symlink may have been consumed (unlinked
+         * while it had the victim's name, and the victim made a new node):
+         * keep one symlink in play. */
+        if ((++n & 63) == 0 && readlinkat(d, name, buf, sizeof(buf)) < 0
+            && readlinkat(d, link, buf, sizeof(buf)) < 0) {
+            unlinkat(d, link, 0);
+            symlinkat(target, d, link);
+        }
+    }
+}
+
+static int stdin_closed(void)
+{
+    struct pollfd p = {0, POLLIN, 0};
+    char c;
+
+    if (poll(&p, 1, 0) != 1)
+        return 0;
+    return read(0, &c, 1) <= 0;
+}
+
+/* A directory fd leads to the host if MARKER opens beneath it, or it is the host's root. */
+static void check_dir(int fd, const char *marker, const struct ident *host_root,
+                      const char *what, int pid)
+{
+    struct stat st;
+    int m;
+
+    if (fstat(fd, &st) == 0 && is(&st, host_root))
+        printf("HOST %s of %d is the host's root\n", what, pid);
+    m = openat(fd, marker + (marker[0] == '/'), O_PATH | O_CLOEXEC);
+    if (m >= 0) {
+        printf("HOST %s of %d reaches %s\n", what, pid, marker);
+        close(m);
+    }
+}
+
+static void check_pid(int pid, const char *marker, const struct ident *host_root,
+                      const struct ident *init)
+{
+    char path[128], exe[256] = "";
+    struct stat st;
+    DIR *fds;
+    int fd;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+    n = readlink(path, exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fstat(fd, &st) == 0 && is(&st, init))
+            printf("HOST exe of %d is the installed pidsafe-init\n", pid);
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/root", pid);
+    fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        check_dir(fd, marker, host_root, "root", pid);
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/cwd", pid);
+    fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        check_dir(fd, marker, host_root, "cwd", pid);
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+    fds = opendir(path);
+    if (fds != NULL) {
+        struct dirent *e;
+        while ((e = readdir(fds)) != NULL) {
+            char fdpath[160];
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%s", pid, e->d_name);
+            fd = open(fdpath, O_PATH | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            if (fstat(fd, &st) == 0) {
+                if (is(&st, init))
+                    printf("HOST fd %s of %d is the installed pidsafe-init\n", e->d_name, pid);
+                if (S_ISDIR(st.st_mode))
+                    check_dir(fd, marker, host_root, "a directory fd", pid);
+            }
+            close(fd);
+        }
+        closedir(fds);
+    }
+    if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
+        printf("PTRACE %d %s\n", pid, exe);
+        ptrace(PTRACE_DETACH, pid, 0, 0);
+    }
+}
+
+static int scan_mode(const char *marker, const char *root_s, const char *init_s)
+{
+    struct ident host_root, init;
+    unsigned long rounds = 0, seen = 0;
+    int self = getpid();
+
+    if (parse_ident(root_s, &host_root) < 0 || parse_ident(init_s, &init) < 0)
+        return 2;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("READY\n");
+    while (!stdin_closed()) {
+        DIR *proc = opendir("/proc");
+        struct dirent *e;
+        if (proc == NULL)
+            return 2;
+        while ((e = readdir(proc)) != NULL) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0 || pid == self)
+                continue;
+            seen++;
+            check_pid(pid, marker, &host_root, &init);
+        }
+        closedir(proc);
+        rounds++;
+    }
+    printf("SCANNED %lu %lu\n", rounds, seen);
+    return 0;
+}
+
+static int exe_mode(int pid, const char *init_s)
+{
+    struct ident init;
+    char path[64];
+    struct stat st;
+    unsigned char byte;
+    int fd, rw = -1, tries;
+
+    if (parse_ident(init_s, &init) < 0)
+        return 2;
+    snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+    fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+        printf("DENIED exe %d\n", errno);
+        return 0;
+    }
+    if (fstat(fd, &st) == 0 && is(&st, &init))
+        printf("HOST exe\n");
+    /* Once it stops running, nothing denies writing for "text busy". */
+    kill(pid, SIGKILL);
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    for (tries = 0; tries < 5000; tries++) {
+        rw = open(path, O_RDWR | O_CLOEXEC);
+        if (rw >= 0 || errno != ETXTBSY)
+            break;
+        usleep(1000);
+    }
+    if (rw < 0) {
+        printf("SEALED %d\n", errno);
+        return 0;
+    }
+    if (pread(rw, &byte, 1, 0) != 1) {
+        printf("SEALED %d\n", errno);
+        return 0;
+    }
+    if (pwrite(rw, &byte, 1, 0) == 1)
+        printf("WRITABLE exe\n");
+    else
+        printf("SEALED %d\n", errno);
+    return 0;
+}
+
+static int stopper_mode(void)
+{
+    unsigned long n = 0;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("READY\n");
+    for (;;) {
+        kill(-1, SIGSTOP);
+        if ((++n & 1023) == 0 && stdin_closed())
+            break;
+    }
+    return 0;
+}
+
+static int forge_mode(int argc, char **argv)
+{
+    /* struct psi_record {kind, index, op, err}: an ERROR at no op. */
+    int32_t rec[4] = {2, -1, 102, EPERM};
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        char path[64];
+        int fd;
+        snprintf(path, sizeof(path), "/proc/1/fd/%s", argv[i]);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            printf("DENIED %s %d\n", argv[i], errno);
+            continue;
+        }
+        if (write(fd, rec, sizeof(rec)) == (ssize_t)sizeof(rec))
+            printf("FORGED %s\n", argv[i]);
+        else
+            printf("DENIED %s %d\n", argv[i], errno);
+        close(fd);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 6 && strcmp(argv[1], "swap") == 0)
+        return swap_mode(argv[2], argv[3], argv[4], argv[5]);
+    if (argc == 5 && strcmp(argv[1], "scan") == 0)
+        return scan_mode(argv[2], argv[3], argv[4]);
+    if (argc == 4 && strcmp(argv[1], "exe") == 0)
+        return exe_mode(atoi(argv[2]), argv[3]);
+    if (argc == 2 && strcmp(argv[1], "stopper") == 0)
+        return stopper_mode();
+    if (argc >= 2 && strcmp(argv[1], "forge") == 0)
+        return forge_mode(argc - 2, argv + 2);
+    fprintf(stderr, "usage: see the comment at the top of escape_probe.c\n");
+    return 2;
+}

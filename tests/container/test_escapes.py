@@ -1,0 +1,207 @@
+"""Attacks on pidsafe's container path: nothing of the host is reachable (root).
+
+Each test attacks one class of runc's CVEs and fails on a runtime that has
+that bug.  The attacker is ``escape_probe.c`` (built once per session, static):
+on the host it races, standing for another container that shares the
+rootfs (a name swapped for a symlink with ``renameat2(RENAME_EXCHANGE)``,
+tens of thousands of times a second); inside a container it probes every
+process it can see.
+
+Races are probabilistic: each test runs :data:`ROUNDS` creates per run,
+and ``--count N`` (pytest-repeat) runs the attack N times over for a long
+hunt, e.g. ``bash scripts/test.sh tests/container/test_escapes.py --count 20``.
+Each test asserts that the race was live (some creates were refused for
+what the racer did), so a racer that never ran cannot pass for a fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+import shutil
+import stat
+import subprocess
+from typing import Any, Dict, Iterator
+
+import pytest
+
+import pidsafe
+from pidsafe import _sys
+
+pytestmark = pytest.mark.root
+
+#: Creates per race test and run: enough to lose a race that is lost one
+#: time in ten many times over, small enough for CI (~13 ms a create here).
+ROUNDS = 100
+PROBE_SRC = pathlib.Path(__file__).with_name("escape_probe.c")
+#: A procfs file runc's default config masks and this kernel has (kcore
+#: needs CONFIG_PROC_KCORE).
+MASKED_FILE = next((p for p in ("/proc/kcore", "/proc/timer_list", "/proc/keys")
+                    if os.path.exists(p)), "/proc/keys")
+
+
+@pytest.fixture(scope="session")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """escape_probe, compiled static (it runs inside busybox containers too)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler and static glibc (scripts/bootstrap.sh installs them)")
+    out = tmp_path_factory.mktemp("probe") / "escape_probe"
+    subprocess.run([cc, "-std=gnu11", "-O2", "-Wall", "-static", "-o", str(out), str(PROBE_SRC)],
+                   check=True)
+    return out
+
+
+@contextlib.contextmanager
+def racing(probe: pathlib.Path, directory: pathlib.Path, name: str,
+           target: str) -> Iterator[None]:
+    """``directory/name`` swapped with a symlink to ``target``, over and over."""
+    with pidsafe.spawn([str(probe), "swap", str(directory), name, f".{name}.evil", target],
+                       stdout=pidsafe.DEVNULL) as racer:
+        try:
+            yield
+        finally:
+            racer.kill()
+            racer.wait()
+
+
+def dev_in_rootfs(doc: Dict[str, Any]) -> None:
+    """No tmpfs on /dev: the container's /dev is the rootfs's, which a second
+    container sharing that rootfs (here: the racer) can write."""
+    doc["mounts"] = [m for m in doc["mounts"] if m["destination"] != "/dev"]
+    doc["linux"]["maskedPaths"] = ["/proc/acpi", MASKED_FILE, "/sys/firmware"]
+
+
+def in_container(pid: int, path: str) -> os.stat_result:
+    """``path`` as the container's processes see it: resolved in its root,
+    from our side, through init's ``/proc/PID/root``."""
+    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _sys.openat2(root, path, os.O_PATH | os.O_CLOEXEC,
+                          resolve=_sys.RESOLVE_IN_ROOT | _sys.RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(root)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def test_device_nodes_are_chmodded_by_fd_never_through_a_swapped_name(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
+        tmp_path: pathlib.Path) -> None:
+    """Issue #15 item 4.  Devices are made before pivot_root: a mode set by
+    name (``fchmodat(dir, "null")``) follows a symlink swapped in after the
+    mknod, resolved from the *host's* root, and makes a host file 0666."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only\n")
+    secret.chmod(0o600)
+    bundle = make_bundle(["true"], dev_in_rootfs)
+    dev = bundle / "rootfs" / "dev"
+    (dev / "null").touch()
+    refused = 0
+    with racing(probe, dev, "null", str(secret)):
+        for i in range(ROUNDS):
+            try:
+                c = pidsafe.Container.create(f"dev{i}", bundle, state_dir=str(state_dir))
+            except pidsafe.ContainerError as exc:
+                # Refused: the name was no longer the node init had made.
+                assert exc.field.startswith(("linux.devices", "linux.maskedPaths")), exc
+                refused += 1
+            else:
+                c.delete(force=True)
+            mode = stat.S_IMODE(secret.stat().st_mode)
+            assert mode == 0o600, f"round {i}: the host file was chmodded to {mode:o}"
+    assert secret.read_text() == "host only\n"
+    assert refused, "the racer never won a round: the test proved nothing"
+
+
+def test_masked_paths_bind_the_null_device_never_a_swapped_dev_null(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """Issue #15 item 3 (CVE-2025-31133).  A masked file gets a bind of
+    /dev/null: looked up by name, a /dev/null swapped for a symlink to a
+    procfs file makes the masked path a writable copy of that file (here
+    the harmless, uts-namespaced kernel.domainname; core_pattern in the
+    CVE), outside the read-only /proc/sys."""
+    bundle = make_bundle(["true"], dev_in_rootfs)
+    dev = bundle / "rootfs" / "dev"
+    (dev / "null").touch()
+    refused = created = 0
+    with racing(probe, dev, "null", "/proc/sys/kernel/domainname"):
+        for i in range(ROUNDS):
+            try:
+                c = pidsafe.Container.create(f"mask{i}", bundle, state_dir=str(state_dir))
+            except pidsafe.ContainerError as exc:
+                assert exc.field.startswith(("linux.devices", "linux.maskedPaths")), exc
+                refused += 1
+                continue
+            try:
+                created += 1
+                assert c.pid is not None
+                st = in_container(c.pid, MASKED_FILE)
+                assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3), (
+                    f"round {i}: masked {MASKED_FILE} is not the null device: {st}")
+            finally:
+                c.delete(force=True)
+    assert refused, "the racer never won a round: the test proved nothing"
+
+
+def refused(bundle: pathlib.Path, state_dir: pathlib.Path, name: str) -> pidsafe.ContainerError:
+    """The error of a create that must be refused (a container made anyway
+    is deleted before the test fails)."""
+    try:
+        c = pidsafe.Container.create(name, bundle, state_dir=str(state_dir))
+    except pidsafe.ContainerError as exc:
+        return exc
+    c.delete(force=True)
+    pytest.fail("created: the attack went through")
+
+
+def _sysctl_bundle(make_bundle: Any, edit: Any) -> pathlib.Path:
+    def doc_edit(doc: Dict[str, Any]) -> None:
+        doc["linux"]["sysctl"] = {"kernel.domainname": "pwned"}
+        # Without the usual read-only /proc/sys, which would hide the bug
+        # behind EROFS: the write must be refused for where it goes.
+        doc["linux"]["readonlyPaths"] = []
+        edit(doc)
+
+    return make_bundle(["true"], doc_edit)
+
+
+def test_sysctl_is_never_written_through_a_mount_over_proc_sys(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """Issue #15 item 11 (CVE-2025-52881 class).  A sysctl written by path
+    goes wherever the path leads: here a bind of a host file over the
+    sysctl's /proc/sys file."""
+    host_file = tmp_path / "host-file"
+    host_file.write_text("host\n")
+
+    def hide(doc: Dict[str, Any]) -> None:
+        doc["mounts"].append({"destination": "/proc/sys/kernel/domainname", "type": "bind",
+                              "source": str(host_file), "options": ["bind"]})
+
+    exc = refused(_sysctl_bundle(make_bundle, hide), state_dir, "sysmnt")
+    assert host_file.read_text() == "host\n"
+    assert exc.errno == errno.EXDEV, exc
+    assert exc.field == "linux.sysctl.kernel.domainname"
+    assert "not the container's procfs" in str(exc)
+
+
+def test_sysctl_is_never_written_outside_procfs(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """Issue #15 item 11: without a /proc mount, /proc/sys/... is whatever
+    the image (a host directory) has there; the write is refused."""
+    def no_proc(doc: Dict[str, Any]) -> None:
+        doc["mounts"] = [m for m in doc["mounts"] if m["type"] != "proc"]
+        doc["linux"]["maskedPaths"] = []
+
+    bundle = _sysctl_bundle(make_bundle, no_proc)
+    fake = bundle / "rootfs" / "proc" / "sys" / "kernel" / "domainname"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("image\n")
+    exc = refused(bundle, state_dir, "sysfake")
+    assert fake.read_text() == "image\n"
+    assert exc.errno == errno.ENODEV, exc
+    assert exc.field == "linux.sysctl.kernel.domainname"
