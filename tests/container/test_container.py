@@ -266,6 +266,19 @@ def test_identity_and_isolation_inside(make_bundle: Any, state_dir: pathlib.Path
     assert "Read-only file system" in lines[7]   # root.readonly
 
 
+def test_sysctls_are_set_before_proc_sys_is_made_read_only(make_bundle: Any,
+                                                         state_dir: pathlib.Path) -> None:
+    # runc's default config makes /proc/sys read-only: sysctls come first.
+    out = _run(make_bundle, state_dir,
+               "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/domainname;"
+               " (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>&1; true",
+               lambda d: d["linux"].update(sysctl={"net.ipv4.ip_forward": "1",
+                                                   "kernel.domainname": "dom"}))
+    lines = out.decode().splitlines()
+    assert lines[:2] == ["1", "dom"]
+    assert "Read-only file system" in lines[2]
+
+
 def test_idmapped_rootfs_from_rootfs_mounts(make_bundle: Any, state_dir: pathlib.Path,
                                             tmp_path: pathlib.Path,
                                             busybox_rootfs: pathlib.Path) -> None:

@@ -9,9 +9,9 @@ failure inside the container names it.
 The order follows runc's (libcontainer/rootfs_linux.go,
 standard_init_linux.go): namespaces joined and the user namespace's root
 first; then every mount made a slave, the root bound onto itself, the
-config's mounts in order, devices and /dev links, pivot_root, masked and
-read-only paths, the read-only root, the root's propagation, hostname and
-sysctls; then, still privileged, rlimits and the bounding set; then the
+config's mounts in order, devices and /dev links, pivot_root, hostname and
+sysctls, masked and read-only paths, the read-only root, the root's
+propagation; then, still privileged, rlimits and the bounding set; then the
 user and the other capability sets, no_new_privs and the working
 directory; the gate; exec.  The seccomp filter is loaded before the
 bounding set, or, with no_new_privs, right before exec.
@@ -229,6 +229,18 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     # mount would be made in the runtime's namespace.
     b.add(OP_CHROOT if shared_mounts else OP_PIVOT, field_="root.path", what=rootfs)
     _terminal(b, spec.process, console_fd, console=not shared_mounts)
+    # The container's own settings, as runc orders them: before the masked
+    # and read-only paths (a sysctl is written into /proc/sys, which
+    # readonlyPaths usually makes read-only).
+    if spec.hostname:
+        b.add(OP_HOSTNAME, spec.hostname, field_="hostname", what=spec.hostname)
+    if spec.domainname:
+        b.add(OP_DOMAINNAME, spec.domainname, field_="domainname", what=spec.domainname)
+    net = linux.namespace("network")
+    if net is not None and net.path is None:
+        b.add(OP_LOOPBACK_UP, field_="linux.namespaces", what="lo")
+    for key, value in linux.sysctl:
+        b.add(OP_SYSCTL, key, value, field_=f"linux.sysctl.{key}", what=key)
     for i, path in enumerate(linux.masked_paths):
         b.add(OP_MASK, path, field_=f"linux.maskedPaths[{i}]", what=path)
     for i, path in enumerate(linux.readonly_paths):
@@ -241,15 +253,6 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         # of its own: its mounts are slaves of the host's, never peers.
         b.add(OP_PROPAGATION, "/", _ROOT_PROPAGATION[linux.rootfs_propagation],
               field_="linux.rootfsPropagation", what="/")
-    if spec.hostname:
-        b.add(OP_HOSTNAME, spec.hostname, field_="hostname", what=spec.hostname)
-    if spec.domainname:
-        b.add(OP_DOMAINNAME, spec.domainname, field_="domainname", what=spec.domainname)
-    net = linux.namespace("network")
-    if net is not None and net.path is None:
-        b.add(OP_LOOPBACK_UP, field_="linux.namespaces", what="lo")
-    for key, value in linux.sysctl:
-        b.add(OP_SYSCTL, key, value, field_=f"linux.sysctl.{key}", what=key)
 
     # 5. The process: limits and the bounding set while privileged, then the user.
     proc = spec.process
