@@ -341,7 +341,7 @@ class Snapshot:
             if set(fds_after) <= set(self.fds) or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        for fd in sorted(set(fds_after) - set(self.fds)):
+        for fd in sorted(set(fds_after) - set(self.fds) - _sealed_copies()):
             problems.append(f"leaked fd {fd} -> {fds_after[fd]}")
         for fd in sorted(set(self.fds) & set(fds_after)):
             if self.fds[fd] != fds_after[fd]:
@@ -350,6 +350,13 @@ class Snapshot:
         problems += [f"leaked mount: {m}" for m in sorted(new_mounts)]
         problems += _handle_index_problems(fds_after)
         return problems
+
+
+def _sealed_copies() -> Set[int]:
+    """The sealed copies of pidsafe's programs (pidsafe/_sys/_sealed.py): made
+    on first use, kept for the life of the process by design."""
+    from pidsafe._sys import _sealed
+    return {fd for fd, _, _ in _sealed._copies.values()}
 
 
 def _handle_index_problems(fds: Dict[int, str]) -> List[str]:

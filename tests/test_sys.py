@@ -419,6 +419,62 @@ def test_program_says_what_is_missing(tmp_path: pathlib.Path,
     assert "reinstall pidsafe" in str(info.value)
 
 
+def test_programs_are_exec_d_from_a_sealed_copy_made_once() -> None:
+    """Issue #15 item 1: what pidsafe execs is a memfd copy nobody can write."""
+    from pidsafe._sys import _sealed
+
+    for name in ("pidsafe-helper", "pidsafe-init"):
+        prog = _sys.program(name)
+        fd = prog.exec_fd()
+        assert prog.exec_fd() == fd                       # made once per process
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert os.readlink(f"/proc/self/fd/{fd}") == f"/memfd:pidsafe:{name} (deleted)"
+        seals = fcntl.fcntl(fd, _sealed.F_GET_SEALS)
+        assert seals & _sealed.SEALS == _sealed.SEALS and _sealed.is_sealed(fd)
+        st = os.fstat(fd)
+        assert st.st_mode & 0o7777 == 0o511
+        with open(prog.path, "rb") as f:
+            assert os.pread(fd, st.st_size + 1, 0) == f.read()
+        # Not through this fd, nor any other open of it, as root.
+        rw = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            with pytest.raises(PermissionError):
+                os.pwrite(rw, b"\x7f", 0)
+            with pytest.raises(PermissionError):
+                os.ftruncate(rw, 1)
+            with pytest.raises(PermissionError):   # F_SEAL_SEAL: no other seal, ever
+                fcntl.fcntl(rw, _sealed.F_ADD_SEALS, 0x10)
+            if seals & _sealed.F_SEAL_EXEC:        # Linux 6.3: the mode is fixed too
+                with pytest.raises(PermissionError):
+                    os.fchmod(rw, 0o400)
+        finally:
+            os.close(rw)
+
+
+def test_a_sealed_copy_closed_behind_its_back_is_made_again() -> None:
+    from pidsafe._sys import _sealed
+
+    prog = _sys.program("pidsafe-init")
+    fd = prog.exec_fd()
+    dev_ino = os.fstat(fd)[1:3]
+    os.close(fd)
+    stranger = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)   # may take its number
+    try:
+        fresh = prog.exec_fd()
+        assert fresh != stranger and _sealed.is_sealed(fresh)
+        assert os.fstat(fresh)[1:3] != dev_ino
+    finally:
+        os.close(stranger)
+
+
+def test_a_forked_child_execs_the_sealed_copy_it_inherited() -> None:
+    fd = _sys.program("pidsafe-init").exec_fd()
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover - the child
+        os._exit(0 if _sys.program("pidsafe-init").exec_fd() == fd else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
 def test_read_child_error() -> None:
     r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     try:

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -244,6 +245,16 @@ int main(int argc, char **argv)
     long n, i;
     int ops_fd;
 
+    /*
+     * Not dumpable until the program runs (its execve makes it dumpable
+     * again, by the usual rules): /proc/PID/{exe,root,cwd,fd,environ,mem}
+     * and ptrace are then only for root of the initial user namespace with
+     * CAP_SYS_PTRACE, never for a container's process, even one with our
+     * uid and capabilities (init at the gate has the program's).  First
+     * thing, whoever runs us: a container may, as a #!/proc/self/exe script.
+     */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return 127;
     if (argc != 3)
         return 127;
     ops_fd = atoi(argv[1]);

@@ -221,7 +221,7 @@ int pidsafe_spawn_child(void *arg)
     FAULT(s, PIDSAFE_STAGE_PASS_FDS);
     for (i = 0; i < s->n_keep_fds; i++) {
         int fd = s->keep_fds[i];
-        if (fd == ep && s->helper_path == NULL)
+        if ((fd == ep && s->helper_path == NULL) || fd == s->exec_fd)
             continue;
         if (fcntl(fd, F_SETFD, 0) < 0)
             report_and_exit(ep, PIDSAFE_STAGE_PASS_FDS, errno);
@@ -247,7 +247,10 @@ int pidsafe_spawn_child(void *arg)
         if (sigprocmask(SIG_SETMASK, ctx->parent_mask, NULL) < 0)
             report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
         envp = s->envp ? s->envp : environ;
-        execve(s->helper_path, s->helper_argv, envp);
+        if (s->exec_fd >= 0)   /* its sealed copy (pidsafe/_sys/_sealed.py) */
+            syscall(SYS_execveat, s->exec_fd, "", s->helper_argv, envp, AT_EMPTY_PATH);
+        else
+            execve(s->helper_path, s->helper_argv, envp);
         report_and_exit(ep, PIDSAFE_STAGE_HELPER, errno);
     }
 
@@ -274,6 +277,12 @@ int pidsafe_spawn_child(void *arg)
      */
     FAULT(s, PIDSAFE_STAGE_EXEC);
     envp = s->envp ? s->envp : environ;
+    if (s->exec_fd >= 0) {
+        /* Close-on-exec: the new program does not keep it open (an ELF
+         * binary needs no path to itself, unlike a script). */
+        syscall(SYS_execveat, s->exec_fd, "", s->argv, envp, AT_EMPTY_PATH);
+        report_and_exit(ep, PIDSAFE_STAGE_EXEC, errno);
+    }
     for (i = 0; s->exec_paths[i] != NULL; i++) {
         execve(s->exec_paths[i], s->argv, envp);
         if (errno != ENOENT && errno != ENOTDIR && saved_errno == 0)

@@ -132,6 +132,10 @@ struct pidsafe_waitinfo {
  */
 struct pidsafe_spawn_spec {
     char **exec_paths;     /* NULL-terminated candidates, tried in order */
+    int exec_fd;           /* -1; or exec this fd (the helper's, with a helper) instead of
+                              the path: execveat(fd, "", AT_EMPTY_PATH), a sealed copy
+                              (pidsafe/_sys/_sealed.py); listed in keep_fds but left
+                              close-on-exec, so that only the exec itself uses it */
     char **argv;
     char **envp;           /* NULL: inherit the C environment */
     const char *cwd;       /* NULL: inherit */

@@ -4,11 +4,12 @@
 userns=)``) and ``pidsafe-init`` (csrc/init/: a container's init) are built
 next to the extension, into ``pidsafe/_libexec/`` (setup.py).  Nothing
 else computes their location or decides what ``execve()`` is given for
-them: callers ask :func:`program` and exec its :attr:`Program.exec_path`,
-an opaque path.  Today that is the installed file itself; the locator may
-hand out something else without any caller changing (a sealed copy's
-``/proc/self/fd/N``, say, so that no process a container can see runs from
-a writable host binary).
+them: callers ask :func:`program` and exec :meth:`Program.exec_fd`.
+
+That is never the installed file: it is a sealed memfd copy of it
+(:mod:`._sealed`), exec'd by fd, so that no process a container can see
+(``/proc/PID/exe``, a ``#!/proc/self/exe`` script) runs from a binary
+anybody could write (CVE-2019-5736).
 """
 
 from __future__ import annotations
@@ -35,13 +36,28 @@ class Program(Record):
     Attributes:
         name: ``"pidsafe-helper"`` or ``"pidsafe-init"``.
         path: the installed file, for messages.
-        exec_path: what ``execve()`` is to be given: opaque to callers
-            (today the installed file).
+        exec_path: the installed file as bytes: the ``argv[0]`` to give it,
+            and a name for messages; never what is exec'd (see
+            :meth:`exec_fd`).
     """
 
     name: str
     path: str
     exec_path: bytes
+
+    def exec_fd(self) -> int:
+        """What to exec: the fd of a sealed copy of the program
+        (``ChildSpec.exec_fd``: ``execveat(fd, "", AT_EMPTY_PATH)``).
+
+        Made on first use and kept for the life of the process (close-on-
+        exec, this module's: never close it).
+
+        Raises:
+            OSError: the installed file cannot be read or copied.
+        """
+        from ._sealed import sealed_copy
+
+        return sealed_copy(self.path)
 
 
 _found: Dict[str, Program] = {}

@@ -114,6 +114,11 @@ class ChildSpec(Record):
 
     Attributes:
         exec_paths: candidates for the program, tried in order.
+        exec_fd: exec this fd instead of ``exec_paths``
+            (``execveat(fd, "", AT_EMPTY_PATH)``): a sealed copy of one of
+            pidsafe's programs (:meth:`Program.exec_fd`); it must be in
+            ``keep_fds`` and stays close-on-exec there.  -1: none.  (With a
+            ``helper``, the helper's own sealed copy is exec'd.)
         argv: the program's argument vector.
         envp: its environment (``None``: inherit the C environment).
         cwd: directory to change to (``None``: inherit).
@@ -134,6 +139,7 @@ class ChildSpec(Record):
     exec_paths: Tuple[bytes, ...]
     argv: Tuple[bytes, ...]
     errpipe_write: int
+    exec_fd: int = -1
     envp: Optional[Tuple[bytes, ...]] = None
     cwd: Optional[bytes] = None
     stdio: Tuple[int, int, int] = (-1, -1, -1)
@@ -178,14 +184,23 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
             has none.
     """
     keep: List[Any] = []
+    helper = spec.helper
+    exec_fd, keep_fds = spec.exec_fd, spec.keep_fds
+    if helper is not None:
+        if exec_fd >= 0:
+            raise ValueError("a spec with a helper execs the helper: no exec_fd")
+        # The helper too runs from its sealed copy (_libexec), never the file.
+        exec_fd = program("pidsafe-helper").exec_fd()
+        keep_fds = tuple(sorted({*keep_fds, exec_fd}))
     c = ffi.new("struct pidsafe_spawn_spec *")
     c.exec_paths = _cstrings(spec.exec_paths, keep)
+    c.exec_fd = exec_fd
     c.argv = _cstrings(spec.argv, keep)
     c.envp = _cstrings(spec.envp, keep) if spec.envp is not None else ffi.NULL
     c.stdio = spec.stdio
-    keep_c = ffi.new("int[]", list(spec.keep_fds) or [0])
+    keep_c = ffi.new("int[]", list(keep_fds) or [0])
     c.keep_fds = keep_c
-    c.n_keep_fds = len(spec.keep_fds)
+    c.n_keep_fds = len(keep_fds)
     c.close_fds = spec.close_fds
     c.new_session = spec.new_session
     c.pdeathsig = spec.pdeathsig
@@ -195,7 +210,6 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
     c.errpipe_write = spec.errpipe_write
     c.clone_flags = spec.clone_flags
     c.cgroup_fd = spec.cgroup_fd
-    helper = spec.helper
     if helper is None:
         cwd_c = ffi.new("char[]", spec.cwd) if spec.cwd is not None else ffi.NULL
         c.cwd = cwd_c

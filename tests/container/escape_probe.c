@@ -22,10 +22,11 @@
  *       each way in, "PTRACE pid exe" for each process it could attach
  *       to (then detaches), and "SCANNED rounds pids" at the end.
  *   exe PID INIT_DEV:INO
- *       Open /proc/PID/exe (O_PATH); say whether it is the installed
- *       pidsafe-init ("HOST exe"), then kill PID, wait until it is gone,
- *       and try to write the binary through the fd ("WRITABLE exe" if a
- *       byte could be written back, "SEALED errno" otherwise).
+ *       Open /proc/PID/exe (O_PATH): "DENIED exe errno" if it cannot;
+ *       say whether it is the installed pidsafe-init ("HOST exe"), then
+ *       (unless PID is 1) kill PID and wait until it no longer runs, and
+ *       try to write the binary through the fd: "WRITABLE exe" if a byte
+ *       could be written back (its own value), "SEALED errno" otherwise.
  *   stopper
  *       kill(-1, SIGSTOP) in a loop until stdin reaches EOF (every process
  *       it may signal: an exec's helper, if it could see one).
@@ -224,12 +225,14 @@ static int exe_mode(int pid, const char *init_s)
     }
     if (fstat(fd, &st) == 0 && is(&st, &init))
         printf("HOST exe\n");
-    /* Once it stops running, nothing denies writing for "text busy". */
-    kill(pid, SIGKILL);
+    /* Once it stops running, nothing denies writing for "text busy" (our
+     * pid namespace's init cannot be killed from inside: try it running). */
+    if (pid != 1)
+        kill(pid, SIGKILL);
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     for (tries = 0; tries < 5000; tries++) {
         rw = open(path, O_RDWR | O_CLOEXEC);
-        if (rw >= 0 || errno != ETXTBSY)
+        if (rw >= 0 || errno != ETXTBSY || pid == 1)
             break;
         usleep(1000);
     }

@@ -29,6 +29,7 @@ import pytest
 
 import pidsafe
 from pidsafe import _sys
+from pidsafe._sys import _sealed
 
 pytestmark = pytest.mark.root
 
@@ -196,6 +197,7 @@ def test_sysctl_is_never_written_outside_procfs(
     def no_proc(doc: Dict[str, Any]) -> None:
         doc["mounts"] = [m for m in doc["mounts"] if m["type"] != "proc"]
         doc["linux"]["maskedPaths"] = []
+        doc["root"]["readonly"] = False   # else EROFS would hide the bug
 
     bundle = _sysctl_bundle(make_bundle, no_proc)
     fake = bundle / "rootfs" / "proc" / "sys" / "kernel" / "domainname"
@@ -205,3 +207,111 @@ def test_sysctl_is_never_written_outside_procfs(
     assert fake.read_text() == "image\n"
     assert exc.errno == errno.ENODEV, exc
     assert exc.field == "linux.sysctl.kernel.domainname"
+
+
+def _identity(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _ns_pid(proc: pidsafe.Process) -> int:
+    """``proc``'s pid in its own (the container's) pid namespace."""
+    with open(f"/proc/{proc.pid}/status") as f:
+        line = next(x for x in f if x.startswith("NSpid:"))
+    return int(line.split()[-1])
+
+
+@pytest.fixture
+def installed_init(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private copy of pidsafe-init, installed where pidsafe's locator
+    finds it: an attack that works writes this copy, never the suite's."""
+    from pidsafe._sys import _libexec
+
+    copy = tmp_path / "libexec" / "pidsafe-init"
+    copy.parent.mkdir()
+    shutil.copy2(_sys.program("pidsafe-init").path, copy)
+    monkeypatch.setitem(_libexec._found, "pidsafe-init",
+                        _sys.Program("pidsafe-init", str(copy), os.fsencode(copy)))
+    yield str(copy)
+    entry = _sealed._copies.pop(str(copy), None)   # made for this test only
+    if entry is not None:
+        os.close(entry[0])
+
+
+def _probe_in(bundle: pathlib.Path, probe: pathlib.Path) -> None:
+    shutil.copy2(probe, bundle / "rootfs" / "bin" / "escape_probe")
+    script = bundle / "rootfs" / "bin" / "evil"
+    script.write_text("#!/proc/self/exe\n")
+    script.chmod(0o755)
+
+
+def _userns(doc: Dict[str, Any]) -> None:
+    doc["linux"]["namespaces"].append({"type": "user"})
+    m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    doc["linux"]["uidMappings"] = m
+    doc["linux"]["gidMappings"] = m
+
+
+def _with(userns: bool, ptrace: bool) -> Any:
+    def edit(doc: Dict[str, Any]) -> None:
+        if userns:
+            _userns(doc)
+        if ptrace:
+            for caps in doc["process"]["capabilities"].values():
+                caps.append("CAP_SYS_PTRACE")
+    return edit
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-users", "userns"])
+@pytest.mark.parametrize("ptrace", [False, True], ids=["default-caps", "cap-sys-ptrace"])
+def test_a_proc_self_exe_script_never_reaches_the_installed_init(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, installed_init: str,
+        userns: bool, ptrace: bool) -> None:
+    """Issue #15 item 1 (CVE-2019-5736).  A program ``#!/proc/self/exe``
+    re-runs the binary of the process that exec'd it: pidsafe-init.  It
+    must be a sealed copy: another process of the container opens it
+    through ``/proc/PID/exe``, waits until it stops running, and writes."""
+    bundle = make_bundle(["sleep", "1000"], _with(userns, ptrace))
+    _probe_in(bundle, probe)
+    with open(installed_init, "rb") as f:
+        binary = f.read()
+    c = pidsafe.Container.create("exe", bundle, state_dir=str(state_dir))
+    try:
+        c.start()
+        # The re-run pidsafe-init reads its "op stream" from stdin: it stays.
+        evil = c.exec(["/bin/evil", "0"], exec_id="evil", stdin=pidsafe.PIPE)
+        with evil:
+            attack = c.exec(["/bin/escape_probe", "exe", str(_ns_pid(evil)),
+                             _identity(installed_init)], exec_id="probe", stdout=pidsafe.PIPE)
+            with attack:
+                out, _ = attack.communicate(timeout=60)
+            assert evil.stdin is not None
+            evil.stdin.close()
+            evil.wait(timeout=60)
+        report = out.decode()
+        assert "HOST" not in report and "WRITABLE" not in report, report
+        assert report.startswith(("DENIED", "SEALED")), report
+    finally:
+        c.delete(force=True)
+    with open(installed_init, "rb") as f:
+        assert f.read() == binary
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-users", "userns"])
+def test_init_waiting_to_start_shows_no_host_binary(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, installed_init: str,
+        userns: bool) -> None:
+    """Issue #15 item 1: a process exec'd before ``start`` sees init (pid 1)
+    at the gate, still pidsafe-init, with the program's uid and capabilities."""
+    bundle = make_bundle(["true"], _with(userns, ptrace=False))
+    _probe_in(bundle, probe)
+    c = pidsafe.Container.create("gate", bundle, state_dir=str(state_dir))
+    try:
+        attack = c.exec(["/bin/escape_probe", "exe", "1", _identity(installed_init)],
+                        exec_id="probe", stdout=pidsafe.PIPE)
+        with attack:
+            out, _ = attack.communicate(timeout=60)
+        report = out.decode()
+        assert "HOST" not in report and "WRITABLE" not in report, report
+    finally:
+        c.delete(force=True)

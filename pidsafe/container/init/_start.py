@@ -168,13 +168,15 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             fds += [st_r, st_w]
             err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             fds += [err_r, err_w]
-        keep = sorted({ops_r, st_w, err_w, *pass_fds})
+        exe = init.exec_fd()   # a sealed copy: never the installed file (_sys._libexec)
+        keep = sorted({ops_r, st_w, err_w, exe, *pass_fds})
         argv = [init.exec_path, str(ops_r).encode(), str(st_w).encode()]
         with critical:
             with _children_in(pid_namespace, pid_namespace_field):
                 try:
                     pid, pidfd = _sys.spawn(_sys.ChildSpec(
-                        exec_paths=(init.exec_path,), argv=tuple(argv), errpipe_write=err_w, envp=(),
+                        exec_paths=(init.exec_path,), exec_fd=exe, argv=tuple(argv),
+                        errpipe_write=err_w, envp=(),
                         stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
                         cgroup_fd=cgroup_fd))
                 except OSError as exc:
