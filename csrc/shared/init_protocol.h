@@ -76,6 +76,11 @@
 #define PSI_OP_SETNS         25   /* (fd, nstype) join a namespace the parent opened */
 #define PSI_OP_UNSHARE       26   /* (flags) */
 #define PSI_OP_LOOPBACK_UP   27   /* () set lo up in our (new) network namespace */
+#define PSI_OP_FORK          28   /* (socket_fd) the ops after this one run in a child of
+                                      the parent's (clone3 CLONE_PARENT|CLONE_PIDFD), born in
+                                      the pid namespace an earlier PSI_OP_SETNS chose for our
+                                      children: its pid (int32 data) and pidfd (SCM_RIGHTS)
+                                      go to the parent over socket_fd, then we exit 0 */
 #define PSI_OP_SECCOMP       40   /* (flags, program, late) a classic BPF program (struct
                                       sock_filter[]) the parent compiled with libseccomp,
                                       loaded with seccomp(SECCOMP_SET_MODE_FILTER, flags).

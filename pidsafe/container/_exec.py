@@ -1,16 +1,18 @@
 """exec into a running container: a new process in all of init's namespaces.
 
-The process is born held by a pidfd (clone3 from a thread that joined
-init's pid namespace for its children) and then, as pidsafe-init, joins
-every other namespace of init with one ``setns(pidfd, flags)``
-(Linux 5.8), enters init's cgroups, takes the exec's user and
-capabilities, and execs.  No credential changes in memory shared with the
-caller.
+pidsafe-init is cloned (held by a pidfd) in *our* pid namespace, where the
+container cannot see it; we put it in init's cgroups; it joins every
+namespace of init with ``setns(pidfd, flags)`` (Linux 5.8), choosing
+init's pid namespace for its children; it takes the exec's user and
+capabilities and, holding nothing of the host's, forks the process that
+execs the program into the container's pid namespace, whose pidfd it
+sends us (:mod:`.init._forked`).  No credential changes in memory shared
+with the caller, and no process of ours is ever visible in the container
+while it is in the host's mount namespace or has the host's credentials.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from typing import List, Optional
 
@@ -20,8 +22,8 @@ from ..errors import container_error
 from ..process import Process, discard
 from .cgroup import Cgroup
 from .config import ProcessSpec, Spec
-from .init import (OP_NAMES, STAGE_EXEC, plan_exec, preserved_fds, read_record, start_init,
-                   with_preserved)
+from .init import (OP_NAMES, STAGE_EXEC, enter_deadline, entry_fds, open_entry, plan_exec,
+                   preserved_fds, read_record, start_init, with_preserved)
 from ._stdio import Stdio
 
 
@@ -39,10 +41,9 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
     # that still reaches the ``finally`` that closes it.
     owned: List[int] = []
     root_fd = None
+    deadline = enter_deadline("exec")
     try:
-        with critical:
-            pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
-            owned.append(pidfd)
+        entry, fork_socket = open_entry(init, spec, owned)
         if spec.linux.namespace("mount") is None:
             # init's root (its chroot): opened first, then init proven alive.
             with critical:
@@ -51,7 +52,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                 owned.append(root_fd)
             _sys.pidfd_send_signal(init.fileno(), 0)
         kept = preserved_fds(preserve_fds)
-        plan = with_preserved(plan_exec(spec, process, pidfd=pidfd, root_fd=root_fd,
+        plan = with_preserved(plan_exec(spec, process, entry, root_fd=root_fd,
                                         console_fd=console_fd),
                               preserve_fds)
         if cgroup is None:   # a container recorded without one: init's own cgroups
@@ -64,14 +65,12 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                 assert cgroup is not None
                 cgroup.add(p, v2=v2_fd is None)
 
-            started = start_init(plan, stdio=stdio.child,
-                                 pass_fds=[pidfd, *kept] + ([] if root_fd is None else [root_fd])
-                                 + ([console_fd] if console_fd >= 0 else []),
+            passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
+                                         if fd is not None and fd >= 0]
+            started = start_init(plan, stdio=stdio.child, pass_fds=[*passed, *kept],
                                  cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
-                                 prepare=prepare,
-                                 args=list(process.args),
-                                 pid_namespace=init.fileno()
-                                 if spec.linux.namespace("pid") is not None else None)
+                                 prepare=prepare, args=list(process.args),
+                                 fork_socket=fork_socket, deadline=deadline)
         finally:
             if v2_fd is not None:
                 v2_fd.close()
@@ -82,7 +81,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
     proc = started.process
     try:
         with started.status:
-            rec = read_record(started.status.fileno())
+            rec = read_record(started.status.fileno(), deadline)
         if rec is not None:
             proc.wait()
             raise container_error(rec.err, f"exec: {OP_NAMES.get(rec.op, 'exec')}",

@@ -12,10 +12,11 @@ Where each runs (config.md, "POSIX-platform Hooks"):
 * in the runtime's namespaces (``prestart``, ``createRuntime``,
   ``poststart``, ``poststop``): :func:`pidsafe.spawn` from here;
 * in the container's namespaces (``createContainer``, ``startContainer``):
-  pidsafe-init born in init's pid namespace joins every other namespace of
-  init with one ``setns(pidfd, flags)`` (as exec does, :mod:`._exec`), then
-  becomes root of the container's user namespace if it has one, and execs
-  ``path``.  During create this happens before pivot_root: the container's
+  pidsafe-init, cloned in our pid namespace, joins every namespace of init
+  and forks the hook's process into its pid namespace (as exec does,
+  :mod:`._exec`: nothing of ours is visible in the container while it
+  holds anything of the host's), which becomes root of the container's
+  user namespace if it has one, and execs ``path``.  During create this happens before pivot_root: the container's
   mount namespace still shows the runtime's tree, so ``path`` resolves as
   it does for the runtime; at start, after pivot_root, ``path`` resolves in
   the container's root.
@@ -29,7 +30,6 @@ warning on the ``pidsafe.container`` logger and the next hook runs.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import time
@@ -40,8 +40,8 @@ from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
 from ..process import Process, discard
 from ..process import spawn
 from .config import Hook, Spec
-from .init import (CLONE_FLAGS, OP_EXEC, OP_EXEC_PATH, OP_SETID_ROOT, OP_SETNS, InitPlan, Op,
-                   nul_list, read_record, start_init)
+from .init import (OP_EXEC, OP_EXEC_PATH, OP_SETID_ROOT, Entry, InitPlan, Op, enter,
+                   enter_deadline, entry_fds, nul_list, open_entry, read_record, start_init)
 
 if TYPE_CHECKING:
     from ..state import StateFile
@@ -129,7 +129,8 @@ def run_hook(kind: str, index: int, hook: Hook, state: bytes, *,
                              stdin=stdin, stdout=output, stderr=output)
             else:
                 assert spec is not None
-                proc = _spawn_in(init, spec, hook, (stdin, output, output))
+                proc = _spawn_in(init, spec, hook, (stdin, output, output),
+                                 None if deadline is None else deadline - time.monotonic())
         except OSError as exc:
             if isinstance(exc, HookError):
                 raise
@@ -160,18 +161,16 @@ def run_hook(kind: str, index: int, hook: Hook, state: bytes, *,
                 os.close(fd)
 
 
-def plan_hook(spec: Spec, hook: Hook, pidfd: int) -> InitPlan:
-    """pidsafe-init's ops for ``hook`` in the namespaces of the init ``pidfd`` refers to.
+def plan_hook(spec: Spec, hook: Hook, entry: Entry) -> InitPlan:
+    """pidsafe-init's ops for ``hook`` in the namespaces of the init ``entry`` names.
 
-    The pid (and time) namespace is the caller's to give, at clone3 time.
+    As an exec does (:func:`pidsafe.container.init.enter`): into every
+    namespace of init, then forked into its pid namespace; the hook runs as
+    root of the container's user namespace if it has one.
     """
-    flags = 0
-    for ns in spec.linux.namespaces:
-        if ns.type not in ("pid", "time"):
-            flags |= CLONE_FLAGS[ns.type]
-    ops = []
-    if flags:
-        ops.append(Op(OP_SETNS, (pidfd, flags), "linux.namespaces", "init's namespaces"))
+    ops, fork = enter(spec, entry)
+    if fork is not None:
+        ops.append(fork)
     in_userns = spec.linux.namespace("user") is not None
     if in_userns:
         ops.append(Op(OP_SETID_ROOT, (), "linux.uidMappings"))
@@ -180,28 +179,29 @@ def plan_hook(spec: Spec, hook: Hook, pidfd: int) -> InitPlan:
     return InitPlan(0, tuple(ops), root_in_userns=in_userns)
 
 
-def _spawn_in(init: Process, spec: Spec, hook: Hook, stdio: Any) -> Process:
+def _spawn_in(init: Process, spec: Spec, hook: Hook, stdio: Any,
+              timeout: Optional[float]) -> Process:
     """``hook`` started in ``init``'s namespaces; returns once it has exec'd.
 
     Raises:
         OSError: joining the namespaces or the exec failed (the errno says
-            why).
+            why); it did not start within ``timeout`` (at most the
+            container-entry limit): ETIMEDOUT.
     """
-    dup: List[int] = []   # init's pidfd at a number of our own, for the ops to name
+    owned: List[int] = []   # init's pidfds, the fork socket
     proc: Optional[Process] = None
+    deadline = enter_deadline(f"hook {hook.path}", timeout)
     try:
-        with critical:
-            dup.append(fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3))
+        entry, fork_socket = open_entry(init, spec, owned)
         try:
-            started = start_init(plan_hook(spec, hook, dup[0]), stdio=stdio, pass_fds=dup,
-                                 args=list(hook.argv),
-                                 pid_namespace=init.fileno()
-                                 if spec.linux.namespace("pid") is not None else None)
+            started = start_init(plan_hook(spec, hook, entry), stdio=stdio,
+                                 pass_fds=entry_fds(entry), args=list(hook.argv),
+                                 fork_socket=fork_socket, deadline=deadline)
         except ContainerError as exc:
             raise OSError(exc.errno or errno.EIO, exc.strerror, hook.path) from None
         proc = started.process
         with started.status:
-            rec = read_record(started.status.fileno())
+            rec = read_record(started.status.fileno(), deadline)
         if rec is not None:   # exec failed: the program is not there, or not executable
             raise OSError(rec.err or errno.EIO, os.strerror(rec.err or errno.EIO), hook.path)
     except BaseException:
@@ -210,8 +210,8 @@ def _spawn_in(init: Process, spec: Spec, hook: Hook, stdio: Any) -> Process:
         raise
     finally:
         with critical:
-            for fd in dup:
-                os.close(fd)
+            while owned:
+                os.close(owned.pop())
     return proc
 
 

@@ -21,6 +21,7 @@ import errno
 import os
 import pathlib
 import shutil
+import signal
 import stat
 import subprocess
 from typing import Any, Dict, Iterator
@@ -313,5 +314,173 @@ def test_init_waiting_to_start_shows_no_host_binary(
             out, _ = attack.communicate(timeout=60)
         report = out.decode()
         assert "HOST" not in report and "WRITABLE" not in report, report
+    finally:
+        c.delete(force=True)
+
+
+#: execs (and startContainer hooks) per scan test: each is a process of
+#: pidsafe's entering the container while the scanner races.
+ENTRIES = 25
+
+
+def _hooks(count: int) -> Any:
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["hooks"] = {"startContainer": [{"path": "/bin/true"}] * count}
+    return edit
+
+
+def _edits(*edits: Any) -> Any:
+    def edit(doc: Dict[str, Any]) -> None:
+        for e in edits:
+            e(doc)
+    return edit
+
+
+@pytest.mark.parametrize("userns, ptrace", [(False, False), (False, True), (True, True)],
+                         ids=["host-users", "host-users-cap-sys-ptrace", "userns-cap-sys-ptrace"])
+def test_no_process_of_ours_in_a_container_reaches_the_host(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
+        userns: bool, ptrace: bool) -> None:
+    """Issue #15 item 2, and the hooks of item 11.  A process exec'd into a
+    container (and a startContainer hook) enters the container's pid
+    namespace; a scanner inside looks at every process it can see while
+    they come, through /proc/PID/{root,cwd,exe,fd/*} and ptrace.  Were one
+    of ours visible in the host's mount namespace (as the exec helper once
+    was, with host root), its root would lead to the host's files."""
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("host\n")
+    bundle = make_bundle(["sleep", "1000"], _edits(_with(userns, ptrace), _hooks(ENTRIES)))
+    _probe_in(bundle, probe)
+    c = pidsafe.Container.create("scan", bundle, state_dir=str(state_dir))
+    try:
+        # Exec'd before start: it sees the startContainer hooks come too.
+        scanner = c.exec(["/bin/escape_probe", "scan", str(marker), _identity("/"),
+                          _identity(_sys.program("pidsafe-init").path)],
+                         exec_id="scanner", stdin=pidsafe.PIPE, stdout=pidsafe.PIPE)
+        with scanner:
+            assert scanner.stdout is not None and scanner.stdin is not None
+            assert scanner.stdout.readline() == b"READY\n"
+            c.start()
+            for i in range(ENTRIES):
+                with c.exec(["true"], exec_id=f"e{i}") as p:
+                    assert p.wait(timeout=60) == 0
+            scanner.stdin.close()
+            report = scanner.stdout.read().decode()
+            assert scanner.wait(timeout=60) == 0
+    finally:
+        c.delete(force=True)
+    lines = report.splitlines()
+    assert lines and lines[-1].startswith("SCANNED "), report
+    assert int(lines[-1].split()[1]) > 0
+    assert [x for x in lines if x.startswith("HOST")] == [], report
+    if not ptrace:
+        # Not dumpable: without CAP_SYS_PTRACE nothing of ours can be attached to.
+        assert [x for x in lines if x.startswith("PTRACE") and "pidsafe" in x] == [], report
+
+
+def _init_fd_like(pid: int, ours: int) -> int:
+    """The number, in process ``pid``, of the other end of our pipe ``ours``."""
+    want = os.readlink(f"/proc/self/fd/{ours}")
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        if os.readlink(f"/proc/{pid}/fd/{name}") == want:
+            return int(name)
+    raise AssertionError(f"{pid} has no end of {want}")
+
+
+def test_a_process_exec_d_before_start_cannot_forge_inits_status(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """Issue #15 item 11.  Init waits at the gate with its status pipe open,
+    with the program's uid and capabilities: a process exec'd before start
+    with those could reopen it through /proc/1/fd/N and write an ERROR
+    record, which start would report as the program's failure (and the
+    exec FIFO: start the program early)."""
+    bundle = make_bundle(["true"])
+    _probe_in(bundle, probe)
+    c = pidsafe.Container.create("forge", bundle, state_dir=str(state_dir))
+    try:
+        assert c.pid is not None and c._status is not None
+        status = _init_fd_like(c.pid, c._status.fileno())
+        with c.exec(["ls", "/proc/self/fd"], exec_id="ls", stdout=pidsafe.PIPE) as ls:
+            fds, _ = ls.communicate(timeout=60)
+        assert fds.split() == [b"0", b"1", b"2", b"3"]   # stdio, and ls's own directory
+        with c.exec(["/bin/escape_probe", "forge", str(status)], exec_id="forge",
+                    stdout=pidsafe.PIPE) as attack:
+            out, _ = attack.communicate(timeout=60)
+        assert out.startswith(b"DENIED"), out
+        c.start()   # would raise the forged error
+        assert c.wait(timeout=60) == 0
+    finally:
+        c.delete(force=True)
+
+
+def test_an_exec_the_container_stops_fails_instead_of_hanging(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #15 item 11.  The process an exec forks into the container is
+    the container's to signal (its uid): stopped before its execve, the
+    exec fails with ETIMEDOUT after ENTER_TIMEOUT and leaves nothing (the
+    leak check), rather than hang.  Here it is stopped the moment it is
+    ours, as a container racing with kill(-1, SIGSTOP) may."""
+    from pidsafe.container.init import _forked, _start
+
+    real = _start.take_forked
+    stopped = []
+
+    def stop_it(*args: Any) -> Any:
+        proc = real(*args)
+        if proc is not None:
+            proc.send_signal(signal.SIGSTOP)
+            stopped.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(_start, "take_forked", stop_it)
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
+    c = pidsafe.Container.create("stop", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        with pytest.raises(pidsafe.ContainerError) as info:
+            c.exec(["true"], exec_id="stopped")
+        assert info.value.errno == errno.ETIMEDOUT
+        assert "did not start within 1 s" in str(info.value)
+        assert len(stopped) == 1
+    finally:
+        c.delete(force=True)
+
+
+def test_execs_racing_a_container_that_stops_everything_never_hang(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #15 item 11, raced for real: the container's init sends SIGSTOP
+    to every process it may signal, in a loop, while execs come in.  Each
+    exec either runs (and is stopped afterwards: its own business) or fails
+    with ETIMEDOUT; none hangs.  (The old exec helper, born in the
+    container's pid namespace sharing our memory until its exec, was
+    stopped there, and our thread with it, in clone3, for good.)"""
+    from pidsafe.container.init import _forked
+
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 2.0)
+    bundle = make_bundle(["/bin/escape_probe", "stopper"])
+    _probe_in(bundle, probe)
+    c = pidsafe.Container.create("stopper", bundle, state_dir=str(state_dir),
+                                 stdin=pidsafe.PIPE, stdout=pidsafe.PIPE)
+    try:
+        c.start()
+        init = c.process()
+        assert init is not None and init.stdout is not None and init.stdin is not None
+        assert init.stdout.readline() == b"READY\n"
+        outcomes = []
+        for i in range(ENTRIES):
+            try:
+                p = c.exec(["true"], exec_id=f"x{i}")
+            except pidsafe.ContainerError as exc:
+                assert exc.errno == errno.ETIMEDOUT, exc
+                outcomes.append("timed out")
+            else:
+                with p:
+                    p.kill()   # stopped or not, it is ours to end
+                    p.wait(timeout=60)
+                outcomes.append("ran")
+        assert len(outcomes) == ENTRIES
+        init.stdin.close()
     finally:
         c.delete(force=True)

@@ -11,6 +11,7 @@ the ops and waits until it is ready (:class:`StartedInit`) or has failed
 _plan.py            InitPlan, plan_init, plan_exec: the op stream, in runc's order
 _protocol.py        the op codes, stages and records of csrc/shared/init_protocol.h; Op
 _start.py           start_init: clone, send the ops, wait for READY
+_forked.py          entering a running container: the forked child's pidfd, deadlines
 _preserve_fds.py    preserve_fds: the caller's fds 3.. reach the program
 _seccomp_filter.py  linux.seccomp compiled to BPF in the parent
 _seccomp_enosys.py  the ENOSYS stub for syscalls newer than a profile
@@ -23,15 +24,26 @@ from ... import _lazy
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 
 if TYPE_CHECKING:
-    from ._plan import CLONE_FLAGS, DEFAULT_DEVICES, InitPlan, plan_exec, plan_init
+    from ._forked import (ENTER_TIMEOUT, Deadline, enter_deadline, entry_fds, open_entry,
+                          read_record)
+    from ._plan import (CLONE_FLAGS, DEFAULT_DEVICES, Entry, InitPlan, enter, forks, plan_exec,
+                        plan_init)
     from ._preserve_fds import preserved_fds, with_preserved
     from ._protocol import (OP_EXEC, OP_EXEC_PATH, OP_NAMES, OP_SECCOMP, OP_SETID_ROOT,
-                            OP_SETNS, STAGE_EXEC, Op, nul_list, read_record)
+                            OP_SETNS, STAGE_EXEC, Op, nul_list)
     from ._seccomp_filter import seccomp_features
     from ._start import StartedInit, start_init
 
 _EXPORTS = {
     "CLONE_FLAGS": "._plan",
+    "Deadline": "._forked",
+    "ENTER_TIMEOUT": "._forked",
+    "Entry": "._plan",
+    "enter": "._plan",
+    "enter_deadline": "._forked",
+    "entry_fds": "._forked",
+    "forks": "._plan",
+    "open_entry": "._forked",
     "DEFAULT_DEVICES": "._plan",
     "InitPlan": "._plan",
     "OP_EXEC": "._protocol",
@@ -47,7 +59,7 @@ _EXPORTS = {
     "plan_exec": "._plan",
     "plan_init": "._plan",
     "preserved_fds": "._preserve_fds",
-    "read_record": "._protocol",
+    "read_record": "._forked",
     "seccomp_features": "._seccomp_filter",
     "start_init": "._start",
     "with_preserved": "._preserve_fds",
@@ -55,7 +67,8 @@ _EXPORTS = {
 
 __getattr__, __dir__ = _lazy.exports(__name__, _EXPORTS)
 
-__all__ = ["CLONE_FLAGS", "DEFAULT_DEVICES", "InitPlan", "OP_EXEC", "OP_EXEC_PATH", "OP_NAMES",
-           "OP_SECCOMP", "OP_SETID_ROOT", "OP_SETNS", "Op", "STAGE_EXEC", "StartedInit",
-           "nul_list", "plan_exec", "plan_init", "preserved_fds", "read_record",
+__all__ = ["CLONE_FLAGS", "DEFAULT_DEVICES", "Deadline", "ENTER_TIMEOUT", "Entry", "InitPlan",
+           "OP_EXEC", "OP_EXEC_PATH", "OP_NAMES", "OP_SECCOMP", "OP_SETID_ROOT", "OP_SETNS",
+           "Op", "STAGE_EXEC", "StartedInit", "enter", "enter_deadline", "entry_fds", "forks",
+           "nul_list", "open_entry", "plan_exec", "plan_init", "preserved_fds", "read_record",
            "seccomp_features", "start_init", "with_preserved"]

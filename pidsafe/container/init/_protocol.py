@@ -47,6 +47,7 @@ OP_CLOSE_FD = _psi.OP_CLOSE_FD
 OP_SETNS = _psi.OP_SETNS
 OP_UNSHARE = _psi.OP_UNSHARE
 OP_LOOPBACK_UP = _psi.OP_LOOPBACK_UP
+OP_FORK = _psi.OP_FORK
 OP_SECCOMP = _psi.OP_SECCOMP
 OP_HOOKS = _psi.OP_HOOKS
 OP_EXEC_PATH = _psi.OP_EXEC_PATH
@@ -100,6 +101,7 @@ OP_NAMES = {
     OP_SETNS: "join namespace",
     OP_UNSHARE: "unshare namespaces",
     OP_LOOPBACK_UP: "bring up lo",
+    OP_FORK: "enter the pid namespace",
     OP_SECCOMP: "load the seccomp filter",
     OP_HOOKS: "wait for the create hooks",
     OP_EXEC_PATH: "exec",

@@ -31,8 +31,9 @@ from ..._value import Record
 from ...errors import UnsupportedError, container_error
 from ...process import Process, discard
 from ._plan import InitPlan
+from ._forked import Deadline, read_record, take_forked
 from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
-                        RECORD_READY, StatusRecord, encode, read_record)
+                        RECORD_READY, StatusRecord, encode)
 
 
 class StartedInit(Record, frozen=False):
@@ -138,27 +139,38 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                args: Optional[List[str]] = None,
                pid_namespace: Optional[int] = None,
                on_hooks: Optional[Callable[[Process], None]] = None,
-               pid_namespace_field: str = "") -> StartedInit:
+               pid_namespace_field: str = "", fork_socket: int = -1,
+               deadline: Optional[Deadline] = None) -> StartedInit:
     """Clone init, send its ops, and wait until it is READY.
 
     With ``on_hooks``, init stops at the plan's OP_HOOKS and reports it;
     ``on_hooks(proc)`` runs then (the create hooks) and lets init go on
     through the pipe the op names.
 
-    With ``pid_namespace`` (a pidfd of a process in it, for exec into a
-    container; or a pid namespace's fd, for a config that joins one by
-    path, ``pid_namespace_field``), the child is born in that pid
+    With ``pid_namespace`` (a pid namespace's fd, for a config that joins
+    one by path, ``pid_namespace_field``), the child is born in that pid
     namespace: the calling thread joins it for its children around
     clone3, and goes back at once.
 
+    With ``fork_socket`` (our end of the socket the plan's OP_FORK names),
+    the process pidsafe-init forks into a running container's pid
+    namespace is what is returned (see :mod:`._forked`); the pidsafe-init
+    we cloned, which never enters it, is reaped.  ``prepare`` runs for
+    the one we cloned, before it forks.
+
+    With ``deadline``, waiting for init fails (and kills it) once it has
+    passed: a container's processes can stop one of ours they can see.
+
     Raises:
         ContainerError: a step inside the container failed (``field``
-            names the config entry, ``path`` what it acted on).
+            names the config entry, ``path`` what it acted on); the
+            deadline passed (ETIMEDOUT).
         OSError: clone3 or a step in the parent failed.
     """
     init = init_program()
     fds: List[int] = []
     proc: Optional[Process] = None
+    cloned: Optional[Process] = None   # with fork_socket: the one that forks
     status: Optional[OwnedFd] = None
     try:
         with critical:
@@ -206,10 +218,19 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             view = view[n:]
         fds.remove(ops_w)
         os.close(ops_w)
-        rec = read_record(st_r)
+        if fork_socket >= 0:
+            cloned, proc = proc, None
+            proc = take_forked(fork_socket, st_r, args, deadline)
+            if proc is None:   # it failed before it forked: its record says why
+                rec = read_record(st_r, deadline)
+                raise error_from_record(rec, plan, cloned.wait() if rec is None else None)
+            cloned.wait()      # it left as soon as it had handed its child over
+            cloned.close()
+            cloned = None
+        rec = read_record(st_r, deadline)
         while rec is not None and rec.kind == RECORD_HOOKS and on_hooks is not None:
             on_hooks(proc)
-            rec = read_record(st_r)
+            rec = read_record(st_r, deadline)
         if rec is None or rec.kind != RECORD_READY:
             status_code = None
             if rec is None:
@@ -221,8 +242,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         return StartedInit(proc, status)
     except BaseException:
         with critical:
-            if proc is not None:
-                discard(proc)
+            for p in (proc, cloned):
+                if p is not None:
+                    discard(p)
             for fd in fds:
                 os.close(fd)
             if status is not None:

@@ -1,0 +1,177 @@
+"""The process pidsafe-init forks into a running container, and bounded waits for it.
+
+Entering a running container (exec, a hook in its namespaces), the
+pidsafe-init we clone stays in our pid namespace, where the container
+cannot see it, until it holds nothing of the host's; then it forks the
+process that runs the program into the container's pid namespace
+(csrc/init/main.c, ``PSI_OP_FORK``).  That child is ours
+(``CLONE_PARENT``): pidsafe-init sends us its pidfd, made by the same
+``clone3`` (``CLONE_PIDFD``), over a socket, so it is held by a pidfd from
+birth (DESIGN.md, invariant 1) and its pid is never looked up.
+
+Once it exists the container can see it and, as its uid, stop it
+(SIGSTOP) or freeze it (its cgroup) before it reaches its execve: every
+wait for it is bounded by a :class:`Deadline`, after which it is killed
+and the caller gets ``ETIMEDOUT`` instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import struct
+import time
+
+from ..._sigsafe import critical
+from ...errors import container_error
+from ...process import Process
+from ._plan import Entry, forks
+from ._protocol import RECORD_SIZE, StatusRecord, decode_record
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
+
+    from ..config import Spec
+
+_PID = struct.Struct("=i")
+
+#: How long a process of ours entering a running container (exec, a hook in
+#: its namespaces) may take to reach its program's execve.  The container
+#: sees it and, as its uid, can stop or freeze it on the way: the caller
+#: then gets ETIMEDOUT, not a hang.  (Normally it takes milliseconds.)
+ENTER_TIMEOUT = 60.0
+
+
+class Deadline:
+    """When waiting for a process of ours in a container must give up.
+
+    Args:
+        seconds: from now.
+        what: the process, for the message ("exec", "hook ...").
+    """
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self._at = time.monotonic() + seconds
+
+    def remaining_ms(self) -> int:
+        """Milliseconds left, for poll(2).
+
+        Raises:
+            ContainerError: none are left (ETIMEDOUT).
+        """
+        left = self._at - time.monotonic()
+        if left <= 0:
+            raise container_error(
+                errno.ETIMEDOUT, f"{self.what}: the process did not start within "
+                f"{self.seconds:g} s (stopped or frozen inside the container?)")
+        return max(1, int(left * 1000))
+
+
+def enter_deadline(what: str, timeout: Optional[float] = None) -> Deadline:
+    """The deadline of a process of ours entering a container: ``timeout``
+    seconds, at most :data:`ENTER_TIMEOUT` (read now: tests lower it)."""
+    limit = ENTER_TIMEOUT
+    return Deadline(limit if timeout is None else min(timeout, limit), what)
+
+
+def wait_readable(fds: Sequence[int], deadline: Optional[Deadline]) -> List[int]:
+    """Those of ``fds`` readable (or at EOF) once one is.
+
+    Raises:
+        ContainerError: the deadline passed first (ETIMEDOUT).
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    while True:
+        ready = poller.poll(None if deadline is None else deadline.remaining_ms())
+        if ready:
+            return [fd for fd, _ in ready]
+
+
+def read_record(fd: int, deadline: Optional[Deadline] = None) -> Optional[StatusRecord]:
+    """One status record from ``fd``, or ``None`` at EOF (a short read).
+
+    EOF with no record means: init exec'd its program (the status pipe is
+    close-on-exec), or init died.
+
+    Raises:
+        ContainerError: the deadline passed first (ETIMEDOUT).
+    """
+    data = b""
+    while len(data) < RECORD_SIZE:
+        if deadline is not None:
+            wait_readable((fd,), deadline)
+        chunk = os.read(fd, RECORD_SIZE - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return decode_record(data)
+
+
+def open_entry(init: Process, spec: Spec, owned: List[int]) -> Tuple[Entry, int]:
+    """The fds pidsafe-init needs to enter ``init``'s container, and our end
+    of its fork socket (-1 if it does not fork, see :func:`._plan.forks`).
+
+    Every fd opened is appended to ``owned`` (the caller closes them) in the
+    critical section that opens it.
+    """
+    with critical:
+        pidfd = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+        owned.append(pidfd)
+    if not forks(spec):
+        return Entry(pidfd), -1
+    import socket   # only to enter a container: create does without
+
+    with critical:
+        children = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+        owned.append(children)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        owned.append(ours.detach())
+        owned.append(theirs.detach())
+    return Entry(pidfd, children, owned[-1]), owned[-2]
+
+
+def entry_fds(entry: Entry) -> List[int]:
+    """The fds of ``entry`` pidsafe-init is given (at their numbers)."""
+    return [fd for fd in (entry.pidfd, entry.children_pidfd, entry.fork_fd) if fd >= 0]
+
+
+def take_forked(sock: int, status: int, args: Optional[List[str]],
+                deadline: Optional[Deadline]) -> Optional[Process]:
+    """The child pidsafe-init forked into the container, owned: or ``None``
+    if pidsafe-init failed before it forked (its record is on ``status``).
+
+    Raises:
+        ContainerError: the deadline passed first (ETIMEDOUT).
+        OSError: the message is not pidsafe-init's (EPROTO).
+    """
+    import socket
+
+    if sock not in wait_readable((sock, status), deadline):
+        return None
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=sock)
+    try:
+        with critical:   # the pidfd is owned by a Process before a handler can raise
+            data, ancillary, flags, _ = s.recvmsg(
+                _PID.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
+            fds: List[int] = []
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    n = len(payload) // _PID.size
+                    fds += struct.unpack(f"={n}i", payload[:n * _PID.size])
+            if len(fds) != 1 or len(data) != _PID.size or flags & socket.MSG_CTRUNC:
+                for fd in fds:
+                    os.close(fd)
+                if not data and not fds:
+                    return None   # EOF: it died before it could send
+                raise OSError(errno.EPROTO, "pidsafe-init sent no child")
+            (pid,) = _PID.unpack(data)
+            return Process(pid, fds[0], args=args, child=True)
+    finally:
+        s.detach()
