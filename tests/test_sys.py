@@ -420,7 +420,7 @@ def test_program_says_what_is_missing(tmp_path: pathlib.Path,
 
 
 def test_programs_are_exec_d_from_a_sealed_copy_made_once() -> None:
-    """Issue #15 item 1: what pidsafe execs is a memfd copy nobody can write."""
+    """CVE-2019-5736: what pidsafe execs is a memfd copy nobody can write."""
     from pidsafe._sys import _sealed
 
     for name in ("pidsafe-helper", "pidsafe-init"):

@@ -94,7 +94,7 @@ def in_container(pid: int, path: str) -> os.stat_result:
 def test_device_nodes_are_chmodded_by_fd_never_through_a_swapped_name(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
         tmp_path: pathlib.Path) -> None:
-    """Issue #15 item 4.  Devices are made before pivot_root: a mode set by
+    """Devices are made before pivot_root: a mode set by
     name (``fchmodat(dir, "null")``) follows a symlink swapped in after the
     mknod, resolved from the *host's* root, and makes a host file 0666."""
     secret = tmp_path / "host-secret"
@@ -122,7 +122,7 @@ def test_device_nodes_are_chmodded_by_fd_never_through_a_swapped_name(
 
 def test_masked_paths_bind_the_null_device_never_a_swapped_dev_null(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path) -> None:
-    """Issue #15 item 3 (CVE-2025-31133).  A masked file gets a bind of
+    """CVE-2025-31133.  A masked file gets a bind of
     /dev/null: looked up by name, a /dev/null swapped for a symlink to a
     procfs file makes the masked path a writable copy of that file (here
     the harmless, uts-namespaced kernel.domainname; core_pattern in the
@@ -174,7 +174,7 @@ def _sysctl_bundle(make_bundle: Any, edit: Any) -> pathlib.Path:
 
 def test_sysctl_is_never_written_through_a_mount_over_proc_sys(
         make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    """Issue #15 item 11 (CVE-2025-52881 class).  A sysctl written by path
+    """CVE-2025-52881 class.  A sysctl written by path
     goes wherever the path leads: here a bind of a host file over the
     sysctl's /proc/sys file."""
     host_file = tmp_path / "host-file"
@@ -193,7 +193,7 @@ def test_sysctl_is_never_written_through_a_mount_over_proc_sys(
 
 def test_sysctl_is_never_written_outside_procfs(
         make_bundle: Any, state_dir: pathlib.Path) -> None:
-    """Issue #15 item 11: without a /proc mount, /proc/sys/... is whatever
+    """CVE-2025-52881 class: without a /proc mount, /proc/sys/... is whatever
     the image (a host directory) has there; the write is refused."""
     def no_proc(doc: Dict[str, Any]) -> None:
         doc["mounts"] = [m for m in doc["mounts"] if m["type"] != "proc"]
@@ -268,7 +268,7 @@ def _with(userns: bool, ptrace: bool) -> Any:
 def test_a_proc_self_exe_script_never_reaches_the_installed_init(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, installed_init: str,
         userns: bool, ptrace: bool) -> None:
-    """Issue #15 item 1 (CVE-2019-5736).  A program ``#!/proc/self/exe``
+    """CVE-2019-5736.  A program ``#!/proc/self/exe``
     re-runs the binary of the process that exec'd it: pidsafe-init.  It
     must be a sealed copy: another process of the container opens it
     through ``/proc/PID/exe``, waits until it stops running, and writes."""
@@ -302,7 +302,7 @@ def test_a_proc_self_exe_script_never_reaches_the_installed_init(
 def test_init_waiting_to_start_shows_no_host_binary(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, installed_init: str,
         userns: bool) -> None:
-    """Issue #15 item 1: a process exec'd before ``start`` sees init (pid 1)
+    """CVE-2019-5736, at the gate: a process exec'd before ``start`` sees init (pid 1)
     at the gate, still pidsafe-init, with the program's uid and capabilities."""
     bundle = make_bundle(["true"], _with(userns, ptrace=False))
     _probe_in(bundle, probe)
@@ -341,7 +341,7 @@ def _edits(*edits: Any) -> Any:
 def test_no_process_of_ours_in_a_container_reaches_the_host(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
         userns: bool, ptrace: bool) -> None:
-    """Issue #15 item 2, and the hooks of item 11.  A process exec'd into a
+    """A process exec'd into a
     container (and a startContainer hook) enters the container's pid
     namespace; a scanner inside looks at every process it can see while
     they come, through /proc/PID/{root,cwd,exe,fd/*} and ptrace.  Were one
@@ -389,7 +389,7 @@ def _init_fd_like(pid: int, ours: int) -> int:
 
 def test_a_process_exec_d_before_start_cannot_forge_inits_status(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path) -> None:
-    """Issue #15 item 11.  Init waits at the gate with its status pipe open,
+    """Init waits at the gate with its status pipe open,
     with the program's uid and capabilities: a process exec'd before start
     with those could reopen it through /proc/1/fd/N and write an ERROR
     record, which start would report as the program's failure (and the
@@ -415,7 +415,7 @@ def test_a_process_exec_d_before_start_cannot_forge_inits_status(
 
 def test_an_exec_the_container_stops_fails_instead_of_hanging(
         make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue #15 item 11.  The process an exec forks into the container is
+    """The process an exec forks into the container is
     the container's to signal (its uid): stopped before its execve, the
     exec fails with ETIMEDOUT after ENTER_TIMEOUT and leaves nothing (the
     leak check), rather than hang.  Here it is stopped the moment it is
@@ -450,7 +450,7 @@ def test_an_exec_the_container_stops_fails_instead_of_hanging(
 def test_execs_racing_a_container_that_stops_everything_never_hang(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue #15 item 11, raced for real: the container's init sends SIGSTOP
+    """Raced for real: the container's init sends SIGSTOP
     to every process it may signal, in a loop, while execs come in.  Each
     exec either runs (and is stopped afterwards: its own business) or fails
     with ETIMEDOUT; none hangs.  (The old exec helper, born in the

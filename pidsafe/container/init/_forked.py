@@ -7,7 +7,7 @@ process that runs the program into the container's pid namespace
 (csrc/init/main.c, ``PSI_OP_FORK``).  That child is ours
 (``CLONE_PARENT``): pidsafe-init sends us its pidfd, made by the same
 ``clone3`` (``CLONE_PIDFD``), over a socket, so it is held by a pidfd from
-birth (DESIGN.md, invariant 1) and its pid is never looked up.
+birth (README's invariant 1) and its pid is never looked up.
 
 Once it exists the container can see it and, as its uid, stop it
 (SIGSTOP) or freeze it (its cgroup) before it reaches its execve: every
