@@ -29,7 +29,7 @@ from .config import DeviceRule, Resources, Spec
 from .init import (DEFAULT_DEVICES, StartedInit, plan_init, preserved_fds, start_init,
                    with_preserved)
 from ._container_exec import console_for
-from ._init_fds import check_namespace, field_of, open_tree as open_tree_fd, write_proc
+from ._init_fds import check_namespace, open_tree as open_tree_fd, write_proc
 from ._record import ContainerRecord
 from ._records import end, undo
 from ._stdio import Stdio, make_stdio
@@ -166,7 +166,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
     fds: List[int] = []
     userns_fds: List[OwnedFd] = []   # and the cgroup fd: closed with them below
     stdio = Stdio()
-    hooks_go: List[int] = []   # the write end of init's hooks pipe: never passed to init
+    ours: List[int] = []   # never passed to init: the hooks pipe's write end, a fork socket
     try:
         with critical:
             stdio = make_stdio(stdin, stdout, stderr)
@@ -214,15 +214,26 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                       userns_fd: int, field: str) -> int:
             return open_tree_fd(fds, source, recursive, attr_set, attr_clr, userns_fd, field)
 
-        hooks_fd = -1
+        hooks_fd = hooks_go = -1
         if spec.hooks.during_create:
             with critical:
-                hooks_fd, go = os.pipe2(os.O_CLOEXEC)
+                hooks_fd, hooks_go = os.pipe2(os.O_CLOEXEC)
                 fds.append(hooks_fd)
-                hooks_go.append(go)
+                ours.append(hooks_go)
+        fork_socket = fork_fd = -1
+        if "pid" in join:
+            # init is forked into a pid namespace given by path (plan_init).
+            import socket
+
+            with critical:
+                mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                fork_socket = mine.detach()
+                ours.append(fork_socket)
+                fork_fd = theirs.detach()
+                fds.append(fork_fd)
         plan = plan_init(spec, bundle, rootfs, gate_fd=gate, join_fds=join,
                          idmap_fds=idmap, open_tree=open_tree, layout=layout,
-                         hooks_fd=hooks_fd, console_fd=console_fd)
+                         hooks_fd=hooks_fd, console_fd=console_fd, fork_fd=fork_fd)
         if spec.linux.namespace("mount") is None:
             # init mounts in our namespace: what is under the root now stays.
             from ._shared_mounts import record as shared_mounts
@@ -232,11 +243,14 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         kept = preserved_fds(preserve_fds)
         plan = with_preserved(plan, preserve_fds)
 
-        def prepare(proc: Process) -> None:
+        def record_init(proc: Process) -> None:
             with critical:
                 record.init = ProcessIdentity.of(proc).to_json()
                 record.pid = proc.pid
             record.save(state)
+
+        def prepare(proc: Process) -> None:
+            record_init(proc)
             cg.add(proc, v2=v2_fd is None)   # every v1 hierarchy, before it runs
             _step("cloned")
             if spec.process.oom_score_adj is not None:
@@ -245,7 +259,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         def on_hooks(proc: Process) -> None:
             _step("hooks")
             run_create_hooks(spec, record, proc)
-            os.write(hooks_go[0], b"\1")
+            os.write(hooks_go, b"\1")
 
         started = start_init(plan, stdio=stdio.child,
                              pass_fds=[*fds, *(u.fileno() for u in userns_fds), *kept,
@@ -254,8 +268,8 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                              prepare=prepare,
                              args=list(spec.process.args),
                              on_hooks=on_hooks if hooks_fd >= 0 else None,
-                             pid_namespace=join.get("pid"),
-                             pid_namespace_field=field_of(spec, "pid"))
+                             fork_socket=fork_socket,
+                             on_forked=record_init if fork_socket >= 0 else None)
     except BaseException:
         with critical:
             stdio.close_all()   # our pipe ends too: there is no process to own them
@@ -263,7 +277,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
     finally:
         with critical:
             stdio.close_child_side()
-            for fd in fds + hooks_go:
+            for fd in fds + ours:
                 os.close(fd)
             for u in userns_fds:
                 u.close()

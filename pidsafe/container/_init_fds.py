@@ -16,15 +16,15 @@ from .. import errors as pidsafe_errors
 from .._sigsafe import critical
 from ..errors import container_error
 from ..process import Process
-from .config import Spec
 from .init import CLONE_FLAGS
 
 
 def check_namespace(fd: int, kind: str, path: str, field: str) -> None:
     """Check that ``fd`` (opened from ``path``) is a namespace of type ``kind``.
 
-    The fd itself is what init (or, for a pid namespace, our thread) joins,
-    so the file checked is the one joined, whatever ``path`` names later.
+    The fd itself is what init joins (a pid namespace: for the children it
+    forks into it), so the file checked is the one joined, whatever
+    ``path`` names later.
     """
     try:
         nstype: Optional[int] = _sys.ns_type(fd)
@@ -39,11 +39,6 @@ def check_namespace(fd: int, kind: str, path: str, field: str) -> None:
                               message=f"join {kind} namespace ({field}): {path} is "
                               + (f"a {what} namespace" if what else "not a namespace file"))
 
-def field_of(spec: Spec, kind: str) -> str:
-    for i, ns in enumerate(spec.linux.namespaces):
-        if ns.type == kind:
-            return f"linux.namespaces[{i}].path"
-    return ""
 
 def open_tree(fds: List[int], source: str, recursive: bool, attr_set: int, attr_clr: int,
                userns_fd: int, field: str) -> int:

@@ -129,8 +129,9 @@ def _userns(doc: Dict[str, Any]) -> None:
 @pytest.mark.parametrize("userns", [False, True], ids=["host-user", "userns"])
 def test_join_a_pid_namespace_by_path(make_bundle: Any, state_dir: pathlib.Path,
                                       userns: bool) -> None:
-    """init is born in the namespace (our thread joins it around clone3): it is
-    not that namespace's pid 1, and it sees the processes already there."""
+    """init is forked into the namespace by pidsafe-init (cloned in ours): it is
+    not that namespace's pid 1, it sees the processes already there, and it
+    is ours, held by its pidfd."""
     holder = pidsafe.Container.create("holder", make_bundle(["sleep", "1000"]),
                                       state_dir=str(state_dir))
     try:
@@ -151,6 +152,10 @@ def test_join_a_pid_namespace_by_path(make_bundle: Any, state_dir: pathlib.Path,
         try:
             assert c.pid is not None
             assert os.readlink(f"/proc/{c.pid}/ns/pid") == os.readlink(ns_path)
+            with open(f"/proc/{c.pid}/status") as f:   # ours (CLONE_PARENT), not dumpable
+                status = dict(line.split(":", 1) for line in f)
+            assert int(status["PPid"]) == os.getpid()
+            assert os.readlink(f"/proc/{c.pid}/exe").startswith("/memfd:pidsafe:pidsafe-init")
             c.start()
             proc = c.process()
             assert proc is not None and proc.stdout is not None

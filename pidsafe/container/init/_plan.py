@@ -105,13 +105,14 @@ def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[Mount
 def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: Dict[str, int],
               idmap_fds: Dict[int, int], open_tree: OpenTree,
               layout: Optional[CgroupLayout] = None, hooks_fd: int = -1,
-              console_fd: int = -1) -> InitPlan:
+              console_fd: int = -1, fork_fd: int = -1) -> InitPlan:
     """The plan for ``spec`` with the root at ``rootfs`` (absolute, on the host).
 
     Args:
         join_fds: OCI namespace type -> an fd (open in the caller, passed to
-            init at the same number) for each namespace given by path; that
-            of a pid namespace is for the caller to clone init into.
+            init at the same number) for each namespace given by path.
+        fork_fd: with a pid namespace given by path, the socket pidsafe-init
+            sends the pidfd of the init it forks into it over (see below).
         idmap_fds: mount index -> a user-namespace fd for idmapped binds.
         open_tree: makes each bind (host paths are opened by the caller, as
             host root in the host's mount namespace, never by init).
@@ -137,12 +138,23 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
     if in_userns and "user" not in join_fds:
         raise ValueError("a container in a user namespace needs join_fds['user']")
 
-    # A pid namespace given by path is not joined by init (setns changes
-    # only the pid namespace of one's children): the creator's thread joins
-    # it around clone3 (start_init(pid_namespace=)), so init is born in it.
     def joined(kind: str) -> None:
         idx = next(i for i, ns in enumerate(linux.namespaces) if ns.type == kind)
         b.add(OP_SETNS, join_fds[kind], CLONE_FLAGS[kind], field_=f"linux.namespaces[{idx}]",
+              what=linux.namespaces[idx].path or "")
+
+    # 0. A pid namespace given by path is another's (a pod's): its processes
+    # see whatever is born in it.  pidsafe-init is cloned in ours, chooses it
+    # for its children (setns changes only theirs) and forks the container's
+    # init into it at once (OP_FORK, as an exec enters a container, see
+    # enter()): that init is not dumpable and runs from the sealed binary.
+    # (It must be in the pid namespace before its /proc is mounted.)
+    if "pid" in join_fds:
+        if fork_fd < 0:
+            raise ValueError("joining a pid namespace by path needs fork_fd")
+        joined("pid")
+        idx = next(i for i, ns in enumerate(linux.namespaces) if ns.type == "pid")
+        b.add(OP_FORK, fork_fd, field_=f"linux.namespaces[{idx}]",
               what=linux.namespaces[idx].path or "")
 
     # 1. Namespaces.  Without a user namespace, every new one comes from

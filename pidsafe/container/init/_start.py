@@ -1,10 +1,13 @@
 """Create a container's init: held by a pidfd from birth, set up by pidsafe-init.
 
 1. ``clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|namespaces[|CLONE_INTO_CGROUP])``:
-   the child shares our memory only until it execs pidsafe-init, and
-   changes no credential before that (invariant 8); the cost
+   the child shares our memory only until it execs pidsafe-init (a sealed
+   copy), and changes no credential before that (invariant 8); the cost
    does not grow with our heap (invariant 3).  pid and pidfd are born
-   together (invariant 1).
+   together (invariant 1).  It is never born in a pid namespace another
+   process can see: into an existing one (an exec, a hook, a pid namespace
+   given by path) pidsafe-init forks once it holds nothing of the host's
+   (``fork_socket``, :mod:`._forked`).
 2. pidsafe-init blocks reading its op stream.  Meanwhile ``prepare(proc)``
    (the caller: state, cgroups, oom_score_adj) runs.  A user namespace is
    made beforehand, maps and all, by :func:`pidsafe.get_userns_fd`
@@ -19,10 +22,9 @@ closed before the error propagates.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ... import _sys
 from ..._fd import OwnedFd
@@ -45,44 +47,6 @@ class StartedInit(Record, frozen=False):
 
     process: Process
     status: OwnedFd
-
-
-@contextlib.contextmanager
-def _children_in(pidfd: Optional[int], field: str = "") -> Iterator[None]:
-    """Make the calling thread's next children be born in ``pidfd``'s pid namespace.
-
-    ``pidfd``: a pidfd of a process in it, or a pid namespace's own fd.
-    setns(CLONE_NEWPID) changes only the thread's pid namespace *for
-    children* (its own stays), and a thread may always go back to its own
-    one.  Callers hold ``critical``: a raising signal handler must not leave
-    the thread spawning into the container.
-
-    Raises:
-        ContainerError: the namespace cannot be joined (EINVAL: it is not
-            ours or a descendant of ours); ``field`` names the config entry.
-    """
-    if pidfd is None:
-        yield
-        return
-    own = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        try:
-            _sys.setns(pidfd, _sys.CLONE_NEWPID)
-        except OSError as exc:
-            raise container_error(exc.errno or errno.EIO, "join pid namespace", None,
-                                  field) from None
-        try:
-            yield
-        finally:
-            # Going back can only fail for want of memory (ENOMEM): try
-            # again once, for a thread left spawning into the container
-            # would put every later child of ours there.
-            try:
-                _sys.setns(own, _sys.CLONE_NEWPID)
-            except OSError:
-                _sys.setns(own, _sys.CLONE_NEWPID)
-    finally:
-        os.close(own)
 
 
 def init_program() -> _sys.Program:
@@ -137,9 +101,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                cgroup_fd: int = -1,
                prepare: Optional[Callable[[Process], None]] = None,
                args: Optional[List[str]] = None,
-               pid_namespace: Optional[int] = None,
                on_hooks: Optional[Callable[[Process], None]] = None,
-               pid_namespace_field: str = "", fork_socket: int = -1,
+               fork_socket: int = -1,
+               on_forked: Optional[Callable[[Process], None]] = None,
                deadline: Optional[Deadline] = None) -> StartedInit:
     """Clone init, send its ops, and wait until it is READY.
 
@@ -147,16 +111,12 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
     ``on_hooks(proc)`` runs then (the create hooks) and lets init go on
     through the pipe the op names.
 
-    With ``pid_namespace`` (a pid namespace's fd, for a config that joins
-    one by path, ``pid_namespace_field``), the child is born in that pid
-    namespace: the calling thread joins it for its children around
-    clone3, and goes back at once.
-
     With ``fork_socket`` (our end of the socket the plan's OP_FORK names),
     the process pidsafe-init forks into a running container's pid
     namespace is what is returned (see :mod:`._forked`); the pidsafe-init
     we cloned, which never enters it, is reaped.  ``prepare`` runs for
-    the one we cloned, before it forks.
+    the one we cloned, before it forks; ``on_forked(proc)`` for the one it
+    forked, as soon as it is ours.
 
     With ``deadline``, waiting for init fails (and kills it) once it has
     passed: a container's processes can stop one of ours they can see.
@@ -184,21 +144,17 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         keep = sorted({ops_r, st_w, err_w, exe, *pass_fds})
         argv = [init.exec_path, str(ops_r).encode(), str(st_w).encode()]
         with critical:
-            with _children_in(pid_namespace, pid_namespace_field):
-                try:
-                    pid, pidfd = _sys.spawn(_sys.ChildSpec(
-                        exec_paths=(init.exec_path,), exec_fd=exe, argv=tuple(argv),
-                        errpipe_write=err_w, envp=(),
-                        stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
-                        cgroup_fd=cgroup_fd))
-                except OSError as exc:
-                    if exc.errno == errno.ENOSYS:
-                        raise UnsupportedError("clone3", "containers need clone3") from None
-                    raise
-                # Owned before our thread leaves the namespace: if that
-                # failed, the child would be left unreaped (and a pid
-                # namespace with a zombie in it cannot finish dying).
-                proc = Process(pid, pidfd, args=args, child=True)
+            try:
+                pid, pidfd = _sys.spawn(_sys.ChildSpec(
+                    exec_paths=(init.exec_path,), exec_fd=exe, argv=tuple(argv),
+                    errpipe_write=err_w, envp=(),
+                    stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
+                    cgroup_fd=cgroup_fd))
+            except OSError as exc:
+                if exc.errno == errno.ENOSYS:
+                    raise UnsupportedError("clone3", "containers need clone3") from None
+                raise
+            proc = Process(pid, pidfd, args=args, child=True)
         for fd in (ops_r, st_w, err_w):
             fds.remove(fd)
             os.close(fd)
@@ -227,6 +183,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             cloned.wait()      # it left as soon as it had handed its child over
             cloned.close()
             cloned = None
+            if on_forked is not None:
+                on_forked(proc)
         rec = read_record(st_r, deadline)
         while rec is not None and rec.kind == RECORD_HOOKS and on_hooks is not None:
             on_hooks(proc)
