@@ -446,7 +446,7 @@ class Container:
         if self._init is None or not self._alive():
             raise ContainerStateError(f"container {self.id!r} is not running")
         if self._record.frozen():
-            # Born into the frozen cgroup, the process could never report back.
+            # Moved into the frozen cgroup, the process could never report back.
             raise ContainerStateError(f"cannot exec in container {self.id!r}: it is paused")
         return self._init
 

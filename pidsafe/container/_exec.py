@@ -57,23 +57,21 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                               preserve_fds)
         if cgroup is None:   # a container recorded without one: init's own cgroups
             cgroup = Cgroup.of_process(init)
-        v2_fd = None
-        try:
-            v2_fd = cgroup.open_v2_fd()
+        # Not CLONE_INTO_CGROUP: the container may have frozen its own
+        # cgroup, and a spawn child born frozen would hold our thread in
+        # clone3 for good.  pidsafe-init is moved in once it has exec'd
+        # (before it reads a single op); frozen there, it is bounded by the
+        # deadline like any process of ours the container stops.
+        joined = cgroup
 
-            def prepare(p: Process) -> None:
-                assert cgroup is not None
-                cgroup.add(p, v2=v2_fd is None)
+        def prepare(p: Process) -> None:
+            joined.add(p)
 
-            passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
-                                         if fd is not None and fd >= 0]
-            started = start_init(plan, stdio=stdio.child, pass_fds=[*passed, *kept],
-                                 cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
-                                 prepare=prepare, args=list(process.args),
-                                 fork_socket=fork_socket, deadline=deadline)
-        finally:
-            if v2_fd is not None:
-                v2_fd.close()
+        passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
+                                     if fd is not None and fd >= 0]
+        started = start_init(plan, stdio=stdio.child, pass_fds=[*passed, *kept],
+                             prepare=prepare, args=list(process.args),
+                             fork_socket=fork_socket, deadline=deadline)
     finally:
         with critical:
             while owned:
