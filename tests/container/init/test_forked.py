@@ -1,0 +1,93 @@
+"""Entering a running container (init/_forked.py): the forked child's
+handover, deadlines, and every call of an exec failed or interrupted (root)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pathlib
+import time
+from typing import Any
+
+import pytest
+
+import pidsafe
+from conftest import children, leak_check
+from faults import Faults, Interrupt
+from pidsafe.container.init import _forked
+
+pytestmark = pytest.mark.root
+
+
+def test_a_deadline_that_passed_says_what_did_not_start() -> None:
+    d = _forked.Deadline(0.0, "exec")
+    time.sleep(0.001)   # past, whatever the clock's resolution
+    with pytest.raises(pidsafe.ContainerError) as info:
+        d.remaining_ms()
+    assert info.value.errno == errno.ETIMEDOUT
+    assert "exec: the process did not start within 0 s (stopped or frozen" in str(info.value)
+
+
+def test_enter_deadline_is_at_most_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 5.0)
+    assert _forked.enter_deadline("x").seconds == 5.0
+    assert _forked.enter_deadline("x", 2.0).seconds == 2.0
+    assert _forked.enter_deadline("x", 60.0).seconds == 5.0
+
+
+def test_the_exec_d_process_is_ours_from_a_sealed_binary_with_a_session_of_its_own(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("own", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        before = children()
+        with c.exec(["sh", "-c", "cat /proc/$$/stat; read x; true"], exec_id="e",
+                    stdin=pidsafe.PIPE, stdout=pidsafe.PIPE) as p:
+            assert p.stdout is not None and p.stdin is not None
+            stat = p.stdout.readline().decode()   # "PID (COMM) STATE PPID PGRP SID ..."
+            assert stat[stat.rindex(")") + 2:].split()[3] == stat.split()[0]   # SID == PID
+            # Our child (CLONE_PARENT), the only new one: the pidsafe-init
+            # that forked it is gone and reaped.
+            assert children() - before == {p.pid}
+            p.stdin.close()
+            assert p.wait(timeout=60) == 0
+    finally:
+        c.delete(force=True)
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["failing", "interrupted"])
+def test_exec_with_each_call(faults: Faults, make_bundle: Any, state_dir: pathlib.Path,
+                             interrupt: bool) -> None:
+    """Every native and os call of an exec into a container (the pidfd
+    copies, the fork socket, pidsafe-init's clone, the handover), failed or
+    interrupted: the exec raises, nothing of it is left, the container
+    goes on."""
+    c = pidsafe.Container.create("fx", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        ran = []
+
+        def exec_once(i: int) -> None:
+            with c.exec(["true"], exec_id=f"x{i}") as p:
+                ran.append(p.wait(timeout=60))
+
+        # The handed-over pidsafe-init may need a waitid or two more to be
+        # reaped: every k up to the fewest calls of three runs comes.
+        n = min(faults.count(lambda: exec_once(i)) for i in range(3))
+        calls = list(faults.calls)
+        assert ran == [0, 0, 0] and n > 10, calls
+        for k in range(1, n + 1):
+            with leak_check(f"exec with call {k} of {n} ({calls[k - 1]}) "
+                            f"{'interrupted' if interrupt else 'failed'}"):
+                ctx = faults.interrupt_at(k) if interrupt else faults.fail_at(k, errno.EIO)
+                try:
+                    with ctx:
+                        exec_once(10 + k)
+                except Interrupt:
+                    assert interrupt
+                except (OSError, pidsafe.Error) as exc:
+                    assert not interrupt, f"call {k} ({faults.fired}): {exc!r}"
+                assert faults.fired is not None, f"call {k} never came"
+        exec_once(10 + n + 1)   # the container is whole
+    finally:
+        c.delete(force=True)
