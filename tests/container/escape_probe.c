@@ -12,13 +12,14 @@
  *       Race: exchange DIR/NAME with DIR/LINK (a symlink to TARGET) with
  *       renameat2(RENAME_EXCHANGE) until killed, re-making the symlink
  *       whenever the victim removed it.
- *   scan MARKER HOST_ROOT_DEV:INO INIT_DEV:INO
+ *   scan MARKER HOST_ROOT_DEV:INO OURS_DEV:INO[,DEV:INO...]
  *       Race, inside: until stdin reaches EOF, look at every other process
  *       in /proc and try to reach the host through it: /proc/PID/root and
  *       /proc/PID/cwd (can MARKER, a host path absent from the container,
  *       be opened beneath them? is the directory the host's root?),
- *       /proc/PID/exe (the installed pidsafe-init?), every /proc/PID/fd/N
- *       (any of those), and whether ptrace would attach (asked with
+ *       /proc/PID/exe (one of the host binaries OURS names: the installed
+ *       pidsafe-init, pidsafe-helper, the runtime's python?), every
+ *       /proc/PID/fd/N (any of those), and whether ptrace would attach (asked with
  *       process_vm_readv, never attaching).  Prints "HOST what" for each way
  *       in, "PTRACE pid exe" for each process ptrace would let it at,
  *       "OURS pid exe" for each process of pidsafe's
@@ -68,6 +69,37 @@ static int parse_ident(const char *s, struct ident *out)
 static int is(const struct stat *st, const struct ident *id)
 {
     return (unsigned long long)st->st_dev == id->dev && (unsigned long long)st->st_ino == id->ino;
+}
+
+/* The host binaries a scan looks for: "DEV:INO[,DEV:INO...]". */
+#define MAX_OURS 8
+struct idents {
+    int n;
+    struct ident id[MAX_OURS];
+};
+
+static int parse_idents(const char *s, struct idents *out)
+{
+    out->n = 0;
+    while (out->n < MAX_OURS) {
+        if (parse_ident(s, &out->id[out->n++]) < 0)
+            return -1;
+        s = strchr(s, ',');
+        if (s == NULL)
+            return 0;
+        s++;
+    }
+    return -1;
+}
+
+static int is_any(const struct stat *st, const struct idents *ids)
+{
+    int i;
+
+    for (i = 0; i < ids->n; i++)
+        if (is(st, &ids->id[i]))
+            return 1;
+    return 0;
 }
 
 static int swap_mode(const char *dir, const char *name, const char *link, const char *target)
@@ -140,7 +172,7 @@ static int may_ptrace(int pid)
 }
 
 static void check_pid(int pid, const char *marker, const struct ident *host_root,
-                      const struct ident *init)
+                      const struct idents *ours)
 {
     char path[128], exe[256] = "";
     struct stat st;
@@ -155,8 +187,8 @@ static void check_pid(int pid, const char *marker, const struct ident *host_root
         printf("OURS %d %s\n", pid, exe);   /* a process of pidsafe's, before its exec */
     fd = open(path, O_PATH | O_CLOEXEC);
     if (fd >= 0) {
-        if (fstat(fd, &st) == 0 && is(&st, init))
-            printf("HOST exe of %d is the installed pidsafe-init\n", pid);
+        if (fstat(fd, &st) == 0 && is_any(&st, ours))
+            printf("HOST exe of %d is a host binary of ours: %s\n", pid, exe);
         close(fd);
     }
     snprintf(path, sizeof(path), "/proc/%d/root", pid);
@@ -184,8 +216,8 @@ static void check_pid(int pid, const char *marker, const struct ident *host_root
             if (fd < 0)
                 continue;
             if (fstat(fd, &st) == 0) {
-                if (is(&st, init))
-                    printf("HOST fd %s of %d is the installed pidsafe-init\n", e->d_name, pid);
+                if (is_any(&st, ours))
+                    printf("HOST fd %s of %d is a host binary of ours\n", e->d_name, pid);
                 if (S_ISDIR(st.st_mode))
                     check_dir(fd, marker, host_root, "a directory fd", pid);
             }
@@ -197,13 +229,14 @@ static void check_pid(int pid, const char *marker, const struct ident *host_root
         printf("PTRACE %d %s\n", pid, exe);
 }
 
-static int scan_mode(const char *marker, const char *root_s, const char *init_s)
+static int scan_mode(const char *marker, const char *root_s, const char *ours_s)
 {
-    struct ident host_root, init;
+    struct ident host_root;
+    struct idents ours;
     unsigned long rounds = 0, seen = 0;
     int self = getpid();
 
-    if (parse_ident(root_s, &host_root) < 0 || parse_ident(init_s, &init) < 0)
+    if (parse_ident(root_s, &host_root) < 0 || parse_idents(ours_s, &ours) < 0)
         return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("READY\n");
@@ -217,7 +250,7 @@ static int scan_mode(const char *marker, const char *root_s, const char *init_s)
             if (pid <= 0 || pid == self)
                 continue;
             seen++;
-            check_pid(pid, marker, &host_root, &init);
+            check_pid(pid, marker, &host_root, &ours);
         }
         closedir(proc);
         rounds++;

@@ -24,6 +24,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 from typing import Any, Dict, Iterator
 
 import pytest
@@ -216,6 +217,15 @@ def _identity(path: str) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
+def _ours() -> str:
+    """The host binaries of ours no process a container sees may run from:
+    the installed pidsafe-init and pidsafe-helper, and this python (the
+    spawn child shares our memory until its exec), for ``escape_probe scan``."""
+    return ",".join(_identity(p) for p in (_sys.program("pidsafe-init").path,
+                                           _sys.program("pidsafe-helper").path,
+                                           os.path.realpath(sys.executable)))
+
+
 def _ns_pid(proc: pidsafe.Process) -> int:
     """``proc``'s pid in its own (the container's) pid namespace."""
     with open(f"/proc/{proc.pid}/status") as f:
@@ -337,8 +347,10 @@ def _edits(*edits: Any) -> Any:
     return edit
 
 
-@pytest.mark.parametrize("userns, ptrace", [(False, False), (False, True), (True, True)],
-                         ids=["host-users", "host-users-cap-sys-ptrace", "userns-cap-sys-ptrace"])
+@pytest.mark.parametrize("userns, ptrace", [(False, False), (False, True), (True, False),
+                                            (True, True)],
+                         ids=["host-users", "host-users-cap-sys-ptrace", "userns",
+                              "userns-cap-sys-ptrace"])
 def test_no_process_of_ours_in_a_container_reaches_the_host(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
         userns: bool, ptrace: bool) -> None:
@@ -355,8 +367,7 @@ def test_no_process_of_ours_in_a_container_reaches_the_host(
     c = pidsafe.Container.create("scan", bundle, state_dir=str(state_dir))
     try:
         # Exec'd before start: it sees the startContainer hooks come too.
-        scanner = c.exec(["/bin/escape_probe", "scan", str(marker), _identity("/"),
-                          _identity(_sys.program("pidsafe-init").path)],
+        scanner = c.exec(["/bin/escape_probe", "scan", str(marker), _identity("/"), _ours()],
                          exec_id="scanner", stdin=pidsafe.PIPE, stdout=pidsafe.PIPE)
         with scanner:
             assert scanner.stdout is not None and scanner.stdin is not None
@@ -379,6 +390,69 @@ def test_no_process_of_ours_in_a_container_reaches_the_host(
         assert [x for x in lines if x.startswith("PTRACE") and "pidsafe" in x] == [], report
 
 
+#: Containers joining the pod per pod scan test.
+JOINERS = 8
+
+
+@pytest.mark.parametrize("pod_userns, ptrace, joiner_userns",
+                         [(False, False, False), (False, False, True), (True, True, False),
+                          (True, True, True)],
+                         ids=["host-users", "joiner-userns", "pod-userns-cap-sys-ptrace",
+                              "both-userns-cap-sys-ptrace"])
+def test_no_process_of_ours_in_a_pod_reaches_the_host(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
+        pod_userns: bool, ptrace: bool, joiner_userns: bool) -> None:
+    """Containers joining a pod's pid namespace (``linux.namespaces`` pid
+    with a ``path``) bring processes of ours into it while they are made:
+    each one's init, forked into it before its mounts and its pivot_root,
+    its startContainer hooks and its execs.  A scanner in the pod looks at
+    each of them through /proc/PID/{root,cwd,exe,fd/*}: none leads to the
+    host, nor runs from a host binary of ours.  (Not with CAP_SYS_PTRACE in
+    the initial user namespace, which reaches every process: README,
+    Security, "Not covered".)"""
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("host\n")
+    pod_bundle = make_bundle(["sleep", "1000"], _with(pod_userns, ptrace))
+    _probe_in(pod_bundle, probe)
+    pod = pidsafe.Container.create("pod", pod_bundle, state_dir=str(state_dir))
+    try:
+        pod.start()
+        assert pod.pid is not None
+        ns_path = f"/proc/{pod.pid}/ns/pid"
+
+        def join(doc: Dict[str, Any]) -> None:
+            for ns in doc["linux"]["namespaces"]:
+                if ns["type"] == "pid":
+                    ns["path"] = ns_path
+            if joiner_userns:
+                _userns(doc)
+
+        joiner = make_bundle(["sleep", "1000"], _edits(join, _hooks(2)))
+        scanner = pod.exec(["/bin/escape_probe", "scan", str(marker), _identity("/"),
+                            _ours()], exec_id="scanner", stdin=pidsafe.PIPE,
+                           stdout=pidsafe.PIPE)
+        with scanner:
+            assert scanner.stdout is not None and scanner.stdin is not None
+            assert scanner.stdout.readline() == b"READY\n"
+            for i in range(JOINERS):
+                c = pidsafe.Container.create(f"joiner{i}", joiner, state_dir=str(state_dir))
+                try:
+                    c.start()
+                    with c.exec(["true"], exec_id="e") as p:
+                        assert p.wait(timeout=60) == 0
+                finally:
+                    c.delete(force=True)
+            scanner.stdin.close()
+            report = scanner.stdout.read().decode()
+            assert scanner.wait(timeout=60) == 0
+    finally:
+        pod.delete(force=True)
+    lines = report.splitlines()
+    assert lines and lines[-1].startswith("SCANNED "), report
+    assert int(lines[-1].split()[1]) > 0
+    assert [x for x in lines if x.startswith("HOST")] == [], report
+
+
 def _init_fd_like(pid: int, ours: int) -> int:
     """The number, in process ``pid``, of the other end of our pipe ``ours``."""
     want = os.readlink(f"/proc/self/fd/{ours}")
@@ -388,14 +462,18 @@ def _init_fd_like(pid: int, ours: int) -> int:
     raise AssertionError(f"{pid} has no end of {want}")
 
 
+@pytest.mark.parametrize("userns, ptrace", [(False, False), (True, True)],
+                         ids=["host-users", "userns-cap-sys-ptrace"])
 def test_a_process_exec_d_before_start_cannot_forge_inits_status(
-        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path) -> None:
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, userns: bool,
+        ptrace: bool) -> None:
     """Init waits at the gate with its status pipe open,
     with the program's uid and capabilities: a process exec'd before start
     with those could reopen it through /proc/1/fd/N and write an ERROR
     record, which start would report as the program's failure (and the
-    exec FIFO: start the program early)."""
-    bundle = make_bundle(["true"])
+    exec FIFO: start the program early).  Also with CAP_SYS_PTRACE in a
+    user namespace of its own: init's memory belongs to the host's."""
+    bundle = make_bundle(["true"], _with(userns, ptrace))
     _probe_in(bundle, probe)
     c = pidsafe.Container.create("forge", bundle, state_dir=str(state_dir))
     try:
