@@ -26,8 +26,8 @@ from ..process import Process
 from ..state import StateFile
 from .cgroup import Cgroup, CgroupLayout
 from .config import DeviceRule, Resources, Spec
-from .init import (DEFAULT_DEVICES, StartedInit, plan_init, preserved_fds, start_init,
-                   with_preserved)
+from .init import (DEFAULT_DEVICES, StartedInit, enter_deadline, plan_init, preserved_fds,
+                   start_init, with_preserved)
 from ._container_exec import console_for
 from ._init_fds import check_namespace, open_tree as open_tree_fd, write_proc
 from ._record import ContainerRecord
@@ -269,7 +269,10 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                              args=list(spec.process.args),
                              on_hooks=on_hooks if hooks_fd >= 0 else None,
                              fork_socket=fork_socket,
-                             on_forked=record_init if fork_socket >= 0 else None)
+                             on_forked=record_init if fork_socket >= 0 else None,
+                             # Forked into a pod's pid namespace, init is seen
+                             # by the pod's processes, which may stop it.
+                             deadline=enter_deadline("create") if fork_socket >= 0 else None)
     except BaseException:
         with critical:
             stdio.close_all()   # our pipe ends too: there is no process to own them

@@ -81,7 +81,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         with started.status:
             rec = read_record(started.status.fileno(), deadline)
         if rec is not None:
-            proc.wait()
+            # Not waited for: the container may stop it before it exits.
+            # discard() kills and reaps it.
             raise container_error(rec.err, f"exec: {OP_NAMES.get(rec.op, 'exec')}",
                                   process.args[0],
                                   "process.args" if rec.op == STAGE_EXEC

@@ -25,7 +25,7 @@ import signal
 import stat
 import subprocess
 import sys
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -561,3 +561,55 @@ def test_execs_racing_a_container_that_stops_everything_never_hang(
         init.stdin.close()
     finally:
         c.delete(force=True)
+
+
+def test_a_container_joining_a_pod_that_stops_everything_never_hangs(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container joining a pod's pid namespace has its init forked in
+    before its mounts: from then on the pod's processes see it and, as its
+    uid, may SIGSTOP it.  Here the pod's init stops everything it may
+    signal, in a loop: each create either succeeds or fails with ETIMEDOUT
+    after the deadline, leaving nothing (the leak check); none hangs.  (It
+    waited for init's READY for ever.)"""
+    from pidsafe.container.init import _forked
+
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
+    pod_bundle = make_bundle(["/bin/escape_probe", "stopper"])
+    _probe_in(pod_bundle, probe)
+    pod = pidsafe.Container.create("stoppod", pod_bundle, state_dir=str(state_dir),
+                                   stdin=pidsafe.PIPE, stdout=pidsafe.PIPE)
+    try:
+        pod.start()
+        init = pod.process()
+        assert init is not None and init.stdout is not None and init.stdin is not None
+        assert init.stdout.readline() == b"READY\n"
+        assert pod.pid is not None
+        ns_path = f"/proc/{pod.pid}/ns/pid"
+
+        def join(doc: Dict[str, Any]) -> None:
+            for ns in doc["linux"]["namespaces"]:
+                if ns["type"] == "pid":
+                    ns["path"] = ns_path
+
+        joiner = make_bundle(["true"], join)
+        outcomes: List[str] = []
+        # Until one is stopped (each one stopped costs the deadline): on a
+        # loaded machine the stopper may not run while an init is made.
+        for i in range(20):
+            if "timed out" in outcomes:
+                break
+            try:
+                c = pidsafe.Container.create(f"joiner{i}", joiner, state_dir=str(state_dir))
+            except pidsafe.ContainerError as exc:
+                assert exc.errno == errno.ETIMEDOUT, exc
+                assert "create: the process did not start within 1 s" in str(exc)
+                outcomes.append("timed out")
+            else:
+                c.delete(force=True)
+                outcomes.append("created")
+        assert "timed out" in outcomes, "the stopper never stopped an init: proved nothing"
+        assert [n for n in os.listdir(state_dir) if n.startswith("joiner")] == []
+        init.stdin.close()
+    finally:
+        pod.delete(force=True)

@@ -25,7 +25,7 @@ import struct
 import time
 
 from ..._sigsafe import critical
-from ...errors import container_error
+from ...errors import ContainerError, container_error
 from ...process import Process
 from ._plan import Entry, forks
 from ._protocol import RECORD_SIZE, StatusRecord, decode_record
@@ -58,18 +58,35 @@ class Deadline:
         self.what = what
         self._at = time.monotonic() + seconds
 
-    def remaining_ms(self) -> int:
-        """Milliseconds left, for poll(2).
+    def remaining(self) -> float:
+        """Seconds left.
 
         Raises:
             ContainerError: none are left (ETIMEDOUT).
         """
         left = self._at - time.monotonic()
         if left <= 0:
-            raise container_error(
-                errno.ETIMEDOUT, f"{self.what}: the process did not start within "
-                f"{self.seconds:g} s (stopped or frozen inside the container?)")
-        return max(1, int(left * 1000))
+            raise self.expired()
+        return left
+
+    def remaining_ms(self) -> int:
+        """Milliseconds left, for poll(2).
+
+        Raises:
+            ContainerError: none are left (ETIMEDOUT).
+        """
+        return max(1, int(self.remaining() * 1000))
+
+    def expired(self) -> ContainerError:
+        """The error of a wait that reached the deadline (ETIMEDOUT)."""
+        return container_error(
+            errno.ETIMEDOUT, f"{self.what}: the process did not start within "
+            f"{self.seconds:g} s (stopped or frozen inside the container?)")
+
+    def again(self) -> Deadline:
+        """The same bound from now: after a wait that was not the process's
+        (create's hooks, which have timeouts of their own)."""
+        return Deadline(self.seconds, self.what)
 
 
 def enter_deadline(what: str, timeout: Optional[float] = None) -> Deadline:
@@ -92,6 +109,24 @@ def wait_readable(fds: Sequence[int], deadline: Optional[Deadline]) -> List[int]
         ready = poller.poll(None if deadline is None else deadline.remaining_ms())
         if ready:
             return [fd for fd, _ in ready]
+
+
+def wait_exited(proc: Process, deadline: Optional[Deadline]) -> int:
+    """``proc.wait()``, bounded by ``deadline``: a process the container can
+    freeze (in its cgroups) or stop may never exit by itself.
+
+    Raises:
+        ContainerError: the deadline passed first (ETIMEDOUT); ``proc`` is
+            still the caller's to kill and reap.
+    """
+    if deadline is None:
+        return proc.wait()
+    from ...errors import TimeoutExpired   # made on first use: it imports subprocess
+
+    try:
+        return proc.wait(timeout=deadline.remaining())
+    except TimeoutExpired:
+        raise deadline.expired() from None
 
 
 def read_record(fd: int, deadline: Optional[Deadline] = None) -> Optional[StatusRecord]:

@@ -33,7 +33,7 @@ from ..._value import Record
 from ...errors import UnsupportedError, container_error
 from ...process import Process, discard
 from ._plan import InitPlan
-from ._forked import Deadline, read_record, take_forked
+from ._forked import Deadline, read_record, take_forked, wait_exited
 from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
                         RECORD_READY, StatusRecord, encode)
 
@@ -118,8 +118,10 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
     the one we cloned, before it forks; ``on_forked(proc)`` for the one it
     forked, as soon as it is ours.
 
-    With ``deadline``, waiting for init fails (and kills it) once it has
-    passed: a container's processes can stop one of ours they can see.
+    With ``deadline``, each wait for init (or the pidsafe-init that forks
+    it) fails, and kills it, once it has passed: a container's processes
+    can stop one of ours they can see, or freeze their cgroups.  The
+    bound starts again after ``on_hooks``.
 
     Raises:
         ContainerError: a step inside the container failed (``field``
@@ -180,7 +182,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             if proc is None:   # it failed before it forked: its record says why
                 rec = read_record(st_r, deadline)
                 raise error_from_record(rec, plan, cloned.wait() if rec is None else None)
-            cloned.wait()      # it left as soon as it had handed its child over
+            # It leaves as soon as it has handed its child over, but it is in
+            # the container's cgroups: frozen there, it may never exit.
+            wait_exited(cloned, deadline)
             cloned.close()
             cloned = None
             if on_forked is not None:
@@ -188,6 +192,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         rec = read_record(st_r, deadline)
         while rec is not None and rec.kind == RECORD_HOOKS and on_hooks is not None:
             on_hooks(proc)
+            if deadline is not None:   # the hooks' time is not init's
+                deadline = deadline.again()
             rec = read_record(st_r, deadline)
         if rec is None or rec.kind != RECORD_READY:
             status_code = None

@@ -35,6 +35,54 @@ def test_enter_deadline_is_at_most_the_limit(monkeypatch: pytest.MonkeyPatch) ->
     assert _forked.enter_deadline("x", 60.0).seconds == 5.0
 
 
+def test_a_wait_for_a_process_that_never_exits_ends_at_the_deadline() -> None:
+    """What a container froze (pidsafe-init in its cgroups, before its
+    exit) or stopped is waited for until the deadline, and left to the
+    caller to kill."""
+    with pidsafe.spawn(["sleep", "1000"]) as p:
+        try:
+            with pytest.raises(pidsafe.ContainerError) as info:
+                _forked.wait_exited(p, _forked.Deadline(0.05, "exec"))
+            assert info.value.errno == errno.ETIMEDOUT
+            assert p.returncode is None
+        finally:
+            p.kill()
+            p.wait()
+    with pidsafe.spawn(["true"]) as p:
+        assert _forked.wait_exited(p, _forked.Deadline(60, "exec")) == 0
+
+
+def test_exec_never_waits_without_a_bound_for_a_process_the_container_can_reach(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pidsafe-init that hands the forked child over sits in the
+    container's cgroups until it exits (frozen there, it never does), and
+    the forked child that reported an error is in the container's pid
+    namespace until it exits (stopped there, it never does): neither is
+    waited for without the deadline, on success or on error."""
+    c = pidsafe.Container.create("bound", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        unbounded = []
+        real_wait = pidsafe.Process.wait
+
+        def wait(self: pidsafe.Process, timeout: Any = None) -> int:
+            if timeout is None and self.returncode is None:
+                unbounded.append(self.args)
+            return real_wait(self, timeout)
+
+        monkeypatch.setattr(pidsafe.Process, "wait", wait)
+        with c.exec(["true"], exec_id="ok") as p:
+            with pytest.raises(pidsafe.ContainerError):
+                c.exec(["/no/such/program"], exec_id="missing")
+            monkeypatch.undo()
+            assert p.wait(timeout=60) == 0
+        assert unbounded == []
+    finally:
+        monkeypatch.undo()
+        c.delete(force=True)
+
+
 def test_the_exec_d_process_is_ours_from_a_sealed_binary_with_a_session_of_its_own(
         make_bundle: Any, state_dir: pathlib.Path) -> None:
     c = pidsafe.Container.create("own", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
