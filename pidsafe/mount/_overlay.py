@@ -19,6 +19,15 @@ root-only files through it, and any user could make its unmount fail.)
 overlayfs takes private clones of its layers when it is created, so the
 clones' fds are closed once the overlay is made.
 
+With ``x-pidsafe.idmap-upper`` the upperdir and workdir are idmapped too:
+one detached, writable, idmapped clone of their common parent (overlayfs
+wants both on one mount), whose two directories are handed over as fds
+(``upperdir``, ``workdir`` with ``FSCONFIG_SET_FD``).  overlayfs does its
+own work (the work directory, whiteouts, copy-up temporaries) with the
+mounter's credentials, through that idmapping: a mounter the map does not
+cover gets ``EOVERFLOW`` and a read-only overlay, so its map
+(:func:`mounter_map`) also gives the host's root a container-side id.
+
 That needs overlayfs to take layers as fds (``lowerdir+`` with
 ``FSCONFIG_SET_FD``) and to accept detached mounts as layers.  It is probed
 once, with the real calls on an empty detached tmpfs; a kernel without it
@@ -37,7 +46,11 @@ from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import UnsupportedError, mount_error
+from ..userns import IDMap, IDRange
 from ._hints import idmap_error
+
+#: The largest id a map may use ((uid_t)-2: -1 means "no id").
+MAX_ID = 4294967294
 
 #: A parameter's value: a string, ``None`` for a flag, or an fd object.
 Value = Union[str, None, OwnedFd]
@@ -192,10 +205,69 @@ def _idmapped_layer(path: str, userns_fd: int, shown: str) -> OwnedFd:
     return tree
 
 
+def mounter_map(m: IDMap) -> IDMap:
+    """``m``, plus a container-side id for the host's root if ``m`` gives it none.
+
+    The id is the first one that no range uses, from the end of the
+    highest range on (``65536`` for ``0:100000:65536``); if that range ends
+    at the last id, the first gap from 0 on (there is one: a map that leaves
+    host 0 out cannot use every container id).
+    """
+    if any(r.host <= 0 <= r.host_end for r in m.ranges):
+        return m
+    free = max(r.container_end for r in m.ranges) + 1
+    if free > MAX_ID:   # the last id is taken: the first gap from 0 on
+        free = 0
+        for r in sorted(m.ranges, key=lambda r: r.container):
+            if free < r.container:
+                break
+            free = r.container_end + 1
+        # A valid map that leaves host 0 out uses at most MAX_ID container ids.
+        assert free <= MAX_ID
+    return IDMap([*m.ranges, IDRange(free, 0, 1)])
+
+
+def _idmapped_upper(upper: str, work: str, userns_fd: int, shown: str,
+                    into: List[OwnedFd]) -> Tuple[OwnedFd, OwnedFd]:
+    """fds of ``upper`` and ``work`` in one detached, writable idmapped clone of their
+    common parent; the clone and both fds are appended to ``into``."""
+    parent = os.path.commonpath([upper, work])
+    try:
+        with critical:
+            tree = OwnedFd(_sys.open_tree(_sys.AT_FDCWD, parent, _sys.OPEN_TREE_CLONE
+                                          | _sys.OPEN_TREE_CLOEXEC), "overlay upper layer")
+            into.append(tree)
+    except OSError as exc:
+        raise mount_error(exc.errno or errno.EIO, f"unable to open the parent {parent} of the "
+                          f"overlay upperdir for {shown}", parent) from None
+    try:
+        _sys.mount_setattr(tree.fileno(), "", _sys.AT_EMPTY_PATH, attr_set=_sys.MOUNT_ATTR_IDMAP,
+                           propagation=_sys.MS_PRIVATE, userns_fd=userns_fd)
+    except OSError as exc:
+        raise idmap_error(exc, parent, userns_fd) from None
+    out = []
+    for path in (upper, work):
+        rel = os.path.relpath(path, parent)
+        try:
+            with critical:
+                fd = OwnedFd(_sys.openat2(tree.fileno(), rel, os.O_PATH | os.O_DIRECTORY
+                                          | os.O_CLOEXEC, resolve=_sys.RESOLVE_BENEATH
+                                          | _sys.RESOLVE_NO_MAGICLINKS), "overlay upper layer")
+                into.append(fd)
+        except OSError as exc:
+            raise mount_error(exc.errno or errno.EIO, f"unable to open overlay layer {path} "
+                              f"for {shown}", path) from None
+        out.append(fd)
+    return out[0], out[1]
+
+
 def overlay_mount(source: str, lowerdirs: Sequence[str],
                   params: Sequence[Tuple[str, Value]], attr_flags: int,
-                  userns_fd: Optional[int], shown: str) -> OwnedFd:
-    """A detached overlay mount; its lowerdirs idmapped if ``userns_fd`` is given.
+                  userns_fd: Optional[int], shown: str,
+                  upper_userns_fd: Optional[int] = None) -> OwnedFd:
+    """A detached overlay mount; its lowerdirs idmapped if ``userns_fd`` is given,
+    and its upperdir and workdir too if ``upper_userns_fd`` is (the mounter's
+    map, :func:`mounter_map`).
 
     Meant to run inside ``with critical:`` (as :func:`mount_all` calls it):
     every fd it opens is closed on every path.
@@ -213,13 +285,22 @@ def overlay_mount(source: str, lowerdirs: Sequence[str],
         raise UnsupportedError("overlay_layer_fds", f"fsconfig FSCONFIG_SET_FD, lowerdir+: {why}",
                                errno.EINVAL)
     layers: List[OwnedFd] = []
+    upper: List[OwnedFd] = []
     try:
         for d in lowerdirs:  # topmost first, as in lowerdir=
             with critical:
                 layers.append(_idmapped_layer(d, userns_fd, shown))
+        rest: List[Tuple[str, Value]] = list(params)
+        if upper_userns_fd is not None:
+            dirs = dict((k, v) for k, v in params if k in ("upperdir", "workdir"))
+            up, wk = dirs.get("upperdir"), dirs.get("workdir")
+            if isinstance(up, str) and isinstance(wk, str):
+                ufd, wfd = _idmapped_upper(up, wk, upper_userns_fd, shown, upper)
+                rest = [(k, v) for k, v in params if k not in ("upperdir", "workdir")]
+                rest += [("upperdir", ufd), ("workdir", wfd)]
         return fs_mount("overlay", source or "overlay",
-                        [*(("lowerdir+", fd) for fd in layers), *params], attr_flags, shown)
+                        [*(("lowerdir+", fd) for fd in layers), *rest], attr_flags, shown)
     finally:
         with critical:
-            for fd in layers:
+            for fd in [*layers, *upper]:
                 fd.close()

@@ -23,7 +23,7 @@ from ._mount import (HasFileno, attach, clone_idmapped, note, open_tree_error, s
                      userns_fileno)
 from ._mounted import MountRecord, Mounted, close_all, open_rootfs
 from ._mountinfo import MountIdentity
-from ._overlay import fs_mount, overlay_mount
+from ._overlay import fs_mount, mounter_map, overlay_mount
 from ._resolve import resolve
 from ._spec import Mount, Plan, plan
 from ._unmount import retrying, unmount_identified
@@ -37,7 +37,7 @@ StrPath = Union[str, "os.PathLike[str]"]
 # --- mount_all ---------------------------------------------------------------------
 
 def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
-               done: List[MountRecord]) -> None:
+               done: List[MountRecord], upper_userns_fd: Optional[int] = None) -> None:
     """Make one mount; record it in ``done`` the moment it is attached.
 
     Runs inside ``with critical:`` (see :func:`mount_all`): every fd it
@@ -66,7 +66,8 @@ def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
                 raise
     elif p.kind == "overlay":
         tree = overlay_mount(m.source, p.lowerdirs, p.params, p.attr_set,
-                             userns_fd if p.maps is not None else None, shown)
+                             userns_fd if p.maps is not None else None, shown,
+                             upper_userns_fd if p.idmap_upper else None)
     else:
         tree = fs_mount(m.type, m.source, p.params, p.attr_set, shown)
     with tree:
@@ -138,7 +139,6 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
         needed.append("mount_setattr_idmap")
     features().require(*needed)
     root = os.fspath(rootfs).rstrip("/") or "/"
-    from ..userns import get_userns_fd  # late: only for uidmap=/gidmap=
 
     done: List[MountRecord] = []
     owned: List[OwnedFd] = []
@@ -149,24 +149,15 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
             rfd, real_root = open_rootfs(root, owned)
             for p in plans:
                 ufd = userns_fd
+                upper_fd = None
                 if p.maps is not None:
-                    ns = namespaces.get(p.maps)
-                    if ns is None:
-                        # Blocking (a helper child): outside any critical
-                        # section; the store follows the return directly.
-                        try:
-                            ns = namespaces[p.maps] = get_userns_fd(*p.maps)
-                        except OSError as exc:
-                            if isinstance(exc, Error):
-                                raise
-                            shown = real_root.rstrip("/") + "/" + "/".join(p.target)
-                            raise mount_error(exc.errno or errno.EIO, "unable to create a user "
-                                              f"namespace for the maps of {shown}", shown,
-                                              str(exc)) from None
-                    ufd = ns.fileno()
+                    ufd = _userns_for(p.maps, namespaces, real_root, p)
+                    if p.idmap_upper:
+                        upper_fd = _userns_for((mounter_map(p.maps[0]), mounter_map(p.maps[1])),
+                                               namespaces, real_root, p)
                 with critical:
                     try:
-                        _mount_one(p, rfd.fileno(), real_root, ufd, done)
+                        _mount_one(p, rfd.fileno(), real_root, ufd, done, upper_fd)
                     except BaseException as exc:
                         note(exc, f"while making mount {p.index} ({p.mount.type} "
                                   f"{p.mount.source!r} on {p.mount.target!r})")
@@ -187,6 +178,28 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
         if not finished:
             close_all([*owned, *namespaces.values()])
     return result
+
+
+def _userns_for(maps: Tuple[IDMap, IDMap], namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd],
+                root: str, p: Plan) -> int:
+    """A user namespace with ``maps`` (made once per distinct pair, kept in ``namespaces``).
+
+    Blocking (a helper child): called outside any critical section; the
+    store follows the return directly.
+    """
+    from ..userns import get_userns_fd  # late: only for uidmap=/gidmap=
+
+    ns = namespaces.get(maps)
+    if ns is None:
+        try:
+            ns = namespaces[maps] = get_userns_fd(*maps)
+        except OSError as exc:
+            if isinstance(exc, Error):
+                raise
+            shown = root.rstrip("/") + "/" + "/".join(p.target)
+            raise mount_error(exc.errno or errno.EIO, "unable to create a user "
+                              f"namespace for the maps of {shown}", shown, str(exc)) from None
+    return ns.fileno()
 
 
 def _rollback(exc: BaseException, done: List[MountRecord], root: str) -> None:

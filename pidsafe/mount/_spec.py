@@ -32,6 +32,10 @@ _ATIME = {
     "relatime": _sys.MOUNT_ATTR_RELATIME, "noatime": _sys.MOUNT_ATTR_NOATIME,
     "strictatime": _sys.MOUNT_ATTR_STRICTATIME,
 }
+#: An overlay option of pidsafe's own (``x-`` options are for userspace, as
+#: mount(8) says): idmap the upperdir and workdir too (see :class:`Mount`).
+IDMAP_UPPER = "x-pidsafe.idmap-upper"
+
 _PROPAGATION = {
     "private": _sys.MS_PRIVATE, "shared": _sys.MS_SHARED, "slave": _sys.MS_SLAVE,
     "unbindable": _sys.MS_UNBINDABLE,
@@ -58,6 +62,17 @@ class Mount(Record):
     * ``uidmap=c:h:s[,...]`` and ``gidmap=...`` (containerd; both or
       neither): on a bind, an idmapped bind (its submounts idmapped too for
       ``rbind``); on an overlay, its lowerdirs are idmapped;
+    * ``x-pidsafe.idmap-upper`` (an overlay with ``uidmap=``/``gidmap=``):
+      its ``upperdir`` and ``workdir`` are idmapped as well, so that a
+      file made through the overlay lands on disk with its container-side
+      owner (``0``, not the host id ``0`` maps to), as the lowers hold
+      theirs: the snapshot is never shifted.  overlayfs makes its work files
+      and whiteouts with the mounter's (the host root's) credentials, so
+      that map also gets one container-side id for the host's root: the
+      first one after the container's ranges (e.g. ``65536`` for
+      ``0:100000:65536``), unless the map gives host ``0`` one already;
+      work files and whiteouts are owned by it on disk.  containerd's
+      ``uidmap=`` alone idmaps the lowers only (as containerd 2 does);
     * ``idmap`` / ``ridmap`` (OCI): idmap a bind, the top mount only /
       every submount too.  The maps come from ``uidmap=``/``gidmap=``, or
       else from ``mount_all(..., userns=)`` (the container's namespace, as
@@ -107,6 +122,7 @@ class Plan(Record, frozen=False):
     propagation: Optional[Tuple[int, bool]] = None
     params: List[Tuple[str, Optional[str]]] = field(default_factory=list)
     lowerdirs: List[str] = field(default_factory=list)
+    idmap_upper: bool = False              # x-pidsafe.idmap-upper (an overlay)
     ignored: List[str] = field(default_factory=list)   # filesystem options of a bind
 
 
@@ -188,6 +204,8 @@ def plan(index: int, m: Mount, have_userns: bool, *, bind_ignores_fs_options: bo
             pass
         elif o in ("idmap", "ridmap"):
             idmap_opts.append(o)
+        elif o == IDMAP_UPPER and kind == "overlay":
+            p.idmap_upper = True
         elif o in _ATTR_SET:
             p.attr_set |= _ATTR_SET[o]
             p.attr_clr &= ~_ATTR_SET[o]
@@ -229,6 +247,8 @@ def plan(index: int, m: Mount, have_userns: bool, *, bind_ignores_fs_options: bo
         if idmap_opts:
             raise bad(f"{idmap_opts[0]} applies to bind mounts; an overlay takes "
                       "uidmap=/gidmap= to idmap its lowerdirs")
+        if p.idmap_upper and (p.maps is None or not upper_work):
+            raise bad(f"{IDMAP_UPPER} needs uidmap=/gidmap= and an upperdir= and workdir=")
     elif kind == "fs" and (maps or idmap_opts):
         raise bad(f"idmapping applies to bind and overlay mounts, not to {m.type!r}")
     if kind == "bind":

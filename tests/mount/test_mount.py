@@ -297,6 +297,47 @@ def test_overlay_with_idmapped_lowers(disk: Path, rootfs: Path, private_tmp: Pat
     assert (disk / "layers/l1/etc/passwd").exists() and (disk / "layers/l2/bin/sh").exists()
 
 
+def test_overlay_with_idmapped_upper(disk: Path, rootfs: Path,
+                                     userns: pidsafe.OwnedFd) -> None:
+    """x-pidsafe.idmap-upper: what the namespace's root makes lands on disk as 0."""
+    ovl = [pidsafe.Mount("overlay", "overlay", "/merged",
+                         [*layers(disk), *IDMAP_OPTS, "x-pidsafe.idmap-upper"])]
+    pidsafe.mount_all(ovl, rootfs)
+    try:
+        merged = rootfs / "merged"
+        assert owner(merged / "etc/passwd") == (100000, 100000)
+        in_userns(userns, merged, ["sh", "-c", "touch etc/new && echo x >> etc/passwd && "
+                                               "rm bin/sh"])
+        assert owner(merged / "etc/new") == (100000, 100000)
+        # On disk the snapshot keeps the image's ids: a new file as 0, a
+        # copied-up one with its owner kept.
+        assert owner(disk / "up/etc/new") == (0, 0)
+        assert owner(disk / "up/etc/passwd") == (0, 0)
+        # overlayfs made the whiteout as its mounter: the id the map added for it.
+        assert stat.S_ISCHR(os.lstat(disk / "up/bin/sh").st_mode)
+        assert owner(disk / "up/bin/sh") == (65536, 65536)
+    finally:
+        pidsafe.unmount_all(ovl, rootfs)
+    assert mountpoints_under(rootfs) == []
+    # The lower layers are as they were.
+    assert (disk / "layers/l1/etc/passwd").read_text() == "root:x:0:0::/root:/bin/sh\n"
+    assert owner(disk / "layers/l1/etc/passwd") == (0, 0)
+    assert (disk / "layers/l2/bin/sh").read_text() == "#!"
+
+
+@pytest.mark.parametrize("text, want", [
+    ("0:100000:65536", "0:100000:65536,65536:0:1"),
+    ("0:0:1,1:100000:10", "0:0:1,1:100000:10"),            # root is mapped already
+    ("0:1:4294967294", "0:1:4294967294,4294967294:0:1"),   # up to the last id
+    ("1:1:4294967294", "0:0:1,1:1:4294967294"),            # the last id taken: a gap
+    ("0:5:10,20:15:4294967275", "0:5:10,10:0:1,20:15:4294967275"),
+])
+def test_mounter_map(text: str, want: str) -> None:
+    from pidsafe.mount._overlay import mounter_map
+
+    assert str(mounter_map(pidsafe.IDMap.parse(text))) == want
+
+
 def test_overlay_plain_and_kernel_message(disk: Path, rootfs: Path) -> None:
     opts = layers(disk)
     ovl = [pidsafe.Mount("overlay", "overlay", "/merged", opts)]
@@ -642,6 +683,12 @@ def test_bad_input_leaves_nothing_done(disk: Path, rootfs: Path, options: List[s
      "upperdir= and workdir= go together"),
     (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=rel:/l"]), "absolute paths"),
     (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=/l", "idmap"]), "idmap applies to bind"),
+    (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=/l", "upperdir=/u", "workdir=/w",
+                                                 "x-pidsafe.idmap-upper"]),
+     "x-pidsafe.idmap-upper needs uidmap=/gidmap="),
+    (pidsafe.Mount("overlay", "overlay", "/o", ["lowerdir=/l", *IDMAP_OPTS,
+                                                 "x-pidsafe.idmap-upper"]),
+     "x-pidsafe.idmap-upper needs uidmap=/gidmap= and an upperdir="),
     (pidsafe.Mount("tmpfs", "tmpfs", "/t", IDMAP_OPTS), "not to 'tmpfs'"),
     (pidsafe.Mount("tmpfs", "tmpfs", "/", []), "is the rootfs itself"),
     (pidsafe.Mount("tmpfs", "tmpfs", "", []), "target is empty"),
