@@ -460,7 +460,28 @@ class Container:
         alive = self._init is not None and self._alive()
         return container_pids(self._init if alive else None, self.spec, self._recorded_cgroup())
 
+    def release_exec(self, exec_id: str) -> None:
+        """Forget ``exec_id``: it may be used again, and this handle no longer
+        refers to its process.
+
+        For a caller that reuses exec ids (containerd's shim: an exec id is
+        free again once its process is deleted), or runs many execs over a
+        long-lived container.  Call it once the process has exited (or been
+        killed); a release of an unknown id does nothing.
+        """
+        self._execs.release(exec_id)
+
     # -- its cgroup ------------------------------------------------------------------
+
+    def cgroup(self) -> Optional[Cgroup]:
+        """The container's :class:`pidsafe.container.Cgroup` (its directories, usage,
+        freezer), or None for a container that has none.
+
+        A new handle on each call, loaded from the container's state: read
+        its paths (``v1_paths``, ``v2_path``) and figures (``stats()``); to
+        change the container's limits use :meth:`update`.
+        """
+        return self._recorded_cgroup()
 
     def _recorded_cgroup(self) -> Optional[Cgroup]:
         from ._records import cgroup_of

@@ -86,6 +86,12 @@ class Execs:
             self._procs[exec_id] = proc
         return proc
 
+    def release(self, exec_id: str) -> None:
+        """Free ``exec_id`` (see :meth:`pidsafe.Container.release_exec`); an
+        unknown id does nothing."""
+        with self._lock:
+            self._procs.pop(exec_id, None)
+
 
 def _run(init: Process, spec: Spec, process: ProcessSpec, cgroup: Optional[Cgroup],
          reaper: Any, stdio_args: Sequence[Any], on_started: Optional[Callable[[Process], None]],

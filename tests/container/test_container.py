@@ -570,3 +570,33 @@ def test_an_exec_whose_on_started_raises_leaves_no_process(
             assert again.wait() == 0
     finally:
         c.delete(force=True)
+
+
+def test_cgroup_handle(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("cg", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        cg = c.cgroup()
+        assert cg is not None
+        paths = list(cg.v1_paths.values()) + ([cg.v2_path] if cg.v2_path else [])
+        assert paths and all(os.path.isdir(p) for p in paths)
+        assert c.pid in cg.pids()
+        assert cg.stats().pids_current == 1
+    finally:
+        c.delete(force=True)
+    assert not any(os.path.exists(p) for p in paths)
+
+
+def test_release_exec_frees_the_id(make_bundle: Any, state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("rel", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        with c.exec(["true"], exec_id="e") as p:
+            assert p.wait(timeout=10) == 0
+        with pytest.raises(pidsafe.ContainerStateError, match="already in use"):
+            c.exec(["true"], exec_id="e")
+        c.release_exec("e")
+        c.release_exec("never-used")        # nothing to do
+        with c.exec(["sh", "-c", "exit 4"], exec_id="e") as p:
+            assert p.wait(timeout=10) == 4
+    finally:
+        c.delete(force=True)
