@@ -17,7 +17,6 @@ consumer resubscribes and resynchronises (e.g. from ``Process.returncode``).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
 import time
@@ -28,6 +27,8 @@ from .._owned import Closable
 from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..process import Process
 
 _T = TypeVar("_T")
@@ -73,6 +74,8 @@ class AsyncWaiters:
         self._futs: List[Tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]] = []
 
     def add(self) -> "asyncio.Future[None]":
+        import asyncio   # here: a caller of get_async() has it; the reaper need not load it
+
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[None]" = loop.create_future()
         self._futs.append((loop, fut))

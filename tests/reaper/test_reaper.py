@@ -15,6 +15,7 @@ import resource
 import signal
 import select
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -734,3 +735,15 @@ def test_reaper_spawn_after_stop_race_leaves_nothing() -> None:
     for p in spawned:
         p.kill()
     close_all(spawned)
+
+
+def test_the_reaper_does_not_load_asyncio() -> None:
+    """A shim's daemon runs the reaper on its start-up path; asyncio (and ssl with
+    it) costs tens of ms there, and only get_async() needs it."""
+    code = ("import sys, pidsafe\n"
+            "with pidsafe.Reaper() as r, r.subscribe() as s:\n"
+            "    p = r.spawn(['true'])\n"
+            "    s.get(timeout=30)\n"
+            "    p.close()\n"
+            "assert 'asyncio' not in sys.modules, 'asyncio was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
