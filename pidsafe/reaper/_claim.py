@@ -27,7 +27,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .. import _sys
 from .._owned import Closable
 from .._sigsafe import critical
-from ..errors import TimeoutExpired
 from ._subscription import AsyncWaiters, Exit
 from ..errors import ReaperError
 
@@ -122,6 +121,8 @@ class Claim(Closable):
             while not self._ready_locked():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    from ..errors import TimeoutExpired   # here: its base loads subprocess
+
                     raise TimeoutExpired(f"pid {self._pid}", timeout or 0)
                 self._cond.wait(remaining)
             assert self.returncode is not None

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, Optional, Type
 
 from .._sigsafe import critical
-from ..process import Process, spawn
+from ..process import Process
 from . import _foreign, _orphans, _slot
 from ._claim import Claim, ClaimBook
 from ._pidfdset import PidfdSet
@@ -307,6 +307,8 @@ class Reaper:
                 created, the child is killed and reaped first.
             OSError, ValueError, TypeError: as :func:`pidsafe.spawn`.
         """
+        from ..process import spawn   # here: a reaper that only watches never loads spawn()
+
         self._check_running()
         proc = spawn(args, **kwargs)
         try:

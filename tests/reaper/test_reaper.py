@@ -737,13 +737,17 @@ def test_reaper_spawn_after_stop_race_leaves_nothing() -> None:
     close_all(spawned)
 
 
-def test_the_reaper_does_not_load_asyncio() -> None:
-    """A shim's daemon runs the reaper on its start-up path; asyncio (and ssl with
-    it) costs tens of ms there, and only get_async() needs it."""
+def test_the_reaper_does_not_load_asyncio_or_subprocess() -> None:
+    """A shim's daemon runs the reaper on its start-up path: asyncio (and ssl with
+    it) and subprocess (with spawn()'s machinery) cost ms there that only
+    get_async(), Reaper.spawn() and a timed-out Claim.wait() need."""
     code = ("import sys, pidsafe\n"
+            "from pidsafe import _sys\n"
+            "with pidsafe.Reaper(subreaper=True) as r, r.subscribe() as s:\n"
+            "    pass\n"
             "with pidsafe.Reaper() as r, r.subscribe() as s:\n"
-            "    p = r.spawn(['true'])\n"
-            "    s.get(timeout=30)\n"
-            "    p.close()\n"
-            "assert 'asyncio' not in sys.modules, 'asyncio was imported'\n")
+            "    pass\n"
+            "loaded = [m for m in ('asyncio', 'subprocess', 'pidsafe.process._spawn')\n"
+            "          if m in sys.modules]\n"
+            "assert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
