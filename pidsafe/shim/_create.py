@@ -1,0 +1,148 @@
+"""Bring a container up for ``Create``: rootfs, stdio, init; all of it or none.
+
+The runc shim's ``NewContainer`` + ``Init.Create`` (runtime/v2/runc/
+container.go, pkg/process/init.go), in-process: the rootfs mounts, the
+cgroup, the state and init come from one ``pidsafe.Container.create``
+(which undoes its own work on any error); the shim adds the stdio FIFOs or
+the terminal relay, and undoes those, and the container, if anything after
+it fails.  Init is owned by the exit router from ``on_created`` on, before
+the reaper watches it, and holds its exit until ``TaskCreate`` is out.
+
+Where state lives: ``<bundle>/pidsafe/`` (the container's state file, lock
+and start gate).  The bundle is per containerd and per container, found
+again by the ``delete`` action from its ``-bundle``, and removed by
+containerd after it; two containerds with the same namespace and ids never
+meet there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from ..container import Container
+from .._sigsafe import critical
+from ._rootfs import rootfs_mounts
+from ._task import ShimContainer, ShimProcess, Stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
+    from ..process import Process
+    from ..reaper import Reaper
+    from ._exits import ExitRouter
+
+#: The bundle's subdirectory that holds the container's pidsafe state.
+STATE_SUBDIR = "pidsafe"
+#: The file the runc shim writes init's pid to (its ``delete`` action reads it).
+INIT_PID_FILE = "init.pid"
+#: How much of config.json the shim reads itself (create reads it again, whole).
+_MAX_CONFIG = 4 << 20
+
+
+def state_dir(bundle: str) -> str:
+    """Where the container of ``bundle`` keeps its state."""
+    return os.path.join(bundle, STATE_SUBDIR)
+
+
+def read_config(bundle: str) -> Dict[str, Any]:
+    """config.json as JSON, or ``{}`` if unreadable: ``Container.create`` then says
+    why, naming the field, before anything exists."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            doc = json.loads(f.read(_MAX_CONFIG))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """``path`` holds ``pid``, written atomically (temp file, rename)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper, router: ExitRouter) -> ShimContainer:
+    """Create the container of a ``CreateTaskRequest``; its init holds its exit.
+
+    ``config`` is the bundle's config.json as :func:`read_config` gives it.
+
+    The caller publishes ``TaskCreate`` and then ends the hold
+    (``container.init.release()``).
+
+    Raises:
+        ConfigError, UnsupportedConfigError, MountError, ContainerError,
+        OSError, ...: as ``Container.create`` and the stdio; nothing is left.
+    """
+    from ._stdio import open_io
+
+    cid = req.id
+    bundle = os.path.abspath(req.bundle)
+    stdio = Stdio(req.stdin, req.stdout, req.stderr, bool(req.terminal))
+    init = ShimProcess(cid, "", stdio)
+    mounts = rootfs_mounts(req.rootfs, config) if req.rootfs else None
+    owned: List[Process] = []
+    io: Any = None
+    relay: Any = None
+    socks: List[socket.socket] = []
+    container: Optional[Container] = None
+
+    def on_created(c: Container) -> None:
+        p = c.process()
+        if p is not None:
+            owned.append(p)
+            router.own(p, init)
+
+    try:
+        if stdio.terminal:
+            with critical:
+                socks.extend(socket.socketpair(socket.AF_UNIX,
+                                               socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+        else:
+            io = open_io(stdio, container_id=cid, namespace=namespace, reaper=reaper)
+        init.hold()
+        child = io.child if io is not None else (None, None, None)
+        container = Container.create(
+            cid, bundle, state_dir=state_dir(bundle), rootfs_mounts=mounts,
+            stdin=child[0], stdout=child[1], stderr=child[2], reaper=reaper,
+            on_created=on_created, console_socket=socks[1] if socks else None)
+        if io is not None:
+            io.close_child_side()
+        if socks:
+            from ..container import receive_terminal
+            from ._tty import ConsoleRelay
+
+            socks[1].close()
+            master = receive_terminal(socks[0])
+            socks[0].close()
+            try:
+                relay = ConsoleRelay(master, stdio.stdin, stdio.stdout)
+            except BaseException:
+                master.close()
+                raise
+        process = container.process()
+        assert process is not None   # create() returns with init created
+        init.process, init.pid = process, process.pid
+        init.io, init.console = io, relay
+        write_pid_file(os.path.join(bundle, INIT_PID_FILE), process.pid)
+        pid_ns = container.spec().linux.namespace("pid")
+        c = ShimContainer(cid, bundle, container, init,
+                          own_pid_ns=pid_ns is not None and pid_ns.path is None)
+        init.container = c
+        return c
+    except BaseException:
+        with critical:
+            for p in owned:
+                router.disown(p)
+            for s in socks:
+                s.close()
+            for part in (relay, io):
+                if part is not None:
+                    part.close()
+        if container is not None:
+            container.delete(force=True)
+        raise

@@ -1,0 +1,148 @@
+"""The shim daemon: the task service on ttrpc, until containerd shuts it down.
+
+What the Go shim's ``run``/``serve`` do (runtime/v2/shim/shim.go,
+shim_unix.go; SPEC.md §2.4, §2.7), with pidsafe underneath:
+
+- logs go to the bundle's ``log`` FIFO (containerd holds it open and copies
+  it into its own log), which also becomes fd 2; never stdout;
+- one :class:`pidsafe.Reaper` in subreaper mode: every container process
+  is held by its pidfd and reaped through it, orphans of the containers
+  are reaped too, and exits reach the service by process object;
+- events go to containerd's ``TTRPC_ADDRESS`` through the wire layer's
+  :class:`~pidsafe.shim.Publisher` (ordered, retried, never blocking);
+- the task service answers on the socket ``start`` bound (or ``-socket``);
+- ``Shutdown`` (once no container is left), SIGTERM or SIGINT end it: the
+  server stops, the socket named in ``address`` is removed, the publisher
+  gets up to 5 s to deliver what is queued, and the process exits.
+
+The daemon serves every container of its group (a pod, with CRI), each by
+its id; it exits only when the last one has been deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from ._cli import Flags
+
+_log = logging.getLogger("pidsafe.shim")
+
+#: How long the publisher may take to deliver the last events at exit (Go: 5 s).
+PUBLISH_DRAIN = 5.0
+#: How long requests in flight get to finish once the daemon stops.
+SERVER_DRAIN = 1.0
+
+
+class _LogfmtFormatter(logging.Formatter):
+    """logrus's text format, which containerd's log shows as it is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import time
+
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
+        msg = record.getMessage().replace('"', '\\"')
+        if record.exc_info:
+            msg += " " + self.formatException(record.exc_info).replace("\n", " | ")
+        return f'time="{t}.{int(record.msecs * 1000):06d}Z" level={record.levelname.lower()} ' \
+               f'msg="{msg}" runtime=io.containerd.pidsafe.v1 pid={os.getpid()}'
+
+
+def open_log(bundle: str, debug: bool) -> None:
+    """Send logging (and fd 2) to ``<bundle>/log``; keep /dev/null if it cannot be opened."""
+    try:
+        fd = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return    # started by hand, or containerd gone: nobody would read it
+    os.set_blocking(fd, True)
+    os.dup2(fd, 2)       # not close-on-exec; containers get their stdio explicitly
+    os.close(fd)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogfmtFormatter())
+    root = logging.getLogger("pidsafe")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def _listener(flags: Flags, sock: Optional[socket.socket]) -> socket.socket:
+    if sock is not None:
+        return sock
+    if flags.socket:
+        path = flags.socket[len("unix://"):] if flags.socket.startswith("unix://") \
+            else flags.socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(path)
+        os.chmod(path, 0o600)
+        s.listen(128)
+        return s
+    return socket.socket(fileno=3)     # the Go shim's way: the socket as fd 3
+
+
+def remove_socket(bundle: str) -> None:
+    """Remove the socket named in ``<bundle>/address`` (it is ours; nobody else serves it)."""
+    try:
+        with open(os.path.join(bundle, "address")) as f:
+            address = f.read().strip()
+        os.unlink(address[len("unix://"):] if address.startswith("unix://") else address)
+    except FileNotFoundError:
+        pass
+
+
+def serve(flags: Flags, sock: Optional[socket.socket] = None) -> int:
+    """Run the daemon until it is shut down; the exit status."""
+    bundle = flags.bundle or os.getcwd()
+    os.chdir(bundle)
+    open_log(bundle, flags.debug)
+    try:
+        return _serve(flags, bundle, _listener(flags, sock))
+    except BaseException:
+        _log.exception("the shim daemon failed")
+        return 1
+
+
+def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
+    from ..reaper import Reaper
+    from . import Publisher, Server
+    from ._binding import register
+    from ._service import TaskService
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    reaper = Reaper(subreaper=True).start()
+    publisher = Publisher.from_env(flags.namespace)
+    service = TaskService(namespace=flags.namespace, events=publisher, reaper=reaper,
+                          shutdown=stop.set)
+    server = Server()
+    register(server, service)
+    server.start(listener)
+    if os.environ.get("PIDSAFE_SHIM_TRACE"):
+        import time
+
+        from ._binding import trace_event
+
+        trace_event(os.environ["PIDSAFE_SHIM_TRACE"], event="serving", t=time.time())
+    _log.info("serving containerd's %s requests (namespace %s)", flags.id, flags.namespace)
+    while not stop.wait(3600):
+        pass
+    _log.info("shutting down (containers left: %s)", service.container_ids or "none")
+    server.shutdown(SERVER_DRAIN)
+    remove_socket(bundle)
+    service.close()
+    if not publisher.close(PUBLISH_DRAIN):
+        _log.warning("events were still queued at exit")
+    reaper.stop()
+    return 0

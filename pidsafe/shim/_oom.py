@@ -1,0 +1,174 @@
+"""TaskOOM: the kernel's OOM kills in a container's cgroup, as events.
+
+One thread and one epoll instance for every container of the shim,
+registered at init's start as the runc shim does (pkg/oom/v1, pkg/oom/v2):
+
+- cgroup v1 (and hybrid, where ``memory`` is a v1 controller): an eventfd
+  registered with ``cgroup.event_control`` against ``memory.oom_control``;
+  the kernel signals it on each OOM in the cgroup, and once more when the
+  cgroup is removed (the watch then ends).
+- cgroup v2: ``memory.events`` polled for ``EPOLLPRI`` (kernfs notifies a
+  change of the file that way, and with inotify); after each wake-up the
+  file is read again, which also re-arms it, and an event is published when
+  ``oom_kill`` went up.  A read that fails means the cgroup is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+
+from .._fd import OwnedFd
+from .._sigsafe import critical
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional
+
+    from ..container import Cgroup
+
+
+class _Watch:
+    __slots__ = ("cid", "fd", "aux", "v2", "count", "path")
+
+    def __init__(self, cid: str, fd: OwnedFd, aux: Optional[OwnedFd], v2: bool,
+                 path: str) -> None:
+        self.cid, self.fd, self.aux, self.v2, self.path = cid, fd, aux, v2, path
+        self.count = 0
+
+    def close(self) -> None:
+        self.fd.close()
+        if self.aux is not None:
+            self.aux.close()
+
+
+def _oom_kills(fd: int) -> Optional[int]:
+    """``oom_kill`` of a memory.events fd (read again from 0); None once unreadable."""
+    try:
+        data = os.pread(fd, 4096, 0)
+    except OSError:
+        return None
+    for line in data.decode("ascii", "replace").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value or 0)
+    return 0
+
+
+class OomWatcher:
+    """Watches containers' cgroups and calls ``publish(container_id)`` on each OOM."""
+
+    def __init__(self, publish: Callable[[str], None]) -> None:
+        self._publish = publish
+        self._lock = threading.Lock()
+        self._watches: Dict[int, _Watch] = {}
+        self._by_id: Dict[str, int] = {}
+        with critical:
+            self._epoll = select.epoll()
+        with critical:
+            self._wake = OwnedFd(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK), "oom wake")
+        self._epoll.register(self._wake.fileno(), select.EPOLLIN)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="shim-oom", daemon=True)
+        self._thread.start()
+
+    def add(self, cid: str, cg: Cgroup) -> bool:
+        """Watch ``cg`` for container ``cid``; False if it has no memory controller."""
+        mem = next((d for k, d in cg.v1_paths.items() if "memory" in k.split(",")), None)
+        if mem is not None:
+            w = self._add_v1(cid, mem)
+        elif cg.v2_path is not None and os.path.exists(f"{cg.v2_path}/memory.events"):
+            w = self._add_v2(cid, cg.v2_path)
+        else:
+            return False
+        with self._lock:
+            if self._closed:
+                w.close()
+                return False
+            self._watches[w.fd.fileno()] = w
+            self._by_id[cid] = w.fd.fileno()
+            self._epoll.register(w.fd.fileno(), select.EPOLLPRI if w.v2 else select.EPOLLIN)
+        return True
+
+    def _add_v1(self, cid: str, d: str) -> _Watch:
+        with critical:
+            efd = OwnedFd(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK), "oom eventfd")
+        try:
+            with critical:
+                ctl = OwnedFd(os.open(f"{d}/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC),
+                              "memory.oom_control")
+            try:
+                with open(f"{d}/cgroup.event_control", "w") as f:
+                    f.write(f"{efd.fileno()} {ctl.fileno()}")
+            except BaseException:
+                ctl.close()
+                raise
+        except BaseException:
+            efd.close()
+            raise
+        return _Watch(cid, efd, ctl, False, d)
+
+    def _add_v2(self, cid: str, d: str) -> _Watch:
+        with critical:
+            fd = OwnedFd(os.open(f"{d}/memory.events", os.O_RDONLY | os.O_CLOEXEC),
+                         "memory.events")
+        w = _Watch(cid, fd, None, True, d)
+        w.count = _oom_kills(fd.fileno()) or 0
+        return w
+
+    def remove(self, cid: str) -> None:
+        """Stop watching container ``cid`` (nothing if it is not watched)."""
+        with self._lock:
+            fd = self._by_id.pop(cid, None)
+            w = self._watches.pop(fd, None) if fd is not None else None
+            if w is not None:
+                self._epoll.unregister(w.fd.fileno())
+        if w is not None:
+            w.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        os.eventfd_write(self._wake.fileno(), 1)
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._lock:
+            watches, self._watches, self._by_id = list(self._watches.values()), {}, {}
+        for w in watches:
+            w.close()
+        self._epoll.close()
+        self._wake.close()
+
+    def _run(self) -> None:
+        while True:
+            for fd, _ in self._epoll.poll():
+                if fd == self._wake.fileno():
+                    return
+                with self._lock:
+                    w = self._watches.get(fd)
+                if w is None:
+                    continue
+                if not self._check(w):
+                    self.remove(w.cid)
+
+    def _check(self, w: _Watch) -> bool:
+        """Publish what happened to ``w``; False once its cgroup is gone."""
+        if w.v2:
+            count = _oom_kills(w.fd.fileno())
+            if count is None:
+                return False
+            if count > w.count:
+                w.count = count
+                self._publish(w.cid)
+            return True
+        try:
+            os.eventfd_read(w.fd.fileno())
+        except BlockingIOError:
+            return True
+        if not os.path.exists(w.path):
+            return False      # the removal's wake-up, not an OOM
+        self._publish(w.cid)
+        return True

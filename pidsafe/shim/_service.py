@@ -1,0 +1,435 @@
+"""The task service (``containerd.task.v2.Task``): every method containerd 1.6 calls.
+
+Each method takes a request message and returns a response message (the
+ttrpc binding in ``_daemon`` is one line per method), so the whole service
+runs in-process in tests, with no socket.  Errors are
+:class:`pidsafe.errors.RpcError` with the codes containerd acts on
+(``_errors``).  Behaviour follows the runc shim of containerd 1.6
+(runtime/v2/runc/task/service.go, pkg/process/*), with the later exit-order
+fixes (SPEC.md §6).
+
+Concurrency: the ttrpc server runs each request in a thread of its own
+(``Wait`` blocks for a process's life while the rest go on).  There is no
+big lock: ``_lock`` guards only the table of containers, each container's
+``lock`` only its own fields, and neither is held across a create, a
+start or a delete.  Two creates run their bring-ups at once, unless the
+sandbox asks for them one at a time (``org.pidsafe.bringup=serial``,
+``_sandbox``).
+
+Exits (``_on_exit``): R2, record then release ``Wait`` then publish;
+R3, an init's TaskExit only after every exec of its container has
+published its own (without a pid namespace of its own, the rest of the
+cgroup is killed first); R4, no exec starts once init has exited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+from ..errors import ContainerStateError, RpcError
+from . import _messages as m
+from ._create import bring_up, read_config
+from ._errors import (already_exists, failed_precondition, invalid_argument, not_found,
+                      rpc_error, unimplemented)
+from ._events import Topic
+from ._exits import ExitRouter
+from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Protocol
+
+    from ..reaper import Exit, Reaper
+    from ._codec import Message
+
+    class Events(Protocol):
+        """Where events go (``pidsafe.shim.Publisher``): queued, never blocking."""
+
+        def publish(self, topic: str, event: Message) -> Any: ...
+
+#: How long Delete waits for a terminal's output to be copied (the runc shim's 2 s).
+IO_WAIT = 2.0
+#: How long Delete of a created container waits for the killed init's exit.
+EXIT_WAIT = 10.0
+#: Go's zero time.Time, which the runc shim sends as ``exited_at`` before an exit.
+GO_ZERO_SECONDS = -62135596800
+
+
+def timestamp(ns: int) -> m.Timestamp:
+    return m.Timestamp.from_ns(ns) if ns else m.Timestamp(seconds=GO_ZERO_SECONDS)
+
+
+class TaskService:
+    """The shim's task service over the containers of one namespace.
+
+    Args:
+        namespace: containerd's namespace (``-namespace``).
+        events: where events are published (``Publisher``).
+        reaper: the daemon's running :class:`pidsafe.Reaper` (a subreaper).
+        shutdown: called once by ``Shutdown`` when no container is left.
+    """
+
+    def __init__(self, *, namespace: str, events: Events, reaper: Reaper,
+                 shutdown: Callable[[], None] = lambda: None) -> None:
+        from ._sandbox import BringUp
+
+        self.namespace = namespace
+        self._events = events
+        self._reaper = reaper
+        self._shutdown = shutdown
+        self._lock = threading.Lock()
+        self._containers: Dict[str, Optional[ShimContainer]] = {}
+        self._closing = False
+        self._bring_up = BringUp()
+        self._oom: Any = None
+        self._router = ExitRouter(reaper, self._on_exit)
+        self._router.start()
+
+    def close(self) -> None:
+        """Stop routing exits and watching OOMs (the daemon is exiting)."""
+        self._router.stop()
+        if self._oom is not None:
+            self._oom.close()
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def _container(self, cid: str) -> ShimContainer:
+        with self._lock:
+            c = self._containers.get(cid)
+        if c is None:
+            raise not_found(f"container {cid!r} not created")
+        return c
+
+    def _process(self, cid: str, exec_id: str) -> ShimProcess:
+        c = self._container(cid)
+        p = c.process(exec_id)
+        if p is None:
+            raise not_found(f"process {exec_id!r} does not exist in container {cid!r}")
+        return p
+
+    def _publish(self, topic: str, event: Message) -> None:
+        self._events.publish(topic, event)
+
+    # -- create, start, exec ------------------------------------------------------------
+
+    def Create(self, req: m.CreateTaskRequest) -> m.CreateTaskResponse:
+        cid = req.id
+        if not cid:
+            raise invalid_argument("create: the container id is empty")
+        if req.checkpoint:
+            raise unimplemented("create: restoring a checkpoint is not supported")
+        with self._lock:
+            if self._closing:
+                raise RpcError(14, "create: the shim is shutting down")   # Unavailable
+            if cid in self._containers:
+                raise already_exists(f"create: container {cid!r} already exists")
+            self._containers[cid] = None     # reserved: another Create gets AlreadyExists
+        try:
+            config = read_config(os.path.abspath(req.bundle))
+            with self._bring_up.turn(config):
+                c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
+                             router=self._router)
+        except BaseException as exc:
+            with self._lock:
+                del self._containers[cid]
+            raise rpc_error(exc, "create") from exc
+        with self._lock:
+            self._containers[cid] = c
+        self._publish(Topic.CREATE, m.TaskCreate(
+            container_id=cid, bundle=req.bundle, rootfs=req.rootfs, checkpoint=req.checkpoint,
+            io=m.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+                        terminal=req.terminal), pid=c.init.pid))
+        self._end_hold(c.init)
+        return m.CreateTaskResponse(pid=c.init.pid)
+
+    def Start(self, req: m.StartRequest) -> m.StartResponse:
+        c = self._container(req.id)
+        if req.exec_id:
+            return self._start_exec(c, req.exec_id)
+        init = c.init
+        with c.lock:
+            if init.status != CREATED or init.starting:
+                raise failed_precondition(f"start: container {c.id!r} is not in the created "
+                                          "state")
+            init.starting = True
+        init.hold()
+        try:
+            c.container.start()
+        except BaseException as exc:
+            self._end_hold(init)
+            raise rpc_error(exc, "start") from exc
+        finally:
+            init.starting = False
+        assert init.process is not None
+        init.set_running(init.process)
+        self._publish(Topic.START, m.TaskStart(container_id=c.id, pid=init.pid))
+        self._end_hold(init)
+        self._watch_oom(c)
+        return m.StartResponse(pid=init.pid)
+
+    def _start_exec(self, c: ShimContainer, exec_id: str) -> m.StartResponse:
+        from ._exec import start_exec
+
+        proc = c.process(exec_id)
+        if proc is None:
+            raise not_found(f"start: process {exec_id!r} does not exist in container {c.id!r}")
+        with c.lock:
+            if c.init_exited:
+                raise failed_precondition(f"container {c.id} init process is not running")
+            if proc.status != CREATED or proc.starting:
+                raise failed_precondition(f"start: process {exec_id!r} was started already")
+            proc.starting = True
+            c.running_execs += 1
+        try:
+            process = start_exec(c, proc, namespace=self.namespace, reaper=self._reaper,
+                                 router=self._router)
+        except BaseException as exc:
+            proc.set_failed()
+            self._exec_gone(c)
+            raise rpc_error(exc, "start") from exc
+        finally:
+            proc.starting = False
+        proc.set_running(process)
+        self._publish(Topic.EXEC_STARTED, m.TaskExecStarted(container_id=c.id, exec_id=exec_id,
+                                                            pid=proc.pid))
+        self._end_hold(proc)
+        return m.StartResponse(pid=proc.pid)
+
+    def Exec(self, req: m.ExecProcessRequest) -> m.Empty:
+        from ._exec import parse_exec_spec
+
+        c = self._container(req.id)
+        if not req.exec_id:
+            raise invalid_argument("exec: the exec id is empty")
+        spec = parse_exec_spec(req.spec, bool(req.terminal))
+        proc = ShimProcess(c.id, req.exec_id,
+                           Stdio(req.stdin, req.stdout, req.stderr, bool(req.terminal)), spec)
+        proc.container = c
+        with c.lock:
+            if req.exec_id in c.execs:
+                raise already_exists(f"exec: id {req.exec_id}")
+            if c.init_exited or c.init.status == STOPPED:
+                raise failed_precondition(f"exec: container {c.id!r} is stopped")
+            if c.paused:
+                raise failed_precondition(f"exec: container {c.id!r} is paused")
+            c.execs[req.exec_id] = proc
+        self._publish(Topic.EXEC_ADDED, m.TaskExecAdded(container_id=c.id, exec_id=req.exec_id))
+        return m.Empty()
+
+    # -- exits ---------------------------------------------------------------------------
+
+    def _end_hold(self, proc: ShimProcess) -> None:
+        held = proc.release()
+        if held is not None:
+            self._on_exit(proc, held)
+
+    def _on_exit(self, proc: ShimProcess, exit: Exit) -> None:
+        """The exit of one of our processes, once no start of it is in flight."""
+        c = proc.container
+        if c is None:   # pragma: no cover - set before any exit can be routed
+            return
+        if proc is not c.init:
+            self._finish(c, proc, exit)
+            self._exec_gone(c)
+            return
+        with c.lock:
+            c.init_exited = True     # R4: from now on no exec starts
+        if not c.own_pid_ns:
+            try:
+                c.container.kill(signal.SIGKILL, all=True)   # the rest of its cgroup
+            except (OSError, ContainerStateError) as exc:
+                import logging
+
+                logging.getLogger("pidsafe.shim").warning("%s: killing the rest of its "
+                                                          "cgroup at init's exit: %s", c.id, exc)
+        with c.lock:
+            if c.running_execs:
+                c.stashed_init_exit = exit    # R3: published by the last exec's exit
+                return
+        self._finish(c, proc, exit)
+
+    def _exec_gone(self, c: ShimContainer) -> None:
+        """One started (or starting) exec fewer; the last one lets init's exit out."""
+        stashed = None
+        with c.lock:
+            c.running_execs -= 1
+            if c.running_execs == 0 and c.stashed_init_exit is not None:
+                stashed, c.stashed_init_exit = c.stashed_init_exit, None
+        if stashed is not None:
+            self._finish(c, c.init, stashed)
+
+    def _finish(self, c: ShimContainer, proc: ShimProcess, exit: Exit) -> None:
+        proc.set_exited(exit)       # R2: recorded, Wait released, then published
+        self._publish(Topic.EXIT, m.TaskExit(
+            container_id=c.id, id=proc.id, pid=proc.pid, exit_status=proc.exit_status,
+            exited_at=timestamp(proc.exited_at_ns)))
+
+    # -- queries -------------------------------------------------------------------------
+
+    def State(self, req: m.StateRequest) -> m.StateResponse:
+        c = self._container(req.id)
+        proc = self._process(req.id, req.exec_id)
+        s = proc.stdio
+        return m.StateResponse(
+            id=proc.id, bundle=c.bundle, pid=proc.pid, status=c.status_of(proc),
+            stdin=s.stdin, stdout=s.stdout, stderr=s.stderr, terminal=s.terminal,
+            exit_status=proc.exit_status, exited_at=timestamp(proc.exited_at_ns))
+
+    def Wait(self, req: m.WaitRequest) -> m.WaitResponse:
+        proc = self._process(req.id, req.exec_id)
+        proc.exited.wait()
+        return m.WaitResponse(exit_status=proc.exit_status,
+                              exited_at=timestamp(proc.exited_at_ns))
+
+    def Connect(self, req: m.ConnectRequest) -> m.ConnectResponse:
+        with self._lock:
+            c = self._containers.get(req.id)
+        return m.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0)
+
+    def Pids(self, req: m.PidsRequest) -> m.PidsResponse:
+        c = self._container(req.id)
+        try:
+            pids = c.container.pids()
+        except Exception as exc:
+            raise rpc_error(exc, "pids") from exc
+        with c.lock:
+            by_pid = {p.pid: p.exec_id for p in c.execs.values() if p.pid}
+        out: List[m.ProcessInfo] = []
+        for pid in pids:
+            info = None
+            if pid in by_pid:
+                info = m.Any.pack(m.ProcessDetails(exec_id=by_pid[pid]))
+            out.append(m.ProcessInfo(pid=pid, info=info))
+        return m.PidsResponse(processes=out)
+
+    def Stats(self, req: m.StatsRequest) -> m.StatsResponse:
+        from ._metrics import metrics
+
+        c = self._container(req.id)
+        cg = c.container.cgroup()
+        if cg is None:
+            raise not_found(f"stats: container {c.id!r} has no cgroup")
+        try:
+            return m.StatsResponse(stats=metrics(cg))
+        except Exception as exc:
+            raise rpc_error(exc, "stats") from exc
+
+    # -- control -------------------------------------------------------------------------
+
+    def Kill(self, req: m.KillRequest) -> m.Empty:
+        from ._exec import kill
+
+        proc = self._process(req.id, req.exec_id)
+        if not 0 < req.signal < 65:
+            raise invalid_argument(f"kill: bad signal {req.signal}")
+        kill(proc, req.signal, bool(req.all))
+        return m.Empty()
+
+    def Pause(self, req: m.PauseRequest) -> m.Empty:
+        c = self._container(req.id)
+        try:
+            c.container.pause()
+        except Exception as exc:
+            raise rpc_error(exc, "pause") from exc
+        c.paused = True
+        self._publish(Topic.PAUSED, m.TaskPaused(container_id=c.id))
+        return m.Empty()
+
+    def Resume(self, req: m.ResumeRequest) -> m.Empty:
+        c = self._container(req.id)
+        try:
+            c.container.resume()
+        except Exception as exc:
+            raise rpc_error(exc, "resume") from exc
+        c.paused = False
+        self._publish(Topic.RESUMED, m.TaskResumed(container_id=c.id))
+        return m.Empty()
+
+    def Update(self, req: m.UpdateTaskRequest) -> m.Empty:
+        c = self._container(req.id)
+        resources: Any = {}
+        if req.resources is not None and req.resources.value:
+            try:
+                resources = json.loads(req.resources.value)
+            except ValueError as exc:
+                raise invalid_argument(f"update: resources are not JSON: {exc}") from None
+        if not isinstance(resources, dict):
+            raise invalid_argument("update: linux.resources: must be an object")
+        try:
+            c.container.update(resources)
+        except Exception as exc:
+            raise rpc_error(exc, "update") from exc
+        return m.Empty()
+
+    def ResizePty(self, req: m.ResizePtyRequest) -> m.Empty:
+        proc = self._process(req.id, req.exec_id)
+        if proc.console is not None:
+            proc.console.resize(req.width, req.height)   # after the exit: a no-op
+        return m.Empty()
+
+    def CloseIO(self, req: m.CloseIORequest) -> m.Empty:
+        proc = self._process(req.id, req.exec_id)
+        if req.stdin:
+            for part in (proc.console, proc.io):
+                if part is not None:
+                    part.close_stdin()
+        return m.Empty()
+
+    def Checkpoint(self, req: m.CheckpointTaskRequest) -> m.Empty:
+        raise unimplemented("checkpoint is not supported by containerd-shim-pidsafe-v1")
+
+    # -- delete and shutdown ------------------------------------------------------------
+
+    def Delete(self, req: m.DeleteRequest) -> m.DeleteResponse:
+        from ._exec import delete_exec, delete_init
+
+        c = self._container(req.id)
+        proc = self._process(req.id, req.exec_id)
+        if proc is not c.init:
+            delete_exec(c, proc)
+        else:
+            try:
+                delete_init(c, io_wait=IO_WAIT, exit_wait=EXIT_WAIT)
+            except Exception as exc:
+                raise rpc_error(exc, "delete") from exc
+            if c.oom is not None and self._oom is not None:
+                self._oom.remove(c.id)
+            with self._lock:
+                del self._containers[c.id]
+            self._publish(Topic.DELETE, m.TaskDelete(
+                container_id=c.id, pid=proc.pid, exit_status=proc.exit_status,
+                exited_at=timestamp(proc.exited_at_ns)))
+        return m.DeleteResponse(pid=proc.pid, exit_status=proc.exit_status,
+                                exited_at=timestamp(proc.exited_at_ns))
+
+    def Shutdown(self, req: m.ShutdownRequest) -> m.Empty:
+        with self._lock:
+            if self._containers or self._closing:
+                return m.Empty()     # still serving containers (or already going)
+            self._closing = True
+        self._shutdown()
+        return m.Empty()
+
+    @property
+    def container_ids(self) -> List[str]:
+        """The ids of the containers this shim holds (created or being created)."""
+        with self._lock:
+            return sorted(self._containers)
+
+    # -- OOM ------------------------------------------------------------------------------
+
+    def _watch_oom(self, c: ShimContainer) -> None:
+        cg = c.container.cgroup()
+        if cg is None:
+            return
+        from ._oom import OomWatcher
+
+        with self._lock:
+            if self._oom is None:
+                self._oom = OomWatcher(lambda cid: self._publish(
+                    Topic.OOM, m.TaskOOM(container_id=cid)))
+            oom = self._oom
+        c.oom = oom.add(c.id, cg)

@@ -1,0 +1,191 @@
+"""The ``start`` action: address, socket, options; and the daemon it forks, driven over
+ttrpc with a stand-in for containerd's event service (root)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+
+from pidsafe.shim import Client, Server, messages as m
+from pidsafe.shim._start import (adjust_oom_score, go_clean, grouping, new_socket,
+                                 shim_cgroup, socket_address, write_address)
+
+from shimhelp import Fifos, read_all
+
+SHIM = Path(sys.executable).parent / "containerd-shim-pidsafe-v1"
+
+
+@pytest.mark.parametrize("path, want", [
+    ("/run/containerd/containerd.sock/default/c1", "/run/containerd/containerd.sock/default/c1"),
+    ("/a//b/./c/../d/", "/a/b/d"), ("//a", "/a"), ("a/../../b", "../b"), ("", "."),
+    ("/..", "/"),
+])
+def test_go_clean(path: str, want: str) -> None:
+    assert go_clean(path) == want
+
+
+def test_socket_address_is_gos() -> None:
+    want = hashlib.sha256(b"/run/containerd/containerd.sock/default/c1").hexdigest()
+    assert socket_address("/run/containerd/containerd.sock", "default", "c1") == \
+        f"unix:///run/containerd/s/{want}"
+    assert len(socket_address("/x", "n", "g")) - len("unix://") < 106
+
+
+def test_grouping() -> None:
+    ann = {"io.containerd.runc.v2.group": "g", "io.kubernetes.cri.sandbox-id": "pod"}
+    assert grouping({"annotations": ann}, "c") == "pod"
+    assert grouping({"annotations": {"io.containerd.runc.v2.group": "g"}}, "c") == "g"
+    assert grouping({"annotations": {"io.kubernetes.cri.sandbox-id": ""}}, "c") == "c"
+    assert grouping({}, "c") == "c" and grouping([], "c") == "c"
+
+
+def test_shim_cgroup_from_runc_options() -> None:
+    opts = m.Options(shim_cgroup="/pods/shim", binary_name="runc", no_pivot_root=True)
+    assert shim_cgroup(m.Any.pack(opts).encode()) == "/pods/shim"
+    assert shim_cgroup(m.Any(type_url="other.Type", value=opts.encode()).encode()) == ""
+    assert shim_cgroup(b"") == ""
+    with pytest.raises(ValueError):
+        shim_cgroup(b"\x0a\x80")
+
+
+def test_new_socket_reuses_a_live_one_and_replaces_a_dead_one(tmp_path: Path) -> None:
+    path = str(tmp_path / "s/sock")
+    s = new_socket(path)
+    assert s is not None
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert new_socket(path) is None      # it answers: another container's daemon
+    finally:
+        s.close()
+    # Closed, the file stays: nobody answers, so it is replaced.
+    s = new_socket(path)
+    assert s is not None
+    s.close()
+    os.unlink(path)
+
+
+def test_write_address(tmp_path: Path) -> None:
+    write_address(str(tmp_path), "unix:///run/containerd/s/x")
+    assert (tmp_path / "address").read_text() == "unix:///run/containerd/s/x"
+    assert not (tmp_path / ".address").exists()
+
+
+@pytest.mark.root
+def test_adjust_oom_score() -> None:
+    with subprocess.Popen(["sleep", "60"]) as p:
+        try:
+            with open(f"/proc/{os.getppid()}/oom_score_adj") as f:
+                parent = int(f.read())
+            adjust_oom_score(p.pid)   # containerd's (here: our parent's) + 1
+            with open(f"/proc/{p.pid}/oom_score_adj") as f:
+                assert int(f.read()) == min(parent + 1, 1000)
+        finally:
+            p.kill()
+
+
+# -- the daemon, through start -------------------------------------------------------
+
+class FakeContainerd:
+    """containerd's ttrpc event service (``Forward``), recording the events."""
+
+    def __init__(self, path: str) -> None:
+        self.events: List[Tuple[str, str]] = []
+        self.cond = threading.Condition()
+        self.server = Server()
+        self.server.register(m.EventsService.Forward, self._forward)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.bind(path)
+        sock.listen(16)
+        self.server.start(sock)
+
+    def _forward(self, req: Any, ctx: Any) -> Any:
+        env = req.envelope
+        assert ctx.get("containerd-namespace-ttrpc") == env.namespace == "shimtest"
+        with self.cond:
+            self.events.append((env.topic, env.event.type_url))
+            self.cond.notify_all()
+        return m.Empty()
+
+    def wait_for(self, n: int) -> List[Tuple[str, str]]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.events) >= n, 30), self.events
+            return list(self.events)
+
+
+#: Runs ``start`` as containerd does, as a subreaper: the daemon it forks is
+#: reparented here, reaped once it exits; then this exits too.
+SUPERVISOR = """
+import os, subprocess, sys, prctl
+prctl.set_child_subreaper(1)
+res = subprocess.run(sys.argv[1:], input=b"", capture_output=True)
+sys.stdout.write(repr((res.returncode, res.stdout, res.stderr)) + "\\n")
+sys.stdout.flush()
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""
+
+
+@pytest.fixture
+def fake_containerd(tmp_path: Path) -> Iterator[FakeContainerd]:
+    fake = FakeContainerd(str(tmp_path / "ttrpc.sock"))
+    yield fake
+    fake.server.shutdown(1)
+
+
+@pytest.mark.root
+def test_start_serves_until_shutdown(make_bundle: Any, tmp_path: Path,
+                                     fake_containerd: FakeContainerd) -> None:
+    bundle = make_bundle(["sh", "-c", "echo from-the-daemon; exit 6"])
+    io = Fifos(tmp_path, "d")
+    grpc = str(tmp_path / f"containerd-{os.getpid()}.sock")
+    env = dict(os.environ, TTRPC_ADDRESS=str(tmp_path / "ttrpc.sock"))
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(SHIM), "-namespace",
+                            "shimtest", "-address", grpc, "-publish-binary",
+                            "/usr/bin/containerd", "-id", "d1", "start"],
+                           cwd=bundle, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert sup.stdout is not None
+        code, out, err = eval(sup.stdout.readline())
+        assert (code, err) == (0, b""), err
+        address = out.decode()
+        assert address == socket_address(grpc, "shimtest", "d1")   # no newline, nothing else
+        assert (bundle / "address").read_text() == address
+        path = address[len("unix://"):]
+        with Client(address) as client:
+            r = client.call(m.TaskService.Create, m.CreateTaskRequest(
+                id="d1", bundle=str(bundle), stdout=io.stdout, stderr=io.stderr))
+            c = client.call(m.TaskService.Connect, m.ConnectRequest(id="d1"))
+            assert c.task_pid == r.pid and c.shim_pid > 0
+            client.call(m.TaskService.Start, m.StartRequest(id="d1"))
+            w = client.call(m.TaskService.Wait, m.WaitRequest(id="d1"))
+            assert w.exit_status == 6
+            assert read_all(io.out) == b"from-the-daemon\n"
+            client.call(m.TaskService.Delete, m.DeleteRequest(id="d1"))
+            try:
+                client.call(m.TaskService.Shutdown, m.ShutdownRequest(id="d1"))
+            except ConnectionError:
+                pass    # it may exit before answering
+        assert sup.wait(timeout=30) == 0        # the daemon exited, and was reaped
+        assert not os.path.exists(path)          # it removed its socket
+        assert [t for t, _ in fake_containerd.wait_for(4)] == [
+            "/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+        assert fake_containerd.events[2][1] == "containerd.events.TaskExit"
+    finally:
+        io.close()
+        if sup.poll() is None:
+            sup.kill()
+        sup.wait()
+        if sup.stdout is not None:
+            sup.stdout.close()
