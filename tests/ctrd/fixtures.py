@@ -40,13 +40,14 @@ import pytest
 
 import session_owned
 
-from .daemon import (BUSYBOX_IMAGE, CRI_NAMESPACE, PAUSE_IMAGE, RUNC, Containerd, Runtime,
+from .daemon import (BUSYBOX_IMAGE, CRI_NAMESPACE, PAUSE_IMAGE, PIDSAFE, RUNC, Containerd,
+                     Runtime,
                      skip_reason)
 
 #: The runtimes the ``shim_runtime`` tests drive: runc through containerd's runc shim, the
-#: baseline.  Add ``PIDSAFE`` (from .daemon) to run them through pidsafe's shim too, or any
-#: ``Runtime("name", "/abs/path/to/containerd-shim-x-v1")``; one whose binary is missing skips.
-RUNTIMES: List[Runtime] = [RUNC]
+#: baseline, and pidsafe's shim; or any ``Runtime("name", "/abs/path/to/containerd-shim-x-v1")``;
+#: one whose binary is missing skips.
+RUNTIMES: List[Runtime] = [RUNC, PIDSAFE]
 #: The CRI runtime handlers the ``cri_handler`` tests use (config.py has "runc" and "pidsafe").
 HANDLERS: List[str] = ["runc"]
 

@@ -234,3 +234,20 @@ def read_all_now(fd: int, timeout: float = 30) -> bytes:
 
 def rpc_code(exc: pytest.ExceptionInfo[RpcError]) -> int:
     return int(exc.value.code)
+
+
+#: ``python -c SUPERVISOR ARGV...`` runs ARGV (a shim's ``start``) as containerd does, as a
+#: subreaper: the daemon it forks is reparented here, reaped once it exits; then this
+#: exits too.  It prints ``repr((returncode, stdout, stderr))`` of ARGV first.
+SUPERVISOR = """
+import os, subprocess, sys, prctl
+prctl.set_child_subreaper(1)
+res = subprocess.run(sys.argv[1:], input=b"", capture_output=True)
+sys.stdout.write(repr((res.returncode, res.stdout, res.stderr)) + "\\n")
+sys.stdout.flush()
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from pidsafe.shim import Client, Server, messages as m
 from pidsafe.shim._start import (adjust_oom_score, go_clean, grouping, new_socket,
                                  shim_cgroup, socket_address, write_address)
 
-from shimhelp import Fifos, read_all
+from shimhelp import SUPERVISOR, Fifos, read_all
 
 SHIM = Path(sys.executable).parent / "containerd-shim-pidsafe-v1"
 
@@ -121,22 +122,6 @@ class FakeContainerd:
             return list(self.events)
 
 
-#: Runs ``start`` as containerd does, as a subreaper: the daemon it forks is
-#: reparented here, reaped once it exits; then this exits too.
-SUPERVISOR = """
-import os, subprocess, sys, prctl
-prctl.set_child_subreaper(1)
-res = subprocess.run(sys.argv[1:], input=b"", capture_output=True)
-sys.stdout.write(repr((res.returncode, res.stdout, res.stderr)) + "\\n")
-sys.stdout.flush()
-while True:
-    try:
-        os.wait()
-    except ChildProcessError:
-        break
-"""
-
-
 @pytest.fixture
 def fake_containerd(tmp_path: Path) -> Iterator[FakeContainerd]:
     fake = FakeContainerd(str(tmp_path / "ttrpc.sock"))
@@ -163,11 +148,24 @@ def test_start_serves_until_shutdown(make_bundle: Any, tmp_path: Path,
         assert address == socket_address(grpc, "shimtest", "d1")   # no newline, nothing else
         assert (bundle / "address").read_text() == address
         path = address[len("unix://"):]
+        assert os.stat(path).st_mode & 0o777 == 0o600
         with Client(address) as client:
             r = client.call(m.TaskService.Create, m.CreateTaskRequest(
                 id="d1", bundle=str(bundle), stdout=io.stdout, stderr=io.stderr))
             c = client.call(m.TaskService.Connect, m.ConnectRequest(id="d1"))
             assert c.task_pid == r.pid and c.shim_pid > 0
+            # Garbage and an oversized frame on other connections: the daemon
+            # answers or drops those, and keeps serving this one.
+            for junk in (b"\xff" * 64, struct.pack(">IIBB", 5 << 20, 1, 1, 0) + b"x" * 1000,
+                         struct.pack(">IIBB", 4, 2, 1, 0) + b"\x0a\x05ab"):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+                    raw.connect(path)
+                    raw.sendall(junk)
+                    raw.shutdown(socket.SHUT_WR)
+                    raw.settimeout(30)
+                    while raw.recv(4096):
+                        pass
+            assert client.call(m.TaskService.Connect, m.ConnectRequest(id="d1")).task_pid == r.pid
             client.call(m.TaskService.Start, m.StartRequest(id="d1"))
             w = client.call(m.TaskService.Wait, m.WaitRequest(id="d1"))
             assert w.exit_status == 6
