@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -47,6 +47,8 @@ from _harness import (add_json_arg, checks_json, ensure_tools, machine, p90,  # 
                       print_checks, private_mounts, write_json)
 from bench_runtime_cli import IMAGE, NS, Containerd  # noqa: E402
 from bundles import build_busybox_rootfs  # noqa: E402  (the tests' own image)
+sys.path.insert(0, str(HERE.parent / "scripts"))
+import oci_image  # noqa: E402
 
 SHIM = HERE.parent / ".venv" / "bin" / "containerd-shim-pidsafe-v1"
 PYTHON = HERE.parent / ".venv" / "bin" / "python"
@@ -54,14 +56,54 @@ PACKAGES = {"crun": "crun", "runc": "runc", "containerd": "containerd"}
 
 
 class Daemon(Containerd):
-    """bench_runtime_cli's private containerd, with the shim trace in its environment."""
+    """bench_runtime_cli's private containerd, its state and the runtimes' roots on a
+    tmpfs (as /run is on most machines: runc's and our state files are written
+    there), the shim trace in its environment."""
 
     def __init__(self, work: pathlib.Path, rootfs: pathlib.Path, trace: pathlib.Path) -> None:
-        os.environ["PIDSAFE_SHIM_TRACE"] = str(trace)   # containerd passes it to its shims
-        try:
-            super().__init__(work, rootfs)
-        finally:
-            del os.environ["PIDSAFE_SHIM_TRACE"]
+        self.work = work
+        self.sock = str(work / "containerd.sock")
+        self.count = 0
+        self.tmpfs = work / "run"
+        for d in ("root", "tmp", "run"):
+            (work / d).mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=711", "tmpfs", str(self.tmpfs)],
+                       check=True)
+        for d in ("state", "runtime-roots"):
+            (self.tmpfs / d).mkdir()
+            os.symlink(self.tmpfs / d, work / d)
+        (work / "config.toml").write_text(f"""version = 2
+root = "{work}/root"
+state = "{self.tmpfs}/state"
+temp = "{work}/tmp"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs"]
+[grpc]
+  address = "{self.sock}"
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{work}/opt"
+""")
+        self.log = open(work / "containerd.log", "wb")
+        env = dict(os.environ, PIDSAFE_SHIM_TRACE=str(trace))   # passed on to its shims
+        self.proc: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
+            ["containerd", "--config", str(work / "config.toml")], stdout=self.log,
+            stderr=self.log, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 20
+        while subprocess.run(self.ctr("version"), capture_output=True).returncode != 0:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise SystemExit(f"containerd did not come up; see {work}/containerd.log")
+            time.sleep(0.1)
+        oci_image.build(str(rootfs), str(work / "image.tar"), IMAGE)
+        subprocess.run(self.ctr("images", "import", str(work / "image.tar")), check=True,
+                       capture_output=True)
+
+    def close(self) -> None:
+        super().close()
+        subprocess.run(["umount", "-l", str(self.tmpfs)], check=False)
 
     def run_args(self, runtime: str) -> List[str]:
         if runtime == "pidsafe":
@@ -101,12 +143,19 @@ def rss_kib(pid: int) -> int:
 
 
 def shim_pid(daemon: Daemon, name: str) -> int:
-    pids = daemon._our_shims()
+    """The one live shim process whose argv names ``name`` and our containerd's socket."""
     mine = []
-    for pid in pids:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if name.encode() in f.read().split(b"\0")[0]:
-                mine.append(pid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(name.encode() in a for a in argv[:2]) and any(
+                a == b"-address" and b == daemon.sock.encode() for a, b in zip(argv, argv[1:])):
+            mine.append(int(entry))
     assert len(mine) == 1, (name, mine)
     return mine[0]
 
@@ -128,8 +177,8 @@ def measure_rss(daemon: Daemon, n: int) -> Dict[str, int]:
         for i in range(n):
             run_d("pidsafe", f"rss-{i}", True)
             if i == 0:
-                out["pidsafe shim, 1 container"] = rss_kib(shim_pid(daemon, "python"))
-        out[f"pidsafe shim, {n} containers"] = rss_kib(shim_pid(daemon, "python"))
+                out["pidsafe shim, 1 container"] = rss_kib(shim_pid(daemon, "containerd-shim-pidsafe-v1"))
+        out[f"pidsafe shim, {n} containers"] = rss_kib(shim_pid(daemon, "containerd-shim-pidsafe-v1"))
     finally:
         for cid in ids:
             subprocess.run(daemon.ctr("task", "kill", "-s", "KILL", cid), capture_output=True)
@@ -164,13 +213,18 @@ def phases(trace: pathlib.Path) -> Dict[str, List[float]]:
         ev = json.loads(line)
         if "rpc" in ev:
             out.setdefault(f"RPC {ev['rpc']}", []).append((ev["t1"] - ev["t0"]) * 1000)
+            out.setdefault(f"RPC {ev['rpc']} (CPU)", []).append(ev.get("cpu", 0) * 1000)
         elif "action" in ev:
             out.setdefault(f"{ev['action']} action (in Python)", []).append(
                 (ev["t1"] - ev["t0"]) * 1000)
+            out.setdefault(f"{ev['action']} action (process CPU)", []).append(
+                ev.get("cpu", 0) * 1000)
             if ev["action"] == "start":
                 starts[ev["pid"]] = ev["t0"]
         elif ev.get("event") == "serving":
             serving[ev["pid"]] = ev["t"]
+            out.setdefault("daemon CPU until serving (after fork)", []).append(
+                ev.get("cpu", 0) * 1000)
     # The daemon is forked by start: its pid is start's + something; pair them in order.
     for (_, t0), (_, t1) in zip(sorted(starts.items(), key=lambda x: x[1]),
                                 sorted(serving.items(), key=lambda x: x[1])):

@@ -57,7 +57,7 @@ def _traced(name: str, fn: Callable[[Any], Any], path: str) -> Callable[[Any, Co
     import time
 
     def handle(req: Any, ctx: Context) -> Any:
-        t0 = time.time()
+        t0, c0 = time.time(), time.thread_time()
         ok = False
         try:
             resp = fn(req)
@@ -65,5 +65,6 @@ def _traced(name: str, fn: Callable[[Any], Any], path: str) -> Callable[[Any, Co
             return resp
         finally:
             trace_event(path, rpc=name, id=getattr(req, "id", ""),
-                        exec_id=getattr(req, "exec_id", ""), t0=t0, t1=time.time(), ok=ok)
+                        exec_id=getattr(req, "exec_id", ""), t0=t0, t1=time.time(), ok=ok,
+                        cpu=time.thread_time() - c0)
     return handle

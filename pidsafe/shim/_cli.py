@@ -184,7 +184,7 @@ def run() -> None:
 
         argv = sys.argv[1:]
         trace_event(trace, action=next((a for a in argv if a in ("start", "delete")), "serve"),
-                    t0=t0, t1=time.time(), status=status)
+                    t0=t0, t1=time.time(), status=status, cpu=time.process_time())
     for f in (sys.stdout, sys.stderr):
         try:
             f.flush()

@@ -21,12 +21,12 @@ its id; it exits only when the last one has been deleted.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
-import sys
 import threading
+
+from . import _log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from ._cli import Flags
 
-_log = logging.getLogger("pidsafe.shim")
 
 #: How long the publisher may take to deliver the last events at exit (Go: 5 s).
 PUBLISH_DRAIN = 5.0
@@ -42,35 +41,17 @@ PUBLISH_DRAIN = 5.0
 SERVER_DRAIN = 1.0
 
 
-class _LogfmtFormatter(logging.Formatter):
-    """logrus's text format, which containerd's log shows as it is."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        import time
-
-        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
-        msg = record.getMessage().replace('"', '\\"')
-        if record.exc_info:
-            msg += " " + self.formatException(record.exc_info).replace("\n", " | ")
-        return f'time="{t}.{int(record.msecs * 1000):06d}Z" level={record.levelname.lower()} ' \
-               f'msg="{msg}" runtime=io.containerd.pidsafe.v1 pid={os.getpid()}'
-
-
 def open_log(bundle: str, debug: bool) -> None:
-    """Send logging (and fd 2) to ``<bundle>/log``; keep /dev/null if it cannot be opened."""
+    """Make fd 2 the bundle's ``log`` FIFO (containerd holds it open for reading);
+    keep /dev/null if it cannot be opened (started by hand, containerd gone)."""
+    _log.debug = debug
     try:
         fd = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return    # started by hand, or containerd gone: nobody would read it
+        return
     os.set_blocking(fd, True)
     os.dup2(fd, 2)       # not close-on-exec; containers get their stdio explicitly
     os.close(fd)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogfmtFormatter())
-    root = logging.getLogger("pidsafe")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _listener(flags: Flags, sock: Optional[socket.socket]) -> socket.socket:
@@ -134,15 +115,16 @@ def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
 
         from ._binding import trace_event
 
-        trace_event(os.environ["PIDSAFE_SHIM_TRACE"], event="serving", t=time.time())
-    _log.info("serving containerd's %s requests (namespace %s)", flags.id, flags.namespace)
+        trace_event(os.environ["PIDSAFE_SHIM_TRACE"], event="serving", t=time.time(),
+                    cpu=time.process_time())
+    _log.log("info", f"serving containerd's {flags.id} requests (namespace {flags.namespace})")
     while not stop.wait(3600):
         pass
-    _log.info("shutting down (containers left: %s)", service.container_ids or "none")
+    _log.log("info", f"shutting down (containers left: {service.container_ids or 'none'})")
     server.shutdown(SERVER_DRAIN)
     remove_socket(bundle)
     service.close()
     if not publisher.close(PUBLISH_DRAIN):
-        _log.warning("events were still queued at exit")
+        _log.log("warning", "events were still queued at exit")
     reaper.stop()
     return 0

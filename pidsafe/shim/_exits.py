@@ -23,10 +23,10 @@ this router calls.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
+from . import _log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from ..reaper import Exit, Reaper, Subscription
     from ._task import ShimProcess
 
-_log = logging.getLogger("pidsafe.shim")
 
 
 class ExitRouter:
@@ -90,7 +89,7 @@ class ExitRouter:
                     try:
                         self._route(exit)
                     except Exception:   # a bug in a handler must not stop exits
-                        _log.exception("handling the exit of pid %d", exit.pid)
+                        _log.exception(f"handling the exit of pid {exit.pid}")
                 return   # the reaper stopped
             except SubscriptionOverflow:
                 self._resync()
@@ -104,7 +103,7 @@ class ExitRouter:
         process's return code; one published after the new subscription
         arrives through it (and finds no owner if already routed here).
         """
-        _log.error("the exit subscription overflowed: resynchronising")
+        _log.log("error", "the exit subscription overflowed: resynchronising")
         self._sub = self._reaper.subscribe()
         with self._lock:
             done: List[Process] = [p for p in self._owners if p.returncode is not None]

@@ -241,10 +241,9 @@ class TaskService:
             try:
                 c.container.kill(signal.SIGKILL, all=True)   # the rest of its cgroup
             except (OSError, ContainerStateError) as exc:
-                import logging
+                from ._log import log
 
-                logging.getLogger("pidsafe.shim").warning("%s: killing the rest of its "
-                                                          "cgroup at init's exit: %s", c.id, exc)
+                log("warning", f"{c.id}: killing the rest of its cgroup at init's exit: {exc}")
         with c.lock:
             if c.running_execs:
                 c.stashed_init_exit = exit    # R3: published by the last exec's exit

@@ -23,17 +23,16 @@ behind holds neither pipe.  Steps, as the runc shim's ``manager.Start``:
    daemon is moved into that cgroup.  Its ``oom_score_adj`` becomes
    containerd's + 1 (refusals tolerated, as the Go shim tolerates them).
 
-Only ``os``, ``sys``, ``json``, ``hashlib`` and ``socket`` are imported
-here: the daemon's own imports happen in the child, while containerd reads
-this address and dials it.
+Only ``os``, ``sys`` and the C modules ``_socket`` and ``_sha256`` (or
+``_sha2``) are imported here (``json`` only for a config that names a
+group): the daemon's own imports happen in the child, while containerd
+reads this address and dials it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import _socket
 import os
-import socket
 import sys
 
 TYPE_CHECKING = False
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
     from ._cli import Flags
+
+    Socket = _socket.socket
 
 SOCKET_DIR = "/run/containerd/s"   # defaults.DefaultStateDir + "/s", whatever containerd's state
 GROUP_LABELS = ("io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group")
@@ -66,13 +67,37 @@ def go_clean(path: str) -> str:
     return ("/" + text) if rooted else (text or ".")
 
 
+def _sha256_hex(data: bytes) -> str:
+    """sha256 from the interpreter's own C module (hashlib would load OpenSSL)."""
+    for name in ("_sha2", "_sha256"):    # 3.12+, up to 3.11
+        try:
+            return str(__import__(name).sha256(data).hexdigest())
+        except ImportError:
+            continue
+    import hashlib   # pragma: no cover - an interpreter without either
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def socket_address(address: str, namespace: str, group: str) -> str:
     """``unix:///run/containerd/s/<sha256 hex>``, as the Go shim's ``SocketAddress``."""
     joined = go_clean("/".join(p for p in (address, namespace, group) if p))
-    return f"unix://{SOCKET_DIR}/{hashlib.sha256(joined.encode()).hexdigest()}"
+    return f"unix://{SOCKET_DIR}/{_sha256_hex(joined.encode())}"
 
 
-def grouping(config: Dict[str, Any], cid: str) -> str:
+def read_group(data: bytes, cid: str) -> str:
+    """The grouping key of a config.json's bytes; parsed only if it names a group."""
+    if not any(label.encode() in data for label in GROUP_LABELS):
+        return cid
+    import json
+
+    try:
+        return grouping(json.loads(data), cid)
+    except ValueError as exc:
+        raise OSError(f"read config.json: {exc}") from None
+
+
+def grouping(config: Any, cid: str) -> str:
     annotations = config.get("annotations") if isinstance(config, dict) else None
     if isinstance(annotations, dict):
         for label in GROUP_LABELS:
@@ -86,17 +111,23 @@ def _path(address: str) -> str:
     return address[len("unix://"):] if address.startswith("unix://") else address
 
 
+def _unix_socket() -> Socket:
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+
+
 def can_connect(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+    s = _unix_socket()
+    try:
         s.settimeout(1.0)
-        try:
-            s.connect(path)
-        except OSError:
-            return False
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
     return True
 
 
-def new_socket(path: str) -> Optional[socket.socket]:
+def new_socket(path: str) -> Optional[Socket]:
     """A listening socket at ``path`` (0600), or None if a live daemon holds it.
 
     Raises:
@@ -104,7 +135,7 @@ def new_socket(path: str) -> Optional[socket.socket]:
     """
     os.makedirs(os.path.dirname(path), mode=0o600, exist_ok=True)
     for attempt in (1, 2):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s = _unix_socket()
         try:
             s.bind(path)
         except OSError as exc:
@@ -224,10 +255,10 @@ def start(flags: Flags) -> int:
     bundle = flags.bundle or os.getcwd()
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            config = json.load(f)
-    except (OSError, ValueError) as exc:
+            data = f.read()
+    except OSError as exc:
         raise OSError(f"read config.json: {exc}") from None
-    address = socket_address(flags.address, flags.namespace, grouping(config, flags.id))
+    address = socket_address(flags.address, flags.namespace, read_group(data, flags.id))
     path = _path(address)
     sock = new_socket(path)
     if sock is None:
@@ -261,7 +292,7 @@ def start(flags: Flags) -> int:
     return 0
 
 
-def _fork_daemon(flags: Flags, sock: socket.socket, bundle: str) -> int:
+def _fork_daemon(flags: Flags, sock: Socket, bundle: str) -> int:
     """Fork the daemon serving ``sock``; its pid.  The child never returns."""
     pid = os.fork()
     if pid:
@@ -274,9 +305,11 @@ def _fork_daemon(flags: Flags, sock: socket.socket, bundle: str) -> int:
             os.dup2(null, fd)
         if null > 2:
             os.close(null)
+        import socket
+
         from ._daemon import serve
 
         flags.bundle = bundle
-        status = serve(flags, sock)
+        status = serve(flags, socket.socket(fileno=sock.detach()))
     finally:
         os._exit(status)

@@ -73,3 +73,16 @@ def test_start_leaves_the_daemons_imports_to_the_daemon(tmp_path: Path,
                 pass
         assert sup.wait(timeout=30) == 0
     assert not [m for m in HEAVY if m in mods]
+
+
+def test_the_daemon_loads_no_asyncio_logging_or_subprocess() -> None:
+    """What the daemon imports before it serves (its start delays the first request)."""
+    code = ("import sys\n"
+            "import pidsafe.shim._daemon, pidsafe.shim._service, pidsafe.shim._binding\n"
+            "from pidsafe.reaper import Reaper\n"
+            "from pidsafe.shim import Publisher, Server\n"
+            "r = Reaper(subreaper=True).start(); r.stop()\n"
+            "bad = [m for m in ('asyncio', 'ssl', 'logging', 'subprocess', 'ctypes')\n"
+            "       if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -18,7 +18,7 @@ import pytest
 
 from pidsafe.shim import Client, Server, messages as m
 from pidsafe.shim._start import (adjust_oom_score, go_clean, grouping, new_socket,
-                                 shim_cgroup, socket_address, write_address)
+                                 read_group, shim_cgroup, socket_address, write_address)
 
 from shimhelp import SUPERVISOR, Fifos, read_all
 
@@ -47,6 +47,11 @@ def test_grouping() -> None:
     assert grouping({"annotations": {"io.containerd.runc.v2.group": "g"}}, "c") == "g"
     assert grouping({"annotations": {"io.kubernetes.cri.sandbox-id": ""}}, "c") == "c"
     assert grouping({}, "c") == "c" and grouping([], "c") == "c"
+    # From the bytes: JSON is parsed only for a config that names a group.
+    assert read_group(b'{"annotations": {"io.containerd.runc.v2.group": "g"}}', "c") == "g"
+    assert read_group(b"not json, and no group named", "c") == "c"
+    with pytest.raises(OSError, match="read config.json"):
+        read_group(b'{"io.kubernetes.cri.sandbox-id": ', "c")
 
 
 def test_shim_cgroup_from_runc_options() -> None:
