@@ -54,12 +54,15 @@ def open_log(bundle: str, debug: bool) -> None:
     os.close(fd)
 
 
+def _unix_path(address: str) -> str:
+    return address[len("unix://"):] if address.startswith("unix://") else address
+
+
 def _listener(flags: Flags, sock: Optional[socket.socket]) -> socket.socket:
     if sock is not None:
         return sock
     if flags.socket:
-        path = flags.socket[len("unix://"):] if flags.socket.startswith("unix://") \
-            else flags.socket
+        path = _unix_path(flags.socket)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         s.bind(path)
         os.chmod(path, 0o600)
@@ -68,14 +71,24 @@ def _listener(flags: Flags, sock: Optional[socket.socket]) -> socket.socket:
     return socket.socket(fileno=3)     # the Go shim's way: the socket as fd 3
 
 
-def remove_socket(bundle: str) -> None:
-    """Remove the socket named in ``<bundle>/address`` (it is ours; nobody else serves it)."""
+def socket_path(bundle: str) -> Optional[str]:
+    """The socket named in ``<bundle>/address`` (``start`` wrote it before the fork)."""
     try:
         with open(os.path.join(bundle, "address")) as f:
             address = f.read().strip()
-        os.unlink(address[len("unix://"):] if address.startswith("unix://") else address)
-    except FileNotFoundError:
-        pass
+    except OSError:
+        return None
+    return address[len("unix://"):] if address.startswith("unix://") else address
+
+
+def remove_socket(path: Optional[str]) -> None:
+    """Remove our socket at exit (read at start-up: the bundle that named it may be
+    gone by then, deleted with the first container of a group)."""
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def serve(flags: Flags, sock: Optional[socket.socket] = None) -> int:
@@ -91,6 +104,7 @@ def serve(flags: Flags, sock: Optional[socket.socket] = None) -> int:
 
 
 def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
+    path = socket_path(bundle) if flags.socket == "" else _unix_path(flags.socket)
     from ..reaper import Reaper
     from . import Publisher, Server
     from ._binding import register
@@ -122,7 +136,7 @@ def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
         pass
     _log.log("info", f"shutting down (containers left: {service.container_ids or 'none'})")
     server.shutdown(SERVER_DRAIN)
-    remove_socket(bundle)
+    remove_socket(path)
     service.close()
     if not publisher.close(PUBLISH_DRAIN):
         _log.log("warning", "events were still queued at exit")

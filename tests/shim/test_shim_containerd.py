@@ -26,6 +26,7 @@ import pytest
 
 import pidsafe
 from ctrd import PIDSAFE, Containerd
+from pidsafe.shim._start import socket_address
 
 pytestmark = [pytest.mark.root, pytest.mark.containerd]
 
@@ -187,6 +188,11 @@ def test_one_daemon_per_group(containerd: Containerd, ctr: Any) -> None:
     res = ctr("tasks", "exec", "--exec-id", "e", "g1b", "echo", "still-served")
     assert res.stdout == "still-served\n", res
     remove(containerd, "g1b")
+    # The daemon exits with the last one and removes the group's socket, though
+    # the bundle that named it (g1a's) went first.
+    assert containerd.wait_settled() == []
+    address = socket_address(containerd.address, containerd.namespace, "g1")
+    assert not os.path.exists(address[len("unix://"):])
 
 
 def test_a_killed_shim_is_cleaned_up(containerd: Containerd, ctr: Any) -> None:
