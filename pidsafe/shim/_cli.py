@@ -1,7 +1,7 @@
 """``containerd-shim-pidsafe-v1``: its command line, as containerd runs it.
 
 containerd runs a shim binary three ways (runtime/v2/binary.go,
-runtime/v2/shim/shim.go; SPEC.md §2.2)::
+runtime/v2/shim/shim.go at v1.6.20)::
 
     shim -namespace NS -address A -publish-binary P -id ID [-debug] start
     shim -namespace NS -id ID -address A [-debug]                       (the daemon)

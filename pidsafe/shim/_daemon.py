@@ -1,7 +1,7 @@
 """The shim daemon: the task service on ttrpc, until containerd shuts it down.
 
 What the Go shim's ``run``/``serve`` do (runtime/v2/shim/shim.go,
-shim_unix.go; SPEC.md §2.4, §2.7), with pidsafe underneath:
+shim_unix.go at v1.6.20), with pidsafe underneath:
 
 - logs go to the bundle's ``log`` FIFO (containerd holds it open and copies
   it into its own log), which also becomes fd 2; never stdout;

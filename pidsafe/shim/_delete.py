@@ -2,7 +2,7 @@
 
 containerd runs it after *every* container, once its connection to the
 daemon has closed (normally right after ``Shutdown``), and for dead shims
-after a restart (SPEC.md §0.3, §2.5).  It must exit 0 when everything is
+after a restart (runtime/v2/shim.go, ``cleanupAfterDeadShim``).  It must exit 0 when everything is
 already gone and print a raw ``containerd.task.v2.DeleteResponse`` on
 stdout (``pid`` from ``init.pid``, ``exit_status`` 137, ``exited_at``
 now, as the runc shim's ``manager.Stop`` answers).

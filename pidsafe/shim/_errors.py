@@ -2,7 +2,7 @@
 
 containerd maps NotFound, AlreadyExists, FailedPrecondition,
 InvalidArgument, Unimplemented and Unavailable to its own errors and keeps
-the message of anything else as Unknown (SPEC.md §1.2).  A task method
+the message of anything else as Unknown.  A task method
 raises :class:`pidsafe.errors.RpcError`; :func:`rpc_error` turns the
 library's exceptions into one.
 """

@@ -4,7 +4,7 @@ containerd checks each topic (it must start with ``/``) and forwards the
 event, packed in an Any under its bare message name
 (``containerd.events.TaskExit``), to its subscribers: ``ctr events``, CRI,
 Docker.  Which event comes when, and in what order, is the service's
-(``_service``; SPEC.md §5, §6).
+(``_service``).
 """
 
 

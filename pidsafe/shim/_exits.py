@@ -5,18 +5,18 @@ containers are reaped too).  The router subscribes to it before any
 container exists and runs one thread that takes each :class:`pidsafe.Exit`
 and finds its owner by the :class:`pidsafe.Process` it carries, never by
 pid: a pid recycled while an exit was in flight can never be mistaken for
-another process (SPEC.md §6.3 R7; the runc shim's ``processExits`` warns of
+another process (the runc shim's ``processExits`` warns of
 exactly that).  An exit whose process nobody owns (an orphan, a logging
-binary) is dropped (R6).
+binary) is dropped.
 
-Order (R1): a process is owned (:meth:`ExitRouter.own`) *before* the reaper
+Order: a process is owned (:meth:`ExitRouter.own`) *before* the reaper
 watches it: ``Container.create(on_created=)`` and
 ``Container.exec(on_started=)`` call back before the registration, and the
 reaper publishes an exit only after it.  The owner is then holding
 (``ShimProcess.hold``) until its create or start event is published, so
 the exit of a process that dies at once still comes after that event.
 
-The rest of the ordering (an init's exit after its execs', R3) is the
+The rest of the ordering (an init's exit after its execs') is the
 service's, in :meth:`pidsafe.shim._service.TaskService._on_exit`, which
 this router calls.
 """

@@ -1,7 +1,7 @@
 """The daemon's log: logrus's text format on fd 2, the bundle's ``log`` FIFO.
 
 containerd copies what a shim writes to its ``log`` FIFO into its own log
-(SPEC.md §2.4), as the Go shim's logrus lines.  These lines are written
+(runtime/v2/shim/shim_unix.go), as the Go shim's logrus lines.  These lines are written
 here without the ``logging`` module, which would cost every daemon's start
 ~10 ms it rarely uses; library code that does use ``logging`` (a hook's
 warning, the wire layer's errors) reaches the same fd 2 through logging's

@@ -1,12 +1,12 @@
-"""Bring-ups of one sandbox, one at a time where the sandbox asks for it (issue #14).
+"""Bring-ups of one sandbox, one at a time where the sandbox asks for it.
 
 One shim serves every container of a pod (``start`` groups them by
 ``io.kubernetes.cri.sandbox-id``), and by default their bring-ups (rootfs
 mounts, cgroup, init) run at once, each in its own request thread.  A
 sandbox whose config carries ``org.pidsafe.bringup=serial`` gets a lock of
 its own, held across the whole bring-up of each of its containers, so
-they come up one at a time (seed 000: a per-sandbox lock taken only where
-it is needed).  It is never a global lock: another sandbox's bring-ups,
+they come up one at a time (as hcsshim serializes a confidential
+sandbox's bring-ups: a per-sandbox lock, taken only where it is needed).  It is never a global lock: another sandbox's bring-ups,
 and every other request of this one (State, Wait, Kill, Exec...), never
 wait for it.
 """

@@ -6,7 +6,7 @@ runs in-process in tests, with no socket.  Errors are
 :class:`pidsafe.errors.RpcError` with the codes containerd acts on
 (``_errors``).  Behaviour follows the runc shim of containerd 1.6
 (runtime/v2/runc/task/service.go, pkg/process/*), with the later exit-order
-fixes (SPEC.md §6).
+fixes (runtime/v2/runc/task/service.go at v1.6.39).
 
 Concurrency: the ttrpc server runs each request in a thread of its own
 (``Wait`` blocks for a process's life while the rest go on).  There is no
@@ -16,10 +16,11 @@ start or a delete.  Two creates run their bring-ups at once, unless the
 sandbox asks for them one at a time (``org.pidsafe.bringup=serial``,
 ``_sandbox``).
 
-Exits (``_on_exit``): R2, record then release ``Wait`` then publish;
-R3, an init's TaskExit only after every exec of its container has
+Exits (``_on_exit``): each is recorded, then ``Wait`` released, then
+TaskExit published; an init's TaskExit comes only after every exec of its
+container has
 published its own (without a pid namespace of its own, the rest of the
-cgroup is killed first); R4, no exec starts once init has exited.
+cgroup is killed first); no exec starts once init has exited.
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ class TaskService:
             self._exec_gone(c)
             return
         with c.lock:
-            c.init_exited = True     # R4: from now on no exec starts
+            c.init_exited = True     # from now on no exec starts
         if not c.own_pid_ns:
             try:
                 c.container.kill(signal.SIGKILL, all=True)   # the rest of its cgroup
@@ -246,7 +247,7 @@ class TaskService:
                 log("warning", f"{c.id}: killing the rest of its cgroup at init's exit: {exc}")
         with c.lock:
             if c.running_execs:
-                c.stashed_init_exit = exit    # R3: published by the last exec's exit
+                c.stashed_init_exit = exit    # published by the last exec's exit
                 return
         self._finish(c, proc, exit)
 
@@ -261,7 +262,7 @@ class TaskService:
             self._finish(c, c.init, stashed)
 
     def _finish(self, c: ShimContainer, proc: ShimProcess, exit: Exit) -> None:
-        proc.set_exited(exit)       # R2: recorded, Wait released, then published
+        proc.set_exited(exit)       # recorded, Wait released, then published
         self._publish(Topic.EXIT, m.TaskExit(
             container_id=c.id, id=proc.id, pid=proc.pid, exit_status=proc.exit_status,
             exited_at=timestamp(proc.exited_at_ns)))

@@ -2,7 +2,7 @@
 
 containerd runs ``start`` with the bundle as its working directory and
 reads its stdout and stderr together, whole, as the shim's address
-(``cmd.CombinedOutput()``, then ``TrimSpace``; SPEC.md §2.3), so this
+(``cmd.CombinedOutput()``, then ``TrimSpace``), so this
 prints the ``unix://`` address and nothing else, and the daemon it leaves
 behind holds neither pipe.  Steps, as the runc shim's ``manager.Start``:
 

@@ -1,7 +1,7 @@
 """A process's stdio as containerd names it: fifo paths, ``binary://``, ``file://``.
 
 containerd's client (``ctr``, CRI) makes three FIFOs and opens its own ends
-first; the shim connects the container to them (SPEC.md §4).  The runc
+first; the shim connects the container to them.  The runc
 shim puts pipes between the container and the FIFOs and copies; here the
 FIFOs themselves are the container's stdio, passed as fds to
 ``Container.create``/``exec`` (nothing to copy, no thread, no buffer), and

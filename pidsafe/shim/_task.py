@@ -8,11 +8,12 @@ the :class:`pidsafe.Process` that runs it once it exists.  Nothing here
 asks the kernel anything: ``State`` answers from these fields, as the runc
 shim answers from its own state machine (pkg/process/init_state.go).
 
-Exits and starts race (SPEC.md §6).  A process whose start (or create) is
+Exits and starts race.  A process whose start (or create) is
 in flight *holds* its exit: :meth:`ShimProcess.deliver` parks it, and the
 thread that publishes the start event then takes it with
 :meth:`ShimProcess.release` and handles it right after.  One small lock per
-process, never held across a start (seed 002).
+process, never held across a start (containerd's runc shim: "handle early
+exits w/o big locks").
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Exit order (SPEC.md §6.3): each race forced, then checked in the events (root).
+"""Exit order: each race forced, then checked in the events (root).
 
-R1: a process's exit is never published before its create/start event,
-even when it exits before Create/Start returns; R3: an init's exit is the
-last exit of its container; R4: no exec starts once init has exited; R7:
-exits are keyed by process object.  Each race is forced by holding the
+A process's exit is never published before its create/start event, even
+when it exits before Create/Start returns; an init's exit is the last exit
+of its container; no exec starts once init has exited; exits are keyed by
+process object.  Each race is forced by holding the
 service right where it matters until the exit has provably arrived (the
 router parked it), never by sleeping.
 """
@@ -223,7 +223,7 @@ def test_concurrent_execs_racing_the_init_exit(shim: Shim, make_bundle: Any) -> 
 
 
 def test_exits_are_routed_by_process_object_not_pid() -> None:
-    """R7: two exits with the same pid reach the owner of each process object."""
+    """Two exits with the same pid reach the owner of each process object."""
     with pidsafe.Reaper() as reaper:
         got: List[Any] = []
         router = ExitRouter(reaper, lambda owner, ex: got.append((owner.exec_id, ex)))
