@@ -59,10 +59,13 @@ def read_config(bundle: str) -> Dict[str, Any]:
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    """``path`` holds ``pid``, written atomically (temp file, rename)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(str(pid))
+    """``path`` holds ``pid``, written atomically (a temp file of a random name, rename)."""
+    tmp = f"{path}.{os.urandom(8).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
     os.rename(tmp, path)
 
 
