@@ -47,8 +47,12 @@ actions: start, delete; none: serve (as containerd runs it)
 """
 
 
-class FlagError(Exception):
-    """A command line Go's ``flag`` package would refuse (exit 2)."""
+def _flag_error(message: str) -> Exception:
+    """A command line Go's ``flag`` package would refuse (exit 2): a
+    :class:`pidsafe.UsageError` (imported only when there is one)."""
+    from ..errors import UsageError
+
+    return UsageError(message)
 
 
 class Flags:
@@ -76,14 +80,14 @@ def _bool(name: str, text: str) -> bool:
         return True
     if text in ("0", "f", "F", "false", "FALSE", "False"):
         return False
-    raise FlagError(f'invalid boolean value "{text}" for -{name}: parse error')
+    raise _flag_error(f'invalid boolean value "{text}" for -{name}: parse error')
 
 
 def parse_flags(argv: Sequence[str]) -> Flags:
     """Parse ``argv`` (without the program name) as Go's ``flag.Parse`` does.
 
     Raises:
-        FlagError: an unknown flag, a flag without its value, a bad bool.
+        pidsafe.UsageError: an unknown flag, a flag without its value, a bad bool.
         SystemExit: ``-h``/``-help`` (usage on stderr, status 0, as Go).
     """
     flags = Flags()
@@ -98,20 +102,20 @@ def parse_flags(argv: Sequence[str]) -> Flags:
             break
         name = arg[2:] if arg.startswith("--") else arg[1:]
         if not name or name[0] in "-=":
-            raise FlagError(f"bad flag syntax: {arg}")
+            raise _flag_error(f"bad flag syntax: {arg}")
         name, eq, value = name.partition("=")
         i += 1
         if name in ("h", "help") and name not in FLAGS:
             sys.stderr.write(USAGE)
             raise SystemExit(0)
         if name not in FLAGS:
-            raise FlagError(f"flag provided but not defined: -{name}")
+            raise _flag_error(f"flag provided but not defined: -{name}")
         if FLAGS[name]:
             values[name] = _bool(name, value) if eq else True
             continue
         if not eq:
             if i >= len(argv):
-                raise FlagError(f"flag needs an argument: -{name}")
+                raise _flag_error(f"flag needs an argument: -{name}")
             value = argv[i]
             i += 1
         values[name] = value
@@ -126,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         flags = parse_flags(args)
-    except FlagError as exc:
+    except ValueError as exc:   # a pidsafe.UsageError from parse_flags
         sys.stderr.write(f"{exc}\n{USAGE}")
         return 2
     if flags.v:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pidsafe.shim._cli import FlagError, main, parse_flags
+import pidsafe
+from pidsafe.shim._cli import main, parse_flags
 
 SHIM = Path(sys.executable).parent / "containerd-shim-pidsafe-v1"
 
@@ -33,7 +34,7 @@ def test_go_flag_forms() -> None:
     (["---id", "x"], "bad flag syntax: ---id"),
 ])
 def test_flag_errors(argv: list, message: str) -> None:
-    with pytest.raises(FlagError, match=message):
+    with pytest.raises(pidsafe.UsageError, match=message):
         parse_flags(argv)
 
 
