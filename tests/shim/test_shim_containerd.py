@@ -63,8 +63,15 @@ def task_status(containerd: Containerd, cid: str) -> str:
     return ""
 
 
-def ctr_in_a_terminal(containerd: Containerd, *args: str, timeout: float = 60) -> str:
-    """``ctr ARGS`` with a pty as its stdio (``-t`` needs one); all it printed."""
+def ctr_in_a_terminal(containerd: Containerd, *args: str, answer_after: bytes,
+                      timeout: float = 60) -> str:
+    """``ctr ARGS`` with a pty as its stdio (``-t`` needs one); all it printed.
+
+    Once ``answer_after`` has been printed, a newline is typed: the process
+    reads it before it exits, so that ctr has its output first (see
+    ``Containerd.ctr_handshake``: ctr 1.6 may drop the output of a process
+    that exits at once).
+    """
     master, slave = pty.openpty()
     os.set_inheritable(slave, False)
     try:
@@ -84,6 +91,9 @@ def ctr_in_a_terminal(containerd: Containerd, *args: str, timeout: float = 60) -
                 if not data:
                     break
                 out += data
+                if answer_after and answer_after in out:
+                    os.write(master, b"\n")
+                    answer_after = b""
             assert p.wait(timeout=timeout) == 0, out
     finally:
         if slave >= 0:
@@ -95,7 +105,8 @@ def ctr_in_a_terminal(containerd: Containerd, *args: str, timeout: float = 60) -
 def test_terminal_ps_pause_metrics_kill_all(containerd: Containerd, ctr: Any) -> None:
     run_d(containerd, "t1", "sh", "-c", "sleep 600 & sleep 600")
     out = ctr_in_a_terminal(containerd, "tasks", "exec", "-t", "--exec-id", "tty1", "t1",
-                            "sh", "-c", "tty; stty size")
+                            "sh", "-c", "tty; stty size; echo typed-END; read _",
+                            answer_after=b"typed-END")
     assert "/dev/pts/" in out, out
     deadline = time.monotonic() + 30
     while True:   # sh forks its background sleep, then execs the other one
@@ -121,11 +132,12 @@ def test_user_namespace_on_an_idmapped_rootfs(containerd: Containerd, ctr: Any) 
     run_d(containerd, "u1", "sh", "-c", "touch /made-inside; echo done; sleep 600",
           extra=["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
                  "--remap-labels"])
-    res = ctr("tasks", "exec", "--exec-id", "e", "u1", "sh", "-c",
-              "stat -c %u:%g /bin/busybox /made-inside; cat /proc/self/uid_map")
-    assert res.returncode == 0, res
-    lines = res.stdout.split("\n")
-    assert lines[:2] == ["0:0", "0:0"] and lines[2].split() == ["0", "100000", "65536"], res
+    uid_map = f"{0:>10} {100000:>10} {65536:>10}\n"     # as the kernel prints it
+    res = containerd.ctr_handshake(
+        "tasks", "exec", "--exec-id", "e", "u1", "sh", "-c",
+        "stat -c %u:%g /bin/busybox /made-inside; cat /proc/self/uid_map; read _; exit 0",
+        stdout="0:0\n0:0\n" + uid_map)
+    assert (res.returncode, res.stdout) == (0, "0:0\n0:0\n" + uid_map), res
     snapshots = f"{containerd.dir}/root/io.containerd.snapshotter.v1.overlayfs/snapshots"
     made = glob.glob(f"{snapshots}/*/fs/made-inside")
     assert len(made) == 1
@@ -185,8 +197,10 @@ def test_one_daemon_per_group(containerd: Containerd, ctr: Any) -> None:
     assert len(shims) == 1, shims
     remove(containerd, "g1a")
     assert containerd.shim_pids() == shims            # it still serves g1b
-    res = ctr("tasks", "exec", "--exec-id", "e", "g1b", "echo", "still-served")
-    assert res.stdout == "still-served\n", res
+    res = containerd.ctr_handshake("tasks", "exec", "--exec-id", "e", "g1b",
+                                   "sh", "-c", "echo still-served; read _; exit 0",
+                                   stdout="still-served\n")
+    assert (res.returncode, res.stdout) == (0, "still-served\n"), res
     remove(containerd, "g1b")
     # The daemon exits with the last one and removes the group's socket, though
     # the bundle that named it (g1a's) went first.
