@@ -128,7 +128,10 @@ class CgroupLayout(Frozen):
         v2: Optional[Hierarchy] = None
         seen = set()
         for m in parse_mountinfo(read_file(mountinfo)):
-            if m.fstype == "cgroup2" and v2 is None and "" in own:
+            # A read-only cgroup2 mount is never ours to make cgroups in: it is
+            # some container's view (its rootfs/sys/fs/cgroup/unified, seen from a
+            # mount namespace whose own v2 mount was taken away), not the host's.
+            if m.fstype == "cgroup2" and v2 is None and "" in own and "ro" not in m.options:
                 ctrl = frozenset(read_file(posixpath.join(m.mountpoint,
                                                           "cgroup.controllers")).split())
                 v2 = Hierarchy("", ctrl, m.mountpoint, m.root, own[""])

@@ -111,6 +111,19 @@ def test_a_mount_point_that_is_not_utf8_does_not_stop_the_layout(
     assert os.fsencode(layout.v2.own) == b"/caf\xe9/c1"   # the same bytes, back in os
 
 
+def test_a_read_only_cgroup2_mount_is_not_the_v2_hierarchy(tmp_path: pathlib.Path) -> None:
+    """A mount namespace without the host's v2 mount (hybrid, unified
+    unmounted) still sees other containers' read-only views of it: creating a
+    container's cgroup there failed with EROFS."""
+    ro_view = f"/ {tmp_path} ro,nosuid - cgroup2 cgroup2 rw"
+    layout = _fake_layout(tmp_path, [ro_view, "/ /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids"],
+                          ["1:pids:/", "0::/"], "hugetlb")
+    assert layout.v2 is None and [h.key for h in layout.v1] == ["pids"]
+    rw = f"/ {tmp_path} rw,nosuid - cgroup2 cgroup2 rw"
+    layout = _fake_layout(tmp_path, [ro_view, rw], ["0::/"], "hugetlb")
+    assert layout.v2 is not None and layout.v2.controllers == {"hugetlb"}
+
+
 def test_layout_of_a_pure_v2_machine(tmp_path: pathlib.Path) -> None:
     layout = _fake_layout(
         tmp_path, [f"/ {tmp_path} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate",
