@@ -1,12 +1,17 @@
 """TaskOOM: the kernel's OOM kills in a container's cgroup, as events.
 
 One thread and one epoll instance for every container of the shim,
-registered at init's start as the runc shim does (pkg/oom/v1, pkg/oom/v2):
+registered at init's start as the runc shim does (pkg/oom/v1, pkg/oom/v2).
+An OOM between the start and the registration (a program that fills its
+limit at once, on a loaded machine) is not lost, as it is in the runc shim:
+the cgroup's ``oom_kill`` count is read before the start (:func:`oom_kills`)
+and the watch publishes every kill counted since:
 
 - cgroup v1 (and hybrid, where ``memory`` is a v1 controller): an eventfd
   registered with ``cgroup.event_control`` against ``memory.oom_control``;
   the kernel signals it on each OOM in the cgroup, and once more when the
-  cgroup is removed (the watch then ends).
+  cgroup is removed (the watch then ends).  The ``oom_kill`` count of
+  ``memory.oom_control`` is read once, when the watch is added.
 - cgroup v2: ``memory.events`` polled for ``EPOLLPRI`` (kernfs notifies a
   change of the file that way, and with inotify); after each wake-up the
   file is read again, which also re-arms it, and an event is published when
@@ -24,18 +29,24 @@ from .._sigsafe import critical
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, Optional
+    from typing import Callable, Dict, Optional, Tuple
 
     from ..container import Cgroup
 
 
 class _Watch:
-    __slots__ = ("cid", "fd", "aux", "v2", "count", "path")
+    __slots__ = ("cid", "fd", "aux", "v2", "count", "path", "lock")
 
     def __init__(self, cid: str, fd: OwnedFd, aux: Optional[OwnedFd], v2: bool,
-                 path: str) -> None:
+                 path: str, count: int) -> None:
         self.cid, self.fd, self.aux, self.v2, self.path = cid, fd, aux, v2, path
-        self.count = 0
+        self.count = count      # the kills published (or counted before the watch)
+        self.lock = threading.Lock()   # one check at a time: each kill published once
+
+    def kills(self) -> Optional[int]:
+        """The cgroup's ``oom_kill`` count now; None once it is unreadable."""
+        counter = self.fd if self.v2 or self.aux is None else self.aux
+        return _oom_kills(counter.fileno())
 
     def close(self) -> None:
         self.fd.close()
@@ -44,7 +55,8 @@ class _Watch:
 
 
 def _oom_kills(fd: int) -> Optional[int]:
-    """``oom_kill`` of a memory.events fd (read again from 0); None once unreadable."""
+    """``oom_kill`` of a memory.events (v2) or memory.oom_control (v1) fd (read
+    again from 0); None once unreadable."""
     try:
         data = os.pread(fd, 4096, 0)
     except OSError:
@@ -54,6 +66,36 @@ def _oom_kills(fd: int) -> Optional[int]:
         if key == "oom_kill":
             return int(value or 0)
     return 0
+
+
+def _memory_dir(cg: Cgroup) -> Optional[Tuple[str, bool]]:
+    """The directory that has ``cg``'s memory controller, and whether it is v2."""
+    mem = next((d for k, d in cg.v1_paths.items() if "memory" in k.split(",")), None)
+    if mem is not None:
+        return mem, False
+    if cg.v2_path is not None and os.path.exists(f"{cg.v2_path}/memory.events"):
+        return cg.v2_path, True
+    return None
+
+
+def oom_kills(cg: Cgroup) -> int:
+    """How many OOM kills ``cg`` has seen (0 if it has no memory controller or
+    the count is unreadable): read before init starts, and passed to
+    :meth:`OomWatcher.add`."""
+    found = _memory_dir(cg)
+    if found is None:
+        return 0
+    d, v2 = found
+    try:
+        with critical:
+            fd = os.open(f"{d}/{'memory.events' if v2 else 'memory.oom_control'}",
+                         os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return _oom_kills(fd) or 0
+    finally:
+        os.close(fd)
 
 
 class OomWatcher:
@@ -73,15 +115,17 @@ class OomWatcher:
         self._thread = threading.Thread(target=self._run, name="shim-oom", daemon=True)
         self._thread.start()
 
-    def add(self, cid: str, cg: Cgroup) -> bool:
-        """Watch ``cg`` for container ``cid``; False if it has no memory controller."""
-        mem = next((d for k, d in cg.v1_paths.items() if "memory" in k.split(",")), None)
-        if mem is not None:
-            w = self._add_v1(cid, mem)
-        elif cg.v2_path is not None and os.path.exists(f"{cg.v2_path}/memory.events"):
-            w = self._add_v2(cid, cg.v2_path)
-        else:
+    def add(self, cid: str, cg: Cgroup, since: int = 0) -> bool:
+        """Watch ``cg`` for container ``cid``; False if it has no memory controller.
+
+        ``since``: the cgroup's :func:`oom_kills` before its processes could
+        run; kills counted after it and before this call are published now.
+        """
+        found = _memory_dir(cg)
+        if found is None:
             return False
+        d, v2 = found
+        w = self._add_v2(cid, d, since) if v2 else self._add_v1(cid, d, since)
         with self._lock:
             if self._closed:
                 w.close()
@@ -89,9 +133,10 @@ class OomWatcher:
             self._watches[w.fd.fileno()] = w
             self._by_id[cid] = w.fd.fileno()
             self._epoll.register(w.fd.fileno(), select.EPOLLPRI if w.v2 else select.EPOLLIN)
+        self._check_count(w)    # what came before the watch
         return True
 
-    def _add_v1(self, cid: str, d: str) -> _Watch:
+    def _add_v1(self, cid: str, d: str, since: int) -> _Watch:
         with critical:
             efd = OwnedFd(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK), "oom eventfd")
         try:
@@ -107,15 +152,13 @@ class OomWatcher:
         except BaseException:
             efd.close()
             raise
-        return _Watch(cid, efd, ctl, False, d)
+        return _Watch(cid, efd, ctl, False, d, since)
 
-    def _add_v2(self, cid: str, d: str) -> _Watch:
+    def _add_v2(self, cid: str, d: str, since: int) -> _Watch:
         with critical:
             fd = OwnedFd(os.open(f"{d}/memory.events", os.O_RDONLY | os.O_CLOEXEC),
                          "memory.events")
-        w = _Watch(cid, fd, None, True, d)
-        w.count = _oom_kills(fd.fileno()) or 0
-        return w
+        return _Watch(cid, fd, None, True, d, since)
 
     def remove(self, cid: str) -> None:
         """Stop watching container ``cid`` (nothing if it is not watched)."""
@@ -157,18 +200,30 @@ class OomWatcher:
     def _check(self, w: _Watch) -> bool:
         """Publish what happened to ``w``; False once its cgroup is gone."""
         if w.v2:
-            count = _oom_kills(w.fd.fileno())
-            if count is None:
-                return False
-            if count > w.count:
-                w.count = count
-                self._publish(w.cid)
-            return True
+            return self._check_count(w)
         try:
             os.eventfd_read(w.fd.fileno())
         except BlockingIOError:
             return True
         if not os.path.exists(w.path):
             return False      # the removal's wake-up, not an OOM
+        # The wake-up is the OOM itself: the kernel signals it before the
+        # kill that ``oom_kill`` counts (so that count may not have moved yet).
         self._publish(w.cid)
+        return True
+
+    def _check_count(self, w: _Watch) -> bool:
+        """Publish the kills counted since the last check; False once unreadable.
+
+        v2's wake-ups, and for v1 only the catch-up when the watch is added
+        (one that coincides with an OOM right after the registration can
+        publish that OOM twice; none is lost).
+        """
+        with w.lock:
+            count = w.kills()
+            if count is None:
+                return False
+            new, w.count = count > w.count, max(count, w.count)
+        if new:
+            self._publish(w.cid)
         return True

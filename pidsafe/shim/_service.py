@@ -41,8 +41,9 @@ from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Protocol
+    from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
+    from ..container import Cgroup
     from ..reaper import Exit, Reaper
     from ._codec import Message
 
@@ -156,6 +157,7 @@ class TaskService:
                 raise failed_precondition(f"start: container {c.id!r} is not in the created "
                                           "state")
             init.starting = True
+        cg, oom_before = self._oom_baseline(c)
         init.hold()
         try:
             c.container.start()
@@ -168,7 +170,8 @@ class TaskService:
         init.set_running(init.process)
         self._publish(Topic.START, m.TaskStart(container_id=c.id, pid=init.pid))
         self._end_hold(init)
-        self._watch_oom(c)
+        if cg is not None:
+            self._watch_oom(c, cg, oom_before)
         return m.StartResponse(pid=init.pid)
 
     def _start_exec(self, c: ShimContainer, exec_id: str) -> m.StartResponse:
@@ -421,10 +424,18 @@ class TaskService:
 
     # -- OOM ------------------------------------------------------------------------------
 
-    def _watch_oom(self, c: ShimContainer) -> None:
+    @staticmethod
+    def _oom_baseline(c: ShimContainer) -> Tuple[Optional[Cgroup], int]:
+        """The container's cgroup and its OOM kills so far, read before init starts:
+        a kill between the start and the watch is then published too."""
         cg = c.container.cgroup()
         if cg is None:
-            return
+            return None, 0
+        from ._oom import oom_kills
+
+        return cg, oom_kills(cg)
+
+    def _watch_oom(self, c: ShimContainer, cg: Cgroup, since: int) -> None:
         from ._oom import OomWatcher
 
         with self._lock:
@@ -432,4 +443,4 @@ class TaskService:
                 self._oom = OomWatcher(lambda cid: self._publish(
                     Topic.OOM, m.TaskOOM(container_id=cid)))
             oom = self._oom
-        c.oom = oom.add(c.id, cg)
+        c.oom = oom.add(c.id, cg, since)

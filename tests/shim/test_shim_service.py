@@ -386,6 +386,32 @@ def test_oom_event(shim: Shim, make_bundle: Any) -> None:
     assert topics.index("/tasks/oom") > topics.index("/tasks/start")
 
 
+def test_an_oom_before_the_watch_is_published(shim: Shim, make_bundle: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OOM kill of a program that fills its limit at once can come before
+    the watch is registered (after the start, as the runc shim does it): it
+    was lost, and the test above failed now and then on a loaded machine."""
+    from pidsafe.shim._oom import OomWatcher
+
+    def small(doc: Dict[str, Any]) -> None:
+        doc["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
+
+    add = OomWatcher.add
+    late = []
+
+    def add_after_the_exit(self: OomWatcher, cid: str, *args: Any) -> bool:
+        late.append(shim.svc._container(cid).init.exited.wait(60))   # killed already
+        return add(self, cid, *args)
+
+    monkeypatch.setattr(OomWatcher, "add", add_after_the_exit)
+    shim.run("oom2", make_bundle(["tail", "/dev/zero"], small))
+    assert shim.wait("oom2") == 137
+    assert late == [True]
+    assert shim.events.wait("/tasks/oom", container_id="oom2")
+    shim.delete("oom2")
+    assert shim.events.topics("oom2").count("/tasks/oom") == 1
+
+
 def test_oom_counter_of_memory_events(tmp_path: Path) -> None:
     """cgroup v2's memory.events, as the watcher reads it (kernfs is not here to poll)."""
     from pidsafe.shim._oom import _oom_kills
