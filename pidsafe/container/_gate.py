@@ -15,7 +15,7 @@ import os
 import select
 
 from .._sigsafe import critical
-from ..errors import ContainerStateError, container_error
+from ..errors import ContainerError, ContainerStateError, container_error
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .._fd import OwnedFd
     from ..process import Process
+    from .init import Deadline
 
 
 def open_gate(fifo: str, init: Optional[Process], container_id: str, *,
@@ -31,6 +32,8 @@ def open_gate(fifo: str, init: Optional[Process], container_id: str, *,
 
     Raises:
         ContainerStateError: nobody reads the FIFO (init is gone).
+        ContainerError: with ``wait_exec``, init did not exec within the
+            entry deadline (ETIMEDOUT: stopped or frozen); it is killed.
         OSError: the FIFO cannot be opened or written.
     """
     w = -1
@@ -45,10 +48,16 @@ def open_gate(fifo: str, init: Optional[Process], container_id: str, *,
             raise
         os.write(w, b"\0")
         if wait_exec and init is not None:
+            deadline = _deadline()
             poller = select.poll()
             poller.register(w, 0)   # POLLERR: no reader left
             poller.register(init.fileno(), select.POLLIN)   # init exited
-            poller.poll()
+            try:
+                while not poller.poll(deadline.remaining_ms()):
+                    pass
+            except ContainerError:   # the deadline: init is stopped or frozen
+                init.kill()          # the program must not run after a start that failed
+                raise
     finally:
         if w >= 0:
             with critical:
@@ -61,14 +70,34 @@ def check_exec(status: OwnedFd, init: Optional[Process]) -> None:
     Raises:
         ContainerError: the exec (or what init does right before it: the
             seccomp filter) failed; the program and the field are named.
+            Or init did not exec within the entry deadline (ETIMEDOUT:
+            stopped or frozen); it is killed.
     """
     from .init import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
 
     with status:
-        rec = read_record(status.fileno())
+        try:
+            rec = read_record(status.fileno(), _deadline())
+        except ContainerError:   # the deadline: init is stopped or frozen
+            if init is not None:
+                init.kill()      # the program must not run after a start that failed
+            raise
     if rec is not None:
         args = init.args if init is not None else None
         prog = args[0] if args else None
         field = {STAGE_EXEC: "process.args", OP_SECCOMP: "linux.seccomp"}.get(rec.op, "")
         raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
                               prog, field)
+
+
+def _deadline() -> Deadline:
+    """How long init may take from the gate to its program's execve.
+
+    Normally microseconds; but init is in a pod's pid namespace when the
+    container joined one, where the pod's processes see it and, as its
+    uid, may SIGSTOP it at the gate (init of a pid namespace of its own is
+    safe from that, but not from a container that freezes its cgroup).
+    """
+    from .init import enter_deadline
+
+    return enter_deadline("start")

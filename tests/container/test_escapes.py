@@ -613,3 +613,55 @@ def test_a_container_joining_a_pod_that_stops_everything_never_hangs(
         init.stdin.close()
     finally:
         pod.delete(force=True)
+
+
+@pytest.mark.parametrize("wait_exec", [False, True], ids=["status", "poststart-fifo"])
+def test_starting_a_pod_member_the_pod_stopped_fails_instead_of_hanging(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
+        monkeypatch: pytest.MonkeyPatch, wait_exec: bool) -> None:
+    """Init waits at the gate in the pod's pid namespace, where it is not
+    pid 1: the pod's processes may SIGSTOP it there.  start then waited for
+    its exec for ever (on its status pipe; with poststart hooks, on the
+    FIFO).  Now start fails with ETIMEDOUT after the deadline and kills
+    init, so that the program never runs after a failed start."""
+    from pidsafe.container.init import _forked
+
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
+    pod_bundle = make_bundle(["sleep", "1000"])
+    _probe_in(pod_bundle, probe)
+    pod = pidsafe.Container.create("gatepod", pod_bundle, state_dir=str(state_dir))
+    try:
+        pod.start()
+        assert pod.pid is not None
+        ns_path = f"/proc/{pod.pid}/ns/pid"
+
+        def join(doc: Dict[str, Any]) -> None:
+            for ns in doc["linux"]["namespaces"]:
+                if ns["type"] == "pid":
+                    ns["path"] = ns_path
+            if wait_exec:
+                doc["hooks"] = {"poststart": [{"path": "/bin/true"}]}
+
+        c = pidsafe.Container.create("member", make_bundle(["true"], join),
+                                     state_dir=str(state_dir))
+        try:
+            with pod.exec(["/bin/escape_probe", "stopper"], exec_id="stopper",
+                          stdin=pidsafe.PIPE, stdout=pidsafe.PIPE) as stopper:
+                assert stopper.stdout is not None and stopper.stdin is not None
+                assert stopper.stdout.readline() == b"READY\n"
+                init = c.process()
+                assert init is not None
+                # Ours (CLONE_PARENT): wait until the stopper has stopped it.
+                os.waitid(os.P_PIDFD, init.fileno(), os.WSTOPPED | os.WNOWAIT)
+                with pytest.raises(pidsafe.ContainerError) as info:
+                    c.start()
+                assert info.value.errno == errno.ETIMEDOUT, info.value
+                assert "start: the process did not start within 1 s" in str(info.value)
+                stopper.stdin.close()
+                stopper.kill()
+                stopper.wait(timeout=60)
+            assert init.wait(timeout=60) == -signal.SIGKILL   # never ran the program
+        finally:
+            c.delete(force=True)
+    finally:
+        pod.delete(force=True)
