@@ -170,7 +170,8 @@ def _fail(message: str) -> int:
 
 
 def run() -> None:
-    """The console script: :func:`main`, then out without the interpreter's teardown.
+    """The script (scripts/containerd-shim-pidsafe-v1): :func:`main`, then out
+    without the interpreter's teardown.
 
     Nothing is left to finalize once an action has returned (its output is
     flushed here; the daemon has closed what it owns): ``os._exit`` saves

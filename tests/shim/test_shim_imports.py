@@ -86,3 +86,18 @@ def test_the_daemon_loads_no_asyncio_logging_or_subprocess() -> None:
             "       if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_installed_script_names_this_interpreter_and_imports_no_re(tmp_path: Path) -> None:
+    """The script containerd runs (setup.py's scripts=, not a console script,
+    whose wrapper imports re: a third of the delete action's CPU)."""
+    script = Path(sys.executable).parent / "containerd-shim-pidsafe-v1"
+    assert script.read_text().splitlines()[0] == f"#!{sys.executable}"
+    res = subprocess.run([sys.executable, "-X", "importtime", str(script), "-namespace", "n",
+                          "-id", "c", "-bundle", str(tmp_path), "delete"],
+                         cwd=tmp_path, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "pidsafe.shim._cli" in imported
+    assert not {"re", "enum", "functools"} & imported, imported
