@@ -76,13 +76,17 @@ def test_start_leaves_the_daemons_imports_to_the_daemon(tmp_path: Path,
 
 
 def test_the_daemon_loads_no_asyncio_logging_or_subprocess() -> None:
-    """What the daemon imports before it serves (its start delays the first request)."""
+    """What the daemon imports before it serves and for its first Create (its
+    start delays the first request; dataclasses and inspect were a third of
+    its CPU)."""
     code = ("import sys\n"
             "import pidsafe.shim._daemon, pidsafe.shim._service, pidsafe.shim._binding\n"
             "from pidsafe.reaper import Reaper\n"
             "from pidsafe.shim import Publisher, Server\n"
             "r = Reaper(subreaper=True).start(); r.stop()\n"
-            "bad = [m for m in ('asyncio', 'ssl', 'logging', 'subprocess', 'ctypes')\n"
+            "import pidsafe.container, pidsafe.shim._create\n"
+            "bad = [m for m in ('asyncio', 'ssl', 'logging', 'subprocess', 'ctypes',\n"
+            "                   'dataclasses', 'inspect')\n"
             "       if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
