@@ -102,8 +102,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
                        capture_output=True)
 
     def close(self) -> None:
-        super().close()
-        subprocess.run(["umount", "-l", str(self.tmpfs)], check=False)
+        super().close()   # which unmounts everything under work/, the tmpfs too
 
     def run_args(self, runtime: str) -> List[str]:
         if runtime == "pidsafe":
