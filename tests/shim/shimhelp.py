@@ -240,8 +240,9 @@ def rpc_code(exc: pytest.ExceptionInfo[RpcError]) -> int:
 #: subreaper: the daemon it forks is reparented here, reaped once it exits; then this
 #: exits too.  It prints ``repr((returncode, stdout, stderr))`` of ARGV first.
 SUPERVISOR = """
-import os, subprocess, sys, prctl
-prctl.set_child_subreaper(1)
+import os, subprocess, sys
+from pidsafe import _sys
+_sys.set_child_subreaper(True)
 res = subprocess.run(sys.argv[1:], input=b"", capture_output=True)
 sys.stdout.write(repr((res.returncode, res.stdout, res.stderr)) + "\\n")
 sys.stdout.flush()
