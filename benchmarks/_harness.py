@@ -225,11 +225,14 @@ def private_mounts() -> None:
     if os.environ.get("BENCH_PRIVATE"):
         return
     os.environ["BENCH_PRIVATE"] = "1"
-    fix = "true"
+    # cgroup mounts outside /sys/fs/cgroup (a test's container rootfs left
+    # mounted by another process) would be taken for the host's hierarchies.
+    fix = ("findmnt -rn -t cgroup,cgroup2 -o TARGET | grep -v '^/sys/fs/cgroup' | sort -r "
+           "| xargs -r -n1 umount -l")
     if os.path.ismount("/sys/fs/cgroup/unified"):
         with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
             if f.read().strip():
-                fix = ("umount /sys/fs/cgroup/unified && "
+                fix += (" && umount /sys/fs/cgroup/unified && "
                        "mount -t tmpfs -o size=256m,mode=755 tmpfs /sys/fs/cgroup/unified")
                 os.environ["BENCH_CGFIX"] = "1"
     os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "sh", "-c",

@@ -189,6 +189,26 @@ int pidsafe_spawn_child(void *arg)
     }
 
     /*
+     * cgroup v1: join each hierarchy by writing "0" to its `tasks` file, an
+     * fd the parent opened (the kernel checks the opener's credentials, not
+     * ours).  "0" moves the calling thread alone, which the kernel does
+     * without taking its global threadgroup lock for writing; writing a pid
+     * to cgroup.procs takes it, and waits for an RCU grace period (some
+     * 10 ms on a busy machine) to do so.  We are our thread group's only
+     * thread, so the thread is the process.  First, before anything else:
+     * the program starts inside its cgroups.
+     */
+    FAULT(s, PIDSAFE_STAGE_CGROUP);
+    for (i = 0; i < s->n_tasks_fds; i++) {
+        ssize_t n;
+        do {
+            n = write(s->tasks_fds[i], "0", 1);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            report_and_exit(ep, PIDSAFE_STAGE_CGROUP, errno);
+    }
+
+    /*
      * stdio.  A source fd may itself be 0, 1 or 2; move any that a later
      * dup2() would overwrite out of the way first (as _posixsubprocess does).
      */

@@ -150,6 +150,8 @@ struct pidsafe_spawn_spec {
     int errpipe_write;     /* >= 3, close-on-exec */
     uint64_t clone_flags;  /* extra CLONE_NEW* flags */
     int cgroup_fd;         /* -1, or a cgroup2 directory (CLONE_INTO_CGROUP) */
+    const int *tasks_fds;  /* cgroup v1 `tasks` files the child joins ("0") */
+    int n_tasks_fds;
     const char *helper_path; /* NULL: exec the program itself */
     char **helper_argv;
     int keep_caps;         /* raise ambient caps so the helper keeps them */

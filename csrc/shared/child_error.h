@@ -15,8 +15,8 @@
 /* CDEF BEGIN */
 
 /*
- * Stages of a child, reported to the parent with an errno.  1-9 and 13 run
- * in the spawn child (csrc/native/child.c); with a helper (csrc/helper/),
+ * Stages of a child, reported to the parent with an errno.  1-9, 13 and 15
+ * run in the spawn child (csrc/native/child.c); with a helper (csrc/helper/),
  * 6-12 and 14 run in the exec'd helper instead.
  */
 #define PIDSAFE_STAGE_SIGNALS       1
@@ -33,7 +33,8 @@
 #define PIDSAFE_STAGE_SETID         12  /* become uid/gid 0 of the user namespace */
 #define PIDSAFE_STAGE_HELPER        13  /* keep capabilities, exec the helper */
 #define PIDSAFE_STAGE_HELPER_GO     14  /* the helper's instructions */
-#define PIDSAFE_STAGE_LAST          14
+#define PIDSAFE_STAGE_CGROUP        15  /* join cgroup v1 hierarchies ("0" to tasks) */
+#define PIDSAFE_STAGE_LAST          15
 
 /* The record a failing spawn child writes to the error pipe. */
 struct pidsafe_child_error {

@@ -68,8 +68,8 @@ if TYPE_CHECKING:
     from ._libexec import Program, program
     from ._prctl import (CAPABILITIES, CapSets, capget, capset, child_subreaper, dumpable,
                          pdeathsig, set_child_subreaper, set_dumpable)
-    from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_READY, STAGE_CHDIR,
-                         STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec,
+    from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_READY, STAGE_CGROUP,
+                         STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec,
                          child_error, helper_go, read_child_error, spawn)
     from ._tty import pty_number
 
@@ -81,9 +81,10 @@ _LAZY: Dict[str, str] = {
     **dict.fromkeys(("CAPABILITIES", "CapSets", "capget", "capset", "child_subreaper",
                      "dumpable", "pdeathsig", "set_child_subreaper", "set_dumpable"),
                     "._prctl"),
-    **dict.fromkeys(("CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_READY", "STAGE_CHDIR",
-                     "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "ChildSpec", "HelperSpec",
-                     "child_error", "helper_go", "read_child_error", "spawn"), "._spawn"),
+    **dict.fromkeys(("CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_READY", "STAGE_CGROUP",
+                     "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "ChildSpec",
+                     "HelperSpec", "child_error", "helper_go", "read_child_error", "spawn"),
+                    "._spawn"),
     "pty_number": "._tty",
 }
 
@@ -118,7 +119,7 @@ __all__ = [
     "MOVE_MOUNT_T_EMPTY_PATH", "MS_PRIVATE", "MS_REC", "MS_SHARED", "MS_SLAVE",
     "MS_UNBINDABLE", "OPEN_TREE_CLOEXEC", "OPEN_TREE_CLONE", "Program", "RESOLVE_BENEATH",
     "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV",
-    "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "UMOUNT_NOFOLLOW", "WALL",
+    "STAGE_CGROUP", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "UMOUNT_NOFOLLOW", "WALL",
     "WEXITED", "WNOHANG", "WNOWAIT", "bpf_prog_attach", "bpf_prog_load",
     "capget", "capset", "child_error", "child_subreaper", "close_range", "dumpable",
     "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",

@@ -36,9 +36,11 @@ STAGE_NAMES = {
     lib.PIDSAFE_STAGE_SETID: "become root of the user namespace",
     lib.PIDSAFE_STAGE_HELPER: f"exec the credentials helper {installed_path('pidsafe-helper')}",
     lib.PIDSAFE_STAGE_HELPER_GO: "read the helper's instructions",
+    lib.PIDSAFE_STAGE_CGROUP: "join its cgroup",
 }
 STAGE_CHDIR: int = lib.PIDSAFE_STAGE_CHDIR
 STAGE_EXEC: int = lib.PIDSAFE_STAGE_EXEC
+STAGE_CGROUP: int = lib.PIDSAFE_STAGE_CGROUP
 STAGE_LAST: int = lib.PIDSAFE_STAGE_LAST
 FAULT_SIGMASK: int = lib.PIDSAFE_FAULT_SIGMASK
 CHILD_ERROR_SIZE: int = ffi.sizeof("struct pidsafe_child_error")
@@ -132,6 +134,11 @@ class ChildSpec(Record):
         errpipe_write: the close-on-exec error pipe's write end, >= 3.
         clone_flags: extra ``CLONE_NEW*`` for clone3.
         cgroup_fd: a cgroup2 directory for CLONE_INTO_CGROUP (-1: none).
+        tasks_fds: cgroup v1 ``tasks`` files, open for writing, that the
+            child joins first thing (it writes ``0``: itself).  A single
+            thread moving itself spares the kernel's global threadgroup
+            lock, whose write side (any pid written to ``cgroup.procs``)
+            waits for an RCU grace period.
         helper: exec the helper, which changes credentials (see
             :class:`HelperSpec`), instead of the program.
     """
@@ -150,6 +157,7 @@ class ChildSpec(Record):
     restore_signals: bool = True
     clone_flags: int = 0
     cgroup_fd: int = -1
+    tasks_fds: Tuple[int, ...] = ()
     helper: Optional[HelperSpec] = None
 
 
@@ -210,6 +218,9 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
     c.errpipe_write = spec.errpipe_write
     c.clone_flags = spec.clone_flags
     c.cgroup_fd = spec.cgroup_fd
+    tasks_c = ffi.new("int[]", list(spec.tasks_fds) or [0])
+    c.tasks_fds = tasks_c
+    c.n_tasks_fds = len(spec.tasks_fds)
     if helper is None:
         cwd_c = ffi.new("char[]", spec.cwd) if spec.cwd is not None else ffi.NULL
         c.cwd = cwd_c

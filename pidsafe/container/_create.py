@@ -164,7 +164,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         os.mkfifo(fifo, 0o600)
     _step("gate")
     fds: List[int] = []
-    userns_fds: List[OwnedFd] = []   # and the cgroup fd: closed with them below
+    userns_fds: List[OwnedFd] = []   # and the cgroup fds: closed with them below
     stdio = Stdio()
     ours: List[int] = []   # never passed to init: the hooks pipe's write end, a fork socket
     try:
@@ -174,6 +174,11 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             v2_fd = cg.open_v2_fd()
             if v2_fd is not None:
                 userns_fds.append(v2_fd)
+        # Init joins every v1 hierarchy itself, before it execs (the
+        # cheapest way in: no pid written to cgroup.procs by us).
+        with critical:
+            tasks = cg.open_tasks_fds()
+            userns_fds += tasks
         with critical:
             gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
             fds.append(gate)
@@ -250,8 +255,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             record.save(state)
 
         def prepare(proc: Process) -> None:
-            record_init(proc)
-            cg.add(proc, v2=v2_fd is None)   # every v1 hierarchy, before it runs
+            record_init(proc)   # it joined its cgroups itself (tasks_fds), before it ran
             _step("cloned")
             if spec.process.oom_score_adj is not None:
                 write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
@@ -265,6 +269,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                              pass_fds=[*fds, *(u.fileno() for u in userns_fds), *kept,
                                        *([console_fd] if console_fd >= 0 else [])],
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
+                             tasks_fds=[t.fileno() for t in tasks], join_error=cg.join_error,
                              prepare=prepare,
                              args=list(spec.process.args),
                              on_hooks=on_hooks if hooks_fd >= 0 else None,

@@ -209,6 +209,46 @@ def test_exec_joins_every_namespace_and_cgroup_of_init(make_bundle: Any,
         c.delete(force=True)
 
 
+def test_init_runs_in_its_cgroup_in_every_hierarchy(make_bundle: Any,
+                                                    state_dir: pathlib.Path) -> None:
+    from pidsafe.container._records import cgroup_of
+
+    c = pidsafe.Container.create("cg", make_bundle(["true"]), state_dir=str(state_dir))
+    try:
+        cg = cgroup_of(c._record)
+        assert cg is not None and c.pid is not None
+        where = {key: path for _, key, path in
+                 (line.split(":", 2) for line in _cgroups(c.pid).splitlines())}
+        wanted = {key: d for key, d in cg.v1_paths.items()}
+        assert wanted, "no v1 hierarchy: nothing to check"
+        for key, d in wanted.items():
+            assert d.endswith(where[key]), (key, d, where[key])
+        assert c.pid in cg.pids()
+    finally:
+        c.delete(force=True)
+
+
+def test_init_that_cannot_join_its_cgroup_leaves_nothing(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pidsafe import _sys
+    from pidsafe._sys import _spawn as sys_spawn
+
+    monkeypatch.setattr(sys_spawn, "_test_fail", (_sys.STAGE_CGROUP, errno.EXDEV))
+    with pytest.raises(pidsafe.CgroupError) as info:
+        pidsafe.Container.create("cgf", make_bundle(["true"]), state_dir=str(state_dir))
+    monkeypatch.undo()
+    assert info.value.errno == errno.EXDEV and "unable to join the cgroup" in str(info.value)
+    assert pidsafe.Container.list(str(state_dir)) == []
+    from pidsafe.container._create import _default_cgroup
+    from pidsafe.container.cgroup import CgroupLayout
+
+    cgroup = _default_cgroup(str(state_dir), "cgf")
+    assert not [h for h in CgroupLayout.detect().v1
+                if os.path.exists(h.mountpoint + cgroup)]
+
+
 def test_exec_in_a_user_namespace(make_bundle: Any, state_dir: pathlib.Path) -> None:
     def userns(doc: Dict[str, Any]) -> None:
         doc["linux"]["namespaces"].append({"type": "user"})

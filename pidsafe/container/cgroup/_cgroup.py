@@ -12,8 +12,9 @@ How a container uses it::
 
     cg = Cgroup.create(id, spec.linux.cgroups_path, spec.linux.resources)
     fd = cg.open_v2_fd()          # None without v2; else clone3(CLONE_INTO_CGROUP)
-    ...                           # create init (and later each exec) into fd
-    cg.add(init, v2=fd is None)   # then every v1 hierarchy, before it runs
+    tasks = cg.open_tasks_fds()   # v1: the child joins each itself before it execs
+    ...                           # create init into fd and tasks (ChildSpec)
+    cg.add(exec, v2=fd is None)   # or: add a process that exists (an exec)
     state["cgroup"] = cg.to_dict()
     ...
     Cgroup.load(state["cgroup"]).kill(signal.SIGKILL)    # kill(all=True)
@@ -32,7 +33,7 @@ import time
 from ... import _sys
 from ..._fd import OwnedFd
 from ..._sigsafe import critical
-from ...errors import StateError, UnsupportedConfigError, cgroup_error
+from ...errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
 from . import _freezer as freezer
 from ._files import (CgroupDir, current_setting, procs, put_back, read_optional, rmdir_all,
                      rmdir_busy, subtree, write_file)
@@ -227,6 +228,44 @@ class Cgroup:
         except OSError as exc:
             raise cgroup_error(exc.errno or errno.EIO, f"unable to open {self._v2.path}",
                                self._v2.path) from None
+
+    def open_tasks_fds(self) -> List[OwnedFd]:
+        """The ``tasks`` file of every v1 directory, open for writing, for a
+        child to join with (:attr:`pidsafe._sys.ChildSpec.tasks_fds`).
+
+        A thread that writes ``0`` there moves itself, and the kernel moves
+        a single thread without its global threadgroup lock; :meth:`add`
+        writes a pid to ``cgroup.procs``, which takes that lock for writing
+        and so waits for an RCU grace period (milliseconds).  The kernel
+        checks the credentials the file was opened with, so a child that
+        has changed its own may still write.  Close-on-exec.
+
+        Raises:
+            CgroupError: a file cannot be opened (what was opened is closed).
+        """
+        fds: List[OwnedFd] = []
+        try:
+            for d in self._v1.values():
+                path = d.file("tasks")
+                try:
+                    with critical:
+                        fds.append(OwnedFd(os.open(path, os.O_WRONLY | os.O_CLOEXEC),
+                                           "cgroup tasks file"))
+                except OSError as exc:
+                    raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
+                                       path) from None
+        except BaseException:
+            with critical:
+                for fd in fds:
+                    fd.close()
+            raise
+        return fds
+
+    def join_error(self, err: int) -> "CgroupError":
+        """The error for a child that failed to join through :meth:`open_tasks_fds`."""
+        where = ", ".join(d.path for d in self._v1.values())
+        return cgroup_error(err, f"unable to join the cgroup ({where})",
+                            next(iter(self._v1.values())).path if self._v1 else None)
 
     def add(self, process: Union[int, SupportsFileno], *, v2: bool = True) -> None:
         """Move a process, given by its pidfd, into the cgroup everywhere.

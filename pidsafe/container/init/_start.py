@@ -7,7 +7,9 @@
    together (invariant 1).  It is never born in a pid namespace another
    process can see: into an existing one (an exec, a hook, a pid namespace
    given by path) pidsafe-init forks once it holds nothing of the host's
-   (``fork_socket``, :mod:`._forked`).
+   (``fork_socket``, :mod:`._forked`).  With ``tasks_fds`` the child joins
+   its cgroup v1 hierarchies before it execs (without the kernel's global
+   lock that a pid written to ``cgroup.procs`` takes).
 2. pidsafe-init blocks reading its op stream.  Meanwhile ``prepare(proc)``
    (the caller: state, cgroups, oom_score_adj) runs.  A user namespace is
    made beforehand, maps and all, by :func:`pidsafe.get_userns_fd`
@@ -99,6 +101,8 @@ def error_from_record(record: Optional[object], plan: InitPlan,
 
 def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequence[int],
                cgroup_fd: int = -1,
+               tasks_fds: Sequence[int] = (),
+               join_error: Optional[Callable[[int], BaseException]] = None,
                prepare: Optional[Callable[[Process], None]] = None,
                args: Optional[List[str]] = None,
                on_hooks: Optional[Callable[[Process], None]] = None,
@@ -117,6 +121,12 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
     we cloned, which never enters it, is reaped.  ``prepare`` runs for
     the one we cloned, before it forks; ``on_forked(proc)`` for the one it
     forked, as soon as it is ours.
+
+    ``cgroup_fd`` (a cgroup2 directory) and ``tasks_fds`` (cgroup v1
+    ``tasks`` files): the cgroups init is born into, and joins before it
+    execs (:class:`pidsafe._sys.ChildSpec`); ``join_error(errno)`` is the
+    error raised if it could not join.  Only for a cgroup nobody else is
+    in (a new container's): a spawn child born frozen would hold our thread.
 
     With ``deadline``, each wait for init (or the pidsafe-init that forks
     it) fails, and kills it, once it has passed: a container's processes
@@ -151,7 +161,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                     exec_paths=(init.exec_path,), exec_fd=exe, argv=tuple(argv),
                     errpipe_write=err_w, envp=(),
                     stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
-                    cgroup_fd=cgroup_fd))
+                    cgroup_fd=cgroup_fd, tasks_fds=tuple(tasks_fds)))
             except OSError as exc:
                 if exc.errno == errno.ENOSYS:
                     raise UnsupportedError("clone3", "containers need clone3") from None
@@ -165,6 +175,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         os.close(err_r)
         if failed is not None:
             stage, err = failed
+            if stage == _sys.STAGE_CGROUP and join_error is not None:
+                raise join_error(err)
             raise _sys.child_error(stage, err, init.path if stage == _sys.STAGE_EXEC else None,
                                    who="container init")
         if prepare is not None:

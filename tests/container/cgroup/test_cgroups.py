@@ -644,6 +644,75 @@ def test_v2_fd_places_a_child_with_clone_into_cgroup(layout: CgroupLayout, name:
 
 
 @pytest.mark.root
+def test_tasks_fds_make_a_child_join_every_v1_hierarchy_before_it_execs(
+        layout: CgroupLayout, name: str) -> None:
+    if not layout.v1:
+        pytest.skip("no cgroup v1 hierarchy on this machine")
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        tasks = cg.open_tasks_fds()
+        try:
+            assert len(tasks) == len(cg.v1_paths)
+            for t, d in zip(tasks, cg.v1_paths.values()):
+                assert os.readlink(f"/proc/self/fd/{t.fileno()}") == d + "/tasks"
+                assert os.get_inheritable(t.fileno()) is False
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                # The program prints its own cgroups: it runs inside them.
+                pid, pidfd = _sys.spawn(_sys.ChildSpec(
+                    exec_paths=(b"/bin/cat",), argv=(b"cat", b"/proc/self/cgroup"),
+                    errpipe_write=err_w, stdio=(0, err_w, 2), keep_fds=(err_w,),
+                    tasks_fds=tuple(t.fileno() for t in tasks)))
+            finally:
+                os.close(err_w)
+            with pidsafe.Process(pid, pidfd) as p:
+                assert p.wait() == 0
+            with os.fdopen(err_r, "rb") as f:
+                text = f.read().decode()
+        finally:
+            for t in tasks:
+                t.close()
+        where = {key: path for _, key, path in
+                 (line.split(":", 2) for line in text.splitlines())}
+        assert all(where[key] == f"/{name}/c1" for key in cg.v1_paths)
+        assert cg.pids() == []
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
+def test_a_child_that_cannot_join_fails_at_the_cgroup_stage(layout: CgroupLayout,
+                                                           name: str) -> None:
+    if not layout.v1:
+        pytest.skip("no cgroup v1 hierarchy on this machine")
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        d = next(iter(cg.v1_paths.values()))
+        # Opened for reading: the child's write fails (EBADF), it never execs.
+        fd = os.open(d + "/tasks", os.O_RDONLY | os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            pid, pidfd = _sys.spawn(_sys.ChildSpec(
+                exec_paths=(b"/bin/true",), argv=(b"true",), errpipe_write=err_w,
+                stdio=(0, 1, 2), tasks_fds=(fd,)))
+            os.close(err_w)
+            err_w = -1
+            with pidsafe.Process(pid, pidfd) as p:
+                assert p.wait() == 127
+            assert _sys.read_child_error(err_r) == (_sys.STAGE_CGROUP, errno.EBADF)
+        finally:
+            for f in (fd, err_r, err_w):
+                if f >= 0:
+                    os.close(f)
+        assert cg.pids() == []
+        err = cg.join_error(errno.EBADF)
+        assert isinstance(err, pidsafe.CgroupError) and err.errno == errno.EBADF
+        assert d in str(err) and err.filename == d
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
 def test_add_refuses_an_exited_process(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
     try:
