@@ -115,6 +115,10 @@ class Record(Frozen):
 
     __slots__ = ()
     _defaults: ClassVar[Dict[str, Any]] = {}
+    #: Whether instances keep their fields in ``__dict__`` (no ``__slots__``).
+    _dictful: ClassVar[bool] = False
+    #: Whether the class has a ``__post_init__``.
+    _post_init: ClassVar[bool] = False
 
     def __init_subclass__(cls, frozen: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -138,6 +142,8 @@ class Record(Frozen):
                                 "follows one with a default")
         cls._fields = tuple(names)
         cls._defaults = defaults
+        cls._dictful = cls.__dictoffset__ != 0
+        cls._post_init = hasattr(cls, "__post_init__")
         if not frozen:
             cls.__setattr__ = object.__setattr__  # type: ignore[method-assign,assignment]
             cls.__delattr__ = object.__delattr__  # type: ignore[method-assign]
@@ -145,13 +151,20 @@ class Record(Frozen):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         names = self._fields
+        if not kwargs and len(args) == len(names) and self._dictful:
+            # The common case (every field given by position), in one step:
+            # records are made by the thousand on a container's hot path.
+            self.__dict__.update(zip(names, args))
+            if self._post_init:
+                self.__post_init__()  # type: ignore[attr-defined]
+            return
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__}() takes {len(names)} arguments, "
                             f"not {len(args)}")
-        for name, value in zip(names, args):
-            if name in kwargs:
-                raise TypeError(f"{type(self).__name__}() got {name!r} twice")
-            object.__setattr__(self, name, value)
+        values = dict(zip(names, args))
+        if kwargs and not kwargs.keys().isdisjoint(values):
+            twice = next(name for name in values if name in kwargs)
+            raise TypeError(f"{type(self).__name__}() got {twice!r} twice")
         defaults = self._defaults
         for name in names[len(args):]:
             if name in kwargs:
@@ -162,9 +175,13 @@ class Record(Frozen):
                     value = value.make()
             else:
                 raise TypeError(f"{type(self).__name__}() misses field {name!r}")
-            object.__setattr__(self, name, value)
+            values[name] = value
         if kwargs:
             raise TypeError(f"{type(self).__name__}() has no field {sorted(kwargs)[0]!r}")
-        post_init = getattr(self, "__post_init__", None)
-        if post_init is not None:
-            post_init()
+        if self._dictful:
+            self.__dict__.update(values)
+        else:
+            for name, value in values.items():
+                object.__setattr__(self, name, value)
+        if self._post_init:
+            self.__post_init__()  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .. import _sys
 from .._features import features
@@ -90,7 +90,9 @@ def _mount_one(p: Plan, rootfd: int, rootfs: str, userns_fd: Optional[int],
 
 
 def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
-              userns: Optional[HasFileno] = None) -> Mounted:
+              userns: Optional[HasFileno] = None,
+              namespaces: Optional[Mapping[Tuple[IDMap, IDMap], HasFileno]] = None
+              ) -> Mounted:
     """Mount each of ``mounts`` inside ``rootfs``, in order; all or nothing.
 
     Every mount is validated first: bad input raises
@@ -114,7 +116,11 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
             ``idmap``/``ridmap`` mounts that give no ``uidmap=``/``gidmap=``.
             Mounts with ``uidmap=``/``gidmap=`` get a namespace of their own
             from :func:`pidsafe.get_userns_fd` (one per distinct pair of maps,
-            closed before returning).
+            closed before returning), unless ``namespaces`` has one.
+        namespaces: user namespaces the caller has already, by their
+            ``(uidmap, gidmap)``: a mount whose ``uidmap=``/``gidmap=`` are
+            a key uses that one (it stays open).  A container passes its
+            own, and its rootfs costs no namespace of its own.
 
     Returns:
         The mounts made, with their identities: pass it to
@@ -142,7 +148,7 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
 
     done: List[MountRecord] = []
     owned: List[OwnedFd] = []
-    namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
+    made: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
     finished = False
     try:
         try:
@@ -151,10 +157,10 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
                 ufd = userns_fd
                 upper_fd = None
                 if p.maps is not None:
-                    ufd = _userns_for(p.maps, namespaces, real_root, p)
+                    ufd = _userns_for(p.maps, made, real_root, p, namespaces)
                     if p.idmap_upper:
                         upper_fd = _userns_for((mounter_map(p.maps[0]), mounter_map(p.maps[1])),
-                                               namespaces, real_root, p)
+                                               made, real_root, p, namespaces)
                 with critical:
                     try:
                         _mount_one(p, rfd.fileno(), real_root, ufd, done, upper_fd)
@@ -166,7 +172,7 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
             # still inside this try (rollback); after it nothing in this
             # function checks for signals before the caller has the result.
             with critical:
-                for fd in [*owned, *namespaces.values()]:
+                for fd in [*owned, *made.values()]:
                     fd.close()
                 result = Mounted(real_root, tuple(done))
                 finished = True
@@ -176,17 +182,21 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
             raise
     finally:
         if not finished:
-            close_all([*owned, *namespaces.values()])
+            close_all([*owned, *made.values()])
     return result
 
 
 def _userns_for(maps: Tuple[IDMap, IDMap], namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd],
-                root: str, p: Plan) -> int:
-    """A user namespace with ``maps`` (made once per distinct pair, kept in ``namespaces``).
+                root: str, p: Plan,
+                given: Optional[Mapping[Tuple[IDMap, IDMap], HasFileno]] = None) -> int:
+    """A user namespace with ``maps``: the caller's (``given``), or one made
+    once per distinct pair and kept in ``namespaces``.
 
     Blocking (a helper child): called outside any critical section; the
     store follows the return directly.
     """
+    if given is not None and maps in given:
+        return userns_fileno(given[maps])
     from ..userns import get_userns_fd  # late: only for uidmap=/gidmap=
 
     ns = namespaces.get(maps)

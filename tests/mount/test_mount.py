@@ -249,6 +249,30 @@ def test_mount_all_idmapped_bind_and_unmount_all(disk: Path, rootfs: Path) -> No
     assert (data / "f").read_text() == "x"
 
 
+def test_mount_all_uses_a_given_namespace_for_its_maps(disk: Path, rootfs: Path,
+                                                       userns: pidsafe.OwnedFd,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import pidsafe.userns
+
+    data = disk / "data"
+    data.mkdir()
+    (data / "f").write_text("x")
+
+    def no_new_namespace(*args: object, **kwargs: object) -> pidsafe.OwnedFd:
+        raise AssertionError("a namespace was made for maps that had one")
+
+    monkeypatch.setattr(pidsafe.userns, "get_userns_fd", no_new_namespace)
+    m = pidsafe.IDMap.parse(MAP)
+    mounts = [pidsafe.Mount("bind", str(data), "/data", ["rbind", *IDMAP_OPTS])]
+    done = pidsafe.mount_all(mounts, rootfs, namespaces={(m, m): userns})
+    try:
+        assert owner(rootfs / "data" / "f") == (100000, 100000)
+        assert not userns.closed                # the caller's: left open
+    finally:
+        pidsafe.unmount_all(done)
+    assert mountpoints_under(rootfs) == []
+
+
 def test_mount_all_idmap_ridmap_use_container_userns(disk: Path, rootfs: Path,
                                                      userns: pidsafe.OwnedFd) -> None:
     src = disk / "src"
