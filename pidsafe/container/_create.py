@@ -164,7 +164,8 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         os.mkfifo(fifo, 0o600)
     _step("gate")
     fds: List[int] = []
-    userns_fds: List[OwnedFd] = []   # and the cgroup fds: closed with them below
+    userns_fds: List[OwnedFd] = []   # closed below
+    cgroup_fds: List[OwnedFd] = []   # for clone3 and the spawn child alone, not init
     stdio = Stdio()
     ours: List[int] = []   # never passed to init: the hooks pipe's write end, a fork socket
     try:
@@ -173,12 +174,13 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         with critical:
             v2_fd = cg.open_v2_fd()
             if v2_fd is not None:
-                userns_fds.append(v2_fd)
+                cgroup_fds.append(v2_fd)
         # Init joins every v1 hierarchy itself, before it execs (the
-        # cheapest way in: no pid written to cgroup.procs by us).
+        # cheapest way in: no pid written to cgroup.procs by us).  Only the
+        # spawn child writes them: they are not passed to init.
         with critical:
             tasks = cg.open_tasks_fds()
-            userns_fds += tasks
+            cgroup_fds += tasks
         with critical:
             gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
             fds.append(gate)
@@ -287,7 +289,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             stdio.close_child_side()
             for fd in fds + ours:
                 os.close(fd)
-            for u in userns_fds:
+            for u in userns_fds + cgroup_fds:
                 u.close()
     try:
         files = stdio.files()

@@ -224,6 +224,9 @@ def test_init_runs_in_its_cgroup_in_every_hierarchy(make_bundle: Any,
         for key, d in wanted.items():
             assert d.endswith(where[key]), (key, d, where[key])
         assert c.pid in cg.pids()
+        # The tasks files it joined through were the spawn child's alone.
+        held = [os.readlink(f"/proc/{c.pid}/fd/{n}") for n in os.listdir(f"/proc/{c.pid}/fd")]
+        assert not [h for h in held if h.startswith("/sys/fs/cgroup")], held
     finally:
         c.delete(force=True)
 
