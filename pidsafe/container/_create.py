@@ -2,9 +2,10 @@
 
 :meth:`pidsafe.Container.create`: the config read and checked, the id
 locked, the record saved (:class:`._record.ContainerRecord`); then the
-rootfs mounts, the cgroup, the FIFO gate, the fds init needs (user
-namespace, namespaces to join, idmapped binds, the cgroup directory), the
-plan, and init itself (:mod:`.init`).  Every resource is written into the
+container's user namespace (an fd, which idmapped mounts with its maps
+share), the rootfs mounts, the cgroup, the FIFO gate, the fds init needs
+(namespaces to join, idmapped binds, the cgroup directory), the plan, and
+init itself (:mod:`.init`).  Every resource is written into the
 record as soon as it exists, so that ``delete(force=True)`` from any
 process can undo a create that was killed at any step
 (:func:`._records.undo`); a create that fails undoes it all itself.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TYPE_CHECKING
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, TYPE_CHECKING
 
 from .._fd import OwnedFd
 from .._sigsafe import critical
@@ -35,6 +36,7 @@ from ._records import end, undo
 from ._stdio import Stdio, make_stdio
 
 if TYPE_CHECKING:
+    from ..userns import IDMap
     from ._console import ConsoleSocket
     from ._container import Container
 
@@ -134,6 +136,36 @@ def create_container(cls: Type[Container], container_id: str,
 def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,
                   rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
                   stderr: Any, preserve_fds: int = 0, console_fd: int = -1) -> StartedInit:
+    # 0. The container's own user namespace (an fd; nothing to record),
+    # first: the idmapped mounts with its maps use it too, containerd's
+    # rootfs among them, instead of a namespace (a helper process) each.
+    userns: Optional[OwnedFd] = None
+    user = spec.linux.namespace("user")
+    if user is not None and user.path is None:
+        assert spec.linux.uid_mappings is not None
+        assert spec.linux.gid_mappings is not None
+        from ..userns import get_userns_fd   # its helper: only for user namespaces
+
+        with critical:
+            userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
+                                   setgroups="allow")
+    try:
+        return _create_steps(state, record, spec, bundle, rootfs, mounts, stdin, stdout,
+                             stderr, preserve_fds, console_fd, userns)
+    finally:
+        if userns is not None:
+            userns.close()
+
+
+def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,
+                  rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any, stderr: Any,
+                  preserve_fds: int, console_fd: int, userns: Optional[OwnedFd]
+                  ) -> StartedInit:
+    own_maps: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
+    if userns is not None:
+        assert spec.linux.uid_mappings is not None
+        assert spec.linux.gid_mappings is not None
+        own_maps[(spec.linux.uid_mappings, spec.linux.gid_mappings)] = userns
     # 1. The rootfs mounts, recorded before they are made.
     if mounts:
         parent, name = os.path.split(rootfs)
@@ -145,7 +177,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         from ..mount import mount_all   # only for rootfs mounts (containerd's)
 
         with critical:
-            mounted = mount_all(placed, parent)
+            mounted = mount_all(placed, parent, namespaces=own_maps)
             record.mounted = mounted.to_dict()   # for delete: unmount by identity
         record.save(state)
         _step("mounted")
@@ -186,16 +218,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             fds.append(gate)
         os.set_blocking(gate, True)
         join: Dict[str, int] = {}
-        user = spec.linux.namespace("user")
-        if user is not None and user.path is None:
-            assert spec.linux.uid_mappings is not None
-            assert spec.linux.gid_mappings is not None
-            from ..userns import get_userns_fd   # its helper: only for user namespaces
-
-            with critical:
-                userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
-                                       setgroups="allow")
-                userns_fds.append(userns)
+        if userns is not None:
             join["user"] = userns.fileno()
         for i, ns in enumerate(spec.linux.namespaces):
             if ns.path is not None:
@@ -210,12 +233,14 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             if maps[0] is None and ("idmap" in m.options or "ridmap" in m.options):
                 maps = (spec.linux.uid_mappings, spec.linux.gid_mappings)
             if maps[0] is not None and maps[1] is not None:
-                from ..userns import get_userns_fd
+                mapped = own_maps.get((maps[0], maps[1]))
+                if mapped is None:
+                    from ..userns import get_userns_fd
 
-                with critical:
-                    userns = get_userns_fd(maps[0], maps[1])
-                    userns_fds.append(userns)
-                idmap[i] = userns.fileno()
+                    with critical:
+                        mapped = get_userns_fd(maps[0], maps[1])
+                        userns_fds.append(mapped)
+                idmap[i] = mapped.fileno()
 
         def open_tree(source: str, recursive: bool, attr_set: int, attr_clr: int,
                       userns_fd: int, field: str) -> int:
@@ -268,7 +293,8 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             os.write(hooks_go, b"\1")
 
         started = start_init(plan, stdio=stdio.child,
-                             pass_fds=[*fds, *(u.fileno() for u in userns_fds), *kept,
+                             pass_fds=[*fds, *(u.fileno() for u in userns_fds),
+                                       *(u.fileno() for u in own_maps.values()), *kept,
                                        *([console_fd] if console_fd >= 0 else [])],
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                              tasks_fds=[t.fileno() for t in tasks], join_error=cg.join_error,

@@ -324,8 +324,20 @@ def test_sysctls_are_set_before_proc_sys_is_made_read_only(make_bundle: Any,
 
 def test_idmapped_rootfs_from_rootfs_mounts(make_bundle: Any, state_dir: pathlib.Path,
                                             tmp_path: pathlib.Path,
-                                            busybox_rootfs: pathlib.Path) -> None:
+                                            busybox_rootfs: pathlib.Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
+
+    import pidsafe.userns
+
+    made = []
+    real = pidsafe.userns.get_userns_fd
+
+    def counted(*args: Any, **kwargs: Any) -> pidsafe.OwnedFd:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pidsafe.userns, "get_userns_fd", counted)
 
     layer = tmp_path / "layer"
     shutil.copytree(busybox_rootfs, layer, symlinks=True)
@@ -346,6 +358,8 @@ def test_idmapped_rootfs_from_rootfs_mounts(make_bundle: Any, state_dir: pathlib
                                                      "gidmap=0:100000:65536"])]
     c = pidsafe.Container.create("idm", bundle, state_dir=str(state_dir), stdout=PIPE,
                                  rootfs_mounts=mounts)
+    # The rootfs has the container's maps: its user namespace serves both.
+    assert len(made) == 1, made
     try:
         c.start()
         proc = c.process()
