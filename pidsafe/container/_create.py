@@ -54,6 +54,18 @@ def _mount_to_json(m: Mount) -> Dict[str, Any]:
     return {"type": m.type, "source": m.source, "target": m.target, "options": list(m.options)}
 
 
+def _place_mounts(record: ContainerRecord, mounts: List[Mount], rootfs: str) -> List[Mount]:
+    """The rootfs mounts with targets under the rootfs's parent, recorded in ``record``."""
+    if not mounts:
+        return []
+    parent, name = os.path.split(rootfs)
+    placed = [Mount(m.type, m.source, os.path.join(name, m.target.lstrip("/")), m.options)
+              for m in mounts]
+    record.mounts = [_mount_to_json(m) for m in placed]
+    record.mount_root = parent
+    return placed
+
+
 
 def create_container(cls: Type[Container], container_id: str,
                      bundle: "str | os.PathLike[str]", state_dir: str,
@@ -87,9 +99,12 @@ def create_container(cls: Type[Container], container_id: str,
                                  os.path.join(state_dir, f"{container_id}.fifo"), document,
                                  created=time.time(), annotations=spec.annotation_dict())
         try:
+            # The rootfs mounts are in the first save already: recorded
+            # before they are made.
+            placed = _place_mounts(record, mounts, rootfs)
             record.save(state)
             _step("recorded")
-            started = create_locked(state, record, spec, path, rootfs, mounts, stdio[0],
+            started = create_locked(state, record, spec, path, rootfs, placed, stdio[0],
                                     stdio[1], stdio[2], preserve_fds, console_fd)
             with critical:   # init has sent the master, or failed
                 for sock in consoles:
@@ -166,20 +181,17 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
         assert spec.linux.uid_mappings is not None
         assert spec.linux.gid_mappings is not None
         own_maps[(spec.linux.uid_mappings, spec.linux.gid_mappings)] = userns
-    # 1. The rootfs mounts, recorded before they are made.
+    # 1. The rootfs mounts (``_place_mounts``: recorded before they are
+    # made).  Their identities, for delete to unmount by, are saved with
+    # the cgroup: a creator killed before that leaves mounts that delete
+    # finds by their recorded paths (no container process has run yet).
     if mounts:
-        parent, name = os.path.split(rootfs)
-        placed = [Mount(m.type, m.source, os.path.join(name, m.target.lstrip("/")),
-                        m.options) for m in mounts]
-        record.mounts = [_mount_to_json(m) for m in placed]
-        record.mount_root = parent
-        record.save(state)
         from ..mount import mount_all   # only for rootfs mounts (containerd's)
 
+        assert record.mount_root is not None
         with critical:
-            mounted = mount_all(placed, parent, namespaces=own_maps)
+            mounted = mount_all(mounts, record.mount_root, namespaces=own_maps)
             record.mounted = mounted.to_dict()   # for delete: unmount by identity
-        record.save(state)
         _step("mounted")
     # 2. The cgroup, recorded as soon as it exists (its paths are known then).
     layout = CgroupLayout.detect()   # the host's hierarchies: for the cgroup mount too

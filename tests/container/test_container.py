@@ -423,6 +423,17 @@ pidsafe.Container.create("k", sys.argv[1], state_dir=sys.argv[2], rootfs_mounts=
         assert creator.wait(timeout=60) == -signal.SIGKILL
         creator.close()
         assert pidsafe.Container.list(str(state_dir)) == ["k"]
+        # What the crash left on disk: the rootfs mounts are recorded from
+        # the first save on; their identities only from the cgroup's save,
+        # so a creator killed before that (mounted, not yet identified)
+        # leaves mounts that delete must find by their recorded paths.
+        saved = json.loads((state_dir / "k.json").read_text())
+        assert saved["mounts"] and saved["mountRoot"]
+        identified = CREATE_STEPS.index(step) >= CREATE_STEPS.index("cgroup")
+        assert ("mounted" in saved) == identified, saved
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        assert (str(bundle / "rootfs") in points) == (step != "recorded")
         c = pidsafe.Container.load(str(state_dir), "k")
         c.delete(force=True)
         assert pidsafe.Container.list(str(state_dir)) == []
