@@ -45,6 +45,7 @@ import _signal  # type: ignore[import-not-found]  # no stubs: signal's C half
 import os
 import signal
 import threading
+from itertools import compress as _compress
 from types import FrameType, TracebackType
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -98,7 +99,11 @@ def _record(signum: int, frame: Optional[FrameType]) -> None:
 
 def _divert() -> None:
     saved = _state.saved
-    for sig in _SIGNALS:
+    # Which signals have a Python handler: one pass in C (map, compress,
+    # tuple run no bytecode, so no handler runs in between), instead of a
+    # Python loop over every signal; usually only SIGINT has one.  Each is
+    # then read again as it is replaced, exactly as before.
+    for sig in tuple(_compress(_SIGNALS, map(callable, map(_getsignal, _SIGNALS)))):
         handler = _getsignal(sig)
         if callable(handler) and handler is not _record:
             saved[sig] = handler

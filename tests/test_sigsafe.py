@@ -192,12 +192,16 @@ def raising_usr2() -> Iterator[List[int]]:
 def test_a_handler_raising_while_the_section_opens_leaves_none_open(
         raising_usr1: List[int], raising_usr2: List[int],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Handlers are diverted one signal after another.  SIGUSR1 (10) is
-    # diverted by the time SIGUSR2 (12) is looked at; land both there.
+    # The signals with handlers are found in one pass, then diverted one
+    # after another, each read again as it is replaced.  SIGUSR1 (10) is
+    # diverted by the time SIGUSR2 (12) is read again; land both there.
     real = _sigsafe._getsignal
+    reads: List[int] = []
 
     def getsignal(sig: int) -> Any:
-        if sig == signal.SIGUSR2 and not raising_usr2:
+        if sig == signal.SIGUSR2:
+            reads.append(sig)
+        if sig == signal.SIGUSR2 and len(reads) == 2 and not raising_usr2:
             signal.raise_signal(signal.SIGUSR1)   # diverted: recorded
             signal.raise_signal(signal.SIGUSR2)   # not yet: raises right here
         return real(sig)
