@@ -315,7 +315,8 @@ class Cgroup:
         all, forks included).  Otherwise the cgroup is frozen where a freezer exists,
         so that no process forks while the list is signalled, and thawed
         after (frozen processes take their signal when thawed); without a
-        freezer the list is re-read until it shows nobody new.  Each pid is
+        freezer the list is re-read until it shows nobody new.  An empty
+        cgroup is left as it is (no freeze).  Each pid is
         opened with ``pidfd_open``, proven to be in the cgroup, and signalled
         through its pidfd: a pid that vanished or was reused is skipped.
 
@@ -327,6 +328,10 @@ class Cgroup:
             return
         if sig == signal.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
             write_file(d.file("cgroup.kill"), "1")
+            return
+        if not procs(d.path):
+            # Nobody in it (delete's usual case: init is gone, and with it
+            # its pid namespace): nobody to fork, so nothing to freeze.
             return
         froze = False
         try:

@@ -127,7 +127,11 @@ class CgroupLayout(Frozen):
         v1: List[Hierarchy] = []
         v2: Optional[Hierarchy] = None
         seen = set()
-        for m in parse_mountinfo(read_file(mountinfo)):
+        # Only the cgroup mounts are parsed: a field's own spaces are
+        # escaped (\040), so " - " is the separator before the type.
+        text = "\n".join(line for line in read_file(mountinfo).splitlines()
+                         if " - cgroup" in line)
+        for m in parse_mountinfo(text):
             # A read-only cgroup2 mount is never ours to make cgroups in: it is
             # some container's view (its rootfs/sys/fs/cgroup/unified, seen from a
             # mount namespace whose own v2 mount was taken away), not the host's.

@@ -594,6 +594,23 @@ def test_freeze_and_thaw(layout: CgroupLayout, name: str, v2: bool) -> None:
 
 
 @pytest.mark.root
+def test_kill_of_an_empty_cgroup_freezes_nothing(layout: CgroupLayout, name: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe.container.cgroup import _cgroup
+
+    def no_freeze(*args: object) -> None:
+        raise AssertionError("froze a cgroup with nobody in it")
+
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        monkeypatch.setattr(_cgroup.freezer, "freeze", no_freeze)
+        cg.kill(signal.SIGTERM)
+        assert not cg.frozen and cg.pids() == []
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
 def test_kill_of_a_frozen_cgroup_keeps_it_frozen(layout: CgroupLayout, name: str) -> None:
     cg = Cgroup.create("c1", f"/{name}/c1", layout=layout.without_v2())
     try:
