@@ -221,7 +221,13 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                 cgroup_fds.append(v2_fd)
         # Init joins every v1 hierarchy itself, before it execs (the
         # cheapest way in: no pid written to cgroup.procs by us).  Only the
-        # spawn child writes them: they are not passed to init.
+        # spawn child writes them: they are not passed to init.  The cgroup
+        # holds nobody (Cgroup.create refuses one that does), so nobody in
+        # it can freeze it; one left frozen empty (a cgroupsPath named by
+        # the config) is thawed first: a spawn child born frozen, which
+        # shares our memory until it execs, would hold our thread.
+        if cg.frozen:
+            cg.thaw()
         with critical:
             tasks = cg.open_tasks_fds()
             cgroup_fds += tasks

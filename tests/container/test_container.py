@@ -252,6 +252,49 @@ def test_init_that_cannot_join_its_cgroup_leaves_nothing(
                 if os.path.exists(h.mountpoint + cgroup)]
 
 
+def test_create_in_an_empty_frozen_cgroup_does_not_hang(make_bundle: Any,
+                                                        state_dir: pathlib.Path) -> None:
+    import uuid
+
+    from pidsafe.container.cgroup import CgroupLayout
+
+    freezer = CgroupLayout.detect().v1_for("freezer")
+    if freezer is None:
+        pytest.skip("no v1 freezer hierarchy")
+    path = f"/pidsafe-test-{uuid.uuid4().hex[:12]}"
+    d = freezer.directory(path)
+    os.mkdir(d)
+    try:
+        with open(os.path.join(d, "freezer.state"), "w") as f:
+            f.write("FROZEN")
+
+        def edit(doc: Dict[str, Any]) -> None:
+            doc["linux"]["cgroupsPath"] = path
+
+        bundle = make_bundle(["true"], edit)
+        # In a child process: had init joined the frozen cgroup before its
+        # exec, the creator's thread would stop with it, for good.
+        code = ("import sys, pidsafe\n"
+                "c = pidsafe.Container.create('fz', sys.argv[1], state_dir=sys.argv[2])\n"
+                "c.start(); sys.exit(c.wait(timeout=30))\n")
+        with pidsafe.Reaper(subreaper=True) as reaper:
+            creator = reaper.spawn([sys.executable, "-c", code, str(bundle), str(state_dir)])
+            try:
+                assert creator.wait(timeout=60) == 0
+            finally:
+                if creator.returncode is None:
+                    creator.kill()
+                    creator.wait()
+                creator.close()
+        for cid in pidsafe.Container.list(str(state_dir)):
+            pidsafe.Container.load(str(state_dir), cid).delete(force=True)
+    finally:
+        if os.path.isdir(d):   # delete removes it: the container had it
+            with open(os.path.join(d, "freezer.state"), "w") as f:
+                f.write("THAWED")   # what a failure left there may go
+            os.rmdir(d)
+
+
 def test_exec_in_a_user_namespace(make_bundle: Any, state_dir: pathlib.Path) -> None:
     def userns(doc: Dict[str, Any]) -> None:
         doc["linux"]["namespaces"].append({"type": "user"})
