@@ -56,9 +56,11 @@ median over rounds of the ratio of two methods' medians in the same round.
 
 Who does what with cgroups (strace, this machine's cgroup v1): pidsafe
 makes ``/pidsafe/<tag>-<id>`` in the 6 hierarchies it manages (pids,
-freezer, devices, memory, cpuacct, cpu), writes the device rules and
-attaches init to each; crun and runc make ``/<id>`` in all 9 v1
-hierarchies and attach to each; ``C floor`` does what pidsafe does.  For
+freezer, devices, memory, cpuacct, cpu) and writes the device rules, and
+init joins each itself before its exec (``0`` written to ``tasks``: no
+global lock, where a pid written to ``cgroup.procs`` waits for an RCU grace
+period); crun and runc make ``/<id>`` in all 9 v1 hierarchies and write
+init's pid to each ``cgroup.procs``; ``C floor`` does what pidsafe does.  For
 the ``cgroup`` mount in a user namespace, runc and crun bind every v1
 hierarchy under a tmpfs; pidsafe and the floor mount the tmpfs only.
 

@@ -25,7 +25,10 @@
  *     MOUNT_ATTR_IDMAP, the child's user namespace) + move_mount onto
  *     ROOTFS; with FLOOR_CGROUP, a directory in each CGROUP_DIR (cgroup v1
  *     hierarchies), devices.deny "a" plus the eight rules pidsafe allows,
- *     the child's pid in every cgroup.procs; then the child goes on:
+ *     each tasks file opened, before the clone; the child writes "0" to
+ *     each (it joins itself, as pidsafe's spawn child does: no global lock,
+ *     where a pid written to cgroup.procs waits for an RCU grace period)
+ *     and goes on:
  *     unshare(CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWNET),
  *     setresgid/setresuid(0), rslave /, the runc spec's mounts (proc; /dev
  *     tmpfs; devpts; /dev/shm tmpfs; mqueue; sysfs ro; a tmpfs at
@@ -214,13 +217,13 @@ static void unmount(const char *path)
 /* ---- the floor's container ------------------------------------------------ */
 
 enum {
-    STEP_READY, STEP_GO, STEP_UNSHARE, STEP_CREDS, STEP_SLAVE, STEP_CHDIR, STEP_PROC,
+    STEP_READY, STEP_GO, STEP_JOIN, STEP_UNSHARE, STEP_CREDS, STEP_SLAVE, STEP_CHDIR, STEP_PROC,
     STEP_DEV, STEP_DEVPTS, STEP_SHM, STEP_MQUEUE, STEP_SYSFS, STEP_CGROUPFS, STEP_DEVICES,
     STEP_LINKS, STEP_PIVOT, STEP_MASK, STEP_READONLY, STEP_ROOT_RO, STEP_HOSTNAME, STEP_LO,
     STEP_RLIMIT, STEP_CAPS, STEP_NNP, STEP_GATE, STEP_EXEC,
 };
 static const char *const STEP_NAMES[] = {
-    "ready", "go", "unshare", "setresuid", "rslave /", "bind rootfs, chdir", "mount proc",
+    "ready", "go", "join cgroups", "unshare", "setresuid", "rslave /", "bind rootfs, chdir", "mount proc",
     "mount /dev", "mount devpts", "mount /dev/shm", "mount mqueue", "mount sysfs",
     "mount /sys/fs/cgroup", "bind devices", "dev links", "pivot_root", "masked paths",
     "readonly paths", "root read-only", "sethostname", "lo up", "setrlimit", "capabilities",
@@ -229,6 +232,8 @@ static const char *const STEP_NAMES[] = {
 
 struct floor_child {
     int go, status, gate, flags, last_cap;
+    const int *tasks;   /* cgroup v1 tasks files, opened by the parent */
+    int ntasks;
 };
 
 static void child_fail(const struct floor_child *c, int step)
@@ -372,6 +377,11 @@ static void floor_child(const struct floor_child *c, const char *rootfs)
 
     if (read(c->go, &b, 1) != 1)
         child_fail(c, STEP_GO);
+    /* Into each hierarchy by writing "0" to its tasks file: the kernel moves
+     * one thread (us) without its global threadgroup lock, as pidsafe's
+     * spawn child does. */
+    for (int i = 0; i < c->ntasks; i++)
+        CHECK(c, STEP_JOIN, write(c->tasks[i], "0", 1) == 1 ? 0 : -1);
     CHECK(c, STEP_UNSHARE, unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET));
     CHECK(c, STEP_CREDS, setresgid(0, 0, 0));
     CHECK(c, STEP_CREDS, setresuid(0, 0, 0));
@@ -439,15 +449,16 @@ static void check_status(int fd, int expect_eof)
     exit(1);
 }
 
-static void cgroup_setup(char **dirs, int ndirs, const char *name, pid_t pid)
+/* The cgroup in each hierarchy, its device rules, and its tasks file open in
+ * tasks[] for the child to join through (before it is cloned: it is a fork). */
+static void cgroup_setup(char **dirs, int ndirs, const char *name, int *tasks)
 {
     static const char *const allow[] = {
         "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
         "c 136:* rwm", "c 5:2 rwm",
     };
-    char path[512], pidtext[16];
+    char path[512];
 
-    snprintf(pidtext, sizeof(pidtext), "%d", (int)pid);
     for (int i = 0; i < ndirs; i++) {
         snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
         if (mkdir(path, 0755) < 0)
@@ -459,8 +470,9 @@ static void cgroup_setup(char **dirs, int ndirs, const char *name, pid_t pid)
             for (size_t k = 0; k < sizeof(allow) / sizeof(allow[0]); k++)
                 write_file(path, allow[k]);
         }
-        snprintf(path, sizeof(path), "%s/%s/cgroup.procs", dirs[i], name);
-        write_file(path, pidtext);
+        snprintf(path, sizeof(path), "%s/%s/tasks", dirs[i], name);
+        if ((tasks[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+            die("open", path);
     }
 }
 
@@ -497,20 +509,28 @@ static void run_floor(int n, int flags, const char *layer, const char *rootfs, c
     int cap = last_cap();
 
     for (int i = 0; i < n; i++) {
-        int go[2], status[2], gate[2], pidfd = -1;
+        int go[2], status[2], gate[2], pidfd = -1, tasks[32], ntasks = 0;
         char name[64];
 
         snprintf(name, sizeof(name), "cref-%d-%d", (int)getpid(), i);
         if (pipe2(go, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0 || pipe2(gate, O_CLOEXEC) < 0)
             die("pipe2", NULL);
         int64_t t0 = now_ns();
+        if (flags & FLOOR_CGROUP) {
+            if (ncg > (int)(sizeof(tasks) / sizeof(tasks[0])))
+                die("too many cgroup directories", NULL);
+            cgroup_setup(cgdirs, ncg, name, tasks);
+            ntasks = ncg;
+        }
         pid_t pid = clone3_pidfd(CLONE_NEWUSER | CLONE_NEWPID, &pidfd);
         if (pid < 0)
             die("clone3 floor container", NULL);
         if (pid == 0) {
-            struct floor_child c = {go[0], status[1], gate[0], flags, cap};
+            struct floor_child c = {go[0], status[1], gate[0], flags, cap, tasks, ntasks};
             floor_child(&c, rootfs);
         }
+        for (int k = 0; k < ntasks; k++)
+            close(tasks[k]);
         close(go[0]);
         close(status[1]);
         close(gate[0]);
@@ -522,8 +542,6 @@ static void run_floor(int n, int flags, const char *layer, const char *rootfs, c
             die("open", path);
         idmapped_bind(layer, rootfs, userns);
         close(userns);
-        if (flags & FLOOR_CGROUP)
-            cgroup_setup(cgdirs, ncg, name, pid);
         if (write(go[1], "g", 1) != 1)
             die("write go", NULL);
         check_status(status[0], 0);
