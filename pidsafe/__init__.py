@@ -18,21 +18,27 @@ if TYPE_CHECKING:
     from ._fd import OwnedFd
     from ._features import Features, features
     from .container import Container, Terminal, receive_terminal
-    from .errors import (CgroupError, ConfigError, ConnectionClosedError, ContainerError,
-                         ContainerLookupError, ContainerStateError, DecodeError, Error,
-                         ForeignChildWarning, HelperDiedError, HookError,
-                         IDMapError, InvalidMountError, MountError, ReaperError, RpcError,
+    from .errors import (CalledProcessError, CgroupError, ConfigError, ConnectionClosedError,
+                         ContainerError, ContainerLookupError, ContainerStateError, DecodeError,
+                         Error, ForeignChildWarning, HelperDiedError, HookError,
+                         IDMapError, InvalidMountError, MountError, PrivilegeError,
+                         ReaperError, RpcError,
                          StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
                          TimeoutExpired, UnsupportedConfigError, UnsupportedError, UsageError)
     from .mount import Mount, MountRecord, Mounted, idmapped_bind, mount_all, unmount_all
-    from .process import DEVNULL, PIPE, STDOUT, Process, ProcessIdentity, spawn
+    from .process import (DEVNULL, PIPE, STDOUT, AsyncProcess, CompletedProcess, Process,
+                          ProcessIdentity, create_subprocess_exec, create_subprocess_shell, run,
+                          spawn)
     from .reaper import Claim, Exit, Reaper, Subscription
     from .state import StateFile
     from .userns import IDMap, IDRange, Namespace, UsernsCache, get_userns_fd
 
 _EXPORTS = {
+    "AsyncProcess": ".process",
+    "CalledProcessError": ".errors",
     "CgroupError": ".errors",
     "Claim": ".reaper",
+    "CompletedProcess": ".process",
     "ConfigError": ".errors",
     "ConnectionClosedError": ".errors",
     "Container": ".container",
@@ -58,6 +64,7 @@ _EXPORTS = {
     "Namespace": ".userns",
     "OwnedFd": "._fd",
     "PIPE": ".process",
+    "PrivilegeError": ".errors",
     "Process": ".process",
     "ProcessIdentity": ".process",
     "Reaper": ".reaper",
@@ -76,11 +83,14 @@ _EXPORTS = {
     "UnsupportedError": ".errors",
     "UsageError": ".errors",
     "UsernsCache": ".userns",
+    "create_subprocess_exec": ".process",
+    "create_subprocess_shell": ".process",
     "features": "._features",
     "get_userns_fd": ".userns",
     "idmapped_bind": ".mount",
     "mount_all": ".mount",
     "receive_terminal": ".container",
+    "run": ".process",
     "spawn": ".process",
     "unmount_all": ".mount",
 }
@@ -90,8 +100,11 @@ __getattr__, __dir__ = _lazy.exports(__name__, _EXPORTS)
 
 
 __all__ = [
+    "AsyncProcess",
+    "CalledProcessError",
     "CgroupError",
     "Claim",
+    "CompletedProcess",
     "Container",
     "ConfigError",
     "ConnectionClosedError",
@@ -117,6 +130,7 @@ __all__ = [
     "Namespace",
     "OwnedFd",
     "PIPE",
+    "PrivilegeError",
     "Process",
     "ProcessIdentity",
     "Reaper",
@@ -136,11 +150,14 @@ __all__ = [
     "UsageError",
     "UsernsCache",
     "__version__",
+    "create_subprocess_exec",
+    "create_subprocess_shell",
     "features",
     "get_userns_fd",
     "idmapped_bind",
     "mount_all",
     "receive_terminal",
+    "run",
     "spawn",
     "unmount_all",
 ]

@@ -63,19 +63,26 @@ if TYPE_CHECKING:
 
         def __init__(self, cmd: Any, timeout: float, output: Optional[bytes] = None,
                      stderr: Optional[bytes] = None) -> None: ...
+
+    class CalledProcessError(Error, subprocess.CalledProcessError):
+        """``run(check=True)``: the program failed (see :func:`_called_process_error`)."""
+
+        def __init__(self, returncode: int, cmd: Any, output: Any = None,
+                     stderr: Any = None) -> None: ...
 else:
     def __getattr__(name: str) -> Any:
-        """``TimeoutExpired``, made on first use: its base class is in
-        :mod:`subprocess`, whose import (threading, selectors, locale ...) is
-        a tenth of a ``pidsafe-runc state``, and most uses of
-        this module never need it."""
-        if name != "TimeoutExpired":
+        """``TimeoutExpired`` and ``CalledProcessError``, made on first use:
+        their base classes are in :mod:`subprocess`, whose import (threading,
+        selectors, locale ...) is a tenth of a ``pidsafe-runc state``, and
+        most uses of this module never need them."""
+        make = _LAZY.get(name)
+        if make is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        cls = globals()["TimeoutExpired"] = _timeout_expired()
+        cls = globals()[name] = make()
         return cls
 
     def __dir__() -> List[str]:
-        return sorted(set(globals()) | {"TimeoutExpired"})
+        return sorted(set(globals()) | set(_LAZY))
 
 
 def _timeout_expired() -> Any:
@@ -93,6 +100,84 @@ def _timeout_expired() -> Any:
 
     TimeoutExpired.__qualname__ = "TimeoutExpired"   # pickle finds it as errors.TimeoutExpired
     return TimeoutExpired
+
+
+def _called_process_error() -> Any:
+    import subprocess
+
+    class CalledProcessError(Error, subprocess.CalledProcessError):
+        """:func:`pidsafe.run` with ``check=True``: the program exited non-zero
+        (or was killed: ``returncode`` is then ``-N`` for signal ``N``).
+
+        A subclass of ``subprocess.CalledProcessError``, so existing handlers
+        catch it; ``returncode``, ``cmd``, ``output`` (alias ``stdout``) and
+        ``stderr`` as there.
+        """
+
+        def __init__(self, returncode: int, cmd: Any, output: Any = None,
+                     stderr: Any = None) -> None:
+            super().__init__(returncode, cmd, output, stderr)
+
+        def __reduce__(self) -> Tuple[Any, ...]:
+            return type(self), (self.returncode, self.cmd, self.output, self.stderr)
+
+    CalledProcessError.__qualname__ = "CalledProcessError"
+    return CalledProcessError
+
+
+#: The exceptions made on first use (their base classes are in subprocess).
+_LAZY = {"TimeoutExpired": _timeout_expired, "CalledProcessError": _called_process_error}
+
+
+class PrivilegeError(Error, PermissionError):
+    """An operation needs a privilege the caller does not have.
+
+    Raised where the kernel's ``EPERM``/``EACCES`` means exactly that (not
+    any ``PermissionError`` of a file), and up front where pidsafe knows an
+    operation needs root before it starts, e.g. creating a container.  A
+    ``PermissionError``; where the failing step has its own error type
+    (:class:`CgroupError`, :class:`MountError`), the exception is of both.
+
+    Attributes:
+        operation: what was refused, e.g. ``"create a container"``.
+        capability: what it needs, e.g. ``"CAP_SYS_ADMIN"`` (a sentence
+            when more than one capability would do).
+    """
+
+    operation: str = ""
+    capability: str = ""
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return (_rebuild_privilege_error, (self.errno, self.strerror, self.filename,
+                                           self.operation, self.capability))
+
+
+def _rebuild_privilege_error(err: int, message: str, path: Optional[str], operation: str,
+                             capability: str) -> PrivilegeError:
+    return privilege_error(operation, capability, path=path, err=err, message=message)
+
+
+def privilege_error(operation: str, capability: str, detail: str = "", *,
+                    path: Optional[str] = None, err: int = errno.EPERM,
+                    message: Optional[str] = None) -> PrivilegeError:
+    """A :class:`PrivilegeError`: ``"<operation> needs <capability>[: <detail>]"``."""
+    if message is None:
+        message = f"{operation} needs {capability}" + (f": {detail}" if detail else "")
+    exc = PrivilegeError(err, message, path) if path is not None else PrivilegeError(err, message)
+    exc.operation = operation
+    exc.capability = capability
+    return exc
+
+
+def _privileged(family: Type[_E]) -> Type[_E]:
+    """``family`` crossed with :class:`PrivilegeError` (so also a ``PermissionError``)."""
+    cls = _ERRNO_SUBCLASSES.get((family, PrivilegeError))
+    if cls is None:
+        name = family.__name__.replace("Error", "") + "PrivilegeError"
+        cls = _ERRNO_SUBCLASSES[(family, PrivilegeError)] = type(
+            name, (family, PrivilegeError), {"__module__": __name__})
+    made: Type[_E] = cls
+    return made
 
 
 # --- user namespaces ----------------------------------------------------------
@@ -158,7 +243,8 @@ class MountError(Error, OSError):
         self.path = path or ""
 
     def __reduce__(self) -> Tuple[object, ...]:
-        return (_rebuild_mount_error, (self.errno, self.strerror, self.path, self.step))
+        return (_rebuild_mount_error, (self.errno, self.strerror, self.path, self.step,
+                                       getattr(self, "capability", "")))
 
 
 if TYPE_CHECKING:
@@ -185,20 +271,32 @@ def _errno_subclass(family: Type[_E], err: int) -> Type[_E]:
 
 
 def _rebuild_mount_error(err: int, message: str, path: Optional[str],
-                         step: str) -> MountError:
-    return mount_error(err, step, path, message=message)
+                         step: str, capability: str = "") -> MountError:
+    return mount_error(err, step, path, message=message, privilege=capability)
 
 
 def mount_error(err: int, step: str, path: Union[None, str, "os.PathLike[str]"] = None,
-                hint: str = "", *, message: Optional[str] = None) -> MountError:
+                hint: str = "", *, message: Optional[str] = None,
+                privilege: str = "") -> MountError:
     """A :class:`MountError` that is also the errno's own OSError subclass.
 
     The message is ``"<step>: <strerror>"``, then `` (<hint>)`` if given.
+    ``privilege``: the capability the caller lacks, when that is why the
+    step failed; the error is then also a :class:`PrivilegeError`.
     """
-    cls = _errno_subclass(MountError, err)
+    cls = _privileged(MountError) if privilege else _errno_subclass(MountError, err)
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
-    return cls(err, message, os.fspath(path) if path is not None else None, step)
+    exc = cls(err, message, os.fspath(path) if path is not None else None, step)
+    if privilege:
+        _set_privilege(exc, step, privilege)
+    return exc
+
+
+def _set_privilege(exc: OSError, operation: str, capability: str) -> None:
+    assert isinstance(exc, PrivilegeError)
+    exc.operation = operation
+    exc.capability = capability
 
 
 # --- state files ----------------------------------------------------------------
@@ -432,24 +530,31 @@ class CgroupError(Error, OSError):
 
     def __reduce__(self) -> Tuple[object, ...]:
         return (_rebuild_cgroup_error,
-                (self.errno, self.strerror, self.path, self.step, self.value))
+                (self.errno, self.strerror, self.path, self.step, self.value,
+                 getattr(self, "capability", "")))
 
 
 def _rebuild_cgroup_error(err: int, message: str, path: Optional[str], step: str,
-                          value: Optional[str]) -> CgroupError:
-    return cgroup_error(err, step, path, value=value, message=message)
+                          value: Optional[str], capability: str = "") -> CgroupError:
+    return cgroup_error(err, step, path, value=value, message=message, privilege=capability)
 
 
 def cgroup_error(err: int, step: str, path: Optional[str] = None, hint: str = "", *,
-                 value: Optional[str] = None, message: Optional[str] = None) -> CgroupError:
+                 value: Optional[str] = None, message: Optional[str] = None,
+                 privilege: str = "") -> CgroupError:
     """A :class:`CgroupError` that is also the errno's own OSError subclass.
 
     The message is ``"<step>: <strerror>"``, then `` (<hint>)`` if given.
+    ``privilege``: the capability the caller lacks, when that is why the
+    step failed; the error is then also a :class:`PrivilegeError`.
     """
-    cls = _errno_subclass(CgroupError, err)
+    cls = _privileged(CgroupError) if privilege else _errno_subclass(CgroupError, err)
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
-    return cls(err, message, path, step, value)
+    exc = cls(err, message, path, step, value)
+    if privilege:
+        _set_privilege(exc, step, privilege)
+    return exc
 
 
 def note(exc: BaseException, text: str) -> None:

@@ -15,6 +15,8 @@ from pidsafe import errors
 BASES = {
     "UnsupportedError": OSError,
     "TimeoutExpired": subprocess.TimeoutExpired,
+    "CalledProcessError": subprocess.CalledProcessError,
+    "PrivilegeError": PermissionError,
     "IDMapError": ValueError,
     "HelperDiedError": ProcessLookupError,
     "InvalidMountError": ValueError,

@@ -38,6 +38,7 @@ LEAVES = frozenset({
     "pidsafe._owned",          # the owned-resource base (close, with, ResourceWarning)
     "pidsafe._feature_names",  # kernel features by name, with their first kernel
     "pidsafe._fd",             # OwnedFd
+    "pidsafe._log",            # the debug log (logging only if already imported)
     "pidsafe.errors",          # every exception
 })
 

@@ -6,6 +6,7 @@ the pidfd; ``communicate()`` only ends with ``Process.wait()``.
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import time
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
 
-def close_pipes(files: Iterable[Optional[IO[bytes]]]) -> None:
+def close_pipes(files: Iterable[Optional[IO[Any]]]) -> None:
     """Close each pipe that is there; a child gone before reading its stdin is no error."""
     for f in files:
         if f is not None:
@@ -33,7 +34,7 @@ def close_pipes(files: Iterable[Optional[IO[bytes]]]) -> None:
                 pass
 
 
-def _stdin_write(stdin: IO[bytes], data: Optional[bytes]) -> None:
+def _stdin_write(stdin: IO[Any], data: Any) -> None:
     try:
         if data:
             stdin.write(data)
@@ -63,12 +64,13 @@ class Communication:
         self._input: Optional[memoryview] = None
         self._offset = 0
 
-    def communicate(self, p: Process, input: Optional[bytes],
-                    timeout: Optional[float]) -> Tuple[Optional[bytes], Optional[bytes]]:
+    def communicate(self, p: Process, input: Any,
+                    timeout: Optional[float]) -> Tuple[Any, Any]:
         """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
 
         Returns:
-            ``(stdout, stderr)``: bytes for each stream that is a pipe.
+            ``(stdout, stderr)``: bytes for each stream that is a pipe (str
+            for a text stream, see ``_text``).
         """
         if self._started and input:
             raise ValueError("Cannot send input after starting communication")
@@ -91,9 +93,20 @@ class Communication:
         out, err = self._communicate(p, deadline, timeout)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         p.wait(remaining)
+        if type(p.stdout) is io.TextIOWrapper or type(p.stderr) is io.TextIOWrapper:
+            from ._text import decode_output
+
+            if out is not None and type(p.stdout) is io.TextIOWrapper:
+                out = decode_output(p.stdout, out)
+            if err is not None and type(p.stderr) is io.TextIOWrapper:
+                err = decode_output(p.stderr, err)
         return out, err
 
-    def _start(self, p: Process, input: Optional[bytes]) -> None:
+    def _start(self, p: Process, input: Any) -> None:
+        if input and type(p.stdin) is io.TextIOWrapper:
+            from ._text import encode_input
+
+            input = encode_input(p.stdin, input)   # as Popen: before anything is sent
         if p.stdin:
             try:
                 p.stdin.flush()  # what the caller wrote itself (may block)
@@ -132,7 +145,8 @@ class Communication:
             while sel.get_map():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise errors.TimeoutExpired(p.args, timeout or 0, *self._partial(p))
+                    raise errors.TimeoutExpired(p.args, timeout or 0,
+                                                *self._partial(p, none_if_empty=True))
                 for key, _ in sel.select(remaining):
                     # A write and its offset, a read and its data, are kept
                     # together: after an exception a signal handler raises,
@@ -163,7 +177,13 @@ class Communication:
                 sel.unregister(key.fileobj)
                 key.fileobj.close()  # type: ignore[union-attr]
 
-    def _partial(self, p: Process) -> Tuple[Optional[bytes], Optional[bytes]]:
-        out = b"".join(self._output[p.stdout]) if p.stdout is not None else None
-        err = b"".join(self._output[p.stderr]) if p.stderr is not None else None
+    def _partial(self, p: Process, none_if_empty: bool = False
+                 ) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """What was read so far: bytes per pipe (a ``TimeoutExpired`` gets
+        ``None`` for a pipe that gave nothing yet, as ``Popen``'s does)."""
+        out = err = None
+        if p.stdout is not None and (any(self._output[p.stdout]) or not none_if_empty):
+            out = b"".join(self._output[p.stdout])
+        if p.stderr is not None and (any(self._output[p.stderr]) or not none_if_empty):
+            err = b"".join(self._output[p.stderr])
         return out, err

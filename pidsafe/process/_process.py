@@ -72,8 +72,8 @@ class Process(Closable):
     """
 
     def __init__(self, pid: int, pidfd: int, *, args: Any = None,
-                 stdin: Optional[IO[bytes]] = None, stdout: Optional[IO[bytes]] = None,
-                 stderr: Optional[IO[bytes]] = None, child: Optional[bool] = True) -> None:
+                 stdin: Optional[IO[Any]] = None, stdout: Optional[IO[Any]] = None,
+                 stderr: Optional[IO[Any]] = None, child: Optional[bool] = True) -> None:
         self.pid = pid
         self.args = args
         self.returncode: Optional[int] = None
@@ -229,16 +229,19 @@ class Process(Closable):
         self._check_owner()
         return _wait.wait(self, timeout)
 
-    def communicate(self, input: Optional[bytes] = None,
-                    timeout: Optional[float] = None) -> Tuple[Optional[bytes], Optional[bytes]]:
+    def communicate(self, input: Any = None,
+                    timeout: Optional[float] = None) -> Tuple[Any, Any]:
         """Send ``input``, read stdout/stderr to EOF, wait; like ``Popen``'s.
 
         After a :class:`pidsafe.TimeoutExpired`, or an exception a signal
         handler raised, call again (without ``input``) to go on: nothing
-        sent or read so far is lost.
+        sent or read so far is lost.  In text mode (``spawn(text=True)``)
+        ``input`` is a str and so are the outputs, newlines translated; the
+        output a ``TimeoutExpired`` carries is bytes, as with ``Popen``.
 
         Returns:
-            ``(stdout, stderr)``: bytes for each stream that is a pipe.
+            ``(stdout, stderr)``: bytes (str in text mode) for each stream
+            that is a pipe, ``None`` for the others.
 
         Raises:
             pidsafe.TimeoutExpired: not done within ``timeout`` seconds.

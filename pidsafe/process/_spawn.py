@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import subprocess
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Union
+from typing import IO, TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _sys
 from ..errors import UnsupportedError
@@ -26,6 +26,9 @@ from ._abandoned import reap_abandoned
 from ._process import Process
 from ._undo import discard, end_child
 from ._stdio import StdioArg, open_pipe_files, stdio_fd
+
+if TYPE_CHECKING:
+    from ._text import TextMode
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -101,7 +104,9 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
           stdin: StdioArg = None, stdout: StdioArg = None, stderr: StdioArg = None,
           pass_fds: Sequence[int] = (), close_fds: bool = True,
           start_new_session: bool = False, pdeathsig: Optional[int] = None,
-          restore_signals: bool = True, bufsize: int = -1,
+          restore_signals: bool = True, bufsize: Optional[int] = -1,
+          text: Optional[bool] = None, encoding: Optional[str] = None,
+          errors: Optional[str] = None, universal_newlines: Optional[bool] = None,
           userns: Any = None, uidmap: Optional[IDMapLike] = None,
           gidmap: Optional[IDMapLike] = None,
           namespaces: Union[Namespace, int] = Namespace(0)) -> Process:
@@ -132,7 +137,15 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             is already gone when the child sets it, the child does not start.
         restore_signals: reset ``SIGPIPE`` and ``SIGXFSZ`` (which Python
             ignores) to their defaults in the child, like ``Popen``.
-        bufsize: buffering for the ``stdin``/``stdout``/``stderr`` pipes.
+        bufsize: buffering for the ``stdin``/``stdout``/``stderr`` pipes, as
+            ``Popen``'s (``None``: the default; ``1``: line-buffered stdin in
+            text mode).
+        text, encoding, errors, universal_newlines: text mode, as ``Popen``
+            has it: when any is true, the pipes are ``io.TextIOWrapper``
+            text streams (universal newlines when reading) and
+            ``communicate()`` takes and returns ``str``.  ``encoding``
+            defaults to the locale's; ``universal_newlines`` is the old
+            name of ``text``.
         userns: a user namespace (an :class:`OwnedFd` from
             :func:`pidsafe.get_userns_fd`, or any object with ``fileno()``)
             for the child to join before anything else.
@@ -154,6 +167,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             entered (``filename`` is ``cwd``).  The message names the stage.
         UnsupportedError: the kernel lacks clone3 or CLONE_PIDFD.
         ValueError, TypeError: bad arguments; nothing was started.
+        LookupError: no such ``encoding`` or ``errors`` handler; nothing
+            was started.
         pidsafe.HelperDiedError: the child was killed (and reaped) before
             its new user namespace's maps could be written.
     """
@@ -198,8 +213,16 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         raise ValueError("stdout cannot be subprocess.STDOUT")
     if stdin is STDOUT or stdout is STDOUT:
         raise ValueError("only stderr can be subprocess.STDOUT")
-    if not isinstance(bufsize, int) or isinstance(bufsize, bool):
+    if bufsize is None:
+        bufsize = -1
+    elif not isinstance(bufsize, int) or isinstance(bufsize, bool):
         raise TypeError(f"bufsize must be an int, got {bufsize!r}")
+    if text is None and encoding is None and errors is None and universal_newlines is None:
+        text_as: Optional[TextMode] = None
+    else:
+        from ._text import text_mode
+
+        text_as, bufsize = text_mode(text, universal_newlines, encoding, errors, bufsize)
     inherit_stdio = stdin is None and stdout is None and stderr is None
     caller_fds = {}
     if not inherit_stdio:
@@ -224,14 +247,14 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     return hand_out(lambda: _start(
         args, exe_arg, cwd, exec_paths, argv, envp, cwd_b, (stdin, stdout, stderr),
         inherit_stdio, caller_fds, keep, close_fds, start_new_session, sig,
-        restore_signals, bufsize, plan), discard)
+        restore_signals, bufsize, plan, text_as), discard)
 
 
 def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: List[bytes],
            envp: Optional[List[bytes]], cwd_b: Optional[bytes], stdio: Sequence[StdioArg],
            inherit_stdio: bool, caller_fds: Dict[int, int], keep: Set[int], close_fds: bool,
            start_new_session: bool, sig: int, restore_signals: bool, bufsize: int,
-           plan: SpawnPlan) -> Process:
+           plan: SpawnPlan, text_as: Optional[TextMode]) -> Process:
     """spawn()'s clone sequence, inside a critical section; see spawn()."""
     stdin, stdout, stderr = stdio
     # ---- fds: everything we create is closed on every path ----------------
@@ -307,8 +330,13 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
         else:
             # open_pipe_files() owns our ends from here, on failure too.
             ends, parent_ends = parent_ends, [-1, -1, -1]
-            files = open_pipe_files(ends, ("wb", "rb", "rb"), bufsize)
+            files: List[Optional[IO[Any]]] = list(
+                open_pipe_files(ends, ("wb", "rb", "rb"), bufsize))
             try:
+                if text_as is not None:
+                    from ._text import wrap_pipes
+
+                    files = wrap_pipes(files, text_as)
                 proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
                                stderr=files[2], child=True)
             except BaseException:

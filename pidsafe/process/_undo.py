@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 
-from .. import _sys
+from .. import _log, _sys
 from .._sigsafe import critical
 from . import _abandoned
 from ._lease import unindex_pidfd
@@ -26,6 +26,8 @@ def end_child(pidfd: int, pid: int) -> None:
     Inside a critical section.  If the child cannot be killed or reaped now,
     its pidfd goes to the abandoned registry instead.
     """
+    _log.debug("process", "killing child %d through its pidfd and reaping it (error path)",
+               pid)
     try:
         _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
         _sys.waitid_pidfd(pidfd, _sys.WEXITED)
