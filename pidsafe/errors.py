@@ -285,6 +285,8 @@ def mount_error(err: int, step: str, path: Union[None, str, "os.PathLike[str]"] 
     step failed; the error is then also a :class:`PrivilegeError`.
     """
     cls = _privileged(MountError) if privilege else _errno_subclass(MountError, err)
+    if privilege and not hint:
+        hint = f"needs {privilege}"
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
     exc = cls(err, message, os.fspath(path) if path is not None else None, step)
@@ -549,6 +551,8 @@ def cgroup_error(err: int, step: str, path: Optional[str] = None, hint: str = ""
     step failed; the error is then also a :class:`PrivilegeError`.
     """
     cls = _privileged(CgroupError) if privilege else _errno_subclass(CgroupError, err)
+    if privilege and not hint:
+        hint = f"needs {privilege}"
     if message is None:
         message = f"{step}: {os.strerror(err)}" + (f" ({hint})" if hint else "")
     exc = cls(err, message, path, step, value)

@@ -135,3 +135,13 @@ def test_every_unsupported_feature_is_described_without_a_question_mark() -> Non
     # Not a kernel feature: no kernel version at all.
     assert "Linux" not in str(pidsafe.UnsupportedError("pidsafe_init"))
     assert describe("no_such_feature") == "no_such_feature"
+
+
+def test_privilege_errors_pickle_and_keep_their_fields() -> None:
+    for exc in (errors.privilege_error("create a container", "CAP_SYS_ADMIN", "why"),
+                errors.cgroup_error(13, "unable to create cgroup /c", "/c", privilege="root"),
+                errors.mount_error(1, "unable to attach", "/x", privilege="CAP_SYS_ADMIN")):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+        assert isinstance(back, pidsafe.PrivilegeError) and isinstance(back, PermissionError)
+        assert (back.operation, back.capability) == (exc.operation, exc.capability)

@@ -1,8 +1,13 @@
 """The ``pidsafe`` command.
 
-``pidsafe doctor``
-    Kernel, features and the caller's capabilities, as a table; exits 1 when
-    something spawn() needs is missing.
+``pidsafe doctor [--json]``
+    Kernel, features, the caller's capabilities, and a verdict per area
+    (spawn, reaper, user namespaces, idmapped mounts, containers, seccomp,
+    cgroups: ok, limited or unavailable, with the reason and what a
+    non-root user can do); ``--json``: the same as one JSON object (schema
+    in ``_doctor``).  Exits 1 when something spawn() needs is missing.
+``pidsafe --version``
+    The version.
 ``pidsafe run -- PROG [ARGS...]``
     Run a program as a pidsafe child and exit with its status (128+N when
     killed by signal N, as shells do).  SIGINT, SIGTERM, SIGHUP, SIGQUIT,
@@ -32,68 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-#: Capabilities that matter for what pidsafe does, and what for.
-_CAPS: Tuple[Tuple[str, str], ...] = (
-    ("sys_admin", "mounts, idmapped mounts, most namespaces"),
-    ("setuid", "uid maps beyond your own uid"),
-    ("setgid", "gid maps beyond your own gid"),
-    ("sys_chroot", "pivot_root / chroot in containers"),
-    ("kill", "signalling processes of other users"),
-)
+def doctor(as_json: bool = False) -> int:
+    """``pidsafe doctor`` (``_doctor``): 0 if spawn() can work here, else 1."""
+    from ._doctor import doctor as run_doctor
 
-
-def _capabilities() -> Tuple[Optional[List[Tuple[str, bool, str]]], str]:
-    from .. import _sys
-
-    try:
-        caps = _sys.capget()
-    except OSError as exc:
-        return None, str(exc)
-    return [(name, caps.has(name.upper()), why) for name, why in _CAPS], ""
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-def doctor() -> int:
-    """Print what this machine offers pidsafe; 0 if spawn() can work."""
-    u = os.uname()
-    print(f"kernel    {u.sysname} {u.release} {u.machine}")
-    print(f"python    {sys.version.split()[0]}")
-    print(f"euid      {os.geteuid()}")
-    print()
-    from .._features import FEATURES, REQUIRED, features
-
-    f = features()
-    rows: List[Sequence[str]] = [("feature", "status", "needs", "what")]
-    for name in f.names():
-        what, since = FEATURES[name]
-        ok = getattr(f, name)
-        status = "yes" if ok else f"NO ({f.reasons.get(name, '?')})"
-        need = "required" if name in REQUIRED else "optional"
-        rows.append((name, status, f"{need}, Linux {since}", what))
-    print(_table(rows))
-    print()
-    caps, why = _capabilities()
-    if caps is None:
-        print(f"capabilities: unknown: {why}")
-    else:
-        crow: List[Sequence[str]] = [("capability", "effective", "used for")]
-        crow += [(f"CAP_{n.upper()}", "yes" if ok else "no", w) for n, ok, w in caps]
-        print(_table(crow))
-    missing = [n for n in REQUIRED if not getattr(f, n)]
-    print()
-    if missing:
-        print(f"pidsafe cannot spawn here: missing {', '.join(missing)}")
-        return 1
-    optional = [n for n in f.missing() if n not in REQUIRED]
-    if optional:
-        print(f"ok: spawn works; unavailable: {', '.join(optional)}")
-    else:
-        print("ok: every feature pidsafe uses is available")
-    return 0
+    return run_doctor(as_json)
 
 
 #: What ``pidsafe run`` passes on to its program, as a supervisor expects of
@@ -167,9 +115,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pidsafe`` console script."""
     import argparse
 
+    from .._version import __version__
+
     parser = argparse.ArgumentParser(prog="pidsafe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"pidsafe {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    sub.add_parser("doctor", help="report kernel features and capabilities")
+    p_doctor = sub.add_parser("doctor", help="what pidsafe can do here, area by area")
+    p_doctor.add_argument("--json", action="store_true",
+                          help="one JSON object (a stable schema) instead of tables")
     p_run = sub.add_parser("run", help="run a program as a pidfd-held child")
     p_run.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG [ARGS...]")
     p_mount = sub.add_parser("mount", help="bind SOURCE onto TARGET as an idmapped mount")
@@ -186,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p_userns.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROG [ARGS...]")
     ns = parser.parse_args(argv)
     if ns.cmd == "doctor":
-        return doctor()
+        return doctor(ns.json)
     if ns.cmd == "mount":
         return mount(ns.source, ns.target, ns.uidmap, ns.gidmap, readonly=ns.readonly,
                      recursive=ns.recursive)

@@ -45,8 +45,9 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
         return 0
     cid = one_id(args, "run" if run else "create")
     preserve = preserve_fds(args)
-    from ..container import Container
+    from ..container import Container, require_root
 
+    require_root("create a container")   # before the state root is made: a typed error
     foreground = run and not args.get("detach")
     console = console_target(args, foreground,
                               lambda: _config_terminal(args.get("bundle", ".")))

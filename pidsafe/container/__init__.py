@@ -25,6 +25,7 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from ._console import Terminal, receive_terminal
     from ._container import Container
+    from ._privilege import require_root
     from .cgroup import Cgroup, CgroupLayout, CgroupStats
     from .config import (CAPABILITIES, NAMESPACE_TYPES, OTHER_PLATFORMS, Capabilities, CpuLimits,
                          Device, DeviceRule, JsonObject, LinuxSpec, MemoryLimits, MountSpec,
@@ -61,6 +62,7 @@ _EXPORTS = {
     "parse_process": ".config",
     "parse_spec": ".config",
     "receive_terminal": "._console",
+    "require_root": "._privilege",
     "seccomp_features": ".init",
 }
 
@@ -71,4 +73,5 @@ __all__ = ["CAPABILITIES", "Capabilities", "Cgroup", "CgroupLayout", "CgroupStat
            "CpuLimits", "Device", "DeviceRule", "JsonObject", "LinuxSpec", "MemoryLimits",
            "MountSpec", "NAMESPACE_TYPES", "NamespaceSpec", "OTHER_PLATFORMS", "ProcessSpec",
            "Resources", "Rlimit", "Root", "Spec", "Terminal", "User", "ignored_properties",
-           "load_spec", "parse_process", "parse_spec", "receive_terminal", "seccomp_features"]
+           "load_spec", "parse_process", "parse_spec", "receive_terminal", "require_root",
+           "seccomp_features"]

@@ -100,6 +100,8 @@ class Container:
             ContainerError: a step inside the container failed (the config
                 field and the path are named); nothing is left behind.
             MountError: a rootfs mount failed; nothing is left behind.
+            PrivilegeError: the caller is not root (lacks ``CAP_SYS_ADMIN``);
+                nothing was made.
         """
         from ._create import create_container
 

@@ -74,8 +74,10 @@ def create_container(cls: Type[Container], container_id: str,
                      console_socket: Optional[ConsoleSocket]) -> Container:
     """:meth:`pidsafe.Container.create` (see there)."""
     from .config import read_config
+    from ._privilege import require_root
 
     preserved_fds(preserve_fds)   # bad input before anything exists
+    require_root("create a container")   # before the bundle is even read
     path = os.path.abspath(os.fspath(bundle))
     document, spec = read_config(path)
     rootfs = spec.rootfs(path)

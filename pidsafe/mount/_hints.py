@@ -32,6 +32,19 @@ _NEEDS_MOUNT_CAP = ("needs CAP_SYS_ADMIN in the user namespace that owns this "
                     "process's mount namespace")
 
 
+def _privilege(err: int) -> str:
+    """``"CAP_SYS_ADMIN"`` when ``err`` is EPERM and the caller lacks it, else ``""``:
+    the error is then also a :class:`pidsafe.PrivilegeError`."""
+    if err != errno.EPERM:
+        return ""
+    from .. import _sys
+
+    try:
+        return "" if _sys.capget().has("SYS_ADMIN") else "CAP_SYS_ADMIN"
+    except OSError:
+        return ""
+
+
 def _unsupported(exc: OSError, feature: str, call: str) -> Optional[UnsupportedError]:
     if exc.errno == errno.ENOSYS:
         return UnsupportedError(feature, f"{call} failed with ENOSYS")
@@ -47,7 +60,8 @@ def open_tree_error(exc: OSError, source: StrPath) -> OSError:
     hint = _NEEDS_MOUNT_CAP if err == errno.EPERM else ""
     if err == errno.EINVAL:
         hint = "the source is unbindable (a mount with MS_UNBINDABLE), or not in this mount namespace"
-    return mount_error(err, f"unable to clone mount tree of {os.fspath(source)}", source, hint)
+    return mount_error(err, f"unable to clone mount tree of {os.fspath(source)}", source, hint,
+                       privilege=_privilege(err))
 
 
 def idmap_error(exc: OSError, source: StrPath, userns_fd: int) -> OSError:
@@ -80,6 +94,8 @@ def idmap_error(exc: OSError, source: StrPath, userns_fd: int) -> OSError:
         else:
             hint = (f"needs CAP_SYS_ADMIN in the user namespace given ({link}) and in the "
                     f"user namespace that owns the filesystem of {src}")
+            return mount_error(err, f"unable to idmap mount tree of {src}", source, hint,
+                               privilege=_privilege(err))
     return mount_error(err, f"unable to idmap mount tree of {src}", source, hint)
 
 
@@ -93,7 +109,8 @@ def setattr_error(exc: OSError, what: str, path: StrPath) -> OSError:
     if err == errno.EPERM:
         hint = ("a locked mount attribute (a mount inherited from a less privileged "
                 "mount namespace keeps ro/nosuid/nodev/noexec), or " + _NEEDS_MOUNT_CAP)
-    return mount_error(err, f"unable to set {what} on {os.fspath(path)}", path, hint)
+    return mount_error(err, f"unable to set {what} on {os.fspath(path)}", path, hint,
+                       privilege=_privilege(err))
 
 
 def _kinds_differ(source: Union[int, StrPath], target: Union[int, StrPath]) -> bool:
@@ -126,4 +143,5 @@ def attach_error(exc: OSError, target: StrPath, tree_fd: int = -1,
         hint = "a directory cannot be mounted on a file, nor a file on a directory"
     elif err == errno.EINVAL:
         hint = "the target is not in this mount namespace, or the tree was already attached"
-    return mount_error(err, f"unable to attach mount tree to {os.fspath(target)}", target, hint)
+    return mount_error(err, f"unable to attach mount tree to {os.fspath(target)}", target, hint,
+                       privilege=_privilege(err))

@@ -27,7 +27,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Union
 from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
-from ..errors import HelperDiedError, IDMapError
+from ..errors import HelperDiedError, IDMapError, privilege_error
 from ._idmap import IDMap
 
 __all__ = ["HelperView", "IDMapLike", "spawn_map", "write_child_maps"]
@@ -216,6 +216,18 @@ _EPERM_HINTS = {
 }
 
 
+#: The capability a map of ids other than one's own needs (user_namespaces(7)).
+_MAP_CAPS = {"uid_map": "SETUID", "gid_map": "SETGID"}
+
+
+def _lacks(cap: str) -> bool:
+    """Whether the calling thread lacks ``cap`` (``"SETUID"``) in its effective set."""
+    try:
+        return not _sys.capget().has(cap)
+    except OSError:
+        return False
+
+
 def _write_once(fd: int, data: bytes, pid: int, name: str, what: object) -> None:
     """One write() of a whole /proc/PID/<name> file; errors name the map."""
     try:
@@ -225,7 +237,13 @@ def _write_once(fd: int, data: bytes, pid: int, name: str, what: object) -> None
         step = f"write {name} ({what})"
         if err == errno.EPERM:
             step += f" [{_EPERM_HINTS[name]}]"
-        raise _sys.make_oserror(err, step, f"/proc/{pid}/{name}") from None
+        made = _sys.make_oserror(err, step, f"/proc/{pid}/{name}")
+        cap = _MAP_CAPS.get(name)
+        if cap is not None and err == errno.EPERM and _lacks(cap):
+            raise privilege_error(f"write {name} ({what})", f"CAP_{cap} in the parent user "
+                                  "namespace", path=made.filename, message=made.strerror
+                                  ) from None
+        raise made from None
     if n != len(data):  # pragma: no cover - the kernel takes it whole or fails
         raise _sys.make_oserror(errno.EIO, f"write {name}: short write ({n} of {len(data)})",
                                 f"/proc/{pid}/{name}")

@@ -184,3 +184,82 @@ def test_run_forwards_ctrl_c_that_arrives_right_after_spawn(
         os.close(w)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+# -- doctor: a verdict per area, --json, --version ---------------------------------
+
+AREAS = ["spawn", "reaper", "user_namespaces", "idmapped_mounts", "containers", "seccomp",
+         "cgroups"]
+
+
+def _check_schema(doc: Any) -> None:
+    assert doc["schema"] == 1 and doc["pidsafe"] == pidsafe.__version__
+    assert set(doc["kernel"]) == {"sysname", "release", "machine"}
+    assert isinstance(doc["euid"], int) and isinstance(doc["ok"], bool)
+    for f in doc["features"]:
+        assert set(f) == {"name", "available", "reason", "required", "since", "what"}
+        assert (f["reason"] is None) == f["available"]
+    assert [f["name"] for f in doc["features"]] == pidsafe.features().names()
+    assert [a["area"] for a in doc["areas"]] == AREAS
+    for a in doc["areas"]:
+        assert set(a) == {"area", "verdict", "reason", "non_root"}
+        assert a["verdict"] in ("ok", "limited", "unavailable") and a["reason"] and a["non_root"]
+
+
+def test_doctor_json_is_one_document_with_a_verdict_per_area() -> None:
+    import json
+
+    code, out, err = pidsafe_cli("doctor", "--json")
+    assert (code, err) == (0, "")
+    doc = json.loads(out)
+    _check_schema(doc)
+    verdicts = {a["area"]: a["verdict"] for a in doc["areas"]}
+    assert doc["ok"] and verdicts["spawn"] == "ok"
+    if os.geteuid() == 0:
+        assert verdicts["user_namespaces"] == verdicts["idmapped_mounts"] == "ok"
+        caps = {c["name"]: c["effective"] for c in doc["capabilities"]}
+        assert caps["CAP_SYS_ADMIN"]
+
+
+def test_doctor_prints_the_areas_as_a_table() -> None:
+    code, out, _ = pidsafe_cli("doctor")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()
+            if line.split() and line.split()[0] in AREAS}
+    assert list(rows) == AREAS and set(rows.values()) <= {"ok", "limited", "unavailable"}
+
+
+@pytest.mark.root
+def test_doctor_as_a_user_without_privileges() -> None:
+    """What nobody gets: spawn yes; idmapped mounts, containers, cgroups no."""
+    import json
+
+    # Everything imported first: the interpreter may live where nobody cannot read.
+    script = ("import argparse, json, os, sys, pidsafe\n"
+              "import pidsafe.cli._doctor, pidsafe.userns._helper, pidsafe.container\n"
+              "import pidsafe.container.cgroup._layout, pidsafe._features\n"
+              "from pidsafe.cli._doctor import doctor\n"
+              "os.setgroups([]); os.setresgid(65534, 65534, 65534)\n"
+              "os.setresuid(65534, 65534, 65534)\n"
+              "pidsafe._sys.set_dumpable(True)\n"
+              "sys.exit(doctor(as_json=True))\n")
+    r = pidsafe.run([sys.executable, "-c", script], capture_output=True, text=True,
+                    timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    _check_schema(doc)
+    assert doc["euid"] == 65534
+    verdicts = {a["area"]: (a["verdict"], a["reason"]) for a in doc["areas"]}
+    assert verdicts["spawn"][0] == verdicts["reaper"][0] == "ok"
+    assert verdicts["idmapped_mounts"] == ("unavailable", "needs CAP_SYS_ADMIN (run as root)")
+    assert verdicts["containers"] == ("unavailable",
+                                      "creating a container needs root (CAP_SYS_ADMIN)")
+    assert verdicts["cgroups"][0] == "unavailable" and "needs root" in verdicts["cgroups"][1]
+    assert verdicts["user_namespaces"][0] in ("limited", "unavailable")
+    if verdicts["user_namespaces"][0] == "limited":
+        assert "your own uid and gid" in verdicts["user_namespaces"][1]
+
+
+def test_version() -> None:
+    code, out, _ = pidsafe_cli("--version")
+    assert (code, out) == (0, f"pidsafe {pidsafe.__version__}\n")

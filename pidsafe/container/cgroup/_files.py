@@ -42,10 +42,32 @@ class CgroupDir(Frozen):
         return posixpath.join(self.path, name)
 
 
+#: What writing cgroupfs takes (its files and directories are root's).
+PRIVILEGE = "root (CAP_DAC_OVERRIDE and CAP_SYS_ADMIN), or a cgroup delegated to this user"
+
+
+def privilege_needed(err: int) -> str:
+    """:data:`PRIVILEGE` when ``err`` (EACCES, EPERM) means the caller lacks it, else ``""``.
+
+    Only a caller without ``CAP_DAC_OVERRIDE`` or ``CAP_SYS_ADMIN`` is told
+    so: root's EPERM from cgroupfs has other causes (a process that cannot
+    move, a controller that cannot be enabled).
+    """
+    if err not in (errno.EACCES, errno.EPERM):
+        return ""
+    from ... import _sys
+
+    try:
+        caps = _sys.capget()
+    except OSError:
+        return ""
+    return "" if caps.has("DAC_OVERRIDE") and caps.has("SYS_ADMIN") else PRIVILEGE
+
+
 def _err(exc: OSError, step: str, path: str, value: Optional[str] = None) -> CgroupError:
     err = exc.errno or errno.EIO
     hint = "the kernel offers no such cgroup file here" if err == errno.ENOENT else ""
-    return cgroup_error(err, step, path, hint, value=value)
+    return cgroup_error(err, step, path, hint, value=value, privilege=privilege_needed(err))
 
 
 def write_file(path: str, value: str, field: str = "") -> None:
@@ -213,8 +235,9 @@ def rmdir_busy(d: str, deadline: float) -> None:
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
                 hint = f"processes inside: {procs(d)[:10]}" if exc.errno == errno.EBUSY else ""
-                raise cgroup_error(exc.errno or errno.EIO, f"unable to remove cgroup {d}", d,
-                                   hint) from None
+                err = exc.errno or errno.EIO
+                raise cgroup_error(err, f"unable to remove cgroup {d}", d, hint,
+                                   privilege=privilege_needed(err)) from None
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 0.05)
 

@@ -15,7 +15,7 @@ import posixpath
 
 from ..._sigsafe import critical
 from ...errors import CgroupError, cgroup_error
-from ._files import CgroupDir, procs, read_file, write_file
+from ._files import CgroupDir, privilege_needed, procs, read_file, write_file
 from ._layout import Hierarchy
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -59,8 +59,9 @@ def make_dir(h: Hierarchy, t: CgroupDir, shared: bool, made: List[str], remove: 
                 raise cgroup_error(errno.ENOENT, f"unable to create cgroup {d}", d,
                                    "its parent keeps disappearing") from None
         except OSError as exc:
-            raise cgroup_error(exc.errno or errno.EIO, f"unable to create cgroup {d}",
-                               d) from None
+            err = exc.errno or errno.EIO
+            raise cgroup_error(err, f"unable to create cgroup {d}", d,
+                               privilege=privilege_needed(err)) from None
     if t.path in remove:
         return
     inside = procs(t.path)
