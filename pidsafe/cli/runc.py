@@ -79,7 +79,7 @@ class _Log:
             except OSError:
                 pass   # the log is best effort; stderr below always gets it
         if level in ("error", "warning") or self.debug:
-            sys.stderr.write(f"pidsafe-runc: {level}: {msg}\n" if level == "warning"
+            sys.stderr.write(f"pidsafe-runc: {level}: {msg}\n" if level in ("warning", "debug")
                              else f"pidsafe-runc: {msg}\n")
 
 
@@ -105,6 +105,28 @@ def log_hook_warnings(c: Any) -> None:
     logger = logging.getLogger("pidsafe.container")
     if not any(type(h).__name__ == "Bridge" for h in logger.handlers):
         logger.addHandler(Bridge(logging.WARNING))
+
+
+def log_debug() -> None:
+    """``--debug``: pidsafe's debug log (``logging.getLogger("pidsafe")``: what it
+    creates and undoes) to ``--log`` and stderr.
+
+    Only then is :mod:`logging` imported: without it pidsafe's debug calls
+    cost a dict lookup (pidsafe/_log.py).  Warnings keep their own way
+    (:func:`log_hook_warnings`).
+    """
+    import logging
+
+    class ToLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            LOG.write("debug", f"{record.name}: {record.getMessage()}")
+
+    logger = logging.getLogger("pidsafe")
+    logger.setLevel(logging.DEBUG)
+    if not any(type(h).__name__ == "ToLog" for h in logger.handlers):
+        handler = ToLog(logging.DEBUG)
+        handler.addFilter(lambda record: record.levelno < logging.WARNING)
+        logger.addHandler(handler)
 
 
 def log_ignored(what: str, paths: Sequence[str]) -> None:
@@ -290,6 +312,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             return _fail(f"flag provided but not defined: {argv[i]}")
         i += 1
+    if LOG.debug:
+        log_debug()
     if i >= len(argv):
         print(USAGE)   # as runc: no command shows the help
         return 0

@@ -16,6 +16,7 @@ import os
 import select
 import signal
 
+from .. import _log
 from .._sigsafe import critical
 from ..errors import ContainerLookupError, ContainerStateError, HookError
 from ..state import StateFile
@@ -258,6 +259,8 @@ class Container:
                 record.save(state)
                 with critical:
                     _unlink(record.fifo)
+                    _log.debug("container", "container %s started: init pid %s", self.id,
+                               self.pid)
         if failed is not None:
             self._close()
             self._run_hooks("poststop", record.hook_state("stopped", None))
@@ -347,6 +350,8 @@ class Container:
                 end(self._init)
             with critical:
                 undo(state, record)
+                _log.debug("container", "container %s deleted from %s", self.id,
+                           self.state_dir)
         self._close()
         self._run_hooks("poststop", record.hook_state("stopped", None))
 

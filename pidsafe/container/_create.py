@@ -18,6 +18,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, TYPE_CHECKING
 
+from .. import _log
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import ContainerStateError, HookError
@@ -115,6 +116,8 @@ def create_container(cls: Type[Container], container_id: str,
             record.status = "created"
             record.save(state)
             _step("saved")
+            _log.debug("container", "container %s created in %s: init pid %d",
+                       container_id, state_dir, started.process.pid)
             container = cls(state_dir, container_id, record, started.process, started.status,
                             reaper, spec)
             if on_created is not None:
@@ -125,7 +128,9 @@ def create_container(cls: Type[Container], container_id: str,
             return container
         except BaseException as exc:
             # Whatever was interrupted, nothing stays: init, mounts, state.
-            with critical:
+            with critical:   # a handler's exception lands after the undo
+                _log.debug("container", "container %s: create failed (%r): killing init, "
+                           "undoing what was made", container_id, exc)
                 if started is not None:
                     end(started.process)
                     started.process.close()

@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 
+from .. import _log
 from .. import errors as pidsafe_errors
 from ..errors import note
 from ..process import Process
@@ -47,6 +48,8 @@ def undo(state: StateFile, record: ContainerRecord) -> None:
     state is kept (so that a later ``delete(force=True)`` finds what is
     left) and the first error is raised, the others noted on it.
     """
+    _log.debug("container", "undoing container %s: cgroup, mounts, gate fifo, state",
+               record.id)
     errors: List[BaseException] = []
 
     def step(fn: Callable[[], None]) -> None:

@@ -13,7 +13,7 @@ import os
 import stat
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from .. import _sys
+from .. import _log, _sys
 from .._features import features
 from .._fd import OwnedFd
 from .._sigsafe import critical
@@ -178,11 +178,15 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
                 finished = True
         except BaseException as exc:
             if done:
+                _log.debug("mount", "mount_all under %s failed (%r): unmounting %s", root,
+                           exc, [rec.target for rec in done])
                 _rollback(exc, done, root)
             raise
     finally:
         if not finished:
             close_all([*owned, *made.values()])
+    _log.debug("mount", "mounted under %s: %s", result.rootfs,
+               ", ".join(f"{rec.mount.type or 'bind'} on {rec.target}" for rec in done))
     return result
 
 

@@ -6,6 +6,7 @@ import errno
 import os
 from typing import Callable, Iterable, List, Optional, Union
 
+from .. import _log
 from .._features import features
 from .._fd import OwnedFd
 from ..errors import mount_error
@@ -51,6 +52,8 @@ def unmount_all(mounts: Union[Mounted, Iterable[Mount]], rootfs: Optional[StrPat
     """
     if isinstance(mounts, Mounted):
         root = os.fspath(rootfs if rootfs is not None else mounts.rootfs)
+        _log.debug("mount", "unmounting under %s, by identity: %s", root,
+                   ", ".join(rec.target for rec in reversed(mounts.records)))
         _unmount_records(mounts, root.rstrip("/") or "/")
         return
     if rootfs is None:
@@ -58,6 +61,8 @@ def unmount_all(mounts: Union[Mounted, Iterable[Mount]], rootfs: Optional[StrPat
     plans = [plan(i, m, True) for i, m in enumerate(list(mounts))]
     features().require("mount_api", "openat2")
     root = os.fspath(rootfs).rstrip("/") or "/"
+    _log.debug("mount", "unmounting under %s, by path: %s", root,
+               ", ".join(m.mount.target for m in reversed(plans)))
     errors: List[BaseException] = []
     owned: List[OwnedFd] = []
     try:

@@ -26,8 +26,8 @@ def end_child(pidfd: int, pid: int) -> None:
     Inside a critical section.  If the child cannot be killed or reaped now,
     its pidfd goes to the abandoned registry instead.
     """
-    _log.debug("process", "killing child %d through its pidfd and reaping it (error path)",
-               pid)
+    _log.debug("process", "ending child %d on an error path: SIGKILL through its pidfd, "
+               "then reaped", pid)
     try:
         _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
         _sys.waitid_pidfd(pidfd, _sys.WEXITED)

@@ -39,6 +39,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Optional, Type
 
+from .. import _log
 from .._sigsafe import critical
 from ..process import Process
 from . import _foreign, _orphans, _slot
@@ -165,6 +166,7 @@ class Reaper:
         # stop() can undo all of it, never between two of its resources.
         with critical:
             self._start()
+        _log.debug("reaper", "reaper started%s", " (subreaper)" if self._subreaper else "")
         return self
 
     def _start(self) -> None:
@@ -241,6 +243,7 @@ class Reaper:
                 self._release_resources()
                 self._publisher.end(lambda: SubscriptionClosed("the reaper stopped"))
                 self._state = _STOPPED
+                _log.debug("reaper", "reaper stopped")
         if self._failure is not None:
             raise ReaperError(f"the reaper thread failed: {self._failure!r}") from self._failure
 

@@ -487,3 +487,24 @@ def test_run_in_the_foreground_forwards_signals_to_init(cli: Cli, make_bundle: A
         p.send_signal(sig)
         assert p.wait(timeout=60) == 7
     assert pidsafe.Container.list(str(cli.root)) == []
+
+
+def test_debug_logs_what_was_created_and_undone(cli: Cli, make_bundle: Any,
+                                                tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "log.json"
+    bundle = make_bundle(["true"])
+    code, _, err = cli("--debug", "--log", str(log), "--log-format", "json", "run", "--bundle",
+                       str(bundle), "d1")
+    lines = [line for line in err.splitlines() if line.startswith("pidsafe-runc: debug: ")]
+    text = "\n".join(lines)
+    for want in ("pidsafe.cgroup: cgroup /pidsafe/", "pidsafe.container: container d1 created",
+                 "pidsafe.container: container d1 started",
+                 "pidsafe.container: undoing container d1",
+                 "pidsafe.container: container d1 deleted"):
+        assert want in text, (want, err)
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["msg"] for e in logged if e["level"] == "debug"] == [
+        line[len("pidsafe-runc: debug: "):] for line in lines]
+    # Without --debug: none of it.
+    code, _, err = cli("run", "--bundle", str(bundle), "d2")
+    assert "debug" not in err

@@ -206,3 +206,15 @@ def test_called_process_error_is_made_once_and_lives_in_errors() -> None:
     assert errors.CalledProcessError is pidsafe.CalledProcessError
     assert "CalledProcessError" in dir(errors)
     assert pidsafe.CalledProcessError.__module__ == "pidsafe.errors"
+
+
+def test_the_child_killed_on_an_error_path_is_logged(caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="pidsafe")
+    with pytest.raises(pidsafe.TimeoutExpired) as info:
+        pidsafe.run(_pid_then("exec sleep 60"), stdout=PIPE, timeout=0.5)
+    pid = int(info.value.stdout)
+    assert [(r.name, r.getMessage()) for r in caplog.records if r.name.startswith("pidsafe")] \
+        == [("pidsafe.process", f"ending child {pid} on an error path: SIGKILL through its "
+             "pidfd, then reaped")]

@@ -30,7 +30,7 @@ import posixpath
 import signal
 import time
 
-from ... import _sys
+from ... import _log, _sys
 from ..._fd import OwnedFd
 from ..._sigsafe import critical
 from ...errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
@@ -136,10 +136,13 @@ class Cgroup:
                 from ._devices_bpf import attach_device_filter
 
                 attach_device_filter(self._v2.path, resources.devices)
-        except BaseException:
+        except BaseException as exc:
+            _log.debug("cgroup", "cgroup %s: creation failed (%r): removing %s", path, exc,
+                       made)
             with critical:
                 rmdir_all(made)
             raise
+        _log.debug("cgroup", "cgroup %s created: %s", path, made or "(existed)")
         return self
 
     def _dir(self, h: Hierarchy) -> CgroupDir:
@@ -450,6 +453,7 @@ class Cgroup:
                 (``EBUSY``; names the directory), or rmdir failed otherwise.
         """
         deadline = time.monotonic() + timeout
+        _log.debug("cgroup", "removing cgroup %s", self._remove)
         for d in reversed(self._remove):
             for sub in subtree(d):
                 rmdir_busy(sub, deadline)
