@@ -95,8 +95,8 @@ class AsyncProcess:
         """The return code (``-N``: killed by signal ``N``) once the process has
         exited, else ``None``."""
         p = self._process
-        if p.returncode is None and not p.closed:
-            return p.poll()
+        if p.returncode is None and not p.closed and p.poll() is not None:
+            p.close()   # reaped here: the pidfd holds nothing any more
         return p.returncode
 
     async def wait(self) -> int:

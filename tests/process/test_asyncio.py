@@ -17,7 +17,7 @@ import pytest
 import pidsafe
 
 from conftest import (assert_nothing_left, children, leak_check, open_fds, settle_abandoned,
-                      state)
+                      state, wait_until)
 from faults import Faults
 
 PIPE = subprocess.PIPE
@@ -328,3 +328,10 @@ def test_a_process_outliving_its_loop_is_still_owned() -> None:
         gc.collect()
     settle_abandoned()
     assert state(pid) == ""
+    # Or: returncode, read once it has exited, reaps and lets the pidfd go.
+    p = run(main())
+    p.kill()
+    wait_until(lambda: p.returncode is not None, "the killed child's status")
+    assert p.returncode == -signal.SIGKILL and p._process.closed
+    del p
+    gc.collect()   # no warning: nothing left to release
