@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional, Protocol, Union
 
-from .. import _log, _sys
+from .. import _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import MountError, mount_error
@@ -188,7 +188,6 @@ def idmapped_bind(source: StrPath, target: StrPath, userns: HasFileno, *,
         if stage == _sys.BIND_STAGE_MOUNT_SETATTR:
             raise idmap_error(error, source, ufd)
         raise attach_error(error, target, source=source)
-    _log.debug("mount", "idmapped bind of %s on %s", source, target)
 
 
 def _undo_interrupted_bind(source: StrPath, target: StrPath,

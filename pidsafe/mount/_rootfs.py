@@ -175,18 +175,20 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
                 for fd in [*owned, *made.values()]:
                     fd.close()
                 result = Mounted(real_root, tuple(done))
+                _log.debug("mount", "mounted under %s: %s", real_root, ", ".join(
+                    f"{rec.mount.type or 'bind'} on {rec.target}" for rec in done))
                 finished = True
         except BaseException as exc:
             if done:
-                _log.debug("mount", "mount_all under %s failed (%r): unmounting %s", root,
-                           exc, [rec.target for rec in done])
                 _rollback(exc, done, root)
+                # Logged once undone: an exception a handler raises here
+                # leaves nothing mounted behind.
+                _log.debug("mount", "mount_all under %s failed (%r): unmounted %s", root,
+                           exc, [rec.target for rec in done])
             raise
     finally:
         if not finished:
             close_all([*owned, *made.values()])
-    _log.debug("mount", "mounted under %s: %s", result.rootfs,
-               ", ".join(f"{rec.mount.type or 'bind'} on {rec.target}" for rec in done))
     return result
 
 

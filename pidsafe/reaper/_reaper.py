@@ -166,7 +166,7 @@ class Reaper:
         # stop() can undo all of it, never between two of its resources.
         with critical:
             self._start()
-        _log.debug("reaper", "reaper started%s", " (subreaper)" if self._subreaper else "")
+            _log.debug("reaper", "reaper started%s", " (subreaper)" if self._subreaper else "")
         return self
 
     def _start(self) -> None:

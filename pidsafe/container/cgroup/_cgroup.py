@@ -136,13 +136,14 @@ class Cgroup:
                 from ._devices_bpf import attach_device_filter
 
                 attach_device_filter(self._v2.path, resources.devices)
+            # Last in the try: an exception a handler raises in it rolls back.
+            _log.debug("cgroup", "cgroup %s created: %s", path, made or "(existed)")
         except BaseException as exc:
-            _log.debug("cgroup", "cgroup %s: creation failed (%r): removing %s", path, exc,
-                       made)
-            with critical:
+            with critical:   # a handler's exception lands after the rollback
+                _log.debug("cgroup", "cgroup %s: creation failed (%r): removing %s", path,
+                           exc, made)
                 rmdir_all(made)
             raise
-        _log.debug("cgroup", "cgroup %s created: %s", path, made or "(existed)")
         return self
 
     def _dir(self, h: Hierarchy) -> CgroupDir:
