@@ -137,14 +137,17 @@ def test_idmapped_bind_without_cap_sys_admin_names_it(disk: Path) -> None:
             "    try:\n"
             "        pidsafe.idmapped_bind(sys.argv[1], sys.argv[2], u)\n"
             "    except PermissionError as e:\n"
-            "        print(type(e).__name__, e.step, '|', e)\n")
+            "        print(type(e).__name__, e.step, '|', e.capability, '|',\n"
+            "              isinstance(e, pidsafe.PrivilegeError), '|', e)\n")
     with pidsafe.spawn(["setpriv", "--bounding-set=-sys_admin", "--", sys.executable, "-c",
                         code, str(disk / "src"), str(disk / "dst")],
                        stdout=subprocess.PIPE) as p:
         out, _ = p.communicate(timeout=60)
     assert p.returncode == 0
-    assert out.decode().startswith(f"MountPermissionError unable to clone mount tree of "
-                                   f"{disk / 'src'} | ")
+    # Also a PrivilegeError: the caller lacks the capability (root's EPERM
+    # with it would be a plain MountPermissionError).
+    assert out.decode().startswith(f"MountPrivilegeError unable to clone mount tree of "
+                                   f"{disk / 'src'} | CAP_SYS_ADMIN | True | ")
     assert "needs CAP_SYS_ADMIN in the user namespace that owns this process's mount " \
         "namespace" in out.decode()
     assert mountpoints_under(disk) == [str(disk)]
