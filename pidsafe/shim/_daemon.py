@@ -121,6 +121,14 @@ def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
     publisher = Publisher.from_env(flags.namespace)
     service = TaskService(namespace=flags.namespace, events=publisher, reaper=reaper,
                           shutdown=stop.set)
+    trace = os.environ.get("PIDSAFE_SHIM_TRACE")
+    if trace:
+        from ._binding import trace_event
+
+        def bringup(what: str, sandbox: str, cid: str, t_ns: int) -> None:
+            trace_event(trace, bringup=what, sandbox=sandbox, id=cid, t_ns=t_ns)
+
+        service.bringups.trace = bringup
     server = Server()
     register(server, service)
     server.start(listener)

@@ -37,11 +37,12 @@ from ._errors import (already_exists, failed_precondition, invalid_argument, not
                       rpc_error, unimplemented)
 from ._events import Topic
 from ._exits import ExitRouter
+from ._sandbox import BringUp, sandbox_of
 from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
     from ..container import Cgroup
     from ..reaper import Exit, Reaper
@@ -76,8 +77,6 @@ class TaskService:
 
     def __init__(self, *, namespace: str, events: Events, reaper: Reaper,
                  shutdown: Callable[[], None] = lambda: None) -> None:
-        from ._sandbox import BringUp
-
         self.namespace = namespace
         self._events = events
         self._reaper = reaper
@@ -85,7 +84,9 @@ class TaskService:
         self._lock = threading.Lock()
         self._containers: Dict[str, Optional[ShimContainer]] = {}
         self._closing = False
-        self._bring_up = BringUp()
+        self._gone_sandboxes: Set[str] = set()
+        #: The per-sandbox bring-up locks (``_sandbox``); its ``trace`` may be set.
+        self.bringups = BringUp()
         self._oom: Any = None
         self._router = ExitRouter(reaper, self._on_exit)
         self._router.start()
@@ -131,13 +132,15 @@ class TaskService:
             self._containers[cid] = None     # reserved: another Create gets AlreadyExists
         try:
             config = read_config(os.path.abspath(req.bundle))
-            with self._bring_up.turn(config):
+            self._check_sandbox(cid, config)
+            with self.bringups.turn(config, cid):
                 c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
                              router=self._router)
         except BaseException as exc:
             with self._lock:
                 del self._containers[cid]
             raise rpc_error(exc, "create") from exc
+        c.sandbox = sandbox_of(config)
         with self._lock:
             self._containers[cid] = c
         self._publish(Topic.CREATE, m.TaskCreate(
@@ -146,6 +149,25 @@ class TaskService:
                         terminal=req.terminal), pid=c.init.pid))
         self._end_hold(c.init)
         return m.CreateTaskResponse(pid=c.init.pid)
+
+    def _check_sandbox(self, cid: str, config: Dict[str, Any]) -> None:
+        """Refuse a container of a CRI sandbox this shim has seen stop or go.
+
+        Raises:
+            RpcError: FailedPrecondition, before anything is made.
+        """
+        sandbox = sandbox_of(config)
+        if sandbox is None or sandbox == cid:
+            return
+        with self._lock:
+            gone = sandbox in self._gone_sandboxes
+            s = self._containers.get(sandbox)
+        if gone:
+            raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
+                                      "has been removed")
+        if s is not None and (s.init_exited or s.init.status == STOPPED):
+            raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
+                                      "is not running (its pause process has exited)")
 
     def Start(self, req: m.StartRequest) -> m.StartResponse:
         c = self._container(req.id)
@@ -402,6 +424,10 @@ class TaskService:
                 self._oom.remove(c.id)
             with self._lock:
                 del self._containers[c.id]
+                if c.sandbox == c.id:     # a pod's sandbox (pause) container
+                    self._gone_sandboxes.add(c.id)
+            if c.sandbox == c.id:
+                self.bringups.forget(c.id)
             self._publish(Topic.DELETE, m.TaskDelete(
                 container_id=c.id, pid=proc.pid, exit_status=proc.exit_status,
                 exited_at=timestamp(proc.exited_at_ns)))

@@ -158,6 +158,8 @@ class ShimContainer:
         running_execs: execs started or starting whose exit is not handled yet.
         stashed_init_exit: init's exit, held until ``running_execs`` is 0.
         paused: frozen by ``Pause`` (until ``Resume``).
+        sandbox: the CRI sandbox (pod) it belongs to, if any; a pod's
+            sandbox (pause) container has its own id here.
         lock: guards the fields above and ``execs``; never held across a start.
     """
 
@@ -173,6 +175,7 @@ class ShimContainer:
         self.running_execs = 0
         self.stashed_init_exit: Optional[Exit] = None
         self.paused = False
+        self.sandbox: Optional[str] = None
         self.oom: Any = None
         self.lock = threading.Lock()
 

@@ -327,52 +327,6 @@ def test_eight_at_once(shim: Shim, make_bundle: Any) -> None:
     assert results == {i: i for i in range(8)}
 
 
-def test_serial_bring_up_is_per_sandbox(shim: Shim, make_bundle: Any,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from pidsafe.shim import _service
-
-    real = _service.bring_up
-    inside: List[str] = []
-    overlap: List[List[str]] = []
-    gate = threading.Barrier(2, timeout=2)
-
-    def bring_up(req: Any, *args: Any, **kw: Any) -> Any:
-        inside.append(req.id)
-        overlap.append(list(inside))
-        try:
-            try:
-                gate.wait()          # both inside at once, if the lock allows it
-            except threading.BrokenBarrierError:
-                pass
-            return real(req, *args, **kw)
-        finally:
-            inside.remove(req.id)
-
-    monkeypatch.setattr(_service, "bring_up", bring_up)
-
-    def sandbox(name: str, serial: bool) -> Any:
-        def edit(doc: Dict[str, Any]) -> None:
-            doc["annotations"] = {"io.kubernetes.cri.sandbox-id": name}
-            if serial:
-                doc["annotations"]["org.pidsafe.bringup"] = "serial"
-        return edit
-
-    for serial in (False, True):
-        name = "ser" if serial else "par"
-        bundles = [make_bundle(["true"], sandbox(name, serial)) for _ in range(2)]
-        overlap.clear()
-        gate.reset()
-        threads = [threading.Thread(target=shim.create, args=(f"{name}{i}", b))
-                   for i, b in enumerate(bundles)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert max(len(o) for o in overlap) == (1 if serial else 2)
-        for i in range(2):
-            shim.delete(f"{name}{i}")
-
-
 def test_oom_event(shim: Shim, make_bundle: Any) -> None:
     def small(doc: Dict[str, Any]) -> None:
         doc["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
