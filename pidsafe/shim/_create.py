@@ -28,7 +28,7 @@ from ._task import ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Dict, List, Optional, Tuple
 
     from ..process import Process
     from ..reaper import Reaper
@@ -69,10 +69,13 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper, router: ExitRouter) -> ShimContainer:
+def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper,
+             router: ExitRouter, idmap: Optional[Tuple[str, str]] = None) -> ShimContainer:
     """Create the container of a ``CreateTaskRequest``; its init holds its exit.
 
-    ``config`` is the bundle's config.json as :func:`read_config` gives it.
+    ``config`` is the bundle's config.json as :func:`read_config` gives it;
+    ``idmap``, the ``(uidmap, gidmap)`` of a user namespace the container
+    joins, for its rootfs (one it makes has them in ``config``).
 
     The caller publishes ``TaskCreate`` and then ends the hold
     (``container.init.release()``).
@@ -87,7 +90,7 @@ def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper
     bundle = os.path.abspath(req.bundle)
     stdio = Stdio(req.stdin, req.stdout, req.stderr, bool(req.terminal))
     init = ShimProcess(cid, "", stdio)
-    mounts = rootfs_mounts(req.rootfs, config) if req.rootfs else None
+    mounts = rootfs_mounts(req.rootfs, config, idmap) if req.rootfs else None
     owned: List[Process] = []
     io: Any = None
     relay: Any = None

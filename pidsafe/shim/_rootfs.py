@@ -86,12 +86,14 @@ def _shifted(m: Any, maps: Tuple[str, str]) -> bool:
     return st.st_uid == uid0 and st.st_gid == gid0
 
 
-def rootfs_mounts(mounts: Sequence[Any], config: Any) -> List[Mount]:
+def rootfs_mounts(mounts: Sequence[Any], config: Any,
+                  idmap: Optional[Tuple[str, str]] = None) -> List[Mount]:
     """``CreateTaskRequest.rootfs`` as :class:`pidsafe.Mount` records, idmapped
-    for a container with a user namespace of its own (see the module docstring)."""
+    for a container with a user namespace of its own (see the module docstring),
+    or with ``idmap`` (uidmap, gidmap) when given (a namespace it joins)."""
     from ..mount import Mount
 
-    maps = userns_maps(config)
+    maps = idmap if idmap is not None else userns_maps(config)
     out = []
     for m in mounts:
         options = list(m.options)

@@ -37,7 +37,8 @@ from ._errors import (already_exists, failed_precondition, invalid_argument, not
                       rpc_error, unimplemented)
 from ._events import Topic
 from ._exits import ExitRouter
-from ._sandbox import BringUp, sandbox_of
+from ._sandbox import BringUp, annotations, sandbox_of
+from ._userns import USERNS, pod_userns
 from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
@@ -133,9 +134,12 @@ class TaskService:
         try:
             config = read_config(os.path.abspath(req.bundle))
             self._check_sandbox(cid, config)
+            maps = None
+            if USERNS in annotations(config):
+                maps = pod_userns(os.path.abspath(req.bundle), config, cid, self._sandbox_pid)
             with self.bringups.turn(config, cid):
                 c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
-                             router=self._router)
+                             router=self._router, idmap=maps)
         except BaseException as exc:
             with self._lock:
                 del self._containers[cid]
@@ -168,6 +172,14 @@ class TaskService:
         if s is not None and (s.init_exited or s.init.status == STOPPED):
             raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
                                       "is not running (its pause process has exited)")
+
+    def _sandbox_pid(self, sandbox: str) -> Optional[int]:
+        """The pid of ``sandbox``'s pause if this daemon runs it, else None."""
+        with self._lock:
+            s = self._containers.get(sandbox)
+        if s is None or s.init_exited or s.init.status != RUNNING:
+            return None
+        return s.init.pid
 
     def Start(self, req: m.StartRequest) -> m.StartResponse:
         c = self._container(req.id)

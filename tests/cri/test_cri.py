@@ -76,3 +76,44 @@ def test_userns_options_are_dropped_by_containerd_1_6(cri: CriClient, containerd
     finally:
         cri.stop_pod(pod_id)
         cri.remove_pod(pod_id)
+
+
+def test_user_namespace_pod_by_annotation(cri: CriClient, containerd: Containerd) -> None:
+    """containerd 1.6 drops ``userns_options``: pidsafe's shim takes the pod annotation
+    ``org.pidsafe.userns`` instead (passed on by the handler's ``pod_annotations``).
+
+    The pause gets a user namespace with the mappings, the pod's other
+    containers join it, and each rootfs is idmapped: the image's root-owned
+    files read as 0 inside, though nothing was chowned.
+    """
+    pod = cri.pod_config("userns", annotations={"org.pidsafe.userns": "0:100000:65536"})
+    pod_id = cri.run_pod(pod, "pidsafe")
+    app = cri.create_container(pod_id, pod, "app", ["sleep", "600"])
+    cri.start_container(app)
+
+    def sh(script: str) -> str:
+        res = cri.exec_sync(app, ["sh", "-c", script])
+        assert res.exit_code == 0, res
+        return res.stdout.decode()
+
+    assert sh("cat /proc/self/uid_map /proc/self/gid_map").split() == \
+        ["0", "100000", "65536"] * 2
+    # One user namespace for the pod: the app's is the pause's (pid 1 of the pod).
+    assert sh("readlink /proc/self/ns/user") == sh("readlink /proc/1/ns/user")
+    assert sh("cat /proc/1/uid_map").split() == ["0", "100000", "65536"]
+    # The image's files are owned by 0 on disk and read as 0 (idmapped), so do new ones.
+    assert sh("stat -c %u:%g /bin/busybox /; touch /made; stat -c %u:%g /made").split() == \
+        ["0:0"] * 3
+    # Host-network pod: /sys is the host's, bound read-only (sysfs cannot be mounted).
+    assert "/sys" in sh("grep ' /sys ' /proc/self/mounts | cut -d' ' -f2")
+    cri.stop_pod(pod_id)
+    cri.remove_pod(pod_id)
+
+
+def test_bad_user_namespace_annotation(cri: CriClient, containerd: Containerd) -> None:
+    import grpc
+
+    pod = cri.pod_config("badns", annotations={"org.pidsafe.userns": "0:100000"})
+    with pytest.raises(grpc.RpcError) as ei:
+        cri.run_pod(pod, "pidsafe")
+    assert "org.pidsafe.userns" in str(ei.value.details()), ei.value

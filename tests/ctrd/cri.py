@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
 
@@ -90,12 +90,17 @@ class CriClient:
     # -- containers -----------------------------------------------------------
 
     def create_container(self, pod_id: str, pod: api.PodSandboxConfig, name: str,
-                         args: Sequence[str], image: Optional[str] = None) -> str:
-        """CreateContainer of ``args`` (the image's entrypoint replaced): its id."""
+                         args: Sequence[str], image: Optional[str] = None,
+                         mounts: Sequence[Tuple[str, str]] = ()) -> str:
+        """CreateContainer of ``args`` (the image's entrypoint replaced): its id.
+
+        ``mounts``: (host path, container path) pairs, bound read-write.
+        """
         config = api.ContainerConfig(
             metadata=api.ContainerMetadata(name=name, attempt=0),
             image=api.ImageSpec(image=image or self.image),
             command=list(args),
+            mounts=[api.Mount(host_path=h, container_path=c) for h, c in mounts],
             linux=api.LinuxContainerConfig(
                 security_context=api.LinuxContainerSecurityContext(
                     namespace_options=pod.linux.security_context.namespace_options)))

@@ -49,7 +49,7 @@ from .daemon import (BUSYBOX_IMAGE, CRI_NAMESPACE, PAUSE_IMAGE, PIDSAFE, RUNC, C
 #: one whose binary is missing skips.
 RUNTIMES: List[Runtime] = [RUNC, PIDSAFE]
 #: The CRI runtime handlers the ``cri_handler`` tests use (config.py has "runc" and "pidsafe").
-HANDLERS: List[str] = ["runc"]
+HANDLERS: List[str] = ["runc", "pidsafe"]
 
 HERE = Path(__file__).resolve().parent
 _LOG_START = pytest.StashKey[Tuple[Containerd, int]]()
