@@ -26,10 +26,18 @@ if TYPE_CHECKING:
 TRACE_ENV = "PIDSAFE_SHIM_TRACE"
 
 
+#: ttrpc's name of the one method of pidsafe's own: ``start`` joining a group's daemon.
+JOIN_SERVICE, JOIN_METHOD = "pidsafe.shim.v1.Group", "Join"
+
+
 def register(server: Server, service: TaskService) -> None:
-    """Register every method ``service`` implements on ``server``."""
+    """Register every method ``service`` implements on ``server``, and ``Join``."""
+    from ._messages import ConnectRequest, Empty
+    from ._method import Method
+
     trace = os.environ.get(TRACE_ENV)
-    for method in TaskMethods.METHODS:
+    join = Method(JOIN_SERVICE, JOIN_METHOD, ConnectRequest, Empty)
+    for method in (*TaskMethods.METHODS, join):
         fn = getattr(service, method.name, None)
         if fn is not None:
             server.register(method, _traced(method.name, fn, trace) if trace else _handler(fn))

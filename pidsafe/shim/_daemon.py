@@ -21,6 +21,7 @@ its id; it exits only when the last one has been deleted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,7 +31,7 @@ from . import _log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Iterator, Optional, Tuple
 
     from ._cli import Flags
 
@@ -81,14 +82,39 @@ def socket_path(bundle: str) -> Optional[str]:
     return address[len("unix://"):] if address.startswith("unix://") else address
 
 
-def remove_socket(path: Optional[str]) -> None:
-    """Remove our socket at exit (read at start-up: the bundle that named it may be
-    gone by then, deleted with the first container of a group)."""
-    if path:
+def socket_id(path: Optional[str]) -> Optional[Tuple[int, int]]:
+    """The (device, inode) of the socket at ``path`` now, or None."""
+    try:
+        st = os.lstat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st is not None else None
+
+
+def remove_socket(path: Optional[str], ours: Optional[Tuple[int, int]] = None) -> None:
+    """Remove our socket (its path read at start-up: the bundle that named it may be
+    gone by then, deleted with the first container of a group); with ``ours``, only
+    if the path is still that socket, not a later daemon's of the same group."""
+    if path and (ours is None or socket_id(path) == ours):
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+@contextlib.contextmanager
+def group_lock(path: Optional[str]) -> Iterator[None]:
+    """``start``'s lock on the socket directory (``_start.group_lock``), if we have a path."""
+    if not path:
+        yield
+        return
+    from ._start import group_lock as lock
+
+    fd = lock(os.path.dirname(path))
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def serve(flags: Flags, sock: Optional[socket.socket] = None) -> int:
@@ -105,6 +131,7 @@ def serve(flags: Flags, sock: Optional[socket.socket] = None) -> int:
 
 def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
     path = socket_path(bundle) if flags.socket == "" else _unix_path(flags.socket)
+    ours = socket_id(path)
     from ..reaper import Reaper
     from . import Publisher, Server
     from ._binding import register
@@ -119,8 +146,11 @@ def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
     signal.signal(signal.SIGINT, on_signal)
     reaper = Reaper(subreaper=True).start()
     publisher = Publisher.from_env(flags.namespace)
+    # Once it decides to close, under start's lock, the socket goes: a later start
+    # of the group then makes a daemon of its own instead of joining this one.
     service = TaskService(namespace=flags.namespace, events=publisher, reaper=reaper,
-                          shutdown=stop.set)
+                          shutdown=stop.set, group_lock=lambda: group_lock(path),
+                          closing=lambda: remove_socket(path, ours))
     trace = os.environ.get("PIDSAFE_SHIM_TRACE")
     if trace:
         from ._binding import trace_event
@@ -144,7 +174,7 @@ def _serve(flags: Flags, bundle: str, listener: socket.socket) -> int:
         pass
     _log.log("info", f"shutting down (containers left: {service.container_ids or 'none'})")
     server.shutdown(SERVER_DRAIN)
-    remove_socket(path)
+    remove_socket(path, ours)
     service.close()
     if not publisher.close(PUBLISH_DRAIN):
         _log.log("warning", "events were still queued at exit")

@@ -37,7 +37,7 @@ BRINGUP = "org.pidsafe.bringup"
 SERIAL = "serial"
 
 
-def annotations(config: Any) -> Dict[str, Any]:
+def annotations_of(config: Any) -> Dict[str, Any]:
     """config.json's annotations (``{}`` if it has none, or they are malformed)."""
     ann = config.get("annotations") if isinstance(config, dict) else None
     return ann if isinstance(ann, dict) else {}
@@ -45,7 +45,7 @@ def annotations(config: Any) -> Dict[str, Any]:
 
 def sandbox_of(config: Any) -> Optional[str]:
     """The CRI sandbox a config's container belongs to, or None."""
-    sandbox = annotations(config).get(SANDBOX_ID)
+    sandbox = annotations_of(config).get(SANDBOX_ID)
     return sandbox if isinstance(sandbox, str) and sandbox else None
 
 
@@ -75,7 +75,7 @@ class BringUp:
         if sandbox is not None:
             with self._lock:
                 lock = self._serial.get(sandbox)
-                if lock is None and annotations(config).get(BRINGUP) == SERIAL:
+                if lock is None and annotations_of(config).get(BRINGUP) == SERIAL:
                     lock = self._serial[sandbox] = threading.Lock()
         trace, where = self.trace, sandbox or ""
         if trace is not None:

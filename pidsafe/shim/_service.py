@@ -25,10 +25,12 @@ cgroup is killed first); no exec starts once init has exited.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import threading
+import time
 
 from ..errors import ContainerStateError, RpcError
 from . import _messages as m
@@ -37,13 +39,13 @@ from ._errors import (already_exists, failed_precondition, invalid_argument, not
                       rpc_error, unimplemented)
 from ._events import Topic
 from ._exits import ExitRouter
-from ._sandbox import BringUp, annotations, sandbox_of
+from ._sandbox import CONTAINER_TYPE, BringUp, annotations_of, sandbox_of
 from ._userns import USERNS, pod_userns
 from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
+    from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol, Set, Tuple
 
     from ..container import Cgroup
     from ..reaper import Exit, Reaper
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
 IO_WAIT = 2.0
 #: How long Delete of a created container waits for the killed init's exit.
 EXIT_WAIT = 10.0
+#: How long a ``start`` that joined the daemon keeps it from closing without a Create.
+LEASE = 30.0
 #: Go's zero time.Time, which the runc shim sends as ``exited_at`` before an exit.
 GO_ZERO_SECONDS = -62135596800
 
@@ -74,17 +78,28 @@ class TaskService:
         events: where events are published (``Publisher``).
         reaper: the daemon's running :class:`pidsafe.Reaper` (a subreaper).
         shutdown: called once by ``Shutdown`` when no container is left.
+        group_lock: held around the decision to close (the daemon's: the
+            lock ``start`` takes to find or make a group's daemon).
+        closing: called under ``group_lock`` once the daemon closes, before
+            ``shutdown`` (the daemon's: remove the socket, so that a later
+            ``start`` of the group makes a daemon of its own).
     """
 
     def __init__(self, *, namespace: str, events: Events, reaper: Reaper,
-                 shutdown: Callable[[], None] = lambda: None) -> None:
+                 shutdown: Callable[[], None] = lambda: None,
+                 group_lock: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                 closing: Callable[[], None] = lambda: None) -> None:
         self.namespace = namespace
         self._events = events
         self._reaper = reaper
         self._shutdown = shutdown
+        self._group_lock = group_lock
+        self._on_closing = closing
         self._lock = threading.Lock()
         self._containers: Dict[str, Optional[ShimContainer]] = {}
         self._closing = False
+        self._leases: Dict[str, float] = {}     # container id -> until (monotonic)
+        self._recheck: Optional[threading.Timer] = None
         self._gone_sandboxes: Set[str] = set()
         #: The per-sandbox bring-up locks (``_sandbox``); its ``trace`` may be set.
         self.bringups = BringUp()
@@ -94,6 +109,9 @@ class TaskService:
 
     def close(self) -> None:
         """Stop routing exits and watching OOMs (the daemon is exiting)."""
+        with self._lock:
+            if self._recheck is not None:
+                self._recheck.cancel()
         self._router.stop()
         if self._oom is not None:
             self._oom.close()
@@ -131,11 +149,12 @@ class TaskService:
             if cid in self._containers:
                 raise already_exists(f"create: container {cid!r} already exists")
             self._containers[cid] = None     # reserved: another Create gets AlreadyExists
+            self._leases.pop(cid, None)
         try:
             config = read_config(os.path.abspath(req.bundle))
             self._check_sandbox(cid, config)
             maps = None
-            if USERNS in annotations(config):
+            if USERNS in annotations_of(config):
                 maps = pod_userns(os.path.abspath(req.bundle), config, cid, self._sandbox_pid)
             with self.bringups.turn(config, cid):
                 c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
@@ -169,6 +188,10 @@ class TaskService:
         if gone:
             raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
                                       "has been removed")
+        if s is None and annotations_of(config).get(CONTAINER_TYPE) == "container":
+            # start groups a pod's containers by sandbox: the pod's daemon would hold it.
+            raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
+                                      "is not running in this shim (stopped or removed)")
         if s is not None and (s.init_exited or s.init.status == STOPPED):
             raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
                                       "is not running (its pause process has exited)")
@@ -447,12 +470,41 @@ class TaskService:
                                 exited_at=timestamp(proc.exited_at_ns))
 
     def Shutdown(self, req: m.ShutdownRequest) -> m.Empty:
-        with self._lock:
-            if self._containers or self._closing:
-                return m.Empty()     # still serving containers (or already going)
-            self._closing = True
-        self._shutdown()
+        self._close_if_idle()
         return m.Empty()
+
+    def Join(self, req: m.ConnectRequest) -> m.Empty:
+        """``start`` of container ``req.id`` found this daemon (its group's): keep serving
+        until its Create comes, or for :data:`LEASE` seconds (``_group``).
+
+        Raises:
+            RpcError: Unavailable, the daemon is closing (``start`` makes another).
+        """
+        with self._lock:
+            if self._closing:
+                raise RpcError(14, "join: the shim is shutting down")   # Unavailable
+            self._leases[req.id] = time.monotonic() + LEASE
+        return m.Empty()
+
+    def _close_if_idle(self) -> None:
+        """Close once no container is left and no ``start`` has joined meanwhile."""
+        with self._group_lock():
+            with self._lock:
+                if self._closing or self._containers:
+                    return         # still serving containers (or already going)
+                now = time.monotonic()
+                self._leases = {k: t for k, t in self._leases.items() if t > now}
+                if self._leases:       # a Create is on its way: look again after its lease
+                    if self._recheck is not None:
+                        self._recheck.cancel()
+                    self._recheck = threading.Timer(min(self._leases.values()) - now,
+                                                    self._close_if_idle)
+                    self._recheck.daemon = True
+                    self._recheck.start()
+                    return
+                self._closing = True
+                self._on_closing()
+        self._shutdown()
 
     @property
     def container_ids(self) -> List[str]:

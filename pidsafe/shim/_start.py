@@ -10,9 +10,12 @@ behind holds neither pipe.  Steps, as the runc shim's ``manager.Start``:
    (a pod), else ``io.containerd.runc.v2.group``, else the container id.
    Every container of a group is served by one daemon.
 2. The socket ``/run/containerd/s/<hex sha256(address/namespace/group)>``:
-   bound here and made 0600.  If it is in use and answers, another
-   container of the group already has a daemon: write ``address`` and
-   return it.  If nobody answers, it is a stale one: removed, bound again.
+   bound here and made 0600.  If it is in use, another container of the
+   group may have a daemon: asked to wait for this container's Create
+   (``Join``, under a lock on the directory that a daemon also takes to
+   decide to close), it serves us: write ``address`` and return it.  If
+   nobody answers, or the daemon is closing, the socket is removed and
+   bound again for a daemon of our own.
 3. ``<bundle>/address`` written atomically (the daemon removes the socket
    it names when it exits; containerd reads it after a restart).
 4. The daemon is forked, not exec'd (no second interpreter start): this
@@ -47,6 +50,10 @@ SOCKET_DIR = "/run/containerd/s"   # defaults.DefaultStateDir + "/s", whatever c
 GROUP_LABELS = ("io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group")
 RUNC_OPTIONS = "containerd.runc.v1.Options"
 OOM_SCORE_MAX = 1000
+#: pidsafe's ttrpc method by which ``start`` joins a group's daemon (``_binding``).
+JOIN = (b"pidsafe.shim.v1.Group", b"Join")
+#: How long ``start`` waits for a daemon's answer to ``Join``.
+JOIN_TIMEOUT = 10.0
 
 
 def go_clean(path: str) -> str:
@@ -115,45 +122,124 @@ def _unix_socket() -> Socket:
     return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
 
 
-def can_connect(path: str) -> bool:
+def _ld(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    n, size = len(data), b""
+    while n > 0x7F:
+        size += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return bytes([number << 3 | 2]) + size + bytes([n]) + data
+
+
+def _recv(s: Socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionResetError(104, "the shim daemon closed the connection")
+        out += chunk
+    return out
+
+
+def _status_code(status: bytes) -> int:
+    """``google.rpc.Status.code`` (field 1, a varint); 0 if absent."""
+    i = 0
+    while i < len(status):
+        key, i = _varint(status, i)
+        if key == 0x08:
+            return _varint(status, i)[0]
+        if key & 7 == 0:
+            _, i = _varint(status, i)
+        elif key & 7 == 2:
+            n, i = _varint(status, i)
+            i += n
+        else:
+            break
+    return 0
+
+
+def join(path: str, cid: str) -> bool:
+    """Ask the daemon at ``path`` to wait for container ``cid``'s Create (``Join``).
+
+    False if no daemon will: nobody answers, or it is closing.  A daemon
+    that takes longer than :data:`JOIN_TIMEOUT` (a busy one) or has no
+    ``Join`` (an older one) is taken to serve, as before ``Join`` existed.
+    One ttrpc request, written out here (``start`` loads no message classes).
+    """
+    req = _ld(1, JOIN[0]) + _ld(2, JOIN[1]) + _ld(3, _ld(1, cid.encode()))
+    frame = len(req).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x01\x00" + req
     s = _unix_socket()
     try:
-        s.settimeout(1.0)
-        s.connect(path)
-    except OSError:
-        return False
+        s.settimeout(JOIN_TIMEOUT)
+        try:
+            s.connect(path)
+        except OSError:
+            return False             # dead: its daemon went without removing it
+        try:
+            s.sendall(frame)
+            head = _recv(s, 10)
+            body = _recv(s, int.from_bytes(head[:4], "big"))
+        except TimeoutError:
+            return True
+        except OSError:
+            return False             # it closed on us: it is exiting
     finally:
         s.close()
-    return True
+    code = _status_code(_fields(body).get(1, b""))
+    return code in (0, 12)           # OK, or UNIMPLEMENTED: a daemon without Join
 
 
-def new_socket(path: str) -> Optional[Socket]:
-    """A listening socket at ``path`` (0600), or None if a live daemon holds it.
+def group_lock(directory: str) -> int:
+    """Lock the socket directory (``flock``, exclusive): held while ``start`` finds or
+    makes a group's daemon, and by a daemon while it decides to close; an fd to close."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def new_socket(path: str, cid: str = "") -> Optional[Socket]:
+    """A listening socket at ``path`` (0600), or None if a live daemon serves it and
+    has agreed to wait for container ``cid`` (:func:`join`).
+
+    Under :func:`group_lock`: a daemon never decides to close between our
+    finding it and its answer, so a joined daemon stays for our Create; one
+    that is closing has removed its socket first, so we bind a new one.
 
     Raises:
         OSError: the directory or the socket could not be made.
     """
-    os.makedirs(os.path.dirname(path), mode=0o600, exist_ok=True)
-    for attempt in (1, 2):
-        s = _unix_socket()
-        try:
-            s.bind(path)
-        except OSError as exc:
-            s.close()
-            if exc.errno != 98 or attempt == 2:   # EADDRINUSE
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o600, exist_ok=True)
+    lock = group_lock(directory)
+    try:
+        for attempt in (1, 2):
+            s = _unix_socket()
+            try:
+                s.bind(path)
+            except OSError as exc:
+                s.close()
+                if exc.errno != 98 or attempt == 2:   # EADDRINUSE
+                    raise
+                if join(path, cid):
+                    return None     # another container of the group: its daemon serves
+                os.unlink(path)     # stale, or its daemon is exiting
+                continue
+            try:
+                os.chmod(path, 0o600)
+                s.listen(128)
+            except BaseException:
+                s.close()
+                os.unlink(path)
                 raise
-            if can_connect(path):
-                return None         # another container of the group: its daemon serves
-            os.unlink(path)         # stale: its daemon died without removing it
-            continue
-        try:
-            os.chmod(path, 0o600)
-            s.listen(128)
-        except BaseException:
-            s.close()
-            os.unlink(path)
-            raise
-        return s
+            return s
+    finally:
+        os.close(lock)
     raise AssertionError("unreachable")   # pragma: no cover
 
 
@@ -260,7 +346,7 @@ def start(flags: Flags) -> int:
         raise OSError(f"read config.json: {exc}") from None
     address = socket_address(flags.address, flags.namespace, read_group(data, flags.id))
     path = _path(address)
-    sock = new_socket(path)
+    sock = new_socket(path, flags.id)
     if sock is None:
         write_address(bundle, address)
         sys.stdout.write(address)

@@ -26,7 +26,7 @@ A container whose config already has a user namespace is left alone.
 
 from __future__ import annotations
 
-from ._sandbox import CONTAINER_TYPE, annotations, sandbox_of
+from ._sandbox import CONTAINER_TYPE, annotations_of, sandbox_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def pod_userns(bundle: str, config: Dict[str, Any], container_id: str,
         RpcError: InvalidArgument, the annotation's value is not an id map.
         OSError: config.json could not be written.
     """
-    text = annotations(config).get(USERNS)
+    text = annotations_of(config).get(USERNS)
     if not text:
         return None
     from ..errors import IDMapError
@@ -79,7 +79,7 @@ def pod_userns(bundle: str, config: Dict[str, Any], container_id: str,
         return None
     sandbox = sandbox_of(config)
     is_sandbox = sandbox in (None, container_id) or \
-        annotations(config).get(CONTAINER_TYPE) == "sandbox"
+        annotations_of(config).get(CONTAINER_TYPE) == "sandbox"
     pid = None if is_sandbox or sandbox is None else sandbox_pid(sandbox)
     maps: Optional[Tuple[str, str]] = None
     if pid is not None:

@@ -121,6 +121,7 @@ def hold_bring_up(monkeypatch: pytest.MonkeyPatch, hold: Dict[str, Callable[[], 
 
 def test_bring_ups_overlap_by_default(shim: Shim, make_bundle: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    shim.run("par", make_bundle(["sleep", "600"], in_pod("par", pause=True)))
     trace = Trace(shim)
     both = threading.Barrier(2, timeout=HANG)    # each waits inside for the other
     hold_bring_up(monkeypatch, {"p0": both.wait, "p1": both.wait})
@@ -132,34 +133,37 @@ def test_bring_ups_overlap_by_default(shim: Shim, make_bundle: Any,
     assert not shim.svc.bringups.serial("par")
     for i in range(2):
         shim.delete(f"p{i}")
+    shim.remove("par")
 
 
 def test_serial_bring_ups_do_not_overlap(shim: Shim, make_bundle: Any,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    shim.run("ser", make_bundle(["sleep", "600"], in_pod("ser", serial=True, pause=True)))
+    assert shim.svc.bringups.serial("ser")
     trace = Trace(shim)
     # s0 goes on with its bring-up only once s1 asks for the sandbox's lock.
     hold_bring_up(monkeypatch, {"s0": lambda: trace.wait_for("wait", "s1")})
     creates = Creates(shim)
-    creates.start("s0", make_bundle(["true"], in_pod("ser", serial=True, pause=True)))
+    creates.start("s0", make_bundle(["true"], in_pod("ser", serial=True)))
     trace.wait_for("enter", "s0")
     creates.start("s1", make_bundle(["true"], in_pod("ser", serial=True)))
     creates.join()
     assert trace.when("wait", "s1") < trace.when("leave", "s0") <= trace.when("enter", "s1")
     assert not trace.overlap("s0", "s1")
-    assert shim.svc.bringups.serial("ser")
     for i in range(2):
         shim.delete(f"s{i}")
+    shim.remove("ser")
 
 
 def test_serial_sandbox_blocks_nothing_else(shim: Shim, make_bundle: Any,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """While a serial sandbox's bring-up is slow (held here), another sandbox's bring-ups
     (serial or not) and the other requests of the same sandbox all go on."""
-    trace = Trace(shim)
     go = threading.Event()
     hold_bring_up(monkeypatch, {"slow1": lambda: go.wait(HANG) or None})
     serial = in_pod("slow", serial=True)
-    shim.run("slow0", make_bundle(["sleep", "600"], in_pod("slow", serial=True, pause=True)))
+    shim.run("slow", make_bundle(["sleep", "600"], in_pod("slow", serial=True, pause=True)))
+    trace = Trace(shim)
     held = Creates(shim)
     held.start("slow1", make_bundle(["true"], serial))
     trace.wait_for("enter", "slow1")
@@ -167,27 +171,29 @@ def test_serial_sandbox_blocks_nothing_else(shim: Shim, make_bundle: Any,
     trace.wait_for("wait", "slow2")
 
     # Other sandboxes come up meanwhile, serial or not.
-    for cid, edit in (("fast0", in_pod("fast", serial=True)),
-                      ("fast1", in_pod("fast", serial=True)), ("other0", in_pod("other"))):
-        within(lambda: shim.create(cid, make_bundle(["true"], edit)))
+    others = [("fast", in_pod("fast", serial=True, pause=True)),
+              ("fast1", in_pod("fast", serial=True)),
+              ("other", in_pod("other", pause=True)), ("other1", in_pod("other"))]
+    for cid, edit in others:
+        within(lambda: shim.create(cid, make_bundle(["sleep", "600"], edit)))
     # So do State, Exec, Start, Kill and Wait of the serial sandbox's running container.
-    assert within(lambda: shim.state("slow0")).status == 2
-    within(lambda: shim.exec("slow0", "e1", ["sleep", "600"]))
-    assert within(lambda: shim.start("slow0", "e1")) > 0
-    within(lambda: shim.kill("slow0", 9, exec_id="e1"))
-    assert within(lambda: shim.wait("slow0", "e1")) == 137
-    within(lambda: shim.delete("slow0", "e1"))
+    assert within(lambda: shim.state("slow")).status == 2
+    within(lambda: shim.exec("slow", "e1", ["sleep", "600"]))
+    assert within(lambda: shim.start("slow", "e1")) > 0
+    within(lambda: shim.kill("slow", 9, exec_id="e1"))
+    assert within(lambda: shim.wait("slow", "e1")) == 137
+    within(lambda: shim.delete("slow", "e1"))
     assert ("enter", "slow2") not in [(w, c) for w, c, _ in trace.got]
 
     go.set()
     held.join()
     slow_end = trace.when("leave", "slow1")
-    for cid in ("fast0", "fast1", "other0"):
+    for cid, _ in others:
         assert trace.when("leave", cid) < slow_end
     assert trace.when("enter", "slow2") >= slow_end
-    for cid in ("fast0", "fast1", "other0", "slow1", "slow2"):
+    for cid in ("fast1", "other1", "fast", "other", "slow1", "slow2"):
         shim.delete(cid)
-    shim.remove("slow0")
+    shim.remove("slow")
 
 
 def test_create_into_a_stopped_or_removed_sandbox(shim: Shim, make_bundle: Any) -> None:
@@ -212,3 +218,14 @@ def test_create_into_a_stopped_or_removed_sandbox(shim: Shim, make_bundle: Any) 
     shim.create("app2", make_bundle(["true"], in_pod("pod2")))
     shim.delete("app2")
     shim.remove("pod2")
+
+
+def test_create_into_a_sandbox_this_shim_does_not_run(shim: Shim, make_bundle: Any) -> None:
+    """A pod's daemon runs its sandbox: a CRI container without it (the pod was stopped
+    and its daemon went) is refused before anything is made."""
+    bundle = make_bundle(["true"], in_pod("elsewhere"))
+    with pytest.raises(RpcError) as ei:
+        shim.create("orphan", bundle)
+    assert ei.value.code == Code.FAILED_PRECONDITION
+    assert "sandbox 'elsewhere' is not running in this shim" in str(ei.value)
+    assert not os.path.exists(bundle / "pidsafe")

@@ -63,19 +63,54 @@ def test_shim_cgroup_from_runc_options() -> None:
         shim_cgroup(b"\x0a\x80")
 
 
-def test_new_socket_reuses_a_live_one_and_replaces_a_dead_one(tmp_path: Path) -> None:
+def _join_server(sock: Any, answer: Any) -> Server:
+    """A daemon stand-in on ``sock`` (new_socket's) whose ``Join`` is ``answer(request)``."""
+    from pidsafe.shim._binding import JOIN_METHOD, JOIN_SERVICE
+    from pidsafe.shim._method import Method
+
+    server = Server()
+    server.register(Method(JOIN_SERVICE, JOIN_METHOD, m.ConnectRequest, m.Empty),
+                    lambda req, ctx: answer(req))
+    server.start(socket.socket(fileno=sock.detach()))
+    return server
+
+
+def test_new_socket_joins_a_live_daemon_and_replaces_a_dead_one(tmp_path: Path) -> None:
     path = str(tmp_path / "s/sock")
-    s = new_socket(path)
+    s = new_socket(path, "c1")
     assert s is not None
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    joined: List[str] = []
+    server = _join_server(s, lambda req: joined.append(req.id) or m.Empty())
     try:
-        assert os.stat(path).st_mode & 0o777 == 0o600
-        assert new_socket(path) is None      # it answers: another container's daemon
+        assert new_socket(path, "c2") is None      # the group's daemon will wait for c2
+        assert joined == ["c2"]
     finally:
-        s.close()
+        server.shutdown(timeout=30)
     # Closed, the file stays: nobody answers, so it is replaced.
-    s = new_socket(path)
+    s = new_socket(path, "c3")
     assert s is not None
     s.close()
+    os.unlink(path)
+
+
+def test_new_socket_replaces_a_closing_daemon(tmp_path: Path) -> None:
+    from pidsafe.errors import RpcError
+
+    path = str(tmp_path / "sock")
+    s = new_socket(path, "c1")
+    assert s is not None
+
+    def closing(req: Any) -> Any:
+        raise RpcError(14, "join: the shim is shutting down")
+
+    server = _join_server(s, closing)
+    try:
+        s2 = new_socket(path, "c2")                 # a daemon of its own
+        assert s2 is not None
+        s2.close()
+    finally:
+        server.shutdown(timeout=30)
     os.unlink(path)
 
 
