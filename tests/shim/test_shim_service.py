@@ -384,3 +384,35 @@ def test_oom_counter_of_memory_events(tmp_path: Path) -> None:
         assert _oom_kills(fd) is None      # unreadable (as once the cgroup is gone)
     finally:
         os.close(fd)
+
+
+def test_join_keeps_the_daemon_for_that_create(make_bundle: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start that joined (``Join``) holds off the close until its Create, or its lease
+    ends; a daemon that is closing refuses to be joined."""
+    from pidsafe.shim import _service
+    from pidsafe.shim._service import TaskService
+
+    from shimhelp import Events
+
+    closed = threading.Event()
+    monkeypatch.setattr(_service, "LEASE", 0.5)
+    with pidsafe.Reaper() as reaper:
+        svc = TaskService(namespace="test", events=Events(), reaper=reaper,
+                          shutdown=closed.set)
+        try:
+            svc.Join(m.ConnectRequest(id="j1"))
+            svc.Shutdown(m.ShutdownRequest(id="x"))     # no container, but j1 is coming
+            assert not closed.is_set()
+            svc.Create(m.CreateTaskRequest(id="j1", bundle=str(make_bundle(["true"]))))
+            svc.Start(m.StartRequest(id="j1"))
+            svc.Wait(m.WaitRequest(id="j1"))
+            svc.Delete(m.DeleteRequest(id="j1"))
+            svc.Join(m.ConnectRequest(id="j2"))          # j2 never comes: its lease ends
+            svc.Shutdown(m.ShutdownRequest(id="j1"))
+            assert closed.wait(30)
+            with pytest.raises(RpcError) as ei:
+                svc.Join(m.ConnectRequest(id="j3"))
+            assert ei.value.code == Code.UNAVAILABLE
+        finally:
+            svc.close()
