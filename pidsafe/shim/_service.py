@@ -153,12 +153,17 @@ class TaskService:
         try:
             config = read_config(os.path.abspath(req.bundle))
             self._check_sandbox(cid, config)
-            maps = None
+            maps, userns = None, None
             if USERNS in annotations_of(config):
-                maps = pod_userns(os.path.abspath(req.bundle), config, cid, self._sandbox_pid)
-            with self.bringups.turn(config, cid):
-                c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
-                             router=self._router, idmap=maps)
+                maps, userns = pod_userns(os.path.abspath(req.bundle), config, cid,
+                                          self._sandbox_userns)
+            try:
+                with self.bringups.turn(config, cid):
+                    c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
+                                 router=self._router, idmap=maps)
+            finally:
+                if userns is not None:
+                    os.close(userns)
         except BaseException as exc:
             with self._lock:
                 del self._containers[cid]
@@ -196,13 +201,25 @@ class TaskService:
             raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
                                       "is not running (its pause process has exited)")
 
-    def _sandbox_pid(self, sandbox: str) -> Optional[int]:
-        """The pid of ``sandbox``'s pause if this daemon runs it, else None."""
+    def _sandbox_userns(self, sandbox: str) -> Optional[int]:
+        """An fd of the user namespace of ``sandbox``'s pause, if this daemon runs it.
+
+        Opened by pid, then proved: the pause (held by its pidfd) was not
+        reaped yet, so the pid was still its own when it was opened.
+        """
         with self._lock:
             s = self._containers.get(sandbox)
-        if s is None or s.init_exited or s.init.status != RUNNING:
+        process = s.init.process if s is not None and not s.init_exited else None
+        if process is None:
             return None
-        return s.init.pid
+        try:
+            fd = os.open(f"/proc/{process.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        if process.returncode is not None:     # reaped: the pid may be another's now
+            os.close(fd)
+            return None
+        return fd
 
     def Start(self, req: m.StartRequest) -> m.StartResponse:
         c = self._container(req.id)

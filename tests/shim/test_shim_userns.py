@@ -27,10 +27,11 @@ def config(kind: str, *, userns: Optional[str] = "0:100000:65536",
                       else [{"type": "pid"}, {"type": "mount"}]}}
 
 
-def rewrite(tmp_path: Path, doc: Dict[str, Any], cid: str, pause_pid: Optional[int] = None
+def rewrite(tmp_path: Path, doc: Dict[str, Any], cid: str, userns: Optional[int] = None
             ) -> Any:
     (tmp_path / "config.json").write_text(json.dumps(doc))
-    maps = pod_userns(str(tmp_path), doc, cid, lambda sandbox: pause_pid)
+    maps, fd = pod_userns(str(tmp_path), doc, cid, lambda sandbox: userns)
+    assert fd == userns
     assert json.loads((tmp_path / "config.json").read_text()) == doc   # what create reads
     assert os.listdir(tmp_path) == ["config.json"]                      # no temp file left
     return maps
@@ -49,15 +50,19 @@ def test_the_sandbox_gets_a_new_user_namespace(tmp_path: Path) -> None:
 
 def test_a_container_joins_its_sandboxs_namespace(tmp_path: Path) -> None:
     doc = config("container")
-    maps = rewrite(tmp_path, doc, "app", pause_pid=4242)
+    fd = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)   # the pause's, here
+    try:
+        maps = rewrite(tmp_path, doc, "app", userns=fd)
+    finally:
+        os.close(fd)
     assert maps == ("0:100000:65536", "0:100000:65536")   # for its idmapped rootfs
-    assert doc["linux"]["namespaces"][0] == {"type": "user", "path": "/proc/4242/ns/user"}
+    assert doc["linux"]["namespaces"][0] == {"type": "user", "path": f"/proc/self/fd/{fd}"}
     assert "uidMappings" not in doc["linux"]
 
 
 def test_without_its_sandbox_a_container_gets_its_own(tmp_path: Path) -> None:
     doc = config("container")
-    assert rewrite(tmp_path, doc, "app", pause_pid=None) is None
+    assert rewrite(tmp_path, doc, "app", userns=None) is None
     assert doc["linux"]["namespaces"][0] == {"type": "user"}
     assert doc["linux"]["uidMappings"] == MAP
 
@@ -75,11 +80,11 @@ def test_sysfs_stays_with_a_network_namespace_of_its_own(tmp_path: Path) -> None
 def test_left_alone(tmp_path: Path) -> None:
     doc = config("sandbox", userns=None)
     (tmp_path / "config.json").write_text("{}")
-    assert pod_userns(str(tmp_path), doc, "pod", lambda s: None) is None
+    assert pod_userns(str(tmp_path), doc, "pod", lambda s: None) == (None, None)
     assert (tmp_path / "config.json").read_text() == "{}"          # not rewritten
     own = [{"type": "user"}]
     doc = config("sandbox", namespaces=own)
-    assert pod_userns(str(tmp_path), doc, "pod", lambda s: None) is None
+    assert pod_userns(str(tmp_path), doc, "pod", lambda s: None) == (None, None)
     assert doc["linux"]["namespaces"] == own and doc["mounts"] == [SYSFS]
 
 
