@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import threading
-import time
 
 from ..errors import ContainerStateError, RpcError
 from . import _messages as m
@@ -39,13 +38,13 @@ from ._errors import (already_exists, failed_precondition, invalid_argument, not
                       rpc_error, unimplemented)
 from ._events import Topic
 from ._exits import ExitRouter
-from ._sandbox import CONTAINER_TYPE, BringUp, annotations_of, sandbox_of
-from ._userns import USERNS, pod_userns
+from ._group import Group
+from ._pod import Pods
 from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol, Set, Tuple
+    from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol, Tuple
 
     from ..container import Cgroup
     from ..reaper import Exit, Reaper
@@ -60,8 +59,6 @@ if TYPE_CHECKING:
 IO_WAIT = 2.0
 #: How long Delete of a created container waits for the killed init's exit.
 EXIT_WAIT = 10.0
-#: How long a ``start`` that joined the daemon keeps it from closing without a Create.
-LEASE = 30.0
 #: Go's zero time.Time, which the runc shim sends as ``exited_at`` before an exit.
 GO_ZERO_SECONDS = -62135596800
 
@@ -92,31 +89,29 @@ class TaskService:
         self.namespace = namespace
         self._events = events
         self._reaper = reaper
-        self._shutdown = shutdown
-        self._group_lock = group_lock
-        self._on_closing = closing
         self._lock = threading.Lock()
         self._containers: Dict[str, Optional[ShimContainer]] = {}
-        self._closing = False
-        self._leases: Dict[str, float] = {}     # container id -> until (monotonic)
-        self._recheck: Optional[threading.Timer] = None
-        self._gone_sandboxes: Set[str] = set()
+        self._group = Group(self._lock, self._containers, shutdown=shutdown,
+                            group_lock=group_lock, closing=closing)
+        self.pods = Pods(self._lookup)
         #: The per-sandbox bring-up locks (``_sandbox``); its ``trace`` may be set.
-        self.bringups = BringUp()
+        self.bringups = self.pods.bringups
         self._oom: Any = None
         self._router = ExitRouter(reaper, self._on_exit)
         self._router.start()
 
     def close(self) -> None:
         """Stop routing exits and watching OOMs (the daemon is exiting)."""
-        with self._lock:
-            if self._recheck is not None:
-                self._recheck.cancel()
+        self._group.cancel()
         self._router.stop()
         if self._oom is not None:
             self._oom.close()
 
     # -- lookups -----------------------------------------------------------------------
+
+    def _lookup(self, cid: str) -> Optional[ShimContainer]:
+        with self._lock:
+            return self._containers.get(cid)
 
     def _container(self, cid: str) -> ShimContainer:
         with self._lock:
@@ -144,19 +139,14 @@ class TaskService:
         if req.checkpoint:
             raise unimplemented("create: restoring a checkpoint is not supported")
         with self._lock:
-            if self._closing:
-                raise RpcError(14, "create: the shim is shutting down")   # Unavailable
+            self._group.reserve(cid)         # Unavailable while closing
             if cid in self._containers:
                 raise already_exists(f"create: container {cid!r} already exists")
             self._containers[cid] = None     # reserved: another Create gets AlreadyExists
-            self._leases.pop(cid, None)
         try:
             config = read_config(os.path.abspath(req.bundle))
-            self._check_sandbox(cid, config)
-            maps, userns = None, None
-            if USERNS in annotations_of(config):
-                maps, userns = pod_userns(os.path.abspath(req.bundle), config, cid,
-                                          self._sandbox_userns)
+            self.pods.check(cid, config)
+            maps, userns = self.pods.userns(os.path.abspath(req.bundle), config, cid)
             try:
                 with self.bringups.turn(config, cid):
                     c = bring_up(req, config, namespace=self.namespace, reaper=self._reaper,
@@ -168,7 +158,7 @@ class TaskService:
             with self._lock:
                 del self._containers[cid]
             raise rpc_error(exc, "create") from exc
-        c.sandbox = sandbox_of(config)
+        self.pods.created(c, config)
         with self._lock:
             self._containers[cid] = c
         self._publish(Topic.CREATE, m.TaskCreate(
@@ -177,49 +167,6 @@ class TaskService:
                         terminal=req.terminal), pid=c.init.pid))
         self._end_hold(c.init)
         return m.CreateTaskResponse(pid=c.init.pid)
-
-    def _check_sandbox(self, cid: str, config: Dict[str, Any]) -> None:
-        """Refuse a container of a CRI sandbox this shim has seen stop or go.
-
-        Raises:
-            RpcError: FailedPrecondition, before anything is made.
-        """
-        sandbox = sandbox_of(config)
-        if sandbox is None or sandbox == cid:
-            return
-        with self._lock:
-            gone = sandbox in self._gone_sandboxes
-            s = self._containers.get(sandbox)
-        if gone:
-            raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
-                                      "has been removed")
-        if s is None and annotations_of(config).get(CONTAINER_TYPE) == "container":
-            # start groups a pod's containers by sandbox: the pod's daemon would hold it.
-            raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
-                                      "is not running in this shim (stopped or removed)")
-        if s is not None and (s.init_exited or s.init.status == STOPPED):
-            raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
-                                      "is not running (its pause process has exited)")
-
-    def _sandbox_userns(self, sandbox: str) -> Optional[int]:
-        """An fd of the user namespace of ``sandbox``'s pause, if this daemon runs it.
-
-        Opened by pid, then proved: the pause (held by its pidfd) was not
-        reaped yet, so the pid was still its own when it was opened.
-        """
-        with self._lock:
-            s = self._containers.get(sandbox)
-        process = s.init.process if s is not None and not s.init_exited else None
-        if process is None:
-            return None
-        try:
-            fd = os.open(f"/proc/{process.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        if process.returncode is not None:     # reaped: the pid may be another's now
-            os.close(fd)
-            return None
-        return fd
 
     def Start(self, req: m.StartRequest) -> m.StartResponse:
         c = self._container(req.id)
@@ -476,10 +423,7 @@ class TaskService:
                 self._oom.remove(c.id)
             with self._lock:
                 del self._containers[c.id]
-                if c.sandbox == c.id:     # a pod's sandbox (pause) container
-                    self._gone_sandboxes.add(c.id)
-            if c.sandbox == c.id:
-                self.bringups.forget(c.id)
+            self.pods.deleted(c)
             self._publish(Topic.DELETE, m.TaskDelete(
                 container_id=c.id, pid=proc.pid, exit_status=proc.exit_status,
                 exited_at=timestamp(proc.exited_at_ns)))
@@ -487,41 +431,19 @@ class TaskService:
                                 exited_at=timestamp(proc.exited_at_ns))
 
     def Shutdown(self, req: m.ShutdownRequest) -> m.Empty:
-        self._close_if_idle()
+        self._group.close_if_idle()
         return m.Empty()
 
     def Join(self, req: m.ConnectRequest) -> m.Empty:
-        """``start`` of container ``req.id`` found this daemon (its group's): keep serving
-        until its Create comes, or for :data:`LEASE` seconds (``_group``).
+        """``start`` of container ``req.id`` found this daemon (its group's): it waits for
+        that Create before it closes (``_group``).  Not a containerd method.
 
         Raises:
             RpcError: Unavailable, the daemon is closing (``start`` makes another).
         """
         with self._lock:
-            if self._closing:
-                raise RpcError(14, "join: the shim is shutting down")   # Unavailable
-            self._leases[req.id] = time.monotonic() + LEASE
+            self._group.join(req.id)
         return m.Empty()
-
-    def _close_if_idle(self) -> None:
-        """Close once no container is left and no ``start`` has joined meanwhile."""
-        with self._group_lock():
-            with self._lock:
-                if self._closing or self._containers:
-                    return         # still serving containers (or already going)
-                now = time.monotonic()
-                self._leases = {k: t for k, t in self._leases.items() if t > now}
-                if self._leases:       # a Create is on its way: look again after its lease
-                    if self._recheck is not None:
-                        self._recheck.cancel()
-                    self._recheck = threading.Timer(min(self._leases.values()) - now,
-                                                    self._close_if_idle)
-                    self._recheck.daemon = True
-                    self._recheck.start()
-                    return
-                self._closing = True
-                self._on_closing()
-        self._shutdown()
 
     @property
     def container_ids(self) -> List[str]:

@@ -390,13 +390,14 @@ def test_join_keeps_the_daemon_for_that_create(make_bundle: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A start that joined (``Join``) holds off the close until its Create, or its lease
     ends; a daemon that is closing refuses to be joined."""
-    from pidsafe.shim import _service
+    from pidsafe.shim import _group
     from pidsafe.shim._service import TaskService
 
     from shimhelp import Events
 
     closed = threading.Event()
-    monkeypatch.setattr(_service, "LEASE", 0.5)
+    monkeypatch.setattr(_group, "LEASE", 2.0)
+    bundle = str(make_bundle(["true"]))
     with pidsafe.Reaper() as reaper:
         svc = TaskService(namespace="test", events=Events(), reaper=reaper,
                           shutdown=closed.set)
@@ -404,7 +405,7 @@ def test_join_keeps_the_daemon_for_that_create(make_bundle: Any,
             svc.Join(m.ConnectRequest(id="j1"))
             svc.Shutdown(m.ShutdownRequest(id="x"))     # no container, but j1 is coming
             assert not closed.is_set()
-            svc.Create(m.CreateTaskRequest(id="j1", bundle=str(make_bundle(["true"]))))
+            svc.Create(m.CreateTaskRequest(id="j1", bundle=bundle))
             svc.Start(m.StartRequest(id="j1"))
             svc.Wait(m.WaitRequest(id="j1"))
             svc.Delete(m.DeleteRequest(id="j1"))
