@@ -104,13 +104,13 @@ def remove_socket(path: Optional[str], ours: Optional[Tuple[int, int]] = None) -
 
 @contextlib.contextmanager
 def group_lock(path: Optional[str]) -> Iterator[None]:
-    """``start``'s lock on the socket directory (``_start.group_lock``), if we have a path."""
+    """``start``'s lock on the socket directory (``_dirlock``), if we have a path."""
     if not path:
         yield
         return
-    from ._start import group_lock as lock
+    from ._dirlock import lock_dir
 
-    fd = lock(os.path.dirname(path))
+    fd = lock_dir(os.path.dirname(path))
     try:
         yield
     finally:

@@ -189,25 +189,11 @@ def join(path: str, cid: str) -> bool:
     return code in (0, 12)           # OK, or UNIMPLEMENTED: a daemon without Join
 
 
-def group_lock(directory: str) -> int:
-    """Lock the socket directory (``flock``, exclusive): held while ``start`` finds or
-    makes a group's daemon, and by a daemon while it decides to close; an fd to close."""
-    import fcntl
-
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def new_socket(path: str, cid: str = "") -> Optional[Socket]:
     """A listening socket at ``path`` (0600), or None if a live daemon serves it and
     has agreed to wait for container ``cid`` (:func:`join`).
 
-    Under :func:`group_lock`: a daemon never decides to close between our
+    Under the socket directory's lock (``_dirlock``): a daemon never decides to close between our
     finding it and its answer, so a joined daemon stays for our Create; one
     that is closing has removed its socket first, so we bind a new one.
 
@@ -216,7 +202,9 @@ def new_socket(path: str, cid: str = "") -> Optional[Socket]:
     """
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o600, exist_ok=True)
-    lock = group_lock(directory)
+    from ._dirlock import lock_dir
+
+    lock = lock_dir(directory)
     try:
         for attempt in (1, 2):
             s = _unix_socket()
