@@ -12,8 +12,10 @@
  * that, the child execs the helper instead (spec->helper_path, csrc/helper/),
  * which does it in memory of its own.
  *
- * On any failure it writes {stage, errno} to the close-on-exec error pipe and
- * exits with 127; on success the pipe closes at exec and the parent reads EOF.
+ * On any failure it stores {stage, errno} in the parent's memory
+ * (report_and_exit), writes it to the close-on-exec error pipe if there is
+ * one, and exits with 127; on success nothing is stored and the pipe closes
+ * at exec.
  *
  * spec->fail_stage (tests only) makes the named stage fail with
  * spec->fail_errno, at the point where that stage runs, whether or not the
@@ -35,16 +37,27 @@
 
 extern char **environ;
 
-static void report_and_exit(int fd, int stage, int err)
+/*
+ * The failure record goes into the parent's memory (ctx->failure: we share
+ * it, and the parent, suspended until we exit, reads it once clone3()
+ * returns, as glibc's posix_spawn does), and to the error pipe if there is
+ * one (the helper path: the exec'd helper reports over it too).
+ */
+static void report_and_exit(const struct pidsafe_spawn_ctx *ctx, int stage, int err)
 {
     struct pidsafe_child_error rec;
+    int fd = ctx->spec->errpipe_write;
     ssize_t n;
 
-    rec.stage = stage;
-    rec.err = err;
-    do {
-        n = write(fd, &rec, sizeof(rec));
-    } while (n < 0 && errno == EINTR);
+    ctx->failure->stage = stage;
+    ctx->failure->err = err;
+    if (fd >= 0) {
+        rec.stage = stage;
+        rec.err = err;
+        do {
+            n = write(fd, &rec, sizeof(rec));
+        } while (n < 0 && errno == EINTR);
+    }
     _exit(127);
 }
 
@@ -91,7 +104,7 @@ static int close_fds_except(const int *keep, int n_keep, int errpipe)
 #define FAULT(s, stage) \
     do { \
         if ((s)->fail_stage == (stage)) \
-            report_and_exit((s)->errpipe_write, (stage), (s)->fail_errno); \
+            report_and_exit(ctx, (stage), (s)->fail_errno); \
     } while (0)
 
 /*
@@ -149,6 +162,8 @@ static int parent_gone(const struct pidsafe_spawn_spec *s)
 
     if (s->parent_pid != 0 && getppid() != s->parent_pid)
         return 1;
+    if (s->errpipe_write < 0)
+        return 0;   /* the caller gives a pipe whenever parent_pid is 0 */
     pfd.fd = s->errpipe_write;
     pfd.events = 0;
     pfd.revents = 0;
@@ -185,7 +200,7 @@ int pidsafe_spawn_child(void *arg)
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = SIG_DFL;
         if (sigaction(sig, &sa, NULL) < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_SIGNALS, errno);
     }
 
     /*
@@ -205,7 +220,7 @@ int pidsafe_spawn_child(void *arg)
             n = write(s->tasks_fds[i], "0", 1);
         } while (n < 0 && errno == EINTR);
         if (n < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_CGROUP, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_CGROUP, errno);
     }
 
     /*
@@ -217,10 +232,10 @@ int pidsafe_spawn_child(void *arg)
     fds[1] = s->stdio[1];
     fds[2] = s->stdio[2];
     if (fds[1] == 0 && (fds[1] = move_off_stdio(fds[1])) < 0)
-        report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_STDIO, errno);
     while (fds[2] == 0 || fds[2] == 1) {
         if ((fds[2] = move_off_stdio(fds[2])) < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_STDIO, errno);
     }
     for (i = 0; i < 3; i++) {
         if (fds[i] < 0)
@@ -228,9 +243,9 @@ int pidsafe_spawn_child(void *arg)
         if (fds[i] == i) {
             /* Already in place: only make sure it survives exec. */
             if (fcntl(i, F_SETFD, 0) < 0)
-                report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+                report_and_exit(ctx, PIDSAFE_STAGE_STDIO, errno);
         } else if (dup2(fds[i], i) < 0) {
-            report_and_exit(ep, PIDSAFE_STAGE_STDIO, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_STDIO, errno);
         }
     }
 
@@ -244,16 +259,16 @@ int pidsafe_spawn_child(void *arg)
         if ((fd == ep && s->helper_path == NULL) || fd == s->exec_fd)
             continue;
         if (fcntl(fd, F_SETFD, 0) < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_PASS_FDS, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_PASS_FDS, errno);
     }
 
     FAULT(s, PIDSAFE_STAGE_CLOSE_FDS);
     if (s->close_fds && close_fds_except(s->keep_fds, s->n_keep_fds, ep) < 0)
-        report_and_exit(ep, PIDSAFE_STAGE_CLOSE_FDS, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_CLOSE_FDS, errno);
 
     FAULT(s, PIDSAFE_STAGE_SETSID);
     if (s->new_session && setsid() < 0)
-        report_and_exit(ep, PIDSAFE_STAGE_SETSID, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_SETSID, errno);
 
     if (s->helper_path != NULL) {
         /*
@@ -263,32 +278,32 @@ int pidsafe_spawn_child(void *arg)
          */
         FAULT(s, PIDSAFE_STAGE_HELPER);
         if (s->keep_caps && keep_caps_across_exec() < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_HELPER, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_HELPER, errno);
         if (sigprocmask(SIG_SETMASK, ctx->parent_mask, NULL) < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_SIGNALS, errno);
         envp = s->envp ? s->envp : environ;
         if (s->exec_fd >= 0)   /* its sealed copy (pidsafe/_sys/_sealed.py) */
             syscall(SYS_execveat, s->exec_fd, "", s->helper_argv, envp, AT_EMPTY_PATH);
         else
             execve(s->helper_path, s->helper_argv, envp);
-        report_and_exit(ep, PIDSAFE_STAGE_HELPER, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_HELPER, errno);
     }
 
     FAULT(s, PIDSAFE_STAGE_PDEATHSIG);
     if (s->pdeathsig) {
         if (prctl(PR_SET_PDEATHSIG, (unsigned long)s->pdeathsig, 0, 0, 0) < 0)
-            report_and_exit(ep, PIDSAFE_STAGE_PDEATHSIG, errno);
+            report_and_exit(ctx, PIDSAFE_STAGE_PDEATHSIG, errno);
     }
     FAULT(s, PIDSAFE_STAGE_PARENT_GONE);
     if (s->pdeathsig && parent_gone(s))
-        report_and_exit(ep, PIDSAFE_STAGE_PARENT_GONE, ESRCH);
+        report_and_exit(ctx, PIDSAFE_STAGE_PARENT_GONE, ESRCH);
 
     FAULT(s, PIDSAFE_STAGE_CHDIR);
     if (s->cwd && chdir(s->cwd) < 0)
-        report_and_exit(ep, PIDSAFE_STAGE_CHDIR, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_CHDIR, errno);
 
     if (sigprocmask(SIG_SETMASK, ctx->parent_mask, NULL) < 0)
-        report_and_exit(ep, PIDSAFE_STAGE_SIGNALS, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_SIGNALS, errno);
 
     /*
      * Try each candidate (the parent did the PATH search).  Like execvpe, keep
@@ -301,14 +316,14 @@ int pidsafe_spawn_child(void *arg)
         /* Close-on-exec: the new program does not keep it open (an ELF
          * binary needs no path to itself, unlike a script). */
         syscall(SYS_execveat, s->exec_fd, "", s->argv, envp, AT_EMPTY_PATH);
-        report_and_exit(ep, PIDSAFE_STAGE_EXEC, errno);
+        report_and_exit(ctx, PIDSAFE_STAGE_EXEC, errno);
     }
     for (i = 0; s->exec_paths[i] != NULL; i++) {
         execve(s->exec_paths[i], s->argv, envp);
         if (errno != ENOENT && errno != ENOTDIR && saved_errno == 0)
             saved_errno = errno;
     }
-    report_and_exit(ep, PIDSAFE_STAGE_EXEC, saved_errno ? saved_errno : errno);
+    report_and_exit(ctx, PIDSAFE_STAGE_EXEC, saved_errno ? saved_errno : errno);
     return 127;
 }
 

@@ -147,7 +147,8 @@ struct pidsafe_spawn_spec {
     int pdeathsig;         /* 0: none */
     int parent_pid;        /* the child exits if its parent is no longer this */
     int restore_signals;   /* SIGPIPE, SIGXFSZ back to SIG_DFL */
-    int errpipe_write;     /* >= 3, close-on-exec */
+    int errpipe_write;     /* >= 3, close-on-exec; -1: none (needed with a
+                              helper, or pdeathsig with parent_pid 0) */
     uint64_t clone_flags;  /* extra CLONE_NEW* flags */
     int cgroup_fd;         /* -1, or a cgroup2 directory (CLONE_INTO_CGROUP) */
     const int *tasks_fds;  /* cgroup v1 `tasks` files the child joins ("0") */
@@ -184,9 +185,13 @@ int pidsafe_pty_number(int fd, unsigned int *out);
 /*
  * Spawn: clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|extra) on a private stack.
  * Returns the child's pid and stores its pidfd, or -1 with errno when no
- * child was created.  Child failures travel over spec->errpipe_write.
+ * child was created.  A child that failed before exec has stored its
+ * {stage, errno} in *failure_out when this returns (stage 0: it exec'd, or
+ * with a helper, it exec'd the helper, which reports over
+ * spec->errpipe_write).
  */
-int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out);
+int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out,
+                  struct pidsafe_child_error *failure_out);
 
 /* Create a child that _exit()s at once: the runtime probe for clone3. */
 int pidsafe_probe_child(int *pidfd_out);
@@ -232,6 +237,8 @@ void pidsafe_stack_put(struct pidsafe_stack *st);
 struct pidsafe_spawn_ctx {
     const struct pidsafe_spawn_spec *spec;
     const void *parent_mask;  /* sigset_t: restored in the child just before exec */
+    /* The child's failure record, in the parent's memory (stage 0: none). */
+    volatile struct pidsafe_child_error *failure;
 };
 __attribute__((visibility("hidden")))
 int pidsafe_spawn_child(void *arg);

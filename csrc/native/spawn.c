@@ -69,7 +69,8 @@ static long clone_vfork(uint64_t flags, int cgroup_fd, pidsafe_child_fn fn, void
     return pid;
 }
 
-int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out)
+int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out,
+                  struct pidsafe_child_error *failure_out)
 {
     struct pidsafe_spawn_ctx ctx;
     sigset_t all, old;
@@ -91,8 +92,11 @@ int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out)
         errno = rc;
         return -1;
     }
+    failure_out->stage = 0;
+    failure_out->err = 0;
     ctx.spec = spec;
     ctx.parent_mask = &old;
+    ctx.failure = failure_out;
     pid = clone_vfork(spec->clone_flags, spec->cgroup_fd, pidsafe_spawn_child, &ctx,
                       pidfd_out);
     saved = errno;

@@ -3,9 +3,11 @@
  * (csrc/native/child.c), pidsafe-helper (csrc/helper/) and, through cffi,
  * Python (pidsafe._sys, which decodes it in one place).
  *
- * On any failure the child writes one {stage, errno} record to its
- * close-on-exec error pipe and exits with 127; EOF with no record means the
- * program runs.  CDEF rules as in csrc/native/pidsafe.h.
+ * On any failure the child reports one {stage, errno} record and exits with
+ * 127: the spawn child stores it in its parent's memory, which it shares
+ * (and writes it to the error pipe when it has one); the helper writes it to
+ * the close-on-exec error pipe, where EOF with no record means the program
+ * runs.  CDEF rules as in csrc/native/pidsafe.h.
  */
 #ifndef PIDSAFE_CHILD_ERROR_H
 #define PIDSAFE_CHILD_ERROR_H
@@ -36,7 +38,7 @@
 #define PIDSAFE_STAGE_CGROUP        15  /* join cgroup v1 hierarchies ("0" to tasks) */
 #define PIDSAFE_STAGE_LAST          15
 
-/* The record a failing spawn child writes to the error pipe. */
+/* The record a failing child reports. */
 struct pidsafe_child_error {
     int32_t stage;
     int32_t err;

@@ -177,12 +177,21 @@ def _helper_argv(spec: ChildSpec, helper: HelperSpec) -> List[bytes]:
             *spec.exec_paths, *spec.argv]
 
 
-def spawn(spec: ChildSpec) -> Tuple[int, int]:
+def spawn(spec: ChildSpec, failed: Optional[List[Tuple[int, int]]] = None) -> Tuple[int, int]:
     """Run csrc/native/spawn.c's pidsafe_spawn for ``spec``; returns ``(pid, pidfd)``.
 
     clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK|spec.clone_flags) (Linux 5.3).
     When it returns, the child has exec'd (the program, or the helper) or
-    exited after writing its ``{stage, errno}`` record to the error pipe.
+    exited after reporting its ``{stage, errno}`` record: stored in our
+    memory, which it shares, and appended here to ``failed``; and written
+    to the error pipe, if ``spec`` has one.
+
+    Args:
+        spec: what the child does.
+        failed: where the record of a child that failed before exec goes
+            (as ``(stage, errno)``).  Required without an error pipe
+            (``errpipe_write`` -1), which is the cheaper way when there is
+            no helper: no pipe to make, read and close.
 
     Raises:
         OSError: clone3 itself failed (no child was created): EAGAIN,
@@ -190,7 +199,12 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
             or EINVAL.  Failures in the child arrive on the error pipe.
         FileNotFoundError: the spec needs pidsafe-helper and this install
             has none.
+        ValueError: no error pipe and no ``failed``, or no error pipe where
+            one is needed (a helper; ``pdeathsig`` in a new pid namespace).
     """
+    if spec.errpipe_write < 0 and (failed is None or spec.helper is not None or (
+            spec.pdeathsig and spec.clone_flags & CLONE_NEWPID)):
+        raise ValueError("spawn: this child spec needs an error pipe (errpipe_write)")
     keep: List[Any] = []
     helper = spec.helper
     exec_fd, keep_fds = spec.exec_fd, spec.keep_fds
@@ -212,8 +226,10 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
     c.close_fds = spec.close_fds
     c.new_session = spec.new_session
     c.pdeathsig = spec.pdeathsig
-    # pid 1 of a new pid namespace sees no parent: getppid() is 0.
-    c.parent_pid = 0 if spec.clone_flags & CLONE_NEWPID else os.getpid()
+    # Only for pdeathsig (see parent_gone() in csrc/native/child.c); pid 1
+    # of a new pid namespace sees no parent: getppid() is 0.
+    if spec.pdeathsig and not spec.clone_flags & CLONE_NEWPID:
+        c.parent_pid = os.getpid()
     c.restore_signals = spec.restore_signals
     c.errpipe_write = spec.errpipe_write
     c.clone_flags = spec.clone_flags
@@ -236,7 +252,10 @@ def spawn(spec: ChildSpec) -> Tuple[int, int]:
     if fail is not None:
         c.fail_stage, c.fail_errno = fail
     pidfd = ffi.new("int *", -1)
-    pid = _retry("clone3", lib.pidsafe_spawn, c, pidfd)
+    failure = ffi.new("struct pidsafe_child_error *")
+    pid = _retry("clone3", lib.pidsafe_spawn, c, pidfd, failure)
+    if failure.stage and failed is not None:
+        failed.append((int(failure.stage), int(failure.err)))
     return pid, int(pidfd[0])
 
 

@@ -25,20 +25,21 @@ critical section, so Ctrl-C stays prompt and still leaves nothing behind.
 from __future__ import annotations
 
 import socket
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
 from ..userns import IDMap, write_child_maps
 
 
-def start_child(spec: _sys.ChildSpec,
-                maps: Optional[Tuple[IDMap, IDMap]] = None) -> Tuple[int, int]:
+def start_child(spec: _sys.ChildSpec, maps: Optional[Tuple[IDMap, IDMap]] = None,
+                failed: Optional[List[Tuple[int, int]]] = None) -> Tuple[int, int]:
     """Clone the child ``spec`` describes; returns ``(pid, pidfd)``.
 
     ``maps`` (uid, gid) are written for a child made with CLONE_NEWUSER.
     On return the child has exec'd the program or exited, its error record
-    (if any) in the error pipe.
+    (if any) in ``failed`` (see :func:`pidsafe._sys.spawn`) and, if ``spec``
+    has one, in the error pipe (with a helper, only there).
 
     Raises:
         OSError: clone3 failed (nothing was created).
@@ -59,7 +60,7 @@ def start_child(spec: _sys.ChildSpec,
                     extra.add(helper.userns_fd)
                 spec = spec.replace(helper=helper,
                                     keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
-            pid, pidfd = _sys.spawn(spec)
+            pid, pidfd = _sys.spawn(spec, failed)
         # A signal handler that raised inside the section raises here, with
         # pidfd recorded: the except below ends the child.
         if ours is not None and theirs is not None:

@@ -287,33 +287,45 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
             else:
                 child_fds[i] = caller_fds[i]
 
-        # Non-blocking read end: see the comment after the clone.
-        err_r, err_w0 = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        to_close.append(err_w0)
-        err_w = _fd_above_stdio(err_w0, to_close)
-        keep_fds = sorted(keep | {err_w})
+        # The spawn child reports a failure in our memory, which it shares
+        # (csrc/native/child.c): no pipe to make, read and close.  Only the
+        # exec'd helper, and the parent-death check of pid 1 of a new pid
+        # namespace, need the error pipe.
+        err_w = -1
+        if plan.helper is not None or (sig and plan.clone_flags & _sys.CLONE_NEWPID):
+            # Non-blocking read end: see the comment after the clone.
+            err_r, err_w0 = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            to_close.append(err_w0)
+            err_w = _fd_above_stdio(err_w0, to_close)
+            keep_fds = tuple(sorted(keep | {err_w}))
+        else:
+            keep_fds = tuple(sorted(keep)) if keep else ()
 
+        failures: list[tuple[int, int]] = []
         try:
             spec = _sys.ChildSpec(
                 exec_paths=tuple(exec_paths), argv=tuple(argv), errpipe_write=err_w,
                 envp=tuple(envp) if envp is not None else None, cwd=cwd_b,
-                stdio=(child_fds[0], child_fds[1], child_fds[2]), keep_fds=tuple(keep_fds),
+                stdio=(child_fds[0], child_fds[1], child_fds[2]), keep_fds=keep_fds,
                 close_fds=bool(close_fds), new_session=bool(start_new_session), pdeathsig=sig,
                 restore_signals=bool(restore_signals), clone_flags=plan.clone_flags,
                 helper=plan.helper)
-            pid, pidfd = start_child(spec, plan.maps)
+            pid, pidfd = start_child(spec, plan.maps, failures)
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None
             raise
 
-        # CLONE_VFORK: the child has exec'd, or exited after writing its
-        # failure record (read_child_error says why that needs no EOF).
+        # CLONE_VFORK: the child has exec'd, or exited after reporting its
+        # failure (read_child_error says why the pipe needs no EOF).
         while to_close:
             os.close(to_close.pop())
-        failed = _sys.read_child_error(err_r)
-        fd, err_r = err_r, -1
-        os.close(fd)
+        failed = failures[0] if failures else None
+        if err_r >= 0:
+            if failed is None:
+                failed = _sys.read_child_error(err_r)
+            fd, err_r = err_r, -1
+            os.close(fd)
 
         if failed is not None:
             stage, err = failed

@@ -305,7 +305,7 @@ def test_creation_under_faults_leaves_nothing(faults: Faults) -> None:
         return n
 
     n = run(count())
-    assert n >= 5
+    assert n >= 4   # three pipes and the clone, at least
     failed = 0
     for k in range(1, n + 2):
         with leak_check(f"fail at call {k}", check_mounts=False):

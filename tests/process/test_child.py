@@ -236,3 +236,39 @@ def test_child_whose_parent_is_gone_does_not_run(newpid: bool) -> None:
         assert _sys.waitid_pidfd(pidfd, _sys.WEXITED) == (pid, _sys.CLD_EXITED, 127)
     finally:
         os.close(pidfd)
+
+
+def test_without_an_error_pipe_the_failure_comes_back_in_memory(tmp_path: Any) -> None:
+    # No pipe: the CLONE_VM child stores {stage, errno} in our memory before
+    # it exits, and clone3 (CLONE_VFORK) returns only after that.
+    failed: List[Tuple[int, int]] = []
+    spec = _sys.ChildSpec(exec_paths=(b"/bin/true",), argv=(b"true",), errpipe_write=-1,
+                          cwd=os.fsencode(tmp_path / "missing"))
+    fds = set(os.listdir("/proc/self/fd"))
+    pid, pidfd = _sys.spawn(spec, failed)
+    try:
+        assert failed == [(_sys.STAGE_CHDIR, errno.ENOENT)]
+        assert _sys.waitid_pidfd(pidfd, _sys.WEXITED) == (pid, _sys.CLD_EXITED, 127)
+    finally:
+        os.close(pidfd)
+    assert set(os.listdir("/proc/self/fd")) == fds
+    # ... and nothing when the program ran.
+    pid, pidfd = _sys.spawn(spec.replace(cwd=None), failed := [])
+    try:
+        assert _sys.waitid_pidfd(pidfd, _sys.WEXITED) == (pid, _sys.CLD_EXITED, 0)
+        assert failed == []
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.parametrize("spec", [
+    _sys.ChildSpec(exec_paths=(b"/bin/true",), argv=(b"true",), errpipe_write=-1),
+    _sys.ChildSpec(exec_paths=(b"/bin/true",), argv=(b"true",), errpipe_write=-1,
+                   helper=_sys.HelperSpec()),
+    _sys.ChildSpec(exec_paths=(b"/bin/true",), argv=(b"true",), errpipe_write=-1,
+                   pdeathsig=signal.SIGKILL, clone_flags=_sys.CLONE_NEWPID),
+], ids=["nowhere-to-report", "helper", "pdeathsig-in-new-pidns"])
+def test_a_spec_that_needs_an_error_pipe_starts_nothing_without(spec: Any) -> None:
+    # (no_leaks fails the test if a child was started.)
+    with pytest.raises(ValueError, match="needs an error pipe"):
+        _sys.spawn(spec, None if spec.helper is None and not spec.pdeathsig else [])

@@ -715,7 +715,8 @@ def test_spawn_under_faults_leaves_nothing(faults: Faults, passed_fd: int, kw: D
             return None
 
     n = faults.count(lambda: (lambda p: p and _finish(p, expected))(op()))
-    assert n >= 4, faults.calls
+    # At least the clone, the reap and (but for inherit) a pipe.
+    assert n >= (2 if kw == {} else 3), faults.calls
     modes = [("fail", lambda k: faults.fail_at(k, errno.EIO)),
              ("interrupt", lambda k: faults.interrupt_at(k)),
              ("interrupt before", lambda k: faults.interrupt_at(k, before=True))]
