@@ -163,6 +163,8 @@ def _wait_step(p: Process, timeout: Optional[float]) -> bool:
     duplicate of the pidfd (see the module docstring), and reaps nothing
     while blocked.
     """
+    if timeout is None and p._child:
+        return _block_and_reap(p)
     dup = -1
     try:
         with critical, p._lock:
@@ -187,6 +189,42 @@ def _wait_step(p: Process, timeout: Optional[float]) -> bool:
     finally:
         if dup >= 0:
             os.close(dup)
+
+
+def _block_and_reap(p: Process) -> bool:
+    """:func:`_wait_step` without a timeout, for our child: the hot path.
+
+    No ``WNOHANG`` first: the blocking ``waitid(WNOWAIT)`` returns at once
+    for a child that has exited already.  It blocks on the handle's own
+    pidfd, borrowed (``_borrow_fd``) rather than duplicated: a ``close()``
+    meanwhile only marks the handle closed, and the fd closes when the
+    borrow ends, in the section that reaps.  The same two sections as with
+    a duplicate, two syscalls fewer (fcntl, close).
+    """
+    borrowed = False
+    try:
+        with critical, p._lock:
+            if p.returncode is not None:
+                return True
+            fd = p._borrow_fd()   # ValueError once closed, as reap_locked()
+            borrowed = True
+        try:
+            # Sleeps until exit with the GIL released; reaps nothing.
+            _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOWAIT)
+        except ChildProcessError:
+            pass  # a foreign waiter took it: reap_locked says what is left
+        with critical, p._lock:
+            try:
+                return reap_locked(p, fd=fd)
+            finally:
+                borrowed = False
+                p._borrowers -= 1
+                p._close_if_unused()  # closed meanwhile: the fd can go now
+    finally:
+        if borrowed:
+            with critical, p._lock:
+                p._borrowers -= 1
+                p._close_if_unused()
 
 
 def wait(p: Process, timeout: Optional[float]) -> int:

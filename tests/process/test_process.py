@@ -829,7 +829,8 @@ def test_wait_under_faults_never_loses_the_status(faults: Faults) -> None:
         with p:
             assert p.wait() == 5
 
-    assert _sweep(faults, make, op, finish) >= 3
+    # The blocking waitid(WNOWAIT) and the reaping waitid, at least.
+    assert _sweep(faults, make, op, finish) >= 2
 
 
 def test_timed_wait_under_faults_never_loses_the_status(faults: Faults) -> None:
@@ -922,22 +923,23 @@ SEND_FROM_HANDLER = textwrap.dedent("""
     sent = []
 
     def on_usr1(signum, frame):
-        sent.append(signum)                # first: the patched waitid raises once
+        sent.append(signum)                # first: the patched call raises once
         p.send_signal(signal.SIGTERM)      # the lock may be held right now
         p.poll()
 
     signal.signal(signal.SIGUSR1, on_usr1)
-    # 1. The handler runs while wait() holds the process's lock (it reaps
-    #    under it): a signal lands right after the reaping waitid returns.
-    real = _sys.waitid_pidfd
-    def waitid_then_signal(fd, options):
-        res = real(fd, options)
-        if options & _sys.WNOHANG and not sent:
+    # 1. The handler runs while wait() holds the process's lock: a signal
+    #    lands right after wait() has borrowed the pidfd under it (to block
+    #    on it once the lock is released).
+    real = _process.Process._borrow_fd
+    def borrow_then_signal(self):
+        fd = real(self)
+        if not sent:
             signal.raise_signal(signal.SIGUSR1)
-        return res
-    _sys.waitid_pidfd = waitid_then_signal
+        return fd
+    _process.Process._borrow_fd = borrow_then_signal
     assert p.wait() == -signal.SIGTERM, p.returncode
-    _sys.waitid_pidfd = real
+    _process.Process._borrow_fd = real
     # 2. ... and while code outside pidsafe's sections holds it.
     q = pidsafe.spawn(["cat"], stdin=-1)
     p, sent = q, []
