@@ -35,13 +35,14 @@ if TYPE_CHECKING:
 
 
 class _Watch:
-    __slots__ = ("cid", "fd", "aux", "v2", "count", "path", "lock")
+    __slots__ = ("cid", "fd", "aux", "v2", "count", "path", "lock", "closed")
 
     def __init__(self, cid: str, fd: OwnedFd, aux: Optional[OwnedFd], v2: bool,
                  path: str, count: int) -> None:
         self.cid, self.fd, self.aux, self.v2, self.path = cid, fd, aux, v2, path
         self.count = count      # the kills published (or counted before the watch)
-        self.lock = threading.Lock()   # one check at a time: each kill published once
+        self.lock = threading.Lock()   # one check at a time, never with the close
+        self.closed = False
 
     def kills(self) -> Optional[int]:
         """The cgroup's ``oom_kill`` count now; None once it is unreadable."""
@@ -49,9 +50,14 @@ class _Watch:
         return _oom_kills(counter.fileno())
 
     def close(self) -> None:
-        self.fd.close()
-        if self.aux is not None:
-            self.aux.close()
+        # Under the lock: the watcher thread may be checking it right now
+        # (the removal of a v1 cgroup signals the eventfd as Delete removes
+        # the watch), and must never read an fd closed, or reused, meanwhile.
+        with self.lock:
+            self.closed = True
+            self.fd.close()
+            if self.aux is not None:
+                self.aux.close()
 
 
 def _oom_kills(fd: int) -> Optional[int]:
@@ -201,10 +207,13 @@ class OomWatcher:
         """Publish what happened to ``w``; False once its cgroup is gone."""
         if w.v2:
             return self._check_count(w)
-        try:
-            os.eventfd_read(w.fd.fileno())
-        except BlockingIOError:
-            return True
+        with w.lock:
+            if w.closed:
+                return True       # removed meanwhile
+            try:
+                os.eventfd_read(w.fd.fileno())
+            except BlockingIOError:
+                return True
         if not os.path.exists(w.path):
             return False      # the removal's wake-up, not an OOM
         # The wake-up is the OOM itself: the kernel signals it before the
@@ -220,6 +229,8 @@ class OomWatcher:
         publish that OOM twice; none is lost).
         """
         with w.lock:
+            if w.closed:
+                return True       # removed meanwhile
             count = w.kills()
             if count is None:
                 return False
