@@ -4,15 +4,10 @@ The lesson of gVisor's "Fix container locking": one
 object owns save, load, lock and destroy, and the lock lives where destroy
 can take it.  Here that is ``ROOT/ID.lock``, beside ``ROOT/ID.json``.
 
-- **Saving** writes a temp file in ``ROOT``, ``fsync``s it, ``rename``s it
-  over ``ID.json`` and ``fsync``s ``ROOT``: a reader sees the old state or
-  the new one, never a mix, and a crash at any point leaves one of the two.
-  The temp file is ``.ID.json.<16 random hex digits>.tmp``, created
-  ``O_EXCL`` (a name that exists is never reused: another is drawn).  Names
-  on disk are identities: a name made of our pid and thread id collides
-  for ever with the leftover of a crashed writer whose pid was reused; a
-  random one does not, and its fixed length makes the id part exact, so
-  ``destroy()`` of ``x`` never takes the temp files of ``x.json``.
+- **Saving** replaces ``ID.json`` durably (``_durable``: temp file,
+  ``fsync``, ``rename``, directory ``fsync``): a reader sees the old state
+  or the new one, never a mix, and a crash at any point leaves one of the
+  two.
 - **Locking** is ``flock(LOCK_EX)`` on ``ID.lock``, opened read-only (a
   ``load()`` needs no write permission anywhere).  A lock is valid only
   while the path names the inode it is on: after every ``flock`` we check
@@ -45,12 +40,12 @@ import errno
 import fcntl
 import json
 import os
-import re
 from types import TracebackType
 
 from .._owned import Owned
 from .._sigsafe import critical
 from ..errors import StateError
+from . import _durable
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -69,10 +64,6 @@ def _valid_id(name: str) -> bool:
     """
     return (0 < len(name) <= 128 and name[0] in _ALNUM
             and all(c in _ID_CHARS for c in name))
-#: Random hex digits in a temp name (64 bits: a collision is a planted file).
-_TOKEN_BYTES = 8
-#: How many names save() draws before it gives up (each taken by O_EXCL).
-_TEMP_TRIES = 32
 
 
 class StateFile(Owned):
@@ -239,36 +230,7 @@ class StateFile(Owned):
         # disk, and a handler's exception then comes out after the state is
         # wholly old or wholly new, the temp file gone, every fd closed.
         with critical:
-            fd = -1
-            tmp: Optional[str] = None
-            try:
-                for _ in range(_TEMP_TRIES):
-                    name = os.path.join(self.root,
-                                        f".{self.id}.json.{os.urandom(_TOKEN_BYTES).hex()}.tmp")
-                    try:
-                        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                     0o600)
-                    except FileExistsError:
-                        continue  # planted, or astronomically unlucky: draw again
-                    tmp = name
-                    break
-                else:
-                    raise OSError(errno.EEXIST, f"create a temp file for state {self.id!r}: "
-                                  f"{_TEMP_TRIES} random names were all taken", self.root)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-                fd, closing = -1, fd
-                os.close(closing)
-                os.rename(tmp, self.path)
-                tmp = None
-            finally:
-                if fd >= 0:
-                    os.close(fd)
-                if tmp is not None:
-                    _unlink_if_there(tmp)
-            _fsync_dir(self.root)
+            _durable.replace(self.path, data, f"state {self.id!r}")
 
     def load(self) -> Dict[str, Any]:
         """The saved state.
@@ -290,7 +252,7 @@ class StateFile(Owned):
                 self._acquire(fcntl.LOCK_SH, create=False)
             with critical:
                 try:
-                    raw = _read_file(self.path)
+                    raw = _durable.read_file(self.path)
                 finally:
                     if not held and self._lock_fd >= 0:
                         self._release()
@@ -320,22 +282,12 @@ class StateFile(Owned):
                 then still there (or already gone), never half-removed.
         """
         self._require_lock("destroy")
-        # Exactly this id's temp files: ".ID.json." + token + ".tmp", the
-        # token being 16 hex digits, or "PID.TID" as older versions wrote
-        # it (a leftover of a crash before an upgrade).  Neither form
-        # contains "json", so another id's names (".x.json.json.<token>.tmp"
-        # for id "x.json") cannot match.  Compiled here, not per object:
-        # only destroy() needs it (pidsafe-runc's other commands skip it).
-        temp_re = re.compile(
-            re.escape(f".{self.id}.json.") + r"(?:[0-9a-f]{16}|[0-9]+\.[0-9]+)\.tmp\Z")
         with critical:
             # Temp files of saves that crashed between create and rename.
-            for name in os.listdir(self.root):
-                if temp_re.match(name):
-                    _unlink_if_there(os.path.join(self.root, name))
-            _unlink_if_there(self.path)
+            _durable.remove_temps(self.path)
+            _durable.unlink_if_there(self.path)
             self._destroyed = True
-            _fsync_dir(self.root)
+            _durable.fsync_dir(self.root)
 
     @staticmethod
     def list(root: StrPath) -> List[str]:
@@ -380,39 +332,3 @@ def _names(fd: int, path: str) -> bool:
     except FileNotFoundError:
         return False
     return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
-
-
-def _unlink_if_there(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass  # already gone: what we wanted
-
-
-def _read_file(path: str) -> bytes:
-    """The whole content of ``path`` (opened read-only, close-on-exec).
-
-    Call inside ``critical``.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks: List[bytes] = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    """fsync a directory, so that a rename or unlink in it is durable.
-
-    Call inside ``critical``.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
