@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "pidsafe.h"
 #include "mount.h"
+#include "syscall_numbers.h"
 
 #ifdef UMOUNT_NOFOLLOW
 _Static_assert(UMOUNT_NOFOLLOW == PIDSAFE_UMOUNT_NOFOLLOW, "UMOUNT_NOFOLLOW");
@@ -21,17 +22,6 @@ _Static_assert(MS_SHARED == PIDSAFE_MS_SHARED, "MS_SHARED");
 _Static_assert(MS_SLAVE == PIDSAFE_MS_SLAVE, "MS_SLAVE");
 _Static_assert(MS_UNBINDABLE == PIDSAFE_MS_UNBINDABLE, "MS_UNBINDABLE");
 _Static_assert(MS_REC == PIDSAFE_MS_REC, "MS_REC");
-
-/* Syscall numbers: asm-generic numbering, shared by x86_64 and aarch64. */
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fsconfig
-#define SYS_fsconfig 431
-#endif
-#ifndef SYS_fsmount
-#define SYS_fsmount 432
-#endif
 
 /* fsopen(2), Linux 5.2: a filesystem context for fsname. */
 int pidsafe_fsopen(const char *fsname, unsigned int flags)

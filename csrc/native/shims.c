@@ -15,6 +15,7 @@
 
 #include "pidsafe.h"
 #include "init_protocol.h"
+#include "syscall_numbers.h"
 
 #ifndef PIDSAFE_VERSION
 #error "PIDSAFE_VERSION must be defined by the build (csrc/cffi_build.py)"
@@ -47,32 +48,6 @@ _Static_assert(sizeof(struct pidsafe_clone_args) == PIDSAFE_CLONE_ARGS_SIZE_VER2
                "struct clone_args v2");
 _Static_assert(sizeof(struct pidsafe_mount_attr) == PIDSAFE_MOUNT_ATTR_SIZE_VER0,
                "struct mount_attr v0");
-
-/* Syscall numbers: asm-generic numbering, shared by x86_64 and aarch64. */
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#endif
-#ifndef SYS_move_mount
-#define SYS_move_mount 429
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
 
 const char *pidsafe_version(void)
 {
