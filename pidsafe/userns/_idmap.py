@@ -141,14 +141,7 @@ class IDMap(Frozen):
         out = []
         for i, part in enumerate(parts):
             where = f"range {i} {_short(part.strip())!r}"
-            fields_ = part.strip().split(":")
-            if len(fields_) != 3:
-                what = "missing" if len(fields_) < 3 else "extra"
-                raise IDMapError(f"{where}: {what} field: expected container:host:size, "
-                                 f"got {len(fields_)} field{'s' if len(fields_) != 1 else ''}")
-            c, h, s = (_number(f, name, where) for f, name in
-                       zip(fields_, ("container id", "host id", "size")))
-            out.append(IDRange(c, h, s))
+            out.append(_range(part.strip().split(":"), where, "container:host:size"))
         return cls(out)
 
     @classmethod
@@ -197,14 +190,7 @@ class IDMap(Frozen):
         out = []
         for n, line in lines:
             where = f"line {n} {_short(line.strip())!r}"
-            fields_ = line.split()
-            if len(fields_) != 3:
-                what = "missing" if len(fields_) < 3 else "extra"
-                raise IDMapError(f"{where}: {what} field: expected 'container host size', "
-                                 f"got {len(fields_)} field{'s' if len(fields_) != 1 else ''}")
-            c, h, s = (_number(f, name, where) for f, name in
-                       zip(fields_, ("container id", "host id", "size")))
-            out.append(IDRange(c, h, s))
+            out.append(_range(line.split(), where, "'container host size'"))
         return cls(out)
 
     # -- output -------------------------------------------------------------
@@ -238,13 +224,7 @@ class IDMap(Frozen):
         Raises:
             IDMapError: the id is not an id, or the map does not map it.
         """
-        _check_id(container_id, "container id")
-        i = bisect.bisect_right([r.container for r in self.ranges], container_id) - 1
-        if i >= 0:
-            r = self.ranges[i]
-            if container_id <= r.container_end:
-                return r.host + (container_id - r.container)
-        raise IDMapError(f"container id {container_id} is not mapped by {self}")
+        return self._translate(container_id, "container")
 
     def to_container(self, host_id: int) -> int:
         """The container id that ``host_id`` appears as.
@@ -252,13 +232,29 @@ class IDMap(Frozen):
         Raises:
             IDMapError: the id is not an id, or the map does not map it.
         """
-        _check_id(host_id, "host id")
-        i = bisect.bisect_right([r.host for r in self._by_host], host_id) - 1
-        if i >= 0:
-            r = self._by_host[i]
-            if host_id <= r.host_end:
-                return r.container + (host_id - r.host)
-        raise IDMapError(f"host id {host_id} is not mapped by {self}")
+        return self._translate(host_id, "host")
+
+    def _translate(self, id_: int, side: str) -> int:
+        """``id_`` of one side of the map (``"container"`` or ``"host"``) as the other."""
+        _check_id(id_, f"{side} id")
+        ranges = self.ranges if side == "container" else self._by_host
+        starts: List[int] = [getattr(r, side) for r in ranges]   # sorted by that side
+        i = bisect.bisect_right(starts, id_) - 1
+        if i < 0 or id_ >= starts[i] + ranges[i].size:
+            raise IDMapError(f"{side} id {id_} is not mapped by {self}")
+        r = ranges[i]
+        return (r.host if side == "container" else r.container) + (id_ - starts[i])
+
+
+def _range(fields_: List[str], where: str, expected: str) -> IDRange:
+    """One range from the text of its three fields (``expected`` says how they are written)."""
+    if len(fields_) != 3:
+        what = "missing" if len(fields_) < 3 else "extra"
+        raise IDMapError(f"{where}: {what} field: expected {expected}, "
+                         f"got {len(fields_)} field{'s' if len(fields_) != 1 else ''}")
+    c, h, s = (_number(f, name, where) for f, name in
+               zip(fields_, ("container id", "host id", "size")))
+    return IDRange(c, h, s)
 
 
 def _number(text: str, name: str, where: str) -> int:
