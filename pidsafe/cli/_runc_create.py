@@ -8,7 +8,7 @@ import json
 import os
 from typing import Optional, Sequence
 
-from ._runc_process import (console_target, forwarding, preserve_fds, receive, release,
+from ._runc_process import (Console, exit_status, forwarding, preserve_fds, release,
                             remove_pid_file, send_pidfd, undo, write_pid_file)
 from .runc import log_hook_warnings, log_ignored, one_id, parse
 
@@ -49,8 +49,7 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
 
     require_root("create a container")   # before the state root is made: a typed error
     foreground = run and not args.get("detach")
-    console = console_target(args, foreground,
-                              lambda: _config_terminal(args.get("bundle", ".")))
+    console = Console(args, foreground, lambda: _config_terminal(args.get("bundle", ".")))
     term = None
     c = None
     pid_file = args.get("pid-file")
@@ -61,16 +60,10 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
             # Every step until the command has done what it was asked is
             # undone if a later one fails: a command that exits non-zero
             # leaves nothing.  (Container.create undoes its own steps.)
-            try:
+            with console:
                 c = Container.create(cid, args.get("bundle", "."), state_dir=root,
-                                     preserve_fds=preserve, console_socket=console[0]
-                                     if console else args.get("console-socket"))
-                if console:
-                    console[0].close()
-                    term = receive(console[1])
-            finally:
-                for sock in console:
-                    sock.close()
+                                     preserve_fds=preserve, console_socket=console.socket)
+                term = console.receive()
             log_ignored("config.json", c.spec().ignored)
             if args.get("pidfd-socket"):
                 send_pidfd(args.get("pidfd-socket"), c.id, c.process())
@@ -107,7 +100,7 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
             raise
         if not args.get("keep"):
             c.delete(force=True)
-        return status if status >= 0 else 128 - status
+        return exit_status(status)
     finally:
         if term is not None:
             term.close()

@@ -14,7 +14,7 @@ import time
 from typing import Any, List, Optional, Sequence, Tuple
 
 from ..errors import UsageError
-from ._runc_process import (console_target, forwarding, preserve_fds, receive, release,
+from ._runc_process import (Console, exit_status, forwarding, preserve_fds, release,
                             remove_pid_file, send_pidfd, undo, write_pid_file)
 from .runc import Args, load, log_ignored, parse
 
@@ -120,8 +120,8 @@ def _run(c: Any, process: Any, args: Args, preserve: int) -> int:
     the pid file: an exec that exits non-zero leaves nothing running.
     """
     detach = bool(args.get("detach"))
-    console = console_target(args, not detach, lambda: process.terminal)
-    if console and process.console_size is None:
+    console = Console(args, not detach, lambda: process.terminal)
+    if console.relayed and process.console_size is None:
         from ._relay import terminal_size
 
         # Relayed: the pty starts with our terminal's size.
@@ -133,18 +133,11 @@ def _run(c: Any, process: Any, args: Args, preserve: int) -> int:
     waited = False
     try:
         try:
-            try:
+            with console:
                 proc = c.exec_process(process,
                                       exec_id=f"cli-{os.getpid()}-{time.monotonic_ns()}",
-                                      preserve_fds=preserve,
-                                      console_socket=console[0] if console
-                                      else args.get("console-socket"))
-                if console:
-                    console[0].close()
-                    term = receive(console[1])
-            finally:
-                for sock in console:
-                    sock.close()
+                                      preserve_fds=preserve, console_socket=console.socket)
+                term = console.receive()
             if args.get("pidfd-socket"):
                 send_pidfd(args.get("pidfd-socket"), c.id, proc)
             if pid_file:
@@ -167,7 +160,7 @@ def _run(c: Any, process: Any, args: Args, preserve: int) -> int:
             if wrote_pid is not None:
                 undo(exc, remove_pid_file, pid_file, wrote_pid)
             raise
-        return status if status >= 0 else 128 - status
+        return exit_status(status)
     finally:
         if term is not None:
             term.close()

@@ -127,32 +127,70 @@ def preserve_fds(args: Args) -> int:
     return count
 
 
-def console_target(args: Args, foreground: bool, terminal: Any) -> List[Any]:
-    """runc's rules for ``--console-socket``; a socketpair when we relay the terminal.
+class Console:
+    """Where the process's terminal goes: runc's rules for ``--console-socket``.
 
     ``terminal()`` says whether the process has one (read only if needed).
     A detached process's terminal goes to ``--console-socket`` (the library
-    refuses a terminal without one); a foreground one is relayed here
-    through a socketpair: [our end for init, our end to receive].
+    refuses a terminal without one); a foreground one is relayed here,
+    through a socketpair whose one end the process's maker gets and whose
+    other end receives the terminal.  ``with`` closes both ends::
+
+        with Console(args, foreground, terminal) as console:
+            proc = make(console_socket=console.socket)
+            term = console.receive()
+
+    Raises:
+        UsageError: ``--console-socket`` in the foreground.
     """
-    if args.get("console-socket"):
-        if foreground:
-            raise UsageError("--console-socket: cannot use a console socket if pidsafe-runc "
-                             "will not detach (use --detach)")
-        return []
-    if foreground and terminal():
-        import socket
 
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        return [a, b]
-    return []
+    def __init__(self, args: Args, foreground: bool, terminal: Callable[[], Any]) -> None:
+        self._pair: List[Any] = []
+        #: What the maker gets as ``console_socket``.
+        self.socket: Any = args.get("console-socket")
+        if self.socket:
+            if foreground:
+                raise UsageError("--console-socket: cannot use a console socket if "
+                                 "pidsafe-runc will not detach (use --detach)")
+        elif foreground and terminal():
+            import socket
+
+            self._pair = list(socket.socketpair(socket.AF_UNIX,
+                                                socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+            self.socket = self._pair[0]
+
+    @property
+    def relayed(self) -> bool:
+        """Whether we relay the terminal (a foreground process that has one)."""
+        return bool(self._pair)
+
+    def receive(self) -> Any:
+        """The terminal master the process's maker sent, if we relay it; else None.
+
+        Call once the maker has returned: our copy of its end is closed
+        first, so a maker that sent nothing gives an end of file, not a hang.
+        """
+        if not self._pair:
+            return None
+        from ..container import receive_terminal
+
+        self._pair[0].close()
+        return receive_terminal(self._pair[1])
+
+    def close(self) -> None:
+        for sock in self._pair:
+            sock.close()
+
+    def __enter__(self) -> "Console":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
-def receive(sock: Any) -> Any:
-    """The terminal master init sends over ``sock``."""
-    from ..container import receive_terminal
-
-    return receive_terminal(sock)
+def exit_status(status: int) -> int:
+    """The command's exit status for a process's: its own, or 128 + the signal (as runc)."""
+    return status if status >= 0 else 128 - status
 
 
 class forwarding:
