@@ -8,7 +8,10 @@ deciding in Python all that can be decided before the container exists;
 the ops and waits until it is ready (:class:`StartedInit`) or has failed
 (the config field is named).
 
-_plan.py            InitPlan, plan_init, plan_exec: the op stream, in runc's order
+_builder.py         InitPlan and its builder; the process's identity and terminal ops
+_plan.py            plan_init: the op stream that creates a container, in runc's order
+_plan_mounts.py     the ops of the config's mounts and devices (cgroup mounts included)
+_enter.py           Entry, enter, forks, plan_exec: a process entering a running container
 _protocol.py        the op codes, stages and records of csrc/shared/init_protocol.h; Op
 _start.py           start_init: clone, send the ops, wait for READY
 _forked.py          entering a running container: the forked child's pidfd, deadlines
@@ -26,8 +29,9 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from ._forked import (ENTER_TIMEOUT, Deadline, enter_deadline, entry_fds, open_entry,
                           read_record)
-    from ._plan import (CLONE_FLAGS, DEFAULT_DEVICES, Entry, InitPlan, enter, forks, plan_exec,
-                        plan_init)
+    from ._builder import CLONE_FLAGS, InitPlan
+    from ._enter import Entry, enter, forks, plan_exec
+    from ._plan import DEFAULT_DEVICES, plan_init
     from ._preserve_fds import preserved_fds, with_preserved
     from ._protocol import (OP_EXEC, OP_EXEC_PATH, OP_NAMES, OP_SECCOMP, OP_SETID_ROOT,
                             OP_SETNS, STAGE_EXEC, Op, nul_list)
@@ -35,17 +39,17 @@ if TYPE_CHECKING:
     from ._start import StartedInit, start_init
 
 _EXPORTS = {
-    "CLONE_FLAGS": "._plan",
+    "CLONE_FLAGS": "._builder",
     "Deadline": "._forked",
     "ENTER_TIMEOUT": "._forked",
-    "Entry": "._plan",
-    "enter": "._plan",
+    "Entry": "._enter",
+    "enter": "._enter",
     "enter_deadline": "._forked",
     "entry_fds": "._forked",
-    "forks": "._plan",
+    "forks": "._enter",
     "open_entry": "._forked",
     "DEFAULT_DEVICES": "._plan",
-    "InitPlan": "._plan",
+    "InitPlan": "._builder",
     "OP_EXEC": "._protocol",
     "OP_EXEC_PATH": "._protocol",
     "OP_NAMES": "._protocol",
@@ -56,7 +60,7 @@ _EXPORTS = {
     "STAGE_EXEC": "._protocol",
     "StartedInit": "._start",
     "nul_list": "._protocol",
-    "plan_exec": "._plan",
+    "plan_exec": "._enter",
     "plan_init": "._plan",
     "preserved_fds": "._preserve_fds",
     "read_record": "._forked",

@@ -27,7 +27,7 @@ import time
 from ..._sigsafe import critical
 from ...errors import ContainerError, container_error
 from ...process import Process
-from ._plan import Entry, forks
+from ._enter import Entry, forks
 from ._protocol import RECORD_SIZE, StatusRecord, decode_record
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -151,7 +151,7 @@ def read_record(fd: int, deadline: Optional[Deadline] = None) -> Optional[Status
 
 def open_entry(init: Process, spec: Spec, owned: List[int]) -> Tuple[Entry, int]:
     """The fds pidsafe-init needs to enter ``init``'s container, and our end
-    of its fork socket (-1 if it does not fork, see :func:`._plan.forks`).
+    of its fork socket (-1 if it does not fork, see :func:`._enter.forks`).
 
     Every fd opened is appended to ``owned`` (the caller closes them) in the
     critical section that opens it.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ._plan import InitPlan
+from ._builder import InitPlan
 from ._protocol import OP_EXEC, OP_PRESERVE_FDS, Op
 
 

@@ -34,7 +34,7 @@ from ..._sigsafe import critical
 from ..._value import Record
 from ...errors import UnsupportedError, container_error
 from ...process import Process, discard
-from ._plan import InitPlan
+from ._builder import InitPlan
 from ._forked import Deadline, read_record, take_forked, wait_exited
 from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
                         RECORD_READY, StatusRecord, encode)
