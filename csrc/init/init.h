@@ -51,18 +51,36 @@ const char *psi_str(const struct psi_op *op, uint32_t i);
 /* A list of NUL-terminated strings as a NULL-terminated array (NULL: ENOMEM). */
 char **psi_split_list(const struct psi_arg *a);
 
+/* namespaces.c */
+int psi_op_setns(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_unshare(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_fork(struct psi_ctx *c, const struct psi_op *op);
+
+/* resolve.c: paths resolved in the container's root, by fd. */
+/* PATH in the root: an O_PATH fd, or -1 and errno. */
+int psi_in_root(struct psi_ctx *c, const char *path);
+/* PATH in the root, creating what is missing (a directory or an empty
+ * file at the end, by kind): an fd, or -1 and errno. */
+int psi_in_root_create(struct psi_ctx *c, const char *path, int kind);
+/* The directory PATH is in, resolved (created) in the root, and the name
+ * in it: *base points into *copy, which the caller frees once done (on
+ * failure nothing is left to free).  EINVAL: PATH names no entry. */
+int psi_parent_in_root(struct psi_ctx *c, const char *path, char **copy, const char **base);
+
 /* mounts.c */
 int psi_op_propagation(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_root(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_fs(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_chroot(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_symlink(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op);
-int psi_op_mask(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_readonly(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_root_readonly(struct psi_ctx *c, const struct psi_op *op);
+
+/* devices.c */
+int psi_op_mknod(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_symlink(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_mask(struct psi_ctx *c, const struct psi_op *op);
 
 /* creds.c */
 int psi_op_setid_root(struct psi_ctx *c, const struct psi_op *op);

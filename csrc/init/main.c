@@ -4,7 +4,8 @@
  *
  *     pidsafe-init OPS_FD STATUS_FD
  *
- * reader.c reads the stream; the ops are in mounts.c, creds.c (who the
+ * reader.c reads the stream; the ops are in namespaces.c (joining them, and
+ * the fork into a pid namespace), mounts.c, devices.c, creds.c (who the
  * process is), system.c (the container's settings, the process's limits),
  * seccomp.c and terminal.c; here are the ops on init's own state (the gate,
  * the hooks, what to exec), the table from op code to op, and the run.
@@ -12,22 +13,16 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "init.h"
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000   /* Linux 5.2 */
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC 4
 #endif
@@ -125,136 +120,6 @@ static int op_hooks(struct psi_ctx *c, const struct psi_op *op)
     return close((int)fd);
 }
 
-/* struct clone_args (Linux 5.3), with our own name: CLONE_PIDFD's pidfd. */
-struct psi_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-};
-
-/* One message on SOCK: PID as data, PIDFD as SCM_RIGHTS. */
-static int send_child(int sock, int32_t pid, int pidfd)
-{
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct iovec iov = {&pid, sizeof(pid)};
-    struct msghdr msg;
-    struct cmsghdr *cm;
-    ssize_t n;
-
-    memset(&control, 0, sizeof(control));
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
-    do
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != sizeof(pid)) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
-}
-
-/*
- * Into the container's pid namespace, holding nothing of the host's.
- *
- * A process is visible in a pid namespace (its /proc/PID/root, cwd, exe,
- * fd/, ptrace) from the moment it is born there.  So pidsafe-init is not
- * born there: it starts in the runtime's pid namespace, joins the
- * container's other namespaces (mount, user, cgroup ...) and chooses the
- * container's pid namespace for its children (PSI_OP_SETNS), and only then
- * forks the process that will run the rest, which is born in the
- * container already in its mount namespace, non-dumpable (inherited), from
- * the sealed copy.  runc's nsexec does the same with CLONE_PARENT.
- *
- * CLONE_PARENT makes the child the parent's (pidsafe's) own, so that the
- * parent waits for it through the pidfd we create here and send it: the
- * pid is never looked up.  The child waits until we have sent it (a byte
- * on a pipe of ours; EOF if we died first: it then leaves quietly), so it
- * never runs unowned.
- */
-static int op_fork(struct psi_ctx *c, const struct psi_op *op)
-{
-    struct psi_clone_args args;
-    int64_t sock;
-    int go[2], pidfd = -1, saved;
-    long pid;
-    char byte = 1;
-
-    (void)c;
-    if (psi_int(op, 0, &sock) < 0)
-        return -1;
-    if (pipe2(go, O_CLOEXEC) < 0)
-        return -1;
-    memset(&args, 0, sizeof(args));
-    args.flags = CLONE_PARENT | CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    args.exit_signal = 0;   /* CLONE_PARENT: the parent's own exit signal is taken */
-    pid = syscall(SYS_clone3, &args, sizeof(args));
-    if (pid < 0) {
-        saved = errno;
-        close(go[0]);
-        close(go[1]);
-        errno = saved;
-        return -1;
-    }
-    if (pid == 0) {
-        ssize_t r;
-        close(go[1]);
-        close((int)sock);
-        do
-            r = read(go[0], &byte, 1);
-        while (r < 0 && errno == EINTR);
-        if (r != 1)
-            _exit(127);   /* not handed over: nobody would own us */
-        close(go[0]);
-        /* A session of our own, as every exec'd process has (main()). */
-        if (setsid() < 0)
-            return -1;
-        return 0;
-    }
-    close(go[0]);
-    if (send_child((int)sock, (int32_t)pid, pidfd) < 0) {
-        saved = errno;
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        errno = saved;
-        return -1;   /* we report it; the child reads EOF and leaves */
-    }
-    if (write(go[1], &byte, 1) != 1)
-        _exit(127);   /* cannot happen (a pipe of our own): the child reads EOF */
-    _exit(0);
-}
-
-static int op_setns(struct psi_ctx *c, const struct psi_op *op)
-{
-    int64_t fd, type;
-    (void)c;
-    if (psi_int(op, 0, &fd) < 0 || psi_int(op, 1, &type) < 0)
-        return -1;
-    if (setns((int)fd, (int)type) < 0)
-        return -1;
-    return close((int)fd);
-}
-
-static int op_unshare(struct psi_ctx *c, const struct psi_op *op)
-{
-    int64_t flags;
-    (void)c;
-    if (psi_int(op, 0, &flags) < 0)
-        return -1;
-    return unshare((int)flags);
-}
-
 /*
  * The caller's fds 3 .. 3+count-1 reach the program (everything else >= 3 is
  * close-on-exec since main()).  None of our own fds may be among them: the
@@ -305,10 +170,10 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_GATE] = op_gate,
     [PSI_OP_EXEC] = op_exec,
     [PSI_OP_CLOSE_FD] = op_close_fd,
-    [PSI_OP_SETNS] = op_setns,
-    [PSI_OP_UNSHARE] = op_unshare,
+    [PSI_OP_SETNS] = psi_op_setns,
+    [PSI_OP_UNSHARE] = psi_op_unshare,
     [PSI_OP_LOOPBACK_UP] = psi_op_loopback_up,
-    [PSI_OP_FORK] = op_fork,
+    [PSI_OP_FORK] = psi_op_fork,
     [PSI_OP_SECCOMP] = psi_op_seccomp,
     [PSI_OP_HOOKS] = op_hooks,
     [PSI_OP_EXEC_PATH] = op_exec_path,
