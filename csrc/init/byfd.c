@@ -2,51 +2,34 @@
  * pidsafe-init: acting on what was opened, not on a name looked up again.
  *
  * A container can change its files between two lookups of one path (see
- * mounts.c), so pidsafe-init opens a name once, checks on the fd what it
+ * resolve.c), so pidsafe-init opens a name once, checks on the fd what it
  * got, and acts on the fd:
  *
  *   - psi_chmod_fd(): chmod an O_PATH fd (a device node we just made);
  *   - psi_open_procfs(): a file of the container's procfs (a sysctl), with
  *     no symlink and no other mount on the way, proven on the fd to be
  *     procfs.  A write "to /proc/sys/..." by path goes wherever a bind
- *     mount, a symlink or an overmounted /proc sends it (CVE-2025-52881).
+ *     mount, a symlink or an overmounted /proc sends it (CVE-2025-52881);
+ *   - psi_send_fd(): hand an fd over a socket (SCM_RIGHTS), with a message.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "init.h"
+#include "mount_api.h"
 
 #define PROC_SUPER_MAGIC_ 0x9fa0
 #define PROC_ROOT_INO_ 1
-#define RESOLVE_NO_XDEV_ 0x01
-#define RESOLVE_NO_MAGICLINKS_ 0x02
-#define RESOLVE_NO_SYMLINKS_ 0x04
-#define RESOLVE_BENEATH_ 0x08
-#ifndef SYS_fchmodat2
-#define SYS_fchmodat2 452   /* Linux 6.6, the same number on every architecture */
-#endif
-
-struct open_how_b {
-    uint64_t flags;
-    uint64_t mode;
-    uint64_t resolve;
-};
-
-static int openat2_b(int dfd, const char *path, int flags, uint64_t resolve)
-{
-    /* openat2 refuses O_PATH with any flag but O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC. */
-    if (!(flags & O_PATH))
-        flags |= O_NOCTTY;
-    struct open_how_b how = {(uint64_t)(flags | O_CLOEXEC), 0, resolve};
-    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof(how));
-}
 
 int psi_chmod_fd(int fd, mode_t mode)
 {
@@ -92,17 +75,29 @@ int psi_open_procfs(const char *rel, int flags)
 
     /* The container's /proc (our root is the container's now), no symlink
      * on the way, proven to be the root of a procfs. */
-    proc = openat2_b(AT_FDCWD, "/proc", O_PATH | O_DIRECTORY,
-                     RESOLVE_NO_SYMLINKS_ | RESOLVE_NO_MAGICLINKS_);
+    proc = openat2_(AT_FDCWD, "/proc", O_PATH | O_DIRECTORY,
+                    RESOLVE_NO_SYMLINKS_ | RESOLVE_NO_MAGICLINKS_);
     if (proc < 0 || on_procfs(proc, 1) < 0)
         return -1;
     /* Beneath it, with no symlink and no mount crossed (a bind over a
      * /proc/sys file is EXDEV), and proven procfs again on the result. */
-    fd = openat2_b(proc, rel, flags, RESOLVE_BENEATH_ | RESOLVE_NO_SYMLINKS_
-                   | RESOLVE_NO_MAGICLINKS_ | RESOLVE_NO_XDEV_);
+    fd = openat2_(proc, rel, flags, RESOLVE_BENEATH_ | RESOLVE_NO_SYMLINKS_
+                  | RESOLVE_NO_MAGICLINKS_ | RESOLVE_NO_XDEV_);
     if (fd < 0 || on_procfs(fd, 0) < 0)
         return -1;
     return TAKE_FD(fd);
+}
+
+/* A write's or a send's result: 0 if all LEN bytes went, else -1 (EIO: some did). */
+static int sent_all(ssize_t n, size_t len)
+{
+    if (n < 0)
+        return -1;
+    if ((size_t)n != len) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
 }
 
 int psi_write_fd(int fd, const char *data, size_t len)
@@ -112,11 +107,33 @@ int psi_write_fd(int fd, const char *data, size_t len)
     do
         n = write(fd, data, len);
     while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != len) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
+    return sent_all(n, len);
+}
+
+int psi_send_fd(int sock, const void *data, size_t len, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {(void *)data, len};
+    struct msghdr msg;
+    struct cmsghdr *cm;
+    ssize_t n;
+
+    memset(&control, 0, sizeof(control));
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    do
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return sent_all(n, len);
 }

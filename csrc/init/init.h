@@ -110,5 +110,8 @@ int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op);
 int psi_chmod_fd(int fd, mode_t mode);
 int psi_open_procfs(const char *rel, int flags);
 int psi_write_fd(int fd, const char *data, size_t len);
+/* One message on SOCK: LEN bytes of DATA, FD as SCM_RIGHTS.  MSG_NOSIGNAL:
+ * a receiver gone is EPIPE, never SIGPIPE.  EIO: sent in part. */
+int psi_send_fd(int sock, const void *data, size_t len, int fd);
 
 #endif /* PIDSAFE_INIT_H */

@@ -1,7 +1,8 @@
 /*
- * pidsafe-init: the new mount API and openat2(2) as its mount ops use them
- * (mounts.c, devices.c, resolve.c): the constants and structs, spelled out
- * for C library headers that lack them, and thin inline wrappers.
+ * pidsafe-init: the new mount API and openat2(2) as its ops use them: the
+ * constants and structs, spelled out for C library headers that lack them,
+ * and thin inline wrappers (openat2_ adds O_CLOEXEC, and O_NOCTTY unless
+ * O_PATH).
  */
 #ifndef PIDSAFE_INIT_MOUNT_API_H
 #define PIDSAFE_INIT_MOUNT_API_H
@@ -47,6 +48,9 @@ struct open_how_ {
 
 static inline int openat2_(int dfd, const char *path, int flags, uint64_t resolve)
 {
+    /* openat2 refuses O_PATH with any flag but O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC. */
+    if (!(flags & O_PATH))
+        flags |= O_NOCTTY;
     struct open_how_ how = {(uint64_t)(flags | O_CLOEXEC), 0, resolve};
     return (int)syscall(SYS_openat2, dfd, path, &how, sizeof(how));
 }

@@ -9,9 +9,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "init.h"
@@ -25,41 +23,6 @@
 struct psi_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 };
-
-/* One message on SOCK: PID as data, PIDFD as SCM_RIGHTS. */
-static int send_child(int sock, int32_t pid, int pidfd)
-{
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct iovec iov = {&pid, sizeof(pid)};
-    struct msghdr msg;
-    struct cmsghdr *cm;
-    ssize_t n;
-
-    memset(&control, 0, sizeof(control));
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &pidfd, sizeof(int));
-    do
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != sizeof(pid)) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
-}
 
 /*
  * Into the container's pid namespace, holding nothing of the host's.
@@ -85,6 +48,7 @@ int psi_op_fork(struct psi_ctx *c, const struct psi_op *op)
     int64_t sock;
     int go[2], pidfd = -1, saved;
     long pid;
+    int32_t pid32;
     char byte = 1;
 
     (void)c;
@@ -120,7 +84,8 @@ int psi_op_fork(struct psi_ctx *c, const struct psi_op *op)
         return 0;
     }
     close(go[0]);
-    if (send_child((int)sock, (int32_t)pid, pidfd) < 0) {
+    pid32 = (int32_t)pid;
+    if (psi_send_fd((int)sock, &pid32, sizeof(pid32), pidfd) < 0) {
         saved = errno;
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
         errno = saved;

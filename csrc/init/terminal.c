@@ -31,17 +31,16 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
-#include <sys/uio.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "init.h"
+#include "mount_api.h"
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)   /* Linux 4.13 */
@@ -49,20 +48,9 @@
 #define DEVPTS_SUPER_MAGIC_ 0x1cd1
 #define PTMX_MAJOR_ 5
 #define PTMX_MINOR_ 2
-#define RESOLVE_NO_MAGICLINKS_ 0x02
-#define RESOLVE_NO_SYMLINKS_ 0x04
-#define OPEN_TREE_CLONE_ 1
-#define MOVE_MOUNT_F_EMPTY_PATH_ 0x00000004
-#define MOVE_MOUNT_T_EMPTY_PATH_ 0x00000040
 
 /* What runc sends as the message's data; receivers (go-runc) ignore it. */
 static const char MASTER_NAME[] = "/dev/ptmx";
-
-struct open_how_t {
-    uint64_t flags;
-    uint64_t mode;
-    uint64_t resolve;
-};
 
 /*
  * The container's /dev/pts/ptmx, opened with no symlink on the way (the
@@ -71,10 +59,8 @@ struct open_how_t {
  */
 static int open_ptmx(void)
 {
-    struct open_how_t how = {O_RDWR | O_NOCTTY | O_CLOEXEC, 0,
-                             RESOLVE_NO_SYMLINKS_ | RESOLVE_NO_MAGICLINKS_};
-    _cleanup_close_ int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/dev/pts/ptmx", &how,
-                                          sizeof(how));
+    _cleanup_close_ int fd = openat2_(AT_FDCWD, "/dev/pts/ptmx", O_RDWR | O_NOCTTY,
+                                      RESOLVE_NO_SYMLINKS_ | RESOLVE_NO_MAGICLINKS_);
     struct statfs sfs;
     struct stat st;
 
@@ -160,23 +146,14 @@ int psi_op_console(struct psi_ctx *c, const struct psi_op *op)
                         OPEN_TREE_CLONE_ | O_CLOEXEC | AT_EMPTY_PATH);
     if (tree < 0)
         return -1;
-    return (int)syscall(SYS_move_mount, tree, "", target, "",
-                        MOVE_MOUNT_F_EMPTY_PATH_ | MOVE_MOUNT_T_EMPTY_PATH_);
+    return attach_(tree, target);
 }
 
 /* One message: MASTER_NAME as data, the master as SCM_RIGHTS (runc's format). */
 int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct iovec iov = {(void *)MASTER_NAME, sizeof(MASTER_NAME) - 1};
-    struct msghdr msg;
-    struct cmsghdr *cm;
     _cleanup_close_ int master = -1, sock_fd = -1;
     int64_t sock;
-    ssize_t n;
 
     if (psi_int(op, 0, &sock) < 0)
         return -1;
@@ -187,27 +164,7 @@ int psi_op_terminal_send(struct psi_ctx *c, const struct psi_op *op)
     /* Sent or not, neither stays here: the receiver owns the master now. */
     sock_fd = (int)sock;
     master = TAKE_FD(c->pty_master);
-    memset(&control, 0, sizeof(control));
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &master, sizeof(int));
-    do
-        n = sendmsg(sock_fd, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -1;
-    if ((size_t)n != iov.iov_len) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
+    return psi_send_fd(sock_fd, MASTER_NAME, sizeof(MASTER_NAME) - 1, master);
 }
 
 int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op)

@@ -41,5 +41,8 @@
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
 #endif
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452   /* Linux 6.6 */
+#endif
 
 #endif
