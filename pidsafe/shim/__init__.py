@@ -23,14 +23,15 @@ if TYPE_CHECKING:
     from ._codec import Message
     from ._method import Method
     from ._publisher import NAMESPACE_HEADER, Publisher, validate_identifier, validate_topic
-    from ._server import Context, Server
+    from ._connection import Context
+    from ._server import Server
     from ._ttrpc import MAX_DATA, Code
 
 _EXPORTS = {
     "Client": "._client",
     "Code": "._ttrpc",
     "ConnectionClosedError": "..errors",
-    "Context": "._server",
+    "Context": "._connection",
     "DecodeError": "..errors",
     "MAX_DATA": "._ttrpc",
     "Message": "._codec",

@@ -20,7 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-    from ._server import Context, Server
+    from ._connection import Context
+    from ._server import Server
     from ._service import TaskService
 
 TRACE_ENV = "PIDSAFE_SHIM_TRACE"

@@ -25,6 +25,7 @@ ENTRY = ("import sys\n"
 #: What neither action may load: the container layer, the reaper, the wire layer.
 HEAVY = ("pidsafe.container", "pidsafe.reaper", "pidsafe.process", "pidsafe.mount",
          "pidsafe.shim._messages", "pidsafe.shim._codec", "pidsafe.shim._server",
+         "pidsafe.shim._connection",
          "pidsafe.shim._service", "pidsafe._native", "asyncio", "ssl", "subprocess",
          "threading", "logging", "typing", "dataclasses")
 
