@@ -45,8 +45,26 @@ if TYPE_CHECKING:
     from ._console import ConsoleSocket
 
 
+#: Bumped in a child of os.fork(): a handle from before belongs to the parent.
+_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _generation
+    _generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Container:
-    """One container under a state directory.  See :meth:`create` and :meth:`load`."""
+    """One container under a state directory.  See :meth:`create` and :meth:`load`.
+
+    A handle belongs to the process that made it: in a child of
+    ``os.fork()`` every method but :meth:`close` raises ``ValueError`` (as
+    :class:`pidsafe.Process` does), never reading init's pidfd, which the
+    child cannot use, as "init is gone".  The child loads its own handle.
+    """
 
     def __init__(self, state_dir: str, container_id: str, record: ContainerRecord,
                  init: Optional[Process], status_fd: Optional[OwnedFd] = None,
@@ -60,6 +78,15 @@ class Container:
         self._spec = spec
         self._execs = Execs(container_id)
         self._cgroup_control = CgroupControl(state_dir, container_id, self._status_of)
+        self._generation = _generation
+
+    def _check_owner(self) -> None:
+        """Raise ``ValueError`` in a child of fork(): the handle is the parent's."""
+        if self._generation != _generation:
+            raise ValueError(
+                f"pidsafe.Container {self.id!r} came through fork() from the parent process, "
+                f"whose handle it is: it cannot be used in the child (pid {os.getpid()}); "
+                f"only close() works here: use Container.load() in the child")
 
     @classmethod
     def create(cls, container_id: str, bundle: "str | os.PathLike[str]", *, state_dir: str,
@@ -151,6 +178,7 @@ class Container:
 
     def process(self) -> Optional[Process]:
         """Init's :class:`Process` (pipes included), or None if it is gone."""
+        self._check_owner()
         return self._init
 
     def status(self) -> str:
@@ -159,6 +187,7 @@ class Container:
         ``paused``: the container's cgroup is frozen (:meth:`pause`), as
         runc reports it.
         """
+        self._check_owner()
         return self._status_of(self._record)
 
     def _status_of(self, record: ContainerRecord) -> str:
@@ -177,6 +206,7 @@ class Container:
         subreaper) is not alive: nothing in the container runs any more.
         """
         assert self._init is not None
+        self._check_owner()   # the child's ValueError below is not "closed"
         if self._init.returncode is not None:
             return False
         try:
@@ -241,6 +271,7 @@ class Container:
         """
         from ._gate import check_exec, open_gate
 
+        self._check_owner()
         failed: Optional[HookError] = None
         state = StateFile(self.state_dir, self.id)   # one per call: one per thread
         with state.locked():
@@ -284,6 +315,7 @@ class Container:
         Raises:
             ContainerStateError: init is gone.
         """
+        self._check_owner()
         if all:
             cg = self._recorded_cgroup()
             if cg is not None:
@@ -308,12 +340,14 @@ class Container:
             ContainerStateError: no init to wait for.
             TimeoutExpired: ``timeout`` passed first.
         """
+        self._check_owner()
         if self._init is None:
             raise ContainerStateError(f"container {self.id!r} has no init to wait for")
         return self._init.wait(timeout)
 
     async def wait_async(self) -> int:
         """:meth:`wait` for asyncio."""
+        self._check_owner()
         if self._init is None:
             raise ContainerStateError(f"container {self.id!r} has no init to wait for")
         return await self._init.wait_async()
@@ -325,7 +359,9 @@ class Container:
 
         Raises:
             ContainerStateError: it is running (or created) and not ``force``.
+            ValueError: the handle came through ``os.fork()`` (load one).
         """
+        self._check_owner()
         state = StateFile(self.state_dir, self.id)
         if not state.exists():   # deleted already: do not even create a lock file
             self._close()
@@ -381,6 +417,8 @@ class Container:
             self._init.close()
 
     def __repr__(self) -> str:
+        if self._generation != _generation:
+            return f"<pidsafe.Container {self.id} (the parent's handle, through fork())>"
         return f"<pidsafe.Container {self.id} {self.status()}>"
 
     # -- processes in the container --------------------------------------------------
@@ -444,6 +482,7 @@ class Container:
             ConfigError: a ``process.env`` entry is not ``NAME=VALUE``.
             ContainerStateError, ContainerError: as for :meth:`exec`.
         """
+        self._check_owner()
         return self._execs.start(
             exec_id, process, ready=self._running_init, spec=self.spec, cgroup=self._recorded_cgroup(),
             reaper=self._reaper, stdio=(stdin, stdout, stderr), on_started=on_started,
@@ -464,6 +503,7 @@ class Container:
         """
         from ._container_exec import container_pids
 
+        self._check_owner()
         alive = self._init is not None and self._alive()
         return container_pids(self._init if alive else None, self.spec, self._recorded_cgroup())
 
@@ -505,6 +545,7 @@ class Container:
             ContainerStateError: not created or running (paused, stopped).
             CgroupError: no freezer, or the freeze failed or timed out.
         """
+        self._check_owner()
         self._record = self._cgroup_control.pause(timeout)
 
     def resume(self) -> None:
@@ -514,6 +555,7 @@ class Container:
             ContainerStateError: it is not paused.
             CgroupError: the thaw failed.
         """
+        self._check_owner()
         self._record = self._cgroup_control.resume()
 
     def update(self, resources: Dict[str, Any]) -> None:
@@ -533,6 +575,7 @@ class Container:
             CgroupError: a write failed.  Whenever update raises, the
                 cgroup files and the record are as they were.
         """
+        self._check_owner()
         self._record = self._cgroup_control.update(resources)
         self._spec = None
 

@@ -711,3 +711,45 @@ def test_release_exec_frees_the_id(make_bundle: Any, state_dir: pathlib.Path) ->
             assert p.wait(timeout=10) == 4
     finally:
         c.delete(force=True)
+
+
+def test_a_handle_inherited_through_fork_refuses_and_never_reads_init_as_gone(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """In a child of os.fork(), init's pidfd cannot be used: the handle must
+    refuse (as Process does), never report "stopped" and never let delete()
+    destroy the running container."""
+    c = pidsafe.Container.create("forked", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:   # the child: report, never return into pytest
+            try:
+                os.close(r)
+                got = []
+                for call in (c.status, c.state, lambda: c.delete(force=True),
+                             lambda: c.kill(signal.SIGKILL), c.wait, c.pids):
+                    try:
+                        call()
+                        got.append("ran")
+                    except ValueError as exc:
+                        got.append("refused" if "fork()" in str(exc) else repr(exc))
+                    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                        got.append(repr(exc))
+                got.append("repr ok" if "fork()" in repr(c) else repr(c))
+                c.close()
+                os.write(w, ",".join(got).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            report = f.read().decode()
+        assert os.waitpid(pid, 0)[1] == 0
+        assert report == ",".join(["refused"] * 6 + ["repr ok"])
+        assert c.status() == "running"
+        again = pidsafe.Container.load(str(state_dir), "forked")
+        assert again.status() == "running"
+        again.close()
+    finally:
+        c.delete(force=True)
