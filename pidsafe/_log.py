@@ -40,7 +40,13 @@ def debug(area: str, msg: str, *args: Any) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         return
-    logger = logging.getLogger(f"{LOGGER}.{area}")
-    if logger.isEnabledFor(logging.DEBUG):
-        # stacklevel=2: the record names the pidsafe function that logged.
-        logger.debug(msg, *args, stacklevel=2)
+    from ._sigsafe import critical
+    # logging takes its module lock and its handlers' locks: a signal
+    # handler raising between an acquire and its try (a caller's Ctrl-C,
+    # an alarm) would leave a lock held for good, and every later log call
+    # of every thread would block.  Handlers run once the record is out.
+    with critical:
+        logger = logging.getLogger(f"{LOGGER}.{area}")
+        if logger.isEnabledFor(logging.DEBUG):
+            # stacklevel=2: the record names the pidsafe function that logged.
+            logger.debug(msg, *args, stacklevel=2)
