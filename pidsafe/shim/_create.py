@@ -24,7 +24,7 @@ import socket
 from ..container import Container
 from .._sigsafe import critical
 from ._rootfs import rootfs_mounts
-from ._task import ShimContainer, ShimProcess, Stdio
+from ._task import ShimContainer, ShimProcess, Stdio, drop_started
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -142,13 +142,7 @@ def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper
         return c
     except BaseException:
         with critical:
-            for p in owned:
-                router.disown(p)
-            for s in socks:
-                s.close()
-            for part in (relay, io):
-                if part is not None:
-                    part.close()
+            drop_started(router, owned, socks, relay, io)
         if container is not None:
             container.delete(force=True)
         raise

@@ -21,7 +21,7 @@ from ..container import receive_terminal
 from .._sigsafe import critical
 from ..errors import ConfigError, ContainerStateError
 from ._errors import failed_precondition, invalid_argument, not_found, rpc_error
-from ._task import CREATED, PAUSED, RUNNING, STOPPED
+from ._task import CREATED, PAUSED, RUNNING, STOPPED, drop_started
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -111,13 +111,7 @@ def start_exec(c: ShimContainer, proc: ShimProcess, *, namespace: str, reaper: R
         return process
     except BaseException:
         with critical:
-            for p in owned:
-                router.disown(p)
-            for s in socks:
-                s.close()
-            for part in (relay, io):
-                if part is not None:
-                    part.close()
+            drop_started(router, owned, socks, relay, io)
             if process is not None:
                 process.kill()       # through its pidfd; the reaper reaps it
                 c.container.release_exec(proc.exec_id)

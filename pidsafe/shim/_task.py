@@ -33,6 +33,19 @@ if TYPE_CHECKING:
 UNKNOWN, CREATED, RUNNING, STOPPED, PAUSED, PAUSING = range(6)
 
 
+def drop_started(router: Any, owned: Any, socks: Any, relay: Any, io: Any) -> None:
+    """Undo what a failed Create or Exec set up for its process: the exit
+    router's watch of ``owned``, the console sockets, the pty relay and
+    the stdio.  Inside a critical section (the caller's)."""
+    for p in owned:
+        router.disown(p)
+    for s in socks:
+        s.close()
+    for part in (relay, io):
+        if part is not None:
+            part.close()
+
+
 class Stdio:
     """The stdio a process was given, as containerd spelled it (paths or URIs)."""
 
