@@ -87,6 +87,24 @@ class CriClient:
         return self.runtime.PodSandboxStatus(
             api.PodSandboxStatusRequest(pod_sandbox_id=pod_id), timeout=self.timeout).status
 
+    def wait_pod_not_ready(self, pod_id: str, timeout: float = 30) -> api.PodSandboxStatus:
+        """PodSandboxStatus, asked again until the sandbox is no longer ready.
+
+        containerd 1.6 marks a sandbox not ready only when its event monitor handles
+        the sandbox task's exit. After a shim died, StopPodSandbox finds the task
+        already gone and returns without waiting for that exit, which containerd's
+        own dead-shim clean-up publishes a moment later (CRI 1.6 has no event stream
+        to wait on, so this polls).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.pod_status(pod_id)
+            if status.state == api.SANDBOX_NOTREADY:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"pod {pod_id} still ready after {timeout} s: {status}")
+            time.sleep(0.02)
+
     # -- containers -----------------------------------------------------------
 
     def create_container(self, pod_id: str, pod: api.PodSandboxConfig, name: str,
