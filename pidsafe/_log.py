@@ -25,7 +25,7 @@ import sys
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Optional, Tuple
 
 #: The root of pidsafe's loggers.
 LOGGER = "pidsafe"
@@ -40,6 +40,30 @@ def debug(area: str, msg: str, *args: Any) -> None:
     logging = sys.modules.get("logging")
     if logging is None:
         return
+    _emit(logging, area, logging.DEBUG, msg, args, None)
+
+
+def warning(area: str, msg: str, *args: Any) -> None:
+    """Log ``msg % args`` at ``WARNING`` on the ``pidsafe.<area>`` logger.
+
+    Imports :mod:`logging` if nobody has: with no handler configured, its
+    last-resort handler prints the warning on stderr.
+    """
+    import logging
+
+    _emit(logging, area, logging.WARNING, msg, args, None)
+
+
+def error(area: str, msg: str, *args: Any, exc: Optional[BaseException] = None) -> None:
+    """Log ``msg % args`` at ``ERROR`` on the ``pidsafe.<area>`` logger, with
+    ``exc``'s traceback if given (see :func:`warning`)."""
+    import logging
+
+    _emit(logging, area, logging.ERROR, msg, args, exc)
+
+
+def _emit(logging: Any, area: str, level: int, msg: str, args: Tuple[Any, ...],
+          exc: Optional[BaseException]) -> None:
     from ._sigsafe import critical
     # logging takes its module lock and its handlers' locks: a signal
     # handler raising between an acquire and its try (a caller's Ctrl-C,
@@ -47,6 +71,6 @@ def debug(area: str, msg: str, *args: Any) -> None:
     # of every thread would block.  Handlers run once the record is out.
     with critical:
         logger = logging.getLogger(f"{LOGGER}.{area}")
-        if logger.isEnabledFor(logging.DEBUG):
-            # stacklevel=2: the record names the pidsafe function that logged.
-            logger.debug(msg, *args, stacklevel=2)
+        if logger.isEnabledFor(level):
+            # stacklevel=3: the record names the pidsafe function that logged.
+            logger.log(level, msg, *args, exc_info=exc, stacklevel=3)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from typing import Any, List
 
 import pytest
@@ -71,3 +73,54 @@ def test_mounts_made_and_a_rollback(caplog: pytest.LogCaptureFixture, tmp_path: 
         pidsafe.mount_all([good, bad], root)
     (msg,) = messages(caplog, "pidsafe.mount")
     assert msg.startswith(f"mount_all under {root} failed (") and msg.endswith("['/a']")
+
+
+class Alarm(Exception):
+    pass
+
+
+def test_a_handler_raising_during_a_log_call_raises_after_logging_let_go(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A signal handler that raises while logging holds its locks (here: while a
+    handler emits) raises in the caller once the call is over; logging's module
+    lock and the handler's lock are free, so no later log call of any thread blocks."""
+    caplog.set_level(logging.DEBUG, logger="pidsafe")
+    seen: List[bool] = []
+
+    class Signalling(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            signal.raise_signal(signal.SIGUSR1)   # its handler would run right here
+            seen.append(True)                     # ... but it runs after the call
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Alarm()
+
+    handler_obj = Signalling()
+    logger = logging.getLogger("pidsafe.process")
+    logger.addHandler(handler_obj)
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        for call in (lambda: _log.debug("process", "x"), lambda: _log.warning("process", "y"),
+                     lambda: _log.error("process", "z", exc=ValueError("v"))):
+            with pytest.raises(Alarm):
+                call()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        logger.removeHandler(handler_obj)
+    assert seen == [True, True, True]
+    free = []
+    for lock in (logging._lock, handler_obj.lock):   # type: ignore[attr-defined]
+        t = threading.Thread(target=lambda lk=lock: free.append(lk.acquire(timeout=5)
+                                                                and lk.release() is None))
+        t.start()
+        t.join()
+    assert free == [True, True]
+    assert messages(caplog)[-3:] == ["x", "y", "z"]
+
+
+def test_warning_and_error_reach_logging_even_when_nobody_imported_it() -> None:
+    script = ("import pidsafe._log as l\n"
+              "l.warning('container', 'hook %s failed', 'h1')\n"
+              "l.error('shim', 'bad %d', 3)\n")
+    r = pidsafe.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert r.stderr == "hook h1 failed\nbad 3\n"

@@ -35,6 +35,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence
 
+from .. import _log
 from .._sigsafe import critical
 from ..errors import ContainerError, HookError, TimeoutExpired, hook_error
 from ..process import Process, discard
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 #: How much of a failed hook's output its error message keeps (the end of it).
 OUTPUT_TAIL = 4096
-LOGGER = "pidsafe.container"
 
 
 def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
@@ -77,10 +77,7 @@ def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
         except HookError as exc:
             if fatal:
                 raise
-            import logging
-
-            logging.getLogger(LOGGER).warning("%s (ignored: the lifecycle goes on)",
-                                              exc.strerror)
+            _log.warning("container", "%s (ignored: the lifecycle goes on)", exc.strerror)
 
 
 def run_start_hooks(spec: Spec, record: ContainerRecord, init: Process,

@@ -18,6 +18,7 @@ import errno
 import socket
 import struct
 
+from .. import _log
 from ..errors import ConnectionClosedError
 from ._messages import Response, RpcStatus
 
@@ -30,7 +31,6 @@ HEADER_SIZE = HEADER.size          # 10
 MAX_DATA = 4 << 20                 # messageLengthMax: longer data is discarded
 REQUEST, RESPONSE, DATA = 1, 2, 3  # frame types (DATA: ttrpc >= 1.2 streams, unused)
 _CHUNK = 1 << 16
-_LOGGER = "pidsafe.shim"
 
 
 class Code:
@@ -152,9 +152,7 @@ def oversized_message(length: int) -> str:
 def log_error(message: str, *args: object, exc: Optional[BaseException] = None) -> None:
     """Log on the ``pidsafe.shim`` logger; ``logging`` is imported only now
     (it costs milliseconds at every shim start, and most runs log nothing)."""
-    import logging
-
-    logging.getLogger(_LOGGER).error(message, *args, exc_info=exc)
+    _log.error("shim", message, *args, exc=exc)
 
 
 def peer_credentials(sock: socket.socket) -> Tuple[int, int, int]:
