@@ -162,9 +162,14 @@ class Reaper:
         except BaseException:
             with self._lock:
                 self._state = _STOPPING
-            self._restore_subreaper()
-            self._release_resources()
-            self._state = _STOPPED
+            try:
+                # If putting the flag back fails too, that error is the one
+                # raised (the process stays a subreaper: the caller must
+                # know), and the fds and the slot are released all the same.
+                self._restore_subreaper()
+            finally:
+                self._release_resources()
+                self._state = _STOPPED
             raise
 
     def _restore_subreaper(self) -> None:

@@ -19,6 +19,7 @@ import pytest
 
 import pidsafe
 from pidsafe import _sys
+from pidsafe.reaper import _foreign, _slot
 from conftest import (SH, foreign_spawn, leak_check, orphan_round, reaper_passes,
                       reaper_settled)
 from faults import Faults, Interrupt
@@ -67,6 +68,38 @@ def test_start_stop_under_emfile(faults: Faults, subreaper: bool) -> None:
             r.stop()
             assert not r.running
         assert not _sys.child_subreaper()
+
+
+def test_a_failed_start_that_cannot_put_the_subreaper_flag_back_still_releases(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() fails after setting the subreaper flag, and its undo cannot clear
+    the flag: that error is raised (the process stays a subreaper, which the
+    caller must know), and the reaper's fds and subreaper slot are released all
+    the same (they were not: the undo stopped at the failed restore)."""
+    def fail_watch(book: object) -> None:
+        raise OSError(errno.EMFILE, "watching foreign starts")
+
+    def fail_restore(previous: int) -> None:
+        raise OSError(errno.EPERM, "prctl(PR_SET_CHILD_SUBREAPER)")
+
+    monkeypatch.setattr(_foreign, "watch_foreign_starts", fail_watch)
+    monkeypatch.setattr(_slot, "restore", fail_restore)
+    try:
+        with leak_check("failed start"):
+            r = pidsafe.Reaper(subreaper=True)
+            with pytest.raises(OSError) as ei:
+                r.start()
+            assert ei.value.errno == errno.EPERM, ei.value
+            assert isinstance(ei.value.__context__, OSError)
+            assert ei.value.__context__.errno == errno.EMFILE
+            assert not r.running
+            r.stop()   # nothing left to do
+    finally:
+        monkeypatch.undo()
+        _sys.set_child_subreaper(False)
+    with pidsafe.Reaper(subreaper=True):   # the subreaper slot was given back
+        assert _sys.child_subreaper()
+    assert not _sys.child_subreaper()
 
 
 @pytest.mark.parametrize("subreaper", [False, True], ids=["default", "subreaper"])
