@@ -143,6 +143,23 @@ static int op_preserve_fds(struct psi_ctx *c, const struct psi_op *op)
     return 0;
 }
 
+/*
+ * Join a cgroup through a file the parent opened (v1 `tasks`, v2
+ * `cgroup.procs`): "0" moves the writer.  To a v1 `tasks` file that moves
+ * this one thread without the kernel's global threadgroup lock, where the
+ * parent writing our pid to `cgroup.procs` waits for an RCU grace period.
+ */
+static int op_cgroup_join(struct psi_ctx *c, const struct psi_op *op)
+{
+    int64_t fd;
+    (void)c;
+    if (psi_int(op, 0, &fd) < 0)
+        return -1;
+    if (psi_write_fd((int)fd, "0", 1) < 0)
+        return -1;
+    return close((int)fd);
+}
+
 typedef int (*op_fn)(struct psi_ctx *, const struct psi_op *);
 
 static const op_fn OPS[PSI_OP_MAX + 1] = {
@@ -179,6 +196,7 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_EXEC_PATH] = op_exec_path,
     [PSI_OP_CHROOT] = psi_op_chroot,
     [PSI_OP_PRESERVE_FDS] = op_preserve_fds,
+    [PSI_OP_CGROUP_JOIN] = op_cgroup_join,
     [PSI_OP_TERMINAL] = psi_op_terminal,
     [PSI_OP_CONSOLE] = psi_op_console,
     [PSI_OP_TERMINAL_SEND] = psi_op_terminal_send,

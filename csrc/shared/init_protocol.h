@@ -109,7 +109,13 @@
 /* 60-64: containerd / runc CLI surface */
 #define PSI_OP_PRESERVE_FDS  60   /* (count) fds 3 .. 3+count-1, as the parent's caller passed
                                       them, stay open across the exec (runc --preserve-fds) */
-#define PSI_OP_MAX           60
+/* 61: cgroups */
+#define PSI_OP_CGROUP_JOIN   61   /* (fd) write "0" to fd and close it: a cgroup's v1 `tasks`
+                                      or v2 `cgroup.procs` the parent opened, which moves us
+                                      (the kernel checks the opener's credentials).  First in
+                                      an exec's stream: we join before anything else, and our
+                                      children (the fork) are born there */
+#define PSI_OP_MAX           61
 
 /* Extra stages reported in the op field of an ERROR record. */
 #define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */

@@ -43,7 +43,7 @@ from ._signal import cgroups_of, pidfd_pid, signal_all
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, Optional, Protocol, Union
+    from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 # Limits (and the config types they come in) only for create and update:
 # load, kill and delete, all that pidsafe-runc's delete needs, do without.
@@ -247,20 +247,38 @@ class Cgroup:
         Raises:
             CgroupError: a file cannot be opened (what was opened is closed).
         """
-        fds: List[OwnedFd] = []
+        return [fd for fd, _ in self._open_for_writing(
+            [d.file("tasks") for d in self._v1.values()], "cgroup tasks file")]
+
+    def open_join_fds(self) -> List[Tuple[OwnedFd, str]]:
+        """What a process joins the whole cgroup with by writing ``0`` to
+        each (pidsafe-init's ``OP_CGROUP_JOIN``, an exec): every v1
+        ``tasks`` file (see :meth:`open_tasks_fds`) and the v2
+        ``cgroup.procs``, with their paths.  Close-on-exec.
+
+        Raises:
+            CgroupError: a file cannot be opened (what was opened is closed).
+        """
+        paths = [d.file("tasks") for d in self._v1.values()]
+        if self._v2 is not None:
+            paths.append(self._v2.file("cgroup.procs"))
+        return self._open_for_writing(paths, "cgroup file to join")
+
+    @staticmethod
+    def _open_for_writing(paths: List[str], what: str) -> List[Tuple[OwnedFd, str]]:
+        fds: List[Tuple[OwnedFd, str]] = []
         try:
-            for d in self._v1.values():
-                path = d.file("tasks")
+            for path in paths:
                 try:
                     with critical:
-                        fds.append(OwnedFd(os.open(path, os.O_WRONLY | os.O_CLOEXEC),
-                                           "cgroup tasks file"))
+                        fds.append((OwnedFd(os.open(path, os.O_WRONLY | os.O_CLOEXEC), what),
+                                    path))
                 except OSError as exc:
                     raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
                                        path) from None
         except BaseException:
             with critical:
-                for fd in fds:
+                for fd, _ in fds:
                     fd.close()
             raise
         return fds

@@ -8,13 +8,13 @@ namespace, forking the process that runs the program into it
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..._value import Record
 from ..config import ProcessSpec, Spec
 from ._builder import CLONE_FLAGS, InitPlan, _Builder, _take_process_identity, _terminal
-from ._protocol import (OP_CHROOT, OP_EXEC, OP_FORK, OP_ROOT, OP_SECCOMP, OP_SETID_ROOT,
-                        OP_SETNS, OP_TERMINAL_STDIO, Op, nul_list)
+from ._protocol import (OP_CGROUP_JOIN, OP_CHROOT, OP_EXEC, OP_FORK, OP_ROOT, OP_SECCOMP,
+                        OP_SETID_ROOT, OP_SETNS, OP_TERMINAL_STDIO, Op, nul_list)
 
 #: The namespaces a process of ours joins "for its children": their processes
 #: are born in them, so the process that runs the container's program is.
@@ -79,9 +79,16 @@ def enter(spec: Spec, entry: Entry) -> Tuple[List[Op], Optional[Op]]:
 
 
 def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
-              root_fd: Optional[int] = None, console_fd: int = -1) -> InitPlan:
+              root_fd: Optional[int] = None, console_fd: int = -1,
+              cgroup_fds: Sequence[Tuple[int, str]] = ()) -> InitPlan:
     """The plan for a process exec'd into the running container of ``spec``.
 
+    pidsafe-init first joins the container's cgroups: for each
+    ``(fd, path)`` of ``cgroup_fds`` (a v1 ``tasks`` or v2 ``cgroup.procs``
+    file the caller opened, see
+    :meth:`pidsafe.container.cgroup.Cgroup.open_join_fds`) it writes ``0``
+    there, still in the host's namespaces; everything it forks is then
+    born in them.
     pidsafe-init enters init's namespaces (:func:`enter`), then takes
     ``process``'s user, capabilities, no_new_privs and cwd, and execs.
     Without a mount namespace of its own, it chroots into ``root_fd``
@@ -96,6 +103,8 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
     so it is loaded by the child, which then takes the identity.
     """
     b = _Builder(spec, _no_tree)
+    for fd, path in cgroup_fds:
+        b.add(OP_CGROUP_JOIN, fd, field_="linux.cgroupsPath", what=path)
     entering, fork = enter(spec, entry)
     b.ops.extend(entering)
     if spec.linux.namespace("mount") is None:

@@ -661,6 +661,61 @@ def test_v2_fd_places_a_child_with_clone_into_cgroup(layout: CgroupLayout, name:
 
 
 @pytest.mark.root
+def test_pidsafe_init_joins_every_hierarchy_through_the_join_fds(
+        layout: CgroupLayout, name: str) -> None:
+    # OP_CGROUP_JOIN (an exec's first ops): pidsafe-init writes "0" to each
+    # file open_join_fds() opened, and the program it execs runs there.
+    from pidsafe.container.init._protocol import (OP_CGROUP_JOIN, OP_EXEC, RECORD_READY,
+                                                  Op, encode, nul_list, read_record)
+
+    cg = Cgroup.create("c1", f"/{name}/c1", layout=layout)
+    try:
+        joins = cg.open_join_fds()
+        try:
+            assert [path for _, path in joins] == (
+                [d + "/tasks" for d in cg.v1_paths.values()]
+                + ([cg.v2_path + "/cgroup.procs"] if cg.v2_path is not None else []))
+            for fd, path in joins:
+                assert os.readlink(f"/proc/self/fd/{fd.fileno()}") == path
+                assert os.get_inheritable(fd.fileno()) is False
+            ops = [Op(OP_CGROUP_JOIN, (fd.fileno(),)) for fd, _ in joins]
+            ops.append(Op(OP_EXEC, (nul_list(["cat", "/proc/self/cgroup"]),
+                                    nul_list(["PATH=/bin:/usr/bin"]))))
+            init = _sys.program("pidsafe-init")
+            ops_r, ops_w = os.pipe2(os.O_CLOEXEC)
+            st_r, st_w = os.pipe2(os.O_CLOEXEC)
+            try:
+                with pidsafe.spawn([init.path, str(ops_r), str(st_w)], stdout=PIPE,
+                                   pass_fds=(ops_r, st_w, *(fd.fileno() for fd, _ in joins))
+                                   ) as p:
+                    os.write(ops_w, encode(ops))
+                    os.close(ops_w)
+                    ops_w = -1
+                    os.close(st_w)
+                    st_w = -1
+                    rec = read_record(st_r)
+                    assert rec is not None and rec.kind == RECORD_READY, rec
+                    assert p.stdout is not None
+                    text = p.stdout.read().decode()
+                    assert p.wait() == 0
+            finally:
+                for fd in (ops_r, ops_w, st_r, st_w):
+                    if fd >= 0:
+                        os.close(fd)
+        finally:
+            for fd, _ in joins:
+                fd.close()
+        where = {key: path for _, key, path in
+                 (line.split(":", 2) for line in text.splitlines())}
+        assert all(where[key] == f"/{name}/c1" for key in cg.v1_paths)
+        if cg.v2_path is not None:
+            assert where[""] == f"/{name}/c1"
+        assert cg.pids() == []
+    finally:
+        cg.delete()
+
+
+@pytest.mark.root
 def test_tasks_fds_make_a_child_join_every_v1_hierarchy_before_it_execs(
         layout: CgroupLayout, name: str) -> None:
     if not layout.v1:
