@@ -102,7 +102,8 @@ def retrying(attempt: Callable[[], bool]) -> bool:
 
 
 def unmount_at(parent_fd: int, name: str, shown: str,
-               expect_id: Optional[int] = None) -> bool:
+               expect_id: Optional[int] = None,
+               infos: Optional[List[MountInfo]] = None) -> bool:
     """Unmount the mount on ``name`` in ``parent_fd``, and everything under it.
 
     Submounts (an rbind's, or mounts made later inside it) are unmounted
@@ -110,6 +111,10 @@ def unmount_at(parent_fd: int, name: str, shown: str,
     mount and follows no symlink.  Plain ``umount2()`` only, one pass: a
     busy mount raises at once (wrap in :func:`retrying` to retry); no file
     is ever deleted.
+
+    ``infos``: the mount table as the caller has just read it (else it is
+    read here).  A mount made since then under the one unmounted makes
+    ``umount2()`` fail busy, which a retry (:func:`retrying`) reads afresh.
 
     Returns:
         False if nothing is mounted there (or the mount there is not
@@ -120,14 +125,15 @@ def unmount_at(parent_fd: int, name: str, shown: str,
             ``expect_id`` while ``expect_id`` still exists.
     """
     try:
-        return _unmount_at(parent_fd, name, shown, expect_id)
+        return _unmount_at(parent_fd, name, shown, expect_id, infos)
     except MountError:
         raise
     except OSError as exc:
         raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown) from None
 
 
-def _unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int]) -> bool:
+def _unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int],
+                infos: Optional[List[MountInfo]]) -> bool:
     try:
         fd = open_beneath(parent_fd, name)
     except FileNotFoundError:
@@ -138,7 +144,8 @@ def _unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int])
         os.close(fd)
     if top_id == mount_id_of(parent_fd):
         return False  # the name is not a mount point
-    infos = mountinfo()
+    if infos is None:
+        infos = mountinfo()
     by_id = {m.mount_id: m for m in infos}
     if expect_id is not None and top_id != expect_id:
         if expect_id not in by_id:
@@ -196,7 +203,8 @@ def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str)
     """
     unmounted = False
     for _ in range(MAX_MOVES):
-        info = next((m for m in mountinfo() if m.mount_id == ident.mount_id), None)
+        infos = mountinfo()
+        info = next((m for m in infos if m.mount_id == ident.mount_id), None)
         if info is None:
             return unmounted
         where = shown if info.mountpoint == shown else f"{shown} (now at {info.mountpoint})"
@@ -233,7 +241,10 @@ def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str)
                                       info.mountpoint) from None
             if reused:
                 return unmounted  # the id was reused by another mount: ours is gone
-            unmounted = unmount_at(parent.fileno(), name, where, ident.mount_id) or unmounted
+            # The table just read: the same snapshot tells where the mount is
+            # and what is mounted under it (one read of mountinfo, not two).
+            unmounted = unmount_at(parent.fileno(), name, where, ident.mount_id,
+                                   infos) or unmounted
         # Still attached (the same id, and not reused)?  Then it moved before
         # umount2(), or something else was swapped in under the name in
         # between: look for it again.

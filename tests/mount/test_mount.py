@@ -563,6 +563,31 @@ def test_unmount_all_finds_mounts_by_identity_after_renames(disk: Path, rootfs: 
     assert (data / ".").is_dir()
 
 
+def test_unmount_by_identity_reads_the_mount_table_once_per_pass(
+        disk: Path, rootfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One read finds the mount and what is under it (its submounts go first),
+    # one more proves it gone: a container's delete pays for two, not three.
+    data = disk / "data"
+    (data / "sub").mkdir(parents=True)
+    run_tool(["mount", "-t", "tmpfs", "pidsafe-test-sub", str(data / "sub")])
+    try:
+        mounted = pidsafe.mount_all([pidsafe.Mount("bind", str(data), "/d", ["rbind"])], rootfs)
+    finally:
+        run_tool(["umount", str(data / "sub")])
+    assert mountpoints_under(rootfs) == [str(rootfs / "d"), str(rootfs / "d/sub")]
+    reads: List[int] = []
+    real = _unmount.mountinfo
+
+    def counted() -> List[_mount.MountInfo]:
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(_unmount, "mountinfo", counted)
+    pidsafe.unmount_all(mounted)
+    assert mountpoints_under(rootfs) == []
+    assert len(reads) == 2
+
+
 def test_unmount_all_by_identity_fails_loudly(disk: Path, rootfs: Path) -> None:
     mounts = [pidsafe.Mount("tmpfs", "tmpfs", "/t", [])]
     mounted = pidsafe.mount_all(mounts, rootfs)
