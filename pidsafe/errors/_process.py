@@ -1,0 +1,150 @@
+"""Errors of processes: their wait and result, their reaper, their records
+and their state files."""
+
+from __future__ import annotations
+
+import errno
+
+from ._base import Error, at_face
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any, List, Optional, Tuple
+
+    class TimeoutExpired(Error, subprocess.TimeoutExpired):
+        """``wait()`` or ``communicate()`` ran out of time (see :func:`_timeout_expired`)."""
+
+        def __init__(self, cmd: Any, timeout: float, output: Optional[bytes] = None,
+                     stderr: Optional[bytes] = None) -> None: ...
+
+    class CalledProcessError(Error, subprocess.CalledProcessError):
+        """``run(check=True)``: the program failed (see :func:`_called_process_error`)."""
+
+        def __init__(self, returncode: int, cmd: Any, output: Any = None,
+                     stderr: Any = None) -> None: ...
+else:
+    def __getattr__(name: str) -> Any:
+        """``TimeoutExpired`` and ``CalledProcessError``, made on first use:
+        their base classes are in :mod:`subprocess`, whose import (threading,
+        selectors, locale ...) is a tenth of a ``pidsafe-runc state``, and
+        most uses of this module never need them."""
+        make = _LAZY.get(name)
+        if make is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        cls = globals()[name] = make()
+        at_face(cls)   # pickle finds it as pidsafe.errors.<name>
+        return cls
+
+    def __dir__() -> List[str]:
+        return sorted(set(globals()) | set(_LAZY))
+
+
+def _timeout_expired() -> Any:
+    import subprocess
+
+    class TimeoutExpired(Error, subprocess.TimeoutExpired):
+        """``wait()`` or ``communicate()`` ran out of time.
+
+        A subclass of ``subprocess.TimeoutExpired``, so existing handlers catch it.
+        """
+
+        def __init__(self, cmd: Any, timeout: float, output: Optional[bytes] = None,
+                     stderr: Optional[bytes] = None) -> None:
+            super().__init__(cmd, timeout, output, stderr)
+
+    TimeoutExpired.__qualname__ = "TimeoutExpired"   # pickle finds it as errors.TimeoutExpired
+    return TimeoutExpired
+
+
+def _called_process_error() -> Any:
+    import subprocess
+
+    class CalledProcessError(Error, subprocess.CalledProcessError):
+        """:func:`pidsafe.run` with ``check=True``: the program exited non-zero
+        (or was killed: ``returncode`` is then ``-N`` for signal ``N``).
+
+        A subclass of ``subprocess.CalledProcessError``, so existing handlers
+        catch it; ``returncode``, ``cmd``, ``output`` (alias ``stdout``) and
+        ``stderr`` as there.
+        """
+
+        def __init__(self, returncode: int, cmd: Any, output: Any = None,
+                     stderr: Any = None) -> None:
+            super().__init__(returncode, cmd, output, stderr)
+
+        def __reduce__(self) -> Tuple[Any, ...]:
+            return type(self), (self.returncode, self.cmd, self.output, self.stderr)
+
+    CalledProcessError.__qualname__ = "CalledProcessError"
+    return CalledProcessError
+
+
+#: The exceptions made on first use (their base classes are in subprocess).
+_LAZY = {"TimeoutExpired": _timeout_expired, "CalledProcessError": _called_process_error}
+
+
+# --- state files ----------------------------------------------------------------
+
+class StateError(Error, ValueError):
+    """A state file operation used wrongly (bad id, not locked, ...)."""
+
+
+# --- the reaper -------------------------------------------------------------------
+
+class ReaperError(Error, RuntimeError):
+    """A :class:`pidsafe.Reaper` was used in a state that cannot work.
+
+    Not started, already stopped, inherited by a forked child (whose reaper
+    thread does not exist), a second subreaper, or a reaper thread that
+    failed.
+    """
+
+
+class ForeignChildWarning(Error, RuntimeWarning):
+    """A child was started outside pidsafe while a subreaper-mode Reaper runs.
+
+    That reaper will reap it like an orphan, so its own waiter gets nothing
+    (``Popen.wait()`` returns 0).  Open ``reaper.claim()`` before starting
+    it.  Turn it into an error (``-W error::pidsafe.ForeignChildWarning``)
+    to refuse such starts.
+    """
+
+
+class SubscriptionClosed(Error, EOFError):
+    """The subscription has ended and holds no more exits.
+
+    It was closed, or its reaper stopped.  Iteration ends quietly instead.
+    """
+
+
+class SubscriptionOverflow(ReaperError):
+    """The subscriber fell ``maxsize`` exits behind and was detached.
+
+    Every exit queued before the overflow has been delivered; later exits
+    were not.  ``maxsize`` says what the bound was.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(
+            f"subscription fell {maxsize} exits behind and was detached: exits after the "
+            "last one delivered were dropped (resubscribe, then resynchronise)")
+        self.maxsize = maxsize
+
+
+# --- recorded processes -------------------------------------------------------------
+
+class StaleProcessError(Error, ProcessLookupError):
+    """A recorded process (pid + start time + boot) no longer exists.
+
+    Raised instead of trusting a pid that may have been recycled.
+    ``errno`` is ``ESRCH``; ``pid`` is the recorded pid.
+    """
+
+    def __init__(self, pid: int, reason: str) -> None:
+        super().__init__(errno.ESRCH, f"process {pid} is gone: {reason}")
+        self.pid = pid
+
+
+at_face(StateError, ReaperError, ForeignChildWarning, SubscriptionClosed, SubscriptionOverflow,
+        StaleProcessError)
