@@ -146,3 +146,32 @@ def test_privilege_errors_pickle_and_keep_their_fields() -> None:
         assert type(back) is type(exc) and str(back) == str(exc)
         assert isinstance(back, pidsafe.PrivilegeError) and isinstance(back, PermissionError)
         assert (back.operation, back.capability) == (exc.operation, exc.capability)
+
+
+def _one_of_each() -> "list[BaseException]":
+    mount = pidsafe.Mount("/b", "/a", "bind")
+    return [
+        errors.Error("x"), errors.UnsupportedError("clone3", "a detail", errno.EPERM),
+        errors.TimeoutExpired(["a"], 1.5, b"o", b"e"), errors.CalledProcessError(2, ["a"], b"o", b"e"),
+        errors.privilege_error("op", "CAP_X", "why", path="/p"), errors.IDMapError("m"),
+        errors.HelperDiedError(errno.ESRCH, "h"), errors.InvalidMountError(1, mount, "why"),
+        errors.mount_error(errno.ENOENT, "s", "/p", "h"), errors.StateError("s"),
+        errors.ReaperError("r"), errors.ForeignChildWarning("f"), errors.SubscriptionClosed("c"),
+        errors.SubscriptionOverflow(3), errors.ConfigError("a.b", "why"),
+        errors.UnsupportedConfigError("a.b", "what"),
+        errors.container_error(errno.EACCES, "s", "/p", "f"),
+        errors.hook_error(errno.ECHILD, "poststart", 1, "/h", 3, b"o"),
+        errors.ContainerStateError("s"), errors.ContainerLookupError("l"),
+        errors.StaleProcessError(5, "why"), errors.cgroup_error(errno.EBUSY, "s", "/p", value="v"),
+        errors.UsageError("u"), errors.DecodeError("d"), errors.RpcError(5, "nf"),
+        errors.ConnectionClosedError()]
+
+
+def test_every_exception_pickles_back_to_itself() -> None:
+    samples = _one_of_each()
+    assert {name for name, cls in BASES.items() if any(isinstance(s, cls) for s in samples)} \
+        == set(BASES)
+    for exc in samples:
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc), exc
+        assert (str(back), back.args, vars(back)) == (str(exc), exc.args, vars(exc)), exc

@@ -54,6 +54,10 @@ class UnsupportedError(Error, OSError):
             msg += f" ({detail})"
         super().__init__(err, msg)
         self.feature = feature
+        self.detail = detail
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.feature, self.detail, self.errno), self.__dict__
 
 
 class PrivilegeError(Error, PermissionError):

@@ -25,6 +25,9 @@ class ConfigError(Error, ValueError):
         self.json_path = json_path
         self.reason = reason
 
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.json_path, self.reason), self.__dict__
+
 
 class UnsupportedConfigError(ConfigError):
     """A ``config.json`` field runtime-spec defines and pidsafe does not implement
@@ -32,6 +35,10 @@ class UnsupportedConfigError(ConfigError):
 
     def __init__(self, json_path: str, what: str) -> None:
         super().__init__(json_path, f"not supported by pidsafe ({what})")
+        self.what = what
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.json_path, self.what), self.__dict__
 
 
 class ContainerError(Error, OSError):

@@ -61,6 +61,10 @@ class InvalidMountError(Error, ValueError):
                          f"{mount.target!r}): {reason}")
         self.index = index
         self.mount = mount
+        self.reason = reason
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.index, self.mount, self.reason), self.__dict__
 
 
 class MountError(Error, OSError):

@@ -131,6 +131,9 @@ class SubscriptionOverflow(ReaperError):
             "last one delivered were dropped (resubscribe, then resynchronise)")
         self.maxsize = maxsize
 
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.maxsize,), self.__dict__
+
 
 # --- recorded processes -------------------------------------------------------------
 
@@ -144,6 +147,10 @@ class StaleProcessError(Error, ProcessLookupError):
     def __init__(self, pid: int, reason: str) -> None:
         super().__init__(errno.ESRCH, f"process {pid} is gone: {reason}")
         self.pid = pid
+        self.reason = reason
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.pid, self.reason), self.__dict__
 
 
 at_face(StateError, ReaperError, ForeignChildWarning, SubscriptionClosed, SubscriptionOverflow,
