@@ -1,4 +1,5 @@
-"""Exits, from the reaper to the shim process that owns them, keyed by process object.
+"""Exits, from the reaper to the shim process that owns them, keyed by process object,
+then published in containerd's order.
 
 The daemon has one :class:`pidsafe.Reaper` (a subreaper: orphans of the
 containers are reaped too).  The router subscribes to it before any
@@ -16,17 +17,22 @@ reaper publishes an exit only after it.  The owner is then holding
 (``ShimProcess.hold``) until its create or start event is published, so
 the exit of a process that dies at once still comes after that event.
 
-The rest of the ordering (an init's exit after its execs') is the
-service's, in :meth:`pidsafe.shim._service.TaskService._on_exit`, which
-this router calls.
+The rest of the ordering is :class:`ExitOrder`'s, which this router calls:
+each exit is recorded, then ``Wait`` released, then TaskExit published; an
+init's TaskExit comes only after every exec of its container has published
+its own (without a pid namespace of its own, the rest of the cgroup is
+killed first); no exec starts once init has exited.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 
-from ..errors import ReaperError, SubscriptionClosed, SubscriptionOverflow
+from ..errors import ContainerStateError, ReaperError, SubscriptionClosed, SubscriptionOverflow
 from . import _log
+from . import _messages as m
+from ._events import Topic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,7 +40,16 @@ if TYPE_CHECKING:
 
     from ..process import Process
     from ..reaper import Exit, Reaper, Subscription
-    from ._task import ShimProcess
+    from ._codec import Message
+    from ._task import ShimContainer, ShimProcess
+
+#: Go's zero time.Time, which the runc shim sends as ``exited_at`` before an exit.
+GO_ZERO_SECONDS = -62135596800
+
+
+def timestamp(ns: int) -> m.Timestamp:
+    """``exited_at`` of an exit at ``ns`` (0: not exited, Go's zero time)."""
+    return m.Timestamp.from_ns(ns) if ns else m.Timestamp(seconds=GO_ZERO_SECONDS)
 
 
 
@@ -120,3 +135,59 @@ class ExitRouter:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+
+class ExitOrder:
+    """Publishes the exits of one shim's processes in containerd's order.
+
+    Args:
+        publish: where TaskExit events go (the service's publisher).
+    """
+
+    def __init__(self, publish: Callable[[str, Message], None]) -> None:
+        self._publish = publish
+
+    def end_hold(self, proc: ShimProcess) -> None:
+        """``proc``'s create or start event is published: an exit it held comes out now."""
+        held = proc.release()
+        if held is not None:
+            self.on_exit(proc, held)
+
+    def on_exit(self, proc: ShimProcess, exit: Exit) -> None:
+        """The exit of one of our processes, once no start of it is in flight."""
+        c = proc.container
+        if c is None:   # pragma: no cover - set before any exit can be routed
+            return
+        if proc is not c.init:
+            self._finish(c, proc, exit)
+            self.exec_gone(c)
+            return
+        with c.lock:
+            c.init_exited = True     # from now on no exec starts
+        if not c.own_pid_ns:
+            try:
+                c.container.kill(signal.SIGKILL, all=True)   # the rest of its cgroup
+            except (OSError, ContainerStateError) as exc:
+                _log.log("warning",
+                         f"{c.id}: killing the rest of its cgroup at init's exit: {exc}")
+        with c.lock:
+            if c.running_execs:
+                c.stashed_init_exit = exit    # published by the last exec's exit
+                return
+        self._finish(c, proc, exit)
+
+    def exec_gone(self, c: ShimContainer) -> None:
+        """One started (or starting) exec fewer; the last one lets init's exit out."""
+        stashed = None
+        with c.lock:
+            c.running_execs -= 1
+            if c.running_execs == 0 and c.stashed_init_exit is not None:
+                stashed, c.stashed_init_exit = c.stashed_init_exit, None
+        if stashed is not None:
+            self._finish(c, c.init, stashed)
+
+    def _finish(self, c: ShimContainer, proc: ShimProcess, exit: Exit) -> None:
+        proc.set_exited(exit)       # recorded, Wait released, then published
+        self._publish(Topic.EXIT, m.TaskExit(
+            container_id=c.id, id=proc.id, pid=proc.pid, exit_status=proc.exit_status,
+            exited_at=timestamp(proc.exited_at_ns)))

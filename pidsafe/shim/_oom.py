@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable, Dict, Optional, Tuple
 
-    from ..container import Cgroup
+    from ..container import Cgroup, Container
 
 
 class _Watch:
@@ -238,3 +238,45 @@ class OomWatcher:
         if new:
             self._publish(w.cid)
         return True
+
+
+class ContainerOoms:
+    """The OOM watching of a shim's containers: each one's count before its
+    init starts (:meth:`baseline`: a kill between the start and the watch is
+    published too), then its watch (:meth:`watch`).  The one
+    :class:`OomWatcher` (a thread) is made at the first watch.
+
+    Args:
+        publish: called with a container's id on each OOM kill in it.
+    """
+
+    def __init__(self, publish: Callable[[str], None]) -> None:
+        self._publish = publish
+        self._lock = threading.Lock()
+        self._watcher: Optional[OomWatcher] = None
+
+    @staticmethod
+    def baseline(container: Container) -> Tuple[Optional[Cgroup], int]:
+        """The container's cgroup and its OOM kills so far, read before init starts."""
+        cg = container.cgroup()
+        if cg is None:
+            return None, 0
+        return cg, oom_kills(cg)
+
+    def watch(self, cid: str, cg: Cgroup, since: int) -> bool:
+        """Watch container ``cid``'s cgroup (see :meth:`OomWatcher.add`)."""
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = OomWatcher(self._publish)
+            watcher = self._watcher
+        return watcher.add(cid, cg, since)
+
+    def remove(self, cid: str) -> None:
+        """Stop watching container ``cid`` (nothing if it is not watched)."""
+        if self._watcher is not None:
+            self._watcher.remove(cid)
+
+    def close(self) -> None:
+        """Stop the watcher's thread, if one was made."""
+        if self._watcher is not None:
+            self._watcher.close()

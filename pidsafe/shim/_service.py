@@ -16,11 +16,9 @@ start or a delete.  Two creates run their bring-ups at once, unless the
 sandbox asks for them one at a time (``org.pidsafe.bringup=serial``,
 ``_sandbox``).
 
-Exits (``_on_exit``): each is recorded, then ``Wait`` released, then
-TaskExit published; an init's TaskExit comes only after every exec of its
-container has
-published its own (without a pid namespace of its own, the rest of the
-cgroup is killed first); no exec starts once init has exited.
+Exits go from the reaper through ``_exits`` (:class:`ExitRouter`, then
+:class:`ExitOrder`): each is recorded, then ``Wait`` released, then TaskExit
+published; an init's TaskExit only after its execs'.
 """
 
 from __future__ import annotations
@@ -28,26 +26,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import threading
 
-from ..errors import ContainerStateError, RpcError
+from ..errors import RpcError
 from . import _messages as m
 from ._create import bring_up, read_config
 from ._errors import (already_exists, failed_precondition, invalid_argument, not_found,
                       rpc_error, unimplemented)
 from ._events import Topic
-from ._exits import ExitRouter
+from ._exits import ExitOrder, ExitRouter, timestamp
 from ._group import Group
+from ._oom import ContainerOoms
 from ._pod import Pods
 from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol, Tuple
+    from typing import Any, Callable, ContextManager, Dict, List, Optional, Protocol
 
-    from ..container import Cgroup
-    from ..reaper import Exit, Reaper
+    from ..reaper import Reaper
     from ._codec import Message
 
     class Events(Protocol):
@@ -59,12 +56,6 @@ if TYPE_CHECKING:
 IO_WAIT = 2.0
 #: How long Delete of a created container waits for the killed init's exit.
 EXIT_WAIT = 10.0
-#: Go's zero time.Time, which the runc shim sends as ``exited_at`` before an exit.
-GO_ZERO_SECONDS = -62135596800
-
-
-def timestamp(ns: int) -> m.Timestamp:
-    return m.Timestamp.from_ns(ns) if ns else m.Timestamp(seconds=GO_ZERO_SECONDS)
 
 
 class TaskService:
@@ -96,16 +87,17 @@ class TaskService:
         self.pods = Pods(self._lookup)
         #: The per-sandbox bring-up locks (``_sandbox``); its ``trace`` may be set.
         self.bringups = self.pods.bringups
-        self._oom: Any = None
-        self._router = ExitRouter(reaper, self._on_exit)
+        self._ooms = ContainerOoms(lambda cid: self._publish(
+            Topic.OOM, m.TaskOOM(container_id=cid)))
+        self._exits = ExitOrder(self._publish)
+        self._router = ExitRouter(reaper, self._exits.on_exit)
         self._router.start()
 
     def close(self) -> None:
         """Stop routing exits and watching OOMs (the daemon is exiting)."""
         self._group.cancel()
         self._router.stop()
-        if self._oom is not None:
-            self._oom.close()
+        self._ooms.close()
 
     # -- lookups -----------------------------------------------------------------------
 
@@ -165,7 +157,7 @@ class TaskService:
             container_id=cid, bundle=req.bundle, rootfs=req.rootfs, checkpoint=req.checkpoint,
             io=m.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
                         terminal=req.terminal), pid=c.init.pid))
-        self._end_hold(c.init)
+        self._exits.end_hold(c.init)
         return m.CreateTaskResponse(pid=c.init.pid)
 
     def Start(self, req: m.StartRequest) -> m.StartResponse:
@@ -178,21 +170,21 @@ class TaskService:
                 raise failed_precondition(f"start: container {c.id!r} is not in the created "
                                           "state")
             init.starting = True
-        cg, oom_before = self._oom_baseline(c)
+        cg, oom_before = self._ooms.baseline(c.container)
         init.hold()
         try:
             c.container.start()
         except BaseException as exc:
-            self._end_hold(init)
+            self._exits.end_hold(init)
             raise rpc_error(exc, "start") from exc
         finally:
             init.starting = False
         assert init.process is not None
         init.set_running(init.process)
         self._publish(Topic.START, m.TaskStart(container_id=c.id, pid=init.pid))
-        self._end_hold(init)
+        self._exits.end_hold(init)
         if cg is not None:
-            self._watch_oom(c, cg, oom_before)
+            c.oom = self._ooms.watch(c.id, cg, oom_before)
         return m.StartResponse(pid=init.pid)
 
     def _start_exec(self, c: ShimContainer, exec_id: str) -> m.StartResponse:
@@ -213,14 +205,14 @@ class TaskService:
                                  router=self._router)
         except BaseException as exc:
             proc.set_failed()
-            self._exec_gone(c)
+            self._exits.exec_gone(c)
             raise rpc_error(exc, "start") from exc
         finally:
             proc.starting = False
         proc.set_running(process)
         self._publish(Topic.EXEC_STARTED, m.TaskExecStarted(container_id=c.id, exec_id=exec_id,
                                                             pid=proc.pid))
-        self._end_hold(proc)
+        self._exits.end_hold(proc)
         return m.StartResponse(pid=proc.pid)
 
     def Exec(self, req: m.ExecProcessRequest) -> m.Empty:
@@ -243,53 +235,6 @@ class TaskService:
             c.execs[req.exec_id] = proc
         self._publish(Topic.EXEC_ADDED, m.TaskExecAdded(container_id=c.id, exec_id=req.exec_id))
         return m.Empty()
-
-    # -- exits ---------------------------------------------------------------------------
-
-    def _end_hold(self, proc: ShimProcess) -> None:
-        held = proc.release()
-        if held is not None:
-            self._on_exit(proc, held)
-
-    def _on_exit(self, proc: ShimProcess, exit: Exit) -> None:
-        """The exit of one of our processes, once no start of it is in flight."""
-        c = proc.container
-        if c is None:   # pragma: no cover - set before any exit can be routed
-            return
-        if proc is not c.init:
-            self._finish(c, proc, exit)
-            self._exec_gone(c)
-            return
-        with c.lock:
-            c.init_exited = True     # from now on no exec starts
-        if not c.own_pid_ns:
-            try:
-                c.container.kill(signal.SIGKILL, all=True)   # the rest of its cgroup
-            except (OSError, ContainerStateError) as exc:
-                from ._log import log
-
-                log("warning", f"{c.id}: killing the rest of its cgroup at init's exit: {exc}")
-        with c.lock:
-            if c.running_execs:
-                c.stashed_init_exit = exit    # published by the last exec's exit
-                return
-        self._finish(c, proc, exit)
-
-    def _exec_gone(self, c: ShimContainer) -> None:
-        """One started (or starting) exec fewer; the last one lets init's exit out."""
-        stashed = None
-        with c.lock:
-            c.running_execs -= 1
-            if c.running_execs == 0 and c.stashed_init_exit is not None:
-                stashed, c.stashed_init_exit = c.stashed_init_exit, None
-        if stashed is not None:
-            self._finish(c, c.init, stashed)
-
-    def _finish(self, c: ShimContainer, proc: ShimProcess, exit: Exit) -> None:
-        proc.set_exited(exit)       # recorded, Wait released, then published
-        self._publish(Topic.EXIT, m.TaskExit(
-            container_id=c.id, id=proc.id, pid=proc.pid, exit_status=proc.exit_status,
-            exited_at=timestamp(proc.exited_at_ns)))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -353,23 +298,26 @@ class TaskService:
         return m.Empty()
 
     def Pause(self, req: m.PauseRequest) -> m.Empty:
-        c = self._container(req.id)
-        try:
-            c.container.pause()
-        except Exception as exc:
-            raise rpc_error(exc, "pause") from exc
-        c.paused = True
-        self._publish(Topic.PAUSED, m.TaskPaused(container_id=c.id))
-        return m.Empty()
+        return self._pause(req.id, True)
 
     def Resume(self, req: m.ResumeRequest) -> m.Empty:
-        c = self._container(req.id)
+        return self._pause(req.id, False)
+
+    def _pause(self, cid: str, paused: bool) -> m.Empty:
+        """Pause (freeze) or resume container ``cid``, then publish TaskPaused/TaskResumed."""
+        c = self._container(cid)
         try:
-            c.container.resume()
+            if paused:
+                c.container.pause()
+            else:
+                c.container.resume()
         except Exception as exc:
-            raise rpc_error(exc, "resume") from exc
-        c.paused = False
-        self._publish(Topic.RESUMED, m.TaskResumed(container_id=c.id))
+            raise rpc_error(exc, "pause" if paused else "resume") from exc
+        c.paused = paused
+        if paused:
+            self._publish(Topic.PAUSED, m.TaskPaused(container_id=c.id))
+        else:
+            self._publish(Topic.RESUMED, m.TaskResumed(container_id=c.id))
         return m.Empty()
 
     def Update(self, req: m.UpdateTaskRequest) -> m.Empty:
@@ -419,8 +367,8 @@ class TaskService:
                 delete_init(c, io_wait=IO_WAIT, exit_wait=EXIT_WAIT)
             except Exception as exc:
                 raise rpc_error(exc, "delete") from exc
-            if c.oom is not None and self._oom is not None:
-                self._oom.remove(c.id)
+            if c.oom is not None:
+                self._ooms.remove(c.id)
             with self._lock:
                 del self._containers[c.id]
             self.pods.deleted(c)
@@ -450,26 +398,3 @@ class TaskService:
         """The ids of the containers this shim holds (created or being created)."""
         with self._lock:
             return sorted(self._containers)
-
-    # -- OOM ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _oom_baseline(c: ShimContainer) -> Tuple[Optional[Cgroup], int]:
-        """The container's cgroup and its OOM kills so far, read before init starts:
-        a kill between the start and the watch is then published too."""
-        cg = c.container.cgroup()
-        if cg is None:
-            return None, 0
-        from ._oom import oom_kills
-
-        return cg, oom_kills(cg)
-
-    def _watch_oom(self, c: ShimContainer, cg: Cgroup, since: int) -> None:
-        from ._oom import OomWatcher
-
-        with self._lock:
-            if self._oom is None:
-                self._oom = OomWatcher(lambda cid: self._publish(
-                    Topic.OOM, m.TaskOOM(container_id=cid)))
-            oom = self._oom
-        c.oom = oom.add(c.id, cg, since)
