@@ -10,9 +10,10 @@ directory mounted on a file.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
-from typing import Optional, Union, cast
+from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 from ..errors import MountError, UnsupportedError, mount_error
 from ..errors import note as note   # re-exported: the mount layer's name for it
@@ -45,18 +46,26 @@ def _privilege(err: int) -> str:
         return ""
 
 
-def _unsupported(exc: OSError, feature: str, call: str) -> Optional[UnsupportedError]:
-    if exc.errno == errno.ENOSYS:
-        return UnsupportedError(feature, f"{call} failed with ENOSYS")
-    return None
+_F = TypeVar("_F", bound=Callable[..., OSError])
 
 
+def _unsupported(feature: str, call: str) -> Callable[[_F], _F]:
+    """A ``*_error(exc, ...)`` that answers an ``ENOSYS`` of ``call`` with
+    :class:`UnsupportedError` naming ``feature``, before any hint."""
+    def wrap(error: _F) -> _F:
+        @functools.wraps(error)
+        def hinted(exc: OSError, *args: Any, **kwargs: Any) -> OSError:
+            if exc.errno == errno.ENOSYS:
+                return UnsupportedError(feature, f"{call} failed with ENOSYS")
+            return error(exc, *args, **kwargs)
+        return cast(_F, hinted)
+    return wrap
+
+
+@_unsupported("mount_api", "open_tree(2)")
 def open_tree_error(exc: OSError, source: StrPath) -> OSError:
     """What to raise when ``open_tree(source, OPEN_TREE_CLONE)`` failed."""
     err = exc.errno or errno.EIO
-    unsupported = _unsupported(exc, "mount_api", "open_tree(2)")
-    if unsupported is not None:
-        return unsupported
     hint = _NEEDS_MOUNT_CAP if err == errno.EPERM else ""
     if err == errno.EINVAL:
         hint = "the source is unbindable (a mount with MS_UNBINDABLE), or not in this mount namespace"
@@ -64,12 +73,10 @@ def open_tree_error(exc: OSError, source: StrPath) -> OSError:
                        privilege=_privilege(err))
 
 
+@_unsupported("mount_setattr_idmap", "mount_setattr(2)")
 def idmap_error(exc: OSError, source: StrPath, userns_fd: int) -> OSError:
     """What to raise when ``mount_setattr(MOUNT_ATTR_IDMAP)`` failed on ``source``."""
     err = exc.errno or errno.EIO
-    unsupported = _unsupported(exc, "mount_setattr_idmap", "mount_setattr(2)")
-    if unsupported is not None:
-        return unsupported
     src = os.fspath(source)
     hint = ""
     link = _ns_link(userns_fd)
@@ -99,12 +106,10 @@ def idmap_error(exc: OSError, source: StrPath, userns_fd: int) -> OSError:
     return mount_error(err, f"unable to idmap mount tree of {src}", source, hint)
 
 
+@_unsupported("mount_setattr_idmap", "mount_setattr(2)")
 def setattr_error(exc: OSError, what: str, path: StrPath) -> OSError:
     """What to raise when a plain ``mount_setattr()`` (ro, nosuid, ...) failed."""
     err = exc.errno or errno.EIO
-    unsupported = _unsupported(exc, "mount_setattr_idmap", "mount_setattr(2)")
-    if unsupported is not None:
-        return unsupported
     hint = ""
     if err == errno.EPERM:
         hint = ("a locked mount attribute (a mount inherited from a less privileged "
@@ -122,6 +127,7 @@ def _kinds_differ(source: Union[int, StrPath], target: Union[int, StrPath]) -> b
     return stat.S_ISDIR(a) != stat.S_ISDIR(b)
 
 
+@_unsupported("mount_api", "move_mount(2)")
 def attach_error(exc: OSError, target: StrPath, tree_fd: int = -1,
                  target_fd: Optional[int] = None, *,
                  source: Optional[StrPath] = None) -> OSError:
@@ -131,9 +137,6 @@ def attach_error(exc: OSError, target: StrPath, tree_fd: int = -1,
     the ``target`` path) tell a directory-on-file mismatch from other EINVALs.
     """
     err = exc.errno or errno.EIO
-    unsupported = _unsupported(exc, "mount_api", "move_mount(2)")
-    if unsupported is not None:
-        return unsupported
     hint = ""
     if err == errno.EPERM:
         hint = _NEEDS_MOUNT_CAP
