@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
@@ -22,8 +23,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -249,3 +251,26 @@ def ensure_tools(packages: Dict[str, str]) -> None:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+@contextlib.contextmanager
+def runtime_work(script: str, binary: pathlib.Path, packages: Dict[str, str],
+                 prefix: str) -> Iterator[pathlib.Path]:
+    """What a benchmark of container runtimes' binaries starts with: root,
+    ``binary`` built, a private mount namespace (:func:`private_mounts`), the
+    Debian ``packages`` installed, this process a subreaper (the inits and
+    shim daemons a runtime's CLI orphans come to us, to be reaped), and a
+    work directory ``prefix*`` any user can walk into, removed after."""
+    if os.geteuid() != 0:
+        sys.exit(f"{script} needs root")
+    if not os.access(binary, os.X_OK):
+        sys.exit(f"{binary} is missing: run scripts/bootstrap.sh first")
+    private_mounts()
+    ensure_tools(packages)
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+    work = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

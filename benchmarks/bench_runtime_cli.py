@@ -26,7 +26,6 @@ in that view.  State directories live on a tmpfs, as under /run.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import pathlib
@@ -43,8 +42,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "scripts"))
-from _harness import (Method, add_json_arg, checks_json, ensure_tools, machine,  # noqa: E402
-                      print_checks, private_mounts, run_rounds, timed, write_json)
+from _harness import (Method, add_json_arg, checks_json, machine, print_checks,  # noqa: E402
+                      run_rounds, runtime_work, timed, write_json)
 from bundles import build_busybox_rootfs, runc_spec  # noqa: E402  (the tests' own image)
 import oci_image  # noqa: E402
 
@@ -211,20 +210,10 @@ def main() -> None:
     ap.add_argument("--no-ctr", action="store_true", help="skip the containerd part")
     add_json_arg(ap)
     opts = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_runtime_cli.py needs root")
-    if not os.access(PIDSAFE_RUNC, os.X_OK):
-        sys.exit(f"{PIDSAFE_RUNC} is missing: run scripts/bootstrap.sh first")
-    private_mounts()
-    ensure_tools(PACKAGES)
     # Orphaned container inits (their CLI exits) come to us, as to a shim.
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pidsafe-bench-cli-"))
-    os.chmod(work, 0o755)
-    try:
+    with runtime_work("bench_runtime_cli.py", PIDSAFE_RUNC, PACKAGES,
+                      "pidsafe-bench-cli-") as work:
         run(work, opts)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def run(work: pathlib.Path, opts: argparse.Namespace) -> None:

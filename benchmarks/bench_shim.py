@@ -27,7 +27,6 @@ cgroups, so the benchmark re-runs itself in a private mount namespace with
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import pathlib
@@ -36,15 +35,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from _harness import (add_json_arg, checks_json, ensure_tools, machine, p90,  # noqa: E402
-                      print_checks, private_mounts, write_json)
+from _harness import (add_json_arg, checks_json, machine, p90, print_checks,  # noqa: E402
+                      runtime_work, write_json)
 from bench_runtime_cli import IMAGE, NS, Containerd  # noqa: E402
 from bundles import build_busybox_rootfs  # noqa: E402  (the tests' own image)
 sys.path.insert(0, str(HERE.parent / "scripts"))
@@ -237,21 +235,10 @@ def main() -> None:
     ap.add_argument("--rss", type=int, default=20, help="containers in one daemon for RSS")
     add_json_arg(ap)
     opts = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_shim.py needs root")
-    if not os.access(SHIM, os.X_OK):
-        sys.exit(f"{SHIM} is missing: run scripts/bootstrap.sh first")
-    private_mounts()
-    ensure_tools(PACKAGES)
     # containerd is no subreaper: the shims' daemons (runc's and ours), orphaned
     # by their start action, come to us; reap_orphans() collects them.
-    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pidsafe-bench-shim-"))
-    os.chmod(work, 0o755)
-    try:
+    with runtime_work("bench_shim.py", SHIM, PACKAGES, "pidsafe-bench-shim-") as work:
         run(work, opts)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def run(work: pathlib.Path, opts: argparse.Namespace) -> None:
