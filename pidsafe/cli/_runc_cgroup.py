@@ -13,7 +13,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 from ..errors import UsageError
-from .runc import load, log_ignored, one_id, parse
+from .runc import load, log_ignored, one_id, parse_or_help
 
 PAUSE_HELP = """usage: pidsafe-runc pause ID
 
@@ -124,14 +124,13 @@ def update_resources(args: Any) -> Dict[str, Any]:
 
 def _cgroup_command(root: str, argv: Sequence[str], what: str) -> int:
     """pause, resume, update: the container's cgroup."""
-    spec = {"help": "flag"}
+    usage = {"pause": PAUSE_HELP, "resume": RESUME_HELP, "update": UPDATE_HELP}[what]
     if what == "update":
-        spec.update({name: "value" for name in UPDATE_OPTIONS})
-    args = parse(argv, spec, {"r": "resources", "h": "help"} if what == "update"
-                 else {"h": "help"})
-    if args.get("help"):
-        print({"pause": PAUSE_HELP, "resume": RESUME_HELP,
-               "update": UPDATE_HELP}[what])
+        args = parse_or_help(argv, usage, {name: "value" for name in UPDATE_OPTIONS},
+                             {"r": "resources"})
+    else:
+        args = parse_or_help(argv, usage)
+    if args is None:
         return 0
     cid = one_id(args, what)
     resources = update_resources(args) if what == "update" else None

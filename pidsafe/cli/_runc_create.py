@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from ._runc_process import (Console, exit_status, forwarding, preserve_fds, release,
                             remove_pid_file, send_pidfd, undo, write_pid_file)
-from .runc import log_hook_warnings, log_ignored, one_id, parse
+from .runc import log_hook_warnings, log_ignored, one_id, parse_or_help
 
 #: Options of create and run that runc has, as they behave here.
 CREATE_HELP = """
@@ -33,15 +33,15 @@ CREATE_HELP = """
 def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
     spec = {"bundle": "value", "pid-file": "value", "console-socket": "value",
             "no-pivot": "flag", "no-new-keyring": "flag", "preserve-fds": "value",
-            "pidfd-socket": "value", "detach": "flag", "keep": "flag", "help": "flag"}
-    args = parse(argv, spec, {"b": "bundle", "d": "detach", "h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc " + ("run" if run else "create") + " [--bundle DIR] "
-              "[--pid-file FILE] [--console-socket SOCK] [--no-pivot] [--no-new-keyring] "
-              "[--preserve-fds N] [--pidfd-socket SOCK]" + (" [--detach] [--keep]" if run else "")
-              + " ID\n" + CREATE_HELP + ("\n  -d, --detach            do not wait for the "
-                                          "container\n  --keep                  do not delete "
-                                          "it when it exits" if run else ""))
+            "pidfd-socket": "value", "detach": "flag", "keep": "flag"}
+    usage = ("usage: pidsafe-runc " + ("run" if run else "create") + " [--bundle DIR] "
+             "[--pid-file FILE] [--console-socket SOCK] [--no-pivot] [--no-new-keyring] "
+             "[--preserve-fds N] [--pidfd-socket SOCK]" + (" [--detach] [--keep]" if run else "")
+             + " ID\n" + CREATE_HELP + ("\n  -d, --detach            do not wait for the "
+                                         "container\n  --keep                  do not delete "
+                                         "it when it exits" if run else ""))
+    args = parse_or_help(argv, usage, spec, {"b": "bundle", "d": "detach"})
+    if args is None:
         return 0
     cid = one_id(args, "run" if run else "create")
     preserve = preserve_fds(args)

@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 from ..errors import UsageError
 from ._runc_process import (Console, exit_status, forwarding, preserve_fds, release,
                             remove_pid_file, send_pidfd, undo, write_pid_file)
-from .runc import Args, load, log_ignored, parse
+from .runc import Args, load, log_ignored, parse_or_help
 
 EXEC_HELP = """usage: pidsafe-runc exec [OPTIONS] ID COMMAND [ARGS...]
        pidsafe-runc exec [OPTIONS] --process FILE ID
@@ -47,15 +47,14 @@ _MAX_ID = 2**32 - 2
 
 def cmd_exec(root: str, argv: Sequence[str]) -> int:
     spec = {"process": "value", "detach": "flag", "pid-file": "value", "console-socket": "value",
-            "env": "list", "cwd": "value", "user": "value", "tty": "flag", "help": "flag",
+            "env": "list", "cwd": "value", "user": "value", "tty": "flag",
             "preserve-fds": "value", "pidfd-socket": "value", "no-new-privs": "flag",
             "additional-gids": "list", "cap": "list", "ignore-paused": "flag"}
     # Options end at the id (runc's StopOnNthArg): the rest is the command.
-    args = parse(argv, spec, {"p": "process", "d": "detach", "e": "env", "u": "user",
-                              "t": "tty", "h": "help", "g": "additional-gids", "c": "cap"},
-                 stop_after=1)
-    if args.get("help"):
-        print(EXEC_HELP)
+    args = parse_or_help(argv, EXEC_HELP, spec, {"p": "process", "d": "detach", "e": "env",
+                                                 "u": "user", "t": "tty", "g": "additional-gids",
+                                                 "c": "cap"}, stop_after=1)
+    if args is None:
         return 0
     if not args.positional:
         raise UsageError("exec: expected a container id")

@@ -12,7 +12,7 @@ import signal
 import time
 
 from ..errors import UsageError
-from .runc import LOG, load, log_hook_warnings, one_id, parse, parse_signal
+from .runc import LOG, load, log_hook_warnings, one_id, parse_or_help, parse_signal
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -44,9 +44,8 @@ def _format(args: Any) -> str:
 
 
 def cmd_start(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"help": "flag"}, {"h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc start ID")
+    args = parse_or_help(argv, "usage: pidsafe-runc start ID")
+    if args is None:
         return 0
     c = load(root, one_id(args, "start"))
     try:
@@ -58,9 +57,8 @@ def cmd_start(root: str, argv: Sequence[str]) -> int:
 
 
 def cmd_state(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"help": "flag"}, {"h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc state ID")
+    args = parse_or_help(argv, "usage: pidsafe-runc state ID")
+    if args is None:
         return 0
     c = load(root, one_id(args, "state"))
     try:
@@ -71,9 +69,9 @@ def cmd_state(root: str, argv: Sequence[str]) -> int:
 
 
 def cmd_kill(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"all": "flag", "help": "flag"}, {"a": "all", "h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc kill [--all] ID [SIGNAL]")
+    args = parse_or_help(argv, "usage: pidsafe-runc kill [--all] ID [SIGNAL]",
+                         {"all": "flag"}, {"a": "all"})
+    if args is None:
         return 0
     if not 1 <= len(args.positional) <= 2:
         raise UsageError("kill: expected ID [SIGNAL]")
@@ -87,9 +85,9 @@ def cmd_kill(root: str, argv: Sequence[str]) -> int:
 
 
 def cmd_delete(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"force": "flag", "help": "flag"}, {"f": "force", "h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc delete [--force] ID")
+    args = parse_or_help(argv, "usage: pidsafe-runc delete [--force] ID",
+                         {"force": "flag"}, {"f": "force"})
+    if args is None:
         return 0
     from ..errors import ContainerLookupError, ContainerStateError
 
@@ -116,10 +114,9 @@ def cmd_delete(root: str, argv: Sequence[str]) -> int:
 
 
 def cmd_list(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"format": "value", "quiet": "flag", "help": "flag"},
-                 {"f": "format", "q": "quiet", "h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc list [--format table|json] [--quiet]")
+    args = parse_or_help(argv, "usage: pidsafe-runc list [--format table|json] [--quiet]",
+                         {"format": "value", "quiet": "flag"}, {"f": "format", "q": "quiet"})
+    if args is None:
         return 0
     if args.positional:
         raise UsageError(f"list: takes no arguments, got {' '.join(args.positional)!r}")
@@ -155,9 +152,9 @@ def cmd_list(root: str, argv: Sequence[str]) -> int:
 
 
 def cmd_ps(root: str, argv: Sequence[str]) -> int:
-    args = parse(argv, {"format": "value", "help": "flag"}, {"f": "format", "h": "help"})
-    if args.get("help"):
-        print("usage: pidsafe-runc ps [--format table|json] ID")
+    args = parse_or_help(argv, "usage: pidsafe-runc ps [--format table|json] ID",
+                         {"format": "value"}, {"f": "format"})
+    if args is None:
         return 0
     fmt = _format(args)
     c = load(root, one_id(args, "ps"))

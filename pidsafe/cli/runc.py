@@ -208,6 +208,19 @@ def parse(argv: Sequence[str], spec: Dict[str, str], aliases: Dict[str, str], *,
     return Args(flags, positional)
 
 
+def parse_or_help(argv: Sequence[str], usage: str, spec: Optional[Dict[str, str]] = None,
+                  aliases: Optional[Dict[str, str]] = None, *,
+                  stop_after: Optional[int] = None) -> Optional[Args]:
+    """:func:`parse` for a command, with its ``-h``/``--help``: ``None`` once
+    ``usage`` is printed (the command then exits 0, as runc's do)."""
+    args = parse(argv, {**(spec or {}), "help": "flag"}, {**(aliases or {}), "h": "help"},
+                 stop_after=stop_after)
+    if args.get("help"):
+        print(usage)
+        return None
+    return args
+
+
 def one_id(args: Args, cmd: str) -> str:
     if len(args.positional) != 1:
         raise UsageError(f"{cmd}: expected exactly one container id, got "
