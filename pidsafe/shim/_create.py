@@ -85,6 +85,7 @@ def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper
         OSError, ...: as ``Container.create`` and the stdio; nothing is left.
     """
     from ._stdio import open_io
+    from ._tty import console_pair, relay_console
 
     cid = req.id
     bundle = os.path.abspath(req.bundle)
@@ -105,9 +106,7 @@ def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper
 
     try:
         if stdio.terminal:
-            with critical:
-                socks.extend(socket.socketpair(socket.AF_UNIX,
-                                               socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+            console_pair(socks)
         else:
             io = open_io(stdio, container_id=cid, namespace=namespace, reaper=reaper)
         init.hold()
@@ -119,17 +118,7 @@ def bring_up(req: Any, config: Dict[str, Any], *, namespace: str, reaper: Reaper
         if io is not None:
             io.close_child_side()
         if socks:
-            from ..container import receive_terminal
-            from ._tty import ConsoleRelay
-
-            socks[1].close()
-            master = receive_terminal(socks[0])
-            socks[0].close()
-            try:
-                relay = ConsoleRelay(master, stdio.stdin, stdio.stdout)
-            except BaseException:
-                master.close()
-                raise
+            relay = relay_console(socks, stdio.stdin, stdio.stdout)
         process = container.process()
         assert process is not None   # create() returns with init created
         init.process, init.pid = process, process.pid

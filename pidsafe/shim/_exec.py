@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import socket
 
-from ..container import receive_terminal
 from .._sigsafe import critical
 from ..errors import ConfigError, ContainerStateError
 from ._errors import failed_precondition, invalid_argument, not_found, rpc_error
@@ -70,6 +69,7 @@ def start_exec(c: ShimContainer, proc: ShimProcess, *, namespace: str, reaper: R
         ContainerStateError, ContainerError, OSError: from the library or the stdio.
     """
     from ._stdio import open_io
+    from ._tty import console_pair, relay_console
 
     owned: List[Process] = []
     socks: List[socket.socket] = []
@@ -84,9 +84,7 @@ def start_exec(c: ShimContainer, proc: ShimProcess, *, namespace: str, reaper: R
 
     try:
         if proc.stdio.terminal:
-            with critical:
-                socks.extend(socket.socketpair(socket.AF_UNIX,
-                                               socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+            console_pair(socks)
         else:
             io = open_io(proc.stdio, container_id=c.id, namespace=namespace, reaper=reaper)
         child = io.child if io is not None else (None, None, None)
@@ -97,16 +95,7 @@ def start_exec(c: ShimContainer, proc: ShimProcess, *, namespace: str, reaper: R
         if io is not None:
             io.close_child_side()
         if socks:
-            from ._tty import ConsoleRelay
-
-            socks[1].close()
-            master = receive_terminal(socks[0])
-            socks[0].close()
-            try:
-                relay = ConsoleRelay(master, proc.stdio.stdin, proc.stdio.stdout)
-            except BaseException:
-                master.close()
-                raise
+            relay = relay_console(socks, proc.stdio.stdin, proc.stdio.stdout)
         proc.io, proc.console = io, relay
         return process
     except BaseException:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import socket
 import threading
 
 from .._fd import OwnedFd
@@ -32,12 +33,39 @@ from .._sigsafe import critical
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Optional
+    from typing import Dict, List, Optional
 
     from ..container import Terminal
 
 _CHUNK = 32 * 1024
 _IN = select.POLLIN | select.POLLHUP | select.POLLERR
+
+
+def console_pair(socks: List[socket.socket]) -> None:
+    """Add to ``socks`` the socket pair whose second end is the console
+    socket of a create or an exec (``socks`` owns both ends: its owner
+    closes them if the start fails)."""
+    with critical:
+        socks.extend(socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC))
+
+
+def relay_console(socks: List[socket.socket], stdin: str, stdout: str) -> ConsoleRelay:
+    """The relay of the terminal that the started process's pidsafe-init sent
+    over the :func:`console_pair` ``socks`` (both ends are closed here).
+
+    Args:
+        stdin, stdout: containerd's FIFOs (see :class:`ConsoleRelay`).
+    """
+    from ..container import receive_terminal
+
+    socks[1].close()
+    master = receive_terminal(socks[0])
+    socks[0].close()
+    try:
+        return ConsoleRelay(master, stdin, stdout)
+    except BaseException:
+        master.close()
+        raise
 
 
 def _open(path: str, flags: int, what: str) -> OwnedFd:
