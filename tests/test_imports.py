@@ -397,3 +397,52 @@ def test_unsafe_clone3_is_not_in_the_cffi_surface() -> None:
     # callable from Python.
     assert not hasattr(_sys.lib, "pidsafe_clone3")
     assert not any(n.startswith("pidsafe_spawn_") and n != "pidsafe_spawn" for n in dir(_sys.lib))
+
+
+#: The one child-start path (DESIGN.md, "process/"): the only caller of
+#: ``_sys.spawn`` (module, function).
+CHILD_START = ("pidsafe.process._start", "start_child")
+
+
+def spawn_calls(mods: Optional[Dict[str, pathlib.Path]] = None) -> List[Tuple[str, str]]:
+    """Every call of ``_sys.spawn`` (or a ``spawn`` imported from ``_sys``) in
+    ``pidsafe/``: ``(module, enclosing function)``."""
+    found: List[Tuple[str, str]] = []
+    for module, path in sorted((mods if mods is not None else _modules()).items()):
+        tree = ast.parse(path.read_text())
+        from_sys = {alias.asname or alias.name for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.split(".")[-1] == "_sys"
+                    for alias in node.names if alias.name == "spawn"}
+        if module == "pidsafe._sys._spawn":
+            continue   # where it is defined
+
+        def visit(node: ast.AST, where: str) -> None:
+            for child in ast.iter_child_nodes(node):
+                inner = where
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    inner = child.name
+                if isinstance(child, ast.Call):
+                    func = child.func
+                    if ((isinstance(func, ast.Attribute) and func.attr == "spawn"
+                         and ast.unparse(func.value).split(".")[-1] == "_sys")
+                            or (isinstance(func, ast.Name) and func.id in from_sys)):
+                        found.append((module, where))
+                visit(child, inner)
+
+        visit(tree, "")
+    return found
+
+
+def test_only_the_child_start_path_calls_sys_spawn() -> None:
+    # Container init, exec and spawn() start their children through
+    # process.start_process: one error pipe, one failure-record decoder.
+    assert spawn_calls() == [CHILD_START]
+
+
+def test_the_spawn_call_checker_finds_one(tmp_path: pathlib.Path) -> None:
+    mod = tmp_path / "m.py"
+    mod.write_text("from pidsafe import _sys\nfrom .._sys import spawn as s\n"
+                   "def start(spec):\n    return _sys.spawn(spec)\n"
+                   "def other(spec):\n    return s(spec)\n")
+    assert spawn_calls({"pidsafe.m": mod}) == [("pidsafe.m", "start"), ("pidsafe.m", "other")]

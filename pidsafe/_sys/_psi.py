@@ -22,7 +22,7 @@ from ._core import ffi, lib
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Callable, Optional
 
 #: The stream's first bytes (PSI_MAGIC).
 MAGIC: bytes = ffi.string(lib.pidsafe_psi_magic())
@@ -112,14 +112,18 @@ def decode_record(data: bytes) -> Optional[StatusRecord]:
     return StatusRecord(int(rec.kind), int(rec.index), int(rec.op), int(rec.err))
 
 
-def read_record(fd: int) -> Optional[StatusRecord]:
+def read_record(fd: int, before_read: Optional[Callable[[], None]] = None
+                ) -> Optional[StatusRecord]:
     """One status record from ``fd``, or ``None`` at EOF (a short read).
 
     EOF with no record means: init exec'd its program (the status pipe is
-    close-on-exec), or init died.
+    close-on-exec), or init died.  ``before_read`` runs before each read
+    (a bounded wait for the fd to be readable, which may raise).
     """
     data = b""
     while len(data) < RECORD_SIZE:
+        if before_read is not None:
+            before_read()
         chunk = os.read(fd, RECORD_SIZE - len(data))
         if not chunk:
             break

@@ -6,8 +6,10 @@ For users (re-exported by :mod:`pidsafe`): :class:`Process`,
 :func:`create_subprocess_exec`, :func:`create_subprocess_shell` and their
 :class:`AsyncProcess` (``asyncio.subprocess``).
 
-For the layers above: :func:`discard` (undo a start that is failing, with
-nothing left behind); :func:`stdio_fd` and :func:`open_pipe_files` (a
+For the layers above: :func:`start_process` (the one child-start path:
+start a child from a :class:`pidsafe._sys.ChildSpec`, held by a
+:class:`Process` from its start; a container's init starts this way);
+:func:`discard` (undo a start that is failing, with nothing left behind); :func:`stdio_fd` and :func:`open_pipe_files` (a
 child's stdio arguments); the reaper's view of a process: a
 :class:`PidfdLease` on a child it watches and its states ``LEASE_*``,
 :func:`handle_holds` and :func:`handle_fds` (which pidfds the open handles
@@ -23,6 +25,7 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 
 if TYPE_CHECKING:
     from ._asyncio import AsyncProcess, create_subprocess_exec, create_subprocess_shell
+    from ._start import start_process
     from ._identity import ProcessIdentity
     from ._lease import (LEASE_BUSY, LEASE_REAPED, LEASE_RUNNING, PidfdLease, handle_fds,
                          handle_holds)
@@ -53,6 +56,7 @@ __getattr__, __dir__ = _lazy.exports(__name__, {
     "open_pipe_files": "._stdio",
     "run": "._run",
     "spawn": "._spawn",
+    "start_process": "._start",
     "stdio_fd": "._stdio",
     "waitid_returncode": "._wait",
 })
@@ -60,4 +64,5 @@ __getattr__, __dir__ = _lazy.exports(__name__, {
 __all__ = ["AsyncProcess", "CompletedProcess", "DEVNULL", "LEASE_BUSY", "LEASE_REAPED",
            "LEASE_RUNNING", "PIPE", "PidfdLease", "Process", "ProcessIdentity", "STDOUT",
            "create_subprocess_exec", "create_subprocess_shell", "discard", "handle_fds",
-           "handle_holds", "open_pipe_files", "run", "spawn", "stdio_fd", "waitid_returncode"]
+           "handle_holds", "open_pipe_files", "run", "spawn", "start_process", "stdio_fd",
+           "waitid_returncode"]

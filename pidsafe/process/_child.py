@@ -1,10 +1,10 @@
-"""Start a child from a :class:`pidsafe._sys.ChildSpec`, through the helper if any.
+"""The helper's protocol, for a child whose spec has a :class:`pidsafe._sys.HelperSpec`.
 
-Without a helper this is ``_sys.spawn(spec)``.  With one (csrc/shared/helper_protocol.h has
-the protocol), the CLONE_VM|CLONE_VFORK child execs the static helper at
-once, and we:
+:func:`._start.start_child` runs it (csrc/shared/helper_protocol.h has the
+protocol): the CLONE_VM|CLONE_VFORK child execs the static helper at once,
+and we:
 
-1. make the ctl socketpair and hand the helper its end;
+1. make the ctl socketpair and hand the helper its end (:meth:`HelperRun.prepare`);
 2. clone (the helper exists, in memory of its own, when clone3 returns);
 3. wait for its READY byte (EOF instead: the child failed before it could
    exec the helper, and its ``{stage, errno}`` record is in the error pipe);
@@ -14,10 +14,7 @@ once, and we:
    writing its record.  So when we return, as when a CLONE_VFORK clone3
    returns, the record, if any, is already in the error pipe.
 
-Without a helper, only the clone.  If anything fails after the clone (or a
-signal handler raises), the child
-is killed and reaped through its pidfd before the error propagates.  The
-waits of steps 3 and 6 are as long as the helper's own work (an exec,
+The waits of steps 3 and 6 are as long as the helper's own work (an exec,
 setns, setuid), like clone3's wait for a vfork child; they run outside any
 critical section, so Ctrl-C stays prompt and still leaves nothing behind.
 """
@@ -25,59 +22,45 @@ critical section, so Ctrl-C stays prompt and still leaves nothing behind.
 from __future__ import annotations
 
 import socket
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
 from ..userns import IDMap, write_child_maps
 
 
-def start_child(spec: _sys.ChildSpec, maps: Optional[Tuple[IDMap, IDMap]] = None,
-                failed: Optional[List[Tuple[int, int]]] = None) -> Tuple[int, int]:
-    """Clone the child ``spec`` describes; returns ``(pid, pidfd)``.
+class HelperRun:
+    """One run of the helper's protocol: the ctl socketpair and its steps."""
 
-    ``maps`` (uid, gid) are written for a child made with CLONE_NEWUSER.
-    On return the child has exec'd the program or exited, its error record
-    (if any) in ``failed`` (see :func:`pidsafe._sys.spawn`) and, if ``spec``
-    has one, in the error pipe (with a helper, only there).
+    __slots__ = ("ours", "theirs")
 
-    Raises:
-        OSError: clone3 failed (nothing was created).
-        HelperDiedError: the child was killed and reaped before the maps of
-            its new user namespace could be written.
-        PermissionError, OSError: a map was refused.
-    """
-    ours: Optional[socket.socket] = None
-    theirs: Optional[socket.socket] = None
-    pidfd = -1
-    try:
-        with critical:
-            if spec.helper is not None:
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                helper = spec.helper.replace(ctl_fd=theirs.fileno())
-                extra = {theirs.fileno()}
-                if helper.userns_fd >= 0:
-                    extra.add(helper.userns_fd)
-                spec = spec.replace(helper=helper,
-                                    keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
-            pid, pidfd = _sys.spawn(spec, failed)
-        # A signal handler that raised inside the section raises here, with
-        # pidfd recorded: the except below ends the child.
-        if ours is not None and theirs is not None:
-            theirs.close()
-            _run_helper(ours, spec, pid, pidfd, maps)
-        return pid, pidfd
-    except BaseException:
-        if pidfd >= 0:
-            with critical:
-                _sys.end_child(pidfd)
-        raise
-    finally:
-        if ours is not None:
-            with critical:
-                for sock in (ours, theirs):
-                    if sock is not None:
-                        sock.close()
+    def __init__(self) -> None:
+        self.ours: Optional[socket.socket] = None
+        self.theirs: Optional[socket.socket] = None
+
+    def prepare(self, spec: _sys.ChildSpec) -> _sys.ChildSpec:
+        """Step 1, inside the clone's critical section: ``spec`` with the
+        helper's ctl fd (and userns fd) kept in the child."""
+        assert spec.helper is not None
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        helper = spec.helper.replace(ctl_fd=self.theirs.fileno())
+        extra = {self.theirs.fileno()}
+        if helper.userns_fd >= 0:
+            extra.add(helper.userns_fd)
+        return spec.replace(helper=helper, keep_fds=tuple(sorted(set(spec.keep_fds) | extra)))
+
+    def run(self, spec: _sys.ChildSpec, pid: int, pidfd: int,
+            maps: Optional[Tuple[IDMap, IDMap]]) -> None:
+        """Steps 3-6, once the child is cloned."""
+        assert self.ours is not None and self.theirs is not None
+        self.theirs.close()
+        _run_helper(self.ours, spec, pid, pidfd, maps)
+
+    def close(self) -> None:
+        """Close both ends (inside a critical section)."""
+        for sock in (self.ours, self.theirs):
+            if sock is not None:
+                sock.close()
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -69,7 +69,7 @@ def plan_spawn(userns: Any, uidmap: Optional[IDMapLike], gidmap: Optional[IDMapL
       clone3(CLONE_NEWUSER|namespaces|CLONE_VM|CLONE_VFORK|CLONE_PIDFD) and
       execs the helper at once.  The helper waits while we write the maps
       (open, prove, write, as for get_userns_fd), then becomes root of the
-      namespace and execs the program (pidsafe/process/_child.py).
+      namespace and execs the program (pidsafe/process/_child.py, run by _start.py).
       Creating every namespace in the same clone3 makes them all owned by
       the new user namespace, and makes the child pid 1 of a new pid
       namespace.

@@ -2,9 +2,9 @@
 
 The parent does all the work that can fail or allocate (argument encoding,
 the PATH search, pipes, fd lists) before the clone; the child (csrc/native/spawn.c)
-only moves fds, changes directory and execs.  A child that fails reports
-``{stage, errno}`` over a close-on-exec pipe; EOF with no record means exec
-succeeded.
+only moves fds, changes directory and execs.  The clone, and the child's
+``{stage, errno}`` failure record, are the process layer's one child-start
+path (:func:`._start.start_process`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import subprocess
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _sys
-from ..errors import UnsupportedError
 from ..userns import IDMapLike, Namespace
-from ._child import start_child
+from ._start import start_process
 from ._plan import PLAIN, SpawnPlan, plan_spawn
 from .._sigsafe import hand_out
 from . import _abandoned
 from ._abandoned import reap_abandoned
 from ._process import Process
-from ._undo import discard, end_child
+from ._undo import discard
 from ._stdio import StdioArg, open_pipe_files, stdio_fd
 
 if TYPE_CHECKING:
@@ -84,17 +83,6 @@ def _check_open(fd: int, what: str) -> None:
         fcntl.fcntl(fd, fcntl.F_GETFD)
     except OSError as exc:
         raise _sys.make_oserror(exc.errno or errno.EBADF, f"{what}: fd {fd}") from None
-
-
-def _fd_above_stdio(fd: int, to_close: List[int]) -> int:
-    """``fd`` itself if >= 3, else a close-on-exec duplicate >= 3."""
-    import fcntl
-
-    if fd >= 3:
-        return fd
-    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    to_close.append(new)
-    return new
 
 
 def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
@@ -261,9 +249,7 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
     to_close: List[int] = []   # child-side ends, closed in the parent after the clone
     parent_ends = [-1, -1, -1]  # our ends of PIPEs, closed only on failure
     devnull = -1
-    pid = -1
-    pidfd = -1
-    err_r = -1
+    files: List[Optional[IO[Any]]] = [None, None, None]
     try:
         child_fds = [-1, -1, -1]
         for i, value in enumerate(() if inherit_stdio else (stdin, stdout, stderr)):
@@ -287,83 +273,45 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
             else:
                 child_fds[i] = caller_fds[i]
 
-        # The spawn child reports a failure in our memory, which it shares
-        # (csrc/native/child.c): no pipe to make, read and close.  Only the
-        # exec'd helper, and the parent-death check of pid 1 of a new pid
-        # namespace, need the error pipe.
-        err_w = -1
-        if plan.helper is not None or (sig and plan.clone_flags & _sys.CLONE_NEWPID):
-            # Non-blocking read end: see the comment after the clone.
-            err_r, err_w0 = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-            to_close.append(err_w0)
-            err_w = _fd_above_stdio(err_w0, to_close)
-            keep_fds = tuple(sorted(keep | {err_w}))
-        else:
-            keep_fds = tuple(sorted(keep)) if keep else ()
-
-        failures: list[tuple[int, int]] = []
+        keep_fds = tuple(sorted(keep)) if keep else ()
+        spec = _sys.ChildSpec(
+            exec_paths=tuple(exec_paths), argv=tuple(argv), errpipe_write=-1,
+            envp=tuple(envp) if envp is not None else None, cwd=cwd_b,
+            stdio=(child_fds[0], child_fds[1], child_fds[2]), keep_fds=keep_fds,
+            close_fds=bool(close_fds), new_session=bool(start_new_session), pdeathsig=sig,
+            restore_signals=bool(restore_signals), clone_flags=plan.clone_flags,
+            helper=plan.helper)
+        filenames = {_sys.STAGE_EXEC: exe_arg}
+        if cwd is not None:
+            filenames[_sys.STAGE_CHDIR] = cwd
+        proc = start_process(spec, maps=plan.maps, args=args,
+                             unsupported="spawn needs clone3 with a child stack",
+                             filenames=filenames)
         try:
-            spec = _sys.ChildSpec(
-                exec_paths=tuple(exec_paths), argv=tuple(argv), errpipe_write=err_w,
-                envp=tuple(envp) if envp is not None else None, cwd=cwd_b,
-                stdio=(child_fds[0], child_fds[1], child_fds[2]), keep_fds=keep_fds,
-                close_fds=bool(close_fds), new_session=bool(start_new_session), pdeathsig=sig,
-                restore_signals=bool(restore_signals), clone_flags=plan.clone_flags,
-                helper=plan.helper)
-            pid, pidfd = start_child(spec, plan.maps, failures)
-        except OSError as exc:
-            if exc.errno == errno.ENOSYS:
-                raise UnsupportedError("clone3", "spawn needs clone3 with a child stack") from None
-            raise
-
-        # CLONE_VFORK: the child has exec'd, or exited after reporting its
-        # failure (read_child_error says why the pipe needs no EOF).
-        while to_close:
-            os.close(to_close.pop())
-        failed = failures[0] if failures else None
-        if err_r >= 0:
-            if failed is None:
-                failed = _sys.read_child_error(err_r)
-            fd, err_r = err_r, -1
-            os.close(fd)
-
-        if failed is not None:
-            stage, err = failed
-            # The child has exited (status 127): reap it, then raise its
-            # error (a failure to reap leaves the pidfd to reap_abandoned()).
-            fd, pidfd = pidfd, -1
-            end_child(fd, pid)
-            filename = cwd if stage == _sys.STAGE_CHDIR else (
-                exe_arg if stage == _sys.STAGE_EXEC else None)
-            raise _sys.child_error(stage, err, filename)
-
-        if parent_ends == [-1, -1, -1]:
-            proc = Process(pid, pidfd, args=args, child=True)
-        else:
-            # open_pipe_files() owns our ends from here, on failure too.
-            ends, parent_ends = parent_ends, [-1, -1, -1]
-            files: List[Optional[IO[Any]]] = list(
-                open_pipe_files(ends, ("wb", "rb", "rb"), bufsize))
-            try:
+            # CLONE_VFORK: the child has exec'd: its ends of the pipes are
+            # ours to close.
+            while to_close:
+                os.close(to_close.pop())
+            if parent_ends != [-1, -1, -1]:
+                # open_pipe_files() owns our ends from here, on failure too.
+                ends, parent_ends = parent_ends, [-1, -1, -1]
+                files = list(open_pipe_files(ends, ("wb", "rb", "rb"), bufsize))
                 if text_as is not None:
                     from ._text import wrap_pipes
 
                     files = wrap_pipes(files, text_as)
-                proc = Process(pid, pidfd, args=args, stdin=files[0], stdout=files[1],
-                               stderr=files[2], child=True)
-            except BaseException:
-                for f in files:
-                    if f is not None:
-                        f.close()
-                raise
-        pidfd = -1
+                proc.stdin, proc.stdout, proc.stderr = files
+        except BaseException:
+            # Started, but we cannot hand it out: killed and reaped through
+            # its pidfd, so no zombie and no fd is left behind.
+            discard(proc)
+            raise
         return proc
     except BaseException:
-        if pidfd >= 0:
-            # Created, but we cannot hand it out: kill and reap through the
-            # pidfd, so no zombie and no fd is left behind.
-            end_child(pidfd, pid)
-        for fd in to_close + parent_ends + [err_r]:
+        for f in files:
+            if f is not None:
+                f.close()
+        for fd in to_close + parent_ends:
             if fd >= 0:
                 os.close(fd)
         raise

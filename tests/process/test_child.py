@@ -272,3 +272,70 @@ def test_a_spec_that_needs_an_error_pipe_starts_nothing_without(spec: Any) -> No
     # (no_leaks fails the test if a child was started.)
     with pytest.raises(ValueError, match="needs an error pipe"):
         _sys.spawn(spec, None if spec.helper is None and not spec.pdeathsig else [])
+
+
+# -- start_process: the one child-start path --------------------------------------------
+
+def _spec(*argv: str, **kw: Any) -> "_sys.ChildSpec":
+    return _sys.ChildSpec(exec_paths=(argv[0].encode(),), argv=tuple(a.encode() for a in argv),
+                          errpipe_write=-1, **kw)
+
+
+def test_start_process_hands_out_the_exec_d_child_as_a_process() -> None:
+    from pidsafe._sigsafe import critical
+    from pidsafe.process import start_process
+
+    with critical:
+        p = start_process(_spec("/bin/sh", "-c", "exit 7"), args=["sh"])
+    with p:
+        assert isinstance(p, pidsafe.Process) and p.args == ["sh"]
+        assert p.wait() == 7
+
+
+@pytest.mark.parametrize("pipe", [False, True], ids=["in-memory", "error-pipe"])
+def test_start_process_reaps_a_child_that_failed_and_names_its_stage(pipe: bool) -> None:
+    from pidsafe._sigsafe import critical
+    from pidsafe.process import start_process
+
+    missing = "/nonexistent/program"
+    # pdeathsig as pid 1 of a new pid namespace needs the error pipe:
+    # start_process makes it.
+    kw: Dict[str, Any] = dict(pdeathsig=signal.SIGKILL, clone_flags=_sys.CLONE_NEWPID) \
+        if pipe else {}
+    if pipe and os.geteuid() != 0:
+        pytest.skip("CLONE_NEWPID needs root")
+    with pytest.raises(FileNotFoundError) as info:
+        with critical:
+            start_process(_spec(missing, **kw), who="the test's child",
+                          filenames={_sys.STAGE_EXEC: missing})
+    assert info.value.filename == missing
+    assert str(info.value).startswith("[Errno 2] the test's child: exec")
+    # The autouse no_leaks fixture fails the test on a zombie or an fd left.
+
+
+def test_start_process_raises_a_stage_s_own_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe._sigsafe import critical
+    from pidsafe.process import start_process
+
+    monkeypatch.setattr(sys_spawn, "_test_fail", (_sys.STAGE_CHDIR, errno.EXDEV))
+    with pytest.raises(LookupError, match="errno 18"):
+        with critical:
+            start_process(_spec("/bin/true", cwd=b"/"),
+                          stage_errors={_sys.STAGE_CHDIR: lambda e: LookupError(f"errno {e}")})
+
+
+def test_start_process_names_clone3_as_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe._sigsafe import critical
+    from pidsafe.process import _start, start_process
+
+    def no_clone3(spec: Any, maps: Any = None, failed: Any = None) -> Tuple[int, int]:
+        raise OSError(errno.ENOSYS, "clone3")
+
+    monkeypatch.setattr(_start, "start_child", no_clone3)
+    with pytest.raises(pidsafe.UnsupportedError, match="containers need clone3"):
+        with critical:
+            start_process(_spec("/bin/true"), unsupported="containers need clone3")
+    with pytest.raises(OSError) as info:   # without the detail: clone3's own error
+        with critical:
+            start_process(_spec("/bin/true"))
+    assert info.value.errno == errno.ENOSYS and not isinstance(info.value, pidsafe.UnsupportedError)

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import pidsafe
-from pidsafe.process import _abandoned, _spawn, _stdio
+from pidsafe.process import _abandoned, _spawn, _start, _stdio
 
 from pidsafe import _sys
 
@@ -239,7 +239,7 @@ def test_failure_after_the_clone_kills_and_reaps_the_child(
     monkeypatch.setattr(_sys, "spawn", recording_spawn)
     monkeypatch.setattr(_sys, "pidfd_send_signal", recording_send)
     monkeypatch.setattr(_spawn, "open_pipe_files", broken_files)
-    monkeypatch.setattr(_spawn, "Process", broken_process)
+    monkeypatch.setattr(_start, "Process", broken_process)   # start_process makes it
     fds, kids = open_fds(), children()
     for kw in (dict(stdin=PIPE, stdout=PIPE, stderr=PIPE), dict(stdout=subprocess.DEVNULL)):
         with pytest.raises(RuntimeError, match="injected"):

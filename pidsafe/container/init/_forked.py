@@ -28,7 +28,8 @@ from ..._sigsafe import critical
 from ...errors import ContainerError, container_error
 from ...process import Process
 from ._enter import Entry, forks
-from ._protocol import RECORD_SIZE, StatusRecord, decode_record
+from ._protocol import StatusRecord
+from ._protocol import read_record as read_status
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -138,15 +139,13 @@ def read_record(fd: int, deadline: Optional[Deadline] = None) -> Optional[Status
     Raises:
         ContainerError: the deadline passed first (ETIMEDOUT).
     """
-    data = b""
-    while len(data) < RECORD_SIZE:
-        if deadline is not None:
-            wait_readable((fd,), deadline)
-        chunk = os.read(fd, RECORD_SIZE - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return decode_record(data)
+    if deadline is None:
+        return read_status(fd)
+
+    def wait() -> None:
+        wait_readable((fd,), deadline)
+
+    return read_status(fd, wait)
 
 
 def open_entry(init: Process, spec: Spec, owned: List[int]) -> Tuple[Entry, int]:

@@ -33,7 +33,7 @@ from ..._fd import OwnedFd
 from ..._sigsafe import critical
 from ..._value import Record
 from ...errors import UnsupportedError, container_error
-from ...process import Process, discard
+from ...process import Process, discard, start_process
 from ._builder import InitPlan
 from ._forked import Deadline, read_record, take_forked, wait_exited
 from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
@@ -150,35 +150,21 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             fds += [ops_r, ops_w]
             st_r, st_w = os.pipe2(os.O_CLOEXEC)
             fds += [st_r, st_w]
-            err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-            fds += [err_r, err_w]
         exe = init.exec_fd()   # a sealed copy: never the installed file (_sys._libexec)
-        keep = sorted({ops_r, st_w, err_w, exe, *pass_fds})
+        keep = sorted({ops_r, st_w, exe, *pass_fds})
         argv = [init.exec_path, str(ops_r).encode(), str(st_w).encode()]
+        spec = _sys.ChildSpec(exec_paths=(init.exec_path,), exec_fd=exe, argv=tuple(argv),
+                              errpipe_write=-1, envp=(), stdio=stdio, keep_fds=tuple(keep),
+                              clone_flags=plan.clone_flags, cgroup_fd=cgroup_fd,
+                              tasks_fds=tuple(tasks_fds))
         with critical:
-            try:
-                pid, pidfd = _sys.spawn(_sys.ChildSpec(
-                    exec_paths=(init.exec_path,), exec_fd=exe, argv=tuple(argv),
-                    errpipe_write=err_w, envp=(),
-                    stdio=stdio, keep_fds=tuple(keep), clone_flags=plan.clone_flags,
-                    cgroup_fd=cgroup_fd, tasks_fds=tuple(tasks_fds)))
-            except OSError as exc:
-                if exc.errno == errno.ENOSYS:
-                    raise UnsupportedError("clone3", "containers need clone3") from None
-                raise
-            proc = Process(pid, pidfd, args=args, child=True)
-        for fd in (ops_r, st_w, err_w):
+            proc = start_process(
+                spec, args=args, who="container init", unsupported="containers need clone3",
+                filenames={_sys.STAGE_EXEC: init.path},
+                stage_errors=None if join_error is None else {_sys.STAGE_CGROUP: join_error})
+        for fd in (ops_r, st_w):
             fds.remove(fd)
             os.close(fd)
-        failed = _sys.read_child_error(err_r)
-        fds.remove(err_r)
-        os.close(err_r)
-        if failed is not None:
-            stage, err = failed
-            if stage == _sys.STAGE_CGROUP and join_error is not None:
-                raise join_error(err)
-            raise _sys.child_error(stage, err, init.path if stage == _sys.STAGE_EXEC else None,
-                                   who="container init")
         if prepare is not None:
             prepare(proc)
         stream = encode(plan.ops)
