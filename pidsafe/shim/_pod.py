@@ -12,6 +12,7 @@ it holds the pod's bring-up locks (``_sandbox``).
 from __future__ import annotations
 
 import os
+import select
 
 from ._errors import failed_precondition
 from ._sandbox import CONTAINER_TYPE, BringUp, annotations_of, sandbox_of
@@ -56,7 +57,7 @@ class Pods:
         if s is None and annotations_of(config).get(CONTAINER_TYPE) == "container":
             raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
                                       "is not running in this shim (stopped or removed)")
-        if s is not None and (s.init_exited or s.init.status == STOPPED):
+        if s is not None and _pause_exited(s):
             raise failed_precondition(f"create: container {cid!r}: its sandbox {sandbox!r} "
                                       "is not running (its pause process has exited)")
 
@@ -96,3 +97,22 @@ class Pods:
         if c.sandbox == c.id:
             self._gone.add(c.id)
             self.bringups.forget(c.id)
+
+
+def _pause_exited(s: ShimContainer) -> bool:
+    """Whether the sandbox's pause has exited, its exit handled or not yet.
+
+    The exit reaches the service through the reaper a moment after the
+    process is gone; its pidfd is readable at once.  (A Create that found
+    the pause running can then fail to join its namespaces: /proc/PID/ns
+    of a process that exited is gone.)
+    """
+    if s.init_exited or s.init.status == STOPPED:
+        return True
+    process = s.init.process
+    if process is None:
+        return False
+    try:
+        return bool(select.select([process], [], [], 0)[0])
+    except (ValueError, OSError):   # closed: reaped and released
+        return True

@@ -135,6 +135,7 @@ class TaskService:
             if cid in self._containers:
                 raise already_exists(f"create: container {cid!r} already exists")
             self._containers[cid] = None     # reserved: another Create gets AlreadyExists
+        config: Optional[Dict[str, Any]] = None
         try:
             config = read_config(os.path.abspath(req.bundle))
             self.pods.check(cid, config)
@@ -149,6 +150,10 @@ class TaskService:
         except BaseException as exc:
             with self._lock:
                 del self._containers[cid]
+            if config is not None and isinstance(exc, Exception):
+                # Its sandbox went during the bring-up (joining the pause's
+                # namespaces failed): say that, as a create refused before.
+                self.pods.check(cid, config)
             raise rpc_error(exc, "create") from exc
         self.pods.created(c, config)
         with self._lock:

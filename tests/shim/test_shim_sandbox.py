@@ -10,6 +10,8 @@ barriers; a timeout there only turns a hang into a failure.
 from __future__ import annotations
 
 import os
+import select
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
@@ -218,6 +220,39 @@ def test_create_into_a_stopped_or_removed_sandbox(shim: Shim, make_bundle: Any) 
     shim.create("app2", make_bundle(["true"], in_pod("pod2")))
     shim.delete("app2")
     shim.remove("pod2")
+
+
+def test_create_whose_sandbox_exits_during_its_bring_up(
+        shim: Shim, make_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pause exits after the create's check, before the container joins its
+    namespaces: the error names the sandbox, as a create refused before does
+    (it said "No such file or directory: '/proc/PID/ns/ipc'"), and nothing is left."""
+    pid = shim.run("pod", make_bundle(["sleep", "600"], in_pod("pod", pause=True)))
+    pidfd = os.pidfd_open(pid)
+
+    def kill_pause() -> None:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        assert select.select([pidfd], [], [], HANG)[0], "the pause did not exit"
+
+    def joins_the_pause(doc: Dict[str, Any]) -> None:
+        in_pod("pod")(doc)
+        for ns in doc["linux"]["namespaces"]:
+            if ns["type"] in ("ipc", "uts", "network"):
+                ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else ns['type']}"
+
+    hold_bring_up(monkeypatch, {"app": kill_pause})
+    bundle = make_bundle(["true"], joins_the_pause)
+    try:
+        with pytest.raises(RpcError) as ei:
+            shim.create("app", bundle)
+    finally:
+        os.close(pidfd)
+    assert ei.value.code == Code.FAILED_PRECONDITION, ei.value
+    assert "sandbox 'pod' is not running (its pause process has exited)" in str(ei.value)
+    assert not os.path.ismount(bundle / "rootfs")
+    assert shim.wait("pod") == 137
+    assert shim.svc.container_ids == ["pod"]
+    shim.delete("pod")
 
 
 def test_create_into_a_sandbox_this_shim_does_not_run(shim: Shim, make_bundle: Any) -> None:
