@@ -32,6 +32,20 @@ back).  A recorder that is invoked outside any section therefore puts its
 signal's own handler back and calls it: a diversion left behind by an
 interrupted restore can never swallow a signal.
 
+A section whose end can raise.  The deferred handlers run at the end of the
+outermost section, so whatever the section made and has not handed to an
+owner yet (a result on its way back to the caller) would be lost when one
+of them raises; and an undo written as ``except BaseException: undo()``
+after the section runs with the handlers back, where a second signal cuts
+it short.  ``with undoing(undo):`` is a section for such work: if its body
+raises, or a deferred handler raises at its end, ``undo(exc)`` runs inside the
+section, the handlers still diverted, before the exception propagates; the
+deferred handlers run while they are still diverted too, so a signal that
+arrives meanwhile is only recorded.  :func:`hand_out` builds on it.  The one
+window left: a signal landing as the handlers are put back raises there and
+is undone too, but a second one in the few bytecodes before the undo's own
+section opens would cut that undo short.
+
 After ``fork()`` the child starts outside any section with its handlers
 put back (the forking thread is the child's main thread).
 
@@ -68,7 +82,8 @@ class _State:
         self.depth = 0
         #: signal -> the handler the recorder replaced
         self.saved: Dict[int, _Handler] = {}
-        #: signals that arrived inside the section, in order, with their frame
+        #: signals that arrived inside the section, in order, with their
+        #: frame (each at most once, as the kernel keeps a signal pending)
         self.pending: List[Tuple[int, Optional[FrameType]]] = []
         self.main_ident = threading.main_thread().ident
 
@@ -84,6 +99,12 @@ _setsignal: Callable[[int, _Handler], _Handler] = _signal.signal
 def _record(signum: int, frame: Optional[FrameType]) -> None:
     """The stand-in handler while a section is open."""
     if _state.depth > 0:
+        # As the kernel and CPython do, a signal that is pending already is
+        # not recorded again: a timer firing all through a long section
+        # runs its handler once at the end, not once per tick.
+        for pending, _ in _state.pending:
+            if pending == signum:
+                return
         _state.pending.append((signum, frame))
         return
     # Outside any section: a diversion an interrupted enter or restore left
@@ -153,6 +174,51 @@ def _leave() -> None:
         _run(pending)
 
 
+#: How often :func:`_end` runs the handlers that arrived while it ran them.
+_DRAIN_PASSES = 3
+
+
+def _end(undo: Optional[Callable[[BaseException], None]]) -> None:
+    """End the outermost section (depth 1 on entry, 0 on return).
+
+    Without ``undo``: :func:`_leave`.  With it, the recorded handlers run
+    first, with the signals still diverted (one arriving meanwhile is
+    recorded, and run in turn, up to :data:`_DRAIN_PASSES` times); if one
+    raises, ``undo(exc)`` runs, still diverted, and the exception propagates
+    once the handlers are back.  A handler that raises as they are put back
+    (a signal in that last moment) is undone too, in a section of its own.
+    """
+    if undo is not None:
+        try:
+            # Again for what arrives while the handlers run, but a bounded
+            # number of times: a timer faster than its handler must not
+            # keep the section open for ever.
+            for _ in range(_DRAIN_PASSES):
+                if not _state.pending:
+                    break
+                pending, _state.pending = _state.pending, []
+                _run(pending)
+        except BaseException as exc:
+            try:
+                undo(exc)
+            finally:
+                _state.depth = 0
+                _leave()
+            raise
+        _state.depth = 0
+        try:
+            _leave()
+        except BaseException as exc:
+            # A signal in the last moment, as the handlers were put back:
+            # divert them again for the undo.
+            with critical:
+                undo(exc)
+            raise
+        return
+    _state.depth = 0
+    _leave()
+
+
 class _Critical:
     """``with critical:`` (reentrant); see the module docstring."""
 
@@ -177,10 +243,10 @@ class _Critical:
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
         if threading.get_ident() != _state.main_ident:
             return
-        _state.depth -= 1
-        if _state.depth:
+        if _state.depth > 1:
+            _state.depth -= 1
             return
-        _leave()
+        _end(None)
 
     @property
     def active(self) -> bool:
@@ -192,24 +258,68 @@ class _Critical:
 critical = _Critical()
 
 
+class undoing:
+    """``with undoing(undo): ...``: a critical section that undoes its work
+    if it fails, before the exception leaves it.
+
+    If the body raises, or a signal handler deferred by the section raises
+    at its end, ``undo(exc)`` (with that exception, for notes) runs inside
+    the section, with the signals still diverted (so a second Ctrl-C cannot
+    cut the undo short), and then the exception propagates.  Use it where a section makes something that is
+    handed over only after the section (returned, stored by the caller), or
+    where a failure must be rolled back: an undo in an ``except`` clause
+    after the section would run with the handlers back.
+
+    Nested in another section, the deferred handlers run at the end of the
+    outermost one, which then owns the cleanup; a failure inside this one is
+    still undone here.  ``undo`` must not block for long: it delays every
+    handler.
+    """
+
+    __slots__ = ("_undo",)
+
+    def __init__(self, undo: Callable[[BaseException], None]) -> None:
+        self._undo = undo
+
+    def __enter__(self) -> None:
+        critical.__enter__()
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        if threading.get_ident() != _state.main_ident:
+            if exc is not None:
+                self._undo(exc)
+            return
+        if exc is not None:
+            try:
+                self._undo(exc)
+            finally:
+                critical.__exit__(exc_type, exc, tb)
+            return
+        if _state.depth > 1:
+            _state.depth -= 1
+            return
+        _end(self._undo)
+
+
 def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
     """``make()`` inside a critical section; return what it made.
 
     Signals that arrive meanwhile are delivered when the section ends,
     before the result reaches the caller: if a handler raises then, the
-    result is ``discard()``-ed and the exception propagates, so nothing
-    made here is left without an owner.  (Once this returns, the caller
-    owns the result.)
+    result is ``discard()``-ed inside the section (see :class:`undoing`)
+    and the exception propagates, so nothing made here is left without an
+    owner.  (Once this returns, the caller owns the result.)
     """
-    made: Optional[_T] = None
-    try:
-        with critical:
-            made = make()
-        return made
-    except BaseException:
-        if made is not None:
-            discard(made)
-        raise
+    made: List[_T] = []
+
+    def undo(exc: BaseException) -> None:
+        if made:
+            discard(made.pop())
+
+    with undoing(undo):
+        made.append(make())
+    return made[0]
 
 
 def _after_fork_in_child() -> None:

@@ -14,6 +14,14 @@ operation:
   this thread at once, whose handler raises ``KeyboardInterrupt``: exactly a
   Ctrl-C landing right after a resource was created (or, with
   ``before=True``, right before the call).
+* ``interrupt_at(k, repeat=True)`` delivers it after the k-th call and
+  after every later one: Ctrl-C pressed again and again, also while the
+  operation undoes what it made.
+* ``interrupt_at_end(k)`` records that SIGINT as arrived inside the k-th
+  outermost ``critical`` section (pidsafe/_sigsafe.py) of the main thread,
+  just before it ends, where the deferred handler runs: a Ctrl-C in a
+  section that makes no counted call.  ``count()`` counts those ends too
+  (``section_ends``, each named by the code that opened the section).
 
 Typical use, for every k (see ``sweep``)::
 
@@ -43,7 +51,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pidsafe
-from pidsafe import _sys
+from pidsafe import _sigsafe, _sys
 
 #: os/fcntl functions counted (and failable) besides the native layer.
 OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
@@ -69,6 +77,21 @@ _NOT_SYSCALLS = frozenset({
     "pidsafe_seccomp_free"})
 
 
+def _callers() -> Tuple[str, ...]:
+    """The pidsafe functions making the current call, innermost first (not
+    pidsafe._sys's)."""
+    top = os.path.dirname(pidsafe.__file__) + os.sep
+    sys_dir = os.path.dirname(_sys.__file__) + os.sep
+    names = []
+    f: Optional[Any] = sys._getframe(1)
+    while f is not None:
+        name = f.f_code.co_filename
+        if name.startswith(top) and not name.startswith(sys_dir):
+            names.append(f.f_code.co_name)
+        f = f.f_back
+    return tuple(names)
+
+
 class _Interrupt(KeyboardInterrupt):
     """The KeyboardInterrupt that ``interrupt_at`` delivers."""
 
@@ -81,8 +104,14 @@ class Faults:
         self.calls: List[str] = []
         self._fail: Optional[Tuple[int, int]] = None        # (k, errno)
         self._interrupt: Optional[Tuple[int, bool]] = None  # (k, before)
+        self._repeat = False                                 # and every call after k
+        self._interrupt_end: Optional[int] = None           # k: the k-th section end
         self._armed = False
         self.fired: Optional[str] = None   # the call that was failed or interrupted
+        #: The pidsafe functions that made that call, innermost first.
+        self.fired_in: Optional[Tuple[str, ...]] = None
+        #: Where each outermost critical section of the main thread ended.
+        self.section_ends: List[str] = []
 
     # -- the interposition ----------------------------------------------------
 
@@ -96,9 +125,37 @@ class Faults:
             fail = self._fail is not None and self._fail[0] == k
             before = self._interrupt is not None and self._interrupt == (k, True)
             after = self._interrupt is not None and self._interrupt == (k, False)
-            if fail or before or after:
+            if self._repeat and self._interrupt is not None and k > self._interrupt[0]:
+                after = True
+            if (fail or before or after) and self.fired is None:
                 self.fired = f"call {k}: {name}"
+                self.fired_in = _callers()
             return fail, before, after
+
+    def _tick_end(self, where: str) -> bool:
+        """Count one section end: whether to interrupt it."""
+        with self._lock:
+            if not self._armed:
+                return False
+            self.section_ends.append(where)
+            k = len(self.section_ends)
+            if self._interrupt_end == k:
+                self.fired = f"end of section {k}: {where}"
+                return True
+            return False
+
+    def _wrap_end(self, real: Callable[[Any], None]) -> Callable[[Any], None]:
+        def end(undo: Any) -> None:
+            f = sys._getframe(1)     # __exit__, then the code whose section ends
+            while f.f_back is not None and f.f_code.co_filename == _sigsafe.__file__:
+                f = f.f_back
+            where = (f"{f.f_code.co_filename.rsplit('/pidsafe/', 1)[-1]}:"
+                     f"{f.f_code.co_name}:{f.f_lineno}")
+            if self._tick_end(where) and signal.SIGINT in _sigsafe._state.saved:
+                # As if SIGINT had come inside the section: recorded, not run.
+                _sigsafe._record(signal.SIGINT, f)
+            real(undo)
+        return end
 
     def _deliver_sigint(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -169,6 +226,8 @@ class Faults:
             if id(lib) in proxies and any(lib is r for r in real_libs):
                 patched.append((mod, "lib", lib))
                 setattr(mod, "lib", proxies[id(lib)])
+        patched.append((_sigsafe, "_end", _sigsafe._end))
+        _sigsafe._end = self._wrap_end(_sigsafe._end)  # type: ignore[assignment]
         for mod, attr in OS_CALLS:
             real = getattr(mod, attr, None)
             if real is not None:
@@ -191,10 +250,14 @@ class Faults:
 
     @contextlib.contextmanager
     def _armed_with(self, fail: Optional[Tuple[int, int]],
-                    interrupt: Optional[Tuple[int, bool]]) -> Iterator["Faults"]:
+                    interrupt: Optional[Tuple[int, bool]],
+                    interrupt_end: Optional[int] = None,
+                    repeat: bool = False) -> Iterator["Faults"]:
         self.calls = []
-        self.fired = None
-        self._fail, self._interrupt = fail, interrupt
+        self.section_ends = []
+        self.fired = self.fired_in = None
+        self._fail, self._interrupt, self._interrupt_end = fail, interrupt, interrupt_end
+        self._repeat = repeat
         with self._installed():
             with self._lock:
                 self._armed = True
@@ -227,10 +290,16 @@ class Faults:
         """Within the block, the k-th counted call fails with ``err``."""
         return self._armed_with((k, err), None)
 
-    def interrupt_at(self, k: int, *, before: bool = False
+    def interrupt_at(self, k: int, *, before: bool = False, repeat: bool = False
                      ) -> "contextlib.AbstractContextManager[Faults]":
-        """Within the block, SIGINT lands right after (or before) the k-th call."""
-        return self._armed_with(None, (k, before))
+        """Within the block, SIGINT lands right after (or before) the k-th
+        call, and with ``repeat`` after every later call too."""
+        return self._armed_with(None, (k, before), repeat=repeat)
+
+    def interrupt_at_end(self, k: int) -> "contextlib.AbstractContextManager[Faults]":
+        """Within the block, SIGINT arrives at the end of the k-th outermost
+        critical section, inside it (its handler runs as the section ends)."""
+        return self._armed_with(None, None, k)
 
 
 class RandomInterrupt(KeyboardInterrupt):

@@ -241,3 +241,74 @@ def test_a_signal_landing_while_its_handler_is_put_back_is_not_lost(
             pass
     assert raising_usr1 == [signal.SIGUSR1]
     assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record
+
+
+# -- sections whose end can raise: undoing, hand_out ----------------------------------
+
+def test_a_handler_raising_at_the_end_of_undoing_runs_the_undo_with_signals_held(
+        raising_usr1: List[int]) -> None:
+    """The undo runs while the handlers are still diverted: a signal that
+    comes during the undo (Ctrl-C again) cannot cut it short."""
+    undone: List[str] = []
+
+    def undo(exc: BaseException) -> None:
+        assert isinstance(exc, Boom) and critical.active
+        signal.raise_signal(signal.SIGUSR1)     # only recorded
+        undone.append("all of it")
+
+    with pytest.raises(Boom):
+        with _sigsafe.undoing(undo):
+            signal.raise_signal(signal.SIGUSR1)
+    assert undone == ["all of it"] and not critical.active
+    assert raising_usr1 == [signal.SIGUSR1, signal.SIGUSR1]  # the second one ran too
+
+
+def test_undoing_undoes_an_error_of_its_body_inside_the_section(
+        raising_usr1: List[int]) -> None:
+    undone: List[BaseException] = []
+
+    def undo(exc: BaseException) -> None:
+        signal.raise_signal(signal.SIGUSR1)     # recorded, delivered after the undo
+        undone.append(exc)
+
+    with pytest.raises(Boom) as info:
+        with _sigsafe.undoing(undo):
+            raise ValueError("the body's own error")
+    assert isinstance(undone[0], ValueError)
+    assert isinstance(info.value.__context__, ValueError)
+
+
+def test_undoing_that_ends_cleanly_undoes_nothing(raising_usr1: List[int]) -> None:
+    with _sigsafe.undoing(lambda exc: pytest.fail("undone")):
+        pass
+    assert not critical.active
+
+
+def test_hand_out_discards_what_it_made_when_a_handler_raises_at_its_end(
+        raising_usr1: List[int]) -> None:
+    discarded: List[int] = []
+
+    def make() -> int:
+        signal.raise_signal(signal.SIGUSR1)
+        return 7
+
+    def discard(made: int) -> None:
+        assert critical.active          # the handlers are still diverted
+        signal.raise_signal(signal.SIGUSR1)
+        discarded.append(made)
+
+    with pytest.raises(Boom):
+        _sigsafe.hand_out(make, discard)
+    assert discarded == [7]
+
+
+def test_a_signal_arriving_many_times_in_a_section_runs_its_handler_once() -> None:
+    got: List[int] = []
+    old = signal.signal(signal.SIGUSR2, lambda s, f: got.append(s))
+    try:
+        with critical:
+            for _ in range(5000):
+                signal.raise_signal(signal.SIGUSR2)
+        assert got == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, old)

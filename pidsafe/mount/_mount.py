@@ -179,7 +179,10 @@ def idmapped_bind(source: StrPath, target: StrPath, userns: HasFileno, *,
                                             ufd, _sys.MOVE_MOUNT_F_EMPTY_PATH)
     except BaseException as exc:
         if stage == -1:  # the bind may have happened: undo it before raising
-            _undo_interrupted_bind(source, target, before, exc)
+            # A cleanup: one critical section, so that another signal (Ctrl-C
+            # held down) cannot cut it short; its retries wait < 0.4 s.
+            with critical:
+                _undo_interrupted_bind(source, target, before, exc)
         raise
     if stage:
         error = OSError(err, os.strerror(err))

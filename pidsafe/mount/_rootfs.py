@@ -16,7 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from .. import _log, _sys
 from .._features import features
 from .._fd import OwnedFd
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..errors import Error, mount_error
 from ..userns import IDMap
 from ._mount import (HasFileno, attach, clone_idmapped, note, open_tree_error, set_attrs,
@@ -104,10 +104,11 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
     cannot be unmounted is reported in the error's notes and left in place
     (no data is ever deleted).
 
-    Exception safety: each mount is made, and recorded, inside one critical
-    section (``pidsafe._sigsafe``), so an exception from a signal handler
-    (Ctrl-C, a ``SIGALRM`` timeout) lands between two mounts, and the
-    rollback above undoes everything made so far.
+    Exception safety: the call is one critical section (``pidsafe._sigsafe``)
+    that undoes its own failure: an exception from a signal handler (Ctrl-C,
+    a ``SIGALRM`` timeout) is raised at its end, after the rollback above has
+    undone everything made, and another signal meanwhile cannot cut the
+    rollback short.
 
     Args:
         mounts: :class:`Mount` specs, in mounting order.
@@ -149,47 +150,57 @@ def mount_all(mounts: Iterable[Mount], rootfs: StrPath, *,
     done: List[MountRecord] = []
     owned: List[OwnedFd] = []
     made: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
-    finished = False
+
+    def undo(exc: BaseException) -> None:
+        close_all([*owned, *made.values()])
+        if done:
+            _rollback(exc, done, root)
+            # Logged once undone, inside the section: an exception a handler
+            # raises here leaves nothing mounted behind.
+            _log.debug("mount", "mount_all under %s failed (%r): unmounted %s", root,
+                       exc, [rec.target for rec in done])
+            done.clear()
+
+    # One section for the whole call, whose failure is undone inside it
+    # (pidsafe._sigsafe.undoing): an error, or a signal handler raising at
+    # its end (after the last mount, before the caller has the result),
+    # unmounts everything made, and a second signal cannot cut that short.
+    # (get_userns_fd() blocks on a helper child, in a section of its own.)
     try:
-        try:
-            rfd, real_root = open_rootfs(root, owned)
-            for p in plans:
-                ufd = userns_fd
-                upper_fd = None
-                if p.maps is not None:
-                    ufd = _userns_for(p.maps, made, real_root, p, namespaces)
-                    if p.idmap_upper:
-                        upper_fd = _userns_for((mounter_map(p.maps[0]), mounter_map(p.maps[1])),
-                                               made, real_root, p, namespaces)
-                with critical:
-                    try:
-                        _mount_one(p, rfd.fileno(), real_root, ufd, done, upper_fd)
-                    except BaseException as exc:
-                        note(exc, f"while making mount {p.index} ({p.mount.type} "
-                                  f"{p.mount.source!r} on {p.mount.target!r})")
-                        raise
-            # The last section: a signal that arrives in it lands at its end,
-            # still inside this try (rollback); after it nothing in this
-            # function checks for signals before the caller has the result.
+        with undoing(undo):
+            return _mount_plans(plans, root, userns_fd, done, owned, made, namespaces)
+    except BaseException as exc:   # as __exit__ returned (see _sigsafe.undoing)
+        if done:
             with critical:
-                for fd in [*owned, *made.values()]:
-                    fd.close()
-                result = Mounted(real_root, tuple(done))
-                _log.debug("mount", "mounted under %s: %s", real_root, ", ".join(
-                    f"{rec.mount.type or 'bind'} on {rec.target}" for rec in done))
-                finished = True
+                undo(exc)
+        raise
+
+
+def _mount_plans(plans: List[Plan], root: str, userns_fd: Optional[int],
+                 done: List[MountRecord], owned: List[OwnedFd],
+                 made: Dict[Tuple[IDMap, IDMap], OwnedFd],
+                 given: Optional[Mapping[Tuple[IDMap, IDMap], HasFileno]]) -> Mounted:
+    """mount_all()'s work, inside its section: each mount recorded in ``done``."""
+    rfd, real_root = open_rootfs(root, owned)
+    for p in plans:
+        ufd = userns_fd
+        upper_fd = None
+        if p.maps is not None:
+            ufd = _userns_for(p.maps, made, real_root, p, given)
+            if p.idmap_upper:
+                upper_fd = _userns_for((mounter_map(p.maps[0]), mounter_map(p.maps[1])),
+                                       made, real_root, p, given)
+        try:
+            _mount_one(p, rfd.fileno(), real_root, ufd, done, upper_fd)
         except BaseException as exc:
-            if done:
-                _rollback(exc, done, root)
-                # Logged once undone: an exception a handler raises here
-                # leaves nothing mounted behind.
-                _log.debug("mount", "mount_all under %s failed (%r): unmounted %s", root,
-                           exc, [rec.target for rec in done])
+            note(exc, f"while making mount {p.index} ({p.mount.type} "
+                      f"{p.mount.source!r} on {p.mount.target!r})")
             raise
-    finally:
-        if not finished:
-            close_all([*owned, *made.values()])
-    return result
+    for fd in [*owned, *made.values()]:
+        fd.close()
+    _log.debug("mount", "mounted under %s: %s", real_root, ", ".join(
+        f"{rec.mount.type or 'bind'} on {rec.target}" for rec in done))
+    return Mounted(real_root, tuple(done))
 
 
 def _userns_for(maps: Tuple[IDMap, IDMap], namespaces: Dict[Tuple[IDMap, IDMap], OwnedFd],
@@ -198,8 +209,8 @@ def _userns_for(maps: Tuple[IDMap, IDMap], namespaces: Dict[Tuple[IDMap, IDMap],
     """A user namespace with ``maps``: the caller's (``given``), or one made
     once per distinct pair and kept in ``namespaces``.
 
-    Blocking (a helper child): called outside any critical section; the
-    store follows the return directly.
+    Blocking (a helper child), in mount_all's section: the helper's life is
+    one section of its own anyway (get_userns_fd).
     """
     if given is not None and maps in given:
         return userns_fileno(given[maps])

@@ -29,7 +29,7 @@ import errno
 import os
 
 from .. import _sys
-from .._sigsafe import critical
+from .._sigsafe import hand_out
 from .._value import Frozen, init_fields
 from ..errors import StaleProcessError
 from ._process import Process
@@ -127,25 +127,28 @@ class ProcessIdentity(Frozen):
         """
         if self.boot_id != boot_id():
             raise StaleProcessError(self.pid, "the record is from another boot")
-        with critical:
+        return hand_out(self._open, Process.close)
+
+    def _open(self) -> Process:
+        """open()'s work, inside its critical section."""
+        try:
+            fd = _sys.pidfd_open(self.pid)
+        except ProcessLookupError:
+            raise StaleProcessError(self.pid, "no process has that pid") from None
+        try:
             try:
-                fd = _sys.pidfd_open(self.pid)
+                now = start_time(self.pid)
             except ProcessLookupError:
-                raise StaleProcessError(self.pid, "no process has that pid") from None
+                raise StaleProcessError(self.pid, "it exited") from None
+            if now != self.start_time:
+                raise StaleProcessError(
+                    self.pid, f"the pid now belongs to a process started at tick {now}, "
+                              f"not {self.start_time}")
             try:
-                try:
-                    now = start_time(self.pid)
-                except ProcessLookupError:
-                    raise StaleProcessError(self.pid, "it exited") from None
-                if now != self.start_time:
-                    raise StaleProcessError(
-                        self.pid, f"the pid now belongs to a process started at tick {now}, "
-                                  f"not {self.start_time}")
-                try:
-                    _sys.pidfd_send_signal(fd, 0)
-                except ProcessLookupError:
-                    raise StaleProcessError(self.pid, "it exited") from None
-            except BaseException:
-                os.close(fd)
-                raise
-            return Process(self.pid, fd, args=None, child=None)
+                _sys.pidfd_send_signal(fd, 0)
+            except ProcessLookupError:
+                raise StaleProcessError(self.pid, "it exited") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return Process(self.pid, fd, args=None, child=None)

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Optional, Type
 
 from .. import _log
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..process import Process
 from . import _foreign, _orphans, _slot
 from ._claim import Claim, ClaimBook
@@ -292,14 +292,17 @@ class Reaper:
 
         self._check_running()
         proc = spawn(args, **kwargs)
-        try:
+
+        def undo(exc: BaseException) -> None:
+            # Inside the section: a signal handler cannot cut it short.
+            proc.kill()
+            proc.wait()
+            proc.close()
+
+        # An error, or a handler raising at the section's end (before the
+        # caller has the handle), ends the child.
+        with undoing(undo):
             self.watch(proc)
-        except BaseException:
-            with critical:   # a cleanup: a signal handler must not cut it short
-                proc.kill()
-                proc.wait()
-                proc.close()
-            raise
         return proc
 
     def watch(self, process: Process) -> None:

@@ -30,7 +30,7 @@ from typing import List, Optional, Tuple
 
 from .._fd import OwnedFd
 from .._owned import Closable
-from .._sigsafe import critical
+from .._sigsafe import critical, hand_out
 from ._helper import get_userns_fd
 from ._idmap import IDMap
 from ._userns import IDMapLike, _as_idmap, _check_setgroups
@@ -85,20 +85,15 @@ class UsernsCache(Closable):
         # namespace on a miss (short, see get_userns_fd), the insertion,
         # the eviction and the duplicate.  Inside it the try/finally is
         # exact; a handler's exception comes out of its end, where only the
-        # duplicate is left to close.  The lock is taken inside the section
-        # and only for table work, never while a namespace is made.
-        out: Optional[OwnedFd] = None
-        try:
-            with critical:
-                with self._lock:
-                    out = self._dup(key)
-                if out is None:
-                    out = self._make(key)
-        except BaseException:
-            if out is not None:
-                out.close()
-            raise
-        return out
+        # duplicate is left: hand_out closes it (signals still diverted).
+        # The lock is taken inside the section and only for table work,
+        # never while a namespace is made.
+        return hand_out(lambda: self._get(key), OwnedFd.close)
+
+    def _get(self, key: _Key) -> OwnedFd:
+        with self._lock:
+            out = self._dup(key)
+        return out if out is not None else self._make(key)
 
     def _make(self, key: _Key) -> OwnedFd:
         """Make the namespace for ``key``, cache it, return a duplicate.

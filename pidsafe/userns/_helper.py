@@ -27,8 +27,9 @@ from typing import Any, Callable, Optional
 
 from .. import _sys
 from .._fd import OwnedFd
-from .._sigsafe import critical
+from .._sigsafe import hand_out
 from ..errors import UnsupportedError
+from ._idmap import IDMap
 from ._userns import IDMapLike, _as_idmap, _check_setgroups, _check_size, _map_process
 
 __all__ = ["get_userns_fd"]
@@ -95,20 +96,18 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
     # waits only for a SIGKILLed helper to finish dying), and inside it a
     # signal handler cannot run, so the try/finally below is exact.  A
     # handler's exception comes out of the section's end, where only the
-    # namespace fd is left: the except closes it.
-    ns: Optional[OwnedFd] = None
+    # namespace fd is left: hand_out closes it, signals still diverted.
+    return hand_out(lambda: _make(um, gm, setgroups), OwnedFd.close)
+
+
+def _make(um: IDMap, gm: IDMap, setgroups: str) -> OwnedFd:
+    """get_userns_fd()'s work, inside its critical section."""
+    helper = _Helper.start()
     try:
-        with critical:
-            helper = _Helper.start()
-            try:
-                ns = _map_process(helper.pid, helper.pidfd, um, gm, setgroups,
-                                  "user-namespace helper", open_ns=True)
-            finally:
-                helper.end()
-    except BaseException:
-        if ns is not None:
-            ns.close()
-        raise
+        ns = _map_process(helper.pid, helper.pidfd, um, gm, setgroups,
+                          "user-namespace helper", open_ns=True)
+    finally:
+        helper.end()
     assert ns is not None
     return ns
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Dict, NamedTuple, Optional, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 from .. import _sys
 from .._fd import OwnedFd
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..errors import HelperDiedError, IDMapError, privilege_error
 from ._idmap import IDMap
 
@@ -109,7 +109,6 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
     base = b"/proc/%d/" % pid
     names = ((["ns/user"] if open_ns else []) + (["setgroups"] if setgroups != "allow" else [])
              + ["uid_map", "gid_map"])
-    result: Optional[OwnedFd] = None
     try:
         if hook is not None:
             hook("cloned", HelperView(pid, pidfd))
@@ -158,20 +157,25 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
                     _raise_if_died(exc, pidfd, f"{what} {pid} was reaped while its {name} was "
                                    f"written ({os.strerror(exc.errno or 0)})")
                     raise
-        # Hand over the namespace fd and close the rest in one section.  A
-        # handler's exception may still come out of the section's end: then
-        # the except below closes what would have been returned.
-        with critical:
-            if open_ns:
-                result = OwnedFd(fds.pop("ns/user"), "user namespace")
-            _close_all(fds)
-        return result
     except BaseException:
         with critical:
-            if result is not None:
-                result.close()
             _close_all(fds)
         raise
+    # Hand over the namespace fd and close the rest in one section.  A
+    # handler's exception may still come out of the section's end: then its
+    # undo closes what would have been returned, signals still diverted.
+    result: List[OwnedFd] = []
+
+    def undo(exc: BaseException) -> None:
+        while result:
+            result.pop().close()
+        _close_all(fds)
+
+    with undoing(undo):
+        if open_ns:
+            result.append(OwnedFd(fds.pop("ns/user"), "user namespace"))
+        _close_all(fds)
+    return result[0] if result else None
 
 
 def _close_all(fds: Dict[str, int]) -> None:

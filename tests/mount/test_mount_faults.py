@@ -3,10 +3,12 @@
 For ``idmapped_bind``, ``mount_all`` (binds, idmapped binds, tmpfs, overlays
 with and without ``uidmap=``) and ``unmount_all`` (by identity and by path),
 the k-th call into the native layer (or a resource-making ``os`` call) is
-made to fail, or is followed at once by a SIGINT whose handler raises, for
-every k.  After each: the typed error, nothing left mounted, no fd, no
-child, nothing left in the temp dir; and an ``unmount_all`` that returned
-normally left nothing mounted.
+made to fail, or is followed at once by a SIGINT whose handler raises (once,
+or after every later call too), for every k; and a SIGINT arrives inside
+each critical section, raising at its end.  After each: the fault fired,
+the typed error (or the interrupt) came out, nothing left mounted, no fd,
+no child, nothing left in the temp dir; and an ``unmount_all`` that
+returned normally left nothing mounted.
 """
 
 from __future__ import annotations
@@ -38,36 +40,58 @@ def _check_error(exc: BaseException, faults: Faults) -> None:
     assert exc.errno == errno.EIO, f"{faults.fired}: {exc!r}"
 
 
+#: The ways a sweep disturbs the k-th call (or, "section end", the k-th
+#: outermost critical section's end).
+MODES = ("fail", "interrupt", "interrupt before", "interrupt again and again", "section end")
+
+
+#: Where a failed call is absorbed by design: the fast path of resolve(),
+#: whose failure sends the walk to meet (and report) the same problem.
+ABSORBED = {"_resolve_existing"}
+
+
 def _sweep(faults: Faults, op: Callable[[], Any], undo: Callable[[Any], None],
            clean: Callable[[], None], what: str, under: Path) -> int:
-    """Fail each call of ``op``, then interrupt right after it, then right
-    before it; ``undo`` what a success made.
+    """Fail each call of ``op``, then interrupt right after it, right before
+    it, and after it and every later call (Ctrl-C held down: the rollback
+    too); then interrupt at the end of each critical section; ``undo`` what
+    a success made.
 
-    ``clean()`` asserts that nothing is left (and may tidy up what a
-    partial operation is allowed to leave, e.g. mounts an interrupted
-    ``unmount_all`` had not reached yet).
+    Each fault must fire and have its effect: a failed call gives the typed
+    error, an interrupt its ``KeyboardInterrupt`` (a fault the operation
+    swallowed fails the sweep).  ``clean()`` asserts that nothing is left
+    (and may tidy up what a partial operation is allowed to leave, e.g.
+    mounts an interrupted ``unmount_all`` had not reached yet).
     """
     made: List[Any] = []
     n = faults.count(lambda: made.append(op()))
+    ends = len(faults.section_ends)
     undo(made.pop())
     assert n > 0
-    for k in range(1, n + 1):
-        for mode in ("fail", "interrupt", "interrupt before"):
+    for mode in MODES:
+        for k in range(1, (ends if mode == "section end" else n) + 1):
             with leak_check(f"{what}: {mode} at k={k}", mounts_under=str(under)):
                 out: List[Any] = []
                 try:
                     if mode == "fail":
                         with faults.fail_at(k, errno.EIO):
                             out.append(op())
+                    elif mode == "section end":
+                        with faults.interrupt_at_end(k):
+                            out.append(op())
                     else:
-                        with faults.interrupt_at(k, before=mode == "interrupt before"):
+                        with faults.interrupt_at(k, before=mode == "interrupt before",
+                                                 repeat=mode == "interrupt again and again"):
                             out.append(op())
                 except Interrupt:
                     assert mode != "fail"
                 except Exception as exc:  # noqa: BLE001 - checked right here
                     assert mode == "fail", f"{faults.fired}: {exc!r}"
                     _check_error(exc, faults)
+                assert faults.fired is not None, f"{what}: {mode} at k={k} never fired"
                 if out:
+                    assert mode == "fail" and ABSORBED & set(faults.fired_in or ()), (
+                        f"{what}: {mode} at {faults.fired} in {faults.fired_in} was swallowed")
                     undo(out.pop())
                 clean()
     return n
