@@ -336,6 +336,10 @@ class Container:
     def wait(self, timeout: Optional[float] = None) -> int:
         """Init's exit status (minus the signal number if killed).
 
+        The execs of this handle that exit meanwhile are reaped (their
+        handles report their status): the kernel completes init's exit only
+        once they are.
+
         Raises:
             ContainerStateError: no init to wait for.
             TimeoutExpired: ``timeout`` passed first.
@@ -343,7 +347,9 @@ class Container:
         self._check_owner()
         if self._init is None:
             raise ContainerStateError(f"container {self.id!r} has no init to wait for")
-        return self._init.wait(timeout)
+        from ._container_exec import wait_init
+
+        return wait_init(self._init, self._execs, self._reaper, timeout)
 
     async def wait_async(self) -> int:
         """:meth:`wait` for asyncio."""
@@ -383,6 +389,7 @@ class Container:
                 if cg is not None:
                     self._init.kill()   # a frozen v1 init dies only once thawed
                     cg.thaw()
+                self._end_execs()
                 end(self._init)
             with critical:
                 undo(state, record)
@@ -390,6 +397,21 @@ class Container:
                            self.state_dir)
         self._close()
         self._run_hooks("poststop", record.hook_state("stopped", None))
+
+    def _end_execs(self) -> None:
+        """Kill init, and reap the execs of this handle as they die with it:
+        until they are reaped, init's exit cannot complete."""
+        assert self._init is not None
+        if self._reaper is not None or not self._execs.unreaped():
+            return
+        from ._container_exec import wait_init
+        from ._records import KILL_TIMEOUT
+
+        try:
+            self._init.kill()
+        except ProcessLookupError:
+            return
+        wait_init(self._init, self._execs, None, KILL_TIMEOUT)
 
     def _close(self) -> None:
         if self._status is not None:

@@ -92,6 +92,59 @@ class Execs:
         with self._lock:
             self._procs.pop(exec_id, None)
 
+    def unreaped(self) -> List[Process]:
+        """The processes exec'd through this handle that nobody has reaped,
+        whose handles are open (a closed one is the abandoned-process
+        registry's to reap)."""
+        with self._lock:
+            procs = [p for p in self._procs.values() if p is not None]
+        return [p for p in procs if p.returncode is None and not p.closed]
+
+
+def wait_init(init: Process, execs: Execs, reaper: Any, timeout: Optional[float]) -> int:
+    """``init.wait(timeout)``, reaping meanwhile the execs of ``execs`` that exit.
+
+    The kernel completes the exit of a pid namespace's init only once every
+    other process of the namespace has been reaped (zap_pid_ns_processes),
+    and an exec'd process is our child: while it is an unreaped zombie,
+    init's pidfd never turns readable.  So wait on init's pidfd and on each
+    exec's, and reap an exec the moment it has exited (its handle then
+    reports the status).  With a reaper, the reaper reaps them.
+    """
+    execs_left = execs.unreaped() if reaper is None else []
+    if not execs_left:
+        return init.wait(timeout)
+    import select
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        poller = select.poll()
+        watched = {}
+        for p in [init, *execs_left]:
+            try:
+                fd = p.fileno()
+            except ValueError:   # closed meanwhile (by another thread)
+                continue
+            poller.register(fd, select.POLLIN)
+            watched[fd] = p
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = poller.poll(None if left is None else int(left * 1000) + 1)
+        for fd, _ in ready:
+            p = watched[fd]
+            if p is init:
+                return init.wait(0)
+            p.poll()
+        execs_left = [p for p in execs_left if p.returncode is None and not p.closed]
+        if deadline is not None and time.monotonic() >= deadline:
+            from ..errors import TimeoutExpired
+
+            try:
+                return init.wait(0)
+            except TimeoutExpired as exc:   # as init.wait(timeout) would raise it
+                exc.timeout = timeout
+                raise
+
 
 def _run(init: Process, spec: Spec, process: ProcessSpec, cgroup: Optional[Cgroup],
          reaper: Any, stdio_args: Sequence[Any], on_started: Optional[Callable[[Process], None]],

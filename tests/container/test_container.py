@@ -753,3 +753,36 @@ def test_a_handle_inherited_through_fork_refuses_and_never_reads_init_as_gone(
         again.close()
     finally:
         c.delete(force=True)
+
+
+def test_wait_reaps_the_execs_it_owns_that_exited(make_bundle: Any,
+                                                  state_dir: pathlib.Path) -> None:
+    """The kernel completes init's exit only once its pid namespace is
+    empty, and an exec'd process that exited stays there, a zombie, until
+    its parent (us) reaps it: wait() reaps the container's own execs."""
+    c = pidsafe.Container.create("w", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        quick = c.exec(["true"], exec_id="quick")        # exits at once, never waited
+        slow = c.exec(["sleep", "1000"], exec_id="slow")  # dies with init
+        c.kill(signal.SIGKILL)
+        assert c.wait(timeout=30) == -signal.SIGKILL      # not TimeoutExpired
+        assert quick.returncode == 0 and slow.returncode == -signal.SIGKILL
+        quick.close()
+        slow.close()
+    finally:
+        c.delete(force=True)
+
+
+def test_delete_force_reaps_the_execs_it_owns(make_bundle: Any,
+                                              state_dir: pathlib.Path) -> None:
+    c = pidsafe.Container.create("d", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        quick = c.exec(["true"], exec_id="quick")   # a zombie of ours, never waited
+        c.delete(force=True)                          # no TimeoutExpired
+        assert quick.returncode == 0
+        quick.close()
+        assert pidsafe.Container.list(str(state_dir)) == []
+    finally:
+        c.delete(force=True)
