@@ -142,7 +142,7 @@ def wait_init(init: Process, execs: Execs, reaper: Any, timeout: Optional[float]
             try:
                 return init.wait(0)
             except TimeoutExpired as exc:   # as init.wait(timeout) would raise it
-                exc.timeout = timeout
+                exc.timeout = timeout if timeout is not None else 0.0
                 raise
 
 
