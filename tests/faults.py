@@ -307,7 +307,7 @@ class RandomInterrupt(KeyboardInterrupt):
 
 
 def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
-                       interval: float = 0.0001) -> int:
+                       interval: float = 0.0001, only_in_pidsafe: bool = False) -> int:
     """Run ``op`` ``rounds`` times while a SIGPROF handler raises
     :class:`RandomInterrupt` at whatever bytecode it lands on (at most once
     per round); returns how many rounds were interrupted.
@@ -323,6 +323,11 @@ def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
     ``__del__`` (of an object freed mid-round) is swallowed by Python
     ("Exception ignored in"); that is not the library's doing, so it is not
     reported as an unraisable exception here.
+
+    With ``only_in_pidsafe``, the handler raises only while pidsafe code is
+    on the interrupted frame's stack: an interrupt between ``op``'s call
+    returning a running child and ``op`` storing it is the caller's window
+    (no library can close it), not pidsafe's.
     """
     import gc
     import warnings
@@ -331,8 +336,17 @@ def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
 
     armed = [False]
 
+    top = os.path.dirname(pidsafe.__file__) + os.sep
+
+    def in_pidsafe(frame: Any) -> bool:
+        while frame is not None:
+            if frame.f_code.co_filename.startswith(top):
+                return True
+            frame = frame.f_back
+        return False
+
     def on_sigprof(signum: int, frame: Any) -> None:
-        if armed[0]:
+        if armed[0] and (not only_in_pidsafe or in_pidsafe(frame)):
             armed[0] = False
             raise RandomInterrupt("random SIGPROF")
 

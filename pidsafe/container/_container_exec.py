@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..errors import ContainerStateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -64,26 +64,49 @@ class Execs:
         for i, item in enumerate(process.env):   # bad input before anything exists
             check_env(item, f"process.env[{i}]")
         consoles: List[OwnedFd] = []
+        reserved = False
+
+        def adopt(proc: Process) -> None:
+            # The process is ours from the moment it exists, under its id: an
+            # exception from anywhere after (a signal handler's at the end of
+            # a section, or between a return and its store) finds it here.
+            with critical, self._lock:
+                self._procs[exec_id] = proc
+
+        def undo() -> None:
+            """End what this exec made and free its id (inside ``critical``)."""
+            if reserved:
+                with self._lock:
+                    proc = self._procs.pop(exec_id, None)
+                if proc is not None and not proc.closed:
+                    from ._records import end
+
+                    end(proc)
+                    proc.close()
+            while consoles:
+                consoles.pop().close()
+
         try:
             console_fd = console_for(process, console_socket, stdio, consoles)
-            with self._lock:
+            with critical, self._lock:
                 if exec_id in self._procs:
                     raise ContainerStateError(f"exec id {exec_id!r} is already in use in "
                                               f"container {self._container!r}")
                 self._procs[exec_id] = None
-            try:
-                proc = _run(ready(), spec(), process, cgroup, reaper, stdio, on_started,
-                            preserve_fds, console_fd)
-            except BaseException:
-                with self._lock:
-                    del self._procs[exec_id]
-                raise
-        finally:
+                reserved = True
+            proc = _run(ready(), spec(), process, cgroup, reaper, stdio, on_started,
+                        preserve_fds, console_fd, adopt)
+        except BaseException:
             with critical:
-                for sock in consoles:
-                    sock.close()
-        with self._lock:
-            self._procs[exec_id] = proc
+                undo()
+            raise
+        # The handover, as one section that undoes itself: a handler raising
+        # at its end ends the process the caller never gets.
+        with undoing(lambda exc: undo()):
+            while consoles:
+                consoles.pop().close()
+            with self._lock:
+                self._procs[exec_id] = proc
         return proc
 
     def release(self, exec_id: str) -> None:
@@ -148,7 +171,7 @@ def wait_init(init: Process, execs: Execs, reaper: Any, timeout: Optional[float]
 
 def _run(init: Process, spec: Spec, process: ProcessSpec, cgroup: Optional[Cgroup],
          reaper: Any, stdio_args: Sequence[Any], on_started: Optional[Callable[[Process], None]],
-         preserve_fds: int, console_fd: int) -> Process:
+         preserve_fds: int, console_fd: int, adopt: Callable[[Process], None]) -> Process:
     """The exec, its pipes handed out, ``on_started``, the reaper: or nothing left."""
     from ._exec import exec_into
     from ._records import end
@@ -156,7 +179,7 @@ def _run(init: Process, spec: Spec, process: ProcessSpec, cgroup: Optional[Cgrou
 
     stdio = make_stdio(*stdio_args)
     try:
-        proc = exec_into(init, spec, process, stdio, cgroup, preserve_fds, console_fd)
+        proc = exec_into(init, spec, process, stdio, cgroup, preserve_fds, console_fd, adopt)
     except BaseException:
         with critical:
             stdio.close_all()

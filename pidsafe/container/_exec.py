@@ -14,23 +14,28 @@ while it is in the host's mount namespace or has the host's credentials.
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .. import _sys
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..errors import container_error
 from ..process import Process, discard
 from .cgroup import Cgroup
 from .config import ProcessSpec, Spec
-from .init import (OP_NAMES, STAGE_EXEC, enter_deadline, entry_fds, open_entry, plan_exec,
-                   preserved_fds, read_record, start_init, with_preserved)
+from .init import (OP_NAMES, STAGE_EXEC, StartedInit, enter_deadline, entry_fds, open_entry,
+                   plan_exec, preserved_fds, read_record, start_init, with_preserved)
 from ._stdio import Stdio
 
 
 def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
               cgroup: Optional[Cgroup] = None, preserve_fds: int = 0,
-              console_fd: int = -1) -> Process:
+              console_fd: int = -1,
+              adopt: Callable[[Process], None] = lambda proc: None) -> Process:
     """Start ``process`` in init's namespaces and cgroups; return once it has exec'd.
+
+    ``adopt(proc)`` is called with the process the moment it is ours (before
+    its exec is known to have worked): the caller's owner records it, so
+    that whatever raises from then on, it is found and ended.
 
     Raises:
         ContainerError: joining, the user, the cwd or the exec failed
@@ -41,6 +46,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
     # that still reaches the ``finally`` that closes it.
     owned: List[int] = []
     root_fd = None
+    started: Optional[StartedInit] = None
     deadline = enter_deadline("exec")
     try:
         entry, fork_socket = open_entry(init, spec, owned)
@@ -65,15 +71,20 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         joined = cgroup
 
         def prepare(p: Process) -> None:
+            if fork_socket < 0:   # the one we cloned is the process
+                adopt(p)
             joined.add(p)
 
         passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
                                      if fd is not None and fd >= 0]
         started = start_init(plan, stdio=stdio.child, pass_fds=[*passed, *kept],
                              prepare=prepare, args=list(process.args),
-                             fork_socket=fork_socket, deadline=deadline)
+                             fork_socket=fork_socket, deadline=deadline,
+                             on_forked=adopt if fork_socket >= 0 else None)
     finally:
-        with critical:
+        # A handler raising at this section's end: the status fd goes too
+        # (the process is adopt()'s caller's to end).
+        with undoing(lambda exc: started.status.close() if started is not None else None):
             while owned:
                 os.close(owned.pop())
     proc = started.process

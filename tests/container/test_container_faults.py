@@ -11,7 +11,7 @@ import pytest
 
 import pidsafe
 from conftest import leak_check
-from faults import Faults, Interrupt
+from faults import Faults, Interrupt, interrupt_randomly
 
 pytestmark = pytest.mark.root
 
@@ -103,3 +103,65 @@ def test_create_without_a_mount_namespace_with_each_call(faults: Faults, make_bu
         doc["root"]["readonly"] = False
 
     _sweep(faults, make_bundle, state_dir, interrupt, edit)
+
+
+def test_exec_under_random_interrupts_leaves_no_process(make_bundle: Any,
+                                                       state_dir: pathlib.Path) -> None:
+    """A handler raising at random bytecodes of exec's pidsafe code (through
+    the end of every critical section and the handover to the caller): each
+    interrupted exec leaves no process, no fd; the container stays whole
+    and delete(force=True) works after."""
+    c = pidsafe.Container.create("rx", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        count = [0]
+
+        def exec_once() -> None:
+            count[0] += 1
+            with c.exec(["true"], exec_id=f"x{count[0]}") as p:
+                p.wait(timeout=60)
+
+        with leak_check("exec under random interrupts"):
+            hits = interrupt_randomly(exec_once, 200, interval=0.00005,
+                                      only_in_pidsafe=True)
+        assert hits > 0
+        exec_once()   # the container is whole
+    finally:
+        c.delete(force=True)
+    assert os.listdir(state_dir) == []
+
+
+@pytest.mark.parametrize("mode", ["section end", "again and again"])
+def test_exec_interrupted_at_each_section_end_or_again_and_again(
+        faults: Faults, make_bundle: Any, state_dir: pathlib.Path, mode: str) -> None:
+    """SIGINT arriving inside each critical section of an exec (its handler
+    raises as the section ends: after the process exists, before the
+    caller has it), or after a call and every call after it (Ctrl-C held
+    down, through the undo): the exec raises, no process and no fd is
+    left, and the container goes on."""
+    c = pidsafe.Container.create("ex", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+    try:
+        c.start()
+        count = [0]
+
+        def exec_once() -> None:
+            count[0] += 1
+            with c.exec(["true"], exec_id=f"x{count[0]}") as p:
+                p.wait(timeout=60)
+
+        n = faults.count(exec_once)
+        ends = list(faults.section_ends)
+        assert n > 10 and len(ends) > 5, ends
+        for k in range(1, (len(ends) if mode == "section end" else n) + 1):
+            what = (f"exec, SIGINT at the end of section {k} ({ends[k - 1]})"
+                    if mode == "section end" else f"exec, SIGINT from call {k} on")
+            with leak_check(what):
+                ctx = (faults.interrupt_at_end(k) if mode == "section end"
+                       else faults.interrupt_at(k, repeat=True))
+                with pytest.raises(Interrupt):
+                    with ctx:
+                        exec_once()
+                assert faults.fired is not None, f"{what}: never fired"
+        exec_once()   # the container is whole
+    finally:
+        c.delete(force=True)

@@ -24,9 +24,9 @@ import select
 import struct
 import time
 
-from ..._sigsafe import critical
+from ..._sigsafe import critical, hand_out
 from ...errors import ContainerError, container_error
-from ...process import Process
+from ...process import Process, discard
 from ._enter import Entry, forks
 from ._protocol import StatusRecord
 from ._protocol import read_record as read_status
@@ -190,22 +190,28 @@ def take_forked(sock: int, status: int, args: Optional[List[str]],
     if sock not in wait_readable((sock, status), deadline):
         return None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=sock)
+
+    def receive() -> Optional[Process]:
+        data, ancillary, flags, _ = s.recvmsg(
+            _PID.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
+        fds: List[int] = []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(payload) // _PID.size
+                fds += struct.unpack(f"={n}i", payload[:n * _PID.size])
+        if len(fds) != 1 or len(data) != _PID.size or flags & socket.MSG_CTRUNC:
+            for fd in fds:
+                os.close(fd)
+            if not data and not fds:
+                return None   # EOF: it died before it could send
+            raise OSError(errno.EPROTO, "pidsafe-init sent no child")
+        (pid,) = _PID.unpack(data)
+        return Process(pid, fds[0], args=args, child=True)
+
+    # The pidfd is owned by a Process before a handler can raise, and a
+    # handler raising at the section's end ends that process (hand_out):
+    # the caller never got it.
     try:
-        with critical:   # the pidfd is owned by a Process before a handler can raise
-            data, ancillary, flags, _ = s.recvmsg(
-                _PID.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
-            fds: List[int] = []
-            for level, kind, payload in ancillary:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    n = len(payload) // _PID.size
-                    fds += struct.unpack(f"={n}i", payload[:n * _PID.size])
-            if len(fds) != 1 or len(data) != _PID.size or flags & socket.MSG_CTRUNC:
-                for fd in fds:
-                    os.close(fd)
-                if not data and not fds:
-                    return None   # EOF: it died before it could send
-                raise OSError(errno.EPROTO, "pidsafe-init sent no child")
-            (pid,) = _PID.unpack(data)
-            return Process(pid, fds[0], args=args, child=True)
+        return hand_out(receive, lambda proc: discard(proc) if proc is not None else None)
     finally:
         s.detach()
