@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -165,3 +165,74 @@ def test_exec_interrupted_at_each_section_end_or_again_and_again(
         exec_once()   # the container is whole
     finally:
         c.delete(force=True)
+
+
+def _cgroup_dirs(cgroups_path: str) -> List[str]:
+    """The directories of ``cgroups_path`` in every hierarchy that exist now."""
+    roots = ["/sys/fs/cgroup/unified", *(os.path.join("/sys/fs/cgroup", n)
+                                         for n in os.listdir("/sys/fs/cgroup"))]
+    return sorted(p for p in {os.path.join(r, cgroups_path.lstrip("/")) for r in roots}
+                  if os.path.isdir(p))
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["failing", "interrupted"])
+def test_a_delete_stopped_at_any_call_is_finished_by_the_next(
+        faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt: bool) -> None:
+    """delete(force=True) of a running container whose k-th call fails (or
+    is interrupted), for every k: it raises (or, if it absorbed the fault,
+    finished), and a delete(force=True) from a fresh handle then finishes:
+    no state, no cgroup in any hierarchy, no process, fd or mount left."""
+    cgroups_path = f"/pidsafe-test/delete-{os.getpid()}-{int(interrupt)}"
+
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    bundle = make_bundle(["sleep", "1000"], edit)
+
+    def running() -> pidsafe.Container:
+        c = pidsafe.Container.create("del", bundle, state_dir=str(state_dir))
+        c.start()
+        return c
+
+    # A delete's calls vary a little (EBUSY retries while init dies): every
+    # k up to the fewest of three runs comes.
+    counts = []
+    for _ in range(3):
+        c = running()
+        assert _cgroup_dirs(cgroups_path)
+        counts.append(faults.count(lambda: c.delete(force=True)))
+        c.close()
+    n = min(counts)
+    calls = list(faults.calls)
+    assert n > 5 and _cgroup_dirs(cgroups_path) == [] and os.listdir(state_dir) == []
+    for k in range(1, n + 1):
+        what = f"delete with call {k} of {n} ({calls[k - 1]}) " + (
+            "interrupted" if interrupt else "failed")
+        with leak_check(what):
+            c = running()
+            ctx = faults.interrupt_at(k) if interrupt else faults.fail_at(k, errno.EIO)
+            raised = True
+            try:
+                with ctx:
+                    c.delete(force=True)
+                raised = False
+            except Interrupt:
+                assert interrupt, what
+            except (OSError, pidsafe.Error) as exc:
+                assert not interrupt, f"{what}: {exc!r}"
+            assert faults.fired is not None, f"{what}: never fired"
+            if not raised:   # absorbed: then the delete must have finished
+                assert pidsafe.Container.list(str(state_dir)) == [], f"{what}: absorbed"
+            if pidsafe.Container.list(str(state_dir)):
+                again = pidsafe.Container.load(str(state_dir), "del")   # as another process
+                again.delete(force=True)
+            c.close()   # reaps init, our child, which the other handle killed
+            if os.listdir(state_dir) == ["del.lock"]:
+                # The lock file goes last, at unlock: one whose unlink failed
+                # is never a state, never a held lock (as in create's sweep).
+                st = pidsafe.StateFile(str(state_dir), "del")
+                assert st.lock(blocking=False), f"{what}: lock still held"
+                st.destroy()
+                st.unlock()
+            assert os.listdir(state_dir) == [], what
+            assert _cgroup_dirs(cgroups_path) == [], what

@@ -314,6 +314,17 @@ class Cgroup:
             raise cgroup_error(errno.ESRCH, f"process {pid} exited while being added to "
                                             "its cgroup", dirs[0].path if dirs else None) from None
 
+    def _partly_removed(self) -> bool:
+        """Whether a directory of the cgroup is gone (a delete that stopped half-way).
+
+        The kernel removes only an empty cgroup, and on v1 each process is
+        in every hierarchy at once: one directory gone means the cgroup has
+        no process left anywhere, so there is nothing to signal (and no
+        freezer to freeze it with).
+        """
+        dirs = [*self._v1.values(), *([self._v2] if self._v2 is not None else [])]
+        return any(not os.path.isdir(d.path) for d in dirs)
+
     def _main(self) -> Optional[CgroupDir]:
         """Where processes are listed: v2, else the v1 freezer or pids hierarchy."""
         if self._v2 is not None:
@@ -346,7 +357,7 @@ class Cgroup:
             CgroupError: a cgroup file failed, or processes kept appearing.
         """
         d = self._main()
-        if d is None:
+        if d is None or self._partly_removed():
             return
         if sig == signal.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
             write_file(d.file("cgroup.kill"), "1")
