@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from .errors import (CalledProcessError, CgroupError, ConfigError, ConnectionClosedError,
                          ContainerError, ContainerLookupError, ContainerStateError, DecodeError,
                          Error, ForeignChildWarning, HelperDiedError, HookError,
-                         IDMapError, InvalidMountError, MountError, PrivilegeError,
-                         ReaperError, RpcError,
+                         IDMapError, IgnoredConfigWarning, InvalidMountError, MountError,
+                         PrivilegeError, ReaperError, RpcError,
                          StaleProcessError, StateError, SubscriptionClosed, SubscriptionOverflow,
                          TimeoutExpired, UnsupportedConfigError, UnsupportedError, UsageError)
     from .mount import Mount, MountRecord, Mounted, idmapped_bind, mount_all, unmount_all
@@ -56,6 +56,7 @@ _EXPORTS = {
     "IDMap": ".userns",
     "IDMapError": ".errors",
     "IDRange": ".userns",
+    "IgnoredConfigWarning": ".errors",
     "InvalidMountError": ".errors",
     "Mount": ".mount",
     "MountError": ".errors",
@@ -122,6 +123,7 @@ __all__ = [
     "IDMap",
     "IDMapError",
     "IDRange",
+    "IgnoredConfigWarning",
     "InvalidMountError",
     "Mount",
     "MountError",

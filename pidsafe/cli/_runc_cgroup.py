@@ -13,7 +13,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 from ..errors import UsageError
-from .runc import load, log_ignored, one_id, parse_or_help
+from .runc import ignoring_config_warnings, load, log_ignored, one_id, parse_or_help
 
 PAUSE_HELP = """usage: pidsafe-runc pause ID
 
@@ -141,7 +141,8 @@ def _cgroup_command(root: str, argv: Sequence[str], what: str) -> int:
         elif what == "resume":
             c.resume()
         else:
-            c.update(resources)
+            with ignoring_config_warnings():   # logged below, as runc does
+                c.update(resources)
             from ..container import ignored_properties
 
             log_ignored("--resources", ignored_properties(resources, "linux.resources"))

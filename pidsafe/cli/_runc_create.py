@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 from ._runc_process import (Console, exit_status, forwarding, preserve_fds, release,
                             remove_pid_file, send_pidfd, undo, write_pid_file)
-from .runc import log_hook_warnings, log_ignored, one_id, parse_or_help
+from .runc import ignoring_config_warnings, log_hook_warnings, log_ignored, one_id, parse_or_help
 
 #: Options of create and run that runc has, as they behave here.
 CREATE_HELP = """
@@ -61,8 +61,9 @@ def cmd_create(root: str, argv: Sequence[str], *, run: bool = False) -> int:
             # undone if a later one fails: a command that exits non-zero
             # leaves nothing.  (Container.create undoes its own steps.)
             with console:
-                c = Container.create(cid, args.get("bundle", "."), state_dir=root,
-                                     preserve_fds=preserve, console_socket=console.socket)
+                with ignoring_config_warnings():   # logged below, as runc does
+                    c = Container.create(cid, args.get("bundle", "."), state_dir=root,
+                                         preserve_fds=preserve, console_socket=console.socket)
                 term = console.receive()
             log_ignored("config.json", c.spec().ignored)
             if args.get("pidfd-socket"):

@@ -31,6 +31,7 @@ from ..errors import Error, UsageError
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
+    import warnings
 
 DEFAULT_ROOT = "/run/pidsafe-runc"
 USAGE = """usage: pidsafe-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
@@ -127,6 +128,21 @@ def log_debug() -> None:
         handler = ToLog(logging.DEBUG)
         handler.addFilter(lambda record: record.levelno < logging.WARNING)
         logger.addHandler(handler)
+
+
+def ignoring_config_warnings() -> "warnings.catch_warnings":
+    """A context in which :class:`pidsafe.IgnoredConfigWarning` is not shown:
+    pidsafe-runc logs each ignored property itself (:func:`log_ignored`)."""
+    import warnings
+
+    from ..errors import IgnoredConfigWarning
+
+    class Ignoring(warnings.catch_warnings):
+        def __enter__(self) -> None:
+            super().__enter__()
+            warnings.simplefilter("ignore", IgnoredConfigWarning)
+
+    return Ignoring()
 
 
 def log_ignored(what: str, paths: Sequence[str]) -> None:

@@ -94,7 +94,8 @@ class Container:
                stdout: Any = None, stderr: Any = None, reaper: Any = None,
                on_created: Optional[Callable[["Container"], None]] = None,
                preserve_fds: int = 0,
-               console_socket: Optional[ConsoleSocket] = None) -> "Container":
+               console_socket: Optional[ConsoleSocket] = None,
+               strict: bool = False) -> "Container":
         """Create a container from the OCI bundle ``bundle``; its program waits for start().
 
         Args:
@@ -120,6 +121,11 @@ class Container:
                 sent when create() returns; the process has the pty as its
                 stdio, controlling terminal and /dev/console.  No pidsafe
                 process keeps the master.
+            strict: refuse a config.json with a property pidsafe would
+                ignore (``ConfigError`` naming its JSON path) instead of
+                issuing an :class:`pidsafe.IgnoredConfigWarning` for each:
+                a misspelt ``linux.namespace`` must not run a container in
+                the host's namespaces unnoticed.
 
         Raises:
             ConfigError, UnsupportedConfigError: config.json is bad or asks
@@ -135,7 +141,7 @@ class Container:
 
         return create_container(cls, container_id, bundle, state_dir, rootfs_mounts or (),
                                 (stdin, stdout, stderr), reaper, on_created, preserve_fds,
-                                console_socket)
+                                console_socket, strict)
 
     @staticmethod
     def list(state_dir: str) -> List[str]:
@@ -596,8 +602,15 @@ class Container:
             ContainerStateError: the container is stopped.
             CgroupError: a write failed.  Whenever update raises, the
                 cgroup files and the record are as they were.
+
+        Warns:
+            IgnoredConfigWarning: for each property of ``resources`` that
+                runtime-spec does not define (ignored).
         """
         self._check_owner()
+        from .config import check_ignored, ignored_properties
+
+        check_ignored(ignored_properties(resources, "linux.resources"))
         self._record = self._cgroup_control.update(resources)
         self._spec = None
 

@@ -72,15 +72,16 @@ def create_container(cls: Type[Container], container_id: str,
                      bundle: "str | os.PathLike[str]", state_dir: str,
                      rootfs_mounts: Sequence[Mount], stdio: Sequence[Any], reaper: Any,
                      on_created: Optional[Callable[[Container], None]], preserve_fds: int,
-                     console_socket: Optional[ConsoleSocket]) -> Container:
+                     console_socket: Optional[ConsoleSocket], strict: bool = False) -> Container:
     """:meth:`pidsafe.Container.create` (see there)."""
-    from .config import read_config
+    from .config import check_ignored, read_config
     from ._privilege import require_root
 
     preserved_fds(preserve_fds)   # bad input before anything exists
     require_root("create a container")   # before the bundle is even read
     path = os.path.abspath(os.fspath(bundle))
     document, spec = read_config(path)
+    check_ignored(spec.ignored, strict, stacklevel=3)
     rootfs = spec.rootfs(path)
     mounts = list(rootfs_mounts)
     state = StateFile(state_dir, container_id)

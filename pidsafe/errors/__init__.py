@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from ._base import Error, PrivilegeError, UnsupportedError, note, privilege_error
     from ._cgroup import CgroupError, cgroup_error
     from ._container import (ConfigError, ContainerError, ContainerLookupError,
-                             ContainerStateError, HookError, UnsupportedConfigError,
-                             container_error, hook_error)
+                             ContainerStateError, HookError, IgnoredConfigWarning,
+                             UnsupportedConfigError, container_error, hook_error)
     from ._frontends import ConnectionClosedError, DecodeError, RpcError, UsageError
     from ._mount import HelperDiedError, IDMapError, InvalidMountError, MountError, mount_error
     from ._process import (CalledProcessError, ForeignChildWarning, ReaperError,
@@ -62,6 +62,7 @@ _EXPORTS = {
     "ContainerLookupError": "._container",
     "ContainerStateError": "._container",
     "HookError": "._container",
+    "IgnoredConfigWarning": "._container",
     "UnsupportedConfigError": "._container",
     "container_error": "._container",
     "hook_error": "._container",
@@ -82,7 +83,8 @@ __getattr__, __dir__ = exports(__name__, _EXPORTS)
 __all__ = [
     "CalledProcessError", "CgroupError", "ConfigError", "ConnectionClosedError",
     "ContainerError", "ContainerLookupError", "ContainerStateError", "DecodeError", "Error",
-    "ForeignChildWarning", "HelperDiedError", "HookError", "IDMapError", "InvalidMountError",
+    "ForeignChildWarning", "HelperDiedError", "HookError", "IDMapError", "IgnoredConfigWarning",
+    "InvalidMountError",
     "MountError", "PrivilegeError", "ReaperError", "RpcError", "StaleProcessError",
     "StateError", "SubscriptionClosed", "SubscriptionOverflow", "TimeoutExpired",
     "UnsupportedConfigError", "UnsupportedError", "UsageError", "cgroup_error",

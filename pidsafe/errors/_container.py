@@ -41,6 +41,28 @@ class UnsupportedConfigError(ConfigError):
         return type(self), (self.json_path, self.what), self.__dict__
 
 
+class IgnoredConfigWarning(Error, UserWarning):
+    """A ``config.json`` property pidsafe ignored: one runtime-spec does not
+    define (a misspelt field?), or a section for another platform.
+
+    Issued once per property by :meth:`pidsafe.Container.create` (pass
+    ``strict=True`` to refuse such a config instead), through
+    :mod:`warnings`.
+
+    Attributes:
+        json_path: the property, e.g. ``"linux.namespace"``.
+        reason: why it was ignored.
+    """
+
+    def __init__(self, json_path: str, reason: str) -> None:
+        super().__init__(f"config.json: {json_path} ignored: {reason}")
+        self.json_path = json_path
+        self.reason = reason
+
+    def __reduce__(self) -> Tuple[object, ...]:
+        return type(self), (self.json_path, self.reason), self.__dict__
+
+
 class ContainerError(Error, OSError):
     """A step of creating or running a container failed.
 
@@ -158,6 +180,6 @@ class ContainerLookupError(Error, LookupError):
     """No container has this id, or an id prefix matches several (named)."""
 
 
-at_face(ConfigError, UnsupportedConfigError, ContainerError, _rebuild_container_error,
+at_face(ConfigError, UnsupportedConfigError, IgnoredConfigWarning, ContainerError, _rebuild_container_error,
         container_error, HookError, _rebuild_hook_error, hook_error, ContainerStateError,
         ContainerLookupError)

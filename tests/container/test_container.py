@@ -786,3 +786,34 @@ def test_delete_force_reaps_the_execs_it_owns(make_bundle: Any,
         assert pidsafe.Container.list(str(state_dir)) == []
     finally:
         c.delete(force=True)
+
+
+def test_every_ignored_property_warns_with_its_json_path(make_bundle: Any,
+                                                         state_dir: pathlib.Path) -> None:
+    """A misspelt field is not silently ignored in-process: one
+    IgnoredConfigWarning (a UserWarning) per property, naming its path."""
+    def misspelt(doc: Dict[str, Any]) -> None:
+        doc["linux"]["namespace"] = [{"type": "network"}]   # next to namespaces
+        doc["process"]["enviroment"] = ["A=1"]
+
+    with pytest.warns(pidsafe.IgnoredConfigWarning) as caught:
+        c = pidsafe.Container.create("ign", make_bundle(["true"], misspelt),
+                                     state_dir=str(state_dir))
+    c.delete(force=True)
+    paths = sorted(w.message.json_path for w in caught.list  # type: ignore[union-attr]
+                   if isinstance(w.message, pidsafe.IgnoredConfigWarning))
+    assert paths == ["linux.namespace", "process.enviroment"]
+    assert all(issubclass(w.category, UserWarning) and w.filename == __file__
+               for w in caught.list)
+
+
+def test_strict_refuses_an_ignored_property_before_anything_exists(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    def misspelt(doc: Dict[str, Any]) -> None:
+        doc["linux"]["namespace"] = []
+
+    with pytest.raises(pidsafe.ConfigError) as info:
+        pidsafe.Container.create("strict", make_bundle(["true"], misspelt),
+                                 state_dir=str(state_dir), strict=True)
+    assert info.value.json_path == "linux.namespace"
+    assert os.listdir(state_dir) == []

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ._linux import (NAMESPACE_TYPES, CpuLimits, Device, DeviceRule, LinuxSpec,
                          MemoryLimits, NamespaceSpec, Resources, parse_resources)
     from ._process import CAPABILITIES, Capabilities, ProcessSpec, Rlimit, User, parse_process
-    from ._reader import OTHER_PLATFORMS, JsonObject, check_env, ignored_properties
+    from ._reader import (OTHER_PLATFORMS, JsonObject, check_env, check_ignored,
+                          ignored_properties)
     from ._seccomp import (ACTIONS, ARCHITECTURES, ERRNO_ACTIONS, FLAGS, OPERATORS, SeccompSpec,
                            SeccompSyscall)
     from ._spec import MountSpec, Root, Spec, load_spec, parse_spec, read_config
@@ -63,6 +64,7 @@ _EXPORTS = {
     "User": "._process",
     "check_env": "._reader",
     "ignored_properties": "._reader",
+    "check_ignored": "._reader",
     "load_spec": "._spec",
     "parse_process": "._process",
     "parse_resources": "._linux",
@@ -76,5 +78,5 @@ __all__ = ["ACTIONS", "ARCHITECTURES", "CAPABILITIES", "Capabilities", "CpuLimit
            "DeviceRule", "ERRNO_ACTIONS", "FLAGS", "Hook", "Hooks", "JsonObject", "LinuxSpec",
            "MemoryLimits", "MountSpec", "NAMESPACE_TYPES", "NamespaceSpec", "OPERATORS",
            "OTHER_PLATFORMS", "ProcessSpec", "Resources", "Rlimit", "Root", "SeccompSpec",
-           "SeccompSyscall", "Spec", "User", "check_env", "ignored_properties", "load_spec",
-           "parse_process", "parse_resources", "parse_spec", "read_config"]
+           "SeccompSyscall", "Spec", "User", "check_env", "check_ignored", "ignored_properties",
+           "load_spec", "parse_process", "parse_resources", "parse_spec", "read_config"]

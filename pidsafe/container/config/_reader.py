@@ -250,3 +250,25 @@ def check_unique(path: str, types: List[str], what: str = "{}") -> None:
             raise ConfigError(f"{path}[{i}].type",
                               f"{what.format(t)} appears twice (also at [{seen[t]}])")
         seen[t] = i
+
+
+def check_ignored(paths: Tuple[str, ...], strict: bool = False, *, stacklevel: int = 2) -> None:
+    """Warn for each ignored property (JSON path) of config.json, or
+    (``strict``) refuse the first; ``stacklevel`` as for ``warnings.warn``,
+    counted from the caller of this function.
+
+    Raises:
+        ConfigError: ``strict`` and a property is ignored (nothing exists yet).
+    """
+    if not paths:
+        return
+    import warnings
+
+    from ...errors import IgnoredConfigWarning
+
+    for json_path in paths:
+        why = ("a section for another platform" if json_path in OTHER_PLATFORMS
+               else "runtime-spec does not define it (a misspelt field?)")
+        if strict:
+            raise ConfigError(json_path, f"{why}; refused with strict=True")
+        warnings.warn(IgnoredConfigWarning(json_path, why), stacklevel=stacklevel + 1)
