@@ -274,6 +274,11 @@ class undoing:
     outermost one, which then owns the cleanup; a failure inside this one is
     still undone here.  ``undo`` must not block for long: it delays every
     handler.
+
+    CPython checks for signals once more as ``__exit__`` returns: a result
+    handed over after the section is returned from inside the ``with``, in
+    a ``try`` whose ``except`` undoes it too (see :func:`hand_out`); make
+    ``undo`` idempotent for that.
     """
 
     __slots__ = ("_undo",)
@@ -317,9 +322,17 @@ def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
         if made:
             discard(made.pop())
 
-    with undoing(undo):
-        made.append(make())
-    return made[0]
+    try:
+        with undoing(undo):
+            made.append(make())
+            return made[0]
+    except BaseException as exc:
+        # A handler that ran as __exit__ returned, before the return: the
+        # one check left between the section and the caller.
+        if made:
+            with critical:
+                undo(exc)
+        raise
 
 
 def _after_fork_in_child() -> None:

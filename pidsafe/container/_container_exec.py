@@ -74,7 +74,8 @@ class Execs:
                 self._procs[exec_id] = proc
 
         def undo() -> None:
-            """End what this exec made and free its id (inside ``critical``)."""
+            """End what this exec made and free its id (inside ``critical``).
+        Idempotent."""
             if reserved:
                 with self._lock:
                     proc = self._procs.pop(exec_id, None)
@@ -102,12 +103,17 @@ class Execs:
             raise
         # The handover, as one section that undoes itself: a handler raising
         # at its end ends the process the caller never gets.
-        with undoing(lambda exc: undo()):
-            while consoles:
-                consoles.pop().close()
-            with self._lock:
-                self._procs[exec_id] = proc
-        return proc
+        try:
+            with undoing(lambda exc: undo()):
+                while consoles:
+                    consoles.pop().close()
+                with self._lock:
+                    self._procs[exec_id] = proc
+                return proc
+        except BaseException:   # as __exit__ returned (see _sigsafe.undoing)
+            with critical:
+                undo()
+            raise
 
     def release(self, exec_id: str) -> None:
         """Free ``exec_id`` (see :meth:`pidsafe.Container.release_exec`); an

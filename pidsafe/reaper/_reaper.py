@@ -295,15 +295,21 @@ class Reaper:
 
         def undo(exc: BaseException) -> None:
             # Inside the section: a signal handler cannot cut it short.
-            proc.kill()
-            proc.wait()
-            proc.close()
+            if not proc.closed:
+                proc.kill()
+                proc.wait()
+                proc.close()
 
         # An error, or a handler raising at the section's end (before the
         # caller has the handle), ends the child.
-        with undoing(undo):
-            self.watch(proc)
-        return proc
+        try:
+            with undoing(undo):
+                self.watch(proc)
+                return proc
+        except BaseException as exc:   # as __exit__ returned (see _sigsafe.undoing)
+            with critical:
+                undo(exc)
+            raise
 
     def watch(self, process: Process) -> None:
         """Own an existing child: reap it and publish its exit.

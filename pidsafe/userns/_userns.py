@@ -171,11 +171,16 @@ def _map_process(pid: int, pidfd: int, um: IDMap, gm: IDMap, setgroups: str, wha
             result.pop().close()
         _close_all(fds)
 
-    with undoing(undo):
-        if open_ns:
-            result.append(OwnedFd(fds.pop("ns/user"), "user namespace"))
-        _close_all(fds)
-    return result[0] if result else None
+    try:
+        with undoing(undo):
+            if open_ns:
+                result.append(OwnedFd(fds.pop("ns/user"), "user namespace"))
+            _close_all(fds)
+            return result[0] if result else None
+    except BaseException as exc:   # as __exit__ returned (see _sigsafe.undoing)
+        with critical:
+            undo(exc)
+        raise
 
 
 def _close_all(fds: Dict[str, int]) -> None:
