@@ -544,6 +544,7 @@ class Container:
         long-lived container.  Call it once the process has exited (or been
         killed); a release of an unknown id does nothing.
         """
+        self._check_owner()
         self._execs.release(exec_id)
 
     # -- its cgroup ------------------------------------------------------------------
@@ -556,6 +557,7 @@ class Container:
         its paths (``v1_paths``, ``v2_path``) and figures (``stats()``); to
         change the container's limits use :meth:`update`.
         """
+        self._check_owner()
         return self._recorded_cgroup()
 
     def _recorded_cgroup(self) -> Optional[Cgroup]:

@@ -75,7 +75,7 @@ class Execs:
 
         def undo() -> None:
             """End what this exec made and free its id (inside ``critical``).
-        Idempotent."""
+            Idempotent."""
             if reserved:
                 with self._lock:
                     proc = self._procs.pop(exec_id, None)
