@@ -188,10 +188,11 @@ class Faults:
                 assert self._fail is not None
                 err = self._fail[1]
                 raise OSError(err, f"{os.strerror(err)} (injected into {name})")
-            ret = fn(*args, **kwargs)
-            if after:
-                self._deliver_sigint()
-            return ret
+            try:
+                return fn(*args, **kwargs)
+            finally:   # after a call that raised too: a Ctrl-C right after it
+                if after:
+                    self._deliver_sigint()
         return call
 
     @contextlib.contextmanager
