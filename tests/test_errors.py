@@ -36,6 +36,7 @@ BASES = {
     "ContainerLookupError": LookupError,
     "UsageError": ValueError,
     "ForeignChildWarning": RuntimeWarning,
+    "IgnoredConfigWarning": UserWarning,
     "DecodeError": ValueError,
     "RpcError": RuntimeError,
     "ConnectionClosedError": ConnectionError,
