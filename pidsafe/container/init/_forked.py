@@ -185,33 +185,78 @@ def take_forked(sock: int, status: int, args: Optional[List[str]],
         ContainerError: the deadline passed first (ETIMEDOUT).
         OSError: the message is not pidsafe-init's (EPROTO).
     """
-    import socket
-
     if sock not in wait_readable((sock, status), deadline):
         return None
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=sock)
-
-    def receive() -> Optional[Process]:
-        data, ancillary, flags, _ = s.recvmsg(
-            _PID.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
-        fds: List[int] = []
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(payload) // _PID.size
-                fds += struct.unpack(f"={n}i", payload[:n * _PID.size])
-        if len(fds) != 1 or len(data) != _PID.size or flags & socket.MSG_CTRUNC:
-            for fd in fds:
-                os.close(fd)
-            if not data and not fds:
-                return None   # EOF: it died before it could send
-            raise OSError(errno.EPROTO, "pidsafe-init sent no child")
-        (pid,) = _PID.unpack(data)
-        return Process(pid, fds[0], args=args, child=True)
-
     # The pidfd is owned by a Process before a handler can raise, and a
     # handler raising at the section's end ends that process (hand_out):
     # the caller never got it.
+    return hand_out(lambda: _receive(sock, args),
+                    lambda proc: discard(proc) if proc is not None else None)
+
+
+def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline]) -> None:
+    """Undo an entry that failed once pidsafe-init (``cloned``) was cloned
+    with the fork socket ``sock``: end it, and the child it may have forked.
+
+    That child is ours (``CLONE_PARENT``) and only its pidfd, on its way to
+    us in ``sock``, can reap it: closing the socket unread would leave it a
+    zombie for good (and keep the container's init from finishing its
+    exit).  So pidsafe-init is let finish first: it exits as soon as it has
+    sent the pidfd, or once it fails (its op stream, closed by the caller,
+    ends early); killing it between its fork and its send would orphan the
+    child's pidfd with it.  Only a pidsafe-init still running after a short
+    bound (frozen in the container's cgroup) is killed.  Then whatever
+    ``sock`` holds is received and ended.  Inside a critical section;
+    raises nothing.
+    """
+    from ...errors import TimeoutExpired   # made on first use: it imports subprocess
+
+    if not cloned.closed and cloned.returncode is None:
+        try:
+            left = _UNDO_WAIT if deadline is None else min(_UNDO_WAIT, deadline.remaining())
+            cloned.wait(timeout=left)
+        except (TimeoutExpired, ContainerError):
+            pass   # still running: discard() kills it
+    discard(cloned)
     try:
-        return hand_out(receive, lambda proc: discard(proc) if proc is not None else None)
+        forked = _receive(sock, None)
+    except OSError:   # nothing sent (EAGAIN), or not a child: nothing to end
+        return
+    if forked is not None:
+        discard(forked)
+
+
+#: How long an undo waits for pidsafe-init to finish by itself (end_forked):
+#: it takes milliseconds unless the container froze it.
+_UNDO_WAIT = 2.0
+
+
+def _receive(sock: int, args: Optional[List[str]]) -> Optional[Process]:
+    """The child pidsafe-init sent on ``sock`` (non-blocking), owned; None
+    at EOF (it died before it sent one).
+
+    Raises:
+        OSError: nothing is there (EAGAIN); the message is not
+            pidsafe-init's (EPROTO).
+    """
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=sock)
+    try:
+        data, ancillary, flags, _ = s.recvmsg(
+            _PID.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
     finally:
         s.detach()
+    fds: List[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            n = len(payload) // _PID.size
+            fds += struct.unpack(f"={n}i", payload[:n * _PID.size])
+    if len(fds) != 1 or len(data) != _PID.size or flags & socket.MSG_CTRUNC:
+        for fd in fds:
+            os.close(fd)
+        if not data and not fds:
+            return None   # EOF: it died before it could send
+        raise OSError(errno.EPROTO, "pidsafe-init sent no child")
+    (pid,) = _PID.unpack(data)
+    return Process(pid, fds[0], args=args, child=True)

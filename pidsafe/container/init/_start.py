@@ -35,7 +35,7 @@ from ..._value import Record
 from ...errors import UnsupportedError, container_error
 from ...process import Process, discard, start_process
 from ._builder import InitPlan
-from ._forked import Deadline, read_record, take_forked, wait_exited
+from ._forked import Deadline, end_forked, read_record, take_forked, wait_exited
 from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
                         RECORD_READY, StatusRecord, encode)
 
@@ -158,24 +158,26 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                               clone_flags=plan.clone_flags, cgroup_fd=cgroup_fd,
                               tasks_fds=tuple(tasks_fds))
         with critical:
-            proc = start_process(
+            first = start_process(
                 spec, args=args, who="container init", unsupported="containers need clone3",
                 filenames={_sys.STAGE_EXEC: init.path},
                 stage_errors=None if join_error is None else {_sys.STAGE_CGROUP: join_error})
-        for fd in (ops_r, st_w):
-            fds.remove(fd)
-            os.close(fd)
+            # With fork_socket, the one we cloned forks the process: it is
+            # ``cloned``, whose undo collects that child too (end_forked).
+            if fork_socket >= 0:
+                cloned = first
+            else:
+                proc = first
+        _close(fds, ops_r, st_w)
         if prepare is not None:
-            prepare(proc)
+            prepare(first)
         stream = encode(plan.ops)
         view = memoryview(stream)
         while view:
             n = os.write(ops_w, view)
             view = view[n:]
-        fds.remove(ops_w)
-        os.close(ops_w)
-        if fork_socket >= 0:
-            cloned, proc = proc, None
+        _close(fds, ops_w)
+        if cloned is not None:
             proc = take_forked(fork_socket, st_r, args, deadline)
             if proc is None:   # it failed before it forked: its record says why
                 rec = read_record(st_r, deadline)
@@ -183,10 +185,12 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             # It leaves as soon as it has handed its child over, but it is in
             # the container's cgroups: frozen there, it may never exit.
             wait_exited(cloned, deadline)
-            cloned.close()
-            cloned = None
+            with critical:
+                cloned.close()
+                cloned = None
             if on_forked is not None:
                 on_forked(proc)
+        assert proc is not None
         rec = read_record(st_r, deadline)
         while rec is not None and rec.kind == RECORD_HOOKS and on_hooks is not None:
             on_hooks(proc)
@@ -204,11 +208,23 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         return StartedInit(proc, status)
     except BaseException:
         with critical:
-            for p in (proc, cloned):
-                if p is not None:
-                    discard(p)
+            # Our fds first: a pidsafe-init still reading its ops meets EOF
+            # and leaves (end_forked lets it finish).
             for fd in fds:
                 os.close(fd)
             if status is not None:
                 status.close()
+            if proc is not None:
+                discard(proc)
+            if cloned is not None:
+                end_forked(cloned, fork_socket, deadline)
         raise
+
+
+def _close(fds: List[int], *which: int) -> None:
+    """Close ``which`` and take them out of ``fds`` (the undo's list) in one
+    critical section: an fd is never left open unlisted, nor closed twice."""
+    with critical:
+        for fd in which:
+            fds.remove(fd)
+            os.close(fd)
