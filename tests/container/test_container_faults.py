@@ -202,10 +202,20 @@ def test_exec_interrupted_at_each_section_end_or_again_and_again(
             with leak_check(what):
                 ctx = (faults.interrupt_at_end(k) if mode == "section end"
                        else faults.interrupt_at(k, repeat=True))
-                with pytest.raises(Interrupt):
+                raised = False
+                try:
                     with ctx:
                         exec_once()
-                assert faults.fired is not None, f"{what}: never fired"
+                except Interrupt:
+                    raised = True
+                if faults.fired is None:
+                    # This run made fewer: a wait that found its process gone
+                    # at once takes a section and a call less.  Nothing was
+                    # interrupted, and the exec worked.
+                    made = len(faults.section_ends if mode == "section end" else faults.calls)
+                    assert not raised and made < k, f"{what}: never fired ({made} made)"
+                else:
+                    assert raised, f"{what}: swallowed"
         exec_once()   # the container is whole
     finally:
         c.delete(force=True)
@@ -256,7 +266,10 @@ def test_a_delete_stopped_at_any_call_is_finished_by_the_next(
                 assert interrupt, what
             except (OSError, pidsafe.Error) as exc:
                 assert not interrupt, f"{what}: {exc!r}"
-            assert faults.fired is not None, f"{what}: never fired"
+            # A run may make fewer calls than the fewest counted (a wait
+            # that found init gone at once): then nothing was stopped.
+            assert faults.fired is not None or (not raised and len(faults.calls) < k), \
+                f"{what}: never fired"
             if not raised:   # absorbed: then the delete must have finished
                 assert pidsafe.Container.list(str(state_dir)) == [], f"{what}: absorbed"
             if pidsafe.Container.list(str(state_dir)):

@@ -41,8 +41,9 @@ def _ops(ns: pidsafe.OwnedFd) -> Callable[[str], Callable[[], pidsafe.Process]]:
 
 
 def _count(faults: Faults, op: Callable[[], pidsafe.Process]) -> List[str]:
-    """The calls ``op`` makes, in order (it must succeed)."""
-    made: List[pidsafe.Process] = []
+    """The calls ``op`` makes, in order (it must succeed), once what the
+    first call in a process makes for good (the helper's sealed copy) exists."""
+    made: List[pidsafe.Process] = [op()]
     faults.count(lambda: made.append(op()))
     for p in made:
         with p:
