@@ -146,7 +146,11 @@ def test_exec_with_each_call(faults: Faults, make_bundle: Any, state_dir: pathli
                 except (OSError, pidsafe.Error) as exc:
                     assert not interrupt, f"call {k} ({faults.fired}): {exc!r}"
                 if faults.fired is None:
-                    assert k > stable, f"call {k} never came (the runs agree up to {stable})"
+                    # This run made fewer calls than k (a wait that found its
+                    # process gone at once, on a loaded machine even within
+                    # the runs' common prefix): nothing was failed.
+                    assert k > stable or len(faults.calls) < k, \
+                        f"call {k} never came (the runs agree up to {stable})"
                     assert ran[finished:] == [0], f"call {k} never came, and the exec failed"
         exec_once(10 + n + 1)   # the container is whole
     finally:
