@@ -303,6 +303,11 @@ class Faults:
         return self._armed_with(None, None, k)
 
 
+#: Byte offsets of a function's first instructions (RESUME, where Python
+#: runs signal handlers on entry, and what precedes it).
+_FIRST_INSTRUCTIONS = 2
+
+
 class RandomInterrupt(KeyboardInterrupt):
     """What :func:`interrupt_randomly` raises from its SIGPROF handler."""
 
@@ -340,12 +345,13 @@ def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
     top = os.path.dirname(pidsafe.__file__) + os.sep
 
     def in_pidsafe(frame: Any) -> bool:
-        if (frame is not None and frame.f_code.co_name == "__enter__"
+        if (frame is not None and frame.f_code.co_name in ("__enter__", "__exit__")
+                and frame.f_lasti <= _FIRST_INSTRUCTIONS
                 and frame.f_back is not None
                 and not frame.f_back.f_code.co_filename.startswith(top)):
-            # A handle's __enter__, called by the caller's ``with`` on what
-            # pidsafe returned: the caller's window (as right after the
-            # call returned), which no library can close.
+            # A handle's __enter__ or __exit__ as it begins, called by the
+            # caller's ``with``: the caller's window (as right after a call
+            # returned), which no library can close.
             return False
         while frame is not None:
             if frame.f_code.co_filename.startswith(top):

@@ -17,7 +17,7 @@ import os
 from typing import Callable, List, Optional
 
 from .. import _sys
-from .._sigsafe import critical, undoing
+from .._sigsafe import critical
 from ..errors import container_error
 from ..process import Process, discard
 from .cgroup import Cgroup
@@ -81,12 +81,20 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                              prepare=prepare, args=list(process.args),
                              fork_socket=fork_socket, deadline=deadline,
                              on_forked=adopt if fork_socket >= 0 else None)
-    finally:
-        # A handler raising at this section's end: the status fd goes too
-        # (the process is adopt()'s caller's to end).
-        with undoing(lambda exc: started.status.close() if started is not None else None):
+        # Not a ``finally``: a handler raising as its section began would
+        # skip it.  Here, a handler raising as this section begins or ends
+        # lands in the except below.
+        with critical:
             while owned:
                 os.close(owned.pop())
+    except BaseException:
+        # The status fd goes too (the process is adopt()'s caller's to end).
+        with critical:
+            while owned:
+                os.close(owned.pop())
+            if started is not None:
+                started.status.close()
+        raise
     proc = started.process
     try:
         with started.status:

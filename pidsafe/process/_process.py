@@ -359,7 +359,13 @@ class Process(Closable):
             if not self._closing and _wait.is_our_child(self):
                 self.wait()
         finally:
-            self.close()
+            try:
+                self.close()
+            except BaseException:
+                # A handler raised as close() began (its first bytecode is
+                # a point where Python runs them): close all the same.
+                self.close()
+                raise
 
     def _release_dropped(self) -> Optional[str]:
         # No thread can be borrowing the fd: a borrower holds a reference.
