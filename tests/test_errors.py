@@ -159,7 +159,7 @@ def _one_of_each() -> "list[BaseException]":
         errors.mount_error(errno.ENOENT, "s", "/p", "h"), errors.StateError("s"),
         errors.ReaperError("r"), errors.ForeignChildWarning("f"), errors.SubscriptionClosed("c"),
         errors.SubscriptionOverflow(3), errors.ConfigError("a.b", "why"),
-        errors.UnsupportedConfigError("a.b", "what"),
+        errors.UnsupportedConfigError("a.b", "what"), errors.IgnoredConfigWarning("a.c", "why"),
         errors.container_error(errno.EACCES, "s", "/p", "f"),
         errors.hook_error(errno.ECHILD, "poststart", 1, "/h", 3, b"o"),
         errors.ContainerStateError("s"), errors.ContainerLookupError("l"),
