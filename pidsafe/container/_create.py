@@ -13,7 +13,6 @@ process can undo a create that was killed at any step
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, TYPE_CHECKING
@@ -27,9 +26,10 @@ from ..process import ProcessIdentity
 from ..process import Process
 from ..state import StateFile
 from .cgroup import Cgroup, CgroupLayout
-from .config import DeviceRule, Resources, Spec
-from .init import (DEFAULT_DEVICES, StartedInit, enter_deadline, plan_init, preserved_fds,
+from .config import Spec
+from .init import (StartedInit, enter_deadline, plan_init, preserved_fds,
                    start_init, with_preserved)
+from ._cgroup_defaults import default_cgroup, with_default_devices
 from ._container_exec import console_for
 from ._init_fds import check_namespace, open_tree as open_tree_fd, write_proc
 from ._record import ContainerRecord
@@ -205,8 +205,8 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
     layout = CgroupLayout.detect()   # the host's hierarchies: for the cgroup mount too
     with critical:
         cg = Cgroup.create(record.id, spec.linux.cgroups_path or
-                           _default_cgroup(state.root, record.id),
-                           _with_default_devices(spec), layout=layout)
+                           default_cgroup(state.root, record.id),
+                           with_default_devices(spec), layout=layout)
         record.cgroup = cg.to_dict()
     record.save(state)
     _step("cgroup")
@@ -314,6 +314,8 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                 write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
 
         def on_hooks(proc: Process) -> None:
+            from ._hooks import run_create_hooks   # only a config with hooks loads spawn()
+
             _step("hooks")
             run_create_hooks(spec, record, proc)
             os.write(hooks_go, b"\1")
@@ -354,66 +356,3 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             started.status.close()
         raise
     return started
-
-
-def _sha256(data: bytes) -> Any:
-    """``hashlib.sha256(data)``, from CPython's own SHA-256 where it has one.
-
-    ``import hashlib`` loads OpenSSL's libcrypto (3 ms or more at every
-    pidsafe-runc create); the built-in module gives the same digest.  It is
-    ``_sha256`` up to Python 3.11 and ``_sha2`` from 3.12; hashlib otherwise.
-    """
-    for name in ("_sha2", "_sha256"):
-        try:
-            return importlib.import_module(name).sha256(data)
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
-
-    return hashlib.sha256(data)
-
-
-def run_create_hooks(spec: Spec, record: ContainerRecord, init: Process) -> None:
-    """prestart and createRuntime here, then createContainer in init's namespaces.
-
-    Init waits before pivot_root meanwhile (runtime-spec lifecycle steps
-    3-5).  The state they read says ``created`` (the environment is made,
-    step 2) and gives init's pid.
-
-    Raises:
-        HookError: the first hook that failed (the rest do not run).
-    """
-    from ._hooks import run_hooks
-
-    state = record.hook_state("created", init.pid)
-    hooks = spec.hooks
-    run_hooks("prestart", hooks.prestart, state, fatal=True)
-    run_hooks("createRuntime", hooks.create_runtime, state, fatal=True)
-    run_hooks("createContainer", hooks.create_container, state, fatal=True, init=init,
-              spec=spec)
-
-
-def _default_cgroup(state_dir: str, container_id: str) -> str:
-    """``/pidsafe/<state dir tag>-<id>`` when config.json names no cgroupsPath.
-
-    Names on disk are identities: the same id under two state directories
-    (two runtimes, two test runs) must not share a cgroup.
-    """
-    tag = _sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
-    return f"/pidsafe/{tag}-{container_id}"
-
-
-def _with_default_devices(spec: Spec) -> Resources:
-    """The device rules, plus what every container may use (as runc allows them).
-
-    The config's rules come first; then the default devices, the config's
-    own ``linux.devices``, ``/dev/pts/*`` and ``/dev/ptmx`` are allowed.
-    """
-    r = spec.linux.resources
-    if not r.devices:
-        return r
-    allowed = [DeviceRule(True, "c", major, minor, "rwm") for _, major, minor in DEFAULT_DEVICES]
-    allowed += [DeviceRule(True, "c", 136, None, "rwm"), DeviceRule(True, "c", 5, 2, "rwm")]
-    allowed += [DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
-                for d in spec.linux.devices if d.type != "p"]
-    return r.replace(devices=r.devices + tuple(allowed))

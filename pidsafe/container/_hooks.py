@@ -80,6 +80,24 @@ def run_hooks(kind: str, hooks: Sequence[Hook], state: Mapping[str, Any], *,
             _log.warning("container", "%s (ignored: the lifecycle goes on)", exc.strerror)
 
 
+def run_create_hooks(spec: Spec, record: ContainerRecord, init: Process) -> None:
+    """prestart and createRuntime here, then createContainer in init's namespaces.
+
+    Init waits before pivot_root meanwhile (runtime-spec lifecycle steps
+    3-5).  The state they read says ``created`` (the environment is made,
+    step 2) and gives init's pid.
+
+    Raises:
+        HookError: the first hook that failed (the rest do not run).
+    """
+    state = record.hook_state("created", init.pid)
+    hooks = spec.hooks
+    run_hooks("prestart", hooks.prestart, state, fatal=True)
+    run_hooks("createRuntime", hooks.create_runtime, state, fatal=True)
+    run_hooks("createContainer", hooks.create_container, state, fatal=True, init=init,
+              spec=spec)
+
+
 def run_start_hooks(spec: Spec, record: ContainerRecord, init: Process,
                     state: StateFile) -> Optional[HookError]:
     """The startContainer hooks, in the container; on failure, the container destroyed.

@@ -244,10 +244,10 @@ def test_init_that_cannot_join_its_cgroup_leaves_nothing(
     monkeypatch.undo()
     assert info.value.errno == errno.EXDEV and "unable to join the cgroup" in str(info.value)
     assert pidsafe.Container.list(str(state_dir)) == []
-    from pidsafe.container._create import _default_cgroup
+    from pidsafe.container._cgroup_defaults import default_cgroup
     from pidsafe.container.cgroup import CgroupLayout
 
-    cgroup = _default_cgroup(str(state_dir), "cgf")
+    cgroup = default_cgroup(str(state_dir), "cgf")
     assert not [h for h in CgroupLayout.detect().v1
                 if os.path.exists(h.mountpoint + cgroup)]
 
@@ -610,14 +610,14 @@ def test_inits_exit_is_delivered_after_the_execs_that_ended_with_it(
 
 
 def test_default_cgroup_names_hash_the_state_dir_with_sha256(tmp_path: pathlib.Path) -> None:
-    # _create hashes without importing hashlib (OpenSSL): the names stay what they were.
+    # Hashed without importing hashlib (OpenSSL): the names stay what they were.
     import hashlib
 
-    from pidsafe.container import _create
+    from pidsafe.container import _cgroup_defaults
 
     tag = hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
-    assert _create._default_cgroup(str(tmp_path), "c1") == f"/pidsafe/{tag}-c1"
-    assert _create._sha256(b"").hexdigest() == hashlib.sha256(b"").hexdigest()
+    assert _cgroup_defaults.default_cgroup(str(tmp_path), "c1") == f"/pidsafe/{tag}-c1"
+    assert _cgroup_defaults.sha256(b"").hexdigest() == hashlib.sha256(b"").hexdigest()
 
 
 def _session_and_group(pid: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ import pidsafe
 from conftest import leak_check
 from faults import Faults, Interrupt
 from pidsafe.container.config._hooks import Hook
-from pidsafe.container._create import _default_cgroup
+from pidsafe.container._cgroup_defaults import default_cgroup
 from pidsafe.container._hooks import run_hook
 
 pytestmark = pytest.mark.root
@@ -60,7 +60,7 @@ def _with_hooks(hooks: Dict[str, List[Dict[str, Any]]], log: Optional[pathlib.Pa
 
 
 def _cgroup_dirs(state_dir: pathlib.Path, cid: str) -> List[str]:
-    rel = _default_cgroup(str(state_dir), cid).lstrip("/")
+    rel = default_cgroup(str(state_dir), cid).lstrip("/")
     return glob.glob(f"/sys/fs/cgroup/{rel}") + glob.glob(f"/sys/fs/cgroup/*/{rel}")
 
 
@@ -298,7 +298,7 @@ def test_create_with_a_hook_under_faults_at_the_hooks_step(
         faults: Faults, make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Every call of the create hooks' part failing or interrupted: nothing stays behind."""
-    from pidsafe.container import _create
+    from pidsafe.container import _hooks
 
     log = tmp_path / "log"
     log.mkdir()
@@ -306,14 +306,14 @@ def test_create_with_a_hook_under_faults_at_the_hooks_step(
              "createContainer": [_recorder("createContainer", str(log))]}
     bundle = make_bundle(["true"], _with_hooks(hooks))
     armed: List[Callable[[], Any]] = []
-    original = _create.run_create_hooks
+    original = _hooks.run_create_hooks
 
     def hooked(spec: Any, record: Any, init: Any) -> None:
         # Faults only from here on: the rest of create has its own sweep.
         with armed[0]():
             original(spec, record, init)
 
-    monkeypatch.setattr(_create, "run_create_hooks", hooked)
+    monkeypatch.setattr(_hooks, "run_create_hooks", hooked)
 
     def create() -> None:
         pidsafe.Container.create("fh", bundle, state_dir=str(state_dir)).delete(force=True)
