@@ -7,6 +7,8 @@ hierarchies are mounted, read at run time.  :func:`is_paused` answers from
 a container's state without importing the rest of this package.
 
 _cgroup.py       Cgroup: create, add, list, signal, freeze, update, delete
+_make.py         making one: directories, controllers, cpuset, limits, device filter
+_update.py       changing a live one's limits, all or nothing
 _layout.py       CgroupLayout, Hierarchy; where a cgroupsPath lands in each
 _resources.py    linux.resources -> control-file writes, on v1 or v2
 _devices_bpf.py  device rules on v2: a BPF_PROG_TYPE_CGROUP_DEVICE program

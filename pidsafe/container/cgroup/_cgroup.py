@@ -33,12 +33,10 @@ import time
 from ... import _log, _sys
 from ..._fd import OwnedFd
 from ..._sigsafe import critical
-from ...errors import CgroupError, StateError, UnsupportedConfigError, cgroup_error
+from ...errors import CgroupError, StateError, cgroup_error
 from . import _freezer as freezer
-from ._files import (CgroupDir, current_setting, procs, put_back, read_optional, rmdir_all,
-                     rmdir_busy, subtree, write_file)
-from ._layout import (DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in,
-                      check_cgroups_path)
+from ._files import CgroupDir, open_for_writing, procs, put_back, rmdir_busy, subtree, write_file
+from ._layout import CgroupLayout
 from ._signal import cgroups_of, pidfd_pid, signal_all
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -51,10 +49,6 @@ if TYPE_CHECKING:
     from ._files import Previous
     from ._stats import CgroupStats
     from ..config import Resources
-
-#: v2 controllers enabled for a container where v2 holds them (stats, limits).
-_DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
-
 
 if TYPE_CHECKING:
     class SupportsFileno(Protocol):
@@ -102,52 +96,10 @@ class Cgroup:
                 the value); ``errno`` ``EBUSY`` for a cgroup that already
                 holds processes without ``shared``.
         """
-        from ..config import Resources
-        from ._make import enable_v2, init_cpuset, make_dir
-        from ._resources import controllers, device_filter_on_v2, plan
+        from ._make import make_cgroup
 
-        resources = Resources() if resources is None else resources
-        path = check_cgroups_path(cgroups_path, container_id, default_parent)
-        layout = CgroupLayout.detect() if layout is None else layout
-        writes = plan(layout, resources)
-        want = DEFAULT_V1 | controllers(resources)
-        hierarchies = [h for h in layout.v1 if h.controllers & want]
-        if layout.v2 is not None:
-            hierarchies.append(layout.v2)
-        targets = [CgroupDir(h.key, h.directory(cg), cg)
-                   for h in hierarchies for cg in [cgroup_path_in(h, path)]]
-        self = cls({t.key: t for t in targets if t.key}, next(
-            (t for t in targets if not t.key), None), [], [])
-        made: List[str] = []
-        try:
-            for h, t in zip(hierarchies, targets):
-                make_dir(h, t, shared, made, self._remove, self._parents)
-            if layout.v2 is not None and self._v2 is not None:
-                v2_needs = {c for c in _DEFAULT_V2 | controllers(resources)
-                            if layout.location(c) is layout.v2}
-                enable_v2(layout.v2, self._v2.path, v2_needs)
-            cpuset = layout.v1_for("cpuset")
-            if cpuset is not None and cpuset.key in self._v1:
-                init_cpuset(cpuset, self._v1[cpuset.key])
-            for w in writes:
-                write_file(self._dir(w.hierarchy).file(w.file), w.value, w.field)
-            if device_filter_on_v2(layout, resources) and self._v2 is not None:
-                # Late: the program generator, only for v2 device rules.
-                from ._devices_bpf import attach_device_filter
-
-                attach_device_filter(self._v2.path, resources.devices)
-            # Last in the try: an exception a handler raises in it rolls back.
-            _log.debug("cgroup", "cgroup %s created: %s", path, made or "(existed)")
-        except BaseException as exc:
-            with critical:   # a handler's exception lands after the rollback
-                _log.debug("cgroup", "cgroup %s: creation failed (%r): removing %s", path,
-                           exc, made)
-                rmdir_all(made)
-            raise
-        return self
-
-    def _dir(self, h: Hierarchy) -> CgroupDir:
-        return self._v2 if h.v2 and self._v2 is not None else self._v1[h.key]
+        return make_cgroup(cls, container_id, cgroups_path, resources, shared=shared,
+                           layout=layout, default_parent=default_parent)
 
     # -- state -----------------------------------------------------------------------
 
@@ -247,7 +199,7 @@ class Cgroup:
         Raises:
             CgroupError: a file cannot be opened (what was opened is closed).
         """
-        return [fd for fd, _ in self._open_for_writing(
+        return [fd for fd, _ in open_for_writing(
             [d.file("tasks") for d in self._v1.values()], "cgroup tasks file")]
 
     def open_join_fds(self) -> List[Tuple[OwnedFd, str]]:
@@ -262,26 +214,7 @@ class Cgroup:
         paths = [d.file("tasks") for d in self._v1.values()]
         if self._v2 is not None:
             paths.append(self._v2.file("cgroup.procs"))
-        return self._open_for_writing(paths, "cgroup file to join")
-
-    @staticmethod
-    def _open_for_writing(paths: List[str], what: str) -> List[Tuple[OwnedFd, str]]:
-        fds: List[Tuple[OwnedFd, str]] = []
-        try:
-            for path in paths:
-                try:
-                    with critical:
-                        fds.append((OwnedFd(os.open(path, os.O_WRONLY | os.O_CLOEXEC), what),
-                                    path))
-                except OSError as exc:
-                    raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
-                                       path) from None
-        except BaseException:
-            with critical:
-                for fd, _ in fds:
-                    fd.close()
-            raise
-        return fds
+        return open_for_writing(paths, "cgroup file to join")
 
     def join_error(self, err: int) -> "CgroupError":
         """The error for a child that failed to join through :meth:`open_tasks_fds`."""
@@ -424,34 +357,10 @@ class Cgroup:
             ConfigError, UnsupportedConfigError: as for :meth:`create`.
             CgroupError: a write failed; nothing is left changed.
         """
-        from ._resources import device_filter_on_v2, plan
+        from ._update import update_limits
 
-        layout = CgroupLayout.detect() if layout is None else layout
-        if device_filter_on_v2(layout, resources):
-            raise UnsupportedConfigError("linux.resources.devices", "changing device rules on "
-                                         "cgroup v2 (its eBPF filter is set at creation)")
-        mem = layout.v1_for("memory")
-        memsw = None
-        if mem is not None and mem.key in self._v1:
-            text = read_optional(self._v1[mem.key].file("memory.memsw.limit_in_bytes"))
-            memsw = int(text) if text else None
-        previous: List[Previous] = []
-        try:
-            for w in plan(layout, resources, memsw_now=memsw):
-                d = self._v2 if w.hierarchy.v2 else self._v1.get(w.hierarchy.key)
-                if d is None:
-                    raise cgroup_error(errno.ENOENT, f"the cgroup has no {w.hierarchy.key} "
-                                                     f"directory for {w.field}")
-                path = d.file(w.file)
-                old = current_setting(path)
-                with critical:   # written and recorded as one step
-                    write_file(path, w.value, w.field)
-                    if old is not None:
-                        previous.append((path, old, w.field))
-        except BaseException as exc:
-            put_back(previous, exc)
-            raise
-        return previous
+        return update_limits(self._v1, self._v2, resources,
+                             CgroupLayout.detect() if layout is None else layout)
 
     def put_back(self, previous: List[Previous], exc: BaseException) -> None:
         """Undo an :meth:`update` (its return value) whose caller's own next

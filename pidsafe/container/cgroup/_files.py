@@ -12,6 +12,7 @@ import posixpath
 import time
 import warnings
 
+from ..._fd import OwnedFd
 from ..._sigsafe import critical
 from ..._value import Frozen, init_fields
 from ...errors import CgroupError, cgroup_error, note
@@ -252,3 +253,27 @@ def rmdir_all(made: List[str]) -> None:
                 # The original error is what the caller needs; note this one.
                 warnings.warn(f"pidsafe: could not remove cgroup {d} while undoing its "
                               f"creation: {exc}", RuntimeWarning, stacklevel=3)
+
+
+def open_for_writing(paths: List[str], what: str) -> List[Tuple[OwnedFd, str]]:
+    """Each of ``paths`` open for writing (close-on-exec), with its path: all or none.
+
+    Raises:
+        CgroupError: a file cannot be opened (what was opened is closed).
+    """
+    fds: List[Tuple[OwnedFd, str]] = []
+    try:
+        for path in paths:
+            try:
+                with critical:
+                    fds.append((OwnedFd(os.open(path, os.O_WRONLY | os.O_CLOEXEC), what),
+                                path))
+            except OSError as exc:
+                raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
+                                   path) from None
+    except BaseException:
+        with critical:
+            for fd, _ in fds:
+                fd.close()
+        raise
+    return fds

@@ -1,10 +1,11 @@
-"""Making a new cgroup's directories: one per hierarchy, then what each needs.
+"""Making a new cgroup: its directories, one per hierarchy, then what each needs.
 
-The first half of :meth:`Cgroup.create <._cgroup.Cgroup.create>`: ``mkdir
--p`` of the cgroup in every hierarchy it goes in (each directory recorded as
-it is made, so that a failure removes exactly those), the v2 controllers
-enabled from the top of the hierarchy down to its parent, and the v1 cpuset
-filled in.  The limits are written afterwards, by ``create`` itself.
+:meth:`Cgroup.create <._cgroup.Cgroup.create>` (:func:`make_cgroup`):
+``mkdir -p`` of the cgroup in every hierarchy it goes in (each directory
+recorded as it is made, so that a failure removes exactly those), the v2
+controllers enabled from the top of the hierarchy down to its parent, the
+v1 cpuset filled in, then the limits written and, on v2, the device filter
+attached.
 """
 
 from __future__ import annotations
@@ -13,14 +14,74 @@ import errno
 import os
 import posixpath
 
+from ... import _log
 from ..._sigsafe import critical
 from ...errors import CgroupError, cgroup_error
-from ._files import CgroupDir, privilege_needed, procs, read_file, write_file
-from ._layout import Hierarchy
+from ._files import CgroupDir, privilege_needed, procs, read_file, rmdir_all, write_file
+from ._layout import DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in, check_cgroups_path
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import List, Set
+    from typing import Dict, List, Optional, Set, Type, TypeVar
+
+    from ..config import Resources
+    from ._cgroup import Cgroup
+
+    _C = TypeVar("_C", bound=Cgroup)
+
+#: v2 controllers enabled for a container where v2 holds them (stats, limits).
+_DEFAULT_V2 = frozenset({"memory", "pids", "cpu"})
+
+
+def make_cgroup(cls: Type[_C], container_id: str, cgroups_path: Optional[str],
+                resources: Optional[Resources], *, shared: bool,
+                layout: Optional[CgroupLayout], default_parent: str) -> _C:
+    """:meth:`Cgroup.create <._cgroup.Cgroup.create>` (see there): a ``cls``."""
+    from ..config import Resources
+    from ._resources import controllers, device_filter_on_v2, plan
+
+    resources = Resources() if resources is None else resources
+    path = check_cgroups_path(cgroups_path, container_id, default_parent)
+    layout = CgroupLayout.detect() if layout is None else layout
+    writes = plan(layout, resources)
+    want = DEFAULT_V1 | controllers(resources)
+    hierarchies = [h for h in layout.v1 if h.controllers & want]
+    if layout.v2 is not None:
+        hierarchies.append(layout.v2)
+    targets = [CgroupDir(h.key, h.directory(cg), cg)
+               for h in hierarchies for cg in [cgroup_path_in(h, path)]]
+    v1: Dict[str, CgroupDir] = {t.key: t for t in targets if t.key}
+    v2 = next((t for t in targets if not t.key), None)
+    remove: List[str] = []     # directories delete() removes
+    parents: List[str] = []    # ancestors we made, top-down per hierarchy
+    made: List[str] = []
+    try:
+        for h, t in zip(hierarchies, targets):
+            make_dir(h, t, shared, made, remove, parents)
+        if layout.v2 is not None and v2 is not None:
+            v2_needs = {c for c in _DEFAULT_V2 | controllers(resources)
+                        if layout.location(c) is layout.v2}
+            enable_v2(layout.v2, v2.path, v2_needs)
+        cpuset = layout.v1_for("cpuset")
+        if cpuset is not None and cpuset.key in v1:
+            init_cpuset(cpuset, v1[cpuset.key])
+        for w in writes:
+            d = v2 if w.hierarchy.v2 and v2 is not None else v1[w.hierarchy.key]
+            write_file(d.file(w.file), w.value, w.field)
+        if device_filter_on_v2(layout, resources) and v2 is not None:
+            # Late: the program generator, only for v2 device rules.
+            from ._devices_bpf import attach_device_filter
+
+            attach_device_filter(v2.path, resources.devices)
+        # Last in the try: an exception a handler raises in it rolls back.
+        _log.debug("cgroup", "cgroup %s created: %s", path, made or "(existed)")
+    except BaseException as exc:
+        with critical:   # a handler's exception lands after the rollback
+            _log.debug("cgroup", "cgroup %s: creation failed (%r): removing %s", path,
+                       exc, made)
+            rmdir_all(made)
+        raise
+    return cls(v1, v2, remove, parents)
 
 
 def make_dir(h: Hierarchy, t: CgroupDir, shared: bool, made: List[str], remove: List[str],
