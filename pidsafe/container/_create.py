@@ -31,7 +31,7 @@ from .init import (StartedInit, enter_deadline, plan_init, preserved_fds,
                    start_init, with_preserved)
 from ._cgroup_defaults import default_cgroup, with_default_devices
 from ._container_exec import console_for
-from ._init_fds import check_namespace, open_tree as open_tree_fd, write_proc
+from ._init_fds import check_namespace, open_namespace, open_tree as open_tree_fd, write_proc
 from ._record import ContainerRecord
 from ._records import end, undo
 from ._stdio import Stdio, make_stdio
@@ -248,10 +248,11 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             join["user"] = userns.fileno()
         for i, ns in enumerate(spec.linux.namespaces):
             if ns.path is not None:
+                field = f"linux.namespaces[{i}].path"
                 with critical:
-                    fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+                    fd = open_namespace(ns.type, ns.path, field)
                     fds.append(fd)
-                check_namespace(fd, ns.type, ns.path, f"linux.namespaces[{i}].path")
+                check_namespace(fd, ns.type, ns.path, field)
                 join[ns.type] = fd
         idmap: Dict[int, int] = {}
         for i, m in enumerate(spec.mounts):

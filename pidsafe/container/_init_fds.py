@@ -19,6 +19,21 @@ from ..process import Process
 from .init import CLONE_FLAGS
 
 
+def open_namespace(kind: str, path: str, field: str) -> int:
+    """``path`` opened to join the ``kind`` namespace it names.
+
+    Raises:
+        ContainerError: (the errno's ``OSError`` subclass) naming the step,
+            ``path`` and ``field``: ``ENOENT`` for the namespace of a process
+            that has exited (its ``/proc/PID/ns`` is gone).
+    """
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise container_error(exc.errno or errno.EIO, f"join {kind} namespace", path,
+                              field) from None
+
+
 def check_namespace(fd: int, kind: str, path: str, field: str) -> None:
     """Check that ``fd`` (opened from ``path``) is a namespace of type ``kind``.
 

@@ -194,6 +194,29 @@ def test_a_namespace_path_of_the_wrong_kind_is_refused_and_leaves_nothing(
     assert pidsafe.Container.list(str(state_dir)) == []
 
 
+def test_the_namespace_of_a_process_that_exited_is_refused_naming_it(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """/proc/PID/ns/ipc of a process that has exited: a ContainerError (and still a
+    FileNotFoundError) naming the step, the path and the field, not a bare
+    "No such file or directory"; nothing is left."""
+    with pidsafe.spawn(["true"]) as gone:
+        path = f"/proc/{gone.pid}/ns/ipc"
+        gone.wait()   # reaped: its /proc entry is gone, while we hold its pidfd
+
+        def edit(doc: Dict[str, Any]) -> None:
+            for ns in doc["linux"]["namespaces"]:
+                if ns["type"] == "ipc":
+                    ns["path"] = path
+
+        bundle = make_bundle(["true"], edit)
+        with pytest.raises(pidsafe.ContainerError) as info:
+            pidsafe.Container.create("gone", bundle, state_dir=str(state_dir))
+    assert isinstance(info.value, FileNotFoundError)
+    assert (info.value.errno, info.value.filename) == (errno.ENOENT, path)
+    assert info.value.strerror.startswith("join ipc namespace (linux.namespaces["), info.value
+    assert pidsafe.Container.list(str(state_dir)) == []
+
+
 @pytest.mark.parametrize("bind", ["bind", "rbind"])
 def test_mounts_are_listed_in_config_order(make_bundle: Any, state_dir: pathlib.Path,
                                            tmp_path: pathlib.Path, bind: str) -> None:
