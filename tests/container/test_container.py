@@ -556,9 +556,17 @@ def test_reaper_sees_started_before_exit_for_init_and_execs(make_bundle: Any,
 
 def test_every_bad_config_field_leaves_nothing(make_bundle: Any,
                                                state_dir: pathlib.Path) -> None:
+    import importlib.util
     import json
 
-    from test_config import BAD
+    # By path: as a module name, test_config is importable only when pytest
+    # collected tests/container/config too (its directory then is on sys.path).
+    where_ = pathlib.Path(__file__).parent / "config" / "test_config.py"
+    spec = importlib.util.spec_from_file_location("container_config_cases", where_)
+    assert spec is not None and spec.loader is not None
+    cases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cases)
+    BAD = cases.BAD
 
     bundle = make_bundle(["true"])
     good = json.loads((bundle / "config.json").read_text())
