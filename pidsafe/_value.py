@@ -16,7 +16,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Callable, ClassVar, Dict, Tuple, TypeVar
+    from typing import Any, Callable, ClassVar, Dict, FrozenSet, Optional, Tuple, TypeVar
 
     from typing_extensions import dataclass_transform
 
@@ -119,6 +119,10 @@ class Record(Frozen):
     _dictful: ClassVar[bool] = False
     #: Whether the class has a ``__post_init__``.
     _post_init: ClassVar[bool] = False
+    #: The defaults, if none is made by a factory (else ``None``).
+    _plain_defaults: ClassVar[Optional[Dict[str, Any]]] = {}
+    #: The field names, as a set.
+    _field_set: ClassVar[FrozenSet[str]] = frozenset()
 
     def __init_subclass__(cls, frozen: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -142,6 +146,9 @@ class Record(Frozen):
                                 "follows one with a default")
         cls._fields = tuple(names)
         cls._defaults = defaults
+        cls._field_set = frozenset(names)
+        cls._plain_defaults = None if any(isinstance(v, _Factory) for v in defaults.values()) \
+            else defaults
         cls._dictful = cls.__dictoffset__ != 0
         cls._post_init = hasattr(cls, "__post_init__")
         if not frozen:
@@ -158,6 +165,18 @@ class Record(Frozen):
             if self._post_init:
                 self.__post_init__()  # type: ignore[attr-defined]
             return
+        plain = self._plain_defaults
+        if (not args and plain is not None and self._dictful
+                and len(plain) + len(kwargs) >= len(names)
+                and kwargs.keys() <= self._field_set):
+            # Every field by name or by its plain default (a ChildSpec on
+            # spawn()'s hot path): two dict updates, no loop over the fields.
+            values = {**plain, **kwargs}
+            if len(values) == len(names):
+                self.__dict__.update(values)
+                if self._post_init:
+                    self.__post_init__()  # type: ignore[attr-defined]
+                return
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__}() takes {len(names)} arguments, "
                             f"not {len(args)}")

@@ -115,6 +115,27 @@ def test_record_refuses_bad_arguments() -> None:
             late: int   # type: ignore[misc]
 
 
+class Plain(Record):
+    """Defaults only plain values: by name, the fast path of Record.__init__."""
+
+    a: int
+    b: int = 1
+    c: str = "x"
+
+
+def test_record_by_name_with_plain_defaults() -> None:
+    assert Plain(a=1) == Plain(1, 1, "x") and Plain(c="y", a=2) == Plain(2, 1, "y")
+    assert repr(Plain(c="y", b=3, a=2)) == "Plain(a=2, b=3, c='y')"
+    with pytest.raises(TypeError, match="misses field 'a'"):
+        Plain(b=2)   # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no field 'z'"):
+        Plain(a=1, z=2)   # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no field 'z'"):
+        Plain(a=1, b=1, c="", z=2)   # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="negative"):
+        Checked(value=-1)
+
+
 def test_record_is_a_frozen_value() -> None:
     b = Box("a", 2)
     with pytest.raises(AttributeError, match="immutable"):
