@@ -161,11 +161,22 @@ class ChildSpec(Record):
     helper: Optional[HelperSpec] = None
 
 
+# cffi types resolved once: a type given as a string is parsed (then
+# looked up in a cache) on every ffi.new(), on spawn's hot path.
+_SPEC_P = ffi.typeof("struct pidsafe_spawn_spec *")
+_CHAR_A = ffi.typeof("char[]")
+_CHAR_PA = ffi.typeof("char *[]")
+_INT_A = ffi.typeof("int[]")
+_INT_P = ffi.typeof("int *")
+_ERROR_P = ffi.typeof("struct pidsafe_child_error *")
+
+
 def _cstrings(items: Sequence[bytes], keep: List[Any]) -> Any:
     # cffi frees an ffi.new() object when its Python owner dies, and a raw
     # pointer stored in a struct does not own it: keep every owner alive.
-    arr = [ffi.new("char[]", b) for b in items]
-    ptrs = ffi.new("char *[]", arr + [ffi.NULL])
+    arr = [ffi.new(_CHAR_A, b) for b in items]
+    arr.append(ffi.NULL)
+    ptrs = ffi.new(_CHAR_PA, arr)
     keep.append(arr)
     keep.append(ptrs)
     return ptrs
@@ -202,11 +213,11 @@ def spawn(spec: ChildSpec, failed: Optional[List[Tuple[int, int]]] = None) -> Tu
         ValueError: no error pipe and no ``failed``, or no error pipe where
             one is needed (a helper; ``pdeathsig`` in a new pid namespace).
     """
-    if spec.errpipe_write < 0 and (failed is None or spec.helper is not None or (
+    helper = spec.helper
+    if spec.errpipe_write < 0 and (failed is None or helper is not None or (
             spec.pdeathsig and spec.clone_flags & CLONE_NEWPID)):
         raise ValueError("spawn: this child spec needs an error pipe (errpipe_write)")
     keep: List[Any] = []
-    helper = spec.helper
     exec_fd, keep_fds = spec.exec_fd, spec.keep_fds
     if helper is not None:
         if exec_fd >= 0:
@@ -214,45 +225,58 @@ def spawn(spec: ChildSpec, failed: Optional[List[Tuple[int, int]]] = None) -> Tu
         # The helper too runs from its sealed copy (_libexec), never the file.
         exec_fd = program("pidsafe-helper").exec_fd()
         keep_fds = tuple(sorted({*keep_fds, exec_fd}))
-    c = ffi.new("struct pidsafe_spawn_spec *")
-    c.exec_paths = _cstrings(spec.exec_paths, keep)
-    c.exec_fd = exec_fd
-    c.argv = _cstrings(spec.argv, keep)
-    c.envp = _cstrings(spec.envp, keep) if spec.envp is not None else ffi.NULL
-    c.stdio = spec.stdio
-    keep_c = ffi.new("int[]", list(keep_fds) or [0])
-    c.keep_fds = keep_c
-    c.n_keep_fds = len(keep_fds)
-    c.close_fds = spec.close_fds
-    c.new_session = spec.new_session
-    c.pdeathsig = spec.pdeathsig
-    # Only for pdeathsig (see parent_gone() in csrc/native/child.c); pid 1
-    # of a new pid namespace sees no parent: getppid() is 0.
-    if spec.pdeathsig and not spec.clone_flags & CLONE_NEWPID:
-        c.parent_pid = os.getpid()
-    c.restore_signals = spec.restore_signals
-    c.errpipe_write = spec.errpipe_write
-    c.clone_flags = spec.clone_flags
-    c.cgroup_fd = spec.cgroup_fd
-    tasks_c = ffi.new("int[]", list(spec.tasks_fds) or [0])
-    c.tasks_fds = tasks_c
-    c.n_tasks_fds = len(spec.tasks_fds)
+    # Only the fields that are not zero: ffi.new() zeroes the rest.  Empty
+    # fd lists stay NULL (the child reads none of a list of 0).
+    fields = {
+        "exec_paths": _cstrings(spec.exec_paths, keep),
+        "exec_fd": exec_fd,
+        "argv": _cstrings(spec.argv, keep),
+        "stdio": spec.stdio,
+        "close_fds": spec.close_fds,
+        "restore_signals": spec.restore_signals,
+        "errpipe_write": spec.errpipe_write,
+        "cgroup_fd": spec.cgroup_fd,
+    }
+    if spec.envp is not None:
+        fields["envp"] = _cstrings(spec.envp, keep)
+    if keep_fds:
+        keep_c = ffi.new(_INT_A, keep_fds)
+        keep.append(keep_c)
+        fields["keep_fds"] = keep_c
+        fields["n_keep_fds"] = len(keep_fds)
+    if spec.tasks_fds:
+        tasks_c = ffi.new(_INT_A, spec.tasks_fds)
+        keep.append(tasks_c)
+        fields["tasks_fds"] = tasks_c
+        fields["n_tasks_fds"] = len(spec.tasks_fds)
+    if spec.new_session:
+        fields["new_session"] = 1
+    if spec.pdeathsig:
+        fields["pdeathsig"] = spec.pdeathsig
+        # Only for pdeathsig (see parent_gone() in csrc/native/child.c); pid 1
+        # of a new pid namespace sees no parent: getppid() is 0.
+        if not spec.clone_flags & CLONE_NEWPID:
+            fields["parent_pid"] = os.getpid()
+    if spec.clone_flags:
+        fields["clone_flags"] = spec.clone_flags
     if helper is None:
-        cwd_c = ffi.new("char[]", spec.cwd) if spec.cwd is not None else ffi.NULL
-        c.cwd = cwd_c
-        keep.append(cwd_c)
+        if spec.cwd is not None:
+            cwd_c = ffi.new(_CHAR_A, spec.cwd)
+            keep.append(cwd_c)
+            fields["cwd"] = cwd_c
     else:
         # The helper changes directory, as the new user; pdeathsig too.
-        helper_c = ffi.new("char[]", program("pidsafe-helper").exec_path)
+        helper_c = ffi.new(_CHAR_A, program("pidsafe-helper").exec_path)
         keep.append(helper_c)
-        c.helper_path = helper_c
-        c.helper_argv = _cstrings(_helper_argv(spec, helper), keep)
-        c.keep_caps = helper.new_userns
+        fields["helper_path"] = helper_c
+        fields["helper_argv"] = _cstrings(_helper_argv(spec, helper), keep)
+        fields["keep_caps"] = helper.new_userns
     fail = _test_fail
     if fail is not None:
-        c.fail_stage, c.fail_errno = fail
-    pidfd = ffi.new("int *", -1)
-    failure = ffi.new("struct pidsafe_child_error *")
+        fields["fail_stage"], fields["fail_errno"] = fail
+    c = ffi.new(_SPEC_P, fields)
+    pidfd = ffi.new(_INT_P, -1)
+    failure = ffi.new(_ERROR_P)
     pid = _retry("clone3", lib.pidsafe_spawn, c, pidfd, failure)
     if failure.stage and failed is not None:
         failed.append((int(failure.stage), int(failure.err)))
