@@ -15,7 +15,7 @@ import os
 import select
 
 from .._sigsafe import critical
-from ..errors import ContainerError, ContainerStateError, container_error
+from ..errors import ContainerError, ContainerStateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def check_exec(status: OwnedFd, init: Optional[Process]) -> None:
             Or init did not exec within the entry deadline (ETIMEDOUT:
             stopped or frozen); it is killed.
     """
-    from .init import OP_NAMES, OP_SECCOMP, STAGE_EXEC, read_record
+    from .init import exec_error, read_record
 
     with status:
         try:
@@ -84,10 +84,7 @@ def check_exec(status: OwnedFd, init: Optional[Process]) -> None:
             raise
     if rec is not None:
         args = init.args if init is not None else None
-        prog = args[0] if args else None
-        field = {STAGE_EXEC: "process.args", OP_SECCOMP: "linux.seccomp"}.get(rec.op, "")
-        raise container_error(rec.err, f"container init: {OP_NAMES.get(rec.op, 'exec')}",
-                              prog, field)
+        raise exec_error(rec, "container init", args[0] if args else None)
 
 
 def _deadline() -> Deadline:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._protocol import (OP_EXEC, OP_EXEC_PATH, OP_NAMES, OP_SECCOMP, OP_SETID_ROOT,
                             OP_SETNS, STAGE_EXEC, Op, nul_list)
     from ._seccomp_filter import seccomp_features
-    from ._start import StartedInit, start_init
+    from ._start import StartedInit, exec_error, start_init
 
 _EXPORTS = {
     "CLONE_FLAGS": "._builder",
@@ -45,6 +45,7 @@ _EXPORTS = {
     "Entry": "._enter",
     "enter": "._enter",
     "enter_deadline": "._forked",
+    "exec_error": "._start",
     "entry_fds": "._forked",
     "forks": "._enter",
     "open_entry": "._forked",
@@ -73,6 +74,7 @@ __getattr__, __dir__ = _lazy.exports(__name__, _EXPORTS)
 
 __all__ = ["CLONE_FLAGS", "DEFAULT_DEVICES", "Deadline", "ENTER_TIMEOUT", "Entry", "InitPlan",
            "OP_EXEC", "OP_EXEC_PATH", "OP_NAMES", "OP_SECCOMP", "OP_SETID_ROOT", "OP_SETNS",
-           "Op", "STAGE_EXEC", "StartedInit", "enter", "enter_deadline", "entry_fds", "forks",
+           "Op", "STAGE_EXEC", "StartedInit", "enter", "enter_deadline", "entry_fds", "exec_error",
+           "forks",
            "nul_list", "open_entry", "plan_exec", "plan_init", "preserved_fds", "read_record",
            "seccomp_features", "start_init", "with_preserved"]

@@ -32,12 +32,12 @@ from ... import _sys
 from ..._fd import OwnedFd
 from ..._sigsafe import critical
 from ..._value import Record
-from ...errors import UnsupportedError, container_error
+from ...errors import ContainerError, UnsupportedError, container_error
 from ...process import Process, discard, start_process
 from ._builder import InitPlan
 from ._forked import Deadline, end_forked, read_record, take_forked, wait_exited
-from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS,
-                        RECORD_READY, StatusRecord, encode)
+from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SECCOMP, OP_SYSCTL, RECORD_ERROR,
+                        RECORD_HOOKS, RECORD_READY, STAGE_EXEC, Op, StatusRecord, encode)
 
 
 class StartedInit(Record, frozen=False):
@@ -97,6 +97,29 @@ def error_from_record(record: Optional[object], plan: InitPlan,
            else f"was killed by signal {-exit_status}" if exit_status is not None
            else "died")
     return container_error(errno.ECHILD, f"container init {how} before it was ready")
+
+
+def exec_error(record: StatusRecord, who: str, program: Optional[str],
+               ops: Sequence[Op] = ()) -> ContainerError:
+    """The error for a record pidsafe-init sent after the start gate: the
+    exec of the program, or what it does right before (the seccomp filter,
+    an exec's own ops), failed.
+
+    The one decoder of these records (a container's start, an exec).
+    ``who`` begins the step (``"container init"``, ``"exec"``); the field
+    is ``process.args`` for the exec itself, else that of the op in ``ops``
+    (the plan's) the record names, else ``linux.seccomp`` for the filter.
+    """
+    if record.op == STAGE_EXEC:
+        field = "process.args"
+    elif 0 <= record.index < len(ops):
+        field = ops[record.index].field
+    elif record.op == OP_SECCOMP:
+        field = "linux.seccomp"
+    else:
+        field = ""
+    return container_error(record.err, f"{who}: {OP_NAMES.get(record.op, 'exec')}", program,
+                           field)
 
 
 def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequence[int],

@@ -1,0 +1,28 @@
+"""init/_start.py: the one decoder of the records pidsafe-init sends after the gate."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+import pidsafe
+from pidsafe.container.init import _protocol, exec_error
+from pidsafe.container.init._protocol import Op, StatusRecord
+
+
+@pytest.mark.parametrize("op,index,field", [
+    (_protocol.STAGE_EXEC, 0, "process.args"),          # the exec itself, whatever the index
+    (_protocol.OP_SECCOMP, 1, "process.seccomp"),       # an op of the plan: its own field
+    (_protocol.OP_SECCOMP, -1, "linux.seccomp"),        # init's filter, no plan at hand
+    (_protocol.OP_NO_NEW_PRIVS, 5, ""),                 # nothing to name
+])
+def test_exec_error_names_the_program_the_step_and_the_field(op: int, index: int,
+                                                            field: str) -> None:
+    ops = [Op(_protocol.OP_NO_NEW_PRIVS, field="process.noNewPrivileges"),
+           Op(_protocol.OP_SECCOMP, field="process.seccomp")]
+    exc = exec_error(StatusRecord(_protocol.RECORD_ERROR, index, op, errno.ENOENT), "exec",
+                     "prog", ops)
+    assert isinstance(exc, pidsafe.ContainerError) and isinstance(exc, FileNotFoundError)
+    assert exc.errno == errno.ENOENT and exc.filename == "prog" and exc.field == field
+    assert str(exc).startswith(f"[Errno 2] exec: {_protocol.OP_NAMES.get(op, 'exec')}")
