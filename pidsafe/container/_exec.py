@@ -18,12 +18,11 @@ from typing import Callable, List, Optional
 
 from .. import _sys
 from .._sigsafe import critical
-from ..errors import container_error
 from ..process import Process, discard
 from .cgroup import Cgroup
 from .config import ProcessSpec, Spec
-from .init import (OP_NAMES, STAGE_EXEC, StartedInit, enter_deadline, entry_fds, open_entry,
-                   plan_exec, preserved_fds, read_record, start_init, with_preserved)
+from .init import (StartedInit, enter_deadline, entry_fds, exec_error, open_entry, plan_exec,
+                   preserved_fds, read_record, start_init, with_preserved)
 from ._stdio import Stdio
 
 
@@ -102,11 +101,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         if rec is not None:
             # Not waited for: the container may stop it before it exits.
             # discard() kills and reaps it.
-            raise container_error(rec.err, f"exec: {OP_NAMES.get(rec.op, 'exec')}",
-                                  process.args[0],
-                                  "process.args" if rec.op == STAGE_EXEC
-                                  else plan.ops[rec.index].field
-                                  if 0 <= rec.index < len(plan.ops) else "")
+            raise exec_error(rec, "exec", process.args[0], plan.ops)
     except BaseException:
         discard(proc)
         raise
