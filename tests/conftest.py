@@ -36,6 +36,20 @@ from ctrd.fixtures import (containerd, containerd_daemon, cri,  # noqa: F401 - c
 from ctrd.daemon import skip_reason as containerd_skip_reason
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Signals as an interactive start gives them, however the suite was started.
+
+    A non-interactive shell starts a background command (``pytest ... &``)
+    with SIGINT and SIGQUIT ignored, and SIG_IGN survives exec: the tests
+    whose children must die of those signals (or forward Ctrl-C) then fail
+    for a reason that is not theirs.  Runs in every xdist worker too.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     reason = containerd_skip_reason()
     if reason:
