@@ -1,7 +1,8 @@
 """exec into a running container: a new process in all of init's namespaces.
 
 pidsafe-init is cloned (held by a pidfd) in *our* pid namespace, where the
-container cannot see it; we put it in init's cgroups; it joins every
+container cannot see it; it joins init's cgroups itself, first thing,
+through files we open (``0`` written to each); it joins every
 namespace of init with ``setns(pidfd, flags)`` (Linux 5.8), choosing
 init's pid namespace for its children; it takes the exec's user and
 capabilities and, holding nothing of the host's, forks the process that
@@ -14,7 +15,7 @@ while it is in the host's mount namespace or has the host's credentials.
 from __future__ import annotations
 
 import os
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
@@ -56,26 +57,32 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                                   os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 owned.append(root_fd)
             _sys.pidfd_send_signal(init.fileno(), 0)
-        kept = preserved_fds(preserve_fds)
-        plan = with_preserved(plan_exec(spec, process, entry, root_fd=root_fd,
-                                        console_fd=console_fd),
-                              preserve_fds)
         if cgroup is None:   # a container recorded without one: init's own cgroups
             cgroup = Cgroup.of_process(init)
-        # Not CLONE_INTO_CGROUP: the container may have frozen its own
-        # cgroup, and a spawn child born frozen would hold our thread in
-        # clone3 for good.  pidsafe-init is moved in once it has exec'd
-        # (before it reads a single op); frozen there, it is bounded by the
-        # deadline like any process of ours the container stops.
-        joined = cgroup
+        # pidsafe-init joins the cgroups itself, first thing, by writing "0"
+        # to files we open here (OP_CGROUP_JOIN): to v1 ``tasks`` that takes
+        # no global lock, where our writing its pid to ``cgroup.procs`` waits
+        # for an RCU grace period per hierarchy.  Not CLONE_INTO_CGROUP: the
+        # container may have frozen its own cgroup, and a spawn child born
+        # frozen would hold our thread in clone3 for good; pidsafe-init
+        # frozen there is bounded by the deadline like any process of ours
+        # the container stops.
+        joins: List[Tuple[int, str]] = []
+        with critical:
+            for fd, path in cgroup.open_join_fds():
+                owned.append(fd.detach())
+                joins.append((owned[-1], path))
+        kept = preserved_fds(preserve_fds)
+        plan = with_preserved(plan_exec(spec, process, entry, root_fd=root_fd,
+                                        console_fd=console_fd, cgroup_fds=joins),
+                              preserve_fds)
 
         def prepare(p: Process) -> None:
             if fork_socket < 0:   # the one we cloned is the process
                 adopt(p)
-            joined.add(p)
 
         passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
-                                     if fd is not None and fd >= 0]
+                                     if fd is not None and fd >= 0] + [fd for fd, _ in joins]
         started = start_init(plan, stdio=stdio.child, pass_fds=[*passed, *kept],
                              prepare=prepare, args=list(process.args),
                              fork_socket=fork_socket, deadline=deadline,
