@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, T
 
 from .. import _log
 from .._fd import OwnedFd
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..errors import ContainerStateError, HookError
 from ..mount import Mount
 from ..process import ProcessIdentity
@@ -86,74 +86,82 @@ def create_container(cls: Type[Container], container_id: str,
     mounts = list(rootfs_mounts)
     state = StateFile(state_dir, container_id)
     consoles: List[OwnedFd] = []
+    record: Optional[ContainerRecord] = None   # once set: something may exist
+    started: Optional[StartedInit] = None
+    rolled_back: List[bool] = []
+
+    def roll_back(exc: BaseException) -> None:
+        """Undo the create: init, mounts, cgroup, state (inside a section;
+        once, however often it is called)."""
+        if rolled_back:
+            return
+        rolled_back.append(True)
+        for sock in consoles:
+            sock.close()
+        if record is not None:
+            _log.debug("container", "container %s: create failed (%r): killing init, "
+                       "undoing what was made", container_id, exc)
+            if started is not None:
+                _end_init(started)
+            if not state.is_locked:
+                state.lock()
+            undo(state, record)
+        if state.is_locked:
+            state.unlock()
+
     try:
         console_fd = console_for(spec.process, console_socket, stdio, consoles)
         state.lock()
-    except BaseException:
-        with critical:
-            for sock in consoles:
-                sock.close()
-        raise
-    started: Optional[StartedInit] = None
-    try:
         if state.exists():
             raise ContainerStateError(f"container {container_id!r} already exists in "
                                       f"{state_dir}")
         record = ContainerRecord(container_id, path, rootfs,
                                  os.path.join(state_dir, f"{container_id}.fifo"), document,
                                  created=time.time(), annotations=spec.annotation_dict())
-        try:
-            # The rootfs mounts are in the first save already: recorded
-            # before they are made.
-            placed = _place_mounts(record, mounts, rootfs)
-            record.save(state)
-            _step("recorded")
-            started = create_locked(state, record, spec, path, rootfs, placed, stdio[0],
-                                    stdio[1], stdio[2], preserve_fds, console_fd)
-            with critical:   # init has sent the master, or failed
-                for sock in consoles:
-                    sock.close()
-            _step("ready")
-            record.status = "created"
-            record.save(state)
-            _step("saved")
-            _log.debug("container", "container %s created in %s: init pid %d",
-                       container_id, state_dir, started.process.pid)
-            container = cls(state_dir, container_id, record, started.process, started.status,
-                            reaper, spec)
-            if on_created is not None:
-                on_created(container)
+        # The rootfs mounts are in the first save already: recorded
+        # before they are made.
+        placed = _place_mounts(record, mounts, rootfs)
+        record.save(state)
+        _step("recorded")
+        started = create_locked(state, record, spec, path, rootfs, placed, stdio[0],
+                                stdio[1], stdio[2], preserve_fds, console_fd)
+        with critical:   # init has sent the master, or failed
+            for sock in consoles:
+                sock.close()
+        _step("ready")
+        record.status = "created"
+        record.save(state)
+        _step("saved")
+        _log.debug("container", "container %s created in %s: init pid %d",
+                   container_id, state_dir, started.process.pid)
+        container = cls(state_dir, container_id, record, started.process, started.status,
+                        reaper, spec)
+        if on_created is not None:
+            on_created(container)
+        # The handover, as one section that undoes the whole create if a
+        # handler raises at its end: the caller, who never gets the handle,
+        # is left nothing.  (No finally: a handler raising as one began
+        # would leave everything made without an owner.)
+        with undoing(roll_back):
             if reaper is not None:
                 reaper.watch(started.process)
             state.unlock()
-            return container
-        except BaseException as exc:
-            # Whatever was interrupted, nothing stays: init, mounts, state.
-            with critical:   # a handler's exception lands after the undo
-                _log.debug("container", "container %s: create failed (%r): killing init, "
-                           "undoing what was made", container_id, exc)
-                if started is not None:
-                    end(started.process)
-                    started.process.close()
-                    started.status.close()
-                if not state.is_locked:
-                    state.lock()
-                undo(state, record)
-            if isinstance(exc, HookError):
-                # runtime-spec lifecycle: a failed create hook stops the
-                # container and continues at "destroy" (done above), then
-                # the poststop hooks.
-                from ._hooks import run_hooks
-
-                run_hooks("poststop", spec.hooks.poststop, record.hook_state("stopped", None),
-                          fatal=False)
-            raise
-    finally:
+        return container
+    except BaseException as exc:
+        # Whatever was interrupted, nothing stays: init, mounts, state.  In
+        # one section: a handler's exception (Ctrl-C held down) lands after
+        # the undo, never in it.
         with critical:
-            for sock in consoles:
-                sock.close()
-        if state.is_locked:
-            state.unlock()
+            roll_back(exc)
+        if isinstance(exc, HookError) and record is not None:
+            # runtime-spec lifecycle: a failed create hook stops the
+            # container and continues at "destroy" (done above), then
+            # the poststop hooks.
+            from ._hooks import run_hooks
+
+            run_hooks("poststop", spec.hooks.poststop, record.hook_state("stopped", None),
+                      fatal=False)
+        raise
 
 
 def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,
@@ -219,6 +227,7 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
     userns_fds: List[OwnedFd] = []   # closed below
     cgroup_fds: List[OwnedFd] = []   # for clone3 and the spawn child alone, not init
     stdio = Stdio()
+    started: Optional[StartedInit] = None
     ours: List[int] = []   # never passed to init: the hooks pipe's write end, a fork socket
     try:
         with critical:
@@ -335,25 +344,45 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                              # Forked into a pod's pid namespace, init is seen
                              # by the pod's processes, which may stop it.
                              deadline=enter_deadline("create") if fork_socket >= 0 else None)
+        # The handover: init's pipe ends become its handle's files, ours
+        # and its fds are closed.  In the try (a finally's section could be
+        # cut short as it began): a handler raising at its end lands below.
+        with critical:
+            _close_setup(stdio, fds, ours, userns_fds, cgroup_fds)
+            files = stdio.files()
+            proc = started.process
+            proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
     except BaseException:
         with critical:
             stdio.close_all()   # our pipe ends too: there is no process to own them
-        raise
-    finally:
-        with critical:
-            stdio.close_child_side()
-            for fd in fds + ours:
-                os.close(fd)
-            for u in userns_fds + cgroup_fds:
-                u.close()
-    try:
-        files = stdio.files()
-        proc = started.process
-        proc.stdin, proc.stdout, proc.stderr = files[0], files[1], files[2]
-    except BaseException:
-        with critical:
-            stdio.close_all()
-            end(started.process)
-            started.status.close()
+            _close_setup(stdio, fds, ours, userns_fds, cgroup_fds)
+            if started is not None:
+                _end_init(started)
         raise
     return started
+
+
+def _end_init(started: StartedInit) -> None:
+    """Kill and reap init, close its handle, its pipes' files and its status
+    fd (inside a section; again does nothing more)."""
+    proc = started.process
+    if not proc.closed:
+        end(proc)
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
+    proc.close()
+    started.status.close()
+
+
+def _close_setup(stdio: Stdio, fds: List[int], ours: List[int], userns_fds: List[OwnedFd],
+                 cgroup_fds: List[OwnedFd]) -> None:
+    """Close what only init's set-up needed (inside a section; each once)."""
+    stdio.close_child_side()
+    while fds:
+        os.close(fds.pop())
+    while ours:
+        os.close(ours.pop())
+    for u in userns_fds + cgroup_fds:
+        u.close()
+

@@ -13,6 +13,7 @@ import pytest
 import pidsafe
 from conftest import leak_check
 from faults import Faults, Interrupt, interrupt_randomly
+from pidsafe._sigsafe import critical
 
 pytestmark = pytest.mark.root
 
@@ -30,6 +31,21 @@ def _cgroup_dirs(cgroups_path: str) -> List[str]:
 #: sends the walk to meet the same problem; os.makedirs(exist_ok=True) of the
 #: state directory, which takes a failed mkdir of a directory that exists.
 ABSORBED = {("_resolve_existing", None), ("_acquire", "os.mkdir")}
+
+
+def _state_left(state_dir: pathlib.Path, cid: str) -> List[str]:
+    """What is left in ``state_dir``, once a lone lock file of ``cid`` is
+    found free and removed: a lock() that failed (or was interrupted)
+    before it held the lock leaves that (empty) file, never a state, never
+    a held lock."""
+    left = sorted(os.listdir(state_dir))
+    if left == [f"{cid}.lock"]:
+        st = pidsafe.StateFile(str(state_dir), cid)
+        assert st.lock(blocking=False), f"{cid}'s lock is still held"
+        st.destroy()
+        st.unlock()
+        left = sorted(os.listdir(state_dir))
+    return left
 
 
 def _absorbed(faults: Faults) -> bool:
@@ -147,6 +163,79 @@ def test_create_without_a_mount_namespace_with_each_call(faults: Faults, make_bu
         doc["root"]["readonly"] = False
 
     _sweep(faults, make_bundle, state_dir, interrupt, edit)
+
+
+@pytest.mark.parametrize("mode", ["section end", "again and again"])
+def test_create_interrupted_at_each_section_end_or_again_and_again(
+        faults: Faults, make_bundle: Any, state_dir: pathlib.Path, mode: str) -> None:
+    """SIGINT arriving inside each critical section of a create (its handler
+    raises as the section ends, the last one after the container is whole
+    and before the caller has it), or after a call and every call after it
+    (Ctrl-C held down, through the roll-back): create raises, and no
+    state, cgroup, process, fd or mount is left."""
+    cgroups_path = f"/pidsafe-test/create-end-{os.getpid()}-{mode[0]}"
+
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    bundle = make_bundle(["true"], edit)
+
+    def create() -> pidsafe.Container:
+        return pidsafe.Container.create("f", bundle, state_dir=str(state_dir),
+                                        stdout=pidsafe.PIPE, stderr=pidsafe.PIPE)
+
+    made: List[pidsafe.Container] = []
+    n = faults.count(lambda: made.append(create()))
+    ends = list(faults.section_ends)
+    made.pop().delete(force=True)
+    assert n > 20 and len(ends) > 10, ends
+    for k in range(1, (len(ends) if mode == "section end" else n) + 1):
+        what = (f"create, SIGINT at the end of section {k} ({ends[k - 1]})"
+                if mode == "section end" else f"create, SIGINT from call {k} on")
+        with leak_check(what):
+            c = None
+            ctx = (faults.interrupt_at_end(k) if mode == "section end"
+                   else faults.interrupt_at(k, repeat=True))
+            try:
+                with ctx:
+                    c = create()
+            except Interrupt:
+                pass
+            if faults.fired is None:
+                # This run made fewer (a wait that found init ready at once).
+                made_now = len(faults.section_ends if mode == "section end" else faults.calls)
+                assert c is not None and made_now < k, f"{what}: never fired"
+                c.delete(force=True)
+            else:
+                assert c is None, f"{what}: swallowed"
+            left = _state_left(state_dir, "f")
+            assert left == [], f"{what}: left {left}"
+            assert _cgroup_dirs(cgroups_path) == [], what
+
+
+def test_create_under_random_interrupts_leaves_nothing(make_bundle: Any,
+                                                       state_dir: pathlib.Path) -> None:
+    """A handler raising at random bytecodes of create's pidsafe code: each
+    interrupted create leaves no state, cgroup, process, fd or mount."""
+    cgroups_path = f"/pidsafe-test/create-random-{os.getpid()}"
+
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    bundle = make_bundle(["true"], edit)
+
+    def create_once() -> None:
+        c = pidsafe.Container.create("r", bundle, state_dir=str(state_dir))
+        with critical:   # not delete's interrupts: a signal now lands after it
+            c.delete(force=True)
+            c.close()
+
+    with leak_check("create under random interrupts"):
+        hits = interrupt_randomly(create_once, 100, interval=0.0001, only_in_pidsafe=True)
+        left = _state_left(state_dir, "r")
+        assert left == [], left
+    assert hits > 0
+    assert _cgroup_dirs(cgroups_path) == []
 
 
 def test_exec_under_random_interrupts_leaves_no_process(make_bundle: Any,
