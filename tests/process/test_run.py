@@ -199,7 +199,13 @@ def test_run_under_faults_leaves_nothing(faults: Faults) -> None:
                         assert (isinstance(exc, Interrupt) if mode != "fail"
                                 else exc.errno == errno.EIO), (f.fired, exc)
                         fired += 1
-    assert fired >= 3 * n - 3
+                    else:
+                        # A run's count varies with how the output arrives (one
+                        # read or two): k may lie past this run's last call.
+                        # Otherwise the fault must have fired and come out.
+                        assert f.fired is None and len(f.calls) < k, \
+                            (mode, k, f.fired, len(f.calls))
+    assert fired >= 3 * (n // 2)
 
 
 def test_called_process_error_is_made_once_and_lives_in_errors() -> None:
