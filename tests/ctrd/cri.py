@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import grpc
 
@@ -19,6 +19,10 @@ from .cri_api.v1 import api_pb2 as api
 from .cri_api.v1 import api_pb2_grpc as api_grpc
 
 __all__ = ["api", "CriClient"]
+
+
+#: A CRI status message (PodSandboxStatus, ContainerStatus): it has a ``state``.
+_S = TypeVar("_S", bound=Any)
 
 
 class CriClient:
@@ -96,14 +100,8 @@ class CriClient:
         own dead-shim clean-up publishes a moment later (CRI 1.6 has no event stream
         to wait on, so this polls).
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.pod_status(pod_id)
-            if status.state == api.SANDBOX_NOTREADY:
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"pod {pod_id} still ready after {timeout} s: {status}")
-            time.sleep(0.02)
+        return _asked_until(lambda: self.pod_status(pod_id), api.SANDBOX_NOTREADY,
+                            f"pod {pod_id} still ready after {timeout} s", timeout)
 
     # -- containers -----------------------------------------------------------
 
@@ -144,18 +142,27 @@ class CriClient:
 
     def wait_exited(self, container_id: str, timeout: float = 30) -> api.ContainerStatus:
         """ContainerStatus, asked again until the container has exited."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.container_status(container_id)
-            if status.state == api.CONTAINER_EXITED:
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"container {container_id} did not exit in {timeout} s: "
-                                     f"{status}")
-            time.sleep(0.02)
+        return _asked_until(lambda: self.container_status(container_id), api.CONTAINER_EXITED,
+                            f"container {container_id} did not exit in {timeout} s", timeout)
 
     def containers(self, pod_id: Optional[str] = None) -> List[api.Container]:
         """ListContainers (of one pod if ``pod_id``)."""
         flt = api.ContainerFilter(pod_sandbox_id=pod_id) if pod_id else None
         return list(self.runtime.ListContainers(api.ListContainersRequest(filter=flt),
                                                 timeout=self.timeout).containers)
+
+
+def _asked_until(ask: Callable[[], _S], state: int, failure: str, timeout: float) -> _S:
+    """``ask()`` again every 20 ms until its ``state`` is ``state``: its last answer.
+
+    Raises:
+        AssertionError: ``failure`` and the last answer, after ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        status = ask()
+        if status.state == state:
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{failure}: {status}")
+        time.sleep(0.02)
