@@ -18,7 +18,7 @@ and pidsafe's state in them) and runc's root are on a tmpfs, as
 shims' resident memory (VmRSS) per pod, with ``--rss-pods`` pods of one
 container each running: one shim per pod for both handlers.
 
-Targets (issue 14): pidsafe's latency at most 0.75x runc's at both loads,
+Targets: pidsafe's latency at most 0.75x runc's at both loads,
 shim memory per pod at most 1.5x the runc shim's.
 """
 

@@ -679,7 +679,7 @@ def _delete(c: pidsafe.Container) -> None:
     namespace init's mounts are in ours, where another test's container
     being made (a mount namespace copied from ours, its propagated copy
     busy a moment) makes an unmount fail with EBUSY; a delete stopped half
-    way is finished by the next (issue #15 item 10)."""
+    way is finished by the next (a delete is resumable)."""
     try:
         for attempt in range(5):
             try:
