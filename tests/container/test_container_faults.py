@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pathlib
 import signal
-from typing import Any, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -238,13 +239,12 @@ def test_create_under_random_interrupts_leaves_nothing(make_bundle: Any,
     assert _cgroup_dirs(cgroups_path) == []
 
 
-def test_exec_under_random_interrupts_leaves_no_process(make_bundle: Any,
-                                                       state_dir: pathlib.Path) -> None:
-    """A handler raising at random bytecodes of exec's pidsafe code (through
-    the end of every critical section and the handover to the caller): each
-    interrupted exec leaves no process, no fd; the container stays whole
-    and delete(force=True) works after."""
-    c = pidsafe.Container.create("rx", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
+@contextlib.contextmanager
+def _running_with_execs(make_bundle: Any, state_dir: pathlib.Path,
+                        cid: str) -> Iterator[Callable[[], None]]:
+    """A started container ``cid`` and a function that runs one exec of
+    ``true`` in it to its end (each with a new exec id); deleted after."""
+    c = pidsafe.Container.create(cid, make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
     try:
         c.start()
         count = [0]
@@ -254,13 +254,23 @@ def test_exec_under_random_interrupts_leaves_no_process(make_bundle: Any,
             with c.exec(["true"], exec_id=f"x{count[0]}") as p:
                 p.wait(timeout=60)
 
+        yield exec_once
+    finally:
+        c.delete(force=True)
+
+
+def test_exec_under_random_interrupts_leaves_no_process(make_bundle: Any,
+                                                       state_dir: pathlib.Path) -> None:
+    """A handler raising at random bytecodes of exec's pidsafe code (through
+    the end of every critical section and the handover to the caller): each
+    interrupted exec leaves no process, no fd; the container stays whole
+    and delete(force=True) works after."""
+    with _running_with_execs(make_bundle, state_dir, "rx") as exec_once:
         with leak_check("exec under random interrupts"):
             hits = interrupt_randomly(exec_once, 200, interval=0.00005,
                                       only_in_pidsafe=True)
         assert hits > 0
         exec_once()   # the container is whole
-    finally:
-        c.delete(force=True)
     assert os.listdir(state_dir) == []
 
 
@@ -272,16 +282,7 @@ def test_exec_interrupted_at_each_section_end_or_again_and_again(
     caller has it), or after a call and every call after it (Ctrl-C held
     down, through the undo): the exec raises, no process and no fd is
     left, and the container goes on."""
-    c = pidsafe.Container.create("ex", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
-    try:
-        c.start()
-        count = [0]
-
-        def exec_once() -> None:
-            count[0] += 1
-            with c.exec(["true"], exec_id=f"x{count[0]}") as p:
-                p.wait(timeout=60)
-
+    with _running_with_execs(make_bundle, state_dir, "ex") as exec_once:
         n = faults.count(exec_once)
         ends = list(faults.section_ends)
         assert n > 10 and len(ends) > 5, ends
@@ -306,8 +307,6 @@ def test_exec_interrupted_at_each_section_end_or_again_and_again(
                 else:
                     assert raised, f"{what}: swallowed"
         exec_once()   # the container is whole
-    finally:
-        c.delete(force=True)
 
 
 @pytest.mark.parametrize("interrupt", [False, True], ids=["failing", "interrupted"])
