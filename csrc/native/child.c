@@ -170,6 +170,15 @@ static int parent_gone(const struct pidsafe_spawn_spec *s)
     return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
 }
 
+static int set_default(int sig)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    return sigaction(sig, &sa, NULL);
+}
+
 int pidsafe_spawn_child(void *arg)
 {
     const struct pidsafe_spawn_ctx *ctx = arg;
@@ -182,26 +191,29 @@ int pidsafe_spawn_child(void *arg)
 
     /*
      * Signal handlers installed by the parent (Python's among them) would run
-     * in our shared memory; put every caught signal back to SIG_DFL.  All
-     * signals stay blocked (the parent blocked them) until just before exec.
+     * in our shared memory: every caught signal goes back to SIG_DFL, and
+     * ignored ones stay ignored (as with Popen), but SIGPIPE and SIGXFSZ
+     * with restore_signals.  The kernel has done the first part if it made
+     * us with CLONE_CLEAR_SIGHAND (csrc/native/spawn.c).  All signals stay
+     * blocked (the parent blocked them) until just before exec.
      */
     FAULT(s, PIDSAFE_STAGE_SIGNALS);
-    for (sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        if (sigaction(sig, NULL, &sa) < 0)
-            continue;  /* glibc's internal signals: EINVAL */
-        if (sa.sa_handler == SIG_DFL)
-            continue;
-        if (sa.sa_handler == SIG_IGN
-            && !(s->restore_signals && (sig == SIGPIPE || sig == SIGXFSZ)))
-            continue;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = SIG_DFL;
-        if (sigaction(sig, &sa, NULL) < 0)
-            report_and_exit(ctx, PIDSAFE_STAGE_SIGNALS, errno);
+    if (!ctx->handlers_cleared) {
+        for (sig = 1; sig < NSIG; sig++) {
+            struct sigaction sa;
+            if (sig == SIGKILL || sig == SIGSTOP)
+                continue;
+            if (sigaction(sig, NULL, &sa) < 0)
+                continue;  /* glibc's internal signals: EINVAL */
+            if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+                continue;
+            if (set_default(sig) < 0)
+                report_and_exit(ctx, PIDSAFE_STAGE_SIGNALS, errno);
+        }
     }
+    if (s->restore_signals
+            && (set_default(SIGPIPE) < 0 || set_default(SIGXFSZ) < 0))
+        report_and_exit(ctx, PIDSAFE_STAGE_SIGNALS, errno);
 
     /*
      * cgroup v1: join each hierarchy by writing "0" to its `tasks` file, an

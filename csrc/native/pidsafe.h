@@ -44,6 +44,7 @@
 #define PIDSAFE_CLONE_NEWPID        0x20000000
 #define PIDSAFE_CLONE_NEWNET        0x40000000
 #define PIDSAFE_CLONE_INTO_CGROUP   0x200000000
+#define PIDSAFE_CLONE_CLEAR_SIGHAND 0x100000000
 #define PIDSAFE_CLONE_NEWTIME       0x00000080
 #define PIDSAFE_CLONE_ARGS_SIZE_VER2 88
 
@@ -78,10 +79,13 @@
 
 /*
  * Test-only fault knob (struct pidsafe_spawn_spec.fail_stage): a stage
- * number above makes that stage of the child fail with fail_errno; this one
- * makes the parent's pthread_sigmask() fail with it.
+ * number above makes that stage of the child fail with fail_errno;
+ * FAULT_SIGMASK makes the parent's pthread_sigmask() fail with it;
+ * FAULT_NO_CLEAR_SIGHAND spawns as on a kernel without CLONE_CLEAR_SIGHAND
+ * (clone3 refuses it with EINVAL), fail_errno unused.
  */
 #define PIDSAFE_FAULT_SIGMASK       100
+#define PIDSAFE_FAULT_NO_CLEAR_SIGHAND 101
 
 /* struct clone_args, version 2 (Linux 5.7), with our own name. */
 struct pidsafe_clone_args {
@@ -237,6 +241,7 @@ void pidsafe_stack_put(struct pidsafe_stack *st);
 struct pidsafe_spawn_ctx {
     const struct pidsafe_spawn_spec *spec;
     const void *parent_mask;  /* sigset_t: restored in the child just before exec */
+    int handlers_cleared;     /* made with CLONE_CLEAR_SIGHAND */
     /* The child's failure record, in the parent's memory (stage 0: none). */
     volatile struct pidsafe_child_error *failure;
 };

@@ -69,6 +69,50 @@ static long clone_vfork(uint64_t flags, int cgroup_fd, pidsafe_child_fn fn, void
     return pid;
 }
 
+/*
+ * CLONE_CLEAR_SIGHAND (Linux 5.5): as it copies our signal dispositions for
+ * the child, the kernel puts every caught signal back to SIG_DFL and leaves
+ * ignored ones ignored (flush_signal_handlers(child, 0), as execve does).
+ * That is exactly what the child must do before anything else (our
+ * handlers would run in our memory), and otherwise does itself with two
+ * sigaction() calls per signal: 130 system calls per spawn, inside the
+ * window in which the parent is suspended.
+ *
+ * Probed by use, never by version: a kernel that does not know the flag
+ * refuses clone3 with EINVAL before it creates anything, so we clone again
+ * without it and remember (the child then resets its handlers itself).  An
+ * EINVAL that the retry gets too is another argument's fault, and tells
+ * nothing about the flag.  Racing threads may both probe: harmless.
+ */
+static int clear_sighand_refused;
+
+static long clone_spawn_child(const struct pidsafe_spawn_spec *spec,
+                              struct pidsafe_spawn_ctx *ctx, int *pidfd_out)
+{
+    long pid;
+    int probed = 0;
+
+    if (!__atomic_load_n(&clear_sighand_refused, __ATOMIC_RELAXED)) {
+        probed = 1;
+        ctx->handlers_cleared = 1;
+        if (spec->fail_stage == PIDSAFE_FAULT_NO_CLEAR_SIGHAND) {
+            pid = -1;   /* tests only: as an older kernel refuses the flag */
+            errno = EINVAL;
+        } else {
+            pid = clone_vfork(spec->clone_flags | PIDSAFE_CLONE_CLEAR_SIGHAND,
+                              spec->cgroup_fd, pidsafe_spawn_child, ctx, pidfd_out);
+        }
+        if (pid >= 0 || errno != EINVAL)
+            return pid;
+    }
+    ctx->handlers_cleared = 0;
+    pid = clone_vfork(spec->clone_flags, spec->cgroup_fd, pidsafe_spawn_child, ctx,
+                      pidfd_out);
+    if (pid >= 0 && probed && spec->fail_stage != PIDSAFE_FAULT_NO_CLEAR_SIGHAND)
+        __atomic_store_n(&clear_sighand_refused, 1, __ATOMIC_RELAXED);
+    return pid;
+}
+
 int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out,
                   struct pidsafe_child_error *failure_out)
 {
@@ -97,8 +141,7 @@ int pidsafe_spawn(const struct pidsafe_spawn_spec *spec, int *pidfd_out,
     ctx.spec = spec;
     ctx.parent_mask = &old;
     ctx.failure = failure_out;
-    pid = clone_vfork(spec->clone_flags, spec->cgroup_fd, pidsafe_spawn_child, &ctx,
-                      pidfd_out);
+    pid = clone_spawn_child(spec, &ctx, pidfd_out);
     saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {

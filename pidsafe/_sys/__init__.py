@@ -68,9 +68,9 @@ if TYPE_CHECKING:
     from ._libexec import Program, program
     from ._prctl import (CAPABILITIES, CapSets, capget, capset, child_subreaper, dumpable,
                          pdeathsig, set_child_subreaper, set_dumpable)
-    from ._spawn import (CHILD_ERROR_SIZE, FAULT_SIGMASK, HELPER_READY, STAGE_CGROUP,
-                         STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES, ChildSpec, HelperSpec,
-                         child_error, helper_go, read_child_error, spawn)
+    from ._spawn import (CHILD_ERROR_SIZE, FAULT_NO_CLEAR_SIGHAND, FAULT_SIGMASK, HELPER_READY,
+                         STAGE_CGROUP, STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES,
+                         ChildSpec, HelperSpec, child_error, helper_go, read_child_error, spawn)
     from ._tty import pty_number
 
 #: Names imported on first use -> their module.
@@ -81,9 +81,10 @@ _LAZY: Dict[str, str] = {
     **dict.fromkeys(("CAPABILITIES", "CapSets", "capget", "capset", "child_subreaper",
                      "dumpable", "pdeathsig", "set_child_subreaper", "set_dumpable"),
                     "._prctl"),
-    **dict.fromkeys(("CHILD_ERROR_SIZE", "FAULT_SIGMASK", "HELPER_READY", "STAGE_CGROUP",
-                     "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "ChildSpec",
-                     "HelperSpec", "child_error", "helper_go", "read_child_error", "spawn"),
+    **dict.fromkeys(("CHILD_ERROR_SIZE", "FAULT_NO_CLEAR_SIGHAND", "FAULT_SIGMASK",
+                     "HELPER_READY", "STAGE_CGROUP", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST",
+                     "STAGE_NAMES", "ChildSpec", "HelperSpec", "child_error", "helper_go",
+                     "read_child_error", "spawn"),
                     "._spawn"),
     "pty_number": "._tty",
 }
@@ -110,8 +111,8 @@ __all__ = [
     "CLD_DUMPED", "CLD_EXITED", "CLD_KILLED", "CLONE_NEWCGROUP", "CLONE_NEWIPC",
     "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWTIME", "CLONE_NEWUSER",
     "CLONE_NEWUTS", "CLONE_PIDFD", "CLONE_VFORK", "CLONE_VM", "CapSets", "ChildSpec",
-    "FAULT_SIGMASK", "FSCONFIG_CMD_CREATE", "FSCONFIG_SET_FD", "FSCONFIG_SET_FLAG",
-    "FSCONFIG_SET_STRING", "FSMOUNT_CLOEXEC", "FSOPEN_CLOEXEC", "HELPER_READY",
+    "FAULT_NO_CLEAR_SIGHAND", "FAULT_SIGMASK", "FSCONFIG_CMD_CREATE", "FSCONFIG_SET_FD",
+    "FSCONFIG_SET_FLAG", "FSCONFIG_SET_STRING", "FSMOUNT_CLOEXEC", "FSOPEN_CLOEXEC", "HELPER_READY",
     "HelperSpec", "MOUNT_ATTR_IDMAP", "MOUNT_ATTR_NOATIME", "MOUNT_ATTR_NODEV",
     "MOUNT_ATTR_NODIRATIME", "MOUNT_ATTR_NOEXEC", "MOUNT_ATTR_NOSUID",
     "MOUNT_ATTR_NOSYMFOLLOW", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_RELATIME",

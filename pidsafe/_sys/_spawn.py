@@ -43,6 +43,7 @@ STAGE_EXEC: int = lib.PIDSAFE_STAGE_EXEC
 STAGE_CGROUP: int = lib.PIDSAFE_STAGE_CGROUP
 STAGE_LAST: int = lib.PIDSAFE_STAGE_LAST
 FAULT_SIGMASK: int = lib.PIDSAFE_FAULT_SIGMASK
+FAULT_NO_CLEAR_SIGHAND: int = lib.PIDSAFE_FAULT_NO_CLEAR_SIGHAND
 CHILD_ERROR_SIZE: int = ffi.sizeof("struct pidsafe_child_error")
 HELPER_READY: bytes = bytes([lib.PIDSAFE_HELPER_READY])
 
@@ -85,7 +86,9 @@ def child_error(stage: int, err: int, filename: Optional[Any] = None,
 
 #: TEST-ONLY.  ``(stage, errno)``: every child spawned while it is set fails
 #: at that stage (``STAGE_*``, in the spawn child or the helper) with that
-#: errno, or, for ``FAULT_SIGMASK``, the parent's pthread_sigmask fails.
+#: errno, or, for ``FAULT_SIGMASK``, the parent's pthread_sigmask fails;
+#: ``FAULT_NO_CLEAR_SIGHAND`` spawns as a kernel without CLONE_CLEAR_SIGHAND
+#: makes us (the child resets its signal handlers itself).
 #: Never set it in production code.
 _test_fail: Optional[Tuple[int, int]] = None
 
