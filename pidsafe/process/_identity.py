@@ -4,8 +4,9 @@ A pid alone names a process only until it is reaped: after that the number
 can belong to anyone.  Container state outlives the process that created
 the container, so what it stores is a :class:`ProcessIdentity`: the pid,
 the start time the kernel gives the process (``/proc/PID/stat`` field 22,
-clock ticks since boot) and the boot it belongs to
-(``/proc/sys/kernel/random/boot_id``).
+clock ticks since boot), the boot it belongs to
+(``/proc/sys/kernel/random/boot_id``) and, where the kernel has pidfs
+(Linux 6.9), the inode number of the process's pidfd.
 
 Turning it back into a handle follows invariant 2 ("open before
 proving"):
@@ -14,13 +15,19 @@ proving"):
 2. ``/proc/PID/stat`` is read, and its start time (and the boot id) must
    match the record: if the recorded process had been reaped and the pid
    reused before step 1, the start time is the newcomer's and differs;
-3. ``pidfd_send_signal(pidfd, 0)`` proves the pidfd's process is still
+3. the pidfd's inode number (when recorded) must match: on pidfs every
+   process gets its own inode, numbered from a 64-bit counter that never
+   repeats within a boot, so a pidfd of any other process differs;
+4. ``pidfd_send_signal(pidfd, 0)`` proves the pidfd's process is still
    alive *after* the read, so the process read in step 2 was the pidfd's.
 
-Only then is the pidfd trusted.  The start time has a granularity of one
-clock tick (usually 10 ms): a pid recycled within the same tick would pass,
-as it would for runc, crun and youki; cycling through ``pid_max`` pids in
-one tick is not something a real system does.
+Only then is the pidfd trusted.  The start time alone has a granularity of
+one clock tick (usually 10 ms): a pid recycled within the same tick would
+pass, as it does for runc, crun and youki (root can recycle a pid at will
+through ``ns_last_pid``, and a container cycle takes a few ticks).  The
+pidfd inode closes that: it is why it is recorded wherever the kernel has
+it.  Before pidfs (Linux 6.9) every pidfd shares one anonymous inode and
+the identity has none (``inode`` is ``None``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import errno
 import os
 
 from .. import _sys
-from .._sigsafe import hand_out
+from .._sigsafe import critical, hand_out
 from .._value import Frozen, init_fields
 from ..errors import StaleProcessError
 from ._process import Process
@@ -51,6 +58,31 @@ def boot_id() -> str:
     return _boot_id
 
 
+# Whether pidfds have an inode of their own per process (pidfs): probed once.
+_pidfs: Optional[bool] = None
+
+
+def pidfd_inode(pidfd: int) -> Optional[int]:
+    """The inode number of ``pidfd``'s process on pidfs (Linux 6.9), else ``None``.
+
+    On pidfs each process has one inode, numbered from a 64-bit counter
+    that never repeats within a boot: the number names the process for
+    good.  Before pidfs, pidfds are anonymous inodes that all share one
+    number; the probe (once per interpreter) compares the inode of a pidfd
+    of this process with ``pidfd``'s, so it must be another process's.
+    """
+    global _pidfs
+    ino = os.fstat(pidfd).st_ino
+    if _pidfs is None:
+        with critical:   # a raising signal handler cannot leak the probe's pidfd
+            own = _sys.pidfd_open(os.getpid())
+            try:
+                _pidfs = os.fstat(own).st_ino != ino
+            finally:
+                os.close(own)
+    return ino if _pidfs else None
+
+
 def start_time(pid: int) -> int:
     """Field 22 of ``/proc/PID/stat``: clock ticks from boot to the process's start.
 
@@ -68,20 +100,30 @@ def start_time(pid: int) -> int:
     return int(fields[22 - 3])
 
 
-class ProcessIdentity(Frozen):
-    """What names one process for good: pid, start time and boot id.
+def _count(value: Any) -> bool:
+    """Whether a JSON value is a non-negative integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
-    An immutable value (pidsafe/_value.py): equal, and hashing alike, when
-    its three fields are.
+
+class ProcessIdentity(Frozen):
+    """What names one process for good: pid, start time, boot id, pidfd inode.
+
+    ``inode`` is the inode number of the process's pidfd on pidfs (Linux
+    6.9; see :func:`pidfd_inode`), or ``None`` on older kernels and in
+    records written before pidsafe stored it; the other three fields are
+    then the identity, good to a clock tick.  An immutable value
+    (pidsafe/_value.py): equal, and hashing alike, when its fields are.
     """
 
-    __slots__ = ("pid", "start_time", "boot_id")
+    __slots__ = ("pid", "start_time", "boot_id", "inode")
     pid: int
     start_time: int
     boot_id: str
+    inode: Optional[int]
 
-    def __init__(self, pid: int, start_time: int, boot_id: str) -> None:
-        init_fields(self, pid, start_time, boot_id)
+    def __init__(self, pid: int, start_time: int, boot_id: str,
+                 inode: Optional[int] = None) -> None:
+        init_fields(self, pid, start_time, boot_id, inode)
 
     @classmethod
     def of(cls, process: Process) -> "ProcessIdentity":
@@ -93,12 +135,17 @@ class ProcessIdentity(Frozen):
         Raises:
             ProcessLookupError: it has exited and been reaped.
         """
-        value = cls(process.pid, start_time(process.pid), boot_id())
-        _sys.pidfd_send_signal(process.fileno(), 0)
+        fd = process.fileno()
+        value = cls(process.pid, start_time(process.pid), boot_id(), pidfd_inode(fd))
+        _sys.pidfd_send_signal(fd, 0)
         return value
 
     def to_json(self) -> Dict[str, Any]:
-        return {"pid": self.pid, "startTime": self.start_time, "bootId": self.boot_id}
+        value: Dict[str, Any] = {"pid": self.pid, "startTime": self.start_time,
+                                 "bootId": self.boot_id}
+        if self.inode is not None:
+            value["pidfdInode"] = self.inode
+        return value
 
     @classmethod
     def from_json(cls, value: Any) -> "ProcessIdentity":
@@ -109,13 +156,13 @@ class ProcessIdentity(Frozen):
         """
         try:
             pid, start, boot = value["pid"], value["startTime"], value["bootId"]
-        except (TypeError, KeyError) as exc:
+            inode = value.get("pidfdInode")
+        except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"not a process identity record: {value!r}") from exc
-        if (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0
-                or not isinstance(start, int) or isinstance(start, bool) or start < 0
-                or not isinstance(boot, str)):
+        if (not _count(pid) or pid == 0 or not _count(start) or not isinstance(boot, str)
+                or (inode is not None and not _count(inode))):
             raise ValueError(f"not a process identity record: {value!r}")
-        return cls(pid, start, boot)
+        return cls(pid, start, boot, inode)
 
     def open(self) -> Process:
         """A :class:`Process` holding the recorded process by a pidfd, proven.
@@ -144,6 +191,12 @@ class ProcessIdentity(Frozen):
                 raise StaleProcessError(
                     self.pid, f"the pid now belongs to a process started at tick {now}, "
                               f"not {self.start_time}")
+            if self.inode is not None:
+                inode = os.fstat(fd).st_ino   # the pinned process's, whatever happens next
+                if inode != self.inode:
+                    raise StaleProcessError(
+                        self.pid, f"the pid now belongs to another process (pidfd inode "
+                                  f"{inode}, not {self.inode})")
             try:
                 _sys.pidfd_send_signal(fd, 0)
             except ProcessLookupError:

@@ -33,6 +33,45 @@ def test_a_live_process_round_trips(sleeper: pidsafe.Process) -> None:
     assert sleeper.wait() == -signal.SIGTERM
 
 
+def test_the_pidfd_inode_is_recorded_where_the_kernel_has_pidfs(sleeper: pidsafe.Process) -> None:
+    ident = ProcessIdentity.of(sleeper)
+    assert ident.inode == os.fstat(sleeper.fileno()).st_ino   # Linux 6.9+: this machine's
+    assert ident.to_json()["pidfdInode"] == ident.inode
+    again = ident.open()
+    assert os.fstat(again.fileno()).st_ino == ident.inode
+    again.close()   # not `with`: its exit waits for the process
+
+
+def test_a_record_without_an_inode_still_opens(sleeper: pidsafe.Process) -> None:
+    """Records written before the inode was stored (or on a kernel without pidfs)."""
+    ident = ProcessIdentity.of(sleeper)
+    old = {"pid": ident.pid, "startTime": ident.start_time, "bootId": ident.boot_id}
+    assert ProcessIdentity.from_json(old).inode is None
+    again = ProcessIdentity.from_json(old).open()
+    assert again.pid == sleeper.pid
+    again.close()
+
+
+def test_without_pidfs_no_inode_is_recorded(sleeper: pidsafe.Process,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_identity, "_pidfs", None)
+    real_fstat = os.fstat
+    monkeypatch.setattr(_identity.os, "fstat",   # every pidfd one anonymous inode, as before 6.9
+                        lambda fd: os.stat_result((0, 1, *real_fstat(fd)[2:])))
+    ident = ProcessIdentity.of(sleeper)
+    assert ident.inode is None and "pidfdInode" not in ident.to_json()
+    assert _identity._pidfs is False
+
+
+def test_another_processs_pidfd_inode_is_stale(sleeper: pidsafe.Process) -> None:
+    """The pid and start time match, the pidfd's process does not: refused."""
+    ident = ProcessIdentity.of(sleeper)
+    assert ident.inode is not None
+    with pytest.raises(pidsafe.StaleProcessError, match="belongs to another process"):
+        ident.replace(inode=ident.inode + 1).open()
+    assert sleeper.is_alive()
+
+
 def test_a_reaped_process_is_stale() -> None:
     p = pidsafe.spawn(["true"])
     ident = ProcessIdentity(p.pid, _identity.start_time(p.pid), _identity.boot_id())
@@ -94,7 +133,11 @@ def test_death_between_the_stat_read_and_the_proof(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("bad", [None, {}, {"pid": 0, "startTime": 1, "bootId": "x"},
                                  {"pid": 1, "startTime": "1", "bootId": "x"},
-                                 {"pid": True, "startTime": 1, "bootId": "x"}])
+                                 {"pid": True, "startTime": 1, "bootId": "x"},
+                                 {"pid": 1, "startTime": 1, "bootId": "x", "pidfdInode": "2"},
+                                 {"pid": 1, "startTime": 1, "bootId": "x", "pidfdInode": -2},
+                                 {"pid": 1, "startTime": 1, "bootId": "x", "pidfdInode": True},
+                                 [1, 2, 3]])
 def test_malformed_records_are_refused(bad: Any) -> None:
     with pytest.raises(ValueError):
         ProcessIdentity.from_json(bad)
@@ -130,6 +173,38 @@ def test_a_recycled_pid_is_never_reached() -> None:
         newcomer.close()
 
 
+@pytest.mark.root
+def test_a_pid_recycled_within_the_same_clock_tick_is_never_reached() -> None:
+    """What the start time cannot tell apart, the pidfd inode does.
+
+    The newcomer takes the recorded pid at once; to make the start times
+    equal whatever tick it started in, the record is given the newcomer's.
+    """
+    victim = pidsafe.spawn(["sleep", "60"])
+    ident = ProcessIdentity.of(victim)
+    _kill_and_reap(victim)
+    victim.close()
+    assert ident.inode is not None
+    for _ in range(200):   # other processes on the machine may take the pid first
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(ident.pid - 1))
+        newcomer = pidsafe.spawn(["sleep", "60"])
+        if newcomer.pid == ident.pid:
+            break
+        _kill_and_reap(newcomer)
+        newcomer.close()
+    else:
+        pytest.skip("could not make the pid be reused (a busy machine took it each time)")
+    try:
+        same_tick = ident.replace(start_time=_identity.start_time(newcomer.pid))
+        with pytest.raises(pidsafe.StaleProcessError, match="belongs to another process"):
+            same_tick.open()
+        assert newcomer.is_alive()   # and nothing was signalled
+    finally:
+        _kill_and_reap(newcomer)
+        newcomer.close()
+
+
 def test_an_identity_is_an_immutable_value() -> None:
     import pickle
 
@@ -137,7 +212,8 @@ def test_an_identity_is_an_immutable_value() -> None:
     same, other = ProcessIdentity(123, 456, "b" * 36), ProcessIdentity(123, 457, "b" * 36)
     assert a == same and hash(a) == hash(same) and len({a, same, other}) == 2
     assert a != other and a != (123, 456, "b" * 36)
-    assert repr(a) == f"ProcessIdentity(pid=123, start_time=456, boot_id='{'b' * 36}')"
+    assert repr(a) == f"ProcessIdentity(pid=123, start_time=456, boot_id='{'b' * 36}', inode=None)"
+    assert a != ProcessIdentity(123, 456, "b" * 36, 789)
     with pytest.raises(AttributeError, match="immutable"):
         a.pid = 1   # type: ignore[misc]
     with pytest.raises(AttributeError, match="immutable"):
