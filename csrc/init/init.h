@@ -73,6 +73,7 @@ int psi_op_root(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_fs(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_chroot(struct psi_ctx *c, const struct psi_op *op);
+int psi_op_root_clone(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_readonly(struct psi_ctx *c, const struct psi_op *op);
 int psi_op_root_readonly(struct psi_ctx *c, const struct psi_op *op);

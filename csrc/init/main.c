@@ -171,6 +171,7 @@ static const op_fn OPS[PSI_OP_MAX + 1] = {
     [PSI_OP_MKNOD] = psi_op_mknod,
     [PSI_OP_SYMLINK] = psi_op_symlink,
     [PSI_OP_PIVOT] = psi_op_pivot,
+    [PSI_OP_ROOT_CLONE] = psi_op_root_clone,
     [PSI_OP_MASK] = psi_op_mask,
     [PSI_OP_READONLY] = psi_op_readonly,
     [PSI_OP_ROOT_READONLY] = psi_op_root_readonly,

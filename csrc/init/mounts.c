@@ -118,18 +118,28 @@ out:
 int psi_op_mount_tree(struct psi_ctx *c, const struct psi_op *op)
 {
     const char *target = psi_str(op, 1);
-    int64_t tree, recursive, propagation, kind;
+    int64_t tree, recursive, propagation, kind, again;
     int tfd, fresh = -1, ret = -1, saved;
     char self[64];
 
     if (target == NULL || psi_int(op, 0, &tree) < 0 || psi_int(op, 2, &recursive) < 0
-        || psi_int(op, 3, &propagation) < 0 || psi_int(op, 4, &kind) < 0)
+        || psi_int(op, 3, &propagation) < 0 || psi_int(op, 4, &kind) < 0
+        || psi_int(op, 5, &again) < 0)
         return -1;
     tfd = psi_in_root_create(c, target, (int)kind);
     if (tfd < 0)
         return -1;
     if (attach_((int)tree, tfd) < 0)
         goto out;
+    if (!again) {
+        /* PSI_OP_ROOT_CLONE comes later and gives it its fresh id. */
+        if (propagation && setattr_((int)tree, "", AT_EMPTY_PATH
+                                    | (recursive ? AT_RECURSIVE_ : 0), 0, 0,
+                                    (uint64_t)propagation, -1) < 0)
+            goto out;
+        ret = 0;
+        goto out;
+    }
     /*
      * The parent cloned this tree before init made any mount, and Linux
      * 6.8+ lists a namespace's mounts (/proc/self/mountinfo) in mount-id
@@ -157,6 +167,42 @@ out:
     close(tfd);
     errno = saved;
     return ret;
+}
+
+/*
+ * The parent's trees were cloned before init made any mount, so they hold
+ * the lowest mount ids, and Linux 6.8+ lists a namespace's mounts in id
+ * order.  One recursive clone of the whole root, once every mount is made,
+ * gives every mount a fresh id in tree order (depth first, siblings in the
+ * order they were attached), attributes, idmaps and propagation kept.  It
+ * is attached on top of the root and becomes the root; the first tree,
+ * the parent's binds included, stays under it, in the old root, which
+ * pivot_root's single MNT_DETACH takes away.  That replaces a clone and an
+ * MNT_DETACH per bind (each detach waits for an RCU grace period).  An
+ * unbindable mount cannot be cloned: the planner does not use this op then.
+ */
+int psi_op_root_clone(struct psi_ctx *c, const struct psi_op *op)
+{
+    int tree, saved;
+    (void)op;
+    if (c->root_fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    tree = (int)syscall(SYS_open_tree, c->root_fd, "", OPEN_TREE_CLONE_ | OPEN_TREE_CLOEXEC_
+                        | AT_EMPTY_PATH | AT_RECURSIVE_);
+    if (tree < 0)
+        return -1;
+    if (attach_(tree, c->root_fd) < 0) {
+        saved = errno;
+        close(tree);
+        errno = saved;
+        return -1;
+    }
+    /* The fd is the attached clone's root: later ops resolve in it. */
+    close(c->root_fd);
+    c->root_fd = tree;
+    return 0;
 }
 
 int psi_op_pivot(struct psi_ctx *c, const struct psi_op *op)

@@ -51,9 +51,12 @@
                                       it onto itself (a new mount namespace copy needs none) */
 #define PSI_OP_MOUNT_FS       4   /* (fstype, source, target, attr, propagation, params, kind)
                                       params: NUL-terminated "key=value" or "flag" items */
-#define PSI_OP_MOUNT_TREE     5   /* (tree_fd, target, recursive, propagation, kind): attach
-                                      a detached bind the parent made (open_tree +
-                                      mount_setattr), so init never opens host paths */
+#define PSI_OP_MOUNT_TREE     5   /* (tree_fd, target, recursive, propagation, kind, fresh):
+                                      attach a detached bind the parent made (open_tree +
+                                      mount_setattr), so init never opens host paths;
+                                      fresh: clone it again where it is attached and detach
+                                      the parent's (mount ids in op order; without
+                                      PSI_OP_ROOT_CLONE, which gives all of them at once) */
 #define PSI_OP_MKNOD          6   /* (target, mode, major, minor, uid, gid) */
 #define PSI_OP_SYMLINK        7   /* (target, linkpath): linkpath -> target, in the root */
 #define PSI_OP_PIVOT          8   /* () pivot_root into the root, detach the old one */
@@ -115,7 +118,12 @@
                                       (the kernel checks the opener's credentials).  First in
                                       an exec's stream: we join before anything else, and our
                                       children (the fork) are born there */
-#define PSI_OP_MAX           61
+/* 62: the root */
+#define PSI_OP_ROOT_CLONE    62   /* () clone the root's whole tree (recursive) onto the root
+                                      and make the clone the root: every mount in it gets a
+                                      fresh id, in tree order, and the parent's trees, which
+                                      stay under it, go with the old root at PSI_OP_PIVOT */
+#define PSI_OP_MAX           62
 
 /* Extra stages reported in the op field of an ERROR record. */
 #define PSI_STAGE_PROTOCOL  100   /* a malformed op stream */

@@ -238,6 +238,50 @@ def test_mounts_are_listed_in_config_order(make_bundle: Any, state_dir: pathlib.
     assert "ro" in b.split()[5].split(",")   # the clone kept the creator's attributes
 
 
+def test_mounts_are_listed_depth_first_in_the_order_they_were_made(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """init clones the whole root once every mount is made: the kernel lists
+    the clones in tree order, a mount's submounts right after it, siblings
+    in config order.  (runc lists them in config order: /mnt/b before
+    /mnt/a/x here.)"""
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["mounts"] += [
+            {"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/mnt/b", "source": str(src), "options": ["rbind"]},
+            {"destination": "/mnt/a/x", "source": str(src), "options": ["bind", "ro"]}]
+
+    out = _run(make_bundle, state_dir, "cat /proc/self/mountinfo", edit)
+    points = [line.split()[4] for line in out.splitlines()]
+    assert [p for p in points if p.startswith("/mnt/")] == ["/mnt/a", "/mnt/a/x", "/mnt/b"]
+    assert len(points) == len(set(points)), out   # each mount once: the first tree is gone
+
+
+@pytest.mark.parametrize("option", ["unbindable", "runbindable"])
+def test_an_unbindable_bind_is_mounted_and_listed_in_config_order(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path,
+        option: str) -> None:
+    """An unbindable mount cannot be cloned, so init clones each bind again
+    where it attaches it instead of cloning the root."""
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["mounts"] += [
+            {"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/mnt/b", "source": str(src), "options": ["rbind", option]},
+            {"destination": "/mnt/c", "type": "tmpfs", "source": "tmpfs"}]
+
+    out = _run(make_bundle, state_dir, "cat /proc/self/mountinfo", edit)
+    lines = out.splitlines()
+    points = [line.split()[4] for line in lines]
+    assert [p for p in points if p.startswith("/mnt/")] == ["/mnt/a", "/mnt/b", "/mnt/c"]
+    b = next(line for line in lines if line.split()[4] == "/mnt/b")
+    assert "unbindable" in b.partition(" - ")[0].split()[6:], b
+
+
 @pytest.mark.parametrize("bind", ["bind", "rbind"])
 def test_mounts_under_a_bind_of_a_shared_host_mount_do_not_reach_the_host(
         make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path, bind: str) -> None:

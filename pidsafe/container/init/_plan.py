@@ -9,7 +9,8 @@ failure inside the container names it.
 The order follows runc's (libcontainer/rootfs_linux.go,
 standard_init_linux.go): namespaces joined and the user namespace's root
 first; then every mount made a slave, the root bound onto itself, the
-config's mounts in order, devices and /dev links, pivot_root, hostname and
+config's mounts in order, devices and /dev links, one clone of the whole
+root (fresh mount ids in tree order, see OP_ROOT_CLONE), pivot_root, hostname and
 sysctls, masked and read-only paths, the read-only root, the root's
 propagation; then, still privileged, rlimits and the bounding set; then the
 user and the other capability sets, no_new_privs and the working
@@ -31,7 +32,7 @@ from ._builder import (CLONE_FLAGS, InitPlan, OpenTree, _Builder, _rlim, _take_p
 from ._plan_mounts import _device, _mount
 from ._protocol import (OP_CHROOT, OP_DOMAINNAME, OP_EXEC, OP_FORK, OP_GATE, OP_HOOKS,
                         OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_PIVOT, OP_PROPAGATION,
-                        OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_READONLY, OP_SETID_ROOT,
+                        OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_CLONE, OP_ROOT_READONLY, OP_SETID_ROOT,
                         OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, nul_list)
 
 _ROOT_PROPAGATION = {
@@ -82,6 +83,12 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         _check_shared_mount_namespace(spec)
     new = {ns.type for ns in linux.namespaces if ns.path is None}
     in_userns = user is not None
+    # With a root of our own, the parent's trees are attached as they are
+    # and one clone of the whole root gives every mount a fresh id
+    # (OP_ROOT_CLONE); an unbindable mount cannot be cloned, so then each
+    # tree is cloned again where it is attached.
+    root_clone = not shared_mounts and not any(
+        o in ("unbindable", "runbindable") for m in spec.mounts for o in m.options)
     if in_userns and "user" not in join_fds:
         raise ValueError("a container in a user namespace needs join_fds['user']")
 
@@ -144,7 +151,7 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
         b.add(OP_ROOT, rootfs, 0, field_="root.path", what=rootfs)
         for i, m in enumerate(spec.mounts):
             if m.type == "proc" and not m.is_bind:
-                _mount(b, spec, bundle, i, m, idmap_fds, layout, in_userns)
+                _mount(b, spec, bundle, i, m, idmap_fds, layout, in_userns, not root_clone)
                 early.add(i)
         # Joining the namespace gives every capability in it; host root stays
         # our fsuid until the root is bound (reachable through root-only
@@ -164,19 +171,22 @@ def plan_init(spec: Spec, bundle: str, rootfs: str, *, gate_fd: int, join_fds: D
                             == "/dev/pts" for m in spec.mounts)
     for i, m in enumerate(spec.mounts):
         if i not in early:
-            _mount(b, spec, bundle, i, m, idmap_fds, layout, in_userns)
+            _mount(b, spec, bundle, i, m, idmap_fds, layout, in_userns, not root_clone)
 
     # 3. Devices and the /dev links.
     listed = {d.path for d in linux.devices}
     for path, major, minor in DEFAULT_DEVICES:
         if path not in listed:
-            _device(b, Device(path, "c", major, minor, 0o666, 0, 0), in_userns, "linux.devices")
+            _device(b, Device(path, "c", major, minor, 0o666, 0, 0), in_userns, "linux.devices",
+                    not root_clone)
     for i, d in enumerate(linux.devices):
-        _device(b, d, in_userns, f"linux.devices[{i}]")
+        _device(b, d, in_userns, f"linux.devices[{i}]", not root_clone)
     for target, link in DEV_LINKS:
         b.add(OP_SYMLINK, target, link, field_="linux.devices", what=link)
     if devpts_at_dev_pts:
         b.add(OP_SYMLINK, "pts/ptmx", "/dev/ptmx", field_="linux.devices", what="/dev/ptmx")
+    if root_clone:
+        b.add(OP_ROOT_CLONE, field_="root.path", what=rootfs)
 
     # 4. The create hooks (runtime-spec: environment made, not yet pivoted),
     # then into the root; what is done by container paths from here on.

@@ -40,7 +40,10 @@ def _attr_and_params(index: int, m: MountSpec, have_userns: bool) -> Tuple[Mount
 
 
 def _mount(b: _Builder, spec: Spec, bundle: str, i: int, m: MountSpec,
-           idmap_fds: Dict[int, int], layout: Optional[CgroupLayout], in_userns: bool) -> None:
+           idmap_fds: Dict[int, int], layout: Optional[CgroupLayout], in_userns: bool,
+           fresh: bool = True) -> None:
+    """The ops of ``spec.mounts[i]``.  ``fresh``: init clones a bind's tree again
+    where it attaches it (no OP_ROOT_CLONE follows)."""
     where = f"mounts[{i}]"
     if m.type == "cgroup" and not m.is_bind:
         _cgroup_mount(b, i, m, layout or CgroupLayout.detect(), in_userns)
@@ -53,7 +56,7 @@ def _mount(b: _Builder, spec: Spec, bundle: str, i: int, m: MountSpec,
         tree = b.open_tree(source, p.recursive, p.attr_set, p.attr_clr,
                            idmap_fds.get(i, -1), where)
         b.add(OP_MOUNT_TREE, tree, dest, int(p.recursive), _propagation(p), target_kind,
-              field_=where, what=dest)
+              int(fresh), field_=where, what=dest)
     else:
         params = nul_list([k if v is None else f"{k}={v}" for k, v in p.params])
         b.add(OP_MOUNT_FS, m.type, m.source or m.type, dest, p.attr_set, _propagation(p),
@@ -71,11 +74,12 @@ def _propagation(p: MountPlan) -> int:
     return 0 if p.propagation is None else int(p.propagation[0])
 
 
-def _device(b: _Builder, d: Device, in_userns: bool, where: str) -> None:
+def _device(b: _Builder, d: Device, in_userns: bool, where: str, fresh: bool = True) -> None:
     if in_userns:
         # No mknod in a user namespace: bind the host's node (runc does the same).
         tree = b.open_tree(d.path, False, 0, 0, -1, where)
-        b.add(OP_MOUNT_TREE, tree, d.path, 0, 0, KIND_FILE, field_=where, what=d.path)
+        b.add(OP_MOUNT_TREE, tree, d.path, 0, 0, KIND_FILE, int(fresh), field_=where,
+              what=d.path)
         return
     mode = d.kind | (0o666 if d.file_mode is None else d.file_mode)
     b.add(OP_MKNOD, d.path, mode, d.major, d.minor, -1 if d.uid is None else d.uid,

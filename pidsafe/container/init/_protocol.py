@@ -58,6 +58,7 @@ OP_TERMINAL_STDIO = _psi.OP_TERMINAL_STDIO
 OP_CHROOT = _psi.OP_CHROOT
 OP_PRESERVE_FDS = _psi.OP_PRESERVE_FDS
 OP_CGROUP_JOIN = _psi.OP_CGROUP_JOIN
+OP_ROOT_CLONE = _psi.OP_ROOT_CLONE
 OP_MAX = _psi.OP_MAX
 STAGE_PROTOCOL = _psi.STAGE_PROTOCOL
 STAGE_GATE = _psi.STAGE_GATE
@@ -113,6 +114,7 @@ OP_NAMES = {
     OP_CHROOT: "chroot",
     OP_PRESERVE_FDS: "keep the preserved fds open",
     OP_CGROUP_JOIN: "join the cgroup",
+    OP_ROOT_CLONE: "clone the root's mounts",
     STAGE_PROTOCOL: "read pidsafe-init's instructions",
     STAGE_GATE: "wait for start",
     STAGE_EXEC: "exec",

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
+import pytest
+
 from pidsafe.container.cgroup import CgroupLayout
 from pidsafe.container.cgroup._layout import Hierarchy
 from pidsafe.container.config import parse_spec
 from pidsafe.container.init import plan_init
-from pidsafe.container.init._protocol import OP_MOUNT_FS, nul_list
+from pidsafe.container.init._protocol import (OP_MOUNT_FS, OP_MOUNT_TREE, OP_PIVOT,
+                                              OP_ROOT_CLONE, nul_list)
 
 from bundles import runc_spec
 
@@ -70,3 +73,37 @@ def test_this_hosts_layout_is_read_when_none_is_given() -> None:
     again = plan_init(parse_spec(doc), "/bundle", "/bundle/rootfs", gate_fd=3, join_fds={},
                       idmap_fds={}, open_tree=_no_tree, layout=layout)
     assert plan == again
+
+
+def _plan_with_mounts(*mounts: Any) -> List[Tuple[int, Tuple[Any, ...]]]:
+    doc = runc_spec(["true"])
+    doc["mounts"] += list(mounts)
+    trees = iter(range(100, 200))
+    plan = plan_init(parse_spec(doc), "/bundle", "/bundle/rootfs", gate_fd=3, join_fds={},
+                     idmap_fds={}, open_tree=lambda *a: next(trees),
+                     layout=CgroupLayout((), V2))
+    return [(op.code, op.args) for op in plan.ops]
+
+
+def test_binds_are_attached_as_they_are_and_the_root_cloned_once_before_pivot() -> None:
+    """One recursive clone of the root gives every mount its fresh id, where
+    each bind used to be cloned again and the parent's tree detached."""
+    ops = _plan_with_mounts({"destination": "/mnt", "source": "/tmp", "options": ["rbind"]})
+    codes = [c for c, _ in ops]
+    trees = [args for c, args in ops if c == OP_MOUNT_TREE]
+    assert trees and all(args[5] == 0 for args in trees)   # attached as they are
+    assert codes.count(OP_ROOT_CLONE) == 1
+    assert codes.index(OP_ROOT_CLONE) > max(i for i, c in enumerate(codes)
+                                             if c in (OP_MOUNT_TREE, OP_MOUNT_FS))
+    assert codes.index(OP_ROOT_CLONE) < codes.index(OP_PIVOT)
+
+
+@pytest.mark.parametrize("option", ["unbindable", "runbindable"])
+def test_an_unbindable_mount_makes_init_clone_each_bind_where_it_is_attached(
+        option: str) -> None:
+    """An unbindable mount cannot be cloned (EINVAL): no root clone then."""
+    ops = _plan_with_mounts({"destination": "/mnt", "source": "/tmp",
+                             "options": ["rbind", option]})
+    assert OP_ROOT_CLONE not in [c for c, _ in ops]
+    trees = [args for c, args in ops if c == OP_MOUNT_TREE]
+    assert trees and all(args[5] == 1 for args in trees)
