@@ -298,14 +298,9 @@ def move_to_cgroup(pid: int, path: str) -> None:
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         dirs = [os.path.join("/sys/fs/cgroup", rel)]
     else:
-        dirs = []
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split(" ", 1)[0] == "cgroup":
-                    d = os.path.join(left.split()[4], rel)
-                    if os.path.isdir(d):
-                        dirs.append(d)
+        from ..mount import mountinfo   # the one parser: mount points unescaped
+        dirs = [d for d in (os.path.join(m.mountpoint, rel) for m in mountinfo()
+                            if m.fstype == "cgroup") if os.path.isdir(d)]
     if not dirs:
         raise FileNotFoundError(2, "no cgroup hierarchy has the shim cgroup", path)
     for d in dirs:

@@ -133,6 +133,44 @@ def test_adjust_oom_score() -> None:
             p.kill()
 
 
+_MOVE_IN_A_HIERARCHY_WITH_A_SPACE = r"""
+import os, subprocess, sys, tempfile
+from pidsafe.shim._start import move_to_cgroup
+name = sys.argv[1]
+top = tempfile.mkdtemp(prefix="pidsafe cg ")       # mountinfo spells the space \040
+try:
+    subprocess.run(["mount", "-t", "cgroup", "-o", f"none,name={name}", "cgroup", top],
+                   check=True)
+    try:
+        os.mkdir(os.path.join(top, "shim"))
+        try:
+            with subprocess.Popen(["sleep", "60"]) as p:
+                try:
+                    move_to_cgroup(p.pid, "/shim")
+                    with open(f"/proc/{p.pid}/cgroup") as f:
+                        print([line for line in f.read().splitlines() if name in line])
+                finally:
+                    p.kill()
+        finally:
+            os.rmdir(os.path.join(top, "shim"))
+    finally:
+        subprocess.run(["umount", top], check=True)
+finally:
+    os.rmdir(top)
+"""
+
+
+@pytest.mark.root
+def test_move_to_cgroup_finds_a_v1_hierarchy_mounted_on_a_path_with_a_space() -> None:
+    """In a mount namespace of its own, so no other test sees the extra hierarchy."""
+    name = f"pidsafe-shim-test-{os.getpid()}"   # a v1 named hierarchy is the kernel's, shared
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                          "-c", _MOVE_IN_A_HIERARCHY_WITH_A_SPACE, name],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0].endswith(f":name={name}:/shim']"), out.stdout
+
+
 # -- the daemon, through start -------------------------------------------------------
 
 class FakeContainerd:
