@@ -1,60 +1,40 @@
 """Container: an OCI container created in-process, its init held by a pidfd.
 
-The ``NewContainer`` of containerd's runc shim, with pidfds: lock the id
-(StateFile), mount the rootfs, create init held by a pidfd from birth, set it up
-inside, and roll everything back on any error (:mod:`._create`).  The state
-file records every resource as soon as it exists
-(:class:`._record.ContainerRecord`), so that ``delete(force=True)`` from
-any process can undo a create that was killed half-way.  A container owns
-its execs (:class:`._container_exec.Execs`) and the operations on its
-cgroup (:class:`._container_cgroup.CgroupControl`).
+The ``NewContainer`` of containerd's runc shim, with pidfds (:mod:`._create`).
+A container owns its init (:class:`._init_handle.InitHandle`), its recorded
+state (:class:`._recorded_state.RecordedState`), its execs
+(:class:`._container_exec.Execs`) and the operations on its cgroup
+(:class:`._container_cgroup.CgroupControl`); start, kill and delete are
+:mod:`._lifecycle`'s steps.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 
-from .. import _log
-from .._sigsafe import critical
-from ..errors import ContainerLookupError, ContainerStateError, HookError
+from ..errors import ContainerLookupError
 from ..state import StateFile
+from . import _lifecycle
 from ._container_cgroup import CgroupControl
-from ._container_exec import Execs
+from ._container_exec import Execs, container_pids, exec_spec, wait_init
+from ._init_handle import InitHandle
 from ._record import ContainerRecord, find_id
+from ._recorded_state import RecordedState
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-# What only create, exec and undo need (the config parser and planner, the
-# mount and cgroup layers, pidsafe-init's protocol) is imported where it is
-# used: pidsafe-runc runs once per command, and start, state, kill and
-# delete of a container must not pay for create's imports
-# (tests/cli/test_runc_imports.py).  Even the process layer (and with it
-# the compiled module) loads only once a recorded init is to be opened:
-# `delete --force` of a container that is gone, which containerd runs
-# after every delete, needs none of it.
-if TYPE_CHECKING:
+    # Only for mypy: pidsafe-runc's start, state, kill and delete must not pay
+    # for create's imports, nor `delete --force` of a container that is gone
+    # even for the process layer (tests/cli/test_runc_imports.py).
     from .._fd import OwnedFd
     from ..process import Process
     from ..mount import Mount
     from .cgroup import Cgroup
     from .config import ProcessSpec, Spec, User
     from ._console import ConsoleSocket
-
-
-#: Bumped in a child of os.fork(): a handle from before belongs to the parent.
-_generation = 0
-
-
-def _after_fork_in_child() -> None:
-    global _generation
-    _generation += 1
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Container:
@@ -71,22 +51,11 @@ class Container:
                  reaper: Any = None, spec: Optional[Spec] = None) -> None:
         self.id = container_id
         self.state_dir = state_dir
-        self._record = record
-        self._init = init
-        self._status = status_fd
+        self._init = InitHandle(container_id, init, status_fd)
+        self._recorded = RecordedState(state_dir, container_id, record, spec)
         self._reaper = reaper
-        self._spec = spec
         self._execs = Execs(container_id)
-        self._cgroup_control = CgroupControl(state_dir, container_id, self._status_of)
-        self._generation = _generation
-
-    def _check_owner(self) -> None:
-        """Raise ``ValueError`` in a child of fork(): the handle is the parent's."""
-        if self._generation != _generation:
-            raise ValueError(
-                f"pidsafe.Container {self.id!r} came through fork() from the parent process, "
-                f"whose handle it is: it cannot be used in the child (pid {os.getpid()}); "
-                f"only close() works here: use Container.load() in the child")
+        self._cgroup_control = CgroupControl(self._recorded, self._init.alive)
 
     @classmethod
     def create(cls, container_id: str, bundle: "str | os.PathLike[str]", *, state_dir: str,
@@ -175,17 +144,17 @@ class Container:
             raise ContainerLookupError(f"no container {cid!r} in {state_dir}") from None
         return cls(state_dir, cid, record, record.open_init())
 
-    # -- state -----------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------
 
     @property
     def pid(self) -> Optional[int]:
         """Init's pid while it exists (as seen from here)."""
-        return self._init.pid if self._init is not None else None
+        return self._init.pid
 
     def process(self) -> Optional[Process]:
         """Init's :class:`Process` (pipes included), or None if it is gone."""
-        self._check_owner()
-        return self._init
+        self._init.check_owner()
+        return self._init.process
 
     def status(self) -> str:
         """``creating``, ``created``, ``running``, ``paused`` or ``stopped``.
@@ -193,71 +162,33 @@ class Container:
         ``paused``: the container's cgroup is frozen (:meth:`pause`), as
         runc reports it.
         """
-        self._check_owner()
-        return self._status_of(self._record)
-
-    def _status_of(self, record: ContainerRecord) -> str:
-        if record.status == "creating":
-            return "creating"
-        if self._init is None or not self._alive():
-            return "stopped"
-        if record.frozen():
-            return "paused"
-        return "running" if record.started else "created"
-
-    def _alive(self) -> bool:
-        """Whether init still runs: its pidfd turns readable when it exits.
-
-        A zombie init (exited, not yet reaped by its parent: a shim, or our
-        subreaper) is not alive: nothing in the container runs any more.
-        """
-        assert self._init is not None
-        self._check_owner()   # the child's ValueError below is not "closed"
-        if self._init.returncode is not None:
-            return False
-        try:
-            fd = self._init.fileno()
-        except ValueError:
-            return False
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return not poller.poll(0)
+        self._init.check_owner()
+        return self._recorded.status(self._init.alive)
 
     def state(self) -> Dict[str, Any]:
         """The OCI state: ociVersion, id, status, pid, bundle, annotations."""
-        status = self.status()
-        out: Dict[str, Any] = {"ociVersion": self._record.oci_version, "id": self.id,
-                               "status": status, "bundle": self._record.bundle}
-        if status in ("created", "running", "paused") and self._init is not None:
-            out["pid"] = self._init.pid
-        if self._record.annotations:
-            out["annotations"] = dict(self._record.annotations)
-        return out
+        return self._recorded.oci_state(self.status(), self._init.pid)
 
     def spec(self) -> Spec:
         """The config the container was created with (later edits of the bundle do not count)."""
-        if self._spec is None:
-            from .config import parse_spec
-
-            self._spec = parse_spec(self._record.config)
-        return self._spec
+        return self._recorded.spec()
 
     def has_hooks(self, *kinds: str) -> bool:
         """Whether config.json has hooks of these kinds (``"poststop"``...), or of
         any kind if none is named; read from the state, nothing parsed."""
-        return self._record.has_hooks(*kinds)
+        return self._recorded.record.has_hooks(*kinds)
 
     @property
     def rootfs(self) -> str:
         """The rootfs path on the host."""
-        return self._record.rootfs
+        return self._recorded.record.rootfs
 
     @property
     def created(self) -> float:
         """When create() began, as a Unix time."""
-        return float(self._record.created)
+        return float(self._recorded.record.created)
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         """Let the program run: open the gate, then learn whether its exec worked.
@@ -275,45 +206,7 @@ class Container:
                 the process that created the container).
             HookError: a ``startContainer`` hook failed; the container is gone.
         """
-        from ._gate import check_exec, open_gate
-
-        self._check_owner()
-        failed: Optional[HookError] = None
-        state = StateFile(self.state_dir, self.id)   # one per call: one per thread
-        with state.locked():
-            record = self._record = ContainerRecord.load(state)
-            if self.status() != "created":
-                raise ContainerStateError(f"cannot start container {self.id!r}: it is "
-                                          f"{self.status()}")
-            if record.has_hooks("startContainer") and self._init is not None:
-                from ._hooks import run_start_hooks
-
-                failed = run_start_hooks(self.spec(), record, self._init, state)
-            if failed is None:
-                open_gate(record.fifo, self._init, self.id,
-                          wait_exec=record.has_hooks("poststart"))
-                record.started = True
-                record.save(state)
-                with critical:
-                    _unlink(record.fifo)
-                    _log.debug("container", "container %s started: init pid %s", self.id,
-                               self.pid)
-        if failed is not None:
-            self._close()
-            self._run_hooks("poststop", record.hook_state("stopped", None))
-            raise failed
-        status, self._status = self._status, None
-        if status is not None:
-            check_exec(status, self._init)
-        self._run_hooks("poststart", record.hook_state("running", self.pid))
-
-    def _run_hooks(self, kind: str, state: Dict[str, Any]) -> None:
-        """The hooks of ``kind`` that run in the runtime after the fact (poststart,
-        poststop): a failure is a warning and the other hooks still run."""
-        if self._record.has_hooks(kind):
-            from ._hooks import run_hooks
-
-            run_hooks(kind, getattr(self.spec().hooks, kind), state, fatal=False)
+        _lifecycle.start(self._init, self._recorded)
 
     def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
         """Signal init through its pidfd (never by pid).
@@ -321,23 +214,7 @@ class Container:
         Raises:
             ContainerStateError: init is gone.
         """
-        self._check_owner()
-        if all:
-            cg = self._recorded_cgroup()
-            if cg is not None:
-                cg.kill(sig)
-                return
-        if self._init is None or not self._alive():
-            raise ContainerStateError(f"container {self.id!r} is not running")
-        try:
-            self._init.send_signal(sig)
-        except ValueError:
-            raise ContainerStateError(f"container {self.id!r} is not running") from None
-        if sig == signal.SIGKILL and self._record.frozen():
-            # In a frozen v1 cgroup even SIGKILL waits for a thaw (runc thaws too).
-            cg = self._recorded_cgroup()
-            if cg is not None:
-                cg.thaw()
+        _lifecycle.kill(self._init, self._recorded, sig, all)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Init's exit status (minus the signal number if killed).
@@ -350,19 +227,11 @@ class Container:
             ContainerStateError: no init to wait for.
             TimeoutExpired: ``timeout`` passed first.
         """
-        self._check_owner()
-        if self._init is None:
-            raise ContainerStateError(f"container {self.id!r} has no init to wait for")
-        from ._container_exec import wait_init
-
-        return wait_init(self._init, self._execs, self._reaper, timeout)
+        return wait_init(self._init.waited(), self._execs, self._reaper, timeout)
 
     async def wait_async(self) -> int:
         """:meth:`wait` for asyncio."""
-        self._check_owner()
-        if self._init is None:
-            raise ContainerStateError(f"container {self.id!r} has no init to wait for")
-        return await self._init.wait_async()
+        return await self._init.waited().wait_async()
 
     def delete(self, force: bool = False) -> None:
         """Remove the container: unmount its rootfs mounts, remove its state.
@@ -373,83 +242,18 @@ class Container:
             ContainerStateError: it is running (or created) and not ``force``.
             ValueError: the handle came through ``os.fork()`` (load one).
         """
-        self._check_owner()
-        state = StateFile(self.state_dir, self.id)
-        if not state.exists():   # deleted already: do not even create a lock file
-            self._close()
-            return
-        from ._records import end, undo
-
-        with state.locked():
-            if not state.exists():
-                self._close()
-                return
-            record = self._record = ContainerRecord.load(state)
-            if self._init is None:
-                self._init = record.open_init()
-            if self._init is not None and self._alive():
-                if not force and record.status != "creating":
-                    raise ContainerStateError(f"cannot delete container {self.id!r}: it is "
-                                              f"{self.status()} (use force=True)")
-                cg = self._recorded_cgroup() if record.frozen() else None
-                if cg is not None:
-                    self._init.kill()   # a frozen v1 init dies only once thawed
-                    cg.thaw()
-                self._end_execs()
-                end(self._init)
-            with critical:
-                undo(state, record)
-                _log.debug("container", "container %s deleted from %s", self.id,
-                           self.state_dir)
-        self._close()
-        self._run_hooks("poststop", record.hook_state("stopped", None))
-
-    def _end_execs(self) -> None:
-        """Kill init, and reap the execs of this handle as they die with it:
-        until they are reaped, init's exit cannot complete."""
-        assert self._init is not None
-        if self._reaper is not None or not self._execs.unreaped():
-            return
-        from ._container_exec import wait_init
-        from ._records import KILL_TIMEOUT
-
-        try:
-            self._init.kill()
-        except ProcessLookupError:
-            return
-        wait_init(self._init, self._execs, None, KILL_TIMEOUT)
-
-    def _close(self) -> None:
-        if self._status is not None:
-            self._status.close()
-            self._status = None
-        if self._init is not None:
-            for f in (self._init.stdin, self._init.stdout, self._init.stderr):
-                if f is not None:
-                    f.close()
-            if self._init.returncode is None and self._alive():
-                return   # still running: keep the handle (delete refused or not forced)
-            if self._init.returncode is None:
-                try:
-                    self._init.poll()
-                except Exception:   # not ours to reap: the pidfd still closes below
-                    pass
-            self._init.close()
+        _lifecycle.delete(self._init, self._recorded, self._execs, self._reaper, force)
 
     def close(self) -> None:
         """Close this handle's fds (the container itself is left as it is)."""
-        if self._status is not None:
-            self._status.close()
-            self._status = None
-        if self._init is not None:
-            self._init.close()
+        self._init.close()
 
     def __repr__(self) -> str:
-        if self._generation != _generation:
+        if self._init.forked:
             return f"<pidsafe.Container {self.id} (the parent's handle, through fork())>"
         return f"<pidsafe.Container {self.id} {self.status()}>"
 
-    # -- processes in the container --------------------------------------------------
+    # -- processes in the container ------------------------------------------------------
 
     def exec(self, args: Sequence[str], *, exec_id: str, env: Optional[Sequence[str]] = None,
              cwd: Optional[str] = None, user: Optional[User] = None, stdin: Any = None,
@@ -482,14 +286,7 @@ class Container:
             ContainerError: the process could not be started (the field and
                 path are named).
         """
-        if isinstance(args, (str, bytes)) or not args:
-            raise ValueError("args must be a non-empty list of strings")
-        base = self.spec().process
-        process = base.replace(
-            args=tuple(args), env=tuple(env) if env is not None else base.env,
-            cwd=cwd if cwd is not None else base.cwd,
-            user=user if user is not None else base.user, rlimits=(), terminal=terminal,
-            console_size=console_size)
+        process = exec_spec(self.spec, args, env, cwd, user, terminal, console_size)
         return self.exec_process(process, exec_id=exec_id, stdin=stdin, stdout=stdout,
                                  stderr=stderr, on_started=on_started,
                                  console_socket=console_socket)
@@ -510,30 +307,21 @@ class Container:
             ConfigError: a ``process.env`` entry is not ``NAME=VALUE``.
             ContainerStateError, ContainerError: as for :meth:`exec`.
         """
-        self._check_owner()
+        self._init.check_owner()
         return self._execs.start(
-            exec_id, process, ready=self._running_init, spec=self.spec, cgroup=self._recorded_cgroup(),
-            reaper=self._reaper, stdio=(stdin, stdout, stderr), on_started=on_started,
-            preserve_fds=preserve_fds, console_socket=console_socket)
-
-    def _running_init(self) -> Process:
-        if self._init is None or not self._alive():
-            raise ContainerStateError(f"container {self.id!r} is not running")
-        if self._record.frozen():
-            # Moved into the frozen cgroup, the process could never report back.
-            raise ContainerStateError(f"cannot exec in container {self.id!r}: it is paused")
-        return self._init
+            exec_id, process, ready=lambda: _lifecycle.exec_ready(self._init, self._recorded),
+            spec=self.spec, cgroup=self._recorded.cgroup(), reaper=self._reaper,
+            stdio=(stdin, stdout, stderr), on_started=on_started, preserve_fds=preserve_fds,
+            console_socket=console_socket)
 
     def pids(self) -> List[int]:
         """Host pids of the container's processes (those in init's pid namespace).
 
         Without a pid namespace of its own, init and its descendants.
         """
-        from ._container_exec import container_pids
-
-        self._check_owner()
-        alive = self._init is not None and self._alive()
-        return container_pids(self._init if alive else None, self.spec, self._recorded_cgroup())
+        self._init.check_owner()
+        init = self._init.process if self._init.alive() else None
+        return container_pids(init, self.spec, self._recorded.cgroup())
 
     def release_exec(self, exec_id: str) -> None:
         """Forget ``exec_id``: it may be used again, and this handle no longer
@@ -544,10 +332,10 @@ class Container:
         long-lived container.  Call it once the process has exited (or been
         killed); a release of an unknown id does nothing.
         """
-        self._check_owner()
+        self._init.check_owner()
         self._execs.release(exec_id)
 
-    # -- its cgroup ------------------------------------------------------------------
+    # -- its cgroup ----------------------------------------------------------------------
 
     def cgroup(self) -> Optional[Cgroup]:
         """The container's :class:`pidsafe.container.Cgroup` (its directories, usage,
@@ -557,13 +345,8 @@ class Container:
         its paths (``v1_paths``, ``v2_path``) and figures (``stats()``); to
         change the container's limits use :meth:`update`.
         """
-        self._check_owner()
-        return self._recorded_cgroup()
-
-    def _recorded_cgroup(self) -> Optional[Cgroup]:
-        from ._records import cgroup_of
-
-        return cgroup_of(self._record)
+        self._init.check_owner()
+        return self._recorded.cgroup()
 
     def pause(self, timeout: float = 10.0) -> None:
         """Freeze every process of the container (its cgroup's freezer).
@@ -575,8 +358,8 @@ class Container:
             ContainerStateError: not created or running (paused, stopped).
             CgroupError: no freezer, or the freeze failed or timed out.
         """
-        self._check_owner()
-        self._record = self._cgroup_control.pause(timeout)
+        self._init.check_owner()
+        self._recorded.keep(self._cgroup_control.pause(timeout))
 
     def resume(self) -> None:
         """Thaw a paused container.
@@ -585,8 +368,8 @@ class Container:
             ContainerStateError: it is not paused.
             CgroupError: the thaw failed.
         """
-        self._check_owner()
-        self._record = self._cgroup_control.resume()
+        self._init.check_owner()
+        self._recorded.keep(self._cgroup_control.resume())
 
     def update(self, resources: Dict[str, Any]) -> None:
         """Change the cgroup limits of a live container (``runc update``).
@@ -609,16 +392,8 @@ class Container:
             IgnoredConfigWarning: for each property of ``resources`` that
                 runtime-spec does not define (ignored).
         """
-        self._check_owner()
+        self._init.check_owner()
         from .config import check_ignored, ignored_properties
 
         check_ignored(ignored_properties(resources, "linux.resources"))
-        self._record = self._cgroup_control.update(resources)
-        self._spec = None
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        self._recorded.keep(self._cgroup_control.update(resources), config_changed=True)

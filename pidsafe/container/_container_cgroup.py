@@ -9,30 +9,29 @@ the record (which the container keeps).
 from __future__ import annotations
 
 from ..errors import ContainerStateError
-from ..state import StateFile
 from ._record import ContainerRecord
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Sequence
 
+    from ..state import StateFile
     from .cgroup import Cgroup
+    from ._recorded_state import RecordedState
 
 
 class CgroupControl:
     """Pause, resume and update of one container's cgroup, under its state's lock.
 
     Args:
-        state_dir, container_id: where the container's state is.
-        status_of: the container's status as a record says it
-            (``"running"``, ``"paused"`` ...).
+        recorded: the container's recorded state.
+        alive: whether the container's init still runs.
     """
 
-    def __init__(self, state_dir: str, container_id: str,
-                 status_of: Callable[[ContainerRecord], str]) -> None:
-        self._state_dir = state_dir
-        self._id = container_id
-        self._status_of = status_of
+    def __init__(self, recorded: RecordedState, alive: Callable[[], bool]) -> None:
+        self._recorded = recorded
+        self._id = recorded.id
+        self._alive = alive
 
     def pause(self, timeout: float) -> ContainerRecord:
         """Freeze the cgroup (see :meth:`pidsafe.Container.pause`)."""
@@ -44,7 +43,7 @@ class CgroupControl:
 
     def _locked(self, what: str, allowed: Sequence[str], fn: Callable[[Cgroup], None]
                 ) -> ContainerRecord:
-        state = StateFile(self._state_dir, self._id)   # one per call: one per thread
+        state = self._recorded.state_file()
         with state.locked():
             record = ContainerRecord.load(state)
             fn(self._cgroup(record, what, allowed))
@@ -53,7 +52,7 @@ class CgroupControl:
     def _cgroup(self, record: ContainerRecord, what: str, allowed: Sequence[str]) -> Cgroup:
         from ._records import cgroup_of
 
-        status = self._status_of(record)
+        status = self._recorded.status(self._alive, record)
         if status not in allowed:
             raise ContainerStateError(f"cannot {what} container {self._id!r}: it is "
                                       f"{status}")
@@ -69,7 +68,7 @@ class CgroupControl:
 
         parsed = parse_resources(resources).replace(devices=())
         given = {k: v for k, v in resources.items() if k != "devices"}
-        state = StateFile(self._state_dir, self._id)
+        state = self._recorded.state_file()
         with state.locked():
             record = ContainerRecord.load(state)
             cg = self._cgroup(record, "update", ("created", "running", "paused"))

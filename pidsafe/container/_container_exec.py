@@ -18,12 +18,12 @@ from ..errors import ContainerStateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
     from .._fd import OwnedFd
     from ..process import Process
     from .cgroup import Cgroup
-    from .config import ProcessSpec, Spec
+    from .config import ProcessSpec, Spec, User
     from ._console import ConsoleSocket
 
 
@@ -128,6 +128,21 @@ class Execs:
         with self._lock:
             procs = [p for p in self._procs.values() if p is not None]
         return [p for p in procs if p.returncode is None and not p.closed]
+
+
+def exec_spec(spec: Callable[[], Spec], args: Sequence[str], env: Optional[Sequence[str]],
+              cwd: Optional[str], user: Optional[User], terminal: bool,
+              console_size: Optional[Tuple[int, int]]) -> ProcessSpec:
+    """The container's ``process`` (from ``spec``) to run ``args``, with the
+    overrides of :meth:`pidsafe.Container.exec` (None: the container's); no rlimits."""
+    if isinstance(args, (str, bytes)) or not args:
+        raise ValueError("args must be a non-empty list of strings")
+    base = spec().process
+    return base.replace(
+        args=tuple(args), env=tuple(env) if env is not None else base.env,
+        cwd=cwd if cwd is not None else base.cwd,
+        user=user if user is not None else base.user, rlimits=(), terminal=terminal,
+        console_size=console_size)
 
 
 def wait_init(init: Process, execs: Execs, reaper: Any, timeout: Optional[float]) -> int:

@@ -5,7 +5,8 @@ read-write (close-on-exec).  ``start`` writes one byte into it; init then
 execs the program.  The FIFO losing its last reader (``POLLERR`` on our
 write end) means the program runs, or init is gone.  Only the process that
 created the container holds init's status pipe: EOF on it means the exec
-worked, a record says why it did not.
+worked, a record says why it did not.  Once the gate has opened (or the
+container is deleted), the FIFO is removed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def open_gate(fifo: str, init: Optional[Process], container_id: str, *,
         if w >= 0:
             with critical:
                 os.close(w)
+
+
+def remove_gate(fifo: str) -> None:
+    """Remove the gate's FIFO (already gone is fine)."""
+    try:
+        os.unlink(fifo)
+    except FileNotFoundError:
+        pass
 
 
 def check_exec(status: OwnedFd, init: Optional[Process]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import signal
 
 from .. import _log
@@ -12,6 +11,7 @@ from ..errors import note
 from ..process import Process
 from ..state import StateFile
 from .cgroup import Cgroup
+from ._gate import remove_gate
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -82,19 +82,12 @@ def undo(state: StateFile, record: ContainerRecord) -> None:
         # Killed between recording the mounts and knowing their identity.
         root = record.mount_root or ""
         step(lambda: _unmount_present([_mount_from_json(m) for m in record.mounts], root))
-    step(lambda: _unlink_if_there(record.fifo))
+    step(lambda: remove_gate(record.fifo))
     if errors:
         for other in errors[1:]:
             note(errors[0], f"also: {other}")
         raise errors[0]
     state.destroy()
-
-
-def _unlink_if_there(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def end(proc: Process) -> None:

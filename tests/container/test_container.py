@@ -215,7 +215,7 @@ def test_init_runs_in_its_cgroup_in_every_hierarchy(make_bundle: Any,
 
     c = pidsafe.Container.create("cg", make_bundle(["true"]), state_dir=str(state_dir))
     try:
-        cg = cgroup_of(c._record)
+        cg = cgroup_of(c._recorded.record)
         assert cg is not None and c.pid is not None
         where = {key: path for _, key, path in
                  (line.split(":", 2) for line in _cgroups(c.pid).splitlines())}

@@ -478,8 +478,8 @@ def test_a_process_exec_d_before_start_cannot_forge_inits_status(
     _probe_in(bundle, probe)
     c = pidsafe.Container.create("forge", bundle, state_dir=str(state_dir))
     try:
-        assert c.pid is not None and c._status is not None
-        status = _init_fd_like(c.pid, c._status.fileno())
+        assert c.pid is not None and c._init._status is not None
+        status = _init_fd_like(c.pid, c._init._status.fileno())
         with c.exec(["ls", "/proc/self/fd"], exec_id="ls", stdout=pidsafe.PIPE) as ls:
             fds, _ = ls.communicate(timeout=60)
         assert fds.split() == [b"0", b"1", b"2", b"3"]   # stdio, and ls's own directory

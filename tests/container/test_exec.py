@@ -30,7 +30,8 @@ def test_exec_joins_inits_cgroups_when_the_state_records_none(make_bundle: Any,
     c = pidsafe.Container.create("exc", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))
     try:
         c.start()
-        recorded, c._record.cgroup = c._record.cgroup, None   # as a state without one
+        record = c._recorded.record
+        recorded, record.cgroup = record.cgroup, None   # as a state without one
         try:
             e = c.exec(["cat"], exec_id="e1", stdin=PIPE)
             try:
@@ -42,7 +43,7 @@ def test_exec_joins_inits_cgroups_when_the_state_records_none(make_bundle: Any,
             finally:
                 e.close()
         finally:
-            c._record.cgroup = recorded
+            record.cgroup = recorded
     finally:
         c.delete(force=True)
 
