@@ -11,6 +11,13 @@ if TYPE_CHECKING:
     from typing import Callable, Optional, Tuple
 
 
+# cffi types resolved once: a type given as a string is parsed (then looked
+# up in a cache) on every ffi.new(), and waitid is on every wait's path.
+_WAITINFO_P = ffi.typeof("struct pidsafe_waitinfo *")
+_INT32_P = ffi.typeof("int32_t *")
+_INT_P = ffi.typeof("int *")
+
+
 def pidfd_open(pid: int, flags: int = 0) -> int:
     """pidfd_open(2) (Linux 5.3): a close-on-exec pidfd for ``pid``.
 
@@ -47,7 +54,7 @@ def waitid_pidfd(pidfd: int, options: int) -> Optional[Tuple[int, int, int]]:
     Raises:
         ChildProcessError: not our child, or already reaped by someone else.
     """
-    info = ffi.new("struct pidsafe_waitinfo *")
+    info = ffi.new(_WAITINFO_P)
     _retry("waitid(P_PIDFD)", lib.pidsafe_waitid_pidfd, pidfd, options | WALL, info)
     if info.pid == 0:
         return None
@@ -60,7 +67,7 @@ def pidfd_exit_info(pidfd: int) -> Optional[int]:
     Returns the raw wait status the kernel kept when the process was reaped
     (by anyone), or ``None`` if it has no exit information yet.
     """
-    out = ffi.new("int32_t *")
+    out = ffi.new(_INT32_P)
     ret = _retry("ioctl(PIDFD_GET_INFO)", lib.pidsafe_pidfd_exit_info, pidfd, out)
     return int(out[0]) if ret == 1 else None
 
@@ -72,7 +79,7 @@ def close_range(first: int, last: int, flags: int = 0) -> None:
 
 def probe_child() -> Tuple[int, int]:
     """Create a child that exits at once; returns ``(pid, pidfd)``."""
-    pidfd = ffi.new("int *", -1)
+    pidfd = ffi.new(_INT_P, -1)
     pid = _retry("clone3(CLONE_PIDFD)", lib.pidsafe_probe_child, pidfd)
     return pid, int(pidfd[0])
 
