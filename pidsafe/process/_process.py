@@ -12,12 +12,33 @@ another.  It is reentrant: a signal handler runs in the main thread,
 between two bytecodes of whatever that thread was doing, and may call
 ``send_signal()`` or ``poll()`` on the very process whose lock it holds.
 
-Asynchronous exceptions.  A signal handler may raise at any bytecode.
-Every sequence in which an fd or an exit status changes hands (created ->
-owned, reaped -> recorded, owned -> closed) runs inside one
+Asynchronous exceptions.  A signal handler may raise between bytecodes.
+A sequence in which an fd or an exit status changes hands (created ->
+owned, reaped -> recorded, owned -> closed) either runs inside one
 ``pidsafe._sigsafe.critical`` section, where handlers are held back until
-the end; nothing blocks inside one.  How waits block without reaping:
-``_wait``.
+the end (nothing blocks inside one), or is written so that no handler can
+run inside it at all, by this rule of CPython's eval loop (3.10 on): a
+Python signal handler runs only where the loop checks for pending work,
+which is at the entry of a Python function, at a backward jump, and right
+after a call returns (3.11 checks after calls of C code only; the code
+here assumes a check after every call, a ``with``'s ``__enter__`` and
+``__exit__`` included).  Reading and storing locals and plain
+attributes, int arithmetic and comparisons call nothing.  (A call that
+blocks may also run handlers inside itself, and then raises their
+exception as its own.)  So in::
+
+    self._fd = -1       # the handle no longer owns the fd ...
+    os.close(fd)        # ... and the fd is gone as this call returns
+
+no handler can run between the two lines, and ``p._borrowers += 1``
+followed by ``borrowed = True`` is as good as one step.  The hot path
+relies on it twice, to spare a section (two handler swaps, one scan of
+every signal's handler): ``close()`` of a reaped process, and the borrow
+with which ``wait()`` begins (``_wait``).  A section also defers handlers
+for the calls it makes; these sequences make none, or own what they hold
+before each call.  tests/process/test_opcode_interrupts.py raises from a
+handler at every bytecode of spawn, wait and close and finds nothing
+left.  How waits block without reaping: ``_wait``.
 
 Borrowing.  ``_borrow_fd()`` lends the fd itself to a long-lived watcher
 (``pidsafe.Reaper``'s epoll set): ``close()`` while it is borrowed only
@@ -177,9 +198,10 @@ class Process(Closable):
                     _abandoned.abandon(self._fd, self)
                     return True
                 self._reaped(_wait.waitid_returncode(res[1], res[2]))
-        fd, self._fd = self._fd, -1
+        fd = self._fd
         _abandoned.forget(fd, self)
         unindex_pidfd(fd)
+        self._fd = -1   # no call in between (see "Asynchronous exceptions")
         os.close(fd)
         return False
 
@@ -226,7 +248,8 @@ class Process(Closable):
         """
         if self.returncode is not None:
             return self.returncode
-        self._check_owner()
+        if self._generation != _generation:
+            self._check_owner()
         return _wait.wait(self, timeout)
 
     def communicate(self, input: Any = None,
@@ -332,6 +355,20 @@ class Process(Closable):
                 self._closing = True
                 fd, self._fd = self._fd, -1
                 if fd >= 0:
+                    os.close(fd)
+            return
+        if self.returncode is not None:
+            # Reaped: there is nothing to reap or abandon, only the fd to
+            # close, and no section is needed for that (see "Asynchronous
+            # exceptions").  Until the fd is dropped the handle owns it (a
+            # handler raising sooner leaves it to the next close() or to
+            # __del__), and the process was unindexed when it was reaped.
+            with self._lock:
+                self._closing = True
+                if self._borrowers == 0 and self._fd >= 0:
+                    fd = self._fd
+                    _abandoned.forget(fd, self)
+                    self._fd = -1
                     os.close(fd)
             return
         with critical, self._lock:

@@ -917,29 +917,34 @@ SEND_FROM_HANDLER = textwrap.dedent("""
     import signal, sys
     import pidsafe
     from pidsafe import _sys
-    from pidsafe.process import _process
 
     p = pidsafe.spawn(["cat"], stdin=-1)
     sent = []
 
     def on_usr1(signum, frame):
-        sent.append(signum)                # first: the patched call raises once
+        sent.append(signum)                # first: the patched lock signals once
         p.send_signal(signal.SIGTERM)      # the lock may be held right now
         p.poll()
 
     signal.signal(signal.SIGUSR1, on_usr1)
     # 1. The handler runs while wait() holds the process's lock: a signal
-    #    lands right after wait() has borrowed the pidfd under it (to block
-    #    on it once the lock is released).
-    real = _process.Process._borrow_fd
-    def borrow_then_signal(self):
-        fd = real(self)
-        if not sent:
-            signal.raise_signal(signal.SIGUSR1)
-        return fd
-    _process.Process._borrow_fd = borrow_then_signal
+    #    lands right after wait() has taken it (to borrow the pidfd, on which
+    #    it blocks once the lock is released).
+    class SignallingLock:
+        def __init__(self, real):
+            self.real = real
+        def __enter__(self):
+            self.real.acquire()
+            if not sent:
+                signal.raise_signal(signal.SIGUSR1)   # the handler runs here, lock held
+            return self
+        def __exit__(self, *exc):
+            self.real.release()
+    real = p._lock
+    p._lock = SignallingLock(real)
     assert p.wait() == -signal.SIGTERM, p.returncode
-    _process.Process._borrow_fd = real
+    assert sent
+    p._lock = real
     # 2. ... and while code outside pidsafe's sections holds it.
     q = pidsafe.spawn(["cat"], stdin=-1)
     p, sent = q, []

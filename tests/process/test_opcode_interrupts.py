@@ -1,0 +1,215 @@
+"""A signal handler that raises before any one bytecode of spawn(), wait()
+and close(), each in turn: nothing is left and no status is lost.
+
+pidsafe/process/_process.py ("Asynchronous exceptions") spares critical
+sections on the hot path where a sequence makes no call, relying on where
+CPython runs Python signal handlers: only where its eval loop checks for
+pending work (function entry, backward jumps, right after a call returns).
+Sampling with timers (test_spawn.py, tests/faults.py) lands at random
+places; this sweep lands everywhere.  A C trace function
+(opcode_signal.c, compiled here) marks SIGUSR1 as arrived just before the
+k-th bytecode, for every k: the handler then runs wherever CPython would
+run it for a real signal arriving there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sysconfig
+from types import FrameType
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
+
+import pytest
+
+import pidsafe
+from pidsafe.process import _abandoned
+
+from conftest import _handle_index_problems, children, open_fds, settle_abandoned
+
+HERE = pathlib.Path(__file__).resolve().parent
+FALSE = "/bin/false"
+_PIDSAFE_DIR = os.path.dirname(pidsafe.__file__) + os.sep
+
+
+class OpcodeSignal:
+    """opcode_signal.c, loaded: ``arm(k)``, then ``disarm()`` -> bytecodes run."""
+
+    def __init__(self, lib: ctypes.PyDLL) -> None:
+        self._lib = lib
+        lib.opsig_arm.argtypes = [ctypes.c_long, ctypes.c_int]
+        lib.opsig_arm.restype = None
+        lib.opsig_disarm.argtypes = []
+        lib.opsig_disarm.restype = ctypes.c_long
+
+    def arm(self, k: int, sig: int) -> None:
+        self._lib.opsig_arm(k, sig)
+
+    def disarm(self) -> int:
+        return int(self._lib.opsig_disarm())
+
+
+@pytest.fixture(scope="module")
+def opcode_signal(tmp_path_factory: pytest.TempPathFactory) -> OpcodeSignal:
+    # The compiler and headers that built pidsafe's extension: never skipped.
+    cc = shutil.which("gcc") or shutil.which("cc") or "cc"
+    include = sysconfig.get_paths()["include"]
+    out = tmp_path_factory.mktemp("opcode_signal") / "opcode_signal.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", f"-I{include}",
+                    "-o", str(out), str(HERE / "opcode_signal.c")], check=True)
+    return OpcodeSignal(ctypes.PyDLL(str(out)))
+
+
+class Interrupt(KeyboardInterrupt):
+    """What the SIGUSR1 handler raises."""
+
+
+def _where(frame: Optional[FrameType]) -> Optional[Tuple[str, str]]:
+    """(module, function) of the innermost pidsafe frame on the stack, or None
+    (also None in a finaliser, where Python swallows any exception)."""
+    found = None
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return None
+        if found is None and frame.f_code.co_filename.startswith(_PIDSAFE_DIR):
+            found = (frame.f_code.co_filename[len(_PIDSAFE_DIR):], frame.f_code.co_name)
+        frame = frame.f_back
+    return found
+
+
+class Handler:
+    """SIGUSR1's handler: raises :class:`Interrupt` once per arming, if it
+    runs in pidsafe code (elsewhere it is the caller's window: between a
+    call returning a handle and the caller storing it, no library can help)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.fired: Set[Tuple[str, str]] = set()
+        self.raised = 0
+        self.outside = 0
+
+    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+        if not self.armed:
+            return
+        self.armed = False
+        where = _where(frame)
+        if where is None:
+            self.outside += 1
+            return
+        self.fired.add(where)
+        self.raised += 1
+        raise Interrupt(f"SIGUSR1 in {where}")
+
+
+@pytest.fixture
+def handler() -> Iterator[Handler]:
+    h = Handler()
+    old = signal.signal(signal.SIGUSR1, h)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()   # a finaliser run by the GC would swallow the exception
+    try:
+        yield h
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        signal.signal(signal.SIGUSR1, old)
+
+
+def _sweep(opcode_signal: OpcodeSignal, handler: Handler,
+           op: Callable[[List[pidsafe.Process]], None],
+           finish: Callable[[pidsafe.Process], None]) -> int:
+    """For every k: SIGUSR1 before the k-th bytecode of ``op``; then
+    ``finish`` each handle ``op`` got, and nothing may be left.  Returns
+    the number of bytecodes."""
+    op([])   # first use: lazy imports, probes
+    box: List[pidsafe.Process] = []
+    opcode_signal.arm(0, signal.SIGUSR1)
+    try:
+        op(box)
+    finally:
+        n = opcode_signal.disarm()
+    while box:
+        finish(box.pop())
+    assert n > 100, n
+    # What leak_check() looks at, but without its gc.collect() per round
+    # (nothing here needs the cyclic GC, which is off): fds, children, and
+    # the handle index, which must name exactly the open handles.
+    fds, kids = open_fds(), children()
+    for k in range(1, n + 1):
+        box = []
+        handler.armed = True
+        opcode_signal.arm(k, signal.SIGUSR1)
+        try:
+            op(box)
+        except Interrupt:
+            pass
+        finally:
+            opcode_signal.disarm()
+            handler.armed = False
+        while box:
+            finish(box.pop())
+        settle_abandoned()
+        now = open_fds()
+        problems = [f"leaked fd {fd} -> {now[fd]}" for fd in sorted(set(now) - set(fds))]
+        problems += [f"leaked child {pid}" for pid in sorted(children() - kids)]
+        problems += _handle_index_problems(now)
+        assert not problems, f"SIGUSR1 before bytecode {k}: {problems}"
+    assert not _abandoned.registry
+    return n
+
+
+def _spawn_wait_close(box: List[pidsafe.Process]) -> None:
+    box.append(pidsafe.spawn([FALSE]))
+    assert box[0].wait() == 1
+    box[0].close()
+
+
+def _finish(p: pidsafe.Process) -> None:
+    # Whatever the interrupted call had done: the status is exact, and the
+    # next close() (idempotent) leaves nothing.
+    assert p.wait() == 1
+    p.close()
+    assert p.closed
+
+
+def _finish_closed(p: pidsafe.Process) -> None:
+    # As _finish, but for a ``with`` block, whose __exit__ closes the
+    # handle even if its wait was interrupted: a child still running then
+    # is left to the abandoned registry (which settle_abandoned() reaps).
+    if p.closed and p.returncode is None:
+        assert p in _abandoned.registry.values()
+        return
+    _finish(p)
+
+
+def test_a_handler_raising_before_any_bytecode_of_spawn_wait_close_leaves_nothing(
+        opcode_signal: OpcodeSignal, handler: Handler) -> None:
+    n = _sweep(opcode_signal, handler, _spawn_wait_close, _finish)
+    # It fired all along the way, not in one place: in spawn's section, in
+    # the wait (its borrow, its blocking call, its reaping section), and in
+    # close() of the reaped process, which takes no section.
+    modules = {module for module, _ in handler.fired}
+    assert {"process/_spawn.py", "process/_wait.py", "process/_process.py",
+            "_sigsafe.py"} <= modules, handler.fired
+    assert ("process/_process.py", "close") in handler.fired, handler.fired
+    assert ("process/_wait.py", "_block_and_reap") in handler.fired, handler.fired
+    assert handler.raised > n // 4, (handler.raised, handler.outside, n)
+
+
+def test_a_handler_raising_in_a_with_block_of_spawn_leaves_nothing(
+        opcode_signal: OpcodeSignal, handler: Handler) -> None:
+    # The same through the context manager: __exit__ waits, then closes.
+    def op(box: List[pidsafe.Process]) -> None:
+        box.append(pidsafe.spawn([FALSE]))
+        with box[0]:
+            pass
+        assert box[0].returncode == 1
+
+    n = _sweep(opcode_signal, handler, op, _finish_closed)
+    assert ("process/_process.py", "__exit__") in handler.fired, handler.fired
+    assert handler.raised > n // 4, (handler.raised, handler.outside, n)
