@@ -94,6 +94,7 @@ _state = _State()
 # enum conversions that cost ~0.5 us a call, and a section visits every signal.
 _getsignal: Callable[[int], _Handler] = _signal.getsignal
 _setsignal: Callable[[int, _Handler], _Handler] = _signal.signal
+_get_ident = threading.get_ident
 
 
 def _record(signum: int, frame: Optional[FrameType]) -> None:
@@ -225,7 +226,7 @@ class _Critical:
     __slots__ = ()
 
     def __enter__(self) -> None:
-        if threading.get_ident() != _state.main_ident:
+        if _get_ident() != _state.main_ident:
             return
         _state.depth += 1
         if _state.depth == 1:
@@ -241,7 +242,7 @@ class _Critical:
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        if threading.get_ident() != _state.main_ident:
+        if _get_ident() != _state.main_ident:
             return
         if _state.depth > 1:
             _state.depth -= 1
@@ -251,7 +252,7 @@ class _Critical:
     @property
     def active(self) -> bool:
         """Whether the calling thread is inside a section with handlers diverted."""
-        return _state.depth > 0 and threading.get_ident() == _state.main_ident
+        return _state.depth > 0 and _get_ident() == _state.main_ident
 
 
 #: The one critical-section object: ``with critical: ...``.
@@ -291,7 +292,7 @@ class undoing:
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        if threading.get_ident() != _state.main_ident:
+        if _get_ident() != _state.main_ident:
             if exc is not None:
                 self._undo(exc)
             return

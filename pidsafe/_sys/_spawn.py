@@ -174,11 +174,18 @@ _INT_P = ffi.typeof("int *")
 _ERROR_P = ffi.typeof("struct pidsafe_child_error *")
 
 
+#: A spec with ChildSpec's defaults, copied into each new one (a struct
+#: copy is a quarter of the cost of cffi initialising it from a dict).
+_DEFAULT_SPEC = ffi.new(_SPEC_P, {"exec_fd": -1, "stdio": (-1, -1, -1), "close_fds": 1,
+                                  "restore_signals": 1, "errpipe_write": -1, "cgroup_fd": -1})[0]
+_NULL = ffi.NULL
+
+
 def _cstrings(items: Sequence[bytes], keep: List[Any]) -> Any:
     # cffi frees an ffi.new() object when its Python owner dies, and a raw
     # pointer stored in a struct does not own it: keep every owner alive.
     arr = [ffi.new(_CHAR_A, b) for b in items]
-    arr.append(ffi.NULL)
+    arr.append(_NULL)
     ptrs = ffi.new(_CHAR_PA, arr)
     keep.append(arr)
     keep.append(ptrs)
@@ -228,56 +235,68 @@ def spawn(spec: ChildSpec, failed: Optional[List[Tuple[int, int]]] = None) -> Tu
         # The helper too runs from its sealed copy (_libexec), never the file.
         exec_fd = program("pidsafe-helper").exec_fd()
         keep_fds = tuple(sorted({*keep_fds, exec_fd}))
-    # Only the fields that are not zero: ffi.new() zeroes the rest.  Empty
-    # fd lists stay NULL (the child reads none of a list of 0).
-    fields = {
-        "exec_paths": _cstrings(spec.exec_paths, keep),
-        "exec_fd": exec_fd,
-        "argv": _cstrings(spec.argv, keep),
-        "stdio": spec.stdio,
-        "close_fds": spec.close_fds,
-        "restore_signals": spec.restore_signals,
-        "errpipe_write": spec.errpipe_write,
-        "cgroup_fd": spec.cgroup_fd,
-    }
+    # Only the fields that differ from _DEFAULT_SPEC (ChildSpec's defaults,
+    # zero elsewhere).  Empty fd lists stay NULL (the child reads none of a
+    # list of 0).
+    c = ffi.new(_SPEC_P, _DEFAULT_SPEC)
+    argv = spec.argv
+    c.argv = argv_c = _cstrings(argv, keep)
+    if spec.exec_paths == argv[:1]:
+        # The program is argv[0] (it has a slash): its string serves twice.
+        exec_c = ffi.new(_CHAR_PA, (argv_c[0], _NULL))
+        keep.append(exec_c)
+        c.exec_paths = exec_c
+    else:
+        c.exec_paths = _cstrings(spec.exec_paths, keep)
+    if exec_fd != -1:
+        c.exec_fd = exec_fd
+    if spec.stdio != (-1, -1, -1):
+        c.stdio = spec.stdio
+    if not spec.close_fds:
+        c.close_fds = 0
+    if not spec.restore_signals:
+        c.restore_signals = 0
+    if spec.errpipe_write != -1:
+        c.errpipe_write = spec.errpipe_write
+    if spec.cgroup_fd != -1:
+        c.cgroup_fd = spec.cgroup_fd
     if spec.envp is not None:
-        fields["envp"] = _cstrings(spec.envp, keep)
+        c.envp = _cstrings(spec.envp, keep)
     if keep_fds:
         keep_c = ffi.new(_INT_A, keep_fds)
         keep.append(keep_c)
-        fields["keep_fds"] = keep_c
-        fields["n_keep_fds"] = len(keep_fds)
+        c.keep_fds = keep_c
+        c.n_keep_fds = len(keep_fds)
     if spec.tasks_fds:
         tasks_c = ffi.new(_INT_A, spec.tasks_fds)
         keep.append(tasks_c)
-        fields["tasks_fds"] = tasks_c
-        fields["n_tasks_fds"] = len(spec.tasks_fds)
+        c.tasks_fds = tasks_c
+        c.n_tasks_fds = len(spec.tasks_fds)
     if spec.new_session:
-        fields["new_session"] = 1
+        c.new_session = 1
     if spec.pdeathsig:
-        fields["pdeathsig"] = spec.pdeathsig
+        c.pdeathsig = spec.pdeathsig
         # Only for pdeathsig (see parent_gone() in csrc/native/child.c); pid 1
         # of a new pid namespace sees no parent: getppid() is 0.
         if not spec.clone_flags & CLONE_NEWPID:
-            fields["parent_pid"] = os.getpid()
+            c.parent_pid = os.getpid()
     if spec.clone_flags:
-        fields["clone_flags"] = spec.clone_flags
+        c.clone_flags = spec.clone_flags
     if helper is None:
         if spec.cwd is not None:
             cwd_c = ffi.new(_CHAR_A, spec.cwd)
             keep.append(cwd_c)
-            fields["cwd"] = cwd_c
+            c.cwd = cwd_c
     else:
         # The helper changes directory, as the new user; pdeathsig too.
         helper_c = ffi.new(_CHAR_A, program("pidsafe-helper").exec_path)
         keep.append(helper_c)
-        fields["helper_path"] = helper_c
-        fields["helper_argv"] = _cstrings(_helper_argv(spec, helper), keep)
-        fields["keep_caps"] = helper.new_userns
+        c.helper_path = helper_c
+        c.helper_argv = _cstrings(_helper_argv(spec, helper), keep)
+        c.keep_caps = helper.new_userns
     fail = _test_fail
     if fail is not None:
-        fields["fail_stage"], fields["fail_errno"] = fail
-    c = ffi.new(_SPEC_P, fields)
+        c.fail_stage, c.fail_errno = fail
     pidfd = ffi.new(_INT_P, -1)
     failure = ffi.new(_ERROR_P)
     pid = _retry("clone3", lib.pidsafe_spawn, c, pidfd, failure)

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
+from _thread import RLock
 from types import TracebackType
 
 from .. import _sys
@@ -105,7 +105,7 @@ class Process(Closable):
         self._closing = False     # close() called; the fd may still be borrowed
         self._borrowers = 0
         self._stolen_since: Optional[float] = None
-        self._lock = threading.RLock()
+        self._lock = RLock()   # threading.RLock() is a Python call returning this
         # True: our child.  None: adopted, not known yet.  False: not ours.
         self._child = child
         # Spawned by us: reaped later if closed or dropped while it runs.
@@ -347,7 +347,8 @@ class Process(Closable):
         ``Popen`` objects): it never stays a zombie.  Use the context
         manager, or ``wait()`` first, to get its status.
         """
-        close_pipes((self.stdin, self.stdout, self.stderr))
+        if self.stdin is not None or self.stdout is not None or self.stderr is not None:
+            close_pipes((self.stdin, self.stdout, self.stderr))
         if self._generation != _generation:
             # The parent's handle: close this process's copy of the pidfd,
             # without its lock (a thread of the parent may have held it).

@@ -13,6 +13,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _sys
@@ -34,6 +35,10 @@ StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 STDOUT = subprocess.STDOUT
+
+#: What os.fsencode() uses, for the str arguments it would encode.
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 
 def _encode(value: StrOrBytesPath, what: str) -> bytes:
@@ -161,16 +166,21 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             its new user namespace's maps could be written.
     """
     # ---- validate and encode everything before anything is created --------
-    if isinstance(args, (str, bytes, os.PathLike)):
-        arg_list: List[StrOrBytesPath] = [args]
+    # The hot path of every spawn: a list or tuple of str is the common
+    # case, tested first (os.PathLike is an ABC, whose isinstance() runs
+    # Python code); the messages are only built on error.
+    if type(args) is list or type(args) is tuple:
+        arg_list: List[StrOrBytesPath] = list(args)
+    elif isinstance(args, (str, bytes, os.PathLike)):
+        arg_list = [args]
     else:
         arg_list = list(args)
     if not arg_list:
         raise ValueError("args must name a program: got an empty sequence")
-    # The hot path of every spawn: the messages are only built on error.
     try:
-        argv = [os.fsencode(a) for a in arg_list]
-        bad = any(b"\0" in a for a in argv)
+        argv = [a.encode(_FS_ENCODING, _FS_ERRORS) if type(a) is str else os.fsencode(a)
+                for a in arg_list]
+        bad = b"\0" in b"".join(argv)
     except TypeError:
         bad = True
     if bad:
