@@ -136,23 +136,25 @@ def test_adjust_oom_score() -> None:
 _MOVE_IN_A_HIERARCHY_WITH_A_SPACE = r"""
 import os, subprocess, sys, tempfile
 from pidsafe.shim._start import move_to_cgroup
-name = sys.argv[1]
+rel = sys.argv[1]
 top = tempfile.mkdtemp(prefix="pidsafe cg ")       # mountinfo spells the space \040
 try:
-    subprocess.run(["mount", "-t", "cgroup", "-o", f"none,name={name}", "cgroup", top],
-                   check=True)
+    # The host's pids hierarchy, seen only at a path with a space (in this
+    # process's own mount namespace): no new hierarchy, nothing global.
+    subprocess.run(["mount", "--bind", "/sys/fs/cgroup/pids", top], check=True)
     try:
-        os.mkdir(os.path.join(top, "shim"))
+        subprocess.run(["umount", "/sys/fs/cgroup/pids"], check=True)
+        os.mkdir(os.path.join(top, rel))
         try:
             with subprocess.Popen(["sleep", "60"]) as p:
                 try:
-                    move_to_cgroup(p.pid, "/shim")
+                    move_to_cgroup(p.pid, "/" + rel)
                     with open(f"/proc/{p.pid}/cgroup") as f:
-                        print([line for line in f.read().splitlines() if name in line])
+                        print([line for line in f.read().splitlines() if ":pids:" in line])
                 finally:
                     p.kill()
         finally:
-            os.rmdir(os.path.join(top, "shim"))
+            os.rmdir(os.path.join(top, rel))
     finally:
         subprocess.run(["umount", top], check=True)
 finally:
@@ -161,14 +163,15 @@ finally:
 
 
 @pytest.mark.root
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/pids"), reason="needs a v1 pids hierarchy")
 def test_move_to_cgroup_finds_a_v1_hierarchy_mounted_on_a_path_with_a_space() -> None:
-    """In a mount namespace of its own, so no other test sees the extra hierarchy."""
-    name = f"pidsafe-shim-test-{os.getpid()}"   # a v1 named hierarchy is the kernel's, shared
+    """In a mount namespace of its own, so no other test sees the moved mount."""
+    rel = f"pidsafe-shim-test-{os.getpid()}"
     out = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
-                          "-c", _MOVE_IN_A_HIERARCHY_WITH_A_SPACE, name],
+                          "-c", _MOVE_IN_A_HIERARCHY_WITH_A_SPACE, rel],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[0].endswith(f":name={name}:/shim']"), out.stdout
+    assert out.stdout.split("\n")[0].endswith(f":pids:/{rel}']"), out.stdout
 
 
 # -- the daemon, through start -------------------------------------------------------
