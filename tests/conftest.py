@@ -355,7 +355,7 @@ class Snapshot:
             if set(fds_after) <= set(self.fds) or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        for fd in sorted(set(fds_after) - set(self.fds) - _sealed_copies()):
+        for fd in sorted(set(fds_after) - set(self.fds) - _sealed_copies() - _mount_table()):
             problems.append(f"leaked fd {fd} -> {fds_after[fd]}")
         for fd in sorted(set(self.fds) & set(fds_after)):
             if self.fds[fd] != fds_after[fd]:
@@ -371,6 +371,13 @@ def _sealed_copies() -> Set[int]:
     on first use, kept for the life of the process by design."""
     from pidsafe._sys import _sealed
     return {fd for fd, _, _ in _sealed._copies.values()}
+
+
+def _mount_table() -> Set[int]:
+    """The fd pidsafe keeps on this process's mountinfo (pidsafe/mount/_mountinfo.py),
+    which says when the table changed: opened on first use, kept by design."""
+    from pidsafe.mount import _mountinfo
+    return {_mountinfo.table_fd()} - {-1}
 
 
 def _handle_index_problems(fds: Dict[int, str]) -> List[str]:

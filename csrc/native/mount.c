@@ -66,6 +66,24 @@ int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id)
     return 0;
 }
 
+/* See mount.h. */
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
+int pidsafe_mnt_id(int dfd, const char *path, int flags, uint64_t *id)
+{
+    struct statx stx;
+
+    if (syscall(SYS_statx, dfd, path, flags, STATX_MNT_ID, &stx) < 0)
+        return -1;
+    if (!(stx.stx_mask & STATX_MNT_ID)) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    *id = stx.stx_mnt_id;
+    return 0;
+}
+
 /* See mount.h.  Syscalls only; no policy. */
 int pidsafe_idmapped_bind(int src_dfd, const char *src, unsigned int clone_flags,
                           unsigned int setattr_flags, uint64_t attr_set,

@@ -69,6 +69,15 @@ int pidsafe_umount2(const char *target, int flags);
 int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id);
 
 /*
+ * statx(2) with STATX_MNT_ID (Linux 5.8): the id of the mount that path (or,
+ * with AT_EMPTY_PATH, the fd dfd) is on, the one /proc/self/mountinfo and
+ * fdinfo's mnt_id show (reused once the mount is gone).  One syscall where
+ * fdinfo takes an open, a read and a close.  -1 and errno (EOPNOTSUPP when
+ * the kernel does not report it).
+ */
+int pidsafe_mnt_id(int dfd, const char *path, int flags, uint64_t *id);
+
+/*
  * An idmapped bind in one call: open_tree(src_dfd, src, clone_flags) ->
  * mount_setattr(tree, "", setattr_flags, {attr_set, 0, propagation,
  * userns_fd}) -> move_mount(tree, "", dst_dfd, dst, move_flags), the tree fd

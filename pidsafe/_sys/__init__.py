@@ -51,7 +51,7 @@ from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SET
                      MS_UNBINDABLE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH, RESOLVE_IN_ROOT,
                      RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
                      UMOUNT_NOFOLLOW, fsconfig, fsmount, fsopen, idmapped_bind, mount_setattr,
-                     mnt_id_unique, move_mount, open_tree, openat2, umount2)
+                     mnt_id, mnt_id_unique, move_mount, open_tree, openat2, umount2)
 from ._ns import ns_type, setns
 from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
                      pidfd_send_signal, probe_child, waitid_pidfd)
@@ -125,7 +125,7 @@ __all__ = [
     "capget", "capset", "child_error", "child_subreaper", "close_range", "dumpable",
     "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
-    "mnt_id_unique", "mount_setattr", "move_mount", "ns_type", "open_tree", "openat2",
+    "mnt_id", "mnt_id_unique", "mount_setattr", "move_mount", "ns_type", "open_tree", "openat2",
     "pdeathsig", "pidfd_exit_info", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",
     "probe_child", "program", "psi", "pty_number", "read_child_error", "seccomp",
     "set_child_subreaper", "set_dumpable", "setns", "spawn", "umount2", "userns_helper_free",

@@ -134,6 +134,19 @@ def mnt_id_unique(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> i
     return int(out[0])
 
 
+def mnt_id(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> int:
+    """statx(2) ``STATX_MNT_ID`` (Linux 5.8): the id of the mount ``path`` (or
+    ``dfd`` itself) is on, as ``/proc/self/mountinfo`` numbers it.
+
+    Raises:
+        OSError: ``EOPNOTSUPP`` (or ``EINVAL``) when the kernel lacks it.
+    """
+    out = ffi.new("uint64_t *")
+    _retry("statx", lib.pidsafe_mnt_id, dfd, os.fsencode(path), flags, out,
+           filename=path or None)
+    return int(out[0])
+
+
 def idmapped_bind(source: StrPath, target: StrPath, clone_flags: int, setattr_flags: int,
                   attr_set: int, propagation: int, userns_fd: int,
                   move_flags: int) -> Tuple[int, int]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import threading
 
 from .. import _sys
 from .._sigsafe import critical
@@ -92,18 +94,133 @@ def parse_mountinfo(text: str) -> List[MountInfo]:
     return out
 
 
-def mountinfo(path: str = "/proc/self/mountinfo") -> List[MountInfo]:
+_SELF = "/proc/self/mountinfo"
+
+
+def mountinfo(path: str = _SELF) -> List[MountInfo]:
     """The mounts of ``path`` (this process's by default), in the kernel's order.
+
+    This process's own table is read again only once the kernel says it
+    changed (:class:`_Table`); the list returned is the caller's.
 
     Raises:
         OSError: the file cannot be read.
     """
+    if path == _SELF:
+        return list(_table.infos())
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         return parse_mountinfo(f.read())
 
 
+class _Table:
+    """This process's mount table as last read, and an fd on it that says when
+    it changed.
+
+    A ``/proc/PID/mountinfo`` fd polls ``POLLERR | POLLPRI`` once its mount
+    namespace has changed since the fd was opened or last polled (a mount
+    attached, moved or unmounted, its attributes or flags set:
+    ``touch_mnt_namespace()`` in fs/namespace.c; proc_mounts(5)).  So a
+    ``poll()`` with no wait tells whether the table read last is still the
+    kernel's, and most reads cost one ``poll()`` and one ``stat()`` of
+    ``/proc/self/ns/mnt`` (a ``setns()`` of the main thread switches
+    namespaces without touching either table).  The fd is this process's
+    for its lifetime (close-on-exec, never passed to a child); a child of
+    ``os.fork()`` opens its own.  A change after the poll is the same race
+    as a change after any read.
+    """
+
+    __slots__ = ("fd", "key", "parsed", "lock")
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.key: Tuple[int, int, int] = (0, 0, 0)   # pid, st_dev, st_ino of ns/mnt
+        self.parsed: List[MountInfo] = []
+        self.lock = threading.Lock()
+
+    def infos(self) -> List[MountInfo]:
+        # Try-acquire: a signal handler (or another thread) that reads the
+        # table while it is being refreshed reads it afresh instead of waiting.
+        if not self.lock.acquire(blocking=False):
+            return _read(_SELF)
+        try:
+            ns = os.stat("/proc/self/ns/mnt")
+            key = (os.getpid(), ns.st_dev, ns.st_ino)
+            if self.fd >= 0 and key == self.key:
+                poller = select.poll()
+                poller.register(self.fd, select.POLLPRI)
+                if not poller.poll(0):
+                    return self.parsed
+                os.lseek(self.fd, 0, os.SEEK_SET)
+            else:
+                self._reopen()
+                self.key = key
+            chunks = []
+            while True:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            self.parsed = parse_mountinfo(b"".join(chunks).decode("utf-8", "surrogateescape"))
+            return self.parsed
+        except BaseException:
+            self.key = (0, 0, 0)   # half-read: read it all again next time
+            raise
+        finally:
+            self.lock.release()
+
+    def _reopen(self) -> None:
+        with critical:
+            if self.fd >= 0:
+                fd, self.fd = self.fd, -1
+                os.close(fd)
+            self.key = (0, 0, 0)
+            self.fd = os.open(_SELF, os.O_RDONLY | os.O_CLOEXEC)
+
+    def after_fork_in_child(self) -> None:
+        """The parent's fd and lock: the child's copy is closed, a new lock taken."""
+        self.lock = threading.Lock()
+        self.key = (0, 0, 0)
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass   # closed in the child already: nothing of ours to keep
+
+
+def _read(path: str) -> List[MountInfo]:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return parse_mountinfo(f.read())
+
+
+_table = _Table()
+os.register_at_fork(after_in_child=_table.after_fork_in_child)
+
+
+def table_fd() -> int:
+    """The fd this process keeps on its own mountinfo (-1 before the first
+    read): for leak checks that must leave it alone."""
+    return _table.fd
+
+
+_mnt_id_by_statx: List[bool] = []   # [] until known
+
+
 def mount_id_of(fd: int) -> int:
-    """The id of the mount an fd lives on (``mnt_id`` in fdinfo, Linux 3.15)."""
+    """The id of the mount an fd lives on: ``statx(STATX_MNT_ID)`` (Linux 5.8),
+    else ``mnt_id`` in fdinfo (Linux 3.15)."""
+    if _mnt_id_by_statx == [True]:
+        return _sys.mnt_id(fd)
+    if not _mnt_id_by_statx:   # the first call probes: what it learns holds for good
+        try:
+            mid = _sys.mnt_id(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            _mnt_id_by_statx[:] = [False]
+        else:
+            _mnt_id_by_statx[:] = [True]
+            return mid
     with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
         for line in f:
             if line.startswith("mnt_id:"):

@@ -145,7 +145,7 @@ def _unmount_at(parent_fd: int, name: str, shown: str, expect_id: Optional[int],
     if top_id == mount_id_of(parent_fd):
         return False  # the name is not a mount point
     if infos is None:
-        infos = mountinfo()
+        infos = _table(shown)
     by_id = {m.mount_id: m for m in infos}
     if expect_id is not None and top_id != expect_id:
         if expect_id not in by_id:
@@ -203,7 +203,7 @@ def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str)
     """
     unmounted = False
     for _ in range(MAX_MOVES):
-        infos = mountinfo()
+        infos = _table(shown)
         info = next((m for m in infos if m.mount_id == ident.mount_id), None)
         if info is None:
             return unmounted
@@ -251,6 +251,15 @@ def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str)
     raise mount_error(errno.EAGAIN, f"unable to unmount {shown}", shown,
                       f"mount id {ident.mount_id} kept moving while pidsafe looked it up "
                       f"({MAX_MOVES} tries); left in place")
+
+
+def _table(shown: str) -> List[MountInfo]:
+    """This process's mount table, its read failure an unmount's error."""
+    try:
+        return mountinfo()
+    except OSError as exc:
+        raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown,
+                          "reading /proc/self/mountinfo failed") from None
 
 
 def _is_it(path: str, ident: MountIdentity) -> bool:

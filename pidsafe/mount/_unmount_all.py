@@ -117,7 +117,12 @@ def _left_behind(unfound: List[Plan], root: str) -> List[BaseException]:
     if not unfound:
         return []
     prefix = root.rstrip("/") + "/"
-    infos = mountinfo()
+    try:
+        infos = mountinfo()
+    except OSError as exc:
+        shown = prefix + "/".join(unfound[0].target)
+        return [mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown,
+                            "reading /proc/self/mountinfo failed")]
     left = [m for m in infos if m.mountpoint.startswith(prefix)]
     errors: List[BaseException] = []
     for p in unfound:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -87,3 +87,55 @@ def test_a_mount_point_with_a_space_is_found(spaced: Path) -> None:
     assert found[0].dev == st.st_dev
     with open("/proc/self/mountinfo") as f:
         assert "a\\040b\\011c\\134d" in f.read()   # as the kernel spells it
+
+
+# -- this process's table: read again only once the kernel says it changed ----------
+
+def _kernel_table() -> List[MountInfo]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return parse_mountinfo(f.read())
+
+
+@pytest.mark.root
+def test_the_table_follows_every_change_the_kernel_makes(tmp_path: Path) -> None:
+    """A mount, a read-only flag set on it, a mount moved, an unmount: each
+    shows at the next read, which is the kernel's table each time."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert mountinfo() == _kernel_table()
+    run_tool(["mount", "-t", "tmpfs", "cached-a", str(a)])
+    try:
+        seen = [m for m in mountinfo() if m.mountpoint == str(a)]
+        assert [m.source for m in seen] == ["cached-a"]
+        run_tool(["mount", "-o", "remount,bind,ro", str(a)])
+        assert "ro" in next(m for m in mountinfo() if m.mountpoint == str(a)).options
+        run_tool(["mount", "--move", str(a), str(b)])
+        points = [m.mountpoint for m in mountinfo()]
+        assert str(b) in points and str(a) not in points
+        assert mountinfo() == _kernel_table()
+    finally:
+        for p in (a, b):
+            if os.path.ismount(p):
+                run_tool(["umount", str(p)])
+    points = [m.mountpoint for m in mountinfo()]
+    assert str(a) not in points and str(b) not in points
+    assert mountinfo() == _kernel_table()
+
+
+def test_each_caller_gets_a_list_of_its_own() -> None:
+    first = mountinfo()
+    first.clear()
+    assert mountinfo() != []
+
+
+def test_a_mount_id_from_statx_is_fdinfos() -> None:
+    from pidsafe.mount._mountinfo import mount_id_of
+
+    fd = os.open("/proc", os.O_PATH | os.O_CLOEXEC)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            want = next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+        assert mount_id_of(fd) == want == _sys.mnt_id(fd)
+    finally:
+        os.close(fd)

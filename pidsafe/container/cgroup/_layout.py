@@ -23,12 +23,14 @@ import re
 
 from ..._value import Frozen, init_fields
 from ...errors import ConfigError, UnsupportedConfigError
-from ...mount import parse_mountinfo
-from ._files import read_file
+from ...mount import mountinfo, parse_mountinfo
+from ._files import _err, read_file
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Dict, FrozenSet, List, Optional, Tuple
+
+    from ...mount import MountInfo
 
 #: Where errors about the path point.
 PATH_FIELD = "linux.cgroupsPath"
@@ -127,11 +129,7 @@ class CgroupLayout(Frozen):
         v1: List[Hierarchy] = []
         v2: Optional[Hierarchy] = None
         seen = set()
-        # Only the cgroup mounts are parsed: a field's own spaces are
-        # escaped (\040), so " - " is the separator before the type.
-        text = "\n".join(line for line in read_file(mountinfo).splitlines()
-                         if " - cgroup" in line)
-        for m in parse_mountinfo(text):
+        for m in _cgroup_mounts(mountinfo):
             # A read-only cgroup2 mount is never ours to make cgroups in: it is
             # some container's view (its rootfs/sys/fs/cgroup/unified, seen from a
             # mount namespace whose own v2 mount was taken away), not the host's.
@@ -169,6 +167,26 @@ class CgroupLayout(Frozen):
     def without_v2(self) -> "CgroupLayout":
         """This layout with its v2 hierarchy left out (v1 only)."""
         return CgroupLayout(self.v1, None)
+
+
+def _cgroup_mounts(path: str) -> List[MountInfo]:
+    """The cgroup and cgroup2 mounts of the mountinfo file ``path``.
+
+    This process's own table comes from the mount layer, which reads it again
+    only once the kernel says it changed; another file is read here, and only
+    its cgroup lines are parsed (a field's own spaces are escaped as
+    ``\\040``, so " - " is the separator before the type).
+
+    Raises:
+        CgroupError: the file could not be read (``filename`` names it).
+    """
+    if path == "/proc/self/mountinfo":
+        try:
+            return [m for m in mountinfo() if m.fstype in ("cgroup", "cgroup2")]
+        except OSError as exc:
+            raise _err(exc, f"unable to read {path}", path) from None
+    return parse_mountinfo("\n".join(line for line in read_file(path).splitlines()
+                                     if " - cgroup" in line))
 
 
 def check_cgroups_path(path: Optional[str], container_id: str,
