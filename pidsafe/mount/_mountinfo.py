@@ -20,7 +20,7 @@ from .._value import Record
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import List, Tuple, Union
+    from typing import BinaryIO, List, Optional, Tuple, Union
 
     StrPath = Union[str, "os.PathLike[str]"]
 
@@ -113,7 +113,7 @@ def mountinfo(path: str = _SELF) -> List[MountInfo]:
 
 
 class _Table:
-    """This process's mount table as last read, and an fd on it that says when
+    """This process's mount table as last read, and a file on it that says when
     it changed.
 
     A ``/proc/PID/mountinfo`` fd polls ``POLLERR | POLLPRI`` once its mount
@@ -123,16 +123,16 @@ class _Table:
     ``poll()`` with no wait tells whether the table read last is still the
     kernel's, and most reads cost one ``poll()`` and one ``stat()`` of
     ``/proc/self/ns/mnt`` (a ``setns()`` of the main thread switches
-    namespaces without touching either table).  The fd is this process's
+    namespaces without touching either table).  The file is this process's
     for its lifetime (close-on-exec, never passed to a child); a child of
     ``os.fork()`` opens its own.  A change after the poll is the same race
     as a change after any read.
     """
 
-    __slots__ = ("fd", "key", "parsed", "lock")
+    __slots__ = ("file", "key", "parsed", "lock")
 
     def __init__(self) -> None:
-        self.fd = -1
+        self.file: Optional[BinaryIO] = None
         self.key: Tuple[int, int, int] = (0, 0, 0)   # pid, st_dev, st_ino of ns/mnt
         self.parsed: List[MountInfo] = []
         self.lock = threading.Lock()
@@ -145,22 +145,17 @@ class _Table:
         try:
             ns = os.stat("/proc/self/ns/mnt")
             key = (os.getpid(), ns.st_dev, ns.st_ino)
-            if self.fd >= 0 and key == self.key:
+            f = self.file
+            if f is not None and key == self.key:
                 poller = select.poll()
-                poller.register(self.fd, select.POLLPRI)
+                poller.register(f.fileno(), select.POLLPRI)
                 if not poller.poll(0):
                     return self.parsed
-                os.lseek(self.fd, 0, os.SEEK_SET)
+                f.seek(0)
             else:
-                self._reopen()
+                f = self._reopen()
                 self.key = key
-            chunks = []
-            while True:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            self.parsed = parse_mountinfo(b"".join(chunks).decode("utf-8", "surrogateescape"))
+            self.parsed = parse_mountinfo(f.read().decode("utf-8", "surrogateescape"))
             return self.parsed
         except BaseException:
             self.key = (0, 0, 0)   # half-read: read it all again next time
@@ -168,22 +163,27 @@ class _Table:
         finally:
             self.lock.release()
 
-    def _reopen(self) -> None:
+    def _reopen(self) -> BinaryIO:
         with critical:
-            if self.fd >= 0:
-                fd, self.fd = self.fd, -1
-                os.close(fd)
+            if self.file is not None:
+                old, self.file = self.file, None
+                old.close()
             self.key = (0, 0, 0)
-            self.fd = os.open(_SELF, os.O_RDONLY | os.O_CLOEXEC)
+            f = self.file = open(_SELF, "rb", buffering=0)
+            return f
+
+    def fileno(self) -> int:
+        f = self.file
+        return -1 if f is None else f.fileno()
 
     def after_fork_in_child(self) -> None:
-        """The parent's fd and lock: the child's copy is closed, a new lock taken."""
+        """The parent's file and lock: the child's copy is closed, a new lock taken."""
         self.lock = threading.Lock()
         self.key = (0, 0, 0)
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
+        if self.file is not None:
+            old, self.file = self.file, None
             try:
-                os.close(fd)
+                old.close()
             except OSError:
                 pass   # closed in the child already: nothing of ours to keep
 
@@ -200,7 +200,7 @@ os.register_at_fork(after_in_child=_table.after_fork_in_child)
 def table_fd() -> int:
     """The fd this process keeps on its own mountinfo (-1 before the first
     read): for leak checks that must leave it alone."""
-    return _table.fd
+    return _table.fileno()
 
 
 _mnt_id_by_statx: List[bool] = []   # [] until known
