@@ -48,8 +48,7 @@ def start(init: InitHandle, recorded: RecordedState) -> None:
         if failed is None:
             open_gate(record.fifo, init.process, recorded.id,
                       wait_exec=record.has_hooks("poststart"))
-            record.started = True
-            record.save(state)
+            record.started = True   # in this handle; for others, the gate is gone
             with critical:
                 remove_gate(record.fifo)
                 _log.debug("container", "container %s started: init pid %s", recorded.id,

@@ -59,7 +59,10 @@ class ContainerRecord(Record, frozen=False):
         status: ``"creating"`` until create has finished, then ``"created"``.
         created: when create began (Unix time).
         annotations: the config's annotations.
-        started: whether ``start`` has opened the gate.
+        started: whether ``start`` has opened the gate, in the process that
+            did (older pidsafe saved it too); a record read back says so by
+            its gate FIFO being gone (start unlinks it, as runc does its
+            exec FIFO), which saves a state write per start.
         oci_version: the runtime-spec version its state reports.
         init: init's identity (:meth:`pidsafe.ProcessIdentity.to_json`),
             once it exists.

@@ -11,6 +11,8 @@ call, so that a handle may be used from several threads.
 
 from __future__ import annotations
 
+import os
+
 from ..state import StateFile
 from ._record import ContainerRecord
 
@@ -64,7 +66,9 @@ class RecordedState:
             return "stopped"
         if record.frozen():
             return "paused"
-        return "running" if record.started else "created"
+        # start() unlinks the gate once it is open (as runc does its exec
+        # FIFO): that, not a save of the state, says "started" to later readers.
+        return "running" if record.started or not os.path.exists(record.fifo) else "created"
 
     def oci_state(self, status: str, pid: Optional[int]) -> Dict[str, Any]:
         """The OCI state with ``status``: ociVersion, id, status, bundle, annotations,

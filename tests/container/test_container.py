@@ -825,3 +825,35 @@ def test_strict_refuses_an_ignored_property_before_anything_exists(
                                  state_dir=str(state_dir), strict=True)
     assert info.value.json_path == "linux.namespace"
     assert os.listdir(state_dir) == []
+
+
+def test_start_writes_no_state_and_another_handle_sees_it_running(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() unlinks the gate FIFO once the gate is open, as runc does its
+    exec FIFO: that says "started" to every later reader, and start saves
+    no state (one fsync'd write fewer per container)."""
+    from pidsafe.state import StateFile
+
+    c = pidsafe.Container.create("gone-gate", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        other = pidsafe.Container.load(str(state_dir), "gone-gate")
+        assert other.status() == "created"
+        saves = []
+        real = StateFile.save
+        monkeypatch.setattr(StateFile, "save", lambda self, data: (saves.append(data),
+                                                                  real(self, data)))
+        c.start()
+        assert saves == []
+        assert c.status() == other.status() == "running"
+        again = pidsafe.Container.load(str(state_dir), "gone-gate")
+        assert again.state()["status"] == "running"
+        again.close()
+        other.close()
+        c.kill(signal.SIGKILL)
+        c.wait(timeout=10)
+        stopped = pidsafe.Container.load(str(state_dir), "gone-gate")
+        assert stopped.status() == "stopped"
+        stopped.close()
+    finally:
+        c.delete(force=True)
