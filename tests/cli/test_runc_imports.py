@@ -39,6 +39,7 @@ CREATE_ONLY = (
     "pidsafe.container._create", "pidsafe.container.init._start",
     "pidsafe.container.init._protocol", "pidsafe.container._exec", "pidsafe.container._stdio",
     "pidsafe.container.cgroup._resources", "pidsafe.container.cgroup._stats",
+    "pidsafe.container.cgroup._join",
     "pidsafe.container.config._seccomp", "pidsafe.container.init._seccomp_filter",
     "pidsafe._sys._seccomp", "pidsafe._libseccomp", "pidsafe._sys._spawn", "pidsafe._sys._libexec",
     "pidsafe._sys._psi", "pidsafe._sys._prctl", "pidsafe._sys._bpf", "pidsafe.process._spawn",

@@ -30,18 +30,20 @@ import posixpath
 import signal
 import time
 
-from ... import _log, _sys
-from ..._fd import OwnedFd
-from ..._sigsafe import critical
-from ...errors import CgroupError, StateError, cgroup_error
+from ... import _log
+from ...errors import StateError, cgroup_error
 from . import _freezer as freezer
-from ._files import CgroupDir, open_for_writing, procs, put_back, rmdir_busy, subtree, write_file
+from ._files import CgroupDir, procs, put_back, rmdir_busy, subtree, write_file
 from ._layout import CgroupLayout
-from ._signal import cgroups_of, pidfd_pid, signal_all
+from ._signal import cgroups_of, signal_all
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
+    from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+    from ..._fd import OwnedFd
+    from ...errors import CgroupError
+    from ._join import SupportsFileno
 
 # Limits (and the config types they come in) only for create and update:
 # load, kill and delete, all that pidsafe-runc's delete needs, do without.
@@ -49,12 +51,6 @@ if TYPE_CHECKING:
     from ._files import Previous
     from ._stats import CgroupStats
     from ..config import Resources
-
-if TYPE_CHECKING:
-    class SupportsFileno(Protocol):
-        """Anything that holds a pidfd: :class:`pidsafe.Process`, :class:`pidsafe.OwnedFd`."""
-
-        def fileno(self) -> int: ...
 
 
 class Cgroup:
@@ -175,15 +171,9 @@ class Cgroup:
         Raises:
             CgroupError: the directory cannot be opened.
         """
-        if self._v2 is None:
-            return None
-        try:
-            with critical:
-                return OwnedFd(os.open(self._v2.path, os.O_RDONLY | os.O_DIRECTORY
-                                       | os.O_CLOEXEC), "cgroup2 directory")
-        except OSError as exc:
-            raise cgroup_error(exc.errno or errno.EIO, f"unable to open {self._v2.path}",
-                               self._v2.path) from None
+        from ._join import open_v2_fd
+
+        return open_v2_fd(self._v2)
 
     def open_tasks_fds(self) -> List[OwnedFd]:
         """The ``tasks`` file of every v1 directory, open for writing, for a
@@ -199,8 +189,9 @@ class Cgroup:
         Raises:
             CgroupError: a file cannot be opened (what was opened is closed).
         """
-        return [fd for fd, _ in open_for_writing(
-            [d.file("tasks") for d in self._v1.values()], "cgroup tasks file")]
+        from ._join import open_tasks_fds
+
+        return open_tasks_fds(self._v1)
 
     def open_join_fds(self) -> List[Tuple[OwnedFd, str]]:
         """What a process joins the whole cgroup with by writing ``0`` to
@@ -211,16 +202,15 @@ class Cgroup:
         Raises:
             CgroupError: a file cannot be opened (what was opened is closed).
         """
-        paths = [d.file("tasks") for d in self._v1.values()]
-        if self._v2 is not None:
-            paths.append(self._v2.file("cgroup.procs"))
-        return open_for_writing(paths, "cgroup file to join")
+        from ._join import open_join_fds
+
+        return open_join_fds(self._v1, self._v2)
 
     def join_error(self, err: int) -> "CgroupError":
         """The error for a child that failed to join through :meth:`open_tasks_fds`."""
-        where = ", ".join(d.path for d in self._v1.values())
-        return cgroup_error(err, f"unable to join the cgroup ({where})",
-                            next(iter(self._v1.values())).path if self._v1 else None)
+        from ._join import join_error
+
+        return join_error(self._v1, err)
 
     def add(self, process: Union[int, SupportsFileno], *, v2: bool = True) -> None:
         """Move a process, given by its pidfd, into the cgroup everywhere.
@@ -236,16 +226,9 @@ class Cgroup:
             CgroupError: a write failed; ``errno`` ``ESRCH`` (also a
                 ``ProcessLookupError``) if the process has exited.
         """
-        pidfd = process if isinstance(process, int) else process.fileno()
-        pid = pidfd_pid(pidfd)
-        dirs = ([self._v2] if v2 and self._v2 is not None else []) + list(self._v1.values())
-        for d in dirs:
-            write_file(d.file("cgroup.procs"), str(pid))
-        try:
-            _sys.pidfd_send_signal(pidfd, 0)
-        except ProcessLookupError:
-            raise cgroup_error(errno.ESRCH, f"process {pid} exited while being added to "
-                                            "its cgroup", dirs[0].path if dirs else None) from None
+        from ._join import add
+
+        add(self._v1, self._v2 if v2 else None, process)
 
     def _partly_removed(self) -> bool:
         """Whether a directory of the cgroup is gone (a delete that stopped half-way).
