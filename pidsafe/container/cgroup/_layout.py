@@ -118,26 +118,36 @@ class CgroupLayout(Frozen):
             CgroupError: a file could not be read (``filename`` names it).
             ValueError: ``mountinfo`` is not in mountinfo's form.
         """
+        own_text = read_file(proc_cgroup)
         own: Dict[str, str] = {}
-        for line in read_file(proc_cgroup).splitlines():
+        for line in own_text.splitlines():
             hid, _, rest = line.partition(":")
             key, _, path = rest.partition(":")
             if hid == "0" and key == "":
                 own[""] = path
             elif key:
                 own[key] = path
+        mounts = tuple(_cgroup_mounts(mountinfo))
+        # A read-only cgroup2 mount is never ours to make cgroups in: it is
+        # some container's view (its rootfs/sys/fs/cgroup/unified, seen from a
+        # mount namespace whose own v2 mount was taken away), not the host's.
+        v2_mount = next((m for m in mounts if m.fstype == "cgroup2" and "" in own
+                         and "ro" not in m.options), None)
+        controllers = "" if v2_mount is None else read_file(
+            posixpath.join(v2_mount.mountpoint, "cgroup.controllers"))
+        # The same inputs give the same layout: a handle's exec, pids, kill
+        # and delete (each loads its cgroup) do not work it out again.
+        memo_key = (own_text, mounts, controllers)
+        if _memo and _memo[0][0] == memo_key:
+            return _memo[0][1]
         v1: List[Hierarchy] = []
         v2: Optional[Hierarchy] = None
+        if v2_mount is not None:
+            v2 = Hierarchy("", frozenset(controllers.split()), v2_mount.mountpoint,
+                           v2_mount.root, own[""])
         seen = set()
-        for m in _cgroup_mounts(mountinfo):
-            # A read-only cgroup2 mount is never ours to make cgroups in: it is
-            # some container's view (its rootfs/sys/fs/cgroup/unified, seen from a
-            # mount namespace whose own v2 mount was taken away), not the host's.
-            if m.fstype == "cgroup2" and v2 is None and "" in own and "ro" not in m.options:
-                ctrl = frozenset(read_file(posixpath.join(m.mountpoint,
-                                                          "cgroup.controllers")).split())
-                v2 = Hierarchy("", ctrl, m.mountpoint, m.root, own[""])
-            elif m.fstype == "cgroup":
+        for m in mounts:
+            if m.fstype == "cgroup":
                 options = tuple(o for o in m.super_options
                                 if o not in ("rw", "ro") and not o.startswith("release_agent"))
                 for key in own:
@@ -148,7 +158,9 @@ class CgroupLayout(Frozen):
                         break
         order = list(own)
         v1.sort(key=lambda h: order.index(h.key))
-        return cls(tuple(v1), v2)
+        layout = cls(tuple(v1), v2)
+        _memo[:] = [(memo_key, layout)]
+        return layout
 
     def v1_for(self, controller: str) -> Optional[Hierarchy]:
         """The v1 hierarchy that holds ``controller``, if one is mounted."""
@@ -167,6 +179,10 @@ class CgroupLayout(Frozen):
     def without_v2(self) -> "CgroupLayout":
         """This layout with its v2 hierarchy left out (v1 only)."""
         return CgroupLayout(self.v1, None)
+
+
+#: The last layout :meth:`CgroupLayout.detect` worked out, with what it read.
+_memo: List[Tuple[Tuple[str, Tuple[MountInfo, ...], str], CgroupLayout]] = []
 
 
 def _cgroup_mounts(path: str) -> List[MountInfo]:

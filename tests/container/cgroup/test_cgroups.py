@@ -983,3 +983,24 @@ def test_v2_controllers_are_enabled_down_to_the_container(layout: CgroupLayout,
             p.wait()
     finally:
         cg.delete()
+
+
+def test_a_layout_is_worked_out_again_when_what_it_reads_changes(tmp_path: pathlib.Path) -> None:
+    """detect() keeps the last layout for the same inputs (a handle's exec,
+    kill and delete each load the cgroup); this process moved to another
+    cgroup is a new layout."""
+    with open("/proc/self/cgroup") as f:
+        real = f.read()
+    own = tmp_path / "cgroup"
+    own.write_text(real)
+    first = CgroupLayout.detect(proc_cgroup=str(own))
+    assert CgroupLayout.detect(proc_cgroup=str(own)) is first
+    if not first.v1:
+        pytest.skip("no v1 hierarchy here")
+    key = first.v1[0].key
+    own.write_text("".join(
+        f"{line.rsplit(':', 1)[0]}:/moved\n" if line.split(":")[1] == key else line + "\n"
+        for line in real.splitlines()))
+    moved = CgroupLayout.detect(proc_cgroup=str(own))
+    assert moved is not first and moved.v1[0].key == key and moved.v1[0].own == "/moved"
+    assert CgroupLayout.detect() == CgroupLayout.detect(proc_cgroup="/proc/self/cgroup")
