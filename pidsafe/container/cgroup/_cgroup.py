@@ -377,6 +377,15 @@ class Cgroup:
         deadline = time.monotonic() + timeout
         _log.debug("cgroup", "removing cgroup %s", self._remove)
         for d in reversed(self._remove):
+            # Usually empty, nothing nested: one rmdir.  A nested cgroup or a
+            # task still exiting makes it fail (EBUSY): then the walk below.
+            try:
+                os.rmdir(d)
+                continue
+            except FileNotFoundError:
+                continue
+            except OSError:
+                pass
             for sub in subtree(d):
                 rmdir_busy(sub, deadline)
         for p in reversed(self._parents):
