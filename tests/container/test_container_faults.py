@@ -99,8 +99,12 @@ def _sweep(faults: Faults, make_bundle: Any, state_dir: pathlib.Path, interrupt:
                 assert interrupt
             except (OSError, pidsafe.Error) as exc:
                 assert not interrupt, f"call {k} ({faults.fired}): {exc!r}"
-            assert faults.fired is not None, f"{what}: never fired"
-            if c is not None:
+            if faults.fired is None:
+                # This run made fewer calls than the fewest of the three
+                # counted (a wait that found init ready at once), and worked.
+                assert c is not None and len(faults.calls) < k, f"{what}: never fired"
+                c.delete(force=True)
+            elif c is not None:
                 assert not interrupt and _absorbed(faults), (
                     f"{what}: swallowed, in {faults.fired_in}")
                 c.delete(force=True)
