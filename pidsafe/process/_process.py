@@ -31,10 +31,12 @@ exception as its own.)  So in::
     os.close(fd)        # ... and the fd is gone as this call returns
 
 no handler can run between the two lines, and ``p._borrowers += 1``
-followed by ``borrowed = True`` is as good as one step.  The hot path
-relies on it twice, to spare a section (two handler swaps, one scan of
-every signal's handler): ``close()`` of a reaped process, and the borrow
-with which ``wait()`` begins (``_wait``).  A section also defers handlers
+followed by ``borrowed = True`` is as good as one step.  Such a sequence
+reads what it gives away (``fd = self._fd``) after its last call: a
+handler run at that call may have used the handle itself (closed it).
+The hot path relies on it twice, to spare a section (two handler swaps,
+one scan of every signal's handler): ``close()`` of a reaped process, and
+the borrow with which ``wait()`` begins (``_wait``).  A section also defers handlers
 for the calls it makes; these sequences make none, or own what they hold
 before each call.  tests/process/test_opcode_interrupts.py raises from a
 handler at every bytecode of spawn, wait and close and finds nothing
@@ -364,13 +366,16 @@ class Process(Closable):
             # exceptions").  Until the fd is dropped the handle owns it (a
             # handler raising sooner leaves it to the next close() or to
             # __del__), and the process was unindexed when it was reaped.
+            # The fd is read after the last call: a handler that runs in
+            # forget() and closes this very handle leaves -1 to read here.
             with self._lock:
                 self._closing = True
                 if self._borrowers == 0 and self._fd >= 0:
+                    _abandoned.forget(self._fd, self)
                     fd = self._fd
-                    _abandoned.forget(fd, self)
-                    self._fd = -1
-                    os.close(fd)
+                    if fd >= 0:
+                        self._fd = -1
+                        os.close(fd)
             return
         with critical, self._lock:
             self._closing = True

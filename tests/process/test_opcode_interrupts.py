@@ -89,9 +89,13 @@ class Handler:
 
     def __init__(self) -> None:
         self.armed = False
+        self.box: List[pidsafe.Process] = []   # the handles of the round
         self.fired: Set[Tuple[str, str]] = set()
         self.raised = 0
         self.outside = 0
+
+    def after(self) -> None:
+        """At the end of a round."""
 
     def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
         if not self.armed:
@@ -106,9 +110,52 @@ class Handler:
         raise Interrupt(f"SIGUSR1 in {where}")
 
 
+class ClosingHandler(Handler):
+    """A handler that uses the very handle pidsafe is working on: it closes
+    the round's process, then opens a file, which takes the lowest free fd
+    (the pidfd's number, if the close freed it), and returns.  A close()
+    that had read the fd before the handler ran, and closes it again,
+    closes that file instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: List[int] = []
+
+    def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
+        if not self.armed or not self.box:
+            return
+        self.armed = False
+        where = _where(frame)
+        if where is None:
+            self.outside += 1
+            return
+        self.fired.add(where)
+        self.raised += 1
+        self.box[0].close()
+        self.opened.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+
+    def after(self) -> None:
+        while self.opened:
+            fd = self.opened.pop()
+            try:
+                target: Optional[str] = os.readlink(f"/proc/self/fd/{fd}")
+            except FileNotFoundError:
+                target = None
+            assert target == os.devnull, f"pidsafe closed the handler's fd {fd}"
+            os.close(fd)
+
+
 @pytest.fixture
 def handler() -> Iterator[Handler]:
-    h = Handler()
+    yield from _installed(Handler())
+
+
+@pytest.fixture
+def closing_handler() -> Iterator[ClosingHandler]:
+    yield from _installed(ClosingHandler())
+
+
+def _installed(h: Any) -> Iterator[Any]:
     old = signal.signal(signal.SIGUSR1, h)
     gc_was_enabled = gc.isenabled()
     gc.disable()   # a finaliser run by the GC would swallow the exception
@@ -142,6 +189,7 @@ def _sweep(opcode_signal: OpcodeSignal, handler: Handler,
     fds, kids = open_fds(), children()
     for k in range(1, n + 1):
         box = []
+        handler.box = box
         handler.armed = True
         opcode_signal.arm(k, signal.SIGUSR1)
         try:
@@ -149,13 +197,19 @@ def _sweep(opcode_signal: OpcodeSignal, handler: Handler,
         except Interrupt:
             pass
         finally:
-            opcode_signal.disarm()
+            # Disarmed first: a signal still pending when ``op`` returned
+            # runs its handler at the next check, maybe inside an audit
+            # hook that PyEval_SetTrace runs (a Reaper's), where Python
+            # would swallow the exception.
             handler.armed = False
+            opcode_signal.disarm()
+        handler.after()
         while box:
             finish(box.pop())
         settle_abandoned()
         now = open_fds()
         problems = [f"leaked fd {fd} -> {now[fd]}" for fd in sorted(set(now) - set(fds))]
+        problems += [f"closed fd {fd} -> {fds[fd]}" for fd in sorted(set(fds) - set(now))]
         problems += [f"leaked child {pid}" for pid in sorted(children() - kids)]
         problems += _handle_index_problems(now)
         assert not problems, f"SIGUSR1 before bytecode {k}: {problems}"
@@ -213,3 +267,22 @@ def test_a_handler_raising_in_a_with_block_of_spawn_leaves_nothing(
     n = _sweep(opcode_signal, handler, op, _finish_closed)
     assert ("process/_process.py", "__exit__") in handler.fired, handler.fired
     assert handler.raised > n // 4, (handler.raised, handler.outside, n)
+
+
+def test_a_handler_closing_the_handle_at_any_bytecode_of_wait_close(
+        opcode_signal: OpcodeSignal, closing_handler: ClosingHandler) -> None:
+    # The handler closes the process wait() or close() is working on, and
+    # returns: the handle's fd is closed once, by whichever close() drops
+    # it first, and no other fd of the process is touched.
+    def op(box: List[pidsafe.Process]) -> None:
+        box.append(pidsafe.spawn([FALSE]))
+        try:
+            assert box[0].wait() == 1
+        except ValueError:   # closed by the handler before it could reap
+            assert box[0].closed
+        box[0].close()
+
+    n = _sweep(opcode_signal, closing_handler, op, _finish_closed)
+    assert ("process/_process.py", "close") in closing_handler.fired, closing_handler.fired
+    assert ("process/_wait.py", "_block_and_reap") in closing_handler.fired
+    assert closing_handler.raised > n // 10, (closing_handler.raised, n)
