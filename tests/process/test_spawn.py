@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import os
 import pathlib
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -494,6 +497,30 @@ def test_restore_signals(restore: bool, handlers_reset_by: str) -> None:
         assert not ignored & restored
     else:
         assert restored <= ignored
+
+
+def test_the_kernel_resets_the_handlers_without_a_call_per_signal(
+        tmp_path: pathlib.Path) -> None:
+    # CLONE_CLEAR_SIGHAND (Linux 5.5): the spawn child's only sigaction()
+    # calls are restore_signals' two, where it used to ask about every signal.
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    trace = tmp_path / "trace"
+    code = "import pidsafe; p = pidsafe.spawn(['true']); p.wait(); p.close()"
+    with pidsafe.spawn([strace, "-f", "-qq", "-e", "trace=clone3,rt_sigaction,execve",
+                        "-o", str(trace), PY, "-c", code], stdout=PIPE, stderr=PIPE) as p:
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    text = trace.read_text()
+    flags = re.findall(r"^\d+\s+clone3\(\{flags=([A-Z_|]+)", text, re.M)
+    made = re.findall(r"clone3.*\) = (\d+)$", text, re.M)
+    assert len(flags) == len(made) == 1, text
+    assert "CLONE_CLEAR_SIGHAND" in flags[0].split("|"), text
+    before_exec = itertools.takewhile(lambda line: "execve(" not in line,
+                                      re.findall(rf"^{made[0]}\s+(.*)$", text, re.M))
+    assert [m.group(1) for m in map(re.compile(r"rt_sigaction\((\w+)").match, before_exec)
+            if m] == ["SIGPIPE", "SIGXFSZ"], text
 
 
 def test_child_signal_mask_is_ours_not_the_clone_mask(handlers_reset_by: str) -> None:
