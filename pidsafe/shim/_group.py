@@ -23,6 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, ContextManager, Dict, Optional
 
+    from ._table import ContainerTable
+
 #: How long a ``start`` that joined the daemon keeps it from closing without a Create.
 LEASE = 30.0
 UNAVAILABLE = 14
@@ -32,9 +34,8 @@ class Group:
     """Joins and the decision to close, over the service's table of containers.
 
     Args:
-        lock: the service's lock, which guards ``containers``; every method
-            but :meth:`close_if_idle` and :meth:`cancel` is called holding it.
-        containers: the service's table (id -> container, or None while created).
+        table: the service's table of containers; every method but
+            :meth:`close_if_idle` and :meth:`cancel` is called holding its lock.
         shutdown: called once, when the daemon closes.
         group_lock: ``start``'s lock on the socket directory, held around the
             decision to close.
@@ -42,11 +43,10 @@ class Group:
             ``shutdown`` (the daemon removes its socket).
     """
 
-    def __init__(self, lock: Any, containers: Dict[str, Any], *,
+    def __init__(self, table: ContainerTable, *,
                  shutdown: Callable[[], None], group_lock: Callable[[], ContextManager[Any]],
                  closing: Callable[[], None]) -> None:
-        self._lock = lock
-        self._containers = containers
+        self._table = table
         self._shutdown = shutdown
         self._group_lock = group_lock
         self._on_closing = closing
@@ -77,8 +77,8 @@ class Group:
     def close_if_idle(self) -> None:
         """Close once no container is left and no join is pending (``Shutdown``)."""
         with self._group_lock():
-            with self._lock:
-                if self.closing or self._containers:
+            with self._table.lock:
+                if self.closing or not self._table.empty():
                     return         # still serving containers (or already going)
                 now = time.monotonic()
                 self._leases = {k: t for k, t in self._leases.items() if t > now}
@@ -96,6 +96,6 @@ class Group:
 
     def cancel(self) -> None:
         """Stop a pending look (the daemon is exiting)."""
-        with self._lock:
+        with self._table.lock:
             if self._recheck is not None:
                 self._recheck.cancel()

@@ -10,9 +10,9 @@ fixes (runtime/v2/runc/task/service.go at v1.6.39).
 
 Concurrency: the ttrpc server runs each request in a thread of its own
 (``Wait`` blocks for a process's life while the rest go on).  There is no
-big lock: ``_lock`` guards only the table of containers, each container's
-``lock`` only its own fields, and neither is held across a create, a
-start or a delete.  Two creates run their bring-ups at once, unless the
+big lock: the table of containers (``_table``) has a lock of its own, each
+container's ``lock`` guards only its own fields, and neither is held
+across a create, a start or a delete.  Two creates run their bring-ups at once, unless the
 sandbox asks for them one at a time (``org.pidsafe.bringup=serial``,
 ``_sandbox``).
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 
 from ..errors import RpcError
 from . import _messages as m
@@ -38,6 +37,7 @@ from ._exits import ExitOrder, ExitRouter, timestamp
 from ._group import Group
 from ._oom import ContainerOoms
 from ._pod import Pods
+from ._table import ContainerTable
 from ._task import CREATED, PAUSED, RUNNING, STOPPED, ShimContainer, ShimProcess, Stdio
 
 TYPE_CHECKING = False
@@ -80,11 +80,10 @@ class TaskService:
         self.namespace = namespace
         self._events = events
         self._reaper = reaper
-        self._lock = threading.Lock()
-        self._containers: Dict[str, Optional[ShimContainer]] = {}
-        self._group = Group(self._lock, self._containers, shutdown=shutdown,
-                            group_lock=group_lock, closing=closing)
-        self.pods = Pods(self._lookup)
+        self._table = ContainerTable()
+        self._group = Group(self._table, shutdown=shutdown, group_lock=group_lock,
+                            closing=closing)
+        self.pods = Pods(self._table.get)
         #: The per-sandbox bring-up locks (``_sandbox``); its ``trace`` may be set.
         self.bringups = self.pods.bringups
         self._ooms = ContainerOoms(lambda cid: self._publish(
@@ -99,26 +98,6 @@ class TaskService:
         self._router.stop()
         self._ooms.close()
 
-    # -- lookups -----------------------------------------------------------------------
-
-    def _lookup(self, cid: str) -> Optional[ShimContainer]:
-        with self._lock:
-            return self._containers.get(cid)
-
-    def _container(self, cid: str) -> ShimContainer:
-        with self._lock:
-            c = self._containers.get(cid)
-        if c is None:
-            raise not_found(f"container {cid!r} not created")
-        return c
-
-    def _process(self, cid: str, exec_id: str) -> ShimProcess:
-        c = self._container(cid)
-        p = c.process(exec_id)
-        if p is None:
-            raise not_found(f"process {exec_id!r} does not exist in container {cid!r}")
-        return p
-
     def _publish(self, topic: str, event: Message) -> None:
         self._events.publish(topic, event)
 
@@ -130,11 +109,7 @@ class TaskService:
             raise invalid_argument("create: the container id is empty")
         if req.checkpoint:
             raise unimplemented("create: restoring a checkpoint is not supported")
-        with self._lock:
-            self._group.reserve(cid)         # Unavailable while closing
-            if cid in self._containers:
-                raise already_exists(f"create: container {cid!r} already exists")
-            self._containers[cid] = None     # reserved: another Create gets AlreadyExists
+        self._table.reserve(cid, self._group)   # Unavailable while closing
         config: Optional[Dict[str, Any]] = None
         try:
             config = read_config(os.path.abspath(req.bundle))
@@ -148,16 +123,14 @@ class TaskService:
                 if userns is not None:
                     os.close(userns)
         except BaseException as exc:
-            with self._lock:
-                del self._containers[cid]
+            self._table.remove(cid)
             if config is not None and isinstance(exc, Exception):
                 # Its sandbox went during the bring-up (joining the pause's
                 # namespaces failed): say that, as a create refused before.
                 self.pods.check(cid, config)
             raise rpc_error(exc, "create") from exc
         self.pods.created(c, config)
-        with self._lock:
-            self._containers[cid] = c
+        self._table.put(cid, c)
         self._publish(Topic.CREATE, m.TaskCreate(
             container_id=cid, bundle=req.bundle, rootfs=req.rootfs, checkpoint=req.checkpoint,
             io=m.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
@@ -166,7 +139,7 @@ class TaskService:
         return m.CreateTaskResponse(pid=c.init.pid)
 
     def Start(self, req: m.StartRequest) -> m.StartResponse:
-        c = self._container(req.id)
+        c = self._table.container(req.id)
         if req.exec_id:
             return self._start_exec(c, req.exec_id)
         init = c.init
@@ -223,7 +196,7 @@ class TaskService:
     def Exec(self, req: m.ExecProcessRequest) -> m.Empty:
         from ._exec import parse_exec_spec
 
-        c = self._container(req.id)
+        c = self._table.container(req.id)
         if not req.exec_id:
             raise invalid_argument("exec: the exec id is empty")
         spec = parse_exec_spec(req.spec, bool(req.terminal))
@@ -244,8 +217,8 @@ class TaskService:
     # -- queries -------------------------------------------------------------------------
 
     def State(self, req: m.StateRequest) -> m.StateResponse:
-        c = self._container(req.id)
-        proc = self._process(req.id, req.exec_id)
+        c = self._table.container(req.id)
+        proc = self._table.process(req.id, req.exec_id)
         s = proc.stdio
         return m.StateResponse(
             id=proc.id, bundle=c.bundle, pid=proc.pid, status=c.status_of(proc),
@@ -253,18 +226,17 @@ class TaskService:
             exit_status=proc.exit_status, exited_at=timestamp(proc.exited_at_ns))
 
     def Wait(self, req: m.WaitRequest) -> m.WaitResponse:
-        proc = self._process(req.id, req.exec_id)
+        proc = self._table.process(req.id, req.exec_id)
         proc.exited.wait()
         return m.WaitResponse(exit_status=proc.exit_status,
                               exited_at=timestamp(proc.exited_at_ns))
 
     def Connect(self, req: m.ConnectRequest) -> m.ConnectResponse:
-        with self._lock:
-            c = self._containers.get(req.id)
+        c = self._table.get(req.id)
         return m.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0)
 
     def Pids(self, req: m.PidsRequest) -> m.PidsResponse:
-        c = self._container(req.id)
+        c = self._table.container(req.id)
         try:
             pids = c.container.pids()
         except Exception as exc:
@@ -282,7 +254,7 @@ class TaskService:
     def Stats(self, req: m.StatsRequest) -> m.StatsResponse:
         from ._metrics import metrics
 
-        c = self._container(req.id)
+        c = self._table.container(req.id)
         cg = c.container.cgroup()
         if cg is None:
             raise not_found(f"stats: container {c.id!r} has no cgroup")
@@ -296,7 +268,7 @@ class TaskService:
     def Kill(self, req: m.KillRequest) -> m.Empty:
         from ._exec import kill
 
-        proc = self._process(req.id, req.exec_id)
+        proc = self._table.process(req.id, req.exec_id)
         if not 0 < req.signal < 65:
             raise invalid_argument(f"kill: bad signal {req.signal}")
         kill(proc, req.signal, bool(req.all))
@@ -310,7 +282,7 @@ class TaskService:
 
     def _pause(self, cid: str, paused: bool) -> m.Empty:
         """Pause (freeze) or resume container ``cid``, then publish TaskPaused/TaskResumed."""
-        c = self._container(cid)
+        c = self._table.container(cid)
         try:
             if paused:
                 c.container.pause()
@@ -326,7 +298,7 @@ class TaskService:
         return m.Empty()
 
     def Update(self, req: m.UpdateTaskRequest) -> m.Empty:
-        c = self._container(req.id)
+        c = self._table.container(req.id)
         resources: Any = {}
         if req.resources is not None and req.resources.value:
             try:
@@ -342,13 +314,13 @@ class TaskService:
         return m.Empty()
 
     def ResizePty(self, req: m.ResizePtyRequest) -> m.Empty:
-        proc = self._process(req.id, req.exec_id)
+        proc = self._table.process(req.id, req.exec_id)
         if proc.console is not None:
             proc.console.resize(req.width, req.height)   # after the exit: a no-op
         return m.Empty()
 
     def CloseIO(self, req: m.CloseIORequest) -> m.Empty:
-        proc = self._process(req.id, req.exec_id)
+        proc = self._table.process(req.id, req.exec_id)
         if req.stdin:
             for part in (proc.console, proc.io):
                 if part is not None:
@@ -363,8 +335,8 @@ class TaskService:
     def Delete(self, req: m.DeleteRequest) -> m.DeleteResponse:
         from ._exec import delete_exec, delete_init
 
-        c = self._container(req.id)
-        proc = self._process(req.id, req.exec_id)
+        c = self._table.container(req.id)
+        proc = self._table.process(req.id, req.exec_id)
         if proc is not c.init:
             delete_exec(c, proc)
         else:
@@ -374,8 +346,7 @@ class TaskService:
                 raise rpc_error(exc, "delete") from exc
             if c.oom is not None:
                 self._ooms.remove(c.id)
-            with self._lock:
-                del self._containers[c.id]
+            self._table.remove(c.id)
             self.pods.deleted(c)
             self._publish(Topic.DELETE, m.TaskDelete(
                 container_id=c.id, pid=proc.pid, exit_status=proc.exit_status,
@@ -394,12 +365,11 @@ class TaskService:
         Raises:
             RpcError: Unavailable, the daemon is closing (``start`` makes another).
         """
-        with self._lock:
+        with self._table.lock:
             self._group.join(req.id)
         return m.Empty()
 
     @property
     def container_ids(self) -> List[str]:
         """The ids of the containers this shim holds (created or being created)."""
-        with self._lock:
-            return sorted(self._containers)
+        return self._table.ids()

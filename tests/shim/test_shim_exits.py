@@ -41,7 +41,7 @@ def held(proc: ShimProcess) -> bool:
 
 
 def container(shim: Shim, cid: str) -> Any:
-    c = shim.svc._containers[cid]
+    c = shim.svc._table.get(cid)
     assert c is not None
     return c
 

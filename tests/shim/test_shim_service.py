@@ -354,7 +354,7 @@ def test_an_oom_before_the_watch_is_published(shim: Shim, make_bundle: Any,
     late = []
 
     def add_after_the_exit(self: OomWatcher, cid: str, *args: Any) -> bool:
-        late.append(shim.svc._container(cid).init.exited.wait(60))   # killed already
+        late.append(shim.svc._table.container(cid).init.exited.wait(60))   # killed already
         return add(self, cid, *args)
 
     monkeypatch.setattr(OomWatcher, "add", add_after_the_exit)
