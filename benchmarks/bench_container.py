@@ -155,6 +155,7 @@ class Bench:
             "rbind", f"uidmap={MAP}", f"gidmap={MAP}"))]
         self.keeper: Optional[pidsafe.Container] = None
         self.crun_keeper: Optional[Tuple[int, int]] = None   # (pid, pidfd)
+        self.crun_id = "keeper"
 
     def _mount_tmpfs(self, d: pathlib.Path) -> None:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(d)], check=True)
@@ -260,6 +261,10 @@ class Bench:
         self.keeper = pidsafe.Container.create("keeper", b, state_dir=str(self.state),
                                                rootfs_mounts=self.rootfs_mounts)
         self.keeper.start()
+        # crun puts a container without linux.cgroupsPath in /<id> of every
+        # hierarchy: an id of this run's own, so that another run's
+        # `crun kill`/`delete -f` of its keeper cannot reach ours.
+        self.crun_id = f"keeper-{os.getpid()}"
         cb = self.sleeper_bundle("sleep-crun")
         self._bind(cb / "rootfs")
         root = str(self.roots / "crun")
@@ -267,15 +272,15 @@ class Bench:
         # Its output to a file: the sleeping program keeps crun's stdio open.
         with open(self.work / "keeper.log", "wb") as log:
             subprocess.run(["crun", "--root", root, "create", "--bundle", str(cb), "--pid-file",
-                            pidfile, "keeper"], check=True, stdin=subprocess.DEVNULL,
+                            pidfile, self.crun_id], check=True, stdin=subprocess.DEVNULL,
                            stdout=log, stderr=log)
         pid = int(pathlib.Path(pidfile).read_text())
         self.crun_keeper = (pid, os.pidfd_open(pid))
-        subprocess.run(["crun", "--root", root, "start", "keeper"], check=True)
+        subprocess.run(["crun", "--root", root, "start", self.crun_id], check=True)
 
     def crun_exec(self, n: int) -> List[Sample]:
         return self.runner("argv", "-", str(self.layer), "x", "crun", "--root",
-                           str(self.roots / "crun"), "exec", "keeper", "/bin/true")(n)
+                           str(self.roots / "crun"), "exec", self.crun_id, "/bin/true")(n)
 
     def stop_keepers(self) -> None:
         if self.keeper is not None:
@@ -284,10 +289,10 @@ class Bench:
         if self.crun_keeper is not None:
             pid, pidfd = self.crun_keeper
             root = str(self.roots / "crun")
-            subprocess.run(["crun", "--root", root, "kill", "keeper", "KILL"], check=False)
+            subprocess.run(["crun", "--root", root, "kill", self.crun_id, "KILL"], check=False)
             os.waitid(os.P_PIDFD, pidfd, os.WEXITED)   # ours: we are its subreaper
             os.close(pidfd)
-            subprocess.run(["crun", "--root", root, "delete", "-f", "keeper"], check=False)
+            subprocess.run(["crun", "--root", root, "delete", "-f", self.crun_id], check=False)
             self.crun_keeper = None
 
     # -- controls: one runtime, three ways of calling it --------------------------------
