@@ -46,6 +46,29 @@ window left: a signal landing as the handlers are put back raises there and
 is undone too, but a second one in the few bytecodes before the undo's own
 section opens would cut that undo short.
 
+Sequences that make no call.  Where the eval loop checks for pending
+signals decides where a handler can run, by this rule of CPython's (3.10
+on): at the entry of a Python function, at a backward jump, and right
+after a call returns (3.11 checks after calls of C code only; pidsafe
+assumes a check after every call, a ``with``'s ``__enter__`` and
+``__exit__`` included).  Reading and storing locals and plain attributes,
+int arithmetic and comparisons call nothing.  (A call that blocks may also
+run handlers inside itself, and then raises their exception as its own.)
+So in::
+
+    self._fd = -1       # the handle no longer owns the fd ...
+    os.close(fd)        # ... and the fd is gone as this call returns
+
+no handler can run between the two lines, and ``p._borrowers += 1``
+followed by ``borrowed = True`` is as good as one step: such a sequence
+needs no section.  It reads what it gives away (``fd = self._fd``) after
+its last call, since a handler run at that call may have used the object
+itself (closed it).  A section also defers handlers for the calls it
+makes; these sequences make none, or own what they hold before each call.
+tests/process/test_opcode_interrupts.py raises from a handler at every
+bytecode of spawn, wait and close (pidsafe.process relies on this rule
+there) and finds nothing left.
+
 After ``fork()`` the child starts outside any section with its handlers
 put back (the forking thread is the child's main thread).
 

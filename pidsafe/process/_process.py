@@ -14,33 +14,13 @@ between two bytecodes of whatever that thread was doing, and may call
 
 Asynchronous exceptions.  A signal handler may raise between bytecodes.
 A sequence in which an fd or an exit status changes hands (created ->
-owned, reaped -> recorded, owned -> closed) either runs inside one
-``pidsafe._sigsafe.critical`` section, where handlers are held back until
-the end (nothing blocks inside one), or is written so that no handler can
-run inside it at all, by this rule of CPython's eval loop (3.10 on): a
-Python signal handler runs only where the loop checks for pending work,
-which is at the entry of a Python function, at a backward jump, and right
-after a call returns (3.11 checks after calls of C code only; the code
-here assumes a check after every call, a ``with``'s ``__enter__`` and
-``__exit__`` included).  Reading and storing locals and plain
-attributes, int arithmetic and comparisons call nothing.  (A call that
-blocks may also run handlers inside itself, and then raises their
-exception as its own.)  So in::
-
-    self._fd = -1       # the handle no longer owns the fd ...
-    os.close(fd)        # ... and the fd is gone as this call returns
-
-no handler can run between the two lines, and ``p._borrowers += 1``
-followed by ``borrowed = True`` is as good as one step.  Such a sequence
-reads what it gives away (``fd = self._fd``) after its last call: a
-handler run at that call may have used the handle itself (closed it).
-The hot path relies on it twice, to spare a section (two handler swaps,
-one scan of every signal's handler): ``close()`` of a reaped process, and
-the borrow with which ``wait()`` begins (``_wait``).  A section also defers handlers
-for the calls it makes; these sequences make none, or own what they hold
-before each call.  tests/process/test_opcode_interrupts.py raises from a
-handler at every bytecode of spawn, wait and close and finds nothing
-left.  How waits block without reaping: ``_wait``.
+owned, reaped -> recorded, owned -> closed) runs inside one
+``pidsafe._sigsafe.critical`` section (nothing blocks inside one), or
+makes no call from its first step to its last, where no handler can run
+(``_sigsafe``, "Sequences that make no call").  The hot path does the
+latter twice, to spare a section: ``close()`` of a reaped process, and the
+borrow with which ``wait()`` begins (``_wait``).  How waits block without
+reaping: ``_wait``.
 
 Borrowing.  ``_borrow_fd()`` lends the fd itself to a long-lived watcher
 (``pidsafe.Reaper``'s epoll set): ``close()`` while it is borrowed only
@@ -203,7 +183,7 @@ class Process(Closable):
         fd = self._fd
         _abandoned.forget(fd, self)
         unindex_pidfd(fd)
-        self._fd = -1   # no call in between (see "Asynchronous exceptions")
+        self._fd = -1   # no call in between (_sigsafe, "Sequences that make no call")
         os.close(fd)
         return False
 
@@ -362,8 +342,8 @@ class Process(Closable):
             return
         if self.returncode is not None:
             # Reaped: there is nothing to reap or abandon, only the fd to
-            # close, and no section is needed for that (see "Asynchronous
-            # exceptions").  Until the fd is dropped the handle owns it (a
+            # close, and no section is needed for that (_sigsafe, "Sequences
+            # that make no call").  Until the fd is dropped the handle owns it (a
             # handler raising sooner leaves it to the next close() or to
             # __del__), and the process was unindexed when it was reaped.
             # The fd is read after the last call: a handler that runs in

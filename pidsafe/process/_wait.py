@@ -206,7 +206,7 @@ def _block_and_reap(p: Process) -> bool:
     try:
         # No section: nothing changes hands here until the borrow, and from
         # the borrow to its record below nothing is called, so no handler
-        # can run in between (_process's "Asynchronous exceptions").
+        # can run in between (_sigsafe, "Sequences that make no call").
         with p._lock:
             if p.returncode is not None:
                 return True

@@ -1,8 +1,8 @@
 """A signal handler that raises before any one bytecode of spawn(), wait()
 and close(), each in turn: nothing is left and no status is lost.
 
-pidsafe/process/_process.py ("Asynchronous exceptions") spares critical
-sections on the hot path where a sequence makes no call, relying on where
+pidsafe/process spares critical sections on the hot path where a sequence
+makes no call (pidsafe/_sigsafe.py, "Sequences that make no call"), relying on where
 CPython runs Python signal handlers: only where its eval loop checks for
 pending work (function entry, backward jumps, right after a call returns).
 Sampling with timers (test_spawn.py, tests/faults.py) lands at random
