@@ -60,5 +60,5 @@ class BuildExtAndHelpers(build_ext):
 
 setup(cffi_modules=["csrc/native/build.py:ffibuilder", "csrc/seccomp/build.py:ffibuilder"],
       cmdclass={"build_ext": BuildExtAndHelpers},
-      # not a [project.scripts] console script: see the file
-      scripts=["scripts/containerd-shim-pidsafe-v1"])
+      # not [project.scripts] console scripts: see the files
+      scripts=["scripts/containerd-shim-pidsafe-v1", "scripts/pidsafe-runc"])
