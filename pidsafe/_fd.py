@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 
+from . import _lite
 from ._owned import Closable
 from ._sigsafe import critical
 
@@ -31,7 +31,7 @@ class OwnedFd(Closable):
             raise ValueError(f"OwnedFd needs a non-negative int fd, got {fd!r}")
         self._fd = fd
         self._what = what
-        self._lock = threading.Lock()
+        self._lock = _lite.Lock()
 
     def fileno(self) -> int:
         """The fd number.

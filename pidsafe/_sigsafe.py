@@ -78,15 +78,15 @@ protected) generalised to every Python handler.
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # no stubs: signal's C half
 import os
-import signal
-import threading
 from itertools import compress as _compress
 from types import FrameType, TracebackType
 
+from . import _lite
+
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    import signal
     from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
     _T = TypeVar("_T")
@@ -94,8 +94,7 @@ if TYPE_CHECKING:
 
 #: Signals a Python handler can be installed for.
 _SIGNALS: Tuple[int, ...] = tuple(sorted(
-    int(s) for s in signal.valid_signals()
-    if s not in (signal.SIGKILL, signal.SIGSTOP)))
+    s for s in _lite.valid_signals() if s not in (_lite.SIGKILL, _lite.SIGSTOP)))
 
 
 class _State:
@@ -108,16 +107,17 @@ class _State:
         #: signals that arrived inside the section, in order, with their
         #: frame (each at most once, as the kernel keeps a signal pending)
         self.pending: List[Tuple[int, Optional[FrameType]]] = []
-        self.main_ident = threading.main_thread().ident
+        self.main_ident = _lite.main_thread_ident()
 
 
 _state = _State()
 
-# The C functions themselves: signal.getsignal()/signal.signal() wrap them in
-# enum conversions that cost ~0.5 us a call, and a section visits every signal.
-_getsignal: Callable[[int], _Handler] = _signal.getsignal
-_setsignal: Callable[[int, _Handler], _Handler] = _signal.signal
-_get_ident = threading.get_ident
+# The C functions themselves (pidsafe/_lite.py): signal.getsignal()/signal.signal()
+# wrap them in enum conversions that cost ~0.5 us a call, and a section visits
+# every signal; and the signal module builds its enums at import.
+_getsignal: Callable[[int], _Handler] = _lite.getsignal
+_setsignal: Callable[[int, _Handler], _Handler] = _lite.setsignal
+_get_ident = _lite.get_ident
 
 
 def _record(signum: int, frame: Optional[FrameType]) -> None:
@@ -180,10 +180,10 @@ def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
         return
     (signum, frame), rest = pending[0], pending[1:]
     try:
-        handler = signal.getsignal(signum)
+        handler = _getsignal(signum)
         if callable(handler):
             handler(signum, frame)
-        elif handler == signal.SIG_DFL and signum == signal.SIGINT:  # pragma: no cover
+        elif handler == _lite.SIG_DFL and signum == _lite.SIGINT:  # pragma: no cover
             raise KeyboardInterrupt
     finally:
         _run(rest)
@@ -364,7 +364,7 @@ def _after_fork_in_child() -> None:
     old = _state
     _state = _State()
     # The forking thread is the child's main thread; signal.signal works there.
-    _state.main_ident = threading.get_ident()
+    _state.main_ident = _get_ident()
     _state.saved = old.saved
     _restore()
 

@@ -7,10 +7,9 @@ spawn) is imported.
 
 from __future__ import annotations
 
-import json
-import signal
 import time
 
+from .. import _lite
 from ..errors import UsageError
 from .runc import LOG, load, log_hook_warnings, one_id, parse_or_help, parse_signal
 
@@ -62,7 +61,7 @@ def cmd_state(root: str, argv: Sequence[str]) -> int:
         return 0
     c = load(root, one_id(args, "state"))
     try:
-        print(json.dumps(_state_json(c), indent=2))
+        print(_lite.dumps_indented(_state_json(c)))
     finally:
         c.close()
     return 0
@@ -75,7 +74,7 @@ def cmd_kill(root: str, argv: Sequence[str]) -> int:
         return 0
     if not 1 <= len(args.positional) <= 2:
         raise UsageError("kill: expected ID [SIGNAL]")
-    sig = parse_signal(args.positional[1]) if len(args.positional) == 2 else signal.SIGTERM
+    sig = parse_signal(args.positional[1]) if len(args.positional) == 2 else _lite.SIGTERM
     c = load(root, args.positional[0])
     try:
         c.kill(sig, all=bool(args.get("all")))
@@ -142,7 +141,7 @@ def cmd_list(root: str, argv: Sequence[str]) -> int:
         for r in rows:
             print(r["id"])
     elif fmt == "json":
-        print(json.dumps(rows))
+        print(_lite.dumps(rows))
     else:
         print(f"{'ID':<20}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<30}OWNER")
         for r in rows:
@@ -163,7 +162,7 @@ def cmd_ps(root: str, argv: Sequence[str]) -> int:
     finally:
         c.close()
     if fmt == "json":
-        print(json.dumps(pids))
+        print(_lite.dumps(pids))
     else:
         print("PID")
         for p in pids:

@@ -64,12 +64,12 @@ class _Log:
     def write(self, level: str, msg: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.path:
-            import json
+            from .. import _lite
 
             if self.json:
-                line = json.dumps({"level": level, "msg": msg, "time": stamp})
+                line = _lite.dumps({"level": level, "msg": msg, "time": stamp})
             else:
-                line = f'time="{stamp}" level={level} msg={json.dumps(msg)}'
+                line = f'time="{stamp}" level={level} msg={_lite.dumps(msg)}'
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                              0o644)
@@ -257,17 +257,17 @@ def load(root: str, cid: str) -> Any:
 
 def parse_signal(text: str) -> int:
     """``15``, ``TERM`` or ``SIGTERM`` (runc's spellings)."""
-    import signal
+    from .. import _lite
 
     if text.isdigit():
         return int(text)
     name = text.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise UsageError(f"unknown signal {text!r}") from None
+    number = _lite.signal_number(name)
+    if number is None:
+        raise UsageError(f"unknown signal {text!r}")
+    return number
 
 
 #: A command: ``(state root, its arguments) -> exit status``.

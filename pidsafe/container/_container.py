@@ -11,8 +11,8 @@ state (:class:`._recorded_state.RecordedState`), its execs
 from __future__ import annotations
 
 import os
-import signal
 
+from .. import _lite
 from ..errors import ContainerLookupError
 from ..state import StateFile
 from . import _lifecycle
@@ -208,7 +208,7 @@ class Container:
         """
         _lifecycle.start(self._init, self._recorded)
 
-    def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
+    def kill(self, sig: int = _lite.SIGTERM, all: bool = False) -> None:
         """Signal init through its pidfd (never by pid).
 
         Raises:

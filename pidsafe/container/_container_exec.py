@@ -11,8 +11,8 @@ and ``delete`` never need (tests/cli/test_runc_imports.py).
 from __future__ import annotations
 
 import os
-import threading
 
+from .. import _lite
 from .._sigsafe import critical, undoing
 from ..errors import ContainerStateError
 
@@ -36,7 +36,7 @@ class Execs:
 
     def __init__(self, container_id: str) -> None:
         self._container = container_id
-        self._lock = threading.Lock()
+        self._lock = _lite.Lock()
         self._procs: Dict[str, Optional[Process]] = {}
 
     def start(self, exec_id: str, process: ProcessSpec, *, ready: Callable[[], Process],

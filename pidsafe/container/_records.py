@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import errno
-import signal
 
-from .. import _log
+from .. import _lite, _log
 from .. import errors as pidsafe_errors
 from ..errors import note
 from ..process import Process
@@ -62,7 +61,7 @@ def undo(state: StateFile, record: ContainerRecord) -> None:
     if cg is not None:
         def remove_cgroup() -> None:
             assert cg is not None
-            cg.kill(signal.SIGKILL)   # anything init left (none, with a pid namespace)
+            cg.kill(_lite.SIGKILL)   # anything init left (none, with a pid namespace)
             cg.delete(timeout=KILL_TIMEOUT)
 
         step(remove_cgroup)

@@ -16,8 +16,8 @@ closed.
 from __future__ import annotations
 
 import os
-import threading
 
+from .. import _lite
 from .._sigsafe import critical
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: The handles, by their (still open) pidfd.
 registry: Dict[int, Process] = {}
-_lock = threading.Lock()
+_lock = _lite.Lock()
 
 
 def abandon(fd: int, process: Process) -> None:
@@ -62,7 +62,7 @@ def reap_abandoned() -> None:
 
 def _after_fork_in_child() -> None:
     global _lock
-    _lock = threading.Lock()
+    _lock = _lite.Lock()
     # The parent's children: not ours to reap.  Only this thread exists here.
     handles = list(registry.values())
     registry.clear()

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 
+from .. import _lite
 from ._wait import reap_locked
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -37,7 +37,7 @@ _lease_test_hook: Optional[Callable[[Any], None]] = None
 # refer to each pid.  The subreaper asks "does a pidsafe handle hold this
 # child?" in O(1) instead of reading /proc/self/fd.  Plain dict operations
 # under a lock that is never held across a syscall.
-_index_lock = threading.Lock()
+_index_lock = _lite.Lock()
 _fd_pid: Dict[int, int] = {}
 _pid_fds: Dict[int, int] = {}
 
@@ -80,7 +80,7 @@ def handle_fds() -> Set[int]:
 
 def _lease_index_after_fork() -> None:
     global _index_lock
-    _index_lock = threading.Lock()
+    _index_lock = _lite.Lock()
 
 
 os.register_at_fork(after_in_child=_lease_index_after_fork)
@@ -188,7 +188,7 @@ class PidfdLease:
         lease's borrow is dropped (closing the fd if the handle was closed).
         """
         p = self.process
-        p._lock = threading.RLock()
+        p._lock = _lite.RLock()
         # Every borrow was a thread's that does not exist here (the lease's),
         # whether or not it was being returned at fork.
         p._borrowers = 0

@@ -44,11 +44,10 @@ lock or on a blocking waiter.
 from __future__ import annotations
 
 import os
-import signal
-from _thread import RLock
 from types import TracebackType
 
-from .. import _sys
+from .. import _lite, _sys
+from .._lite import RLock
 from .._owned import Closable
 from .._sigsafe import critical, hand_out
 from . import _abandoned, _wait
@@ -87,7 +86,7 @@ class Process(Closable):
         self._closing = False     # close() called; the fd may still be borrowed
         self._borrowers = 0
         self._stolen_since: Optional[float] = None
-        self._lock = RLock()   # threading.RLock() is a Python call returning this
+        self._lock = RLock()   # _thread's: threading.RLock() is a Python call returning this
         # True: our child.  None: adopted, not known yet.  False: not ours.
         self._child = child
         # Spawned by us: reaped later if closed or dropped while it runs.
@@ -312,11 +311,11 @@ class Process(Closable):
 
     def terminate(self) -> None:
         """Send ``SIGTERM`` through the pidfd."""
-        self.send_signal(signal.SIGTERM)
+        self.send_signal(_lite.SIGTERM)
 
     def kill(self) -> None:
         """Send ``SIGKILL`` through the pidfd."""
-        self.send_signal(signal.SIGKILL)
+        self.send_signal(_lite.SIGKILL)
 
     # -- lifetime -----------------------------------------------------------
 

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 from types import TracebackType
 
+from .. import _lite
 from .._owned import Owned
 from .._sigsafe import critical
 from ..errors import StateError
@@ -225,7 +225,7 @@ class StateFile(Owned):
                 fsync comes after the rename: the new state is in place.
         """
         self._require_lock("save")
-        data = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+        data = _lite.dumps(state, sort_keys=True, compact=True).encode()
         # One critical section for the whole save: it waits only for the
         # disk, and a handler's exception then comes out after the state is
         # wholly old or wholly new, the temp file gone, every fd closed.
@@ -262,7 +262,7 @@ class StateFile(Owned):
                 self._release()
             raise
         try:
-            value = json.loads(raw)
+            value = _lite.loads(raw.decode())
         except ValueError as exc:
             raise StateError(f"state file {self.path} is not valid JSON: {exc}") from None
         if not isinstance(value, dict):

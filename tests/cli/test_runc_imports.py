@@ -69,8 +69,12 @@ CREATE_AVOIDS = (
 OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
                   "pidsafe.cli._runc_process", "pidsafe.cli._relay", "pidsafe.cli._runc_cgroup",
                   "pidsafe.cli._runc_features")
+#: What no command on a saved container needs: json (it imports re, which
+#: imports enum), signal (its enums) and threading (functools, collections) have
+#: lighter C halves (pidsafe/_lite.py).
+LIGHT = ("re", "enum", "json", "signal", "threading", "functools", "collections")
 #: start, state, kill: a state file, a pidfd, a signal.
-LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + (
+LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + LIGHT + (
     "pidsafe.container._records", "pidsafe.container.cgroup._cgroup",
     "pidsafe.container.cgroup._files", "pidsafe.container.cgroup._layout",
     "pidsafe.container.cgroup._freezer", "pidsafe.container.cgroup._signal",
@@ -128,7 +132,7 @@ def test_commands_on_a_container_import_only_what_they_use(
         assert "pidsafe.container.cgroup._cgroup" in deleted   # it removed the cgroup
         # The cgroup layout comes from the mount layer's mountinfo parser:
         # that module (and the mount layer's face), nothing else of it.
-        assert heavy(deleted - set(MOUNTINFO_PARSER), CREATE_ONLY + OTHER_COMMANDS
+        assert heavy(deleted - set(MOUNTINFO_PARSER), CREATE_ONLY + OTHER_COMMANDS + LIGHT
                      + ("dataclasses", "inspect", "subprocess", "logging", "typing",
                         "selectors")) == []
         # containerd's shim deletes again, with --force, once it is gone.
@@ -142,3 +146,21 @@ def test_commands_on_a_container_import_only_what_they_use(
 def test_heavy_matches_packages_and_modules() -> None:
     assert heavy({"pidsafe.mount._spec", "pidsafe.mountx", "socket", "socketserver"},
                  ("pidsafe.mount", "socket")) == ["pidsafe.mount._spec", "socket"]
+
+
+def test_the_installed_script_names_this_interpreter_and_imports_no_re(
+        subreaper: pidsafe.Reaper, tmp_path: pathlib.Path) -> None:
+    """The pidsafe-runc pip installs (setup.py's scripts=): a plain script, not a
+    console script, whose wrapper imports re (and enum) for every command."""
+    script = pathlib.Path(sys.executable).parent / "pidsafe-runc"
+    assert script.read_text().splitlines()[0] == f"#!{sys.executable}"
+    with tempfile.TemporaryFile() as err:
+        with subreaper.spawn([sys.executable, "-X", "importtime", str(script), "--root",
+                              str(tmp_path / "root"), "delete", "--force", "nothing"],
+                             stdout=pidsafe.DEVNULL, stderr=err, stdin=pidsafe.DEVNULL) as p:
+            assert p.wait(timeout=60) == 0
+        err.seek(0)
+        imported = {line.rsplit("|", 1)[-1].strip() for line in err.read().decode().splitlines()
+                    if line.startswith("import time:")}
+    assert "pidsafe.cli.runc" in imported
+    assert not set(LIGHT) & imported, imported

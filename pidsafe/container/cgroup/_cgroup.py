@@ -17,7 +17,7 @@ How a container uses it::
     cg.add(exec, v2=fd is None)   # or: add a process that exists (an exec)
     state["cgroup"] = cg.to_dict()
     ...
-    Cgroup.load(state["cgroup"]).kill(signal.SIGKILL)    # kill(all=True)
+    Cgroup.load(state["cgroup"]).kill(_lite.SIGKILL)    # kill(all=True)
     ...                           # wait for init
     cg.delete()
 """
@@ -27,10 +27,9 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import signal
 import time
 
-from ... import _log
+from ... import _lite, _log
 from ...errors import StateError, cgroup_error
 from . import _freezer as freezer
 from ._files import CgroupDir, procs, put_back, rmdir_busy, subtree, write_file
@@ -257,7 +256,7 @@ class Cgroup:
         d = self._main()
         return [] if d is None else procs(d.path)
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = _lite.SIGKILL) -> None:
         """Send ``sig`` to every process in the cgroup, through pidfds.
 
         SIGKILL on v2 uses ``cgroup.kill`` (Linux 5.14: the kernel kills
@@ -275,7 +274,7 @@ class Cgroup:
         d = self._main()
         if d is None or self._partly_removed():
             return
-        if sig == signal.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
+        if sig == _lite.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
             write_file(d.file("cgroup.kill"), "1")
             return
         if not procs(d.path):

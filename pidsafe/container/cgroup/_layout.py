@@ -39,6 +39,7 @@ PATH_FIELD = "linux.cgroupsPath"
 #: kill --all) and cpuacct (usage).
 DEFAULT_V1 = frozenset({"memory", "pids", "cpu", "cpuacct", "devices", "freezer"})
 
+
 def _systemd_form(path: str) -> bool:
     """Whether ``path`` is ``slice:prefix:name`` (no ``/``; slice and name not empty).
 

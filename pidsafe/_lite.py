@@ -1,0 +1,208 @@
+"""json and signal without their import cost: the C halves, with a fallback.
+
+Every pidsafe-runc command is a new interpreter, and ``start``, ``state``,
+``kill`` and ``delete`` do little more than read a state file and send a
+signal.  The public modules cost more than that work: :mod:`json` imports
+:mod:`re` and compiles its patterns (re imports :mod:`enum`), and
+:mod:`signal` builds its ``Signals`` and ``Handlers`` enums at import.
+Together that is about a third of such a command's CPU.  The C modules under
+them (``_json``, ``_signal``) do the same work and import nothing.
+
+This module is the only one in pidsafe that imports CPython's private
+modules.  Where one is missing or lacks a function (another interpreter, a
+future CPython), the public module is used instead; tests/test_lite.py runs
+both ways and compares them.  Results are the public modules' exactly:
+values from :func:`loads`, text from :func:`dumps`, signal numbers (plain
+ints here, ``IntEnum`` members there: equal either way), and every error
+is the public module's own (a document that does not parse is parsed again
+by :func:`json.loads`, which raises).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Set
+
+
+# --- json ---------------------------------------------------------------------
+
+class _DecodeContext:
+    """What ``_json.make_scanner`` reads off a ``json.JSONDecoder``: its defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+    memo: Dict[str, str] = {}
+
+
+def _not_serializable(o: Any) -> Any:
+    # json.JSONEncoder.default's words
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+_WHITESPACE = " \t\n\r"   # json's: what may surround a document
+
+_scan_once: Optional[Callable[[str, int], Any]] = None
+_make_encoder: Optional[Callable[..., Any]] = None
+_encode_str: Optional[Callable[[str], str]] = None
+try:
+    import _json  # json's C half (typeshed has its stubs)
+except ImportError:   # pragma: no cover - every CPython build has it
+    pass
+else:
+    _scan_once = getattr(_json, "make_scanner", None)
+    if _scan_once is not None:
+        _scan_once = _scan_once(_DecodeContext())
+    _make_encoder = getattr(_json, "make_encoder", None)
+    _encode_str = getattr(_json, "encode_basestring_ascii", None)
+    if _encode_str is None:   # pragma: no cover
+        _make_encoder = None
+    del _json
+
+
+def loads(text: str) -> Any:
+    """:func:`json.loads` of a str.
+
+    Raises:
+        json.JSONDecodeError: as json.loads does (a ``ValueError``).
+    """
+    scan = _scan_once
+    if scan is not None:
+        start = len(text) - len(text.lstrip(_WHITESPACE))
+        try:
+            value, end = scan(text, start)
+        except (StopIteration, ValueError, SystemError):
+            # json.loads below raises its own error.  (The scanner makes its
+            # JSONDecodeError from json.decoder only if that is imported
+            # already; if not, it returns NULL with no exception set, which
+            # CPython turns into a SystemError.)
+            pass
+        else:
+            if not text[end:].strip(_WHITESPACE):
+                return value
+    import json
+
+    return json.loads(text)
+
+
+def dumps(obj: Any, *, sort_keys: bool = False, compact: bool = False) -> str:
+    """:func:`json.dumps` of ``obj`` (``ensure_ascii``, no indent);
+    ``compact``: ``separators=(",", ":")``.
+
+    Raises:
+        TypeError: something that is not JSON (as json.dumps).
+        ValueError: a circular reference (as json.dumps).
+    """
+    items, keys = (",", ":") if compact else (", ", ": ")
+    if _make_encoder is not None:
+        encode = _make_encoder({}, _not_serializable, _encode_str, None, keys, items,
+                               sort_keys, False, True)
+        return "".join(encode(obj, 0))
+    import json  # pragma: no cover - exercised by tests/test_lite.py in a subprocess
+
+    return json.dumps(obj, sort_keys=sort_keys, separators=(items, keys))
+
+
+def dumps_indented(obj: Any) -> str:
+    """:func:`json.dumps` of ``obj`` with ``indent=2``, byte for byte.
+
+    Raises:
+        TypeError, ValueError: as :func:`dumps` (checked first: the layout
+            below follows containers without looking for cycles).
+    """
+    dumps(obj)
+    return _indented(obj, "\n")
+
+
+def _indented(obj: Any, newline: str) -> str:
+    inner = newline + "  "
+    if isinstance(obj, dict) and obj:
+        if not all(isinstance(k, str) for k in obj):
+            import json   # json's rules for other keys (1 -> "1", None -> "null")
+
+            return json.dumps(obj, indent=2).replace("\n", newline)
+        return ("{" + inner + ("," + inner).join(dumps(k) + ": " + _indented(v, inner)
+                                                 for k, v in obj.items()) + newline + "}")
+    if isinstance(obj, (list, tuple)) and obj:
+        return "[" + inner + ("," + inner).join(_indented(v, inner) for v in obj) + newline + "]"
+    return dumps(obj)
+
+
+# --- signal ---------------------------------------------------------------------
+
+# getsignal/setsignal: signal.getsignal/signal.signal without the enum
+# conversions; a handler is a callable, or SIG_DFL or SIG_IGN of this module
+# (plain ints: _signal.signal refuses signal.Handlers' members).
+try:
+    import _signal  # type: ignore[import-not-found]  # no stubs: signal's C half
+    getsignal: Callable[[int], Any] = _signal.getsignal
+    setsignal: Callable[[int, Any], Any] = _signal.signal
+    _valid: Callable[[], Set[int]] = _signal.valid_signals
+    _numbers: Any = _signal
+except (ImportError, AttributeError):   # pragma: no cover - exercised by tests/test_lite.py
+    import signal as _numbers
+
+    getsignal = _numbers.getsignal
+    setsignal = _numbers.signal
+    _valid = _numbers.valid_signals
+
+SIG_DFL: int = int(_numbers.SIG_DFL)
+SIG_IGN: int = int(_numbers.SIG_IGN)
+SIGINT: int = int(_numbers.SIGINT)
+SIGKILL: int = int(_numbers.SIGKILL)
+SIGSTOP: int = int(_numbers.SIGSTOP)
+SIGTERM: int = int(_numbers.SIGTERM)
+
+
+def valid_signals() -> Set[int]:
+    """:func:`signal.valid_signals`, as ints."""
+    return {int(s) for s in _valid()}
+
+
+def signal_number(name: str) -> Optional[int]:
+    """The number of the signal named ``name`` (``"SIGTERM"``; as ``signal.Signals[name]``),
+    or ``None`` when there is none by that name."""
+    if not name.startswith("SIG") or name.startswith("SIG_"):
+        return None
+    value = getattr(_numbers, name, None)
+    return None if value is None or isinstance(value, bool) else int(value)
+
+
+# --- threads --------------------------------------------------------------------
+
+# threading's locks are _thread's own (threading.Lock is _thread.allocate_lock,
+# threading.RLock() makes a _thread.RLock); threading itself imports functools
+# and collections with it, a tenth of a short command's start-up.
+try:
+    import _thread  # threading's C half
+    Lock: Callable[[], Any] = _thread.allocate_lock
+    RLock: Callable[[], Any] = _thread.RLock
+    get_ident: Callable[[], int] = _thread.get_ident
+except (ImportError, AttributeError):   # pragma: no cover - exercised by tests/test_lite.py
+    import threading as _threading
+
+    Lock = _threading.Lock
+    RLock = _threading.RLock
+    get_ident = _threading.get_ident
+
+
+def main_thread_ident() -> int:
+    """``threading.main_thread().ident``, without importing threading.
+
+    threading takes as its main thread the one that first imports it; if it
+    has not been imported, that would be the calling thread, which this
+    returns.
+    """
+    import sys
+
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        ident: Optional[int] = threading.main_thread().ident
+        if ident is not None:
+            return ident
+    return get_ident()
