@@ -11,9 +11,7 @@ their own: what only one step needs is imported inside it.
 
 from __future__ import annotations
 
-import signal
-
-from .. import _log
+from .. import _lite, _log
 from .._sigsafe import critical
 from ..errors import ContainerStateError
 
@@ -72,7 +70,7 @@ def kill(init: InitHandle, recorded: RecordedState, sig: int, all: bool) -> None
             cg.kill(sig)
             return
     init.signal(sig)
-    if sig == signal.SIGKILL and recorded.record.frozen():
+    if sig == _lite.SIGKILL and recorded.record.frozen():
         # In a frozen v1 cgroup even SIGKILL waits for a thaw (runc thaws too).
         cg = recorded.cgroup()
         if cg is not None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import select
-import threading
 
-from .. import _sys
+from .. import _lite, _sys
 from .._sigsafe import critical
 from .._value import Record
 
@@ -135,7 +134,7 @@ class _Table:
         self.file: Optional[BinaryIO] = None
         self.key: Tuple[int, int, int] = (0, 0, 0)   # pid, st_dev, st_ino of ns/mnt
         self.parsed: List[MountInfo] = []
-        self.lock = threading.Lock()
+        self.lock = _lite.Lock()
 
     def infos(self) -> List[MountInfo]:
         # Try-acquire: a signal handler (or another thread) that reads the
@@ -178,7 +177,7 @@ class _Table:
 
     def after_fork_in_child(self) -> None:
         """The parent's file and lock: the child's copy is closed, a new lock taken."""
-        self.lock = threading.Lock()
+        self.lock = _lite.Lock()
         self.key = (0, 0, 0)
         if self.file is not None:
             old, self.file = self.file, None
