@@ -69,6 +69,20 @@ tests/process/test_opcode_interrupts.py raises from a handler at every
 bytecode of spawn, wait and close (pidsafe.process relies on this rule
 there) and finds nothing left.
 
+Interruptible sections.  A long operation that must be undone as a whole
+(creating a container) is one ``undoing(undo, interruptible=True)`` section
+from its start: whatever fails in it, the exception meets ``undo`` inside
+the section, so no handler can run between a failure and its roll-back.
+So that Ctrl-C still ends its waits, a wait inside it is marked ``with
+interruptibly:``, a safe point: everything made so far is known to the
+undo, and the wait makes nothing.  There a signal's handler runs at once
+(from the recorder, the handlers still diverted), and so do those recorded
+earlier in the section; the exception it raises leaves the wait and meets
+the undo like any other failure.  Outside such a point, or inside a
+section nested in it (one that makes something), signals are recorded as
+in any section.  ``interruptibly`` does nothing outside an interruptible
+section.
+
 After ``fork()`` the child starts outside any section with its handlers
 put back (the forking thread is the child's main thread).
 
@@ -98,10 +112,15 @@ _SIGNALS: Tuple[int, ...] = tuple(sorted(
 
 
 class _State:
-    __slots__ = ("depth", "saved", "pending", "main_ident")
+    __slots__ = ("depth", "saved", "pending", "main_ident", "interruptible", "safe")
 
     def __init__(self) -> None:
         self.depth = 0
+        #: The depth up to which every open section is an interruptible
+        #: ``undoing`` (0: none); a safe point opens only at that depth.
+        self.interruptible = 0
+        #: The depth of the safe point open now (``interruptibly``), or 0.
+        self.safe = 0
         #: signal -> the handler the recorder replaced
         self.saved: Dict[int, _Handler] = {}
         #: signals that arrived inside the section, in order, with their
@@ -128,8 +147,14 @@ def _record(signum: int, frame: Optional[FrameType]) -> None:
         # runs its handler once at the end, not once per tick.
         for pending, _ in _state.pending:
             if pending == signum:
-                return
-        _state.pending.append((signum, frame))
+                break
+        else:
+            _state.pending.append((signum, frame))
+        if _state.safe == _state.depth:
+            # In a wait that may be interrupted: run it now.  The point is
+            # closed first, with no check for signals in between.
+            _state.safe = 0
+            _safe_point(_state.depth)
         return
     # Outside any section: a diversion an interrupted enter or restore left
     # behind.  Its entry in ``saved`` is still there (_restore removes an
@@ -189,6 +214,50 @@ def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
         _run(rest)
 
 
+#: How often :func:`_drain` runs the handlers that arrived while it ran them.
+_DRAIN_PASSES = 3
+
+
+def _run_diverted(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
+    """:func:`_run` while the handlers are still diverted: each signal's own
+    handler (the one the recorder replaced) is called, every one even if
+    some raise."""
+    if not pending:
+        return
+    (signum, frame), rest = pending[0], pending[1:]
+    try:
+        handler = _state.saved.get(signum)
+        if handler is None:   # healed meanwhile: its own handler is back
+            handler = _getsignal(signum)
+        if callable(handler) and handler is not _record:
+            handler(signum, frame)
+    finally:
+        _run_diverted(rest)
+
+
+def _drain() -> None:
+    """Run the recorded handlers with the signals still diverted: again for
+    those that arrive meanwhile (recorded in turn), a bounded number of
+    times, so that a timer faster than its handler cannot keep us here."""
+    for _ in range(_DRAIN_PASSES):
+        if not _state.pending:
+            return
+        pending, _state.pending = _state.pending, []
+        _run_diverted(pending)
+
+
+def _safe_point(depth: int) -> None:
+    """Run the recorded handlers at the safe point of ``depth`` (see
+    ``interruptibly``), which the caller has just closed.
+
+    It stays closed while they run (a signal meanwhile is recorded) and if
+    one raises: whatever runs next, the exception's way out and the undo,
+    runs with every signal recorded.  Opened again once they have run.
+    """
+    _drain()
+    _state.safe = depth
+
+
 def _leave() -> None:
     """Leave the outermost section: handlers back, then the recorded ones run."""
     try:
@@ -196,10 +265,6 @@ def _leave() -> None:
     finally:
         pending, _state.pending = _state.pending, []
         _run(pending)
-
-
-#: How often :func:`_end` runs the handlers that arrived while it ran them.
-_DRAIN_PASSES = 3
 
 
 def _end(undo: Optional[Callable[[BaseException], None]]) -> None:
@@ -214,14 +279,7 @@ def _end(undo: Optional[Callable[[BaseException], None]]) -> None:
     """
     if undo is not None:
         try:
-            # Again for what arrives while the handlers run, but a bounded
-            # number of times: a timer faster than its handler must not
-            # keep the section open for ever.
-            for _ in range(_DRAIN_PASSES):
-                if not _state.pending:
-                    break
-                pending, _state.pending = _state.pending, []
-                _run(pending)
+            _drain()
         except BaseException as exc:
             try:
                 undo(exc)
@@ -269,6 +327,10 @@ class _Critical:
             return
         if _state.depth > 1:
             _state.depth -= 1
+            if _state.safe == _state.depth and _state.pending:
+                # Back in a wait: what came meanwhile runs now.
+                _state.safe = 0
+                _safe_point(_state.depth)
             return
         _end(None)
 
@@ -305,13 +367,18 @@ class undoing:
     ``undo`` idempotent for that.
     """
 
-    __slots__ = ("_undo",)
+    __slots__ = ("_undo", "_interruptible")
 
-    def __init__(self, undo: Callable[[BaseException], None]) -> None:
+    def __init__(self, undo: Callable[[BaseException], None], *,
+                 interruptible: bool = False) -> None:
         self._undo = undo
+        self._interruptible = interruptible
 
     def __enter__(self) -> None:
         critical.__enter__()
+        if (self._interruptible and _state.interruptible == _state.depth - 1
+                and threading.get_ident() == _state.main_ident):
+            _state.interruptible = _state.depth
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
                  exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
@@ -319,6 +386,13 @@ class undoing:
             if exc is not None:
                 self._undo(exc)
             return
+        # No safe point from here on: the undo and the end run with every
+        # signal recorded.  (A safe point closes itself before its handler
+        # raises, so none is open as this begins.)
+        if _state.interruptible >= _state.depth:
+            _state.interruptible = _state.depth - 1
+        if _state.safe >= _state.depth:
+            _state.safe = 0
         if exc is not None:
             try:
                 self._undo(exc)
@@ -326,9 +400,51 @@ class undoing:
                 critical.__exit__(exc_type, exc, tb)
             return
         if _state.depth > 1:
+            if _state.safe == _state.depth - 1 and _state.pending:
+                # Back in a wait of the outer section: what came meanwhile
+                # runs now, and is undone here if it raises.
+                try:
+                    _state.safe = 0
+                    _safe_point(_state.depth - 1)
+                except BaseException as raised:
+                    try:
+                        self._undo(raised)
+                    finally:
+                        _state.depth -= 1
+                    raise
             _state.depth -= 1
             return
         _end(self._undo)
+
+
+class _Interruptibly:
+    """``with interruptibly:``: a wait inside an interruptible section that
+    a signal may end (see the module docstring).
+
+    Only at the depth of that section itself (not inside a section nested
+    in it) and in the main thread; elsewhere it does nothing.  The block
+    must make nothing a handler's exception would lose: it only waits.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        depth = _state.depth
+        if (depth and depth == _state.interruptible
+                and threading.get_ident() == _state.main_ident):
+            if _state.pending:
+                _safe_point(depth)   # what came before the wait runs now
+            else:
+                _state.safe = depth
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        if _state.safe and _state.safe == _state.depth:
+            _state.safe = 0
+
+
+#: ``with interruptibly: wait()`` (see :class:`_Interruptibly`).
+interruptibly = _Interruptibly()
 
 
 def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:

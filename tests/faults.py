@@ -17,6 +17,16 @@ operation:
 * ``interrupt_at(k, repeat=True)`` delivers it after the k-th call and
   after every later one: Ctrl-C pressed again and again, also while the
   operation undoes what it made.
+* ``interrupt_twice(k, j)``: SIGINT after the k-th call, as
+  ``interrupt_at(k)``, and again at the j-th *live point* after that: a
+  point where CPython runs a signal handler (a Python function's entry, the
+  return of a call into C, ``sys.setprofile``'s ``call`` and ``c_return``)
+  in pidsafe's code, at which SIGINT's handler would run now rather than
+  be recorded by a critical section (it is not diverted, or the section is
+  at a safe point, ``_sigsafe.interruptibly``).  A second Ctrl-C at every
+  bytecode where it could land while the failure is handled and undone;
+  ``points`` counts the live points that followed the first (with ``j=0``,
+  none is interrupted).
 * ``interrupt_at_end(k)`` records that SIGINT as arrived inside the k-th
   outermost ``critical`` section (pidsafe/_sigsafe.py) of the main thread,
   just before it ends, where the deferred handler runs: a Ctrl-C in a
@@ -92,6 +102,19 @@ def _callers() -> Tuple[str, ...]:
     return tuple(names)
 
 
+def _set_sigint(handler: Any) -> Any:
+    """Install ``handler`` for SIGINT and return the one it replaces; inside
+    a critical section (armed in the middle of an operation), behind the
+    section's diversion, as if it had been installed before the section."""
+    if (threading.current_thread() is threading.main_thread()
+            and _sigsafe._getsignal(signal.SIGINT) is _sigsafe._record
+            and signal.SIGINT in _sigsafe._state.saved):
+        old = _sigsafe._state.saved[signal.SIGINT]
+        _sigsafe._state.saved[signal.SIGINT] = handler
+        return old
+    return signal.signal(signal.SIGINT, handler)
+
+
 class _Interrupt(KeyboardInterrupt):
     """The KeyboardInterrupt that ``interrupt_at`` delivers."""
 
@@ -112,6 +135,11 @@ class Faults:
         self.fired_in: Optional[Tuple[str, ...]] = None
         #: Where each outermost critical section of the main thread ended.
         self.section_ends: List[str] = []
+        self._second: Optional[int] = None   # j: interrupt_twice's second point
+        #: Live points seen after the first interrupt (interrupt_twice).
+        self.points = 0
+        #: Where the second interrupt landed (interrupt_twice).
+        self.fired_again: Optional[str] = None
 
     # -- the interposition ----------------------------------------------------
 
@@ -157,8 +185,31 @@ class Faults:
             real(undo)
         return end
 
+    def _live_points(self) -> Callable[[Any, str, Any], None]:
+        top = os.path.dirname(pidsafe.__file__) + os.sep
+        state = _sigsafe._state
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if event != "call" and event != "c_return":
+                return
+            if not frame.f_code.co_filename.startswith(top):
+                return
+            if (_sigsafe._getsignal(signal.SIGINT) is _sigsafe._record
+                    and not (getattr(state, "safe", 0) and state.safe == state.depth)):
+                return   # only recorded here
+            self.points += 1
+            if self.points == self._second:
+                sys.setprofile(None)
+                self.fired_again = (f"point {self.points}: {event} in "
+                                    f"{frame.f_code.co_filename.rsplit('/pidsafe/', 1)[-1]}:"
+                                    f"{frame.f_code.co_name}:{frame.f_lineno}")
+                signal.raise_signal(signal.SIGINT)   # the handler runs (and raises) here
+        return profile
+
     def _deliver_sigint(self) -> None:
         if threading.current_thread() is threading.main_thread():
+            if self._second is not None and self.fired_again is None and self.points == 0:
+                sys.setprofile(self._live_points())
             signal.raise_signal(signal.SIGINT)   # the handler runs right here
         # Other threads (a reaper's) take no Python signal handler: nothing to do.
 
@@ -234,29 +285,29 @@ class Faults:
             if real is not None:
                 patched.append((mod, attr, real))
                 setattr(mod, attr, self._wrap_os(f"{mod.__name__}.{attr}", real))
-        old_sigint = signal.getsignal(signal.SIGINT)
-
         def on_sigint(signum: int, frame: Any) -> None:
             raise _Interrupt(f"injected SIGINT at {faults.fired}")
 
-        signal.signal(signal.SIGINT, on_sigint)
+        old_sigint = _set_sigint(on_sigint)
         try:
             yield
         finally:
+            sys.setprofile(None)
             with self._lock:
                 self._armed = False
             for mod, attr, real in reversed(patched):
                 setattr(mod, attr, real)
-            signal.signal(signal.SIGINT, old_sigint)
+            _set_sigint(old_sigint)
 
     @contextlib.contextmanager
     def _armed_with(self, fail: Optional[Tuple[int, int]],
                     interrupt: Optional[Tuple[int, bool]],
                     interrupt_end: Optional[int] = None,
-                    repeat: bool = False) -> Iterator["Faults"]:
+                    repeat: bool = False, second: Optional[int] = None) -> Iterator["Faults"]:
         self.calls = []
         self.section_ends = []
         self.fired = self.fired_in = None
+        self._second, self.points, self.fired_again = second, 0, None
         self._fail, self._interrupt, self._interrupt_end = fail, interrupt, interrupt_end
         self._repeat = repeat
         with self._installed():
@@ -296,6 +347,11 @@ class Faults:
         """Within the block, SIGINT lands right after (or before) the k-th
         call, and with ``repeat`` after every later call too."""
         return self._armed_with(None, (k, before), repeat=repeat)
+
+    def interrupt_twice(self, k: int, j: int) -> "contextlib.AbstractContextManager[Faults]":
+        """Within the block, SIGINT lands right after the k-th call and
+        again at the j-th live point after it (``j=0``: only counted)."""
+        return self._armed_with(None, (k, False), second=j)
 
     def interrupt_at_end(self, k: int) -> "contextlib.AbstractContextManager[Faults]":
         """Within the block, SIGINT arrives at the end of the k-th outermost

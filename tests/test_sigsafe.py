@@ -312,3 +312,104 @@ def test_a_signal_arriving_many_times_in_a_section_runs_its_handler_once() -> No
         assert got == [signal.SIGUSR2]
     finally:
         signal.signal(signal.SIGUSR2, old)
+
+
+# -- interruptible sections: safe points in one long section ---------------------------
+
+def test_undoing_runs_a_deferred_handler_with_the_signals_still_diverted(
+        raising_usr1: List[int]) -> None:
+    """The handler itself runs while diverted (the undo too): no signal can
+    land between its exception and the undo."""
+    seen: List[bool] = []
+
+    def undo(exc: BaseException) -> None:
+        seen.append(signal.getsignal(signal.SIGUSR1) is _sigsafe._record)
+
+    with pytest.raises(Boom):
+        with _sigsafe.undoing(undo):
+            signal.raise_signal(signal.SIGUSR1)
+    assert seen == [True] and raising_usr1 == [signal.SIGUSR1]
+
+
+def _usr1_soon(delay: float = 0.05) -> threading.Timer:
+    t = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGUSR1))
+    t.start()
+    return t
+
+
+def test_a_wait_in_an_interruptible_section_is_ended_by_a_handler(
+        raising_usr1: List[int]) -> None:
+    r, w = os.pipe()
+    undone: List[bool] = []
+
+    def undo(exc: BaseException) -> None:
+        # Diverted, and no safe point: a wait here is not interrupted.
+        undone.append(signal.getsignal(signal.SIGUSR1) is _sigsafe._record)
+        signal.raise_signal(signal.SIGUSR1)     # only recorded
+        os.write(w, b"y")
+        with _sigsafe.interruptibly:            # not a safe point: it stays recorded
+            assert os.read(r, 1) == b"y"
+
+    try:
+        os.write(w, b"x")
+        t = _usr1_soon()
+        with pytest.raises(Boom):
+            with _sigsafe.undoing(undo, interruptible=True):
+                with _sigsafe.interruptibly:
+                    os.read(r, 1)   # the b"x" above
+                    os.read(r, 1)   # blocks until SIGUSR1
+                pytest.fail("not interrupted")
+        t.join()
+    finally:
+        os.close(r)
+        os.close(w)
+    assert undone == [True] and raising_usr1 == [signal.SIGUSR1, signal.SIGUSR1]
+    assert _sigsafe._state.safe == 0 and _sigsafe._state.interruptible == 0
+
+
+def test_a_signal_before_the_wait_ends_it_as_it_begins(raising_usr1: List[int]) -> None:
+    reached: List[str] = []
+    with pytest.raises(Boom):
+        with _sigsafe.undoing(lambda exc: reached.append("undo"), interruptible=True):
+            signal.raise_signal(signal.SIGUSR1)     # recorded: nothing is safe here
+            reached.append("recorded")
+            with critical:
+                with _sigsafe.interruptibly:        # in a nested section: no safe point
+                    reached.append("nested")
+            with _sigsafe.interruptibly:
+                reached.append("waited")
+    assert reached == ["recorded", "nested", "undo"]
+
+
+def test_interruptibly_does_nothing_in_a_section_that_is_not_interruptible(
+        raising_usr1: List[int]) -> None:
+    r, w = os.pipe()
+    try:
+        order: List[str] = []
+        t = threading.Timer(0.1, os.write, (w, b"x"))
+        with pytest.raises(Boom):
+            with _sigsafe.undoing(lambda exc: order.append("undo")):
+                t.start()
+                _usr1_soon(0.02).join()   # recorded while we wait
+                with _sigsafe.interruptibly:
+                    os.read(r, 1)
+                order.append("read")
+        t.join()
+    finally:
+        os.close(r)
+        os.close(w)
+    assert order == ["read", "undo"]
+
+
+def test_interruptible_inside_a_plain_section_has_no_safe_point(
+        raising_usr1: List[int]) -> None:
+    order: List[str] = []
+    with pytest.raises(Boom):
+        with critical:
+            with _sigsafe.undoing(lambda exc: order.append("undo"), interruptible=True):
+                signal.raise_signal(signal.SIGUSR1)
+                with _sigsafe.interruptibly:
+                    order.append("waited")
+            order.append("outer")
+    # The deferred handler ran at the outer section's end: no undo.
+    assert order == ["waited", "outer"]

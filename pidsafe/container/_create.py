@@ -110,49 +110,50 @@ def create_container(cls: Type[Container], container_id: str,
             state.unlock()
 
     try:
-        console_fd = console_for(spec.process, console_socket, stdio, consoles)
-        state.lock()
-        if state.exists():
-            raise ContainerStateError(f"container {container_id!r} already exists in "
-                                      f"{state_dir}")
-        record = ContainerRecord(container_id, path, rootfs,
-                                 os.path.join(state_dir, f"{container_id}.fifo"), document,
-                                 created=time.time(), annotations=spec.annotation_dict())
-        # The rootfs mounts are in the first save already: recorded
-        # before they are made.
-        placed = _place_mounts(record, mounts, rootfs)
-        record.save(state)
-        _step("recorded")
-        started = create_locked(state, record, spec, path, rootfs, placed, stdio[0],
-                                stdio[1], stdio[2], preserve_fds, console_fd)
-        with critical:   # init has sent the master, or failed
-            for sock in consoles:
+        # One section from the start, whose undo is the roll-back: whatever
+        # fails (a handler raising included), the roll-back runs before any
+        # handler can, so none can cut it short.  Its waits (the id's lock,
+        # init, the hooks) are safe points where Ctrl-C is let through
+        # (_sigsafe.interruptibly).
+        with undoing(roll_back, interruptible=True):
+            console_fd = console_for(spec.process, console_socket, stdio, consoles)
+            state.lock()
+            if state.exists():
+                raise ContainerStateError(f"container {container_id!r} already exists in "
+                                          f"{state_dir}")
+            record = ContainerRecord(container_id, path, rootfs,
+                                     os.path.join(state_dir, f"{container_id}.fifo"),
+                                     document, created=time.time(),
+                                     annotations=spec.annotation_dict())
+            # The rootfs mounts are in the first save already: recorded
+            # before they are made.
+            placed = _place_mounts(record, mounts, rootfs)
+            record.save(state)
+            _step("recorded")
+            started = create_locked(state, record, spec, path, rootfs, placed, stdio[0],
+                                    stdio[1], stdio[2], preserve_fds, console_fd)
+            for sock in consoles:   # init has sent the master, or failed
                 sock.close()
-        _step("ready")
-        record.status = "created"
-        record.save(state)
-        _step("saved")
-        _log.debug("container", "container %s created in %s: init pid %d",
-                   container_id, state_dir, started.process.pid)
-        container = cls(state_dir, container_id, record, started.process, started.status,
-                        reaper, spec)
-        if on_created is not None:
-            on_created(container)
-        # The handover, as one section that undoes the whole create if a
-        # handler raises at its end: the caller, who never gets the handle,
-        # is left nothing.  (No finally: a handler raising as one began
-        # would leave everything made without an owner.)
-        with undoing(roll_back):
+            _step("ready")
+            record.status = "created"
+            record.save(state)
+            _step("saved")
+            _log.debug("container", "container %s created in %s: init pid %d",
+                       container_id, state_dir, started.process.pid)
+            container = cls(state_dir, container_id, record, started.process, started.status,
+                            reaper, spec)
+            if on_created is not None:
+                on_created(container)
+            # The handover: a handler raising at the section's end undoes
+            # the whole create, and the caller, who never gets the handle,
+            # is left nothing.
             if reaper is not None:
                 reaper.watch(started.process)
             state.unlock()
-        return container
+            return container
     except BaseException as exc:
-        # Whatever was interrupted, nothing stays: init, mounts, state.  In
-        # one section: a handler's exception (Ctrl-C held down) lands after
-        # the undo, never in it.
-        with critical:
-            roll_back(exc)
+        # Rolled back in the section already, or by _sigsafe for a handler
+        # raising as the section's handlers were put back.
         if isinstance(exc, HookError) and record is not None:
             # runtime-spec lifecycle: a failed create hook stops the
             # container and continues at "destroy" (done above), then

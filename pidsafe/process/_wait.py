@@ -30,7 +30,7 @@ import select
 import time
 
 from .. import _sys, errors   # errors.TimeoutExpired: made on first use (subprocess)
-from .._sigsafe import critical
+from .._sigsafe import critical, interruptibly
 from ..errors import UnsupportedError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -176,11 +176,15 @@ def _wait_step(p: Process, timeout: Optional[float]) -> bool:
         if timeout is None and p._child:
             try:
                 # Sleeps until exit with the GIL released; reaps nothing.
-                _sys.waitid_pidfd(dup, _sys.WEXITED | _sys.WNOWAIT)
+                with interruptibly:
+                    _sys.waitid_pidfd(dup, _sys.WEXITED | _sys.WNOWAIT)
             except ChildProcessError:
                 pass  # a foreign waiter took it: reap_locked says what is left
-        elif not _readable(dup, timeout):
-            return False
+        else:
+            with interruptibly:
+                ready = _readable(dup, timeout)
+            if not ready:
+                return False
         with critical, p._lock:
             done = reap_locked(p, fd=dup)
             if done:
@@ -217,7 +221,8 @@ def _block_and_reap(p: Process) -> bool:
             borrowed = True
         try:
             # Sleeps until exit with the GIL released; reaps nothing.
-            _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOWAIT)
+            with interruptibly:
+                _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOWAIT)
         except ChildProcessError:
             pass  # a foreign waiter took it: reap_locked says what is left
         with critical, p._lock:
@@ -254,7 +259,8 @@ def wait(p: Process, timeout: Optional[float]) -> int:
             # Exited, but its parent (or the foreign waiter that took
             # it) has not finished reaping it: the kernel has no status
             # to give us yet, and nothing to poll for that, so back off.
-            time.sleep(backoff if remaining is None else min(backoff, remaining))
+            with interruptibly:
+                time.sleep(backoff if remaining is None else min(backoff, remaining))
             backoff = min(backoff * 2, 0.05)
 
 

@@ -43,7 +43,7 @@ from types import TracebackType
 
 from .. import _lite
 from .._owned import Owned
-from .._sigsafe import critical
+from .._sigsafe import critical, interruptibly
 from ..errors import StateError
 from . import _durable
 
@@ -116,9 +116,11 @@ class StateFile(Owned):
                     return False
                 self._lock_fd, self._mode, self._destroyed = fd, 0, False
             try:
-                # May wait for ever: outside any critical section, so a
-                # handler (Ctrl-C) can interrupt it.
-                fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
+                # May wait for ever: outside any critical section (or at
+                # a safe point of an interruptible one), so a handler
+                # (Ctrl-C) can interrupt it.
+                with interruptibly:
+                    fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 self._release()
                 return False

@@ -173,11 +173,12 @@ def test_create_without_a_mount_namespace_with_each_call(faults: Faults, make_bu
 @pytest.mark.parametrize("mode", ["section end", "again and again"])
 def test_create_interrupted_at_each_section_end_or_again_and_again(
         faults: Faults, make_bundle: Any, state_dir: pathlib.Path, mode: str) -> None:
-    """SIGINT arriving inside each critical section of a create (its handler
-    raises as the section ends, the last one after the container is whole
-    and before the caller has it), or after a call and every call after it
-    (Ctrl-C held down, through the roll-back): create raises, and no
-    state, cgroup, process, fd or mount is left."""
+    """SIGINT arriving inside each outermost critical section of a create
+    (its handler raises as the section ends: create is one section, whose
+    end comes after the container is whole and before the caller has it),
+    or after a call and every call after it (Ctrl-C held down, through the
+    roll-back): create raises, and no state, cgroup, process, fd or mount
+    is left."""
     cgroups_path = f"/pidsafe-test/create-end-{os.getpid()}-{mode[0]}"
 
     def edit(doc: Any) -> None:
@@ -193,7 +194,7 @@ def test_create_interrupted_at_each_section_end_or_again_and_again(
     n = faults.count(lambda: made.append(create()))
     ends = list(faults.section_ends)
     made.pop().delete(force=True)
-    assert n > 20 and len(ends) > 10, ends
+    assert n > 20 and ends[-1].startswith("container/_create.py:create_container"), ends
     for k in range(1, (len(ends) if mode == "section end" else n) + 1):
         what = (f"create, SIGINT at the end of section {k} ({ends[k - 1]})"
                 if mode == "section end" else f"create, SIGINT from call {k} on")
@@ -216,6 +217,88 @@ def test_create_interrupted_at_each_section_end_or_again_and_again(
             left = _state_left(state_dir, "f")
             assert left == [], f"{what}: left {left}"
             assert _cgroup_dirs(cgroups_path) == [], what
+
+
+#: The double-interrupt sweeps run in this many parts (xdist spreads them).
+TWICE_PARTS = 4
+
+
+def _twice(faults: Faults, op: Callable[[], Any], undo_made: Callable[[Any], None],
+           left: Callable[[], List[str]], what: str, part: int) -> int:
+    """SIGINT after each call of ``op`` and again at each live point after
+    it (tests/faults.py ``interrupt_twice``): a second Ctrl-C wherever it
+    could run a handler while the first one's failure is undone.  Each
+    time both must fire, ``op`` raise, and nothing be left (``left()``, the
+    leak check).  Only the calls k with ``k % TWICE_PARTS == part``.
+    Returns how many runs were made."""
+    made: List[Any] = []
+    n = faults.count(lambda: made.append(op()))
+    undo_made(made.pop())
+    runs = 0
+    for k in range(1, n + 1):
+        if k % TWICE_PARTS != part:
+            continue
+        with leak_check(f"{what}, SIGINT after call {k}, counting"):
+            got = None
+            try:
+                with faults.interrupt_twice(k, 0):
+                    got = op()
+            except Interrupt:
+                pass
+            if faults.fired is None:   # this run made fewer calls
+                assert got is not None
+                undo_made(got)
+                continue
+            assert got is None, f"{what}, call {k}: swallowed"
+            assert left() == [], f"{what}, SIGINT after call {k}: left {left()}"
+        m = faults.points
+        for j in range(1, m + 1):
+            here = f"{what}, SIGINT after call {k} ({faults.fired}) and at live point {j}"
+            with leak_check(here):
+                got = None
+                try:
+                    with faults.interrupt_twice(k, j):
+                        got = op()
+                except Interrupt:
+                    pass
+                runs += 1
+                if faults.fired is None or faults.fired_again is None:
+                    # A run that made fewer calls or points: nothing to undo twice.
+                    if got is not None:
+                        undo_made(got)
+                    continue
+                assert got is None, f"{here} ({faults.fired_again}): swallowed"
+                assert left() == [], f"{here} ({faults.fired_again}): left {left()}"
+    return runs
+
+
+@pytest.mark.parametrize("part", range(TWICE_PARTS))
+def test_create_interrupted_twice_leaves_nothing(faults: Faults, make_bundle: Any,
+                                                  state_dir: pathlib.Path, part: int) -> None:
+    """A Ctrl-C after each call of a create and a second one at each later
+    point where its handler could run (while the first one's failure is
+    undone): create raises and leaves no state, cgroup, process, fd or
+    mount.  No handler may run between a failure and its roll-back."""
+    cgroups_path = f"/pidsafe-test/create-twice-{os.getpid()}-{part}"
+
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    bundle = make_bundle(["true"], edit)
+
+    def create() -> pidsafe.Container:
+        return pidsafe.Container.create("t", bundle, state_dir=str(state_dir),
+                                        stdout=pidsafe.PIPE, stderr=pidsafe.PIPE)
+
+    def delete(c: pidsafe.Container) -> None:
+        c.delete(force=True)
+        c.close()
+
+    def left() -> List[str]:
+        return _state_left(state_dir, "t") + _cgroup_dirs(cgroups_path)
+
+    runs = _twice(faults, create, delete, left, "create", part)
+    assert runs > 0
 
 
 def test_create_under_random_interrupts_leaves_nothing(make_bundle: Any,

@@ -24,7 +24,7 @@ import select
 import struct
 import time
 
-from ..._sigsafe import critical, hand_out
+from ..._sigsafe import critical, hand_out, interruptibly
 from ...errors import ContainerError, container_error
 from ...process import Process, discard
 from ._enter import Entry, forks
@@ -107,7 +107,8 @@ def wait_readable(fds: Sequence[int], deadline: Optional[Deadline]) -> List[int]
     for fd in fds:
         poller.register(fd, select.POLLIN)
     while True:
-        ready = poller.poll(None if deadline is None else deadline.remaining_ms())
+        with interruptibly:   # a wait: Ctrl-C may end it (_sigsafe)
+            ready = poller.poll(None if deadline is None else deadline.remaining_ms())
         if ready:
             return [fd for fd, _ in ready]
 
@@ -140,7 +141,8 @@ def read_record(fd: int, deadline: Optional[Deadline] = None) -> Optional[Status
         ContainerError: the deadline passed first (ETIMEDOUT).
     """
     if deadline is None:
-        return read_status(fd)
+        with interruptibly:   # a wait: Ctrl-C may end it (_sigsafe)
+            return read_status(fd)
 
     def wait() -> None:
         wait_readable((fd,), deadline)
