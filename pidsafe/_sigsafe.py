@@ -377,7 +377,7 @@ class undoing:
     def __enter__(self) -> None:
         critical.__enter__()
         if (self._interruptible and _state.interruptible == _state.depth - 1
-                and threading.get_ident() == _state.main_ident):
+                and _get_ident() == _state.main_ident):
             _state.interruptible = _state.depth
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
@@ -431,7 +431,7 @@ class _Interruptibly:
     def __enter__(self) -> None:
         depth = _state.depth
         if (depth and depth == _state.interruptible
-                and threading.get_ident() == _state.main_ident):
+                and _get_ident() == _state.main_ident):
             if _state.pending:
                 _safe_point(depth)   # what came before the wait runs now
             else:
