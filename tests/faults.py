@@ -332,6 +332,18 @@ class Faults:
             with self._lock:
                 self._armed = armed
 
+    @contextlib.contextmanager
+    def resumed(self) -> Iterator[None]:
+        """Within the block, calls are counted and failed again (undoes an
+        enclosing :meth:`paused` for a part of it)."""
+        with self._lock:
+            armed, self._armed = self._armed, True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed = armed
+
     def count(self, op: Callable[[], Any]) -> int:
         """Run ``op`` (which must succeed) and return how many calls it made."""
         with self._armed_with(None, None):

@@ -305,31 +305,31 @@ def test_create_with_a_hook_under_faults_at_the_hooks_step(
     hooks = {"createRuntime": [_recorder("createRuntime", str(log))],
              "createContainer": [_recorder("createContainer", str(log))]}
     bundle = make_bundle(["true"], _with_hooks(hooks))
-    armed: List[Callable[[], Any]] = []
     original = _hooks.run_create_hooks
 
     def hooked(spec: Any, record: Any, init: Any) -> None:
-        # Faults only from here on: the rest of create has its own sweep.
-        with armed[0]():
+        # Faults only in here: the rest of create has its own sweep.
+        with faults.resumed():
             original(spec, record, init)
 
     monkeypatch.setattr(_hooks, "run_create_hooks", hooked)
 
     def create() -> None:
-        pidsafe.Container.create("fh", bundle, state_dir=str(state_dir)).delete(force=True)
+        with faults.paused():
+            pidsafe.Container.create("fh", bundle, state_dir=str(state_dir)).delete(force=True)
 
-    armed.append(lambda: faults.fail_at(10**9))   # never fires: counts the calls
-    create()
-    n = len(faults.calls)
+    n = faults.count(create)
     assert n > 10, faults.calls
     for interrupt in (False, True):
         for k in range(1, n + 1):
-            armed[0] = ((lambda: faults.interrupt_at(k)) if interrupt
-                        else (lambda: faults.fail_at(k, errno.EIO)))
             with leak_check(f"create hooks with call {k} of {n} "
                             f"{'interrupted' if interrupt else 'failed'}"):
                 try:
-                    create()
+                    # Armed around the whole create (a SIGINT recorded in
+                    # the hooks may run only at its end).
+                    with (faults.interrupt_at(k) if interrupt
+                          else faults.fail_at(k, errno.EIO)):
+                        create()
                 except Interrupt:
                     assert interrupt
                 except (OSError, pidsafe.Error) as exc:
