@@ -131,14 +131,18 @@ class OomWatcher:
         if found is None:
             return False
         d, v2 = found
-        w = self._add_v2(cid, d, since) if v2 else self._add_v1(cid, d, since)
-        with self._lock:
-            if self._closed:
-                w.close()
-                return False
-            self._watches[w.fd.fileno()] = w
-            self._by_id[cid] = w.fd.fileno()
-            self._epoll.register(w.fd.fileno(), select.EPOLLPRI if w.v2 else select.EPOLLIN)
+        # Made and stored as one step: a handler raising as a section ends
+        # never drops a watch's fds (short: an open, a write to a cgroup file).
+        with critical:
+            w = self._add_v2(cid, d, since) if v2 else self._add_v1(cid, d, since)
+            with self._lock:
+                if self._closed:
+                    w.close()
+                    return False
+                self._watches[w.fd.fileno()] = w
+                self._by_id[cid] = w.fd.fileno()
+                self._epoll.register(w.fd.fileno(),
+                                     select.EPOLLPRI if w.v2 else select.EPOLLIN)
         self._check_count(w)    # what came before the watch
         return True
 

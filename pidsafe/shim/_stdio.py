@@ -157,10 +157,10 @@ def _file_out(io: ProcessIO, rest: str) -> None:
 
     path = unquote(urlsplit("file://" + rest).path)
     os.makedirs(os.path.dirname(path) or "/", mode=0o755, exist_ok=True)
-    with critical:
+    with critical:   # given to io in the section that opens it
         f = OwnedFd(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644),
                     "log file")
-    io._give(1, f)
+        io._give(1, f)
     io.child[2] = io.child[1]
 
 

@@ -139,9 +139,12 @@ def _add_rule(filt: sc.Filter, action: int, rule: SeccompSyscall, where: str) ->
 
 def _export(filt: sc.Filter) -> bytes:
     """The program's bytes, through a memfd (no pipe to fill, no file on disk)."""
-    with critical:
-        fd = os.memfd_create("pidsafe-seccomp", os.MFD_CLOEXEC)
+    fd = -1
     try:
+        # In the try: a handler raising at the section's end finds the fd
+        # in the finally.
+        with critical:
+            fd = os.memfd_create("pidsafe-seccomp", os.MFD_CLOEXEC)
         try:
             filt.export_bpf(fd)
         except OSError as exc:
@@ -157,8 +160,9 @@ def _export(filt: sc.Filter) -> bytes:
             chunks.append(chunk)
             got += len(chunk)
     finally:
-        with critical:
-            os.close(fd)
+        if fd >= 0:
+            with critical:
+                os.close(fd)
     data = b"".join(chunks)
     if not data or len(data) % BPF_INSN_SIZE:
         raise container_error(errno.EIO, f"{_STEP}: seccomp_export_bpf wrote {len(data)} "
