@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from typing import Any, Dict, List, Set
 
 from .. import _sys
@@ -27,6 +28,8 @@ from ..mount import MountInfo, mount_id_of, mountinfo
 
 #: How many rounds of unmounting (stacked mounts surface one round at a time).
 MAX_ROUNDS = 64
+#: How many rounds in a row may detach nothing (1, 4, 16, 64 ms apart).
+IDLE_ROUNDS = 4
 MNT_DETACH = 2
 
 
@@ -51,13 +54,16 @@ def unmount_new(rec: Dict[str, Any]) -> None:
     """Detach every mount under the root that :func:`record` did not see.
 
     Top-level ones first (a lazy detach takes their submounts along), the
-    latest first; a mount covered by another at the same point surfaces in
-    the next round.
+    latest first.  At each one's mount point the mount on top is detached,
+    if it is one of the new ones: mounts stacked at one point (another
+    mount namespace being copied from ours meanwhile, with mounts that
+    propagate back) go top first, one a round, and never stop the rest.
 
     Raises:
         OSError: a mount could not be unmounted (it is left in place).
     """
     root, before = rec["root"], set(rec["before"])
+    idle = 0
     for _ in range(MAX_ROUNDS):
         new = _new_mounts(root, before)
         if not new:
@@ -65,25 +71,32 @@ def unmount_new(rec: Dict[str, Any]) -> None:
         ids = {m.mount_id for m in new}
         done = 0
         for m in reversed([m for m in new if m.parent_id not in ids]):
-            done += _detach(m)
+            done += _detach(m, ids)
         if not done:
-            break
+            # Nothing went this round: what mountinfo listed had changed by
+            # the time we looked (another namespace being copied from ours
+            # meanwhile).  Look again, a few times, a little later.
+            idle += 1
+            if idle > IDLE_ROUNDS:
+                break
+            time.sleep(0.001 * 4 ** (idle - 1))
     left = _new_mounts(root, before)
     if left:
         raise _sys.make_oserror(errno.EBUSY, "unmount the container's mounts",
                                 left[0].mountpoint)
 
 
-def _detach(m: MountInfo) -> int:
-    """Detach ``m`` if its mount point still leads to it; 1 if done."""
+def _detach(m: MountInfo, ids: Set[int]) -> int:
+    """Detach the mount on top at ``m``'s mount point, if it is ``m`` or
+    another of ``ids`` (stacked on it); 1 if done."""
     try:
         with critical:
             fd = os.open(m.mountpoint, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return 0   # gone already, or covered by a sibling's rename
     try:
-        if mount_id_of(fd) != m.mount_id:
-            return 0   # covered by a later mount at the same point
+        if mount_id_of(fd) not in ids:
+            return 0   # the name leads elsewhere now: not ours to detach
         try:
             _sys.umount2(f"/proc/self/fd/{fd}", MNT_DETACH, filename=m.mountpoint)
         except OSError as exc:
