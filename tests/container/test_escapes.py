@@ -7,30 +7,29 @@ rootfs (a name swapped for a symlink with ``renameat2(RENAME_EXCHANGE)``,
 tens of thousands of times a second); inside a container it probes every
 process it can see.
 
-Races are probabilistic: each test runs :data:`ROUNDS` creates per run,
-and ``--count N`` (pytest-repeat) runs the attack N times over for a long
-hunt, e.g. ``bash scripts/test.sh tests/container/test_escapes.py --count 20``.
-Each test asserts that the race was live (some creates were refused for
-what the racer did), so a racer that never ran cannot pass for a fix.
+Races are probabilistic: each race test runs :data:`ROUNDS` creates per
+run (the races themselves are in ``escape_races.py``, which
+``scripts/stress_escapes.py`` runs for thousands of rounds outside CI), and
+``--count N`` (pytest-repeat) runs the attack N times over.  Each test
+asserts that the race was live (some creates were refused for what the
+racer did), so a racer that never ran cannot pass for a fix.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import pathlib
 import shutil
 import signal
-import stat
-import subprocess
 import sys
-import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
+import escape_races
 import pidsafe
+from escape_races import userns as _userns
 from pidsafe import _sys
 from pidsafe._sys import _sealed
 
@@ -40,58 +39,15 @@ pytestmark = pytest.mark.root
 #: (the old code lost within 20), and CI stays quick (~15 ms a create on an
 #: idle machine; the racer and a loaded one make it ~0.3 s).
 ROUNDS = 60
-PROBE_SRC = pathlib.Path(__file__).with_name("escape_probe.c")
-#: A procfs file runc's default config masks and this kernel has (kcore
-#: needs CONFIG_PROC_KCORE).
-MASKED_FILE = next((p for p in ("/proc/kcore", "/proc/timer_list", "/proc/keys")
-                    if os.path.exists(p)), "/proc/keys")
 
 
 @pytest.fixture(scope="session")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """escape_probe, compiled static (it runs inside busybox containers too)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
+    built = escape_races.build_probe(tmp_path_factory.mktemp("probe"))
+    if built is None:
         pytest.skip("needs a C compiler and static glibc (scripts/bootstrap.sh installs them)")
-    out = tmp_path_factory.mktemp("probe") / "escape_probe"
-    subprocess.run([cc, "-std=gnu11", "-O2", "-Wall", "-static", "-o", str(out), str(PROBE_SRC)],
-                   check=True)
-    return out
-
-
-@contextlib.contextmanager
-def racing(probe: pathlib.Path, directory: pathlib.Path, name: str,
-           target: str) -> Iterator[None]:
-    """``directory/name`` swapped with a symlink to ``target``, over and over."""
-    with pidsafe.spawn([str(probe), "swap", str(directory), name, f".{name}.evil", target],
-                       stdout=pidsafe.DEVNULL) as racer:
-        try:
-            yield
-        finally:
-            racer.kill()
-            racer.wait()
-
-
-def dev_in_rootfs(doc: Dict[str, Any]) -> None:
-    """No tmpfs on /dev: the container's /dev is the rootfs's, which a second
-    container sharing that rootfs (here: the racer) can write."""
-    doc["mounts"] = [m for m in doc["mounts"] if m["destination"] != "/dev"]
-    doc["linux"]["maskedPaths"] = ["/proc/acpi", MASKED_FILE, "/sys/firmware"]
-
-
-def in_container(pid: int, path: str) -> os.stat_result:
-    """``path`` as the container's processes see it: resolved in its root,
-    from our side, through init's ``/proc/PID/root``."""
-    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fd = _sys.openat2(root, path, os.O_PATH | os.O_CLOEXEC,
-                          resolve=_sys.RESOLVE_IN_ROOT | _sys.RESOLVE_NO_MAGICLINKS)
-    finally:
-        os.close(root)
-    try:
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
+    return built
 
 
 def test_device_nodes_are_chmodded_by_fd_never_through_a_swapped_name(
@@ -100,27 +56,9 @@ def test_device_nodes_are_chmodded_by_fd_never_through_a_swapped_name(
     """Devices are made before pivot_root: a mode set by
     name (``fchmodat(dir, "null")``) follows a symlink swapped in after the
     mknod, resolved from the *host's* root, and makes a host file 0666."""
-    secret = tmp_path / "host-secret"
-    secret.write_text("host only\n")
-    secret.chmod(0o600)
-    bundle = make_bundle(["true"], dev_in_rootfs)
-    dev = bundle / "rootfs" / "dev"
-    (dev / "null").touch()
-    refused = 0
-    with racing(probe, dev, "null", str(secret)):
-        for i in range(ROUNDS):
-            try:
-                c = pidsafe.Container.create(f"dev{i}", bundle, state_dir=str(state_dir))
-            except pidsafe.ContainerError as exc:
-                # Refused: the name was no longer the node init had made.
-                assert exc.field.startswith(("linux.devices", "linux.maskedPaths")), exc
-                refused += 1
-            else:
-                c.delete(force=True)
-            mode = stat.S_IMODE(secret.stat().st_mode)
-            assert mode == 0o600, f"round {i}: the host file was chmodded to {mode:o}"
-    assert secret.read_text() == "host only\n"
-    assert refused, "the racer never won a round: the test proved nothing"
+    tally = escape_races.device_chmod(probe, make_bundle, state_dir, tmp_path, ROUNDS)
+    assert not tally.escapes and not tally.unexpected, tally.escapes + tally.unexpected
+    assert tally.refused, f"the racer never won a round: the test proved nothing ({tally})"
 
 
 def test_masked_paths_bind_the_null_device_never_a_swapped_dev_null(
@@ -130,27 +68,9 @@ def test_masked_paths_bind_the_null_device_never_a_swapped_dev_null(
     procfs file makes the masked path a writable copy of that file (here
     the harmless, uts-namespaced kernel.domainname; core_pattern in the
     CVE), outside the read-only /proc/sys."""
-    bundle = make_bundle(["true"], dev_in_rootfs)
-    dev = bundle / "rootfs" / "dev"
-    (dev / "null").touch()
-    refused = created = 0
-    with racing(probe, dev, "null", "/proc/sys/kernel/domainname"):
-        for i in range(ROUNDS):
-            try:
-                c = pidsafe.Container.create(f"mask{i}", bundle, state_dir=str(state_dir))
-            except pidsafe.ContainerError as exc:
-                assert exc.field.startswith(("linux.devices", "linux.maskedPaths")), exc
-                refused += 1
-                continue
-            try:
-                created += 1
-                assert c.pid is not None
-                st = in_container(c.pid, MASKED_FILE)
-                assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3), (
-                    f"round {i}: masked {MASKED_FILE} is not the null device: {st}")
-            finally:
-                c.delete(force=True)
-    assert refused, "the racer never won a round: the test proved nothing"
+    tally = escape_races.masked_null(probe, make_bundle, state_dir, ROUNDS)
+    assert not tally.escapes and not tally.unexpected, tally.escapes + tally.unexpected
+    assert tally.refused, f"the racer never won a round: the test proved nothing ({tally})"
 
 
 def refused(bundle: pathlib.Path, state_dir: pathlib.Path, name: str) -> pidsafe.ContainerError:
@@ -256,13 +176,6 @@ def _probe_in(bundle: pathlib.Path, probe: pathlib.Path) -> None:
     script = bundle / "rootfs" / "bin" / "evil"
     script.write_text("#!/proc/self/exe\n")
     script.chmod(0o755)
-
-
-def _userns(doc: Dict[str, Any]) -> None:
-    doc["linux"]["namespaces"].append({"type": "user"})
-    m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    doc["linux"]["uidMappings"] = m
-    doc["linux"]["gidMappings"] = m
 
 
 def _with(userns: bool, ptrace: bool) -> Any:
@@ -674,32 +587,6 @@ MOUNT_RACE_SECONDS = 5.0   # x3 variants; --count N hunts longer
 MOUNT_RACE_ROUNDS = 2000
 
 
-def _delete(c: pidsafe.Container) -> None:
-    """``c.delete(force=True)``, again while it meets EBUSY: without a mount
-    namespace init's mounts are in ours, where another test's container
-    being made (a mount namespace copied from ours, its propagated copy
-    busy a moment) makes an unmount fail with EBUSY; a delete stopped half
-    way is finished by the next (a delete is resumable)."""
-    try:
-        for attempt in range(5):
-            try:
-                c.delete(force=True)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY or attempt == 4:
-                    raise
-    finally:
-        c.close()
-
-
-def _host_mount_points() -> List[str]:
-    """The mount points of our mount namespace (the host's), unescaped."""
-    with open("/proc/self/mountinfo", "rb") as f:
-        lines = f.read().decode("utf-8", "surrogateescape").splitlines()
-    return [line.split()[4].replace("\\040", " ").replace("\\011", "\t")
-            .replace("\\012", "\n").replace("\\134", "\\") for line in lines]
-
-
 @pytest.mark.parametrize("userns, mountns", [(False, False), (False, True), (True, True)],
                          ids=["host-mount-ns", "mount-ns", "userns"])
 def test_a_mount_target_swapped_for_a_symlink_never_mounts_over_the_host(
@@ -712,58 +599,13 @@ def test_a_mount_target_swapped_for_a_symlink_never_mounts_over_the_host(
     as many creates as fit, with the swap running all the while: no mount
     point in our namespace ever is (or is under) the host directory, and
     its canary file is never hidden or changed.  Without a mount namespace
-    init mounts in ours, where such a mount would be seen at once."""
-    canary_dir = tmp_path / "host-canary"
-    canary_dir.mkdir()
-    canary = canary_dir / "canary"
-    canary.write_text("host only\n")
-
-    def edit(doc: Dict[str, Any]) -> None:
-        if userns:
-            _userns(doc)
-        if not mountns:
-            doc["linux"]["namespaces"] = [ns for ns in doc["linux"]["namespaces"]
-                                          if ns["type"] != "mount"]
-            doc["mounts"] = []
-            doc["linux"].pop("maskedPaths", None)
-            doc["linux"].pop("readonlyPaths", None)
-            doc["root"]["readonly"] = False
-        doc["mounts"].append({"destination": "/mnt/target", "type": "bind",
-                              "source": str(data), "options": ["rbind", "ro"]})
-
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "payload").write_text("the bind's own\n")
-    bundle = make_bundle(["true"], edit)
-    mnt = bundle / "rootfs" / "mnt"
-    mnt.mkdir(exist_ok=True)
-    (mnt / "target").mkdir()
-    host = str(canary_dir)
-    followed = refused = rounds = 0
-    deadline = time.monotonic() + MOUNT_RACE_SECONDS
-    with racing(probe, mnt, "target", host):
-        while rounds < MOUNT_RACE_ROUNDS and time.monotonic() < deadline:
-            rounds += 1
-            try:
-                c = pidsafe.Container.create(f"mt{rounds}", bundle, state_dir=str(state_dir))
-            except pidsafe.ContainerError as exc:
-                # The racer's symlink where init made or checked the target.
-                assert exc.field.startswith("mounts"), exc
-                refused += 1
-                c = None
-            try:
-                points = _host_mount_points()
-                bad = [p for p in points if p == host or p.startswith(host + "/")]
-                assert not bad, f"round {rounds}: a mount over the host's {bad}"
-                assert os.listdir(canary_dir) == ["canary"], f"round {rounds}"
-                assert canary.read_text() == "host only\n", f"round {rounds}"
-            finally:
-                if c is not None:
-                    _delete(c)
-            # Followed inside the root: the symlink's target made there.
-            if (bundle / "rootfs" / host.lstrip("/")).exists():
-                followed += 1
-    assert rounds > 1
-    assert followed or refused, (
-        f"the racer never won in {rounds} rounds: the test proved nothing")
-    assert os.listdir(canary_dir) == ["canary"]
+    init mounts in ours, where such a mount would be seen at once; and each
+    delete, never retried, finishes (other tests' creates copying our
+    mount namespace meanwhile)."""
+    tally = escape_races.mount_target(probe, make_bundle, state_dir, tmp_path,
+                                      MOUNT_RACE_ROUNDS, MOUNT_RACE_SECONDS,
+                                      with_userns=userns, with_mountns=mountns)
+    assert not tally.escapes and not tally.unexpected, tally.escapes + tally.unexpected
+    assert tally.rounds > 1
+    assert tally.followed or tally.refused, (
+        f"the racer never won: the test proved nothing ({tally})")
