@@ -421,6 +421,14 @@ def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
             # caller's ``with``: the caller's window (as right after a call
             # returned), which no library can close.
             return False
+        f, last = frame, None
+        while f is not None and f.f_code.co_filename == _sigsafe.__file__:
+            f, last = f.f_back, f
+        if (last is not None and last.f_code.co_name == "__enter__" and f is not None
+                and not f.f_code.co_filename.startswith(top)):
+            # The caller's own ``with critical:`` while it opens: the
+            # section is not open yet, so this is still the caller's window.
+            return False
         while frame is not None:
             if frame.f_code.co_filename.startswith(top):
                 return True
