@@ -65,12 +65,20 @@ else:
     del _json
 
 
-def loads(text: str) -> Any:
-    """:func:`json.loads` of a str.
+def loads(text: "str | bytes") -> Any:
+    """:func:`json.loads`.
 
     Raises:
         json.JSONDecodeError: as json.loads does (a ``ValueError``).
+        UnicodeDecodeError: bytes that are not UTF-8 (as json.loads).
     """
+    if isinstance(text, bytes):
+        if text[:3] == b"\xef\xbb\xbf" or b"\x00" in text[:4]:
+            # A BOM, or UTF-16/32: json.detect_encoding's other answers.
+            import json
+
+            return json.loads(text)
+        text = text.decode("utf-8", "surrogatepass")   # as json.loads decodes UTF-8
     scan = _scan_once
     if scan is not None:
         start = len(text) - len(text.lstrip(_WHITESPACE))

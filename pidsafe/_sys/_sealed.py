@@ -31,8 +31,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
 
+from .. import _lite
 from .._sigsafe import critical
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -52,7 +52,7 @@ F_SEAL_EXEC = 0x0020       # Linux 6.3
 #: The seals every copy has: its bytes and size are fixed for good.
 SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
 
-_lock = threading.Lock()
+_lock = _lite.Lock()
 #: installed path -> (fd, st_dev, st_ino) of its sealed copy.
 _copies: Dict[str, Tuple[int, int, int]] = {}
 
@@ -145,7 +145,7 @@ def _after_fork_in_child() -> None:
     # The copies are inherited with the fds; a lock another thread held
     # across fork() would be held for ever.
     global _lock
-    _lock = threading.Lock()
+    _lock = _lite.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

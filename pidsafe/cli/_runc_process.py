@@ -5,12 +5,15 @@ process to its reaper."""
 from __future__ import annotations
 
 import os
-import signal
-from typing import Any, Callable, Dict, List
 
+from .. import _lite
 from .._sigsafe import critical
 from ..errors import UsageError, note
 from .runc import Args
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List
 
 
 def flag_error(exc: OSError, flag: str, path: str, step: str) -> OSError:
@@ -207,8 +210,9 @@ class forwarding:
         from . import FORWARDED_SIGNALS
 
         self.proc = proc
-        self.signums = [int(getattr(signal, name)) for name in FORWARDED_SIGNALS
-                        if not (tty and name == "SIGWINCH")]
+        numbers = (_lite.signal_number(name) for name in FORWARDED_SIGNALS
+                   if not (tty and name == "SIGWINCH"))
+        self.signums = [n for n in numbers if n is not None]
         self.old: Dict[int, Any] = {}
 
     def _forward(self, signum: int, frame: Any) -> None:
@@ -220,9 +224,9 @@ class forwarding:
 
     def __enter__(self) -> "forwarding":
         for signum in self.signums:
-            self.old[signum] = signal.signal(signum, self._forward)
+            self.old[signum] = _lite.setsignal(signum, self._forward)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.old.items():
-            signal.signal(signum, handler)
+            _lite.setsignal(signum, handler)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List, Optional
 
 from .. import _sys
 from .. import errors as pidsafe_errors
@@ -17,6 +16,10 @@ from .._sigsafe import critical
 from ..errors import container_error
 from ..process import Process
 from .init import CLONE_FLAGS
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 
 def open_namespace(kind: str, path: str, field: str) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import IO, Any, List, Optional, Tuple
 
 from .._value import Record, field
 from ..process import open_pipe_files, stdio_fd
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import IO, Any, List, Optional, Tuple
 
 # subprocess's values (tests/container/test_stdio.py checks), without its
 # import: threading, selectors, locale ... ~2 ms of each pidsafe-runc create.

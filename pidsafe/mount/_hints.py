@@ -10,16 +10,20 @@ directory mounted on a file.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import stat
-from typing import Any, Callable, Optional, TypeVar, Union, cast
 
 from ..errors import MountError, UnsupportedError, mount_error
 from ..errors import note as note   # re-exported: the mount layer's name for it
 from ._mountinfo import describe_fs, is_idmapped
 
-StrPath = Union[str, "os.PathLike[str]"]
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional, TypeVar, Union
+
+    StrPath = Union[str, "os.PathLike[str]"]
+
+    _F = TypeVar("_F", bound=Callable[..., OSError])
 
 
 def _ns_link(fd: int) -> str:
@@ -46,19 +50,20 @@ def _privilege(err: int) -> str:
         return ""
 
 
-_F = TypeVar("_F", bound=Callable[..., OSError])
-
-
 def _unsupported(feature: str, call: str) -> Callable[[_F], _F]:
     """A ``*_error(exc, ...)`` that answers an ``ENOSYS`` of ``call`` with
     :class:`UnsupportedError` naming ``feature``, before any hint."""
     def wrap(error: _F) -> _F:
-        @functools.wraps(error)
         def hinted(exc: OSError, *args: Any, **kwargs: Any) -> OSError:
             if exc.errno == errno.ENOSYS:
                 return UnsupportedError(feature, f"{call} failed with ENOSYS")
             return error(exc, *args, **kwargs)
-        return cast(_F, hinted)
+        # functools.wraps, without functools (and the collections it imports)
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(hinted, name, getattr(error, name))
+        hinted.__dict__.update(error.__dict__)
+        hinted.__wrapped__ = error  # type: ignore[attr-defined]
+        return hinted  # type: ignore[return-value]
     return wrap
 
 
@@ -141,7 +146,7 @@ def attach_error(exc: OSError, target: StrPath, tree_fd: int = -1,
     if err == errno.EPERM:
         hint = _NEEDS_MOUNT_CAP
     elif err == errno.EINVAL and (tree_fd >= 0 or source is not None) and _kinds_differ(
-            tree_fd if tree_fd >= 0 else cast(StrPath, source),
+            tree_fd if tree_fd >= 0 else source,  # type: ignore[arg-type]
             target if target_fd is None else target_fd):
         hint = "a directory cannot be mounted on a file, nor a file on a directory"
     elif err == errno.EINVAL:

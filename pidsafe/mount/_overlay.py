@@ -39,21 +39,24 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
-from typing import List, Optional, Sequence, Tuple, Union
 
-from .. import _sys
+from .. import _lite, _sys
 from .._fd import OwnedFd
 from .._sigsafe import critical
 from ..errors import UnsupportedError, mount_error
 from ..userns import IDMap, IDRange
 from ._hints import idmap_error
 
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple, Union
+
+    #: A parameter's value: a string, ``None`` for a flag, or an fd object.
+    Value = Union[str, None, OwnedFd]
+
 #: The largest id a map may use ((uid_t)-2: -1 means "no id").
 MAX_ID = 4294967294
 
-#: A parameter's value: a string, ``None`` for a flag, or an fd object.
-Value = Union[str, None, OwnedFd]
 
 _NEEDS_CAP = "needs CAP_SYS_ADMIN in the user namespace that owns this process's mount namespace"
 
@@ -154,11 +157,9 @@ def fs_mount(fstype: str, source: str, params: Sequence[Tuple[str, Value]],
     return OwnedFd(mnt, f"{fstype} mount")
 
 
-
-
 # --- overlays with idmapped lowerdirs -------------------------------------------
 
-_probe_lock = threading.Lock()
+_probe_lock = _lite.Lock()
 _probed: List[str] = []      # [] until probed, then [""] (supported) or [reason]
 
 

@@ -25,9 +25,10 @@ from . import _abandoned
 from ._abandoned import reap_abandoned
 from ._process import Process
 from ._undo import discard
-from ._stdio import StdioArg, open_pipe_files, stdio_fd
+from ._stdio import open_pipe_files, stdio_fd
 
 if TYPE_CHECKING:
+    from ._stdio import StdioArg
     from ._text import TextMode
 
 StrOrBytesPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import _sys
 from .._sigsafe import critical
@@ -29,6 +28,7 @@ from ._undo import end_child
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
     from ..userns import IDMap
 
 

@@ -9,11 +9,13 @@ import errno
 import io
 import os
 
-from typing import IO, Any, List, Optional, Sequence, Union
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import IO, Any, List, Optional, Sequence, Union
 
-#: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
-#: subprocess.PIPE, subprocess.DEVNULL, and (stderr only) subprocess.STDOUT.
-StdioArg = Union[None, int, IO[Any]]
+    #: What stdin/stdout/stderr accept: None (inherit), an fd, a file object,
+    #: subprocess.PIPE, subprocess.DEVNULL, and (stderr only) subprocess.STDOUT.
+    StdioArg = Union[None, int, IO[Any]]
 
 
 def stdio_fd(value: StdioArg, name: str) -> int:

@@ -10,9 +10,8 @@ zombie.
 from __future__ import annotations
 
 import os
-import signal
 
-from .. import _log, _sys
+from .. import _lite, _log, _sys
 from .._sigsafe import critical
 from . import _abandoned
 from ._lease import unindex_pidfd
@@ -29,7 +28,7 @@ def end_child(pidfd: int, pid: int) -> None:
     _log.debug("process", "ending child %d on an error path: SIGKILL through its pidfd, "
                "then reaped", pid)
     try:
-        _sys.pidfd_send_signal(pidfd, signal.SIGKILL)
+        _sys.pidfd_send_signal(pidfd, _lite.SIGKILL)
         _sys.waitid_pidfd(pidfd, _sys.WEXITED)
     except ChildProcessError:
         pass  # a foreign waiter reaped it: gone all the same

@@ -264,7 +264,7 @@ class StateFile(Owned):
                 self._release()
             raise
         try:
-            value = _lite.loads(raw.decode())
+            value = _lite.loads(raw)
         except ValueError as exc:
             raise StateError(f"state file {self.path} is not valid JSON: {exc}") from None
         if not isinstance(value, dict):

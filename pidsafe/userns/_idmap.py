@@ -24,11 +24,13 @@ kernel gives ranges no order either.
 
 from __future__ import annotations
 
-import bisect
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
 
 from .._value import Frozen, Record
 from ..errors import IDMapError
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
 
 #: The largest valid id: 2**32 - 2.  ``(uid_t)-1`` means "no id" to the kernel.
 MAX_ID = 4294967294
@@ -147,13 +149,15 @@ class IDMap(Frozen):
     @classmethod
     def from_oci(cls, mappings: Sequence[Mapping[str, Any]]) -> "IDMap":
         """From OCI's ``[{"containerID": c, "hostID": h, "size": s}, ...]``."""
-        if isinstance(mappings, (str, bytes)) or not isinstance(mappings, Sequence):
+        from collections import abc   # here: typing's aliases of these, at run time
+
+        if isinstance(mappings, (str, bytes)) or not isinstance(mappings, abc.Sequence):
             raise IDMapError(f"OCI mappings must be a list of objects, not "
                              f"{type(mappings).__name__}")
         out = []
         for i, m in enumerate(mappings):
             where = f"mapping {i}"
-            if not isinstance(m, Mapping):
+            if not isinstance(m, abc.Mapping):
                 raise IDMapError(f"{where}: must be an object with containerID, hostID, "
                                  f"size, not {type(m).__name__}: {m!r}")
             missing = [k for k in _OCI_KEYS if k not in m]
@@ -239,6 +243,8 @@ class IDMap(Frozen):
         _check_id(id_, f"{side} id")
         ranges = self.ranges if side == "container" else self._by_host
         starts: List[int] = [getattr(r, side) for r in ranges]   # sorted by that side
+        import bisect   # here: most callers never look an id up
+
         i = bisect.bisect_right(starts, id_) - 1
         if i < 0 or id_ >= starts[i] + ranges[i].size:
             raise IDMapError(f"{side} id {id_} is not mapped by {self}")

@@ -64,6 +64,10 @@ CREATE_AVOIDS = (
     # The config model and the plan are Records (pidsafe/_value.py), not dataclasses:
     # dataclasses and the inspect it imports (ast, dis, tokenize) cost ~5 ms.
     "dataclasses", "inspect", "ast", "dis", "tokenize",
+    # typing only for mypy (TYPE_CHECKING), config.json read by json's C half
+    # (pidsafe/_lite.py): no typing, re, enum, json, signal or threading.
+    "typing", "re", "enum", "json", "signal", "threading", "functools", "collections",
+    "contextlib",
 )
 #: The CLI's modules for commands other than start, state, kill, delete.
 OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",

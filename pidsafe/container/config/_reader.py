@@ -13,11 +13,15 @@ not define is ignored, as its "Extensibility" section requires, and listed by
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
 
 from ...errors import ConfigError, UnsupportedConfigError
 
-T = TypeVar("T")
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
+
+    T = TypeVar("T")
+
 _MISSING: Any = object()
 
 #: Largest uid/gid/major/minor etc. the kernel takes (uint32 - 1 for ids).

@@ -12,8 +12,8 @@ requires, and listed in :attr:`Spec.ignored`.  See README.md,
 
 from __future__ import annotations
 
-import json
 import os
+from ... import _lite
 from ..._value import Record, field
 
 from ..._sigsafe import critical
@@ -217,7 +217,7 @@ def read_config(bundle: Union[str, "os.PathLike[str]"]) -> Tuple[Any, Spec]:
     if len(data) > MAX_CONFIG_SIZE:
         raise ConfigError("(document)", f"{path} is larger than {MAX_CONFIG_SIZE} bytes")
     try:
-        document = json.loads(data)
+        document = _lite.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError("(document)", f"{path} is not valid JSON: {exc}") from None
     return document, parse_spec(document)

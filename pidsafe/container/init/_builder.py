@@ -9,13 +9,20 @@ config says (:func:`_take_process_identity`) and give it its terminal
 
 from __future__ import annotations
 
-from typing import Callable, Dict, FrozenSet, List, Tuple
 
 from ... import _sys
 from ..._value import Record, field
 from ..config import ProcessSpec, Spec
 from ._protocol import (OP_CAPS, OP_CAP_BOUNDING, OP_CHDIR, OP_CONSOLE, OP_NO_NEW_PRIVS,
                         OP_SECCOMP, OP_TERMINAL, OP_TERMINAL_SEND, OP_TERMINAL_STDIO, OP_USER, Op)
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Callable, Dict, FrozenSet, List, Tuple
+
+    #: open_tree(source, recursive, attr_set, attr_clr, idmap_userns_fd or -1, field) -> a
+    #: detached bind's fd, which init gets at the same number and attaches.
+    OpenTree = Callable[[str, bool, int, int, int, str], int]
 
 #: OCI namespace type -> clone flag.
 CLONE_FLAGS: Dict[str, int] = {
@@ -30,11 +37,6 @@ class InitPlan(Record):
     clone_flags: int
     ops: Tuple[Op, ...]
     root_in_userns: bool = False
-
-
-#: open_tree(source, recursive, attr_set, attr_clr, idmap_userns_fd or -1, field) -> a
-#: detached bind's fd, which init gets at the same number and attaches.
-OpenTree = Callable[[str, bool, int, int, int, str], int]
 
 
 class _Builder(Record, frozen=False):

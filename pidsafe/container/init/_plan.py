@@ -21,19 +21,23 @@ bounding set, or, with no_new_privs, right before exec.
 from __future__ import annotations
 
 import posixpath
-from typing import Dict, Optional, Tuple
 
 from ... import _sys
 from ...errors import ConfigError
 from ..cgroup import CgroupLayout
 from ..config import Device, Spec
-from ._builder import (CLONE_FLAGS, InitPlan, OpenTree, _Builder, _rlim, _take_process_identity,
-                       _terminal)
+from ._builder import CLONE_FLAGS, InitPlan, _Builder, _rlim, _take_process_identity, _terminal
 from ._plan_mounts import _device, _mount
 from ._protocol import (OP_CHROOT, OP_DOMAINNAME, OP_EXEC, OP_FORK, OP_GATE, OP_HOOKS,
                         OP_HOSTNAME, OP_LOOPBACK_UP, OP_MASK, OP_PIVOT, OP_PROPAGATION,
                         OP_READONLY, OP_RLIMIT, OP_ROOT, OP_ROOT_CLONE, OP_ROOT_READONLY, OP_SETID_ROOT,
                         OP_SETNS, OP_SYMLINK, OP_SYSCTL, OP_UNSHARE, nul_list)
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
+
+    from ._builder import OpenTree
 
 _ROOT_PROPAGATION = {
     "private": _sys.MS_PRIVATE, "rprivate": _sys.MS_PRIVATE | _sys.MS_REC,

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Sequence, Tuple, Union
 
 from ..._sys import psi as _psi
 from ..._value import Record as _Record
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Sequence, Tuple, Union
+
+    Arg = Union[int, bytes, str, Sequence[int]]
 
 # csrc/shared/init_protocol.h's values, through cffi.
 OP_END = _psi.OP_END
@@ -121,7 +126,6 @@ OP_NAMES = {
     STAGE_SETUP: "set up pidsafe-init",
 }
 
-Arg = Union[int, bytes, str, Sequence[int]]
 _I64 = struct.Struct("=q")
 _U32 = struct.Struct("=I")
 

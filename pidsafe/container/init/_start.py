@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, List, Optional, Sequence, Tuple
 
 from ... import _sys
 from ..._fd import OwnedFd
@@ -38,6 +37,10 @@ from ._builder import InitPlan
 from ._forked import Deadline, end_forked, read_record, take_forked, wait_exited
 from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SECCOMP, OP_SYSCTL, RECORD_ERROR,
                         RECORD_HOOKS, RECORD_READY, STAGE_EXEC, Op, StatusRecord, encode)
+
+TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 
 class StartedInit(Record, frozen=False):
