@@ -8,8 +8,9 @@ signal.  The public modules cost more than that work: :mod:`json` imports
 Together that is about a third of such a command's CPU.  The C modules under
 them (``_json``, ``_signal``) do the same work and import nothing.
 
-This module is the only one in pidsafe that imports CPython's private
-modules.  Where one is missing or lacks a function (another interpreter, a
+This module is where pidsafe imports CPython's private modules (the
+shim's ``start`` action, another new interpreter, takes ``_socket`` and
+``_sha256`` itself, for the same reason).  Where one is missing or lacks a function (another interpreter, a
 future CPython), the public module is used instead; tests/test_lite.py runs
 both ways and compares them.  Results are the public modules' exactly:
 values from :func:`loads`, text from :func:`dumps`, signal numbers (plain
