@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -238,10 +239,33 @@ def rpc_code(exc: pytest.ExceptionInfo[RpcError]) -> int:
 
 #: ``python -c SUPERVISOR ARGV...`` runs ARGV (a shim's ``start``) as containerd does, as a
 #: subreaper: the daemon it forks is reparented here, reaped once it exits; then this
-#: exits too.  It prints ``repr((returncode, stdout, stderr))`` of ARGV first.
+#: exits too.  It prints ``repr((returncode, stdout, stderr))`` of ARGV first.  SIGTERM
+#: (:func:`end_supervisor`, when a test fails before the daemon's shutdown) kills its
+#: children, the daemon among them, each through a pidfd opened before its parent is
+#: read: a killed supervisor would leave the daemon to pid 1, serving for good.
 SUPERVISOR = """
-import os, subprocess, sys
+import os, signal, subprocess, sys
 from pidsafe import _sys
+
+def end_children(*_):
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.pidfd_open(int(name))
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid():
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+signal.signal(signal.SIGTERM, end_children)
 _sys.set_child_subreaper(True)
 res = subprocess.run(sys.argv[1:], input=b"", capture_output=True)
 sys.stdout.write(repr((res.returncode, res.stdout, res.stderr)) + "\\n")
@@ -252,3 +276,15 @@ while True:
     except ChildProcessError:
         break
 """
+
+
+def end_supervisor(sup: "subprocess.Popen[str]") -> None:
+    """A test's clean-up of a SUPERVISOR still running: it kills its children
+    (the daemon), reaps them and exits."""
+    if sup.poll() is None:
+        sup.terminate()
+        try:
+            sup.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+    sup.wait()

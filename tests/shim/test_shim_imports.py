@@ -52,7 +52,7 @@ def test_start_leaves_the_daemons_imports_to_the_daemon(tmp_path: Path,
                                                         make_bundle: object) -> None:
     from pidsafe.shim import Client, messages as m
 
-    from shimhelp import SUPERVISOR
+    from shimhelp import SUPERVISOR, end_supervisor
 
     bundle = make_bundle(["true"])  # type: ignore[operator]
     grpc = str(tmp_path / f"c-{os.getpid()}.sock")
@@ -62,17 +62,20 @@ def test_start_leaves_the_daemons_imports_to_the_daemon(tmp_path: Path,
     with subprocess.Popen([sys.executable, "-c", SUPERVISOR, sys.executable, "-c", ENTRY,
                            str(out), "-namespace", "n", "-address", grpc, "-id", "i1", "start"],
                           cwd=bundle, env=env, stdout=subprocess.PIPE, text=True) as sup:
-        assert sup.stdout is not None
-        code, address, err = eval(sup.stdout.readline())
-        assert code == 0, err
-        mods = set(out.read_text().split())
-        with Client(address.decode()) as client:      # the daemon serves; end it
-            client.call(m.TaskService.Connect, m.ConnectRequest(id="i1"))
-            try:
-                client.call(m.TaskService.Shutdown, m.ShutdownRequest(id="i1"))
-            except ConnectionError:
-                pass
-        assert sup.wait(timeout=30) == 0
+        try:
+            assert sup.stdout is not None
+            code, address, err = eval(sup.stdout.readline())
+            assert code == 0, err
+            mods = set(out.read_text().split())
+            with Client(address.decode()) as client:      # the daemon serves; end it
+                client.call(m.TaskService.Connect, m.ConnectRequest(id="i1"))
+                try:
+                    client.call(m.TaskService.Shutdown, m.ShutdownRequest(id="i1"))
+                except ConnectionError:
+                    pass
+            assert sup.wait(timeout=30) == 0
+        finally:
+            end_supervisor(sup)
     assert not [m for m in HEAVY if m in mods]
 
 

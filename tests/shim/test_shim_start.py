@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -20,7 +21,7 @@ from pidsafe.shim import Client, Server, messages as m
 from pidsafe.shim._start import (adjust_oom_score, go_clean, grouping, new_socket,
                                  read_group, shim_cgroup, socket_address, write_address)
 
-from shimhelp import SUPERVISOR, Fifos, read_all
+from shimhelp import SUPERVISOR, Fifos, end_supervisor, read_all
 
 SHIM = Path(sys.executable).parent / "containerd-shim-pidsafe-v1"
 
@@ -211,6 +212,36 @@ def fake_containerd(tmp_path: Path) -> Iterator[FakeContainerd]:
 
 
 @pytest.mark.root
+def test_a_supervisor_ended_early_takes_its_daemon_along(make_bundle: Any, tmp_path: Path,
+                                                        fake_containerd: FakeContainerd) -> None:
+    """What a failing test's clean-up relies on: no daemon is left to pid 1."""
+    bundle = make_bundle(["true"])
+    grpc = str(tmp_path / f"containerd-{os.getpid()}.sock")
+    env = dict(os.environ, TTRPC_ADDRESS=str(tmp_path / "ttrpc.sock"))
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(SHIM), "-namespace",
+                            "shimtest", "-address", grpc, "-publish-binary",
+                            "/usr/bin/containerd", "-id", "e1", "start"],
+                           cwd=bundle, env=env, stdout=subprocess.PIPE, text=True)
+    daemon = -1
+    try:
+        assert sup.stdout is not None
+        code, out, err = eval(sup.stdout.readline())
+        assert code == 0, err
+        with Client(out.decode()) as client:
+            shim_pid = client.call(m.TaskService.Connect, m.ConnectRequest(id="e1")).shim_pid
+        daemon = os.pidfd_open(shim_pid)
+        end_supervisor(sup)
+        assert sup.returncode == 0
+        assert select.select([daemon], [], [], 30)[0] == [daemon]   # it has exited
+    finally:
+        end_supervisor(sup)
+        if daemon >= 0:
+            os.close(daemon)
+        if sup.stdout is not None:
+            sup.stdout.close()
+
+
+@pytest.mark.root
 def test_start_serves_until_shutdown(make_bundle: Any, tmp_path: Path,
                                      fake_containerd: FakeContainerd) -> None:
     bundle = make_bundle(["sh", "-c", "echo from-the-daemon; exit 6"])
@@ -263,8 +294,6 @@ def test_start_serves_until_shutdown(make_bundle: Any, tmp_path: Path,
         assert fake_containerd.events[2][1] == "containerd.events.TaskExit"
     finally:
         io.close()
-        if sup.poll() is None:
-            sup.kill()
-        sup.wait()
+        end_supervisor(sup)
         if sup.stdout is not None:
             sup.stdout.close()
