@@ -143,6 +143,19 @@ def test_malformed_records_are_refused(bad: Any) -> None:
         ProcessIdentity.from_json(bad)
 
 
+def _spawn_on_pid(pid: int) -> pidsafe.Process:
+    """A ``sleep 60`` given ``pid`` through ns_last_pid (root), or the test skipped."""
+    for _ in range(200):   # other processes on the machine may take the pid first
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        newcomer = pidsafe.spawn(["sleep", "60"])
+        if newcomer.pid == pid:
+            return newcomer
+        _kill_and_reap(newcomer)
+        newcomer.close()
+    pytest.skip("could not make the pid be reused (a busy machine took it each time)")
+
+
 @pytest.mark.root
 def test_a_recycled_pid_is_never_reached() -> None:
     """Force the recorded pid onto a new process with ns_last_pid: open() refuses it."""
@@ -154,16 +167,7 @@ def test_a_recycled_pid_is_never_reached() -> None:
     # The newcomer must start in a later clock tick than the recorded one.
     while time.clock_gettime(time.CLOCK_BOOTTIME) * ticks < ident.start_time + 2:
         pass
-    for _ in range(200):   # other processes on the machine may take the pid first
-        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-            f.write(str(ident.pid - 1))
-        newcomer = pidsafe.spawn(["sleep", "60"])
-        if newcomer.pid == ident.pid:
-            break
-        _kill_and_reap(newcomer)
-        newcomer.close()
-    else:
-        pytest.skip("could not make the pid be reused (a busy machine took it each time)")
+    newcomer = _spawn_on_pid(ident.pid)
     try:
         with pytest.raises(pidsafe.StaleProcessError, match="belongs to a process started"):
             ident.open()
@@ -185,16 +189,7 @@ def test_a_pid_recycled_within_the_same_clock_tick_is_never_reached() -> None:
     _kill_and_reap(victim)
     victim.close()
     assert ident.inode is not None
-    for _ in range(200):   # other processes on the machine may take the pid first
-        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-            f.write(str(ident.pid - 1))
-        newcomer = pidsafe.spawn(["sleep", "60"])
-        if newcomer.pid == ident.pid:
-            break
-        _kill_and_reap(newcomer)
-        newcomer.close()
-    else:
-        pytest.skip("could not make the pid be reused (a busy machine took it each time)")
+    newcomer = _spawn_on_pid(ident.pid)
     try:
         same_tick = ident.replace(start_time=_identity.start_time(newcomer.pid))
         with pytest.raises(pidsafe.StaleProcessError, match="belongs to another process"):

@@ -211,17 +211,25 @@ def fake_containerd(tmp_path: Path) -> Iterator[FakeContainerd]:
     fake.server.shutdown(1)
 
 
+def _start_supervised(bundle: Path, tmp_path: Path,
+                      cid: str) -> Tuple["subprocess.Popen[str]", str]:
+    """The shim's ``start`` for ``cid`` under SUPERVISOR, as containerd runs it,
+    and the containerd address it was given."""
+    grpc = str(tmp_path / f"containerd-{os.getpid()}.sock")
+    env = dict(os.environ, TTRPC_ADDRESS=str(tmp_path / "ttrpc.sock"))
+    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(SHIM), "-namespace",
+                            "shimtest", "-address", grpc, "-publish-binary",
+                            "/usr/bin/containerd", "-id", cid, "start"],
+                           cwd=bundle, env=env, stdout=subprocess.PIPE, text=True)
+    return sup, grpc
+
+
 @pytest.mark.root
 def test_a_supervisor_ended_early_takes_its_daemon_along(make_bundle: Any, tmp_path: Path,
                                                         fake_containerd: FakeContainerd) -> None:
     """What a failing test's clean-up relies on: no daemon is left to pid 1."""
     bundle = make_bundle(["true"])
-    grpc = str(tmp_path / f"containerd-{os.getpid()}.sock")
-    env = dict(os.environ, TTRPC_ADDRESS=str(tmp_path / "ttrpc.sock"))
-    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(SHIM), "-namespace",
-                            "shimtest", "-address", grpc, "-publish-binary",
-                            "/usr/bin/containerd", "-id", "e1", "start"],
-                           cwd=bundle, env=env, stdout=subprocess.PIPE, text=True)
+    sup, _ = _start_supervised(bundle, tmp_path, "e1")
     daemon = -1
     try:
         assert sup.stdout is not None
@@ -246,12 +254,7 @@ def test_start_serves_until_shutdown(make_bundle: Any, tmp_path: Path,
                                      fake_containerd: FakeContainerd) -> None:
     bundle = make_bundle(["sh", "-c", "echo from-the-daemon; exit 6"])
     io = Fifos(tmp_path, "d")
-    grpc = str(tmp_path / f"containerd-{os.getpid()}.sock")
-    env = dict(os.environ, TTRPC_ADDRESS=str(tmp_path / "ttrpc.sock"))
-    sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(SHIM), "-namespace",
-                            "shimtest", "-address", grpc, "-publish-binary",
-                            "/usr/bin/containerd", "-id", "d1", "start"],
-                           cwd=bundle, env=env, stdout=subprocess.PIPE, text=True)
+    sup, grpc = _start_supervised(bundle, tmp_path, "d1")
     try:
         assert sup.stdout is not None
         code, out, err = eval(sup.stdout.readline())
