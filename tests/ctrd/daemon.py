@@ -134,6 +134,15 @@ class Containerd:
         self.image = BUSYBOX_IMAGE
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERD_")}
         self.env["PATH"] = DAEMON_PATH
+        # containerd mounts snapshots for a moment while it unpacks an image
+        # (mount.WithTempMount), in a directory made in $XDG_RUNTIME_DIR or
+        # $TMPDIR: here, so that they come and go under this session's temp
+        # root, which the other workers' leak checks leave alone, never as
+        # /tmp/containerd-mount* in the middle of another test's check.
+        tmp = self.dir / "tmp"
+        tmp.mkdir()
+        self.env["TMPDIR"] = str(tmp)
+        self.env.pop("XDG_RUNTIME_DIR", None)
         self._images: Set[Tuple[str, str]] = set()   # (namespace, tar) imported
         self._busybox: Optional[Path] = None          # its image archive, once built
         self._supervisor: Optional[Supervisor] = None
