@@ -11,8 +11,9 @@ package's public names stay where they were, and load when first read.
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from ._lite import import_module
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def exports(package: str, names: Dict[str, str]
         if where is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attr = where.partition(":")
-        value = getattr(importlib.import_module(module, package), attr or name)
+        value = getattr(import_module(module, package), attr or name)
         setattr(sys.modules[package], name, value)
         return value
 
@@ -43,3 +44,4 @@ def exports(package: str, names: Dict[str, str]
         return sorted(set(vars(sys.modules[package])) | set(names))
 
     return __getattr__, __dir__
+

@@ -1,4 +1,4 @@
-"""json and signal without their import cost: the C halves, with a fallback.
+"""json, signal and importlib without their import cost: the C halves, with a fallback.
 
 Every pidsafe-runc command is a new interpreter, and ``start``, ``state``,
 ``kill`` and ``delete`` do little more than read a state file and send a
@@ -215,3 +215,23 @@ def main_thread_ident() -> int:
         if ident is not None:
             return ident
     return get_ident()
+
+
+# --- imports --------------------------------------------------------------------
+
+def import_module(name: str, package: str = "") -> Any:
+    """:func:`importlib.import_module`, without importing importlib.
+
+    The ``importlib`` package imports ``warnings`` (together about 1 ms of
+    every pidsafe-runc command); the import statement's machinery
+    (``__import__``) is built in.  ``name`` is absolute, or relative
+    (leading dots) to ``package``.
+    """
+    import sys
+
+    level = len(name) - len(name.lstrip("."))
+    if level:
+        base = package.rsplit(".", level - 1)[0]
+        name = f"{base}.{name[level:]}" if name[level:] else base
+    __import__(name)
+    return sys.modules[name]

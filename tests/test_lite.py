@@ -190,3 +190,21 @@ def test_the_fallbacks_behave_the_same(hide: str) -> None:
                         .replace("{hide!r}", repr(hide))],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == "checked\n", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name, package", [
+    ("os.path", ""), ("pidsafe._value", ""), ("._value", "pidsafe"),
+    ("..cgroup", "pidsafe.container.init"), ("..", "pidsafe.container.init"),
+    (".cgroup._files", "pidsafe.container"),
+])
+def test_import_module_is_importlibs(name: str, package: str) -> None:
+    import importlib
+
+    assert _lite.import_module(name, package) is importlib.import_module(name, package or None)
+
+
+def test_import_module_raises_importlibs_error() -> None:
+    with pytest.raises(ModuleNotFoundError):
+        _lite.import_module("pidsafe._no_such_module")
+    with pytest.raises(ModuleNotFoundError):
+        _lite.import_module("._no_such_module", "pidsafe")

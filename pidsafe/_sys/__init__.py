@@ -34,8 +34,7 @@ not pay for importing and building them at every start-up.
 
 from __future__ import annotations
 
-import importlib
-
+from .._lite import import_module as _import_module
 from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
                     CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER,
                     CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG,
@@ -96,9 +95,9 @@ _MODULES = {"psi": "._psi", "seccomp": "._seccomp"}
 
 def __getattr__(name: str) -> Any:
     if name in _MODULES:
-        value: Any = importlib.import_module(_MODULES[name], __name__)
+        value: Any = _import_module(_MODULES[name], __name__)
     elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(_import_module(_LAZY[name], __name__), name)
     else:
         raise AttributeError(f"module 'pidsafe._sys' has no attribute {name!r}")
     globals()[name] = value

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 
+from .._lite import import_module
 from .._version import __version__
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -22,9 +23,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Optional, Union
 
 try:
-    import importlib
-
-    _native: Any = importlib.import_module("pidsafe._native")
+    _native: Any = import_module("pidsafe._native")
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "pidsafe's compiled extension pidsafe._native is missing; "

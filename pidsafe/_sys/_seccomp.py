@@ -13,14 +13,14 @@ SECCOMP_GET_ACTION_AVAIL 4.14) that install nothing.
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, Optional, Sequence, Tuple
 
+from .._lite import import_module
 from ._core import check_built_for, make_oserror
 
 try:
-    _native: Any = importlib.import_module("pidsafe._libseccomp")
+    _native: Any = import_module("pidsafe._libseccomp")
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "pidsafe's compiled extension pidsafe._libseccomp is missing or cannot load "

@@ -75,8 +75,10 @@ OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
                   "pidsafe.cli._runc_features")
 #: What no command on a saved container needs: json (it imports re, which
 #: imports enum), signal (its enums) and threading (functools, collections) have
-#: lighter C halves (pidsafe/_lite.py).
-LIGHT = ("re", "enum", "json", "signal", "threading", "functools", "collections")
+#: lighter C halves (pidsafe/_lite.py); importlib (it imports warnings) has
+#: the import statement (pidsafe/_lazy.py), and warnings is imported only to warn.
+LIGHT = ("re", "enum", "json", "signal", "threading", "functools", "collections",
+         "importlib", "warnings")
 #: start, state, kill: a state file, a pidfd, a signal.
 LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + LIGHT + (
     "pidsafe.container._records", "pidsafe.container.cgroup._cgroup",

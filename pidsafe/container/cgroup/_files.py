@@ -10,7 +10,6 @@ import errno
 import os
 import posixpath
 import time
-import warnings
 
 from ..._fd import OwnedFd
 from ..._sigsafe import critical
@@ -251,6 +250,8 @@ def rmdir_all(made: List[str]) -> None:
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 # The original error is what the caller needs; note this one.
+                import warnings   # here: delete's path never warns, and pays nothing
+
                 warnings.warn(f"pidsafe: could not remove cgroup {d} while undoing its "
                               f"creation: {exc}", RuntimeWarning, stacklevel=3)
 
