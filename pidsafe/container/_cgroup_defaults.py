@@ -7,15 +7,19 @@ Used by create (:mod:`._create`): config.json with no ``cgroupsPath`` gets
 
 from __future__ import annotations
 
-import importlib
 import os
+import sys
 
+from .._lite import import_module
 from .config import DeviceRule, Resources, Spec
 from .init import DEFAULT_DEVICES
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable, Optional
+
+#: The SHA-256 constructor, found on first use.
+_sha256: Optional[Callable[[bytes], Any]] = None
 
 
 def sha256(data: bytes) -> Any:
@@ -24,15 +28,22 @@ def sha256(data: bytes) -> Any:
     ``import hashlib`` loads OpenSSL's libcrypto (3 ms or more at every
     pidsafe-runc create); the built-in module gives the same digest.  It is
     ``_sha256`` up to Python 3.11 and ``_sha2`` from 3.12; hashlib otherwise.
+    Looked up once: a module that is not there is searched for along the
+    whole of ``sys.path`` at every try.
     """
-    for name in ("_sha2", "_sha256"):
-        try:
-            return importlib.import_module(name).sha256(data)
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
+    global _sha256
+    if _sha256 is None:
+        for name in ("_sha2", "_sha256") if sys.version_info >= (3, 12) else ("_sha256",):
+            try:
+                _sha256 = import_module(name).sha256
+                break
+            except (ImportError, AttributeError):
+                continue
+        else:
+            import hashlib
 
-    return hashlib.sha256(data)
+            _sha256 = hashlib.sha256
+    return _sha256(data)
 
 
 def default_cgroup(state_dir: str, container_id: str) -> str:
