@@ -15,22 +15,18 @@ the ``except`` block too.
 
 The fix, once, here: ``with critical:`` around every sequence "resource
 created -> ownership recorded" (and around cleanups).  Inside it, in the
-main thread, every signal with a Python handler is diverted to a recorder;
-at the end of the outermost section the handlers are put back and each
-recorded signal's handler runs then, with its usual effect (an exception it
-raises propagates from the ``with`` statement, at a point where every
-resource has an owner).  Signals are never lost, only postponed, and the
-sections are kept short and non-blocking so that Ctrl-C stays prompt.
+main thread, every signal with a Python handler is diverted to a recorder
+(pidsafe/_sigdivert.py, which also heals a diversion that a raising
+handler left half undone); at the end of the outermost section the
+handlers are put back and each recorded signal's handler runs then, with
+its usual effect (an exception it raises propagates from the ``with``
+statement, at a point where every resource has an owner).  Signals are
+never lost, only postponed, and the sections are kept short and
+non-blocking so that Ctrl-C stays prompt.
 
 In any other thread ``critical`` costs one comparison: Python handlers never
 run there (signalmodule.c: ``_Py_ThreadCanHandleSignals``), so nothing can
 be raised into it asynchronously.
-
-Self-healing.  The diversion is undone handler by handler, and a signal
-handler may still raise in the middle of that (for a signal already put
-back).  A recorder that is invoked outside any section therefore puts its
-signal's own handler back and calls it: a diversion left behind by an
-interrupted restore can never swallow a signal.
 
 A section whose end can raise.  The deferred handlers run at the end of the
 outermost section, so whatever the section made and has not handed to an
@@ -83,213 +79,49 @@ section nested in it (one that makes something), signals are recorded as
 in any section.  ``interruptibly`` does nothing outside an interruptible
 section.
 
-After ``fork()`` the child starts outside any section with its handlers
-put back (the forking thread is the child's main thread).
-
 This is the trio idea (defer ``KeyboardInterrupt`` while a frame is
 protected) generalised to every Python handler.
 """
 
 from __future__ import annotations
 
-import os
-from itertools import compress as _compress
-from types import FrameType, TracebackType
-
-from . import _lite
+from . import _sigdivert
+from ._sigdivert import get_ident as _get_ident
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    import signal
-    from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
+    from types import TracebackType
+    from typing import Callable, List, Optional, Type, TypeVar
 
     _T = TypeVar("_T")
-    _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
-#: Signals a Python handler can be installed for.
-_SIGNALS: Tuple[int, ...] = tuple(sorted(
-    s for s in _lite.valid_signals() if s not in (_lite.SIGKILL, _lite.SIGSTOP)))
-
-
-class _State:
-    __slots__ = ("depth", "saved", "pending", "main_ident", "interruptible", "safe")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        #: The depth up to which every open section is an interruptible
-        #: ``undoing`` (0: none); a safe point opens only at that depth.
-        self.interruptible = 0
-        #: The depth of the safe point open now (``interruptibly``), or 0.
-        self.safe = 0
-        #: signal -> the handler the recorder replaced
-        self.saved: Dict[int, _Handler] = {}
-        #: signals that arrived inside the section, in order, with their
-        #: frame (each at most once, as the kernel keeps a signal pending)
-        self.pending: List[Tuple[int, Optional[FrameType]]] = []
-        self.main_ident = _lite.main_thread_ident()
-
-
-_state = _State()
-
-# The C functions themselves (pidsafe/_lite.py): signal.getsignal()/signal.signal()
-# wrap them in enum conversions that cost ~0.5 us a call, and a section visits
-# every signal; and the signal module builds its enums at import.
-_getsignal: Callable[[int], _Handler] = _lite.getsignal
-_setsignal: Callable[[int, _Handler], _Handler] = _lite.setsignal
-_get_ident = _lite.get_ident
-
-
-def _record(signum: int, frame: Optional[FrameType]) -> None:
-    """The stand-in handler while a section is open."""
-    if _state.depth > 0:
-        # As the kernel and CPython do, a signal that is pending already is
-        # not recorded again: a timer firing all through a long section
-        # runs its handler once at the end, not once per tick.
-        for pending, _ in _state.pending:
-            if pending == signum:
-                break
-        else:
-            _state.pending.append((signum, frame))
-        if _state.safe == _state.depth:
-            # In a wait that may be interrupted: run it now.  The point is
-            # closed first, with no check for signals in between.
-            _state.safe = 0
-            _safe_point(_state.depth)
-        return
-    # Outside any section: a diversion an interrupted enter or restore left
-    # behind.  Its entry in ``saved`` is still there (_restore removes an
-    # entry only once the handler is back): put it back and call it.
-    handler = _state.saved.pop(signum, None)
-    if handler is None:  # pragma: no cover - only if a user installed _record
-        return
-    _setsignal(signum, handler)
-    if callable(handler):
-        handler(signum, frame)
-
-
-def _divert() -> None:
-    saved = _state.saved
-    # Which signals have a Python handler: one pass in C (map, compress,
-    # tuple run no bytecode, so no handler runs in between), instead of a
-    # Python loop over every signal; usually only SIGINT has one.  Each is
-    # then read again as it is replaced, exactly as before.
-    for sig in tuple(_compress(_SIGNALS, map(callable, map(_getsignal, _SIGNALS)))):
-        handler = _getsignal(sig)
-        if callable(handler) and handler is not _record:
-            saved[sig] = handler
-            _setsignal(sig, _record)
-
-
-def _restore() -> None:
-    # An entry leaves ``saved`` only after its handler is back.
-    # signal.signal() runs pending handlers before it installs, and _record
-    # then finds the entry and heals the diversion itself; popping first
-    # would lose such a signal.  An entry whose signal is no longer diverted
-    # (its handler raised right after being put back, before the pop; or
-    # the caller replaced the diversion) is dropped, never installed again.
-    # A handler may run between any two calls here, and _record may heal
-    # (pop) any entry: iterate over a copy, taken in one call.
-    saved = _state.saved
-    for sig in list(saved):
-        handler = saved.get(sig)
-        if handler is None:
-            continue
-        if _getsignal(sig) is _record:
-            _setsignal(sig, handler)
-        saved.pop(sig, None)
-
-
-def _run(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
-    """Call each recorded signal's own handler, every one even if some raise."""
-    if not pending:
-        return
-    (signum, frame), rest = pending[0], pending[1:]
-    try:
-        handler = _getsignal(signum)
-        if callable(handler):
-            handler(signum, frame)
-        elif handler == _lite.SIG_DFL and signum == _lite.SIGINT:  # pragma: no cover
-            raise KeyboardInterrupt
-    finally:
-        _run(rest)
-
-
-#: How often :func:`_drain` runs the handlers that arrived while it ran them.
-_DRAIN_PASSES = 3
-
-
-def _run_diverted(pending: List[Tuple[int, Optional[FrameType]]]) -> None:
-    """:func:`_run` while the handlers are still diverted: each signal's own
-    handler (the one the recorder replaced) is called, every one even if
-    some raise."""
-    if not pending:
-        return
-    (signum, frame), rest = pending[0], pending[1:]
-    try:
-        handler = _state.saved.get(signum)
-        if handler is None:   # healed meanwhile: its own handler is back
-            handler = _getsignal(signum)
-        if callable(handler) and handler is not _record:
-            handler(signum, frame)
-    finally:
-        _run_diverted(rest)
-
-
-def _drain() -> None:
-    """Run the recorded handlers with the signals still diverted: again for
-    those that arrive meanwhile (recorded in turn), a bounded number of
-    times, so that a timer faster than its handler cannot keep us here."""
-    for _ in range(_DRAIN_PASSES):
-        if not _state.pending:
-            return
-        pending, _state.pending = _state.pending, []
-        _run_diverted(pending)
-
-
-def _safe_point(depth: int) -> None:
-    """Run the recorded handlers at the safe point of ``depth`` (see
-    ``interruptibly``), which the caller has just closed.
-
-    It stays closed while they run (a signal meanwhile is recorded) and if
-    one raises: whatever runs next, the exception's way out and the undo,
-    runs with every signal recorded.  Opened again once they have run.
-    """
-    _drain()
-    _state.safe = depth
-
-
-def _leave() -> None:
-    """Leave the outermost section: handlers back, then the recorded ones run."""
-    try:
-        _restore()
-    finally:
-        pending, _state.pending = _state.pending, []
-        _run(pending)
+#: The sections' state (pidsafe/_sigdivert.py): depth, safe point, recorded signals.
+_state = _sigdivert.state
 
 
 def _end(undo: Optional[Callable[[BaseException], None]]) -> None:
     """End the outermost section (depth 1 on entry, 0 on return).
 
-    Without ``undo``: :func:`_leave`.  With it, the recorded handlers run
-    first, with the signals still diverted (one arriving meanwhile is
-    recorded, and run in turn, up to :data:`_DRAIN_PASSES` times); if one
+    Without ``undo``: ``_sigdivert.leave``.  With it, the recorded handlers
+    run first, with the signals still diverted (one arriving meanwhile is
+    recorded, and run in turn, a bounded number of times); if one
     raises, ``undo(exc)`` runs, still diverted, and the exception propagates
     once the handlers are back.  A handler that raises as they are put back
     (a signal in that last moment) is undone too, in a section of its own.
     """
     if undo is not None:
         try:
-            _drain()
+            _sigdivert.drain()
         except BaseException as exc:
             try:
                 undo(exc)
             finally:
                 _state.depth = 0
-                _leave()
+                _sigdivert.leave()
             raise
         _state.depth = 0
         try:
-            _leave()
+            _sigdivert.leave()
         except BaseException as exc:
             # A signal in the last moment, as the handlers were put back:
             # divert them again for the undo.
@@ -298,7 +130,7 @@ def _end(undo: Optional[Callable[[BaseException], None]]) -> None:
             raise
         return
     _state.depth = 0
-    _leave()
+    _sigdivert.leave()
 
 
 class _Critical:
@@ -312,13 +144,13 @@ class _Critical:
         _state.depth += 1
         if _state.depth == 1:
             try:
-                _divert()
+                _sigdivert.divert()
             except BaseException:
                 # A handler not diverted yet ran and raised: the section
                 # never opened.  No call before the depth is back to 0 (a
                 # handler can only run after a call), then undo as __exit__.
                 _state.depth = 0
-                _leave()
+                _sigdivert.leave()
                 raise
 
     def __exit__(self, exc_type: Optional[Type[BaseException]],
@@ -327,10 +159,8 @@ class _Critical:
             return
         if _state.depth > 1:
             _state.depth -= 1
-            if _state.safe == _state.depth and _state.pending:
-                # Back in a wait: what came meanwhile runs now.
-                _state.safe = 0
-                _safe_point(_state.depth)
+            # Back in a wait: what came meanwhile runs now.
+            _sigdivert.resume_safe_point(_state.depth)
             return
         _end(None)
 
@@ -400,18 +230,16 @@ class undoing:
                 critical.__exit__(exc_type, exc, tb)
             return
         if _state.depth > 1:
-            if _state.safe == _state.depth - 1 and _state.pending:
+            try:
                 # Back in a wait of the outer section: what came meanwhile
                 # runs now, and is undone here if it raises.
+                _sigdivert.resume_safe_point(_state.depth - 1)
+            except BaseException as raised:
                 try:
-                    _state.safe = 0
-                    _safe_point(_state.depth - 1)
-                except BaseException as raised:
-                    try:
-                        self._undo(raised)
-                    finally:
-                        _state.depth -= 1
-                    raise
+                    self._undo(raised)
+                finally:
+                    _state.depth -= 1
+                raise
             _state.depth -= 1
             return
         _end(self._undo)
@@ -433,7 +261,7 @@ class _Interruptibly:
         if (depth and depth == _state.interruptible
                 and _get_ident() == _state.main_ident):
             if _state.pending:
-                _safe_point(depth)   # what came before the wait runs now
+                _sigdivert.safe_point(depth)   # what came before the wait runs now
             else:
                 _state.safe = depth
 
@@ -473,16 +301,3 @@ def hand_out(make: Callable[[], _T], discard: Callable[[_T], None]) -> _T:
             with critical:
                 undo(exc)
         raise
-
-
-def _after_fork_in_child() -> None:
-    global _state
-    old = _state
-    _state = _State()
-    # The forking thread is the child's main thread; signal.signal works there.
-    _state.main_ident = _get_ident()
-    _state.saved = old.saved
-    _restore()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

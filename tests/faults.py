@@ -61,7 +61,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pidsafe
-from pidsafe import _sigsafe, _sys
+from pidsafe import _sigdivert, _sigsafe, _sys
 
 #: os/fcntl functions counted (and failable) besides the native layer.
 OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
@@ -71,6 +71,10 @@ OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
     (fcntl, "fcntl"), (fcntl, "flock"), (fcntl, "ioctl"),
     (socket, "recv_fds"),
 )
+
+#: The files of the critical sections (their frames are the sections', not
+#: their callers').
+_SIGSAFE_FILES = frozenset({_sigsafe.__file__, _sigdivert.__file__})
 
 #: What a native function returns on failure, where it is not -1.
 _FAIL_VALUE: Dict[str, Any] = {
@@ -107,10 +111,10 @@ def _set_sigint(handler: Any) -> Any:
     a critical section (armed in the middle of an operation), behind the
     section's diversion, as if it had been installed before the section."""
     if (threading.current_thread() is threading.main_thread()
-            and _sigsafe._getsignal(signal.SIGINT) is _sigsafe._record
-            and signal.SIGINT in _sigsafe._state.saved):
-        old = _sigsafe._state.saved[signal.SIGINT]
-        _sigsafe._state.saved[signal.SIGINT] = handler
+            and _sigdivert._getsignal(signal.SIGINT) is _sigdivert._record
+            and signal.SIGINT in _sigdivert.state.saved):
+        old = _sigdivert.state.saved[signal.SIGINT]
+        _sigdivert.state.saved[signal.SIGINT] = handler
         return old
     return signal.signal(signal.SIGINT, handler)
 
@@ -175,26 +179,26 @@ class Faults:
     def _wrap_end(self, real: Callable[[Any], None]) -> Callable[[Any], None]:
         def end(undo: Any) -> None:
             f = sys._getframe(1)     # __exit__, then the code whose section ends
-            while f.f_back is not None and f.f_code.co_filename == _sigsafe.__file__:
+            while f.f_back is not None and f.f_code.co_filename in _SIGSAFE_FILES:
                 f = f.f_back
             where = (f"{f.f_code.co_filename.rsplit('/pidsafe/', 1)[-1]}:"
                      f"{f.f_code.co_name}:{f.f_lineno}")
-            if self._tick_end(where) and signal.SIGINT in _sigsafe._state.saved:
+            if self._tick_end(where) and signal.SIGINT in _sigdivert.state.saved:
                 # As if SIGINT had come inside the section: recorded, not run.
-                _sigsafe._record(signal.SIGINT, f)
+                _sigdivert._record(signal.SIGINT, f)
             real(undo)
         return end
 
     def _live_points(self) -> Callable[[Any, str, Any], None]:
         top = os.path.dirname(pidsafe.__file__) + os.sep
-        state = _sigsafe._state
+        state = _sigdivert.state
 
         def profile(frame: Any, event: str, arg: Any) -> None:
             if event != "call" and event != "c_return":
                 return
             if not frame.f_code.co_filename.startswith(top):
                 return
-            if (_sigsafe._getsignal(signal.SIGINT) is _sigsafe._record
+            if (_sigdivert._getsignal(signal.SIGINT) is _sigdivert._record
                     and not (getattr(state, "safe", 0) and state.safe == state.depth)):
                 return   # only recorded here
             self.points += 1
@@ -422,7 +426,7 @@ def interrupt_randomly(op: Callable[[], Any], rounds: int, *,
             # returned), which no library can close.
             return False
         f, last = frame, None
-        while f is not None and f.f_code.co_filename == _sigsafe.__file__:
+        while f is not None and f.f_code.co_filename in _SIGSAFE_FILES:
             f, last = f.f_back, f
         if (last is not None and last.f_code.co_name == "__enter__" and f is not None
                 and not f.f_code.co_filename.startswith(top)):

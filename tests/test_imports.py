@@ -35,6 +35,7 @@ LEAVES = frozenset({
     "pidsafe._value",          # Frozen and Record: immutable values, cheap to import
     "pidsafe._lazy",           # a face's names imported on first use (PEP 562)
     "pidsafe._sigsafe",        # critical sections a raising signal handler cannot split
+    "pidsafe._sigdivert",      # their diversion of signal handlers to a recorder
     "pidsafe._owned",          # the owned-resource base (close, with, ResourceWarning)
     "pidsafe._feature_names",  # kernel features by name, with their first kernel
     "pidsafe._fd",             # OwnedFd

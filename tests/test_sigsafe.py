@@ -9,7 +9,7 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from pidsafe import _sigsafe
+from pidsafe import _sigdivert, _sigsafe
 from pidsafe._sigsafe import critical
 
 
@@ -72,7 +72,7 @@ def test_an_exception_inside_still_restores_and_delivers(raising_usr1: List[int]
             signal.raise_signal(signal.SIGUSR1)
             raise ValueError("inside")
     assert isinstance(info.value.__context__, ValueError)
-    assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record
+    assert signal.getsignal(signal.SIGUSR1) is not _sigdivert._record
 
 
 def test_a_leftover_diversion_heals_itself(raising_usr1: List[int]) -> None:
@@ -80,8 +80,8 @@ def test_a_leftover_diversion_heals_itself(raising_usr1: List[int]) -> None:
     # still installed outside any section.  It must put the handler back and
     # run it, never swallow the signal.
     handler = signal.getsignal(signal.SIGUSR1)
-    _sigsafe._state.saved[signal.SIGUSR1] = handler
-    signal.signal(signal.SIGUSR1, _sigsafe._record)
+    _sigdivert.state.saved[signal.SIGUSR1] = handler
+    signal.signal(signal.SIGUSR1, _sigdivert._record)
     with pytest.raises(Boom):
         signal.raise_signal(signal.SIGUSR1)
     assert signal.getsignal(signal.SIGUSR1) is handler
@@ -92,7 +92,7 @@ def test_other_threads_pay_nothing_and_divert_nothing(raising_usr1: List[int]) -
 
     def worker() -> None:
         with critical:
-            seen.append((critical.active, signal.getsignal(signal.SIGUSR1) is _sigsafe._record))
+            seen.append((critical.active, signal.getsignal(signal.SIGUSR1) is _sigdivert._record))
 
     t = threading.Thread(target=worker)
     t.start()
@@ -107,7 +107,7 @@ def test_fork_inside_a_section_gives_the_child_its_handlers(raising_usr1: List[i
         if pid == 0:  # pragma: no cover - the child
             try:
                 ok = (not critical.active
-                      and signal.getsignal(signal.SIGUSR1) is not _sigsafe._record)
+                      and signal.getsignal(signal.SIGUSR1) is not _sigdivert._record)
                 os.write(w, b"1" if ok else b"0")
             finally:
                 os._exit(0)
@@ -125,7 +125,7 @@ def test_a_handler_raising_while_the_section_is_entered_leaves_no_section_open(
     its exception used to escape from __enter__ with the depth left at 1,
     so no later section delivered anything again.  Now it escapes before the
     body (nothing made yet) with the depth at 0."""
-    real = _sigsafe._divert
+    real = _sigdivert.divert
     calls: List[int] = []
 
     def divert_with_a_signal_midway() -> None:
@@ -134,20 +134,20 @@ def test_a_handler_raising_while_the_section_is_entered_leaves_no_section_open(
             signal.raise_signal(signal.SIGUSR1)   # its handler runs right here
         real()
 
-    monkeypatch.setattr(_sigsafe, "_divert", divert_with_a_signal_midway)
+    monkeypatch.setattr(_sigdivert, "divert", divert_with_a_signal_midway)
     reached = []
     with pytest.raises(Boom):
         with critical:
             reached.append("body")   # pragma: no cover - never reached
     assert reached == [] and raising_usr1 == [signal.SIGUSR1]
-    assert _sigsafe._state.depth == 0
+    assert _sigdivert.state.depth == 0
     monkeypatch.undo()
     with pytest.raises(Boom):                 # later sections still deliver
         with critical:
             signal.raise_signal(signal.SIGUSR1)
             assert raising_usr1 == [signal.SIGUSR1]
     assert raising_usr1 == [signal.SIGUSR1] * 2
-    assert not _sigsafe._state.saved
+    assert not _sigdivert.state.saved
 
 
 def test_a_handler_raising_while_entering_leaves_no_section_open(
@@ -156,15 +156,15 @@ def test_a_handler_raising_while_entering_leaves_no_section_open(
     # whose handler was not diverted yet, landing while __enter__ diverts,
     # used to leave the depth at 1 for ever: no later section diverted
     # anything, so handlers raised inside "critical" sections again.
-    real_getsignal = _sigsafe._getsignal
+    real_getsignal = _sigdivert._getsignal
 
     def getsignal(sig: int) -> Any:
         if sig == signal.SIGUSR1:
-            monkeypatch.setattr(_sigsafe, "_getsignal", real_getsignal)
+            monkeypatch.setattr(_sigdivert, "_getsignal", real_getsignal)
             signal.raise_signal(signal.SIGUSR1)  # SIGINT is diverted, SIGUSR1 not yet
         return real_getsignal(sig)
 
-    monkeypatch.setattr(_sigsafe, "_getsignal", getsignal)
+    monkeypatch.setattr(_sigdivert, "_getsignal", getsignal)
     with pytest.raises(Boom):
         with critical:
             pytest.fail("the body must not run")  # pragma: no cover
@@ -174,7 +174,7 @@ def test_a_handler_raising_while_entering_leaves_no_section_open(
             signal.raise_signal(signal.SIGUSR1)
             assert raising_usr1 == [signal.SIGUSR1]   # deferred: still the first only
     assert raising_usr1 == [signal.SIGUSR1] * 2
-    assert signal.getsignal(signal.SIGINT) is not _sigsafe._record
+    assert signal.getsignal(signal.SIGINT) is not _sigdivert._record
 
 @pytest.fixture
 def raising_usr2() -> Iterator[List[int]]:
@@ -195,7 +195,7 @@ def test_a_handler_raising_while_the_section_opens_leaves_none_open(
     # The signals with handlers are found in one pass, then diverted one
     # after another, each read again as it is replaced.  SIGUSR1 (10) is
     # diverted by the time SIGUSR2 (12) is read again; land both there.
-    real = _sigsafe._getsignal
+    real = _sigdivert._getsignal
     reads: List[int] = []
 
     def getsignal(sig: int) -> Any:
@@ -206,7 +206,7 @@ def test_a_handler_raising_while_the_section_opens_leaves_none_open(
             signal.raise_signal(signal.SIGUSR2)   # not yet: raises right here
         return real(sig)
 
-    monkeypatch.setattr(_sigsafe, "_getsignal", getsignal)
+    monkeypatch.setattr(_sigdivert, "_getsignal", getsignal)
     body = []
     with pytest.raises((KeyError, Boom)):
         with critical:
@@ -214,7 +214,7 @@ def test_a_handler_raising_while_the_section_opens_leaves_none_open(
     assert body == [] and raising_usr2 == [signal.SIGUSR2]
     # The section did not stay open, and what it recorded was delivered.
     assert not critical.active and raising_usr1 == [signal.SIGUSR1]
-    assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record
+    assert signal.getsignal(signal.SIGUSR1) is not _sigdivert._record
     with pytest.raises(Boom):
         with critical:
             signal.raise_signal(signal.SIGUSR1)
@@ -230,17 +230,17 @@ def test_a_signal_landing_while_its_handler_is_put_back_is_not_lost(
     def setsignal(sig: int, handler: Any) -> Any:
         # signal.signal() runs pending handlers before it installs: the
         # recorder is still in place then, outside any section.
-        if sig == signal.SIGUSR1 and handler is not _sigsafe._record:
+        if sig == signal.SIGUSR1 and handler is not _sigdivert._record:
             signal.raise_signal(signal.SIGUSR1)
         return real(sig, handler)
 
     monkeypatch.setattr(_signal, "signal", setsignal)
-    monkeypatch.setattr(_sigsafe, "_setsignal", setsignal, raising=False)
+    monkeypatch.setattr(_sigdivert, "_setsignal", setsignal)
     with pytest.raises(Boom):
         with critical:
             pass
     assert raising_usr1 == [signal.SIGUSR1]
-    assert signal.getsignal(signal.SIGUSR1) is not _sigsafe._record
+    assert signal.getsignal(signal.SIGUSR1) is not _sigdivert._record
 
 
 # -- sections whose end can raise: undoing, hand_out ----------------------------------
@@ -322,11 +322,11 @@ def test_undoing_runs_a_deferred_handler_with_the_signals_still_diverted() -> No
     seen: List[str] = []
 
     def handler(signum: int, frame: Any) -> None:
-        seen.append(f"handler, diverted: {signal.getsignal(signal.SIGUSR1) is _sigsafe._record}")
+        seen.append(f"handler, diverted: {signal.getsignal(signal.SIGUSR1) is _sigdivert._record}")
         raise Boom(signum)
 
     def undo(exc: BaseException) -> None:
-        seen.append(f"undo, diverted: {signal.getsignal(signal.SIGUSR1) is _sigsafe._record}")
+        seen.append(f"undo, diverted: {signal.getsignal(signal.SIGUSR1) is _sigdivert._record}")
 
     old = signal.signal(signal.SIGUSR1, handler)
     try:
@@ -351,7 +351,7 @@ def test_a_wait_in_an_interruptible_section_is_ended_by_a_handler(
 
     def undo(exc: BaseException) -> None:
         # Diverted, and no safe point: a wait here is not interrupted.
-        undone.append(signal.getsignal(signal.SIGUSR1) is _sigsafe._record)
+        undone.append(signal.getsignal(signal.SIGUSR1) is _sigdivert._record)
         signal.raise_signal(signal.SIGUSR1)     # only recorded
         os.write(w, b"y")
         with _sigsafe.interruptibly:            # not a safe point: it stays recorded
@@ -371,7 +371,7 @@ def test_a_wait_in_an_interruptible_section_is_ended_by_a_handler(
         os.close(r)
         os.close(w)
     assert undone == [True] and raising_usr1 == [signal.SIGUSR1, signal.SIGUSR1]
-    assert _sigsafe._state.safe == 0 and _sigsafe._state.interruptible == 0
+    assert _sigdivert.state.safe == 0 and _sigdivert.state.interruptible == 0
 
 
 def test_a_signal_before_the_wait_ends_it_as_it_begins(raising_usr1: List[int]) -> None:
