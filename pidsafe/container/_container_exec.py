@@ -67,14 +67,13 @@ class Execs:
         reserved = False
 
         def adopt(proc: Process) -> None:
-            # The process is ours from the moment it exists, under its id: an
-            # exception from anywhere after (a signal handler's at the end of
-            # a section, or between a return and its store) finds it here.
+            # The process is ours from the moment it exists, under its id: a
+            # failure from anywhere after finds it here.
             with critical, self._lock:
                 self._procs[exec_id] = proc
 
-        def undo() -> None:
-            """End what this exec made and free its id (inside ``critical``).
+        def undo(exc: Optional[BaseException] = None) -> None:
+            """End what this exec made and free its id (inside a section).
             Idempotent."""
             if reserved:
                 with self._lock:
@@ -88,29 +87,31 @@ class Execs:
                 consoles.pop().close()
 
         try:
-            console_fd = console_for(process, console_socket, stdio, consoles)
-            with critical, self._lock:
-                if exec_id in self._procs:
-                    raise ContainerStateError(f"exec id {exec_id!r} is already in use in "
-                                              f"container {self._container!r}")
-                self._procs[exec_id] = None
-                reserved = True
-            proc = _run(ready(), spec(), process, cgroup, reaper, stdio, on_started,
-                        preserve_fds, console_fd, adopt)
-        except BaseException:
-            with critical:
-                undo()
-            raise
-        # The handover, as one section that undoes itself: a handler raising
-        # at its end ends the process the caller never gets.
-        try:
-            with undoing(lambda exc: undo()):
+            # One section from the id's reservation to the handover, whose
+            # undo ends the process and frees the id: whatever fails (a
+            # handler raising included), the undo runs before any handler
+            # can, so none can cut it short.  Its waits (for pidsafe-init,
+            # for the process's report) are safe points where Ctrl-C is let
+            # through (_sigsafe.interruptibly).
+            with undoing(undo, interruptible=True):
+                console_fd = console_for(process, console_socket, stdio, consoles)
+                with self._lock:
+                    if exec_id in self._procs:
+                        raise ContainerStateError(f"exec id {exec_id!r} is already in use "
+                                                  f"in container {self._container!r}")
+                    self._procs[exec_id] = None
+                    reserved = True
+                proc = _run(ready(), spec(), process, cgroup, reaper, stdio, on_started,
+                            preserve_fds, console_fd, adopt)
                 while consoles:
                     consoles.pop().close()
                 with self._lock:
                     self._procs[exec_id] = proc
                 return proc
-        except BaseException:   # as __exit__ returned (see _sigsafe.undoing)
+        except BaseException:
+            # Undone in the section already, or by _sigsafe for a handler
+            # raising as the section's handlers were put back; a handler
+            # that ran as __exit__ returned (see _sigsafe.undoing) lands here.
             with critical:
                 undo()
             raise

@@ -521,3 +521,59 @@ def test_start_and_kill_with_each_call(faults: Faults, make_bundle: Any,
                 c.delete(force=True)
             assert os.listdir(state_dir) == [], what
             assert _cgroup_dirs(cgroups_path) == [], what
+
+
+@pytest.mark.parametrize("part", range(TWICE_PARTS))
+@pytest.mark.parametrize("handover", ["prompt", "slow"])
+def test_exec_interrupted_twice_leaves_nothing(faults: Faults, make_bundle: Any,
+                                               state_dir: pathlib.Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               handover: str, part: int) -> None:
+    """A Ctrl-C after each call of an exec and a second one at each later
+    point where its handler could run (while the first one's failure is
+    undone): the exec raises, no process, fd or pipe is left, its id is
+    free again, and the container goes on.  No handler may run between a
+    failure and its undo.
+
+    "slow": the undo's own bound for pidsafe-init's hand-over is nothing,
+    as on a loaded machine where pidsafe-init takes longer than that to
+    fork and send its child.  The undo must wait for the hand-over (up to
+    the exec's deadline): pidsafe-init killed between its fork and its
+    send left the child, ours, a zombie without a pidfd for good, and the
+    container's init then could not finish its exit."""
+    if handover == "slow":
+        from pidsafe.container.init import _forked
+
+        monkeypatch.setattr(_forked, "_UNDO_WAIT", 0.0)
+    c = pidsafe.Container.create(f"tx{part}", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        ids = iter(range(1, 1 << 30))
+        last: List[str] = []
+
+        def exec_once() -> pidsafe.Process:
+            last[:] = [f"x{next(ids)}"]
+            return c.exec(["true"], exec_id=last[0], stdout=pidsafe.PIPE,
+                          stderr=pidsafe.PIPE)
+
+        def reap(p: pidsafe.Process) -> None:
+            with p:
+                p.wait(timeout=60)
+
+        def left() -> List[str]:
+            # The id of an exec that raised is free again.
+            try:
+                reap(c.exec(["true"], exec_id=last[0]))
+            except pidsafe.ContainerStateError as exc:
+                return [f"exec id {last[0]}: {exc}"]
+            return []
+
+        runs = _twice(faults, exec_once, reap, left, "exec", part)
+        assert runs > 0
+        reap(c.exec(["true"], exec_id="whole"))   # the container is whole
+    finally:
+        c.delete(force=True)
+    assert os.listdir(state_dir) == []
+
+

@@ -206,16 +206,21 @@ def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline]) -> None
     exit).  So pidsafe-init is let finish first: it exits as soon as it has
     sent the pidfd, or once it fails (its op stream, closed by the caller,
     ends early); killing it between its fork and its send would orphan the
-    child's pidfd with it.  Only a pidsafe-init still running after a short
-    bound (frozen in the container's cgroup) is killed.  Then whatever
-    ``sock`` holds is received and ended.  Inside a critical section;
-    raises nothing.
+    child's pidfd with it, and the child, ours, would stay a zombie for good.
+    It is waited for until the entry's ``deadline``, the bound of every
+    other wait for it, and only one still running then (frozen in the
+    container's cgroup) is killed.  Not a shorter bound: an undo usually
+    comes after the whole op stream was written (an interruptible section
+    lets a signal act only at its waits), so pidsafe-init is on its way to
+    the fork, and on a loaded machine that can take seconds.  Then
+    whatever ``sock`` holds is received and ended.  Inside a critical
+    section; raises nothing.
     """
     from ...errors import TimeoutExpired   # made on first use: it imports subprocess
 
     if not cloned.closed and cloned.returncode is None:
         try:
-            left = _UNDO_WAIT if deadline is None else min(_UNDO_WAIT, deadline.remaining())
+            left = _UNDO_WAIT if deadline is None else deadline.remaining()
             cloned.wait(timeout=left)
         except (TimeoutExpired, ContainerError):
             pass   # still running: discard() kills it
@@ -228,8 +233,8 @@ def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline]) -> None
         discard(forked)
 
 
-#: How long an undo waits for pidsafe-init to finish by itself (end_forked):
-#: it takes milliseconds unless the container froze it.
+#: How long an undo without a deadline waits for pidsafe-init to finish by
+#: itself (end_forked): it takes milliseconds unless the container froze it.
 _UNDO_WAIT = 2.0
 
 
