@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from .. import _lite
-from .._sigsafe import critical, undoing
+from .._sigsafe import critical, interruptibly, undoing
 from ..errors import ContainerStateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -174,7 +174,8 @@ def wait_init(init: Process, execs: Execs, reaper: Any, timeout: Optional[float]
             poller.register(fd, select.POLLIN)
             watched[fd] = p
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready = poller.poll(None if left is None else int(left * 1000) + 1)
+        with interruptibly:   # a wait: Ctrl-C may end it (_sigsafe)
+            ready = poller.poll(None if left is None else int(left * 1000) + 1)
         for fd, _ in ready:
             p = watched[fd]
             if p is init:

@@ -15,7 +15,7 @@ import errno
 import os
 import select
 
-from .._sigsafe import critical
+from .._sigsafe import critical, interruptibly
 from ..errors import ContainerError, ContainerStateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -54,8 +54,10 @@ def open_gate(fifo: str, init: Optional[Process], container_id: str, *,
             poller.register(w, 0)   # POLLERR: no reader left
             poller.register(init.fileno(), select.POLLIN)   # init exited
             try:
-                while not poller.poll(deadline.remaining_ms()):
-                    pass
+                while True:
+                    with interruptibly:   # a wait: Ctrl-C may end it (_sigsafe)
+                        if poller.poll(deadline.remaining_ms()):
+                            break
             except ContainerError:   # the deadline: init is stopped or frozen
                 init.kill()          # the program must not run after a start that failed
                 raise

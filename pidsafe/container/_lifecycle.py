@@ -12,7 +12,7 @@ their own: what only one step needs is imported inside it.
 from __future__ import annotations
 
 from .. import _lite, _log
-from .._sigsafe import critical
+from .._sigsafe import critical, undoing
 from ..errors import ContainerStateError
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -26,11 +26,28 @@ if TYPE_CHECKING:
     from ._recorded_state import RecordedState
 
 
+def _as_it_is(exc: BaseException) -> None:
+    """The undo of start's and delete's sections: nothing.  A start that
+    fails leaves the container created (or, past the gate, running), a
+    delete that fails leaves what the next one finishes; what each opens
+    it closes itself, in a ``try`` no handler can cut short."""
+
+
 def start(init: InitHandle, recorded: RecordedState) -> None:
     """:meth:`pidsafe.Container.start` (see there)."""
+    init.check_owner()
+    # One section: a handler runs only at its waits (the lock, the gate,
+    # init's report, the hooks: _sigsafe.interruptibly), so every fd it
+    # opens (the lock, the gate's write end, the status pipe) is closed by
+    # its own try whatever is raised, and a handler's exception otherwise
+    # comes out at its end.
+    with undoing(_as_it_is, interruptible=True):
+        _start(init, recorded)
+
+
+def _start(init: InitHandle, recorded: RecordedState) -> None:
     from ._gate import check_exec, open_gate, remove_gate
 
-    init.check_owner()
     failed: Optional[HookError] = None
     state = recorded.state_file()
     with state.locked():
@@ -94,6 +111,14 @@ def delete(init: InitHandle, recorded: RecordedState, execs: Execs, reaper: Any,
            force: bool) -> None:
     """:meth:`pidsafe.Container.delete` (see there)."""
     init.check_owner()
+    # One section, as start: a handler runs only at its waits (the lock,
+    # init's death), and a delete it stops is finished by the next one.
+    with undoing(_as_it_is, interruptible=True):
+        _delete(init, recorded, execs, reaper, force)
+
+
+def _delete(init: InitHandle, recorded: RecordedState, execs: Execs, reaper: Any,
+            force: bool) -> None:
     state = recorded.state_file()
     if not state.exists():   # deleted already: do not even create a lock file
         init.close_if_done()

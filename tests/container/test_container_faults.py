@@ -577,3 +577,48 @@ def test_exec_interrupted_twice_leaves_nothing(faults: Faults, make_bundle: Any,
     assert os.listdir(state_dir) == []
 
 
+
+@pytest.mark.parametrize("part", range(TWICE_PARTS))
+@pytest.mark.parametrize("op", ["start", "delete"])
+def test_start_and_delete_interrupted_twice_leave_nothing(
+        faults: Faults, make_bundle: Any, state_dir: pathlib.Path, op: str,
+        part: int) -> None:
+    """A Ctrl-C after each call of a start (of a created container) or a
+    delete (of a running one), and a second one at each later point where
+    its handler could run: it raises, no fd or process is left, and a
+    delete from a fresh handle then leaves no state, cgroup or process."""
+    cgroups_path = f"/pidsafe-test/{op}-twice-{os.getpid()}-{part}"
+
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    bundle = make_bundle(["sleep", "1000"], edit)
+    made: List[pidsafe.Container] = []
+
+    def act() -> pidsafe.Container:
+        with faults.paused():
+            c = pidsafe.Container.create("sd", bundle, state_dir=str(state_dir))
+            made.append(c)
+            if op == "delete":
+                c.start()
+        if op == "start":
+            c.start()
+        else:
+            c.delete(force=True)
+        return c
+
+    def finish(c: Any = None) -> None:
+        while made:
+            c = made.pop()
+            if pidsafe.Container.list(str(state_dir)):
+                again = pidsafe.Container.load(str(state_dir), "sd")   # as another process
+                again.delete(force=True)
+                again.close()
+            c.close()   # reaps init, our child, which the other handle killed
+
+    def left() -> List[str]:
+        finish()
+        return _state_left(state_dir, "sd") + _cgroup_dirs(cgroups_path)
+
+    runs = _twice(faults, act, finish, left, op, part)
+    assert runs > 0
