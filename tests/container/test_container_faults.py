@@ -13,6 +13,7 @@ import pytest
 
 import pidsafe
 from conftest import leak_check
+from cgroup_states import half_deleted
 from faults import Faults, Interrupt, interrupt_randomly
 from pidsafe._sigsafe import critical
 
@@ -622,3 +623,35 @@ def test_start_and_delete_interrupted_twice_leave_nothing(
 
     runs = _twice(faults, act, finish, left, op, part)
     assert runs > 0
+
+
+def test_a_delete_killed_with_the_freezer_gone_and_pids_not_is_finished(
+        make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """The state a delete killed half-way left (init gone, its cgroup's v1
+    freezer directory removed, the pids one not): delete(force=True) from a
+    fresh handle finishes it, no state and no cgroup in any hierarchy left.
+    Its kill of the cgroup once froze it through the missing freezer.state,
+    and every later delete failed."""
+    cgroups_path = f"/pidsafe-test/half-deleted-{os.getpid()}"
+
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    c = pidsafe.Container.create("hd", make_bundle(["sleep", "1000"], edit),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        cg = c.cgroup()
+        assert cg is not None
+        c.kill(signal.SIGKILL)
+        c.wait(timeout=30)
+        assert half_deleted(cg)
+        again = pidsafe.Container.load(str(state_dir), "hd")   # as another process
+        again.delete(force=True)
+        again.close()
+    finally:
+        if pidsafe.Container.list(str(state_dir)):
+            c.delete(force=True)
+        c.close()
+    assert os.listdir(state_dir) == []
+    assert _cgroup_dirs(cgroups_path) == []
