@@ -30,6 +30,17 @@
  *       (unless PID is 1) kill PID and wait until it no longer runs, and
  *       try to write the binary through the fd: "WRITABLE exe" if a byte
  *       could be written back (its own value), "SEALED errno" otherwise.
+ *   idents
+ *       Race, inside: until stdin reaches EOF, watch every pid the
+ *       container's pid namespace hands out (its ns_last_pid, read in a
+ *       tight loop) and read each new process's /proc/PID/status the first
+ *       moment it can (a new pid is allocated before its process shows in
+ *       /proc): what the process holds when the container first sees it.
+ *       For each that is still pidsafe-init then (argv[0] ends in
+ *       "pidsafe-init": ours, before its execve) print "IDENT pid
+ *       uid=R/E/S/F gid=R/E/S/F capeff=HEX capprm=HEX"; "WATCHED n" at the
+ *       end.  A process of ours forked before it took the exec's identity
+ *       shows up as root with every capability.
  *   stopper
  *       kill(-1, SIGSTOP) in a loop until stdin reaches EOF (every process
  *       it may signal: an exec's helper, if it could see one).
@@ -303,6 +314,111 @@ static int exe_mode(int pid, const char *init_s)
     return 0;
 }
 
+/* The value of "Name:" in a /proc/PID/status text, its tabs made '/'. */
+static void status_field(const char *status, const char *name, char *out, size_t size)
+{
+    const char *p = strstr(status, name);
+    size_t i = 0;
+
+    if (p != NULL && (p == status || p[-1] == '\n')) {
+        p += strlen(name);
+        while (*p == '\t' || *p == ' ')
+            p++;
+        for (; *p != '\0' && *p != '\n' && i + 1 < size; p++)
+            out[i++] = *p == '\t' ? '/' : *p;
+    }
+    out[i] = '\0';
+}
+
+/* Whether PID's argv[0] ends in "pidsafe-init" (one of ours, before its execve). */
+static int runs_our_init(int pid)
+{
+    char path[64], buf[4096];
+    const char *suffix = "pidsafe-init";
+    size_t len, n = strlen(suffix);
+    ssize_t got;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    got = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (got <= 0)
+        return 0;
+    buf[got] = '\0';
+    len = strlen(buf);
+    return len >= n && strcmp(buf + len - n, suffix) == 0;
+}
+
+/*
+ * PID's status, read as soon as it shows in /proc (it was just allocated),
+ * kept if PID runs pidsafe-init before and after the read: ours, before
+ * its execve, all the while.
+ */
+static void check_ident(int pid)
+{
+    char path[64], status[8192], uid[128], gid[128], capeff[64], capprm[64];
+    ssize_t got = -1;
+    int fd = -1, tries;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    /* A few ms at most: a process missed must not make us miss the next. */
+    for (tries = 0; tries < 2000 && !runs_our_init(pid); tries++)
+        ;
+    if (tries == 2000)
+        return;   /* gone already, or it exec'd before we looked */
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    got = read(fd, status, sizeof(status) - 1);
+    close(fd);
+    if (got <= 0 || !runs_our_init(pid))
+        return;
+    status[got] = '\0';
+    status_field(status, "Uid:", uid, sizeof(uid));
+    status_field(status, "Gid:", gid, sizeof(gid));
+    status_field(status, "CapEff:", capeff, sizeof(capeff));
+    status_field(status, "CapPrm:", capprm, sizeof(capprm));
+    printf("IDENT %d uid=%s gid=%s capeff=%s capprm=%s\n", pid, uid, gid, capeff, capprm);
+}
+
+static int idents_mode(void)
+{
+    char buf[32];
+    unsigned long watched = 0, spins = 0;
+    int last = -1, self = getpid();
+    int fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return 2;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("READY\n");
+    for (;;) {
+        ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
+        int now, pid;
+        if (got <= 0)
+            return 2;
+        buf[got] = '\0';
+        now = atoi(buf);
+        if (last < 0)
+            last = now;
+        for (pid = last + 1; pid <= now; pid++)
+            if (pid != self) {
+                check_ident(pid);
+                watched++;
+            }
+        if (now > last)
+            last = now;
+        if ((++spins & 1023) == 0 && stdin_closed())
+            break;
+    }
+    close(fd);
+    printf("WATCHED %lu\n", watched);
+    return 0;
+}
+
 static int stopper_mode(void)
 {
     unsigned long n = 0;
@@ -349,6 +465,8 @@ int main(int argc, char **argv)
         return scan_mode(argv[2], argv[3], argv[4]);
     if (argc == 4 && strcmp(argv[1], "exe") == 0)
         return exe_mode(atoi(argv[2]), argv[3]);
+    if (argc == 2 && strcmp(argv[1], "idents") == 0)
+        return idents_mode();
     if (argc == 2 && strcmp(argv[1], "stopper") == 0)
         return stopper_mode();
     if (argc >= 2 && strcmp(argv[1], "forge") == 0)

@@ -304,6 +304,86 @@ def test_no_process_of_ours_in_a_container_reaches_the_host(
         assert [x for x in lines if x.startswith("PTRACE") and "pidsafe" in x] == [], report
 
 
+def _as_user(uid: int) -> Any:
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["process"]["user"] = {"uid": uid, "gid": uid}
+        for kind in doc["process"]["capabilities"]:
+            doc["process"]["capabilities"][kind] = []
+    return edit
+
+
+#: Execs per identity test, at most: it stops once the watcher has seen
+#: IDENTS_WANTED of ours before their execve (on a loaded machine it may
+#: not be scheduled while one is there).
+IDENT_EXECS = 300
+IDENTS_WANTED = 5
+
+
+def _read_available(fd: int, timeout: float = 0.0) -> bytes:
+    import select
+
+    out = b""
+    while select.select([fd], [], [], timeout)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        out += chunk
+        timeout = 0.0
+    return out
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-users", "userns"])
+def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees_it(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, userns: bool) -> None:
+    """An exec's process is forked into the container's pid namespace only
+    once pidsafe-init has taken the exec's user and capabilities: a
+    process of the container watching each pid its namespace hands out
+    reads the credentials of every process of ours (pidsafe-init before its
+    execve) the moment it shows in /proc.  Forked before that, it would be
+    seen as root with every capability (the host's, without a user
+    namespace) for the container to signal or, with CAP_SYS_PTRACE, attach
+    to: the other escape tests pass on such a runtime, since it is already
+    in the container's mount namespace."""
+    uid = 1000
+    bundle = make_bundle(["sleep", "1000"], _edits(_with(userns, ptrace=False), _as_user(uid)))
+    _probe_in(bundle, probe)
+    c = pidsafe.Container.create("idents", bundle, state_dir=str(state_dir))
+    report = b""
+    execs = 0
+    try:
+        watcher = c.exec(["/bin/escape_probe", "idents"], exec_id="watcher",
+                         stdin=pidsafe.PIPE, stdout=pidsafe.PIPE)
+        with watcher:
+            assert watcher.stdout is not None and watcher.stdin is not None
+            out = watcher.stdout.fileno()
+            while b"\n" not in report:
+                report += _read_available(out, 60.0) or pytest.fail("the watcher never started")
+            assert report == b"READY\n"
+            c.start()
+            while execs < IDENT_EXECS and report.count(b"IDENT ") < IDENTS_WANTED:
+                with c.exec(["true"], exec_id=f"e{execs}") as p:
+                    assert p.wait(timeout=60) == 0
+                execs += 1
+                report += _read_available(out)
+            watcher.stdin.close()
+            while not report.endswith(b"\n") or b"WATCHED " not in report:
+                report += _read_available(out, 60.0) or pytest.fail(f"no end: {report!r}")
+            assert watcher.wait(timeout=60) == 0
+    finally:
+        c.delete(force=True)
+    text = report.decode()
+    lines = text.splitlines()
+    assert lines[-1].startswith("WATCHED "), text
+    idents = [x.split() for x in lines if x.startswith("IDENT ")]
+    # The race was live: some of ours were seen before their execve.
+    assert idents, f"none of ours seen before its execve in {execs} execs: proved nothing"
+    ids = f"{uid}/{uid}/{uid}/{uid}"
+    wrong = [x for x in idents
+             if x[2:] != [f"uid={ids}", f"gid={ids}", "capeff=0000000000000000",
+                          "capprm=0000000000000000"]]
+    assert wrong == [], text
+
+
 #: Containers joining the pod per pod scan test.
 JOINERS = 8
 
