@@ -6,9 +6,10 @@ Outside CI: the attack suite runs each race for a few seconds; this runs
 the same racers (tests/container/escape_races.py, one module for both)
 for as long as asked.  Each race creates containers from a busybox bundle
 while ``escape_probe swap`` exchanges a name in the rootfs with a symlink
-to the host (/dev/null while devices are made and paths masked; a mount's
-target, with and without a mount namespace, with a user namespace), and
-checks the host after every create.  It prints, per race, the rounds, the
+to the host (/dev/null while devices are made and paths masked,
+/dev/console while the terminal is bound; a mount's target, with and
+without a mount namespace, with a user namespace), and checks the host
+after every create.  It prints, per race, the rounds, the
 creates the race made fail (init refused the racer's symlink) and every
 escape found; it exits 1 if any race found an escape or an error it does
 not explain, 0 otherwise.
@@ -41,6 +42,7 @@ from bundles import BUSYBOX, build_busybox_rootfs, runc_spec  # noqa: E402
 RACES: Dict[str, Callable[..., escape_races.Tally]] = {
     "dev-chmod": lambda p, mb, sd, tmp, n, s: escape_races.device_chmod(p, mb, sd, tmp, n, s),
     "masked-null": lambda p, mb, sd, tmp, n, s: escape_races.masked_null(p, mb, sd, n, s),
+    "console": lambda p, mb, sd, tmp, n, s: escape_races.console(p, mb, sd, n, s),
     "mount-target": lambda p, mb, sd, tmp, n, s: escape_races.mount_target(
         p, mb, sd, tmp, n, s),
     "mount-target-host-mount-ns": lambda p, mb, sd, tmp, n, s: escape_races.mount_target(

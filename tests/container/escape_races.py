@@ -134,11 +134,11 @@ def _rounds(rounds: int, seconds: Optional[float]) -> Iterator[int]:
 
 
 def _create(tally: Tally, bundle: pathlib.Path, state_dir: pathlib.Path, cid: str,
-            fields: tuple) -> Optional[pidsafe.Container]:
+            fields: tuple, **kwargs: Any) -> Optional[pidsafe.Container]:
     """One create under the race: the container, or None if refused."""
     tally.rounds += 1
     try:
-        return pidsafe.Container.create(cid, bundle, state_dir=str(state_dir))
+        return pidsafe.Container.create(cid, bundle, state_dir=str(state_dir), **kwargs)
     except pidsafe.ContainerError as exc:
         if not exc.field.startswith(fields):
             tally.unexpected.append(f"round {tally.rounds}: {exc!r}")
@@ -223,6 +223,50 @@ def masked_null(probe: pathlib.Path, make_bundle: MakeBundle, state_dir: pathlib
                 if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)):
                     tally.escapes.append(f"round {tally.rounds}: masked {MASKED_FILE} is "
                                          f"not the null device: {st}")
+            finally:
+                _delete(c)
+    return tally
+
+
+def console(probe: pathlib.Path, make_bundle: MakeBundle, state_dir: pathlib.Path,
+            rounds: int, seconds: Optional[float] = None) -> Tally:
+    """CVE-2025-52565.  With a terminal, the pty's peer is bound onto
+    /dev/console: a /dev/console swapped for a symlink to a procfs file,
+    followed, binds the pty over that file (here the harmless,
+    uts-namespaced kernel.domainname; in the CVE a file whose bind defeats
+    the read-only /proc/sys and the masks).  Escape: that file, as the
+    container sees it, is not procfs's, or a mount is on it."""
+    import socket
+
+    tally = Tally("/dev/console swapped while the terminal is bound")
+    target = "/proc/sys/kernel/domainname"
+
+    def edit(doc: Dict[str, Any]) -> None:
+        dev_in_rootfs(doc)
+        doc["process"]["terminal"] = True
+
+    bundle = make_bundle(["true"], edit)
+    dev = bundle / "rootfs" / "dev"
+    (dev / "console").touch()
+    with racing(probe, dev, "console", target):
+        for i in _rounds(rounds, seconds):
+            ours, theirs = socket.socketpair()
+            with ours, theirs:   # the master, sent to ``ours``, goes with it unread
+                c = _create(tally, bundle, state_dir, f"con{i}", ("process.terminal",),
+                            console_socket=ours)
+            if c is None:
+                continue
+            try:
+                assert c.pid is not None
+                st = in_container(c.pid, target)
+                proc = in_container(c.pid, "/proc")   # the container's procfs
+                if st.st_dev != proc.st_dev or not stat.S_ISREG(st.st_mode):
+                    tally.escapes.append(f"round {tally.rounds}: the container's {target} "
+                                         f"is not procfs's: {st}")
+                # (Not /dev/console's own: the racer goes on renaming it.)
+                with open(f"/proc/{c.pid}/mountinfo") as f:
+                    if any(line.split()[4] == target for line in f):
+                        tally.escapes.append(f"round {tally.rounds}: a mount on {target}")
             finally:
                 _delete(c)
     return tally

@@ -73,6 +73,16 @@ def test_masked_paths_bind_the_null_device_never_a_swapped_dev_null(
     assert tally.refused, f"the racer never won a round: the test proved nothing ({tally})"
 
 
+def test_the_console_is_bound_onto_dev_console_never_through_a_swapped_name(
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path) -> None:
+    """CVE-2025-52565.  The pty's peer is bound onto
+    /dev/console: a /dev/console swapped for a symlink to a procfs file,
+    followed, puts the pty over that file instead."""
+    tally = escape_races.console(probe, make_bundle, state_dir, ROUNDS)
+    assert not tally.escapes and not tally.unexpected, tally.escapes + tally.unexpected
+    assert tally.refused, f"the racer never won a round: the test proved nothing ({tally})"
+
+
 def refused(bundle: pathlib.Path, state_dir: pathlib.Path, name: str) -> pidsafe.ContainerError:
     """The error of a create that must be refused (a container made anyway
     is deleted before the test fails)."""
