@@ -22,19 +22,10 @@ latter twice, to spare a section: ``close()`` of a reaped process, and the
 borrow with which ``wait()`` begins (``_wait``).  How waits block without
 reaping: ``_wait``.
 
-Borrowing.  ``_borrow_fd()`` lends the fd itself to a long-lived watcher
-(``pidsafe.Reaper``'s epoll set): ``close()`` while it is borrowed only
-marks the handle closed, and the last borrower closes the fd.
-
-Closed or dropped while running.  A child we spawned whose handle is closed
-(or garbage-collected) before it has been reaped is not left a zombie: its
-pidfd goes to a registry that the next ``spawn()`` reaps without blocking,
-as ``subprocess`` does with the ``Popen`` objects it drops (``_abandoned``).
-
-After fork().  A handle made before ``os.fork()`` belongs to the parent: in
-the child every method raises ``ValueError`` (its lock may be held by a
-thread that does not exist there, and the process is not the child's to
-reap), except ``close()``, which closes the child's copy of the pidfd.
+Letting go of the pidfd (``_lifetime``): ``close()``, a borrowed fd, a
+handle dropped unclosed (its running child is reaped later, never left a
+zombie), and a handle that came through ``fork()`` (the parent's: in the
+child only ``close()`` works).
 
 The reaper.  ``pidsafe.Reaper`` holds a :class:`~pidsafe.process.PidfdLease`
 on a process it watches (``_lease``); its thread never waits on a handle's
@@ -43,24 +34,19 @@ lock or on a blocking waiter.
 
 from __future__ import annotations
 
-import os
 from types import TracebackType
 
 from .. import _lite, _sys
 from .._lite import RLock
 from .._owned import Closable
 from .._sigsafe import critical, hand_out
-from . import _abandoned, _wait
+from . import _lifetime, _wait
 from ._lease import index_pidfd, unindex_pidfd
 from ._pipes import Communication, close_pipes
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import IO, Any, Optional, Tuple, Type
-
-
-#: Bumped in a forked child: a handle made before the fork is the parent's.
-_generation = 0
 
 
 class Process(Closable):
@@ -91,7 +77,7 @@ class Process(Closable):
         self._child = child
         # Spawned by us: reaped later if closed or dropped while it runs.
         self._spawned = child is True
-        self._generation = _generation
+        self._generation = _lifetime.generation
         self._communication: Optional[Communication] = None
         index_pidfd(pidfd, pid)   # who holds which child (see _lease)
 
@@ -139,52 +125,12 @@ class Process(Closable):
         return (f"<pidsafe.Process pid={self.pid} returncode={self.returncode} "
                 f"args={self.args!r}{' closed' if self._closing else ''}>")
 
-    def _check_owner(self) -> None:
-        """Raise ``ValueError`` in a forked child: the handle is the parent's."""
-        if self._generation != _generation:
-            raise ValueError(
-                f"pidsafe.Process {self.pid} came through fork() from the parent process, "
-                f"whose handle it is: it cannot be used in the child (pid {os.getpid()}); "
-                "only close() works here")
-
-    def _borrow_fd(self) -> int:
-        """With ``_lock`` held: the fd, kept open until the borrow ends
-        (:meth:`PidfdLease.end <pidsafe.process.PidfdLease.end>`)."""
-        if self._closing:
-            raise ValueError(f"Process {self.pid} is closed")
-        self._borrowers += 1
-        return self._fd
-
-    def _close_if_unused(self) -> bool:
-        """With ``_lock`` held: once closed and not borrowed, close the fd.
-
-        A child we spawned that nobody has reaped yet is reaped now if it
-        has exited; if it still runs, the handle goes to the abandoned
-        registry, fd open (a closed pidfd could no longer reap it), and this
-        returns True.  Whoever reaps it later (a waiter in another thread, or
-        ``reap_abandoned``) closes the fd.
-        """
-        if not (self._closing and self._borrowers == 0 and self._fd >= 0):
-            return False
-        if self._spawned and self.returncode is None and self._generation == _generation:
-            try:
-                res = _sys.waitid_pidfd(self._fd, _sys.WEXITED | _sys.WNOHANG)
-            except ChildProcessError:
-                pass  # a foreign waiter took it: nothing left to reap
-            except OSError:
-                _abandoned.abandon(self._fd, self)  # reap_abandoned() tries again
-                return True
-            else:
-                if res is None:
-                    _abandoned.abandon(self._fd, self)
-                    return True
-                self._reaped(_wait.waitid_returncode(res[1], res[2]))
-        fd = self._fd
-        _abandoned.forget(fd, self)
-        unindex_pidfd(fd)
-        self._fd = -1   # no call in between (_sigsafe, "Sequences that make no call")
-        os.close(fd)
-        return False
+    # Letting go of the pidfd (_lifetime): methods, so that the modules
+    # below the handle (_wait, _lease, _abandoned) reach them through it.
+    _check_owner = _lifetime.check_owner
+    _borrow_fd = _lifetime.borrow_fd
+    _close_if_unused = _lifetime.close_if_unused
+    _release_dropped = _lifetime.release_dropped
 
     # -- reaping --------------------------------------------------------------
 
@@ -229,7 +175,7 @@ class Process(Closable):
         """
         if self.returncode is not None:
             return self.returncode
-        if self._generation != _generation:
+        if self._generation != _lifetime.generation:
             self._check_owner()
         return _wait.wait(self, timeout)
 
@@ -328,37 +274,7 @@ class Process(Closable):
         ``Popen`` objects): it never stays a zombie.  Use the context
         manager, or ``wait()`` first, to get its status.
         """
-        if self.stdin is not None or self.stdout is not None or self.stderr is not None:
-            close_pipes((self.stdin, self.stdout, self.stderr))
-        if self._generation != _generation:
-            # The parent's handle: close this process's copy of the pidfd,
-            # without its lock (a thread of the parent may have held it).
-            with critical:
-                self._closing = True
-                fd, self._fd = self._fd, -1
-                if fd >= 0:
-                    os.close(fd)
-            return
-        if self.returncode is not None:
-            # Reaped: there is nothing to reap or abandon, only the fd to
-            # close, and no section is needed for that (_sigsafe, "Sequences
-            # that make no call").  Until the fd is dropped the handle owns it (a
-            # handler raising sooner leaves it to the next close() or to
-            # __del__), and the process was unindexed when it was reaped.
-            # The fd is read after the last call: a handler that runs in
-            # forget() and closes this very handle leaves -1 to read here.
-            with self._lock:
-                self._closing = True
-                if self._borrowers == 0 and self._fd >= 0:
-                    _abandoned.forget(self._fd, self)
-                    fd = self._fd
-                    if fd >= 0:
-                        self._fd = -1
-                        os.close(fd)
-            return
-        with critical, self._lock:
-            self._closing = True
-            self._close_if_unused()
+        _lifetime.close(self)
 
     def release(self) -> None:
         """Close like :meth:`close`, but never reap the child: its exit is left alone.
@@ -388,32 +304,6 @@ class Process(Closable):
                 # a point where Python runs them): close all the same.
                 self.close()
                 raise
-
-    def _release_dropped(self) -> Optional[str]:
-        # No thread can be borrowing the fd: a borrower holds a reference.
-        if getattr(self, "_fd", -1) < 0:
-            return None
-        if self._generation != _generation:
-            fd, self._fd = self._fd, -1   # the parent's handle: close our copy quietly
-            os.close(fd)
-            return None
-        close_pipes((self.stdin, self.stdout, self.stderr))  # (the registry may keep us alive)
-        with critical:
-            was_closed, self._closing, self._borrowers = self._closing, True, 0
-            abandoned = self._close_if_unused()
-        if was_closed:
-            return None
-        if abandoned:
-            return f"pidsafe child {self.pid} is still running"
-        return f"unclosed pidsafe.Process {self.pid}"
-
-
-def _after_fork_in_child() -> None:
-    global _generation
-    _generation += 1
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 __all__ = ["Process"]

@@ -249,8 +249,8 @@ def test_a_handler_raising_before_any_bytecode_of_spawn_wait_close_leaves_nothin
     # close() of the reaped process, which takes no section.
     modules = {module for module, _ in handler.fired}
     assert {"process/_spawn.py", "process/_wait.py", "process/_process.py",
-            "_sigsafe.py"} <= modules, handler.fired
-    assert ("process/_process.py", "close") in handler.fired, handler.fired
+            "process/_lifetime.py", "_sigsafe.py"} <= modules, handler.fired
+    assert ("process/_lifetime.py", "close") in handler.fired, handler.fired
     assert ("process/_wait.py", "_block_and_reap") in handler.fired, handler.fired
     assert handler.raised > n // 4, (handler.raised, handler.outside, n)
 
@@ -283,6 +283,6 @@ def test_a_handler_closing_the_handle_at_any_bytecode_of_wait_close(
         box[0].close()
 
     n = _sweep(opcode_signal, closing_handler, op, _finish_closed)
-    assert ("process/_process.py", "close") in closing_handler.fired, closing_handler.fired
+    assert ("process/_lifetime.py", "close") in closing_handler.fired, closing_handler.fired
     assert ("process/_wait.py", "_block_and_reap") in closing_handler.fired
     assert closing_handler.raised > n // 10, (closing_handler.raised, n)
