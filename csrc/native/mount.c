@@ -48,17 +48,22 @@ int pidsafe_umount2(const char *target, int flags)
     return (int)syscall(SYS_umount2, target, flags);
 }
 
-/* See mount.h.  The kernel's struct statx, from linux/stat.h (not glibc's). */
+/* The kernel's struct statx, from linux/stat.h (not glibc's).  Both mount
+ * ids come in stx_mnt_id; stx_mask says which one the kernel filled in. */
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
 #ifndef STATX_MNT_ID_UNIQUE
 #define STATX_MNT_ID_UNIQUE 0x00004000U
 #endif
-int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id)
+static int statx_mnt_id(int dfd, const char *path, int flags, unsigned int mask,
+                        uint64_t *id)
 {
     struct statx stx;
 
-    if (syscall(SYS_statx, dfd, path, flags, STATX_MNT_ID_UNIQUE, &stx) < 0)
+    if (syscall(SYS_statx, dfd, path, flags, mask, &stx) < 0)
         return -1;
-    if (!(stx.stx_mask & STATX_MNT_ID_UNIQUE)) {
+    if (!(stx.stx_mask & mask)) {
         errno = EOPNOTSUPP;
         return -1;
     }
@@ -67,21 +72,15 @@ int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id)
 }
 
 /* See mount.h. */
-#ifndef STATX_MNT_ID
-#define STATX_MNT_ID 0x00001000U
-#endif
+int pidsafe_mnt_id_unique(int dfd, const char *path, int flags, uint64_t *id)
+{
+    return statx_mnt_id(dfd, path, flags, STATX_MNT_ID_UNIQUE, id);
+}
+
+/* See mount.h. */
 int pidsafe_mnt_id(int dfd, const char *path, int flags, uint64_t *id)
 {
-    struct statx stx;
-
-    if (syscall(SYS_statx, dfd, path, flags, STATX_MNT_ID, &stx) < 0)
-        return -1;
-    if (!(stx.stx_mask & STATX_MNT_ID)) {
-        errno = EOPNOTSUPP;
-        return -1;
-    }
-    *id = stx.stx_mnt_id;
-    return 0;
+    return statx_mnt_id(dfd, path, flags, STATX_MNT_ID, id);
 }
 
 /* See mount.h.  Syscalls only; no policy. */

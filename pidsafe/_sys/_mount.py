@@ -128,10 +128,7 @@ def mnt_id_unique(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> i
     Raises:
         OSError: ``EOPNOTSUPP`` (or ``EINVAL``) when the kernel lacks it.
     """
-    out = ffi.new("uint64_t *")
-    _retry("statx", lib.pidsafe_mnt_id_unique, dfd, os.fsencode(path), flags, out,
-           filename=path or None)
-    return int(out[0])
+    return _statx_mnt_id(lib.pidsafe_mnt_id_unique, dfd, path, flags)
 
 
 def mnt_id(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> int:
@@ -141,9 +138,12 @@ def mnt_id(dfd: int, path: StrPath = "", flags: int = AT_EMPTY_PATH) -> int:
     Raises:
         OSError: ``EOPNOTSUPP`` (or ``EINVAL``) when the kernel lacks it.
     """
+    return _statx_mnt_id(lib.pidsafe_mnt_id, dfd, path, flags)
+
+
+def _statx_mnt_id(fn: Any, dfd: int, path: StrPath, flags: int) -> int:
     out = ffi.new("uint64_t *")
-    _retry("statx", lib.pidsafe_mnt_id, dfd, os.fsencode(path), flags, out,
-           filename=path or None)
+    _retry("statx", fn, dfd, os.fsencode(path), flags, out, filename=path or None)
     return int(out[0])
 
 

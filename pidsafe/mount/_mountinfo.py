@@ -19,7 +19,7 @@ from .._value import Record
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import BinaryIO, List, Optional, Tuple, Union
+    from typing import BinaryIO, Callable, List, Optional, Tuple, Union
 
     StrPath = Union[str, "os.PathLike[str]"]
 
@@ -202,24 +202,39 @@ def table_fd() -> int:
     return _table.fileno()
 
 
+def _if_supported(known: List[bool], statx: Callable[[int], int], fd: int) -> Optional[int]:
+    """``statx(fd)``, or None where the kernel lacks what it asks for.
+
+    The first call probes, and what it learns holds for good (``known``:
+    ``[]`` until then, else whether the kernel has it).
+
+    Raises:
+        OSError: statx(2) failed for another reason.
+    """
+    if known == [True]:
+        return statx(fd)
+    if known:
+        return None
+    try:
+        value = statx(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        known[:] = [False]
+        return None
+    known[:] = [True]
+    return value
+
+
 _mnt_id_by_statx: List[bool] = []   # [] until known
 
 
 def mount_id_of(fd: int) -> int:
     """The id of the mount an fd lives on: ``statx(STATX_MNT_ID)`` (Linux 5.8),
     else ``mnt_id`` in fdinfo (Linux 3.15)."""
-    if _mnt_id_by_statx == [True]:
-        return _sys.mnt_id(fd)
-    if not _mnt_id_by_statx:   # the first call probes: what it learns holds for good
-        try:
-            mid = _sys.mnt_id(fd)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                raise
-            _mnt_id_by_statx[:] = [False]
-        else:
-            _mnt_id_by_statx[:] = [True]
-            return mid
+    mid = _if_supported(_mnt_id_by_statx, _sys.mnt_id, fd)
+    if mid is not None:
+        return mid
     with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as f:
         for line in f:
             if line.startswith("mnt_id:"):
@@ -280,17 +295,8 @@ def unique_id_of(fd: int) -> int:
     Raises:
         OSError: statx(2) failed for another reason.
     """
-    if _unique_supported == [False]:
-        return 0
-    try:
-        uid = _sys.mnt_id_unique(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise
-        _unique_supported[:] = [False]
-        return 0
-    _unique_supported[:] = [True]
-    return uid
+    uid = _if_supported(_unique_supported, _sys.mnt_id_unique, fd)
+    return 0 if uid is None else uid
 
 
 class MountIdentity(Record):

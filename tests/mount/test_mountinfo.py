@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Iterator, List
@@ -127,6 +128,54 @@ def test_each_caller_gets_a_list_of_its_own() -> None:
     first = mountinfo()
     first.clear()
     assert mountinfo() != []
+
+
+def test_a_kernel_lacking_a_statx_mount_id_is_learnt_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without STATX_MNT_ID (before Linux 5.8) the id comes from fdinfo, and
+    without STATX_MNT_ID_UNIQUE (before 6.8) the unique id is 0; the first
+    call asks the kernel, the later ones do not."""
+    from pidsafe.mount import _mountinfo
+
+    asked: List[int] = []
+
+    def lacking(fd: int) -> int:
+        asked.append(fd)
+        raise OSError(errno.EOPNOTSUPP, "no such statx field")
+
+    monkeypatch.setattr(_mountinfo, "_mnt_id_by_statx", [])
+    monkeypatch.setattr(_mountinfo, "_unique_supported", [])
+    monkeypatch.setattr(_sys, "mnt_id", lacking)
+    monkeypatch.setattr(_sys, "mnt_id_unique", lacking)
+    fd = os.open("/proc", os.O_PATH | os.O_CLOEXEC)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            want = next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+        assert [_mountinfo.mount_id_of(fd) for _ in range(2)] == [want, want]
+        assert [_mountinfo.unique_id_of(fd) for _ in range(2)] == [0, 0]
+    finally:
+        os.close(fd)
+    assert asked == [fd, fd]   # once each
+
+
+def test_a_statx_failing_otherwise_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe.mount import _mountinfo
+
+    def failing(fd: int) -> int:
+        raise OSError(errno.EBADF, "bad fd")
+
+    for known in ([], [True]):
+        monkeypatch.setattr(_mountinfo, "_mnt_id_by_statx", list(known))
+        monkeypatch.setattr(_mountinfo, "_unique_supported", list(known))
+        monkeypatch.setattr(_sys, "mnt_id", failing)
+        monkeypatch.setattr(_sys, "mnt_id_unique", failing)
+        with pytest.raises(OSError) as info:
+            _mountinfo.mount_id_of(-1)
+        assert info.value.errno == errno.EBADF
+        with pytest.raises(OSError) as info:
+            _mountinfo.unique_id_of(-1)
+        assert info.value.errno == errno.EBADF
+        assert _mountinfo._mnt_id_by_statx == _mountinfo._unique_supported == known
 
 
 def test_a_mount_id_from_statx_is_fdinfos() -> None:
