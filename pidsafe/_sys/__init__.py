@@ -25,11 +25,11 @@ One module per concept; every name is available as ``_sys.<name>``:
 * ``_psi``: pidsafe-init's protocol, from its header, as ``_sys.psi``
   (loaded on demand).
 
-The names of ``_spawn``, ``_libexec``, ``_prctl``, ``_bpf`` and ``_tty``
-are imported on first use (PEP 562): some hold records
-(:class:`pidsafe._value.Record`), and a program that only holds, signals
-and waits for processes (pidsafe-runc's start, state, kill, delete) should
-not pay for importing and building them at every start-up.
+The names of every module but ``_core`` and ``_pidfd`` are imported on
+first use (PEP 562): some hold records (:class:`pidsafe._value.Record`),
+and a program that only holds, signals and waits for processes
+(pidsafe-runc's start, state, kill, delete) should not pay for importing
+and building them at every start-up.
 """
 
 from __future__ import annotations
@@ -39,22 +39,8 @@ from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_N
                     CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER,
                     CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG,
                     WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
-from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SETATTR,
-                     BIND_STAGE_MOVE_MOUNT, BIND_STAGE_OPEN_TREE, FSCONFIG_CMD_CREATE,
-                     FSCONFIG_SET_FD, FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC,
-                     FSOPEN_CLOEXEC, MOUNT_ATTR__ATIME, MOUNT_ATTR_IDMAP, MOUNT_ATTR_NOATIME,
-                     MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
-                     MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
-                     MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH,
-                     MOVE_MOUNT_T_EMPTY_PATH, MS_PRIVATE, MS_REC, MS_SHARED, MS_SLAVE,
-                     MS_UNBINDABLE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH, RESOLVE_IN_ROOT,
-                     RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
-                     UMOUNT_NOFOLLOW, fsconfig, fsmount, fsopen, idmapped_bind, mount_setattr,
-                     mnt_id, mnt_id_unique, move_mount, open_tree, openat2, umount2)
-from ._ns import ns_type, setns
 from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
                      pidfd_send_signal, probe_child, waitid_pidfd)
-from ._userns import userns_helper_free, userns_helper_start
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -65,18 +51,48 @@ if TYPE_CHECKING:
     from ._bpf import (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE,
                        bpf_prog_attach, bpf_prog_load)
     from ._libexec import Program, program
+    from ._mount import (AT_EMPTY_PATH, AT_FDCWD, AT_RECURSIVE, BIND_STAGE_MOUNT_SETATTR,
+                         BIND_STAGE_MOVE_MOUNT, BIND_STAGE_OPEN_TREE, FSCONFIG_CMD_CREATE,
+                         FSCONFIG_SET_FD, FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSMOUNT_CLOEXEC,
+                         FSOPEN_CLOEXEC, MOUNT_ATTR__ATIME, MOUNT_ATTR_IDMAP, MOUNT_ATTR_NOATIME,
+                         MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC,
+                         MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+                         MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MOVE_MOUNT_F_EMPTY_PATH,
+                         MOVE_MOUNT_T_EMPTY_PATH, MS_PRIVATE, MS_REC, MS_SHARED, MS_SLAVE,
+                         MS_UNBINDABLE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE, RESOLVE_BENEATH,
+                         RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+                         RESOLVE_NO_XDEV, UMOUNT_NOFOLLOW, fsconfig, fsmount, fsopen, idmapped_bind, mount_setattr,
+                         mnt_id, mnt_id_unique, move_mount, open_tree, openat2, umount2)
+    from ._ns import ns_type, setns
     from ._prctl import (CAPABILITIES, CapSets, capget, capset, child_subreaper, dumpable,
                          pdeathsig, set_child_subreaper, set_dumpable)
     from ._spawn import (CHILD_ERROR_SIZE, FAULT_NO_CLEAR_SIGHAND, FAULT_SIGMASK, HELPER_READY,
                          STAGE_CGROUP, STAGE_CHDIR, STAGE_EXEC, STAGE_LAST, STAGE_NAMES,
                          ChildSpec, HelperSpec, child_error, helper_go, read_child_error, spawn)
     from ._tty import pty_number
+    from ._userns import userns_helper_free, userns_helper_start
 
 #: Names imported on first use -> their module.
 _LAZY: Dict[str, str] = {
     **dict.fromkeys(("BPF_CGROUP_DEVICE", "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPE_CGROUP_DEVICE",
                      "bpf_prog_attach", "bpf_prog_load"), "._bpf"),
     **dict.fromkeys(("Program", "program"), "._libexec"),
+    **dict.fromkeys(("AT_EMPTY_PATH", "AT_FDCWD", "AT_RECURSIVE", "BIND_STAGE_MOUNT_SETATTR",
+                     "BIND_STAGE_MOVE_MOUNT", "BIND_STAGE_OPEN_TREE", "FSCONFIG_CMD_CREATE",
+                     "FSCONFIG_SET_FD", "FSCONFIG_SET_FLAG", "FSCONFIG_SET_STRING",
+                     "FSMOUNT_CLOEXEC", "FSOPEN_CLOEXEC", "MOUNT_ATTR__ATIME",
+                     "MOUNT_ATTR_IDMAP", "MOUNT_ATTR_NOATIME", "MOUNT_ATTR_NODEV",
+                     "MOUNT_ATTR_NODIRATIME", "MOUNT_ATTR_NOEXEC", "MOUNT_ATTR_NOSUID",
+                     "MOUNT_ATTR_NOSYMFOLLOW", "MOUNT_ATTR_RDONLY", "MOUNT_ATTR_RELATIME",
+                     "MOUNT_ATTR_STRICTATIME", "MOVE_MOUNT_F_EMPTY_PATH",
+                     "MOVE_MOUNT_T_EMPTY_PATH", "MS_PRIVATE", "MS_REC", "MS_SHARED",
+                     "MS_SLAVE", "MS_UNBINDABLE", "OPEN_TREE_CLOEXEC", "OPEN_TREE_CLONE",
+                     "RESOLVE_BENEATH", "RESOLVE_IN_ROOT", "RESOLVE_NO_MAGICLINKS",
+                     "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "UMOUNT_NOFOLLOW", "fsconfig",
+                     "fsmount", "fsopen", "idmapped_bind", "mount_setattr", "mnt_id",
+                     "mnt_id_unique", "move_mount", "open_tree", "openat2", "umount2"),
+                    "._mount"),
+    **dict.fromkeys(("ns_type", "setns"), "._ns"),
     **dict.fromkeys(("CAPABILITIES", "CapSets", "capget", "capset", "child_subreaper",
                      "dumpable", "pdeathsig", "set_child_subreaper", "set_dumpable"),
                     "._prctl"),
@@ -86,6 +102,7 @@ _LAZY: Dict[str, str] = {
                      "read_child_error", "spawn"),
                     "._spawn"),
     "pty_number": "._tty",
+    **dict.fromkeys(("userns_helper_free", "userns_helper_start"), "._userns"),
 }
 
 

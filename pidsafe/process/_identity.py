@@ -53,7 +53,8 @@ def boot_id() -> str:
     """This boot's id (``/proc/sys/kernel/random/boot_id``), read once."""
     global _boot_id
     if _boot_id is None:
-        with open(_BOOT_ID_PATH, encoding="ascii") as f:
+        # UTF-8, for these hex digits: its codec is loaded at start-up (ascii's is not)
+        with open(_BOOT_ID_PATH, encoding="utf-8") as f:
             _boot_id = f.read().strip()
     return _boot_id
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def _read(path: str) -> Optional[str]:
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
+        # UTF-8: the same for these ASCII words, and its codec is loaded at start-up
+        with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
     except OSError:   # gone (stopped, deleted) or no such freezer
         return None
