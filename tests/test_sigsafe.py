@@ -374,6 +374,33 @@ def test_a_wait_in_an_interruptible_section_is_ended_by_a_handler(
     assert _sigdivert.state.safe == 0 and _sigdivert.state.interruptible == 0
 
 
+def test_a_handler_run_at_a_safe_point_runs_with_the_point_closed() -> None:
+    """While a handler runs at a safe point (and as its exception leaves the
+    wait for the undo), the point is closed: a second signal is recorded,
+    and runs once the section has ended, after the undo."""
+    order: List[str] = []
+
+    def usr1(signum: int, frame: Any) -> None:
+        order.append("usr1")
+        signal.raise_signal(signal.SIGUSR2)     # recorded: the point is closed
+        order.append("usr1 goes on")
+        raise Boom(signum)
+
+    old1 = signal.signal(signal.SIGUSR1, usr1)
+    old2 = signal.signal(signal.SIGUSR2, lambda signum, frame: order.append("usr2"))
+    try:
+        with pytest.raises(Boom):
+            with _sigsafe.undoing(lambda exc: order.append("undo"), interruptible=True):
+                with _sigsafe.interruptibly:
+                    signal.raise_signal(signal.SIGUSR1)   # runs here: a safe point
+                pytest.fail("not interrupted")
+    finally:
+        signal.signal(signal.SIGUSR1, old1)
+        signal.signal(signal.SIGUSR2, old2)
+    assert order == ["usr1", "usr1 goes on", "undo", "usr2"]
+    assert _sigdivert.state.safe == 0 and not _sigdivert.state.pending
+
+
 def test_a_signal_before_the_wait_ends_it_as_it_begins(raising_usr1: List[int]) -> None:
     reached: List[str] = []
     with pytest.raises(Boom):
