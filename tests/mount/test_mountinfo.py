@@ -130,6 +130,11 @@ def test_each_caller_gets_a_list_of_its_own() -> None:
     assert mountinfo() != []
 
 
+def _fdinfo_mnt_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+
+
 def test_a_kernel_lacking_a_statx_mount_id_is_learnt_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Without STATX_MNT_ID (before Linux 5.8) the id comes from fdinfo, and
@@ -149,8 +154,7 @@ def test_a_kernel_lacking_a_statx_mount_id_is_learnt_once(
     monkeypatch.setattr(_sys, "mnt_id_unique", lacking)
     fd = os.open("/proc", os.O_PATH | os.O_CLOEXEC)
     try:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            want = next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+        want = _fdinfo_mnt_id(fd)
         assert [_mountinfo.mount_id_of(fd) for _ in range(2)] == [want, want]
         assert [_mountinfo.unique_id_of(fd) for _ in range(2)] == [0, 0]
     finally:
@@ -183,8 +187,7 @@ def test_a_mount_id_from_statx_is_fdinfos() -> None:
 
     fd = os.open("/proc", os.O_PATH | os.O_CLOEXEC)
     try:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            want = next(int(line.split()[1]) for line in f if line.startswith("mnt_id:"))
+        want = _fdinfo_mnt_id(fd)
         assert mount_id_of(fd) == want == _sys.mnt_id(fd)
     finally:
         os.close(fd)
