@@ -96,17 +96,22 @@ def parse_mountinfo(text: str) -> List[MountInfo]:
 _SELF = "/proc/self/mountinfo"
 
 
-def mountinfo(path: str = _SELF) -> List[MountInfo]:
+def mountinfo(path: str = _SELF, *, fresh: bool = False) -> List[MountInfo]:
     """The mounts of ``path`` (this process's by default), in the kernel's order.
 
     This process's own table is read again only once the kernel says it
-    changed (:class:`_Table`); the list returned is the caller's.
+    changed (:class:`_Table`), or with ``fresh``: a rename of a directory
+    on the way to a mount point changes the path the kernel shows for it,
+    and is no change of the table it signals.  So a caller who went to a
+    mount's path and found another there (renamed since the last read) asks
+    for a fresh table before it looks again.  The list returned is the
+    caller's.
 
     Raises:
         OSError: the file cannot be read.
     """
     if path == _SELF:
-        return list(_table.infos())
+        return list(_table.infos(fresh))
     with open(path, encoding="utf-8", errors="surrogateescape") as f:
         return parse_mountinfo(f.read())
 
@@ -118,7 +123,10 @@ class _Table:
     A ``/proc/PID/mountinfo`` fd polls ``POLLERR | POLLPRI`` once its mount
     namespace has changed since the fd was opened or last polled (a mount
     attached, moved or unmounted, its attributes or flags set:
-    ``touch_mnt_namespace()`` in fs/namespace.c; proc_mounts(5)).  So a
+    ``touch_mnt_namespace()`` in fs/namespace.c; proc_mounts(5)).  Not
+    when a directory is renamed: the mount points below it then have new
+    paths in the file, and the table read last shows the old ones (the
+    ``fresh`` read of :func:`mountinfo`).  So a
     ``poll()`` with no wait tells whether the table read last is still the
     kernel's, and most reads cost one ``poll()`` and one ``stat()`` of
     ``/proc/self/ns/mnt`` (a ``setns()`` of the main thread switches
@@ -136,7 +144,7 @@ class _Table:
         self.parsed: List[MountInfo] = []
         self.lock = _lite.Lock()
 
-    def infos(self) -> List[MountInfo]:
+    def infos(self, fresh: bool = False) -> List[MountInfo]:
         # Try-acquire: a signal handler (or another thread) that reads the
         # table while it is being refreshed reads it afresh instead of waiting.
         if not self.lock.acquire(blocking=False):
@@ -148,7 +156,7 @@ class _Table:
             if f is not None and key == self.key:
                 poller = select.poll()
                 poller.register(f.fileno(), select.POLLPRI)
-                if not poller.poll(0):
+                if not poller.poll(0) and not fresh:
                     return self.parsed
                 f.seek(0)
             else:

@@ -12,9 +12,10 @@ Two ways to find what to unmount:
   ``statx`` id, or else the device and inode of its root, which tell a
   reused id apart).  Where it is now is read from
   ``/proc/self/mountinfo`` (the kernel keeps a mount's path current when a
-  directory on it is renamed), resolved beneath the rootfs fd without
-  following symlinks, and checked to be that mount again before the
-  ``umount2()``; afterwards the id must be gone.  A rename in the rootfs
+  directory on it is renamed; read afresh when the mount was not where the
+  table said, since a rename is no change the table signals), resolved
+  beneath the rootfs fd without following symlinks, and checked to be that
+  mount again before the ``umount2()``; afterwards the id must be gone.  A rename in the rootfs
   therefore cannot make pidsafe miss the mount, nor report it gone while it
   is attached.
 
@@ -202,8 +203,11 @@ def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str)
             keeps moving, or its unmount failed; it was left in place.
     """
     unmounted = False
-    for _ in range(MAX_MOVES):
-        infos = _table(shown)
+    for tries in range(MAX_MOVES):
+        # From the second look on, afresh: the mount was not where the table
+        # said (a rename moves a mount point without the table signalling a
+        # change), or it was unmounted (a change: read afresh anyway).
+        infos = _table(shown, fresh=tries > 0)
         info = next((m for m in infos if m.mount_id == ident.mount_id), None)
         if info is None:
             return unmounted
@@ -253,10 +257,11 @@ def unmount_identified(rootfd: int, root: str, ident: MountIdentity, shown: str)
                       f"({MAX_MOVES} tries); left in place")
 
 
-def _table(shown: str) -> List[MountInfo]:
-    """This process's mount table, its read failure an unmount's error."""
+def _table(shown: str, fresh: bool = False) -> List[MountInfo]:
+    """This process's mount table (see :func:`mountinfo` for ``fresh``), its
+    read failure an unmount's error."""
     try:
-        return mountinfo()
+        return mountinfo(fresh=fresh)
     except OSError as exc:
         raise mount_error(exc.errno or errno.EIO, f"unable to unmount {shown}", shown,
                           "reading /proc/self/mountinfo failed") from None

@@ -578,9 +578,9 @@ def test_unmount_by_identity_reads_the_mount_table_once_per_pass(
     reads: List[int] = []
     real = _unmount.mountinfo
 
-    def counted() -> List[_mount.MountInfo]:
+    def counted(fresh: bool = False) -> List[_mount.MountInfo]:
         reads.append(1)
-        return real()
+        return real(fresh=fresh)
 
     monkeypatch.setattr(_unmount, "mountinfo", counted)
     pidsafe.unmount_all(mounted)
@@ -783,3 +783,34 @@ def test_cli_mount(disk: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["mount", "--uidmap", MAP, "--gidmap", MAP, str(src),
                      str(disk / "none")]) == 1
     assert "unable to attach mount tree to" in capsys.readouterr().err
+
+
+
+def test_unmount_all_finds_a_mount_renamed_after_the_table_was_last_read(
+        disk: Path, rootfs: Path) -> None:
+    """A directory on the way to a mount renamed after this process last
+    read its mount table (any reader: another container's create): a rename
+    is no change the kernel signals, so the table read last still shows the
+    old path.  unmount_all by identity reads it afresh once the mount is
+    not where it said, and finds it (it failed with "kept moving").  In a
+    private copy of our mount namespace: in ours, another test's mount
+    marks the table changed and hides the stale read."""
+    script = """
+import os, sys
+import pidsafe
+from pidsafe.mount import mountinfo
+rootfs = sys.argv[1]
+mounted = pidsafe.mount_all([pidsafe.Mount("tmpfs", "tmpfs", "/a/b/t", [])], rootfs)
+assert [m.mountpoint for m in mountinfo() if m.mountpoint.startswith(rootfs + "/")] == [
+    rootfs + "/a/b/t"]   # this process's table, read now
+os.rename(rootfs + "/a", rootfs + "/x")
+pidsafe.unmount_all(mounted)
+with open("/proc/self/mountinfo") as f:
+    left = [line.split()[4] for line in f if line.split()[4].startswith(rootfs + "/")]
+assert left == [], left
+"""
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", sys.executable,
+                           "-c", script, str(rootfs)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert mountpoints_under(rootfs) == []
