@@ -24,12 +24,10 @@ from typing import Any, Dict, List, Set
 
 from .. import _sys
 from .._sigsafe import critical
-from ..mount import MountInfo, mount_id_of, mountinfo
+from ..mount import UNMOUNT_BACKOFF, MountInfo, mount_id_of, mountinfo
 
 #: How many rounds of unmounting (stacked mounts surface one round at a time).
 MAX_ROUNDS = 64
-#: How many rounds in a row may detach nothing (1, 4, 16, 64 ms apart).
-IDLE_ROUNDS = 4
 MNT_DETACH = 2
 
 
@@ -45,8 +43,9 @@ def record(rootfs: str) -> Dict[str, Any]:
                                            if _under(m.mountpoint, root))}
 
 
-def _new_mounts(root: str, before: Set[int]) -> List[MountInfo]:
-    return [m for m in mountinfo() if _under(m.mountpoint, root) and m.mount_id not in before
+def _new_mounts(root: str, before: Set[int], fresh: bool = False) -> List[MountInfo]:
+    return [m for m in mountinfo(fresh=fresh)
+            if _under(m.mountpoint, root) and m.mount_id not in before
             and m.mountpoint != root]
 
 
@@ -59,28 +58,34 @@ def unmount_new(rec: Dict[str, Any]) -> None:
     mount namespace being copied from ours meanwhile, with mounts that
     propagate back) go top first, one a round, and never stop the rest.
 
+    A round that detaches nothing found the mounts elsewhere than the
+    table said: a directory on the way was renamed (the container's
+    processes, which share the rootfs, can), and the table read last,
+    which a rename does not mark as changed, still shows the old paths.
+    Then the table is read afresh and the round tried again, after each
+    delay of the mount layer's ``EBUSY`` backoff (``UNMOUNT_BACKOFF``).
+
     Raises:
         OSError: a mount could not be unmounted (it is left in place).
     """
     root, before = rec["root"], set(rec["before"])
     idle = 0
+    fresh = False
     for _ in range(MAX_ROUNDS):
-        new = _new_mounts(root, before)
+        new = _new_mounts(root, before, fresh)
         if not new:
             return
         ids = {m.mount_id for m in new}
         done = 0
         for m in reversed([m for m in new if m.parent_id not in ids]):
             done += _detach(m, ids)
+        fresh = not done
         if not done:
-            # Nothing went this round: what mountinfo listed had changed by
-            # the time we looked (another namespace being copied from ours
-            # meanwhile).  Look again, a few times, a little later.
-            idle += 1
-            if idle > IDLE_ROUNDS:
+            if idle == len(UNMOUNT_BACKOFF):
                 break
-            time.sleep(0.001 * 4 ** (idle - 1))
-    left = _new_mounts(root, before)
+            time.sleep(UNMOUNT_BACKOFF[idle])
+            idle += 1
+    left = _new_mounts(root, before, fresh=True)
     if left:
         raise _sys.make_oserror(errno.EBUSY, "unmount the container's mounts",
                                 left[0].mountpoint)

@@ -20,7 +20,6 @@ never won a round.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import pathlib
 import shutil
@@ -149,24 +148,6 @@ def _create(tally: Tally, bundle: pathlib.Path, state_dir: pathlib.Path, cid: st
 def _delete(c: pidsafe.Container) -> None:
     try:
         c.delete(force=True)
-    finally:
-        c.close()
-
-
-def _delete_meeting_ebusy(c: pidsafe.Container) -> None:
-    """``c.delete(force=True)``, again while it meets EBUSY.  Without a mount
-    namespace init's mounts are in ours, in a shared peer group: another
-    test's container being made copies our mount namespace, and an unmount
-    here propagates to that copy, which is busy a moment (EBUSY).  A delete
-    stopped half way is finished by the next (a delete is resumable)."""
-    try:
-        for attempt in range(5):
-            try:
-                c.delete(force=True)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY or attempt == 4:
-                    raise
     finally:
         c.close()
 
@@ -325,7 +306,10 @@ def mount_target(probe: pathlib.Path, make_bundle: MakeBundle, state_dir: pathli
                     tally.escapes.append(f"round {tally.rounds}: the canary was changed")
             finally:
                 if c is not None:
-                    _delete_meeting_ebusy(c)
+                    # One delete, never retried: it must always finish
+                    # (without a mount namespace, init's mounts are in ours,
+                    # and the racer moves names around them).
+                    _delete(c)
             # Followed inside the root: the symlink's target made there
             # (once made, it stays: every later round counts).
             if (bundle / "rootfs" / host.lstrip("/")).exists():

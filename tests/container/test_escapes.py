@@ -689,7 +689,9 @@ def test_a_mount_target_swapped_for_a_symlink_never_mounts_over_the_host(
     as many creates as fit, with the swap running all the while: no mount
     point in our namespace ever is (or is under) the host directory, and
     its canary file is never hidden or changed.  Without a mount namespace
-    init mounts in ours, where such a mount would be seen at once."""
+    init mounts in ours, where such a mount would be seen at once; and each
+    delete, never retried, finishes (the racer renaming what is above or at
+    the mount points meanwhile)."""
     tally = escape_races.mount_target(probe, make_bundle, state_dir, tmp_path,
                                       MOUNT_RACE_ROUNDS, MOUNT_RACE_SECONDS,
                                       with_userns=userns, with_mountns=mountns)
