@@ -25,6 +25,25 @@ struct psi_clone_args {
 };
 
 /*
+ * clone(2) without a new stack (fork's semantics): the raw argument order is
+ * the architecture's.  CLONE_PIDFD stores the pidfd through parent_tid.
+ */
+static long psi_clone_legacy(unsigned long flags, int *pidfd)
+{
+#if defined(__s390__) || defined(__CRIS__)
+    /* CONFIG_CLONE_BACKWARDS2: (stack, flags, parent_tid, child_tid, tls) */
+    return syscall(SYS_clone, 0UL, flags, pidfd, NULL, 0UL);
+#elif defined(__microblaze__)
+    /* CONFIG_CLONE_BACKWARDS3: (flags, stack, stack_size, parent_tid, ...) */
+    return syscall(SYS_clone, flags, 0UL, 0UL, pidfd, NULL, 0UL);
+#else
+    /* x86_64: (flags, stack, parent_tid, child_tid, tls); CONFIG_CLONE_BACKWARDS
+     * (arm, i386, powerpc ...) swaps the last two, both 0 here. */
+    return syscall(SYS_clone, flags, 0UL, pidfd, NULL, 0UL);
+#endif
+}
+
+/*
  * Into the container's pid namespace, holding nothing of the host's.
  *
  * A process is visible in a pid namespace (its /proc/PID/root, cwd, exe,
@@ -61,6 +80,14 @@ int psi_op_fork(struct psi_ctx *c, const struct psi_op *op)
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = 0;   /* CLONE_PARENT: the parent's own exit signal is taken */
     pid = syscall(SYS_clone3, &args, sizeof(args));
+    if (pid < 0 && (errno == ENOSYS || errno == EPERM)) {
+        /* A seccomp filter (the container's, loaded before us when the exec
+         * has no no_new_privs) may refuse clone3, which is newer than the
+         * syscalls its profile names: the legacy clone, whose CLONE_PIDFD
+         * returns the pidfd through parent_tid.  Exit signal 0, as above. */
+        pidfd = -1;
+        pid = psi_clone_legacy(CLONE_PARENT | CLONE_PIDFD, &pidfd);
+    }
     if (pid < 0) {
         saved = errno;
         close(go[0]);
