@@ -23,7 +23,7 @@ import pathlib
 import shutil
 import signal
 import sys
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -342,9 +342,44 @@ def _read_available(fd: int, timeout: float = 0.0) -> bytes:
     return out
 
 
+def _names_before(name: str) -> List[str]:
+    """Every syscall the kernel headers list below ``name``'s number."""
+    headers = pathlib.Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+    if not headers.exists():
+        pytest.skip("needs x86_64's kernel headers")
+    numbers = {}
+    for line in headers.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("__NR_"):
+            numbers[parts[1][len("__NR_"):]] = int(parts[2])
+    return [n for n, nr in numbers.items() if nr < numbers[name]]
+
+
+def _privileged_filter(kind: Optional[str]) -> Any:
+    """A seccomp filter loaded without no_new_privileges (so, while
+    pidsafe-init is still privileged): a default-allow profile with a few
+    denials, or a runc-like default-deny one naming nothing as new as
+    clone3 (which then fails with ENOSYS: pidsafe-init forks with clone)."""
+    def edit(doc: Dict[str, Any]) -> None:
+        if kind is None:
+            return
+        doc["process"]["noNewPrivileges"] = False
+        if kind == "allow-with-denies":
+            doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["mkdir", "mkdirat", "kexec_load"], "action": "SCMP_ACT_ERRNO"}]}
+        else:
+            doc["linux"]["seccomp"] = {
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "syscalls": [{"names": _names_before("clone3"), "action": "SCMP_ACT_ALLOW"}]}
+    return edit
+
+
 @pytest.mark.parametrize("userns", [False, True], ids=["host-users", "userns"])
+@pytest.mark.parametrize("seccomp", [None, "allow-with-denies", "runc-like-no-clone3"],
+                         ids=["no-seccomp", "seccomp-allow", "seccomp-runc-like"])
 def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees_it(
-        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, userns: bool) -> None:
+        probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, userns: bool,
+        seccomp: Optional[str]) -> None:
     """An exec's process is forked into the container's pid namespace only
     once pidsafe-init has taken the exec's user and capabilities: a
     process of the container watching each pid its namespace hands out
@@ -353,9 +388,11 @@ def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees
     seen as root with every capability (the host's, without a user
     namespace) for the container to signal or, with CAP_SYS_PTRACE, attach
     to: the other escape tests pass on such a runtime, since it is already
-    in the container's mount namespace."""
+    in the container's mount namespace.  With a seccomp filter loaded while
+    privileged too (it lets the fork through, by clone3 or clone)."""
     uid = 1000
-    bundle = make_bundle(["sleep", "1000"], _edits(_with(userns, ptrace=False), _as_user(uid)))
+    bundle = make_bundle(["sleep", "1000"], _edits(_with(userns, ptrace=False), _as_user(uid),
+                                                   _privileged_filter(seccomp)))
     _probe_in(bundle, probe)
     c = pidsafe.Container.create("idents", bundle, state_dir=str(state_dir))
     report = b""

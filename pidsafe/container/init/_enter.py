@@ -101,9 +101,12 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
 
     Where it forks into the pid namespace: as late as it can, so that the
     process the container can see has already become the exec's user with
-    the exec's capabilities, unless a seccomp filter must be loaded while
-    privileged (no no_new_privileges): a filter may refuse clone3 itself,
-    so it is loaded by the child, which then takes the identity.
+    the exec's capabilities.  A seccomp filter loaded while privileged (no
+    no_new_privileges) is loaded before that identity, and so before the
+    fork: the parent runs the filter on every syscall from its load to
+    execve, and only a filter that would refuse one of them (clone and
+    clone3 both, say) has the fork come first, the child loading it and
+    taking the identity.
     """
     b = _Builder(spec, _no_tree)
     for fd, path in cgroup_fds:
@@ -122,17 +125,32 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
     _terminal(b, process, console_fd, console=False, stdio=False)
     identity = _Builder(spec, _no_tree)
     _take_process_identity(identity, process)
-    early_seccomp = any(op.code == OP_SECCOMP and op.args[2] == 0 for op in identity.ops)
-    if fork is not None and early_seccomp:
+    fork_first = fork is not None and not _forks_under_filter(identity.ops, fork,
+                                                              process.terminal)
+    if fork is not None and fork_first:
         b.ops.append(fork)
     b.ops.extend(identity.ops)
-    if fork is not None and not early_seccomp:
+    if fork is not None and not fork_first:
         b.ops.append(fork)   # (a late filter is loaded right before execve, by the child)
     if process.terminal:
         b.add(OP_TERMINAL_STDIO, field_="process.terminal")
     b.add(OP_EXEC, nul_list(process.args), nul_list(process.env), field_="process.args",
           what=process.args[0])
     return InitPlan(0, tuple(b.ops), root_in_userns=spec.linux.namespace("user") is not None)
+
+
+def _forks_under_filter(identity: Sequence[Op], fork: Op, terminal: bool) -> bool:
+    """Whether the fork can follow ``identity`` with an early filter among
+    it: none, or one that lets everything from its load to execve through
+    (:func:`._seccomp_eval.lets_fork_through`)."""
+    for i, op in enumerate(identity):
+        if op.code == OP_SECCOMP and op.args[2] == 0:
+            from ._seccomp_eval import lets_fork_through
+
+            bpf, sock = op.args[1], fork.args[0]
+            assert isinstance(bpf, bytes) and isinstance(sock, int)
+            return lets_fork_through(bpf, identity[i + 1:], sock, terminal)
+    return True
 
 
 def _no_tree(source: str, recursive: bool, attr_set: int, attr_clr: int, userns_fd: int,

@@ -191,6 +191,39 @@ def test_exec_gets_the_container_filter(make_bundle: Any, state_dir: pathlib.Pat
         c.delete(force=True)
 
 
+@pytest.mark.parametrize("refused", [["mkdir", "mkdirat"], ["mkdir", "mkdirat", "clone3"],
+                                     ["mkdir", "mkdirat", "clone", "clone3"]],
+                         ids=["fork-let-through", "clone3-refused", "clone-and-clone3-refused"])
+def test_an_exec_loading_its_filter_while_privileged_runs_whether_it_may_fork_or_not(
+        make_bundle: Any, state_dir: pathlib.Path, refused: List[str]) -> None:
+    """Without no_new_privileges the filter is loaded before the exec's
+    user and capabilities.  pidsafe-init then forks under it (clone when
+    clone3 is refused) if it lets that through, and forks first otherwise:
+    the exec runs, as its user, under the filter, either way."""
+    def edit(doc: Dict[str, Any]) -> None:
+        _seccomp(defaultAction="SCMP_ACT_ALLOW",
+                 syscalls=[_rule(refused, "SCMP_ACT_ERRNO", errno.EDQUOT)])(doc)
+        doc["process"]["noNewPrivileges"] = False
+
+    c = pidsafe.Container.create("x", make_bundle(["sleep", "1000"], edit),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        spec_proc = c.spec().process.replace(   # (no shell: it could not fork)
+            args=("cat", "/proc/self/status"),
+            user=c.spec().process.user.replace(uid=1000, gid=1000))
+        with c.exec_process(spec_proc, exec_id="e", stdout=PIPE) as e:
+            assert e.stdout is not None
+            status = dict(line.split(":\t", 1) for line in e.stdout.read().decode().splitlines()
+                          if ":\t" in line)
+            assert status["Uid"].split() == ["1000"] * 4 and status["Gid"].split() == ["1000"] * 4
+            assert status["CapEff"] == status["CapPrm"] == "0000000000000000"
+            assert int(status["Seccomp_filters"]) == _filters(os.getpid()) + 1
+            assert e.wait(timeout=30) == 0
+    finally:
+        c.delete(force=True)
+
+
 BAD = [
     ({"defaultAction": "SCMP_ACT_MAYBE"}, "linux.seccomp.defaultAction", False),
     ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]},
