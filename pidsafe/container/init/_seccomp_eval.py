@@ -64,19 +64,15 @@ F_DUPFD_CLOEXEC = 1030
 TIOCSCTTY = 0x540E
 
 
-class Unsure(Exception):
-    """The program cannot be evaluated here (an instruction or a value unknown)."""
-
-
 def run(bpf: bytes, nr: int, arch: int, args: Args, ip: Optional[int] = UNKNOWN) -> int:
     """The filter's return value for one syscall (seccomp_data: nr, arch, ip, args).
 
     Raises:
-        Unsure: an instruction this interpreter does not know, a jump out of
+        ValueError: an instruction this interpreter does not know, a jump out of
             the program, or a load of an unknown argument or of ``ip``.
     """
     if not bpf or len(bpf) % _INSN.size:
-        raise Unsure("not whole instructions")
+        raise ValueError("not whole instructions")
     insns = [_INSN.unpack_from(bpf, i) for i in range(0, len(bpf), _INSN.size)]
     words: Dict[int, Optional[int]] = {0: nr & 0xFFFFFFFF, 4: arch & 0xFFFFFFFF}
     for i, value in enumerate([ip] + list(args[:6]) + [UNKNOWN] * (6 - len(args[:6]))):
@@ -95,10 +91,10 @@ def run(bpf: bytes, nr: int, arch: int, args: Args, ip: Optional[int] = UNKNOWN)
         pc += 1
         if code == LD_W_ABS:
             if k not in words:
-                raise Unsure(f"load at offset {k}")
+                raise ValueError(f"load at offset {k}")
             word = words[k]
             if word is None:
-                raise Unsure(f"load of an unknown value at offset {k}")
+                raise ValueError(f"load of an unknown value at offset {k}")
             acc = word
         elif code == ALU_AND_K:
             acc &= k
@@ -111,8 +107,8 @@ def run(bpf: bytes, nr: int, arch: int, args: Args, ip: Optional[int] = UNKNOWN)
         elif code == RET_K:
             return int(k)
         else:
-            raise Unsure(f"instruction {code:#x}")
-    raise Unsure("ran off the program")
+            raise ValueError(f"instruction {code:#x}")
+    raise ValueError("ran off the program")
 
 
 def _happens(ret: int) -> bool:
@@ -136,7 +132,7 @@ def fork_calls(identity: Sequence[Op], sock: int, terminal: bool) -> List[Call]:
             uid, gid, umask = (_int(a) for a in op.args[:3])
             gids = op.args[3]
             if not isinstance(gids, (list, tuple)):
-                raise Unsure("OP_USER's groups")
+                raise ValueError("OP_USER's groups")
             if umask >= 0:
                 calls.append(("umask", (umask,)))
             if gids:   # calloc'd: the heap may grow
@@ -157,7 +153,7 @@ def fork_calls(identity: Sequence[Op], sock: int, terminal: bool) -> List[Call]:
         elif op.code == OP_NO_NEW_PRIVS:
             calls.append(("prctl", (38, 1, 0, 0, 0)))   # PR_SET_NO_NEW_PRIVS
         else:
-            raise Unsure(f"op {op.code} after the filter")
+            raise ValueError(f"op {op.code} after the filter")
     # OP_FORK, the parent: a pipe, the clone, the pidfd sent, the child let go.
     calls += [("pipe2", (UNKNOWN, O_CLOEXEC)),
               ("sendmsg", (sock, UNKNOWN, MSG_NOSIGNAL)),
@@ -200,18 +196,18 @@ def lets_fork_through(bpf: bytes, identity: Sequence[Op], sock: int, terminal: b
                 return False
             calls.append(("clone", (CLONE_PARENT | CLONE_PIDFD, 0, UNKNOWN, 0, 0)))
         return all(_happens(_run_named(bpf, arch, name, args)) for name, args in calls)
-    except Unsure:
+    except ValueError:   # cannot be evaluated here: the old order
         return False
 
 
 def _int(value: object) -> int:
     if not isinstance(value, int):
-        raise Unsure(f"{value!r}: not an integer argument")
+        raise ValueError(f"{value!r}: not an integer argument")
     return value
 
 
 def _run_named(bpf: bytes, arch: int, name: str, args: Args) -> int:
     nr = sc.syscall_number(name)
     if nr is None or nr < 0:
-        raise Unsure(f"{name}: no number here")
+        raise ValueError(f"{name}: no number here")
     return run(bpf, nr, arch, args)

@@ -79,7 +79,7 @@ def test_the_interpreter_returns_the_action_of_the_rule_that_matches() -> None:
     # Another architecture than the filter's: libseccomp's "bad arch" action.
     assert ev.run(bpf, _nr("getpid"), 0x40000028, (0,) * 6) == 0   # KILL_THREAD
     # A test of an argument the parent cannot know is no answer.
-    with pytest.raises(ev.Unsure):
+    with pytest.raises(ValueError):
         _run(bpf, "kill", None, None)
 
 
@@ -98,7 +98,7 @@ def test_the_enosys_stub_answers_for_syscalls_newer_than_the_profile() -> None:
     struct.pack("=HBBI", 0x05, 0, 0, 5),   # a jump out of the program
 ], ids=["ld-half", "ret-a", "past-the-data", "ip", "jump-out"])
 def test_what_the_interpreter_does_not_know_is_no_answer(insn: bytes) -> None:
-    with pytest.raises(ev.Unsure):
+    with pytest.raises(ValueError):
         ev.run(insn + struct.pack("=HBBI", 0x06, 0, 0, ev.RET_ALLOW), 39, 0xC000003E, (0,) * 6)
     assert not ev.lets_fork_through(insn + struct.pack("=HBBI", 0x06, 0, 0, ev.RET_ALLOW),
                                     IDENTITY, SOCK, False)
