@@ -112,8 +112,7 @@ def mountinfo(path: str = _SELF, *, fresh: bool = False) -> List[MountInfo]:
     """
     if path == _SELF:
         return list(_table.infos(fresh))
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        return parse_mountinfo(f.read())
+    return _read(path)
 
 
 class _Table:
