@@ -13,9 +13,13 @@ import contextlib
 import fcntl
 import gc
 import os
+import pathlib
 import random
+import re
 import select
+import shutil
 import signal
+import sys
 import threading
 import time
 from subprocess import PIPE
@@ -594,3 +598,26 @@ def orphan_round(r: pidsafe.Reaper, exits: pidsafe.Subscription,
             cleanup.callback(p.stdin.close)
         if not ok and orphan:   # let the orphan finish, so its exit is not a later surprise
             wait_until(lambda: state(orphan) == "", f"orphan {orphan} to be reaped", 30)
+
+
+def strace_one_spawn(tmp_path: pathlib.Path, syscalls: str) -> Tuple[str, List[str], str]:
+    """``strace -f -e trace=SYSCALLS`` (clone3 among them) of a Python that
+    spawns ``true`` with pidsafe, waits for it and closes it: the trace, the
+    flags of its one clone3 (asserted one) and the pid that clone3 made.
+    Skips where strace is not installed."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    trace = tmp_path / "trace"
+    code = "import pidsafe; p = pidsafe.spawn(['true']); p.wait(); p.close()"
+    with pidsafe.spawn([strace, "-f", "-qq", "-e", f"trace={syscalls}", "-o", str(trace),
+                        sys.executable, "-c", code], stdout=PIPE, stderr=PIPE) as p:
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    text = trace.read_text()
+    # "1234 clone3({flags=CLONE_VM|CLONE_PIDFD|CLONE_VFORK, ...} <unfinished ...>"
+    # and, once the child has exec'd, "1234 <... clone3 resumed> ...) = 1240".
+    flags = re.findall(r"^\d+\s+clone3\(\{flags=([A-Z_|]+)", text, re.M)
+    made = re.findall(r"clone3.*\) = (\d+)$", text, re.M)
+    assert len(flags) == len(made) == 1, text
+    return text, flags[0].split("|"), made[0]

@@ -58,7 +58,7 @@ import socket
 import sys
 import threading
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import pidsafe
 from pidsafe import _sigdivert, _sigsafe, _sys
@@ -321,27 +321,23 @@ class Faults:
 
     # -- the public face --------------------------------------------------------
 
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
+    def paused(self) -> ContextManager[None]:
         """Within the block, calls are neither counted nor failed (any thread).
 
         For a sweep that targets one part of an operation: the calls of the
         other parts then do not shift ``k`` or take the injected failure.
         """
-        with self._lock:
-            armed, self._armed = self._armed, False
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._armed = armed
+        return self._arming(False)
 
-    @contextlib.contextmanager
-    def resumed(self) -> Iterator[None]:
+    def resumed(self) -> ContextManager[None]:
         """Within the block, calls are counted and failed again (undoes an
         enclosing :meth:`paused` for a part of it)."""
+        return self._arming(True)
+
+    @contextlib.contextmanager
+    def _arming(self, armed: bool) -> Iterator[None]:
         with self._lock:
-            armed, self._armed = self._armed, True
+            armed, self._armed = self._armed, armed
         try:
             yield
         finally:

@@ -14,7 +14,6 @@ import fcntl
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pidsafe.process import _process, _wait
 from pidsafe import _sys
 
 from conftest import (children, drop_running_child, is_cloexec, open_fds, spawn_and_wait,
-                      started_cat, state, wait_until)
+                      started_cat, state, strace_one_spawn, wait_until)
 
 PIPE = subprocess.PIPE
 PY = sys.executable
@@ -191,27 +190,10 @@ def test_whole_lifecycle_uses_only_the_pidfd(no_pid_apis: None,
 # prove without a clock is the reason the cost stays flat: the child shares
 # our memory (CLONE_VM) and we sleep until it has exec'd (CLONE_VFORK).
 
-SPAWN_TRUE = "import pidsafe; p = pidsafe.spawn(['true']); p.wait(); p.close()"
-
-
 def test_spawn_clones_with_clone_vm_and_clone_vfork(tmp_path: pathlib.Path) -> None:
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("strace is not installed (apt-get install strace)")
-    trace = tmp_path / "trace"
-    with pidsafe.spawn([strace, "-f", "-qq", "-e", "trace=clone3,execve", "-o", str(trace),
-                        PY, "-c", SPAWN_TRUE], stdout=PIPE, stderr=PIPE) as p:
-        out, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err.decode()
-    text = trace.read_text()
-    # "1234 clone3({flags=CLONE_VM|CLONE_PIDFD|CLONE_VFORK, ...} <unfinished ...>"
-    # and, once the child has exec'd, "1234 <... clone3 resumed> ...) = 1240".
-    flags = re.findall(r"^\d+\s+clone3\(\{flags=([A-Z_|]+)", text, re.M)
-    children_made = re.findall(r"clone3.*\) = (\d+)$", text, re.M)
-    assert len(flags) == len(children_made) == 1, text
-    assert {"CLONE_VM", "CLONE_VFORK", "CLONE_PIDFD"} <= set(flags[0].split("|")), text
+    text, flags, child = strace_one_spawn(tmp_path, "clone3,execve")
+    assert {"CLONE_VM", "CLONE_VFORK", "CLONE_PIDFD"} <= set(flags), text
     # That child is the program: its last execve() (a PATH search) succeeded.
-    child = children_made[0]
     tried = re.findall(rf"^{child}\s+execve\(\"([^\"]+)\"", text, re.M)
     assert tried and os.path.basename(tried[-1]) == "true", text
     assert re.search(rf"^{child}\s+(<\.\.\. execve resumed>|execve\(.*)\) += 0$", text, re.M), text

@@ -99,6 +99,13 @@ def check_like_threading() -> None:
     assert seen == [threading.main_thread().ident]
 
 
+def _checked_by_a_fresh_interpreter(code: str) -> None:
+    """Run ``code`` in a new interpreter (nothing imported yet), which must
+    print ``checked`` and nothing else."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "checked\n", r.stdout + r.stderr
+
+
 def test_the_c_halves_are_used_here() -> None:
     assert _lite._scan_once is not None and _lite._make_encoder is not None
     assert _lite.getsignal is not signal.getsignal
@@ -123,8 +130,7 @@ def test_errors_without_json_imported() -> None:
             "    assert type(e).__name__ == 'JSONDecodeError', repr(e)\n"
             "    assert str(e).startswith('Expecting property name'), e\n"
             "print('checked')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout == "checked\n", r.stdout + r.stderr
+    _checked_by_a_fresh_interpreter(code)
 
 
 def test_the_main_thread_without_threading_imported() -> None:
@@ -138,8 +144,7 @@ def test_the_main_thread_without_threading_imported() -> None:
             "import threading\n"
             "assert threading.main_thread().ident == ident\n"
             "print('checked')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout == "checked\n", r.stdout + r.stderr
+    _checked_by_a_fresh_interpreter(code)
 
 
 def test_json_as_json_does() -> None:
@@ -186,10 +191,8 @@ def test_the_fallbacks_behave_the_same(hide: str) -> None:
     import pathlib
 
     tests = str(pathlib.Path(__file__).resolve().parent)
-    r = subprocess.run([sys.executable, "-c", code.replace("{tests!r}", repr(tests))
-                        .replace("{hide!r}", repr(hide))],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout == "checked\n", r.stdout + r.stderr
+    _checked_by_a_fresh_interpreter(code.replace("{tests!r}", repr(tests))
+                                    .replace("{hide!r}", repr(hide)))
 
 
 @pytest.mark.parametrize("name, package", [

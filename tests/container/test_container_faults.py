@@ -35,6 +35,15 @@ def _cgroup_dirs(cgroups_path: str) -> List[str]:
 ABSORBED = {("_resolve_existing", None), ("_acquire", "os.mkdir")}
 
 
+def _cgroup_bundle(make_bundle: Any, args: List[str], cgroups_path: str) -> Any:
+    """A bundle running ``args`` in the cgroup ``cgroups_path`` (so that the
+    sweeps' leak checks see its cgroups)."""
+    def edit(doc: Any) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    return make_bundle(args, edit)
+
+
 def _state_left(state_dir: pathlib.Path, cid: str) -> List[str]:
     """What is left in ``state_dir``, once a lone lock file of ``cid`` is
     found free and removed: a lock() that failed (or was interrupted)
@@ -182,10 +191,7 @@ def test_create_interrupted_at_each_section_end_or_again_and_again(
     is left."""
     cgroups_path = f"/pidsafe-test/create-end-{os.getpid()}-{mode[0]}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    bundle = make_bundle(["true"], edit)
+    bundle = _cgroup_bundle(make_bundle, ["true"], cgroups_path)
 
     def create() -> pidsafe.Container:
         return pidsafe.Container.create("f", bundle, state_dir=str(state_dir),
@@ -282,10 +288,7 @@ def test_create_interrupted_twice_leaves_nothing(faults: Faults, make_bundle: An
     mount.  No handler may run between a failure and its roll-back."""
     cgroups_path = f"/pidsafe-test/create-twice-{os.getpid()}-{part}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    bundle = make_bundle(["true"], edit)
+    bundle = _cgroup_bundle(make_bundle, ["true"], cgroups_path)
 
     def create() -> pidsafe.Container:
         return pidsafe.Container.create("t", bundle, state_dir=str(state_dir),
@@ -308,10 +311,7 @@ def test_create_under_random_interrupts_leaves_nothing(make_bundle: Any,
     interrupted create leaves no state, cgroup, process, fd or mount."""
     cgroups_path = f"/pidsafe-test/create-random-{os.getpid()}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    bundle = make_bundle(["true"], edit)
+    bundle = _cgroup_bundle(make_bundle, ["true"], cgroups_path)
 
     def create_once() -> None:
         c = pidsafe.Container.create("r", bundle, state_dir=str(state_dir))
@@ -407,10 +407,7 @@ def test_a_delete_stopped_at_any_call_is_finished_by_the_next(
     no state, no cgroup in any hierarchy, no process, fd or mount left."""
     cgroups_path = f"/pidsafe-test/delete-{os.getpid()}-{int(interrupt)}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    bundle = make_bundle(["sleep", "1000"], edit)
+    bundle = _cgroup_bundle(make_bundle, ["sleep", "1000"], cgroups_path)
 
     def running() -> pidsafe.Container:
         c = pidsafe.Container.create("del", bundle, state_dir=str(state_dir))
@@ -475,10 +472,7 @@ def test_start_and_kill_with_each_call(faults: Faults, make_bundle: Any,
     container can still be deleted: no state, no cgroup left."""
     cgroups_path = f"/pidsafe-test/{op}-{os.getpid()}-{int(interrupt)}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    bundle = make_bundle(["sleep", "1000"], edit)
+    bundle = _cgroup_bundle(make_bundle, ["sleep", "1000"], cgroups_path)
 
     def ready() -> pidsafe.Container:
         c = pidsafe.Container.create("sk", bundle, state_dir=str(state_dir))
@@ -590,10 +584,7 @@ def test_start_and_delete_interrupted_twice_leave_nothing(
     delete from a fresh handle then leaves no state, cgroup or process."""
     cgroups_path = f"/pidsafe-test/{op}-twice-{os.getpid()}-{part}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    bundle = make_bundle(["sleep", "1000"], edit)
+    bundle = _cgroup_bundle(make_bundle, ["sleep", "1000"], cgroups_path)
     made: List[pidsafe.Container] = []
 
     def act() -> pidsafe.Container:
@@ -634,10 +625,8 @@ def test_a_delete_killed_with_the_freezer_gone_and_pids_not_is_finished(
     and every later delete failed."""
     cgroups_path = f"/pidsafe-test/half-deleted-{os.getpid()}"
 
-    def edit(doc: Any) -> None:
-        doc["linux"]["cgroupsPath"] = cgroups_path
-
-    c = pidsafe.Container.create("hd", make_bundle(["sleep", "1000"], edit),
+    c = pidsafe.Container.create("hd", _cgroup_bundle(make_bundle, ["sleep", "1000"],
+                                                       cgroups_path),
                                  state_dir=str(state_dir))
     try:
         c.start()

@@ -100,14 +100,21 @@ class Handler:
     def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
         if not self.armed:
             return
+        where = self._fire(frame)
+        if where is not None:
+            raise Interrupt(f"SIGUSR1 in {where}")
+
+    def _fire(self, frame: Optional[FrameType]) -> Optional[Tuple[str, str]]:
+        """Disarm and count this run: where in pidsafe it came, or None
+        (outside pidsafe code, where it does nothing)."""
         self.armed = False
         where = _where(frame)
         if where is None:
             self.outside += 1
-            return
+            return None
         self.fired.add(where)
         self.raised += 1
-        raise Interrupt(f"SIGUSR1 in {where}")
+        return where
 
 
 class ClosingHandler(Handler):
@@ -122,15 +129,8 @@ class ClosingHandler(Handler):
         self.opened: List[int] = []
 
     def __call__(self, signum: int, frame: Optional[FrameType]) -> None:
-        if not self.armed or not self.box:
+        if not self.armed or not self.box or self._fire(frame) is None:
             return
-        self.armed = False
-        where = _where(frame)
-        if where is None:
-            self.outside += 1
-            return
-        self.fired.add(where)
-        self.raised += 1
         self.box[0].close()
         self.opened.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
 

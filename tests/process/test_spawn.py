@@ -12,7 +12,6 @@ import itertools
 import os
 import pathlib
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pidsafe import _sys
 from pidsafe._sys import _spawn as sys_spawn
 
 from conftest import (Alarm, RandomAlarms, assert_nothing_left, children, leak_check, open_fds,
-                      pending_signals, settle_abandoned, started_cat)
+                      pending_signals, settle_abandoned, started_cat, strace_one_spawn)
 from faults import Faults, Interrupt
 
 PIPE = subprocess.PIPE
@@ -503,22 +502,10 @@ def test_the_kernel_resets_the_handlers_without_a_call_per_signal(
         tmp_path: pathlib.Path) -> None:
     # CLONE_CLEAR_SIGHAND (Linux 5.5): the spawn child's only sigaction()
     # calls are restore_signals' two, where it used to ask about every signal.
-    strace = shutil.which("strace")
-    if strace is None:
-        pytest.skip("strace is not installed (apt-get install strace)")
-    trace = tmp_path / "trace"
-    code = "import pidsafe; p = pidsafe.spawn(['true']); p.wait(); p.close()"
-    with pidsafe.spawn([strace, "-f", "-qq", "-e", "trace=clone3,rt_sigaction,execve",
-                        "-o", str(trace), PY, "-c", code], stdout=PIPE, stderr=PIPE) as p:
-        _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err.decode()
-    text = trace.read_text()
-    flags = re.findall(r"^\d+\s+clone3\(\{flags=([A-Z_|]+)", text, re.M)
-    made = re.findall(r"clone3.*\) = (\d+)$", text, re.M)
-    assert len(flags) == len(made) == 1, text
-    assert "CLONE_CLEAR_SIGHAND" in flags[0].split("|"), text
+    text, flags, child = strace_one_spawn(tmp_path, "clone3,rt_sigaction,execve")
+    assert "CLONE_CLEAR_SIGHAND" in flags, text
     before_exec = itertools.takewhile(lambda line: "execve(" not in line,
-                                      re.findall(rf"^{made[0]}\s+(.*)$", text, re.M))
+                                      re.findall(rf"^{child}\s+(.*)$", text, re.M))
     assert [m.group(1) for m in map(re.compile(r"rt_sigaction\((\w+)").match, before_exec)
             if m] == ["SIGPIPE", "SIGXFSZ"], text
 
