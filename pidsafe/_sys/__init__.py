@@ -39,8 +39,8 @@ from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_N
                     CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER,
                     CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG,
                     WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
-from ._pidfd import (close_range, end_child, pidfd_exit_info, pidfd_getfd, pidfd_open,
-                     pidfd_send_signal, probe_child, waitid_pidfd)
+from ._pidfd import (close_range, end_child, fdinfo_pid, pidfd_exit_info, pidfd_getfd,
+                     pidfd_open, pidfd_send_signal, probe_child, waitid_pidfd)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ __all__ = [
     "STAGE_CGROUP", "STAGE_CHDIR", "STAGE_EXEC", "STAGE_LAST", "STAGE_NAMES", "UMOUNT_NOFOLLOW", "WALL",
     "WEXITED", "WNOHANG", "WNOWAIT", "bpf_prog_attach", "bpf_prog_load",
     "capget", "capset", "child_error", "child_subreaper", "close_range", "dumpable",
-    "end_child", "errno_of", "ffi", "fsconfig", "fsmount", "fsopen",
+    "end_child", "errno_of", "fdinfo_pid", "ffi", "fsconfig", "fsmount", "fsopen",
     "has_clone3_trampoline", "helper_go", "idmapped_bind", "lib", "make_oserror",
     "mnt_id", "mnt_id_unique", "mount_setattr", "move_mount", "ns_type", "open_tree", "openat2",
     "pdeathsig", "pidfd_exit_info", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .._sigsafe import critical
 from ._core import WALL, WEXITED, _retry, ffi, lib
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -43,6 +44,26 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
 def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     """pidfd_getfd(2) (Linux 5.6): duplicate another process's fd, cloexec."""
     return _retry("pidfd_getfd", lib.pidsafe_pidfd_getfd, pidfd, targetfd, 0)
+
+
+def fdinfo_pid(fd: int) -> Optional[int]:
+    """The ``Pid:`` of our ``fd``'s fdinfo: the pid a pidfd refers to, -1
+    once its process was reaped, 0 if it is in another pid namespace;
+    ``None`` if ``fd`` is not a pidfd.
+
+    Raises:
+        FileNotFoundError: ``fd`` is not open.
+    """
+    with critical:   # the fd is closed, whatever a signal handler raises
+        info_fd = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            info = os.read(info_fd, 4096)   # Pid: is on the first lines
+        finally:
+            os.close(info_fd)
+    for line in info.splitlines():
+        if line.startswith(b"Pid:"):
+            return int(line[4:])
+    return None
 
 
 def waitid_pidfd(pidfd: int, options: int) -> Optional[Tuple[int, int, int]]:

@@ -100,15 +100,10 @@ def other_pidfd_holds(pid: int, known: Callable[[int], bool]) -> bool:
         try:
             if "pidfd" not in os.readlink(f"/proc/self/fd/{name}"):
                 continue
-            with open(f"/proc/self/fdinfo/{name}", "rb") as f:
-                info = f.read()
+            if _sys.fdinfo_pid(fd) == pid:
+                return True
         except FileNotFoundError:
             continue  # closed meanwhile, or the fd listdir() itself used
-        for line in info.splitlines():
-            if line.startswith(b"Pid:"):
-                if int(line.split()[1]) == pid:
-                    return True
-                break
     return False
 
 

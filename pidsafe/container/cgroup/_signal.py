@@ -18,7 +18,7 @@ import os
 from ... import _sys
 from ..._sigsafe import critical
 from ...errors import cgroup_error
-from ._files import CgroupDir, keyed, procs, read_file
+from ._files import CgroupDir, procs, read_file
 from ._layout import CgroupLayout
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 def pidfd_pid(pidfd: int) -> int:
     """The pid a pidfd refers to, from ``/proc/self/fdinfo`` (``Pid:``)."""
-    pid = keyed(read_file(f"/proc/self/fdinfo/{pidfd}").replace(":\t", " "), "Pid")
+    path = f"/proc/self/fdinfo/{pidfd}"
+    try:
+        pid = _sys.fdinfo_pid(pidfd)
+    except OSError as exc:
+        raise cgroup_error(exc.errno or errno.EIO, f"unable to read {path}", path) from None
     if pid is None:
         raise cgroup_error(errno.EBADF, f"fd {pidfd} is not a pidfd")
     if pid <= 0:
