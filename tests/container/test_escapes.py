@@ -565,6 +565,109 @@ def test_an_exec_into_a_container_that_froze_itself_fails_instead_of_hanging(
         c.delete(force=True)
 
 
+def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothing(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pidsafe-init held (frozen in the container's cgroup, as a container
+    that can write its cgroup may do) between its fork of the exec's
+    process into the container and its sending of that process's pidfd,
+    for the whole entry deadline: the exec fails with ETIMEDOUT, and the
+    forked process, ours (CLONE_PARENT), is killed and reaped through its
+    pidfd, copied out of pidsafe-init's fd table before pidsafe-init was
+    killed.  (It stayed a zombie without a pidfd for good, a leaked child,
+    and the container's init could not finish its exit.)  Here ptrace
+    stops pidsafe-init as it returns from the clone: the exact window."""
+    from hold_after_fork import HoldAfterFork
+
+    from pidsafe.container import _exec
+    from pidsafe.container.init import _forked
+
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
+    hold = HoldAfterFork()
+    real = _exec.start_init
+
+    def start_init(plan: Any, **kwargs: Any) -> Any:
+        prepare = kwargs["prepare"]
+
+        def seize_first(p: pidsafe.Process) -> None:
+            hold.seize(p.pid)   # before it reads its ops, hence before its fork
+            prepare(p)
+
+        return real(plan, **{**kwargs, "prepare": seize_first})
+
+    c = pidsafe.Container.create("held", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        monkeypatch.setattr(_exec, "start_init", start_init)
+        with pytest.raises(pidsafe.ContainerError) as info:
+            c.exec(["true"], exec_id="held")
+        assert info.value.errno == errno.ETIMEDOUT, info.value
+        hold.join()
+        assert hold.error is None, hold.error
+        assert hold.forked is not None, "pidsafe-init was never held after a fork: proved nothing"
+        try:
+            assert _sys.fdinfo_pid(hold.forked) == -1, "the forked process was not reaped"
+        finally:
+            os.close(hold.forked)
+        monkeypatch.undo()
+        with c.exec(["true"], exec_id="after") as p:
+            assert p.wait(timeout=60) == 0
+        c.kill(signal.SIGKILL)
+        assert c.wait(timeout=60) == -signal.SIGKILL   # init's exit completes
+    finally:
+        c.delete(force=True)
+
+
+def test_an_exec_into_a_container_that_froze_itself_in_the_v1_freezer_never_hangs(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container that can write its v1 freezer cgroup freezes it: the
+    exec's pidsafe-init, which joins the container's cgroups first thing,
+    freezes there.  The exec fails with ETIMEDOUT after the entry deadline
+    and the undo never blocks on the pidsafe-init it killed, which a v1
+    freezer keeps from dying until it is thawed: it goes to the abandoned
+    registry, reaped once the container is thawed.  (The undo waited for
+    it, for good.)"""
+    from conftest import settle_abandoned
+
+    from pidsafe.container.init import _forked
+
+    monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
+    monkeypatch.setattr(_forked, "_DEATH_WAIT", 0.5)
+    cgroups_path = f"/pidsafe-test/v1-frozen-{os.getpid()}"
+
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["linux"]["cgroupsPath"] = cgroups_path
+
+    c = pidsafe.Container.create("v1frozen", make_bundle(["sleep", "1000"], edit),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        cg = c.cgroup()
+        assert cg is not None
+        if "freezer" not in cg.v1_paths:
+            pytest.skip("no v1 freezer hierarchy")
+        freezer_state = os.path.join(cg.v1_paths["freezer"], "freezer.state")
+        # As if it froze itself after exec looked ("paused?").
+        from pidsafe.container._record import ContainerRecord
+
+        monkeypatch.setattr(ContainerRecord, "frozen", lambda self: False)
+        with open(freezer_state, "w") as f:
+            f.write("FROZEN")
+        try:
+            with pytest.raises(pidsafe.ContainerError) as info:
+                c.exec(["true"], exec_id="frozen")
+            assert info.value.errno == errno.ETIMEDOUT, info.value
+        finally:
+            with open(freezer_state, "w") as f:
+                f.write("THAWED")
+            monkeypatch.undo()
+        settle_abandoned()
+        with c.exec(["true"], exec_id="thawed") as p:
+            assert p.wait(timeout=60) == 0
+    finally:
+        c.delete(force=True)
+
+
 def test_execs_racing_a_container_that_stops_everything_never_hang(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ import select
 import struct
 import time
 
+from ... import _sys
 from ..._sigsafe import critical, hand_out, interruptibly
 from ...errors import ContainerError, container_error
 from ...process import Process, discard
@@ -196,46 +197,108 @@ def take_forked(sock: int, status: int, args: Optional[List[str]],
                     lambda proc: discard(proc) if proc is not None else None)
 
 
-def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline]) -> None:
+def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline],
+               passed: Sequence[int] = ()) -> None:
     """Undo an entry that failed once pidsafe-init (``cloned``) was cloned
-    with the fork socket ``sock``: end it, and the child it may have forked.
+    with the fork socket ``sock`` and our fds ``passed``: end it, and the
+    child it may have forked.
 
-    That child is ours (``CLONE_PARENT``) and only its pidfd, on its way to
-    us in ``sock``, can reap it: closing the socket unread would leave it a
-    zombie for good (and keep the container's init from finishing its
-    exit).  So pidsafe-init is let finish first: it exits as soon as it has
-    sent the pidfd, or once it fails (its op stream, closed by the caller,
-    ends early); killing it between its fork and its send would orphan the
-    child's pidfd with it, and the child, ours, would stay a zombie for good.
-    It is waited for until the entry's ``deadline``, the bound of every
-    other wait for it, and only one still running then (frozen in the
-    container's cgroup) is killed.  Not a shorter bound: an undo usually
-    comes after the whole op stream was written (an interruptible section
-    lets a signal act only at its waits), so pidsafe-init is on its way to
-    the fork, and on a loaded machine that can take seconds.  Then
-    whatever ``sock`` holds is received and ended.  Inside a critical
-    section; raises nothing.
+    That child is ours (``CLONE_PARENT``) and only its pidfd can reap it:
+    lost, it would leave a zombie for good (and keep the container's init
+    from finishing its exit).  So pidsafe-init is let finish first: it
+    exits as soon as it has sent the pidfd on ``sock``, or once it fails
+    (its op stream, closed by the caller, ends early).  It is waited for
+    until the entry's ``deadline``, the bound of every other wait for it.
+    Not a shorter bound: an undo usually comes after the whole op stream
+    was written (an interruptible section lets a signal act only at its
+    waits), so pidsafe-init is on its way to the fork, and on a loaded
+    machine that can take seconds.
+
+    One still running then was frozen (in the container's cgroup) or
+    stopped, perhaps between its fork and its send: the child's pidfd is
+    then in its fd table only, and would die with it.  So before it is
+    killed its pidfds are copied (``pidfd_getfd``) and each that is a
+    child of ours, not a process ``passed`` names, is ended with it.  Then
+    whatever ``sock`` holds is received and ended.  Neither is waited for
+    beyond :data:`_DEATH_WAIT` once killed (a v1 freezer holds a killed
+    task until it is thawed): one not dead by then goes to the abandoned
+    registry, reaped later.  Inside a critical section; raises nothing.
     """
     from ...errors import TimeoutExpired   # made on first use: it imports subprocess
 
+    stuck: List[Process] = []
     if not cloned.closed and cloned.returncode is None:
         try:
             left = _UNDO_WAIT if deadline is None else deadline.remaining()
             cloned.wait(timeout=left)
         except (TimeoutExpired, ContainerError):
-            pass   # still running: discard() kills it
-    discard(cloned)
+            stuck = _children_held(cloned, passed)
+    _end(cloned)
     try:
         forked = _receive(sock, None)
     except OSError:   # nothing sent (EAGAIN), or not a child: nothing to end
-        return
-    if forked is not None:
-        discard(forked)
+        forked = None
+    for proc in stuck if forked is None else [forked, *stuck]:
+        _end(proc)
 
 
 #: How long an undo without a deadline waits for pidsafe-init to finish by
-#: itself (end_forked): it takes milliseconds unless the container froze it.
+#: itself (end_forked): milliseconds, unless the container froze it.
 _UNDO_WAIT = 2.0
+
+#: How long a process an undo killed may take to die before it is left to
+#: the abandoned registry (a v1 freezer holds a killed task until thawed).
+_DEATH_WAIT = 2.0
+
+
+def _children_held(cloned: Process, passed: Sequence[int]) -> List[Process]:
+    """Our children whose pidfds ``cloned`` (alive, unreaped: its pid is
+    its own) holds, other than the processes of the pidfds in ``passed``:
+    the child it forked, if it has not sent it yet.  Inside a critical
+    section; raises nothing (what cannot be read is not there)."""
+    known = set()
+    for fd in passed:
+        try:
+            known.add(_sys.fdinfo_pid(fd))
+        except OSError:
+            pass
+    held: List[Process] = []
+    try:
+        names = os.listdir(f"/proc/{cloned.pid}/fd")
+    except OSError:
+        return held
+    for name in names:
+        try:
+            fd = _sys.pidfd_getfd(cloned.fileno(), int(name))
+        except OSError:   # closed meanwhile
+            continue
+        try:
+            pid = _sys.fdinfo_pid(fd)
+            # A pidfd of a live process, and one of our children (waitid
+            # would say ECHILD otherwise, without reaping: WNOWAIT).
+            if pid is None or pid <= 0 or pid in known or any(p.pid == pid for p in held):
+                raise ChildProcessError
+            _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG | _sys.WNOWAIT)
+        except OSError:
+            os.close(fd)
+            continue
+        held.append(Process(pid, fd, child=True))
+    return held
+
+
+def _end(proc: Process) -> None:
+    """Kill ``proc`` and reap it, waiting at most :data:`_DEATH_WAIT`; else
+    leave it to the abandoned registry (closing a running child's handle
+    does).  Inside a critical section; raises nothing."""
+    from ...errors import TimeoutExpired   # made on first use: it imports subprocess
+
+    if not proc.closed and proc.returncode is None:
+        try:
+            proc.kill()
+            proc.wait(timeout=_DEATH_WAIT)
+        except (TimeoutExpired, OSError):
+            pass
+    proc.close()
 
 
 def _receive(sock: int, args: Optional[List[str]]) -> Optional[Process]:

@@ -243,7 +243,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             if proc is not None:
                 discard(proc)
             if cloned is not None:
-                end_forked(cloned, fork_socket, deadline)
+                end_forked(cloned, fork_socket, deadline, pass_fds)
         raise
 
 

@@ -1,0 +1,93 @@
+"""Holding a child of ours stopped right after its next clone, by ptrace.
+
+For tests of the window no signal can be timed into: between the
+``clone3`` by which pidsafe-init forks a process into a container and its
+sending of that process's pidfd.  A thread of ours seizes pidsafe-init
+(``PTRACE_SEIZE`` with ``PTRACE_O_TRACECLONE``); at the clone's event stop
+(the new process exists, its pidfd is in pidsafe-init's fd table) it queues
+a SIGSTOP and detaches, so pidsafe-init stops as it returns from the clone,
+before its next instruction: as if the container had frozen it there.
+The new process, auto-attached, is detached at its first stop with that
+stop suppressed, so that nothing of ptrace is left for the code under test
+to see in its waits.  ptrace requests come from the tracer's own thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import threading
+from typing import Optional
+
+PTRACE_CONT = 7
+PTRACE_DETACH = 17
+PTRACE_GETEVENTMSG = 0x4201
+PTRACE_SEIZE = 0x4206
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_EVENT_CLONE = 3
+WALL = 0x40000000
+CLD_TRAPPED = 4
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.ptrace.restype = ctypes.c_long
+
+
+def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
+    if _libc.ptrace(request, pid, addr, data) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"ptrace({request:#x}, {pid}): {os.strerror(err)}")
+
+
+class HoldAfterFork:
+    """A tracer thread: :meth:`seize` a child of ours; it is left stopped
+    just after its next clone.  ``forked`` is then a pidfd of the process
+    that clone made (ours to close), ``error`` whatever went wrong."""
+
+    def __init__(self) -> None:
+        self._pids: queue.Queue[int] = queue.Queue()
+        self._seized = threading.Event()
+        self.forked: Optional[int] = None
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="hold-after-fork", daemon=True)
+        self._thread.start()
+
+    def seize(self, pid: int) -> None:
+        """Trace ``pid`` (an unreaped child of ours) from now on."""
+        self._pids.put(pid)
+        self._seized.wait()
+        if self.error is not None:
+            raise self.error
+
+    def join(self) -> None:
+        """Wait for the tracer: it ends once the hold is in place (or failed)."""
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            pid = self._pids.get()
+            try:
+                _ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE)
+            finally:
+                self._seized.set()
+            while True:
+                # Peek (WNOWAIT): an exit is the code under test's to reap.
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WSTOPPED | os.WNOWAIT | WALL)
+                if info is None or info.si_code != CLD_TRAPPED:
+                    raise AssertionError(f"pidsafe-init ended before it forked: {info}")
+                _, status = os.waitpid(pid, WALL)   # takes that stop, not an exit
+                if status >> 16 == PTRACE_EVENT_CLONE:
+                    break
+                _ptrace(PTRACE_CONT, pid, 0, os.WSTOPSIG(status))   # not ours: deliver it
+            msg = ctypes.c_ulong()
+            _ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(msg))
+            child = int(msg.value)
+            self.forked = os.pidfd_open(child)   # ours (CLONE_PARENT), unreaped
+            os.kill(pid, signal.SIGSTOP)   # taken as it returns from the clone
+            _ptrace(PTRACE_DETACH, pid)
+            os.waitpid(child, WALL)   # its first stop, ptrace's
+            _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+        except BaseException as exc:   # noqa: B036 - reported to the test's thread
+            self.error = exc
