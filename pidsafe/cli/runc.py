@@ -371,4 +371,21 @@ def _fail(msg: str) -> int:
 
 
 def entry() -> NoReturn:
-    sys.exit(main())
+    """The script's entry point: :func:`main`, then exit without finalizing.
+
+    A command's work is done when :func:`main` returns: what it owns (fds,
+    flocks, pidfds) the kernel gives back at exit, and nothing of pidsafe
+    registers ``atexit`` handlers or runs non-daemon threads.  Tearing down
+    the interpreter (every module's dict, the garbage collector's last
+    passes) is then 2-3 ms of each command for nothing; ``os._exit`` skips
+    it once stdout and stderr are flushed.  A flush that fails (a closed
+    pipe) leaves the exit to the interpreter, which reports it (status 120)
+    as it always did; so does an exception out of :func:`main`.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        sys.exit(code)
+    os._exit(code)
