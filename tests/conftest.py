@@ -189,7 +189,7 @@ class BlockingCalls:
         self.calls: List[Any] = []    # ("poll", timeout, ready) or ("waitid", None, None)
         self.inside = 0
         self._cond = threading.Condition()
-        real_readable, real_waitid = _wait._readable, _sys.waitid_pidfd
+        real_readable = _wait._readable
 
         def readable(fd: int, timeout: Optional[float]) -> bool:
             with self._inside():
@@ -197,16 +197,20 @@ class BlockingCalls:
             self.calls.append(("poll", timeout, ready))
             return ready
 
-        def waitid(fd: int, options: int) -> Any:
-            if not options & _sys.WNOWAIT:
-                return real_waitid(fd, options)
-            with self._inside():
-                res = real_waitid(fd, options)
-            self.calls.append(("waitid", None, None))
-            return res
+        def counted(real_waitid: Callable[[int, int], Any]) -> Callable[[int, int], Any]:
+            def waitid(fd: int, options: int) -> Any:
+                if not options & _sys.WNOWAIT:
+                    return real_waitid(fd, options)
+                with self._inside():
+                    res = real_waitid(fd, options)
+                self.calls.append(("waitid", None, None))
+                return res
+            return waitid
 
         monkeypatch.setattr(_wait, "_readable", readable)
-        monkeypatch.setattr(_sys, "waitid_pidfd", waitid)
+        # Both forms of waitid(P_PIDFD): the hot path blocks in waitid_status.
+        for name in ("waitid_pidfd", "waitid_status"):
+            monkeypatch.setattr(_sys, name, counted(getattr(_sys, name)))
 
     @contextlib.contextmanager
     def _inside(self) -> Iterator[None]:

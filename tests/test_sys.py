@@ -189,6 +189,24 @@ def test_waitid_pidfd_nohang_killed_and_exit_status() -> None:
         assert p.wait() == 3  # reaped behind its back: it asks the kernel too
 
 
+def test_waitid_status_is_waitid_pidfd_in_one_int() -> None:
+    with pidsafe.spawn(["sleep", "30"]) as p:
+        assert _sys.waitid_status(p.fileno(), _sys.WEXITED | _sys.WNOHANG) == 0
+        _sys.pidfd_send_signal(p.fileno(), signal.SIGKILL)
+        wait_zombie(p.pid, p.fileno())
+        status = _sys.waitid_status(p.fileno(), _sys.WEXITED | _sys.WNOWAIT)
+        assert status == _sys.CLD_KILLED << 8 | signal.SIGKILL
+        assert _sys.status_returncode(status) == -signal.SIGKILL
+        assert p.wait() == -signal.SIGKILL
+    with pidsafe.spawn(["sh", "-c", "exit 3"]) as p:
+        wait_zombie(p.pid, p.fileno())
+        status = _sys.waitid_status(p.fileno(), _sys.WEXITED | _sys.WNOHANG)
+        assert status == _sys.CLD_EXITED << 8 | 3 and _sys.status_returncode(status) == 3
+        with pytest.raises(ChildProcessError, match=r"waitid\(P_PIDFD\)"):
+            _sys.waitid_status(p.fileno(), _sys.WEXITED | _sys.WNOHANG)
+        assert p.wait() == 3
+
+
 def test_waitid_pidfd_of_a_non_child() -> None:
     fd = _sys.pidfd_open(os.getpid())
     try:
@@ -285,7 +303,7 @@ def test_fault_harness_sees_every_submodule(faults: Any) -> None:
 
     faults.count(op)
     for name in ("pidsafe_pidfd_open", "pidsafe_openat2", "pidsafe_spawn",
-                 "pidsafe_waitid_pidfd"):
+                 "pidsafe_waitid_pidfd_status"):
         assert name in faults.calls
 
 

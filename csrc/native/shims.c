@@ -98,6 +98,24 @@ int pidsafe_waitid_pidfd(int pidfd, int options, struct pidsafe_waitinfo *out)
     return 0;
 }
 
+/*
+ * The same waitid(P_PIDFD), its answer as one int: 0 when WNOHANG found no
+ * change, else (si_code << 8) | si_status (si_code is CLD_EXITED, CLD_KILLED,
+ * ... and never 0; si_status an exit status or a signal number, below 256).
+ * For the wait and reap of every spawn: no struct to allocate and read back.
+ */
+int pidsafe_waitid_pidfd_status(int pidfd, int options)
+{
+    siginfo_t info;
+
+    memset(&info, 0, sizeof(info));
+    if (syscall(SYS_waitid, PIDSAFE_P_PIDFD, pidfd, &info, options, NULL) < 0)
+        return -1;
+    if (info.si_pid == 0)
+        return 0;
+    return (info.si_code << 8) | (info.si_status & 0xff);
+}
+
 /* close_range(2), Linux 5.9. */
 int pidsafe_close_range(unsigned int first, unsigned int last, unsigned int flags)
 {

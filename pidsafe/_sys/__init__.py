@@ -40,7 +40,8 @@ from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_N
                     CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG,
                     WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
 from ._pidfd import (close_range, end_child, fdinfo_pid, pidfd_exit_info, pidfd_getfd,
-                     pidfd_open, pidfd_send_signal, probe_child, waitid_pidfd)
+                     pidfd_open, pidfd_send_signal, probe_child, status_returncode,
+                     waitid_pidfd, waitid_status)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ __all__ = [
     "mnt_id", "mnt_id_unique", "mount_setattr", "move_mount", "ns_type", "open_tree", "openat2",
     "pdeathsig", "pidfd_exit_info", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",
     "probe_child", "program", "psi", "pty_number", "read_child_error", "seccomp",
-    "set_child_subreaper", "set_dumpable", "setns", "spawn", "umount2", "userns_helper_free",
-    "userns_helper_start", "waitid_pidfd",
+    "set_child_subreaper", "set_dumpable", "setns", "spawn", "status_returncode", "umount2",
+    "userns_helper_free",
+    "userns_helper_start", "waitid_pidfd", "waitid_status",
 ]

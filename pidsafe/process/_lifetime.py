@@ -27,7 +27,7 @@ import os
 
 from .. import _sys
 from .._sigsafe import critical
-from . import _abandoned, _wait
+from . import _abandoned
 from ._lease import unindex_pidfd
 from ._pipes import close_pipes
 
@@ -73,17 +73,17 @@ def close_if_unused(p: Process) -> bool:
         return False
     if p._spawned and p.returncode is None and p._generation == generation:
         try:
-            res = _sys.waitid_pidfd(p._fd, _sys.WEXITED | _sys.WNOHANG)
+            status = _sys.waitid_status(p._fd, _sys.WEXITED | _sys.WNOHANG)
         except ChildProcessError:
             pass  # a foreign waiter took it: nothing left to reap
         except OSError:
             _abandoned.abandon(p._fd, p)  # reap_abandoned() tries again
             return True
         else:
-            if res is None:
+            if not status:
                 _abandoned.abandon(p._fd, p)
                 return True
-            p._reaped(_wait.waitid_returncode(res[1], res[2]))
+            p._reaped(_sys.status_returncode(status))
     fd = p._fd
     _abandoned.forget(fd, p)
     unindex_pidfd(fd)

@@ -97,7 +97,7 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
     stolen = False
     if p._child is not False:
         try:
-            res = _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG)
+            status = _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOHANG)
         except ChildProcessError:
             if p._child is None:
                 p._child = False   # adopted, and not ours
@@ -105,14 +105,14 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
                 stolen = True      # a foreign reaper (exec made it SIGCHLD)
         else:
             p._child = True
-            if res is None:
+            if not status:
                 return False
-            p._reaped(waitid_returncode(res[1], res[2]))
+            p._reaped(_sys.status_returncode(status))
             return True
     # The kernel keeps the exit status of a reaped process on its pidfd
     # (PIDFD_INFO_EXIT, Linux 6.15), whoever reaped it.
     try:
-        status = _sys.pidfd_exit_info(fd)
+        wstatus = _sys.pidfd_exit_info(fd)
     except OSError as exc:
         if exc.errno not in (errno.ENOTTY, errno.EINVAL):
             raise
@@ -121,8 +121,8 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
             f"needed for the status of process {p.pid}, "
             + ("which another waiter reaped" if stolen else "which is not our child"),
             exc.errno) from None
-    if status is not None:
-        p._reaped(os.waitstatus_to_exitcode(status))
+    if wstatus is not None:
+        p._reaped(os.waitstatus_to_exitcode(wstatus))
         return True
     if stolen:
         # A foreign waiter marks the zombie dead (from then on our waitid
@@ -222,7 +222,7 @@ def _block_and_reap(p: Process) -> bool:
         try:
             # Sleeps until exit with the GIL released; reaps nothing.
             with interruptibly:
-                _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOWAIT)
+                _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOWAIT)
         except ChildProcessError:
             pass  # a foreign waiter took it: reap_locked says what is left
         with critical, p._lock:
