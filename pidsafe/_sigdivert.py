@@ -203,8 +203,10 @@ def leave() -> None:
     try:
         _restore()
     finally:
-        pending, state.pending = state.pending, []
-        _run(pending, _getsignal)
+        pending = state.pending
+        if pending:
+            state.pending = []
+            _run(pending, _getsignal)
 
 
 def _after_fork_in_child() -> None:

@@ -111,7 +111,8 @@ def _end(undo: Optional[Callable[[BaseException], None]]) -> None:
     """
     if undo is not None:
         try:
-            _sigdivert.drain()
+            if _state.pending:
+                _sigdivert.drain()
         except BaseException as exc:
             try:
                 undo(exc)
@@ -160,9 +161,11 @@ class _Critical:
         if _state.depth > 1:
             _state.depth -= 1
             # Back in a wait: what came meanwhile runs now.
-            _sigdivert.resume_safe_point(_state.depth)
+            if _state.safe == _state.depth and _state.pending:
+                _sigdivert.resume_safe_point(_state.depth)
             return
-        _end(None)
+        _state.depth = 0   # _end(None), inlined: every section ends here
+        _sigdivert.leave()
 
     @property
     def active(self) -> bool:

@@ -116,7 +116,8 @@ def close(p: Process) -> None:
         with p._lock:
             p._closing = True
             if p._borrowers == 0 and p._fd >= 0:
-                _abandoned.forget(p._fd, p)
+                if _abandoned.registry:   # it may be there only if abandoned
+                    _abandoned.forget(p._fd, p)
                 fd = p._fd
                 if fd >= 0:
                     p._fd = -1

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Set, Union
 
 from .. import _sys
@@ -77,6 +78,10 @@ def _exec_paths(executable: bytes, env: Optional[Mapping[Any, Any]]) -> List[byt
 
 
 
+#: ``spawn(namespaces=)``'s default, told apart by identity on the hot path.
+_NO_NAMESPACES = Namespace(0)
+
+
 def _check_open(fd: int, what: str) -> None:
     """Raise ``OSError(EBADF)`` naming ``what`` unless ``fd`` is open.
 
@@ -103,7 +108,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
           errors: Optional[str] = None, universal_newlines: Optional[bool] = None,
           userns: Any = None, uidmap: Optional[IDMapLike] = None,
           gidmap: Optional[IDMapLike] = None,
-          namespaces: Union[Namespace, int] = Namespace(0)) -> Process:
+          namespaces: Union[Namespace, int] = _NO_NAMESPACES) -> Process:
     """Start a program as a child held by a pidfd from the moment it exists.
 
     The child comes from ``clone3(CLONE_PIDFD|CLONE_VM|CLONE_VFORK)`` on a
@@ -195,7 +200,7 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         raise FileNotFoundError(errno.ENOENT, "exec: PATH is empty", exe_arg)
 
     keep: Set[int] = set()
-    for fd in pass_fds:
+    for fd in pass_fds or ():
         if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
             raise ValueError(f"pass_fds: {fd!r} is not a file descriptor")
         if fd >= 3:
@@ -208,10 +213,12 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         sig = int(pdeathsig)
         if not 0 < sig < signal.NSIG:
             raise ValueError(f"pdeathsig: {pdeathsig!r} is not a signal number")
-    if stderr is STDOUT and stdout is STDOUT:
-        raise ValueError("stdout cannot be subprocess.STDOUT")
-    if stdin is STDOUT or stdout is STDOUT:
-        raise ValueError("only stderr can be subprocess.STDOUT")
+    inherit_stdio = stdin is None and stdout is None and stderr is None
+    if not inherit_stdio:
+        if stderr is STDOUT and stdout is STDOUT:
+            raise ValueError("stdout cannot be subprocess.STDOUT")
+        if stdin is STDOUT or stdout is STDOUT:
+            raise ValueError("only stderr can be subprocess.STDOUT")
     if bufsize is None:
         bufsize = -1
     elif not isinstance(bufsize, int) or isinstance(bufsize, bool):
@@ -222,7 +229,6 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
         from ._text import text_mode
 
         text_as, bufsize = text_mode(text, universal_newlines, encoding, errors, bufsize)
-    inherit_stdio = stdin is None and stdout is None and stderr is None
     caller_fds = {}
     if not inherit_stdio:
         for i, (value, name) in enumerate(((stdin, "stdin"), (stdout, "stdout"),
@@ -232,7 +238,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
                 _check_open(caller_fds[i], name)
 
     if (userns is None and uidmap is None and gidmap is None
-            and type(namespaces) in (Namespace, int) and namespaces == 0):
+            and (namespaces is _NO_NAMESPACES
+                 or type(namespaces) in (Namespace, int) and namespaces == 0)):
         plan = PLAIN
     else:
         plan = plan_spawn(userns, uidmap, gidmap, namespaces)
@@ -243,8 +250,9 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     # Everything below runs in one critical section: a signal handler that
     # raises is held back until every fd and the child have an owner (the
     # Process, or the cleanup of the error being raised).
-    return hand_out(lambda: _start(
-        args, exe_arg, cwd, exec_paths, argv, envp, cwd_b, (stdin, stdout, stderr),
+    # (A partial, not a lambda: no closure over spawn()'s locals, no frame.)
+    return hand_out(partial(
+        _start, args, exe_arg, cwd, exec_paths, argv, envp, cwd_b, (stdin, stdout, stderr),
         inherit_stdio, caller_fds, keep, close_fds, start_new_session, sig,
         restore_signals, bufsize, plan, text_as), discard)
 
@@ -255,7 +263,6 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
            start_new_session: bool, sig: int, restore_signals: bool, bufsize: int,
            plan: SpawnPlan, text_as: Optional[TextMode]) -> Process:
     """spawn()'s clone sequence, inside a critical section; see spawn()."""
-    stdin, stdout, stderr = stdio
     # ---- fds: everything we create is closed on every path ----------------
     to_close: List[int] = []   # child-side ends, closed in the parent after the clone
     parent_ends = [-1, -1, -1]  # our ends of PIPEs, closed only on failure
@@ -263,7 +270,7 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
     files: List[Optional[IO[Any]]] = [None, None, None]
     try:
         child_fds = [-1, -1, -1]
-        for i, value in enumerate(() if inherit_stdio else (stdin, stdout, stderr)):
+        for i, value in enumerate(() if inherit_stdio else stdio):
             if value is None:
                 continue
             if value is PIPE:
@@ -284,14 +291,25 @@ def _start(args: Any, exe_arg: Any, cwd: Any, exec_paths: List[bytes], argv: Lis
             else:
                 child_fds[i] = caller_fds[i]
 
-        keep_fds = tuple(sorted(keep)) if keep else ()
+        # By position, in ChildSpec's field order: a Record's quickest
+        # construction (keywords cost three times as much on this hot path).
         spec = _sys.ChildSpec(
-            exec_paths=tuple(exec_paths), argv=tuple(argv), errpipe_write=-1,
-            envp=tuple(envp) if envp is not None else None, cwd=cwd_b,
-            stdio=(child_fds[0], child_fds[1], child_fds[2]), keep_fds=keep_fds,
-            close_fds=bool(close_fds), new_session=bool(start_new_session), pdeathsig=sig,
-            restore_signals=bool(restore_signals), clone_flags=plan.clone_flags,
-            helper=plan.helper)
+            tuple(exec_paths),                              # exec_paths
+            tuple(argv),                                    # argv
+            -1,                                             # errpipe_write
+            -1,                                             # exec_fd
+            tuple(envp) if envp is not None else None,      # envp
+            cwd_b,                                          # cwd
+            (child_fds[0], child_fds[1], child_fds[2]),     # stdio
+            tuple(sorted(keep)) if keep else (),            # keep_fds
+            bool(close_fds),                                # close_fds
+            bool(start_new_session),                        # new_session
+            sig,                                            # pdeathsig
+            bool(restore_signals),                          # restore_signals
+            plan.clone_flags,                               # clone_flags
+            -1,                                             # cgroup_fd
+            (),                                             # tasks_fds
+            plan.helper)                                    # helper
         filenames = {_sys.STAGE_EXEC: exe_arg}
         if cwd is not None:
             filenames[_sys.STAGE_CHDIR] = cwd
