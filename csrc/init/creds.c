@@ -9,6 +9,12 @@
  * CAP_SETPCAP); keep capabilities across the uid change;
  * setgroups/setresgid/setresuid; then set the effective, permitted,
  * inheritable and ambient sets.
+ *
+ * Those three are raw syscalls: a libc's wrappers change the ids of every
+ * thread of the process, and musl's block all signals around that
+ * (rt_sigprocmask, twice each).  We have one thread, and the syscalls we
+ * make after loading an early seccomp filter must be the kernel's alone,
+ * those init/_seccomp_eval.py lists.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,11 +41,11 @@ int psi_op_setid_root(struct psi_ctx *c, const struct psi_op *op)
     (void)c;
     (void)op;
     /* setgroups is denied in namespaces whose maps an unprivileged user wrote. */
-    if (setgroups(0, NULL) < 0 && errno != EPERM)
+    if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM)
         return -1;
-    if (setresgid(0, 0, 0) < 0)
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0)
         return -1;
-    return setresuid(0, 0, 0);
+    return (int)syscall(SYS_setresuid, 0, 0, 0);
 }
 
 int psi_op_cap_bounding(struct psi_ctx *c, const struct psi_op *op)
@@ -87,13 +93,13 @@ int psi_op_user(struct psi_ctx *c, const struct psi_op *op)
     if (mask >= 0)
         umask((mode_t)mask);
     /* No supplementary groups asked for, and setgroups denied: nothing to drop. */
-    if (setgroups(n, gids) < 0 && !(errno == EPERM && n == 0))
+    if (syscall(SYS_setgroups, n, gids) < 0 && !(errno == EPERM && n == 0))
         return -1;
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return -1;
-    if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
+    if (syscall(SYS_setresgid, (gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
         return -1;
-    if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+    if (syscall(SYS_setresuid, (uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
         return -1;
     return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
 }

@@ -177,7 +177,9 @@ int psi_op_terminal_stdio(struct psi_ctx *c, const struct psi_op *op)
         return -1;
     }
     if (peer < 3) {   /* our stdio was closed: keep the peer clear of 0-2 */
-        int moved = fcntl(peer, F_DUPFD_CLOEXEC, 3);
+        /* Raw: musl's fcntl follows F_DUPFD_CLOEXEC with an F_SETFD, a
+         * syscall an early seccomp filter would see (creds.c). */
+        int moved = (int)syscall(SYS_fcntl, peer, F_DUPFD_CLOEXEC, 3);
         if (moved < 0)
             return -1;
         close(peer);
