@@ -220,4 +220,18 @@ def read_config(bundle: Union[str, "os.PathLike[str]"]) -> Tuple[Any, Spec]:
         document = _lite.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError("(document)", f"{path} is not valid JSON: {exc}") from None
-    return document, parse_spec(document)
+    # The same bytes give the same Spec (immutable, and parse_spec looks at
+    # nothing but the document), so a create of the bundle read last checks
+    # it again only by comparing bytes.  The document is parsed anew: it is
+    # the caller's (a container's record keeps it, and ``update`` edits it).
+    global _last_read
+    last = _last_read   # one tuple: another thread replaces it whole
+    if last is not None and last[0] == data:
+        return document, last[1]
+    spec = parse_spec(document)
+    _last_read = (data, spec)
+    return document, spec
+
+
+#: The bytes :func:`read_config` checked last, and their Spec.
+_last_read: Optional[Tuple[bytes, Spec]] = None

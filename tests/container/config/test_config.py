@@ -96,6 +96,32 @@ def test_load_spec_reads_the_bundle_and_resolves_root(tmp_path: pathlib.Path) ->
     assert info.value.filename == str(tmp_path / "missing" / "config.json")
 
 
+def test_read_config_checks_the_same_bytes_once_and_new_bytes_afresh(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pidsafe.container.config import _spec
+
+    calls = []
+    real = _spec.parse_spec
+    monkeypatch.setattr(_spec, "parse_spec", lambda doc: calls.append(doc) or real(doc))
+    monkeypatch.setattr(_spec, "_last_read", None)   # what an earlier test read
+    doc = runc_spec()
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    document, spec = _spec.read_config(tmp_path)
+    again, same = _spec.read_config(tmp_path)
+    assert len(calls) == 1 and same is spec
+    # The document is the caller's own, every time (a record keeps and edits it).
+    assert again == document and again is not document
+    doc["hostname"] = "other"
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    _, changed = _spec.read_config(tmp_path)
+    assert len(calls) == 2 and changed.hostname == "other"
+    doc["linux"]["namespaces"] = [{"type": "bogus"}]
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    for _ in range(2):   # a refused document is checked again, and refused again
+        with pytest.raises(pidsafe.ConfigError, match="namespaces"):
+            _spec.read_config(tmp_path)
+    assert len(calls) == 4
+
 def _set(path: str, value: Any) -> Callable[[Dict[str, Any]], None]:
     """An edit of the document at a dotted path ([i] for list items); DELETE removes."""
     def edit(doc: Dict[str, Any]) -> None:
