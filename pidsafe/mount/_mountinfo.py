@@ -19,7 +19,7 @@ from .._value import Record
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable, List, Optional, Tuple, Union
+    from typing import BinaryIO, Callable, Dict, List, Optional, Tuple, Union
 
     StrPath = Union[str, "os.PathLike[str]"]
 
@@ -76,21 +76,42 @@ def parse_mountinfo(text: str) -> List[MountInfo]:
     Raises:
         ValueError: a line is not in that form.
     """
+    global _parsed
+    # A table read again (this process's, after each mount or unmount of a
+    # container's cycle) is mostly the lines read last time: those are
+    # looked up, and only the new ones parsed.  A line is all its record
+    # depends on, and the records are immutable.  The memo keeps the lines
+    # of the last table parsed, no more.
+    known = _parsed
+    parsed: Dict[str, MountInfo] = {}
     out = []
     for line in text.splitlines():
         if not line:
             continue
-        left, _, right = line.partition(" - ")
-        a, b = left.split(" "), right.split(" ")
-        if len(a) < 6:
-            raise ValueError(f"not a mountinfo line: {line!r}")
-        major, _, minor = a[2].partition(":")
-        out.append(MountInfo(int(a[0]), int(a[1]), unescape(a[3]), unescape(a[4]),
-                             tuple(a[5].split(",")), unescape(b[0]),
-                             unescape(b[1]) if len(b) > 1 else "",
-                             os.makedev(int(major), int(minor)),
-                             tuple(b[2].split(",")) if len(b) > 2 else ()))
+        info = known.get(line)
+        if info is None:
+            info = _parse_line(line)
+        parsed[line] = info
+        out.append(info)
+    _parsed = parsed
     return out
+
+
+#: Each line of the table :func:`parse_mountinfo` parsed last, and its record.
+_parsed: Dict[str, MountInfo] = {}
+
+
+def _parse_line(line: str) -> MountInfo:
+    left, _, right = line.partition(" - ")
+    a, b = left.split(" "), right.split(" ")
+    if len(a) < 6:
+        raise ValueError(f"not a mountinfo line: {line!r}")
+    major, _, minor = a[2].partition(":")
+    return MountInfo(int(a[0]), int(a[1]), unescape(a[3]), unescape(a[4]),
+                     tuple(a[5].split(",")), unescape(b[0]),
+                     unescape(b[1]) if len(b) > 1 else "",
+                     os.makedev(int(major), int(minor)),
+                     tuple(b[2].split(",")) if len(b) > 2 else ())
 
 
 _SELF = "/proc/self/mountinfo"

@@ -67,6 +67,26 @@ def test_a_malformed_line_is_a_value_error() -> None:
         parse_mountinfo("40 1 0:50 /\n")
 
 
+def test_a_table_read_again_parses_only_its_new_lines() -> None:
+    from pidsafe.mount import _mountinfo
+
+    first = parse_mountinfo(HYBRID)
+    changed = HYBRID.replace("36 30 0:32 / /sys/fs/cgroup/systemd rw,relatime",
+                             "37 30 0:32 / /sys/fs/cgroup/systemd ro,relatime")
+    changed += "40 1 0:50 / /mnt rw - tmpfs tmp rw\n"
+    again = parse_mountinfo(changed)
+    assert [a is b for a, b in zip(first, again)] == [True, True, True, True, False]
+    assert (again[4].mount_id, again[4].options[0], again[5].mountpoint) == (37, "ro", "/mnt")
+    # What is kept is the last table's lines, no more.
+    assert set(_mountinfo._parsed) == set(changed.splitlines())
+    _mountinfo._parsed = {}
+    assert parse_mountinfo(changed) == again   # as parsed from nothing
+    # A malformed line is refused however often it is read; the memo stays.
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            parse_mountinfo(HYBRID + "40 1 0:50 /\n")
+
+
 @pytest.fixture
 def spaced(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs mounted on a directory whose name has a space, a tab and a backslash."""
