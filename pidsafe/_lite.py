@@ -23,7 +23,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional, Set
+    from typing import Any, Callable, Dict, List, Optional, Set
 
 
 # --- json ---------------------------------------------------------------------
@@ -115,6 +115,29 @@ def dumps(obj: Any, *, sort_keys: bool = False, compact: bool = False) -> str:
     import json  # pragma: no cover - exercised by tests/test_lite.py in a subprocess
 
     return json.dumps(obj, sort_keys=sort_keys, separators=(items, keys))
+
+
+def dumps_sorted(obj: Dict[str, Any], encoded: Dict[str, str]) -> str:
+    """``dumps({**obj, **encoded}, sort_keys=True, compact=True)``, byte for
+    byte, where ``encoded``'s values are that JSON already: a caller that
+    writes the same large value again and again encodes it once.  Every key
+    is a ``str``, and none is in both.
+
+    Raises:
+        TypeError, ValueError: as :func:`dumps`.
+    """
+    marks = sorted(encoded)
+    parts: List[str] = []
+    lo: Optional[str] = None
+    for hi in (*marks, None):
+        part = {k: v for k, v in obj.items()
+                if (lo is None or k > lo) and (hi is None or k < hi)}
+        if part:
+            parts.append(dumps(part, sort_keys=True, compact=True)[1:-1])
+        if hi is not None:
+            parts.append(dumps(hi) + ":" + encoded[hi])
+        lo = hi
+    return "{" + ",".join(parts) + "}"
 
 
 def dumps_indented(obj: Any) -> str:

@@ -163,6 +163,20 @@ def test_loads_of_a_large_document_round_trips() -> None:
     assert not math.isnan(_lite.loads("1.5"))
 
 
+@pytest.mark.parametrize("encoded", [(), ("config",), ("a", "config", "zz"), ("0", "~"),
+                                     ("b", "id")])
+def test_dumps_sorted_splices_values_given_as_json(encoded: Tuple[str, ...]) -> None:
+    doc = {"config": {"z": [1, 2.5, None], "a": {"y": "\u00e9", "b": True}}, "b": "x",
+           "a": [], "id": "c1", "pid": 7, "zz": {}, "0": 0, "~": "~"}
+    plain = _lite.dumps(doc, sort_keys=True, compact=True)
+    given = {k: _lite.dumps(doc[k], sort_keys=True, compact=True) for k in encoded}
+    rest = {k: v for k, v in doc.items() if k not in given}
+    assert _lite.dumps_sorted(rest, given) == plain
+    assert _lite.dumps_sorted({}, {}) == "{}"
+    with pytest.raises(TypeError):
+        _lite.dumps_sorted({"m": object()}, given)
+
+
 @pytest.mark.parametrize("hide", [
     # _json missing (json then has its pure-Python scanner and encoder)
     "sys.modules['_json'] = None",

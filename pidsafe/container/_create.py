@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from .. import _log
+from .. import _lite, _log
 from .._fd import OwnedFd
 from .._sigsafe import critical, undoing
 from ..errors import ContainerStateError, HookError
@@ -125,18 +125,21 @@ def create_container(cls: Type[Container], container_id: str,
                                      os.path.join(state_dir, f"{container_id}.fifo"),
                                      document, created=time.time(),
                                      annotations=spec.annotation_dict())
+            # The config is most of each of the four saves, and create
+            # changes nothing in it: encoded once.
+            config_json = _lite.dumps(document, sort_keys=True, compact=True)
             # The rootfs mounts are in the first save already: recorded
             # before they are made.
             placed = _place_mounts(record, mounts, rootfs)
-            record.save(state)
+            record.save(state, config_json)
             _step("recorded")
             started = create_locked(state, record, spec, path, rootfs, placed, stdio[0],
-                                    stdio[1], stdio[2], preserve_fds, console_fd)
+                                    stdio[1], stdio[2], preserve_fds, console_fd, config_json)
             for sock in consoles:   # init has sent the master, or failed
                 sock.close()
             _step("ready")
             record.status = "created"
-            record.save(state)
+            record.save(state, config_json)
             _step("saved")
             _log.debug("container", "container %s created in %s: init pid %d",
                        container_id, state_dir, started.process.pid)
@@ -167,7 +170,8 @@ def create_container(cls: Type[Container], container_id: str,
 
 def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,
                   rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any,
-                  stderr: Any, preserve_fds: int = 0, console_fd: int = -1) -> StartedInit:
+                  stderr: Any, preserve_fds: int = 0, console_fd: int = -1,
+                  config_json: Optional[str] = None) -> StartedInit:
     # 0. The container's own user namespace (an fd; nothing to record),
     # first: the idmapped mounts with its maps use it too, containerd's
     # rootfs among them, instead of a namespace (a helper process) each.
@@ -183,7 +187,7 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                                    setgroups="allow")
     try:
         return _create_steps(state, record, spec, bundle, rootfs, mounts, stdin, stdout,
-                             stderr, preserve_fds, console_fd, userns)
+                             stderr, preserve_fds, console_fd, userns, config_json)
     finally:
         if userns is not None:
             userns.close()
@@ -191,8 +195,8 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
 
 def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,
                   rootfs: str, mounts: List[Mount], stdin: Any, stdout: Any, stderr: Any,
-                  preserve_fds: int, console_fd: int, userns: Optional[OwnedFd]
-                  ) -> StartedInit:
+                  preserve_fds: int, console_fd: int, userns: Optional[OwnedFd],
+                  config_json: Optional[str]) -> StartedInit:
     own_maps: Dict[Tuple[IDMap, IDMap], OwnedFd] = {}
     if userns is not None:
         assert spec.linux.uid_mappings is not None
@@ -217,7 +221,7 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                            default_cgroup(state.root, record.id),
                            with_default_devices(spec), layout=layout)
         record.cgroup = cg.to_dict()
-    record.save(state)
+    record.save(state, config_json)
     _step("cgroup")
     # 3. The gate: a FIFO that outlives us; init holds it read-write.
     fifo = record.fifo
@@ -308,7 +312,7 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             from ._shared_mounts import record as shared_mounts
 
             record.shared_mounts = shared_mounts(rootfs)
-            record.save(state)
+            record.save(state, config_json)
         kept = preserved_fds(preserve_fds)
         plan = with_preserved(plan, preserve_fds)
 
@@ -316,7 +320,7 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             with critical:
                 record.init = ProcessIdentity.of(proc).to_json()
                 record.pid = proc.pid
-            record.save(state)
+            record.save(state, config_json)
 
         def prepare(proc: Process) -> None:
             record_init(proc)   # it joined its cgroups itself (tasks_fds), before it ran

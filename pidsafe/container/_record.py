@@ -120,13 +120,20 @@ class ContainerRecord(Record, frozen=False):
         """
         return cls.from_json(state.load())
 
-    def save(self, state: StateFile) -> None:
+    def save(self, state: StateFile, config_json: Optional[str] = None) -> None:
         """Replace what ``state`` holds with this record (``state`` locked).
+
+        ``config_json``: :attr:`config` as JSON already (compact, keys
+        sorted), from a caller that saves it unchanged several times (a
+        create saves four times; the config is most of the file).
 
         Raises:
             OSError: as :meth:`pidsafe.StateFile.save`; the old state is then intact.
         """
-        state.save(self.to_json())
+        if config_json is None:
+            state.save(self.to_json())
+        else:
+            state.save(self.to_json(), encoded={"config": config_json})
 
     def has_hooks(self, *kinds: str) -> bool:
         """Whether the config has hooks of these kinds (``"poststop"``...), or of

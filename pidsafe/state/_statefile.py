@@ -214,8 +214,13 @@ class StateFile(Owned):
         """Whether a saved state exists."""
         return os.path.exists(self.path)
 
-    def save(self, state: Dict[str, Any]) -> None:
+    def save(self, state: Dict[str, Any], *, encoded: Optional[Dict[str, str]] = None
+             ) -> None:
         """Atomically replace the saved state with ``state`` (JSON).
+
+        ``encoded``: keys of ``state`` whose values are given as their JSON
+        already (compact, keys sorted): a caller that saves a large value
+        unchanged again and again encodes it once.  The file is the same.
 
         Raises:
             StateError: the lock is not held.
@@ -227,7 +232,11 @@ class StateFile(Owned):
                 fsync comes after the rename: the new state is in place.
         """
         self._require_lock("save")
-        data = _lite.dumps(state, sort_keys=True, compact=True).encode()
+        if encoded:
+            data = _lite.dumps_sorted({k: v for k, v in state.items() if k not in encoded},
+                                      encoded).encode()
+        else:
+            data = _lite.dumps(state, sort_keys=True, compact=True).encode()
         # One critical section for the whole save: it waits only for the
         # disk, and a handler's exception then comes out after the state is
         # wholly old or wholly new, the temp file gone, every fd closed.

@@ -41,6 +41,18 @@ def test_save_load_list_destroy(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_a_value_given_as_json_is_saved_as_if_encoded_here(tmp_path: Path) -> None:
+    state = {"status": "created", "config": {"b": [1, {"y": None, "x": 2}], "a": "\u00e9"},
+             "pid": 42, "annotations": {}}
+    one, two = StateFile(tmp_path, "one"), StateFile(tmp_path, "two")
+    with one.locked(), two.locked():
+        one.save(state)
+        two.save(state, encoded={"config": json.dumps(state["config"], sort_keys=True,
+                                                      separators=(",", ":"))})
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert two.load() == state
+
+
 def test_save_and_destroy_need_the_lock(tmp_path: Path) -> None:
     st = StateFile(tmp_path, "c1")
     with pytest.raises(StateError, match="needs the lock"):
