@@ -323,6 +323,8 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             record.save(state, config_json)
 
         def prepare(proc: Process) -> None:
+            # While init works through its ops; it waits at the gate before
+            # anything of the container runs.
             record_init(proc)   # it joined its cgroups itself (tasks_fds), before it ran
             _step("cloned")
             if spec.process.oom_score_adj is not None:
@@ -341,7 +343,7 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
                                        *([console_fd] if console_fd >= 0 else [])],
                              cgroup_fd=v2_fd.fileno() if v2_fd is not None else -1,
                              tasks_fds=[t.fileno() for t in tasks], join_error=cg.join_error,
-                             prepare=prepare,
+                             meanwhile=prepare,
                              args=list(spec.process.args),
                              on_hooks=on_hooks if hooks_fd >= 0 else None,
                              fork_socket=fork_socket,

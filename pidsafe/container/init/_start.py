@@ -11,12 +11,14 @@
    its cgroup v1 hierarchies before it execs (without the kernel's global
    lock that a pid written to ``cgroup.procs`` takes).
 2. pidsafe-init blocks reading its op stream.  Meanwhile ``prepare(proc)``
-   (the caller: state, cgroups, oom_score_adj) runs.  A user namespace is
-   made beforehand, maps and all, by :func:`pidsafe.get_userns_fd`
-   (open-then-prove, invariant 2), and joined by pidsafe-init.
-3. The whole op stream is written, and we read one record: READY (init
-   waits at the gate) or ERROR {op, errno}, which becomes a
-   :class:`~pidsafe.ContainerError` naming the config field and the path.
+   runs; then the whole stream is written, and ``meanwhile(proc)`` (a
+   container's create: state, oom_score_adj) runs while pidsafe-init
+   works through it.  A user namespace is made beforehand, maps and all,
+   by :func:`pidsafe.get_userns_fd` (open-then-prove, invariant 2), and
+   joined by pidsafe-init.
+3. We read one record: READY (init waits at the gate) or ERROR {op,
+   errno}, which becomes a :class:`~pidsafe.ContainerError` naming the
+   config field and the path.
 
 On any failure init is killed and reaped through its pidfd and every fd is
 closed before the error propagates.
@@ -130,6 +132,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                tasks_fds: Sequence[int] = (),
                join_error: Optional[Callable[[int], BaseException]] = None,
                prepare: Optional[Callable[[Process], None]] = None,
+               meanwhile: Optional[Callable[[Process], None]] = None,
                args: Optional[List[str]] = None,
                on_hooks: Optional[Callable[[Process], None]] = None,
                fork_socket: int = -1,
@@ -147,6 +150,13 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
     we cloned, which never enters it, is reaped.  ``prepare`` runs for
     the one we cloned, before it forks; ``on_forked(proc)`` for the one it
     forked, as soon as it is ours.
+
+    ``prepare(proc)`` runs before init has its ops, ``meanwhile(proc)``
+    once it has them all, while it carries them out (its namespaces,
+    mounts and pivot_root: most of a create's time, spent in parallel).
+    ``meanwhile`` is for an init that stops at a start gate: nothing of
+    the container runs before it has returned.  (With ``fork_socket``,
+    it runs for the one we cloned, which may have forked already.)
 
     ``cgroup_fd`` (a cgroup2 directory) and ``tasks_fds`` (cgroup v1
     ``tasks`` files): the cgroups init is born into, and joins before it
@@ -176,6 +186,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             fds += [ops_r, ops_w]
             st_r, st_w = os.pipe2(os.O_CLOEXEC)
             fds += [st_r, st_w]
+        stream = encode(plan.ops)   # before the clone: init has it as soon as it reads
         exe = init.exec_fd()   # a sealed copy: never the installed file (_sys._libexec)
         keep = sorted({ops_r, st_w, exe, *pass_fds})
         argv = [init.exec_path, str(ops_r).encode(), str(st_w).encode()]
@@ -197,12 +208,13 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         _close(fds, ops_r, st_w)
         if prepare is not None:
             prepare(first)
-        stream = encode(plan.ops)
         view = memoryview(stream)
         while view:
             n = os.write(ops_w, view)
             view = view[n:]
         _close(fds, ops_w)
+        if meanwhile is not None:
+            meanwhile(first)
         if cloned is not None:
             proc = take_forked(fork_socket, st_r, args, deadline)
             if proc is None:   # it failed before it forked: its record says why
