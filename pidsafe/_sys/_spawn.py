@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from functools import partial
 
 from .._value import Record
 from ._core import CLONE_NEWPID, _retry, ffi, lib, make_oserror
@@ -184,14 +185,16 @@ _DEFAULT_SPEC = ffi.new(_SPEC_P, {"exec_fd": -1, "stdio": (-1, -1, -1), "close_f
 _NULL = ffi.NULL
 
 
+#: ``ffi.new("char[]", b)``, mapped over a list in C (no comprehension frame).
+_new_chars = partial(ffi.new, _CHAR_A)
+
+
 def _cstrings(items: Sequence[bytes], keep: List[Any]) -> Any:
     # cffi frees an ffi.new() object when its Python owner dies, and a raw
     # pointer stored in a struct does not own it: keep every owner alive.
-    arr = [ffi.new(_CHAR_A, b) for b in items]
-    arr.append(_NULL)
+    arr = [*map(_new_chars, items), _NULL]
     ptrs = ffi.new(_CHAR_PA, arr)
-    keep.append(arr)
-    keep.append(ptrs)
+    keep += (arr, ptrs)
     return ptrs
 
 

@@ -41,6 +41,8 @@ STDOUT = subprocess.STDOUT
 #: What os.fsencode() uses, for the str arguments it would encode.
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
+#: str.encode as os.fsencode() does it, for mapping over a list of str.
+_encode_str = partial(str.encode, encoding=_FS_ENCODING, errors=_FS_ERRORS)
 
 
 def _encode(value: StrOrBytesPath, what: str) -> bytes:
@@ -184,8 +186,11 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
     if not arg_list:
         raise ValueError("args must name a program: got an empty sequence")
     try:
-        argv = [a.encode(_FS_ENCODING, _FS_ERRORS) if type(a) is str else os.fsencode(a)
-                for a in arg_list]
+        try:
+            argv = [*map(_encode_str, arg_list)]   # all str: encoded in C, no frame
+        except TypeError:
+            argv = [a.encode(_FS_ENCODING, _FS_ERRORS) if type(a) is str else os.fsencode(a)
+                    for a in arg_list]
         bad = b"\0" in b"".join(argv)
     except TypeError:
         bad = True

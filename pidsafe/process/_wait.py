@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 #: of its status before we call the status lost (see reap_locked).
 _STOLEN_GRACE = 1.0
 
+#: waitid() options of the blocking wait for our child's exit, which reaps nothing.
+_WAIT_EXIT = _sys.WEXITED | _sys.WNOWAIT
+
 #: poll(2) takes an int of milliseconds: longer timeouts are waited in turns.
 _POLL_MAX_MS = 2**31 - 1
 
@@ -222,12 +225,12 @@ def _block_and_reap(p: Process) -> bool:
         try:
             # Sleeps until exit with the GIL released; reaps nothing.
             with interruptibly:
-                _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOWAIT)
+                _sys.waitid_status(fd, _WAIT_EXIT)
         except ChildProcessError:
             pass  # a foreign waiter took it: reap_locked says what is left
         with critical, p._lock:
             try:
-                return reap_locked(p, fd=fd)
+                return reap_locked(p, False, fd)
             finally:
                 borrowed = False
                 p._borrowers -= 1
