@@ -37,8 +37,9 @@ from ...errors import ContainerError, UnsupportedError, container_error
 from ...process import Process, discard, start_process
 from ._builder import InitPlan
 from ._forked import Deadline, end_forked, read_record, take_forked, wait_exited
-from ._protocol import (OP_MASK, OP_MKNOD, OP_NAMES, OP_SECCOMP, OP_SYSCTL, RECORD_ERROR,
-                        RECORD_HOOKS, RECORD_READY, STAGE_EXEC, Op, StatusRecord, encode)
+from ._protocol import (OP_FORK, OP_HOOKS, OP_MASK, OP_MKNOD, OP_NAMES, OP_SECCOMP, OP_SYSCTL,
+                        RECORD_ERROR, RECORD_HOOKS, RECORD_READY, STAGE_EXEC, Op, StatusRecord,
+                        encode)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -175,6 +176,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             deadline passed (ETIMEDOUT).
         OSError: clone3 or a step in the parent failed.
     """
+    if fork_socket >= 0:
+        _fork_ops_in_child(plan.ops)
     init = init_program()
     fds: List[int] = []
     proc: Optional[Process] = None
@@ -215,13 +218,23 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         _close(fds, ops_w)
         if meanwhile is not None:
             meanwhile(first)
+        rec = read_record(st_r, deadline)
         if cloned is not None:
-            proc = take_forked(fork_socket, st_r, args, deadline)
-            if proc is None:   # it failed before it forked: its record says why
-                rec = read_record(st_r, deadline)
+            # Every op from OP_FORK on runs in the child (_fork_ops_in_child),
+            # so a HOOKS or READY record is the child's, and pidsafe-init lets
+            # the child go only once it has sent the child's pidfd: that is in
+            # the socket by now, taken without a wait (a wake-up) of its own.
+            # Anything else is an error, pidsafe-init's or the child's: the
+            # undo (end_forked) collects whichever child there is.
+            if rec is None or rec.kind not in (RECORD_READY, RECORD_HOOKS):
                 raise error_from_record(rec, plan, cloned.wait() if rec is None else None)
-            # It leaves as soon as it has handed its child over, but it is in
-            # the container's cgroups: frozen there, it may never exit.
+            proc = take_forked(fork_socket, st_r, args, deadline)
+            if proc is None:
+                raise container_error(errno.EPROTO, "pidsafe-init reported its child "
+                                                    "before it sent it")
+            # It leaves as soon as it has let its child go (so it usually has
+            # by now), but it is in the container's cgroups: frozen there, it
+            # may never exit.
             wait_exited(cloned, deadline)
             with critical:
                 cloned.close()
@@ -229,7 +242,6 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             if on_forked is not None:
                 on_forked(proc)
         assert proc is not None
-        rec = read_record(st_r, deadline)
         while rec is not None and rec.kind == RECORD_HOOKS and on_hooks is not None:
             on_hooks(proc)
             if deadline is not None:   # the hooks' time is not init's
@@ -257,6 +269,21 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             if cloned is not None:
                 end_forked(cloned, fork_socket, deadline, pass_fds)
         raise
+
+
+def _fork_ops_in_child(ops: Sequence[Op]) -> None:
+    """Check that every op that reports to the parent (OP_HOOKS, and READY
+    after the last op) comes after ``ops``' OP_FORK, in the child: the
+    parent takes the child's pidfd when the first such record comes.
+
+    Raises:
+        ValueError: the plan has no OP_FORK, or an OP_HOOKS before it.
+    """
+    codes = [op.code for op in ops]
+    if OP_FORK not in codes:
+        raise ValueError("a plan with a fork socket needs OP_FORK")
+    if OP_HOOKS in codes[:codes.index(OP_FORK)]:
+        raise ValueError("OP_HOOKS must come after OP_FORK")
 
 
 def _close(fds: List[int], *which: int) -> None:
