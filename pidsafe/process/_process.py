@@ -177,6 +177,9 @@ class Process(Closable):
             return self.returncode
         if self._generation != _lifetime.generation:
             self._check_owner()
+        if timeout is None and self._child and _wait._block_and_reap(self):
+            assert self.returncode is not None   # the hot path, one frame less
+            return self.returncode
         return _wait.wait(self, timeout)
 
     def communicate(self, input: Any = None,

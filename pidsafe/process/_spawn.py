@@ -226,7 +226,8 @@ def spawn(args: Union[StrOrBytesPath, Sequence[StrOrBytesPath]], *,
             raise ValueError("only stderr can be subprocess.STDOUT")
     if bufsize is None:
         bufsize = -1
-    elif not isinstance(bufsize, int) or isinstance(bufsize, bool):
+    elif type(bufsize) is not int and (not isinstance(bufsize, int)
+                                       or isinstance(bufsize, bool)):
         raise TypeError(f"bufsize must be an int, got {bufsize!r}")
     if text is None and encoding is None and errors is None and universal_newlines is None:
         text_as: Optional[TextMode] = None

@@ -243,10 +243,8 @@ def _block_and_reap(p: Process) -> bool:
 
 
 def wait(p: Process, timeout: Optional[float]) -> int:
-    """:meth:`Process.wait` (see there), once the handle is known to be ours."""
-    if timeout is None and p._child and _block_and_reap(p):   # the hot path, flat
-        assert p.returncode is not None
-        return p.returncode
+    """:meth:`Process.wait` (see there), once the handle is known to be ours
+    (which tries :func:`_block_and_reap` itself first: the hot path, flat)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     backoff = 0.001
     while True:
