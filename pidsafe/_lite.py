@@ -223,6 +223,16 @@ except (ImportError, AttributeError):   # pragma: no cover - exercised by tests/
     get_ident = _threading.get_ident
 
 
+# --- functools --------------------------------------------------------------------
+
+# functools.partial is _functools's (the C type); functools itself imports
+# collections (keyword, operator, reprlib, heapq) with it, ~1 ms of create.
+try:   # no stubs for functools's C half
+    from _functools import partial as partial  # type: ignore[import-not-found]
+except ImportError:   # pragma: no cover - exercised by tests/test_lite.py
+    from functools import partial as partial
+
+
 def main_thread_ident() -> int:
     """``threading.main_thread().ident``, without importing threading.
 

@@ -99,6 +99,16 @@ def check_like_threading() -> None:
     assert seen == [threading.main_thread().ident]
 
 
+def check_like_functools() -> None:
+    add = _lite.partial(int.__add__, 2)
+    assert add(3) == 5 and add.func is int.__add__ and add.args == (2,)
+    assert _lite.partial(dict, a=1)(b=2) == {"a": 1, "b": 2}
+
+
+def test_partial_as_functools_does() -> None:
+    check_like_functools()
+
+
 def _checked_by_a_fresh_interpreter(code: str) -> None:
     """Run ``code`` in a new interpreter (nothing imported yet), which must
     print ``checked`` and nothing else."""
@@ -184,6 +194,8 @@ def test_dumps_sorted_splices_values_given_as_json(encoded: Tuple[str, ...]) -> 
     "import signal, types; sys.modules['_signal'] = types.ModuleType('_signal')",
     # _thread without what _lite takes (threading imported first, with the real one)
     "import threading, types; sys.modules['_thread'] = types.ModuleType('_thread')",
+    # _functools missing (functools then has its pure-Python partial)
+    "import functools; sys.modules['_functools'] = None",
 ])
 def test_the_fallbacks_behave_the_same(hide: str) -> None:
     # The test module (and pytest, which needs _thread) first; then _lite again
@@ -201,7 +213,8 @@ def test_the_fallbacks_behave_the_same(hide: str) -> None:
             "assert (_lite.Lock is threading.Lock and _lite.RLock is threading.RLock) == ("
             "'_thread' in {hide!r})\n"
             "test_lite.check_like_json(); test_lite.check_like_signal()\n"
-            "test_lite.check_like_threading(); print('checked')\n")
+            "test_lite.check_like_threading(); test_lite.check_like_functools()\n"
+            "print('checked')\n")
     import pathlib
 
     tests = str(pathlib.Path(__file__).resolve().parent)

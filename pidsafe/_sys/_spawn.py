@@ -14,8 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from functools import partial
 
+from .._lite import partial
 from .._value import Record
 from ._core import CLONE_NEWPID, _retry, ffi, lib, make_oserror
 from ._libexec import installed_path, program
