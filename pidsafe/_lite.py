@@ -196,6 +196,12 @@ def valid_signals() -> Set[int]:
     return {int(s) for s in _valid()}
 
 
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """:func:`signal.pidfd_send_signal` (Linux 5.1), looked up on signal's C
+    half at each call (tests/faults.py counts and fails it there)."""
+    _numbers.pidfd_send_signal(pidfd, sig)
+
+
 def signal_number(name: str) -> Optional[int]:
     """The number of the signal named ``name`` (``"SIGTERM"``; as ``signal.Signals[name]``),
     or ``None`` when there is none by that name."""

@@ -47,6 +47,7 @@ the block left behind.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # no stubs: signal's C half
 import contextlib
 import errno as errno_mod
 import fcntl
@@ -70,6 +71,9 @@ OS_CALLS: Tuple[Tuple[ModuleType, str], ...] = (
     (os, "rmdir"), (os, "listdir"), (os, "scandir"), (os, "readlink"), (os, "openpty"),
     (fcntl, "fcntl"), (fcntl, "flock"), (fcntl, "ioctl"),
     (socket, "recv_fds"),
+    # The stdlib's pidfd calls, through which a saved container's init is
+    # held again (ProcessIdentity.open: no compiled module for that).
+    (os, "pidfd_open"), (_signal, "pidfd_send_signal"),
 )
 
 #: The files of the critical sections (their frames are the sections', not

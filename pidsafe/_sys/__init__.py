@@ -9,7 +9,9 @@ touches ``ffi`` or ``lib``.
 
 One module per concept; every name is available as ``_sys.<name>``:
 
-* ``_core``: the compiled module, constants, errno -> OSError, EINTR;
+* ``_core``: the compiled module, constants, EINTR;
+* ``_oserror``: errno -> OSError (no compiled module: error paths of the
+  stdlib's pidfd calls use it too);
 * ``_pidfd``: pidfd_open/send_signal/getfd, waitid(P_PIDFD), exit info,
   ending a child through its pidfd;
 * ``_ns``: setns, a namespace fd's type;
@@ -25,28 +27,31 @@ One module per concept; every name is available as ``_sys.<name>``:
 * ``_psi``: pidsafe-init's protocol, from its header, as ``_sys.psi``
   (loaded on demand).
 
-The names of every module but ``_core`` and ``_pidfd`` are imported on
-first use (PEP 562): some hold records (:class:`pidsafe._value.Record`),
-and a program that only holds, signals and waits for processes
-(pidsafe-runc's start, state, kill, delete) should not pay for importing
-and building them at every start-up.
+Every name is imported on first use (PEP 562): some modules hold records
+(:class:`pidsafe._value.Record`), and ``_core`` loads the compiled module
+(cffi's backend and ours, ~2 ms).  pidsafe-runc's start, state, kill and
+delete hold a saved container's init through the stdlib's pidfd calls
+(:meth:`pidsafe.process.ProcessIdentity.open`) and should not pay for
+either at every start-up: importing this package costs nothing until a
+name is used.
 """
 
 from __future__ import annotations
 
 from .._lite import import_module as _import_module
-from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
-                    CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER,
-                    CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED, WNOHANG,
-                    WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib, make_oserror)
-from ._pidfd import (close_range, end_child, fdinfo_pid, pidfd_exit_info, pidfd_getfd,
-                     pidfd_open, pidfd_send_signal, probe_child, status_returncode,
-                     waitid_pidfd, waitid_status)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Dict
 
+    from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLONE_NEWCGROUP, CLONE_NEWIPC,
+                        CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWUSER,
+                        CLONE_NEWUTS, CLONE_PIDFD, CLONE_VFORK, CLONE_VM, WALL, WEXITED,
+                        WNOHANG, WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib)
+    from ._oserror import make_oserror
+    from ._pidfd import (close_range, end_child, fdinfo_pid, pidfd_exit_info, pidfd_getfd,
+                         pidfd_open, pidfd_send_signal, probe_child, status_returncode,
+                         waitid_pidfd, waitid_status)
     from . import _psi as psi
     from . import _seccomp as seccomp
     from ._bpf import (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE,
@@ -75,6 +80,15 @@ if TYPE_CHECKING:
 
 #: Names imported on first use -> their module.
 _LAZY: Dict[str, str] = {
+    **dict.fromkeys(("CLD_DUMPED", "CLD_EXITED", "CLD_KILLED", "CLONE_NEWCGROUP",
+                     "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID",
+                     "CLONE_NEWTIME", "CLONE_NEWUSER", "CLONE_NEWUTS", "CLONE_PIDFD",
+                     "CLONE_VFORK", "CLONE_VM", "WALL", "WEXITED", "WNOHANG", "WNOWAIT",
+                     "_retry", "errno_of", "ffi", "has_clone3_trampoline", "lib"), "._core"),
+    "make_oserror": "._oserror",
+    **dict.fromkeys(("close_range", "end_child", "fdinfo_pid", "pidfd_exit_info",
+                     "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child",
+                     "status_returncode", "waitid_pidfd", "waitid_status"), "._pidfd"),
     **dict.fromkeys(("BPF_CGROUP_DEVICE", "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPE_CGROUP_DEVICE",
                      "bpf_prog_attach", "bpf_prog_load"), "._bpf"),
     **dict.fromkeys(("Program", "program"), "._libexec"),

@@ -17,6 +17,7 @@ import os
 
 from .._lite import import_module
 from .._version import __version__
+from ._oserror import make_oserror as make_oserror   # re-exported: _spawn, _seccomp
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -72,20 +73,6 @@ CLD_DUMPED: int = lib.PIDSAFE_CLD_DUMPED
 
 if TYPE_CHECKING:
     StrPath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
-
-
-def make_oserror(err: int, step: str, filename: Optional[Any] = None,
-                 filename2: Optional[Any] = None) -> OSError:
-    """An ``OSError`` of the errno's own subclass, saying which step failed.
-
-    ``str()`` reads like ``[Errno 3] pidfd_send_signal: No such process``.
-    """
-    msg = f"{step}: {os.strerror(err)}"
-    if filename2 is not None:
-        return OSError(err, msg, filename, None, filename2)
-    if filename is not None:
-        return OSError(err, msg, filename)
-    return OSError(err, msg)
 
 
 def _retry(step: str, fn: Callable[..., int], *args: Any,

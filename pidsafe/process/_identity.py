@@ -35,7 +35,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import _sys
+from .. import _lite, _sys
 from .._sigsafe import critical, hand_out
 from .._value import Frozen, init_fields
 from ..errors import StaleProcessError
@@ -178,11 +178,19 @@ class ProcessIdentity(Frozen):
         return hand_out(self._open, Process.close)
 
     def _open(self) -> Process:
-        """open()'s work, inside its critical section."""
+        """open()'s work, inside its critical section.
+
+        The stdlib's pidfd calls, not ``_sys``'s: every pidsafe-runc command
+        on a saved container (start, state, kill, delete) comes here, and
+        then loads no compiled module (cffi's backend and ours: ~2 ms of
+        each command).  Their failures are reported as ``_sys``'s are.
+        """
         try:
-            fd = _sys.pidfd_open(self.pid)
+            fd = os.pidfd_open(self.pid)
         except ProcessLookupError:
             raise StaleProcessError(self.pid, "no process has that pid") from None
+        except OSError as exc:
+            raise _sys.make_oserror(exc.errno or 0, "pidfd_open") from None
         try:
             try:
                 now = start_time(self.pid)
@@ -199,9 +207,11 @@ class ProcessIdentity(Frozen):
                         self.pid, f"the pid now belongs to another process (pidfd inode "
                                   f"{inode}, not {self.inode})")
             try:
-                _sys.pidfd_send_signal(fd, 0)
+                _lite.pidfd_send_signal(fd, 0)
             except ProcessLookupError:
                 raise StaleProcessError(self.pid, "it exited") from None
+            except OSError as exc:
+                raise _sys.make_oserror(exc.errno or 0, "pidfd_send_signal") from None
         except BaseException:
             os.close(fd)
             raise

@@ -47,7 +47,10 @@ if TYPE_CHECKING:
 _STOLEN_GRACE = 1.0
 
 #: waitid() options of the blocking wait for our child's exit, which reaps nothing.
-_WAIT_EXIT = _sys.WEXITED | _sys.WNOWAIT
+#: os's constants (the system headers', as _sys's): _sys's would load the
+#: compiled module when this is imported, which a command that only holds
+#: a saved container's init never needs (pidsafe/_sys/__init__.py).
+_WAIT_EXIT = os.WEXITED | os.WNOWAIT
 
 #: poll(2) takes an int of milliseconds: longer timeouts are waited in turns.
 _POLL_MAX_MS = 2**31 - 1

@@ -93,6 +93,11 @@ LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + LIGHT + NO_MOUNTS + (
     "encodings.ascii")
 
 
+#: The compiled module and what loads it: start and state hold a saved
+#: container's init without them (ProcessIdentity.open: os.pidfd_open).
+COMPILED = ("_cffi_backend", "pidsafe._native", "pidsafe._sys._core", "pidsafe._sys._pidfd")
+
+
 #: What ``delete`` may import of the mount layer: the one mountinfo parser
 #: (the cgroup layout is read with it).
 MOUNTINFO_PARSER = ("pidsafe.mount", "pidsafe.mount._mountinfo")
@@ -140,6 +145,10 @@ def test_commands_on_a_container_import_only_what_they_use(
             loaded = run(subreaper, root, *args)
             assert "pidsafe.cli._runc_ops" in loaded, args
             assert heavy(loaded, LOAD_ONLY) == [], args
+            if args[0] != "kill":
+                # init held again by the stdlib's pidfd calls: no compiled module
+                # (kill signals through _sys, which loads it).
+                assert heavy(loaded, COMPILED) == [], args
         deleted = run(subreaper, root, "delete", "--force", "c1")
         assert "pidsafe.container.cgroup._cgroup" in deleted   # it removed the cgroup
         # The cgroup layout comes from the mount layer's mountinfo parser:
