@@ -128,6 +128,8 @@ OP_NAMES = {
 
 _I64 = struct.Struct("=q")
 _U32 = struct.Struct("=I")
+_HEAD = struct.Struct("=II")    # an op's code and argument count
+_INT = struct.Struct("=Iq")     # an int argument: its length (8), its value
 
 
 class Op(_Record):
@@ -139,18 +141,23 @@ class Op(_Record):
     what: str = ""         # the path or value it acts on, for the message
 
     def encode(self) -> bytes:
-        out = [_U32.pack(self.code), _U32.pack(len(self.args))]
-        for a in self.args:
+        args = self.args
+        out = [_HEAD.pack(self.code, len(args))]
+        for a in args:
+            if type(a) is int:   # most arguments: an fd, flags, an id
+                out.append(_INT.pack(8, a))
+                continue
             if isinstance(a, bool):
                 raise TypeError("bool is not an op argument")
             if isinstance(a, int):
-                data = _I64.pack(a)
-            elif isinstance(a, str):
+                out.append(_INT.pack(8, a))
+                continue
+            if isinstance(a, str):
                 data = os.fsencode(a)
             elif isinstance(a, bytes):
                 data = a
             else:   # an int array
-                data = b"".join(_I64.pack(x) for x in a)
+                data = struct.pack(f"={len(a)}q", *a)
             out.append(_U32.pack(len(data)))
             out.append(data)
         return b"".join(out)
@@ -158,7 +165,10 @@ class Op(_Record):
 
 def encode(ops: Sequence[Op]) -> bytes:
     """The whole stream: magic, the ops, OP_END."""
-    return _psi.MAGIC + b"".join(op.encode() for op in ops) + Op(OP_END).encode()
+    return b"".join([_psi.MAGIC, *[op.encode() for op in ops], _END])
+
+
+_END = Op(OP_END).encode()
 
 
 def nul_list(items: Sequence[str]) -> bytes:
