@@ -140,11 +140,11 @@ class Cgroup:
                 outside every cgroup mount of this machine.
         """
         layout = CgroupLayout.detect() if layout is None else layout
-        mounts = [h.mountpoint.rstrip("/") + "/" for h in (*layout.v1, layout.v2) if h]
+        mounts = tuple(h.mountpoint.rstrip("/") + "/" for h in (*layout.v1, layout.v2) if h)
 
         def path(p: Any) -> str:
             if (not isinstance(p, str) or posixpath.normpath(p) != p
-                    or not any(p.startswith(m) for m in mounts)):
+                    or not p.startswith(mounts)):   # (any of them)
                 raise StateError(f"cgroup state: {p!r} is not a directory in a cgroup mount")
             return p
 
