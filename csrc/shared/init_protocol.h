@@ -115,9 +115,10 @@
 /* 61: cgroups */
 #define PSI_OP_CGROUP_JOIN   61   /* (fd) write "0" to fd and close it: a cgroup's v1 `tasks`
                                       or v2 `cgroup.procs` the parent opened, which moves us
-                                      (the kernel checks the opener's credentials).  First in
-                                      an exec's stream: we join before anything else, and our
-                                      children (the fork) are born there */
+                                      (the kernel checks the opener's credentials).  In an
+                                      exec's stream: right after PSI_OP_FORK, by the child
+                                      once handed over (the one that forks is never in the
+                                      container's cgroups); first thing without a fork */
 /* 62: the root */
 #define PSI_OP_ROOT_CLONE    62   /* () clone the root's whole tree (recursive) onto the root
                                       and make the clone the root: every mount in it gets a

@@ -1,15 +1,16 @@
 """exec into a running container: a new process in all of init's namespaces.
 
-pidsafe-init is cloned (held by a pidfd) in *our* pid namespace, where the
-container cannot see it; it joins init's cgroups itself, first thing,
-through files we open (``0`` written to each); it joins every
-namespace of init with ``setns(pidfd, flags)`` (Linux 5.8), choosing
-init's pid namespace for its children; it takes the exec's user and
-capabilities and, holding nothing of the host's, forks the process that
-execs the program into the container's pid namespace, whose pidfd it
-sends us (:mod:`.init._forked`).  No credential changes in memory shared
-with the caller, and no process of ours is ever visible in the container
-while it is in the host's mount namespace or has the host's credentials.
+pidsafe-init is cloned (held by a pidfd) in *our* pid namespace and our
+cgroups, where the container can neither see nor freeze it; it joins
+every namespace of init with ``setns(pidfd, flags)`` (Linux 5.8),
+choosing init's pid namespace for its children; it takes the exec's user
+and capabilities and, holding nothing of the host's, forks the process
+that execs the program into the container's pid namespace, whose pidfd it
+sends us (:mod:`.init._forked`).  That process then joins init's cgroups
+through files we open (``0`` written to each).  No credential changes in
+memory shared with the caller, and no process of ours is ever visible in
+the container while it is in the host's mount namespace or has the host's
+credentials.
 """
 
 from __future__ import annotations
@@ -59,14 +60,15 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
             _sys.pidfd_send_signal(init.fileno(), 0)
         if cgroup is None:   # a container recorded without one: init's own cgroups
             cgroup = Cgroup.of_process(init)
-        # pidsafe-init joins the cgroups itself, first thing, by writing "0"
-        # to files we open here (OP_CGROUP_JOIN): to v1 ``tasks`` that takes
-        # no global lock, where our writing its pid to ``cgroup.procs`` waits
-        # for an RCU grace period per hierarchy.  Not CLONE_INTO_CGROUP: the
-        # container may have frozen its own cgroup, and a spawn child born
-        # frozen would hold our thread in clone3 for good; pidsafe-init
-        # frozen there is bounded by the deadline like any process of ours
-        # the container stops.
+        # The process joins the cgroups itself by writing "0" to files we
+        # open here (OP_CGROUP_JOIN): to v1 ``tasks`` that takes no global
+        # lock, where our writing its pid to ``cgroup.procs`` waits for an
+        # RCU grace period per hierarchy.  Forked into a pid namespace, it
+        # joins once it is ours, never pidsafe-init (plan_exec).  Not
+        # CLONE_INTO_CGROUP: the container may have frozen its own cgroup,
+        # and a spawn child born frozen would hold our thread in clone3 for
+        # good; a process of ours frozen there is bounded by the deadline
+        # like any the container stops.
         joins: List[Tuple[int, str]] = []
         with critical:
             for fd, path in cgroup.open_join_fds():

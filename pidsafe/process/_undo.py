@@ -17,18 +17,29 @@ from . import _abandoned
 from ._lease import unindex_pidfd
 from ._pipes import close_pipes
 from ._process import Process
+from ._wait import _readable
+
+
+#: How long an error path waits for a child it killed to die (normally
+#: at once) before leaving it to the abandoned registry: a v1 freezer
+#: holds a killed task until its cgroup is thawed, and a container with a
+#: writable cgroup may freeze a process of ours that has joined it.
+KILLED_WAIT = 5.0
 
 
 def end_child(pidfd: int, pid: int) -> None:
     """Kill a child nobody will own, reap it through ``pidfd``, close ``pidfd``.
 
-    Inside a critical section.  If the child cannot be killed or reaped now,
-    its pidfd goes to the abandoned registry instead.
+    Inside a critical section.  If the child cannot be killed or reaped
+    within :data:`KILLED_WAIT`, its pidfd goes to the abandoned registry
+    instead: never blocked on for good.
     """
     _log.debug("process", "ending child %d on an error path: SIGKILL through its pidfd, "
                "then reaped", pid)
     try:
         _sys.pidfd_send_signal(pidfd, _lite.SIGKILL)
+        if not _readable(pidfd, KILLED_WAIT):
+            raise TimeoutError(f"child {pid} did not die within {KILLED_WAIT:g} s")
         _sys.waitid_pidfd(pidfd, _sys.WEXITED)
     except ChildProcessError:
         pass  # a foreign waiter reaped it: gone all the same

@@ -44,12 +44,14 @@ def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
 class HoldAfterFork:
     """A tracer thread: :meth:`seize` a child of ours; it is left stopped
     just after its next clone.  ``forked`` is then a pidfd of the process
-    that clone made (ours to close), ``error`` whatever went wrong."""
+    that clone made (ours to close), ``cgroups`` the held process's
+    ``/proc/PID/cgroup`` then, ``error`` whatever went wrong."""
 
     def __init__(self) -> None:
         self._pids: queue.Queue[int] = queue.Queue()
         self._seized = threading.Event()
         self.forked: Optional[int] = None
+        self.cgroups = ""
         self.error: Optional[BaseException] = None
         self._thread = threading.Thread(target=self._run, name="hold-after-fork", daemon=True)
         self._thread.start()
@@ -85,6 +87,8 @@ class HoldAfterFork:
             _ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(msg))
             child = int(msg.value)
             self.forked = os.pidfd_open(child)   # ours (CLONE_PARENT), unreaped
+            with open(f"/proc/{pid}/cgroup") as f:
+                self.cgroups = f.read()
             os.kill(pid, signal.SIGSTOP)   # taken as it returns from the clone
             _ptrace(PTRACE_DETACH, pid)
             os.waitpid(child, WALL)   # its first stop, ptrace's

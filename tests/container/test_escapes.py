@@ -565,6 +565,14 @@ def test_an_exec_into_a_container_that_froze_itself_fails_instead_of_hanging(
         c.delete(force=True)
 
 
+def _cgroups(pid: int, text: Optional[str] = None) -> Dict[str, str]:
+    """``/proc/PID/cgroup`` (or ``text``), by hierarchy."""
+    if text is None:
+        with open(f"/proc/{pid}/cgroup") as f:
+            text = f.read()
+    return {key: path for _, key, path in (line.split(":", 2) for line in text.splitlines())}
+
+
 def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothing(
         make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """pidsafe-init held (frozen in the container's cgroup, as a container
@@ -575,7 +583,12 @@ def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothi
     pidfd, copied out of pidsafe-init's fd table before pidsafe-init was
     killed.  (It stayed a zombie without a pidfd for good, a leaked child,
     and the container's init could not finish its exit.)  Here ptrace
-    stops pidsafe-init as it returns from the clone: the exact window."""
+    stops pidsafe-init as it returns from the clone: the exact window.
+
+    The container cannot even do that: pidsafe-init is never in its
+    cgroups (the forked process joins them once it is ours), so neither
+    a freeze nor a ``cgroup.kill`` of the container's reaches it there.
+    (It joined them first thing.)"""
     from hold_after_fork import HoldAfterFork
 
     from pidsafe.container import _exec
@@ -605,6 +618,12 @@ def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothi
         hold.join()
         assert hold.error is None, hold.error
         assert hold.forked is not None, "pidsafe-init was never held after a fork: proved nothing"
+        assert c.pid is not None
+        ours, inits = _cgroups(os.getpid()), _cgroups(c.pid)
+        helper = _cgroups(0, hold.cgroups)
+        theirs = [key for key in inits if inits[key] != ours.get(key)]
+        assert theirs, "the container has no cgroup of its own: proved nothing"
+        assert [key for key in theirs if helper[key] == inits[key]] == [], hold.cgroups
         try:
             assert _sys.fdinfo_pid(hold.forked) == -1, "the forked process was not reaped"
         finally:
@@ -621,18 +640,18 @@ def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothi
 def test_an_exec_into_a_container_that_froze_itself_in_the_v1_freezer_never_hangs(
         make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A container that can write its v1 freezer cgroup freezes it: the
-    exec's pidsafe-init, which joins the container's cgroups first thing,
-    freezes there.  The exec fails with ETIMEDOUT after the entry deadline
-    and the undo never blocks on the pidsafe-init it killed, which a v1
-    freezer keeps from dying until it is thawed: it goes to the abandoned
-    registry, reaped once the container is thawed.  (The undo waited for
-    it, for good.)"""
+    exec's process, which joins the container's cgroups, freezes there.
+    The exec fails with ETIMEDOUT after the entry deadline and the undo
+    never blocks on the process it killed, which a v1 freezer keeps from
+    dying until it is thawed: it goes to the abandoned registry, reaped
+    once the container is thawed.  (The undo waited for it, for good.)"""
     from conftest import settle_abandoned
 
     from pidsafe.container.init import _forked
+    from pidsafe.process import _undo
 
     monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
-    monkeypatch.setattr(_forked, "_DEATH_WAIT", 0.5)
+    monkeypatch.setattr(_undo, "KILLED_WAIT", 0.5)
     cgroups_path = f"/pidsafe-test/v1-frozen-{os.getpid()}"
 
     def edit(doc: Dict[str, Any]) -> None:

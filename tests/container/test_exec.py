@@ -50,9 +50,10 @@ def test_exec_joins_inits_cgroups_when_the_state_records_none(make_bundle: Any,
 
 def test_exec_that_cannot_join_the_cgroup_fails_with_the_field_and_leaves_nothing(
         make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # pidsafe-init joins the container's cgroups itself (OP_CGROUP_JOIN),
-    # first thing: a cgroup gone meanwhile (here: a tasks file whose cgroup
-    # was removed after it was opened) fails the exec before anything ran.
+    # The exec's process joins the container's cgroups itself
+    # (OP_CGROUP_JOIN), before it execs: a cgroup gone meanwhile (here: a
+    # tasks file whose cgroup was removed after it was opened) fails the
+    # exec before its program ran.
     from pidsafe.container.cgroup._cgroup import Cgroup
 
     c = pidsafe.Container.create("exg", make_bundle(["sleep", "1000"]), state_dir=str(state_dir))

@@ -86,12 +86,17 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
               cgroup_fds: Sequence[Tuple[int, str]] = ()) -> InitPlan:
     """The plan for a process exec'd into the running container of ``spec``.
 
-    pidsafe-init first joins the container's cgroups: for each
-    ``(fd, path)`` of ``cgroup_fds`` (a v1 ``tasks`` or v2 ``cgroup.procs``
-    file the caller opened, see
-    :meth:`pidsafe.container.cgroup.Cgroup.open_join_fds`) it writes ``0``
-    there, still in the host's namespaces; everything it forks is then
-    born in them.
+    The process joins the container's cgroups: for each ``(fd, path)`` of
+    ``cgroup_fds`` (a v1 ``tasks`` or v2 ``cgroup.procs`` file the caller
+    opened, see :meth:`pidsafe.container.cgroup.Cgroup.open_join_fds`) it
+    writes ``0`` there (the kernel checks the opener's credentials).
+    Where pidsafe-init forks into the container's pid namespace, the
+    child does, once it is ours (its pidfd sent): pidsafe-init itself is
+    never in the container's cgroups, where the container (with a
+    writable cgroup) could freeze or kill it between its fork and its
+    send, taking the child's only pidfd with it.  Like runc's exec, the
+    child joins by migration, which pids.max does not refuse.  Without a
+    fork, pidsafe-init joins first thing, still in the host's namespaces.
     pidsafe-init enters init's namespaces (:func:`enter`), then takes
     ``process``'s user, capabilities, no_new_privs and cwd, and execs.
     Without a mount namespace of its own, it chroots into ``root_fd``
@@ -109,9 +114,12 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
     taking the identity.
     """
     b = _Builder(spec, _no_tree)
+    joins = _Builder(spec, _no_tree)
     for fd, path in cgroup_fds:
-        b.add(OP_CGROUP_JOIN, fd, field_="linux.cgroupsPath", what=path)
+        joins.add(OP_CGROUP_JOIN, fd, field_="linux.cgroupsPath", what=path)
     entering, fork = enter(spec, entry)
+    if fork is None:
+        b.ops.extend(joins.ops)
     b.ops.extend(entering)
     if spec.linux.namespace("mount") is None:
         if root_fd is None:
@@ -126,12 +134,13 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
     identity = _Builder(spec, _no_tree)
     _take_process_identity(identity, process)
     fork_first = fork is not None and not _forks_under_filter(identity.ops, fork,
-                                                              process.terminal)
+                                                              process.terminal, cgroup_fds)
     if fork is not None and fork_first:
-        b.ops.append(fork)
+        b.ops += [fork, *joins.ops]
     b.ops.extend(identity.ops)
     if fork is not None and not fork_first:
-        b.ops.append(fork)   # (a late filter is loaded right before execve, by the child)
+        # (A late filter is loaded right before execve, by the child.)
+        b.ops += [fork, *joins.ops]
     if process.terminal:
         b.add(OP_TERMINAL_STDIO, field_="process.terminal")
     b.add(OP_EXEC, nul_list(process.args), nul_list(process.env), field_="process.args",
@@ -139,7 +148,8 @@ def plan_exec(spec: Spec, process: ProcessSpec, entry: Entry, *,
     return InitPlan(0, tuple(b.ops), root_in_userns=spec.linux.namespace("user") is not None)
 
 
-def _forks_under_filter(identity: Sequence[Op], fork: Op, terminal: bool) -> bool:
+def _forks_under_filter(identity: Sequence[Op], fork: Op, terminal: bool,
+                        cgroup_fds: Sequence[Tuple[int, str]]) -> bool:
     """Whether the fork can follow ``identity`` with an early filter among
     it: none, or one that lets everything from its load to execve through
     (:func:`._seccomp_eval.lets_fork_through`)."""
@@ -149,7 +159,8 @@ def _forks_under_filter(identity: Sequence[Op], fork: Op, terminal: bool) -> boo
 
             bpf, sock = op.args[1], fork.args[0]
             assert isinstance(bpf, bytes) and isinstance(sock, int)
-            return lets_fork_through(bpf, identity[i + 1:], sock, terminal)
+            return lets_fork_through(bpf, identity[i + 1:], sock, terminal,
+                                     [fd for fd, _ in cgroup_fds])
     return True
 
 

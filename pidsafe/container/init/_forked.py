@@ -214,15 +214,16 @@ def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline],
     waits), so pidsafe-init is on its way to the fork, and on a loaded
     machine that can take seconds.
 
-    One still running then was frozen (in the container's cgroup) or
-    stopped, perhaps between its fork and its send: the child's pidfd is
-    then in its fd table only, and would die with it.  So before it is
-    killed its pidfds are copied (``pidfd_getfd``) and each that is a
-    child of ours, not a process ``passed`` names, is ended with it.  Then
-    whatever ``sock`` holds is received and ended.  Neither is waited for
-    beyond :data:`_DEATH_WAIT` once killed (a v1 freezer holds a killed
-    task until it is thawed): one not dead by then goes to the abandoned
-    registry, reaped later.  Inside a critical section; raises nothing.
+    One still running then is held (stopped, or frozen in a cgroup; not
+    by the container, which neither sees it nor has it in its cgroups),
+    perhaps between its fork and its send: the child's pidfd is then in
+    its fd table only, and would die with it.  So before it is killed
+    its pidfds are copied (``pidfd_getfd``) and each that is a child of
+    ours, not a process ``passed`` names, is ended with it.  Then
+    whatever ``sock`` holds is received and ended.  A process killed
+    here that does not die (a v1 freezer holds a killed task until it is
+    thawed) goes to the abandoned registry (:func:`~pidsafe.process.discard`).
+    Inside a critical section; raises nothing.
     """
     from ...errors import TimeoutExpired   # made on first use: it imports subprocess
 
@@ -233,22 +234,18 @@ def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline],
             cloned.wait(timeout=left)
         except (TimeoutExpired, ContainerError):
             stuck = _children_held(cloned, passed)
-    _end(cloned)
+    discard(cloned)
     try:
         forked = _receive(sock, None)
     except OSError:   # nothing sent (EAGAIN), or not a child: nothing to end
         forked = None
     for proc in stuck if forked is None else [forked, *stuck]:
-        _end(proc)
+        discard(proc)
 
 
 #: How long an undo without a deadline waits for pidsafe-init to finish by
 #: itself (end_forked): milliseconds, unless the container froze it.
 _UNDO_WAIT = 2.0
-
-#: How long a process an undo killed may take to die before it is left to
-#: the abandoned registry (a v1 freezer holds a killed task until thawed).
-_DEATH_WAIT = 2.0
 
 
 def _children_held(cloned: Process, passed: Sequence[int]) -> List[Process]:
@@ -284,21 +281,6 @@ def _children_held(cloned: Process, passed: Sequence[int]) -> List[Process]:
             continue
         held.append(Process(pid, fd, child=True))
     return held
-
-
-def _end(proc: Process) -> None:
-    """Kill ``proc`` and reap it, waiting at most :data:`_DEATH_WAIT`; else
-    leave it to the abandoned registry (closing a running child's handle
-    does).  Inside a critical section; raises nothing."""
-    from ...errors import TimeoutExpired   # made on first use: it imports subprocess
-
-    if not proc.closed and proc.returncode is None:
-        try:
-            proc.kill()
-            proc.wait(timeout=_DEATH_WAIT)
-        except (TimeoutExpired, OSError):
-            pass
-    proc.close()
 
 
 def _receive(sock: int, args: Optional[List[str]]) -> Optional[Process]:

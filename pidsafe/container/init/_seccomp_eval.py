@@ -116,10 +116,12 @@ def _happens(ret: int) -> bool:
     return ret & RET_ACTION_FULL in (RET_ALLOW, RET_LOG)
 
 
-def fork_calls(identity: Sequence[Op], sock: int, terminal: bool) -> List[Call]:
+def fork_calls(identity: Sequence[Op], sock: int, terminal: bool,
+               joins: Sequence[int] = ()) -> List[Call]:
     """The syscalls pidsafe-init makes between loading the filter and execve,
     when it takes ``identity`` (the ops after ``OP_SECCOMP``) before
-    ``OP_FORK`` over ``sock``; clone3 and its fallback excepted (see
+    ``OP_FORK`` over ``sock``, the child then joining the cgroups of the
+    files ``joins``; clone3 and its fallback excepted (see
     :func:`lets_fork_through`).  A few more than it makes, never fewer:
     every capability the bounding set drops, the error paths' calls too."""
     calls: List[Call] = []
@@ -166,6 +168,8 @@ def fork_calls(identity: Sequence[Op], sock: int, terminal: bool) -> List[Call]:
               ("read", (UNKNOWN, UNKNOWN, 1)),
               ("setsid", ()),
               ("exit_group", (127,))]
+    for fd in joins:   # OP_CGROUP_JOIN, the child
+        calls += [("write", (fd, UNKNOWN, 1)), ("close", (fd,))]
     if terminal:   # OP_TERMINAL_STDIO
         calls += [("fcntl", (UNKNOWN, F_DUPFD_CLOEXEC, 3))]
         calls += [("dup3", (UNKNOWN, fd, 0)) for fd in range(3)]
@@ -177,9 +181,11 @@ def fork_calls(identity: Sequence[Op], sock: int, terminal: bool) -> List[Call]:
     return calls
 
 
-def lets_fork_through(bpf: bytes, identity: Sequence[Op], sock: int, terminal: bool) -> bool:
+def lets_fork_through(bpf: bytes, identity: Sequence[Op], sock: int, terminal: bool,
+                      joins: Sequence[int] = ()) -> bool:
     """Whether pidsafe-init, having loaded ``bpf``, can take ``identity``,
-    fork and exec exactly as it would without the filter.
+    fork (the child joining the cgroups of ``joins``) and exec exactly as
+    it would without the filter.
 
     clone3 may be refused with ENOSYS or EPERM (a profile that names no
     syscall that new makes it ENOSYS): pidsafe-init then forks with clone,
@@ -188,7 +194,7 @@ def lets_fork_through(bpf: bytes, identity: Sequence[Op], sock: int, terminal: b
     """
     arch = sc.native_arch()
     try:
-        calls = fork_calls(identity, sock, terminal)
+        calls = fork_calls(identity, sock, terminal, joins)
         ret = _run_named(bpf, arch, "clone3", (UNKNOWN, CLONE_ARGS_SIZE))
         if not _happens(ret):
             if ret & RET_ACTION_FULL != RET_ERRNO or ret & 0xFFFF not in (errno.ENOSYS,
