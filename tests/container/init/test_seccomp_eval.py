@@ -4,11 +4,17 @@ syscalls, and the order of an exec's plan it decides."""
 from __future__ import annotations
 
 import errno
+import json
+import pathlib
+import re
+import shutil
 import struct
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+import pidsafe
 from bundles import runc_spec
 from pidsafe._sys import _seccomp as sc
 from pidsafe.container.config import parse_spec
@@ -16,8 +22,8 @@ from pidsafe.container.config._seccomp import SeccompArg, SeccompSpec, SeccompSy
 from pidsafe.container.init import _seccomp_eval as ev
 from pidsafe.container.init import _seccomp_filter as compiler
 from pidsafe.container.init._enter import Entry, plan_exec
-from pidsafe.container.init._protocol import (OP_CAP_BOUNDING, OP_CAPS, OP_CHDIR, OP_FORK,
-                                              OP_SECCOMP, OP_USER, Op)
+from pidsafe.container.init._protocol import (OP_CAP_BOUNDING, OP_CAPS, OP_CGROUP_JOIN,
+                                              OP_CHDIR, OP_FORK, OP_SECCOMP, OP_USER, Op)
 
 pytestmark = pytest.mark.skipif(not sc.available() or sc.native_arch() != 0xC000003E,
                                 reason="needs libseccomp, on x86_64")
@@ -149,16 +155,19 @@ def test_a_filter_lets_the_fork_through_only_if_every_call_still_happens(
     assert ev.lets_fork_through(bpf, IDENTITY, SOCK, False) is through
 
 
-def _exec_plan(seccomp: Dict[str, Any], nnp: bool = False,
+def _exec_plan(seccomp: Optional[Dict[str, Any]], nnp: bool = False,
                terminal: bool = False) -> List[int]:
     doc = runc_spec(["true"])
-    doc["linux"]["seccomp"] = seccomp
+    if seccomp is not None:
+        doc["linux"]["seccomp"] = seccomp
     doc["process"]["noNewPrivileges"] = nnp
     doc["process"]["user"] = {"uid": 1000, "gid": 1000}
     spec = parse_spec(doc)
     process = spec.process.replace(terminal=terminal)
     plan = plan_exec(spec, process, Entry(pidfd=3, children_pidfd=4, fork_fd=5),
-                     console_fd=6 if terminal else -1)
+                     console_fd=6 if terminal else -1,
+                     cgroup_fds=[(7, "/sys/fs/cgroup/pids/c/tasks"),
+                                 (8, "/sys/fs/cgroup/unified/c/cgroup.procs")])
     return [op.code for op in plan.ops]
 
 
@@ -189,3 +198,103 @@ def test_with_no_new_privileges_the_fork_comes_after_the_identity() -> None:
     codes = _exec_plan({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["clone", "clone3"], "action": "SCMP_ACT_ERRNO"}]}, nnp=True)
     assert _after(codes, OP_USER, OP_FORK) and _after(codes, OP_CHDIR, OP_FORK)
+
+
+@pytest.mark.parametrize("seccomp, nnp", [
+    (None, False), (ALLOW_WITH_DENIES, False),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["clone", "clone3"], "action": "SCMP_ACT_ERRNO"}]}, False),
+    (ALLOW_WITH_DENIES, True)], ids=["no-filter", "early-filter", "fork-first", "late-filter"])
+def test_the_forked_process_joins_the_cgroups_never_pidsafe_init(
+        seccomp: Optional[Dict[str, Any]], nnp: bool) -> None:
+    """Right after the fork, by the child once it is ours: pidsafe-init,
+    never in the container's cgroups, cannot be frozen or killed there
+    between its fork and its send."""
+    codes = _exec_plan(seccomp, nnp=nnp)
+    fork = codes.index(OP_FORK)
+    assert codes[fork + 1:fork + 3] == [OP_CGROUP_JOIN] * 2
+    assert codes.count(OP_CGROUP_JOIN) == 2
+
+
+def test_the_child_s_cgroup_joins_count_among_the_calls_under_the_filter() -> None:
+    calls = ev.fork_calls(IDENTITY, SOCK, False, [8, 9])
+    for fd in (8, 9):
+        assert ("write", (fd, ev.UNKNOWN, 1)) in calls and ("close", (fd,)) in calls
+
+
+#: A line of ``strace -f`` where a call starts: "PID name(" (finished or not).
+_CALL = re.compile(r"^(\d+)\s+([a-z0-9_]+)\(", re.M)
+
+
+@pytest.mark.root
+def test_every_call_after_an_early_filter_is_one_the_evaluator_lists(
+        make_bundle: Any, state_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """The evaluator's list of pidsafe-init's calls between its load of a
+    filter and execve (:func:`fork_calls`) is kept by hand: a call it
+    missed would be one the filter was never asked about, and an exec
+    forked under a filter refusing it would fail.  So an exec under an
+    early filter (no no_new_privileges) runs under strace, and every call
+    pidsafe-init and its child make from the filter's load to the child's
+    execve must be on the list (clone3 and clone besides), whichever libc
+    built pidsafe-init."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+
+    def edit(doc: Dict[str, Any]) -> None:
+        doc["process"]["noNewPrivileges"] = False
+        doc["process"]["user"] = {"uid": 1000, "gid": 1000}
+        doc["linux"]["seccomp"] = ALLOW_WITH_DENIES
+
+    bundle = make_bundle(["sleep", "1000"], edit)
+    code = ("import sys, pidsafe\n"
+            "c = pidsafe.Container.create('st', sys.argv[1], state_dir=sys.argv[2])\n"
+            "try:\n"
+            "    c.start()\n"
+            "    with c.exec(['true'], exec_id='e') as p:\n"
+            "        assert p.wait(timeout=60) == 0\n"
+            "finally:\n"
+            "    c.delete(force=True)\n")
+    trace = tmp_path / "trace"
+    with pidsafe.spawn([strace, "-f", "-qq", "-o", str(trace), sys.executable, "-c", code,
+                        str(bundle), str(state_dir)],
+                       stdout=pidsafe.PIPE, stderr=pidsafe.PIPE) as p:
+        _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()
+    calls: Dict[int, List[Tuple[str, str]]] = {}
+    for line in trace.read_text().splitlines():
+        m = _CALL.match(line)
+        if m:
+            calls.setdefault(int(m.group(1)), []).append((m.group(2), line))
+
+    def after_filter(pid: int) -> List[Tuple[str, str]]:
+        seen = calls[pid]
+        loads = [i for i, (name, line) in enumerate(seen)
+                 if name == "seccomp" and "SECCOMP_SET_MODE_FILTER" in line
+                 and "filter=" in line and line.endswith(" = 0")]
+        return seen[loads[0] + 1:] if loads else []
+
+    # The exec's pidsafe-init: the one that forks once its filter is loaded.
+    forkers = [pid for pid in calls
+               if any(name in ("clone3", "clone") for name, _ in after_filter(pid))]
+    assert len(forkers) == 1, f"not one exec forking under its filter: {forkers}"
+    made = calls[forkers[0]]
+    forked = [int(m) for name, line in after_filter(forkers[0]) if name in ("clone3", "clone")
+              for m in re.findall(r"= (\d+)$", line)]
+    forked += [int(m) for line in trace.read_text().splitlines()
+               if line.startswith(f"{forkers[0]} <... clone")
+               for m in re.findall(r"= (\d+)$", line)]
+    assert len(forked) == 1, made
+    child = calls[forked[0]]
+    upto_exec = child[:[name for name, _ in child].index("execve") + 1]
+    observed = {name for name, _ in after_filter(forkers[0]) + upto_exec}
+
+    spec = parse_spec(json.loads((bundle / "config.json").read_text()))
+    plan = plan_exec(spec, spec.process.replace(args=("true",)),
+                     Entry(pidfd=3, children_pidfd=4, fork_fd=5),
+                     cgroup_fds=[(7, "tasks"), (8, "cgroup.procs")])
+    ops = list(plan.ops)
+    load = next(i for i, op in enumerate(ops) if op.code == OP_SECCOMP)
+    fork = next(i for i, op in enumerate(ops) if op.code == OP_FORK)
+    listed = {name for name, _ in ev.fork_calls(ops[load + 1:fork], 5, False, [7, 8])}
+    assert sorted(observed - listed - {"clone3", "clone"}) == []
