@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import os
 from itertools import compress as _compress
-from types import FrameType
 
 from . import _lite
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     import signal
+    from types import FrameType
     from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
     _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]

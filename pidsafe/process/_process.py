@@ -34,7 +34,6 @@ lock or on a blocking waiter.
 
 from __future__ import annotations
 
-from types import TracebackType
 
 from .. import _lite, _sys
 from .._lite import RLock
@@ -46,6 +45,7 @@ from ._pipes import Communication, close_pipes
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    from types import TracebackType
     from typing import IO, Any, Optional, Tuple, Type
 
 

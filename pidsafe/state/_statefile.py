@@ -39,7 +39,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from types import TracebackType
 
 from .. import _lite
 from .._owned import Owned
@@ -49,6 +48,7 @@ from . import _durable
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
+    from types import TracebackType
     from typing import Any, Dict, List, Optional, Type, Union
 
     StrPath = Union[str, "os.PathLike[str]"]

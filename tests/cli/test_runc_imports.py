@@ -67,7 +67,7 @@ CREATE_AVOIDS = (
     # typing only for mypy (TYPE_CHECKING), config.json read by json's C half
     # (pidsafe/_lite.py): no typing, re, enum, json, signal or threading.
     "typing", "re", "enum", "json", "signal", "threading", "functools", "collections",
-    "contextlib",
+    "contextlib", "types",
 )
 #: The CLI's modules for commands other than start, state, kill, delete.
 OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
@@ -78,7 +78,9 @@ OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
 #: lighter C halves (pidsafe/_lite.py); importlib (it imports warnings) has
 #: the import statement (pidsafe/_lazy.py), and warnings is imported only to warn.
 LIGHT = ("re", "enum", "json", "signal", "threading", "functools", "collections",
-         "importlib", "warnings")
+         "importlib", "warnings",
+         # types only for annotations (TYPE_CHECKING): TracebackType, FrameType
+         "types")
 #: The kernel boundary's mount, namespace and user-namespace calls: no command
 #: on a saved container with its own mount namespace makes them (only create
 #: does, and delete of rootfs mounts, which pidsafe-runc never makes).
