@@ -329,6 +329,10 @@ def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
             _step("cloned")
             if spec.process.oom_score_adj is not None:
                 write_proc(proc, "oom_score_adj", str(spec.process.oom_score_adj))
+            # Init has its copies of what it was passed: ours go now, while
+            # it works (the hooks pipe's write end and a fork socket stay).
+            with critical:
+                _close_setup(stdio, fds, [], userns_fds, cgroup_fds)
 
         def on_hooks(proc: Process) -> None:
             from ._hooks import run_create_hooks   # only a config with hooks loads spawn()
