@@ -272,14 +272,18 @@ class Cgroup:
             CgroupError: a cgroup file failed, or processes kept appearing.
         """
         d = self._main()
-        if d is None or self._partly_removed():
+        if d is None:
             return
         if sig == _lite.SIGKILL and d is self._v2 and os.path.exists(d.file("cgroup.kill")):
-            write_file(d.file("cgroup.kill"), "1")
+            if not self._partly_removed():
+                write_file(d.file("cgroup.kill"), "1")
             return
         if not procs(d.path):
             # Nobody in it (delete's usual case: init is gone, and with it
             # its pid namespace): nobody to fork, so nothing to freeze.
+            # (A directory of it gone lists nobody too.)
+            return
+        if self._partly_removed():
             return
         froze = False
         try:
