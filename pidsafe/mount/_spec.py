@@ -14,7 +14,6 @@ from .. import _sys
 from .._value import Record, field
 from ..errors import IDMapError, InvalidMountError
 from ..userns import IDMap
-from ._overlay import split_lowerdir
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -225,6 +224,10 @@ def plan(index: int, m: Mount, have_userns: bool, *, bind_ignores_fs_options: bo
                 raise bad(f"option {o!r} does not apply to a bind mount")
             p.ignored.append(o)
         elif kind == "overlay" and key == "lowerdir" and eq:
+            # Here: the overlay layer (its fs-context calls, the mount hints)
+            # is ~2M instructions of every create, and only overlays need it.
+            from ._overlay import split_lowerdir
+
             p.lowerdirs = split_lowerdir(value)
             if not all(os.path.isabs(d) for d in p.lowerdirs):
                 raise bad(f"option {o!r}: lowerdir needs one or more absolute paths, "

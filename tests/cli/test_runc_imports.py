@@ -54,6 +54,8 @@ CREATE_AVOIDS = (
     "pidsafe.process._spawn", "pidsafe.process._child", "pidsafe.userns._helper",
     "pidsafe.userns._cache", "pidsafe.mount._rootfs", "pidsafe.mount._mount",
     "pidsafe.mount._unmount_all", "pidsafe._features", "pidsafe.reaper",
+    # No overlay mount: not the overlay layer (fs contexts, the mount hints).
+    "pidsafe.mount._overlay", "pidsafe.mount._hints",
     # No linux.seccomp: libseccomp is not even loaded.
     "pidsafe.container.init._seccomp_filter", "pidsafe._sys._seccomp", "pidsafe._libseccomp",
     "pidsafe.container.config._seccomp",
