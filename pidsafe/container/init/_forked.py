@@ -114,22 +114,6 @@ def wait_readable(fds: Sequence[int], deadline: Optional[Deadline]) -> List[int]
             return [fd for fd, _ in ready]
 
 
-def wait_hangup(fd: int, deadline: Optional[Deadline]) -> None:
-    """Until every writer of the pipe ``fd`` has closed it: what is written
-    meanwhile does not end the wait (poll(2) for no event: only POLLHUP,
-    which it always reports, wakes it).
-
-    Raises:
-        ContainerError: the deadline passed first (ETIMEDOUT).
-    """
-    poller = select.poll()
-    poller.register(fd, 0)
-    while True:
-        with interruptibly:   # a wait: Ctrl-C may end it (_sigsafe)
-            if poller.poll(None if deadline is None else deadline.remaining_ms()):
-                return
-
-
 def wait_exited(proc: Process, deadline: Optional[Deadline]) -> int:
     """``proc.wait()``, bounded by ``deadline``: a process the container can
     freeze (in its cgroups) or stop may never exit by itself.

@@ -36,11 +36,10 @@ from ..._value import Record
 from ...errors import ContainerError, UnsupportedError, container_error
 from ...process import Process, discard, start_process
 from ._builder import InitPlan
-from ._forked import (Deadline, end_forked, read_record, take_forked, wait_exited,
-                      wait_hangup)
-from ._protocol import (OP_FORK, OP_GATE, OP_HOOKS, OP_MASK, OP_MKNOD, OP_NAMES, OP_SECCOMP,
-                        OP_SYSCTL, RECORD_ERROR, RECORD_HOOKS, RECORD_READY, STAGE_EXEC, Op,
-                        StatusRecord, encode)
+from ._forked import Deadline, end_forked, read_record, take_forked, wait_exited
+from ._protocol import (OP_FORK, OP_HOOKS, OP_MASK, OP_MKNOD, OP_NAMES, OP_SECCOMP, OP_SYSCTL,
+                        RECORD_ERROR, RECORD_HOOKS, RECORD_READY, STAGE_EXEC, Op, StatusRecord,
+                        encode)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -177,7 +176,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             deadline passed (ETIMEDOUT).
         OSError: clone3 or a step in the parent failed.
     """
-    stops = fork_socket >= 0 and _fork_ops_in_child(plan.ops)
+    if fork_socket >= 0:
+        _fork_ops_in_child(plan.ops)
     init = init_program()
     fds: List[int] = []
     proc: Optional[Process] = None
@@ -218,13 +218,6 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         _close(fds, ops_w)
         if meanwhile is not None:
             meanwhile(first)
-        if cloned is not None and not stops:
-            # Nothing of the plan waits for us (no gate, no hooks): the
-            # child's READY (or an error) comes microseconds before the pipe
-            # ends (its execve, pidsafe-init's exit).  One wait for that end
-            # is one wake-up; the record, then the end, then pidsafe-init's
-            # exit were three, each a scheduling delay on a loaded machine.
-            wait_hangup(st_r, deadline)
         rec = read_record(st_r, deadline)
         if cloned is not None:
             # Every op from OP_FORK on runs in the child (_fork_ops_in_child),
@@ -240,7 +233,8 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                 raise container_error(errno.EPROTO, "pidsafe-init reported its child "
                                                     "before it sent it")
             # It leaves as soon as it has let its child go (so it usually has
-            # by now, and always has after the hang-up above).
+            # by now), but it is in the container's cgroups: frozen there, it
+            # may never exit.
             wait_exited(cloned, deadline)
             with critical:
                 cloned.close()
@@ -277,11 +271,10 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         raise
 
 
-def _fork_ops_in_child(ops: Sequence[Op]) -> bool:
+def _fork_ops_in_child(ops: Sequence[Op]) -> None:
     """Check that every op that reports to the parent (OP_HOOKS, and READY
     after the last op) comes after ``ops``' OP_FORK, in the child: the
     parent takes the child's pidfd when the first such record comes.
-    Return whether the child stops for the parent (at a gate, for hooks).
 
     Raises:
         ValueError: the plan has no OP_FORK, or an OP_HOOKS before it.
@@ -291,7 +284,6 @@ def _fork_ops_in_child(ops: Sequence[Op]) -> bool:
         raise ValueError("a plan with a fork socket needs OP_FORK")
     if OP_HOOKS in codes[:codes.index(OP_FORK)]:
         raise ValueError("OP_HOOKS must come after OP_FORK")
-    return OP_GATE in codes or OP_HOOKS in codes
 
 
 def _close(fds: List[int], *which: int) -> None:

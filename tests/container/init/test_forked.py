@@ -52,27 +52,6 @@ def test_a_wait_for_a_process_that_never_exits_ends_at_the_deadline() -> None:
         assert _forked.wait_exited(p, _forked.Deadline(60, "exec")) == 0
 
 
-def test_a_wait_for_the_end_of_a_pipe_is_not_ended_by_what_is_written() -> None:
-    """An exec waits once, for the status pipe's end (the child's execve,
-    pidsafe-init's exit), not for the READY record written just before:
-    data alone does not end the wait, the last writer's close does, and the
-    deadline bounds it."""
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        os.write(w, b"READY record")
-        with pytest.raises(pidsafe.ContainerError) as info:
-            _forked.wait_hangup(r, _forked.Deadline(0.05, "exec"))
-        assert info.value.errno == errno.ETIMEDOUT
-        os.close(w)
-        w = -1
-        _forked.wait_hangup(r, _forked.Deadline(60, "exec"))
-        assert os.read(r, 100) == b"READY record"   # still there to read
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
-
-
 def test_exec_never_waits_without_a_bound_for_a_process_the_container_can_reach(
         make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pidsafe-init that hands the forked child over sits in the
