@@ -233,8 +233,9 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
                 raise container_error(errno.EPROTO, "pidsafe-init reported its child "
                                                     "before it sent it")
             # It leaves as soon as it has let its child go (so it usually has
-            # by now), but it is in the container's cgroups: frozen there, it
-            # may never exit.
+            # by now), but one held all the same may never exit: stopped, or
+            # frozen in the cgroups of a create that forks into a pod's pid
+            # namespace (an exec's is never in the container's cgroups).
             wait_exited(cloned, deadline)
             with critical:
                 cloned.close()
