@@ -207,6 +207,26 @@ def test_waitid_status_is_waitid_pidfd_in_one_int() -> None:
         assert p.wait() == 3
 
 
+def test_unreaped_child_asks_the_kernel_and_reaps_nothing() -> None:
+    with pidsafe.spawn(["sh", "-c", "exit 3"]) as p:
+        assert _sys.unreaped_child(p.fileno())
+        wait_zombie(p.pid, p.fileno())
+        assert _sys.unreaped_child(p.fileno())   # a zombie is still to be reaped
+        assert _sys.unreaped_child(p.fileno())   # and asking reaped nothing
+        assert p.wait() == 3
+        assert not _sys.unreaped_child(p.fileno())   # reaped
+    fd = _sys.pidfd_open(os.getpid())   # not our child
+    r, w = os.pipe()
+    try:
+        assert not _sys.unreaped_child(fd)
+        with pytest.raises(OSError) as info:
+            _sys.unreaped_child(r)   # not a pidfd
+        assert info.value.errno == errno.EBADF
+    finally:
+        for x in (fd, r, w):
+            os.close(x)
+
+
 def test_waitid_pidfd_of_a_non_child() -> None:
     fd = _sys.pidfd_open(os.getpid())
     try:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ._oserror import make_oserror
     from ._pidfd import (close_range, end_child, fdinfo_pid, pidfd_exit_info, pidfd_getfd,
                          pidfd_open, pidfd_send_signal, probe_child, status_returncode,
-                         waitid_pidfd, waitid_status)
+                         unreaped_child, waitid_pidfd, waitid_status)
     from . import _psi as psi
     from . import _seccomp as seccomp
     from ._bpf import (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE,
@@ -88,7 +88,8 @@ _LAZY: Dict[str, str] = {
     "make_oserror": "._oserror",
     **dict.fromkeys(("close_range", "end_child", "fdinfo_pid", "pidfd_exit_info",
                      "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child",
-                     "status_returncode", "waitid_pidfd", "waitid_status"), "._pidfd"),
+                     "status_returncode", "unreaped_child", "waitid_pidfd", "waitid_status"),
+                    "._pidfd"),
     **dict.fromkeys(("BPF_CGROUP_DEVICE", "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPE_CGROUP_DEVICE",
                      "bpf_prog_attach", "bpf_prog_load"), "._bpf"),
     **dict.fromkeys(("Program", "program"), "._libexec"),
@@ -160,6 +161,6 @@ __all__ = [
     "pdeathsig", "pidfd_exit_info", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",
     "probe_child", "program", "psi", "pty_number", "read_child_error", "seccomp",
     "set_child_subreaper", "set_dumpable", "setns", "spawn", "status_returncode", "umount2",
-    "userns_helper_free",
-    "userns_helper_start", "waitid_pidfd", "waitid_status",
+    "unreaped_child", "userns_helper_free", "userns_helper_start", "waitid_pidfd",
+    "waitid_status",
 ]

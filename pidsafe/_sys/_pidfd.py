@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from .._sigsafe import critical
-from ._core import CLD_DUMPED, CLD_EXITED, CLD_KILLED, WALL, WEXITED, _retry, ffi, lib
+from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, WALL, WEXITED, WNOHANG, WNOWAIT, _retry,
+                    ffi, lib)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -80,6 +81,21 @@ def waitid_pidfd(pidfd: int, options: int) -> Optional[Tuple[int, int, int]]:
     if info.pid == 0:
         return None
     return int(info.pid), int(info.code), int(info.status)
+
+
+def unreaped_child(pidfd: int) -> bool:
+    """Whether ``pidfd``'s process is a child of ours that nobody has reaped
+    yet: ``waitid(WNOHANG|WNOWAIT)`` reaps nothing, and says ``ECHILD``
+    for a process that is not our child or was reaped.
+
+    Raises:
+        OSError: waitid failed otherwise (``EBADF``: not a pidfd).
+    """
+    try:
+        waitid_pidfd(pidfd, WEXITED | WNOHANG | WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def waitid_status(pidfd: int, options: int) -> int:

@@ -58,12 +58,9 @@ _POLL_MAX_MS = 2**31 - 1
 
 def waitid_returncode(code: int, status: int) -> int:
     """``Popen``'s return code from a ``waitid`` ``(si_code, si_status)``:
-    the exit status, or minus the signal number."""
-    if code == _sys.CLD_EXITED:
-        return status
-    if code in (_sys.CLD_KILLED, _sys.CLD_DUMPED):
-        return -status
-    raise ValueError(f"unexpected waitid si_code {code}")  # pragma: no cover
+    the exit status, or minus the signal number (one decoder:
+    :func:`pidsafe._sys.status_returncode`, of the two packed as one int)."""
+    return _sys.status_returncode(code << 8 | status & 0xFF)
 
 
 def _readable(fd: int, timeout: Optional[float]) -> bool:
@@ -152,12 +149,7 @@ def is_our_child(p: Process) -> bool:
         p._check_owner()
         with critical, p._lock:
             if p._child is None and not p._closing:
-                try:
-                    _sys.waitid_pidfd(p._fd, _sys.WEXITED | _sys.WNOHANG | _sys.WNOWAIT)
-                except ChildProcessError:
-                    p._child = False
-                else:
-                    p._child = True
+                p._child = _sys.unreaped_child(p._fd)
     return bool(p._child)
 
 

@@ -119,23 +119,14 @@ def pin_child(pid: int) -> Optional[int]:
         return None
     try:
         # Proves the pidfd (not just the pid) is our child and unreaped.
-        _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        os.close(fd)
-        return None
+        ours = _sys.unreaped_child(fd)
     except BaseException:
         os.close(fd)
         raise
+    if not ours:
+        os.close(fd)
+        return None
     return fd
-
-
-def pinned_unreaped(fd: int) -> bool:
-    """Whether the pinned child is still there to be reaped (by anyone)."""
-    try:
-        _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return False
-    return True
 
 
 class ScanHost(Protocol):
@@ -266,7 +257,7 @@ class OrphanScanner:
             # Registered by a reaper spawn()/watch() since it was held: its
             # reaping is the owned path's (_settle leaves it).
             try:
-                alive = pid in kids and pinned_unreaped(fd)
+                alive = pid in kids and _sys.unreaped_child(fd)   # pinned, unreaped
             except OSError:
                 self.held[pid] = fd
                 self.retry = True

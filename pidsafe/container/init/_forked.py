@@ -271,11 +271,10 @@ def _children_held(cloned: Process, passed: Sequence[int]) -> List[Process]:
             continue
         try:
             pid = _sys.fdinfo_pid(fd)
-            # A pidfd of a live process, and one of our children (waitid
-            # would say ECHILD otherwise, without reaping: WNOWAIT).
-            if pid is None or pid <= 0 or pid in known or any(p.pid == pid for p in held):
+            # A pidfd of a live process, and one of our children.
+            if (pid is None or pid <= 0 or pid in known or any(p.pid == pid for p in held)
+                    or not _sys.unreaped_child(fd)):
                 raise ChildProcessError
-            _sys.waitid_pidfd(fd, _sys.WEXITED | _sys.WNOHANG | _sys.WNOWAIT)
         except OSError:
             os.close(fd)
             continue
