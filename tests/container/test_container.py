@@ -15,6 +15,8 @@ import pytest
 import pidsafe
 from pidsafe import PIPE
 
+from conftest import wait_exited
+
 pytestmark = pytest.mark.root
 
 
@@ -774,6 +776,7 @@ def test_wait_reaps_the_execs_it_owns_that_exited(make_bundle: Any,
         c.start()
         quick = c.exec(["true"], exec_id="quick")        # exits at once, never waited
         slow = c.exec(["sleep", "1000"], exec_id="slow")  # dies with init
+        wait_exited(quick, 30)   # a zombie before init dies, not killed with it
         c.kill(signal.SIGKILL)
         assert c.wait(timeout=30) == -signal.SIGKILL      # not TimeoutExpired
         assert quick.returncode == 0 and slow.returncode == -signal.SIGKILL
@@ -789,6 +792,7 @@ def test_delete_force_reaps_the_execs_it_owns(make_bundle: Any,
     try:
         c.start()
         quick = c.exec(["true"], exec_id="quick")   # a zombie of ours, never waited
+        wait_exited(quick, 30)                        # exited before delete kills
         c.delete(force=True)                          # no TimeoutExpired
         assert quick.returncode == 0
         quick.close()
