@@ -10,6 +10,10 @@ before its next instruction: as if the container had frozen it there.
 The new process, auto-attached, is detached at its first stop with that
 stop suppressed, so that nothing of ptrace is left for the code under test
 to see in its waits.  ptrace requests come from the tracer's own thread.
+
+:class:`HoldForked` holds the other side instead: pidsafe-init goes on at
+once, and the process its clone made stays stopped before its first
+instruction (as the container first sees it) until the test lets it go.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ import os
 import queue
 import signal
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 PTRACE_CONT = 7
 PTRACE_DETACH = 17
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_SEIZE = 0x4206
+PTRACE_O_TRACEFORK = 0x2
+PTRACE_O_TRACEVFORK = 0x4
 PTRACE_O_TRACECLONE = 0x8
-PTRACE_EVENT_CLONE = 3
+#: fork, vfork, clone: which one a clone is reported as depends on its flags
+PTRACE_EVENT_FORKS = (1, 2, 3)
 WALL = 0x40000000
 CLD_TRAPPED = 4
 
@@ -39,6 +46,24 @@ def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
     if _libc.ptrace(request, pid, addr, data) < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"ptrace({request:#x}, {pid}): {os.strerror(err)}")
+
+
+def _next_clone(pid: int) -> int:
+    """Run the seized ``pid`` (its other stops delivered) up to the event
+    stop of its next clone the tracer's options report, where it is left;
+    the new process's pid."""
+    while True:
+        # Peek (WNOWAIT): an exit is the code under test's to reap.
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WSTOPPED | os.WNOWAIT | WALL)
+        if info is None or info.si_code != CLD_TRAPPED:
+            raise AssertionError(f"pidsafe-init ended before it forked: {info}")
+        _, status = os.waitpid(pid, WALL)   # takes that stop, not an exit
+        if status >> 16 in PTRACE_EVENT_FORKS:
+            break
+        _ptrace(PTRACE_CONT, pid, 0, os.WSTOPSIG(status))   # not ours: deliver it
+    msg = ctypes.c_ulong()
+    _ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(msg))
+    return int(msg.value)
 
 
 class HoldAfterFork:
@@ -74,18 +99,7 @@ class HoldAfterFork:
                 _ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE)
             finally:
                 self._seized.set()
-            while True:
-                # Peek (WNOWAIT): an exit is the code under test's to reap.
-                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WSTOPPED | os.WNOWAIT | WALL)
-                if info is None or info.si_code != CLD_TRAPPED:
-                    raise AssertionError(f"pidsafe-init ended before it forked: {info}")
-                _, status = os.waitpid(pid, WALL)   # takes that stop, not an exit
-                if status >> 16 == PTRACE_EVENT_CLONE:
-                    break
-                _ptrace(PTRACE_CONT, pid, 0, os.WSTOPSIG(status))   # not ours: deliver it
-            msg = ctypes.c_ulong()
-            _ptrace(PTRACE_GETEVENTMSG, pid, 0, ctypes.addressof(msg))
-            child = int(msg.value)
+            child = _next_clone(pid)
             self.forked = os.pidfd_open(child)   # ours (CLONE_PARENT), unreaped
             with open(f"/proc/{pid}/cgroup") as f:
                 self.cgroups = f.read()
@@ -93,5 +107,55 @@ class HoldAfterFork:
             _ptrace(PTRACE_DETACH, pid)
             os.waitpid(child, WALL)   # its first stop, ptrace's
             _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+        except BaseException as exc:   # noqa: B036 - reported to the test's thread
+            self.error = exc
+
+
+class HoldForked:
+    """A tracer thread: :meth:`seize` a child of ours; at its next clone it
+    goes on at once, and the process that clone made is held stopped before
+    its first instruction until ``until(pid)`` (called on the tracer's
+    thread with that process's pid) returns, then let go as if never
+    traced.  ``forked`` is that pid once held, ``error`` whatever went
+    wrong (the new process is let go even then)."""
+
+    def __init__(self, until: Callable[[int], None]) -> None:
+        self._until = until
+        self._pids: queue.Queue[int] = queue.Queue()
+        self._seized = threading.Event()
+        self.forked: Optional[int] = None
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="hold-forked", daemon=True)
+        self._thread.start()
+
+    def seize(self, pid: int) -> None:
+        """Trace ``pid`` (an unreaped child of ours) from now on."""
+        self._pids.put(pid)
+        self._seized.wait()
+        if self.error is not None:
+            raise self.error
+
+    def join(self) -> None:
+        """Wait for the tracer: it ends once the new process is let go."""
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            pid = self._pids.get()
+            try:
+                # Whichever way it forks (clone3, or clone under a filter
+                # that refuses clone3).
+                _ptrace(PTRACE_SEIZE, pid, 0,
+                        PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
+            finally:
+                self._seized.set()
+            child = _next_clone(pid)
+            _ptrace(PTRACE_DETACH, pid)   # pidsafe-init goes on, untraced
+            os.waitpid(child, WALL)   # the new process's first stop, ptrace's
+            self.forked = child
+            try:
+                self._until(child)
+            finally:
+                _ptrace(PTRACE_DETACH, child)   # without that stop's SIGSTOP
         except BaseException as exc:   # noqa: B036 - reported to the test's thread
             self.error = exc

@@ -23,6 +23,7 @@ import pathlib
 import shutil
 import signal
 import sys
+import time
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -379,7 +380,7 @@ def _privileged_filter(kind: Optional[str]) -> Any:
                          ids=["no-seccomp", "seccomp-allow", "seccomp-runc-like"])
 def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees_it(
         probe: pathlib.Path, make_bundle: Any, state_dir: pathlib.Path, userns: bool,
-        seccomp: Optional[str]) -> None:
+        seccomp: Optional[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """An exec's process is forked into the container's pid namespace only
     once pidsafe-init has taken the exec's user and capabilities: a
     process of the container watching each pid its namespace hands out
@@ -389,7 +390,15 @@ def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees
     namespace) for the container to signal or, with CAP_SYS_PTRACE, attach
     to: the other escape tests pass on such a runtime, since it is already
     in the container's mount namespace.  With a seccomp filter loaded while
-    privileged too (it lets the fork through, by clone3 or clone)."""
+    privileged too (it lets the fork through, by clone3 or clone).
+
+    The first exec's process is held by ptrace before its first instruction
+    until the watcher has read it, so that the race is won at least once
+    whatever the load (IDENT_EXECS more race it freely)."""
+    from hold_after_fork import HoldForked
+
+    from pidsafe.container import _exec
+
     uid = 1000
     bundle = make_bundle(["sleep", "1000"], _edits(_with(userns, ptrace=False), _as_user(uid),
                                                    _privileged_filter(seccomp)))
@@ -407,6 +416,36 @@ def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees
                 report += _read_available(out, 60.0) or pytest.fail("the watcher never started")
             assert report == b"READY\n"
             c.start()
+
+            def seen(pid: int) -> None:   # on the tracer's thread, the exec waiting
+                nonlocal report
+                with open(f"/proc/{pid}/status") as f:
+                    inner = [x.split()[-1] for x in f if x.startswith("NSpid:")][0]
+                until = time.monotonic() + 60
+                while f"IDENT {inner} ".encode() not in report:
+                    left = until - time.monotonic()
+                    assert left > 0, f"the watcher never read the held {inner}: {report!r}"
+                    report += _read_available(out, left)
+
+            hold = HoldForked(seen)
+            real = _exec.start_init
+
+            def start_init(plan: Any, **kwargs: Any) -> Any:
+                prepare = kwargs["prepare"]
+
+                def seize_first(p: pidsafe.Process) -> None:
+                    hold.seize(p.pid)   # before it reads its ops, hence before its fork
+                    prepare(p)
+
+                return real(plan, **{**kwargs, "prepare": seize_first})
+
+            monkeypatch.setattr(_exec, "start_init", start_init)
+            with c.exec(["true"], exec_id="held") as p:
+                assert p.wait(timeout=60) == 0
+            monkeypatch.undo()
+            hold.join()
+            assert hold.error is None, hold.error
+            assert hold.forked is not None
             while execs < IDENT_EXECS and report.count(b"IDENT ") < IDENTS_WANTED:
                 with c.exec(["true"], exec_id=f"e{execs}") as p:
                     assert p.wait(timeout=60) == 0
@@ -422,7 +461,7 @@ def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees
     lines = text.splitlines()
     assert lines[-1].startswith("WATCHED "), text
     idents = [x.split() for x in lines if x.startswith("IDENT ")]
-    # The race was live: some of ours were seen before their execve.
+    # Some of ours were seen before their execve: the held one at least.
     assert idents, f"none of ours seen before its execve in {execs} execs: proved nothing"
     ids = f"{uid}/{uid}/{uid}/{uid}"
     wrong = [x for x in idents
