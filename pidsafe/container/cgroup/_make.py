@@ -17,12 +17,13 @@ import posixpath
 from ... import _log
 from ..._sigsafe import critical
 from ...errors import CgroupError, cgroup_error
-from ._files import CgroupDir, privilege_needed, procs, read_file, rmdir_all, write_file
+from ._files import (CgroupDir, privilege_needed, procs, read_file, rmdir_all, write_file,
+                     write_values)
 from ._layout import DEFAULT_V1, CgroupLayout, Hierarchy, cgroup_path_in, check_cgroups_path
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Set, Type, TypeVar
+    from typing import Dict, List, Optional, Set, Tuple, Type, TypeVar
 
     from ..config import Resources
     from ._cgroup import Cgroup
@@ -65,9 +66,18 @@ def make_cgroup(cls: Type[_C], container_id: str, cgroups_path: Optional[str],
         cpuset = layout.v1_for("cpuset")
         if cpuset is not None and cpuset.key in v1:
             init_cpuset(cpuset, v1[cpuset.key])
+        # Consecutive writes to one file (the device rules: deny, then each
+        # allow) go through one open.
+        control = ""
+        values: List[Tuple[str, str]] = []
         for w in writes:
             d = v2 if w.hierarchy.v2 and v2 is not None else v1[w.hierarchy.key]
-            write_file(d.file(w.file), w.value, w.field)
+            target = d.file(w.file)
+            if target != control:
+                write_values(control, values)
+                control, values = target, []
+            values.append((w.value, w.field))
+        write_values(control, values)
         if device_filter_on_v2(layout, resources) and v2 is not None:
             # Late: the program generator, only for v2 device rules.
             from ._devices_bpf import attach_device_filter
@@ -99,7 +109,26 @@ def make_dir(h: Hierarchy, t: CgroupDir, shared: bool, made: List[str], remove: 
     """
     top = h.mountpoint.rstrip("/")
     parts = t.path[len(top):].strip("/").split("/")
-    for attempt in range(5):
+    # The cgroup itself first: its parents (pidsafe's own directory) exist
+    # as a rule, and a mkdir of each would fail with EEXIST.  Only when
+    # one is missing (ENOENT), down from the top.
+    missing = False
+    with critical:
+        try:
+            os.mkdir(t.path, 0o755)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            missing = True
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+            raise cgroup_error(err, f"unable to create cgroup {t.path}", t.path,
+                               privilege=privilege_needed(err)) from None
+        else:
+            made.append(t.path)
+            remove.append(t.path)
+            return
+    for attempt in range(5 if missing else 0):
         d = top
         try:
             for i, part in enumerate(parts):
