@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 from .. import _lite
-from ..errors import UsageError
-from .runc import LOG, load, log_hook_warnings, one_id, parse_or_help, parse_signal
+from .runc import (LOG, load, log_hook_warnings, one_id, parse_or_help, parse_signal,
+                   usage_error)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def _format(args: Any) -> str:
     not printed as a table."""
     fmt: str = args.get("format", "table")
     if fmt not in ("table", "json"):
-        raise UsageError(f"--format {fmt!r}: must be table or json")
+        raise usage_error(f"--format {fmt!r}: must be table or json")
     return fmt
 
 
@@ -73,7 +73,7 @@ def cmd_kill(root: str, argv: Sequence[str]) -> int:
     if args is None:
         return 0
     if not 1 <= len(args.positional) <= 2:
-        raise UsageError("kill: expected ID [SIGNAL]")
+        raise usage_error("kill: expected ID [SIGNAL]")
     sig = parse_signal(args.positional[1]) if len(args.positional) == 2 else _lite.SIGTERM
     c = load(root, args.positional[0])
     try:
@@ -118,7 +118,7 @@ def cmd_list(root: str, argv: Sequence[str]) -> int:
     if args is None:
         return 0
     if args.positional:
-        raise UsageError(f"list: takes no arguments, got {' '.join(args.positional)!r}")
+        raise usage_error(f"list: takes no arguments, got {' '.join(args.positional)!r}")
     fmt = _format(args)
     from ..container import Container
     from ..errors import ContainerLookupError, Error

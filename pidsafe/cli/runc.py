@@ -26,12 +26,14 @@ import os
 import sys
 import time
 
-from ..errors import Error, UsageError
+from ..errors import Error
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
     import warnings
+
+    from ..errors import UsageError
 
 DEFAULT_ROOT = "/run/pidsafe-runc"
 USAGE = """usage: pidsafe-runc [--root DIR] [--log FILE] [--log-format text|json] [--debug]
@@ -160,6 +162,27 @@ def log_ignored(what: str, paths: Sequence[str]) -> None:
 
 # --- argument parsing: runc's flag spelling (-x, --long, --long=value) ---------
 
+def usage_error(msg: str) -> UsageError:
+    """A :class:`pidsafe.UsageError` saying ``msg``, to raise.
+
+    Its module (``pidsafe.errors._frontends``, with the shim's wire errors:
+    four exception classes) is imported only for a wrong command line: a
+    class is costly to make, and start and delete never raise it.
+    """
+    from ..errors import UsageError
+
+    return UsageError(msg)
+
+
+def __getattr__(name: str) -> Any:
+    """``UsageError``, still a name of this module (PEP 562), imported on first read."""
+    if name == "UsageError":
+        from ..errors import UsageError
+
+        return UsageError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class Args:
     """Parsed options of one command: ``flags`` by long name, then the
     positional arguments in order."""
@@ -207,14 +230,14 @@ def parse(argv: Sequence[str], spec: Dict[str, str], aliases: Dict[str, str], *,
         name = aliases.get(name, name)
         kind = spec.get(name)
         if kind is None:
-            raise UsageError(f"flag provided but not defined: {a}")
+            raise usage_error(f"flag provided but not defined: {a}")
         if kind == "flag":
             flags[name] = value.lower() not in ("false", "0") if eq else True
         else:
             if not eq:
                 i += 1
                 if i >= len(argv):
-                    raise UsageError(f"flag needs an argument: {a}")
+                    raise usage_error(f"flag needs an argument: {a}")
                 value = argv[i]
             if kind == "list":
                 flags.setdefault(name, []).append(value)
@@ -239,7 +262,7 @@ def parse_or_help(argv: Sequence[str], usage: str, spec: Optional[Dict[str, str]
 
 def one_id(args: Args, cmd: str) -> str:
     if len(args.positional) != 1:
-        raise UsageError(f"{cmd}: expected exactly one container id, got "
+        raise usage_error(f"{cmd}: expected exactly one container id, got "
                          f"{len(args.positional)}")
     return args.positional[0]
 
@@ -266,7 +289,7 @@ def parse_signal(text: str) -> int:
         name = "SIG" + name
     number = _lite.signal_number(name)
     if number is None:
-        raise UsageError(f"unknown signal {text!r}")
+        raise usage_error(f"unknown signal {text!r}")
     return number
 
 
