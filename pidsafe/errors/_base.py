@@ -13,8 +13,6 @@ from __future__ import annotations
 import errno
 import os
 
-from .._feature_names import describe
-
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional, Tuple, Type, TypeVar
@@ -48,6 +46,10 @@ class UnsupportedError(Error, OSError):
     feature: str
 
     def __init__(self, feature: str, detail: str = "", err: int = errno.ENOSYS) -> None:
+        # The table of features is imported only to say what one is: every
+        # pidsafe-runc command imports this module, few raise this error.
+        from .._feature_names import describe
+
         what = describe(feature)
         msg = f"unsupported: {what}"
         if detail:
