@@ -1,4 +1,4 @@
-"""json, signal and importlib without their import cost: the C halves, with a fallback.
+"""json, signal, warnings and importlib without their import cost: the C halves, with a fallback.
 
 Every pidsafe-runc command is a new interpreter, and ``start``, ``state``,
 ``kill`` and ``delete`` do little more than read a state file and send a
@@ -254,6 +254,61 @@ def main_thread_ident() -> int:
         if ident is not None:
             return ident
     return get_ident()
+
+
+# --- warnings -------------------------------------------------------------------
+
+class ignoring_warnings:
+    """``with warnings.catch_warnings(): warnings.simplefilter("ignore", category)``,
+    without importing :mod:`warnings` when nothing has yet.
+
+    warnings' C half (``_warnings``) keeps the filter list, and :mod:`warnings`
+    takes that same list when it is imported (``from _warnings import
+    filters``): the filter goes into it, and the list's contents are put
+    back on exit, so a warning issued inside, with warnings imported there
+    or not, is filtered as ``catch_warnings`` would.  Where warnings is
+    imported already (``-W`` options import it at start-up), or the C half
+    lacks the list, it is ``warnings.catch_warnings`` itself.  Not
+    thread-safe, as catch_warnings is not.
+    """
+
+    def __init__(self, category: type) -> None:
+        self._category = category
+        self._undo: Optional[Callable[[], None]] = None
+
+    def __enter__(self) -> None:
+        import sys
+
+        if "warnings" not in sys.modules:
+            try:
+                import _warnings   # warnings' C half
+                filters = _warnings.filters
+                mutated = _warnings._filters_mutated  # type: ignore[attr-defined]
+            except (ImportError, AttributeError):   # pragma: no cover - another interpreter
+                filters = None
+            if type(filters) is list:
+                saved = filters[:]
+
+                def undo() -> None:
+                    filters[:] = saved
+                    mutated()
+
+                # warnings.simplefilter's entry: (action, message, category, module, lineno)
+                filters.insert(0, ("ignore", None, self._category, None, 0))
+                self._undo = undo
+                mutated()   # what warnings cached per module no longer holds
+                return
+        import warnings
+
+        cm = warnings.catch_warnings()
+        cm.__enter__()
+        self._undo = lambda: cm.__exit__(None, None, None)
+        warnings.simplefilter("ignore", self._category)
+
+    def __exit__(self, *exc: object) -> None:
+        undo, self._undo = self._undo, None
+        if undo is not None:
+            undo()
 
 
 # --- imports --------------------------------------------------------------------

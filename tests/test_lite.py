@@ -238,3 +238,27 @@ def test_import_module_raises_importlibs_error() -> None:
         _lite.import_module("pidsafe._no_such_module")
     with pytest.raises(ModuleNotFoundError):
         _lite.import_module("._no_such_module", "pidsafe")
+
+
+@pytest.mark.parametrize("imported", [False, True], ids=["warnings-not-imported", "imported"])
+def test_ignoring_warnings_as_catch_warnings_does(imported: bool) -> None:
+    """Inside, the category is ignored (warnings imported there or before)
+    and others are shown; after, the filters are as they were."""
+    code = ("import sys\n"
+            + ("import warnings\n" if imported else "")
+            + "from pidsafe import _lite\n"
+            "import _warnings\n"
+            "assert ('warnings' in sys.modules) == {imported!r}, 'warnings imported'\n"
+            "before = list(_warnings.filters)\n"
+            "with _lite.ignoring_warnings(UserWarning):\n"
+            "    import warnings\n"
+            "    warnings.warn('hidden')\n"
+            "    warnings.warn('shown inside', RuntimeWarning)\n"
+            "    assert warnings.filters[0][:3] == ('ignore', None, UserWarning)\n"
+            "assert list(warnings.filters) == before, (warnings.filters, before)\n"
+            "warnings.warn('shown after')\n"
+            "print('checked')\n").replace("{imported!r}", repr(imported))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "checked\n", r.stdout + r.stderr
+    assert "hidden" not in r.stderr
+    assert "RuntimeWarning: shown inside" in r.stderr and "UserWarning: shown after" in r.stderr

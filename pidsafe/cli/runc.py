@@ -31,8 +31,8 @@ from ..errors import Error
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
-    import warnings
 
+    from .. import _lite
     from ..errors import UsageError
 
 DEFAULT_ROOT = "/run/pidsafe-runc"
@@ -132,19 +132,17 @@ def log_debug() -> None:
         logger.addHandler(handler)
 
 
-def ignoring_config_warnings() -> "warnings.catch_warnings":
+def ignoring_config_warnings() -> "_lite.ignoring_warnings":
     """A context in which :class:`pidsafe.IgnoredConfigWarning` is not shown:
-    pidsafe-runc logs each ignored property itself (:func:`log_ignored`)."""
-    import warnings
+    pidsafe-runc logs each ignored property itself (:func:`log_ignored`).
 
+    :mod:`warnings` is not imported for it (``_lite.ignoring_warnings``):
+    create warns only for a config.json with something to ignore.
+    """
+    from .. import _lite
     from ..errors import IgnoredConfigWarning
 
-    class Ignoring(warnings.catch_warnings):
-        def __enter__(self) -> None:
-            super().__enter__()
-            warnings.simplefilter("ignore", IgnoredConfigWarning)
-
-    return Ignoring()
+    return _lite.ignoring_warnings(IgnoredConfigWarning)
 
 
 def log_ignored(what: str, paths: Sequence[str]) -> None:

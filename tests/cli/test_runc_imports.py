@@ -70,6 +70,9 @@ CREATE_AVOIDS = (
     # (pidsafe/_lite.py): no typing, re, enum, json, signal or threading.
     "typing", "re", "enum", "json", "signal", "threading", "functools", "collections",
     "contextlib", "types",
+    # Nothing in config.json to ignore: no warning to silence, and the
+    # silencing itself does without warnings (pidsafe/_lite.py).
+    "warnings",
 )
 #: The CLI's modules for commands other than start, state, kill, delete.
 OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
