@@ -8,8 +8,8 @@ import os
 
 from .. import _lite
 from .._sigsafe import critical
-from ..errors import UsageError, note
-from .runc import Args
+from ..errors import note
+from .runc import Args, usage_error
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
@@ -120,13 +120,13 @@ def preserve_fds(args: Args) -> int:
     if text is None:
         return 0
     if not text.isdigit():
-        raise UsageError(f"--preserve-fds: not a non-negative integer: {text!r}")
+        raise usage_error(f"--preserve-fds: not a non-negative integer: {text!r}")
     count = int(text)
     for fd in range(3, 3 + count):
         try:
             os.fstat(fd)
         except OSError:
-            raise UsageError(f"--preserve-fds {count}: fd {fd} is not open") from None
+            raise usage_error(f"--preserve-fds {count}: fd {fd} is not open") from None
     return count
 
 
@@ -153,7 +153,7 @@ class Console:
         self.socket: Any = args.get("console-socket")
         if self.socket:
             if foreground:
-                raise UsageError("--console-socket: cannot use a console socket if "
+                raise usage_error("--console-socket: cannot use a console socket if "
                                  "pidsafe-runc will not detach (use --detach)")
         elif foreground and terminal():
             import socket
