@@ -18,9 +18,9 @@ from ._record import ContainerRecord
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional
+    from typing import Any, Callable, Dict, Optional, Tuple
 
-    from .cgroup import Cgroup
+    from .cgroup import Cgroup, CgroupLayout
     from .config import Spec
 
 
@@ -38,6 +38,8 @@ class RecordedState:
         self.id = container_id
         self.record = record
         self._spec = spec
+        #: (record, layout, the record's cgroup) for :meth:`exec_cgroup`.
+        self._exec_cgroup: Optional[Tuple[ContainerRecord, CgroupLayout, Cgroup]] = None
 
     def state_file(self) -> StateFile:
         """The container's state file (a new object: one per call, one per thread)."""
@@ -95,6 +97,27 @@ class RecordedState:
         from ._records import cgroup_of
 
         return cgroup_of(self.record)
+
+    def exec_cgroup(self) -> Optional[Cgroup]:
+        """The recorded cgroup for an exec to join: :meth:`cgroup`, whose
+        handle is made again only when the record this handle keeps or the
+        cgroup layout this process sees has changed.  The layout is read
+        on every call, as :meth:`cgroup` reads it (the same files, the same
+        calls); checking each path against it and building the handle is
+        what an exec spares.  The handle is only read (its files opened).
+        """
+        record = self.record
+        if not record.cgroup:
+            return None
+        from .cgroup import Cgroup, CgroupLayout
+
+        layout = CgroupLayout.detect()   # the same object while nothing changed
+        cached = self._exec_cgroup
+        if cached is not None and cached[0] is record and cached[1] is layout:
+            return cached[2]
+        cg = Cgroup.load(record.cgroup, layout=layout)
+        self._exec_cgroup = (record, layout, cg)   # one store: a thread sees all or none
+        return cg
 
     def run_hooks(self, kind: str, status: str, pid: Optional[int]) -> None:
         """The hooks of ``kind`` that run in the runtime after the fact (poststart,

@@ -39,7 +39,8 @@ class CgroupDir(Frozen):
         init_fields(self, key, path, cgroup)
 
     def file(self, name: str) -> str:
-        return posixpath.join(self.path, name)
+        path = self.path   # posixpath.join's result, without its checks (a hot path)
+        return path + name if path.endswith("/") else path + "/" + name
 
 
 #: What writing cgroupfs takes (its files and directories are root's).
@@ -298,14 +299,14 @@ def open_for_writing(paths: List[str], what: str) -> List[Tuple[OwnedFd, str]]:
     """
     fds: List[Tuple[OwnedFd, str]] = []
     try:
-        for path in paths:
-            try:
-                with critical:
-                    fds.append((OwnedFd(os.open(path, os.O_WRONLY | os.O_CLOEXEC), what),
-                                path))
-            except OSError as exc:
-                raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
-                                   path) from None
+        with critical:   # one section for all: each fd is owned as its open returns
+            for path in paths:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
+                                       path) from None
+                fds.append((OwnedFd(fd, what), path))
     except BaseException:
         with critical:
             for fd, _ in fds:

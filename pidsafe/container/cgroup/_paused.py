@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 def _read(path: str) -> Optional[str]:
     try:
-        # UTF-8: the same for these ASCII words, and its codec is loaded at start-up
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        # Unbuffered bytes: no text layer and its isatty/seek calls (every
+        # exec checks the freezer).  UTF-8: the same for these ASCII words.
+        with open(path, "rb", buffering=0) as f:
+            return f.read().decode("utf-8", "replace")
     except OSError:   # gone (stopped, deleted) or no such freezer
         return None
 

@@ -164,8 +164,27 @@ class Op(_Record):
 
 
 def encode(ops: Sequence[Op]) -> bytes:
-    """The whole stream: magic, the ops, OP_END."""
-    return b"".join([_psi.MAGIC, *[op.encode() for op in ops], _END])
+    """The whole stream: magic, the ops, OP_END.
+
+    :meth:`Op.encode`'s format, in one loop: an exec encodes its whole
+    stream before pidsafe-init can start, on the exec's critical path.
+    """
+    out = [_psi.MAGIC]
+    append = out.append
+    head, arg = _HEAD.pack, _INT.pack
+    for op in ops:
+        args = op.args
+        start = len(out)
+        append(head(op.code, len(args)))
+        for a in args:
+            if type(a) is int:   # most arguments: fds, flags, ids
+                append(arg(8, a))
+            else:
+                del out[start:]
+                append(op.encode())
+                break
+    append(_END)
+    return b"".join(out)
 
 
 _END = Op(OP_END).encode()
