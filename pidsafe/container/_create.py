@@ -145,6 +145,7 @@ def create_container(cls: Type[Container], container_id: str,
                        container_id, state_dir, started.process.pid)
             container = cls(state_dir, container_id, record, started.process, started.status,
                             reaper, spec)
+            container._recorded.remember_cgroup()   # for its execs: no file read
             if on_created is not None:
                 on_created(container)
             # The handover: a handler raising at the section's end undoes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import StateError
 from ..state import StateFile
 from ._record import ContainerRecord
 
@@ -20,7 +21,7 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional, Tuple
 
-    from .cgroup import Cgroup, CgroupLayout
+    from .cgroup import Cgroup
     from .config import Spec
 
 
@@ -38,8 +39,8 @@ class RecordedState:
         self.id = container_id
         self.record = record
         self._spec = spec
-        #: (record, layout, the record's cgroup) for :meth:`exec_cgroup`.
-        self._exec_cgroup: Optional[Tuple[ContainerRecord, CgroupLayout, Cgroup]] = None
+        #: (the record's cgroup entry, its handle) for :meth:`exec_cgroup`.
+        self._exec_cgroup: Optional[Tuple[Dict[str, Any], Cgroup]] = None
 
     def state_file(self) -> StateFile:
         """The container's state file (a new object: one per call, one per thread)."""
@@ -99,25 +100,43 @@ class RecordedState:
         return cgroup_of(self.record)
 
     def exec_cgroup(self) -> Optional[Cgroup]:
-        """The recorded cgroup for an exec to join: :meth:`cgroup`, whose
-        handle is made again only when the record this handle keeps or the
-        cgroup layout this process sees has changed.  The layout is read
-        on every call, as :meth:`cgroup` reads it (the same files, the same
-        calls); checking each path against it and building the handle is
-        what an exec spares.  The handle is only read (its files opened).
+        """The recorded cgroup for an exec to join: :meth:`cgroup`, made once
+        per recorded cgroup (the record's ``cgroup`` entry) this handle sees.
+
+        Made, the handle is a function of that entry alone: its paths were
+        checked once against the cgroup mounts of this process (which say
+        where a cgroup may be, not what it is: every exec opens the files
+        at those paths anew, and fails as any open does).  So each exec
+        spares reading ``/proc/self/cgroup`` and mountinfo and checking
+        every path again.  The handle is only read (its files opened).
         """
-        record = self.record
-        if not record.cgroup:
+        data = self.record.cgroup
+        if not data:
             return None
+        cached = self._exec_cgroup
+        if cached is not None and cached[0] == data:
+            return cached[1]
+        cg = self.cgroup()
+        assert cg is not None
+        self._exec_cgroup = (data, cg)   # one store: a thread sees all or none
+        return cg
+
+    def remember_cgroup(self) -> None:
+        """Make :meth:`exec_cgroup`'s handle now, from the layout the create
+        that made the cgroup detected (no file is read): so a created
+        container's first exec costs what its others do.  Raises nothing
+        (a layout that changed meanwhile leaves the first exec to make it)."""
         from .cgroup import Cgroup, CgroupLayout
 
-        layout = CgroupLayout.detect()   # the same object while nothing changed
-        cached = self._exec_cgroup
-        if cached is not None and cached[0] is record and cached[1] is layout:
-            return cached[2]
-        cg = Cgroup.load(record.cgroup, layout=layout)
-        self._exec_cgroup = (record, layout, cg)   # one store: a thread sees all or none
-        return cg
+        data = self.record.cgroup
+        layout = CgroupLayout.remembered()
+        if not data or layout is None:
+            return
+        try:
+            cg = Cgroup.load(data, layout=layout)
+        except StateError:
+            return
+        self._exec_cgroup = (data, cg)
 
     def run_hooks(self, kind: str, status: str, pid: Optional[int]) -> None:
         """The hooks of ``kind`` that run in the runtime after the fact (poststart,

@@ -169,6 +169,12 @@ class CgroupLayout(Frozen):
         _memo[:] = [(memo_key, layout)]
         return layout
 
+    @staticmethod
+    def remembered() -> Optional["CgroupLayout"]:
+        """The layout :meth:`detect` worked out last in this process (nothing
+        is read), or None before the first."""
+        return _memo[0][1] if _memo else None
+
     def v1_for(self, controller: str) -> Optional[Hierarchy]:
         """The v1 hierarchy that holds ``controller``, if one is mounted."""
         for h in self.v1:
