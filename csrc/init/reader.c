@@ -32,24 +32,30 @@ const char *psi_str(const struct psi_op *op, uint32_t i)
     return op->args[i].data;
 }
 
-/* The whole stream; NULL if it cannot be read (or is too big). */
-static char *read_all(int fd, size_t *len_out)
+/*
+ * The whole stream, read into `first` (`cap` bytes) while it fits, else into
+ * a malloc'd buffer left in *heap (the caller frees it); NULL if it cannot
+ * be read (or is too big).  An exec's stream (a few hundred bytes) never
+ * leaves `first`: no mmap and munmap of a 64 KiB buffer on its critical path.
+ */
+static char *read_all(int fd, char *first, size_t cap, size_t *len_out, char **heap)
 {
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
+    size_t len = 0;
+    char *buf = first;
 
-    if (buf == NULL)
-        return NULL;
+    *heap = NULL;
     for (;;) {
         ssize_t n;
         if (len == cap) {
             char *bigger;
             if (cap > ((size_t)64 << 20))
                 goto bad;
-            bigger = realloc(buf, cap * 2);
+            bigger = malloc(cap * 2);
             if (bigger == NULL)
                 goto bad;
-            buf = bigger;
+            memcpy(bigger, buf, len);
+            free(*heap);
+            buf = *heap = bigger;
             cap *= 2;
         }
         n = read(fd, buf + len, cap - len);
@@ -64,7 +70,8 @@ static char *read_all(int fd, size_t *len_out)
     *len_out = len;
     return buf;
 bad:
-    free(buf);
+    free(*heap);
+    *heap = NULL;
     return NULL;
 }
 
@@ -131,10 +138,12 @@ static long parse(const char *buf, size_t len, struct psi_op **ops_out)
 
 long psi_read_ops(int fd, struct psi_op **ops_out)
 {
-    _cleanup_free_ char *buf = NULL;
+    static char first[65536];   /* .bss: only the pages the stream fills are touched */
+    _cleanup_free_ char *heap = NULL;
+    const char *buf;
     size_t len = 0;
 
-    buf = read_all(fd, &len);
+    buf = read_all(fd, first, sizeof(first), &len, &heap);
     if (buf == NULL)
         return -1;
     return parse(buf, len, ops_out);   /* the ops hold copies of their arguments */
