@@ -302,11 +302,11 @@ def open_for_writing(paths: List[str], what: str) -> List[Tuple[OwnedFd, str]]:
         with critical:   # one section for all: each fd is owned as its open returns
             for path in paths:
                 try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                    opened = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
                 except OSError as exc:
                     raise cgroup_error(exc.errno or errno.EIO, f"unable to open {path}",
                                        path) from None
-                fds.append((OwnedFd(fd, what), path))
+                fds.append((OwnedFd(opened, what), path))
     except BaseException:
         with critical:
             for fd, _ in fds:

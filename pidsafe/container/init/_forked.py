@@ -124,6 +124,9 @@ def wait_exited(proc: Process, deadline: Optional[Deadline]) -> int:
     """
     if deadline is None:
         return proc.wait()
+    code = proc.poll()   # usually gone already (the pidsafe-init of an exec): no timed wait
+    if code is not None:
+        return code
     from ...errors import TimeoutExpired   # made on first use: it imports subprocess
 
     try:
@@ -290,9 +293,11 @@ def _receive(sock: int, args: Optional[List[str]]) -> Optional[Process]:
         OSError: nothing is there (EAGAIN); the message is not
             pidsafe-init's (EPROTO).
     """
-    import socket
+    # socket's C module: its constants are plain ints, where socket's own
+    # are IntFlags whose operators run Python code (on every exec's path).
+    import _socket as socket
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=sock)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, sock)
     try:
         data, ancillary, flags, _ = s.recvmsg(
             _PID.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
