@@ -23,9 +23,38 @@ from .._sigsafe import critical
 from ..process import Process, discard
 from .cgroup import Cgroup
 from .config import ProcessSpec, Spec
-from .init import (StartedInit, enter_deadline, entry_fds, exec_error, open_entry, plan_exec,
-                   preserved_fds, read_record, start_init, with_preserved)
+from .init import (Entry, InitPlan, StartedInit, enter_deadline, entry_fds, exec_error,
+                   open_entry, plan_exec, preserved_fds, read_record, start_init, with_preserved)
 from ._stdio import Stdio
+
+
+#: The last plan :func:`_plan` made, and what it was made from.
+_last: Optional[Tuple[Tuple[object, ...], InitPlan]] = None
+
+
+def _plan(spec: Spec, process: ProcessSpec, entry: Entry, root_fd: Optional[int],
+          console_fd: int, joins: List[Tuple[int, str]], preserve_fds: int) -> InitPlan:
+    """``plan_exec`` (with the preserved fds): the last one again if it was
+    made from the same spec object and equal arguments.
+
+    A plan is a value made from these alone (no call reaches the system),
+    and execs of one container usually pass the same fd numbers: the
+    lowest free ones.  Made again, it was ~2000 bytecodes, and its op
+    stream (encoded once per plan: :func:`.init.encode`) ~1300, before
+    pidsafe-init could start.  Not kept with a seccomp filter, which is
+    compiled through libseccomp on each plan (its calls stay the same on
+    every exec).
+    """
+    global _last
+    key = (spec, process, entry, root_fd, console_fd, tuple(joins), preserve_fds)
+    last = _last
+    if last is not None and last[0][0] is spec and last[0][1:] == key[1:]:
+        return last[1]
+    plan = with_preserved(plan_exec(spec, process, entry, root_fd=root_fd,
+                                    console_fd=console_fd, cgroup_fds=joins), preserve_fds)
+    if spec.linux.seccomp is None:
+        _last = (key, plan)   # one store: a thread sees all of it or the one before
+    return plan
 
 
 def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
@@ -75,9 +104,7 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
                 owned.append(fd.detach())
                 joins.append((owned[-1], path))
         kept = preserved_fds(preserve_fds)
-        plan = with_preserved(plan_exec(spec, process, entry, root_fd=root_fd,
-                                        console_fd=console_fd, cgroup_fds=joins),
-                              preserve_fds)
+        plan = _plan(spec, process, entry, root_fd, console_fd, joins, preserve_fds)
 
         def prepare(p: Process) -> None:
             if fork_socket < 0:   # the one we cloned is the process
