@@ -166,7 +166,9 @@ def open_entry(init: Process, spec: Spec, owned: List[int]) -> Tuple[Entry, int]
         owned.append(pidfd)
     if not forks(spec):
         return Entry(pidfd), -1
-    import socket   # only to enter a container: create does without
+    # Only to enter a container (create does without); socket's C module:
+    # socket.socketpair() wraps each end in a Python socket object, dropped here.
+    import _socket as socket
 
     with critical:
         children = fcntl.fcntl(init.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
