@@ -8,7 +8,10 @@
  * child may run on it: a spawn holds it only across clone3 (CLONE_VFORK
  * suspends us until the child has exec'd or exited, and every signal is
  * blocked meanwhile), a user-namespace helper until it is dead and reaped.
- * A second child while the cached stack is busy (a signal handler calling
+ * Two are kept: a container's create spawns its init while the helper that
+ * made the container's user namespace may still hold one (killed once its
+ * maps are written, it is reaped when init is ready, dead by then: no wait
+ * for it to die).  A child while both are busy (a signal handler calling
  * get_userns_fd in the middle of one, a helper that could not be proven
  * dead) gets a fresh mapping, unmapped when it is given back.
  *
@@ -35,15 +38,19 @@ struct slot {
 static pthread_key_t slot_key;
 static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
 static int slot_key_ok;
-static __thread struct slot thread_slot;
+#define SLOTS 2
+static __thread struct slot thread_slots[SLOTS];
 
 static void slot_free(void *p)
 {
-    struct slot *slot = p;
+    struct slot *slots = p;
+    int i;
 
-    if (slot->map != NULL && !slot->busy)
-        munmap(slot->map, slot->map_size);
-    slot->map = NULL;
+    for (i = 0; i < SLOTS; i++) {
+        if (slots[i].map != NULL && !slots[i].busy)
+            munmap(slots[i].map, slots[i].map_size);
+        slots[i].map = NULL;
+    }
 }
 
 static void slot_key_init(void)
@@ -72,12 +79,14 @@ static char *stack_map(size_t map_size)
 
 int pidsafe_stack_get(struct pidsafe_stack *st)
 {
-    struct slot *slot = &thread_slot;
+    struct slot *slot = &thread_slots[0];
     size_t map_size = (size_t)sysconf(_SC_PAGESIZE) + PIDSAFE_STACK_SIZE;
 
     st->map = NULL;
     st->map_size = map_size;
     st->slot = NULL;
+    if (slot->busy)
+        slot = &thread_slots[1];
     if (!slot->busy) {
         if (slot->map == NULL) {
             pthread_once(&slot_once, slot_key_init);
@@ -87,7 +96,7 @@ int pidsafe_stack_get(struct pidsafe_stack *st)
             slot->map_size = map_size;
             /* Without a key the stack lives as long as the process: still correct. */
             if (slot_key_ok)
-                pthread_setspecific(slot_key, slot);
+                pthread_setspecific(slot_key, thread_slots);
         }
         slot->busy = 1;
         st->map = slot->map;

@@ -38,7 +38,7 @@ from ._stdio import Stdio, make_stdio
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
-    from ..userns import IDMap
+    from ..userns import IDMap, NewUserns
     from ._console import ConsoleSocket
     from ._container import Container
 
@@ -176,22 +176,26 @@ def create_locked(state: StateFile, record: ContainerRecord, spec: Spec, bundle:
     # 0. The container's own user namespace (an fd; nothing to record),
     # first: the idmapped mounts with its maps use it too, containerd's
     # rootfs among them, instead of a namespace (a helper process) each.
-    userns: Optional[OwnedFd] = None
+    # Its helper, killed once the maps are written, is reaped when init is
+    # ready: dead by then, where a reap at once waits for it to die.
+    made: Optional[NewUserns] = None
     user = spec.linux.namespace("user")
     if user is not None and user.path is None:
         assert spec.linux.uid_mappings is not None
         assert spec.linux.gid_mappings is not None
-        from ..userns import get_userns_fd   # its helper: only for user namespaces
+        from ..userns import make_userns   # its helper: only for user namespaces
 
         with critical:
-            userns = get_userns_fd(spec.linux.uid_mappings, spec.linux.gid_mappings,
-                                   setgroups="allow")
+            made = make_userns(spec.linux.uid_mappings, spec.linux.gid_mappings,
+                               setgroups="allow")
     try:
         return _create_steps(state, record, spec, bundle, rootfs, mounts, stdin, stdout,
-                             stderr, preserve_fds, console_fd, userns, config_json)
+                             stderr, preserve_fds, console_fd,
+                             made.userns if made is not None else None, config_json)
     finally:
-        if userns is not None:
-            userns.close()
+        if made is not None:
+            with critical:
+                made.close()
 
 
 def _create_steps(state: StateFile, record: ContainerRecord, spec: Spec, bundle: str,

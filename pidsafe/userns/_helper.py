@@ -16,6 +16,12 @@ A signal handler that raises (Ctrl-C, a ``SIGALRM`` timeout) at any point
 leaves nothing behind: the helper's whole life (about a millisecond, no
 unbounded wait) is one ``critical`` section (pidsafe/_sigsafe.py), so the
 handler runs when it is over, with only the returned fd left to close.
+
+make_userns: the same, but the reap is left to the caller
+(:meth:`NewUserns.close`).  A killed helper dies only once it is given a
+CPU; waiting for that at once is a wake-up on the caller's path (two
+milliseconds at a load of four here), where reaping it later, after other
+waits, finds it dead.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ..errors import UnsupportedError
 from ._idmap import IDMap
 from ._userns import IDMapLike, _as_idmap, _check_setgroups, _check_size, _map_process
 
-__all__ = ["get_userns_fd"]
+__all__ = ["NewUserns", "get_userns_fd", "make_userns"]
 
 # Why clone(CLONE_NEWUSER) fails (clone(2), user_namespaces(7)).
 _CLONE_HINTS = {
@@ -112,6 +118,63 @@ def _make(um: IDMap, gm: IDMap, setgroups: str) -> OwnedFd:
     return ns
 
 
+def make_userns(uidmap: IDMapLike, gidmap: IDMapLike, *,
+                setgroups: str = "deny") -> "NewUserns":
+    """:func:`get_userns_fd`, with the helper killed but not yet reaped.
+
+    The caller owns the result (call this inside ``critical`` when it must
+    be recorded at once) and closes it, which reaps the helper, gives its
+    stack back and closes the namespace fd: later, after other work, when
+    the helper has died (a container's create: once its init is ready).
+
+    Raises:
+        As :func:`get_userns_fd`.
+    """
+    um = _as_idmap(uidmap, "uidmap")
+    gm = _as_idmap(gidmap, "gidmap")
+    _check_setgroups(setgroups)
+    _check_size(um, "uidmap")
+    _check_size(gm, "gidmap")
+    return hand_out(lambda: NewUserns._make(um, gm, setgroups), NewUserns.close)
+
+
+class NewUserns:
+    """A user namespace (:attr:`userns`) from :func:`make_userns`, and its
+    killed helper, which :meth:`close` reaps.  Use it from the thread that
+    made it (the helper's stack is that thread's)."""
+
+    __slots__ = ("userns", "_helper")
+
+    def __init__(self, helper: "_Helper") -> None:
+        self.userns: Optional[OwnedFd] = None
+        self._helper: Optional[_Helper] = helper
+
+    @classmethod
+    def _make(cls, um: IDMap, gm: IDMap, setgroups: str) -> "NewUserns":
+        """make_userns()'s work, inside its critical section."""
+        made = cls(_Helper.start())
+        try:
+            helper = made._helper
+            assert helper is not None
+            made.userns = _map_process(helper.pid, helper.pidfd, um, gm, setgroups,
+                                       "user-namespace helper", open_ns=True)
+            helper.kill()   # close() reaps it
+        except BaseException:
+            made.close()
+            raise
+        return made
+
+    def close(self) -> None:
+        """Close :attr:`userns`; kill (again) and reap the helper, give its
+        stack back (idempotent; inside ``critical``)."""
+        if self.userns is not None:
+            self.userns.close()
+        helper = self._helper
+        if helper is not None:
+            helper.end()
+            self._helper = None
+
+
 class _Helper:
     """csrc/native/userns.c's helper child: its pid, its pidfd and its stack.
 
@@ -150,6 +213,11 @@ class _Helper:
             raise _sys.make_oserror(exc.errno or 0,
                                     f"clone3(CLONE_NEWUSER) [{hint}]") from None
         return cls(handle)
+
+    def kill(self) -> None:
+        """SIGKILL it now (end() reaps it)."""
+        if self.pidfd >= 0 and not self._dead:
+            _tries(self._kill)
 
     def end(self) -> None:
         """Kill, reap, close the pidfd, free the stack: each step once.

@@ -376,14 +376,21 @@ def test_idmapped_rootfs_from_rootfs_mounts(make_bundle: Any, state_dir: pathlib
 
     import pidsafe.userns
 
+    # Every user namespace made: by get_userns_fd, or by make_userns (the
+    # container's own).
     made = []
-    real = pidsafe.userns.get_userns_fd
+    real, real_make = pidsafe.userns.get_userns_fd, pidsafe.userns.make_userns
 
     def counted(*args: Any, **kwargs: Any) -> pidsafe.OwnedFd:
         made.append(args)
         return real(*args, **kwargs)
 
+    def counted_make(*args: Any, **kwargs: Any) -> Any:
+        made.append(args)
+        return real_make(*args, **kwargs)
+
     monkeypatch.setattr(pidsafe.userns, "get_userns_fd", counted)
+    monkeypatch.setattr(pidsafe.userns, "make_userns", counted_make)
 
     layer = tmp_path / "layer"
     shutil.copytree(busybox_rootfs, layer, symlinks=True)

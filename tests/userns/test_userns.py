@@ -782,3 +782,38 @@ def test_too_many_user_namespaces_says_which_limit() -> None:
     assert code_ == 0, out
     assert out.startswith(f"{errno.ENOSPC} [Errno {errno.ENOSPC}] clone3(CLONE_NEWUSER) "
                           "[too many user namespaces: see /proc/sys/user/max_user_namespaces")
+
+
+# -- make_userns: get_userns_fd whose helper is reaped by close() -------------------------
+
+
+def test_make_userns_kills_its_helper_and_close_reaps_it() -> None:
+    from pidsafe.userns import make_userns
+
+    made = make_userns(MAP, MAP, setgroups="allow")
+    try:
+        assert made.userns is not None
+        assert_userns_fd(made.userns)
+        helper = made._helper
+        assert helper is not None
+        # Killed already (a zombie once it has run): only close() reaps it.
+        select.select([helper.pidfd], [], [], 30)
+        assert os.waitid(os.P_PIDFD, helper.pidfd, os.WEXITED | os.WNOWAIT | _sys.WALL
+                         ) is not None
+        assert ns_maps(made.userns) == (MAP, MAP, "allow")
+    finally:
+        made.close()
+    assert made.userns.closed and made._helper is None
+    made.close()   # idempotent
+
+
+def test_make_userns_leaves_no_stack_mapping() -> None:
+    from pidsafe.userns import make_userns
+
+    make_userns(MAP, MAP).close()
+    before = _mappings()
+    for _ in range(100):
+        made = make_userns(MAP, MAP)
+        pidsafe.get_userns_fd(MAP, MAP).close()   # while the first helper's stack is busy
+        made.close()
+    assert _mappings() - before < 20

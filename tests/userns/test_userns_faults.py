@@ -135,3 +135,49 @@ def test_get_userns_fd_and_cache_under_random_interrupts(helper_handles: List[An
             for fd in list(cache._fds.values()):
                 assert not fd.closed
     assert hits > 0   # (a machine too fast for a 0.1 ms CPU timer would say so)
+
+
+def make_and_close() -> None:
+    """make_userns as a container's create uses it: other work, then close."""
+    from pidsafe._sigsafe import critical
+    from pidsafe.userns import make_userns
+
+    # Owned from its return on (make_userns hands it out): the assignment
+    # and the try make no call, so no handler runs between them.
+    made = make_userns(MAP, MAP, setgroups="allow")
+    try:
+        get_and_close()   # meanwhile: the first helper's stack is still busy
+    finally:
+        with critical:
+            made.close()
+
+
+def test_make_userns_fails_at_every_call(faults: Faults, helper_handles: List[Any]) -> None:
+    n = faults.count(make_and_close)
+    names = list(faults.calls)
+    assert n >= 20, names
+    for k in range(1, n + 1):
+        with leak_check(f"fail_at({k}) [{names[k - 1]}]", check_mounts=False):
+            try:
+                with faults.fail_at(k, errno.EIO):
+                    make_and_close()
+            except OSError as exc:
+                assert exc.errno == errno.EIO, f"k={k} [{names[k - 1]}]: {exc!r}"
+            else:
+                assert _cleanup_call(faults, k), f"k={k} [{names[k - 1]}] did not fail"
+        assert_stacks_freed(helper_handles, f"fail_at({k})")
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_make_userns_interrupted_at_every_call(faults: Faults, before: bool,
+                                               helper_handles: List[Any]) -> None:
+    n = faults.count(make_and_close)
+    names = list(faults.calls)
+    for k in range(1, n + 1):
+        what = f"interrupt_at({k}, before={before}) [{names[k - 1]}]"
+        with leak_check(what, check_mounts=False):
+            with faults.interrupt_at(k, before=before), pytest.raises(Interrupt):
+                make_and_close()
+        assert_stacks_freed(helper_handles, f"interrupt_at({k})")
+    make_and_close()
+    assert_stacks_freed(helper_handles, "after the sweep")
