@@ -309,7 +309,8 @@ class Container:
         """
         self._init.check_owner()
         return self._execs.start(
-            exec_id, process, ready=lambda: _lifecycle.exec_ready(self._init, self._recorded),
+            exec_id, process, ready=lambda: _lifecycle.exec_ready(self._init),
+            not_paused=lambda: _lifecycle.exec_not_paused(self._recorded),
             spec=self.spec, cgroup=self._recorded.exec_cgroup(), reaper=self._reaper,
             stdio=(stdin, stdout, stderr), on_started=on_started, preserve_fds=preserve_fds,
             console_socket=console_socket)

@@ -42,7 +42,8 @@ class Execs:
     def start(self, exec_id: str, process: ProcessSpec, *, ready: Callable[[], Process],
               spec: Callable[[], Spec], cgroup: Optional[Cgroup], reaper: Any,
               stdio: Sequence[Any], on_started: Optional[Callable[[Process], None]],
-              preserve_fds: int, console_socket: Optional[ConsoleSocket]) -> Process:
+              preserve_fds: int, console_socket: Optional[ConsoleSocket],
+              not_paused: Optional[Callable[[], None]] = None) -> Process:
         """Reserve ``exec_id``, then start ``process`` in the container.
 
         Args:
@@ -53,10 +54,14 @@ class Execs:
             reaper: the container's reaper, or None.
             stdio, on_started, preserve_fds, console_socket: as for
                 :meth:`pidsafe.Container.exec_process`.
+            not_paused: if given, raises if the container is paused; called
+                once pidsafe-init is cloned, before it has its ops (see
+                :func:`._exec.exec_into`'s ``before_ops``).
 
         Raises:
             ConfigError: a ``process.env`` entry is not ``NAME=VALUE``.
-            ContainerStateError: the id is in use, or ``ready`` refused.
+            ContainerStateError: the id is in use, or ``ready`` or
+                ``not_paused`` refused.
             ContainerError: the process could not be started.
         """
         from .config import check_env
@@ -102,7 +107,7 @@ class Execs:
                     self._procs[exec_id] = None
                     reserved = True
                 proc = _run(ready(), spec(), process, cgroup, reaper, stdio, on_started,
-                            preserve_fds, console_fd, adopt)
+                            preserve_fds, console_fd, adopt, not_paused)
                 while consoles:
                     consoles.pop().close()
                 with self._lock:
@@ -194,7 +199,8 @@ def wait_init(init: Process, execs: Execs, reaper: Any, timeout: Optional[float]
 
 def _run(init: Process, spec: Spec, process: ProcessSpec, cgroup: Optional[Cgroup],
          reaper: Any, stdio_args: Sequence[Any], on_started: Optional[Callable[[Process], None]],
-         preserve_fds: int, console_fd: int, adopt: Callable[[Process], None]) -> Process:
+         preserve_fds: int, console_fd: int, adopt: Callable[[Process], None],
+         before_ops: Optional[Callable[[], None]] = None) -> Process:
     """The exec, its pipes handed out, ``on_started``, the reaper: or nothing left."""
     from ._exec import exec_into
     from ._records import end
@@ -202,7 +208,8 @@ def _run(init: Process, spec: Spec, process: ProcessSpec, cgroup: Optional[Cgrou
 
     stdio = make_stdio(*stdio_args)
     try:
-        proc = exec_into(init, spec, process, stdio, cgroup, preserve_fds, console_fd, adopt)
+        proc = exec_into(init, spec, process, stdio, cgroup, preserve_fds, console_fd, adopt,
+                         before_ops)
     except BaseException:
         with critical:
             stdio.close_all()

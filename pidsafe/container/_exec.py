@@ -60,12 +60,16 @@ def _plan(spec: Spec, process: ProcessSpec, entry: Entry, root_fd: Optional[int]
 def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
               cgroup: Optional[Cgroup] = None, preserve_fds: int = 0,
               console_fd: int = -1,
-              adopt: Callable[[Process], None] = lambda proc: None) -> Process:
+              adopt: Callable[[Process], None] = lambda proc: None,
+              before_ops: Optional[Callable[[], None]] = None) -> Process:
     """Start ``process`` in init's namespaces and cgroups; return once it has exec'd.
 
     ``adopt(proc)`` is called with the process the moment it is ours (before
     its exec is known to have worked): the caller's owner records it, so
     that whatever raises from then on, it is found and ended.
+    ``before_ops()`` (a check that may raise: the container is paused) runs
+    once pidsafe-init is cloned and before it has its ops, while it starts
+    up: nothing has entered the container yet, and a raise ends it.
 
     Raises:
         ContainerError: joining, the user, the cwd or the exec failed
@@ -109,6 +113,8 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
         def prepare(p: Process) -> None:
             if fork_socket < 0:   # the one we cloned is the process
                 adopt(p)
+            if before_ops is not None:
+                before_ops()
 
         passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
                                      if fd is not None and fd >= 0] + [fd for fd, _ in joins]

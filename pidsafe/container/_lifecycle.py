@@ -94,17 +94,26 @@ def kill(init: InitHandle, recorded: RecordedState, sig: int, all: bool) -> None
             cg.thaw()
 
 
-def exec_ready(init: InitHandle, recorded: RecordedState) -> Process:
-    """Init, which runs and can take an exec.
+def exec_ready(init: InitHandle) -> Process:
+    """Init, which runs and can take an exec (see also :func:`exec_not_paused`).
 
     Raises:
-        ContainerStateError: init is gone, or the container is paused.
+        ContainerStateError: init is gone.
     """
-    process = init.running()
+    return init.running()
+
+
+def exec_not_paused(recorded: RecordedState) -> None:
+    """Refuse an exec into a paused container: moved into the frozen cgroup,
+    the process could never report back.  Checked once pidsafe-init is
+    cloned and before it has its ops (nothing has joined the cgroup yet),
+    while it starts: the freezer is read off the exec's critical path.
+
+    Raises:
+        ContainerStateError: the container is paused.
+    """
     if recorded.record.frozen():
-        # Moved into the frozen cgroup, the process could never report back.
         raise ContainerStateError(f"cannot exec in container {recorded.id!r}: it is paused")
-    return process
 
 
 def delete(init: InitHandle, recorded: RecordedState, execs: Execs, reaper: Any,
