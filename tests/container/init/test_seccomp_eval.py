@@ -281,8 +281,9 @@ def test_every_call_after_an_early_filter_is_one_the_evaluator_lists(
     made = calls[forkers[0]]
     forked = [int(m) for name, line in after_filter(forkers[0]) if name in ("clone3", "clone")
               for m in re.findall(r"= (\d+)$", line)]
-    forked += [int(m) for line in trace.read_text().splitlines()
-               if line.startswith(f"{forkers[0]} <... clone")
+    # strace pads the pid to five columns ("%-5d "): "3082  <... clone3 resumed>".
+    resumed = re.compile(rf"^{forkers[0]}\s+<\.\.\. clone")
+    forked += [int(m) for line in trace.read_text().splitlines() if resumed.match(line)
                for m in re.findall(r"= (\d+)$", line)]
     assert len(forked) == 1, made
     child = calls[forked[0]]
