@@ -66,19 +66,18 @@ def _next_clone(pid: int) -> int:
     return int(msg.value)
 
 
-class HoldAfterFork:
-    """A tracer thread: :meth:`seize` a child of ours; it is left stopped
-    just after its next clone.  ``forked`` is then a pidfd of the process
-    that clone made (ours to close), ``cgroups`` the held process's
-    ``/proc/PID/cgroup`` then, ``error`` whatever went wrong."""
+class _Tracer:
+    """A tracer thread: :meth:`seize` a child of ours; at its next clone
+    (of those ``options`` report) :meth:`_held` runs on the tracer's thread
+    with the seized pid and the new process's, both stopped.  ``error`` is
+    whatever went wrong."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, options: int) -> None:
+        self._options = options
         self._pids: queue.Queue[int] = queue.Queue()
         self._seized = threading.Event()
-        self.forked: Optional[int] = None
-        self.cgroups = ""
         self.error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="hold-after-fork", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def seize(self, pid: int) -> None:
@@ -89,73 +88,64 @@ class HoldAfterFork:
             raise self.error
 
     def join(self) -> None:
-        """Wait for the tracer: it ends once the hold is in place (or failed)."""
+        """Wait for the tracer: it ends once :meth:`_held` has (or it failed)."""
         self._thread.join()
 
     def _run(self) -> None:
         try:
             pid = self._pids.get()
             try:
-                _ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACECLONE)
+                _ptrace(PTRACE_SEIZE, pid, 0, self._options)
             finally:
                 self._seized.set()
-            child = _next_clone(pid)
-            self.forked = os.pidfd_open(child)   # ours (CLONE_PARENT), unreaped
-            with open(f"/proc/{pid}/cgroup") as f:
-                self.cgroups = f.read()
-            os.kill(pid, signal.SIGSTOP)   # taken as it returns from the clone
-            _ptrace(PTRACE_DETACH, pid)
-            os.waitpid(child, WALL)   # its first stop, ptrace's
-            _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+            self._held(pid, _next_clone(pid))
         except BaseException as exc:   # noqa: B036 - reported to the test's thread
             self.error = exc
 
+    def _held(self, pid: int, child: int) -> None:
+        raise NotImplementedError
 
-class HoldForked:
-    """A tracer thread: :meth:`seize` a child of ours; at its next clone it
-    goes on at once, and the process that clone made is held stopped before
-    its first instruction until ``until(pid)`` (called on the tracer's
-    thread with that process's pid) returns, then let go as if never
-    traced.  ``forked`` is that pid once held, ``error`` whatever went
-    wrong (the new process is let go even then)."""
+
+class HoldAfterFork(_Tracer):
+    """Leaves the seized process stopped just after its next clone.
+    ``forked`` is then a pidfd of the process that clone made (ours to
+    close), ``cgroups`` the held process's ``/proc/PID/cgroup`` then."""
+
+    def __init__(self) -> None:
+        self.forked: Optional[int] = None
+        self.cgroups = ""
+        super().__init__("hold-after-fork", PTRACE_O_TRACECLONE)
+
+    def _held(self, pid: int, child: int) -> None:
+        self.forked = os.pidfd_open(child)   # ours (CLONE_PARENT), unreaped
+        with open(f"/proc/{pid}/cgroup") as f:
+            self.cgroups = f.read()
+        os.kill(pid, signal.SIGSTOP)   # taken as it returns from the clone
+        _ptrace(PTRACE_DETACH, pid)
+        os.waitpid(child, WALL)   # its first stop, ptrace's
+        _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+
+
+class HoldForked(_Tracer):
+    """Lets the seized process go on at its next clone, and holds the
+    process that clone made stopped before its first instruction until
+    ``until(pid)`` (called on the tracer's thread with that process's pid)
+    returns; then lets it go as if never traced, even if ``until``
+    raised.  ``forked`` is that pid once held."""
 
     def __init__(self, until: Callable[[int], None]) -> None:
         self._until = until
-        self._pids: queue.Queue[int] = queue.Queue()
-        self._seized = threading.Event()
         self.forked: Optional[int] = None
-        self.error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="hold-forked", daemon=True)
-        self._thread.start()
+        # Whichever way it forks (clone3, or clone under a filter that
+        # refuses clone3).
+        super().__init__("hold-forked",
+                         PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
 
-    def seize(self, pid: int) -> None:
-        """Trace ``pid`` (an unreaped child of ours) from now on."""
-        self._pids.put(pid)
-        self._seized.wait()
-        if self.error is not None:
-            raise self.error
-
-    def join(self) -> None:
-        """Wait for the tracer: it ends once the new process is let go."""
-        self._thread.join()
-
-    def _run(self) -> None:
+    def _held(self, pid: int, child: int) -> None:
+        _ptrace(PTRACE_DETACH, pid)   # pidsafe-init goes on, untraced
+        os.waitpid(child, WALL)   # the new process's first stop, ptrace's
+        self.forked = child
         try:
-            pid = self._pids.get()
-            try:
-                # Whichever way it forks (clone3, or clone under a filter
-                # that refuses clone3).
-                _ptrace(PTRACE_SEIZE, pid, 0,
-                        PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
-            finally:
-                self._seized.set()
-            child = _next_clone(pid)
-            _ptrace(PTRACE_DETACH, pid)   # pidsafe-init goes on, untraced
-            os.waitpid(child, WALL)   # the new process's first stop, ptrace's
-            self.forked = child
-            try:
-                self._until(child)
-            finally:
-                _ptrace(PTRACE_DETACH, child)   # without that stop's SIGSTOP
-        except BaseException as exc:   # noqa: B036 - reported to the test's thread
-            self.error = exc
+            self._until(child)
+        finally:
+            _ptrace(PTRACE_DETACH, child)   # without that stop's SIGSTOP

@@ -330,6 +330,25 @@ IDENT_EXECS = 300
 IDENTS_WANTED = 5
 
 
+def _seize_exec_helpers(monkeypatch: pytest.MonkeyPatch, hold: Any) -> None:
+    """The next exec's pidsafe-init is seized by ``hold`` (hold_after_fork)
+    as it starts: before it reads its ops, hence before its fork."""
+    from pidsafe.container import _exec
+
+    real = _exec.start_init
+
+    def start_init(plan: Any, **kwargs: Any) -> Any:
+        prepare = kwargs["prepare"]
+
+        def seize_first(p: pidsafe.Process) -> None:
+            hold.seize(p.pid)
+            prepare(p)
+
+        return real(plan, **{**kwargs, "prepare": seize_first})
+
+    monkeypatch.setattr(_exec, "start_init", start_init)
+
+
 def _read_available(fd: int, timeout: float = 0.0) -> bytes:
     import select
 
@@ -397,8 +416,6 @@ def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees
     whatever the load (IDENT_EXECS more race it freely)."""
     from hold_after_fork import HoldForked
 
-    from pidsafe.container import _exec
-
     uid = 1000
     bundle = make_bundle(["sleep", "1000"], _edits(_with(userns, ptrace=False), _as_user(uid),
                                                    _privileged_filter(seccomp)))
@@ -428,18 +445,7 @@ def test_a_process_of_ours_has_the_exec_s_identity_when_the_container_first_sees
                     report += _read_available(out, left)
 
             hold = HoldForked(seen)
-            real = _exec.start_init
-
-            def start_init(plan: Any, **kwargs: Any) -> Any:
-                prepare = kwargs["prepare"]
-
-                def seize_first(p: pidsafe.Process) -> None:
-                    hold.seize(p.pid)   # before it reads its ops, hence before its fork
-                    prepare(p)
-
-                return real(plan, **{**kwargs, "prepare": seize_first})
-
-            monkeypatch.setattr(_exec, "start_init", start_init)
+            _seize_exec_helpers(monkeypatch, hold)
             with c.exec(["true"], exec_id="held") as p:
                 assert p.wait(timeout=60) == 0
             monkeypatch.undo()
@@ -630,27 +636,15 @@ def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothi
     (It joined them first thing.)"""
     from hold_after_fork import HoldAfterFork
 
-    from pidsafe.container import _exec
     from pidsafe.container.init import _forked
 
     monkeypatch.setattr(_forked, "ENTER_TIMEOUT", 1.0)
     hold = HoldAfterFork()
-    real = _exec.start_init
-
-    def start_init(plan: Any, **kwargs: Any) -> Any:
-        prepare = kwargs["prepare"]
-
-        def seize_first(p: pidsafe.Process) -> None:
-            hold.seize(p.pid)   # before it reads its ops, hence before its fork
-            prepare(p)
-
-        return real(plan, **{**kwargs, "prepare": seize_first})
-
     c = pidsafe.Container.create("held", make_bundle(["sleep", "1000"]),
                                  state_dir=str(state_dir))
     try:
         c.start()
-        monkeypatch.setattr(_exec, "start_init", start_init)
+        _seize_exec_helpers(monkeypatch, hold)
         with pytest.raises(pidsafe.ContainerError) as info:
             c.exec(["true"], exec_id="held")
         assert info.value.errno == errno.ETIMEDOUT, info.value

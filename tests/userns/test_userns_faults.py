@@ -77,20 +77,25 @@ def test_get_userns_fd_fails_at_every_call(faults: Faults, err: int,
         assert_stacks_freed(helper_handles, f"fail_at({k})")
 
 
-@pytest.mark.parametrize("before", [False, True])
-def test_get_userns_fd_interrupted_at_every_call(faults: Faults, before: bool,
-                                                 helper_handles: List[Any]) -> None:
-    n = faults.count(get_and_close)
+def _interrupted_at_every_call(faults: Faults, before: bool, helper_handles: List[Any],
+                               op: Callable[[], None]) -> None:
+    n = faults.count(op)
     names = list(faults.calls)
     for k in range(1, n + 1):
         what = f"interrupt_at({k}, before={before}) [{names[k - 1]}]"
         with leak_check(what, check_mounts=False):
             with faults.interrupt_at(k, before=before), pytest.raises(Interrupt):
-                get_and_close()
+                op()
         assert_stacks_freed(helper_handles, f"interrupt_at({k})")
     # and the thread's helper stack still works
-    get_and_close()
+    op()
     assert_stacks_freed(helper_handles, "after the sweep")
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_get_userns_fd_interrupted_at_every_call(faults: Faults, before: bool,
+                                                 helper_handles: List[Any]) -> None:
+    _interrupted_at_every_call(faults, before, helper_handles, get_and_close)
 
 
 def test_spawn_uidmap_interrupted_at_every_map_step(faults: Faults) -> None:
@@ -171,13 +176,4 @@ def test_make_userns_fails_at_every_call(faults: Faults, helper_handles: List[An
 @pytest.mark.parametrize("before", [False, True])
 def test_make_userns_interrupted_at_every_call(faults: Faults, before: bool,
                                                helper_handles: List[Any]) -> None:
-    n = faults.count(make_and_close)
-    names = list(faults.calls)
-    for k in range(1, n + 1):
-        what = f"interrupt_at({k}, before={before}) [{names[k - 1]}]"
-        with leak_check(what, check_mounts=False):
-            with faults.interrupt_at(k, before=before), pytest.raises(Interrupt):
-                make_and_close()
-        assert_stacks_freed(helper_handles, f"interrupt_at({k})")
-    make_and_close()
-    assert_stacks_freed(helper_handles, "after the sweep")
+    _interrupted_at_every_call(faults, before, helper_handles, make_and_close)
