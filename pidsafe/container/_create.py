@@ -157,7 +157,12 @@ def create_container(cls: Type[Container], container_id: str,
             return container
     except BaseException as exc:
         # Rolled back in the section already, or by _sigsafe for a handler
-        # raising as the section's handlers were put back.
+        # raising as the section's handlers were put back; a handler that
+        # ran as __exit__ returned (see _sigsafe.undoing), the container
+        # made and the caller never to get it, lands here: rolled back now
+        # (roll_back runs once).
+        with critical:
+            roll_back(exc)
         if isinstance(exc, HookError) and record is not None:
             # runtime-spec lifecycle: a failed create hook stops the
             # container and continues at "destroy" (done above), then
