@@ -79,18 +79,49 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
 
     signums = [getattr(signal, name) for name in FORWARDED_SIGNALS]
     old = {}
+    # A handler runs between bytecodes: a signal that comes after the last
+    # check and before a blocking wait begins would wait with it, until the
+    # program exits, which without the signal may be never.  The wait also
+    # watches a wakeup fd, which the signal's C handler writes whenever it
+    # comes (before the wait included).
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_wakeup = None
     try:
+        old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         for signum in signums:
             old[signum] = signal.signal(signum, forward)
         with spawn(list(argv), **spawn_kw) as p:
             child.append(p)
             while pending:
                 p.send_signal(pending.pop(0))
-            code = p.wait()
+            code = _wait_waking(p, wake_r)
     finally:
         for signum, handler in old.items():
             signal.signal(signum, handler)
+        if old_wakeup is not None:
+            signal.set_wakeup_fd(old_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
     return code if code >= 0 else 128 - code
+
+
+def _wait_waking(p: Any, wake_fd: int) -> int:
+    """Reap ``p``, waking for its exit (its pidfd) or for a signal (a byte on
+    ``wake_fd``, the wakeup fd): the handlers run as the poll returns."""
+    import select
+
+    poller = select.poll()
+    poller.register(p.fileno(), select.POLLIN)
+    poller.register(wake_fd, select.POLLIN)
+    while True:
+        code: Optional[int] = p.poll()
+        if code is not None:
+            return code
+        poller.poll()
+        try:
+            os.read(wake_fd, 4096)
+        except BlockingIOError:
+            pass
 
 
 def mount(source: str, target: str, uidmap: str, gidmap: str, *, readonly: bool,
