@@ -29,7 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from .. import _sys
 from .._fd import OwnedFd
@@ -90,11 +90,7 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
             kernel for a map it refuses, EMFILE/ENFILE (no fd left).
         UnsupportedError: no clone3 (or no trampoline for this CPU).
     """
-    um = _as_idmap(uidmap, "uidmap")
-    gm = _as_idmap(gidmap, "gidmap")
-    _check_setgroups(setgroups)
-    _check_size(um, "uidmap")
-    _check_size(gm, "gidmap")
+    um, gm = _checked(uidmap, gidmap, setgroups)
 
     # One critical section for the whole life of the helper: clone3, the
     # /proc opens, the proof, the map writes, kill and reap.  All of it is
@@ -104,6 +100,20 @@ def get_userns_fd(uidmap: IDMapLike, gidmap: IDMapLike, *,
     # handler's exception comes out of the section's end, where only the
     # namespace fd is left: hand_out closes it, signals still diverted.
     return hand_out(lambda: _make(um, gm, setgroups), OwnedFd.close)
+
+
+def _checked(uidmap: IDMapLike, gidmap: IDMapLike, setgroups: str) -> Tuple[IDMap, IDMap]:
+    """The maps as :class:`IDMap`, each argument checked before anything is made.
+
+    Raises:
+        IDMapError, ValueError: as :func:`get_userns_fd`.
+    """
+    um = _as_idmap(uidmap, "uidmap")
+    gm = _as_idmap(gidmap, "gidmap")
+    _check_setgroups(setgroups)
+    _check_size(um, "uidmap")
+    _check_size(gm, "gidmap")
+    return um, gm
 
 
 def _make(um: IDMap, gm: IDMap, setgroups: str) -> OwnedFd:
@@ -130,11 +140,7 @@ def make_userns(uidmap: IDMapLike, gidmap: IDMapLike, *,
     Raises:
         As :func:`get_userns_fd`.
     """
-    um = _as_idmap(uidmap, "uidmap")
-    gm = _as_idmap(gidmap, "gidmap")
-    _check_setgroups(setgroups)
-    _check_size(um, "uidmap")
-    _check_size(gm, "gidmap")
+    um, gm = _checked(uidmap, gidmap, setgroups)
     return hand_out(lambda: NewUserns._make(um, gm, setgroups), NewUserns.close)
 
 
