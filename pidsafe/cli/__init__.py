@@ -31,6 +31,8 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+    from ..process import Process
+
 # No imports of argparse or of pidsafe's layers here: this package also
 # holds pidsafe-runc (cli/runc.py), whose every command pays for what its
 # parent package imports.
@@ -105,7 +107,7 @@ def run(argv: Sequence[str], **spawn_kw: Any) -> int:
     return code if code >= 0 else 128 - code
 
 
-def _wait_waking(p: Any, wake_fd: int) -> int:
+def _wait_waking(p: Process, wake_fd: int) -> int:
     """Reap ``p``, waking for its exit (its pidfd) or for a signal (a byte on
     ``wake_fd``, the wakeup fd): the handlers run as the poll returns."""
     import select
@@ -114,7 +116,7 @@ def _wait_waking(p: Any, wake_fd: int) -> int:
     poller.register(p.fileno(), select.POLLIN)
     poller.register(wake_fd, select.POLLIN)
     while True:
-        code: Optional[int] = p.poll()
+        code = p.poll()
         if code is not None:
             return code
         poller.poll()

@@ -154,7 +154,7 @@ class Console:
         if self.socket:
             if foreground:
                 raise usage_error("--console-socket: cannot use a console socket if "
-                                 "pidsafe-runc will not detach (use --detach)")
+                                  "pidsafe-runc will not detach (use --detach)")
         elif foreground and terminal():
             import socket
 

@@ -261,7 +261,7 @@ def parse_or_help(argv: Sequence[str], usage: str, spec: Optional[Dict[str, str]
 def one_id(args: Args, cmd: str) -> str:
     if len(args.positional) != 1:
         raise usage_error(f"{cmd}: expected exactly one container id, got "
-                         f"{len(args.positional)}")
+                          f"{len(args.positional)}")
     return args.positional[0]
 
 
