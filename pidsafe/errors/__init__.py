@@ -9,13 +9,14 @@ pidsafe's own.
 
 The exceptions live in modules by what they are about: ``_base`` (``Error``,
 ``UnsupportedError``, ``PrivilegeError``, the errno-crossed classes),
-``_process`` (waits, the reaper, recorded processes, state files),
-``_mount`` (user namespaces, mounts), ``_container``, ``_cgroup`` and
-``_frontends`` (the command lines, the shim's wire).  This face is where
-every one is found, and what each names as its ``__module__``, so pickle,
-``repr`` and ``help()`` see one module.  Names load on first use (PEP 562):
-``pidsafe-runc`` pays only for the families it touches.  The package is a
-leaf: it imports no layer of pidsafe.
+``_process`` (waits, recorded processes, state files), ``_reaper``,
+``_mount`` (user namespaces, mounts), ``_container``, ``_config`` (a
+container's config), ``_cgroup`` and ``_frontends`` (the command lines,
+the shim's wire).  This face is where every one is found, and what each
+names as its ``__module__``, so pickle, ``repr`` and ``help()`` see one
+module.  Names load on first use (PEP 562): ``pidsafe-runc`` pays only for
+the families it touches.  The package is a leaf: it imports no layer of
+pidsafe.
 """
 
 from .._lazy import exports
@@ -24,14 +25,14 @@ TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc
 if TYPE_CHECKING:
     from ._base import Error, PrivilegeError, UnsupportedError, note, privilege_error
     from ._cgroup import CgroupError, cgroup_error
-    from ._container import (ConfigError, ContainerError, ContainerLookupError,
-                             ContainerStateError, HookError, IgnoredConfigWarning,
-                             UnsupportedConfigError, container_error, hook_error)
+    from ._config import ConfigError, IgnoredConfigWarning, UnsupportedConfigError
+    from ._container import (ContainerError, ContainerLookupError, ContainerStateError,
+                             HookError, container_error, hook_error)
     from ._frontends import ConnectionClosedError, DecodeError, RpcError, UsageError
     from ._mount import HelperDiedError, IDMapError, InvalidMountError, MountError, mount_error
-    from ._process import (CalledProcessError, ForeignChildWarning, ReaperError,
-                           StaleProcessError, StateError, SubscriptionClosed,
-                           SubscriptionOverflow, TimeoutExpired)
+    from ._process import CalledProcessError, StaleProcessError, StateError, TimeoutExpired
+    from ._reaper import (ForeignChildWarning, ReaperError, SubscriptionClosed,
+                          SubscriptionOverflow)
 
 #: Name -> the module that defines it.  The underscore names are what
 #: pickle calls to rebuild an exception (found here, as before the split),
@@ -44,12 +45,12 @@ _EXPORTS = {
     "privilege_error": "._base",
     "_rebuild_privilege_error": "._base",
     "CalledProcessError": "._process",
-    "ForeignChildWarning": "._process",
-    "ReaperError": "._process",
+    "ForeignChildWarning": "._reaper",
+    "ReaperError": "._reaper",
     "StaleProcessError": "._process",
     "StateError": "._process",
-    "SubscriptionClosed": "._process",
-    "SubscriptionOverflow": "._process",
+    "SubscriptionClosed": "._reaper",
+    "SubscriptionOverflow": "._reaper",
     "TimeoutExpired": "._process",
     "HelperDiedError": "._mount",
     "IDMapError": "._mount",
@@ -57,13 +58,13 @@ _EXPORTS = {
     "MountError": "._mount",
     "mount_error": "._mount",
     "_rebuild_mount_error": "._mount",
-    "ConfigError": "._container",
+    "ConfigError": "._config",
     "ContainerError": "._container",
     "ContainerLookupError": "._container",
     "ContainerStateError": "._container",
     "HookError": "._container",
-    "IgnoredConfigWarning": "._container",
-    "UnsupportedConfigError": "._container",
+    "IgnoredConfigWarning": "._config",
+    "UnsupportedConfigError": "._config",
     "container_error": "._container",
     "hook_error": "._container",
     "_rebuild_container_error": "._container",

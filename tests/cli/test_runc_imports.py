@@ -49,6 +49,10 @@ CREATE_ONLY = (
 #: The command lines' errors (UsageError, with the shim's wire errors): imported
 #: only to raise one (pidsafe.cli.runc.usage_error), never by a command that runs.
 USAGE_ERRORS = ("pidsafe.errors._frontends",)
+#: The errors of a config (only create and run parse one) and of the reaper
+#: (no command runs one): their classes are made only by who may raise them.
+CONFIG_ERRORS = ("pidsafe.errors._config",)
+REAPER_ERRORS = ("pidsafe.errors._reaper",)
 #: What create of a plain bundle (no user namespace, no rootfs mounts, stdio
 #: inherited) does without: OpenSSL, spawn()'s machinery, the mount and
 #: user-namespace helpers, the feature probes.
@@ -76,7 +80,7 @@ CREATE_AVOIDS = (
     # Nothing in config.json to ignore: no warning to silence, and the
     # silencing itself does without warnings (pidsafe/_lite.py).
     "warnings",
-) + USAGE_ERRORS
+) + USAGE_ERRORS + REAPER_ERRORS
 #: The CLI's modules for commands other than start, state, kill, delete.
 OTHER_COMMANDS = ("pidsafe.cli._runc_create", "pidsafe.cli._runc_exec",
                   "pidsafe.cli._runc_process", "pidsafe.cli._relay", "pidsafe.cli._runc_cgroup",
@@ -94,7 +98,8 @@ LIGHT = ("re", "enum", "json", "signal", "threading", "functools", "collections"
 #: does, and delete of rootfs mounts, which pidsafe-runc never makes).
 NO_MOUNTS = ("pidsafe._sys._mount", "pidsafe._sys._ns", "pidsafe._sys._userns")
 #: start, state, kill: a state file, a pidfd, a signal.
-LOAD_ONLY = CREATE_ONLY + OTHER_COMMANDS + LIGHT + NO_MOUNTS + USAGE_ERRORS + (
+LOAD_ONLY = (CREATE_ONLY + OTHER_COMMANDS + LIGHT + NO_MOUNTS + USAGE_ERRORS + CONFIG_ERRORS
+             + REAPER_ERRORS) + (
     "pidsafe.container._records", "pidsafe.container.cgroup._cgroup",
     "pidsafe.container.cgroup._files", "pidsafe.container.cgroup._layout",
     "pidsafe.container.cgroup._freezer", "pidsafe.container.cgroup._signal",
@@ -164,7 +169,8 @@ def test_commands_on_a_container_import_only_what_they_use(
         # The cgroup layout comes from the mount layer's mountinfo parser:
         # that module (and the mount layer's face), nothing else of it.
         assert heavy(deleted - set(MOUNTINFO_PARSER), CREATE_ONLY + OTHER_COMMANDS + LIGHT
-                     + NO_MOUNTS + USAGE_ERRORS + ("dataclasses", "inspect", "subprocess", "logging", "typing",
+                     + NO_MOUNTS + USAGE_ERRORS + CONFIG_ERRORS + REAPER_ERRORS
+                     + ("dataclasses", "inspect", "subprocess", "logging", "typing",
                         "selectors")) == []
         # containerd's shim deletes again, with --force, once it is gone.
         again = run(subreaper, root, "delete", "--force", "c1")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import posixpath
 
+from ... import errors   # its config errors: loaded only to raise one
 from ..._value import Frozen, init_fields
-from ...errors import ConfigError, UnsupportedConfigError
 from ...mount import mountinfo, parse_mountinfo
 from ._files import _err, read_file
 
@@ -94,7 +94,7 @@ class Hierarchy(Frozen):
         elif cgroup == self.root or cgroup.startswith(self.root + "/"):
             rel = cgroup[len(self.root):] or "/"
         else:
-            raise ConfigError(PATH_FIELD, f"cgroup {cgroup} is outside the part of the "
+            raise errors.ConfigError(PATH_FIELD, f"cgroup {cgroup} is outside the part of the "
                                           f"{self.key or 'v2'} hierarchy mounted at "
                                           f"{self.mountpoint} ({self.root})")
         return self.mountpoint.rstrip("/") + (rel if rel != "/" else "")
@@ -232,16 +232,16 @@ def check_cgroups_path(path: Optional[str], container_id: str,
     if not path:
         path = posixpath.join(default_parent, container_id)
     if _systemd_form(path):
-        raise UnsupportedConfigError(PATH_FIELD, f"{path!r} is the systemd cgroup driver's "
+        raise errors.UnsupportedConfigError(PATH_FIELD, f"{path!r} is the systemd cgroup driver's "
                                                  "slice:prefix:name form; pidsafe uses cgroupfs")
     if "\0" in path:
-        raise ConfigError(PATH_FIELD, f"holds a NUL byte: {path!r}")
+        raise errors.ConfigError(PATH_FIELD, f"holds a NUL byte: {path!r}")
     if path == "/":
-        raise ConfigError(PATH_FIELD, "is the root cgroup, which a container cannot own")
+        raise errors.ConfigError(PATH_FIELD, "is the root cgroup, which a container cannot own")
     parts = path[1:].split("/") if path.startswith("/") else path.split("/")
     bad = next((p for p in parts if p in ("", ".", "..")), None)
     if bad is not None:
-        raise ConfigError(PATH_FIELD, f"{path!r} is not a normalised path "
+        raise errors.ConfigError(PATH_FIELD, f"{path!r} is not a normalised path "
                                       f"(component {bad!r})")
     return path
 
