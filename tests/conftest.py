@@ -197,12 +197,13 @@ class BlockingCalls:
             self.calls.append(("poll", timeout, ready))
             return ready
 
-        def counted(real_waitid: Callable[[int, int], Any]) -> Callable[[int, int], Any]:
-            def waitid(fd: int, options: int) -> Any:
+        def counted(real_waitid: Callable[..., Any]) -> Callable[..., Any]:
+            def waitid(fd: int, options: int, *record: Any) -> Any:
+                # (waitid_status's reap passes the handle's status record.)
                 if not options & _sys.WNOWAIT:
-                    return real_waitid(fd, options)
+                    return real_waitid(fd, options, *record)
                 with self._inside():
-                    res = real_waitid(fd, options)
+                    res = real_waitid(fd, options, *record)
                 self.calls.append(("waitid", None, None))
                 return res
             return waitid

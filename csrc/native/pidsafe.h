@@ -174,7 +174,7 @@ int pidsafe_pidfd_open(int pid, unsigned int flags);
 int pidsafe_pidfd_send_signal(int pidfd, int sig, unsigned int flags);
 int pidsafe_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 int pidsafe_waitid_pidfd(int pidfd, int options, struct pidsafe_waitinfo *out);
-int pidsafe_waitid_pidfd_status(int pidfd, int options);
+int pidsafe_waitid_pidfd_status(int pidfd, int options, int *record);
 int pidsafe_close_range(unsigned int first, unsigned int last, unsigned int flags);
 int pidsafe_pidfd_exit_info(int pidfd, int32_t *exit_code);
 int pidsafe_open_tree(int dfd, const char *path, unsigned int flags);

@@ -103,17 +103,28 @@ int pidsafe_waitid_pidfd(int pidfd, int options, struct pidsafe_waitinfo *out)
  * change, else (si_code << 8) | si_status (si_code is CLD_EXITED, CLD_KILLED,
  * ... and never 0; si_status an exit status or a signal number, below 256).
  * For the wait and reap of every spawn: no struct to allocate and read back.
+ *
+ * If `record` is not NULL, a nonzero answer is also stored there before
+ * this returns.  A reap (WEXITED without WNOWAIT) hands the status over in
+ * the same call that takes it from the kernel: Python can run a signal
+ * handler right after any call returns, and one that raises there would
+ * otherwise lose a status the kernel no longer has (pidsafe/process/_wait.py
+ * reaps into the Process's own record this way, with no critical section).
  */
-int pidsafe_waitid_pidfd_status(int pidfd, int options)
+int pidsafe_waitid_pidfd_status(int pidfd, int options, int *record)
 {
     siginfo_t info;
+    int status;
 
     memset(&info, 0, sizeof(info));
     if (syscall(SYS_waitid, PIDSAFE_P_PIDFD, pidfd, &info, options, NULL) < 0)
         return -1;
     if (info.si_pid == 0)
         return 0;
-    return (info.si_code << 8) | (info.si_status & 0xff);
+    status = (info.si_code << 8) | (info.si_status & 0xff);
+    if (record != NULL)
+        *record = status;
+    return status;
 }
 
 /* close_range(2), Linux 5.9. */

@@ -50,8 +50,8 @@ if TYPE_CHECKING:
                         WNOHANG, WNOWAIT, _retry, errno_of, ffi, has_clone3_trampoline, lib)
     from ._oserror import make_oserror
     from ._pidfd import (close_range, end_child, fdinfo_pid, pidfd_exit_info, pidfd_getfd,
-                         pidfd_open, pidfd_send_signal, probe_child, status_returncode,
-                         unreaped_child, waitid_pidfd, waitid_status)
+                         pidfd_open, pidfd_send_signal, probe_child, status_record,
+                         status_returncode, unreaped_child, waitid_pidfd, waitid_status)
     from . import _psi as psi
     from . import _seccomp as seccomp
     from ._bpf import (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE,
@@ -88,7 +88,8 @@ _LAZY: Dict[str, str] = {
     "make_oserror": "._oserror",
     **dict.fromkeys(("close_range", "end_child", "fdinfo_pid", "pidfd_exit_info",
                      "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "probe_child",
-                     "status_returncode", "unreaped_child", "waitid_pidfd", "waitid_status"),
+                     "status_record", "status_returncode", "unreaped_child", "waitid_pidfd",
+                     "waitid_status"),
                     "._pidfd"),
     **dict.fromkeys(("BPF_CGROUP_DEVICE", "BPF_F_ALLOW_MULTI", "BPF_PROG_TYPE_CGROUP_DEVICE",
                      "bpf_prog_attach", "bpf_prog_load"), "._bpf"),
@@ -160,7 +161,7 @@ __all__ = [
     "mnt_id", "mnt_id_unique", "mount_setattr", "move_mount", "ns_type", "open_tree", "openat2",
     "pdeathsig", "pidfd_exit_info", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",
     "probe_child", "program", "psi", "pty_number", "read_child_error", "seccomp",
-    "set_child_subreaper", "set_dumpable", "setns", "spawn", "status_returncode", "umount2",
-    "unreaped_child", "userns_helper_free", "userns_helper_start", "waitid_pidfd",
+    "set_child_subreaper", "set_dumpable", "setns", "spawn", "status_record", "status_returncode",
+    "umount2", "unreaped_child", "userns_helper_free", "userns_helper_start", "waitid_pidfd",
     "waitid_status",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
+from .._lite import partial
 from .._sigsafe import critical
 from ._core import (CLD_DUMPED, CLD_EXITED, CLD_KILLED, WALL, WEXITED, WNOHANG, WNOWAIT, _retry,
                     ffi, lib)
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
 if TYPE_CHECKING:
-    from typing import Callable, Optional, Tuple
+    from typing import Any, Callable, Optional, Tuple
 
 
 # cffi types resolved once: a type given as a string is parsed (then looked
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 _WAITINFO_P = ffi.typeof("struct pidsafe_waitinfo *")
 _INT32_P = ffi.typeof("int32_t *")
 _INT_P = ffi.typeof("int *")
+_NULL = ffi.NULL
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
@@ -98,17 +100,28 @@ def unreaped_child(pidfd: int) -> bool:
     return True
 
 
-def waitid_status(pidfd: int, options: int) -> int:
+def waitid_status(pidfd: int, options: int, record: Any = None) -> int:
     """:func:`waitid_pidfd` for the hot path: the answer as one int.
 
     Returns 0 if ``WNOHANG`` found no change, else ``si_code << 8 |
     si_status`` (:func:`status_returncode` decodes it): no struct to
     allocate, no tuple to build.
 
+    ``record``: a :func:`status_record`; a nonzero answer is also stored in
+    ``record[0]`` by the C call itself, before it returns.  A reap that
+    records its status there cannot lose it to a signal handler that
+    raises as the call returns (csrc/native/shims.c).
+
     Raises:
         ChildProcessError: not our child, or already reaped by someone else.
     """
-    return _retry("waitid(P_PIDFD)", lib.pidsafe_waitid_pidfd_status, pidfd, options | WALL)
+    return _retry("waitid(P_PIDFD)", lib.pidsafe_waitid_pidfd_status, pidfd, options | WALL,
+                  _NULL if record is None else record)
+
+
+#: A new status record for :func:`waitid_status`: one C ``int``, 0 until a
+#: reap stores a status in it (``record[0]``).  (A partial: no frame.)
+status_record: Callable[[], Any] = partial(ffi.new, _INT_P, 0)
 
 
 def status_returncode(status: int) -> int:

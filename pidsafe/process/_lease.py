@@ -45,8 +45,9 @@ _pid_fds: Dict[int, int] = {}
 def index_pidfd(fd: int, pid: int) -> None:
     """A handle holds ``fd``, a pidfd of ``pid``."""
     with _index_lock:
+        # No call (see forget_reaped): one step for the other threads too.
         _fd_pid[fd] = pid
-        _pid_fds[pid] = _pid_fds.get(pid, 0) + 1
+        _pid_fds[pid] = _pid_fds[pid] + 1 if pid in _pid_fds else 1
 
 
 def unindex_pidfd(fd: int) -> None:
@@ -59,6 +60,28 @@ def unindex_pidfd(fd: int) -> None:
                 _pid_fds[pid] = n
             else:
                 del _pid_fds[pid]
+
+
+def forget_reaped(p: Process) -> None:
+    """``p`` has reaped its process: the index forgets its pid (free from now on).
+
+    Outside any critical section (a wait's reap), so it makes no call from
+    reading ``p._fd`` to its last store: a signal handler cannot run in
+    between (pidsafe/_sigsafe.py, "Sequences that make no call"), and
+    CPython switches threads only where it runs handlers, so this is one
+    step for :func:`unindex_pidfd` in another thread too.  It takes no lock
+    (a handler that ran as this began may be using it): the handle's own
+    lock, held by the caller, keeps other reaps of ``p`` out.
+    """
+    fd = p._fd
+    if fd in _fd_pid:
+        pid = _fd_pid[fd]
+        del _fd_pid[fd]
+        n = _pid_fds[pid] - 1
+        if n:
+            _pid_fds[pid] = n
+        else:
+            del _pid_fds[pid]
 
 
 def handle_holds(pid: int) -> bool:
@@ -134,16 +157,16 @@ class PidfdLease:
             OSError: a transient failure of ``waitid``; try again later.
         """
         p = self.process
-        if p.returncode is not None:
-            return LEASE_REAPED, p.returncode
+        if p._returncode is not None:
+            return LEASE_REAPED, p._returncode
         if not p._lock.acquire(blocking=False):
             return LEASE_BUSY, None
         try:
             hook = _lease_test_hook
             if hook is not None:
                 hook(p)
-            if p.returncode is not None:
-                return LEASE_REAPED, p.returncode
+            if p._returncode is not None:
+                return LEASE_REAPED, p._returncode
             # A blocking wait() never reaps (it waits with WNOWAIT, then reaps
             # under this lock like us): whoever gets the lock first reaps.
             try:

@@ -71,18 +71,22 @@ def close_if_unused(p: Process) -> bool:
     """
     if not (p._closing and p._borrowers == 0 and p._fd >= 0):
         return False
-    if p._spawned and p.returncode is None and p._generation == generation:
-        try:
-            status = _sys.waitid_status(p._fd, _sys.WEXITED | _sys.WNOHANG)
-        except ChildProcessError:
-            pass  # a foreign waiter took it: nothing left to reap
-        except OSError:
-            _abandoned.abandon(p._fd, p)  # reap_abandoned() tries again
-            return True
-        else:
-            if not status:
-                _abandoned.abandon(p._fd, p)
+    if p._spawned and p._returncode is None and p._generation == generation:
+        # Reaped already if a handler cut a wait's record short (_wait).
+        status = p._status[0]
+        if not status:
+            try:
+                status = _sys.waitid_status(p._fd, _sys.WEXITED | _sys.WNOHANG, p._status)
+            except ChildProcessError:
+                pass  # a foreign waiter took it: nothing left to reap
+            except OSError:
+                _abandoned.abandon(p._fd, p)  # reap_abandoned() tries again
                 return True
+            else:
+                if not status:
+                    _abandoned.abandon(p._fd, p)
+                    return True
+        if status:
             p._reaped(_sys.status_returncode(status))
     fd = p._fd
     _abandoned.forget(fd, p)
@@ -105,7 +109,7 @@ def close(p: Process) -> None:
             if fd >= 0:
                 os.close(fd)
         return
-    if p.returncode is not None:
+    if p._returncode is not None:
         # Reaped: there is nothing to reap or abandon, only the fd to
         # close, and no section is needed for that (_sigsafe, "Sequences
         # that make no call").  Until the fd is dropped the handle owns it (a

@@ -40,7 +40,7 @@ from .._lite import RLock
 from .._owned import Closable
 from .._sigsafe import critical, hand_out
 from . import _lifetime, _wait
-from ._lease import index_pidfd, unindex_pidfd
+from ._lease import forget_reaped, index_pidfd
 from ._pipes import Communication, close_pipes
 
 TYPE_CHECKING = False   # not typing's: its import is ~4 ms of each pidsafe-runc command
@@ -62,9 +62,13 @@ class Process(Closable):
     def __init__(self, pid: int, pidfd: int, *, args: Any = None,
                  stdin: Optional[IO[Any]] = None, stdout: Optional[IO[Any]] = None,
                  stderr: Optional[IO[Any]] = None, child: Optional[bool] = True) -> None:
+        # The status, once recorded (``returncode`` reads it), and the
+        # record a reap stores it in as it takes it from the kernel (see
+        # _wait.reap_locked): first, so that every handle has both.
+        self._returncode: Optional[int] = None
+        self._status = _sys.status_record()
         self.pid = pid
         self.args = args
-        self.returncode: Optional[int] = None
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
@@ -134,6 +138,23 @@ class Process(Closable):
 
     # -- reaping --------------------------------------------------------------
 
+    @property
+    def returncode(self) -> Optional[int]:
+        """The return code once the process has been reaped, else ``None``:
+        the exit status, or ``-N`` for signal ``N`` (as ``Popen``'s)."""
+        returncode = self._returncode
+        if returncode is None:
+            # Reaped, and the status in the handle's record, but a signal
+            # handler raised before the reap recorded it here (_wait).
+            status = self._status[0]
+            if status:
+                return _sys.status_returncode(status)
+        return returncode
+
+    @returncode.setter
+    def returncode(self, value: Optional[int]) -> None:
+        self._returncode = value   # as Popen's, which a caller may set
+
     def _reaped(self, returncode: int) -> None:
         """With ``_lock`` held: record the status of a process that is gone.
 
@@ -141,17 +162,21 @@ class Process(Closable):
         the handle index stops answering for it (else a subreaper would take
         a recycled orphan with that pid for this handle's, and never reap it).
         """
-        self.returncode = returncode
-        if self._fd >= 0:
-            unindex_pidfd(self._fd)
+        # The index first: once ``_returncode`` is set, nothing will reap
+        # again (close() then takes its path with no section), so a handler
+        # raising between the two must leave the index done and
+        # ``_returncode`` unset (the status stays in ``_status`` when the
+        # reap put it there; the kernel keeps the other kind).
+        forget_reaped(self)
+        self._returncode = returncode
 
     def poll(self) -> Optional[int]:
         """Reap the process if it has exited; its return code, else ``None``."""
-        if self.returncode is None:
+        if self._returncode is None:
             self._check_owner()
             with critical, self._lock:
                 _wait.reap_locked(self)
-        return self.returncode
+        return self._returncode
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait for the process to exit and reap it through its pidfd.
@@ -173,13 +198,13 @@ class Process(Closable):
                 process is still running after ``timeout`` seconds.
             ValueError: the handle has been closed (or came through fork()).
         """
-        if self.returncode is not None:
-            return self.returncode
+        if self._returncode is not None:
+            return self._returncode
         if self._generation != _lifetime.generation:
             self._check_owner()
         if timeout is None and self._child and _wait._block_and_reap(self):
-            assert self.returncode is not None   # the hot path, one frame less
-            return self.returncode
+            assert self._returncode is not None   # the hot path, one frame less
+            return self._returncode
         return _wait.wait(self, timeout)
 
     def communicate(self, input: Any = None,

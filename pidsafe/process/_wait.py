@@ -1,13 +1,17 @@
 """Reaping a :class:`Process` through its pidfd, and waiting for it without reaping.
 
-Asynchronous exceptions.  A signal handler may raise at any bytecode.  An
-exit status changes hands (reaped -> recorded) inside one
-``pidsafe._sigsafe.critical`` section, where handlers are held back until
-the end; nothing blocks inside one.  So a wait blocks *without reaping*
-(``waitid(WEXITED|WNOWAIT)`` for our child, ``poll(2)`` on the pidfd
-otherwise), outside any section and outside the handle's lock, then reaps
-with ``WNOHANG`` and records ``returncode`` in one section: an exception can
-interrupt the wait, never lose the status.
+Asynchronous exceptions.  A signal handler may raise at any bytecode.  A
+wait blocks *without reaping* (``waitid(WEXITED|WNOWAIT)`` for our child,
+``poll(2)`` on the pidfd otherwise), outside any section and outside the
+handle's lock, then reaps with ``WNOHANG``.  The exit status changes hands
+(reaped -> recorded) inside the C call that reaps: it stores the status in
+the handle's own record (``Process._status``, a C int) before it returns,
+so no handler can come between the kernel giving the status up and the
+handle holding it.  ``returncode`` reads the record; :func:`reap_locked`,
+under the lock, records it for good (``_returncode``; the handle index
+forgets the pid) on its next call if a handler cut the first one short.  So
+an exception can interrupt the wait, never lose the status, and the reap
+needs no critical section (the hot path's wait has none).
 
 Blocking on a duplicate.  The blocking call works on a private duplicate
 of the pidfd made under the lock, so ``close()`` in another thread may
@@ -91,7 +95,13 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
     ``fd``: reap through this duplicate of the pidfd instead (open even
     if the handle has been closed meanwhile).
     """
-    if p.returncode is not None:
+    if p._returncode is not None:
+        return True
+    status = p._status[0]
+    if status:
+        # Reaped (below, by an earlier call) and in the record, but a
+        # handler raised before that call recorded it: record it now.
+        p._reaped(_sys.status_returncode(status))
         return True
     if fd < 0:
         if p._closing and not borrowed:
@@ -100,7 +110,9 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
     stolen = False
     if p._child is not False:
         try:
-            status = _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOHANG)
+            # The status goes to p's record in the call that reaps (see
+            # the module docstring).
+            status = _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOHANG, p._status)
         except ChildProcessError:
             if p._child is None:
                 p._child = False   # adopted, and not ours
@@ -150,7 +162,7 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
 
 def is_our_child(p: Process) -> bool:
     """Whether waiting for ``p`` would reap (adopted: asks the kernel, reaps nothing)."""
-    if p._child is None and p.returncode is None:
+    if p._child is None and p._returncode is None:
         p._check_owner()
         with critical, p._lock:
             if p._child is None and not p._closing:
@@ -206,8 +218,9 @@ def _block_and_reap(p: Process) -> bool:
     pidfd, borrowed (as ``_borrow_fd`` does) rather than duplicated: a
     ``close()`` meanwhile only marks the handle closed, and the fd closes
     when the borrow ends, in the section that reaps.  Two syscalls fewer
-    than with a duplicate (fcntl, close), and one section: the one that
-    reaps and records the status.
+    than with a duplicate (fcntl, close), and no section: the reap records
+    the status in the handle as it takes it (module docstring), and the
+    borrow begins and ends with sequences that make no call.
     """
     borrowed = False
     try:
@@ -215,8 +228,8 @@ def _block_and_reap(p: Process) -> bool:
         # the borrow to its record below nothing is called, so no handler
         # can run in between (_sigsafe, "Sequences that make no call").
         with p._lock:
-            if p.returncode is not None:
-                return True
+            if p._returncode is not None or p._status[0]:
+                return reap_locked(p)   # (records a status left in the record)
             if p._closing:
                 raise ValueError(f"Process {p.pid} is closed")   # as reap_locked()
             fd = p._fd
@@ -228,13 +241,18 @@ def _block_and_reap(p: Process) -> bool:
                 _sys.waitid_status(fd, _WAIT_EXIT)
         except ChildProcessError:
             pass  # a foreign waiter took it: reap_locked says what is left
-        with critical, p._lock:
+        with p._lock:
             try:
                 return reap_locked(p, False, fd)
             finally:
+                # The borrow ends with no call in between.
                 borrowed = False
                 p._borrowers -= 1
-                p._close_if_unused()  # closed meanwhile: the fd can go now
+                if p._closing:
+                    # Closed meanwhile: the fd can go now (in a section, as
+                    # it may reap or abandon a child that still runs).
+                    with critical:
+                        p._close_if_unused()
     finally:
         if borrowed:
             with critical, p._lock:
