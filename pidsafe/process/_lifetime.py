@@ -73,10 +73,13 @@ def close_if_unused(p: Process) -> bool:
         return False
     if p._spawned and p._returncode is None and p._generation == generation:
         # Reaped already if a handler cut a wait's record short (_wait).
-        status = p._status[0]
+        record = p._status
+        status = record[0] if record is not None else 0
         if not status:
+            if record is None:
+                record = p._status = _sys.status_record()
             try:
-                status = _sys.waitid_status(p._fd, _sys.WEXITED | _sys.WNOHANG, p._status)
+                status = _sys.waitid_status(p._fd, _sys.WEXITED | _sys.WNOHANG, record)
             except ChildProcessError:
                 pass  # a foreign waiter took it: nothing left to reap
             except OSError:

@@ -19,8 +19,11 @@ owned, reaped -> recorded, owned -> closed) runs inside one
 makes no call from its first step to its last, where no handler can run
 (``_sigsafe``, "Sequences that make no call").  The hot path does the
 latter twice, to spare a section: ``close()`` of a reaped process, and the
-borrow with which ``wait()`` begins (``_wait``).  How waits block without
-reaping: ``_wait``.
+borrow with which ``wait()`` begins (``_wait``).  Its reap needs none
+either: the C call that reaps stores the status in the handle's record
+(``_status``) before it returns; ``returncode`` reads it from there until
+the status is recorded (``_returncode``; see ``_wait``).  How waits block
+without reaping: ``_wait``.
 
 Letting go of the pidfd (``_lifetime``): ``close()``, a borrowed fd, a
 handle dropped unclosed (its running child is reaped later, never left a
@@ -64,9 +67,11 @@ class Process(Closable):
                  stderr: Optional[IO[Any]] = None, child: Optional[bool] = True) -> None:
         # The status, once recorded (``returncode`` reads it), and the
         # record a reap stores it in as it takes it from the kernel (see
-        # _wait.reap_locked): first, so that every handle has both.
+        # _wait.reap_locked), made by the first reap: a handle that never
+        # reaps (a pidsafe-runc command's) never loads the compiled module.
+        # First, so that every handle has both.
         self._returncode: Optional[int] = None
-        self._status = _sys.status_record()
+        self._status: Any = None
         self.pid = pid
         self.args = args
         self.stdin = stdin
@@ -146,9 +151,9 @@ class Process(Closable):
         if returncode is None:
             # Reaped, and the status in the handle's record, but a signal
             # handler raised before the reap recorded it here (_wait).
-            status = self._status[0]
-            if status:
-                return _sys.status_returncode(status)
+            record = self._status
+            if record is not None and record[0]:
+                return _sys.status_returncode(record[0])
         return returncode
 
     @returncode.setter

@@ -97,11 +97,11 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
     """
     if p._returncode is not None:
         return True
-    status = p._status[0]
-    if status:
+    record = p._status
+    if record is not None and record[0]:
         # Reaped (below, by an earlier call) and in the record, but a
         # handler raised before that call recorded it: record it now.
-        p._reaped(_sys.status_returncode(status))
+        p._reaped(_sys.status_returncode(record[0]))
         return True
     if fd < 0:
         if p._closing and not borrowed:
@@ -112,7 +112,9 @@ def reap_locked(p: Process, borrowed: bool = False, fd: int = -1) -> bool:
         try:
             # The status goes to p's record in the call that reaps (see
             # the module docstring).
-            status = _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOHANG, p._status)
+            if record is None:
+                record = p._status = _sys.status_record()
+            status = _sys.waitid_status(fd, _sys.WEXITED | _sys.WNOHANG, record)
         except ChildProcessError:
             if p._child is None:
                 p._child = False   # adopted, and not ours
@@ -228,7 +230,7 @@ def _block_and_reap(p: Process) -> bool:
         # the borrow to its record below nothing is called, so no handler
         # can run in between (_sigsafe, "Sequences that make no call").
         with p._lock:
-            if p._returncode is not None or p._status[0]:
+            if p._returncode is not None or p._status is not None and p._status[0]:
                 return reap_locked(p)   # (records a status left in the record)
             if p._closing:
                 raise ValueError(f"Process {p.pid} is closed")   # as reap_locked()
