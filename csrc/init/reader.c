@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,6 +76,27 @@ bad:
     return NULL;
 }
 
+/*
+ * Memory for what parse() and psi_split_list() make, none of it ever freed
+ * (we exec or exit): zeroed, 16-byte aligned (a seccomp program is read in
+ * place as struct sock_filter), from a .bss arena while it lasts, else from
+ * calloc.  An exec's ops and their arguments (~2 KiB) then never start
+ * malloc's heap: its brk and mmap calls (5 on the exec's critical path) and
+ * their page faults are gone.  NULL: out of memory.
+ */
+static void *keep(size_t size)
+{
+    static char arena[65536] __attribute__((aligned(16)));
+    static size_t used;
+    size_t at = (used + 15) & ~(size_t)15;
+
+    if (at <= sizeof(arena) && size <= sizeof(arena) - at) {
+        used = at + size;
+        return arena + at;
+    }
+    return calloc(1, size ? size : 1);
+}
+
 static int take_u32(const char **p, const char *end, uint32_t *out)
 {
     if ((size_t)(end - *p) < sizeof(uint32_t))
@@ -101,7 +123,7 @@ static long parse(const char *buf, size_t len, struct psi_op **ops_out)
             return -1;
         if (op.code > PSI_OP_MAX || op.nargs > 4096)
             return -1;
-        op.args = calloc(op.nargs ? op.nargs : 1, sizeof(struct psi_arg));
+        op.args = keep((op.nargs ? op.nargs : 1) * sizeof(struct psi_arg));
         if (op.args == NULL)
             return -1;
         for (i = 0; i < op.nargs; i++) {
@@ -109,7 +131,7 @@ static long parse(const char *buf, size_t len, struct psi_op **ops_out)
             char *copy;
             if (take_u32(&p, end, &alen) < 0 || (size_t)(end - p) < alen)
                 return -1;
-            copy = malloc((size_t)alen + 1);
+            copy = keep((size_t)alen + 1);
             if (copy == NULL)
                 return -1;
             memcpy(copy, p, alen);
@@ -123,10 +145,12 @@ static long parse(const char *buf, size_t len, struct psi_op **ops_out)
         if (n == cap) {
             struct psi_op *bigger;
             cap = cap ? cap * 2 : 64;
-            bigger = realloc(ops, (size_t)cap * sizeof(*ops));
+            bigger = keep((size_t)cap * sizeof(*ops));
             if (bigger == NULL)
                 return -1;
-            ops = bigger;
+            if (n)
+                memcpy(bigger, ops, (size_t)n * sizeof(*ops));
+            ops = bigger;   /* the old array stays (never freed, as the rest) */
         }
         ops[n++] = op;
     }
@@ -157,7 +181,11 @@ char **psi_split_list(const struct psi_arg *a)
     for (i = 0; i < a->len; i++)
         if (a->data[i] == '\0')
             count++;
-    out = calloc(count + 1, sizeof(char *));
+    if (count >= SIZE_MAX / sizeof(char *)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    out = keep((count + 1) * sizeof(char *));
     if (out == NULL)
         return NULL;
     for (i = 0; i < a->len; i += strlen(a->data + i) + 1)

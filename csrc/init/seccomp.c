@@ -39,7 +39,7 @@ int psi_seccomp_load(const struct psi_op *op)
         errno = EINVAL;
         return -1;
     }
-    /* The argument is a malloc'd copy: aligned for struct sock_filter. */
+    /* The argument is a copy aligned for struct sock_filter (reader.c's keep()). */
     prog.len = (unsigned short)(prog_arg->len / sizeof(struct sock_filter));
     prog.filter = (struct sock_filter *)(void *)prog_arg->data;
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned int)flags, &prog) == 0)
