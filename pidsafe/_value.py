@@ -45,7 +45,11 @@ class Frozen:
             cls._fields = (slots,) if isinstance(slots, str) else tuple(slots)
 
     def _values(self) -> Tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self._fields)
+        # getattr for each name in C (no generator): equality, hashing and
+        # replace() read every field, and records are compared on a
+        # container's hot path (an exec's cached plan).
+        names = self._fields
+        return tuple(map(getattr, (self,) * len(names), names))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: "
@@ -76,8 +80,9 @@ class Frozen:
         unknown = set(changes) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")
-        return self.__class__(*(changes.get(name, getattr(self, name))
-                                for name in self._fields))
+        values = dict(zip(self._fields, self._values()))
+        values.update(changes)   # in place: the fields' order stays
+        return self.__class__(*values.values())
 
 
 def init_fields(obj: Frozen, *values: Any) -> None:
