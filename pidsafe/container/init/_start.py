@@ -228,7 +228,7 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
             # undo (end_forked) collects whichever child there is.
             if rec is None or rec.kind not in (RECORD_READY, RECORD_HOOKS):
                 raise error_from_record(rec, plan, cloned.wait() if rec is None else None)
-            proc = take_forked(fork_socket, st_r, args, deadline)
+            proc = take_forked(fork_socket, args)
             if proc is None:
                 raise container_error(errno.EPROTO, "pidsafe-init reported its child "
                                                     "before it sent it")
@@ -272,19 +272,29 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
         raise
 
 
+#: The last ops :func:`_fork_ops_in_child` passed (an exec's plan is kept: _exec._plan).
+_checked: Sequence[Op] = ()
+
+
 def _fork_ops_in_child(ops: Sequence[Op]) -> None:
     """Check that every op that reports to the parent (OP_HOOKS, and READY
     after the last op) comes after ``ops``' OP_FORK, in the child: the
     parent takes the child's pidfd when the first such record comes.
+    Checked once for the same ops object (a plan's ops are a tuple).
 
     Raises:
         ValueError: the plan has no OP_FORK, or an OP_HOOKS before it.
     """
+    global _checked
+    if ops is _checked:
+        return
     codes = [op.code for op in ops]
     if OP_FORK not in codes:
         raise ValueError("a plan with a fork socket needs OP_FORK")
     if OP_HOOKS in codes[:codes.index(OP_FORK)]:
         raise ValueError("OP_HOOKS must come after OP_FORK")
+    if isinstance(ops, tuple):   # never changed once made (a list may be)
+        _checked = ops
 
 
 def _close(fds: List[int], *which: int) -> None:
