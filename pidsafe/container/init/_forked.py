@@ -184,22 +184,25 @@ def entry_fds(entry: Entry) -> List[int]:
     return [fd for fd in (entry.pidfd, entry.children_pidfd, entry.fork_fd) if fd >= 0]
 
 
-def take_forked(sock: int, status: int, args: Optional[List[str]],
-                deadline: Optional[Deadline]) -> Optional[Process]:
-    """The child pidsafe-init forked into the container, owned: or ``None``
-    if pidsafe-init failed before it forked (its record is on ``status``).
+def take_forked(sock: int, args: Optional[List[str]]) -> Optional[Process]:
+    """The child pidsafe-init forked into the container, owned, once that
+    child has reported (a HOOKS or READY record): pidsafe-init lets it go
+    only once it has sent its pidfd, and a message on a unix socket is
+    queued on ours as the send returns, so it is there by now and taken
+    without a wait (a poll) of its own.  ``None`` if nothing is there
+    (pidsafe-init died first, or broke the protocol).
 
     Raises:
-        ContainerError: the deadline passed first (ETIMEDOUT).
         OSError: the message is not pidsafe-init's (EPROTO).
     """
-    if sock not in wait_readable((sock, status), deadline):
-        return None
     # The pidfd is owned by a Process before a handler can raise, and a
     # handler raising at the section's end ends that process (hand_out):
     # the caller never got it.
-    return hand_out(lambda: _receive(sock, args),
-                    lambda proc: discard(proc) if proc is not None else None)
+    try:
+        return hand_out(lambda: _receive(sock, args),
+                        lambda proc: discard(proc) if proc is not None else None)
+    except BlockingIOError:   # EAGAIN: nothing was sent
+        return None
 
 
 def end_forked(cloned: Process, sock: int, deadline: Optional[Deadline],
