@@ -64,6 +64,7 @@ class Cgroup:
         self._v2 = v2
         self._remove = list(remove)      # directories delete() removes
         self._parents = list(parents)    # ancestors we made, top-down per hierarchy
+        self._join_paths: Optional[Tuple[str, ...]] = None   # open_join_fds's, once made
 
     # -- creation ------------------------------------------------------------------
 
@@ -201,9 +202,12 @@ class Cgroup:
         Raises:
             CgroupError: a file cannot be opened (what was opened is closed).
         """
-        from ._join import open_join_fds
+        from ._join import join_paths, open_join_fds
 
-        return open_join_fds(self._v1, self._v2)
+        paths = self._join_paths
+        if paths is None:   # made once: each exec of a container opens them (a hot path)
+            paths = self._join_paths = join_paths(self._v1, self._v2)
+        return open_join_fds(paths)
 
     def join_error(self, err: int) -> "CgroupError":
         """The error for a child that failed to join through :meth:`open_tasks_fds`."""

@@ -52,13 +52,17 @@ def open_tasks_fds(v1: Mapping[str, CgroupDir]) -> List[OwnedFd]:
                                              "cgroup tasks file")]
 
 
-def open_join_fds(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir]
-                  ) -> List[Tuple[OwnedFd, str]]:
-    """:meth:`._cgroup.Cgroup.open_join_fds` (see there)."""
+def join_paths(v1: Mapping[str, CgroupDir], v2: Optional[CgroupDir]) -> Tuple[str, ...]:
+    """The files :func:`open_join_fds` opens: every v1 ``tasks``, the v2 ``cgroup.procs``."""
     paths = [d.file("tasks") for d in v1.values()]
     if v2 is not None:
         paths.append(v2.file("cgroup.procs"))
-    return open_for_writing(paths, "cgroup file to join")
+    return tuple(paths)
+
+
+def open_join_fds(paths: Tuple[str, ...]) -> List[Tuple[OwnedFd, str]]:
+    """:meth:`._cgroup.Cgroup.open_join_fds` (see there), of :func:`join_paths`."""
+    return open_for_writing(list(paths), "cgroup file to join")
 
 
 def join_error(v1: Mapping[str, CgroupDir], err: int) -> CgroupError:
