@@ -116,10 +116,27 @@ def exec_into(init: Process, spec: Spec, process: ProcessSpec, stdio: Stdio,
             if before_ops is not None:
                 before_ops()
 
+        join_fds = [fd for fd, _ in joins]
         passed = entry_fds(entry) + [fd for fd in (root_fd, console_fd)
-                                     if fd is not None and fd >= 0] + [fd for fd, _ in joins]
-        started = start_init(plan, stdio=stdio.child, pass_fds=[*passed, *kept],
-                             prepare=prepare, args=list(process.args),
+                                     if fd is not None and fd >= 0] + join_fds
+        passed += kept
+
+        def meanwhile(p: Process) -> None:
+            # pidsafe-init has its own copies since its clone: ours of the
+            # files it only writes (the joins) and of its end of the fork
+            # socket are closed while it works through its ops, not after
+            # READY.  Each leaves ``passed`` first: an undo reads the pids
+            # of the pidfds there (end_forked tells the container's init
+            # from a held child by them), and a number closed here may be
+            # a pidfd of someone else's by then.  Not the pidfds.
+            with critical:
+                for fd in join_fds if entry.fork_fd < 0 else [*join_fds, entry.fork_fd]:
+                    passed.remove(fd)
+                    owned.remove(fd)
+                    os.close(fd)
+
+        started = start_init(plan, stdio=stdio.child, pass_fds=passed,
+                             prepare=prepare, meanwhile=meanwhile, args=list(process.args),
                              fork_socket=fork_socket, deadline=deadline,
                              on_forked=adopt if fork_socket >= 0 else None)
         # Not a ``finally``: a handler raising as its section began would

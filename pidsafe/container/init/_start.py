@@ -156,8 +156,12 @@ def start_init(plan: InitPlan, *, stdio: Tuple[int, int, int], pass_fds: Sequenc
     once it has them all, while it carries them out (its namespaces,
     mounts and pivot_root: most of a create's time, spent in parallel).
     ``meanwhile`` is for an init that stops at a start gate: nothing of
-    the container runs before it has returned.  (With ``fork_socket``,
-    it runs for the one we cloned, which may have forked already.)
+    the container runs before it has returned; or for what may race the
+    process (an exec closes its copies of fds init has its own of: it
+    takes each out of ``pass_fds``, a list then, before it closes it, for
+    the undo reads the pids of the pidfds left there).  (With
+    ``fork_socket``, it runs for the one we cloned, which may have forked
+    already.)
 
     ``cgroup_fd`` (a cgroup2 directory) and ``tasks_fds`` (cgroup v1
     ``tasks`` files): the cgroups init is born into, and joins before it
