@@ -15,12 +15,19 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
 
+#: More than ``freezer.state`` or ``cgroup.events`` ever holds.
+_MAX = 4096
+
+
 def _read(path: str) -> Optional[str]:
     try:
         # Unbuffered bytes: no text layer and its isatty/seek calls (every
-        # exec checks the freezer).  UTF-8: the same for these ASCII words.
+        # exec checks the freezer).  One bounded read: a kernfs file of a
+        # few words comes whole in the first read(2), where read() to EOF
+        # adds an fstat, an lseek and a second read.  UTF-8: the same for
+        # these ASCII words.
         with open(path, "rb", buffering=0) as f:
-            return f.read().decode("utf-8", "replace")
+            return f.read(_MAX).decode("utf-8", "replace")
     except OSError:   # gone (stopped, deleted) or no such freezer
         return None
 
