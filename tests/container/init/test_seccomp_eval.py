@@ -224,6 +224,28 @@ def test_the_child_s_cgroup_joins_count_among_the_calls_under_the_filter() -> No
 
 #: A line of ``strace -f`` where a call starts: "PID name(" (finished or not).
 _CALL = re.compile(r"^(\d+)\s+([a-z0-9_]+)\(", re.M)
+#: Where a call another process's interrupted goes on: "PID  <... name resumed>REST".
+_RESUMED = re.compile(r"^(\d+)\s+<\.\.\. [a-z0-9_]+ resumed>(.*)$")
+_UNFINISHED = " <unfinished ...>"
+
+
+def _whole_calls(text: str) -> List[str]:
+    """``strace -f``'s lines, each call whole on the line where it began:
+    one that another process's call interrupted is printed as
+    "PID  name(args <unfinished ...>" and later "PID  <... name resumed>) = 0",
+    and more often the more the processes run at once (a loaded machine)."""
+    lines: List[str] = []
+    unfinished: Dict[str, int] = {}
+    for line in text.splitlines():
+        m = _RESUMED.match(line)
+        if m and m.group(1) in unfinished:
+            i = unfinished.pop(m.group(1))
+            lines[i] = lines[i][:-len(_UNFINISHED)] + m.group(2)
+            continue
+        if line.endswith(_UNFINISHED):
+            unfinished[line.split(None, 1)[0]] = len(lines)
+        lines.append(line)
+    return lines
 
 
 @pytest.mark.root
@@ -262,7 +284,7 @@ def test_every_call_after_an_early_filter_is_one_the_evaluator_lists(
         _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()
     calls: Dict[int, List[Tuple[str, str]]] = {}
-    for line in trace.read_text().splitlines():
+    for line in _whole_calls(trace.read_text()):
         m = _CALL.match(line)
         if m:
             calls.setdefault(int(m.group(1)), []).append((m.group(2), line))
@@ -279,12 +301,10 @@ def test_every_call_after_an_early_filter_is_one_the_evaluator_lists(
                if any(name in ("clone3", "clone") for name, _ in after_filter(pid))]
     assert len(forkers) == 1, f"not one exec forking under its filter: {forkers}"
     made = calls[forkers[0]]
+    # A clone3 interrupted returns on its "<... clone3 resumed>" line, joined
+    # to it (_whole_calls).
     forked = [int(m) for name, line in after_filter(forkers[0]) if name in ("clone3", "clone")
               for m in re.findall(r"= (\d+)$", line)]
-    # strace pads the pid to five columns ("%-5d "): "3082  <... clone3 resumed>".
-    resumed = re.compile(rf"^{forkers[0]}\s+<\.\.\. clone")
-    forked += [int(m) for line in trace.read_text().splitlines() if resumed.match(line)
-               for m in re.findall(r"= (\d+)$", line)]
     assert len(forked) == 1, made
     child = calls[forked[0]]
     upto_exec = child[:[name for name, _ in child].index("execve") + 1]
