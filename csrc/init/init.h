@@ -38,15 +38,7 @@ struct psi_ctx {
     int32_t seccomp_late_index;         /* its position in the stream */
     const char *exec_path;   /* PSI_OP_EXEC_PATH, or NULL: look argv[0] up */
     int32_t index;           /* the running op's position (for PSI_OP_HOOKS' record) */
-    const struct psi_op *ops;   /* the whole stream (psi_run) */
-    long nops;
-    int filtered;            /* a filter loaded before the exec (PSI_OP_SECCOMP, late=0) */
 };
-
-/* main.c: run the ops from FROM on, then READY, the gate and execve (never
- * returns); report an ERROR record and _exit(127). */
-void psi_run(struct psi_ctx *c, long from) __attribute__((noreturn));
-void psi_fail(int32_t index, int32_t op, int32_t err) __attribute__((noreturn));
 
 /* reader.c: the op stream, and the ops' arguments. */
 /* Read the stream from fd to EOF and split it into ops: their count (the

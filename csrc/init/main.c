@@ -41,13 +41,11 @@ static void report(int32_t kind, int32_t index, int32_t op, int32_t err)
     while (n < 0 && errno == EINTR);
 }
 
-void psi_fail(int32_t index, int32_t op, int32_t err)
+static void fail(int32_t index, int32_t op, int32_t err)
 {
     report(PSI_RECORD_ERROR, index, op, err);
     _exit(127);
 }
-
-#define fail psi_fail
 
 static int op_gate(struct psi_ctx *c, const struct psi_op *op)
 {
@@ -238,67 +236,13 @@ static void exec_program(char **argv, char **envp)
     errno = saved ? saved : ENOENT;
 }
 
-/*
- * Run the ops from ``from`` on, report READY, wait at the gate and exec:
- * main() from the first op, the child PSI_OP_FORK starts on its own stack
- * (namespaces.c) from the op after the fork.  Never returns.
- */
-void psi_run(struct psi_ctx *c, long from)
-{
-    struct sigaction sa;
-    long i;
-
-    for (i = from; i < c->nops; i++) {
-        op_fn fn = OPS[c->ops[i].code];
-        if (fn == NULL)
-            fail((int32_t)i, PSI_STAGE_PROTOCOL, EINVAL);
-        errno = 0;
-        c->index = (int32_t)i;
-        if (fn(c, &c->ops[i]) < 0)
-            fail((int32_t)i, (int32_t)c->ops[i].code, errno ? errno : EIO);
-        if (c->seccomp_late == &c->ops[i])
-            c->seccomp_late_index = (int32_t)i;   /* for a failure after the gate */
-    }
-    if (c->exec_argv == NULL)
-        fail(-1, PSI_STAGE_PROTOCOL, EINVAL);
-    if (c->root_fd >= 0)
-        close(c->root_fd);
-    if (c->devnull_fd >= 0)
-        close(c->devnull_fd);
-
-    report(PSI_RECORD_READY, -1, 0, 0);
-    if (c->gate_fd >= 0) {
-        char byte;
-        ssize_t r;
-        do
-            r = read(c->gate_fd, &byte, 1);
-        while (r < 0 && errno == EINTR);
-        if (r != 1)
-            fail(-1, PSI_STAGE_GATE, r < 0 ? errno : EPIPE);
-        /* The gate stays open (close-on-exec) until execve commits: `start`
-         * sees the FIFO lose its last reader exactly when the program runs. */
-    }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGPIPE, &sa, NULL);
-    /* With no_new_privs the filter comes last: as few of our own syscalls
-     * as possible run under it (runc does the same). */
-    if (c->seccomp_late != NULL && psi_seccomp_load(c->seccomp_late) < 0)
-        fail(c->seccomp_late_index, PSI_OP_SECCOMP, errno ? errno : EIO);
-    if (c->exec_path != NULL)
-        execve(c->exec_path, c->exec_argv, c->exec_envp);
-    else
-        exec_program(c->exec_argv, c->exec_envp);
-    fail(-1, PSI_STAGE_EXEC, errno);
-}
-
 int main(int argc, char **argv)
 {
     struct psi_ctx ctx = {.root_fd = -1, .devnull_fd = -1, .pivoted = 0, .gate_fd = -1,
                           .seccomp_late_index = -1, .pty_master = -1, .pty_peer = -1};
     struct psi_op *ops = NULL;
     struct sigaction sa;
-    long n;
+    long n, i;
     int ops_fd;
 
     /*
@@ -337,7 +281,46 @@ int main(int argc, char **argv)
     if (n < 0)
         _exit(127);   /* truncated: the parent died mid-stream; nobody to tell */
 
-    ctx.ops = ops;
-    ctx.nops = n;
-    psi_run(&ctx, 0);
+    for (i = 0; i < n; i++) {
+        op_fn fn = OPS[ops[i].code];
+        if (fn == NULL)
+            fail((int32_t)i, PSI_STAGE_PROTOCOL, EINVAL);
+        errno = 0;
+        ctx.index = (int32_t)i;
+        if (fn(&ctx, &ops[i]) < 0)
+            fail((int32_t)i, (int32_t)ops[i].code, errno ? errno : EIO);
+        if (ctx.seccomp_late == &ops[i])
+            ctx.seccomp_late_index = (int32_t)i;   /* for a failure after the gate */
+    }
+    if (ctx.exec_argv == NULL)
+        fail(-1, PSI_STAGE_PROTOCOL, EINVAL);
+    if (ctx.root_fd >= 0)
+        close(ctx.root_fd);
+    if (ctx.devnull_fd >= 0)
+        close(ctx.devnull_fd);
+
+    report(PSI_RECORD_READY, -1, 0, 0);
+    if (ctx.gate_fd >= 0) {
+        char byte;
+        ssize_t r;
+        do
+            r = read(ctx.gate_fd, &byte, 1);
+        while (r < 0 && errno == EINTR);
+        if (r != 1)
+            fail(-1, PSI_STAGE_GATE, r < 0 ? errno : EPIPE);
+        /* The gate stays open (close-on-exec) until execve commits: `start`
+         * sees the FIFO lose its last reader exactly when the program runs. */
+    }
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &sa, NULL);
+    /* With no_new_privs the filter comes last: as few of our own syscalls
+     * as possible run under it (runc does the same). */
+    if (ctx.seccomp_late != NULL && psi_seccomp_load(ctx.seccomp_late) < 0)
+        fail(ctx.seccomp_late_index, PSI_OP_SECCOMP, errno ? errno : EIO);
+    if (ctx.exec_path != NULL)
+        execve(ctx.exec_path, ctx.exec_argv, ctx.exec_envp);
+    else
+        exec_program(ctx.exec_argv, ctx.exec_envp);
+    fail(-1, PSI_STAGE_EXEC, errno);
+    return 127;
 }

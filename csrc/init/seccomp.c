@@ -64,8 +64,5 @@ int psi_op_seccomp(struct psi_ctx *c, const struct psi_op *op)
         c->seccomp_late = op;
         return 0;
     }
-    if (psi_seccomp_load(op) < 0)
-        return -1;
-    c->filtered = 1;
-    return 0;
+    return psi_seccomp_load(op);
 }

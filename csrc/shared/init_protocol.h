@@ -80,13 +80,10 @@
 #define PSI_OP_UNSHARE       26   /* (flags) */
 #define PSI_OP_LOOPBACK_UP   27   /* () set lo up in our (new) network namespace */
 #define PSI_OP_FORK          28   /* (socket_fd) the ops after this one run in a child of
-                                      the parent's (CLONE_PARENT|CLONE_PIDFD), born in the
-                                      pid namespace an earlier PSI_OP_SETNS chose for our
+                                      the parent's (clone3 CLONE_PARENT|CLONE_PIDFD), born in
+                                      the pid namespace an earlier PSI_OP_SETNS chose for our
                                       children: its pid (int32 data) and pidfd (SCM_RIGHTS)
-                                      go to the parent over socket_fd, then we exit 0.  The
-                                      child shares our memory (CLONE_VM, its own stack) when
-                                      no later op changes credentials or namespaces and no
-                                      filter is loaded yet; else it is forked (clone3) */
+                                      go to the parent over socket_fd, then we exit 0 */
 #define PSI_OP_SECCOMP       40   /* (flags, program, late) a classic BPF program (struct
                                       sock_filter[]) the parent compiled with libseccomp,
                                       loaded with seccomp(SECCOMP_SET_MODE_FILTER, flags).
