@@ -36,10 +36,13 @@ PTRACE_O_TRACECLONE = 0x8
 PTRACE_EVENT_FORKS = (1, 2, 3)
 WALL = 0x40000000
 CLD_TRAPPED = 4
+SYS_KCMP = 312   # x86_64
+KCMP_VM = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 _libc.ptrace.restype = ctypes.c_long
+_libc.syscall.restype = ctypes.c_long
 
 
 def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
@@ -124,6 +127,30 @@ class HoldAfterFork(_Tracer):
         _ptrace(PTRACE_DETACH, pid)
         os.waitpid(child, WALL)   # its first stop, ptrace's
         _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+
+
+class SharesMemory(_Tracer):
+    """At the seized process's next clone (both stopped), whether the
+    process it made shares its memory (``kcmp(KCMP_VM)``); then lets both
+    go as if never traced.  ``shared`` is the answer once :meth:`join` has
+    returned."""
+
+    def __init__(self) -> None:
+        self.shared: Optional[bool] = None
+        super().__init__("shares-memory",
+                         PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
+
+    def _held(self, pid: int, child: int) -> None:
+        try:
+            res = _libc.syscall(SYS_KCMP, pid, child, KCMP_VM, 0, 0)
+            if res < 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"kcmp({pid}, {child}, KCMP_VM): {os.strerror(err)}")
+            self.shared = res == 0
+        finally:
+            _ptrace(PTRACE_DETACH, pid)
+            os.waitpid(child, WALL)   # its first stop, ptrace's
+            _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
 
 
 class HoldForked(_Tracer):

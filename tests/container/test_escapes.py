@@ -670,6 +670,34 @@ def test_an_exec_whose_helper_is_held_between_its_fork_and_its_send_leaves_nothi
         c.delete(force=True)
 
 
+def test_the_process_an_exec_forks_into_the_container_shares_no_memory_with_pidsafe_init(
+        make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process pidsafe-init forks into a running container is visible
+    there at once, while pidsafe-init is still in our pid namespace.  A
+    container without a user namespace of its own that has CAP_SYS_PTRACE
+    may attach to it (non-dumpable asks for that capability in the initial
+    user namespace only): had it pidsafe-init's memory (CLONE_VM, as
+    bfa0f65 made it), writing there would run code of the container's in
+    pidsafe-init, in the host's pid namespace.  A copy reaches nothing."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("kcmp's syscall number is x86_64's here")
+    from hold_after_fork import SharesMemory
+
+    c = pidsafe.Container.create("vm", make_bundle(["sleep", "1000"]),
+                                 state_dir=str(state_dir))
+    try:
+        c.start()
+        tracer = SharesMemory()
+        _seize_exec_helpers(monkeypatch, tracer)
+        with c.exec(["true"], exec_id="vm") as p:
+            assert p.wait(timeout=60) == 0
+        tracer.join()
+        assert tracer.error is None, tracer.error
+        assert tracer.shared is False, "the forked process shares pidsafe-init's memory"
+    finally:
+        c.delete(force=True)
+
+
 def test_an_exec_into_a_container_that_froze_itself_in_the_v1_freezer_never_hangs(
         make_bundle: Any, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A container that can write its v1 freezer cgroup freezes it: the
