@@ -25,6 +25,7 @@ from typing import Any, Dict, List
 import pytest
 
 import pidsafe
+from conftest import wait_until
 from ctrd import PIDSAFE, Containerd
 from pidsafe.shim._start import socket_address
 
@@ -132,13 +133,16 @@ def test_user_namespace_on_an_idmapped_rootfs(containerd: Containerd, ctr: Any) 
     run_d(containerd, "u1", "sh", "-c", "touch /made-inside; echo done; sleep 600",
           extra=["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
                  "--remap-labels"])
+    snapshots = f"{containerd.dir}/root/io.containerd.snapshotter.v1.overlayfs/snapshots"
+    # ``run -d`` returns once the task has started, not once sh has made the file.
+    wait_until(lambda: bool(glob.glob(f"{snapshots}/*/fs/made-inside")),
+               "the container's sh to touch /made-inside", timeout=60)
     uid_map = f"{0:>10} {100000:>10} {65536:>10}\n"     # as the kernel prints it
     res = containerd.ctr_handshake(
         "tasks", "exec", "--exec-id", "e", "u1", "sh", "-c",
         "stat -c %u:%g /bin/busybox /made-inside; cat /proc/self/uid_map; read _; exit 0",
         stdout="0:0\n0:0\n" + uid_map)
     assert (res.returncode, res.stdout) == (0, "0:0\n0:0\n" + uid_map), res
-    snapshots = f"{containerd.dir}/root/io.containerd.snapshotter.v1.overlayfs/snapshots"
     made = glob.glob(f"{snapshots}/*/fs/made-inside")
     assert len(made) == 1
     st = os.stat(made[0])
