@@ -95,8 +95,8 @@ class Hierarchy(Frozen):
             rel = cgroup[len(self.root):] or "/"
         else:
             raise errors.ConfigError(PATH_FIELD, f"cgroup {cgroup} is outside the part of the "
-                                          f"{self.key or 'v2'} hierarchy mounted at "
-                                          f"{self.mountpoint} ({self.root})")
+                                                 f"{self.key or 'v2'} hierarchy mounted at "
+                                                 f"{self.mountpoint} ({self.root})")
         return self.mountpoint.rstrip("/") + (rel if rel != "/" else "")
 
 
@@ -232,8 +232,9 @@ def check_cgroups_path(path: Optional[str], container_id: str,
     if not path:
         path = posixpath.join(default_parent, container_id)
     if _systemd_form(path):
-        raise errors.UnsupportedConfigError(PATH_FIELD, f"{path!r} is the systemd cgroup driver's "
-                                                 "slice:prefix:name form; pidsafe uses cgroupfs")
+        raise errors.UnsupportedConfigError(
+            PATH_FIELD, f"{path!r} is the systemd cgroup driver's slice:prefix:name form; "
+            "pidsafe uses cgroupfs")
     if "\0" in path:
         raise errors.ConfigError(PATH_FIELD, f"holds a NUL byte: {path!r}")
     if path == "/":
@@ -242,7 +243,7 @@ def check_cgroups_path(path: Optional[str], container_id: str,
     bad = next((p for p in parts if p in ("", ".", "..")), None)
     if bad is not None:
         raise errors.ConfigError(PATH_FIELD, f"{path!r} is not a normalised path "
-                                      f"(component {bad!r})")
+                                             f"(component {bad!r})")
     return path
 
 
