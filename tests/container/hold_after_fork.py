@@ -32,6 +32,8 @@ PTRACE_SEIZE = 0x4206
 PTRACE_O_TRACEFORK = 0x2
 PTRACE_O_TRACEVFORK = 0x4
 PTRACE_O_TRACECLONE = 0x8
+#: Every kind of clone (clone3, or clone under a filter that refuses clone3).
+PTRACE_O_TRACEFORKS = PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
 #: fork, vfork, clone: which one a clone is reported as depends on its flags
 PTRACE_EVENT_FORKS = (1, 2, 3)
 WALL = 0x40000000
@@ -49,6 +51,13 @@ def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> None:
     if _libc.ptrace(request, pid, addr, data) < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"ptrace({request:#x}, {pid}): {os.strerror(err)}")
+
+
+def _let_go(child: int) -> None:
+    """Take the first stop of ``child`` (a clone's process, auto-attached),
+    ptrace's, and detach it without that SIGSTOP: as if never traced."""
+    os.waitpid(child, WALL)
+    _ptrace(PTRACE_DETACH, child)
 
 
 def _next_clone(pid: int) -> int:
@@ -125,8 +134,7 @@ class HoldAfterFork(_Tracer):
             self.cgroups = f.read()
         os.kill(pid, signal.SIGSTOP)   # taken as it returns from the clone
         _ptrace(PTRACE_DETACH, pid)
-        os.waitpid(child, WALL)   # its first stop, ptrace's
-        _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+        _let_go(child)
 
 
 class SharesMemory(_Tracer):
@@ -137,8 +145,7 @@ class SharesMemory(_Tracer):
 
     def __init__(self) -> None:
         self.shared: Optional[bool] = None
-        super().__init__("shares-memory",
-                         PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
+        super().__init__("shares-memory", PTRACE_O_TRACEFORKS)
 
     def _held(self, pid: int, child: int) -> None:
         try:
@@ -149,8 +156,7 @@ class SharesMemory(_Tracer):
             self.shared = res == 0
         finally:
             _ptrace(PTRACE_DETACH, pid)
-            os.waitpid(child, WALL)   # its first stop, ptrace's
-            _ptrace(PTRACE_DETACH, child)   # without that SIGSTOP
+            _let_go(child)
 
 
 class HoldForked(_Tracer):
@@ -163,10 +169,7 @@ class HoldForked(_Tracer):
     def __init__(self, until: Callable[[int], None]) -> None:
         self._until = until
         self.forked: Optional[int] = None
-        # Whichever way it forks (clone3, or clone under a filter that
-        # refuses clone3).
-        super().__init__("hold-forked",
-                         PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
+        super().__init__("hold-forked", PTRACE_O_TRACEFORKS)
 
     def _held(self, pid: int, child: int) -> None:
         _ptrace(PTRACE_DETACH, pid)   # pidsafe-init goes on, untraced
